@@ -1,0 +1,44 @@
+#ifndef AQUEDUCT_COMMON_CONFIG_CONFIG_H_
+#define AQUEDUCT_COMMON_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+// Configuration comes from flags, whose defaults come from the environment:
+//   ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "..."), "...");
+// so a flag given on the command line wins over the environment, which wins
+// over the built-in default. Each main reads its flags once into a plain
+// config struct; libraries never read flags or the environment.
+
+namespace aqueduct::config {
+
+// The environment variable's value, or `fallback` when unset or empty.
+std::string EnvOr(const char* name, absl::string_view fallback);
+int64_t EnvOrInt(const char* name, int64_t fallback);
+
+// A network endpoint: "host:port" over TCP or "unix:/path/to.sock".
+struct Endpoint {
+  bool is_unix = false;
+  std::string host;  // TCP host
+  uint16_t port = 0;  // TCP port
+  std::string path;   // Unix socket path
+
+  std::string ToString() const;
+};
+
+// Parses "host:port", "[v6]:port" or "unix:/path". INVALID_ARGUMENT names
+// `what` (e.g. "--redis") and the problem.
+absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text,
+                                       absl::string_view what);
+
+// Parses a positive duration in milliseconds given as an integer flag;
+// INVALID_ARGUMENT names `what` when it is not positive.
+absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms, absl::string_view what);
+
+}  // namespace aqueduct::config
+
+#endif  // AQUEDUCT_COMMON_CONFIG_CONFIG_H_

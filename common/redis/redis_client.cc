@@ -1,0 +1,319 @@
+#include "common/redis/redis_client.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging/logging.h"
+
+namespace aqueduct::redis {
+namespace {
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const {
+    if (c != nullptr) redisFree(c);
+  }
+};
+using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+
+timeval ToTimeval(absl::Duration d) {
+  if (d < absl::Milliseconds(1)) d = absl::Milliseconds(1);
+  return absl::ToTimeval(d);
+}
+
+Reply CopyReply(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Reply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Reply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Reply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Reply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) {
+        out.elements.push_back(CopyReply(r->element[i]));
+      }
+      break;
+    case REDIS_REPLY_NIL:
+    default:
+      out.type = Reply::Type::kNil;
+      break;
+  }
+  return out;
+}
+
+}  // namespace
+
+// One hiredis context; used by one thread at a time (hiredis contexts are
+// not thread-safe). `broken` is set on any error so it is never reused.
+class Connection {
+ public:
+  explicit Connection(ContextPtr ctx) : ctx_(std::move(ctx)) {}
+  redisContext* get() { return ctx_.get(); }
+  bool broken() const { return broken_ || ctx_->err != 0; }
+  void mark_broken() { broken_ = true; }
+
+ private:
+  ContextPtr ctx_;
+  bool broken_ = false;
+};
+
+Client::Client(Options options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+std::string Client::Describe() const {
+  return absl::StrCat("redis at ", options_.endpoint.ToString());
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
+    absl::Time deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto can_proceed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < options_.pool_size;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&can_proceed), deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          Describe(), ": all ", options_.pool_size,
+          " connections busy until the deadline"));
+    }
+    if (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      return conn;
+    }
+    ++open_;  // reserve a slot; released below on failure
+  }
+
+  absl::Duration budget =
+      std::min(options_.connect_timeout, deadline - absl::Now());
+  auto fail = [&](absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    --open_;
+    return s;
+  };
+  if (budget <= absl::ZeroDuration()) {
+    return fail(absl::DeadlineExceededError(
+        absl::StrCat(Describe(), ": deadline passed before connecting")));
+  }
+  timeval tv = ToTimeval(budget);
+  const config::Endpoint& ep = options_.endpoint;
+  ContextPtr ctx(ep.is_unix
+                     ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
+                     : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
+  if (ctx == nullptr) {
+    return fail(absl::UnavailableError(
+        absl::StrCat(Describe(), ": cannot allocate a connection")));
+  }
+  if (ctx->err != 0) {
+    return fail(absl::UnavailableError(
+        absl::StrCat(Describe(), ": cannot connect: ", ctx->errstr)));
+  }
+  if (!ep.is_unix) redisEnableKeepAlive(ctx.get());
+  auto conn = std::make_unique<Connection>(std::move(ctx));
+  if (!options_.password.empty()) {
+    std::vector<const char*> argv = {"AUTH"};
+    std::vector<size_t> lens = {4};
+    if (!options_.user.empty()) {
+      argv.push_back(options_.user.c_str());
+      lens.push_back(options_.user.size());
+    }
+    argv.push_back(options_.password.c_str());
+    lens.push_back(options_.password.size());
+    redisSetTimeout(conn->get(), tv);
+    ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(
+        conn->get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+    if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+      // Never echo the password or Redis's reply text beyond its code.
+      return fail(absl::UnavailableError(
+          absl::StrCat(Describe(), ": authentication failed")));
+    }
+  }
+  return conn;
+}
+
+void Client::Release(std::unique_ptr<Connection> conn) {
+  absl::MutexLock lock(&mu_);
+  if (conn == nullptr || conn->broken()) {
+    --open_;
+    return;
+  }
+  idle_.push_back(std::move(conn));
+}
+
+absl::StatusOr<std::vector<Reply>> Client::Run(
+    const std::vector<std::vector<std::string>>& commands,
+    absl::Time deadline) {
+  if (absl::Now() >= deadline) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(Describe(), ": deadline passed before sending"));
+  }
+  auto conn_or = Acquire(deadline);
+  if (!conn_or.ok()) return conn_or.status();
+  std::unique_ptr<Connection> conn = std::move(*conn_or);
+
+  absl::Duration remaining = deadline - absl::Now();
+  const bool capped_by_deadline = remaining < options_.command_timeout;
+  absl::Duration timeout = std::min(options_.command_timeout, remaining);
+  if (timeout <= absl::ZeroDuration()) {
+    Release(std::move(conn));
+    return absl::DeadlineExceededError(
+        absl::StrCat(Describe(), ": deadline passed before sending"));
+  }
+  redisContext* c = conn->get();
+  redisSetTimeout(c, ToTimeval(timeout));
+
+  for (const auto& argv : commands) {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    ptrs.reserve(argv.size());
+    lens.reserve(argv.size());
+    for (const auto& a : argv) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(c, static_cast<int>(ptrs.size()), ptrs.data(),
+                           lens.data());
+  }
+
+  std::vector<Reply> replies;
+  replies.reserve(commands.size());
+  absl::Status failure;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    errno = 0;
+    int rc = redisGetReply(c, &raw);
+    ReplyPtr reply(static_cast<redisReply*>(raw));
+    if (rc != REDIS_OK || reply == nullptr) {
+      const int saved_errno = errno;
+      conn->mark_broken();
+      const bool timed_out =
+          c->err == REDIS_ERR_IO &&
+          (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK ||
+           saved_errno == ETIMEDOUT);
+      if (timed_out && capped_by_deadline) {
+        failure = absl::DeadlineExceededError(absl::StrCat(
+            Describe(), ": no reply before the call's deadline"));
+      } else if (timed_out) {
+        failure = absl::UnavailableError(absl::StrCat(
+            Describe(), ": did not answer within ",
+            absl::FormatDuration(options_.command_timeout)));
+      } else if (c->err == REDIS_ERR_PROTOCOL) {
+        failure = absl::InternalError(
+            absl::StrCat(Describe(), ": protocol error: ", c->errstr));
+      } else {
+        failure = absl::UnavailableError(
+            absl::StrCat(Describe(), ": connection lost: ", c->errstr));
+      }
+      break;
+    }
+    replies.push_back(CopyReply(reply.get()));
+  }
+  Release(std::move(conn));
+  if (!failure.ok()) return failure;
+  return replies;
+}
+
+absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& argv,
+                                      absl::Time deadline) {
+  auto replies = Run({argv}, deadline);
+  if (!replies.ok()) return replies.status();
+  Reply& r = (*replies)[0];
+  if (r.is_error()) {
+    if (absl::StartsWith(r.str, "NOSCRIPT")) {
+      return absl::NotFoundError(r.str);  // handled by Eval
+    }
+    if (absl::StartsWith(r.str, "LOADING") ||
+        absl::StartsWith(r.str, "MASTERDOWN") ||
+        absl::StartsWith(r.str, "READONLY")) {
+      // Redis is starting up or failing over: retry later.
+      return absl::UnavailableError(absl::StrCat(Describe(), ": ", r.str));
+    }
+    return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
+  }
+  return std::move(r);
+}
+
+absl::StatusOr<std::vector<Reply>> Client::Pipeline(
+    const std::vector<std::vector<std::string>>& commands,
+    absl::Time deadline) {
+  if (commands.empty()) return std::vector<Reply>{};
+  return Run(commands, deadline);
+}
+
+absl::StatusOr<Reply> Client::Eval(const Script& script,
+                                   const std::vector<std::string>& keys,
+                                   const std::vector<std::string>& args,
+                                   absl::Time deadline) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string sha;
+    {
+      absl::MutexLock lock(&script.mu_);
+      sha = script.sha_;
+    }
+    if (sha.empty()) {
+      auto loaded = Command({"SCRIPT", "LOAD", script.source()}, deadline);
+      if (!loaded.ok()) return loaded.status();
+      sha = loaded->str;
+      absl::MutexLock lock(&script.mu_);
+      script.sha_ = sha;
+    }
+    std::vector<std::string> argv = {"EVALSHA", sha,
+                                     std::to_string(keys.size())};
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = Command(argv, deadline);
+    if (r.ok() || r.status().code() != absl::StatusCode::kNotFound) return r;
+    absl::MutexLock lock(&script.mu_);  // NOSCRIPT: Redis lost its cache
+    script.sha_.clear();
+  }
+  return absl::UnavailableError(
+      absl::StrCat(Describe(), ": script cache keeps being flushed"));
+}
+
+absl::Status Client::Ping(absl::Time deadline) {
+  auto r = Command({"PING"}, deadline);
+  if (!r.ok()) return r.status();
+  if (r->str != "PONG") {
+    return absl::UnavailableError(
+        absl::StrCat(Describe(), ": unexpected PING reply"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Key(absl::string_view service, absl::string_view tag,
+                absl::string_view rest) {
+  return absl::StrCat("aq:", service, ":{", tag, "}:", rest);
+}
+
+std::string GlobalKey(absl::string_view service, absl::string_view rest) {
+  return absl::StrCat("aq:", service, ":", rest);
+}
+
+}  // namespace aqueduct::redis

@@ -1,0 +1,125 @@
+#ifndef AQUEDUCT_COMMON_REDIS_REDIS_CLIENT_H_
+#define AQUEDUCT_COMMON_REDIS_REDIS_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/config/config.h"
+
+// The Redis client: the only code in Aqueduct that touches hiredis. Replies
+// are copied into owned `Reply` values at once; no hiredis type appears in
+// this header.
+//
+// Failures map to absl::Status the same way everywhere:
+//   connect refused / I/O error / connection closed / pool exhausted
+//                                      -> UNAVAILABLE (names the address)
+//   our command timeout fired           -> UNAVAILABLE ("did not answer")
+//   the caller's deadline ran out       -> DEADLINE_EXCEEDED
+//   protocol error / error reply        -> INTERNAL
+// A connection that saw any error is closed and replaced, never reused.
+
+namespace aqueduct::redis {
+
+// An owned copy of one Redis reply.
+struct Reply {
+  enum class Type { kNil, kString, kStatus, kInteger, kArray, kError };
+  Type type = Type::kNil;
+  std::string str;  // kString, kStatus, kError
+  int64_t integer = 0;  // kInteger
+  std::vector<Reply> elements;  // kArray
+
+  bool is_nil() const { return type == Type::kNil; }
+  bool is_error() const { return type == Type::kError; }
+};
+
+struct Options {
+  config::Endpoint endpoint;
+  absl::Duration connect_timeout = absl::Milliseconds(500);
+  absl::Duration command_timeout = absl::Milliseconds(1000);
+  // Connections kept open at most; callers beyond it wait for a free one.
+  int pool_size = 8;
+  // Optional AUTH: password alone, or user + password (ACL).
+  std::string user;
+  std::string password;
+};
+
+// A Lua script run with EVALSHA, loaded on first use and again after a
+// NOSCRIPT reply (Redis restarted or SCRIPT FLUSH).
+class Script {
+ public:
+  explicit Script(std::string source) : source_(std::move(source)) {}
+  const std::string& source() const { return source_; }
+
+ private:
+  friend class Client;
+  std::string source_;
+  mutable absl::Mutex mu_;
+  mutable std::string sha_ ABSL_GUARDED_BY(mu_);
+};
+
+class Connection;
+
+// Thread-safe client over a bounded pool of connections. Connections are
+// made lazily, so creating a client never fails because Redis is down.
+class Client {
+ public:
+  explicit Client(Options options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Runs one command given as argv (binary-safe; never a format string).
+  // An error reply becomes INTERNAL with Redis's message.
+  absl::StatusOr<Reply> Command(const std::vector<std::string>& argv,
+                                absl::Time deadline = absl::InfiniteFuture());
+
+  // Sends all commands, then reads all replies, on one connection. Error
+  // replies are returned in place (Reply::Type::kError); only I/O failures
+  // fail the whole call.
+  absl::StatusOr<std::vector<Reply>> Pipeline(
+      const std::vector<std::vector<std::string>>& commands,
+      absl::Time deadline = absl::InfiniteFuture());
+
+  // Runs a Lua script atomically. Keys must share one hash tag.
+  absl::StatusOr<Reply> Eval(const Script& script,
+                             const std::vector<std::string>& keys,
+                             const std::vector<std::string>& args,
+                             absl::Time deadline = absl::InfiniteFuture());
+
+  // PING with the given deadline: OK only when Redis answers PONG.
+  absl::Status Ping(absl::Time deadline);
+
+  // "redis at <address>", for messages.
+  std::string Describe() const;
+
+ private:
+  absl::StatusOr<std::unique_ptr<Connection>> Acquire(absl::Time deadline);
+  void Release(std::unique_ptr<Connection> conn);
+  absl::StatusOr<std::vector<Reply>> Run(
+      const std::vector<std::vector<std::string>>& commands,
+      absl::Time deadline);
+
+  const Options options_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Key helpers. Every key is "aq:<service>:{<tag>}:<rest>": the braces make
+// Redis Cluster hash only <tag>, so all keys of one owner (a session, a
+// referral) sit in one slot and multi-key Lua/MULTI stays legal.
+std::string Key(absl::string_view service, absl::string_view tag,
+                absl::string_view rest);
+// A key with no owner tag (global indexes such as the clinician queue).
+std::string GlobalKey(absl::string_view service, absl::string_view rest);
+
+}  // namespace aqueduct::redis
+
+#endif  // AQUEDUCT_COMMON_REDIS_REDIS_CLIENT_H_

@@ -1,0 +1,23 @@
+#ifndef AQUEDUCT_COMMON_STATUS_STATUS_UTIL_H_
+#define AQUEDUCT_COMMON_STATUS_STATUS_UTIL_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
+
+namespace aqueduct {
+
+// The one mapping between absl::Status and grpc::Status. Both enums carry the
+// google.rpc.Code numbering, so the mapping is code for code; the message is
+// kept verbatim.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status ToAbslStatus(const grpc::Status& status);
+
+// Prefixes a status message with context ("scoring at 127.0.0.1:7001: ...")
+// while keeping its code.
+absl::Status Annotate(const absl::Status& status, absl::string_view context);
+
+}  // namespace aqueduct
+
+#endif  // AQUEDUCT_COMMON_STATUS_STATUS_UTIL_H_

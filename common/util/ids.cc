@@ -1,0 +1,82 @@
+#include "common/util/ids.h"
+
+#include <random>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace aqueduct {
+namespace {
+
+class SystemClock : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+std::string NewId() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  static absl::Mutex mu(absl::kConstInit);
+  static std::random_device* rd = new std::random_device();
+  uint64_t hi, lo;
+  {
+    absl::MutexLock lock(&mu);
+    hi = (static_cast<uint64_t>((*rd)()) << 32) | (*rd)();
+    lo = (static_cast<uint64_t>((*rd)()) << 32) | (*rd)();
+  }
+  std::string out;
+  out.reserve(26);
+  for (int i = 0; i < 26; ++i) {
+    // 130 bits of output from 128 of input: the last char reuses low bits.
+    uint64_t& src = (i < 13) ? hi : lo;
+    out.push_back(kAlphabet[src & 31]);
+    src = (src >> 5) | (src << 59);
+  }
+  return out;
+}
+
+absl::Status ValidateIdSegment(absl::string_view id, absl::string_view field) {
+  if (id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": id is empty"));
+  }
+  if (id.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": id longer than 64 characters"));
+  }
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_';
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": id may contain only a-z, 0-9, '-' and '_'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequestId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": is required"));
+  }
+  if (id.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": longer than 64 characters"));
+  }
+  for (char c : id) {
+    if (c <= ' ' || c > '~') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": must be printable ASCII without spaces"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const Clock& RealClock() {
+  static const SystemClock* clock = new SystemClock();
+  return *clock;
+}
+
+}  // namespace aqueduct

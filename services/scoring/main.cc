@@ -1,0 +1,64 @@
+// The scoring service binary: reads flags once, loads and validates the
+// catalog (a catalog that does not validate stops the service with the
+// reason), and serves until SIGTERM/SIGINT.
+
+#include <cstdlib>
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/config/config.h"
+#include "common/logging/logging.h"
+#include "common/server/server_runner.h"
+#include "services/scoring/scoring_service.h"
+
+#ifndef AQUEDUCT_DEFAULT_DATA_DIR
+#define AQUEDUCT_DEFAULT_DATA_DIR "data"
+#endif
+
+using aqueduct::config::EnvOr;
+
+ABSL_FLAG(std::string, listen, EnvOr("AQUEDUCT_SCORING_LISTEN", "127.0.0.1:7101"),
+          "Address to serve on (host:port; port 0 picks a free one). Env "
+          "AQUEDUCT_SCORING_LISTEN.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port to this file once listening.");
+ABSL_FLAG(std::string, catalog,
+          EnvOr("AQUEDUCT_CATALOG",
+                std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/catalog/catalog.textproto"),
+          "Instrument catalog file (protobuf text format). Env AQUEDUCT_CATALOG.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Aqueduct scoring service");
+  absl::ParseCommandLine(argc, argv);
+  aqueduct::server::BlockTerminationSignals();
+  namespace log = aqueduct::log;
+  log::Init("scoring");
+
+  auto catalog = aqueduct::scoring::CatalogIndex::LoadFile(absl::GetFlag(FLAGS_catalog));
+  if (!catalog.ok()) {
+    log::Error("catalog does not load; fix the file and restart",
+               {{"error", std::string(catalog.status().message())}});
+    return 2;
+  }
+  auto engine = std::make_shared<aqueduct::scoring::ScoringEngine>(*catalog);
+  aqueduct::scoring::ScoringServiceImpl service(engine);
+
+  aqueduct::server::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
+  if (!runner.ok()) {
+    log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    return 1;
+  }
+  log::Info("scoring listening",
+            {{"port", (*runner)->port()},
+             {"catalog_version", (*catalog)->catalog().version()},
+             {"ruleset", std::string(aqueduct::scoring::ScoringEngine::kSkeletonRuleset)}});
+  int sig = aqueduct::server::WaitForTerminationSignal();
+  log::Info("signal received", {{"signal", sig}});
+  (*runner)->Shutdown();
+  return 0;
+}

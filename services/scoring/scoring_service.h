@@ -1,0 +1,36 @@
+#ifndef AQUEDUCT_SERVICES_SCORING_SCORING_SERVICE_H_
+#define AQUEDUCT_SERVICES_SCORING_SCORING_SERVICE_H_
+
+#include <memory>
+
+#include "protos/scoring/v1/scoring_service.grpc.pb.h"
+#include "services/scoring/scoring_engine.h"
+
+namespace aqueduct::scoring {
+
+// gRPC adapter over ScoringEngine. Scoring is pure CPU work with no I/O, so
+// the handlers use the callback API and finish inline: nothing blocks.
+class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
+ public:
+  explicit ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine)
+      : engine_(std::move(engine)) {}
+
+  grpc::ServerUnaryReactor* ScoreAnswers(grpc::CallbackServerContext* context,
+                                         const v1::ScoreAnswersRequest* request,
+                                         v1::ScoringResult* response) override;
+  grpc::ServerUnaryReactor* DescribeCatalog(
+      grpc::CallbackServerContext* context,
+      const v1::DescribeCatalogRequest* request,
+      v1::Catalog* response) override;
+  grpc::ServerUnaryReactor* ListRulesets(
+      grpc::CallbackServerContext* context,
+      const v1::ListRulesetsRequest* request,
+      v1::ListRulesetsResponse* response) override;
+
+ private:
+  std::shared_ptr<const ScoringEngine> engine_;
+};
+
+}  // namespace aqueduct::scoring
+
+#endif  // AQUEDUCT_SERVICES_SCORING_SCORING_SERVICE_H_
