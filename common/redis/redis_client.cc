@@ -29,7 +29,7 @@ struct ContextDeleter {
 };
 using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
 
-timeval ToTimeval(absl::Duration d) {
+timeval TimevalOf(absl::Duration d) {
   if (d < absl::Milliseconds(1)) d = absl::Milliseconds(1);
   return absl::ToTimeval(d);
 }
@@ -122,7 +122,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
     return fail(absl::DeadlineExceededError(
         absl::StrCat(Describe(), ": deadline passed before connecting")));
   }
-  timeval tv = ToTimeval(budget);
+  timeval tv = TimevalOf(budget);
   const config::Endpoint& ep = options_.endpoint;
   ContextPtr ctx(ep.is_unix
                      ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
@@ -187,7 +187,7 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
         absl::StrCat(Describe(), ": deadline passed before sending"));
   }
   redisContext* c = conn->get();
-  redisSetTimeout(c, ToTimeval(timeout));
+  redisSetTimeout(c, TimevalOf(timeout));
 
   for (const auto& argv : commands) {
     std::vector<const char*> ptrs;

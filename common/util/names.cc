@@ -1,0 +1,50 @@
+#include "common/util/names.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/util/ids.h"
+
+namespace aqueduct {
+
+std::string ScreeningName::ToString() const {
+  return absl::StrCat("users/", user_id, "/screenings/", screening_id);
+}
+
+absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
+                                            absl::string_view collection,
+                                            absl::string_view field) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": is required"));
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+  if (parts.size() != 2 || parts[0] != collection) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": expected \"", collection, "/{id}\""));
+  }
+  if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
+  return std::string(parts[1]);
+}
+
+absl::StatusOr<std::string> ParseUserName(absl::string_view name,
+                                          absl::string_view field) {
+  return ParseSimpleName(name, "users", field);
+}
+
+absl::StatusOr<ScreeningName> ParseScreeningName(absl::string_view name,
+                                                 absl::string_view field) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": is required"));
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+  if (parts.size() != 4 || parts[0] != "users" || parts[2] != "screenings") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": expected \"users/{user}/screenings/{screening}\""));
+  }
+  if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
+  if (absl::Status s = ValidateIdSegment(parts[3], field); !s.ok()) return s;
+  return ScreeningName{std::string(parts[1]), std::string(parts[3])};
+}
+
+}  // namespace aqueduct

@@ -1,0 +1,34 @@
+#ifndef AQUEDUCT_COMMON_UTIL_NAMES_H_
+#define AQUEDUCT_COMMON_UTIL_NAMES_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+// Resource names shared across the APIs (AIP-122).
+namespace aqueduct {
+
+struct ScreeningName {
+  std::string user_id;
+  std::string screening_id;
+  std::string ToString() const;  // "users/{user}/screenings/{screening}"
+};
+
+// Parses "users/{user}"; INVALID_ARGUMENT names `field`.
+absl::StatusOr<std::string> ParseUserName(absl::string_view name,
+                                          absl::string_view field);
+
+// Parses "users/{user}/screenings/{screening}"; INVALID_ARGUMENT names
+// `field`.
+absl::StatusOr<ScreeningName> ParseScreeningName(absl::string_view name,
+                                                 absl::string_view field);
+
+// Parses "<collection>/{id}"; INVALID_ARGUMENT names `field`.
+absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
+                                            absl::string_view collection,
+                                            absl::string_view field);
+
+}  // namespace aqueduct
+
+#endif  // AQUEDUCT_COMMON_UTIL_NAMES_H_

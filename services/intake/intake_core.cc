@@ -1,0 +1,536 @@
+#include "services/intake/intake_core.h"
+
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging/logging.h"
+#include "common/util/names.h"
+
+namespace aqueduct::intake {
+namespace {
+
+using Kind = SessionStore::WriteOutcome::Kind;
+
+constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
+
+// Items of the screening's instruments, in asking order.
+std::vector<std::pair<const scoring::v1::Instrument*, const scoring::v1::Item*>>
+ItemsOf(const storage::v1::SessionRecord& record,
+        const scoring::CatalogIndex& catalog) {
+  std::vector<std::pair<const scoring::v1::Instrument*, const scoring::v1::Item*>> out;
+  for (const std::string& id : record.instruments()) {
+    const scoring::v1::Instrument* ins = catalog.FindInstrument(id);
+    if (ins == nullptr) continue;
+    for (const auto& item : ins->items()) out.emplace_back(ins, &item);
+  }
+  return out;
+}
+
+v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
+  v1::PersonRoute route;
+  const auto primary = result.routing().primary_route();
+  switch (primary) {
+    case common::v1::SELF_HELP:
+      route.set_route(primary);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " Here is a self-help plan you can start today. We will remind you "
+          "to check in again in two weeks."));
+      *route.mutable_self_help_plan() = result.routing().self_help_plan();
+      break;
+    case common::v1::THERAPY:
+      route.set_route(primary);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " A licensed clinician will review your answers and follow up about "
+          "next steps."));
+      break;
+    case common::v1::KETAMINE_REVIEW:
+      // Nothing about eligibility reaches the person before a physician
+      // confirms it: only that a physician is reviewing.
+      route.set_route(common::v1::ROUTE_UNSPECIFIED);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer, " Your answers are under review by a physician."));
+      break;
+    case common::v1::CRISIS_URGENT:
+    case common::v1::CRISIS_ACUTE:
+      route.set_route(primary);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " Please reach out to the crisis resources below now; you do not "
+          "have to wait. A clinician will review your answers urgently."));
+      break;
+    default:
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(kDisclaimer,
+                                     " A clinician will review your answers."));
+  }
+  return route;
+}
+
+}  // namespace
+
+std::shared_ptr<const scoring::CatalogIndex> CatalogHolder::Get() const {
+  absl::MutexLock lock(&mu_);
+  return catalog_;
+}
+
+void CatalogHolder::Set(std::shared_ptr<const scoring::CatalogIndex> catalog) {
+  absl::MutexLock lock(&mu_);
+  catalog_ = std::move(catalog);
+}
+
+absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring, absl::Time deadline) {
+  auto catalog = scoring.DescribeCatalog(deadline);
+  if (!catalog.ok()) return catalog.status();
+  auto index = scoring::CatalogIndex::Build(std::move(*catalog));
+  if (!index.ok()) return index.status();
+  Set(std::move(*index));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ParseEtag(const std::string& etag) {
+  int64_t v = 0;
+  if (etag.empty()) return absl::InvalidArgumentError("etag: is required");
+  if (!absl::SimpleAtoi(etag, &v) || v < 1) {
+    return absl::InvalidArgumentError(
+        "etag: not an etag returned by this service");
+  }
+  return v;
+}
+
+absl::StatusOr<std::shared_ptr<const scoring::CatalogIndex>> IntakeCore::Catalog()
+    const {
+  auto c = catalog_->Get();
+  if (c == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("instrument catalog not loaded yet from ",
+                     scoring_->Describe(), "; retry shortly"));
+  }
+  return c;
+}
+
+absl::StatusOr<StoredSession> IntakeCore::Load(const std::string& name,
+                                               const std::string& field,
+                                               absl::Time deadline) {
+  auto parsed = ParseScreeningName(name, field);
+  if (!parsed.ok()) return parsed.status();
+  auto read = store_->Get(parsed->screening_id, "", deadline);
+  if (!read.ok()) return read.status();
+  if (!read->session.has_value() ||
+      read->session->record.user_id() != parsed->user_id) {
+    return absl::NotFoundError(absl::StrCat(field, ": no such screening"));
+  }
+  return std::move(*read->session);
+}
+
+v1::Screening IntakeCore::ToScreening(const StoredSession& s) const {
+  v1::Screening out;
+  const auto& r = s.record;
+  out.set_name(ScreeningName{r.user_id(), r.screening_id()}.ToString());
+  out.set_state(r.state());
+  out.set_etag(absl::StrCat(s.version));
+  out.set_consent_version(r.consent_version());
+  out.set_locale(r.locale());
+  out.set_catalog_version(r.catalog_version());
+  out.set_create_time_ms(r.create_time_ms());
+  out.set_update_time_ms(r.update_time_ms());
+  if (r.state() == v1::IN_PROGRESS) {
+    out.set_expire_time_ms(r.update_time_ms() +
+                           absl::ToInt64Milliseconds(config_.session_ttl));
+  }
+  if (auto catalog = catalog_->Get(); catalog != nullptr) {
+    *out.mutable_progress() = NextItemsOf(s, *catalog).progress();
+  }
+  return out;
+}
+
+v1::NextItems IntakeCore::NextItemsOf(const StoredSession& s,
+                                      const scoring::CatalogIndex& catalog) const {
+  v1::NextItems next;
+  next.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
+  next.set_etag(absl::StrCat(s.version));
+  int answered = 0, remaining = 0;
+  bool required_missing = false;
+  const scoring::v1::Instrument* page = nullptr;
+  for (const auto& [ins, item] : ItemsOf(s.record, catalog)) {
+    if (s.record.answers().contains(item->id())) {
+      ++answered;
+      continue;
+    }
+    ++remaining;
+    if (item->required()) required_missing = true;
+    // One page per instrument: the first instrument with open items.
+    if (page == nullptr) page = ins;
+    if (ins == page && s.record.state() == v1::IN_PROGRESS) {
+      v1::ItemToAsk* ask = next.add_items();
+      *ask->mutable_item() = *item;
+      ask->set_instrument_id(ins->id());
+      ask->set_stem(ins->stem());
+      ask->set_copyright(ins->copyright());
+    }
+  }
+  next.mutable_progress()->set_answered(answered);
+  next.mutable_progress()->set_remaining(remaining);
+  next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS && !required_missing);
+  return next;
+}
+
+absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
+    const v1::StartScreeningRequest& request, absl::Time deadline) {
+  auto user = ParseUserName(request.parent(), "parent");
+  if (!user.ok()) return user.status();
+  if (request.consent_version().empty()) {
+    return absl::InvalidArgumentError("consent_version: is required");
+  }
+  if (request.consent_version().size() > 64) {
+    return absl::InvalidArgumentError("consent_version: longer than 64 characters");
+  }
+  if (request.locale().size() > 35) {
+    return absl::InvalidArgumentError("locale: longer than 35 characters");
+  }
+  const auto& state = request.context().location_state();
+  if (!state.empty() && (state.size() != 2 || !isupper(state[0]) || !isupper(state[1]))) {
+    return absl::InvalidArgumentError(
+        "context.location_state: expected a two-letter US state code such as \"FL\"");
+  }
+  std::string request_id = request.request_id();
+  if (!request_id.empty()) {
+    if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok()) return s;
+  }
+  auto catalog = Catalog();
+  if (!catalog.ok()) return catalog.status();
+
+  std::string screening_id = NewId();
+  if (!request_id.empty()) {
+    auto bound = store_->ClaimStartRequest(*user, request_id, screening_id, deadline);
+    if (!bound.ok()) return bound.status();
+    screening_id = *bound;
+  } else {
+    request_id = absl::StrCat("start-", screening_id);
+  }
+  // A retried start finds the session made by the first attempt.
+  auto existing = store_->Get(screening_id, "", deadline);
+  if (!existing.ok()) return existing.status();
+  if (existing->session.has_value()) {
+    if (existing->session->record.user_id() != *user) {
+      return absl::InternalError("start request bound to another user's screening");
+    }
+    return ToScreening(*existing->session);
+  }
+
+  const int64_t now = clock_->NowMillis();
+  StoredSession session;
+  auto& r = session.record;
+  r.set_screening_id(screening_id);
+  r.set_user_id(*user);
+  r.set_state(v1::IN_PROGRESS);
+  r.set_consent_version(request.consent_version());
+  r.set_locale(request.locale().empty() ? "en-US" : request.locale());
+  r.set_catalog_version((*catalog)->catalog().version());
+  *r.mutable_context() = request.context();
+  r.set_create_time_ms(now);
+  r.set_update_time_ms(now);
+  // The foundation asks every instrument of the catalog; the adaptive flow
+  // (issue 4) chooses them from the context and the answers.
+  for (const auto& ins : (*catalog)->catalog().instruments()) r.add_instruments(ins.id());
+
+  SessionStore::WriteRequest write;
+  write.expected_version = 0;
+  write.record = r;
+  write.request_id = request_id;
+  write.ttl = config_.session_ttl;
+  auto outcome = store_->Write(screening_id, write, deadline);
+  if (!outcome.ok()) return outcome.status();
+  if (outcome->kind == Kind::kExists) {  // a concurrent retry won the race
+    auto again = store_->Get(screening_id, "", deadline);
+    if (!again.ok()) return again.status();
+    if (!again->session.has_value()) return absl::AbortedError("start raced; retry");
+    return ToScreening(*again->session);
+  }
+  if (outcome->kind != Kind::kWritten) {
+    return absl::InternalError("unexpected outcome creating a screening");
+  }
+  session.version = outcome->version;
+  if (absl::Status s = store_->IndexForUser(*user, screening_id, now, deadline); !s.ok()) {
+    return s;  // the retry with the same request id completes the index
+  }
+  log::Info("screening started", {{"catalog_version", r.catalog_version()}});
+  return ToScreening(session);
+}
+
+absl::StatusOr<v1::Screening> IntakeCore::GetScreening(
+    const v1::GetScreeningRequest& request, absl::Time deadline) {
+  auto session = Load(request.name(), "name", deadline);
+  if (!session.ok()) return session.status();
+  return ToScreening(*session);
+}
+
+absl::StatusOr<v1::NextItems> IntakeCore::GetNextItems(
+    const v1::GetNextItemsRequest& request, absl::Time deadline) {
+  auto catalog = Catalog();
+  if (!catalog.ok()) return catalog.status();
+  auto session = Load(request.name(), "name", deadline);
+  if (!session.ok()) return session.status();
+  if (session->record.state() != v1::IN_PROGRESS) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "name: screening is ", v1::ScreeningState_Name(session->record.state()),
+        "; there are no items to ask"));
+  }
+  return NextItemsOf(*session, **catalog);
+}
+
+absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
+    const v1::SubmitAnswersRequest& request, absl::Time deadline) {
+  auto name = ParseScreeningName(request.name(), "name");
+  if (!name.ok()) return name.status();
+  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) {
+    return s;
+  }
+  auto expected = ParseEtag(request.etag());
+  if (!expected.ok()) return expected.status();
+  if (request.answers().empty()) {
+    return absl::InvalidArgumentError("answers: at least one answer is required");
+  }
+  auto catalog = Catalog();
+  if (!catalog.ok()) return catalog.status();
+
+  auto read = store_->Get(name->screening_id, request.request_id(), deadline);
+  if (!read.ok()) return read.status();
+  if (!read->session.has_value() || read->session->record.user_id() != name->user_id) {
+    return absl::NotFoundError("name: no such screening");
+  }
+  v1::SubmitAnswersResponse response;
+  if (read->reply.has_value()) {  // retry of an applied request: same reply
+    if (!response.ParseFromString(*read->reply)) {
+      return absl::DataLossError("stored reply does not parse");
+    }
+    return response;
+  }
+  StoredSession session = std::move(*read->session);
+  if (session.record.state() != v1::IN_PROGRESS) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "name: screening is ", v1::ScreeningState_Name(session.record.state()),
+        "; answers can no longer change"));
+  }
+  if (session.version != *expected) {
+    return absl::AbortedError(absl::StrCat(
+        "etag: the screening changed since etag \"", request.etag(),
+        "\" (current etag \"", session.version, "\"); fetch it and resubmit"));
+  }
+  // Validate the whole page before changing anything: a bad answer stores
+  // nothing of the page.
+  absl::flat_hash_set<std::string> in_screening;
+  for (const auto& [ins, item] : ItemsOf(session.record, **catalog)) {
+    in_screening.insert(item->id());
+  }
+  absl::flat_hash_set<std::string> seen;
+  for (int i = 0; i < request.answers_size(); ++i) {
+    const auto& a = request.answers(i);
+    const std::string field = absl::StrCat("answers[", i, "]");
+    if (absl::Status s = (*catalog)->ValidateAnswer(a, field); !s.ok()) return s;
+    if (!in_screening.contains(a.item_id())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".item_id: \"", a.item_id(), "\" is not part of this screening"));
+    }
+    if (!seen.insert(a.item_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".item_id: \"", a.item_id(), "\" appears twice in this page"));
+    }
+  }
+  for (const auto& a : request.answers()) {
+    (*session.record.mutable_answers())[a.item_id()] = a;
+  }
+  session.record.set_update_time_ms(clock_->NowMillis());
+
+  // The reply carries the version this write will create (expected + 1).
+  StoredSession after = session;
+  after.version = *expected + 1;
+  *response.mutable_screening() = ToScreening(after);
+  *response.mutable_next() = NextItemsOf(after, **catalog);
+
+  SessionStore::WriteRequest write;
+  write.expected_version = *expected;
+  write.record = session.record;
+  write.request_id = request.request_id();
+  write.reply = response.SerializeAsString();
+  write.ttl = config_.session_ttl;
+  auto outcome = store_->Write(name->screening_id, write, deadline);
+  if (!outcome.ok()) return outcome.status();
+  switch (outcome->kind) {
+    case Kind::kWritten:
+      return response;
+    case Kind::kReplay:
+      if (!response.ParseFromString(outcome->reply)) {
+        return absl::DataLossError("stored reply does not parse");
+      }
+      return response;
+    case Kind::kConflict:
+      return absl::AbortedError(absl::StrCat(
+          "etag: the screening changed since etag \"", request.etag(),
+          "\" (current etag \"", outcome->version, "\"); fetch it and resubmit"));
+    case Kind::kMissing:
+      return absl::NotFoundError("name: no such screening (expired?)");
+    default:
+      return absl::InternalError("unexpected outcome storing answers");
+  }
+}
+
+v1::CompleteScreeningResponse IntakeCore::CompletionResponse(
+    const StoredSession& s) const {
+  v1::CompleteScreeningResponse response;
+  *response.mutable_screening() = ToScreening(s);
+  v1::ScreeningResult* result = response.mutable_result();
+  result->set_name(response.screening().name());
+  if (s.result.has_value()) {
+    result->set_complete_time_ms(s.result->complete_time_ms());
+    *result->mutable_scoring() = s.result->scoring();
+    *response.mutable_route() = PersonRouteOf(s.result->scoring());
+    if (s.result->scoring().has_crisis_resources()) {
+      *response.mutable_crisis_resources() = s.result->scoring().crisis_resources();
+    }
+  }
+  response.set_handoff(s.record.handoff());
+  return response;
+}
+
+v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline) {
+  referral::v1::CreateReferralRequest req;
+  req.set_request_id(absl::StrCat("handoff-", session.record.screening_id()));
+  req.set_screening(
+      ScreeningName{session.record.user_id(), session.record.screening_id()}.ToString());
+  *req.mutable_result() = session.result->scoring();
+  req.set_location_state(session.record.context().location_state());
+  auto created = referral_->CreateReferral(req, deadline);
+  if (!created.ok()) {
+    log::Warn("referral hand-off pending",
+              {{"code", static_cast<int>(created.status().code())},
+               {"peer", referral_->Describe()}});
+    return v1::PENDING;
+  }
+  // Record the delivery; a lost race here only means a later retry calls
+  // referral again, which is idempotent per screening and ruleset.
+  storage::v1::SessionRecord record = session.record;
+  record.set_handoff(v1::DELIVERED);
+  SessionStore::WriteRequest write;
+  write.expected_version = session.version;
+  write.record = record;
+  write.request_id = absl::StrCat("handoff-", session.version);
+  auto outcome = store_->Write(record.screening_id(), write, deadline);
+  if (outcome.ok() && outcome->kind == Kind::kWritten) {
+    session.record = std::move(record);
+    session.version = outcome->version;
+  }
+  return v1::DELIVERED;
+}
+
+absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
+    const v1::CompleteScreeningRequest& request, absl::Time deadline) {
+  auto name = ParseScreeningName(request.name(), "name");
+  if (!name.ok()) return name.status();
+  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) {
+    return s;
+  }
+  auto expected = ParseEtag(request.etag());
+  if (!expected.ok()) return expected.status();
+  auto catalog = Catalog();
+  if (!catalog.ok()) return catalog.status();
+  auto loaded = Load(request.name(), "name", deadline);
+  if (!loaded.ok()) return loaded.status();
+  StoredSession session = std::move(*loaded);
+  const auto& r = session.record;
+
+  if (r.state() == v1::COMPLETED) {
+    if (r.complete_request_id() != request.request_id()) {
+      return absl::FailedPreconditionError("name: screening is already completed");
+    }
+    // Same request again: the same result, and another try at a pending
+    // hand-off.
+    if (r.handoff() != v1::DELIVERED && session.result.has_value()) {
+      session.record.set_handoff(HandOff(session, deadline));
+    }
+    return CompletionResponse(session);
+  }
+  if (r.state() != v1::IN_PROGRESS) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "name: screening is ", v1::ScreeningState_Name(r.state()),
+        "; it cannot be completed"));
+  }
+  if (session.version != *expected) {
+    return absl::AbortedError(absl::StrCat(
+        "etag: the screening changed since etag \"", request.etag(),
+        "\" (current etag \"", session.version, "\"); fetch it and retry"));
+  }
+  std::vector<std::string> missing;
+  for (const auto& [ins, item] : ItemsOf(r, **catalog)) {
+    if (item->required() && !r.answers().contains(item->id())) missing.push_back(item->id());
+  }
+  if (!missing.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "required items not answered: ", absl::StrJoin(missing, ", ")));
+  }
+
+  scoring::v1::ScoreAnswersRequest score_req;
+  for (const auto& item_and_ins : ItemsOf(r, **catalog)) {
+    auto it = r.answers().find(item_and_ins.second->id());
+    if (it != r.answers().end()) *score_req.mutable_answers()->add_answers() = it->second;
+  }
+  for (const auto& id : r.instruments()) score_req.add_administered_instruments(id);
+  auto scored = scoring_->Score(score_req, deadline);
+  if (!scored.ok()) {
+    // Nothing is committed: the answers stay, the person can retry.
+    if (scored.status().code() == absl::StatusCode::kInvalidArgument) {
+      return absl::InternalError(absl::StrCat("stored answers rejected by ",
+                                              scoring_->Describe()));
+    }
+    return scored.status();
+  }
+
+  const int64_t now = clock_->NowMillis();
+  storage::v1::ResultRecord result;
+  result.set_complete_time_ms(now);
+  *result.mutable_scoring() = std::move(*scored);
+  storage::v1::SessionRecord record = r;
+  record.set_state(v1::COMPLETED);
+  record.set_update_time_ms(now);
+  record.set_complete_time_ms(now);
+  record.set_complete_request_id(request.request_id());
+  record.set_handoff(v1::PENDING);
+
+  SessionStore::WriteRequest write;
+  write.expected_version = *expected;
+  write.record = record;
+  write.result = result;
+  write.request_id = request.request_id();
+  write.ttl = absl::ZeroDuration();  // completed results do not expire
+  auto outcome = store_->Write(name->screening_id, write, deadline);
+  if (!outcome.ok()) return outcome.status();
+  if (outcome->kind == Kind::kConflict) {
+    return absl::AbortedError(absl::StrCat(
+        "etag: the screening changed while completing (current etag \"",
+        outcome->version, "\"); fetch it and retry"));
+  }
+  if (outcome->kind == Kind::kMissing) {
+    return absl::NotFoundError("name: no such screening (expired?)");
+  }
+  if (outcome->kind != Kind::kWritten) {
+    return absl::InternalError("unexpected outcome completing a screening");
+  }
+  session.record = std::move(record);
+  session.result = std::move(result);
+  session.version = outcome->version;
+  log::Info("screening completed",
+            {{"route", common::v1::Route_Name(
+                           session.result->scoring().routing().primary_route())},
+             {"ruleset", session.result->scoring().ruleset_version()}});
+  session.record.set_handoff(HandOff(session, deadline));
+  return CompletionResponse(session);
+}
+
+}  // namespace aqueduct::intake

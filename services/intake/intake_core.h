@@ -1,0 +1,90 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_INTAKE_CORE_H_
+#define AQUEDUCT_SERVICES_INTAKE_INTAKE_CORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/util/ids.h"
+#include "protos/intake/v1/intake_service.pb.h"
+#include "services/intake/peers.h"
+#include "services/intake/session_store.h"
+#include "services/scoring/catalog.h"
+
+namespace aqueduct::intake {
+
+// The catalog intake asks from, fetched from scoring (which owns it). Empty
+// until the first successful fetch; intake is not ready until then.
+class CatalogHolder {
+ public:
+  std::shared_ptr<const scoring::CatalogIndex> Get() const;
+  void Set(std::shared_ptr<const scoring::CatalogIndex> catalog);
+
+  // Fetches and validates the catalog from scoring once.
+  absl::Status LoadFrom(ScoringPeer& scoring, absl::Time deadline);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const scoring::CatalogIndex> catalog_ ABSL_GUARDED_BY(mu_);
+};
+
+struct IntakeConfig {
+  // Idle time after which an in-progress screening expires (refreshed on
+  // every write).
+  absl::Duration session_ttl = absl::Hours(72);
+};
+
+// Screening-session logic above the store and the peers; no gRPC types.
+class IntakeCore {
+ public:
+  IntakeCore(SessionStore* store, ScoringPeer* scoring, ReferralPeer* referral,
+             const CatalogHolder* catalog, const Clock* clock,
+             IntakeConfig config)
+      : store_(store),
+        scoring_(scoring),
+        referral_(referral),
+        catalog_(catalog),
+        clock_(clock),
+        config_(config) {}
+
+  absl::StatusOr<v1::Screening> StartScreening(
+      const v1::StartScreeningRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::Screening> GetScreening(
+      const v1::GetScreeningRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::NextItems> GetNextItems(
+      const v1::GetNextItemsRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::SubmitAnswersResponse> SubmitAnswers(
+      const v1::SubmitAnswersRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::CompleteScreeningResponse> CompleteScreening(
+      const v1::CompleteScreeningRequest& request, absl::Time deadline);
+
+ private:
+  absl::StatusOr<std::shared_ptr<const scoring::CatalogIndex>> Catalog() const;
+  // Loads a session by name; NOT_FOUND for unknown ones and for another
+  // user's (the same answer, so ids cannot be probed).
+  absl::StatusOr<StoredSession> Load(const std::string& name,
+                                     const std::string& field,
+                                     absl::Time deadline);
+  v1::Screening ToScreening(const StoredSession& s) const;
+  v1::NextItems NextItemsOf(const StoredSession& s,
+                            const scoring::CatalogIndex& catalog) const;
+  // Hands the result to referral; returns the hand-off state reached.
+  v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);
+  v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s) const;
+
+  SessionStore* store_;
+  ScoringPeer* scoring_;
+  ReferralPeer* referral_;
+  const CatalogHolder* catalog_;
+  const Clock* clock_;
+  IntakeConfig config_;
+};
+
+// Parses an etag given by a client; INVALID_ARGUMENT names "etag".
+absl::StatusOr<int64_t> ParseEtag(const std::string& etag);
+
+}  // namespace aqueduct::intake
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_INTAKE_CORE_H_

@@ -1,0 +1,59 @@
+#include "services/intake/intake_service.h"
+
+#include "common/server/deadlines.h"
+#include "common/status/status_util.h"
+
+namespace aqueduct::intake {
+namespace {
+
+// validate -> core -> map once.
+template <typename Response, typename Result>
+grpc::Status Reply(Result result, Response* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status IntakeServiceImpl::StartScreening(
+    grpc::ServerContext* context, const v1::StartScreeningRequest* request,
+    v1::Screening* response) {
+  return Reply(core_->StartScreening(
+                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::GetScreening(
+    grpc::ServerContext* context, const v1::GetScreeningRequest* request,
+    v1::Screening* response) {
+  return Reply(core_->GetScreening(
+                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::GetNextItems(
+    grpc::ServerContext* context, const v1::GetNextItemsRequest* request,
+    v1::NextItems* response) {
+  return Reply(core_->GetNextItems(
+                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::SubmitAnswers(
+    grpc::ServerContext* context, const v1::SubmitAnswersRequest* request,
+    v1::SubmitAnswersResponse* response) {
+  return Reply(core_->SubmitAnswers(
+                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::CompleteScreening(
+    grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
+    v1::CompleteScreeningResponse* response) {
+  return Reply(core_->CompleteScreening(
+                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+}  // namespace aqueduct::intake

@@ -1,0 +1,42 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_INTAKE_SERVICE_H_
+#define AQUEDUCT_SERVICES_INTAKE_INTAKE_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "protos/intake/v1/intake_service.grpc.pb.h"
+#include "services/intake/intake_core.h"
+
+namespace aqueduct::intake {
+
+// gRPC adapter over IntakeCore. Synchronous API on purpose: handlers block
+// on Redis and on scoring/referral calls, and on gRPC 1.51 blocking inside a
+// callback reactor starves the server (grpc/grpc#36609). The sync API runs
+// each call on a pool thread (ServerOptions::max_threads).
+class IntakeServiceImpl final : public v1::IntakeService::Service {
+ public:
+  IntakeServiceImpl(IntakeCore* core, absl::Duration max_rpc_time)
+      : core_(core), max_rpc_time_(max_rpc_time) {}
+
+  grpc::Status StartScreening(grpc::ServerContext* context,
+                              const v1::StartScreeningRequest* request,
+                              v1::Screening* response) override;
+  grpc::Status GetScreening(grpc::ServerContext* context,
+                            const v1::GetScreeningRequest* request,
+                            v1::Screening* response) override;
+  grpc::Status GetNextItems(grpc::ServerContext* context,
+                            const v1::GetNextItemsRequest* request,
+                            v1::NextItems* response) override;
+  grpc::Status SubmitAnswers(grpc::ServerContext* context,
+                             const v1::SubmitAnswersRequest* request,
+                             v1::SubmitAnswersResponse* response) override;
+  grpc::Status CompleteScreening(grpc::ServerContext* context,
+                                 const v1::CompleteScreeningRequest* request,
+                                 v1::CompleteScreeningResponse* response) override;
+
+ private:
+  IntakeCore* core_;
+  absl::Duration max_rpc_time_;
+};
+
+}  // namespace aqueduct::intake
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_INTAKE_SERVICE_H_

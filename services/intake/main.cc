@@ -1,0 +1,143 @@
+// The intake service binary: reads flags once and serves until
+// SIGTERM/SIGINT. Starts even when Redis or scoring is down: health stays
+// NOT_SERVING, the log names what is missing and where, and it keeps
+// retrying (the catalog from scoring every second until it loads).
+
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/config/config.h"
+#include "common/logging/logging.h"
+#include "common/redis/redis_client.h"
+#include "common/server/server_runner.h"
+#include "services/intake/intake_service.h"
+#include "services/intake/redis_session_store.h"
+
+using aqueduct::config::EnvOr;
+using aqueduct::config::EnvOrInt;
+
+ABSL_FLAG(std::string, listen, EnvOr("AQUEDUCT_INTAKE_LISTEN", "127.0.0.1:7100"),
+          "Address to serve on. Env AQUEDUCT_INTAKE_LISTEN.");
+ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
+ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
+          "Redis address, host:port or unix:/path. Env AQUEDUCT_REDIS.");
+ABSL_FLAG(std::string, scoring, EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101"),
+          "Scoring service address. Env AQUEDUCT_SCORING_ADDR.");
+ABSL_FLAG(std::string, referral, EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102"),
+          "Referral service address. Env AQUEDUCT_REFERRAL_ADDR.");
+ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000),
+          "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
+ABSL_FLAG(int64_t, peer_timeout_ms, EnvOrInt("AQUEDUCT_PEER_TIMEOUT_MS", 3000),
+          "Per-call timeout to scoring and referral. Env AQUEDUCT_PEER_TIMEOUT_MS.");
+ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
+          "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
+ABSL_FLAG(int64_t, session_ttl_hours, EnvOrInt("AQUEDUCT_SESSION_TTL_HOURS", 72),
+          "Idle hours before an in-progress screening expires. Env "
+          "AQUEDUCT_SESSION_TTL_HOURS.");
+ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Aqueduct intake service");
+  absl::ParseCommandLine(argc, argv);
+  aqueduct::server::BlockTerminationSignals();
+  namespace log = aqueduct::log;
+  namespace config = aqueduct::config;
+  log::Init("intake");
+
+  auto endpoint = config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
+  auto scoring_ep = config::ParseEndpoint(absl::GetFlag(FLAGS_scoring), "--scoring");
+  auto referral_ep = config::ParseEndpoint(absl::GetFlag(FLAGS_referral), "--referral");
+  auto redis_timeout =
+      config::PositiveMillis(absl::GetFlag(FLAGS_redis_timeout_ms), "--redis_timeout_ms");
+  auto peer_timeout =
+      config::PositiveMillis(absl::GetFlag(FLAGS_peer_timeout_ms), "--peer_timeout_ms");
+  auto max_rpc = config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
+  auto ttl_hours = absl::GetFlag(FLAGS_session_ttl_hours);
+  for (const absl::Status& s :
+       {endpoint.status(), scoring_ep.status(), referral_ep.status(),
+        redis_timeout.status(), peer_timeout.status(), max_rpc.status(),
+        ttl_hours > 0 ? absl::OkStatus()
+                      : absl::InvalidArgumentError("--session_ttl_hours: must be positive")}) {
+    if (!s.ok()) {
+      log::Error("bad configuration", {{"error", std::string(s.message())}});
+      return 2;
+    }
+  }
+
+  aqueduct::redis::Options redis_options;
+  redis_options.endpoint = *endpoint;
+  redis_options.command_timeout = *redis_timeout;
+  redis_options.pool_size = absl::GetFlag(FLAGS_threads);
+  redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
+  aqueduct::redis::Client redis(redis_options);
+  aqueduct::intake::RedisSessionStore store(&redis);
+
+  const std::string scoring_addr = scoring_ep->ToString();
+  const std::string referral_addr = referral_ep->ToString();
+  aqueduct::intake::GrpcScoringPeer scoring(
+      grpc::CreateChannel(scoring_addr, grpc::InsecureChannelCredentials()),
+      scoring_addr, *peer_timeout);
+  aqueduct::intake::GrpcReferralPeer referral(
+      grpc::CreateChannel(referral_addr, grpc::InsecureChannelCredentials()),
+      referral_addr, *peer_timeout);
+
+  aqueduct::intake::CatalogHolder catalog;
+  aqueduct::intake::IntakeConfig intake_config;
+  intake_config.session_ttl = absl::Hours(ttl_hours);
+  aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
+                                    &aqueduct::RealClock(), intake_config);
+  aqueduct::intake::IntakeServiceImpl service(&core, *max_rpc);
+
+  // Load the catalog in the background, retrying until scoring answers.
+  absl::Notification stop;
+  std::thread catalog_loader([&] {
+    int attempts = 0;
+    while (!stop.HasBeenNotified()) {
+      absl::Status s = catalog.LoadFrom(scoring, absl::Now() + absl::Seconds(2));
+      if (s.ok()) {
+        log::Info("catalog loaded", {{"from", scoring.Describe()},
+                                     {"catalog_version", catalog.Get()->catalog().version()}});
+        return;
+      }
+      if (attempts++ % 10 == 0) {
+        log::Warn("catalog not loaded yet; retrying every second",
+                  {{"from", scoring.Describe()}, {"error", std::string(s.message())}});
+      }
+      stop.WaitForNotificationWithTimeout(absl::Seconds(1));
+    }
+  });
+
+  aqueduct::server::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.max_threads = absl::GetFlag(FLAGS_threads);
+  auto runner = aqueduct::server::ServerRunner::Start(
+      options, {&service}, [&]() -> absl::Status {
+        if (catalog.Get() == nullptr) {
+          return absl::UnavailableError(
+              absl::StrCat("catalog not loaded yet from ", scoring.Describe()));
+        }
+        return redis.Ping(absl::Now() + absl::Milliseconds(500));
+      });
+  if (!runner.ok()) {
+    log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    stop.Notify();
+    catalog_loader.join();
+    return 1;
+  }
+  log::Info("intake listening", {{"port", (*runner)->port()},
+                                 {"redis", endpoint->ToString()},
+                                 {"scoring", scoring_addr},
+                                 {"referral", referral_addr}});
+  int sig = aqueduct::server::WaitForTerminationSignal();
+  log::Info("signal received", {{"signal", sig}});
+  stop.Notify();
+  catalog_loader.join();
+  (*runner)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,61 @@
+#include "services/intake/peers.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/server/deadlines.h"
+#include "common/status/status_util.h"
+
+namespace aqueduct::intake {
+
+GrpcScoringPeer::GrpcScoringPeer(std::shared_ptr<grpc::Channel> channel,
+                                 std::string address, absl::Duration per_call)
+    : stub_(scoring::v1::ScoringService::NewStub(channel)),
+      address_(std::move(address)),
+      per_call_(per_call) {}
+
+std::string GrpcScoringPeer::Describe() const {
+  return absl::StrCat("scoring at ", address_);
+}
+
+absl::StatusOr<scoring::v1::ScoringResult> GrpcScoringPeer::Score(
+    const scoring::v1::ScoreAnswersRequest& request, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  scoring::v1::ScoringResult result;
+  grpc::Status s = stub_->ScoreAnswers(&ctx, request, &result);
+  if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
+  return result;
+}
+
+absl::StatusOr<scoring::v1::Catalog> GrpcScoringPeer::DescribeCatalog(
+    absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  scoring::v1::Catalog catalog;
+  grpc::Status s =
+      stub_->DescribeCatalog(&ctx, scoring::v1::DescribeCatalogRequest(), &catalog);
+  if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
+  return catalog;
+}
+
+GrpcReferralPeer::GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel,
+                                   std::string address, absl::Duration per_call)
+    : stub_(referral::v1::ReferralService::NewStub(channel)),
+      address_(std::move(address)),
+      per_call_(per_call) {}
+
+std::string GrpcReferralPeer::Describe() const {
+  return absl::StrCat("referral at ", address_);
+}
+
+absl::StatusOr<referral::v1::Referral> GrpcReferralPeer::CreateReferral(
+    const referral::v1::CreateReferralRequest& request, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  ctx.AddMetadata("x-aqueduct-actor", "service:intake");
+  referral::v1::Referral out;
+  grpc::Status s = stub_->CreateReferral(&ctx, request, &out);
+  if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
+  return out;
+}
+
+}  // namespace aqueduct::intake

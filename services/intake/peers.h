@@ -1,0 +1,73 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_PEERS_H_
+#define AQUEDUCT_SERVICES_INTAKE_PEERS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "protos/scoring/v1/scoring_service.grpc.pb.h"
+
+namespace aqueduct::intake {
+
+// The services intake calls, behind interfaces so the core is testable
+// without them. Every call takes the caller's remaining budget.
+class ScoringPeer {
+ public:
+  virtual ~ScoringPeer() = default;
+  virtual absl::StatusOr<scoring::v1::ScoringResult> Score(
+      const scoring::v1::ScoreAnswersRequest& request, absl::Time deadline) = 0;
+  virtual absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(
+      absl::Time deadline) = 0;
+  virtual std::string Describe() const = 0;
+};
+
+class ReferralPeer {
+ public:
+  virtual ~ReferralPeer() = default;
+  virtual absl::StatusOr<referral::v1::Referral> CreateReferral(
+      const referral::v1::CreateReferralRequest& request,
+      absl::Time deadline) = 0;
+  virtual std::string Describe() const = 0;
+};
+
+// gRPC implementations. Channels reconnect by themselves; a peer that is
+// down answers UNAVAILABLE naming its address, within the deadline.
+class GrpcScoringPeer : public ScoringPeer {
+ public:
+  GrpcScoringPeer(std::shared_ptr<grpc::Channel> channel, std::string address,
+                  absl::Duration per_call);
+  absl::StatusOr<scoring::v1::ScoringResult> Score(
+      const scoring::v1::ScoreAnswersRequest& request,
+      absl::Time deadline) override;
+  absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(
+      absl::Time deadline) override;
+  std::string Describe() const override;
+
+ private:
+  std::unique_ptr<scoring::v1::ScoringService::Stub> stub_;
+  std::string address_;
+  absl::Duration per_call_;
+};
+
+class GrpcReferralPeer : public ReferralPeer {
+ public:
+  GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel, std::string address,
+                   absl::Duration per_call);
+  absl::StatusOr<referral::v1::Referral> CreateReferral(
+      const referral::v1::CreateReferralRequest& request,
+      absl::Time deadline) override;
+  std::string Describe() const override;
+
+ private:
+  std::unique_ptr<referral::v1::ReferralService::Stub> stub_;
+  std::string address_;
+  absl::Duration per_call_;
+};
+
+}  // namespace aqueduct::intake
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_PEERS_H_

@@ -1,0 +1,158 @@
+#include "services/intake/redis_session_store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace aqueduct::intake {
+namespace {
+
+constexpr char kService[] = "intake";
+
+std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
+std::string ReplyKey(const std::string& id, const std::string& request_id) {
+  return redis::Key(kService, id, absl::StrCat("req:", request_id));
+}
+
+// KEYS: session, reply.
+// ARGV: expected version (0 = create), record, reply ('' = none), ttl ms
+// (0 = persist), reply ttl ms, result ('' = none).
+const redis::Script& WriteScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+local prev = redis.call('GET', KEYS[2])
+if prev then return {'replay', prev} end
+local cur = redis.call('HGET', KEYS[1], 'v')
+if ARGV[1] == '0' then
+  if cur then return {'exists', cur} end
+else
+  if not cur then return {'missing'} end
+  if cur ~= ARGV[1] then return {'conflict', cur} end
+end
+local nv = tostring(tonumber(ARGV[1]) + 1)
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
+if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[1], 'r') == 0 then
+  redis.call('HSET', KEYS[1], 'r', ARGV[6])
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[5])
+end
+return {'ok', nv}
+)lua");
+  return *script;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
+    const std::string& user_id, const std::string& request_id,
+    const std::string& proposed_id, absl::Time deadline) {
+  const std::string key = redis::Key(kService, user_id, absl::StrCat("start:", request_id));
+  // SET NX GET is Redis 7: one round trip tells us who owns the request id.
+  auto reply = client_->Command(
+      {"SET", key, proposed_id, "NX", "GET", "PX",
+       absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_))},
+      deadline);
+  if (!reply.ok()) return reply.status();
+  if (reply->is_nil()) return proposed_id;  // we set it
+  return reply->str;
+}
+
+absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
+    const std::string& screening_id, const std::string& request_id,
+    absl::Time deadline) {
+  std::vector<std::vector<std::string>> commands = {
+      {"HMGET", SessionKey(screening_id), "v", "d", "r"}};
+  if (!request_id.empty()) {
+    commands.push_back({"GET", ReplyKey(screening_id, request_id)});
+  }
+  auto replies = client_->Pipeline(commands, deadline);
+  if (!replies.ok()) return replies.status();
+  for (const auto& r : *replies) {
+    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+  }
+  Read out;
+  const auto& fields = (*replies)[0].elements;
+  if (fields.size() == 3 && !fields[0].is_nil()) {
+    StoredSession s;
+    if (!absl::SimpleAtoi(fields[0].str, &s.version) ||
+        !s.record.ParseFromString(fields[1].str)) {
+      return absl::DataLossError(
+          absl::StrCat("screening ", screening_id, ": stored record does not parse"));
+    }
+    if (!fields[2].is_nil()) {
+      storage::v1::ResultRecord result;
+      if (!result.ParseFromString(fields[2].str)) {
+        return absl::DataLossError(
+            absl::StrCat("screening ", screening_id, ": stored result does not parse"));
+      }
+      s.result = std::move(result);
+    }
+    out.session = std::move(s);
+  }
+  if (!request_id.empty() && !(*replies)[1].is_nil()) {
+    out.reply = (*replies)[1].str;
+  }
+  return out;
+}
+
+absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
+    const std::string& screening_id, const WriteRequest& request,
+    absl::Time deadline) {
+  if (request.request_id.empty()) {
+    return absl::InternalError("session write without a request id");
+  }
+  auto reply = client_->Eval(
+      WriteScript(),
+      {SessionKey(screening_id), ReplyKey(screening_id, request.request_id)},
+      {absl::StrCat(request.expected_version), request.record.SerializeAsString(),
+       request.reply, absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
+       absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_)),
+       request.result.has_value() ? request.result->SerializeAsString() : ""},
+      deadline);
+  if (!reply.ok()) return reply.status();
+  const auto& el = reply->elements;
+  if (reply->type != redis::Reply::Type::kArray || el.empty()) {
+    return absl::InternalError("session write: unexpected script reply");
+  }
+  WriteOutcome out;
+  const std::string& kind = el[0].str;
+  if (kind == "replay") {
+    out.kind = WriteOutcome::Kind::kReplay;
+    out.reply = el.size() > 1 ? el[1].str : "";
+    return out;
+  }
+  if (kind == "missing") {
+    out.kind = WriteOutcome::Kind::kMissing;
+    return out;
+  }
+  if (el.size() < 2 || !absl::SimpleAtoi(el[1].str, &out.version)) {
+    return absl::InternalError("session write: unexpected script reply");
+  }
+  if (kind == "ok") {
+    out.kind = WriteOutcome::Kind::kWritten;
+  } else if (kind == "conflict") {
+    out.kind = WriteOutcome::Kind::kConflict;
+  } else if (kind == "exists") {
+    out.kind = WriteOutcome::Kind::kExists;
+  } else {
+    return absl::InternalError("session write: unexpected script reply");
+  }
+  return out;
+}
+
+absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
+                                             const std::string& screening_id,
+                                             int64_t create_time_ms,
+                                             absl::Time deadline) {
+  auto reply = client_->Command(
+      {"ZADD", redis::Key(kService, user_id, "screenings"), "NX",
+       absl::StrCat(create_time_ms), screening_id},
+      deadline);
+  return reply.status();
+}
+
+}  // namespace aqueduct::intake

@@ -1,0 +1,70 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_SESSION_STORE_H_
+#define AQUEDUCT_SERVICES_INTAKE_SESSION_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "protos/storage/v1/records.pb.h"
+
+namespace aqueduct::intake {
+
+struct StoredSession {
+  storage::v1::SessionRecord record;
+  int64_t version = 0;
+  std::optional<storage::v1::ResultRecord> result;
+};
+
+// Storage of screening sessions. All state lives here; intake keeps none
+// between calls, so any replica can continue any session.
+class SessionStore {
+ public:
+  virtual ~SessionStore() = default;
+
+  // Binds a start request id of a user to a screening id, once: returns
+  // `proposed_id` the first time, the bound id on every retry.
+  virtual absl::StatusOr<std::string> ClaimStartRequest(
+      const std::string& user_id, const std::string& request_id,
+      const std::string& proposed_id, absl::Time deadline) = 0;
+
+  struct Read {
+    std::optional<StoredSession> session;  // nullopt: no such session
+    std::optional<std::string> reply;  // stored reply of `request_id`
+  };
+  // The session and, when `request_id` is not empty, the reply stored for
+  // it, in one round trip.
+  virtual absl::StatusOr<Read> Get(const std::string& screening_id,
+                                   const std::string& request_id,
+                                   absl::Time deadline) = 0;
+
+  struct WriteRequest {
+    int64_t expected_version = 0;  // 0 = create (fails if it exists)
+    storage::v1::SessionRecord record;
+    std::optional<storage::v1::ResultRecord> result;  // stored once, never rewritten
+    std::string request_id;  // required: replays return `reply`
+    std::string reply;  // stored for the request id when not empty
+    absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
+  };
+  struct WriteOutcome {
+    enum class Kind { kWritten, kReplay, kConflict, kMissing, kExists };
+    Kind kind = Kind::kWritten;
+    int64_t version = 0;  // new version (kWritten) or current (kConflict, kExists)
+    std::string reply;  // kReplay
+  };
+  // Atomically: replay check, version check, write, TTL, reply.
+  virtual absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
+                                             const WriteRequest& request,
+                                             absl::Time deadline) = 0;
+
+  // Adds the screening to its user's index (idempotent).
+  virtual absl::Status IndexForUser(const std::string& user_id,
+                                    const std::string& screening_id,
+                                    int64_t create_time_ms,
+                                    absl::Time deadline) = 0;
+};
+
+}  // namespace aqueduct::intake
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_SESSION_STORE_H_

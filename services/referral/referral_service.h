@@ -1,0 +1,37 @@
+#ifndef AQUEDUCT_SERVICES_REFERRAL_REFERRAL_SERVICE_H_
+#define AQUEDUCT_SERVICES_REFERRAL_REFERRAL_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "services/referral/referral_core.h"
+
+namespace aqueduct::referral {
+
+// gRPC adapter over ReferralCore. Uses the synchronous API: every handler
+// makes blocking Redis round trips, and on gRPC 1.51 blocking inside a
+// callback reactor starves the server (grpc/grpc#36609); the sync API gives
+// each call its own thread from a pool sized by ServerOptions::max_threads.
+class ReferralServiceImpl final : public v1::ReferralService::Service {
+ public:
+  ReferralServiceImpl(ReferralCore* core, absl::Duration max_rpc_time)
+      : core_(core), max_rpc_time_(max_rpc_time) {}
+
+  grpc::Status CreateReferral(grpc::ServerContext* context,
+                              const v1::CreateReferralRequest* request,
+                              v1::Referral* response) override;
+  grpc::Status ListQueue(grpc::ServerContext* context,
+                         const v1::ListQueueRequest* request,
+                         v1::ListQueueResponse* response) override;
+
+  // Reads the caller identity from metadata "x-aqueduct-actor: <role>:<id>"
+  // (stand-in until verified tokens arrive with the security work).
+  static Actor ActorOf(const grpc::ServerContext& context);
+
+ private:
+  ReferralCore* core_;
+  absl::Duration max_rpc_time_;
+};
+
+}  // namespace aqueduct::referral
+
+#endif  // AQUEDUCT_SERVICES_REFERRAL_REFERRAL_SERVICE_H_
