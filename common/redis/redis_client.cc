@@ -1,6 +1,7 @@
 #include "common/redis/redis_client.h"
 
 #include <hiredis/hiredis.h>
+#include <signal.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -84,7 +85,16 @@ class Connection {
   bool broken_ = false;
 };
 
-Client::Client(Options options) : options_(std::move(options)) {}
+Client::Client(Options options) : options_(std::move(options)) {
+  // hiredis writes to sockets with plain write(2): a Redis that closed the
+  // connection would kill the process with SIGPIPE instead of giving an
+  // error. Ignore it process-wide, once (gRPC does the same for itself).
+  static const bool sigpipe_ignored = [] {
+    signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)sigpipe_ignored;
+}
 Client::~Client() = default;
 
 std::string Client::Describe() const {

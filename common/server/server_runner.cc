@@ -72,6 +72,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
+  // busy port and silently split its traffic; a busy port must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Mobile clients behind NATs send keepalive pings; accept them every 20 s
   // without data instead of the 5-minute default that would GOAWAY them.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
@@ -138,6 +141,7 @@ void ServerRunner::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    if (server_ == nullptr) return;  // never started
     // Tell load balancers first, so new calls go elsewhere while we drain.
     server_->GetHealthCheckService()->Shutdown();
   }

@@ -11,7 +11,6 @@
 // (AQUEDUCT_INTAKE_ADDR, AQUEDUCT_REFERRAL_ADDR, AQUEDUCT_SCORING_ADDR);
 // defaults match the local stack that deploy/run-local.sh starts.
 
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -27,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/config/config.h"
+#include "common/server/health_client.h"
 #include "common/util/ids.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
@@ -169,31 +169,9 @@ int Health() {
            {"intake", absl::GetFlag(FLAGS_intake)},
            {"scoring", absl::GetFlag(FLAGS_scoring)},
            {"referral", absl::GetFlag(FLAGS_referral)}}) {
-    auto channel = Channel(addr);
-    grpc::GenericStub generic(channel);
-    // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message.
-    grpc::ByteBuffer request, response;
-    grpc::Slice empty("");
-    request = grpc::ByteBuffer(&empty, 1);
-    auto ctx = Ctx();
-    grpc::CompletionQueue cq;
-    grpc::Status status;
-    auto call = generic.PrepareUnaryCall(ctx.get(), "/grpc.health.v1.Health/Check",
-                                         request, &cq);
-    call->StartCall();
-    call->Finish(&response, &status, reinterpret_cast<void*>(1));
-    void* tag;
-    bool ok;
-    cq.Next(&tag, &ok);
-    std::string state = "UNREACHABLE";
-    if (status.ok()) {
-      std::vector<grpc::Slice> slices;
-      response.Dump(&slices);
-      std::string bytes;
-      for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-      // HealthCheckResponse{status = 1 SERVING | 2 NOT_SERVING}: field 1 varint.
-      state = (bytes.size() >= 2 && bytes[1] == 1) ? "SERVING" : "NOT_SERVING";
-    }
+    auto serving = aqueduct::server::CheckHealth(
+        Channel(addr), "", absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
+    std::string state = !serving.ok() ? "UNREACHABLE" : *serving ? "SERVING" : "NOT_SERVING";
     if (state != "SERVING") ++bad;
     std::printf("%-9s %-22s %s\n", name.c_str(), addr.c_str(), state.c_str());
   }

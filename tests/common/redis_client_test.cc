@@ -1,0 +1,172 @@
+// Integration tests of the Redis client against a real redis-server.
+
+#include "common/redis/redis_client.h"
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct::redis {
+namespace {
+
+using ::aqueduct::testing::IsOk;
+using ::aqueduct::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class RedisClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new aqueduct::testing::TempDir();
+    auto server = aqueduct::testing::RedisServer::Start(dir_->path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+  void SetUp() override {
+    if (server_ == nullptr) GTEST_SKIP() << "no redis-server";
+    ASSERT_THAT(server_->FlushAll(), IsOk());
+    client_ = std::make_unique<Client>(server_->ClientOptions());
+  }
+  absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
+
+  static aqueduct::testing::TempDir* dir_;
+  static aqueduct::testing::RedisServer* server_;
+  std::unique_ptr<Client> client_;
+};
+aqueduct::testing::TempDir* RedisClientTest::dir_ = nullptr;
+aqueduct::testing::RedisServer* RedisClientTest::server_ = nullptr;
+
+TEST_F(RedisClientTest, SetAndGetAreBinarySafe) {
+  std::string value("a\0b\r\n%s", 7);
+  ASSERT_THAT(client_->Command({"SET", "k", value}, Soon()), IsOk());
+  auto got = client_->Command({"GET", "k"}, Soon());
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->type, Reply::Type::kString);
+  EXPECT_EQ(got->str, value);
+  auto missing = client_->Command({"GET", "nope"}, Soon());
+  ASSERT_THAT(missing, IsOk());
+  EXPECT_TRUE(missing->is_nil());
+}
+
+TEST_F(RedisClientTest, ErrorReplyBecomesInternalWithRedisMessage) {
+  ASSERT_THAT(client_->Command({"SET", "s", "x"}, Soon()), IsOk());
+  EXPECT_THAT(client_->Command({"INCR", "s"}, Soon()),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("not an integer")));
+  // The connection is still usable afterwards.
+  EXPECT_THAT(client_->Ping(Soon()), IsOk());
+}
+
+TEST_F(RedisClientTest, PipelineKeepsEveryReplyInOrder) {
+  auto replies = client_->Pipeline(
+      {{"SET", "a", "1"}, {"INCR", "a"}, {"HSET", "a", "f", "v"}, {"GET", "a"}}, Soon());
+  ASSERT_THAT(replies, IsOk());
+  ASSERT_EQ(replies->size(), 4u);
+  EXPECT_EQ((*replies)[0].str, "OK");
+  EXPECT_EQ((*replies)[1].integer, 2);
+  EXPECT_TRUE((*replies)[2].is_error()) << "WRONGTYPE kept in place";
+  EXPECT_EQ((*replies)[3].str, "2");
+}
+
+TEST_F(RedisClientTest, EvalReloadsScriptAfterFlush) {
+  Script script("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+  auto first = client_->Eval(script, {"c"}, {"5"}, Soon());
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->integer, 5);
+  ASSERT_THAT(client_->Command({"SCRIPT", "FLUSH"}, Soon()), IsOk());
+  auto second = client_->Eval(script, {"c"}, {"2"}, Soon());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(second->integer, 7);
+}
+
+TEST_F(RedisClientTest, ArraysAreCopiedRecursively) {
+  ASSERT_THAT(client_->Command({"RPUSH", "l", "x", "y"}, Soon()), IsOk());
+  auto r = client_->Command({"LRANGE", "l", "0", "-1"}, Soon());
+  ASSERT_THAT(r, IsOk());
+  ASSERT_EQ(r->type, Reply::Type::kArray);
+  ASSERT_EQ(r->elements.size(), 2u);
+  EXPECT_EQ(r->elements[1].str, "y");
+}
+
+TEST_F(RedisClientTest, PassedDeadlineFailsWithoutSending) {
+  EXPECT_THAT(client_->Command({"PING"}, absl::Now() - absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(RedisClientTest, KeysShareTheOwnersHashTag) {
+  EXPECT_EQ(Key("intake", "s1", "session"), "aq:intake:{s1}:session");
+  EXPECT_EQ(GlobalKey("referral", "queue"), "aq:referral:queue");
+  // Redis Cluster hashes only the tag: both keys land in one slot.
+  auto a = client_->Command({"CLUSTER", "KEYSLOT", Key("intake", "s1", "session")}, Soon());
+  auto b = client_->Command({"CLUSTER", "KEYSLOT", Key("intake", "s1", "req:x")}, Soon());
+  if (a.ok() && b.ok()) EXPECT_EQ(a->integer, b->integer);
+}
+
+// A Redis that is alive but does not answer: our command timeout fires and
+// the call fails UNAVAILABLE well within the caller's deadline.
+TEST_F(RedisClientTest, HungRedisGivesUnavailableWithinCommandTimeout) {
+  ASSERT_THAT(client_->Ping(Soon()), IsOk());
+  server_->Pause();
+  absl::Time start = absl::Now();
+  auto r = client_->Command({"PING"}, absl::Now() + absl::Seconds(5));
+  absl::Duration took = absl::Now() - start;
+  server_->Resume();
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
+  EXPECT_LT(took, absl::Seconds(5)) << "must not wait for the caller's whole deadline";
+  EXPECT_THAT(client_->Ping(Soon()), IsOk()) << "a broken connection is replaced";
+}
+
+TEST_F(RedisClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
+  ASSERT_THAT(client_->Ping(Soon()), IsOk());
+  server_->Pause();
+  auto r = client_->Command({"PING"}, absl::Now() + absl::Milliseconds(100));
+  server_->Resume();
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(client_->Ping(Soon()), IsOk());
+}
+
+// Stopped Redis: UNAVAILABLE naming the address; back: the same client
+// recovers by itself, and AOF kept the data.
+TEST_F(RedisClientTest, StoppedRedisGivesUnavailableAndClientRecovers) {
+  ASSERT_THAT(client_->Command({"SET", "durable", "yes"}, Soon()), IsOk());
+  ASSERT_THAT(server_->Stop(), IsOk());
+  auto down = client_->Command({"GET", "durable"}, Soon());
+  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(server_->socket())));
+  EXPECT_THAT(client_->Ping(Soon()), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(server_->Restart(), IsOk());
+  auto back = client_->Command({"GET", "durable"}, Soon());
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->str, "yes");
+}
+
+TEST_F(RedisClientTest, ManyThreadsShareTheBoundedPool) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        if (!client_->Command({"INCR", "shared"}, Soon()).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(client_->Command({"GET", "shared"}, Soon())->str, "400");
+}
+
+TEST(RedisClientNoServerTest, UnreachableAddressIsUnavailableAndNamed) {
+  Options o;
+  o.endpoint.is_unix = true;
+  o.endpoint.path = "/nonexistent/aqueduct.sock";
+  Client client(o);
+  EXPECT_THAT(client.Ping(absl::Now() + absl::Seconds(2)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("redis at unix:/nonexistent/aqueduct.sock")));
+}
+
+}  // namespace
+}  // namespace aqueduct::redis

@@ -1,0 +1,201 @@
+#include "tests/testing/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace aqueduct::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/aq-XXXXXX");
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* made = mkdtemp(buf.data());
+  path_ = made != nullptr ? made : "";
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    const std::vector<std::string>& argv, const std::string& log_path,
+    const std::vector<std::string>& extra_env) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // The child must not inherit blocked SIGTERM/SIGINT from a test that
+  // blocked them.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  for (const auto& e : extra_env) env_storage.push_back(e);
+  std::vector<char*> env;
+  for (auto& e : env_storage) env.push_back(e.data());
+  env.push_back(nullptr);
+
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+  }
+  auto p = std::unique_ptr<Subprocess>(new Subprocess());
+  p->pid_ = pid;
+  return p;
+}
+
+Subprocess::~Subprocess() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGCONT);
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Subprocess::Signal(int sig) {
+  if (pid_ > 0 && !reaped_) kill(pid_, sig);
+}
+
+bool Subprocess::Running() {
+  if (reaped_) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+std::optional<int> Subprocess::Wait(absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return std::nullopt;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int WaitForPortFile(const std::string& path, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    int port = 0;
+    std::string text(absl::StripAsciiWhitespace(ReadFile(path)));
+    if (absl::SimpleAtoi(text, &port) && port > 0) return port;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return 0;
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::string& dir) {
+  auto server = std::unique_ptr<RedisServer>(new RedisServer());
+  server->dir_ = dir;
+  server->socket_ = absl::StrCat(dir, "/redis.sock");
+  if (absl::Status s = server->Launch(); !s.ok()) return s;
+  return server;
+}
+
+absl::Status RedisServer::Launch() {
+  auto p = Subprocess::Start(
+      {"redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm",
+       "700", "--dir", dir_, "--appendonly", "yes", "--save", "", "--daemonize",
+       "no"},
+      absl::StrCat(dir_, "/redis.log"));
+  if (!p.ok()) return p.status();
+  process_ = std::move(*p);
+  redis::Client client(ClientOptions());
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < end) {
+    if (client.Ping(absl::Now() + absl::Milliseconds(200)).ok()) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::UnavailableError(absl::StrCat("redis-server did not answer on ", socket_,
+                                             "; see ", dir_, "/redis.log"));
+}
+
+RedisServer::~RedisServer() = default;
+
+redis::Options RedisServer::ClientOptions() const {
+  redis::Options o;
+  o.endpoint.is_unix = true;
+  o.endpoint.path = socket_;
+  o.connect_timeout = absl::Milliseconds(300);
+  o.command_timeout = absl::Milliseconds(500);
+  o.pool_size = 4;
+  return o;
+}
+
+absl::Status RedisServer::Stop() {
+  if (process_ == nullptr) return absl::OkStatus();
+  process_->Signal(SIGCONT);
+  process_->Signal(SIGTERM);
+  if (!process_->Wait(absl::Seconds(10)).has_value()) {
+    return absl::DeadlineExceededError("redis-server did not stop");
+  }
+  process_.reset();
+  return absl::OkStatus();
+}
+
+absl::Status RedisServer::Restart() {
+  if (absl::Status s = Stop(); !s.ok()) return s;
+  return Launch();
+}
+
+void RedisServer::Pause() { process_->Signal(SIGSTOP); }
+void RedisServer::Resume() { process_->Signal(SIGCONT); }
+
+absl::Status RedisServer::FlushAll() {
+  redis::Client client(ClientOptions());
+  return client.Command({"FLUSHALL"}, absl::Now() + absl::Seconds(5)).status();
+}
+
+std::string BinaryPath(const std::string& relative) {
+  const char* dir = std::getenv("AQUEDUCT_BINARY_DIR");
+  return absl::StrCat(dir != nullptr ? dir : ".", "/", relative);
+}
+
+std::string SourcePath(const std::string& relative) {
+  const char* dir = std::getenv("AQUEDUCT_SOURCE_DIR");
+  return absl::StrCat(dir != nullptr ? dir : ".", "/", relative);
+}
+
+}  // namespace aqueduct::testing

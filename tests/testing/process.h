@@ -1,0 +1,85 @@
+#ifndef AQUEDUCT_TESTS_TESTING_PROCESS_H_
+#define AQUEDUCT_TESTS_TESTING_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/redis/redis_client.h"
+
+namespace aqueduct::testing {
+
+// A fresh temporary directory, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A child process started with argv, stdout and stderr to `log_path`.
+class Subprocess {
+ public:
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
+      const std::vector<std::string>& argv, const std::string& log_path,
+      const std::vector<std::string>& extra_env = {});
+  ~Subprocess();  // SIGKILL if still running
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits for exit up to `timeout`; the exit status (as from waitpid), or
+  // nullopt on timeout.
+  std::optional<int> Wait(absl::Duration timeout);
+  bool Running();
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+// Reads a whole file ("" when missing).
+std::string ReadFile(const std::string& path);
+
+// Waits until `path` holds a port number; 0 on timeout.
+int WaitForPortFile(const std::string& path, absl::Duration timeout);
+
+// A real redis-server on a Unix socket (no TCP port, so no collisions), with
+// AOF on under its own directory so a restart keeps the data.
+class RedisServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(const std::string& dir);
+  ~RedisServer();
+
+  std::string address() const { return "unix:" + socket_; }
+  const std::string& socket() const { return socket_; }
+  redis::Options ClientOptions() const;
+
+  absl::Status Stop();     // SIGTERM and wait (AOF is flushed)
+  absl::Status Restart();  // start again on the same socket and data
+  void Pause();            // SIGSTOP: alive but not answering
+  void Resume();           // SIGCONT
+  absl::Status FlushAll();
+
+ private:
+  absl::Status Launch();
+  std::string dir_;
+  std::string socket_;
+  std::unique_ptr<Subprocess> process_;
+};
+
+// Path of a built binary: $AQUEDUCT_BINARY_DIR/<relative>.
+std::string BinaryPath(const std::string& relative);
+// Path in the source tree: $AQUEDUCT_SOURCE_DIR/<relative>.
+std::string SourcePath(const std::string& relative);
+
+}  // namespace aqueduct::testing
+
+#endif  // AQUEDUCT_TESTS_TESTING_PROCESS_H_
