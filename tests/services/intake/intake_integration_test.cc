@@ -1,0 +1,360 @@
+// IntakeCore against a real redis-server. Scoring is the real engine behind
+// the ScoringPeer interface; referral is a controllable stand-in so the
+// hand-off failure path can be exercised.
+
+#include <atomic>
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/intake/intake_core.h"
+#include "services/intake/redis_session_store.h"
+#include "services/scoring/scoring_engine.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct::intake {
+namespace {
+
+using ::aqueduct::testing::IsOk;
+using ::aqueduct::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class EngineScoringPeer : public ScoringPeer {
+ public:
+  explicit EngineScoringPeer(std::shared_ptr<const scoring::ScoringEngine> engine)
+      : engine_(std::move(engine)) {}
+  absl::StatusOr<scoring::v1::ScoringResult> Score(
+      const scoring::v1::ScoreAnswersRequest& request, absl::Time) override {
+    ++calls;
+    if (down) return absl::UnavailableError("scoring at test: down");
+    return engine_->Score(request);
+  }
+  absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(absl::Time) override {
+    return engine_->catalog().catalog();
+  }
+  std::string Describe() const override { return "scoring at test"; }
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+
+ private:
+  std::shared_ptr<const scoring::ScoringEngine> engine_;
+};
+
+class RecordingReferralPeer : public ReferralPeer {
+ public:
+  absl::StatusOr<referral::v1::Referral> CreateReferral(
+      const referral::v1::CreateReferralRequest& request, absl::Time) override {
+    ++calls;
+    if (down) return absl::UnavailableError("referral at test: down");
+    last = request;
+    referral::v1::Referral r;
+    r.set_screening(request.screening());
+    return r;
+  }
+  std::string Describe() const override { return "referral at test"; }
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+  referral::v1::CreateReferralRequest last;
+};
+
+class IntakeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new aqueduct::testing::TempDir();
+    auto server = aqueduct::testing::RedisServer::Start(dir_->path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr);
+    ASSERT_THAT(server_->FlushAll(), IsOk());
+    auto catalog = scoring::CatalogIndex::LoadFile(
+        aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
+    ASSERT_THAT(catalog, IsOk());
+    scoring_ = std::make_unique<EngineScoringPeer>(
+        std::make_shared<scoring::ScoringEngine>(*catalog));
+    ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
+    client_ = std::make_unique<redis::Client>(server_->ClientOptions());
+    store_ = std::make_unique<RedisSessionStore>(client_.get());
+    core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
+                                         &catalog_, &RealClock(), IntakeConfig());
+  }
+  static absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
+
+  v1::Screening Start(const std::string& user = "alice", const std::string& rid = "") {
+    v1::StartScreeningRequest req;
+    req.set_parent("users/" + user);
+    req.set_consent_version("c1");
+    req.set_request_id(rid);
+    req.mutable_context()->set_location_state("FL");
+    auto s = core_->StartScreening(req, Soon());
+    EXPECT_THAT(s, IsOk());
+    return s.ok() ? *s : v1::Screening();
+  }
+  static v1::SubmitAnswersRequest Answers(const v1::Screening& s,
+                                          const std::vector<int>& values,
+                                          const std::string& rid, int first = 1) {
+    v1::SubmitAnswersRequest req;
+    req.set_name(s.name());
+    req.set_etag(s.etag());
+    req.set_request_id(rid);
+    for (size_t i = 0; i < values.size(); ++i) {
+      auto* a = req.add_answers();
+      a->set_item_id("phq9." + std::to_string(first + i));
+      a->set_option_value(values[i]);
+    }
+    return req;
+  }
+  v1::CompleteScreeningRequest Complete(const std::string& name, const std::string& etag,
+                                        const std::string& rid) {
+    v1::CompleteScreeningRequest req;
+    req.set_name(name);
+    req.set_etag(etag);
+    req.set_request_id(rid);
+    return req;
+  }
+
+  static aqueduct::testing::TempDir* dir_;
+  static aqueduct::testing::RedisServer* server_;
+  std::unique_ptr<EngineScoringPeer> scoring_;
+  RecordingReferralPeer referral_;
+  CatalogHolder catalog_;
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<RedisSessionStore> store_;
+  std::unique_ptr<IntakeCore> core_;
+};
+aqueduct::testing::TempDir* IntakeTest::dir_ = nullptr;
+aqueduct::testing::RedisServer* IntakeTest::server_ = nullptr;
+
+TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
+  v1::Screening s = Start();
+  EXPECT_THAT(s.name(), HasSubstr("users/alice/screenings/"));
+  EXPECT_EQ(s.state(), v1::IN_PROGRESS);
+  EXPECT_EQ(s.etag(), "1");
+  EXPECT_EQ(s.progress().answered(), 0);
+  EXPECT_EQ(s.progress().remaining(), 10);
+  EXPECT_GT(s.expire_time_ms(), s.create_time_ms());
+  v1::GetNextItemsRequest next;
+  next.set_name(s.name());
+  auto items = core_->GetNextItems(next, Soon());
+  ASSERT_THAT(items, IsOk());
+  ASSERT_EQ(items->items_size(), 10);
+  EXPECT_EQ(items->items(0).item().id(), "phq9.1");
+  EXPECT_THAT(items->items(0).stem(), HasSubstr("Over the last 2 weeks"));
+  EXPECT_FALSE(items->ready_to_complete());
+  // The session lives in Redis with a TTL (expires when idle).
+  auto ttl = client_->Command({"PTTL", redis::Key("intake", s.name().substr(s.name().rfind('/') + 1), "session")}, Soon());
+  ASSERT_THAT(ttl, IsOk());
+  EXPECT_GT(ttl->integer, 0);
+}
+
+TEST_F(IntakeTest, StartIsIdempotentByRequestId) {
+  v1::Screening a = Start("bob", "start-1");
+  v1::Screening b = Start("bob", "start-1");
+  EXPECT_EQ(a.name(), b.name());
+  v1::Screening c = Start("bob", "start-2");
+  EXPECT_NE(a.name(), c.name());
+}
+
+TEST_F(IntakeTest, StartValidatesFields) {
+  v1::StartScreeningRequest req;
+  req.set_parent("users/alice");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("consent_version")));
+  req.set_consent_version("c1");
+  req.set_parent("alice");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
+  req.set_parent("users/alice");
+  req.mutable_context()->set_location_state("Florida");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.location_state")));
+}
+
+TEST_F(IntakeTest, UnknownAndOtherUsersScreeningsAreNotFound) {
+  v1::Screening s = Start("alice");
+  v1::GetScreeningRequest get;
+  get.set_name("users/alice/screenings/doesnotexist");
+  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  // Same id under another user: exactly the same answer as a missing one.
+  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  get.set_name("users/mallory/screenings/" + id);
+  auto other = core_->GetScreening(get, Soon());
+  EXPECT_THAT(other, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(other.status().message(), "name: no such screening");
+}
+
+TEST_F(IntakeTest, SubmitIsIdempotentByRequestId) {
+  v1::Screening s = Start();
+  auto first = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->screening().etag(), "2");
+  EXPECT_EQ(first->next().progress().answered(), 3);
+  // Same request again (a mobile retry): same reply, no second effect.
+  auto again = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), "2");
+}
+
+TEST_F(IntakeTest, StaleEtagIsAbortedWithTheCurrentOne) {
+  v1::Screening s = Start();
+  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1}, "device-a"), Soon()), IsOk());
+  // A second device still holding etag 1 must not overwrite silently.
+  auto stale = core_->SubmitAnswers(Answers(s, {3}, "device-b"), Soon());
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
+}
+
+TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
+  v1::Screening s = Start();
+  auto req = Answers(s, {1, 2, 3}, "r1");
+  req.mutable_answers(1)->set_option_value(9);
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[1].option_value")));
+  req = Answers(s, {1}, "r2");
+  req.mutable_answers(0)->set_item_id("gad7.1");
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[0].item_id")));
+  req = Answers(s, {}, "r3");
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers")));
+  req = Answers(s, {1}, "");
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  req = Answers(s, {1}, "r4");
+  req.set_etag("abc");
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("etag")));
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  auto now = core_->GetScreening(get, Soon());
+  EXPECT_EQ(now->etag(), "1");
+  EXPECT_EQ(now->progress().answered(), 0);
+}
+
+TEST_F(IntakeTest, AnswersCanChangeUntilCompletion) {
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {3}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  auto b = core_->SubmitAnswers(Answers(a->screening(), {0}, "r2"), Soon());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(b->next().progress().answered(), 1);
+  EXPECT_EQ(b->next().items(0).item().id(), "phq9.2");
+}
+
+TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("phq9.9, phq9.10")));
+  EXPECT_EQ(scoring_->calls.load(), 0);
+}
+
+TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {2, 2, 2, 2, 1, 1, 1, 0, 0, 1}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  EXPECT_TRUE(a->next().ready_to_complete());
+  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->screening().state(), v1::COMPLETED);
+  EXPECT_EQ(done->result().scoring().scores(0).total(), 11);
+  EXPECT_EQ(done->route().route(), common::v1::THERAPY);
+  EXPECT_TRUE(done->route().pending_review());
+  EXPECT_THAT(done->route().message(), HasSubstr("not a diagnosis"));
+  EXPECT_FALSE(done->has_crisis_resources());
+  EXPECT_EQ(done->handoff(), v1::DELIVERED);
+  EXPECT_EQ(referral_.calls.load(), 1);
+  EXPECT_EQ(referral_.last.screening(), s.name());
+  EXPECT_EQ(referral_.last.location_state(), "FL");
+  // The completed result does not expire.
+  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
+  EXPECT_EQ(ttl->integer, -1);
+
+  // Same request id: the stored result again, without scoring again.
+  auto replay = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(replay, IsOk());
+  EXPECT_EQ(replay->result().SerializeAsString(), done->result().SerializeAsString());
+  EXPECT_EQ(scoring_->calls.load(), 1);
+  // Another request id: already completed.
+  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), "9", "c2"), Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
+  // And answers can no longer change.
+  EXPECT_THAT(core_->SubmitAnswers(Answers(done->screening(), {0}, "late"), Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
+  referral_.down = true;
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  ASSERT_TRUE(done->has_crisis_resources());
+  EXPECT_THAT(done->crisis_resources().contacts(0).how(), HasSubstr("988"));
+  EXPECT_EQ(done->route().route(), common::v1::CRISIS_URGENT);
+  EXPECT_EQ(done->handoff(), v1::PENDING);
+  EXPECT_EQ(done->screening().state(), v1::COMPLETED) << "the result is kept";
+
+  // Referral back: retrying the completion delivers the hand-off once.
+  referral_.down = false;
+  auto retry = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(retry, IsOk());
+  EXPECT_EQ(retry->handoff(), v1::DELIVERED);
+  EXPECT_TRUE(retry->has_crisis_resources());
+  auto third = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  EXPECT_EQ(third->handoff(), v1::DELIVERED);
+  EXPECT_EQ(referral_.calls.load(), 2) << "one failed try, one delivery, no more";
+}
+
+TEST_F(IntakeTest, ScoringDownLosesNothing) {
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  scoring_->down = true;
+  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("scoring")));
+  scoring_->down = false;
+  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->route().route(), common::v1::SELF_HELP);
+  EXPECT_GE(done->route().self_help_plan_size(), 1);
+  EXPECT_FALSE(done->route().pending_review());
+}
+
+TEST_F(IntakeTest, RedisDownIsUnavailableAndRecovers) {
+  v1::Screening s = Start();
+  ASSERT_THAT(server_->Stop(), IsOk());
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon()),
+              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(server_->Restart(), IsOk());
+  auto back = core_->GetScreening(get, Soon());
+  ASSERT_THAT(back, IsOk()) << "AOF kept the session; the client reconnected";
+  EXPECT_THAT(core_->SubmitAnswers(Answers(*back, {1}, "r1"), Soon()), IsOk());
+}
+
+TEST_F(IntakeTest, NotReadyWithoutCatalog) {
+  CatalogHolder empty;
+  IntakeCore core(store_.get(), scoring_.get(), &referral_, &empty, &RealClock(), IntakeConfig());
+  v1::StartScreeningRequest req;
+  req.set_parent("users/alice");
+  req.set_consent_version("c1");
+  EXPECT_THAT(core.StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("catalog not loaded")));
+}
+
+}  // namespace
+}  // namespace aqueduct::intake
