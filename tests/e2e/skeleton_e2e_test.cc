@@ -1,0 +1,286 @@
+// End to end: the three real service binaries and a real redis-server on
+// loopback, driven by a client written only from the protos.
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/server/health_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "protos/intake/v1/intake_service.grpc.pb.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct {
+namespace {
+
+using ::aqueduct::testing::GrpcIs;
+using ::testing::HasSubstr;
+namespace t = ::aqueduct::testing;
+
+class SkeletonE2eTest : public ::testing::Test {
+ protected:
+  struct Service {
+    std::unique_ptr<t::Subprocess> process;
+    std::string address;
+    std::string log;
+  };
+
+  void SetUp() override {
+    auto redis = t::RedisServer::Start(dir_.path());
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = std::move(*redis);
+    scoring_ = StartService("scoring", "services/scoring/aqueduct-scoring",
+                            {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto")});
+    referral_ = StartService("referral", "services/referral/aqueduct-referral",
+                             {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
+    intake_ = StartService("intake", "services/intake/aqueduct-intake",
+                           {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
+                            "--scoring=" + scoring_.address, "--referral=" + referral_.address});
+    ASSERT_FALSE(intake_.address.empty());
+    intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
+    referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
+    for (Service* s : {&scoring_, &referral_, &intake_}) {
+      ASSERT_TRUE(WaitHealth(s->address, true)) << s->log << "\n" << t::ReadFile(s->log);
+    }
+  }
+
+  Service StartService(const std::string& name, const std::string& binary,
+                       std::vector<std::string> args) {
+    Service s;
+    s.log = dir_.path() + "/" + name + ".log";
+    const std::string port_file = dir_.path() + "/" + name + ".port";
+    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0",
+                               "--port_file=" + port_file});
+    auto p = t::Subprocess::Start(args, s.log);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return s;
+    s.process = std::move(*p);
+    int port = t::WaitForPortFile(port_file, absl::Seconds(10));
+    EXPECT_GT(port, 0) << name << " did not start:\n" << t::ReadFile(s.log);
+    s.address = absl::StrCat("127.0.0.1:", port);
+    return s;
+  }
+
+  static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
+    return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  }
+
+  // Polls health until it reports `serving` (health is checked in the
+  // background every 500 ms; this waits, it does not time the service).
+  bool WaitHealth(const std::string& address, bool serving,
+                  absl::Duration timeout = absl::Seconds(15)) {
+    auto channel = Channel(address);
+    const absl::Time end = absl::Now() + timeout;
+    while (absl::Now() < end) {
+      auto h = server::CheckHealth(channel, "", absl::Now() + absl::Seconds(1));
+      if (h.ok() && *h == serving) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration d = absl::Seconds(5)) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    return c;
+  }
+
+  // Runs a whole PHQ-9 screening; returns the completion reply.
+  intake::v1::CompleteScreeningResponse Screen(const std::vector<int>& values,
+                                               const std::string& user = "e2e") {
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/" + user);
+    start.set_consent_version("c1");
+    start.mutable_context()->set_location_state("NJ");
+    intake::v1::Screening screening;
+    EXPECT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
+    intake::v1::GetNextItemsRequest next_req;
+    next_req.set_name(screening.name());
+    intake::v1::NextItems next;
+    EXPECT_TRUE(intake_stub_->GetNextItems(Ctx().get(), next_req, &next).ok());
+    intake::v1::SubmitAnswersRequest submit;
+    submit.set_name(screening.name());
+    submit.set_etag(next.etag());
+    submit.set_request_id("submit-1");
+    for (int i = 0; i < next.items_size(); ++i) {
+      auto* a = submit.add_answers();
+      a->set_item_id(next.items(i).item().id());
+      a->set_option_value(values[i]);
+    }
+    intake::v1::SubmitAnswersResponse submitted;
+    EXPECT_TRUE(intake_stub_->SubmitAnswers(Ctx().get(), submit, &submitted).ok());
+    EXPECT_TRUE(submitted.next().ready_to_complete());
+    intake::v1::CompleteScreeningRequest complete;
+    complete.set_name(screening.name());
+    complete.set_etag(submitted.screening().etag());
+    complete.set_request_id("complete-1");
+    intake::v1::CompleteScreeningResponse done;
+    grpc::Status s = intake_stub_->CompleteScreening(Ctx().get(), complete, &done);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return done;
+  }
+
+  t::TempDir dir_;
+  std::unique_ptr<t::RedisServer> redis_;
+  Service scoring_, referral_, intake_;
+  std::unique_ptr<intake::v1::IntakeService::Stub> intake_stub_;
+  std::unique_ptr<referral::v1::ReferralService::Stub> referral_stub_;
+};
+
+TEST_F(SkeletonE2eTest, Phq9ScreeningReachesTheClinicianQueue) {
+  auto done = Screen({1, 2, 1, 2, 1, 1, 1, 1, 0, 1});
+  EXPECT_EQ(done.result().scoring().scores(0).total(), 10);
+  EXPECT_EQ(done.route().route(), common::v1::THERAPY);
+  EXPECT_TRUE(done.route().pending_review());
+  EXPECT_FALSE(done.has_crisis_resources());
+  EXPECT_EQ(done.handoff(), intake::v1::DELIVERED);
+
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_EQ(queue.cases_size(), 1);
+  EXPECT_EQ(queue.cases(0).screening(), done.screening().name());
+  EXPECT_EQ(queue.cases(0).current_route(), common::v1::THERAPY);
+  EXPECT_EQ(queue.cases(0).location_state(), "NJ");
+  EXPECT_EQ(queue.cases(0).result().scores(0).total(), 10);
+}
+
+TEST_F(SkeletonE2eTest, Item9ReturnsCrisisResourcesAndQueuesUrgent) {
+  Screen({0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "calm");
+  auto done = Screen({1, 1, 0, 1, 0, 0, 0, 0, 1, 1}, "atrisk");
+  ASSERT_TRUE(done.has_crisis_resources());
+  EXPECT_THAT(done.crisis_resources().contacts(0).how(), HasSubstr("988"));
+  EXPECT_THAT(done.crisis_resources().contacts(1).how(), HasSubstr("911"));
+  EXPECT_EQ(done.route().route(), common::v1::CRISIS_URGENT);
+
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_EQ(queue.cases_size(), 2);
+  EXPECT_EQ(queue.cases(0).screening(), done.screening().name()) << "urgent first";
+  EXPECT_EQ(queue.cases(0).priority(), referral::v1::URGENT);
+}
+
+TEST_F(SkeletonE2eTest, ErrorsCarryTheRightCodes) {
+  intake::v1::GetScreeningRequest get;
+  get.set_name("users/e2e/screenings/unknown");
+  intake::v1::Screening screening;
+  EXPECT_THAT(intake_stub_->GetScreening(Ctx().get(), get, &screening),
+              GrpcIs(grpc::StatusCode::NOT_FOUND));
+
+  intake::v1::StartScreeningRequest start;
+  start.set_parent("users/e2e");
+  grpc::Status missing = intake_stub_->StartScreening(Ctx().get(), start, &screening);
+  EXPECT_THAT(missing, GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(missing.error_message(), HasSubstr("consent_version"));
+
+  start.set_consent_version("c1");
+  ASSERT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
+  intake::v1::SubmitAnswersRequest submit;
+  submit.set_name(screening.name());
+  submit.set_etag(screening.etag());
+  submit.set_request_id("r1");
+  auto* a = submit.add_answers();
+  a->set_item_id("phq9.1");
+  a->set_option_value(5);
+  intake::v1::SubmitAnswersResponse submitted;
+  grpc::Status bad = intake_stub_->SubmitAnswers(Ctx().get(), submit, &submitted);
+  EXPECT_THAT(bad, GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(bad.error_message(), HasSubstr("answers[0].option_value"));
+
+  auto done = Screen({0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  intake::v1::CompleteScreeningRequest again;
+  again.set_name(done.screening().name());
+  again.set_etag(done.screening().etag());
+  again.set_request_id("another-request");
+  intake::v1::CompleteScreeningResponse reply;
+  EXPECT_THAT(intake_stub_->CompleteScreening(Ctx().get(), again, &reply),
+              GrpcIs(grpc::StatusCode::FAILED_PRECONDITION));
+  again.set_request_id("complete-1");
+  ASSERT_TRUE(intake_stub_->CompleteScreening(Ctx().get(), again, &reply).ok());
+  EXPECT_EQ(reply.result().SerializeAsString(), done.result().SerializeAsString());
+}
+
+TEST_F(SkeletonE2eTest, RedisDownThenBack) {
+  auto before = Screen({0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  ASSERT_TRUE(redis_->Stop().ok());
+
+  // Calls fail UNAVAILABLE within their deadline...
+  intake::v1::GetScreeningRequest get;
+  get.set_name(before.screening().name());
+  intake::v1::Screening screening;
+  absl::Time start = absl::Now();
+  EXPECT_THAT(intake_stub_->GetScreening(Ctx(absl::Seconds(3)).get(), get, &screening),
+              GrpcIs(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  referral::v1::ListQueueResponse queue;
+  EXPECT_THAT(referral_stub_->ListQueue(Ctx(absl::Seconds(3)).get(),
+                                        referral::v1::ListQueueRequest(), &queue),
+              GrpcIs(grpc::StatusCode::UNAVAILABLE));
+  // ...health says NOT_SERVING, and the services stay up.
+  EXPECT_TRUE(WaitHealth(intake_.address, false));
+  EXPECT_TRUE(WaitHealth(referral_.address, false));
+  EXPECT_TRUE(WaitHealth(scoring_.address, true)) << "scoring does not need Redis";
+  EXPECT_TRUE(intake_.process->Running());
+
+  // Redis back: both recover without a restart, and nothing was lost.
+  ASSERT_TRUE(redis_->Restart().ok());
+  EXPECT_TRUE(WaitHealth(intake_.address, true));
+  EXPECT_TRUE(WaitHealth(referral_.address, true));
+  grpc::Status s = intake_stub_->GetScreening(Ctx().get(), get, &screening);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(screening.state(), intake::v1::COMPLETED);
+  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  EXPECT_EQ(queue.cases_size(), 1);
+  auto after = Screen({1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+  EXPECT_EQ(after.handoff(), intake::v1::DELIVERED);
+}
+
+TEST_F(SkeletonE2eTest, ReferralDownStillShowsCrisisResourcesAndKeepsTheResult) {
+  referral_.process->Signal(SIGKILL);
+  referral_.process->Wait(absl::Seconds(5));
+  auto done = Screen({0, 0, 0, 0, 0, 0, 0, 0, 2, 0});
+  ASSERT_TRUE(done.has_crisis_resources());
+  EXPECT_EQ(done.handoff(), intake::v1::PENDING);
+  EXPECT_EQ(done.screening().state(), intake::v1::COMPLETED);
+}
+
+TEST_F(SkeletonE2eTest, StartsWithoutDependenciesAndSaysWhichAndWhere) {
+  // A fresh intake pointed at a Redis and a scoring service that are not
+  // there: it stays up, NOT_SERVING, and its log names both addresses.
+  const std::string missing_redis = "unix:" + dir_.path() + "/absent.sock";
+  Service lonely = StartService("lonely", "services/intake/aqueduct-intake",
+                                {"--redis=" + missing_redis, "--scoring=127.0.0.1:1",
+                                 "--referral=127.0.0.1:1"});
+  ASSERT_FALSE(lonely.address.empty());
+  EXPECT_TRUE(WaitHealth(lonely.address, false));
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_TRUE(lonely.process->Running());
+  const std::string log = t::ReadFile(lonely.log);
+  EXPECT_THAT(log, HasSubstr("scoring at 127.0.0.1:1"));
+  EXPECT_THAT(log, HasSubstr("catalog not loaded"));
+  // Graceful shutdown on SIGTERM exits 0.
+  lonely.process->Signal(SIGTERM);
+  auto status = lonely.process->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
+  auto done = Screen({3, 3, 3, 3, 3, 3, 3, 3, 3, 3}, "secretuser");
+  const std::string id = done.screening().name().substr(done.screening().name().rfind('/') + 1);
+  for (Service* s : {&scoring_, &referral_, &intake_}) {
+    const std::string log = t::ReadFile(s->log);
+    EXPECT_THAT(log, HasSubstr("\"msg\":\"rpc\"")) << s->log;
+    EXPECT_THAT(log, ::testing::Not(HasSubstr("secretuser"))) << s->log;
+    EXPECT_THAT(log, ::testing::Not(HasSubstr(id))) << s->log;
+    EXPECT_THAT(log, ::testing::Not(HasSubstr("option_value"))) << s->log;
+  }
+}
+
+}  // namespace
+}  // namespace aqueduct
