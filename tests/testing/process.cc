@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -22,8 +23,11 @@ extern char** environ;
 namespace aqueduct::testing {
 
 TempDir::TempDir() {
+  // Unix socket paths are limited to 107 bytes (sun_path); Bazel's
+  // TEST_TMPDIR is often deeper than that, so use it only when short.
   const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/aq-XXXXXX");
+  std::string root = (base != nullptr && std::strlen(base) < 60) ? base : "/tmp";
+  std::string tmpl = absl::StrCat(root, "/aq-XXXXXX");
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   char* made = mkdtemp(buf.data());
