@@ -3,16 +3,20 @@
 # Idempotent and non-interactive: packages already present are left alone, and
 # nothing is downloaded except through apt.
 set -euo pipefail
+#
+#   scripts/setup.sh                        build, test and run dependencies
+#   AQUEDUCT_WITH_BAZEL=1 scripts/setup.sh  also Bazel (what CI needs)
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev libhiredis-dev redis-server redis-tools
   libgtest-dev libgmock-dev libbenchmark-dev
-  procps iproute2
+  procps
 )
+# The Bazel build (CI builds both); the run command does not need it.
 if [[ "${AQUEDUCT_WITH_BAZEL:-0}" == 1 ]]; then
-  PACKAGES+=(bazel-bootstrap)
+  PACKAGES+=(bazel-bootstrap bazel-rules-java)
 fi
 
 missing=()

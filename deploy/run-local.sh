@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Brings up the whole Aqueduct stack on this machine and shows how to use it:
+# installs what is missing, builds, starts a private redis-server (AOF on,
+# data under .aqueduct/redis) unless AQUEDUCT_REDIS names one, starts the
+# scoring, referral and intake services, waits until all three report
+# SERVING, prints their addresses and a copy-paste way to try a screening,
+# and stops everything cleanly on Ctrl-C.
+#
+# Settings (environment):
+#   AQUEDUCT_REDIS        use this Redis (host:port or unix:/path) instead of
+#                         starting one
+#   AQUEDUCT_REDIS_PORT   port of the private Redis (default: first free port
+#                         from 6390; never 6379, so a system Redis is left alone)
+#   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
+#                         service ports (defaults 7100 / 7101 / 7102)
+#   AQUEDUCT_STATE_DIR    where Redis data and logs go (default ./.aqueduct)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+STATE=${AQUEDUCT_STATE_DIR:-$ROOT/.aqueduct}
+LOGS=$STATE/logs
+BUILD_DIR=${AQUEDUCT_BUILD_DIR:-$ROOT/build}
+INTAKE_PORT=${AQUEDUCT_INTAKE_PORT:-7100}
+SCORING_PORT=${AQUEDUCT_SCORING_PORT:-7101}
+REFERRAL_PORT=${AQUEDUCT_REFERRAL_PORT:-7102}
+
+say() { printf '[run-local] %s\n' "$*"; }
+die() { printf '[run-local] error: %s\n' "$*" >&2; exit 1; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+say "checking dependencies"
+./scripts/setup.sh
+say "building (first time takes a few minutes on 2 cores)"
+AQUEDUCT_BUILD_DIR=$BUILD_DIR ./scripts/build.sh aqueduct-intake aqueduct-scoring aqueduct-referral aqueductctl >/dev/null \
+  || die "build failed; run ./scripts/build.sh to see why"
+
+for p in "$INTAKE_PORT" "$SCORING_PORT" "$REFERRAL_PORT"; do
+  port_busy "$p" && die "port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT."
+done
+mkdir -p "$STATE/redis" "$LOGS"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping"
+  # Services first (they drain in-flight calls), Redis last (flushes its AOF).
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+  say "stopped; data kept in $STATE/redis"
+}
+on_signal() {
+  cleanup
+  exit 0
+}
+trap on_signal INT TERM
+trap cleanup EXIT
+
+if [[ -n "${AQUEDUCT_REDIS:-}" ]]; then
+  REDIS=$AQUEDUCT_REDIS
+  say "using the configured Redis at $REDIS"
+else
+  REDIS_PORT=${AQUEDUCT_REDIS_PORT:-6390}
+  if [[ -z "${AQUEDUCT_REDIS_PORT:-}" ]]; then
+    while port_busy "$REDIS_PORT"; do REDIS_PORT=$((REDIS_PORT + 1)); done
+  elif port_busy "$REDIS_PORT"; then
+    die "AQUEDUCT_REDIS_PORT=$REDIS_PORT is in use"
+  fi
+  REDIS=127.0.0.1:$REDIS_PORT
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+    --dir "$STATE/redis" --appendonly yes --appendfsync everysec --save "" \
+    --daemonize no >"$LOGS/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "redis-server did not start; see $LOGS/redis.log"
+  say "redis-server on $REDIS (AOF on, data in $STATE/redis)"
+fi
+
+export AQUEDUCT_REDIS=$REDIS
+"$BUILD_DIR/services/scoring/aqueduct-scoring" --listen "127.0.0.1:$SCORING_PORT" \
+  --catalog "$ROOT/data/catalog/catalog.textproto" >"$LOGS/scoring.log" 2>&1 &
+pids+=($!)
+"$BUILD_DIR/services/referral/aqueduct-referral" --listen "127.0.0.1:$REFERRAL_PORT" \
+  >"$LOGS/referral.log" 2>&1 &
+pids+=($!)
+"$BUILD_DIR/services/intake/aqueduct-intake" --listen "127.0.0.1:$INTAKE_PORT" \
+  --scoring "127.0.0.1:$SCORING_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
+  >"$LOGS/intake.log" 2>&1 &
+pids+=($!)
+
+export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT
+export AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT
+export AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT
+CTL=$BUILD_DIR/tools/aqueductctl/aqueductctl
+ready=0
+for _ in $(seq 60); do
+  if "$CTL" health --timeout_s=1 >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.5
+done
+"$CTL" health --timeout_s=1 || true
+((ready)) || die "the stack did not become healthy in 30 s; see the logs in $LOGS"
+
+cat <<INFO
+
+Aqueduct is running.
+  intake    127.0.0.1:$INTAKE_PORT   (aqueduct.intake.v1.IntakeService)
+  scoring   127.0.0.1:$SCORING_PORT   (aqueduct.scoring.v1.ScoringService)
+  referral  127.0.0.1:$REFERRAL_PORT   (aqueduct.referral.v1.ReferralService)
+  redis     $REDIS
+  logs      $LOGS/*.log  (JSON lines; never answers or identities)
+
+Try it from another terminal:
+  export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT
+  $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
+  $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
+  $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
+  $CTL queue                                         # the clinician queue
+  $CTL health
+
+Any gRPC client works from the protos in protos/ (server reflection is on).
+Press Ctrl-C to stop.
+INFO
+
+# Wait until a service exits on its own (then stop the rest) or Ctrl-C.
+wait -n "${pids[@]}" || true
+say "a process exited unexpectedly; see $LOGS"
+exit 1

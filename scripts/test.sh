@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test. On a fresh Debian 12 machine this installs what is
+# missing (scripts/setup.sh), builds with CMake and runs ctest (unit, grpc
+# and integration tiers: real redis-server, real service binaries), checks
+# that CMake and Bazel declare the same targets, then builds every Bazel
+# target offline and runs the Bazel tests.
+#
+#   scripts/test.sh              everything (what CI runs)
+#   scripts/test.sh --no-bazel   CMake build and ctest only (quicker)
+#   scripts/test.sh -L unit      extra arguments go to ctest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_bazel=1
+ctest_args=()
+for arg in "$@"; do
+  case "$arg" in
+    --no-bazel) with_bazel=0 ;;
+    *) ctest_args+=("$arg") ;;
+  esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies (Debian packages)"
+AQUEDUCT_WITH_BAZEL=$with_bazel ./scripts/setup.sh
+
+step "CMake build (-j2)"
+./scripts/build.sh
+
+step "ctest"
+(cd "${AQUEDUCT_BUILD_DIR:-build}" && ctest -j2 --output-on-failure "${ctest_args[@]}")
+
+step "build parity (CMake vs Bazel targets)"
+./scripts/check-build-parity.sh
+
+if ((with_bazel)); then
+  step "Bazel build and test (offline, Debian bazel-bootstrap)"
+  bazel build //...
+  bazel test //tests/... --test_tag_filters=-manual
+  bazel shutdown
+fi
+step "all tests passed"
