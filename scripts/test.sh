@@ -31,8 +31,9 @@ step "CMake build (-j2)"
 step "ctest"
 (cd "${AQUEDUCT_BUILD_DIR:-build}" && ctest -j2 --output-on-failure "${ctest_args[@]}")
 
-step "build parity (CMake vs Bazel targets)"
+step "static checks (build parity, API comments)"
 ./scripts/check-build-parity.sh
+./scripts/check-proto-comments.sh
 
 if ((with_bazel)); then
   step "Bazel build and test (offline, Debian bazel-bootstrap)"

@@ -3,6 +3,8 @@
 
 #include "common/server/server_runner.h"
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include <atomic>
 
 #include "absl/time/clock.h"
@@ -64,6 +66,49 @@ TEST(ServerRunnerTest, BackgroundLoopPicksUpRecovery) {
   const absl::Time end = absl::Now() + absl::Seconds(5);
   while (!(*runner)->serving() && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_TRUE((*runner)->serving());
+}
+
+// Server reflection (grpc.reflection.v1alpha) lists the registered
+// services, so tools can call them without local protos. The request is
+// encoded by hand: ServerReflectionRequest { list_services = 7: "" }.
+TEST(ServerRunnerTest, ReflectionListsRegisteredServices) {
+  ServerOptions options;
+  auto runner = ServerRunner::Start(options, {}, nullptr);
+  ASSERT_TRUE(runner.ok());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(Soon()));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  const char request_bytes[] = {0x3a, 0x00};
+  grpc::Slice slice(request_bytes, sizeof(request_bytes));
+  grpc::ByteBuffer request(&slice, 1);
+  call->Write(request, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
+  EXPECT_NE(bytes.find("grpc.reflection.v1alpha.ServerReflection"), std::string::npos);
+  call->WritesDone(reinterpret_cast<void*>(4));
+  cq.Next(&tag, &ok);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST(ServerRunnerTest, BusyPortIsAClearError) {

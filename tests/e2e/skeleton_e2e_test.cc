@@ -262,6 +262,14 @@ TEST_F(SkeletonE2eTest, StartsWithoutDependenciesAndSaysWhichAndWhere) {
   const std::string log = t::ReadFile(lonely.log);
   EXPECT_THAT(log, HasSubstr("scoring at 127.0.0.1:1"));
   EXPECT_THAT(log, HasSubstr("catalog not loaded"));
+  // Referral without Redis: up, NOT_SERVING, and the log names the Redis.
+  Service alone = StartService("alone", "services/referral/aqueduct-referral",
+                               {"--redis=" + missing_redis});
+  ASSERT_FALSE(alone.address.empty());
+  EXPECT_TRUE(WaitHealth(alone.address, false));
+  EXPECT_THAT(t::ReadFile(alone.log), HasSubstr("redis at " + missing_redis));
+  EXPECT_TRUE(alone.process->Running());
+
   // Graceful shutdown on SIGTERM exits 0.
   lonely.process->Signal(SIGTERM);
   auto status = lonely.process->Wait(absl::Seconds(10));
