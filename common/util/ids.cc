@@ -21,19 +21,19 @@ std::string NewId() {
   static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
   static absl::Mutex mu(absl::kConstInit);
   static std::random_device* rd = new std::random_device();
-  uint64_t hi, lo;
+  // 26 base32 characters carry 130 bits; draw 5 x 32 random bits.
+  uint32_t words[5];
   {
     absl::MutexLock lock(&mu);
-    hi = (static_cast<uint64_t>((*rd)()) << 32) | (*rd)();
-    lo = (static_cast<uint64_t>((*rd)()) << 32) | (*rd)();
+    for (uint32_t& w : words) w = (*rd)();
   }
   std::string out;
   out.reserve(26);
   for (int i = 0; i < 26; ++i) {
-    // 130 bits of output from 128 of input: the last char reuses low bits.
-    uint64_t& src = (i < 13) ? hi : lo;
-    out.push_back(kAlphabet[src & 31]);
-    src = (src >> 5) | (src << 59);
+    const int bit = i * 5;
+    uint64_t window = (static_cast<uint64_t>(words[bit / 32]) << 32) |
+                      (bit / 32 + 1 < 5 ? words[bit / 32 + 1] : 0);
+    out.push_back(kAlphabet[(window >> (64 - 5 - bit % 32)) & 31]);
   }
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/util/ids.h"
@@ -45,6 +46,15 @@ absl::StatusOr<ScreeningName> ParseScreeningName(absl::string_view name,
   if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
   if (absl::Status s = ValidateIdSegment(parts[3], field); !s.ok()) return s;
   return ScreeningName{std::string(parts[1]), std::string(parts[3])};
+}
+
+absl::Status ValidateStateCode(absl::string_view code, absl::string_view field) {
+  if (code.size() != 2 || !absl::ascii_isupper(static_cast<unsigned char>(code[0])) ||
+      !absl::ascii_isupper(static_cast<unsigned char>(code[1]))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": expected a two-letter US state code such as \"FL\""));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace aqueduct

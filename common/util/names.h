@@ -29,6 +29,10 @@ absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
                                             absl::string_view collection,
                                             absl::string_view field);
 
+// Checks a US state code ("FL"): two upper-case letters. INVALID_ARGUMENT
+// names `field`. Empty is left to the caller (it usually means "unknown").
+absl::Status ValidateStateCode(absl::string_view code, absl::string_view field);
+
 }  // namespace aqueduct
 
 #endif  // AQUEDUCT_COMMON_UTIL_NAMES_H_

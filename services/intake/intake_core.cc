@@ -196,9 +196,10 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     return absl::InvalidArgumentError("locale: longer than 35 characters");
   }
   const auto& state = request.context().location_state();
-  if (!state.empty() && (state.size() != 2 || !isupper(state[0]) || !isupper(state[1]))) {
-    return absl::InvalidArgumentError(
-        "context.location_state: expected a two-letter US state code such as \"FL\"");
+  if (!state.empty()) {
+    if (absl::Status s = ValidateStateCode(state, "context.location_state"); !s.ok()) {
+      return s;
+    }
   }
   std::string request_id = request.request_id();
   if (!request_id.empty()) {

@@ -28,12 +28,13 @@ v1::Priority PriorityOf(Route route) {
   }
 }
 
-// Queue order: priority first, then age. Crisis-acute sorts ahead of
-// crisis-urgent within URGENT by a one-hour head start in the score.
+// Queue order: priority first, then age (oldest first). Within URGENT,
+// crisis-acute (imminent risk) always sorts above crisis-urgent, however old.
+// rank * 1e13 stays above any millisecond timestamp and every score is an
+// integer below 2^53, so doubles hold it exactly.
 double QueueScore(v1::Priority priority, Route route, int64_t created_ms) {
-  double score = static_cast<double>(priority) * 1e13 + static_cast<double>(created_ms);
-  if (route == common::v1::CRISIS_ACUTE) score -= 3600.0 * 1000.0;
-  return score;
+  const int rank = 2 * static_cast<int>(priority) + (route == common::v1::CRISIS_ACUTE ? 0 : 1);
+  return static_cast<double>(rank) * 1e13 + static_cast<double>(created_ms);
 }
 
 std::string EncodeToken(const QueueCursor& c) {
@@ -52,10 +53,6 @@ absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
   }
   c.id = parts[1];
   return c;
-}
-
-bool ValidState(const std::string& s) {
-  return s.size() == 2 && absl::ascii_isupper(s[0]) && absl::ascii_isupper(s[1]);
 }
 
 bool Matches(const v1::Referral& r, const v1::ListQueueRequest& req) {
@@ -104,9 +101,11 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
   if (route == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(route)) {
     return absl::InvalidArgumentError("result.routing.primary_route: is required");
   }
-  if (!request.location_state().empty() && !ValidState(request.location_state())) {
-    return absl::InvalidArgumentError(
-        "location_state: expected a two-letter US state code such as \"FL\"");
+  if (!request.location_state().empty()) {
+    if (absl::Status s = ValidateStateCode(request.location_state(), "location_state");
+        !s.ok()) {
+      return s;
+    }
   }
 
   const std::string id = ReferralId(screening->screening_id, result.ruleset_version());
@@ -147,9 +146,10 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
     return absl::InvalidArgumentError("page_size: must not be negative");
   }
   for (int i = 0; i < request.location_states_size(); ++i) {
-    if (!ValidState(request.location_states(i))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "location_states[", i, "]: expected a two-letter US state code"));
+    if (absl::Status s = ValidateStateCode(request.location_states(i),
+                                           absl::StrCat("location_states[", i, "]"));
+        !s.ok()) {
+      return s;
     }
   }
   const int page_size =

@@ -137,6 +137,17 @@ TEST_F(ReferralTest, QueueOrdersByPriorityThenAge) {
   EXPECT_TRUE(page->next_page_token().empty());
 }
 
+TEST_F(ReferralTest, AcuteRiskIsAboveUrgentHoweverOldTheUrgentCase) {
+  ASSERT_THAT(Create("urgent_old", common::v1::CRISIS_URGENT), IsOk());
+  clock_.now += absl::Hours(30);
+  ASSERT_THAT(Create("acute_new", common::v1::CRISIS_ACUTE), IsOk());
+  ASSERT_THAT(Create("therapy_old", common::v1::THERAPY), IsOk());
+  auto page = core_->ListQueue(v1::ListQueueRequest(), Soon());
+  ASSERT_THAT(page, IsOk());
+  EXPECT_THAT(Screenings(*page),
+              ::testing::ElementsAre("acute_new", "urgent_old", "therapy_old"));
+}
+
 TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
   for (int i = 0; i < 7; ++i) ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
   v1::ListQueueRequest req;
