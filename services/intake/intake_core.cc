@@ -16,6 +16,15 @@ using Kind = SessionStore::WriteOutcome::Kind;
 
 constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
 
+// A write based on a stale etag: ABORTED with the current one, so the app
+// can fetch the screening and resubmit instead of overwriting another
+// device's answers.
+absl::Status StaleEtag(const std::string& given, int64_t current) {
+  return absl::AbortedError(absl::StrCat(
+      "etag: the screening changed since etag \"", given, "\" (current etag \"",
+      current, "\"); fetch it and resubmit"));
+}
+
 // Items of the screening's instruments, in asking order.
 std::vector<std::pair<const scoring::v1::Instrument*, const scoring::v1::Item*>>
 ItemsOf(const storage::v1::SessionRecord& record,
@@ -321,9 +330,7 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
         "; answers can no longer change"));
   }
   if (session.version != *expected) {
-    return absl::AbortedError(absl::StrCat(
-        "etag: the screening changed since etag \"", request.etag(),
-        "\" (current etag \"", session.version, "\"); fetch it and resubmit"));
+    return StaleEtag(request.etag(), session.version);
   }
   // Validate the whole page before changing anything: a bad answer stores
   // nothing of the page.
@@ -373,9 +380,7 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
       }
       return response;
     case Kind::kConflict:
-      return absl::AbortedError(absl::StrCat(
-          "etag: the screening changed since etag \"", request.etag(),
-          "\" (current etag \"", outcome->version, "\"); fetch it and resubmit"));
+      return StaleEtag(request.etag(), outcome->version);
     case Kind::kMissing:
       return absl::NotFoundError("name: no such screening (expired?)");
     default:
@@ -464,9 +469,7 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
         "; it cannot be completed"));
   }
   if (session.version != *expected) {
-    return absl::AbortedError(absl::StrCat(
-        "etag: the screening changed since etag \"", request.etag(),
-        "\" (current etag \"", session.version, "\"); fetch it and retry"));
+    return StaleEtag(request.etag(), session.version);
   }
   std::vector<std::string> missing;
   for (const auto& [ins, item] : ItemsOf(r, **catalog)) {
@@ -513,9 +516,7 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   auto outcome = store_->Write(name->screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   if (outcome->kind == Kind::kConflict) {
-    return absl::AbortedError(absl::StrCat(
-        "etag: the screening changed while completing (current etag \"",
-        outcome->version, "\"); fetch it and retry"));
+    return StaleEtag(request.etag(), outcome->version);
   }
   if (outcome->kind == Kind::kMissing) {
     return absl::NotFoundError("name: no such screening (expired?)");

@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
+#include "tests/testing/redis_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::redis {
@@ -15,31 +16,15 @@ using ::aqueduct::testing::IsOk;
 using ::aqueduct::testing::StatusIs;
 using ::testing::HasSubstr;
 
-class RedisClientTest : public ::testing::Test {
+class RedisClientTest : public aqueduct::testing::RedisTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new aqueduct::testing::TempDir();
-    auto server = aqueduct::testing::RedisServer::Start(dir_->path());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
   void SetUp() override {
-    ASSERT_NE(server_, nullptr) << "redis-server did not start";
-    ASSERT_THAT(server_->FlushAll(), IsOk());
-    client_ = std::make_unique<Client>(server_->ClientOptions());
+    RedisTest::SetUp();
+    client_ = std::make_unique<Client>(redis().ClientOptions());
   }
-  absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
 
-  static aqueduct::testing::TempDir* dir_;
-  static aqueduct::testing::RedisServer* server_;
   std::unique_ptr<Client> client_;
 };
-aqueduct::testing::TempDir* RedisClientTest::dir_ = nullptr;
-aqueduct::testing::RedisServer* RedisClientTest::server_ = nullptr;
 
 TEST_F(RedisClientTest, SetAndGetAreBinarySafe) {
   std::string value("a\0b\r\n%s", 7);
@@ -114,11 +99,11 @@ TEST_F(RedisClientTest, KeysShareTheOwnersHashTag) {
 // the call fails UNAVAILABLE well within the caller's deadline.
 TEST_F(RedisClientTest, HungRedisGivesUnavailableWithinCommandTimeout) {
   ASSERT_THAT(client_->Ping(Soon()), IsOk());
-  server_->Pause();
+  redis().Pause();
   absl::Time start = absl::Now();
   auto r = client_->Command({"PING"}, absl::Now() + absl::Seconds(5));
   absl::Duration took = absl::Now() - start;
-  server_->Resume();
+  redis().Resume();
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
   EXPECT_LT(took, absl::Seconds(5)) << "must not wait for the caller's whole deadline";
   EXPECT_THAT(client_->Ping(Soon()), IsOk()) << "a broken connection is replaced";
@@ -126,9 +111,9 @@ TEST_F(RedisClientTest, HungRedisGivesUnavailableWithinCommandTimeout) {
 
 TEST_F(RedisClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
   ASSERT_THAT(client_->Ping(Soon()), IsOk());
-  server_->Pause();
+  redis().Pause();
   auto r = client_->Command({"PING"}, absl::Now() + absl::Milliseconds(100));
-  server_->Resume();
+  redis().Resume();
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_THAT(client_->Ping(Soon()), IsOk());
 }
@@ -137,11 +122,11 @@ TEST_F(RedisClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceede
 // recovers by itself, and AOF kept the data.
 TEST_F(RedisClientTest, StoppedRedisGivesUnavailableAndClientRecovers) {
   ASSERT_THAT(client_->Command({"SET", "durable", "yes"}, Soon()), IsOk());
-  ASSERT_THAT(server_->Stop(), IsOk());
+  ASSERT_THAT(redis().Stop(), IsOk());
   auto down = client_->Command({"GET", "durable"}, Soon());
-  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(server_->socket())));
+  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(redis().socket())));
   EXPECT_THAT(client_->Ping(Soon()), StatusIs(absl::StatusCode::kUnavailable));
-  ASSERT_THAT(server_->Restart(), IsOk());
+  ASSERT_THAT(redis().Restart(), IsOk());
   auto back = client_->Command({"GET", "durable"}, Soon());
   ASSERT_THAT(back, IsOk());
   EXPECT_EQ(back->str, "yes");

@@ -11,6 +11,7 @@
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/scoring_engine.h"
 #include "tests/testing/process.h"
+#include "tests/testing/redis_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::intake {
@@ -58,33 +59,21 @@ class RecordingReferralPeer : public ReferralPeer {
   referral::v1::CreateReferralRequest last;
 };
 
-class IntakeTest : public ::testing::Test {
+class IntakeTest : public aqueduct::testing::RedisTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new aqueduct::testing::TempDir();
-    auto server = aqueduct::testing::RedisServer::Start(dir_->path());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
   void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    ASSERT_THAT(server_->FlushAll(), IsOk());
+    RedisTest::SetUp();
     auto catalog = scoring::CatalogIndex::LoadFile(
         aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
     ASSERT_THAT(catalog, IsOk());
     scoring_ = std::make_unique<EngineScoringPeer>(
         std::make_shared<scoring::ScoringEngine>(*catalog));
     ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
-    client_ = std::make_unique<redis::Client>(server_->ClientOptions());
+    client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     store_ = std::make_unique<RedisSessionStore>(client_.get());
     core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
                                          &catalog_, &RealClock(), IntakeConfig());
   }
-  static absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
 
   v1::Screening Start(const std::string& user = "alice", const std::string& rid = "") {
     v1::StartScreeningRequest req;
@@ -119,8 +108,6 @@ class IntakeTest : public ::testing::Test {
     return req;
   }
 
-  static aqueduct::testing::TempDir* dir_;
-  static aqueduct::testing::RedisServer* server_;
   std::unique_ptr<EngineScoringPeer> scoring_;
   RecordingReferralPeer referral_;
   CatalogHolder catalog_;
@@ -128,8 +115,6 @@ class IntakeTest : public ::testing::Test {
   std::unique_ptr<RedisSessionStore> store_;
   std::unique_ptr<IntakeCore> core_;
 };
-aqueduct::testing::TempDir* IntakeTest::dir_ = nullptr;
-aqueduct::testing::RedisServer* IntakeTest::server_ = nullptr;
 
 TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   v1::Screening s = Start();
@@ -334,13 +319,13 @@ TEST_F(IntakeTest, ScoringDownLosesNothing) {
 
 TEST_F(IntakeTest, RedisDownIsUnavailableAndRecovers) {
   v1::Screening s = Start();
-  ASSERT_THAT(server_->Stop(), IsOk());
+  ASSERT_THAT(redis().Stop(), IsOk());
   v1::GetScreeningRequest get;
   get.set_name(s.name());
   EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
-  ASSERT_THAT(server_->Restart(), IsOk());
+  ASSERT_THAT(redis().Restart(), IsOk());
   auto back = core_->GetScreening(get, Soon());
   ASSERT_THAT(back, IsOk()) << "AOF kept the session; the client reconnected";
   EXPECT_THAT(core_->SubmitAnswers(Answers(*back, {1}, "r1"), Soon()), IsOk());

@@ -6,6 +6,7 @@
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
 #include "tests/testing/process.h"
+#include "tests/testing/redis_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::referral {
@@ -21,26 +22,14 @@ class ManualClock : public Clock {
   absl::Time now = absl::FromUnixSeconds(1'790'000'000);
 };
 
-class ReferralTest : public ::testing::Test {
+class ReferralTest : public aqueduct::testing::RedisTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new aqueduct::testing::TempDir();
-    auto server = aqueduct::testing::RedisServer::Start(dir_->path());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
   void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    ASSERT_THAT(server_->FlushAll(), IsOk());
-    client_ = std::make_unique<redis::Client>(server_->ClientOptions());
+    RedisTest::SetUp();
+    client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     store_ = std::make_unique<RedisReferralStore>(client_.get());
     core_ = std::make_unique<ReferralCore>(store_.get(), &clock_);
   }
-  static absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
 
   static v1::CreateReferralRequest Request(const std::string& screening_id,
                                            common::v1::Route route,
@@ -63,15 +52,11 @@ class ReferralTest : public ::testing::Test {
     return out;
   }
 
-  static aqueduct::testing::TempDir* dir_;
-  static aqueduct::testing::RedisServer* server_;
   ManualClock clock_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<RedisReferralStore> store_;
   std::unique_ptr<ReferralCore> core_;
 };
-aqueduct::testing::TempDir* ReferralTest::dir_ = nullptr;
-aqueduct::testing::RedisServer* ReferralTest::server_ = nullptr;
 
 TEST_F(ReferralTest, CreateStoresCaseWithAuditEvent) {
   auto r = Create("s1", common::v1::THERAPY);
@@ -223,11 +208,11 @@ TEST_F(ReferralTest, PageSizeIsCoercedToTheMaximum) {
 
 TEST_F(ReferralTest, RedisDownIsUnavailable) {
   ASSERT_THAT(Create("s1", common::v1::THERAPY), IsOk());
-  ASSERT_THAT(server_->Stop(), IsOk());
+  ASSERT_THAT(redis().Stop(), IsOk());
   EXPECT_THAT(core_->ListQueue(v1::ListQueueRequest(), Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(Create("s2", common::v1::THERAPY), StatusIs(absl::StatusCode::kUnavailable));
-  ASSERT_THAT(server_->Restart(), IsOk());
+  ASSERT_THAT(redis().Restart(), IsOk());
   auto page = core_->ListQueue(v1::ListQueueRequest(), Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_THAT(Screenings(*page), ::testing::ElementsAre("s1"));
