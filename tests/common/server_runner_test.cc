@@ -5,11 +5,15 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include <thread>
+
 #include <atomic>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/server/health_client.h"
 #include "gtest/gtest.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -109,6 +113,46 @@ TEST(ServerRunnerTest, ReflectionListsRegisteredServices) {
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+}
+
+// A handler that takes a while, to have a call in flight during shutdown.
+class SlowReferral final : public referral::v1::ReferralService::Service {
+ public:
+  grpc::Status ListQueue(grpc::ServerContext*, const referral::v1::ListQueueRequest*,
+                         referral::v1::ListQueueResponse* response) override {
+    started.Notify();
+    absl::SleepFor(absl::Milliseconds(500));
+    response->set_next_page_token("finished");
+    return grpc::Status::OK;
+  }
+  absl::Notification started;
+};
+
+TEST(ServerRunnerTest, ShutdownLetsInFlightCallsFinishAndRefusesNewOnes) {
+  SlowReferral slow;
+  ServerOptions options;
+  options.shutdown_grace = absl::Seconds(5);
+  auto runner = ServerRunner::Start(options, {&slow}, nullptr);
+  ASSERT_TRUE(runner.ok());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = referral::v1::ReferralService::NewStub(channel);
+  grpc::Status in_flight;
+  referral::v1::ListQueueResponse response;
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(Soon()));
+    in_flight = stub->ListQueue(&ctx, referral::v1::ListQueueRequest(), &response);
+  });
+  slow.started.WaitForNotification();
+  (*runner)->Shutdown();  // returns once drained
+  caller.join();
+  EXPECT_TRUE(in_flight.ok()) << in_flight.error_message();
+  EXPECT_EQ(response.next_page_token(), "finished");
+  grpc::ClientContext late;
+  late.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+  referral::v1::ListQueueResponse ignored;
+  EXPECT_FALSE(stub->ListQueue(&late, referral::v1::ListQueueRequest(), &ignored).ok());
 }
 
 TEST(ServerRunnerTest, BusyPortIsAClearError) {
