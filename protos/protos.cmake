@@ -7,6 +7,7 @@ set(AQUEDUCT_PROTOS
   common/v1/common.proto
   scoring/v1/catalog.proto
   scoring/v1/result.proto
+  scoring/v1/ruleset.proto
   scoring/v1/scoring_service.proto
   intake/v1/intake_service.proto
   referral/v1/referral_service.proto

@@ -25,19 +25,6 @@ absl::Status StaleEtag(const std::string& given, int64_t current) {
       current, "\"); fetch it and resubmit"));
 }
 
-// Items of the screening's instruments, in asking order.
-std::vector<std::pair<const scoring::v1::Instrument*, const scoring::v1::Item*>>
-ItemsOf(const storage::v1::SessionRecord& record,
-        const scoring::CatalogIndex& catalog) {
-  std::vector<std::pair<const scoring::v1::Instrument*, const scoring::v1::Item*>> out;
-  for (const std::string& id : record.instruments()) {
-    const scoring::v1::Instrument* ins = catalog.FindInstrument(id);
-    if (ins == nullptr) continue;
-    for (const auto& item : ins->items()) out.emplace_back(ins, &item);
-  }
-  return out;
-}
-
 v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
   v1::PersonRoute route;
   const auto primary = result.routing().primary_route();
@@ -85,22 +72,36 @@ v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
 
 }  // namespace
 
-std::shared_ptr<const scoring::CatalogIndex> CatalogHolder::Get() const {
+std::shared_ptr<const Clinical> CatalogHolder::Get() const {
   absl::MutexLock lock(&mu_);
-  return catalog_;
+  return clinical_;
 }
 
-void CatalogHolder::Set(std::shared_ptr<const scoring::CatalogIndex> catalog) {
+void CatalogHolder::Set(std::shared_ptr<const Clinical> clinical) {
   absl::MutexLock lock(&mu_);
-  catalog_ = std::move(catalog);
+  clinical_ = std::move(clinical);
 }
 
 absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring, absl::Time deadline) {
   auto catalog = scoring.DescribeCatalog(deadline);
   if (!catalog.ok()) return catalog.status();
+  auto rulesets = scoring.ListRulesets(deadline);
+  if (!rulesets.ok()) return rulesets.status();
+  if (rulesets->rulesets().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(scoring.Describe(), " has no ruleset loaded"));
+  }
   auto index = scoring::CatalogIndex::Build(std::move(*catalog));
   if (!index.ok()) return index.status();
-  Set(std::move(*index));
+  auto clinical = std::make_shared<Clinical>();
+  clinical->catalog = std::move(*index);
+  const auto& newest = rulesets->rulesets(0);
+  clinical->default_ruleset = newest.version();
+  for (const auto& set : newest.sets()) {
+    clinical->sets.emplace_back(set.name(),
+                                std::vector<std::string>(set.values().begin(), set.values().end()));
+  }
+  Set(std::move(clinical));
   return absl::OkStatus();
 }
 
@@ -114,8 +115,7 @@ absl::StatusOr<int64_t> ParseEtag(const std::string& etag) {
   return v;
 }
 
-absl::StatusOr<std::shared_ptr<const scoring::CatalogIndex>> IntakeCore::Catalog()
-    const {
+absl::StatusOr<std::shared_ptr<const Clinical>> IntakeCore::Catalog() const {
   auto c = catalog_->Get();
   if (c == nullptr) {
     return absl::UnavailableError(
@@ -154,40 +154,34 @@ v1::Screening IntakeCore::ToScreening(const StoredSession& s) const {
     out.set_expire_time_ms(r.update_time_ms() +
                            absl::ToInt64Milliseconds(config_.session_ttl));
   }
-  if (auto catalog = catalog_->Get(); catalog != nullptr) {
-    *out.mutable_progress() = NextItemsOf(s, *catalog).progress();
+  if (auto clinical = catalog_->Get(); clinical != nullptr) {
+    if (auto next = NextItemsOf(s, *clinical); next.ok()) {
+      *out.mutable_progress() = next->progress();
+    }
   }
   return out;
 }
 
-v1::NextItems IntakeCore::NextItemsOf(const StoredSession& s,
-                                      const scoring::CatalogIndex& catalog) const {
+absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
+                                                      const Clinical& clinical) const {
   v1::NextItems next;
   next.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
   next.set_etag(absl::StrCat(s.version));
-  int answered = 0, remaining = 0;
-  bool required_missing = false;
-  const scoring::v1::Instrument* page = nullptr;
-  for (const auto& [ins, item] : ItemsOf(s.record, catalog)) {
-    if (s.record.answers().contains(item->id())) {
-      ++answered;
-      continue;
-    }
-    ++remaining;
-    if (item->required()) required_missing = true;
-    // One page per instrument: the first instrument with open items.
-    if (page == nullptr) page = ins;
-    if (ins == page && s.record.state() == v1::IN_PROGRESS) {
-      v1::ItemToAsk* ask = next.add_items();
-      *ask->mutable_item() = *item;
-      ask->set_instrument_id(ins->id());
-      ask->set_stem(ins->stem());
-      ask->set_copyright(ins->copyright());
+  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, s.record.answers());
+  if (!flow.ok()) return flow.status();
+  if (s.record.state() == v1::IN_PROGRESS) {
+    for (const Flow::Ask& ask : flow->page) {
+      v1::ItemToAsk* item = next.add_items();
+      *item->mutable_item() = *ask.item;
+      item->set_instrument_id(ask.instrument->def->id());
+      item->set_stem(ask.instrument->def->stem());
+      item->set_copyright(ask.instrument->def->copyright());
     }
   }
-  next.mutable_progress()->set_answered(answered);
-  next.mutable_progress()->set_remaining(remaining);
-  next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS && !required_missing);
+  next.mutable_progress()->set_answered(flow->answered);
+  next.mutable_progress()->set_remaining(flow->remaining);
+  next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS &&
+                             flow->missing_required.empty());
   return next;
 }
 
@@ -243,13 +237,10 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   r.set_state(v1::IN_PROGRESS);
   r.set_consent_version(request.consent_version());
   r.set_locale(request.locale().empty() ? "en-US" : request.locale());
-  r.set_catalog_version((*catalog)->catalog().version());
+  r.set_catalog_version((*catalog)->catalog->catalog().version());
   *r.mutable_context() = request.context();
   r.set_create_time_ms(now);
   r.set_update_time_ms(now);
-  // The foundation asks every instrument of the catalog; the adaptive flow
-  // (issue 4) chooses them from the context and the answers.
-  for (const auto& ins : (*catalog)->catalog().instruments()) r.add_instruments(ins.id());
 
   SessionStore::WriteRequest write;
   write.expected_version = 0;
@@ -308,8 +299,8 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   if (request.answers().empty()) {
     return absl::InvalidArgumentError("answers: at least one answer is required");
   }
-  auto catalog = Catalog();
-  if (!catalog.ok()) return catalog.status();
+  auto catalog_or = Catalog();
+  if (!catalog_or.ok()) return catalog_or.status();
 
   auto read = store_->Get(name->screening_id, request.request_id(), deadline);
   if (!read.ok()) return read.status();
@@ -334,19 +325,12 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   }
   // Validate the whole page before changing anything: a bad answer stores
   // nothing of the page.
-  absl::flat_hash_set<std::string> in_screening;
-  for (const auto& [ins, item] : ItemsOf(session.record, **catalog)) {
-    in_screening.insert(item->id());
-  }
+  const scoring::CatalogIndex& catalog = *(*catalog_or)->catalog;
   absl::flat_hash_set<std::string> seen;
   for (int i = 0; i < request.answers_size(); ++i) {
     const auto& a = request.answers(i);
     const std::string field = absl::StrCat("answers[", i, "]");
-    if (absl::Status s = (*catalog)->ValidateAnswer(a, field); !s.ok()) return s;
-    if (!in_screening.contains(a.item_id())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".item_id: \"", a.item_id(), "\" is not part of this screening"));
-    }
+    if (absl::Status s = catalog.ValidateAnswer(a, field); !s.ok()) return s;
     if (!seen.insert(a.item_id()).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".item_id: \"", a.item_id(), "\" appears twice in this page"));
@@ -355,13 +339,35 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   for (const auto& a : request.answers()) {
     (*session.record.mutable_answers())[a.item_id()] = a;
   }
+  // An answer to an item that does not apply is an error; a stored answer
+  // that an earlier change made moot (e.g. work questions after "I do not
+  // work") is dropped.
+  auto flow = ComputeFlow(catalog, (*catalog_or)->sets, session.record.answers());
+  if (!flow.ok()) return flow.status();
+  for (const std::string& id : flow->inapplicable) {
+    if (seen.contains(id)) {
+      for (int i = 0; i < request.answers_size(); ++i) {
+        if (request.answers(i).item_id() != id) continue;
+        const auto* item = catalog.FindItem(id);
+        const auto* ins = catalog.InstrumentOfItem(id);
+        std::string note = !item->applies_note().empty() ? item->applies_note()
+                                                          : ins->applies_note();
+        return absl::InvalidArgumentError(absl::StrCat(
+            "answers[", i, "].item_id: \"", id, "\" does not apply to this screening",
+            note.empty() ? "" : absl::StrCat(" (", note, ")")));
+      }
+    }
+    session.record.mutable_answers()->erase(id);
+  }
   session.record.set_update_time_ms(clock_->NowMillis());
 
   // The reply carries the version this write will create (expected + 1).
   StoredSession after = session;
   after.version = *expected + 1;
   *response.mutable_screening() = ToScreening(after);
-  *response.mutable_next() = NextItemsOf(after, **catalog);
+  auto next = NextItemsOf(after, **catalog_or);
+  if (!next.ok()) return next.status();
+  *response.mutable_next() = std::move(*next);
 
   SessionStore::WriteRequest write;
   write.expected_version = *expected;
@@ -412,7 +418,13 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   req.set_screening(
       ScreeningName{session.record.user_id(), session.record.screening_id()}.ToString());
   *req.mutable_result() = session.result->scoring();
-  req.set_location_state(session.record.context().location_state());
+  // The state the person answered in the screening wins over the one the
+  // app passed at start (it is what licensing and coverage use).
+  auto state = session.record.answers().find("ctx.state");
+  req.set_location_state(state != session.record.answers().end() &&
+                                 state->second.value_case() == common::v1::Answer::kCodeValue
+                             ? state->second.code_value()
+                             : session.record.context().location_state());
   auto created = referral_->CreateReferral(req, deadline);
   if (!created.ok()) {
     log::Warn("referral hand-off pending",
@@ -471,21 +483,25 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   if (session.version != *expected) {
     return StaleEtag(request.etag(), session.version);
   }
-  std::vector<std::string> missing;
-  for (const auto& [ins, item] : ItemsOf(r, **catalog)) {
-    if (item->required() && !r.answers().contains(item->id())) missing.push_back(item->id());
-  }
-  if (!missing.empty()) {
+  auto flow = ComputeFlow(*(*catalog)->catalog, (*catalog)->sets, r.answers());
+  if (!flow.ok()) return flow.status();
+  if (!flow->missing_required.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "required items not answered: ", absl::StrJoin(missing, ", ")));
+        "required items not answered: ", absl::StrJoin(flow->missing_required, ", ")));
   }
 
   scoring::v1::ScoreAnswersRequest score_req;
-  for (const auto& item_and_ins : ItemsOf(r, **catalog)) {
-    auto it = r.answers().find(item_and_ins.second->id());
-    if (it != r.answers().end()) *score_req.mutable_answers()->add_answers() = it->second;
+  const absl::flat_hash_set<std::string> dropped(flow->inapplicable.begin(),
+                                                 flow->inapplicable.end());
+  for (const auto& info : (*catalog)->catalog->instruments()) {
+    for (const auto& item : info.items) {
+      auto it = r.answers().find(item.def->id());
+      if (it != r.answers().end() && !dropped.contains(it->first)) {
+        *score_req.mutable_answers()->add_answers() = it->second;
+      }
+    }
   }
-  for (const auto& id : r.instruments()) score_req.add_administered_instruments(id);
+  for (const auto& id : flow->instruments) score_req.add_administered_instruments(id);
   auto scored = scoring_->Score(score_req, deadline);
   if (!scored.ok()) {
     // Nothing is committed: the answers stay, the person can retry.
@@ -506,6 +522,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   record.set_complete_time_ms(now);
   record.set_complete_request_id(request.request_id());
   record.set_handoff(v1::PENDING);
+  record.clear_instruments();
+  for (const auto& id : flow->instruments) record.add_instruments(id);
 
   SessionStore::WriteRequest write;
   write.expected_version = *expected;

@@ -9,25 +9,34 @@
 #include "absl/time/time.h"
 #include "common/util/ids.h"
 #include "protos/intake/v1/intake_service.pb.h"
+#include "services/intake/flow.h"
 #include "services/intake/peers.h"
 #include "services/intake/session_store.h"
 #include "services/scoring/catalog.h"
 
 namespace aqueduct::intake {
 
-// The catalog intake asks from, fetched from scoring (which owns it). Empty
-// until the first successful fetch; intake is not ready until then.
+// The clinical data intake asks from, fetched from scoring (which owns it):
+// the catalog, and the default ruleset's named sets that the catalog's
+// ask_if expressions use.
+struct Clinical {
+  std::shared_ptr<const scoring::CatalogIndex> catalog;
+  scoring::expr::SetTable sets;
+  std::string default_ruleset;
+};
+
+// Empty until the first successful fetch; intake is not ready until then.
 class CatalogHolder {
  public:
-  std::shared_ptr<const scoring::CatalogIndex> Get() const;
-  void Set(std::shared_ptr<const scoring::CatalogIndex> catalog);
+  std::shared_ptr<const Clinical> Get() const;
+  void Set(std::shared_ptr<const Clinical> clinical);
 
-  // Fetches and validates the catalog from scoring once.
+  // Fetches and validates the catalog and the ruleset list from scoring.
   absl::Status LoadFrom(ScoringPeer& scoring, absl::Time deadline);
 
  private:
   mutable absl::Mutex mu_;
-  std::shared_ptr<const scoring::CatalogIndex> catalog_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Clinical> clinical_ ABSL_GUARDED_BY(mu_);
 };
 
 struct IntakeConfig {
@@ -61,15 +70,15 @@ class IntakeCore {
       const v1::CompleteScreeningRequest& request, absl::Time deadline);
 
  private:
-  absl::StatusOr<std::shared_ptr<const scoring::CatalogIndex>> Catalog() const;
+  absl::StatusOr<std::shared_ptr<const Clinical>> Catalog() const;
   // Loads a session by name; NOT_FOUND for unknown ones and for another
   // user's (the same answer, so ids cannot be probed).
   absl::StatusOr<StoredSession> Load(const std::string& name,
                                      const std::string& field,
                                      absl::Time deadline);
   v1::Screening ToScreening(const StoredSession& s) const;
-  v1::NextItems NextItemsOf(const StoredSession& s,
-                            const scoring::CatalogIndex& catalog) const;
+  absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
+                                            const Clinical& clinical) const;
   // Hands the result to referral; returns the hand-off state reached.
   v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);
   v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s) const;

@@ -14,6 +14,7 @@
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
+#include "common/server/channels.h"
 #include "common/server/server_runner.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
@@ -80,10 +81,10 @@ int main(int argc, char** argv) {
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();
   aqueduct::intake::GrpcScoringPeer scoring(
-      grpc::CreateChannel(scoring_addr, grpc::InsecureChannelCredentials()),
+      aqueduct::server::PeerChannel(scoring_addr),
       scoring_addr, *peer_timeout);
   aqueduct::intake::GrpcReferralPeer referral(
-      grpc::CreateChannel(referral_addr, grpc::InsecureChannelCredentials()),
+      aqueduct::server::PeerChannel(referral_addr),
       referral_addr, *peer_timeout);
 
   aqueduct::intake::CatalogHolder catalog;
@@ -101,7 +102,8 @@ int main(int argc, char** argv) {
       absl::Status s = catalog.LoadFrom(scoring, absl::Now() + absl::Seconds(2));
       if (s.ok()) {
         log::Info("catalog loaded", {{"from", scoring.Describe()},
-                                     {"catalog_version", catalog.Get()->catalog().version()}});
+                                     {"catalog_version", catalog.Get()->catalog->catalog().version()},
+                                     {"default_ruleset", catalog.Get()->default_ruleset}});
         return;
       }
       if (attempts++ % 10 == 0) {

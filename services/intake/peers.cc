@@ -30,11 +30,23 @@ absl::StatusOr<scoring::v1::Catalog> GrpcScoringPeer::DescribeCatalog(
     absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  ctx.set_wait_for_ready(true);  // start-up: wait for scoring to come up
   scoring::v1::Catalog catalog;
   grpc::Status s =
       stub_->DescribeCatalog(&ctx, scoring::v1::DescribeCatalogRequest(), &catalog);
   if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
   return catalog;
+}
+
+absl::StatusOr<scoring::v1::ListRulesetsResponse> GrpcScoringPeer::ListRulesets(
+    absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  ctx.set_wait_for_ready(true);
+  scoring::v1::ListRulesetsResponse out;
+  grpc::Status s = stub_->ListRulesets(&ctx, scoring::v1::ListRulesetsRequest(), &out);
+  if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
+  return out;
 }
 
 GrpcReferralPeer::GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel,

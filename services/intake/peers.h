@@ -22,6 +22,8 @@ class ScoringPeer {
       const scoring::v1::ScoreAnswersRequest& request, absl::Time deadline) = 0;
   virtual absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(
       absl::Time deadline) = 0;
+  virtual absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
+      absl::Time deadline) = 0;
   virtual std::string Describe() const = 0;
 };
 
@@ -44,6 +46,8 @@ class GrpcScoringPeer : public ScoringPeer {
       const scoring::v1::ScoreAnswersRequest& request,
       absl::Time deadline) override;
   absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(
+      absl::Time deadline) override;
+  absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
       absl::Time deadline) override;
   std::string Describe() const override;
 

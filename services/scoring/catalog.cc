@@ -4,42 +4,88 @@
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/string_view.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace aqueduct::scoring {
 namespace {
 
-using scoring::v1::AnswerKind;
+bool HasValue(const expr::Value& v) {
+  return v.kind == expr::Value::Kind::kNumber || v.kind == expr::Value::Kind::kCode;
+}
+
 using scoring::v1::Instrument;
 using scoring::v1::Item;
 
 absl::Status Invalid(absl::string_view where, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("catalog: ", where, ": ", what));
+  return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
 }
 
+// Bands: sorted by min, a band covers [min, next band's min), the last one
+// [min, max]. Integer (SUM) scales must have no gaps: max + 1 == next min.
 absl::Status ValidateBands(const Instrument& ins) {
   if (ins.bands().empty()) return absl::OkStatus();
   std::vector<const scoring::v1::Band*> bands;
   for (const auto& b : ins.bands()) bands.push_back(&b);
-  std::sort(bands.begin(), bands.end(),
-            [](auto* a, auto* b) { return a->min() < b->min(); });
+  std::sort(bands.begin(), bands.end(), [](auto* a, auto* b) { return a->min() < b->min(); });
+  absl::flat_hash_set<std::string> ids;
   for (size_t i = 0; i < bands.size(); ++i) {
-    if (bands[i]->id().empty()) return Invalid(ins.id(), "band without id");
-    if (bands[i]->max() < bands[i]->min()) {
-      return Invalid(absl::StrCat(ins.id(), " band ", bands[i]->id()),
-                     "max below min");
-    }
-    if (i > 0 && bands[i]->min() != bands[i - 1]->max() + 1) {
-      return Invalid(absl::StrCat(ins.id(), " band ", bands[i]->id()),
-                     "does not start right after the previous band");
+    const auto& b = *bands[i];
+    const std::string where = absl::StrCat(ins.id(), " band \"", b.id(), "\"");
+    if (b.id().empty()) return Invalid(ins.id(), "band without id");
+    if (!ids.insert(b.id()).second) return Invalid(where, "duplicate band id");
+    if (b.max() < b.min()) return Invalid(where, "max below min");
+    if (i + 1 < bands.size()) {
+      const auto& next = *bands[i + 1];
+      if (b.max() >= next.min()) {
+        return Invalid(where, absl::StrCat("overlaps band \"", next.id(), "\""));
+      }
+      if (ins.scoring() == scoring::v1::SUM && b.max() + 1 != next.min()) {
+        return Invalid(where, absl::StrCat("leaves a gap before band \"", next.id(), "\""));
+      }
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateItem(const Item& item) {
+  if (item.id().empty()) return Invalid("item", "without id");
+  if (item.text().empty()) return Invalid(item.id(), "item without text");
+  switch (item.kind()) {
+    case scoring::v1::CHOICE: {
+      if (item.options().empty()) return Invalid(item.id(), "no options");
+      absl::flat_hash_set<int> values;
+      absl::flat_hash_set<std::string> codes;
+      for (const auto& o : item.options()) {
+        if (!values.insert(o.value()).second) return Invalid(item.id(), "duplicate option value");
+        if (o.text().empty()) return Invalid(item.id(), "option without text");
+        if (!o.code().empty() && !codes.insert(o.code()).second) {
+          return Invalid(item.id(), "duplicate option code");
+        }
+      }
+      return absl::OkStatus();
+    }
+    case scoring::v1::INTEGER:
+      if (item.max_value() < item.min_value()) return Invalid(item.id(), "max_value below min_value");
+      return absl::OkStatus();
+    case scoring::v1::CODE:
+      if (item.codes().empty()) return Invalid(item.id(), "no codes");
+      return absl::OkStatus();
+    default:
+      return Invalid(item.id(), "kind not set");
+  }
+}
+
+absl::StatusOr<expr::Expr> CompileIn(absl::string_view text, const expr::Schema& schema,
+                                     absl::string_view where) {
+  auto e = expr::Expr::Compile(text, schema);
+  if (!e.ok()) return Invalid(where, e.status().message());
+  return e;
 }
 
 }  // namespace
@@ -48,69 +94,183 @@ absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::Build(
     scoring::v1::Catalog catalog) {
   std::shared_ptr<CatalogIndex> index(new CatalogIndex());
   index->catalog_ = std::move(catalog);
-  const auto& cat = index->catalog_;
+  if (absl::Status s = index->Index(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("catalog: ", s.message()));
+  }
+  return std::shared_ptr<const CatalogIndex>(std::move(index));
+}
+
+absl::Status CatalogIndex::Index() {
+  const auto& cat = catalog_;
   if (cat.version().empty()) return Invalid("version", "is empty");
   if (cat.instruments().empty()) return Invalid("instruments", "none defined");
-  for (const Instrument& ins : cat.instruments()) {
+  schema_.set_defer_sets(true);  // sets come from each ruleset
+
+  // Pass 1: validate and declare every name, so expressions may refer to
+  // any instrument (evaluation order decides what is known when).
+  for (int i = 0; i < cat.instruments_size(); ++i) {
+    const Instrument& ins = cat.instruments(i);
     if (ins.id().empty()) return Invalid("instrument", "without id");
-    if (!index->instruments_.emplace(ins.id(), &ins).second) {
+    if (!instrument_index_.emplace(ins.id(), i).second) {
       return Invalid(ins.id(), "duplicate instrument id");
     }
     if (ins.items().empty()) return Invalid(ins.id(), "has no items");
-    for (const Item& item : ins.items()) {
-      if (item.id().empty()) return Invalid(ins.id(), "item without id");
-      if (item.text().empty()) return Invalid(item.id(), "item without text");
-      if (!index->items_.emplace(item.id(), &item).second) {
+    InstrumentInfo info;
+    info.def = &ins;
+    for (int j = 0; j < ins.items_size(); ++j) {
+      const Item& item = ins.items(j);
+      if (absl::Status s = ValidateItem(item); !s.ok()) return s;
+      if (!items_.emplace(item.id(), std::make_pair(i, j)).second) {
         return Invalid(item.id(), "duplicate item id");
       }
-      index->item_instrument_.emplace(item.id(), &ins);
-      switch (item.kind()) {
-        case scoring::v1::CHOICE: {
-          if (item.options().empty()) return Invalid(item.id(), "no options");
-          absl::flat_hash_set<int> values;
-          for (const auto& o : item.options()) {
-            if (!values.insert(o.value()).second) {
-              return Invalid(item.id(), "duplicate option value");
-            }
-            if (o.text().empty()) return Invalid(item.id(), "option without text");
-          }
-          break;
+      std::vector<std::string> codes;
+      if (item.kind() == scoring::v1::CHOICE) {
+        for (const auto& o : item.options()) {
+          if (!o.code().empty()) codes.push_back(o.code());
         }
-        case scoring::v1::INTEGER:
-          if (item.max_value() < item.min_value()) {
-            return Invalid(item.id(), "max_value below min_value");
-          }
-          break;
-        case scoring::v1::CODE:
-          if (item.codes().empty()) return Invalid(item.id(), "no codes");
-          break;
-        default:
-          return Invalid(item.id(), "kind not set");
+      } else if (item.kind() == scoring::v1::CODE) {
+        codes.assign(item.codes().begin(), item.codes().end());
       }
+      auto slot = schema_.Declare(item.id(),
+                                  item.kind() == scoring::v1::CODE ? expr::Type::kItemCode
+                                                                   : expr::Type::kItemNumber,
+                                  std::move(codes));
+      if (!slot.ok()) return Invalid(item.id(), slot.status().message());
+      info.items.push_back(ItemInfo{&item, *slot, {}});
     }
     if (absl::Status s = ValidateBands(ins); !s.ok()) return s;
+    auto declare = [&](const std::string& name, expr::Type type,
+                       std::vector<std::string> codes = {}) -> absl::StatusOr<int> {
+      auto slot = schema_.Declare(name, type, std::move(codes));
+      if (!slot.ok()) return Invalid(ins.id(), slot.status().message());
+      return slot;
+    };
+    switch (ins.scoring()) {
+      case scoring::v1::SUM: {
+        auto s = declare(ins.id() + ".total", expr::Type::kNumber);
+        if (!s.ok()) return s.status();
+        info.total_slot = *s;
+        break;
+      }
+      case scoring::v1::MEAN_0_100: {
+        auto s = declare(ins.id() + ".mean", expr::Type::kNumber);
+        if (!s.ok()) return s.status();
+        info.mean_slot = *s;
+        for (const Item& item : ins.items()) {
+          if (item.kind() != scoring::v1::CHOICE) return Invalid(item.id(), "MEAN_0_100 needs choice items");
+          for (const auto& o : item.options()) {
+            if (o.value() < 0 || o.value() > 100) return Invalid(item.id(), "option value outside 0-100");
+          }
+        }
+        if (ins.min_answered() < 0 || ins.min_answered() > ins.items_size()) {
+          return Invalid(ins.id(), "min_answered outside 0..number of items");
+        }
+        break;
+      }
+      default:
+        if (!ins.bands().empty() || !ins.positive_if().empty()) {
+          return Invalid(ins.id(), "bands or positive_if need a scoring method");
+        }
+    }
+    if (!ins.bands().empty()) {
+      std::vector<std::string> ids;
+      for (const auto& b : ins.bands()) ids.push_back(b.id());
+      auto s = declare(ins.id() + ".band", expr::Type::kCode, ids);
+      if (!s.ok()) return s.status();
+      info.band_slot = *s;
+    }
+    if (!ins.positive_if().empty()) {
+      auto s = declare(ins.id() + ".positive", expr::Type::kBool);
+      if (!s.ok()) return s.status();
+      info.positive_slot = *s;
+    }
+    auto complete = declare(ins.id() + ".complete", expr::Type::kBool);
+    if (!complete.ok()) return complete.status();
+    info.complete_slot = *complete;
+    for (int extra : ins.extras()) {
+      if (extra == scoring::v1::PHQ9_MDD_COUNT) {
+        if (ins.items_size() < 9) return Invalid(ins.id(), "PHQ9_MDD_COUNT needs the 9 PHQ-9 items");
+        auto c = declare(ins.id() + ".mdd_count", expr::Type::kNumber);
+        auto p = declare(ins.id() + ".provisional_mdd", expr::Type::kBool);
+        if (!c.ok()) return c.status();
+        if (!p.ok()) return p.status();
+        info.mdd_count_slot = *c;
+        info.provisional_mdd_slot = *p;
+      }
+    }
+    instruments_.push_back(std::move(info));
   }
-  return std::shared_ptr<const CatalogIndex>(std::move(index));
+  // Short forms (after all items are declared: they name items).
+  for (InstrumentInfo& info : instruments_) {
+    for (const auto& sf : info.def->short_forms()) {
+      const std::string where = absl::StrCat(info.def->id(), " short form ", sf.id());
+      if (sf.id().empty() || sf.item_ids().empty()) return Invalid(where, "needs an id and items");
+      ShortFormInfo sfi;
+      sfi.def = &sf;
+      for (const auto& item_id : sf.item_ids()) {
+        int slot = -1;
+        const auto* e = schema_.Find(item_id, &slot);
+        if (e == nullptr || e->type != expr::Type::kItemNumber) {
+          return Invalid(where, absl::StrCat("\"", item_id, "\" is not a choice item"));
+        }
+        sfi.item_slots.push_back(slot);
+      }
+      auto t = schema_.Declare(sf.id() + ".total", expr::Type::kNumber);
+      auto p = schema_.Declare(sf.id() + ".positive", expr::Type::kBool);
+      if (!t.ok()) return Invalid(where, t.status().message());
+      if (!p.ok()) return Invalid(where, p.status().message());
+      sfi.total_slot = *t;
+      sfi.positive_slot = *p;
+      info.short_forms.push_back(std::move(sfi));
+    }
+  }
+  // Pass 2: compile every expression against the complete schema.
+  absl::flat_hash_set<std::string> sets;
+  auto note_sets = [&](const expr::Expr& e) {
+    for (const auto& s : e.sets()) {
+      if (sets.insert(s).second) set_names_.push_back(s);
+    }
+  };
+  for (InstrumentInfo& info : instruments_) {
+    const Instrument& ins = *info.def;
+    auto ask = CompileIn(ins.ask_if(), schema_, absl::StrCat(ins.id(), " ask_if"));
+    auto applies = CompileIn(ins.applies_if(), schema_, absl::StrCat(ins.id(), " applies_if"));
+    auto positive = CompileIn(ins.positive_if(), schema_, absl::StrCat(ins.id(), " positive_if"));
+    if (!ask.ok()) return ask.status();
+    if (!applies.ok()) return applies.status();
+    if (!positive.ok()) return positive.status();
+    info.ask_if = std::move(*ask);
+    info.applies_if = std::move(*applies);
+    info.positive_if = std::move(*positive);
+    note_sets(info.ask_if);
+    note_sets(info.applies_if);
+    note_sets(info.positive_if);
+    for (ItemInfo& item : info.items) {
+      auto a = CompileIn(item.def->applies_if(), schema_,
+                         absl::StrCat(item.def->id(), " applies_if"));
+      if (!a.ok()) return a.status();
+      item.applies_if = std::move(*a);
+      note_sets(item.applies_if);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::LoadFile(
     const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("catalog file ", path, " cannot be read"));
+    return absl::NotFoundError(absl::StrCat("catalog file ", path, " cannot be read"));
   }
   std::stringstream buf;
   buf << in.rdbuf();
   scoring::v1::Catalog catalog;
 
-  // Collect the parser's line/column message instead of printing it.
   class Collector : public google::protobuf::io::ErrorCollector {
    public:
     void AddError(int line, int column, const std::string& message) override {
       if (error.empty()) {
-        error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ",
-                             message);
+        error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
       }
     }
     std::string error;
@@ -118,30 +278,67 @@ absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::LoadFile(
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   if (!parser.ParseFromString(buf.str(), &catalog)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("catalog file ", path, ": ", collector.error));
+    return absl::InvalidArgumentError(absl::StrCat("catalog file ", path, ": ", collector.error));
   }
   auto built = Build(std::move(catalog));
   if (!built.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", built.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", built.status().message()));
   }
   return built;
 }
 
 const Item* CatalogIndex::FindItem(absl::string_view id) const {
   auto it = items_.find(id);
-  return it == items_.end() ? nullptr : it->second;
+  if (it == items_.end()) return nullptr;
+  return instruments_[it->second.first].items[it->second.second].def;
 }
 
 const Instrument* CatalogIndex::FindInstrument(absl::string_view id) const {
-  auto it = instruments_.find(id);
-  return it == instruments_.end() ? nullptr : it->second;
+  int i = InstrumentIndex(id);
+  return i < 0 ? nullptr : instruments_[i].def;
+}
+
+int CatalogIndex::InstrumentIndex(absl::string_view id) const {
+  auto it = instrument_index_.find(id);
+  return it == instrument_index_.end() ? -1 : it->second;
+}
+
+int CatalogIndex::ItemInstrumentIndex(absl::string_view item_id) const {
+  auto it = items_.find(item_id);
+  return it == items_.end() ? -1 : it->second.first;
 }
 
 const Instrument* CatalogIndex::InstrumentOfItem(absl::string_view id) const {
-  auto it = item_instrument_.find(id);
-  return it == item_instrument_.end() ? nullptr : it->second;
+  int i = ItemInstrumentIndex(id);
+  return i < 0 ? nullptr : instruments_[i].def;
+}
+
+expr::Value CatalogIndex::ValueOf(const common::v1::Answer& answer) const {
+  using common::v1::Answer;
+  switch (answer.value_case()) {
+    case Answer::kDeclined:
+      return expr::Value::Declined();
+    case Answer::kIntegerValue:
+      return expr::Value::Number(answer.integer_value());
+    case Answer::kCodeValue: {
+      // Point at the catalog's copy of the code: results must not keep
+      // references into the request.
+      const Item* item = FindItem(answer.item_id());
+      for (const auto& c : item->codes()) {
+        if (c == answer.code_value()) return expr::Value::Code(c);
+      }
+      return expr::Value::Unknown();
+    }
+    case Answer::kOptionValue: {
+      const Item* item = FindItem(answer.item_id());
+      for (const auto& o : item->options()) {
+        if (o.value() == answer.option_value()) return expr::Value::Number(o.value(), o.code());
+      }
+      return expr::Value::Unknown();
+    }
+    default:
+      return expr::Value::Unknown();
+  }
 }
 
 absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
@@ -155,12 +352,17 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
         field, ".item_id: \"", answer.item_id(), "\" is not a catalog item"));
   }
   using common::v1::Answer;
-  if (answer.value_case() == Answer::kDeclined) {
-    if (!answer.declined()) {
+  switch (answer.value_case()) {
+    case Answer::VALUE_NOT_SET:
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".declined: must be true when set"));
-    }
-    return absl::OkStatus();
+          absl::StrCat(field, ": no value given for ", item->id()));
+    case Answer::kDeclined:
+      if (!answer.declined()) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".declined: must be true when set"));
+      }
+      return absl::OkStatus();
+    default:
+      break;
   }
   switch (item->kind()) {
     case scoring::v1::CHOICE: {
@@ -182,8 +384,8 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
       if (answer.integer_value() < item->min_value() ||
           answer.integer_value() > item->max_value()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            field, ".integer_value: outside ", item->min_value(), "..",
-            item->max_value(), " for ", item->id()));
+            field, ".integer_value: outside ", item->min_value(), "..", item->max_value(),
+            " for ", item->id()));
       }
       return absl::OkStatus();
     case scoring::v1::CODE:
@@ -199,6 +401,210 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
     default:
       return absl::InternalError(absl::StrCat("item ", item->id(), " has no kind"));
   }
+}
+
+
+absl::Status CatalogIndex::ScoreInstruments(
+    const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
+    const google::protobuf::RepeatedPtrField<std::string>& administered,
+    const expr::SetTable& sets, expr::Value* values,
+    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable) const {
+  using expr::Truth;
+  using expr::Value;
+  using scoring::v1::InstrumentScore;
+  using common::v1::Answer;
+  struct Scratch {
+    std::vector<int> answer_at;  // per slot: index of the answer, or -1
+    std::vector<char> administered;
+  };
+  thread_local Scratch scratch;
+  scratch.answer_at.assign(schema_.size(), -1);
+  scratch.administered.assign(instruments_.size(), 0);
+
+  // Answers: validate and place each in its item's slot.
+  
+  for (int i = 0; i < answers.size(); ++i) {
+    const Answer& a = answers[i];
+    const std::string field = absl::StrCat("answers.answers[", i, "]");
+    if (absl::Status s = ValidateAnswer(a, field); !s.ok()) return s;
+    int slot = -1;
+    schema_.Find(a.item_id(), &slot);
+    if (scratch.answer_at[slot] >= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".item_id: ", a.item_id(), " is answered twice"));
+    }
+    scratch.answer_at[slot] = i;
+    values[slot] = ValueOf(a);
+    scratch.administered[ItemInstrumentIndex(a.item_id())] = 1;
+  }
+  for (int i = 0; i < administered.size(); ++i) {
+    int k = InstrumentIndex(administered[i]);
+    if (k < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "administered_instruments[", i, "]: \"", administered[i],
+          "\" is not a catalog instrument"));
+    }
+    scratch.administered[k] = 1;
+  }
+
+
+  // Instruments, in catalog order (each may depend on the ones before).
+  for (size_t k = 0; k < instruments_.size(); ++k) {
+    const InstrumentInfo& info = instruments_[k];
+    const scoring::v1::Instrument& ins = *info.def;
+    const Truth applies = info.applies_if.Eval(values, sets);
+    const Truth asked = info.ask_if.Eval(values, sets);
+    if (applies == Truth::kFalse) {
+      for (const auto& item : info.items) {
+        if (scratch.answer_at[item.slot] >= 0 && inapplicable != nullptr) {
+          inapplicable->push_back(item.def->id());
+          scratch.answer_at[item.slot] = -1;
+          values[item.slot] = Value::Absent();
+          continue;
+        }
+        if (scratch.answer_at[item.slot] >= 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "answers.answers[", scratch.answer_at[item.slot], "].item_id: ", item.def->id(),
+              " does not apply: ", ins.applies_note().empty() ? "its condition does not hold"
+                                                              : ins.applies_note()));
+        }
+      }
+      scratch.administered[k] = 0;  // an instrument that does not apply is not scored
+    }
+    InstrumentScore* score = result->add_scores();
+    score->set_instrument_id(ins.id());
+    score->set_loinc_total(ins.loinc_total());
+    auto set_scores = [&](Value v) {
+      for (int slot : {info.total_slot, info.mean_slot, info.band_slot, info.positive_slot,
+                       info.mdd_count_slot, info.provisional_mdd_slot}) {
+        if (slot >= 0) values[slot] = v;
+      }
+      for (const auto& sf : info.short_forms) {
+        values[sf.total_slot] = v;
+        values[sf.positive_slot] = v;
+      }
+      values[info.complete_slot] = Value::Bool(false);
+    };
+    if (!scratch.administered[k]) {
+      score->set_completeness(scoring::v1::NOT_ADMINISTERED);
+      // Not asked because it does not apply: absent (comparisons false).
+      // Asked-for but missing: unknown (never read as a low score).
+      const bool expected = applies != Truth::kFalse && asked != Truth::kFalse;
+      const Value fill = expected ? Value::Unknown() : Value::Absent();
+      for (const auto& item : info.items) values[item.slot] = fill;
+      set_scores(fill);
+      continue;
+    }
+    // Items that do not apply are absent; answering one is an error.
+    double sum = 0;
+    int scored_answered = 0;
+    for (const auto& item : info.items) {
+      const Truth item_applies = item.applies_if.Eval(values, sets);
+      const int at = scratch.answer_at[item.slot];
+      if (item_applies == Truth::kFalse) {
+        if (at >= 0 && inapplicable != nullptr) {
+          inapplicable->push_back(item.def->id());
+        } else if (at >= 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "answers.answers[", at, "].item_id: ", item.def->id(), " does not apply: ",
+              item.def->applies_note().empty() ? "its condition does not hold"
+                                               : item.def->applies_note()));
+        }
+        values[item.slot] = Value::Absent();
+        continue;
+      }
+      const Value& v = values[item.slot];
+      const bool scored = ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED && !item.def->unscored();
+      if (!HasValue(v)) {
+        if (item.def->required() || scored) score->add_missing_item_ids(item.def->id());
+        continue;
+      }
+      if (!scored) continue;
+      ++scored_answered;
+      sum += item.def->reverse_scored() ? 100.0 - v.number : v.number;
+    }
+    bool complete = score->missing_item_ids().empty();
+    double level = sum;
+    if (ins.scoring() == scoring::v1::MEAN_0_100) {
+      const int need = ins.min_answered() > 0 ? ins.min_answered() : ins.items_size();
+      complete = complete && scored_answered >= need && scored_answered > 0;
+      level = scored_answered > 0 ? sum / scored_answered : 0;
+    }
+    score->set_completeness(complete ? scoring::v1::COMPLETE : scoring::v1::INCOMPLETE);
+    set_scores(Value::Unknown());
+    values[info.complete_slot] = Value::Bool(complete);
+    if (complete) {
+      if (ins.scoring() == scoring::v1::SUM) {
+        score->set_total(static_cast<int32_t>(sum));
+        values[info.total_slot] = Value::Number(sum);
+      } else if (ins.scoring() == scoring::v1::MEAN_0_100) {
+        score->set_mean(level);
+        values[info.mean_slot] = Value::Number(level);
+      }
+      if (info.band_slot >= 0) {
+        const scoring::v1::Band* band = nullptr;
+        for (const auto& b : ins.bands()) {
+          if (level >= b.min() && (band == nullptr || b.min() > band->min())) band = &b;
+        }
+        if (band != nullptr) {
+          score->set_band(band->id());
+          score->set_band_label(band->label());
+          values[info.band_slot] = Value::Code(band->id());
+        }
+      }
+      if (info.mdd_count_slot >= 0) {
+        // Kroenke 2001: items 1-8 count at >= 2 ("more than half the days"),
+        // item 9 at >= 1; provisional major depressive syndrome: >= 5
+        // symptoms, one of them item 1 or 2.
+        int count = 0;
+        bool core = false;
+        for (int i = 0; i < 9; ++i) {
+          const double v = values[info.items[i].slot].number;
+          if (i == 8 ? v >= 1 : v >= 2) {
+            ++count;
+            core = core || i < 2;
+          }
+        }
+        values[info.mdd_count_slot] = Value::Number(count);
+        values[info.provisional_mdd_slot] = Value::Bool(count >= 5 && core);
+        scoring::v1::DerivedValue* c = score->add_derived();
+        c->set_name(ins.id() + ".mdd_count");
+        c->set_value(count);
+        c->set_explanation("Items 1-8 scored 2 or more, plus item 9 scored 1 or more (Kroenke 2001).");
+        scoring::v1::DerivedValue* p = score->add_derived();
+        p->set_name(ins.id() + ".provisional_mdd");
+        p->set_value(count >= 5 && core ? 1 : 0);
+        p->set_explanation("1 when at least 5 symptoms count and one of them is item 1 or 2.");
+      }
+    }
+    for (const auto& sf : info.short_forms) {
+      double sf_sum = 0;
+      bool sf_complete = true;
+      for (int slot : sf.item_slots) {
+        if (values[slot].kind != Value::Kind::kNumber) {
+          sf_complete = false;
+          break;
+        }
+        sf_sum += values[slot].number;
+      }
+      if (!sf_complete) continue;
+      const bool positive = sf_sum >= sf.def->positive_min();
+      values[sf.total_slot] = Value::Number(sf_sum);
+      values[sf.positive_slot] = Value::Bool(positive);
+      scoring::v1::DerivedValue* d = score->add_derived();
+      d->set_name(sf.def->id() + ".total");
+      d->set_value(sf_sum);
+      d->set_explanation(absl::StrCat(sf.def->title(), ": sum of ", absl::StrJoin(sf.def->item_ids(), " + "),
+                                      "; positive at ", sf.def->positive_min(), " or more."));
+    }
+    if (info.positive_slot >= 0) {
+      const Truth positive = info.positive_if.Eval(values, sets);
+      values[info.positive_slot] = Value::FromTruth(positive);
+      score->set_screen_positive(positive == Truth::kTrue);
+    }
+  }
+
+  return absl::OkStatus();
 }
 
 }  // namespace aqueduct::scoring

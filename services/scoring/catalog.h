@@ -3,35 +3,75 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "protos/common/v1/common.pb.h"
 #include "protos/scoring/v1/catalog.pb.h"
+#include "protos/scoring/v1/result.pb.h"
+#include "services/scoring/expr.h"
 
 namespace aqueduct::scoring {
 
-// A validated, indexed instrument catalog. Immutable once built, so it is
-// shared freely between threads.
+// A validated, indexed instrument catalog with every expression compiled.
+// Immutable once built, so it is shared freely between threads (intake uses
+// it too, for the screening flow and answer validation).
 class CatalogIndex {
  public:
-  // Validates the catalog (unique ids, every CHOICE item has options with
-  // unique values, bands cover each instrument's range without gaps or
-  // overlaps) and indexes it. INVALID_ARGUMENT names the offending entry.
+  struct ItemInfo {
+    const scoring::v1::Item* def = nullptr;
+    int slot = -1;
+    expr::Expr applies_if;
+  };
+  struct ShortFormInfo {
+    const scoring::v1::ShortForm* def = nullptr;
+    std::vector<int> item_slots;
+    int total_slot = -1;
+    int positive_slot = -1;
+  };
+  struct InstrumentInfo {
+    const scoring::v1::Instrument* def = nullptr;
+    std::vector<ItemInfo> items;
+    expr::Expr ask_if;
+    expr::Expr applies_if;
+    expr::Expr positive_if;
+    int total_slot = -1;     // SUM
+    int mean_slot = -1;      // MEAN_0_100
+    int band_slot = -1;      // when bands exist
+    int positive_slot = -1;  // when positive_if exists
+    int complete_slot = -1;
+    int mdd_count_slot = -1;        // PHQ9_MDD_COUNT
+    int provisional_mdd_slot = -1;  // PHQ9_MDD_COUNT
+    std::vector<ShortFormInfo> short_forms;
+  };
+
+  // Validates the catalog and compiles its expressions. INVALID_ARGUMENT
+  // names the offending entry: duplicate ids, choice items without options,
+  // overlapping or gapped bands, an expression naming an unknown item.
   static absl::StatusOr<std::shared_ptr<const CatalogIndex>> Build(
       scoring::v1::Catalog catalog);
 
-  // Reads a catalog from a protobuf text-format file, then Build()s it.
+  // Reads a catalog from a protobuf text-format file, then Build()s it;
+  // errors name the file.
   static absl::StatusOr<std::shared_ptr<const CatalogIndex>> LoadFile(
       const std::string& path);
 
   const scoring::v1::Catalog& catalog() const { return catalog_; }
+  const std::vector<InstrumentInfo>& instruments() const { return instruments_; }
   const scoring::v1::Item* FindItem(absl::string_view id) const;
   const scoring::v1::Instrument* FindInstrument(absl::string_view id) const;
   // The instrument an item belongs to (nullptr for unknown items).
   const scoring::v1::Instrument* InstrumentOfItem(absl::string_view item_id) const;
+  // Index into instruments() of an instrument / an item's instrument, or -1.
+  int InstrumentIndex(absl::string_view instrument_id) const;
+  int ItemInstrumentIndex(absl::string_view item_id) const;
+  // The names expressions may use: items, instrument scores, short forms.
+  const expr::Schema& schema() const { return schema_; }
+  // Set names the catalog's expressions use; every ruleset must define them.
+  const std::vector<std::string>& set_names() const { return set_names_; }
 
   // Checks one answer against its item: known item, value of the right kind
   // and within the item's options/bounds/codes. INVALID_ARGUMENT names
@@ -39,12 +79,37 @@ class CatalogIndex {
   absl::Status ValidateAnswer(const common::v1::Answer& answer,
                               absl::string_view field) const;
 
+  // Validates `answers` and scores every instrument in catalog order into
+  // `result->scores` and `values` (sized to the schema in use, which extends
+  // this catalog's). Applicability and ask conditions decide what is absent
+  // (not asked because it does not apply: comparisons false) and what is
+  // unknown (asked for but missing: never read as a low score). Errors:
+  // INVALID_ARGUMENT naming the answer (unknown item, bad value, answered
+  // twice, an item that does not apply) or an unknown administered
+  // instrument. Answers imply their instrument was administered. With
+  // `inapplicable` set, answers to items that do not apply are listed there
+  // and ignored instead of failing (intake drops them when an earlier answer
+  // changes).
+  absl::Status ScoreInstruments(
+      const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
+      const google::protobuf::RepeatedPtrField<std::string>& administered,
+      const expr::SetTable& sets, expr::Value* values,
+      scoring::v1::ScoringResult* result,
+      std::vector<std::string>* inapplicable = nullptr) const;
+
+  // The value an answer gives its item's slot.
+  expr::Value ValueOf(const common::v1::Answer& answer) const;
+
  private:
   CatalogIndex() = default;
+  absl::Status Index();
+
   scoring::v1::Catalog catalog_;
-  absl::flat_hash_map<std::string, const scoring::v1::Item*> items_;
-  absl::flat_hash_map<std::string, const scoring::v1::Instrument*> instruments_;
-  absl::flat_hash_map<std::string, const scoring::v1::Instrument*> item_instrument_;
+  std::vector<InstrumentInfo> instruments_;
+  absl::flat_hash_map<std::string, std::pair<int, int>> items_;  // -> (ins, item)
+  absl::flat_hash_map<std::string, int> instrument_index_;
+  expr::Schema schema_;
+  std::vector<std::string> set_names_;
 };
 
 }  // namespace aqueduct::scoring

@@ -28,6 +28,10 @@ ABSL_FLAG(std::string, catalog,
           EnvOr("AQUEDUCT_CATALOG",
                 std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/catalog/catalog.textproto"),
           "Instrument catalog file (protobuf text format). Env AQUEDUCT_CATALOG.");
+ABSL_FLAG(std::string, rulesets,
+          EnvOr("AQUEDUCT_RULESETS", std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/rulesets"),
+          "Directory of ruleset files (*.textproto); all are loaded, the newest is "
+          "the default. Env AQUEDUCT_RULESETS.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct scoring service");
@@ -36,13 +40,15 @@ int main(int argc, char** argv) {
   namespace log = aqueduct::log;
   log::Init("scoring");
 
-  auto catalog = aqueduct::scoring::CatalogIndex::LoadFile(absl::GetFlag(FLAGS_catalog));
-  if (!catalog.ok()) {
-    log::Error("catalog does not load; fix the file and restart",
-               {{"error", std::string(catalog.status().message())}});
+  // Never run half-loaded: any file that does not validate stops start-up.
+  auto loaded = aqueduct::scoring::ScoringEngine::Load(absl::GetFlag(FLAGS_catalog),
+                                                      absl::GetFlag(FLAGS_rulesets));
+  if (!loaded.ok()) {
+    log::Error("clinical data does not load; fix the file and restart",
+               {{"error", std::string(loaded.status().message())}});
     return 2;
   }
-  auto engine = std::make_shared<aqueduct::scoring::ScoringEngine>(*catalog);
+  std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine = std::move(*loaded);
   aqueduct::scoring::ScoringServiceImpl service(engine);
 
   aqueduct::server::ServerOptions options;
@@ -55,8 +61,9 @@ int main(int argc, char** argv) {
   }
   log::Info("scoring listening",
             {{"port", (*runner)->port()},
-             {"catalog_version", (*catalog)->catalog().version()},
-             {"ruleset", std::string(aqueduct::scoring::ScoringEngine::kSkeletonRuleset)}});
+             {"catalog_version", engine->catalog().catalog().version()},
+             {"default_ruleset", engine->newest().version()},
+             {"rulesets", static_cast<int>(engine->Rulesets().rulesets_size())}});
   int sig = aqueduct::server::WaitForTerminationSignal();
   log::Info("signal received", {{"signal", sig}});
   (*runner)->Shutdown();

@@ -1,10 +1,7 @@
 #include "services/scoring/scoring_engine.h"
 
-#include <optional>
+#include <algorithm>
 
-#include "absl/strings/string_view.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -12,303 +9,279 @@ namespace aqueduct::scoring {
 namespace {
 
 using common::v1::Answer;
-using common::v1::NamedValue;
+using expr::Truth;
+using expr::Value;
 using v1::InstrumentScore;
 using v1::ScoringResult;
 
-NamedValue Named(absl::string_view name, absl::string_view value) {
-  NamedValue nv;
-  nv.set_name(std::string(name));
-  nv.set_value(std::string(value));
-  return nv;
-}
-
-v1::RuleEvaluation* AddRule(ScoringResult& result, absl::string_view id,
-                            absl::string_view description,
-                            absl::string_view threshold, bool fired,
-                            std::initializer_list<NamedValue> inputs) {
+// Appends a rule evaluation with the current values of its inputs.
+void Explain(ScoringResult& result, const expr::Schema& schema, const Value* values,
+             absl::string_view id, absl::string_view description, const expr::Expr& when,
+             Truth truth, absl::string_view outcome) {
   v1::RuleEvaluation* rule = result.add_rules();
   rule->set_rule_id(std::string(id));
   rule->set_description(std::string(description));
-  rule->set_threshold(std::string(threshold));
-  rule->set_fired(fired);
-  for (const auto& in : inputs) *rule->add_inputs() = in;
-  return rule;
-}
-
-// Sums the scored items of a summed-scale instrument; INCOMPLETE when any
-// scored item is missing or declined (never a low score).
-InstrumentScore ScoreSummed(const v1::Instrument& ins,
-                            const absl::flat_hash_map<std::string, const Answer*>&
-                                answers) {
-  InstrumentScore score;
-  score.set_instrument_id(ins.id());
-  score.set_loinc_total(ins.loinc_total());
-  int total = 0;
-  for (const auto& item : ins.items()) {
-    if (item.unscored()) continue;
-    auto it = answers.find(item.id());
-    if (it == answers.end() ||
-        it->second->value_case() != Answer::kOptionValue) {
-      score.add_missing_item_ids(item.id());
-      continue;
-    }
-    total += it->second->option_value();
+  rule->set_threshold(when.text());
+  rule->set_fired(truth == Truth::kTrue);
+  rule->set_undecided(truth == Truth::kUnknown);
+  rule->set_outcome(std::string(outcome));
+  for (int slot : when.slots()) {
+    common::v1::NamedValue* in = rule->add_inputs();
+    in->set_name(schema.entry(slot).name);
+    in->set_value(expr::Render(values[slot]));
   }
-  if (score.missing_item_ids_size() > 0) {
-    score.set_completeness(v1::INCOMPLETE);
-    return score;
-  }
-  score.set_completeness(v1::COMPLETE);
-  score.set_total(total);
-  for (const auto& band : ins.bands()) {
-    if (total >= band.min() && total <= band.max()) {
-      score.set_band(band.id());
-      score.set_band_label(band.label());
-    }
-  }
-  return score;
 }
 
-std::optional<int> OptionOf(
-    const absl::flat_hash_map<std::string, const Answer*>& answers,
-    absl::string_view id) {
-  auto it = answers.find(id);
-  if (it == answers.end() || it->second->value_case() != Answer::kOptionValue) {
-    return std::nullopt;
-  }
-  return it->second->option_value();
-}
-
-std::string Show(std::optional<int> v) {
-  return v.has_value() ? absl::StrCat(*v) : "unanswered";
-}
-
-void AddPhq9Derived(InstrumentScore& score,
-                    const absl::flat_hash_map<std::string, const Answer*>& answers) {
-  if (score.completeness() != v1::COMPLETE) return;
-  score.set_screen_positive(score.total() >= 10);
-  // Kroenke 2001: a symptom counts when present "more than half the days"
-  // (>= 2), item 9 when present at all (>= 1). Provisional major depressive
-  // syndrome: >= 5 symptoms, one of them item 1 or item 2.
-  int count = 0;
-  bool core = false;
-  for (int i = 1; i <= 9; ++i) {
-    int v = OptionOf(answers, absl::StrCat("phq9.", i)).value_or(0);
-    bool present = (i == 9) ? v >= 1 : v >= 2;
-    if (present) {
-      ++count;
-      if (i <= 2) core = true;
-    }
-  }
-  v1::DerivedValue* c = score.add_derived();
-  c->set_name("phq9.mdd_symptom_count");
-  c->set_value(count);
-  c->set_explanation(
-      "Items 1-8 scored >= 2 plus item 9 scored >= 1 (Kroenke 2001).");
-  v1::DerivedValue* p = score.add_derived();
-  p->set_name("phq9.provisional_mdd");
-  p->set_value(count >= 5 && core ? 1 : 0);
-  p->set_explanation(
-      "1 when at least 5 symptoms count and one of them is item 1 or 2.");
-}
-
-v1::PlanItem Plan(absl::string_view id, absl::string_view title,
-                  absl::string_view text) {
-  v1::PlanItem p;
-  p.set_id(std::string(id));
-  p.set_title(std::string(title));
-  p.set_text(std::string(text));
-  return p;
-}
-
-}  // namespace
-
-common::v1::CrisisResources CrisisResourcesForUs() {
-  common::v1::CrisisResources r;
-  r.set_message(
-      "Some of your answers suggest you may be thinking about death or about "
-      "hurting yourself. You do not have to wait: people are ready to talk "
-      "with you right now.");
-  auto* lifeline = r.add_contacts();
-  lifeline->set_name("988 Suicide & Crisis Lifeline");
-  lifeline->set_how("Call or text 988, or chat at 988lifeline.org (veterans: press 1)");
-  lifeline->set_when("24/7, United States");
-  lifeline->set_url("https://988lifeline.org");
-  auto* emergency = r.add_contacts();
-  emergency->set_name("Emergency services");
-  emergency->set_how("Call 911 or your local emergency number");
-  emergency->set_when("If you are in immediate danger");
-  return r;
-}
-
-ScoringEngine::ScoringEngine(std::shared_ptr<const CatalogIndex> catalog)
-    : catalog_(std::move(catalog)) {}
-
-v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
-  v1::ListRulesetsResponse out;
-  auto* rs = out.add_rulesets();
-  rs->set_version(std::string(kSkeletonRuleset));
-  rs->set_description(
-      "Foundation ruleset: routes on PHQ-9 alone (crisis on item 9 > 0, "
-      "therapy on depression signals or marked difficulty, else self-help).");
-  rs->set_catalog_version(catalog_->catalog().version());
-  for (const char* id : {"route.crisis_urgent", "profile.depression",
-                         "route.therapy", "route.self_help"}) {
-    rs->add_rule_ids(id);
+std::string Inputs(const expr::Schema& schema, const Value* values, const expr::Expr& when) {
+  std::string out;
+  for (int slot : when.slots()) {
+    if (!out.empty()) out += ", ";
+    absl::StrAppend(&out, schema.entry(slot).name, " = ", expr::Render(values[slot]));
   }
   return out;
 }
 
-absl::StatusOr<ScoringResult> ScoringEngine::Score(
-    const v1::ScoreAnswersRequest& request) const {
-  if (!request.ruleset_version().empty() &&
-      request.ruleset_version() != kSkeletonRuleset) {
-    return absl::NotFoundError(absl::StrCat(
-        "ruleset_version: \"", request.ruleset_version(),
-        "\" is not loaded (loaded: ", kSkeletonRuleset, ")"));
-  }
-  absl::flat_hash_map<std::string, const Answer*> answers;
-  absl::flat_hash_set<std::string> administered;
-  for (int i = 0; i < request.answers().answers_size(); ++i) {
-    const Answer& a = request.answers().answers(i);
-    std::string field = absl::StrCat("answers.answers[", i, "]");
-    if (absl::Status s = catalog_->ValidateAnswer(a, field); !s.ok()) return s;
-    if (!answers.emplace(a.item_id(), &a).second) {
+struct Scratch {
+  std::vector<Value> values;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ScoringEngine>> ScoringEngine::Create(
+    std::shared_ptr<const CatalogIndex> catalog,
+    std::vector<std::shared_ptr<const RulesetIndex>> rulesets) {
+  if (rulesets.empty()) return absl::InvalidArgumentError("no ruleset loaded");
+  for (const auto& rs : rulesets) {
+    if (&rs->catalog() != catalog.get()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".item_id: ", a.item_id(), " is answered twice"));
+          absl::StrCat("ruleset ", rs->version(), " was built for another catalog"));
     }
-    administered.insert(catalog_->InstrumentOfItem(a.item_id())->id());
   }
-  if (!request.administered_instruments().empty()) {
-    administered.clear();
-    for (int i = 0; i < request.administered_instruments_size(); ++i) {
-      const std::string& id = request.administered_instruments(i);
-      if (catalog_->FindInstrument(id) == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("administered_instruments[", i, "]: \"", id,
-                         "\" is not a catalog instrument"));
+  std::sort(rulesets.begin(), rulesets.end(), [](const auto& a, const auto& b) {
+    if (a->ruleset().published() != b->ruleset().published()) {
+      return a->ruleset().published() > b->ruleset().published();
+    }
+    return a->version() > b->version();
+  });
+  std::unique_ptr<ScoringEngine> engine(new ScoringEngine());
+  engine->catalog_ = std::move(catalog);
+  engine->rulesets_ = std::move(rulesets);
+  return engine;
+}
+
+absl::StatusOr<std::unique_ptr<ScoringEngine>> ScoringEngine::Load(
+    const std::string& catalog_path, const std::string& rulesets_dir) {
+  auto catalog = CatalogIndex::LoadFile(catalog_path);
+  if (!catalog.ok()) return catalog.status();
+  auto rulesets = RulesetIndex::LoadDir(rulesets_dir, *catalog);
+  if (!rulesets.ok()) return rulesets.status();
+  return Create(*catalog, std::move(*rulesets));
+}
+
+const RulesetIndex* ScoringEngine::Find(const std::string& version) const {
+  for (const auto& rs : rulesets_) {
+    if (rs->version() == version) return rs.get();
+  }
+  return nullptr;
+}
+
+v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
+  v1::ListRulesetsResponse out;
+  for (const auto& rs : rulesets_) {
+    v1::RulesetInfo* info = out.add_rulesets();
+    *info = rs->Info();
+    auto describe = [&](const std::vector<RulesetIndex::Compiled>& rules, absl::string_view prefix) {
+      for (const auto& r : rules) {
+        v1::RuleEvaluation* e = info->add_rules();
+        e->set_rule_id(absl::StrCat(prefix, r.id));
+        e->set_description(r.description);
+        e->set_threshold(r.when.text());
       }
-      administered.insert(id);
-    }
+    };
+    describe(rs->flags(), "");
+    describe(rs->signals(), "");
+    describe(rs->profiles(), "");
+    describe(rs->routes(), "");
+    describe(rs->secondary_flags(), "");
+    describe(rs->modalities(), "");
+    describe(rs->plan(), "");
   }
+  return out;
+}
 
+absl::StatusOr<ScoringResult> ScoringEngine::Score(const v1::ScoreAnswersRequest& request) const {
   ScoringResult result;
-  result.set_ruleset_version(std::string(kSkeletonRuleset));
-  result.set_catalog_version(catalog_->catalog().version());
-  const InstrumentScore* phq9 = nullptr;
-  for (const auto& ins : catalog_->catalog().instruments()) {
-    InstrumentScore* score = result.add_scores();
-    if (!administered.contains(ins.id())) {
-      score->set_instrument_id(ins.id());
-      score->set_completeness(v1::NOT_ADMINISTERED);
-      continue;
-    }
-    *score = ScoreSummed(ins, answers);
-    if (ins.id() == "phq9") {
-      AddPhq9Derived(*score, answers);
-      phq9 = score;
-    }
-  }
-
-  const std::optional<int> item9 = OptionOf(answers, "phq9.9");
-  const std::optional<int> item1 = OptionOf(answers, "phq9.1");
-  const std::optional<int> item2 = OptionOf(answers, "phq9.2");
-  const std::optional<int> difficulty = OptionOf(answers, "phq9.10");
-  const bool phq9_complete =
-      phq9 != nullptr && phq9->completeness() == v1::COMPLETE;
-  const std::string total_text =
-      phq9_complete ? absl::StrCat(phq9->total()) : "incomplete";
-
-  // Safety first: item 9 is never dropped, whatever else is missing.
-  const bool item9_positive = item9.value_or(0) > 0;
-  if (item9_positive) {
-    auto* flag = result.add_safety_flags();
-    flag->set_kind(v1::PHQ9_ITEM9_POSITIVE);
-    flag->set_explanation(absl::StrCat("phq9.9 = ", *item9, " (> 0)"));
-    *result.mutable_crisis_resources() = CrisisResourcesForUs();
-  }
-
-  // Reference section 4, depression signals.
-  const bool marked_difficulty = difficulty.value_or(0) >= 2;
-  const bool depression =
-      phq9_complete &&
-      (phq9->total() >= 10 || ((item1.value_or(0) >= 2 || item2.value_or(0) >= 2) &&
-                               phq9->total() >= 5 && marked_difficulty));
-  *result.add_profile_signals() = Named("phq9.total", total_text);
-  *result.add_profile_signals() = Named("phq9.1", Show(item1));
-  *result.add_profile_signals() = Named("phq9.2", Show(item2));
-  *result.add_profile_signals() = Named("phq9.10", Show(difficulty));
-  *result.add_profile_signals() =
-      Named("cbi", "not administered: burnout not assessed by this ruleset");
-  result.set_profile(depression ? v1::DEPRESSION : v1::PROFILE_INCOMPLETE);
-
-  AddRule(result, "route.crisis_urgent",
-          "PHQ-9 item 9 above 0: crisis resources at once, urgent clinician "
-          "safety assessment within 24 hours.",
-          "phq9.9 > 0", item9_positive, {Named("phq9.9", Show(item9))});
-  AddRule(result, "profile.depression",
-          "Depression signals: PHQ-9 >= 10, or item 1 or 2 >= 2 with PHQ-9 "
-          ">= 5 and difficulty very or extremely difficult.",
-          "phq9.total >= 10 || ((phq9.1 >= 2 || phq9.2 >= 2) && phq9.total >= 5 "
-          "&& phq9.10 >= 2)",
-          depression,
-          {Named("phq9.total", total_text), Named("phq9.1", Show(item1)),
-           Named("phq9.2", Show(item2)), Named("phq9.10", Show(difficulty))});
-  const bool therapy =
-      !item9_positive && (depression || marked_difficulty || !phq9_complete);
-  AddRule(result, "route.therapy",
-          "Depression profile, marked functional difficulty, or an incomplete "
-          "PHQ-9 (never treated as a low score): clinician review.",
-          "profile == DEPRESSION || phq9.10 >= 2 || phq9 incomplete",
-          therapy,
-          {Named("profile", depression ? "DEPRESSION" : "not depression"),
-           Named("phq9.10", Show(difficulty)),
-           Named("phq9.completeness", phq9_complete ? "complete" : "incomplete")});
-  const bool self_help = !item9_positive && !therapy;
-  AddRule(result, "route.self_help",
-          "No risk, no depression signal, complete PHQ-9: self-help plan at "
-          "once, re-screen in 2 weeks.",
-          "otherwise", self_help, {Named("phq9.total", total_text)});
-
-  v1::RoutingDecision* routing = result.mutable_routing();
-  if (item9_positive) {
-    routing->set_primary_route(common::v1::CRISIS_URGENT);
-    routing->set_required_reviewer(common::v1::CLINICIAN);
-  } else if (therapy) {
-    routing->set_primary_route(common::v1::THERAPY);
-    routing->set_required_reviewer(common::v1::CLINICIAN);
-    if (!phq9_complete) {
-      auto* f = routing->add_secondary_flags();
-      f->set_code("incomplete.phq9");
-      f->set_text("PHQ-9 incomplete: review the missing items with the person.");
-    }
-    if (depression) {
-      auto* m = routing->add_modality_suggestions();
-      m->set_modality("depression_treatment");
-      m->set_reason(
-          "Depression signals: evidence-based treatment for depression first.");
-    }
-  } else {
-    routing->set_primary_route(common::v1::SELF_HELP);
-    routing->set_required_reviewer(common::v1::REVIEWER_ROLE_UNSPECIFIED);
-    routing->set_rescreen_after_days(14);
-    *routing->add_self_help_plan() = Plan(
-        "checkin_5min", "5-minute check-in",
-        "Once a day: name the feeling, rate your energy from 0 to 10, and name "
-        "one need.");
-    *routing->add_self_help_plan() = Plan(
-        "rest_window", "A 24-hour rest window",
-        "Plan one 24-hour stretch this week with no work and no obligations.");
-    *routing->add_self_help_plan() = Plan(
-        "sleep_basics", "Protect sleep and basic care",
-        "Keep regular sleep, meals and movement before anything optional.");
-    *routing->add_self_help_plan() = Plan(
-        "rescreen_2w", "Re-screen in 2 weeks",
-        "If rest does not help and low mood or loss of interest are present, "
-        "it may be more than exhaustion: talk to a clinician.");
-  }
+  if (absl::Status s = ScoreInto(request, &result); !s.ok()) return s;
   return result;
+}
+
+absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
+                                      ScoringResult* out) const {
+  out->Clear();
+  const RulesetIndex* rs = rulesets_.front().get();
+  if (!request.ruleset_version().empty()) {
+    rs = Find(request.ruleset_version());
+    if (rs == nullptr) {
+      std::vector<std::string> loaded;
+      for (const auto& r : rulesets_) loaded.push_back(r->version());
+      return absl::NotFoundError(absl::StrCat("ruleset_version: \"", request.ruleset_version(),
+                                              "\" is not loaded (loaded: ",
+                                              absl::StrJoin(loaded, ", "), ")"));
+    }
+  }
+  const CatalogIndex& cat = *catalog_;
+  const expr::Schema& schema = rs->schema();
+  const expr::SetTable& sets = rs->sets();
+  thread_local Scratch scratch;
+  scratch.values.assign(schema.size(), Value::Unknown());
+  Value* values = scratch.values.data();
+
+  ScoringResult& result = *out;
+  result.set_ruleset_version(rs->version());
+  result.set_catalog_version(cat.catalog().version());
+  if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
+                                             request.administered_instruments(), sets,
+                                             scratch.values.data(), &result);
+      !st.ok()) {
+    return st;
+  }
+
+  // Safety flags.
+  for (size_t i = 0; i < rs->flags().size(); ++i) {
+    const auto& rule = rs->flags()[i];
+    const auto& def = rs->ruleset().flags(static_cast<int>(i));
+    const Truth t = rule.when.Eval(values, sets);
+    values[rs->flag_slots()[i]] = Value::FromTruth(t);
+    if (t == Truth::kTrue) {
+      v1::SafetyFlag* flag = result.add_safety_flags();
+      flag->set_kind(def.kind());
+      flag->set_explanation(Inputs(schema, values, rule.when));
+    }
+    if (t != Truth::kFalse) {
+      Explain(result, schema, values, "flag." + rule.id, rule.description, rule.when, t,
+              v1::SafetyFlagKind_Name(def.kind()));
+    }
+  }
+  // Signals.
+  for (size_t i = 0; i < rs->signals().size(); ++i) {
+    const auto& rule = rs->signals()[i];
+    const Truth t = rule.when.Eval(values, sets);
+    values[rs->signal_slots()[i]] = Value::FromTruth(t);
+    if (t != Truth::kFalse) {
+      Explain(result, schema, values, "signal." + rule.id, rule.description, rule.when, t, "");
+    }
+  }
+  // Profile: first rule that holds; one that cannot be decided first makes
+  // the profile incomplete.
+  v1::Profile profile = v1::PROFILE_INCOMPLETE;
+  const RulesetIndex::Compiled* deciding = nullptr;
+  for (size_t i = 0; i < rs->profiles().size(); ++i) {
+    const auto& rule = rs->profiles()[i];
+    const Truth t = rule.when.Eval(values, sets);
+    if (t == Truth::kFalse) continue;
+    const v1::Profile p = rs->ruleset().profiles(static_cast<int>(i)).profile();
+    Explain(result, schema, values, rule.id, rule.description, rule.when, t, v1::Profile_Name(p));
+    if (t == Truth::kTrue) {
+      profile = p;
+      deciding = &rule;
+    }
+    break;
+  }
+  result.set_profile(profile);
+  values[rs->profile_slot()] =
+      profile == v1::PROFILE_INCOMPLETE ? Value::Unknown() : Value::Code(v1::Profile_Name(profile));
+  {
+    // The signals behind the profile: the deciding rule's inputs, or every
+    // profile input when it could not be decided.
+    std::vector<int> slots;
+    auto add = [&](const expr::Expr& e) {
+      for (int s : e.slots()) {
+        if (std::find(slots.begin(), slots.end(), s) == slots.end()) slots.push_back(s);
+      }
+    };
+    if (deciding != nullptr) {
+      add(deciding->when);
+    } else {
+      for (const auto& r : rs->profiles()) add(r.when);
+    }
+    for (int s : slots) {
+      common::v1::NamedValue* nv = result.add_profile_signals();
+      nv->set_name(schema.entry(s).name);
+      nv->set_value(expr::Render(values[s]));
+    }
+  }
+
+  // Routes: the first rule that holds wins, unless one before it could not
+  // be decided: then the default (reviewed) route, never a lower one.
+  v1::RoutingDecision* routing = result.mutable_routing();
+  int chosen = -1;
+  int undecided = -1;
+  for (size_t i = 0; i < rs->routes().size(); ++i) {
+    const auto& rule = rs->routes()[i];
+    const Truth t = rule.when.Eval(values, sets);
+    if (t == Truth::kFalse) continue;
+    Explain(result, schema, values, rule.id, rule.description, rule.when, t,
+            common::v1::Route_Name(rs->ruleset().routes(static_cast<int>(i)).route()));
+    if (t == Truth::kUnknown) {
+      undecided = static_cast<int>(i);
+    } else {
+      chosen = static_cast<int>(i);
+    }
+    break;
+  }
+  if (chosen >= 0) {
+    const auto& def = rs->ruleset().routes(chosen);
+    routing->set_primary_route(def.route());
+    routing->set_required_reviewer(def.reviewer());
+    routing->set_fallback_route(def.fallback_route());
+    routing->set_rescreen_after_days(def.rescreen_after_days());
+  } else {
+    const auto& def = rs->ruleset().default_route();
+    routing->set_primary_route(def.route());
+    routing->set_required_reviewer(def.reviewer());
+    v1::SecondaryFlag* f = routing->add_secondary_flags();
+    if (undecided >= 0) {
+      const auto& rule = rs->routes()[undecided];
+      f->set_code("undecided." + rule.id);
+      f->set_text(absl::StrCat("Could not decide ", rule.id, " (", Inputs(schema, values, rule.when),
+                               "): ", def.description()));
+    } else {
+      f->set_code("undecided.no_rule");
+      f->set_text(def.description());
+    }
+  }
+  // Secondary flags, modalities, plan.
+  for (size_t i = 0; i < rs->secondary_flags().size(); ++i) {
+    const auto& rule = rs->secondary_flags()[i];
+    if (rule.when.Eval(values, sets) != Truth::kTrue) continue;
+    const auto& def = rs->ruleset().secondary_flags(static_cast<int>(i));
+    v1::SecondaryFlag* f = routing->add_secondary_flags();
+    f->set_code(def.code());
+    f->set_text(def.text());
+    Explain(result, schema, values, "secondary." + def.code(), def.text(), rule.when, Truth::kTrue,
+            def.code());
+  }
+  for (size_t i = 0; i < rs->modalities().size(); ++i) {
+    const auto& rule = rs->modalities()[i];
+    if (rule.when.Eval(values, sets) != Truth::kTrue) continue;
+    const auto& def = rs->ruleset().modalities(static_cast<int>(i));
+    v1::ModalitySuggestion* m = routing->add_modality_suggestions();
+    m->set_modality(def.modality());
+    m->set_reason(def.reason());
+    Explain(result, schema, values, "modality." + def.modality(), def.reason(), rule.when,
+            Truth::kTrue, def.modality());
+  }
+  for (size_t i = 0; i < rs->plan().size(); ++i) {
+    const auto& rule = rs->plan()[i];
+    if (rule.when.Eval(values, sets) != Truth::kTrue) continue;
+    *routing->add_self_help_plan() = rs->ruleset().plan(static_cast<int>(i)).item();
+  }
+  // Crisis resources: when a risk flag is set, and also when it cannot be
+  // ruled out (item 9 left unanswered or declined).
+  if (rs->crisis_when().Eval(values, sets) != Truth::kFalse) {
+    *result.mutable_crisis_resources() = rs->ruleset().crisis_resources();
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace aqueduct::scoring

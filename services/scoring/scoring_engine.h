@@ -2,43 +2,53 @@
 #define AQUEDUCT_SERVICES_SCORING_SCORING_ENGINE_H_
 
 #include <memory>
-#include "absl/strings/string_view.h"
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "protos/scoring/v1/result.pb.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/catalog.h"
+#include "services/scoring/ruleset.h"
 
 namespace aqueduct::scoring {
 
 // Pure, deterministic scoring: same answers + same ruleset version give a
 // byte-identical result. Thread-safe (immutable after construction).
-//
-// The foundation ships one ruleset, "v0-skeleton", which routes on PHQ-9
-// alone (reference sections 2, 3 and 7 restricted to PHQ-9 inputs). The
-// data-driven ruleset v1 over the full catalog replaces it (issue 3).
 class ScoringEngine {
  public:
-  static constexpr absl::string_view kSkeletonRuleset = "v0-skeleton";
+  // Needs at least one ruleset; all must be written for `catalog`.
+  static absl::StatusOr<std::unique_ptr<ScoringEngine>> Create(
+      std::shared_ptr<const CatalogIndex> catalog,
+      std::vector<std::shared_ptr<const RulesetIndex>> rulesets);
 
-  explicit ScoringEngine(std::shared_ptr<const CatalogIndex> catalog);
+  // Loads the catalog file and every ruleset in `rulesets_dir`; any file that
+  // does not validate fails the whole load, naming the file.
+  static absl::StatusOr<std::unique_ptr<ScoringEngine>> Load(
+      const std::string& catalog_path, const std::string& rulesets_dir);
 
-  // Errors: INVALID_ARGUMENT naming the first bad answer (unknown item,
-  // value outside the options, item answered twice) or unknown administered
-  // instrument; NOT_FOUND for a ruleset version that is not loaded.
-  absl::StatusOr<v1::ScoringResult> Score(
-      const v1::ScoreAnswersRequest& request) const;
+  // Errors: INVALID_ARGUMENT naming the first bad answer (unknown item, a
+  // value outside the options, an item answered twice, an item that does not
+  // apply) or an unknown administered instrument; NOT_FOUND for a ruleset
+  // version that is not loaded.
+  absl::StatusOr<v1::ScoringResult> Score(const v1::ScoreAnswersRequest& request) const;
+  // The same into a caller's message (cleared first), for batch loops that
+  // reuse one message.
+  absl::Status ScoreInto(const v1::ScoreAnswersRequest& request,
+                         v1::ScoringResult* result) const;
 
+  // Newest first (by publication date, then version).
   v1::ListRulesetsResponse Rulesets() const;
   const CatalogIndex& catalog() const { return *catalog_; }
+  const RulesetIndex& newest() const { return *rulesets_.front(); }
+  // nullptr when not loaded.
+  const RulesetIndex* Find(const std::string& version) const;
 
  private:
+  ScoringEngine() = default;
   std::shared_ptr<const CatalogIndex> catalog_;
+  std::vector<std::shared_ptr<const RulesetIndex>> rulesets_;
 };
-
-// The crisis resources shown whenever a suicide-risk flag is set
-// (reference section 3).
-common::v1::CrisisResources CrisisResourcesForUs();
 
 }  // namespace aqueduct::scoring
 

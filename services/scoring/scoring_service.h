@@ -26,6 +26,10 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ListRulesetsRequest* request,
       v1::ListRulesetsResponse* response) override;
+  // One response per request, in order; a bad item answers with its error
+  // and the stream goes on.
+  grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>* ScoreBatch(
+      grpc::CallbackServerContext* context) override;
 
  private:
   std::shared_ptr<const ScoringEngine> engine_;

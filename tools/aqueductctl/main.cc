@@ -28,6 +28,7 @@
 #include "common/config/config.h"
 #include "common/server/health_client.h"
 #include "common/util/ids.h"
+#include "tools/aqueductctl/scripted_answers.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 
@@ -43,7 +44,11 @@ ABSL_FLAG(std::string, answers, "",
           "demo: PHQ-9 answers, ten comma-separated values 0-3 (items 1-9, then "
           "the difficulty item 10).");
 ABSL_FLAG(std::string, user, "demo", "demo: user id to screen as.");
-ABSL_FLAG(std::string, state, "", "demo: two-letter US state of location.");
+ABSL_FLAG(std::string, state, "NY", "demo: two-letter US state of location.");
+ABSL_FLAG(std::string, set, "",
+          "demo: more answers as item=value pairs, e.g. "
+          "--set=ctx.age=40,gad7.1=3,asq.1=yes,ket.trials=two_or_more. Items not "
+          "given get the lowest-burden answer.");
 ABSL_FLAG(int32_t, page_size, 20, "queue: cases per page.");
 ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
 
@@ -72,59 +77,88 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
 int Demo() {
   std::vector<std::string> parts =
       absl::StrSplit(absl::GetFlag(FLAGS_answers), ',', absl::SkipEmpty());
-  if (parts.size() != 10) {
+  if (!parts.empty() && parts.size() != 10) {
     std::cerr << "aqueductctl demo: --answers needs 10 values 0-3 "
                  "(PHQ-9 items 1-9, then item 10), e.g. "
                  "--answers=1,2,0,1,1,0,0,0,0,1\n";
     return 2;
   }
+  auto overrides = aqueduct::tools::ParseOverrides(absl::GetFlag(FLAGS_set));
+  if (!overrides.ok()) {
+    std::cerr << "aqueductctl demo: --set: " << overrides.status().message() << "\n";
+    return 2;
+  }
+  for (size_t i = 0; i < parts.size(); ++i) (*overrides)[absl::StrCat("phq9.", i + 1)] = parts[i];
+  // Context answers from flags unless --set gives them.
+  overrides->try_emplace("ctx.state", absl::GetFlag(FLAGS_state));
+  overrides->try_emplace("ctx.age", "35");
+  overrides->try_emplace("ctx.role", "other");
+  overrides->try_emplace("ctx.works", "yes");
+  overrides->try_emplace("ctx.works_with_clients", "no");
+  overrides->try_emplace("ctx.sex", "not_stated");
+
   auto stub = intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
   intake::StartScreeningRequest start;
   start.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
   start.set_request_id(aqueduct::NewId());
   start.set_consent_version("demo-consent-1");
-  start.mutable_context()->set_location_state(absl::GetFlag(FLAGS_state));
   intake::Screening screening;
   if (auto s = stub->StartScreening(Ctx().get(), start, &screening); !s.ok()) {
     return Fail("StartScreening", s);
   }
   std::cout << "started " << screening.name() << "\n";
 
-  intake::SubmitAnswersRequest submit;
-  submit.set_name(screening.name());
-  submit.set_request_id(aqueduct::NewId());
-  submit.set_etag(screening.etag());
-  for (size_t i = 0; i < parts.size(); ++i) {
-    int v = 0;
-    if (!absl::SimpleAtoi(parts[i], &v)) {
-      std::cerr << "aqueductctl demo: --answers value " << i + 1 << " is not a number\n";
-      return 2;
+  std::string etag = screening.etag();
+  for (int page = 0; page < 40; ++page) {
+    intake::GetNextItemsRequest next_req;
+    next_req.set_name(screening.name());
+    intake::NextItems next;
+    if (auto s = stub->GetNextItems(Ctx().get(), next_req, &next); !s.ok()) {
+      return Fail("GetNextItems", s);
     }
-    auto* a = submit.add_answers();
-    a->set_item_id(absl::StrCat("phq9.", i + 1));
-    a->set_option_value(v);
+    if (next.items().empty()) break;
+    intake::SubmitAnswersRequest submit;
+    submit.set_name(screening.name());
+    submit.set_request_id(aqueduct::NewId());
+    submit.set_etag(next.etag());
+    for (const auto& ask : next.items()) {
+      auto answer = aqueduct::tools::ScriptedAnswer(ask.item(), *overrides);
+      if (!answer.ok()) {
+        std::cerr << "aqueductctl demo: " << answer.status().message() << "\n";
+        return 2;
+      }
+      *submit.add_answers() = *answer;
+    }
+    intake::SubmitAnswersResponse submitted;
+    if (auto s = stub->SubmitAnswers(Ctx().get(), submit, &submitted); !s.ok()) {
+      return Fail("SubmitAnswers", s);
+    }
+    etag = submitted.screening().etag();
+    std::cout << "page " << page + 1 << " (" << next.items(0).instrument_id() << "): answered "
+              << submitted.next().progress().answered() << ", remaining "
+              << submitted.next().progress().remaining() << "\n";
   }
-  intake::SubmitAnswersResponse submitted;
-  if (auto s = stub->SubmitAnswers(Ctx().get(), submit, &submitted); !s.ok()) {
-    return Fail("SubmitAnswers", s);
-  }
-  std::cout << "answered " << submitted.next().progress().answered()
-            << ", remaining " << submitted.next().progress().remaining() << "\n";
 
   intake::CompleteScreeningRequest complete;
   complete.set_name(screening.name());
   complete.set_request_id(aqueduct::NewId());
-  complete.set_etag(submitted.screening().etag());
+  complete.set_etag(etag);
   intake::CompleteScreeningResponse done;
   if (auto s = stub->CompleteScreening(Ctx().get(), complete, &done); !s.ok()) {
     return Fail("CompleteScreening", s);
   }
   for (const auto& score : done.result().scoring().scores()) {
-    if (score.completeness() == aqueduct::scoring::v1::COMPLETE) {
-      std::cout << score.instrument_id() << ": " << score.total() << " ("
-                << score.band_label() << ")\n";
+    if (score.completeness() != aqueduct::scoring::v1::COMPLETE) continue;
+    if (score.mean() > 0 || score.instrument_id().rfind("cbi", 0) == 0) {
+      std::printf("%-13s %6.1f  %s\n", score.instrument_id().c_str(), score.mean(),
+                  score.band_label().c_str());
+    } else if (!score.band().empty() || score.screen_positive() || score.total() > 0) {
+      std::printf("%-13s %6d  %s%s\n", score.instrument_id().c_str(), score.total(),
+                  score.band_label().c_str(), score.screen_positive() ? " (screen positive)" : "");
     }
   }
+  std::cout << "profile: "
+            << aqueduct::scoring::v1::Profile_Name(done.result().scoring().profile()) << "\n";
   std::cout << "route: " << aqueduct::common::v1::Route_Name(done.route().route())
             << (done.route().pending_review() ? " (pending clinician review)" : "")
             << "\n" << done.route().message() << "\n";
@@ -183,7 +217,7 @@ int Health() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "aqueductctl <demo|queue|health> [flags]\n"
-      "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--user=demo] [--state=FL]\n"
+      "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] [--user=demo] [--state=FL]\n"
       "  queue  [--page_size=20]\n"
       "  health");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);

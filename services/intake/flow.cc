@@ -1,0 +1,90 @@
+#include "services/intake/flow.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "protos/scoring/v1/result.pb.h"
+
+namespace aqueduct::intake {
+
+using scoring::expr::Truth;
+using scoring::expr::Value;
+
+absl::StatusOr<Flow> ComputeFlow(
+    const scoring::CatalogIndex& catalog, const scoring::expr::SetTable& sets,
+    const google::protobuf::Map<std::string, common::v1::Answer>& answers) {
+  // Answers in catalog order, so results do not depend on map order.
+  google::protobuf::RepeatedPtrField<common::v1::Answer> ordered;
+  for (const auto& info : catalog.instruments()) {
+    for (const auto& item : info.items) {
+      auto it = answers.find(item.def->id());
+      if (it != answers.end()) *ordered.Add() = it->second;
+    }
+  }
+  Flow flow;
+  std::vector<Value> values(catalog.schema().size(), Value::Unknown());
+  scoring::v1::ScoringResult scores;
+  google::protobuf::RepeatedPtrField<std::string> none;
+  if (absl::Status s = catalog.ScoreInstruments(ordered, none, sets, values.data(), &scores,
+                                                &flow.inapplicable);
+      !s.ok()) {
+    return s;
+  }
+  const absl::flat_hash_set<std::string> dropped(flow.inapplicable.begin(),
+                                                 flow.inapplicable.end());
+  auto answered = [&](const std::string& id) {
+    return answers.contains(id) && !dropped.contains(id);
+  };
+
+  // Instruments are asked in catalog order, a page each. By the time an
+  // instrument's turn comes, everything before it has been answered, so an
+  // ask_if that is still unknown can only come from a declined answer: ask
+  // then (the safe side).
+  bool earlier_pending = false;
+  for (const auto& info : catalog.instruments()) {
+    const Truth applies = info.applies_if.Eval(values.data(), sets);
+    const Truth asked = info.ask_if.Eval(values.data(), sets);
+    if (applies == Truth::kFalse || asked == Truth::kFalse) continue;
+    const bool decided = applies == Truth::kTrue && asked == Truth::kTrue;
+    if (!decided && earlier_pending) {
+      // Not decidable yet: count its items as still to come.
+      for (const auto& item : info.items) {
+        if (item.applies_if.empty()) ++flow.remaining;
+      }
+      continue;
+    }
+    flow.instruments.push_back(info.def->id());
+    std::vector<Flow::Ask> pending;
+    bool waiting = false;  // items whose applies_if depends on this page
+    for (const auto& item : info.items) {
+      const Truth item_applies = item.applies_if.Eval(values.data(), sets);
+      if (item_applies == Truth::kFalse) continue;
+      if (answered(item.def->id())) {
+        ++flow.answered;
+        continue;
+      }
+      ++flow.remaining;
+      if (item.def->required()) flow.missing_required.push_back(item.def->id());
+      if (item_applies == Truth::kUnknown) {
+        waiting = true;
+        continue;
+      }
+      pending.push_back(Flow::Ask{&info, item.def});
+    }
+    if (pending.empty() && waiting) {
+      // Only condition-dependent items are left and their condition cannot
+      // be decided (a declined answer): ask them.
+      for (const auto& item : info.items) {
+        if (!answered(item.def->id()) &&
+            item.applies_if.Eval(values.data(), sets) == Truth::kUnknown) {
+          pending.push_back(Flow::Ask{&info, item.def});
+        }
+      }
+    }
+    if (!earlier_pending && !pending.empty()) flow.page = std::move(pending);
+    if (flow.remaining > 0) earlier_pending = true;
+  }
+  return flow;
+}
+
+}  // namespace aqueduct::intake
