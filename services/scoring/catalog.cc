@@ -404,6 +404,15 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
 }
 
 
+const scoring::v1::Band* CatalogIndex::BandFor(const scoring::v1::Instrument& instrument,
+                                               double level) {
+  const scoring::v1::Band* band = nullptr;
+  for (const auto& b : instrument.bands()) {
+    if (level >= b.min() && (band == nullptr || b.min() > band->min())) band = &b;
+  }
+  return band;
+}
+
 absl::Status CatalogIndex::ScoreInstruments(
     const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
     const google::protobuf::RepeatedPtrField<std::string>& administered,
@@ -542,10 +551,7 @@ absl::Status CatalogIndex::ScoreInstruments(
         values[info.mean_slot] = Value::Number(level);
       }
       if (info.band_slot >= 0) {
-        const scoring::v1::Band* band = nullptr;
-        for (const auto& b : ins.bands()) {
-          if (level >= b.min() && (band == nullptr || b.min() > band->min())) band = &b;
-        }
+        const scoring::v1::Band* band = BandFor(ins, level);
         if (band != nullptr) {
           score->set_band(band->id());
           score->set_band_label(band->label());

@@ -97,6 +97,12 @@ class CatalogIndex {
       scoring::v1::ScoringResult* result,
       std::vector<std::string>* inapplicable = nullptr) const;
 
+  // The band a score falls in: the band with the greatest min not above
+  // it (bands run from their min up to the next band's min). nullptr below
+  // the first band.
+  static const scoring::v1::Band* BandFor(const scoring::v1::Instrument& instrument,
+                                          double level);
+
   // The value an answer gives its item's slot.
   expr::Value ValueOf(const common::v1::Answer& answer) const;
 

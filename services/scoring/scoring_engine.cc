@@ -211,23 +211,29 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     }
   }
 
-  // Routes: the first rule that holds wins, unless one before it could not
-  // be decided: then the default (reviewed) route, never a lower one.
+  // Routes: the first rule that holds wins. A rule above it that could not
+  // be decided (answers missing or declined) is flagged for the reviewer and
+  // forbids an outcome without review: the case then takes the default
+  // (reviewed) route instead of self-help. A reviewed route that holds is
+  // kept, so a missing ASQ never pushes item 9 > 0 below CRISIS_URGENT.
   v1::RoutingDecision* routing = result.mutable_routing();
   int chosen = -1;
-  int undecided = -1;
-  for (size_t i = 0; i < rs->routes().size(); ++i) {
+  std::vector<int> undecided;
+  for (size_t i = 0; i < rs->routes().size() && chosen < 0; ++i) {
     const auto& rule = rs->routes()[i];
     const Truth t = rule.when.Eval(values, sets);
     if (t == Truth::kFalse) continue;
     Explain(result, schema, values, rule.id, rule.description, rule.when, t,
             common::v1::Route_Name(rs->ruleset().routes(static_cast<int>(i)).route()));
     if (t == Truth::kUnknown) {
-      undecided = static_cast<int>(i);
+      undecided.push_back(static_cast<int>(i));
     } else {
       chosen = static_cast<int>(i);
     }
-    break;
+  }
+  if (chosen >= 0 && !undecided.empty() &&
+      rs->ruleset().routes(chosen).reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
+    chosen = -1;  // no unreviewed outcome when something above is undecided
   }
   if (chosen >= 0) {
     const auto& def = rs->ruleset().routes(chosen);
@@ -239,16 +245,18 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     const auto& def = rs->ruleset().default_route();
     routing->set_primary_route(def.route());
     routing->set_required_reviewer(def.reviewer());
-    v1::SecondaryFlag* f = routing->add_secondary_flags();
-    if (undecided >= 0) {
-      const auto& rule = rs->routes()[undecided];
-      f->set_code("undecided." + rule.id);
-      f->set_text(absl::StrCat("Could not decide ", rule.id, " (", Inputs(schema, values, rule.when),
-                               "): ", def.description()));
-    } else {
+    if (undecided.empty()) {
+      v1::SecondaryFlag* f = routing->add_secondary_flags();
       f->set_code("undecided.no_rule");
       f->set_text(def.description());
     }
+  }
+  for (int i : undecided) {
+    const auto& rule = rs->routes()[i];
+    v1::SecondaryFlag* f = routing->add_secondary_flags();
+    f->set_code("undecided." + rule.id);
+    f->set_text(absl::StrCat("Could not decide ", rule.id, " (", Inputs(schema, values, rule.when),
+                             "): a clinician should review it."));
   }
   // Secondary flags, modalities, plan.
   for (size_t i = 0; i < rs->secondary_flags().size(); ++i) {

@@ -13,6 +13,7 @@
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "tests/testing/process.h"
+#include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct {
@@ -35,7 +36,8 @@ class SkeletonE2eTest : public ::testing::Test {
     ASSERT_TRUE(redis.ok()) << redis.status();
     redis_ = std::move(*redis);
     scoring_ = StartService("scoring", "services/scoring/aqueduct-scoring",
-                            {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto")});
+                            {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+                             "--rulesets=" + t::SourcePath("data/rulesets")});
     referral_ = StartService("referral", "services/referral/aqueduct-referral",
                              {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
     intake_ = StartService("intake", "services/intake/aqueduct-intake",
@@ -90,39 +92,61 @@ class SkeletonE2eTest : public ::testing::Test {
     return c;
   }
 
-  // Runs a whole PHQ-9 screening; returns the completion reply.
+  // Runs a whole screening page by page, as an app would: PHQ-9 items 1-10
+  // from `values`, context for an adult in NJ, everything else at the
+  // lowest-burden answer. Returns the completion reply.
   intake::v1::CompleteScreeningResponse Screen(const std::vector<int>& values,
                                                const std::string& user = "e2e") {
+    tools::Overrides overrides = t::AdultContext("NJ");
+    for (size_t i = 0; i < values.size(); ++i) {
+      overrides["phq9." + std::to_string(i + 1)] = std::to_string(values[i]);
+    }
     intake::v1::StartScreeningRequest start;
     start.set_parent("users/" + user);
     start.set_consent_version("c1");
-    start.mutable_context()->set_location_state("NJ");
     intake::v1::Screening screening;
     EXPECT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
-    intake::v1::GetNextItemsRequest next_req;
-    next_req.set_name(screening.name());
-    intake::v1::NextItems next;
-    EXPECT_TRUE(intake_stub_->GetNextItems(Ctx().get(), next_req, &next).ok());
-    intake::v1::SubmitAnswersRequest submit;
-    submit.set_name(screening.name());
-    submit.set_etag(next.etag());
-    submit.set_request_id("submit-1");
-    for (int i = 0; i < next.items_size(); ++i) {
-      auto* a = submit.add_answers();
-      a->set_item_id(next.items(i).item().id());
-      a->set_option_value(values[i]);
+    std::string etag = screening.etag();
+    bool ready = false;
+    for (int page = 0; page < 30; ++page) {
+      intake::v1::GetNextItemsRequest next_req;
+      next_req.set_name(screening.name());
+      intake::v1::NextItems next;
+      EXPECT_TRUE(intake_stub_->GetNextItems(Ctx().get(), next_req, &next).ok());
+      ready = next.ready_to_complete();
+      if (next.items().empty()) break;
+      intake::v1::SubmitAnswersRequest submit;
+      submit.set_name(screening.name());
+      submit.set_etag(next.etag());
+      submit.set_request_id("submit-" + std::to_string(page));
+      for (const auto& ask : next.items()) {
+        auto a = tools::ScriptedAnswer(ask.item(), overrides);
+        EXPECT_TRUE(a.ok()) << a.status();
+        *submit.add_answers() = *a;
+      }
+      intake::v1::SubmitAnswersResponse submitted;
+      grpc::Status s = intake_stub_->SubmitAnswers(Ctx().get(), submit, &submitted);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      etag = submitted.screening().etag();
     }
-    intake::v1::SubmitAnswersResponse submitted;
-    EXPECT_TRUE(intake_stub_->SubmitAnswers(Ctx().get(), submit, &submitted).ok());
-    EXPECT_TRUE(submitted.next().ready_to_complete());
+    EXPECT_TRUE(ready);
     intake::v1::CompleteScreeningRequest complete;
     complete.set_name(screening.name());
-    complete.set_etag(submitted.screening().etag());
+    complete.set_etag(etag);
     complete.set_request_id("complete-1");
     intake::v1::CompleteScreeningResponse done;
     grpc::Status s = intake_stub_->CompleteScreening(Ctx().get(), complete, &done);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return done;
+  }
+
+  static const scoring::v1::InstrumentScore& ScoreOf(const intake::v1::CompleteScreeningResponse& r,
+                                                     const std::string& id) {
+    for (const auto& s : r.result().scoring().scores()) {
+      if (s.instrument_id() == id) return s;
+    }
+    static scoring::v1::InstrumentScore none;
+    return none;
   }
 
   t::TempDir dir_;
@@ -134,7 +158,7 @@ class SkeletonE2eTest : public ::testing::Test {
 
 TEST_F(SkeletonE2eTest, Phq9ScreeningReachesTheClinicianQueue) {
   auto done = Screen({1, 2, 1, 2, 1, 1, 1, 1, 0, 1});
-  EXPECT_EQ(done.result().scoring().scores(0).total(), 10);
+  EXPECT_EQ(ScoreOf(done, "phq9").total(), 10);
   EXPECT_EQ(done.route().route(), common::v1::THERAPY);
   EXPECT_TRUE(done.route().pending_review());
   EXPECT_FALSE(done.has_crisis_resources());
@@ -146,7 +170,8 @@ TEST_F(SkeletonE2eTest, Phq9ScreeningReachesTheClinicianQueue) {
   EXPECT_EQ(queue.cases(0).screening(), done.screening().name());
   EXPECT_EQ(queue.cases(0).current_route(), common::v1::THERAPY);
   EXPECT_EQ(queue.cases(0).location_state(), "NJ");
-  EXPECT_EQ(queue.cases(0).result().scores(0).total(), 10);
+  EXPECT_EQ(queue.cases(0).result().scores(1).instrument_id(), "phq9");
+  EXPECT_EQ(queue.cases(0).result().scores(1).total(), 10);
 }
 
 TEST_F(SkeletonE2eTest, Item9ReturnsCrisisResourcesAndQueuesUrgent) {

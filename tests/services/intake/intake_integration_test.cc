@@ -12,6 +12,7 @@
 #include "services/scoring/scoring_engine.h"
 #include "tests/testing/process.h"
 #include "tests/testing/redis_fixture.h"
+#include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::intake {
@@ -33,6 +34,9 @@ class EngineScoringPeer : public ScoringPeer {
   }
   absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(absl::Time) override {
     return engine_->catalog().catalog();
+  }
+  absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(absl::Time) override {
+    return engine_->Rulesets();
   }
   std::string Describe() const override { return "scoring at test"; }
   std::atomic<bool> down{false};
@@ -63,11 +67,9 @@ class IntakeTest : public aqueduct::testing::RedisTest {
  protected:
   void SetUp() override {
     RedisTest::SetUp();
-    auto catalog = scoring::CatalogIndex::LoadFile(
-        aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
-    ASSERT_THAT(catalog, IsOk());
-    scoring_ = std::make_unique<EngineScoringPeer>(
-        std::make_shared<scoring::ScoringEngine>(*catalog));
+    auto engine = aqueduct::testing::LoadRepositoryEngine();
+    ASSERT_THAT(engine, IsOk());
+    scoring_ = std::make_unique<EngineScoringPeer>(std::move(*engine));
     ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     store_ = std::make_unique<RedisSessionStore>(client_.get());
@@ -99,6 +101,34 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     }
     return req;
   }
+  // Answers every page the flow asks, as an app would; returns the etag
+  // after the last page.
+  std::string AnswerAll(const v1::Screening& s, tools::Overrides overrides) {
+    tools::Overrides all = aqueduct::testing::AdultContext("FL");
+    for (auto& [k, v] : overrides) all[k] = v;
+    std::string etag = s.etag();
+    for (int page = 0; page < 30; ++page) {
+      v1::GetNextItemsRequest next_req;
+      next_req.set_name(s.name());
+      auto next = core_->GetNextItems(next_req, Soon());
+      EXPECT_THAT(next, IsOk());
+      if (!next.ok() || next->items().empty()) break;
+      v1::SubmitAnswersRequest submit;
+      submit.set_name(s.name());
+      submit.set_etag(next->etag());
+      submit.set_request_id("page-" + std::to_string(page));
+      for (const auto& ask : next->items()) {
+        auto a = tools::ScriptedAnswer(ask.item(), all);
+        EXPECT_THAT(a, IsOk());
+        *submit.add_answers() = *a;
+      }
+      auto done = core_->SubmitAnswers(submit, Soon());
+      EXPECT_THAT(done, IsOk());
+      if (!done.ok()) break;
+      etag = done->screening().etag();
+    }
+    return etag;
+  }
   v1::CompleteScreeningRequest Complete(const std::string& name, const std::string& etag,
                                         const std::string& rid) {
     v1::CompleteScreeningRequest req;
@@ -122,15 +152,17 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   EXPECT_EQ(s.state(), v1::IN_PROGRESS);
   EXPECT_EQ(s.etag(), "1");
   EXPECT_EQ(s.progress().answered(), 0);
-  EXPECT_EQ(s.progress().remaining(), 10);
+  EXPECT_GT(s.progress().remaining(), 30);
   EXPECT_GT(s.expire_time_ms(), s.create_time_ms());
   v1::GetNextItemsRequest next;
   next.set_name(s.name());
   auto items = core_->GetNextItems(next, Soon());
   ASSERT_THAT(items, IsOk());
-  ASSERT_EQ(items->items_size(), 10);
-  EXPECT_EQ(items->items(0).item().id(), "phq9.1");
-  EXPECT_THAT(items->items(0).stem(), HasSubstr("Over the last 2 weeks"));
+  // The first page is about the person; "works with clients" waits for
+  // "works".
+  std::vector<std::string> ids;
+  for (const auto& i : items->items()) ids.push_back(i.item().id());
+  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.state", "ctx.age", "ctx.sex"));
   EXPECT_FALSE(items->ready_to_complete());
   // The session lives in Redis with a TTL (expires when idle).
   auto ttl = client_->Command({"PTTL", redis::Key("intake", s.name().substr(s.name().rfind('/') + 1), "session")}, Soon());
@@ -204,9 +236,20 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[1].option_value")));
   req = Answers(s, {1}, "r2");
-  req.mutable_answers(0)->set_item_id("gad7.1");
+  req.mutable_answers(0)->set_item_id("mbi.1");
   EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[0].item_id")));
+  // An item that does not apply given the same page's answers.
+  req = Answers(s, {}, "r2b");
+  auto* works = req.add_answers();
+  works->set_item_id("ctx.works");
+  works->set_option_value(0);  // no
+  auto* cbi = req.add_answers();
+  cbi->set_item_id("cbi_work.1");
+  cbi->set_option_value(50);
+  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("answers[1].item_id"), HasSubstr("does not apply"))));
   req = Answers(s, {}, "r3");
   EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers")));
@@ -231,27 +274,56 @@ TEST_F(IntakeTest, AnswersCanChangeUntilCompletion) {
   auto b = core_->SubmitAnswers(Answers(a->screening(), {0}, "r2"), Soon());
   ASSERT_THAT(b, IsOk());
   EXPECT_EQ(b->next().progress().answered(), 1);
-  EXPECT_EQ(b->next().items(0).item().id(), "phq9.2");
+  EXPECT_EQ(b->screening().etag(), "3");
+}
+
+TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {});
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  auto before = core_->GetScreening(get, Soon());
+  ASSERT_THAT(before, IsOk());
+  // "I do not work" after answering the work questions: they no longer
+  // apply and go, and the screening can still complete.
+  v1::SubmitAnswersRequest change;
+  change.set_name(s.name());
+  change.set_etag(etag);
+  change.set_request_id("change");
+  auto* a = change.add_answers();
+  a->set_item_id("ctx.works");
+  a->set_option_value(0);
+  auto changed = core_->SubmitAnswers(change, Soon());
+  ASSERT_THAT(changed, IsOk());
+  EXPECT_LT(changed->next().progress().answered(), before->progress().answered());
+  EXPECT_TRUE(changed->next().ready_to_complete());
+  auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  for (const auto& score : done->result().scoring().scores()) {
+    if (score.instrument_id() == "cbi_work") EXPECT_EQ(score.completeness(), scoring::v1::NOT_ADMINISTERED);
+  }
 }
 
 TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
   v1::Screening s = Start();
   auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
   ASSERT_THAT(a, IsOk());
-  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("phq9.9, phq9.10")));
+  auto incomplete = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  EXPECT_THAT(incomplete, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   ::testing::AllOf(HasSubstr("ctx.role"), HasSubstr("phq9.9, phq9.10"))));
   EXPECT_EQ(scoring_->calls.load(), 0);
 }
 
 TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {2, 2, 2, 2, 1, 1, 1, 0, 0, 1}, "r1"), Soon());
-  ASSERT_THAT(a, IsOk());
-  EXPECT_TRUE(a->next().ready_to_complete());
-  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
+                                   {"phq9.5", "1"}, {"phq9.6", "1"}, {"phq9.7", "1"}, {"phq9.10", "1"},
+                                   {"ctx.state", "NJ"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->screening().state(), v1::COMPLETED);
-  EXPECT_EQ(done->result().scoring().scores(0).total(), 11);
+  ASSERT_EQ(done->result().scoring().scores(1).instrument_id(), "phq9");
+  EXPECT_EQ(done->result().scoring().scores(1).total(), 11);
   EXPECT_EQ(done->route().route(), common::v1::THERAPY);
   EXPECT_TRUE(done->route().pending_review());
   EXPECT_THAT(done->route().message(), HasSubstr("not a diagnosis"));
@@ -259,14 +331,14 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   EXPECT_EQ(done->handoff(), v1::DELIVERED);
   EXPECT_EQ(referral_.calls.load(), 1);
   EXPECT_EQ(referral_.last.screening(), s.name());
-  EXPECT_EQ(referral_.last.location_state(), "FL");
+  EXPECT_EQ(referral_.last.location_state(), "NJ") << "the answered state, not the start context";
   // The completed result does not expire.
   std::string id = s.name().substr(s.name().rfind('/') + 1);
   auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
   EXPECT_EQ(ttl->integer, -1);
 
   // Same request id: the stored result again, without scoring again.
-  auto replay = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(replay, IsOk());
   EXPECT_EQ(replay->result().SerializeAsString(), done->result().SerializeAsString());
   EXPECT_EQ(scoring_->calls.load(), 1);
@@ -281,9 +353,8 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
 TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   referral_.down = true;
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, "r1"), Soon());
-  ASSERT_THAT(a, IsOk());
-  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  std::string etag = AnswerAll(s, {{"phq9.9", "1"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   ASSERT_TRUE(done->has_crisis_resources());
   EXPECT_THAT(done->crisis_resources().contacts(0).how(), HasSubstr("988"));
@@ -293,24 +364,23 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
 
   // Referral back: retrying the completion delivers the hand-off once.
   referral_.down = false;
-  auto retry = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  auto retry = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(retry, IsOk());
   EXPECT_EQ(retry->handoff(), v1::DELIVERED);
   EXPECT_TRUE(retry->has_crisis_resources());
-  auto third = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  auto third = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_EQ(third->handoff(), v1::DELIVERED);
   EXPECT_EQ(referral_.calls.load(), 2) << "one failed try, one delivery, no more";
 }
 
 TEST_F(IntakeTest, ScoringDownLosesNothing) {
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
-  ASSERT_THAT(a, IsOk());
+  std::string etag = AnswerAll(s, {});
   scoring_->down = true;
-  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon()),
+  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("scoring")));
   scoring_->down = false;
-  auto done = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->route().route(), common::v1::SELF_HELP);
   EXPECT_GE(done->route().self_help_plan_size(), 1);

@@ -3,23 +3,26 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/server/server_runner.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/scoring/scoring_service.h"
 #include "tests/testing/process.h"
+#include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::scoring {
 namespace {
 
 using ::aqueduct::testing::GrpcIs;
+using ::testing::HasSubstr;
 
 class ScoringGrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto catalog = CatalogIndex::LoadFile(
-        aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    service_ = std::make_unique<ScoringServiceImpl>(std::make_shared<ScoringEngine>(*catalog));
+    auto engine = aqueduct::testing::LoadRepositoryEngine();
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    service_ = std::make_unique<ScoringServiceImpl>(engine_);
     auto runner = server::ServerRunner::Start(server::ServerOptions(), {service_.get()}, nullptr);
     ASSERT_TRUE(runner.ok()) << runner.status();
     runner_ = std::move(*runner);
@@ -28,29 +31,31 @@ class ScoringGrpcTest : public ::testing::Test {
   }
   std::unique_ptr<grpc::ClientContext> Ctx() {
     auto c = std::make_unique<grpc::ClientContext>();
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     return c;
   }
+  v1::ScoreAnswersRequest Screening(tools::Overrides o) {
+    auto all = aqueduct::testing::AdultContext();
+    for (auto& [k, v] : o) all[k] = v;
+    auto req = aqueduct::testing::ScriptedScreening(*engine_, all);
+    EXPECT_TRUE(req.ok());
+    return *req;
+  }
+  std::shared_ptr<const ScoringEngine> engine_;
   std::unique_ptr<ScoringServiceImpl> service_;
   std::unique_ptr<server::ServerRunner> runner_;
   std::unique_ptr<v1::ScoringService::Stub> stub_;
 };
 
-TEST_F(ScoringGrpcTest, ScoresAnswers) {
-  v1::ScoreAnswersRequest req;
-  for (int i = 1; i <= 10; ++i) {
-    auto* a = req.mutable_answers()->add_answers();
-    a->set_item_id("phq9." + std::to_string(i));
-    a->set_option_value(i == 9 ? 2 : 1);
-  }
+TEST_F(ScoringGrpcTest, ScoresAFullScreening) {
   v1::ScoringResult result;
-  ASSERT_TRUE(stub_->ScoreAnswers(Ctx().get(), req, &result).ok());
-  EXPECT_EQ(result.scores(0).total(), 10);
+  ASSERT_TRUE(stub_->ScoreAnswers(Ctx().get(), Screening({{"phq9.9", "2"}}), &result).ok());
+  EXPECT_EQ(result.ruleset_version(), "v1");
   EXPECT_EQ(result.routing().primary_route(), common::v1::CRISIS_URGENT);
   EXPECT_TRUE(result.has_crisis_resources());
 }
 
-TEST_F(ScoringGrpcTest, BadAnswerIsInvalidArgument) {
+TEST_F(ScoringGrpcTest, BadAnswerIsInvalidArgumentNamingIt) {
   v1::ScoreAnswersRequest req;
   auto* a = req.mutable_answers()->add_answers();
   a->set_item_id("phq9.1");
@@ -58,41 +63,78 @@ TEST_F(ScoringGrpcTest, BadAnswerIsInvalidArgument) {
   v1::ScoringResult result;
   grpc::Status s = stub_->ScoreAnswers(Ctx().get(), req, &result);
   EXPECT_THAT(s, GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
-  EXPECT_NE(s.error_message().find("answers.answers[0].option_value"), std::string::npos);
+  EXPECT_THAT(s.error_message(), HasSubstr("answers.answers[0].option_value"));
 }
 
 TEST_F(ScoringGrpcTest, UnknownRulesetIsNotFound) {
   v1::ScoreAnswersRequest req;
   req.set_ruleset_version("v7");
   v1::ScoringResult result;
-  EXPECT_THAT(stub_->ScoreAnswers(Ctx().get(), req, &result),
-              GrpcIs(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx().get(), req, &result), GrpcIs(grpc::StatusCode::NOT_FOUND));
 }
 
 TEST_F(ScoringGrpcTest, DescribesCatalogAndRulesets) {
   v1::Catalog catalog;
   ASSERT_TRUE(stub_->DescribeCatalog(Ctx().get(), v1::DescribeCatalogRequest(), &catalog).ok());
-  EXPECT_EQ(catalog.version(), "2026-11.0");
-  EXPECT_EQ(catalog.instruments(0).id(), "phq9");
+  EXPECT_EQ(catalog.version(), "2026-11.1");
+  EXPECT_EQ(catalog.instruments_size(), 10);
   v1::DescribeCatalogRequest old;
   old.set_version("1999");
-  EXPECT_THAT(stub_->DescribeCatalog(Ctx().get(), old, &catalog),
-              GrpcIs(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(stub_->DescribeCatalog(Ctx().get(), old, &catalog), GrpcIs(grpc::StatusCode::NOT_FOUND));
   v1::ListRulesetsResponse rulesets;
   ASSERT_TRUE(stub_->ListRulesets(Ctx().get(), v1::ListRulesetsRequest(), &rulesets).ok());
   ASSERT_EQ(rulesets.rulesets_size(), 1);
-  EXPECT_EQ(rulesets.rulesets(0).version(), "v0-skeleton");
+  EXPECT_EQ(rulesets.rulesets(0).version(), "v1");
+  EXPECT_EQ(rulesets.rulesets(0).rule_ids(0), "route.crisis_acute");
+  EXPECT_EQ(rulesets.rulesets(0).sets(0).name(), "ketamine_states");
 }
 
-TEST_F(ScoringGrpcTest, BatchStreamingIsNotYetImplemented) {
-  // ScoreBatch belongs to the scoring issue; until then it must say so
-  // rather than pretend.
+TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
   auto ctx = Ctx();
   auto stream = stub_->ScoreBatch(ctx.get());
-  stream->WritesDone();
-  v1::ScoreBatchResponse r;
-  EXPECT_FALSE(stream->Read(&r));
-  EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::UNIMPLEMENTED));
+  const int kItems = 200;
+  std::vector<v1::ScoreBatchRequest> requests;
+  int want_errors = 0, want_crisis = 0;
+  for (int i = 0; i < kItems; ++i) {
+    v1::ScoreBatchRequest r;
+    r.set_correlation_id("s" + std::to_string(i));
+    *r.mutable_request() = Screening({{"phq9.9", i % 3 == 0 ? "1" : "0"}});
+    const bool broken = i % 50 == 7 || i == 11;
+    if (i % 50 == 7) r.mutable_request()->mutable_answers()->mutable_answers(0)->set_item_id("nope.1");
+    if (i == 11) r.clear_correlation_id();
+    want_errors += broken;
+    want_crisis += !broken && i % 3 == 0;
+    requests.push_back(std::move(r));
+  }
+  // Writer and reader run together, as a batch job would.
+  std::thread writer([&] {
+    for (const auto& r : requests) ASSERT_TRUE(stream->Write(r));
+    stream->WritesDone();
+  });
+  int ok = 0, errors = 0, crisis = 0;
+  v1::ScoreBatchResponse response;
+  std::vector<std::string> order;
+  while (stream->Read(&response)) {
+    order.push_back(response.correlation_id());
+    if (response.has_error()) {
+      ++errors;
+      EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      EXPECT_THAT(response.error().message(),
+                  ::testing::AnyOf(HasSubstr("nope.1"), HasSubstr("correlation_id")));
+    } else {
+      ++ok;
+      crisis += response.result().routing().primary_route() == common::v1::CRISIS_URGENT;
+    }
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(ok + errors, kItems);
+  EXPECT_EQ(errors, want_errors);
+  EXPECT_EQ(want_errors, 5);
+  EXPECT_EQ(crisis, want_crisis);
+  ASSERT_EQ(order.size(), static_cast<size_t>(kItems));
+  EXPECT_EQ(order[0], "s0");
+  EXPECT_EQ(order[199], "s199") << "responses keep request order";
 }
 
 }  // namespace

@@ -1,0 +1,46 @@
+#include "tests/testing/screening.h"
+
+#include "google/protobuf/map.h"
+#include "services/intake/flow.h"
+#include "tests/testing/process.h"
+
+namespace aqueduct::testing {
+
+absl::StatusOr<std::unique_ptr<scoring::ScoringEngine>> LoadRepositoryEngine() {
+  return scoring::ScoringEngine::Load(SourcePath("data/catalog/catalog.textproto"),
+                                      SourcePath("data/rulesets"));
+}
+
+tools::Overrides AdultContext(const std::string& state) {
+  return {{"ctx.role", "other"}, {"ctx.works", "yes"}, {"ctx.works_with_clients", "no"},
+          {"ctx.state", state},  {"ctx.age", "35"},    {"ctx.sex", "not_stated"}};
+}
+
+absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
+    const scoring::ScoringEngine& engine, const tools::Overrides& overrides) {
+  const auto& rs = engine.newest();
+  google::protobuf::Map<std::string, common::v1::Answer> answers;
+  for (int page = 0; page < 50; ++page) {
+    auto flow = intake::ComputeFlow(engine.catalog(), rs.sets(), answers);
+    if (!flow.ok()) return flow.status();
+    if (flow->page.empty()) {
+      scoring::v1::ScoreAnswersRequest request;
+      for (const auto& info : engine.catalog().instruments()) {
+        for (const auto& item : info.items) {
+          auto it = answers.find(item.def->id());
+          if (it != answers.end()) *request.mutable_answers()->add_answers() = it->second;
+        }
+      }
+      for (const auto& id : flow->instruments) request.add_administered_instruments(id);
+      return request;
+    }
+    for (const auto& ask : flow->page) {
+      auto answer = tools::ScriptedAnswer(*ask.item, overrides);
+      if (!answer.ok()) return answer.status();
+      answers[ask.item->id()] = *answer;
+    }
+  }
+  return absl::InternalError("flow did not end after 50 pages");
+}
+
+}  // namespace aqueduct::testing

@@ -1,0 +1,29 @@
+#ifndef AQUEDUCT_TESTS_TESTING_SCREENING_H_
+#define AQUEDUCT_TESTS_TESTING_SCREENING_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/scoring/scoring_engine.h"
+#include "tools/aqueductctl/scripted_answers.h"
+
+namespace aqueduct::testing {
+
+// The repository's clinical data (data/catalog, data/rulesets).
+absl::StatusOr<std::unique_ptr<scoring::ScoringEngine>> LoadRepositoryEngine();
+
+// Walks the screening flow page by page as intake does, answering each item
+// from `overrides` or with the lowest-burden answer, and returns the scoring
+// request a completed screening would send (answers plus the instruments
+// asked).
+absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
+    const scoring::ScoringEngine& engine, const tools::Overrides& overrides);
+
+// Context answers for an adult who works without clients, in `state`.
+tools::Overrides AdultContext(const std::string& state = "NY");
+
+}  // namespace aqueduct::testing
+
+#endif  // AQUEDUCT_TESTS_TESTING_SCREENING_H_
