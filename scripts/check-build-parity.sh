@@ -7,7 +7,7 @@ cmake_targets=$(grep -rhoE 'aqueduct_cc_(library|binary|test)\(NAME [A-Za-z0-9_-
                   --include=CMakeLists.txt . | awk '{print $2}' | sort -u)
 cmake_targets=$(printf '%s\n' $cmake_targets api_cc_proto | sort -u)
 bazel_targets=$(
-  { grep -rhoE '^ *name = "[A-Za-z0-9_-]+"' --include=BUILD.bazel common services tools protos tests \
+  { grep -rhoE '^ *name = "[A-Za-z0-9_-]+"' --include=BUILD.bazel common services tools protos tests bench \
       | sed -E 's/.*"(.*)"/\1/'
     # Tests are declared in a list comprehension: ("name", "src", ...)
     grep -hoE '^ *\("[a-z0-9_]+_test",' tests/BUILD.bazel | sed -E 's/[ ("]//g; s/,//'

@@ -105,6 +105,10 @@ class CatalogIndex {
 
   // The value an answer gives its item's slot.
   expr::Value ValueOf(const common::v1::Answer& answer) const;
+  static expr::Value ValueOf(const scoring::v1::Item& item, const common::v1::Answer& answer);
+  // True when the answer's value fits the item (no allocation); see
+  // ValidateAnswer for the message.
+  static bool ValueFits(const scoring::v1::Item& item, const common::v1::Answer& answer);
 
  private:
   CatalogIndex() = default;

@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "absl/strings/str_cat.h"
@@ -301,6 +302,38 @@ TEST_F(SkeletonE2eTest, StartsWithoutDependenciesAndSaysWhichAndWhere) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(SkeletonE2eTest, ScoringRefusesToRunHalfLoaded) {
+  // A ruleset naming an instrument the catalog does not have: the binary
+  // stops at start-up, exit code 2, naming the file and the problem.
+  const std::string rules = dir_.path() + "/bad-rulesets";
+  ASSERT_EQ(mkdir(rules.c_str(), 0755), 0);
+  std::string v1 = t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
+  const std::string needle = "gad7.total >= 10 || auditc.positive";
+  ASSERT_NE(v1.find(needle), std::string::npos);
+  v1.replace(v1.find(needle), needle.size(), "gad8.total >= 10 || auditc.positive");
+  {
+    FILE* f = fopen((rules + "/v1.textproto").c_str(), "w");
+    fputs(v1.c_str(), f);
+    fclose(f);
+  }
+  const std::string log = dir_.path() + "/bad-scoring.log";
+  auto p = t::Subprocess::Start({t::BinaryPath("services/scoring/aqueduct-scoring"),
+                                 "--listen=127.0.0.1:0",
+                                 "--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+                                 "--rulesets=" + rules},
+                                log);
+  ASSERT_TRUE(p.ok());
+  auto status = (*p)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  const std::string text = t::ReadFile(log);
+  EXPECT_THAT(text, HasSubstr(rules + "/v1.textproto"));
+  EXPECT_THAT(text, HasSubstr("route.therapy"));
+  EXPECT_THAT(text, HasSubstr("unknown name"));
+  EXPECT_THAT(text, HasSubstr("gad8.total"));
 }
 
 TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
