@@ -869,6 +869,25 @@ TEST(RulesetValidationTest, ProblemsAreNamed) {
   }
 }
 
+TEST(RulesetVersionsTest, LoadingADirectoryWithTwoVersions) {
+  aqueduct::testing::TempDir dir;
+  v1::Ruleset v2 = ReadV1();
+  v2.set_version("v2-test");
+  v2.set_published("2027-02-01");
+  std::string t1, t2;
+  google::protobuf::TextFormat::PrintToString(ReadV1(), &t1);
+  google::protobuf::TextFormat::PrintToString(v2, &t2);
+  std::ofstream(dir.path() + "/v1.textproto") << t1;
+  std::ofstream(dir.path() + "/v2-test.textproto") << t2;
+  auto engine = ScoringEngine::Load(aqueduct::testing::SourcePath("data/catalog/catalog.textproto"), dir.path());
+  ASSERT_THAT(engine, IsOk());
+  auto list = (*engine)->Rulesets();
+  ASSERT_EQ(list.rulesets_size(), 2);
+  EXPECT_EQ(list.rulesets(0).version(), "v2-test");
+  EXPECT_EQ(list.rulesets(1).version(), "v1");
+  EXPECT_NE((*engine)->Find("v1"), nullptr);
+}
+
 TEST(RulesetValidationTest, LoadDirNamesTheFile) {
   auto catalog = RepoCatalog();
   aqueduct::testing::TempDir dir;
