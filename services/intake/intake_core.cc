@@ -1,11 +1,14 @@
 #include "services/intake/intake_core.h"
 
+#include <cstdlib>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
 #include "common/util/names.h"
 
@@ -72,6 +75,54 @@ v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
 
 }  // namespace
 
+absl::Status PrefillContext(const v1::ScreeningContext& context,
+                            const scoring::CatalogIndex& catalog,
+                            storage::v1::SessionRecord& record) {
+  auto choose = [&](const std::string& item_id, const std::string& code,
+                    const std::string& field) -> absl::Status {
+    const scoring::v1::Item* item = catalog.FindItem(item_id);
+    if (item == nullptr) return absl::OkStatus();  // the catalog does not ask it
+    common::v1::Answer a;
+    a.set_item_id(item_id);
+    if (item->kind() == scoring::v1::CODE) {
+      a.set_code_value(code);
+    } else {
+      for (const auto& o : item->options()) {
+        if (o.code() == code) a.set_option_value(o.value());
+      }
+    }
+    if (!scoring::CatalogIndex::ValueFits(*item, a)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": \"", code, "\" is not one of the allowed values"));
+    }
+    (*record.mutable_answers())[item_id] = a;
+    return absl::OkStatus();
+  };
+  if (!context.role().empty()) {
+    if (auto s = choose("ctx.role", context.role(), "context.role"); !s.ok()) return s;
+  }
+  if (context.has_works()) {
+    if (auto s = choose("ctx.works", context.works() ? "yes" : "no", "context.works"); !s.ok()) return s;
+  }
+  if (context.has_works_with_clients()) {
+    if (context.has_works() && !context.works()) {
+      return absl::InvalidArgumentError(
+          "context.works_with_clients: given, but context.works says the person does not work");
+    }
+    if (auto s = choose("ctx.works_with_clients", context.works_with_clients() ? "yes" : "no",
+                        "context.works_with_clients");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!context.location_state().empty()) {
+    if (auto s = choose("ctx.state", context.location_state(), "context.location_state"); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::shared_ptr<const Clinical> CatalogHolder::Get() const {
   absl::MutexLock lock(&mu_);
   return clinical_;
@@ -101,6 +152,11 @@ absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring, absl::Time deadline) 
     clinical->sets.emplace_back(set.name(),
                                 std::vector<std::string>(set.values().begin(), set.values().end()));
   }
+  auto ruleset = scoring::RulesetIndex::Build(newest.definition(), clinical->catalog);
+  if (!ruleset.ok()) return ruleset.status();
+  auto engine = scoring::ScoringEngine::Create(clinical->catalog, {*ruleset});
+  if (!engine.ok()) return engine.status();
+  clinical->engine = std::move(*engine);
   Set(std::move(clinical));
   return absl::OkStatus();
 }
@@ -180,6 +236,22 @@ absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
   }
   next.mutable_progress()->set_answered(flow->answered);
   next.mutable_progress()->set_remaining(flow->remaining);
+  // Crisis resources the moment an answer indicates risk (e.g. PHQ-9 item 9
+  // above 0), scored locally so they never wait for another service. Only a
+  // flag that is set counts here: a question not yet reached is not a risk.
+  if (s.record.state() == v1::IN_PROGRESS && !s.record.answers().empty()) {
+    scoring::v1::ScoreAnswersRequest partial;
+    for (const auto& info : clinical.catalog->instruments()) {
+      for (const auto& item : info.items) {
+        auto it = s.record.answers().find(item.def->id());
+        if (it != s.record.answers().end()) *partial.mutable_answers()->add_answers() = it->second;
+      }
+    }
+    auto scored = clinical.engine->Score(partial);
+    if (scored.ok() && scored->safety_flags_size() > 0 && scored->has_crisis_resources()) {
+      *next.mutable_crisis_resources() = scored->crisis_resources();
+    }
+  }
   next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS &&
                              flow->missing_required.empty());
   return next;
@@ -241,7 +313,19 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   *r.mutable_context() = request.context();
   r.set_create_time_ms(now);
   r.set_update_time_ms(now);
+  if (absl::Status s = PrefillContext(request.context(), *(*catalog)->catalog, r); !s.ok()) {
+    return s;
+  }
 
+  auto reserved = store_->ReserveOpenSlot(*user, screening_id,
+                                          now + absl::ToInt64Milliseconds(config_.session_ttl),
+                                          config_.max_open_sessions, now, deadline);
+  if (!reserved.ok()) return reserved.status();
+  if (!*reserved) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "parent: already ", config_.max_open_sessions,
+        " open screenings; complete or abandon one before starting another"));
+  }
   SessionStore::WriteRequest write;
   write.expected_version = 0;
   write.record = r;
@@ -359,6 +443,16 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
     }
     session.record.mutable_answers()->erase(id);
   }
+  // Only items this screening's flow offers may be answered (e.g. no ASQ
+  // while item 9 is 0, no ketamine module for a PHQ-9 below 10).
+  const absl::flat_hash_set<std::string> offered(flow->instruments.begin(), flow->instruments.end());
+  for (int i = 0; i < request.answers_size(); ++i) {
+    const std::string& id = request.answers(i).item_id();
+    if (!offered.contains(catalog.InstrumentOfItem(id)->id())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "answers[", i, "].item_id: \"", id, "\" is not offered in this screening"));
+    }
+  }
   session.record.set_update_time_ms(clock_->NowMillis());
 
   // The reply carries the version this write will create (expected + 1).
@@ -379,6 +473,11 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   if (!outcome.ok()) return outcome.status();
   switch (outcome->kind) {
     case Kind::kWritten:
+      // Activity keeps the open-session slot alive as long as the session.
+      (void)store_->TouchOpenSlot(
+          name->user_id, name->screening_id,
+          session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl),
+          deadline);
       return response;
     case Kind::kReplay:
       if (!response.ParseFromString(outcome->reply)) {
@@ -432,6 +531,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
                {"peer", referral_->Describe()}});
     return v1::PENDING;
   }
+  (void)store_->RemoveHandoff(session.record.user_id(), session.record.screening_id(), deadline);
   // Record the delivery; a lost race here only means a later retry calls
   // referral again, which is idempotent per screening and ruleset.
   storage::v1::SessionRecord record = session.record;
@@ -525,6 +625,19 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   record.clear_instruments();
   for (const auto& id : flow->instruments) record.add_instruments(id);
 
+  // Index the result and queue the hand-off before committing: a crash in
+  // between leaves entries the readers and the outbox worker skip, never a
+  // completed result that referral does not learn about.
+  if (absl::Status s = store_->IndexResult(name->user_id, name->screening_id, now, deadline);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = store_->EnqueueHandoff(
+          name->user_id, name->screening_id,
+          now + absl::ToInt64Milliseconds(config_.handoff_retry), deadline);
+      !s.ok()) {
+    return s;
+  }
   SessionStore::WriteRequest write;
   write.expected_version = *expected;
   write.record = record;
@@ -545,12 +658,211 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   session.record = std::move(record);
   session.result = std::move(result);
   session.version = outcome->version;
+  (void)store_->ReleaseOpenSlot(name->user_id, name->screening_id, deadline);
   log::Info("screening completed",
             {{"route", common::v1::Route_Name(
                            session.result->scoring().routing().primary_route())},
              {"ruleset", session.result->scoring().ruleset_version()}});
   session.record.set_handoff(HandOff(session, deadline));
   return CompletionResponse(session);
+}
+
+v1::Trend TrendBetween(const storage::v1::ResultRecord& now,
+                       const storage::v1::ResultRecord& before, const std::string& before_name) {
+  v1::Trend trend;
+  trend.set_previous(before_name);
+  auto phq9 = [](const storage::v1::ResultRecord& r) -> std::optional<int> {
+    for (const auto& s : r.scoring().scores()) {
+      if (s.instrument_id() == "phq9" && s.completeness() == scoring::v1::COMPLETE) return s.total();
+    }
+    return std::nullopt;
+  };
+  const auto a = phq9(now), b = phq9(before);
+  if (!a.has_value() || !b.has_value()) return trend;
+  trend.set_phq9_change(*a - *b);
+  trend.set_phq9_meaningful_change(std::abs(*a - *b) >= 5);
+  trend.set_phq9_response(*b > 0 && *a * 2 <= *b);
+  trend.set_phq9_remission(*a < 5);
+  return trend;
+}
+
+absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
+    const v1::AbandonScreeningRequest& request, absl::Time deadline) {
+  auto name = ParseScreeningName(request.name(), "name");
+  if (!name.ok()) return name.status();
+  std::string request_id = request.request_id();
+  if (!request_id.empty()) {
+    if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok()) return s;
+  }
+  auto loaded = Load(request.name(), "name", deadline);
+  if (!loaded.ok()) return loaded.status();
+  StoredSession session = std::move(*loaded);
+  if (session.record.state() == v1::COMPLETED) {
+    return absl::FailedPreconditionError(
+        "name: screening is completed; a completed result cannot be abandoned");
+  }
+  if (session.record.state() == v1::ABANDONED &&
+      (!request.delete_answers() || session.record.answers().empty())) {
+    return ToScreening(session);  // already done: same answer again
+  }
+  session.record.set_state(v1::ABANDONED);
+  session.record.set_update_time_ms(clock_->NowMillis());
+  if (request.delete_answers()) session.record.clear_answers();
+  SessionStore::WriteRequest write;
+  write.expected_version = session.version;
+  write.record = session.record;
+  write.request_id = request_id.empty() ? absl::StrCat("abandon-", session.version) : request_id;
+  write.ttl = config_.session_ttl;  // an abandoned screening expires too
+  auto outcome = store_->Write(name->screening_id, write, deadline);
+  if (!outcome.ok()) return outcome.status();
+  if (outcome->kind == Kind::kConflict) {
+    return absl::AbortedError("name: the screening changed meanwhile; retry");
+  }
+  if (outcome->kind == Kind::kMissing) return absl::NotFoundError("name: no such screening");
+  if (outcome->kind == Kind::kWritten) session.version = outcome->version;
+  (void)store_->ReleaseOpenSlot(name->user_id, name->screening_id, deadline);
+  log::Info("screening abandoned", {{"answers_deleted", request.delete_answers()}});
+  return ToScreening(session);
+}
+
+absl::StatusOr<std::optional<StoredSession>> IntakeCore::PreviousResult(
+    const StoredSession& session, absl::Time deadline) {
+  std::string before_id = session.record.screening_id();
+  int64_t before_ms = session.record.complete_time_ms();
+  for (int round = 0; round < 10; ++round) {
+    auto entries = store_->ListResults(session.record.user_id(), before_ms, before_id, 5, deadline);
+    if (!entries.ok()) return entries.status();
+    if (entries->empty()) return std::optional<StoredSession>();
+    for (const auto& e : *entries) {
+      auto read = store_->Get(e.screening_id, "", deadline);
+      if (!read.ok()) return read.status();
+      if (read->session.has_value() && read->session->record.state() == v1::COMPLETED &&
+          read->session->result.has_value()) {
+        return std::optional<StoredSession>(std::move(*read->session));
+      }
+      before_id = e.screening_id;
+      before_ms = e.time_ms;
+    }
+  }
+  return std::optional<StoredSession>();
+}
+
+namespace {
+
+v1::ScreeningResult ResultOf(const StoredSession& s) {
+  v1::ScreeningResult out;
+  out.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
+  out.set_complete_time_ms(s.result->complete_time_ms());
+  *out.mutable_scoring() = s.result->scoring();
+  return out;
+}
+
+std::string EncodeResultsToken(int64_t ms, const std::string& id) {
+  return absl::WebSafeBase64Escape(absl::StrCat(ms, "/", id));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
+    const v1::ListMyResultsRequest& request, absl::Time deadline) {
+  auto user = ParseUserName(request.parent(), "parent");
+  if (!user.ok()) return user.status();
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  const int page_size = request.page_size() == 0
+                            ? kDefaultResultsPageSize
+                            : std::min(request.page_size(), kMaxResultsPageSize);
+  int64_t before_ms = 0;
+  std::string before_id;
+  if (!request.page_token().empty()) {
+    std::string raw;
+    std::vector<std::string> parts;
+    if (absl::WebSafeBase64Unescape(request.page_token(), &raw)) {
+      parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
+    }
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &before_ms) || parts[1].empty()) {
+      return absl::InvalidArgumentError("page_token: malformed");
+    }
+    before_id = parts[1];
+  }
+  // Completed results in order, one more than the page so the last one on
+  // the page gets its trend too.
+  std::vector<StoredSession> found;
+  bool exhausted = false;
+  while (static_cast<int>(found.size()) <= page_size && !exhausted) {
+    auto entries = store_->ListResults(*user, before_ms, before_id, page_size + 1, deadline);
+    if (!entries.ok()) return entries.status();
+    exhausted = static_cast<int>(entries->size()) < page_size + 1;
+    for (const auto& e : *entries) {
+      before_ms = e.time_ms;
+      before_id = e.screening_id;
+      auto read = store_->Get(e.screening_id, "", deadline);
+      if (!read.ok()) return read.status();
+      if (!read->session.has_value() || read->session->record.user_id() != *user ||
+          read->session->record.state() != v1::COMPLETED || !read->session->result.has_value()) {
+        continue;  // indexed before a completion that did not commit
+      }
+      found.push_back(std::move(*read->session));
+      if (static_cast<int>(found.size()) > page_size) break;
+    }
+  }
+  v1::ListMyResultsResponse response;
+  for (size_t i = 0; i < found.size() && static_cast<int>(i) < page_size; ++i) {
+    v1::ScreeningResult* r = response.add_results();
+    *r = ResultOf(found[i]);
+    if (i + 1 < found.size()) {
+      const auto& prev = found[i + 1];
+      *r->mutable_trend() = TrendBetween(*found[i].result, *prev.result,
+                                         ScreeningName{prev.record.user_id(), prev.record.screening_id()}.ToString());
+    }
+  }
+  if (static_cast<int>(found.size()) > page_size) {
+    const auto& last = found[page_size - 1];
+    response.set_next_page_token(EncodeResultsToken(last.record.complete_time_ms(), last.record.screening_id()));
+  }
+  return response;
+}
+
+absl::StatusOr<v1::ScreeningResult> IntakeCore::GetMyResult(const v1::GetMyResultRequest& request,
+                                                            absl::Time deadline) {
+  auto loaded = Load(request.name(), "name", deadline);
+  if (!loaded.ok()) return loaded.status();
+  if (loaded->record.state() != v1::COMPLETED || !loaded->result.has_value()) {
+    return absl::NotFoundError("name: no completed result for this screening");
+  }
+  v1::ScreeningResult out = ResultOf(*loaded);
+  auto prev = PreviousResult(*loaded, deadline);
+  if (!prev.ok()) return prev.status();
+  if (prev->has_value()) {
+    *out.mutable_trend() = TrendBetween(*loaded->result, *(*prev)->result,
+                                        ScreeningName{(*prev)->record.user_id(), (*prev)->record.screening_id()}.ToString());
+  }
+  return out;
+}
+
+absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit, absl::Time deadline) {
+  const int64_t now = clock_->NowMillis();
+  auto due = store_->ClaimDueHandoffs(now, now + absl::ToInt64Milliseconds(config_.handoff_retry),
+                                      limit, deadline);
+  if (!due.ok()) return due.status();
+  int delivered = 0;
+  for (const auto& entry : *due) {
+    auto read = store_->Get(entry.screening_id, "", deadline);
+    if (!read.ok()) return read.status();
+    if (!read->session.has_value() || read->session->record.user_id() != entry.user_id ||
+        read->session->record.state() == v1::ABANDONED) {
+      (void)store_->RemoveHandoff(entry.user_id, entry.screening_id, deadline);
+      continue;
+    }
+    StoredSession& session = *read->session;
+    if (session.record.state() != v1::COMPLETED) continue;  // completion may still commit
+    if (session.record.handoff() == v1::DELIVERED || !session.result.has_value()) {
+      (void)store_->RemoveHandoff(entry.user_id, entry.screening_id, deadline);
+      continue;
+    }
+    if (HandOff(session, deadline) == v1::DELIVERED) ++delivered;
+  }
+  if (delivered > 0) log::Info("outbox: hand-offs delivered", {{"count", delivered}});
+  return delivered;
 }
 
 }  // namespace aqueduct::intake

@@ -2,6 +2,7 @@
 #define AQUEDUCT_SERVICES_INTAKE_INTAKE_CORE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -9,10 +10,12 @@
 #include "absl/time/time.h"
 #include "common/util/ids.h"
 #include "protos/intake/v1/intake_service.pb.h"
+#include "protos/storage/v1/records.pb.h"
 #include "services/intake/flow.h"
 #include "services/intake/peers.h"
 #include "services/intake/session_store.h"
 #include "services/scoring/catalog.h"
+#include "services/scoring/scoring_engine.h"
 
 namespace aqueduct::intake {
 
@@ -23,6 +26,9 @@ struct Clinical {
   std::shared_ptr<const scoring::CatalogIndex> catalog;
   scoring::expr::SetTable sets;
   std::string default_ruleset;
+  // The same scoring library over the same data, for checks intake must
+  // make without a network call (crisis flags while answering).
+  std::shared_ptr<const scoring::ScoringEngine> engine;
 };
 
 // Empty until the first successful fetch; intake is not ready until then.
@@ -43,6 +49,10 @@ struct IntakeConfig {
   // Idle time after which an in-progress screening expires (refreshed on
   // every write).
   absl::Duration session_ttl = absl::Hours(72);
+  // Open (in-progress) screenings a user may have at once.
+  int max_open_sessions = 3;
+  // How long the outbox waits before retrying a hand-off to referral.
+  absl::Duration handoff_retry = absl::Seconds(5);
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.
@@ -68,6 +78,19 @@ class IntakeCore {
       const v1::SubmitAnswersRequest& request, absl::Time deadline);
   absl::StatusOr<v1::CompleteScreeningResponse> CompleteScreening(
       const v1::CompleteScreeningRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::Screening> AbandonScreening(const v1::AbandonScreeningRequest& request,
+                                                 absl::Time deadline);
+  absl::StatusOr<v1::ListMyResultsResponse> ListMyResults(
+      const v1::ListMyResultsRequest& request, absl::Time deadline);
+  absl::StatusOr<v1::ScreeningResult> GetMyResult(const v1::GetMyResultRequest& request,
+                                                  absl::Time deadline);
+
+  // The outbox worker's step: retries due hand-offs to referral. Returns how
+  // many were delivered. Safe to run on every replica at once.
+  absl::StatusOr<int> DeliverPendingHandoffs(int limit, absl::Time deadline);
+
+  static constexpr int kDefaultResultsPageSize = 20;
+  static constexpr int kMaxResultsPageSize = 100;
 
  private:
   absl::StatusOr<std::shared_ptr<const Clinical>> Catalog() const;
@@ -79,8 +102,12 @@ class IntakeCore {
   v1::Screening ToScreening(const StoredSession& s) const;
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
-  // Hands the result to referral; returns the hand-off state reached.
+  // Hands the result to referral; returns the hand-off state reached. On
+  // success the outbox entry goes.
   v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);
+  // The completed screening before `session` (by completion time), if any.
+  absl::StatusOr<std::optional<StoredSession>> PreviousResult(const StoredSession& session,
+                                                              absl::Time deadline);
   v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s) const;
 
   SessionStore* store_;
@@ -90,6 +117,19 @@ class IntakeCore {
   const Clock* clock_;
   IntakeConfig config_;
 };
+
+// Records the start context (role, works, works with clients, state) as
+// answers to the catalog's context items, so the flow does not ask them
+// again. INVALID_ARGUMENT names the context field that does not fit.
+absl::Status PrefillContext(const v1::ScreeningContext& context,
+                            const scoring::CatalogIndex& catalog,
+                            storage::v1::SessionRecord& record);
+
+// Change between two completed screenings (reference: a PHQ-9 change of 5
+// or more is meaningful; response = a drop of 50% or more; remission =
+// PHQ-9 below 5). Fields stay unset when either PHQ-9 is incomplete.
+v1::Trend TrendBetween(const storage::v1::ResultRecord& now,
+                       const storage::v1::ResultRecord& before, const std::string& before_name);
 
 // Parses an etag given by a client; INVALID_ARGUMENT names "etag".
 absl::StatusOr<int64_t> ParseEtag(const std::string& etag);

@@ -56,4 +56,25 @@ grpc::Status IntakeServiceImpl::CompleteScreening(
                response);
 }
 
+grpc::Status IntakeServiceImpl::AbandonScreening(grpc::ServerContext* context,
+                                                 const v1::AbandonScreeningRequest* request,
+                                                 v1::Screening* response) {
+  return Reply(core_->AbandonScreening(*request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::ListMyResults(grpc::ServerContext* context,
+                                              const v1::ListMyResultsRequest* request,
+                                              v1::ListMyResultsResponse* response) {
+  return Reply(core_->ListMyResults(*request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
+grpc::Status IntakeServiceImpl::GetMyResult(grpc::ServerContext* context,
+                                            const v1::GetMyResultRequest* request,
+                                            v1::ScreeningResult* response) {
+  return Reply(core_->GetMyResult(*request, server::RpcDeadline(*context, max_rpc_time_)),
+               response);
+}
+
 }  // namespace aqueduct::intake

@@ -31,6 +31,14 @@ class IntakeServiceImpl final : public v1::IntakeService::Service {
   grpc::Status CompleteScreening(grpc::ServerContext* context,
                                  const v1::CompleteScreeningRequest* request,
                                  v1::CompleteScreeningResponse* response) override;
+  grpc::Status AbandonScreening(grpc::ServerContext* context,
+                                const v1::AbandonScreeningRequest* request,
+                                v1::Screening* response) override;
+  grpc::Status ListMyResults(grpc::ServerContext* context,
+                             const v1::ListMyResultsRequest* request,
+                             v1::ListMyResultsResponse* response) override;
+  grpc::Status GetMyResult(grpc::ServerContext* context, const v1::GetMyResultRequest* request,
+                           v1::ScreeningResult* response) override;
 
  private:
   IntakeCore* core_;

@@ -40,6 +40,14 @@ ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
 ABSL_FLAG(int64_t, session_ttl_hours, EnvOrInt("AQUEDUCT_SESSION_TTL_HOURS", 72),
           "Idle hours before an in-progress screening expires. Env "
           "AQUEDUCT_SESSION_TTL_HOURS.");
+ABSL_FLAG(int32_t, max_open_sessions, EnvOrInt("AQUEDUCT_MAX_OPEN_SESSIONS", 3),
+          "Open screenings a user may have at once. Env AQUEDUCT_MAX_OPEN_SESSIONS.");
+ABSL_FLAG(int64_t, handoff_retry_ms, EnvOrInt("AQUEDUCT_HANDOFF_RETRY_MS", 5000),
+          "Delay before the outbox retries a hand-off to referral. Env "
+          "AQUEDUCT_HANDOFF_RETRY_MS.");
+ABSL_FLAG(int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS", 0),
+          "Idle seconds before an in-progress screening expires; overrides "
+          "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
 ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
 
 int main(int argc, char** argv) {
@@ -89,7 +97,16 @@ int main(int argc, char** argv) {
 
   aqueduct::intake::CatalogHolder catalog;
   aqueduct::intake::IntakeConfig intake_config;
-  intake_config.session_ttl = absl::Hours(ttl_hours);
+  intake_config.session_ttl = absl::GetFlag(FLAGS_session_ttl_seconds) > 0
+                                   ? absl::Seconds(absl::GetFlag(FLAGS_session_ttl_seconds))
+                                   : absl::Hours(ttl_hours);
+  intake_config.max_open_sessions = absl::GetFlag(FLAGS_max_open_sessions);
+  intake_config.handoff_retry = absl::Milliseconds(absl::GetFlag(FLAGS_handoff_retry_ms));
+  if (intake_config.max_open_sessions < 1 || intake_config.handoff_retry <= absl::ZeroDuration()) {
+    log::Error("bad configuration",
+               {{"error", std::string("--max_open_sessions and --handoff_retry_ms must be positive")}});
+    return 2;
+  }
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
   aqueduct::intake::IntakeServiceImpl service(&core, *max_rpc);
@@ -114,6 +131,18 @@ int main(int argc, char** argv) {
     }
   });
 
+  // The outbox worker: retries hand-offs that referral did not take at
+  // completion, until it does (every replica runs one; claims do not
+  // collide, and referral de-duplicates per screening and ruleset).
+  std::thread outbox([&] {
+    const absl::Duration tick = std::min(absl::Seconds(1), intake_config.handoff_retry);
+    while (!stop.WaitForNotificationWithTimeout(tick)) {
+      if (catalog.Get() == nullptr) continue;
+      auto delivered = core.DeliverPendingHandoffs(50, absl::Now() + absl::Seconds(5));
+      (void)delivered;  // failures are retried next tick; HandOff logs them
+    }
+  });
+
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
@@ -130,6 +159,7 @@ int main(int argc, char** argv) {
     log::Error("cannot start", {{"error", std::string(runner.status().message())}});
     stop.Notify();
     catalog_loader.join();
+    outbox.join();
     return 1;
   }
   log::Info("intake listening", {{"port", (*runner)->port()},
@@ -140,6 +170,7 @@ int main(int argc, char** argv) {
   log::Info("signal received", {{"signal", sig}});
   stop.Notify();
   catalog_loader.join();
+  outbox.join();
   (*runner)->Shutdown();
   return 0;
 }

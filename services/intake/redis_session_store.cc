@@ -155,4 +155,133 @@ absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
   return reply.status();
 }
 
+namespace {
+
+std::string OpenKey(const std::string& user) { return redis::Key(kService, user, "open"); }
+std::string ResultsKey(const std::string& user) { return redis::Key(kService, user, "results"); }
+std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
+
+// KEYS: open zset. ARGV: now ms, expiry ms, screening id, limit.
+const redis::Script& ReserveScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+return 1
+)lua");
+  return *script;
+}
+
+// KEYS: outbox. ARGV: now ms, retry ms, limit. Claims due entries by moving
+// their score to the retry time, atomically, so replicas do not collide.
+const redis::Script& ClaimScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+end
+return due
+)lua");
+  return *script;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(const std::string& user_id,
+                                                        const std::string& screening_id,
+                                                        int64_t expire_time_ms, int limit,
+                                                        int64_t now_ms, absl::Time deadline) {
+  auto r = client_->Eval(ReserveScript(), {OpenKey(user_id)},
+                         {absl::StrCat(now_ms), absl::StrCat(expire_time_ms), screening_id,
+                          absl::StrCat(limit)},
+                         deadline);
+  if (!r.ok()) return r.status();
+  return r->integer == 1;
+}
+
+absl::Status RedisSessionStore::TouchOpenSlot(const std::string& user_id,
+                                              const std::string& screening_id,
+                                              int64_t expire_time_ms, absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", OpenKey(user_id), "XX", absl::StrCat(expire_time_ms), screening_id},
+                deadline)
+      .status();
+}
+
+absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
+                                                const std::string& screening_id,
+                                                absl::Time deadline) {
+  return client_->Command({"ZREM", OpenKey(user_id), screening_id}, deadline).status();
+}
+
+absl::Status RedisSessionStore::IndexResult(const std::string& user_id,
+                                            const std::string& screening_id,
+                                            int64_t complete_time_ms, absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", ResultsKey(user_id), absl::StrCat(complete_time_ms), screening_id},
+                deadline)
+      .status();
+}
+
+absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListResults(
+    const std::string& user_id, int64_t before_ms, const std::string& before_id, int limit,
+    absl::Time deadline) {
+  std::vector<IndexEntry> out;
+  const std::string max = before_id.empty() ? "+inf" : absl::StrCat(before_ms);
+  int offset = 0;
+  while (static_cast<int>(out.size()) < limit) {
+    const int want = limit - static_cast<int>(out.size()) + 1;
+    auto r = client_->Command({"ZREVRANGEBYSCORE", ResultsKey(user_id), max, "-inf", "WITHSCORES",
+                               "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
+                              deadline);
+    if (!r.ok()) return r.status();
+    const auto& el = r->elements;
+    for (size_t i = 0; i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
+      IndexEntry e;
+      e.screening_id = el[i].str;
+      if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms)) {
+        return absl::InternalError("results index: score does not parse");
+      }
+      // Ties on time are ordered by id, descending (ZREVRANGEBYSCORE).
+      if (!before_id.empty() && e.time_ms == before_ms && e.screening_id >= before_id) continue;
+      out.push_back(std::move(e));
+    }
+    offset += static_cast<int>(el.size() / 2);
+    if (static_cast<int>(el.size() / 2) < want) break;
+  }
+  return out;
+}
+
+absl::Status RedisSessionStore::EnqueueHandoff(const std::string& user_id,
+                                               const std::string& screening_id, int64_t due_ms,
+                                               absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", OutboxKey(), absl::StrCat(due_ms), absl::StrCat(user_id, "/", screening_id)},
+                deadline)
+      .status();
+}
+
+absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::ClaimDueHandoffs(
+    int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) {
+  auto r = client_->Eval(ClaimScript(), {OutboxKey()},
+                         {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
+                         deadline);
+  if (!r.ok()) return r.status();
+  std::vector<HandoffEntry> out;
+  for (const auto& e : r->elements) {
+    size_t slash = e.str.find('/');
+    if (slash == std::string::npos) continue;
+    out.push_back(HandoffEntry{e.str.substr(0, slash), e.str.substr(slash + 1)});
+  }
+  return out;
+}
+
+absl::Status RedisSessionStore::RemoveHandoff(const std::string& user_id,
+                                              const std::string& screening_id,
+                                              absl::Time deadline) {
+  return client_->Command({"ZREM", OutboxKey(), absl::StrCat(user_id, "/", screening_id)}, deadline)
+      .status();
+}
+
 }  // namespace aqueduct::intake

@@ -13,6 +13,10 @@ namespace aqueduct::intake {
 //   aq:intake:{<screening>}:req:<id>    stored reply of a request id (24 h)
 //   aq:intake:{<user>}:start:<id>       screening id bound to a start request
 //   aq:intake:{<user>}:screenings       zset of the user's screenings
+//   aq:intake:{<user>}:open             zset of open screenings by expiry
+//   aq:intake:{<user>}:results          zset of completed screenings by time
+//   aq:intake:outbox                    zset "<user>/<screening>" by next
+//                                       hand-off attempt (global index)
 class RedisSessionStore : public SessionStore {
  public:
   explicit RedisSessionStore(redis::Client* client,
@@ -33,6 +37,27 @@ class RedisSessionStore : public SessionStore {
                             const std::string& screening_id,
                             int64_t create_time_ms,
                             absl::Time deadline) override;
+  absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
+                                       const std::string& screening_id,
+                                       int64_t expire_time_ms, int limit, int64_t now_ms,
+                                       absl::Time deadline) override;
+  absl::Status TouchOpenSlot(const std::string& user_id, const std::string& screening_id,
+                             int64_t expire_time_ms, absl::Time deadline) override;
+  absl::Status ReleaseOpenSlot(const std::string& user_id, const std::string& screening_id,
+                               absl::Time deadline) override;
+  absl::Status IndexResult(const std::string& user_id, const std::string& screening_id,
+                           int64_t complete_time_ms, absl::Time deadline) override;
+  absl::StatusOr<std::vector<IndexEntry>> ListResults(const std::string& user_id,
+                                                      int64_t before_ms,
+                                                      const std::string& before_id, int limit,
+                                                      absl::Time deadline) override;
+  absl::Status EnqueueHandoff(const std::string& user_id, const std::string& screening_id,
+                              int64_t due_ms, absl::Time deadline) override;
+  absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms,
+                                                             int limit,
+                                                             absl::Time deadline) override;
+  absl::Status RemoveHandoff(const std::string& user_id, const std::string& screening_id,
+                             absl::Time deadline) override;
 
  private:
   redis::Client* client_;

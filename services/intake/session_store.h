@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -63,6 +64,58 @@ class SessionStore {
                                     const std::string& screening_id,
                                     int64_t create_time_ms,
                                     absl::Time deadline) = 0;
+
+  // Open-session accounting per user: reserves a slot for `screening_id`
+  // (true), or false when the user already has `limit` open screenings.
+  // Expired entries are pruned first; reserving again for the same id is a
+  // no-op that succeeds.
+  virtual absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
+                                               const std::string& screening_id,
+                                               int64_t expire_time_ms, int limit,
+                                               int64_t now_ms, absl::Time deadline) = 0;
+  // Moves an open screening's expiry (activity refreshes it).
+  virtual absl::Status TouchOpenSlot(const std::string& user_id,
+                                     const std::string& screening_id,
+                                     int64_t expire_time_ms, absl::Time deadline) = 0;
+  // Frees the slot (completed or abandoned).
+  virtual absl::Status ReleaseOpenSlot(const std::string& user_id,
+                                       const std::string& screening_id,
+                                       absl::Time deadline) = 0;
+
+  // The user's completed screenings, newest first: written before the
+  // completion commits, so an entry may name a screening that never
+  // completed (readers skip those).
+  virtual absl::Status IndexResult(const std::string& user_id,
+                                   const std::string& screening_id,
+                                   int64_t complete_time_ms, absl::Time deadline) = 0;
+  struct IndexEntry {
+    std::string screening_id;
+    int64_t time_ms = 0;
+  };
+  // Up to `limit` result entries strictly older than (`before_ms`,
+  // `before_id`) in (time desc, id desc) order; from the newest when
+  // `before_id` is empty.
+  virtual absl::StatusOr<std::vector<IndexEntry>> ListResults(
+      const std::string& user_id, int64_t before_ms, const std::string& before_id, int limit,
+      absl::Time deadline) = 0;
+
+  // The hand-off outbox: screenings whose result must reach referral.
+  // Enqueued before the completion commits (so a crash between the two loses
+  // nothing), removed once referral has the result.
+  virtual absl::Status EnqueueHandoff(const std::string& user_id,
+                                      const std::string& screening_id, int64_t due_ms,
+                                      absl::Time deadline) = 0;
+  struct HandoffEntry {
+    std::string user_id;
+    std::string screening_id;
+  };
+  // Claims up to `limit` entries due by `now_ms`, pushing each one's next
+  // attempt to `retry_ms` so other replicas skip it meanwhile.
+  virtual absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(
+      int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
+  virtual absl::Status RemoveHandoff(const std::string& user_id,
+                                     const std::string& screening_id,
+                                     absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake

@@ -162,6 +162,7 @@ scoring::v1::RulesetInfo RulesetIndex::Info() const {
   info.set_published(ruleset_.published());
   for (const auto& r : ruleset_.routes()) info.add_rule_ids(r.id());
   *info.mutable_sets() = ruleset_.sets();
+  *info.mutable_definition() = ruleset_;
   return info;
 }
 

@@ -151,18 +151,18 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   EXPECT_THAT(s.name(), HasSubstr("users/alice/screenings/"));
   EXPECT_EQ(s.state(), v1::IN_PROGRESS);
   EXPECT_EQ(s.etag(), "1");
-  EXPECT_EQ(s.progress().answered(), 0);
+  EXPECT_EQ(s.progress().answered(), 1) << "the state came with the start context";
   EXPECT_GT(s.progress().remaining(), 30);
   EXPECT_GT(s.expire_time_ms(), s.create_time_ms());
   v1::GetNextItemsRequest next;
   next.set_name(s.name());
   auto items = core_->GetNextItems(next, Soon());
   ASSERT_THAT(items, IsOk());
-  // The first page is about the person; "works with clients" waits for
-  // "works".
+  // The first page is about the person, minus what the start context
+  // already said (the state); "works with clients" waits for "works".
   std::vector<std::string> ids;
   for (const auto& i : items->items()) ids.push_back(i.item().id());
-  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.state", "ctx.age", "ctx.sex"));
+  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.age", "ctx.sex"));
   EXPECT_FALSE(items->ready_to_complete());
   // The session lives in Redis with a TTL (expires when idle).
   auto ttl = client_->Command({"PTTL", redis::Key("intake", s.name().substr(s.name().rfind('/') + 1), "session")}, Soon());
@@ -211,7 +211,7 @@ TEST_F(IntakeTest, SubmitIsIdempotentByRequestId) {
   auto first = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ(first->screening().etag(), "2");
-  EXPECT_EQ(first->next().progress().answered(), 3);
+  EXPECT_EQ(first->next().progress().answered(), 4);  // 3 + the prefilled state
   // Same request again (a mobile retry): same reply, no second effect.
   auto again = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
   ASSERT_THAT(again, IsOk());
@@ -264,7 +264,7 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   get.set_name(s.name());
   auto now = core_->GetScreening(get, Soon());
   EXPECT_EQ(now->etag(), "1");
-  EXPECT_EQ(now->progress().answered(), 0);
+  EXPECT_EQ(now->progress().answered(), 1) << "only the prefilled state";
 }
 
 TEST_F(IntakeTest, AnswersCanChangeUntilCompletion) {
@@ -273,7 +273,7 @@ TEST_F(IntakeTest, AnswersCanChangeUntilCompletion) {
   ASSERT_THAT(a, IsOk());
   auto b = core_->SubmitAnswers(Answers(a->screening(), {0}, "r2"), Soon());
   ASSERT_THAT(b, IsOk());
-  EXPECT_EQ(b->next().progress().answered(), 1);
+  EXPECT_EQ(b->next().progress().answered(), 2);
   EXPECT_EQ(b->screening().etag(), "3");
 }
 
@@ -317,8 +317,7 @@ TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
 TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   v1::Screening s = Start();
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
-                                   {"phq9.5", "1"}, {"phq9.6", "1"}, {"phq9.7", "1"}, {"phq9.10", "1"},
-                                   {"ctx.state", "NJ"}});
+                                   {"phq9.5", "1"}, {"phq9.6", "1"}, {"phq9.7", "1"}, {"phq9.10", "1"}});
   auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->screening().state(), v1::COMPLETED);
@@ -331,7 +330,7 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   EXPECT_EQ(done->handoff(), v1::DELIVERED);
   EXPECT_EQ(referral_.calls.load(), 1);
   EXPECT_EQ(referral_.last.screening(), s.name());
-  EXPECT_EQ(referral_.last.location_state(), "NJ") << "the answered state, not the start context";
+  EXPECT_EQ(referral_.last.location_state(), "FL") << "the state the start context gave";
   // The completed result does not expire.
   std::string id = s.name().substr(s.name().rfind('/') + 1);
   auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
