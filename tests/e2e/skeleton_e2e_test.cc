@@ -41,9 +41,7 @@ class SkeletonE2eTest : public ::testing::Test {
                              "--rulesets=" + t::SourcePath("data/rulesets")});
     referral_ = StartService("referral", "services/referral/aqueduct-referral",
                              {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
-    intake_ = StartService("intake", "services/intake/aqueduct-intake",
-                           {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
-                            "--scoring=" + scoring_.address, "--referral=" + referral_.address});
+    intake_ = StartIntake("intake");
     ASSERT_FALSE(intake_.address.empty());
     intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
     referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
@@ -53,11 +51,12 @@ class SkeletonE2eTest : public ::testing::Test {
   }
 
   Service StartService(const std::string& name, const std::string& binary,
-                       std::vector<std::string> args) {
+                       std::vector<std::string> args, const std::string& listen = "127.0.0.1:0") {
     Service s;
     s.log = dir_.path() + "/" + name + ".log";
     const std::string port_file = dir_.path() + "/" + name + ".port";
-    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0",
+    std::remove(port_file.c_str());
+    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=" + listen,
                                "--port_file=" + port_file});
     auto p = t::Subprocess::Start(args, s.log);
     EXPECT_TRUE(p.ok()) << p.status();
@@ -67,6 +66,38 @@ class SkeletonE2eTest : public ::testing::Test {
     EXPECT_GT(port, 0) << name << " did not start:\n" << t::ReadFile(s.log);
     s.address = absl::StrCat("127.0.0.1:", port);
     return s;
+  }
+
+  Service StartIntake(const std::string& name) {
+    return StartService(name, "services/intake/aqueduct-intake",
+                        {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
+                         "--scoring=" + scoring_.address, "--referral=" + referral_.address,
+                         "--handoff_retry_ms=300"});
+  }
+
+  // Answers up to `pages` pages of a screening through `stub`; returns the
+  // number answered (0 when the screening has nothing more to ask).
+  int AnswerPages(intake::v1::IntakeService::Stub& stub, const std::string& name,
+                  const tools::Overrides& overrides, int pages) {
+    int answered = 0;
+    for (int page = 0; page < pages; ++page) {
+      intake::v1::GetNextItemsRequest next_req;
+      next_req.set_name(name);
+      intake::v1::NextItems next;
+      grpc::Status s = stub.GetNextItems(Ctx().get(), next_req, &next);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      if (!s.ok() || next.items().empty()) break;
+      intake::v1::SubmitAnswersRequest submit;
+      submit.set_name(name);
+      submit.set_etag(next.etag());
+      submit.set_request_id(absl::StrCat("p", next.etag()));
+      for (const auto& ask : next.items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), overrides);
+      intake::v1::SubmitAnswersResponse submitted;
+      s = stub.SubmitAnswers(Ctx().get(), submit, &submitted);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      ++answered;
+    }
+    return answered;
   }
 
   static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
@@ -265,13 +296,84 @@ TEST_F(SkeletonE2eTest, RedisDownThenBack) {
   EXPECT_EQ(after.handoff(), intake::v1::DELIVERED);
 }
 
-TEST_F(SkeletonE2eTest, ReferralDownStillShowsCrisisResourcesAndKeepsTheResult) {
+TEST_F(SkeletonE2eTest, ReferralDownThenBackGetsTheCaseExactlyOnce) {
+  const std::string referral_listen = referral_.address;
   referral_.process->Signal(SIGKILL);
   referral_.process->Wait(absl::Seconds(5));
   auto done = Screen({0, 0, 0, 0, 0, 0, 0, 0, 2, 0});
-  ASSERT_TRUE(done.has_crisis_resources());
+  ASSERT_TRUE(done.has_crisis_resources()) << "shown at once, referral or not";
   EXPECT_EQ(done.handoff(), intake::v1::PENDING);
   EXPECT_EQ(done.screening().state(), intake::v1::COMPLETED);
+
+  // Referral back on its address: the outbox delivers the case by itself.
+  referral_ = StartService("referral2", "services/referral/aqueduct-referral",
+                           {"--redis=" + redis_->address()}, referral_listen);
+  ASSERT_TRUE(WaitHealth(referral_.address, true));
+  referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
+  int found = 0;
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end) {
+    referral::v1::ListQueueResponse queue;
+    if (referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok()) {
+      found = 0;
+      for (const auto& c : queue.cases()) found += c.screening() == done.screening().name();
+      if (found > 0) break;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_EQ(found, 1);
+  // Give the outbox a few more rounds: still exactly one case.
+  absl::SleepFor(absl::Seconds(1));
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  EXPECT_EQ(queue.cases_size(), 1);
+}
+
+TEST_F(SkeletonE2eTest, ResumeAfterIntakeRestartAndAcrossReplicas) {
+  tools::Overrides overrides = t::AdultContext("NJ");
+  overrides["phq9.9"] = "1";
+  intake::v1::StartScreeningRequest start;
+  start.set_parent("users/resume");
+  start.set_consent_version("c1");
+  intake::v1::Screening screening;
+  ASSERT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
+  ASSERT_EQ(AnswerPages(*intake_stub_, screening.name(), overrides, 2), 2);
+
+  // Kill intake mid-screening and start it again: nothing was in memory.
+  intake_.process->Signal(SIGKILL);
+  intake_.process->Wait(absl::Seconds(5));
+  Service restarted = StartIntake("intake-restarted");
+  ASSERT_TRUE(WaitHealth(restarted.address, true)) << t::ReadFile(restarted.log);
+  auto stub_a = intake::v1::IntakeService::NewStub(Channel(restarted.address));
+  intake::v1::GetScreeningRequest get;
+  get.set_name(screening.name());
+  intake::v1::Screening resumed;
+  ASSERT_TRUE(stub_a->GetScreening(Ctx().get(), get, &resumed).ok());
+  EXPECT_GT(resumed.progress().answered(), 0);
+  EXPECT_EQ(resumed.etag(), "3") << "both pages kept";
+
+  // A second replica alongside: alternate pages between them.
+  Service replica = StartIntake("intake-replica");
+  ASSERT_TRUE(WaitHealth(replica.address, true));
+  auto stub_b = intake::v1::IntakeService::NewStub(Channel(replica.address));
+  for (int i = 0; i < 20; ++i) {
+    auto& stub = (i % 2 == 0) ? *stub_a : *stub_b;
+    if (AnswerPages(stub, screening.name(), overrides, 1) == 0) break;
+  }
+  ASSERT_TRUE(stub_b->GetScreening(Ctx().get(), get, &resumed).ok());
+  intake::v1::CompleteScreeningRequest complete;
+  complete.set_name(screening.name());
+  complete.set_etag(resumed.etag());
+  complete.set_request_id("complete-on-b");
+  intake::v1::CompleteScreeningResponse done;
+  grpc::Status s = stub_b->CompleteScreening(Ctx().get(), complete, &done);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(done.route().route(), common::v1::CRISIS_URGENT);
+  EXPECT_TRUE(done.has_crisis_resources());
+  // The other replica answers the same retry with the same result.
+  intake::v1::CompleteScreeningResponse again;
+  ASSERT_TRUE(stub_a->CompleteScreening(Ctx().get(), complete, &again).ok());
+  EXPECT_EQ(again.result().SerializeAsString(), done.result().SerializeAsString());
 }
 
 TEST_F(SkeletonE2eTest, StartsWithoutDependenciesAndSaysWhichAndWhere) {

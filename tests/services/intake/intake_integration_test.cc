@@ -3,6 +3,9 @@
 // hand-off failure path can be exercised.
 
 #include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -75,6 +78,10 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     store_ = std::make_unique<RedisSessionStore>(client_.get());
     core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
                                          &catalog_, &RealClock(), IntakeConfig());
+  }
+  void Reconfigure(IntakeConfig config) {
+    core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_,
+                                         &RealClock(), config);
   }
 
   v1::Screening Start(const std::string& user = "alice", const std::string& rid = "") {
@@ -409,6 +416,341 @@ TEST_F(IntakeTest, NotReadyWithoutCatalog) {
   EXPECT_THAT(core.StartScreening(req, Soon()),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("catalog not loaded")));
 }
+
+
+// ---- Issue 4: the session lifecycle ------------------------------------------
+
+TEST_F(IntakeTest, OpenSessionLimitPerUser) {
+  IntakeConfig config;
+  config.max_open_sessions = 2;
+  Reconfigure(config);
+  v1::Screening a = Start("lim");
+  v1::Screening b = Start("lim");
+  v1::StartScreeningRequest third;
+  third.set_parent("users/lim");
+  third.set_consent_version("c1");
+  EXPECT_THAT(core_->StartScreening(third, Soon()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("open screenings")));
+  EXPECT_THAT(core_->StartScreening([] {
+                v1::StartScreeningRequest r;
+                r.set_parent("users/other");
+                r.set_consent_version("c1");
+                return r;
+              }(), Soon()),
+              IsOk()) << "the limit is per user";
+  // Abandoning one frees a slot; completing one does too.
+  v1::AbandonScreeningRequest abandon;
+  abandon.set_name(a.name());
+  ASSERT_THAT(core_->AbandonScreening(abandon, Soon()), IsOk());
+  EXPECT_THAT(core_->StartScreening(third, Soon()), IsOk());
+  EXPECT_THAT(core_->StartScreening(third, Soon()), StatusIs(absl::StatusCode::kResourceExhausted));
+  std::string etag = AnswerAll(b, {});
+  ASSERT_THAT(core_->CompleteScreening(Complete(b.name(), etag, "c1"), Soon()), IsOk());
+  EXPECT_THAT(core_->StartScreening(third, Soon()), IsOk());
+}
+
+TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
+  v1::Screening s = Start();
+  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1, 2}, "r1"), Soon()), IsOk());
+  v1::AbandonScreeningRequest req;
+  req.set_name(s.name());
+  req.set_delete_answers(true);
+  auto abandoned = core_->AbandonScreening(req, Soon());
+  ASSERT_THAT(abandoned, IsOk());
+  EXPECT_EQ(abandoned->state(), v1::ABANDONED);
+  EXPECT_EQ(abandoned->progress().answered(), 0) << "answers deleted";
+  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_TRUE(stored->session->record.answers().empty());
+  EXPECT_THAT(core_->AbandonScreening(req, Soon()), IsOk()) << "abandoning again is the same";
+  v1::GetNextItemsRequest next;
+  next.set_name(s.name());
+  EXPECT_THAT(core_->GetNextItems(next, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(core_->SubmitAnswers(Answers(*abandoned, {1}, "r2"), Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A completed screening cannot be abandoned.
+  v1::Screening c = Start();
+  std::string etag = AnswerAll(c, {});
+  ASSERT_THAT(core_->CompleteScreening(Complete(c.name(), etag, "c1"), Soon()), IsOk());
+  req.set_name(c.name());
+  EXPECT_THAT(core_->AbandonScreening(req, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
+  // Generous margins (0.3-1.0 s): this runs beside other tests on 2 cores.
+  IntakeConfig config;
+  config.session_ttl = absl::Milliseconds(1000);
+  Reconfigure(config);
+  v1::Screening s = Start();
+  auto a = core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon());
+  ASSERT_THAT(a, IsOk());
+  absl::SleepFor(absl::Milliseconds(700));
+  // Activity refreshes the expiry...
+  ASSERT_THAT(core_->SubmitAnswers(Answers(a->screening(), {2}, "r2"), Soon()), IsOk());
+  absl::SleepFor(absl::Milliseconds(700));
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  EXPECT_THAT(core_->GetScreening(get, Soon()), IsOk()) << "1.4 s after start, 0.7 s idle";
+  // ...idleness ends it.
+  absl::SleepFor(absl::Milliseconds(1300));
+  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_->SubmitAnswers(Answers(a->screening(), {0}, "r3"), Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
+  v1::Screening s = Start();
+  const int kClients = 8;
+  std::vector<absl::StatusOr<v1::SubmitAnswersResponse>> results(kClients, absl::UnknownError("unset"));
+  std::vector<std::thread> threads;
+  absl::Notification go;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      results[i] = core_->SubmitAnswers(Answers(s, {i % 4}, "device-" + std::to_string(i)), Soon());
+    });
+  }
+  go.Notify();
+  for (auto& t : threads) t.join();
+  int won = -1, aborted = 0;
+  for (int i = 0; i < kClients; ++i) {
+    if (results[i].ok()) {
+      EXPECT_EQ(won, -1) << "two writers won";
+      won = i;
+    } else {
+      EXPECT_THAT(results[i], StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
+      ++aborted;
+    }
+  }
+  ASSERT_GE(won, 0);
+  EXPECT_EQ(aborted, kClients - 1);
+  // The winner's answer is the one stored; nothing else changed.
+  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->session->version, 2);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), won % 4);
+}
+
+TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
+  v1::Screening s = Start();
+  auto first = core_->SubmitAnswers(Answers(s, {2}, "once"), Soon());
+  ASSERT_THAT(first, IsOk());
+  std::string etag = AnswerAll(s, {{"phq9.1", "2"}});
+  ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
+  auto replay = core_->SubmitAnswers(Answers(s, {2}, "once"), Soon());
+  ASSERT_THAT(replay, IsOk()) << "a late retry of an applied request gets its reply";
+  EXPECT_EQ(replay->SerializeAsString(), first->SerializeAsString());
+  EXPECT_EQ(referral_.calls.load(), 1);
+}
+
+TEST_F(IntakeTest, AnswersToItemsNotOfferedAreRejected) {
+  v1::Screening s = Start();
+  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon()), IsOk());
+  auto asq = Answers(s, {}, "r2");
+  asq.set_etag("2");
+  auto* a = asq.add_answers();
+  a->set_item_id("asq.1");
+  a->set_option_value(0);
+  EXPECT_THAT(core_->SubmitAnswers(asq, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("answers[0].item_id"), HasSubstr("not offered"))));
+  a->set_item_id("ket.trials");
+  EXPECT_THAT(core_->SubmitAnswers(asq, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"ket.trials\" is not offered")));
+}
+
+TEST_F(IntakeTest, CrisisResourcesTheMomentItem9IsAnswered) {
+  v1::Screening s = Start();
+  auto low = core_->SubmitAnswers(Answers(s, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  ASSERT_THAT(low, IsOk());
+  EXPECT_FALSE(low->next().has_crisis_resources());
+  auto risk = core_->SubmitAnswers(Answers(low->screening(), {1, 1, 0, 0, 0, 0, 0, 0, 1, 0}, "r2"), Soon());
+  ASSERT_THAT(risk, IsOk());
+  ASSERT_TRUE(risk->next().has_crisis_resources()) << "before completion, before the ASQ";
+  EXPECT_THAT(risk->next().crisis_resources().contacts(0).how(), HasSubstr("988"));
+  // Even with scoring down: the check is local.
+  scoring_->down = true;
+  v1::GetNextItemsRequest next;
+  next.set_name(s.name());
+  auto items = core_->GetNextItems(next, Soon());
+  ASSERT_THAT(items, IsOk());
+  EXPECT_TRUE(items->has_crisis_resources());
+}
+
+TEST_F(IntakeTest, StartContextPrefillsContextItems) {
+  v1::StartScreeningRequest req;
+  req.set_parent("users/ctx");
+  req.set_consent_version("c1");
+  req.mutable_context()->set_role("unpaid_caregiver");
+  req.mutable_context()->set_works(true);
+  req.mutable_context()->set_works_with_clients(false);
+  req.mutable_context()->set_location_state("NJ");
+  auto s = core_->StartScreening(req, Soon());
+  ASSERT_THAT(s, IsOk());
+  v1::GetNextItemsRequest next;
+  next.set_name(s->name());
+  auto items = core_->GetNextItems(next, Soon());
+  ASSERT_THAT(items, IsOk());
+  std::vector<std::string> ids;
+  for (const auto& i : items->items()) ids.push_back(i.item().id());
+  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.age", "ctx.sex"));
+  req.mutable_context()->set_role("astronaut");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.role")));
+  req.mutable_context()->set_role("other");
+  req.mutable_context()->set_works(false);
+  req.mutable_context()->set_works_with_clients(true);
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.works_with_clients")));
+}
+
+TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {
+  IntakeConfig config;
+  config.handoff_retry = absl::Milliseconds(50);
+  Reconfigure(config);
+  referral_.down = true;
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {{"phq9.9", "1"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->handoff(), v1::PENDING);
+  EXPECT_TRUE(done->has_crisis_resources());
+  absl::SleepFor(absl::Milliseconds(80));
+  auto attempt = core_->DeliverPendingHandoffs(10, Soon());
+  ASSERT_THAT(attempt, IsOk());
+  EXPECT_EQ(*attempt, 0) << "referral still down";
+  referral_.down = false;
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "not due again yet";
+  absl::SleepFor(absl::Milliseconds(80));
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 1);
+  absl::SleepFor(absl::Milliseconds(80));
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "delivered once, then gone";
+  EXPECT_EQ(referral_.calls.load(), 3) << "inline try, worker retry while down, delivery";
+  EXPECT_EQ(referral_.last.screening(), s.name());
+  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(replay, IsOk());
+  EXPECT_EQ(replay->handoff(), v1::DELIVERED);
+  EXPECT_EQ(referral_.calls.load(), 3) << "a delivered hand-off is not sent again";
+}
+
+TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
+  const std::vector<std::vector<std::pair<std::string, std::string>>> screenings = {
+      {{"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}, {"phq9.4", "3"}, {"phq9.5", "3"}},  // 15
+      {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}},                  // 8
+      {{"phq9.1", "1"}, {"phq9.2", "1"}, {"phq9.3", "1"}},                                   // 3
+  };
+  std::vector<std::string> names;
+  for (const auto& answers : screenings) {
+    v1::Screening s = Start("hist");
+    tools::Overrides o(answers.begin(), answers.end());
+    std::string etag = AnswerAll(s, o);
+    ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c"), Soon()), IsOk());
+    names.push_back(s.name());
+    absl::SleepFor(absl::Milliseconds(3));
+  }
+  Start("hist");  // in progress: not a result
+  v1::ListMyResultsRequest list;
+  list.set_parent("users/hist");
+  auto all = core_->ListMyResults(list, Soon());
+  ASSERT_THAT(all, IsOk());
+  ASSERT_EQ(all->results_size(), 3);
+  EXPECT_EQ(all->results(0).name(), names[2]) << "newest first";
+  EXPECT_EQ(all->results(2).name(), names[0]);
+  const auto& t0 = all->results(0).trend();  // 3 after 8
+  EXPECT_EQ(t0.previous(), names[1]);
+  EXPECT_EQ(t0.phq9_change(), -5);
+  EXPECT_TRUE(t0.phq9_meaningful_change());
+  EXPECT_TRUE(t0.phq9_response());
+  EXPECT_TRUE(t0.phq9_remission());
+  const auto& t1 = all->results(1).trend();  // 8 after 15
+  EXPECT_EQ(t1.phq9_change(), -7);
+  EXPECT_TRUE(t1.phq9_meaningful_change());
+  EXPECT_FALSE(t1.phq9_response()) << "16 > 15: not a 50% drop";
+  EXPECT_FALSE(t1.phq9_remission());
+  EXPECT_FALSE(all->results(2).has_trend()) << "nothing before the first";
+  EXPECT_TRUE(all->next_page_token().empty());
+  // Pages of one keep the trend of the last item on each page.
+  list.set_page_size(1);
+  std::vector<std::string> paged;
+  for (int i = 0; i < 5; ++i) {
+    auto page = core_->ListMyResults(list, Soon());
+    ASSERT_THAT(page, IsOk());
+    for (const auto& r : page->results()) {
+      paged.push_back(r.name());
+      if (r.name() != names[0]) EXPECT_TRUE(r.has_trend()) << r.name();
+    }
+    if (page->next_page_token().empty()) break;
+    list.set_page_token(page->next_page_token());
+  }
+  EXPECT_THAT(paged, ::testing::ElementsAre(names[2], names[1], names[0]));
+  // One result by name, with its trend; another user's is not found.
+  v1::GetMyResultRequest get;
+  get.set_name(names[1]);
+  auto one = core_->GetMyResult(get, Soon());
+  ASSERT_THAT(one, IsOk());
+  EXPECT_EQ(one->trend().phq9_change(), -7);
+  get.set_name("users/mallory" + names[1].substr(names[1].find("/screenings/")));
+  EXPECT_THAT(core_->GetMyResult(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  v1::ListMyResultsRequest bad;
+  bad.set_parent("users/hist");
+  bad.set_page_token("zz!");
+  EXPECT_THAT(core_->ListMyResults(bad, Soon()), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+// Each adaptive branch of the flow, decided by the catalog's data.
+struct Branch {
+  const char* name;
+  std::vector<std::pair<std::string, std::string>> answers;
+  const char* instrument;
+  bool asked;
+};
+class FlowBranchTest : public IntakeTest, public ::testing::WithParamInterface<Branch> {};
+
+TEST_P(FlowBranchTest, InstrumentAskedOnlyWhenItsConditionHolds) {
+  v1::StartScreeningRequest req;
+  req.set_parent("users/branch");
+  req.set_consent_version("c1");
+  auto s = core_->StartScreening(req, Soon());
+  ASSERT_THAT(s, IsOk());
+  tools::Overrides o(GetParam().answers.begin(), GetParam().answers.end());
+  std::string etag = AnswerAll(*s, o);
+  auto done = core_->CompleteScreening(Complete(s->name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  bool asked = false;
+  for (const auto& score : done->result().scoring().scores()) {
+    if (score.instrument_id() == GetParam().instrument) {
+      asked = score.completeness() != scoring::v1::NOT_ADMINISTERED;
+    }
+  }
+  EXPECT_EQ(asked, GetParam().asked);
+}
+
+const std::vector<std::pair<std::string, std::string>> kTen = {
+    {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}, {"phq9.5", "2"}};
+std::vector<std::pair<std::string, std::string>> With(std::vector<std::pair<std::string, std::string>> base,
+                                                      std::vector<std::pair<std::string, std::string>> more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Issue4, FlowBranchTest,
+    ::testing::Values(
+        Branch{"item9_zero_no_asq", {{"phq9.9", "0"}}, "asq", false},
+        Branch{"item9_above_zero_asq", {{"phq9.9", "1"}}, "asq", true},
+        Branch{"phq9_9_no_ketamine", {{"ctx.state", "FL"}, {"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}}, "ket", false},
+        Branch{"phq9_10_ketamine", With(kTen, {{"ctx.state", "FL"}}), "ket", true},
+        Branch{"state_not_covered", With(kTen, {{"ctx.state", "NY"}}), "ket", false},
+        Branch{"state_covered_nj", With(kTen, {{"ctx.state", "NJ"}}), "ket", true},
+        Branch{"age_17", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "17"}}), "ket", false},
+        Branch{"age_18", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "18"}}), "ket", true},
+        Branch{"not_working_no_work_cbi", {{"ctx.works", "no"}}, "cbi_work", false},
+        Branch{"working_work_cbi", {{"ctx.works", "yes"}}, "cbi_work", true},
+        Branch{"no_clients_no_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "no"}}, "cbi_client", false},
+        Branch{"clients_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "yes"}}, "cbi_client", true}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace aqueduct::intake
