@@ -86,6 +86,7 @@ export AQUEDUCT_REDIS=$REDIS
   --catalog "$ROOT/data/catalog/catalog.textproto" >"$LOGS/scoring.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/referral/aqueduct-referral" --listen "127.0.0.1:$REFERRAL_PORT" \
+  --clinicians "${AQUEDUCT_CLINICIANS:-$ROOT/deploy/local/clinicians.txt}" \
   >"$LOGS/referral.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/intake/aqueduct-intake" --listen "127.0.0.1:$INTAKE_PORT" \
@@ -119,7 +120,8 @@ Try it from another terminal:
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
-  $CTL queue                                         # the clinician queue
+  $CTL queue --actor=dr-demo                         # the clinician queue (demo clinicians:
+                                                     # deploy/local/clinicians.txt)
   $CTL health
 
 Any gRPC client works from the protos in protos/ (server reflection is on).

@@ -7,7 +7,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+
+#include <algorithm>
+#include <thread>
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
@@ -27,7 +31,17 @@ ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000)
           "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
-ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
+ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls (each watching portal holds one).");
+ABSL_FLAG(std::string, clinicians, EnvOr("AQUEDUCT_CLINICIANS", ""),
+          "Clinician directory: one '<id> <clinician|physician> <STATE>[,...]' per line. "
+          "Env AQUEDUCT_CLINICIANS. Without it no clinician can act.");
+ABSL_FLAG(int64_t, overdue_after_ms, EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
+          "Urgent cases not claimed within this time are marked overdue. Env "
+          "AQUEDUCT_OVERDUE_AFTER_MS.");
+ABSL_FLAG(int64_t, default_lease_ms, EnvOrInt("AQUEDUCT_DEFAULT_LEASE_MS", 10 * 60 * 1000),
+          "Claim lease when the request gives none. Env AQUEDUCT_DEFAULT_LEASE_MS.");
+ABSL_FLAG(int64_t, sweep_interval_ms, EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
+          "How often expired leases and overdue cases are swept. Env AQUEDUCT_SWEEP_INTERVAL_MS.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct referral service");
@@ -54,7 +68,21 @@ int main(int argc, char** argv) {
   redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
   aqueduct::redis::Client redis(redis_options);
   aqueduct::referral::RedisReferralStore store(&redis);
-  aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock());
+  aqueduct::referral::ClinicianDirectory clinicians;
+  if (!absl::GetFlag(FLAGS_clinicians).empty()) {
+    auto loaded = aqueduct::referral::ClinicianDirectory::LoadFile(absl::GetFlag(FLAGS_clinicians));
+    if (!loaded.ok()) {
+      log::Error("clinician directory does not load", {{"error", std::string(loaded.status().message())}});
+      return 2;
+    }
+    clinicians = std::move(*loaded);
+  } else {
+    log::Warn("no --clinicians file: no clinician can act on cases");
+  }
+  aqueduct::referral::ReferralConfig config;
+  config.overdue_after = absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
+  config.default_lease = absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
+  aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), &clinicians, config);
   aqueduct::referral::ReferralServiceImpl service(&core, *max_rpc);
 
   aqueduct::server::ServerOptions options;
@@ -69,9 +97,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   log::Info("referral listening", {{"port", (*runner)->port()},
-                                   {"redis", endpoint->ToString()}});
+                                   {"redis", endpoint->ToString()},
+                                   {"clinicians", static_cast<int>(clinicians.size())}});
+  // The sweeper: expired leases back to the queue, overdue urgent cases.
+  absl::Notification stop;
+  std::thread sweeper([&] {
+    const absl::Duration tick = absl::Milliseconds(std::max<int64_t>(50, absl::GetFlag(FLAGS_sweep_interval_ms)));
+    while (!stop.WaitForNotificationWithTimeout(tick)) {
+      (void)core.Sweep(absl::Now() + absl::Seconds(5));  // retried next tick on failure
+    }
+  });
   int sig = aqueduct::server::WaitForTerminationSignal();
   log::Info("signal received", {{"signal", sig}});
+  stop.Notify();
+  sweeper.join();
   (*runner)->Shutdown();
   return 0;
 }

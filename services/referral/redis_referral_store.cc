@@ -4,6 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#include <algorithm>
+
 namespace aqueduct::referral {
 namespace {
 
@@ -135,6 +137,158 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
     }
     if (static_cast<int>(el.size() / 2) < want) break;  // end of the queue
   }
+  return out;
+}
+
+namespace {
+
+std::string TimerKey(ReferralStore::Timer t) {
+  return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
+}
+std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
+
+// KEYS: case, audit. ARGV: expected version, data, events...
+// Returns {1, new version} or {0, current version} (0 when missing).
+const redis::Script& UpdateScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v or v ~= ARGV[1] then return {0, tonumber(v or '0')} end
+local nv = tonumber(v) + 1
+redis.call('HSET', KEYS[1], 'v', tostring(nv), 'd', ARGV[2])
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return {1, nv}
+)lua");
+  return *script;
+}
+
+bool ValidStreamId(const std::string& c) {
+  if (c == "$" || c == "0" || c == "0-0") return true;
+  size_t dash = c.find('-');
+  if (dash == std::string::npos || dash == 0 || dash + 1 == c.size()) return false;
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (i != dash && (c[i] < '0' || c[i] > '9')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_t expected_version,
+                                                   const v1::Referral& referral,
+                                                   const std::vector<v1::AuditEvent>& audit,
+                                                   absl::Time deadline) {
+  v1::Referral stored = referral;
+  stored.clear_etag();
+  std::vector<std::string> args = {absl::StrCat(expected_version), stored.SerializeAsString()};
+  for (const auto& e : audit) args.push_back(e.SerializeAsString());
+  auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args, deadline);
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != 2) return absl::InternalError("referral update: unexpected script reply");
+  if (r->elements[0].integer != 1) {
+    if (r->elements[1].integer == 0) return absl::NotFoundError("name: no such case");
+    return absl::AbortedError(absl::StrCat("the case changed meanwhile (current etag \"",
+                                           r->elements[1].integer, "\"); read it and retry"));
+  }
+  return r->elements[1].integer;
+}
+
+absl::Status RedisReferralStore::AppendAudit(const std::string& id, const v1::AuditEvent& event,
+                                             absl::Time deadline) {
+  return client_->Command({"RPUSH", AuditKey(id), event.SerializeAsString()}, deadline).status();
+}
+
+absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralStore::ListAudit(
+    const std::string& id, int64_t offset, int limit, absl::Time deadline) {
+  auto replies = client_->Pipeline({{"LRANGE", AuditKey(id), absl::StrCat(offset),
+                                     absl::StrCat(offset + limit - 1)},
+                                    {"LLEN", AuditKey(id)}},
+                                   deadline);
+  if (!replies.ok()) return replies.status();
+  std::vector<v1::AuditEvent> events;
+  for (const auto& e : (*replies)[0].elements) {
+    v1::AuditEvent ev;
+    if (!ev.ParseFromString(e.str)) return absl::DataLossError("audit event does not parse");
+    events.push_back(std::move(ev));
+  }
+  return std::make_pair(std::move(events), (*replies)[1].integer);
+}
+
+absl::Status RedisReferralStore::Dequeue(const std::string& id, absl::Time deadline) {
+  return client_->Command({"ZREM", QueueKey(), id}, deadline).status();
+}
+
+absl::Status RedisReferralStore::SetTimer(Timer timer, const std::string& id, int64_t due_ms,
+                                          absl::Time deadline) {
+  return client_->Command({"ZADD", TimerKey(timer), absl::StrCat(due_ms), id}, deadline).status();
+}
+
+absl::Status RedisReferralStore::ClearTimer(Timer timer, const std::string& id, absl::Time deadline) {
+  return client_->Command({"ZREM", TimerKey(timer), id}, deadline).status();
+}
+
+absl::StatusOr<std::vector<std::string>> RedisReferralStore::DueTimers(Timer timer, int64_t now_ms,
+                                                                        int limit, absl::Time deadline) {
+  auto r = client_->Command({"ZRANGEBYSCORE", TimerKey(timer), "-inf", absl::StrCat(now_ms), "LIMIT",
+                             "0", absl::StrCat(limit)},
+                            deadline);
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (const auto& e : r->elements) out.push_back(e.str);
+  return out;
+}
+
+absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind, const std::string& id,
+                                                        absl::Time deadline) {
+  // Capped: portals that fall more than ~100k events behind re-list the queue.
+  auto r = client_->Command({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind", kind, "id", id},
+                            deadline);
+  if (!r.ok()) return r.status();
+  return r->str;
+}
+
+absl::StatusOr<std::vector<ReferralStore::Event>> RedisReferralStore::ReadEvents(
+    const std::string& cursor, int limit, absl::Duration block, absl::Time deadline) {
+  if (!ValidStreamId(cursor)) return absl::InvalidArgumentError("cursor: malformed");
+  auto r = client_->Command({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
+                             absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
+                             "STREAMS", EventsKey(), cursor},
+                            deadline);
+  if (!r.ok()) return r.status();
+  std::vector<Event> out;
+  if (r->is_nil() || r->elements.empty()) return out;  // nothing new
+  // [[key, [[id, [f, v, f, v]], ...]]]
+  for (const auto& entry : r->elements[0].elements[1].elements) {
+    Event e;
+    e.cursor = entry.elements[0].str;
+    const auto& fields = entry.elements[1].elements;
+    for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+      if (fields[i].str == "kind") e.kind = fields[i + 1].str;
+      if (fields[i].str == "id") e.id = fields[i + 1].str;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline) {
+  auto r = client_->Command({"XREVRANGE", EventsKey(), "+", "-", "COUNT", "1"}, deadline);
+  if (!r.ok()) return r.status();
+  if (r->elements.empty()) return std::string("0-0");
+  return r->elements[0].elements[0].str;
+}
+
+absl::Status RedisReferralStore::IndexScreening(const std::string& screening_id, const std::string& id,
+                                                absl::Time deadline) {
+  return client_->Command({"SADD", redis::Key(kService, screening_id, "cases"), id}, deadline).status();
+}
+
+absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
+    const std::string& screening_id, absl::Time deadline) {
+  auto r = client_->Command({"SMEMBERS", redis::Key(kService, screening_id, "cases")}, deadline);
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (const auto& e : r->elements) out.push_back(e.str);
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -10,6 +10,10 @@ namespace aqueduct::referral {
 //   aq:referral:{<id>}:case    hash  v = version, d = serialized Referral
 //   aq:referral:{<id>}:audit   list  serialized AuditEvent, append-only
 //   aq:referral:queue          zset  id scored by priority * 1e13 + created ms
+//   aq:referral:leases         zset  claimed case ids by lease expiry
+//   aq:referral:overdue        zset  urgent case ids by when they become overdue
+//   aq:referral:events         stream of queue changes (kind, id), capped
+//   aq:referral:{<screening>}:cases  set of case ids made from a screening
 // The case and its audit trail share a hash tag, so they are written
 // atomically; the queue is a global index, written after and idempotently,
 // so a crash between the two is repaired by the caller's retry.
@@ -26,6 +30,29 @@ class RedisReferralStore : public ReferralStore {
   absl::StatusOr<std::vector<QueueEntry>> ScanQueue(
       const std::optional<QueueCursor>& after, int limit,
       absl::Time deadline) override;
+  absl::StatusOr<int64_t> Update(const std::string& id, int64_t expected_version,
+                                 const v1::Referral& referral,
+                                 const std::vector<v1::AuditEvent>& audit,
+                                 absl::Time deadline) override;
+  absl::Status AppendAudit(const std::string& id, const v1::AuditEvent& event,
+                           absl::Time deadline) override;
+  absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> ListAudit(
+      const std::string& id, int64_t offset, int limit, absl::Time deadline) override;
+  absl::Status Dequeue(const std::string& id, absl::Time deadline) override;
+  absl::Status SetTimer(Timer timer, const std::string& id, int64_t due_ms,
+                        absl::Time deadline) override;
+  absl::Status ClearTimer(Timer timer, const std::string& id, absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::string>> DueTimers(Timer timer, int64_t now_ms, int limit,
+                                                     absl::Time deadline) override;
+  absl::StatusOr<std::string> Publish(const std::string& kind, const std::string& id,
+                                      absl::Time deadline) override;
+  absl::StatusOr<std::vector<Event>> ReadEvents(const std::string& cursor, int limit,
+                                                absl::Duration block, absl::Time deadline) override;
+  absl::StatusOr<std::string> LatestCursor(absl::Time deadline) override;
+  absl::Status IndexScreening(const std::string& screening_id, const std::string& id,
+                              absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::string>> CasesOfScreening(const std::string& screening_id,
+                                                            absl::Time deadline) override;
 
  private:
   redis::Client* client_;

@@ -1,6 +1,7 @@
 #include "services/referral/referral_core.h"
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "common/util/names.h"
 
 namespace aqueduct::referral {
@@ -55,9 +58,10 @@ absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
   return c;
 }
 
-bool Matches(const v1::Referral& r, const v1::ListQueueRequest& req) {
+bool Matches(const v1::Referral& r, const v1::ListQueueRequest& req, const Clinician& c) {
   if (r.state() == v1::DECIDED || r.state() == v1::WITHDRAWN) return false;
-  if (r.state() == v1::CLAIMED && !req.include_claimed()) return false;
+  if (!CanAct(c, r)) return false;
+  if (r.state() == v1::CLAIMED && !req.include_claimed() && r.claimed_by() != c.id) return false;
   if (req.priority() != v1::PRIORITY_UNSPECIFIED && r.priority() != req.priority()) {
     return false;
   }
@@ -133,15 +137,27 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
   created.set_ruleset_version(result.ruleset_version());
   created.set_route_after(route);
 
+  if (absl::Status s = store_->IndexScreening(screening->screening_id, id, deadline); !s.ok()) {
+    return s;
+  }
   auto outcome = store_->CreateIfAbsent(
       id, referral, created, QueueScore(referral.priority(), route, now_ms),
       deadline);
   if (!outcome.ok()) return outcome.status();
+  if (outcome->created) {
+    if (referral.priority() == v1::URGENT) {
+      (void)store_->SetTimer(ReferralStore::Timer::kOverdue, id,
+                             now_ms + absl::ToInt64Milliseconds(config_.overdue_after), deadline);
+    }
+    (void)store_->Publish("created", id, deadline);
+  }
   return std::move(outcome->referral);
 }
 
 absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
-    const v1::ListQueueRequest& request, absl::Time deadline) {
+    const v1::ListQueueRequest& request, const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError("page_size: must not be negative");
   }
@@ -172,9 +188,10 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
     if (!entries.ok()) return entries.status();
     more = static_cast<int>(entries->size()) == batch;
     for (size_t i = 0; i < entries->size(); ++i) {
-      const QueueEntry& e = (*entries)[i];
+      QueueEntry& e = (*entries)[i];
       cursor = e.position;
-      if (Matches(e.referral, request)) {
+      Normalize(e.referral);
+      if (Matches(e.referral, request, **clinician)) {
         *response.add_cases() = e.referral;
         if (response.cases_size() == page_size) {
           more = more || i + 1 < entries->size();
@@ -187,6 +204,459 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
     response.set_next_page_token(EncodeToken(*cursor));
   }
   return response;
+}
+
+bool CanSee(const Clinician& c, const v1::Referral& r) {
+  return r.location_state().empty() || c.LicensedIn(r.location_state());
+}
+
+bool CanAct(const Clinician& c, const v1::Referral& r) {
+  return CanSee(c, r) && (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
+}
+
+absl::StatusOr<const Clinician*> ReferralCore::ClinicianOf(const Actor& actor) const {
+  if (actor.id.empty()) {
+    return absl::UnauthenticatedError("no caller identity (metadata x-aqueduct-actor)");
+  }
+  const Clinician* c = clinicians_ != nullptr ? clinicians_->Find(actor.id) : nullptr;
+  if (c == nullptr) {
+    return absl::PermissionDeniedError("the caller is not a configured clinician");
+  }
+  return c;
+}
+
+void ReferralCore::Normalize(v1::Referral& r) const {
+  if (r.state() == v1::CLAIMED && r.lease_expire_time_ms() <= clock_->NowMillis()) {
+    r.set_state(r.proposed_route() == common::v1::SELF_HELP && !r.has_decision()
+                    ? v1::DELIVERED_SELF_HELP
+                    : v1::OPEN);
+    r.clear_claimed_by();
+    r.clear_lease_expire_time_ms();
+  }
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::Load(const std::string& name, absl::Time deadline) {
+  auto id = ParseSimpleName(name, "referrals", "name");
+  if (!id.ok()) return id.status();
+  auto r = store_->Get(*id, deadline);
+  if (!r.ok()) return r.status();
+  if (!r->has_value()) return absl::NotFoundError("name: no such case");
+  return std::move(**r);
+}
+
+v1::AuditEvent ReferralCore::Audit(absl::string_view kind, const Actor& actor,
+                                   const std::string& role, const v1::Referral& before,
+                                   const v1::Referral& after) const {
+  v1::AuditEvent e;
+  e.set_kind(std::string(kind));
+  e.set_actor(actor.id);
+  e.set_actor_role(role);
+  e.set_time_ms(clock_->NowMillis());
+  e.set_ruleset_version(after.ruleset_version());
+  e.set_route_before(before.current_route());
+  e.set_route_after(after.current_route());
+  return e;
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::Write(const std::string& id, const v1::Referral& before,
+                                                 v1::Referral after,
+                                                 const std::vector<v1::AuditEvent>& audit,
+                                                 absl::Time deadline) {
+  int64_t version = 0;
+  if (!absl::SimpleAtoi(before.etag(), &version)) return absl::InternalError("case without a version");
+  auto written = store_->Update(id, version, after, audit, deadline);
+  if (!written.ok()) return written.status();
+  after.set_etag(absl::StrCat(*written));
+  return after;
+}
+
+namespace {
+
+std::string IdOf(const v1::Referral& r) { return r.name().substr(r.name().find('/') + 1); }
+
+}  // namespace
+
+absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest& request,
+                                                     const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  if (request.lease_seconds() < 0) {
+    return absl::InvalidArgumentError("lease_seconds: must not be negative");
+  }
+  auto loaded = Load(request.name(), deadline);
+  if (!loaded.ok()) return loaded.status();
+  v1::Referral before = *loaded;
+  Normalize(before);
+  if (!CanAct(**clinician, before)) {
+    return absl::PermissionDeniedError(
+        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(**clinician, before)
+            ? "only a physician may act on a ketamine-eligibility review"
+            : "not licensed in the case's state");
+  }
+  if (before.state() == v1::DECIDED || before.state() == v1::WITHDRAWN) {
+    return absl::FailedPreconditionError("name: the case is already decided");
+  }
+  const int64_t now = clock_->NowMillis();
+  const bool renew = before.state() == v1::CLAIMED && before.claimed_by() == actor.id;
+  if (before.state() == v1::CLAIMED && !renew) {
+    return absl::AbortedError(absl::StrCat("name: the case is held by another clinician until ",
+                                           absl::FormatTime(absl::FromUnixMillis(before.lease_expire_time_ms()))));
+  }
+  absl::Duration lease = request.lease_seconds() == 0 ? config_.default_lease
+                                                      : absl::Seconds(request.lease_seconds());
+  lease = std::min(lease, config_.max_lease);
+  v1::Referral after = before;
+  after.set_state(v1::CLAIMED);
+  after.set_claimed_by(actor.id);
+  after.set_lease_expire_time_ms(now + absl::ToInt64Milliseconds(lease));
+  // Two claims racing on the same version: the store lets exactly one write.
+  auto written = Write(IdOf(before), *loaded, after,
+                       {Audit(renew ? "renewed" : "claimed", actor, (*clinician)->role, before, after)},
+                       deadline);
+  if (!written.ok()) {
+    if (written.status().code() == absl::StatusCode::kAborted) {
+      return absl::AbortedError("name: another clinician claimed the case first");
+    }
+    return written.status();
+  }
+  const std::string id = IdOf(before);
+  (void)store_->SetTimer(ReferralStore::Timer::kLease, id, after.lease_expire_time_ms(), deadline);
+  (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
+  if (!renew) (void)store_->Publish("claimed", id, deadline);
+  return written;
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(const v1::ReleaseCaseRequest& request,
+                                                       const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  auto loaded = Load(request.name(), deadline);
+  if (!loaded.ok()) return loaded.status();
+  v1::Referral before = *loaded;
+  Normalize(before);
+  if (before.state() != v1::CLAIMED || before.claimed_by() != actor.id) {
+    return absl::FailedPreconditionError("name: you do not hold this case");
+  }
+  v1::Referral after = before;
+  after.set_state(before.proposed_route() == common::v1::SELF_HELP && !before.has_decision()
+                      ? v1::DELIVERED_SELF_HELP
+                      : v1::OPEN);
+  after.clear_claimed_by();
+  after.clear_lease_expire_time_ms();
+  auto written = Write(IdOf(before), *loaded, after,
+                       {Audit("released", actor, (*clinician)->role, before, after)}, deadline);
+  if (!written.ok()) return written.status();
+  (void)store_->ClearTimer(ReferralStore::Timer::kLease, IdOf(before), deadline);
+  (void)store_->Publish("released", IdOf(before), deadline);
+  return written;
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseRequest& request,
+                                                      const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) return s;
+  const v1::Decision& d = request.decision();
+  if (d.action() == v1::Decision::ACTION_UNSPECIFIED || !v1::Decision::Action_IsValid(d.action())) {
+    return absl::InvalidArgumentError("decision.action: is required (CONFIRM, CHANGE_ROUTE or WITHDRAW)");
+  }
+  if (absl::StripAsciiWhitespace(d.reason()).empty()) {
+    return absl::InvalidArgumentError("decision.reason: a written reason is required");
+  }
+  if (d.reason().size() > 4000) {
+    return absl::InvalidArgumentError("decision.reason: longer than 4000 characters");
+  }
+  if (request.etag().empty()) return absl::InvalidArgumentError("etag: is required");
+  auto loaded = Load(request.name(), deadline);
+  if (!loaded.ok()) return loaded.status();
+  v1::Referral before = *loaded;
+  Normalize(before);
+  if (before.has_decision() && before.decision().request_id() == request.request_id() &&
+      before.decision().decided_by() == actor.id) {
+    return before;  // the same decision again: one effect
+  }
+  if (!CanAct(**clinician, before)) {
+    return absl::PermissionDeniedError(
+        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(**clinician, before)
+            ? "only a physician may decide a ketamine-eligibility review"
+            : "not licensed in the case's state");
+  }
+  if (d.action() == v1::Decision::CHANGE_ROUTE) {
+    if (d.new_route() == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(d.new_route())) {
+      return absl::InvalidArgumentError("decision.new_route: is required to change the route");
+    }
+    if (d.new_route() == before.current_route()) {
+      return absl::InvalidArgumentError("decision.new_route: is the current route; use CONFIRM");
+    }
+    if (d.new_route() == common::v1::KETAMINE_REVIEW && !(*clinician)->physician()) {
+      return absl::PermissionDeniedError("only a physician may route to a ketamine-eligibility review");
+    }
+  }
+  if (before.state() != v1::CLAIMED || before.claimed_by() != actor.id) {
+    return absl::FailedPreconditionError("name: you do not hold this case; claim it first");
+  }
+  if (request.etag() != loaded->etag()) {
+    return absl::AbortedError(absl::StrCat("etag: the case changed (current etag \"", loaded->etag(),
+                                           "\"); read it and decide again"));
+  }
+  v1::Referral after = before;
+  v1::Decision* decision = after.mutable_decision();
+  *decision = d;
+  decision->set_decided_by(actor.id);
+  decision->set_decide_time_ms(clock_->NowMillis());
+  decision->set_request_id(request.request_id());
+  after.clear_claimed_by();
+  after.clear_lease_expire_time_ms();
+  std::string kind = "decided";
+  switch (d.action()) {
+    case v1::Decision::CONFIRM:
+      after.set_state(v1::DECIDED);
+      break;
+    case v1::Decision::CHANGE_ROUTE:
+      after.set_state(v1::DECIDED);
+      after.set_current_route(d.new_route());
+      kind = "overridden";
+      break;
+    default:
+      after.set_state(v1::WITHDRAWN);
+      kind = "withdrawn";
+  }
+  auto written = Write(IdOf(before), *loaded, after,
+                       {Audit(kind, actor, (*clinician)->role, before, after)}, deadline);
+  if (!written.ok()) return written.status();
+  const std::string id = IdOf(before);
+  (void)store_->Dequeue(id, deadline);
+  (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
+  (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
+  (void)store_->Publish("decided", id, deadline);
+  return written;
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::GetCase(const v1::GetCaseRequest& request,
+                                                   const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  auto loaded = Load(request.name(), deadline);
+  if (!loaded.ok()) return loaded.status();
+  Normalize(*loaded);
+  if (!CanSee(**clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
+  if (absl::Status s = store_->AppendAudit(IdOf(*loaded),
+                                           Audit("read", actor, (*clinician)->role, *loaded, *loaded),
+                                           deadline);
+      !s.ok()) {
+    return s;  // no unrecorded reads
+  }
+  return loaded;
+}
+
+absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
+    const v1::ListAuditEventsRequest& request, const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  const int page_size = request.page_size() == 0 ? kDefaultAuditPageSize
+                                                 : std::min(request.page_size(), kMaxAuditPageSize);
+  int64_t offset = 0;
+  if (!request.page_token().empty()) {
+    std::string raw;
+    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw) || !absl::SimpleAtoi(raw, &offset) ||
+        offset < 0) {
+      return absl::InvalidArgumentError("page_token: malformed");
+    }
+  }
+  auto loaded = Load(request.parent(), deadline);
+  if (!loaded.ok()) return loaded.status();
+  if (!CanSee(**clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
+  auto page = store_->ListAudit(IdOf(*loaded), offset, page_size, deadline);
+  if (!page.ok()) return page.status();
+  v1::ListAuditEventsResponse response;
+  int64_t n = offset;
+  for (auto& e : page->first) {
+    e.set_name(absl::StrCat(loaded->name(), "/auditEvents/", ++n));
+    *response.add_events() = std::move(e);
+  }
+  if (n < page->second) response.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(n)));
+  return response;
+}
+
+absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferralRequest& request,
+                                                           absl::Time deadline) {
+  auto screening = ParseScreeningName(request.screening(), "screening");
+  if (!screening.ok()) return screening.status();
+  auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
+  if (!ids.ok()) return ids.status();
+  std::optional<v1::Referral> latest;
+  for (const auto& id : *ids) {
+    auto r = store_->Get(id, deadline);
+    if (!r.ok()) return r.status();
+    // Another person's screening id answers exactly like a missing one.
+    if (!r->has_value() || (*r)->screening() != request.screening()) continue;
+    if (!latest.has_value() || (*r)->create_time_ms() > latest->create_time_ms()) latest = **r;
+  }
+  if (!latest.has_value()) return absl::NotFoundError("screening: no referral for this screening");
+  Normalize(*latest);
+  const v1::Referral& r = *latest;
+  constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
+  v1::MyReferral view;
+  view.set_screening(r.screening());
+  const bool decided = r.state() == v1::DECIDED;
+  view.set_pending_review(r.state() == v1::OPEN || r.state() == v1::CLAIMED);
+  switch (r.state()) {
+    case v1::WITHDRAWN:
+      view.set_message(absl::StrCat(kDisclaimer, " Your clinician has closed this referral. If things "
+                                    "get harder, you can screen again at any time, or call or text 988."));
+      return view;
+    case v1::DELIVERED_SELF_HELP:
+      view.set_route(common::v1::SELF_HELP);
+      view.set_message(absl::StrCat(kDisclaimer, " Here is your self-help plan. A clinician can see it "
+                                    "and may get in touch."));
+      *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
+      return view;
+    default:
+      break;
+  }
+  const common::v1::Route route = r.current_route();
+  switch (route) {
+    case common::v1::KETAMINE_REVIEW:
+      if (!decided) {
+        // Nothing about eligibility before a physician has confirmed it.
+        view.set_message(absl::StrCat(kDisclaimer, " Your answers are under review by a physician."));
+        return view;
+      }
+      view.set_route(route);
+      view.set_message(absl::StrCat(kDisclaimer, " A physician has reviewed your answers and recommends "
+                                    "an in-person evaluation. The clinic will contact you to arrange it."));
+      return view;
+    case common::v1::THERAPY:
+      view.set_route(route);
+      view.set_message(decided ? absl::StrCat(kDisclaimer, " A clinician recommends therapy. They will "
+                                              "contact you about next steps.")
+                               : absl::StrCat(kDisclaimer, " A licensed clinician is reviewing your "
+                                              "answers and will follow up about next steps."));
+      return view;
+    case common::v1::CRISIS_ACUTE:
+    case common::v1::CRISIS_URGENT:
+      view.set_route(route);
+      view.set_message(absl::StrCat(kDisclaimer, " If you are thinking about suicide or about hurting "
+                                    "yourself, call or text 988 now, or call 911 if you are in danger. ",
+                                    decided ? "A clinician has reviewed your answers and will stay in touch."
+                                            : "A clinician is reviewing your answers urgently."));
+      return view;
+    case common::v1::SELF_HELP:
+      view.set_route(route);
+      view.set_message(absl::StrCat(kDisclaimer, " Here is your self-help plan."));
+      *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
+      return view;
+    default:
+      view.set_message(absl::StrCat(kDisclaimer, " A clinician is reviewing your answers."));
+      return view;
+  }
+}
+
+absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
+  const int64_t now = clock_->NowMillis();
+  const Actor system{"system", "system"};
+  int changes = 0;
+  auto leases = store_->DueTimers(ReferralStore::Timer::kLease, now, 100, deadline);
+  if (!leases.ok()) return leases.status();
+  for (const std::string& id : *leases) {
+    auto r = store_->Get(id, deadline);
+    if (!r.ok()) return r.status();
+    if (!r->has_value() || (*r)->state() != v1::CLAIMED) {
+      (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
+      continue;
+    }
+    if ((*r)->lease_expire_time_ms() > now) {  // renewed meanwhile
+      (void)store_->SetTimer(ReferralStore::Timer::kLease, id, (*r)->lease_expire_time_ms(), deadline);
+      continue;
+    }
+    v1::Referral after = **r;
+    Normalize(after);
+    auto written = Write(id, **r, after, {Audit("lease_expired", system, "system", **r, after)}, deadline);
+    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted) return written.status();
+    if (written.ok()) {
+      (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
+      (void)store_->Publish("released", id, deadline);
+      ++changes;
+    }
+  }
+  auto overdue = store_->DueTimers(ReferralStore::Timer::kOverdue, now, 100, deadline);
+  if (!overdue.ok()) return overdue.status();
+  for (const std::string& id : *overdue) {
+    auto r = store_->Get(id, deadline);
+    if (!r.ok()) return r.status();
+    v1::Referral current = r->has_value() ? **r : v1::Referral();
+    if (r->has_value()) Normalize(current);
+    if (!r->has_value() || current.state() != v1::OPEN || current.overdue()) {
+      (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
+      continue;
+    }
+    v1::Referral after = current;
+    after.set_overdue(true);
+    auto written = Write(id, **r, after, {Audit("overdue", system, "system", current, after)}, deadline);
+    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted) return written.status();
+    if (written.ok()) {
+      (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
+      (void)store_->Publish("overdue", id, deadline);
+      ++changes;
+    }
+  }
+  return changes;
+}
+
+absl::StatusOr<std::string> ReferralCore::StartWatch(const v1::WatchQueueRequest& request,
+                                                     const Actor& actor, absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  for (int i = 0; i < request.location_states_size(); ++i) {
+    if (absl::Status s = ValidateStateCode(request.location_states(i),
+                                           absl::StrCat("location_states[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!request.cursor().empty()) {
+    // Validate by reading nothing from it.
+    auto probe = store_->ReadEvents(request.cursor(), 1, absl::Milliseconds(1), deadline);
+    if (!probe.ok()) return probe.status();
+    return request.cursor();
+  }
+  return store_->LatestCursor(deadline);
+}
+
+absl::Status ReferralCore::WatchStep(const v1::WatchQueueRequest& request, const Actor& actor,
+                                     std::string* cursor, absl::Duration block,
+                                     const std::function<bool(const v1::QueueEvent&)>& send,
+                                     absl::Time deadline) {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return clinician.status();
+  auto events = store_->ReadEvents(*cursor, 100, block, deadline);
+  if (!events.ok()) return events.status();
+  for (const auto& e : *events) {
+    auto r = store_->Get(e.id, deadline);
+    if (!r.ok()) return r.status();
+    *cursor = e.cursor;
+    if (!r->has_value()) continue;
+    v1::Referral referral = std::move(**r);
+    Normalize(referral);
+    if (!CanAct(**clinician, referral)) continue;
+    if (!request.routes().empty() &&
+        std::find(request.routes().begin(), request.routes().end(), referral.current_route()) ==
+            request.routes().end()) {
+      continue;
+    }
+    if (!request.location_states().empty() &&
+        std::find(request.location_states().begin(), request.location_states().end(),
+                  referral.location_state()) == request.location_states().end()) {
+      continue;
+    }
+    v1::QueueEvent event;
+    event.set_cursor(e.cursor);
+    event.set_kind(e.kind);
+    *event.mutable_referral() = std::move(referral);
+    if (!send(event)) return absl::CancelledError("watcher went away");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace aqueduct::referral

@@ -1,37 +1,77 @@
 #ifndef AQUEDUCT_SERVICES_REFERRAL_REFERRAL_CORE_H_
 #define AQUEDUCT_SERVICES_REFERRAL_REFERRAL_CORE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/util/ids.h"
 #include "protos/referral/v1/referral_service.pb.h"
+#include "services/referral/clinicians.h"
 #include "services/referral/referral_store.h"
 
 namespace aqueduct::referral {
 
-// Who is calling (the intake service, a clinician, ...). Taken from the
-// call, never from the request body.
+// Who is calling. Taken from the call, never from the request body: until
+// verified tokens arrive, metadata "x-aqueduct-actor: <id>" (clinicians,
+// looked up in the directory) or "service:<name>" (intake).
 struct Actor {
-  std::string id = "unknown";
-  std::string role = "unknown";
+  std::string id;
+  std::string role;  // "service" for services; clinicians get theirs from the directory
 };
 
-// Referral logic above the store; no gRPC types, so tests build it with a
-// fake store.
+struct ReferralConfig {
+  absl::Duration default_lease = absl::Minutes(10);
+  absl::Duration max_lease = absl::Hours(1);
+  // An urgent case not claimed within this time is marked overdue.
+  absl::Duration overdue_after = absl::Minutes(15);
+};
+
+// Referral logic above the store; no gRPC types, so tests build it directly.
 class ReferralCore {
  public:
-  ReferralCore(ReferralStore* store, const Clock* clock)
-      : store_(store), clock_(clock) {}
+  ReferralCore(ReferralStore* store, const Clock* clock, const ClinicianDirectory* clinicians,
+               ReferralConfig config = {})
+      : store_(store), clock_(clock), clinicians_(clinicians), config_(config) {}
 
   // Idempotent per screening and ruleset version.
-  absl::StatusOr<v1::Referral> CreateReferral(
-      const v1::CreateReferralRequest& request, const Actor& actor,
-      absl::Time deadline);
+  absl::StatusOr<v1::Referral> CreateReferral(const v1::CreateReferralRequest& request,
+                                              const Actor& actor, absl::Time deadline);
 
-  absl::StatusOr<v1::ListQueueResponse> ListQueue(
-      const v1::ListQueueRequest& request, absl::Time deadline);
+  // The clinician's queue: open cases the caller may act on (licensed state;
+  // ketamine reviews for physicians only), urgent first, then oldest.
+  absl::StatusOr<v1::ListQueueResponse> ListQueue(const v1::ListQueueRequest& request,
+                                                  const Actor& actor, absl::Time deadline);
+  absl::StatusOr<v1::Referral> ClaimCase(const v1::ClaimCaseRequest& request, const Actor& actor,
+                                         absl::Time deadline);
+  absl::StatusOr<v1::Referral> ReleaseCase(const v1::ReleaseCaseRequest& request,
+                                           const Actor& actor, absl::Time deadline);
+  absl::StatusOr<v1::Referral> DecideCase(const v1::DecideCaseRequest& request, const Actor& actor,
+                                          absl::Time deadline);
+  // Reads a case; the read is recorded in the audit trail.
+  absl::StatusOr<v1::Referral> GetCase(const v1::GetCaseRequest& request, const Actor& actor,
+                                       absl::Time deadline);
+  absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(
+      const v1::ListAuditEventsRequest& request, const Actor& actor, absl::Time deadline);
+  // The person's own referral in plain language; NOT_FOUND for an unknown
+  // screening or one of another person.
+  absl::StatusOr<v1::MyReferral> GetMyReferral(const v1::GetMyReferralRequest& request,
+                                               absl::Time deadline);
+
+  // The sweeper's step: returns expired leases to the queue and marks urgent
+  // cases not claimed in time as overdue. Returns the number of changes.
+  absl::StatusOr<int> Sweep(absl::Time deadline);
+
+  // Watch support: checks the caller and resolves the starting cursor.
+  absl::StatusOr<std::string> StartWatch(const v1::WatchQueueRequest& request, const Actor& actor,
+                                         absl::Time deadline);
+  // Waits up to `block` for events after `*cursor`, sends those the caller
+  // may see through `send` (false stops), and advances `*cursor` past every
+  // event read.
+  absl::Status WatchStep(const v1::WatchQueueRequest& request, const Actor& actor,
+                         std::string* cursor, absl::Duration block,
+                         const std::function<bool(const v1::QueueEvent&)>& send, absl::Time deadline);
 
   // The referral id for a screening and ruleset version (deterministic, so
   // a retried hand-off finds the same case).
@@ -40,11 +80,30 @@ class ReferralCore {
 
   static constexpr int kDefaultPageSize = 50;
   static constexpr int kMaxPageSize = 200;
+  static constexpr int kDefaultAuditPageSize = 100;
+  static constexpr int kMaxAuditPageSize = 500;
 
  private:
+  absl::StatusOr<const Clinician*> ClinicianOf(const Actor& actor) const;
+  absl::StatusOr<v1::Referral> Load(const std::string& name, absl::Time deadline);
+  // A claim whose lease ran out reads as unclaimed.
+  void Normalize(v1::Referral& r) const;
+  v1::AuditEvent Audit(absl::string_view kind, const Actor& actor, const std::string& role,
+                       const v1::Referral& before, const v1::Referral& after) const;
+  absl::StatusOr<v1::Referral> Write(const std::string& id, const v1::Referral& before,
+                                     v1::Referral after, const std::vector<v1::AuditEvent>& audit,
+                                     absl::Time deadline);
+
   ReferralStore* store_;
   const Clock* clock_;
+  const ClinicianDirectory* clinicians_;
+  ReferralConfig config_;
 };
+
+// May the clinician see the case (licensed in its state), and act on it
+// (also: only physicians act on ketamine reviews)?
+bool CanSee(const Clinician& c, const v1::Referral& r);
+bool CanAct(const Clinician& c, const v1::Referral& r);
 
 }  // namespace aqueduct::referral
 

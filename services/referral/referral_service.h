@@ -11,20 +11,37 @@ namespace aqueduct::referral {
 // makes blocking Redis round trips, and on gRPC 1.51 blocking inside a
 // callback reactor starves the server (grpc/grpc#36609); the sync API gives
 // each call its own thread from a pool sized by ServerOptions::max_threads.
+// WatchQueue holds its thread for the life of the stream (blocking reads of
+// the Redis stream, 500 ms at a time, so it notices cancellation and
+// shutdown quickly): size --threads for the expected number of portals.
 class ReferralServiceImpl final : public v1::ReferralService::Service {
  public:
   ReferralServiceImpl(ReferralCore* core, absl::Duration max_rpc_time)
       : core_(core), max_rpc_time_(max_rpc_time) {}
 
-  grpc::Status CreateReferral(grpc::ServerContext* context,
-                              const v1::CreateReferralRequest* request,
+  grpc::Status CreateReferral(grpc::ServerContext* context, const v1::CreateReferralRequest* request,
                               v1::Referral* response) override;
-  grpc::Status ListQueue(grpc::ServerContext* context,
-                         const v1::ListQueueRequest* request,
+  grpc::Status ListQueue(grpc::ServerContext* context, const v1::ListQueueRequest* request,
                          v1::ListQueueResponse* response) override;
+  grpc::Status ClaimCase(grpc::ServerContext* context, const v1::ClaimCaseRequest* request,
+                         v1::Referral* response) override;
+  grpc::Status ReleaseCase(grpc::ServerContext* context, const v1::ReleaseCaseRequest* request,
+                           v1::Referral* response) override;
+  grpc::Status DecideCase(grpc::ServerContext* context, const v1::DecideCaseRequest* request,
+                          v1::Referral* response) override;
+  grpc::Status GetCase(grpc::ServerContext* context, const v1::GetCaseRequest* request,
+                       v1::Referral* response) override;
+  grpc::Status ListAuditEvents(grpc::ServerContext* context,
+                               const v1::ListAuditEventsRequest* request,
+                               v1::ListAuditEventsResponse* response) override;
+  grpc::Status WatchQueue(grpc::ServerContext* context, const v1::WatchQueueRequest* request,
+                          grpc::ServerWriter<v1::QueueEvent>* writer) override;
+  grpc::Status GetMyReferral(grpc::ServerContext* context, const v1::GetMyReferralRequest* request,
+                             v1::MyReferral* response) override;
 
-  // Reads the caller identity from metadata "x-aqueduct-actor: <role>:<id>"
-  // (stand-in until verified tokens arrive with the security work).
+  // Reads the caller identity from metadata "x-aqueduct-actor": "<id>" for a
+  // clinician, "service:<name>" for a service (stand-in until verified tokens
+  // arrive with the security work).
   static Actor ActorOf(const grpc::ServerContext& context);
 
  private:

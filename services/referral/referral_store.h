@@ -51,6 +51,53 @@ class ReferralStore {
   virtual absl::StatusOr<std::vector<QueueEntry>> ScanQueue(
       const std::optional<QueueCursor>& after, int limit,
       absl::Time deadline) = 0;
+
+  // Writes `referral` if its stored version is still `expected_version`,
+  // appending `audit` in the same atomic step (no decision without its
+  // record). Returns the new version, or ABORTED with the current one.
+  virtual absl::StatusOr<int64_t> Update(const std::string& id, int64_t expected_version,
+                                         const v1::Referral& referral,
+                                         const std::vector<v1::AuditEvent>& audit,
+                                         absl::Time deadline) = 0;
+  // Appends to the audit trail alone (a read of the case).
+  virtual absl::Status AppendAudit(const std::string& id, const v1::AuditEvent& event,
+                                   absl::Time deadline) = 0;
+  // Audit events [offset, offset + limit) in order, and the total count.
+  virtual absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> ListAudit(
+      const std::string& id, int64_t offset, int limit, absl::Time deadline) = 0;
+  // Drops a decided case from the queue index.
+  virtual absl::Status Dequeue(const std::string& id, absl::Time deadline) = 0;
+
+  // Timers: lease expiries and overdue checks, each a (case id, due time)
+  // index the sweeper reads.
+  enum class Timer { kLease, kOverdue };
+  virtual absl::Status SetTimer(Timer timer, const std::string& id, int64_t due_ms,
+                                absl::Time deadline) = 0;
+  virtual absl::Status ClearTimer(Timer timer, const std::string& id, absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> DueTimers(Timer timer, int64_t now_ms, int limit,
+                                                             absl::Time deadline) = 0;
+
+  // The event stream portals watch: returns the new event's cursor.
+  virtual absl::StatusOr<std::string> Publish(const std::string& kind, const std::string& id,
+                                              absl::Time deadline) = 0;
+  struct Event {
+    std::string cursor;
+    std::string kind;
+    std::string id;
+  };
+  // Events after `cursor` ("$" = only new ones), waiting up to `block` for
+  // the first. INVALID_ARGUMENT for a malformed cursor.
+  virtual absl::StatusOr<std::vector<Event>> ReadEvents(const std::string& cursor, int limit,
+                                                        absl::Duration block,
+                                                        absl::Time deadline) = 0;
+  // The newest cursor ("0-0" when there is none): a new watcher starts here.
+  virtual absl::StatusOr<std::string> LatestCursor(absl::Time deadline) = 0;
+
+  // Cases made from one screening (one per ruleset version scored).
+  virtual absl::Status IndexScreening(const std::string& screening_id, const std::string& id,
+                                      absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> CasesOfScreening(
+      const std::string& screening_id, absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::referral

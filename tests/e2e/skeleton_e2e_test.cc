@@ -39,8 +39,15 @@ class SkeletonE2eTest : public ::testing::Test {
     scoring_ = StartService("scoring", "services/scoring/aqueduct-scoring",
                             {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
                              "--rulesets=" + t::SourcePath("data/rulesets")});
+    clinicians_ = dir_.path() + "/clinicians.txt";
+    {
+      FILE* f = fopen(clinicians_.c_str(), "w");
+      fputs("dr-all physician FL,NJ,NY,TX\ncl-nj clinician NJ\ncl-ny clinician NY\n", f);
+      fclose(f);
+    }
     referral_ = StartService("referral", "services/referral/aqueduct-referral",
-                             {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
+                             {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
+                              "--clinicians=" + clinicians_});
     intake_ = StartIntake("intake");
     ASSERT_FALSE(intake_.address.empty());
     intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
@@ -123,16 +130,25 @@ class SkeletonE2eTest : public ::testing::Test {
     c->set_deadline(absl::ToChronoTime(absl::Now() + d));
     return c;
   }
+  // A clinician's call (identity from configuration until tokens arrive).
+  static std::unique_ptr<grpc::ClientContext> As(const std::string& actor,
+                                                 absl::Duration d = absl::Seconds(5)) {
+    auto c = Ctx(d);
+    c->AddMetadata("x-aqueduct-actor", actor);
+    return c;
+  }
 
   // Runs a whole screening page by page, as an app would: PHQ-9 items 1-10
   // from `values`, context for an adult in NJ, everything else at the
   // lowest-burden answer. Returns the completion reply.
   intake::v1::CompleteScreeningResponse Screen(const std::vector<int>& values,
-                                               const std::string& user = "e2e") {
+                                               const std::string& user = "e2e",
+                                               const tools::Overrides& extra = {}) {
     tools::Overrides overrides = t::AdultContext("NJ");
     for (size_t i = 0; i < values.size(); ++i) {
       overrides["phq9." + std::to_string(i + 1)] = std::to_string(values[i]);
     }
+    for (const auto& [k, v] : extra) overrides[k] = v;
     intake::v1::StartScreeningRequest start;
     start.set_parent("users/" + user);
     start.set_consent_version("c1");
@@ -182,6 +198,7 @@ class SkeletonE2eTest : public ::testing::Test {
   }
 
   t::TempDir dir_;
+  std::string clinicians_;
   std::unique_ptr<t::RedisServer> redis_;
   Service scoring_, referral_, intake_;
   std::unique_ptr<intake::v1::IntakeService::Stub> intake_stub_;
@@ -197,7 +214,7 @@ TEST_F(SkeletonE2eTest, Phq9ScreeningReachesTheClinicianQueue) {
   EXPECT_EQ(done.handoff(), intake::v1::DELIVERED);
 
   referral::v1::ListQueueResponse queue;
-  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
   ASSERT_EQ(queue.cases_size(), 1);
   EXPECT_EQ(queue.cases(0).screening(), done.screening().name());
   EXPECT_EQ(queue.cases(0).current_route(), common::v1::THERAPY);
@@ -215,7 +232,7 @@ TEST_F(SkeletonE2eTest, Item9ReturnsCrisisResourcesAndQueuesUrgent) {
   EXPECT_EQ(done.route().route(), common::v1::CRISIS_URGENT);
 
   referral::v1::ListQueueResponse queue;
-  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
   ASSERT_EQ(queue.cases_size(), 2);
   EXPECT_EQ(queue.cases(0).screening(), done.screening().name()) << "urgent first";
   EXPECT_EQ(queue.cases(0).priority(), referral::v1::URGENT);
@@ -274,7 +291,7 @@ TEST_F(SkeletonE2eTest, RedisDownThenBack) {
               GrpcIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   referral::v1::ListQueueResponse queue;
-  EXPECT_THAT(referral_stub_->ListQueue(Ctx(absl::Seconds(3)).get(),
+  EXPECT_THAT(referral_stub_->ListQueue(As("dr-all", absl::Seconds(3)).get(),
                                         referral::v1::ListQueueRequest(), &queue),
               GrpcIs(grpc::StatusCode::UNAVAILABLE));
   // ...health says NOT_SERVING, and the services stay up.
@@ -290,7 +307,7 @@ TEST_F(SkeletonE2eTest, RedisDownThenBack) {
   grpc::Status s = intake_stub_->GetScreening(Ctx().get(), get, &screening);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(screening.state(), intake::v1::COMPLETED);
-  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
   EXPECT_EQ(queue.cases_size(), 1);
   auto after = Screen({1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
   EXPECT_EQ(after.handoff(), intake::v1::DELIVERED);
@@ -307,14 +324,15 @@ TEST_F(SkeletonE2eTest, ReferralDownThenBackGetsTheCaseExactlyOnce) {
 
   // Referral back on its address: the outbox delivers the case by itself.
   referral_ = StartService("referral2", "services/referral/aqueduct-referral",
-                           {"--redis=" + redis_->address()}, referral_listen);
+                           {"--redis=" + redis_->address(), "--clinicians=" + clinicians_},
+                           referral_listen);
   ASSERT_TRUE(WaitHealth(referral_.address, true));
   referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
   int found = 0;
   const absl::Time end = absl::Now() + absl::Seconds(20);
   while (absl::Now() < end) {
     referral::v1::ListQueueResponse queue;
-    if (referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok()) {
+    if (referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok()) {
       found = 0;
       for (const auto& c : queue.cases()) found += c.screening() == done.screening().name();
       if (found > 0) break;
@@ -325,7 +343,7 @@ TEST_F(SkeletonE2eTest, ReferralDownThenBackGetsTheCaseExactlyOnce) {
   // Give the outbox a few more rounds: still exactly one case.
   absl::SleepFor(absl::Seconds(1));
   referral::v1::ListQueueResponse queue;
-  ASSERT_TRUE(referral_stub_->ListQueue(Ctx().get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
   EXPECT_EQ(queue.cases_size(), 1);
 }
 
@@ -436,6 +454,148 @@ TEST_F(SkeletonE2eTest, ScoringRefusesToRunHalfLoaded) {
   EXPECT_THAT(text, HasSubstr("route.therapy"));
   EXPECT_THAT(text, HasSubstr("unknown name"));
   EXPECT_THAT(text, HasSubstr("gad8.total"));
+}
+
+// Each route end to end: intake completion -> referral -> queue -> claim ->
+// decide -> the person's view, over real gRPC between real processes.
+struct RoutePath {
+  const char* name;
+  std::vector<int> phq9;
+  std::vector<std::pair<std::string, std::string>> extra;
+  common::v1::Route route;
+  const char* decider;      // who may decide
+  const char* refused;      // a clinician who may not (or "")
+  const char* view_before;  // the person's view before the decision
+  const char* view_after;
+};
+
+class RoutePathTest : public SkeletonE2eTest, public ::testing::WithParamInterface<RoutePath> {};
+
+TEST_P(RoutePathTest, FromCompletionToThePersonsView) {
+  const RoutePath& p = GetParam();
+  tools::Overrides extra(p.extra.begin(), p.extra.end());
+  auto done = Screen(p.phq9, "path", extra);
+  ASSERT_EQ(done.result().scoring().routing().primary_route(), p.route);
+  ASSERT_EQ(done.handoff(), intake::v1::DELIVERED);
+
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(As(p.decider).get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_EQ(queue.cases_size(), 1);
+  referral::v1::Referral c = queue.cases(0);
+  EXPECT_EQ(c.screening(), done.screening().name());
+  EXPECT_EQ(c.location_state(), "NJ");
+
+  referral::v1::GetMyReferralRequest mine;
+  mine.set_screening(done.screening().name());
+  referral::v1::MyReferral view;
+  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx().get(), mine, &view).ok());
+  EXPECT_THAT(view.message(), HasSubstr(p.view_before));
+
+  referral::v1::ClaimCaseRequest claim;
+  claim.set_name(c.name());
+  referral::v1::Referral held;
+  if (*p.refused) {
+    EXPECT_THAT(referral_stub_->ClaimCase(As(p.refused).get(), claim, &held),
+                GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  }
+  grpc::Status s = referral_stub_->ClaimCase(As(p.decider).get(), claim, &held);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  referral::v1::GetCaseRequest get;
+  get.set_name(c.name());
+  referral::v1::Referral read;
+  ASSERT_TRUE(referral_stub_->GetCase(As(p.decider).get(), get, &read).ok());
+  EXPECT_EQ(read.claimed_by(), p.decider);
+
+  referral::v1::DecideCaseRequest decide;
+  decide.set_name(c.name());
+  decide.set_etag(held.etag());
+  decide.set_request_id("decision-1");
+  decide.mutable_decision()->set_action(referral::v1::Decision::CONFIRM);
+  decide.mutable_decision()->set_reason("reviewed with the person by phone");
+  referral::v1::Referral decided;
+  s = referral_stub_->DecideCase(As(p.decider).get(), decide, &decided);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(decided.state(), referral::v1::DECIDED);
+
+  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx().get(), mine, &view).ok());
+  EXPECT_THAT(view.message(), HasSubstr(p.view_after));
+  EXPECT_FALSE(view.pending_review());
+  EXPECT_THAT(view.message(), ::testing::Not(HasSubstr("by phone"))) << "no internal notes";
+
+  referral::v1::ListAuditEventsRequest audit;
+  audit.set_parent(c.name());
+  referral::v1::ListAuditEventsResponse trail;
+  ASSERT_TRUE(referral_stub_->ListAuditEvents(As(p.decider).get(), audit, &trail).ok());
+  std::vector<std::string> kinds;
+  for (const auto& e : trail.events()) kinds.push_back(e.kind());
+  EXPECT_THAT(kinds, ::testing::ElementsAre("created", "claimed", "read", "decided"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryRoute, RoutePathTest,
+    ::testing::Values(
+        RoutePath{"self_help", {0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, {}, common::v1::SELF_HELP, "cl-nj", "cl-ny",
+                  "self-help plan", "self-help plan"},
+        RoutePath{"therapy", {2, 2, 2, 2, 1, 1, 0, 0, 0, 1}, {}, common::v1::THERAPY, "cl-nj", "cl-ny",
+                  "is reviewing your answers", "recommends therapy"},
+        RoutePath{"ketamine_review", {2, 2, 2, 2, 2, 0, 0, 0, 0, 2}, {{"ket.trials", "two_or_more"}},
+                  common::v1::KETAMINE_REVIEW, "dr-all", "cl-nj", "under review by a physician",
+                  "in-person evaluation"},
+        RoutePath{"crisis_urgent", {1, 1, 0, 1, 0, 0, 0, 0, 1, 1}, {}, common::v1::CRISIS_URGENT, "cl-nj",
+                  "cl-ny", "988", "988"},
+        RoutePath{"crisis_acute", {1, 1, 0, 1, 0, 0, 0, 0, 2, 1}, {{"asq.1", "yes"}, {"asq.5", "yes"}},
+                  common::v1::CRISIS_ACUTE, "cl-nj", "cl-ny", "988", "988"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(SkeletonE2eTest, WatchReconnectsWithItsCursorAndMissesNoEvent) {
+  auto watch_ctx = As("dr-all", absl::Seconds(30));
+  auto stream = referral_stub_->WatchQueue(watch_ctx.get(), referral::v1::WatchQueueRequest());
+  referral::v1::QueueEvent event;
+  ASSERT_TRUE(stream->Read(&event));
+  EXPECT_EQ(event.kind(), "watching");
+  auto first = Screen({2, 2, 2, 2, 1, 1, 0, 0, 0, 1}, "watcher1");
+  ASSERT_TRUE(stream->Read(&event));
+  EXPECT_EQ(event.kind(), "created");
+  EXPECT_EQ(event.referral().screening(), first.screening().name());
+  const std::string cursor = event.cursor();
+  // The portal drops off.
+  watch_ctx->TryCancel();
+  while (stream->Read(&event)) {
+  }
+  stream->Finish();
+
+  // Meanwhile: a claim, a decision, a new case.
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
+  referral::v1::ClaimCaseRequest claim;
+  claim.set_name(queue.cases(0).name());
+  referral::v1::Referral held;
+  ASSERT_TRUE(referral_stub_->ClaimCase(As("cl-nj").get(), claim, &held).ok());
+  referral::v1::DecideCaseRequest decide;
+  decide.set_name(held.name());
+  decide.set_etag(held.etag());
+  decide.set_request_id("d");
+  decide.mutable_decision()->set_action(referral::v1::Decision::CONFIRM);
+  decide.mutable_decision()->set_reason("seen");
+  referral::v1::Referral decided;
+  ASSERT_TRUE(referral_stub_->DecideCase(As("cl-nj").get(), decide, &decided).ok());
+  auto second = Screen({0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, "watcher2");
+
+  // Back with the cursor: exactly what happened, in order.
+  referral::v1::WatchQueueRequest resume;
+  resume.set_cursor(cursor);
+  auto again_ctx = As("dr-all", absl::Seconds(30));
+  auto again = referral_stub_->WatchQueue(again_ctx.get(), resume);
+  std::vector<std::string> kinds;
+  ASSERT_TRUE(again->Read(&event));
+  EXPECT_EQ(event.kind(), "watching");
+  while (kinds.size() < 3 && again->Read(&event)) kinds.push_back(event.kind());
+  EXPECT_THAT(kinds, ::testing::ElementsAre("claimed", "decided", "created"));
+  EXPECT_EQ(event.referral().screening(), second.screening().name());
+  again_ctx->TryCancel();
+  while (again->Read(&event)) {
+  }
+  again->Finish();
 }
 
 TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {

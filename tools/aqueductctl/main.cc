@@ -50,6 +50,9 @@ ABSL_FLAG(std::string, set, "",
           "--set=ctx.age=40,gad7.1=3,asq.1=yes,ket.trials=two_or_more. Items not "
           "given get the lowest-burden answer.");
 ABSL_FLAG(int32_t, page_size, 20, "queue: cases per page.");
+ABSL_FLAG(std::string, actor, EnvOr("AQUEDUCT_ACTOR", "dr-demo"),
+          "Clinician id for clinician commands (see deploy/local/clinicians.txt). Env "
+          "AQUEDUCT_ACTOR.");
 ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
 
 namespace {
@@ -180,7 +183,9 @@ int Queue() {
   referral::ListQueueRequest req;
   req.set_page_size(absl::GetFlag(FLAGS_page_size));
   referral::ListQueueResponse resp;
-  if (auto s = stub->ListQueue(Ctx().get(), req, &resp); !s.ok()) {
+  auto ctx = Ctx();
+  ctx->AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
+  if (auto s = stub->ListQueue(ctx.get(), req, &resp); !s.ok()) {
     return Fail("ListQueue", s);
   }
   std::printf("%-8s %-16s %-20s %-5s %s\n", "PRIORITY", "ROUTE", "STATE", "LOC", "CASE");
@@ -218,7 +223,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "aqueductctl <demo|queue|health> [flags]\n"
       "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] [--user=demo] [--state=FL]\n"
-      "  queue  [--page_size=20]\n"
+      "  queue  [--page_size=20] [--actor=dr-demo]\n"
       "  health");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {

@@ -1,5 +1,9 @@
 // ReferralCore over the Redis store against a real redis-server.
 
+#include <set>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -16,6 +20,8 @@ using ::aqueduct::testing::IsOk;
 using ::aqueduct::testing::StatusIs;
 using ::testing::HasSubstr;
 
+const Actor kAll{"dr-all", ""};
+
 class ManualClock : public Clock {
  public:
   absl::Time Now() const override { return now; }
@@ -28,7 +34,17 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     RedisTest::SetUp();
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     store_ = std::make_unique<RedisReferralStore>(client_.get());
-    core_ = std::make_unique<ReferralCore>(store_.get(), &clock_);
+    auto dir = ClinicianDirectory::Parse(
+        "dr-all physician FL,NJ,NY\n"
+        "cl-all clinician FL,NJ,NY\n"
+        "nurse-ny clinician NY\n"
+        "dr-fl physician FL\n"
+        "cl-fl clinician FL\n");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    directory_ = std::move(*dir);
+    ReferralConfig config;
+    config.overdue_after = absl::Minutes(15);
+    core_ = std::make_unique<ReferralCore>(store_.get(), &clock_, &directory_, config);
   }
 
   static v1::CreateReferralRequest Request(const std::string& screening_id,
@@ -46,6 +62,11 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     clock_.now += absl::Seconds(1);
     return core_->CreateReferral(Request(id, route, state), Actor{"intake", "service"}, Soon());
   }
+  absl::StatusOr<v1::Referral> GetCaseAs(const std::string& who, const v1::Referral& r) {
+    v1::GetCaseRequest req;
+    req.set_name(r.name());
+    return core_->GetCase(req, Actor{who, ""}, Soon());
+  }
   std::vector<std::string> Screenings(const v1::ListQueueResponse& page) {
     std::vector<std::string> out;
     for (const auto& c : page.cases()) out.push_back(c.screening().substr(c.screening().rfind('/') + 1));
@@ -53,6 +74,7 @@ class ReferralTest : public aqueduct::testing::RedisTest {
   }
 
   ManualClock clock_;
+  ClinicianDirectory directory_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<RedisReferralStore> store_;
   std::unique_ptr<ReferralCore> core_;
@@ -115,7 +137,7 @@ TEST_F(ReferralTest, QueueOrdersByPriorityThenAge) {
   ASSERT_THAT(Create("urg1", common::v1::CRISIS_URGENT), IsOk());
   ASSERT_THAT(Create("ther2", common::v1::THERAPY), IsOk());
   ASSERT_THAT(Create("acute1", common::v1::CRISIS_ACUTE), IsOk());
-  auto page = core_->ListQueue(v1::ListQueueRequest(), Soon());
+  auto page = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_THAT(Screenings(*page),
               ::testing::ElementsAre("acute1", "urg1", "ther1", "ther2", "help1"));
@@ -127,7 +149,7 @@ TEST_F(ReferralTest, AcuteRiskIsAboveUrgentHoweverOldTheUrgentCase) {
   clock_.now += absl::Hours(30);
   ASSERT_THAT(Create("acute_new", common::v1::CRISIS_ACUTE), IsOk());
   ASSERT_THAT(Create("therapy_old", common::v1::THERAPY), IsOk());
-  auto page = core_->ListQueue(v1::ListQueueRequest(), Soon());
+  auto page = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_THAT(Screenings(*page),
               ::testing::ElementsAre("acute_new", "urgent_old", "therapy_old"));
@@ -139,7 +161,7 @@ TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
   req.set_page_size(3);
   std::vector<std::string> all;
   for (int pages = 0; pages < 10; ++pages) {
-    auto page = core_->ListQueue(req, Soon());
+    auto page = core_->ListQueue(req, kAll, Soon());
     ASSERT_THAT(page, IsOk());
     EXPECT_LE(page->cases_size(), 3);
     for (const auto& s : Screenings(*page)) all.push_back(s);
@@ -159,7 +181,7 @@ TEST_F(ReferralTest, EqualScoresArePagedByIdWithoutLoss) {
   req.set_page_size(1);
   std::vector<std::string> all;
   for (int pages = 0; pages < 10; ++pages) {
-    auto page = core_->ListQueue(req, Soon());
+    auto page = core_->ListQueue(req, kAll, Soon());
     ASSERT_THAT(page, IsOk());
     for (const auto& s : Screenings(*page)) all.push_back(s);
     if (page->next_page_token().empty()) break;
@@ -174,26 +196,26 @@ TEST_F(ReferralTest, FiltersByRouteStateAndPriority) {
   ASSERT_THAT(Create("nj2", common::v1::CRISIS_URGENT, "NJ"), IsOk());
   v1::ListQueueRequest req;
   req.add_location_states("NJ");
-  EXPECT_THAT(Screenings(*core_->ListQueue(req, Soon())), ::testing::ElementsAre("nj2", "nj1"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())), ::testing::ElementsAre("nj2", "nj1"));
   req.add_routes(common::v1::THERAPY);
-  EXPECT_THAT(Screenings(*core_->ListQueue(req, Soon())), ::testing::ElementsAre("nj1"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())), ::testing::ElementsAre("nj1"));
   v1::ListQueueRequest urgent;
   urgent.set_priority(v1::URGENT);
-  EXPECT_THAT(Screenings(*core_->ListQueue(urgent, Soon())), ::testing::ElementsAre("nj2"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(urgent, kAll, Soon())), ::testing::ElementsAre("nj2"));
 }
 
 TEST_F(ReferralTest, BadListArgumentsAreInvalid) {
   v1::ListQueueRequest req;
   req.set_page_token("not-a-token!");
-  EXPECT_THAT(core_->ListQueue(req, Soon()),
+  EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
   req.Clear();
   req.set_page_size(-1);
-  EXPECT_THAT(core_->ListQueue(req, Soon()),
+  EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
   req.Clear();
   req.add_location_states("Florida");
-  EXPECT_THAT(core_->ListQueue(req, Soon()),
+  EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("location_states[0]")));
 }
 
@@ -201,7 +223,7 @@ TEST_F(ReferralTest, PageSizeIsCoercedToTheMaximum) {
   for (int i = 0; i < 3; ++i) ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
   v1::ListQueueRequest req;
   req.set_page_size(100000);
-  auto page = core_->ListQueue(req, Soon());
+  auto page = core_->ListQueue(req, kAll, Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_EQ(page->cases_size(), 3);
 }
@@ -209,13 +231,315 @@ TEST_F(ReferralTest, PageSizeIsCoercedToTheMaximum) {
 TEST_F(ReferralTest, RedisDownIsUnavailable) {
   ASSERT_THAT(Create("s1", common::v1::THERAPY), IsOk());
   ASSERT_THAT(redis().Stop(), IsOk());
-  EXPECT_THAT(core_->ListQueue(v1::ListQueueRequest(), Soon()),
+  EXPECT_THAT(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(Create("s2", common::v1::THERAPY), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
-  auto page = core_->ListQueue(v1::ListQueueRequest(), Soon());
+  auto page = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_THAT(Screenings(*page), ::testing::ElementsAre("s1"));
+}
+
+
+// ---- Issue 5: clinician control -----------------------------------------------
+
+class CaseTest : public ReferralTest {
+ protected:
+  v1::Referral Make(const std::string& id, common::v1::Route route, const std::string& state = "FL") {
+    auto r = Create(id, route, state);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : v1::Referral();
+  }
+  absl::StatusOr<v1::Referral> Claim(const std::string& who, const v1::Referral& r, int lease_s = 0) {
+    v1::ClaimCaseRequest req;
+    req.set_name(r.name());
+    req.set_lease_seconds(lease_s);
+    return core_->ClaimCase(req, Actor{who, ""}, Soon());
+  }
+  absl::StatusOr<v1::Referral> Decide(const std::string& who, const v1::Referral& r,
+                                      v1::Decision::Action action, const std::string& reason = "seen",
+                                      common::v1::Route new_route = common::v1::ROUTE_UNSPECIFIED,
+                                      const std::string& request_id = "d1") {
+    v1::DecideCaseRequest req;
+    req.set_name(r.name());
+    req.set_etag(r.etag());
+    req.set_request_id(request_id);
+    req.mutable_decision()->set_action(action);
+    req.mutable_decision()->set_reason(reason);
+    req.mutable_decision()->set_new_route(new_route);
+    return core_->DecideCase(req, Actor{who, ""}, Soon());
+  }
+  std::vector<std::string> AuditKinds(const v1::Referral& r) {
+    v1::ListAuditEventsRequest req;
+    req.set_parent(r.name());
+    auto page = core_->ListAuditEvents(req, kAll, Soon());
+    EXPECT_THAT(page, IsOk());
+    std::vector<std::string> out;
+    if (page.ok()) {
+      for (const auto& e : page->events()) out.push_back(e.kind() + ":" + e.actor());
+    }
+    return out;
+  }
+  v1::MyReferral View(const v1::Referral& r) {
+    v1::GetMyReferralRequest req;
+    req.set_screening(r.screening());
+    auto view = core_->GetMyReferral(req, Soon());
+    EXPECT_THAT(view, IsOk());
+    return view.ok() ? *view : v1::MyReferral();
+  }
+};
+
+TEST_F(CaseTest, LicensureAndRoleGating) {
+  v1::Referral fl = Make("fl1", common::v1::THERAPY, "FL");
+  v1::Referral ket = Make("ket1", common::v1::KETAMINE_REVIEW, "FL");
+  EXPECT_THAT(Claim("nurse-ny", fl), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("licensed")));
+  EXPECT_THAT(Claim("stranger", fl), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(Claim("", fl), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(Claim("cl-fl", ket), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("physician")));
+  // The queue lists only what the caller may act on.
+  auto fl_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"cl-fl", ""}, Soon());
+  ASSERT_THAT(fl_queue, IsOk());
+  EXPECT_THAT(Screenings(*fl_queue), ::testing::ElementsAre("fl1"));
+  auto ny_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"nurse-ny", ""}, Soon());
+  ASSERT_THAT(ny_queue, IsOk());
+  EXPECT_TRUE(ny_queue->cases().empty());
+  auto dr_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"dr-fl", ""}, Soon());
+  EXPECT_THAT(Screenings(*dr_queue), ::testing::UnorderedElementsAre("fl1", "ket1"));
+  // A physician decides the ketamine review; a clinician may not route to one.
+  auto claimed = Claim("dr-fl", ket);
+  ASSERT_THAT(claimed, IsOk());
+  EXPECT_THAT(Decide("dr-fl", *claimed, v1::Decision::CONFIRM, "eligible for evaluation"), IsOk());
+  auto mine = Claim("cl-fl", fl);
+  ASSERT_THAT(mine, IsOk());
+  EXPECT_THAT(Decide("cl-fl", *mine, v1::Decision::CHANGE_ROUTE, "try ketamine", common::v1::KETAMINE_REVIEW),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(GetCaseAs("nurse-ny", fl), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(CaseTest, ManyClinciansRacingExactlyOneHolds) {
+  v1::Referral r = Make("race", common::v1::CRISIS_URGENT, "FL");
+  const std::vector<std::string> who = {"dr-all", "cl-all", "dr-fl", "cl-fl"};
+  std::vector<absl::StatusOr<v1::Referral>> results(16, absl::UnknownError("unset"));
+  std::vector<std::thread> threads;
+  absl::Notification go;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      results[i] = Claim(who[i % who.size()], r);
+    });
+  }
+  go.Notify();
+  for (auto& t : threads) t.join();
+  std::set<std::string> holders;
+  for (const auto& res : results) {
+    if (res.ok()) holders.insert(res->claimed_by());
+    else EXPECT_THAT(res, StatusIs(absl::StatusCode::kAborted));
+  }
+  ASSERT_EQ(holders.size(), 1u) << "exactly one holder";
+  auto stored = store_->Get("race-v0-skeleton", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ((*stored)->claimed_by(), *holders.begin());
+}
+
+TEST_F(CaseTest, ExpiredLeaseReturnsTheCaseToTheQueue) {
+  v1::Referral r = Make("lease", common::v1::THERAPY, "FL");
+  auto held = Claim("cl-fl", r, 60);
+  ASSERT_THAT(held, IsOk());
+  EXPECT_THAT(Claim("dr-fl", r), StatusIs(absl::StatusCode::kAborted, HasSubstr("held by another")));
+  v1::ListQueueRequest open_only;
+  EXPECT_TRUE(core_->ListQueue(open_only, Actor{"dr-fl", ""}, Soon())->cases().empty());
+  clock_.now += absl::Seconds(61);
+  auto queue = core_->ListQueue(open_only, Actor{"dr-fl", ""}, Soon());
+  ASSERT_THAT(queue, IsOk());
+  ASSERT_EQ(queue->cases_size(), 1) << "back in the queue once the lease ran out";
+  EXPECT_EQ(queue->cases(0).state(), v1::OPEN);
+  // The sweeper records it and tells watchers.
+  auto swept = core_->Sweep(Soon());
+  ASSERT_THAT(swept, IsOk());
+  EXPECT_EQ(*swept, 1);
+  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "claimed:cl-fl", "lease_expired:system"));
+  // The old holder can no longer decide; another clinician can claim.
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Claim("dr-fl", r), IsOk());
+}
+
+TEST_F(CaseTest, DecisionsNeedTheCaseAReasonAndTheCurrentEtag) {
+  v1::Referral r = Make("dec", common::v1::THERAPY, "FL");
+  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                                  HasSubstr("do not hold")));
+  auto held = Claim("cl-fl", r);
+  ASSERT_THAT(held, IsOk());
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM, "   "),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.reason")));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::ACTION_UNSPECIFIED),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.action")));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.new_route")));
+  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kAborted, HasSubstr("etag")));
+  EXPECT_THAT(Decide("dr-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition));
+  auto decided = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE, "self-help first", common::v1::SELF_HELP);
+  ASSERT_THAT(decided, IsOk());
+  EXPECT_EQ(decided->state(), v1::DECIDED);
+  EXPECT_EQ(decided->current_route(), common::v1::SELF_HELP);
+  EXPECT_EQ(decided->proposed_route(), common::v1::THERAPY);
+  EXPECT_EQ(decided->decision().decided_by(), "cl-fl");
+  // The same decision again has one effect.
+  auto again = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE, "self-help first", common::v1::SELF_HELP);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->etag(), decided->etag());
+  EXPECT_THAT(Claim("cl-fl", r), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already decided")));
+  EXPECT_TRUE(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty()) << "out of the queue";
+}
+
+TEST_F(CaseTest, UrgentCaseNotClaimedInTimeIsOverdue) {
+  v1::Referral late = Make("late", common::v1::CRISIS_URGENT, "FL");
+  v1::Referral seen = Make("seen", common::v1::CRISIS_URGENT, "FL");
+  v1::Referral routine = Make("routine", common::v1::THERAPY, "FL");
+  ASSERT_THAT(Claim("cl-fl", seen, 3600), IsOk());  // a lease longer than the wait
+  clock_.now += absl::Minutes(14);
+  EXPECT_EQ(*core_->Sweep(Soon()), 0);
+  clock_.now += absl::Minutes(2);
+  EXPECT_EQ(*core_->Sweep(Soon()), 1);
+  auto queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
+  ASSERT_THAT(queue, IsOk());
+  ASSERT_GE(queue->cases_size(), 2);
+  EXPECT_EQ(queue->cases(0).screening(), late.screening()) << "stays on top";
+  EXPECT_TRUE(queue->cases(0).overdue());
+  EXPECT_FALSE(queue->cases(1).overdue());
+  EXPECT_THAT(AuditKinds(late), ::testing::ElementsAre("created:intake", "overdue:system"));
+  EXPECT_EQ(*core_->Sweep(Soon()), 0) << "marked once";
+}
+
+TEST_F(CaseTest, AuditTrailHoldsExactlyTheScriptedSequence) {
+  v1::Referral r = Make("audit", common::v1::SELF_HELP, "NY");
+  ASSERT_THAT(GetCaseAs("nurse-ny", r), IsOk());
+  auto a = Claim("nurse-ny", r);
+  ASSERT_THAT(a, IsOk());
+  v1::ReleaseCaseRequest release;
+  release.set_name(r.name());
+  ASSERT_THAT(core_->ReleaseCase(release, Actor{"nurse-ny", ""}, Soon()), IsOk());
+  auto b = Claim("cl-all", r);
+  ASSERT_THAT(b, IsOk());
+  ASSERT_THAT(Decide("cl-all", *b, v1::Decision::CHANGE_ROUTE, "more than exhaustion", common::v1::THERAPY),
+              IsOk());
+  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "read:nurse-ny", "claimed:nurse-ny",
+                                                    "released:nurse-ny", "claimed:cl-all",
+                                                    "overridden:cl-all"));
+  v1::ListAuditEventsRequest page;
+  page.set_parent(r.name());
+  page.set_page_size(2);
+  std::vector<std::string> names;
+  for (int i = 0; i < 10; ++i) {
+    auto p = core_->ListAuditEvents(page, kAll, Soon());
+    ASSERT_THAT(p, IsOk());
+    for (const auto& e : p->events()) {
+      names.push_back(e.name());
+      if (e.kind() == "overridden") {
+        EXPECT_EQ(e.route_before(), common::v1::SELF_HELP);
+        EXPECT_EQ(e.route_after(), common::v1::THERAPY);
+        EXPECT_EQ(e.actor_role(), "clinician");
+        EXPECT_EQ(e.ruleset_version(), "v0-skeleton");
+      }
+    }
+    if (p->next_page_token().empty()) break;
+    page.set_page_token(p->next_page_token());
+  }
+  ASSERT_EQ(names.size(), 6u);
+  EXPECT_EQ(names[0], r.name() + "/auditEvents/1");
+  EXPECT_EQ(names[5], r.name() + "/auditEvents/6");
+}
+
+TEST_F(CaseTest, NoHalfWrittenDecisionWhenRedisFails) {
+  v1::Referral r = Make("atomic", common::v1::THERAPY, "FL");
+  auto held = Claim("cl-fl", r);
+  ASSERT_THAT(held, IsOk());
+  ASSERT_THAT(redis().Stop(), IsOk());
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(redis().Restart(), IsOk());
+  auto stored = store_->Get("atomic-v0-skeleton", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ((*stored)->state(), v1::CLAIMED);
+  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "claimed:cl-fl"));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), IsOk()) << "and it can be decided after";
+}
+
+TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
+  v1::Referral therapy = Make("p-therapy", common::v1::THERAPY);
+  auto v = View(therapy);
+  EXPECT_TRUE(v.pending_review());
+  EXPECT_EQ(v.route(), common::v1::THERAPY);
+  EXPECT_THAT(v.message(), HasSubstr("not a diagnosis"));
+
+  v1::Referral ket = Make("p-ket", common::v1::KETAMINE_REVIEW);
+  v = View(ket);
+  EXPECT_EQ(v.route(), common::v1::ROUTE_UNSPECIFIED) << "no eligibility before a physician confirms";
+  EXPECT_THAT(v.message(), HasSubstr("under review by a physician"));
+  EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("ketamine")));
+  auto held = Claim("dr-fl", ket);
+  ASSERT_THAT(held, IsOk());
+  ASSERT_THAT(Decide("dr-fl", *held, v1::Decision::CONFIRM, "private note: BP fine"), IsOk());
+  v = View(ket);
+  EXPECT_EQ(v.route(), common::v1::KETAMINE_REVIEW);
+  EXPECT_FALSE(v.pending_review());
+  EXPECT_THAT(v.message(), HasSubstr("in-person evaluation"));
+  EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("private note"))) << "never internal notes";
+
+  auto req = Request("p-help", common::v1::SELF_HELP);
+  auto* item = req.mutable_result()->mutable_routing()->add_self_help_plan();
+  item->set_id("rest_window");
+  item->set_title("A 24-hour rest window");
+  ASSERT_THAT(core_->CreateReferral(req, Actor{"intake", "service"}, Soon()), IsOk());
+  v1::GetMyReferralRequest mine;
+  mine.set_screening(req.screening());
+  auto help = core_->GetMyReferral(mine, Soon());
+  ASSERT_THAT(help, IsOk());
+  EXPECT_EQ(help->route(), common::v1::SELF_HELP);
+  EXPECT_FALSE(help->pending_review());
+  ASSERT_EQ(help->self_help_plan_size(), 1);
+
+  v1::Referral crisis = Make("p-crisis", common::v1::CRISIS_URGENT);
+  EXPECT_THAT(View(crisis).message(), HasSubstr("988"));
+
+  // Another person's screening answers like a missing one.
+  mine.set_screening("users/mallory/screenings/p-therapy");
+  EXPECT_THAT(core_->GetMyReferral(mine, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  mine.set_screening("users/u1/screenings/nothing");
+  EXPECT_THAT(core_->GetMyReferral(mine, Soon()), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
+  v1::WatchQueueRequest watch;
+  auto cursor = core_->StartWatch(watch, kAll, Soon());
+  ASSERT_THAT(cursor, IsOk());
+  std::vector<std::string> seen;
+  auto collect = [&](const v1::QueueEvent& e) {
+    seen.push_back(e.kind() + ":" + e.referral().screening().substr(e.referral().screening().rfind('/') + 1));
+    return true;
+  };
+  v1::Referral a = Make("w1", common::v1::THERAPY);
+  std::string position = *cursor;
+  ASSERT_THAT(core_->WatchStep(watch, kAll, &position, absl::Milliseconds(200), collect, Soon()), IsOk());
+  EXPECT_THAT(seen, ::testing::ElementsAre("created:w1"));
+  // The portal disconnects here, remembering `position`; things happen.
+  auto held = Claim("cl-fl", a);
+  ASSERT_THAT(held, IsOk());
+  Make("w2", common::v1::CRISIS_URGENT);
+  ASSERT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), IsOk());
+  Make("ny-only", common::v1::THERAPY, "NY");
+  // Reconnecting with the cursor: every event since, in order.
+  seen.clear();
+  for (int i = 0; i < 3 && seen.size() < 4; ++i) {
+    ASSERT_THAT(core_->WatchStep(watch, kAll, &position, absl::Milliseconds(200), collect, Soon()), IsOk());
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("claimed:w1", "created:w2", "decided:w1", "created:ny-only"));
+  // A watcher sees only what it may act on.
+  std::string fl_position = *cursor;
+  seen.clear();
+  ASSERT_THAT(core_->WatchStep(watch, Actor{"cl-fl", ""}, &fl_position, absl::Milliseconds(200), collect, Soon()),
+              IsOk());
+  EXPECT_THAT(seen, ::testing::Not(::testing::Contains("created:ny-only")));
+  EXPECT_THAT(core_->StartWatch([] { v1::WatchQueueRequest w; w.set_cursor("nonsense"); return w; }(), kAll, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
 }
 
 }  // namespace
