@@ -14,6 +14,15 @@ namespace aqueduct {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status ToAbslStatus(const grpc::Status& status);
 
+// The handler's last line: maps a core result once, moving the value into
+// the response on success.
+template <typename Result, typename Response>
+grpc::Status ReplyFrom(Result result, Response* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
 // Prefixes a status message with context ("scoring at 127.0.0.1:7001: ...")
 // while keeping its code.
 absl::Status Annotate(const absl::Status& status, absl::string_view context);

@@ -161,6 +161,16 @@ absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring, absl::Time deadline) 
   return absl::OkStatus();
 }
 
+absl::StatusOr<WriteTarget> ParseWrite(const std::string& name, const std::string& request_id,
+                                       const std::string& etag) {
+  auto parsed = ParseScreeningName(name, "name");
+  if (!parsed.ok()) return parsed.status();
+  if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok()) return s;
+  auto version = ParseEtag(etag);
+  if (!version.ok()) return version.status();
+  return WriteTarget{std::move(*parsed), *version};
+}
+
 absl::StatusOr<int64_t> ParseEtag(const std::string& etag) {
   int64_t v = 0;
   if (etag.empty()) return absl::InvalidArgumentError("etag: is required");
@@ -373,13 +383,10 @@ absl::StatusOr<v1::NextItems> IntakeCore::GetNextItems(
 
 absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
     const v1::SubmitAnswersRequest& request, absl::Time deadline) {
-  auto name = ParseScreeningName(request.name(), "name");
-  if (!name.ok()) return name.status();
-  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) {
-    return s;
-  }
-  auto expected = ParseEtag(request.etag());
-  if (!expected.ok()) return expected.status();
+  auto target = ParseWrite(request.name(), request.request_id(), request.etag());
+  if (!target.ok()) return target.status();
+  const ScreeningName* name = &target->name;
+  const int64_t* expected = &target->expected_version;
   if (request.answers().empty()) {
     return absl::InvalidArgumentError("answers: at least one answer is required");
   }
@@ -550,13 +557,10 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
 
 absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
     const v1::CompleteScreeningRequest& request, absl::Time deadline) {
-  auto name = ParseScreeningName(request.name(), "name");
-  if (!name.ok()) return name.status();
-  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) {
-    return s;
-  }
-  auto expected = ParseEtag(request.etag());
-  if (!expected.ok()) return expected.status();
+  auto target = ParseWrite(request.name(), request.request_id(), request.etag());
+  if (!target.ok()) return target.status();
+  const ScreeningName* name = &target->name;
+  const int64_t* expected = &target->expected_version;
   auto catalog = Catalog();
   if (!catalog.ok()) return catalog.status();
   auto loaded = Load(request.name(), "name", deadline);

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/util/ids.h"
+#include "common/util/names.h"
 #include "protos/intake/v1/intake_service.pb.h"
 #include "protos/storage/v1/records.pb.h"
 #include "services/intake/flow.h"
@@ -130,6 +131,16 @@ absl::Status PrefillContext(const v1::ScreeningContext& context,
 // PHQ-9 below 5). Fields stay unset when either PHQ-9 is incomplete.
 v1::Trend TrendBetween(const storage::v1::ResultRecord& now,
                        const storage::v1::ResultRecord& before, const std::string& before_name);
+
+// The screening a write names, and the version it is based on.
+struct WriteTarget {
+  ScreeningName name;
+  int64_t expected_version = 0;
+};
+// Checks the name, request id and etag every write carries; INVALID_ARGUMENT
+// names the field.
+absl::StatusOr<WriteTarget> ParseWrite(const std::string& name, const std::string& request_id,
+                                       const std::string& etag);
 
 // Parses an etag given by a client; INVALID_ARGUMENT names "etag".
 absl::StatusOr<int64_t> ParseEtag(const std::string& etag);

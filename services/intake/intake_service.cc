@@ -4,22 +4,10 @@
 #include "common/status/status_util.h"
 
 namespace aqueduct::intake {
-namespace {
-
-// validate -> core -> map once.
-template <typename Response, typename Result>
-grpc::Status Reply(Result result, Response* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status IntakeServiceImpl::StartScreening(
     grpc::ServerContext* context, const v1::StartScreeningRequest* request,
     v1::Screening* response) {
-  return Reply(core_->StartScreening(
+  return ReplyFrom(core_->StartScreening(
                    *request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -27,7 +15,7 @@ grpc::Status IntakeServiceImpl::StartScreening(
 grpc::Status IntakeServiceImpl::GetScreening(
     grpc::ServerContext* context, const v1::GetScreeningRequest* request,
     v1::Screening* response) {
-  return Reply(core_->GetScreening(
+  return ReplyFrom(core_->GetScreening(
                    *request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -35,7 +23,7 @@ grpc::Status IntakeServiceImpl::GetScreening(
 grpc::Status IntakeServiceImpl::GetNextItems(
     grpc::ServerContext* context, const v1::GetNextItemsRequest* request,
     v1::NextItems* response) {
-  return Reply(core_->GetNextItems(
+  return ReplyFrom(core_->GetNextItems(
                    *request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -43,7 +31,7 @@ grpc::Status IntakeServiceImpl::GetNextItems(
 grpc::Status IntakeServiceImpl::SubmitAnswers(
     grpc::ServerContext* context, const v1::SubmitAnswersRequest* request,
     v1::SubmitAnswersResponse* response) {
-  return Reply(core_->SubmitAnswers(
+  return ReplyFrom(core_->SubmitAnswers(
                    *request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -51,7 +39,7 @@ grpc::Status IntakeServiceImpl::SubmitAnswers(
 grpc::Status IntakeServiceImpl::CompleteScreening(
     grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
     v1::CompleteScreeningResponse* response) {
-  return Reply(core_->CompleteScreening(
+  return ReplyFrom(core_->CompleteScreening(
                    *request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -59,21 +47,21 @@ grpc::Status IntakeServiceImpl::CompleteScreening(
 grpc::Status IntakeServiceImpl::AbandonScreening(grpc::ServerContext* context,
                                                  const v1::AbandonScreeningRequest* request,
                                                  v1::Screening* response) {
-  return Reply(core_->AbandonScreening(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->AbandonScreening(*request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::ListMyResults(grpc::ServerContext* context,
                                               const v1::ListMyResultsRequest* request,
                                               v1::ListMyResultsResponse* response) {
-  return Reply(core_->ListMyResults(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->ListMyResults(*request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::GetMyResult(grpc::ServerContext* context,
                                             const v1::GetMyResultRequest* request,
                                             v1::ScreeningResult* response) {
-  return Reply(core_->GetMyResult(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->GetMyResult(*request, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 

@@ -5,17 +5,6 @@
 #include "common/status/status_util.h"
 
 namespace aqueduct::referral {
-namespace {
-
-template <typename Response, typename Result>
-grpc::Status Reply(Result result, Response* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 Actor ReferralServiceImpl::ActorOf(const grpc::ServerContext& context) {
   Actor actor;
   const auto& md = context.client_metadata();
@@ -35,7 +24,7 @@ Actor ReferralServiceImpl::ActorOf(const grpc::ServerContext& context) {
 grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
                                                  const v1::CreateReferralRequest* request,
                                                  v1::Referral* response) {
-  return Reply(core_->CreateReferral(*request, ActorOf(*context),
+  return ReplyFrom(core_->CreateReferral(*request, ActorOf(*context),
                                      server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -43,41 +32,41 @@ grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
 grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
                                             const v1::ListQueueRequest* request,
                                             v1::ListQueueResponse* response) {
-  return Reply(core_->ListQueue(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->ListQueue(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ClaimCase(grpc::ServerContext* context,
                                             const v1::ClaimCaseRequest* request,
                                             v1::Referral* response) {
-  return Reply(core_->ClaimCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->ClaimCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ReleaseCase(grpc::ServerContext* context,
                                               const v1::ReleaseCaseRequest* request,
                                               v1::Referral* response) {
-  return Reply(core_->ReleaseCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->ReleaseCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::DecideCase(grpc::ServerContext* context,
                                              const v1::DecideCaseRequest* request,
                                              v1::Referral* response) {
-  return Reply(core_->DecideCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->DecideCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::GetCase(grpc::ServerContext* context, const v1::GetCaseRequest* request,
                                           v1::Referral* response) {
-  return Reply(core_->GetCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  return ReplyFrom(core_->GetCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ListAuditEvents(grpc::ServerContext* context,
                                                   const v1::ListAuditEventsRequest* request,
                                                   v1::ListAuditEventsResponse* response) {
-  return Reply(core_->ListAuditEvents(*request, ActorOf(*context),
+  return ReplyFrom(core_->ListAuditEvents(*request, ActorOf(*context),
                                       server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -85,7 +74,7 @@ grpc::Status ReferralServiceImpl::ListAuditEvents(grpc::ServerContext* context,
 grpc::Status ReferralServiceImpl::GetMyReferral(grpc::ServerContext* context,
                                                 const v1::GetMyReferralRequest* request,
                                                 v1::MyReferral* response) {
-  return Reply(core_->GetMyReferral(*request, server::RpcDeadline(*context, max_rpc_time_)), response);
+  return ReplyFrom(core_->GetMyReferral(*request, server::RpcDeadline(*context, max_rpc_time_)), response);
 }
 
 grpc::Status ReferralServiceImpl::WatchQueue(grpc::ServerContext* context,

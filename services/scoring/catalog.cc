@@ -256,29 +256,31 @@ absl::Status CatalogIndex::Index() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::LoadFile(
-    const std::string& path) {
+absl::Status ReadTextProto(const std::string& path, google::protobuf::Message* message) {
   std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("catalog file ", path, " cannot be read"));
-  }
+  if (!in) return absl::NotFoundError(absl::StrCat("file ", path, " cannot be read"));
   std::stringstream buf;
   buf << in.rdbuf();
-  scoring::v1::Catalog catalog;
-
   class Collector : public google::protobuf::io::ErrorCollector {
    public:
     void AddError(int line, int column, const std::string& message) override {
-      if (error.empty()) {
-        error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
-      }
+      if (error.empty()) error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
     }
     std::string error;
   } collector;
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
-  if (!parser.ParseFromString(buf.str(), &catalog)) {
-    return absl::InvalidArgumentError(absl::StrCat("catalog file ", path, ": ", collector.error));
+  if (!parser.ParseFromString(buf.str(), message)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", collector.error));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::LoadFile(
+    const std::string& path) {
+  scoring::v1::Catalog catalog;
+  if (absl::Status s = ReadTextProto(path, &catalog); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("catalog ", s.message()));
   }
   auto built = Build(std::move(catalog));
   if (!built.ok()) {

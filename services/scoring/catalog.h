@@ -16,6 +16,10 @@
 
 namespace aqueduct::scoring {
 
+// Reads a protobuf text-format file into `message`; errors name the file and
+// the line and column of the first problem.
+absl::Status ReadTextProto(const std::string& path, google::protobuf::Message* message);
+
 // A validated, indexed instrument catalog with every expression compiled.
 // Immutable once built, so it is shared freely between threads (intake uses
 // it too, for the screening flow and answer validation).

@@ -181,22 +181,8 @@ absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>> RulesetIndex::L
   std::vector<std::shared_ptr<const RulesetIndex>> out;
   absl::flat_hash_set<std::string> versions;
   for (const std::string& path : files) {
-    std::ifstream in(path);
-    std::stringstream buf;
-    buf << in.rdbuf();
-    class Collector : public google::protobuf::io::ErrorCollector {
-     public:
-      void AddError(int line, int column, const std::string& message) override {
-        if (error.empty()) error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
-      }
-      std::string error;
-    } collector;
-    google::protobuf::TextFormat::Parser parser;
-    parser.RecordErrorsTo(&collector);
     scoring::v1::Ruleset ruleset;
-    if (!parser.ParseFromString(buf.str(), &ruleset)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", collector.error));
-    }
+    if (absl::Status s = ReadTextProto(path, &ruleset); !s.ok()) return s;
     auto built = Build(std::move(ruleset), catalog);
     if (!built.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", built.status().message()));
     if (!versions.insert((*built)->version()).second) {
