@@ -161,6 +161,15 @@ absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring, absl::Time deadline) 
   return absl::OkStatus();
 }
 
+std::string LocationStateOf(const storage::v1::SessionRecord& record) {
+  auto state = record.answers().find("ctx.state");
+  if (state != record.answers().end() &&
+      state->second.value_case() == common::v1::Answer::kCodeValue) {
+    return state->second.code_value();
+  }
+  return record.context().location_state();
+}
+
 absl::StatusOr<WriteTarget> ParseWrite(const std::string& name, const std::string& request_id,
                                        const std::string& etag) {
   auto parsed = ParseScreeningName(name, "name");
@@ -524,13 +533,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   req.set_screening(
       ScreeningName{session.record.user_id(), session.record.screening_id()}.ToString());
   *req.mutable_result() = session.result->scoring();
-  // The state the person answered in the screening wins over the one the
-  // app passed at start (it is what licensing and coverage use).
-  auto state = session.record.answers().find("ctx.state");
-  req.set_location_state(state != session.record.answers().end() &&
-                                 state->second.value_case() == common::v1::Answer::kCodeValue
-                             ? state->second.code_value()
-                             : session.record.context().location_state());
+  req.set_location_state(LocationStateOf(session.record));
   auto created = referral_->CreateReferral(req, deadline);
   if (!created.ok()) {
     log::Warn("referral hand-off pending",
@@ -633,6 +636,10 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   // between leaves entries the readers and the outbox worker skip, never a
   // completed result that referral does not learn about.
   if (absl::Status s = store_->IndexResult(name->user_id, name->screening_id, now, deadline);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = store_->IndexCompleted(name->user_id, name->screening_id, now, deadline);
       !s.ok()) {
     return s;
   }

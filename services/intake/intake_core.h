@@ -132,6 +132,10 @@ absl::Status PrefillContext(const v1::ScreeningContext& context,
 v1::Trend TrendBetween(const storage::v1::ResultRecord& now,
                        const storage::v1::ResultRecord& before, const std::string& before_name);
 
+// The US state a screening's person is in: the answered ctx.state, else the
+// state the app gave at start (licensing and coverage use it).
+std::string LocationStateOf(const storage::v1::SessionRecord& record);
+
 // The screening a write names, and the version it is based on.
 struct WriteTarget {
   ScreeningName name;

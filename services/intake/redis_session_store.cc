@@ -3,6 +3,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
+
 namespace aqueduct::intake {
 namespace {
 
@@ -281,6 +283,125 @@ absl::Status RedisSessionStore::RemoveHandoff(const std::string& user_id,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
   return client_->Command({"ZREM", OutboxKey(), absl::StrCat(user_id, "/", screening_id)}, deadline)
+      .status();
+}
+
+absl::Status RedisSessionStore::IndexCompleted(const std::string& user_id,
+                                               const std::string& screening_id,
+                                               int64_t complete_time_ms, absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", redis::GlobalKey(kService, "completed"), absl::StrCat(complete_time_ms),
+                 absl::StrCat(user_id, "/", screening_id)},
+                deadline)
+      .status();
+}
+
+absl::StatusOr<int64_t> RedisSessionStore::CountCompleted(int64_t from_ms, int64_t to_ms,
+                                                         absl::Time deadline) {
+  auto r = client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"), absl::StrCat(from_ms),
+                             absl::StrCat(to_ms)},
+                            deadline);
+  if (!r.ok()) return r.status();
+  return r->integer;
+}
+
+absl::StatusOr<std::vector<SessionStore::CompletedEntry>> RedisSessionStore::ScanCompleted(
+    int64_t from_ms, int64_t to_ms, int64_t after_ms, const std::string& after_member, int limit,
+    absl::Time deadline) {
+  std::vector<CompletedEntry> out;
+  const int64_t start = after_member.empty() ? from_ms : std::max(from_ms, after_ms);
+  int offset = 0;
+  while (static_cast<int>(out.size()) < limit) {
+    const int want = limit - static_cast<int>(out.size()) + 1;
+    auto r = client_->Command({"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
+                               absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES", "LIMIT",
+                               absl::StrCat(offset), absl::StrCat(want)},
+                              deadline);
+    if (!r.ok()) return r.status();
+    const auto& el = r->elements;
+    for (size_t i = 0; i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
+      CompletedEntry e;
+      e.member = el[i].str;
+      if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms)) return absl::InternalError("completed index: bad score");
+      if (!after_member.empty() && e.time_ms == after_ms && e.member <= after_member) continue;
+      const size_t slash = e.member.find('/');
+      if (slash == std::string::npos) continue;
+      e.user_id = e.member.substr(0, slash);
+      e.screening_id = e.member.substr(slash + 1);
+      out.push_back(std::move(e));
+    }
+    offset += static_cast<int>(el.size() / 2);
+    if (static_cast<int>(el.size() / 2) < want) break;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadForRescore(
+    const std::vector<std::string>& screening_ids, const std::string& ruleset_version,
+    absl::Time deadline) {
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(screening_ids.size());
+  const std::string outcome_field = absl::StrCat("o:", ruleset_version);
+  for (const auto& id : screening_ids) {
+    commands.push_back({"HMGET", SessionKey(id), "v", "d", "r", outcome_field});
+  }
+  auto replies = client_->Pipeline(commands, deadline);
+  if (!replies.ok()) return replies.status();
+  std::vector<ForRescore> out(screening_ids.size());
+  for (size_t i = 0; i < replies->size(); ++i) {
+    const auto& f = (*replies)[i].elements;
+    if ((*replies)[i].is_error() || f.size() != 4 || f[0].is_nil()) continue;
+    StoredSession s;
+    if (!absl::SimpleAtoi(f[0].str, &s.version) || !s.record.ParseFromString(f[1].str)) {
+      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": record does not parse"));
+    }
+    if (!f[2].is_nil()) {
+      storage::v1::ResultRecord r;
+      if (!r.ParseFromString(f[2].str)) return absl::DataLossError("result does not parse");
+      s.result = std::move(r);
+    }
+    if (!f[3].is_nil()) {
+      storage::v1::ResultRecord o;
+      if (!o.ParseFromString(f[3].str)) return absl::DataLossError("outcome does not parse");
+      out[i].outcome = std::move(o);
+    }
+    out[i].session = std::move(s);
+  }
+  return out;
+}
+
+absl::Status RedisSessionStore::PutOutcomes(
+    const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+    const std::string& ruleset_version, absl::Time deadline) {
+  if (outcomes.empty()) return absl::OkStatus();
+  std::vector<std::vector<std::string>> commands;
+  const std::string field = absl::StrCat("o:", ruleset_version);
+  for (const auto& [id, record] : outcomes) {
+    commands.push_back({"HSETNX", SessionKey(id), field, record.SerializeAsString()});
+  }
+  auto replies = client_->Pipeline(commands, deadline);
+  if (!replies.ok()) return replies.status();
+  for (const auto& r : *replies) {
+    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> RedisSessionStore::GetCheckpoint(
+    const std::string& job, absl::Time deadline) {
+  auto r = client_->Command({"GET", redis::Key("rescore", job, "checkpoint")}, deadline);
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
+  storage::v1::RescoreCheckpoint c;
+  if (!c.ParseFromString(r->str)) return absl::DataLossError("checkpoint does not parse");
+  return std::optional<storage::v1::RescoreCheckpoint>(std::move(c));
+}
+
+absl::Status RedisSessionStore::PutCheckpoint(const std::string& job,
+                                              const storage::v1::RescoreCheckpoint& checkpoint,
+                                              absl::Time deadline) {
+  return client_->Command({"SET", redis::Key("rescore", job, "checkpoint"), checkpoint.SerializeAsString()},
+                          deadline)
       .status();
 }
 

@@ -17,6 +17,9 @@ namespace aqueduct::intake {
 //   aq:intake:{<user>}:results          zset of completed screenings by time
 //   aq:intake:outbox                    zset "<user>/<screening>" by next
 //                                       hand-off attempt (global index)
+//   aq:intake:completed                 zset "<user>/<screening>" by completion
+//   aq:intake:{<screening>}:session     field o:<ruleset> = re-scoring outcome
+//   aq:rescore:{<job>}:checkpoint       a batch job's RescoreCheckpoint
 class RedisSessionStore : public SessionStore {
  public:
   explicit RedisSessionStore(redis::Client* client,
@@ -57,6 +60,22 @@ class RedisSessionStore : public SessionStore {
                                                              int limit,
                                                              absl::Time deadline) override;
   absl::Status RemoveHandoff(const std::string& user_id, const std::string& screening_id,
+                             absl::Time deadline) override;
+  absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
+                              int64_t complete_time_ms, absl::Time deadline) override;
+  absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms, absl::Time deadline) override;
+  absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(int64_t from_ms, int64_t to_ms,
+                                                            int64_t after_ms,
+                                                            const std::string& after_member, int limit,
+                                                            absl::Time deadline) override;
+  absl::StatusOr<std::vector<ForRescore>> ReadForRescore(const std::vector<std::string>& screening_ids,
+                                                         const std::string& ruleset_version,
+                                                         absl::Time deadline) override;
+  absl::Status PutOutcomes(const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+                           const std::string& ruleset_version, absl::Time deadline) override;
+  absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
+      const std::string& job, absl::Time deadline) override;
+  absl::Status PutCheckpoint(const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
                              absl::Time deadline) override;
 
  private:

@@ -116,6 +116,47 @@ class SessionStore {
   virtual absl::Status RemoveHandoff(const std::string& user_id,
                                      const std::string& screening_id,
                                      absl::Time deadline) = 0;
+
+  // Every completed screening by completion time (for batch re-scoring);
+  // written before the completion commits, so readers skip entries whose
+  // screening is not completed.
+  virtual absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
+                                      int64_t complete_time_ms, absl::Time deadline) = 0;
+  struct CompletedEntry {
+    std::string user_id;
+    std::string screening_id;
+    int64_t time_ms = 0;
+    std::string member;  // "<user>/<screening>", the index position
+  };
+  // How many completed screenings fall in [from_ms, to_ms].
+  virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,
+                                                 absl::Time deadline) = 0;
+  // Up to `limit` entries with from_ms <= time <= to_ms strictly after
+  // (after_ms, after_member), oldest first.
+  virtual absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(
+      int64_t from_ms, int64_t to_ms, int64_t after_ms, const std::string& after_member, int limit,
+      absl::Time deadline) = 0;
+
+  // Many sessions in one round trip (nullopt where missing), with whether an
+  // outcome under `ruleset_version` is already stored.
+  struct ForRescore {
+    std::optional<StoredSession> session;
+    std::optional<storage::v1::ResultRecord> outcome;  // the stored outcome for the version
+  };
+  virtual absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
+      const std::vector<std::string>& screening_ids, const std::string& ruleset_version,
+      absl::Time deadline) = 0;
+  // Stores re-scoring outcomes next to the original result, write-once per
+  // ruleset version (the original and earlier outcomes are never rewritten).
+  virtual absl::Status PutOutcomes(
+      const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+      const std::string& ruleset_version, absl::Time deadline) = 0;
+
+  virtual absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
+      const std::string& job, absl::Time deadline) = 0;
+  virtual absl::Status PutCheckpoint(const std::string& job,
+                                     const storage::v1::RescoreCheckpoint& checkpoint,
+                                     absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake

@@ -127,10 +127,12 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
   referral.set_ruleset_version(result.ruleset_version());
   referral.set_create_time_ms(now_ms);
   *referral.mutable_result() = result;
+  if (request.has_previous_result()) *referral.mutable_previous_result() = request.previous_result();
+  *referral.mutable_changes() = request.changes();
 
   v1::AuditEvent created;
   created.set_name(absl::StrCat(referral.name(), "/auditEvents/1"));
-  created.set_kind("created");
+  created.set_kind(request.has_previous_result() ? "created_rereview" : "created");
   created.set_actor(actor.id);
   created.set_actor_role(actor.role);
   created.set_time_ms(now_ms);

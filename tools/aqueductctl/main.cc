@@ -7,13 +7,20 @@
 //       lists the clinician queue.
 //   aqueductctl health
 //       asks each service's grpc.health.v1 status.
+//   aqueductctl rescore --ruleset=v2 [--dry_run] ...
+//       re-scores stored screenings under a ruleset version (batch job).
 // Connection settings: --intake/--referral/--scoring or the environment
 // (AQUEDUCT_INTAKE_ADDR, AQUEDUCT_REFERRAL_ADDR, AQUEDUCT_SCORING_ADDR);
 // defaults match the local stack that deploy/run-local.sh starts.
 
 #include <grpcpp/grpcpp.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -29,6 +36,10 @@
 #include "common/server/health_client.h"
 #include "common/util/ids.h"
 #include "tools/aqueductctl/scripted_answers.h"
+#include "tools/rescore/rescore.h"
+#include "common/redis/redis_client.h"
+#include "services/intake/redis_session_store.h"
+#include "absl/time/time.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 
@@ -54,6 +65,17 @@ ABSL_FLAG(std::string, actor, EnvOr("AQUEDUCT_ACTOR", "dr-demo"),
           "Clinician id for clinician commands (see deploy/local/clinicians.txt). Env "
           "AQUEDUCT_ACTOR.");
 ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
+ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
+          "rescore: Redis address (host:port or unix:/path). Env AQUEDUCT_REDIS.");
+ABSL_FLAG(std::string, ruleset, "", "rescore: ruleset version to apply (required).");
+ABSL_FLAG(std::string, from, "", "rescore: only screenings completed on or after YYYY-MM-DD (UTC).");
+ABSL_FLAG(std::string, to, "", "rescore: only screenings completed on or before YYYY-MM-DD (UTC).");
+ABSL_FLAG(std::string, route, "", "rescore: only screenings whose current route is this (e.g. THERAPY).");
+ABSL_FLAG(bool, dry_run, false, "rescore: compute and report the changes, write nothing.");
+ABSL_FLAG(double, max_per_second, 0, "rescore: rate limit in screenings per second (0 = none).");
+ABSL_FLAG(int32_t, batch, 500, "rescore: screenings per batch (and per checkpoint).");
+ABSL_FLAG(std::string, job, "", "rescore: job name for the checkpoint (default rescore-<ruleset>).");
+ABSL_FLAG(std::string, summary_json, "", "rescore: also write the summary as JSON to this file.");
 
 namespace {
 
@@ -201,6 +223,103 @@ int Queue() {
   return 0;
 }
 
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+absl::StatusOr<int64_t> DayMillis(const std::string& day, bool end_of_day, const char* flag) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime("%Y-%m-%d", day, absl::UTCTimeZone(), &t, &err)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": expected YYYY-MM-DD, got \"", day, "\""));
+  }
+  if (end_of_day) t += absl::Hours(24) - absl::Milliseconds(1);
+  return absl::ToUnixMillis(t);
+}
+
+int Rescore() {
+  aqueduct::tools::RescoreOptions options;
+  options.ruleset_version = absl::GetFlag(FLAGS_ruleset);
+  options.job = absl::GetFlag(FLAGS_job);
+  options.dry_run = absl::GetFlag(FLAGS_dry_run);
+  options.max_per_second = absl::GetFlag(FLAGS_max_per_second);
+  options.batch = absl::GetFlag(FLAGS_batch);
+  if (options.ruleset_version.empty()) {
+    std::cerr << "aqueductctl rescore: --ruleset is required (see ListRulesets / aqueductctl health)\n";
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_from).empty()) {
+    auto ms = DayMillis(absl::GetFlag(FLAGS_from), false, "--from");
+    if (!ms.ok()) { std::cerr << "aqueductctl rescore: " << ms.status().message() << "\n"; return 2; }
+    options.from_ms = *ms;
+  }
+  if (!absl::GetFlag(FLAGS_to).empty()) {
+    auto ms = DayMillis(absl::GetFlag(FLAGS_to), true, "--to");
+    if (!ms.ok()) { std::cerr << "aqueductctl rescore: " << ms.status().message() << "\n"; return 2; }
+    options.to_ms = *ms;
+  }
+  if (!absl::GetFlag(FLAGS_route).empty()) {
+    aqueduct::common::v1::Route route;
+    if (!aqueduct::common::v1::Route_Parse(absl::GetFlag(FLAGS_route), &route) ||
+        route == aqueduct::common::v1::ROUTE_UNSPECIFIED) {
+      std::cerr << "aqueductctl rescore: --route: not a route (SELF_HELP, THERAPY, KETAMINE_REVIEW, "
+                   "CRISIS_URGENT, CRISIS_ACUTE)\n";
+      return 2;
+    }
+    options.route = route;
+  }
+  auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
+  if (!endpoint.ok()) { std::cerr << "aqueductctl rescore: " << endpoint.status().message() << "\n"; return 2; }
+  aqueduct::redis::Options redis_options;
+  redis_options.endpoint = *endpoint;
+  redis_options.command_timeout = absl::Seconds(5);
+  redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
+  aqueduct::redis::Client redis(redis_options);
+  aqueduct::intake::RedisSessionStore store(&redis);
+  auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(Channel(absl::GetFlag(FLAGS_scoring)));
+  auto referral = aqueduct::referral::v1::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  const bool tty = isatty(STDOUT_FILENO);
+  aqueduct::tools::Rescorer job(&store, scoring.get(), referral.get(), options);
+  auto summary = job.Run(g_stop, [&](const aqueduct::tools::RescoreProgress& p) {
+    if (!tty) return;
+    const double frac = p.total > 0 ? std::min(1.0, static_cast<double>(p.done) / p.total) : 1.0;
+    const int width = 30, filled = static_cast<int>(frac * width);
+    const double eta = p.per_second > 0 ? (p.total - p.done) / p.per_second : 0;
+    std::printf("\r[%s%s] %lld/%lld  %.1fk/s  ETA %02d:%02d ", std::string(filled, '#').c_str(),
+                std::string(width - filled, ' ').c_str(), static_cast<long long>(p.done),
+                static_cast<long long>(p.total), p.per_second / 1000, static_cast<int>(eta) / 60,
+                static_cast<int>(eta) % 60);
+    std::fflush(stdout);
+  });
+  if (tty) std::printf("\n");
+  if (!summary.ok()) {
+    std::cerr << "aqueductctl rescore: " << summary.status().message()
+              << "\n(progress is checkpointed; run the same command again to resume)\n";
+    return 1;
+  }
+  const auto& c = summary->counts;
+  std::printf("%-22s %s%s\n", "ruleset", c.ruleset_version().c_str(), options.dry_run ? " (dry run: nothing written)" : "");
+  std::printf("%-22s %lld\n", "screened", static_cast<long long>(c.screened()));
+  std::printf("%-22s %lld\n", "changed: route", static_cast<long long>(c.changed_route()));
+  std::printf("%-22s %lld\n", "changed: band", static_cast<long long>(c.changed_band()));
+  std::printf("%-22s %lld\n", "changed: safety flags", static_cast<long long>(c.changed_flags()));
+  std::printf("%-22s %lld\n", "re-review cases", static_cast<long long>(c.cases_opened()));
+  std::printf("%-22s %lld\n", "failed", static_cast<long long>(c.failed()));
+  std::printf("%-22s %.1f s (%.0f/s)\n", "time", summary->seconds,
+              summary->seconds > 0 ? c.screened() / summary->seconds : 0.0);
+  for (const auto& line : summary->sample_changes) std::printf("  e.g. %s\n", line.c_str());
+  if (!absl::GetFlag(FLAGS_summary_json).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_summary_json)) << aqueduct::tools::SummaryJson(*summary, options);
+  }
+  if (summary->interrupted) {
+    std::printf("interrupted: run the same command again to resume\n");
+    return 130;
+  }
+  return 0;
+}
+
 int Health() {
   int bad = 0;
   for (const auto& [name, addr] :
@@ -224,7 +343,9 @@ int main(int argc, char** argv) {
       "aqueductctl <demo|queue|health> [flags]\n"
       "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] [--user=demo] [--state=FL]\n"
       "  queue  [--page_size=20] [--actor=dr-demo]\n"
-      "  health");
+      "  health\n"
+      "  rescore --ruleset=v2 [--from=YYYY-MM-DD] [--to=YYYY-MM-DD] [--route=THERAPY]\n"
+      "          [--dry_run] [--max_per_second=N] [--summary_json=FILE] [--redis=ADDR]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
@@ -234,6 +355,7 @@ int main(int argc, char** argv) {
   if (cmd == "demo") return Demo();
   if (cmd == "queue") return Queue();
   if (cmd == "health") return Health();
+  if (cmd == "rescore") return Rescore();
   std::cerr << "aqueductctl: unknown command \"" << cmd << "\"\n"
             << absl::ProgramUsageMessage() << "\n";
   return 2;

@@ -1,0 +1,289 @@
+// Batch re-scoring end to end: real redis-server, real scoring and referral
+// binaries, screenings completed through intake, and the aqueductctl
+// process running the job (killed and resumed in one test).
+
+#include <google/protobuf/text_format.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/server/channels.h"
+#include "common/server/health_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/intake/intake_core.h"
+#include "services/intake/redis_session_store.h"
+#include "tests/testing/process.h"
+#include "tests/testing/screening.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct {
+namespace {
+
+namespace t = ::aqueduct::testing;
+using ::testing::HasSubstr;
+
+class RescoreTest : public ::testing::Test {
+ protected:
+  static constexpr int kScreenings = 40;
+
+  void SetUp() override {
+    auto redis = t::RedisServer::Start(dir_.path());
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = std::move(*redis);
+    // Rulesets: v1 as shipped, and v2-test moving the depression threshold
+    // from PHQ-9 >= 10 to >= 12. v2-test is published earlier, so new
+    // screenings still complete under v1; the job names it explicitly.
+    rulesets_ = dir_.path() + "/rulesets";
+    ASSERT_EQ(mkdir(rulesets_.c_str(), 0755), 0);
+    const std::string v1 = t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
+    std::ofstream(rulesets_ + "/v1.textproto") << v1;
+    scoring::v1::Ruleset v2;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(v1, &v2));
+    v2.set_version("v2-test");
+    v2.set_published("2026-11-01");
+    for (auto& s : *v2.mutable_signals()) {
+      if (s.id() == "depression_signal") s.set_when("phq9.total >= 12");
+    }
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(v2, &text);
+    std::ofstream(rulesets_ + "/v2-test.textproto") << text;
+    {
+      std::ofstream(dir_.path() + "/clinicians.txt") << "dr-all physician NY,NJ,FL\n";
+    }
+    scoring_addr_ = Start("scoring", "services/scoring/aqueduct-scoring",
+                          {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+                           "--rulesets=" + rulesets_});
+    referral_addr_ = Start("referral", "services/referral/aqueduct-referral",
+                           {"--redis=" + redis_->address(), "--clinicians=" + dir_.path() + "/clinicians.txt"});
+    ASSERT_FALSE(scoring_addr_.empty());
+    ASSERT_FALSE(referral_addr_.empty());
+
+    client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
+    store_ = std::make_unique<intake::RedisSessionStore>(client_.get());
+    scoring_peer_ = std::make_unique<intake::GrpcScoringPeer>(server::PeerChannel(scoring_addr_),
+                                                              scoring_addr_, absl::Seconds(5));
+    referral_peer_ = std::make_unique<intake::GrpcReferralPeer>(server::PeerChannel(referral_addr_),
+                                                                referral_addr_, absl::Seconds(5));
+    ASSERT_THAT(catalog_.LoadFrom(*scoring_peer_, absl::Now() + absl::Seconds(10)), t::IsOk());
+    intake::IntakeConfig config;
+    config.max_open_sessions = 100;
+    core_ = std::make_unique<intake::IntakeCore>(store_.get(), scoring_peer_.get(), referral_peer_.get(),
+                                                 &catalog_, &RealClock(), config);
+    // Screenings with PHQ-9 totals 6..13 over and over; exactly those at 10
+    // and 11 cross the moved threshold.
+    for (int i = 0; i < kScreenings; ++i) {
+      const int total = 6 + i % 8;
+      expected_changes_ += (total == 10 || total == 11);
+      Complete(total, "u" + std::to_string(i));
+    }
+  }
+
+  std::string Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
+    const std::string port_file = dir_.path() + "/" + name + ".port";
+    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
+    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log");
+    EXPECT_TRUE(p.ok());
+    processes_.push_back(std::move(*p));
+    const int port = t::WaitForPortFile(port_file, absl::Seconds(10));
+    if (port == 0) return "";
+    const std::string addr = absl::StrCat("127.0.0.1:", port);
+    auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+    for (int i = 0; i < 100; ++i) {
+      auto h = server::CheckHealth(channel, "", absl::Now() + absl::Seconds(1));
+      if (h.ok() && *h) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return addr;
+  }
+
+  void Complete(int phq9_total, const std::string& user) {
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/" + user);
+    start.set_consent_version("c1");
+    auto s = core_->StartScreening(start, absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(s.ok()) << s.status();
+    tools::Overrides o = t::AdultContext("NY");
+    int left = phq9_total;
+    for (int item = 1; item <= 8; ++item) {
+      const int v = std::min(2, left);  // at most "more than half the days"
+      left -= v;
+      o["phq9." + std::to_string(item)] = std::to_string(v);
+    }
+    std::string etag = s->etag();
+    for (int page = 0; page < 20; ++page) {
+      intake::v1::GetNextItemsRequest next_req;
+      next_req.set_name(s->name());
+      auto next = core_->GetNextItems(next_req, absl::Now() + absl::Seconds(5));
+      ASSERT_TRUE(next.ok());
+      if (next->items().empty()) break;
+      intake::v1::SubmitAnswersRequest submit;
+      submit.set_name(s->name());
+      submit.set_etag(next->etag());
+      submit.set_request_id("p" + std::to_string(page));
+      for (const auto& ask : next->items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+      auto done = core_->SubmitAnswers(submit, absl::Now() + absl::Seconds(5));
+      ASSERT_TRUE(done.ok()) << done.status();
+      etag = done->screening().etag();
+    }
+    intake::v1::CompleteScreeningRequest complete;
+    complete.set_name(s->name());
+    complete.set_etag(etag);
+    complete.set_request_id("c");
+    auto done = core_->CompleteScreening(complete, absl::Now() + absl::Seconds(10));
+    ASSERT_TRUE(done.ok()) << done.status();
+    ASSERT_EQ(done->result().scoring().ruleset_version(), "v1");
+  }
+
+  // Runs "aqueductctl rescore" as a process; returns its exit status.
+  std::unique_ptr<t::Subprocess> Rescore(std::vector<std::string> extra, const std::string& summary) {
+    std::vector<std::string> args = {t::BinaryPath("tools/aqueductctl/aqueductctl"), "rescore",
+                                     "--ruleset=v2-test", "--redis=" + redis_->address(),
+                                     "--scoring=" + scoring_addr_, "--referral=" + referral_addr_,
+                                     "--summary_json=" + summary};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log");
+    EXPECT_TRUE(p.ok());
+    return std::move(*p);
+  }
+  int RunToEnd(std::vector<std::string> extra, const std::string& summary) {
+    auto p = Rescore(std::move(extra), summary);
+    auto status = p->Wait(absl::Seconds(120));
+    EXPECT_TRUE(status.has_value());
+    return status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  }
+
+  // Every key and value in Redis, for "nothing was written" checks.
+  std::map<std::string, std::string> Snapshot() {
+    std::map<std::string, std::string> out;
+    std::string cursor = "0";
+    do {
+      auto r = client_->Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+      EXPECT_TRUE(r.ok());
+      if (!r.ok()) break;
+      cursor = r->elements[0].str;
+      for (const auto& k : r->elements[1].elements) {
+        auto dump = client_->Command({"DUMP", k.str}, absl::Now() + absl::Seconds(5));
+        out[k.str] = dump.ok() ? dump->str : "?";
+      }
+    } while (cursor != "0");
+    return out;
+  }
+
+  std::vector<referral::v1::Referral> ReReviewCases() {
+    auto stub = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr_));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-aqueduct-actor", "dr-all");
+    referral::v1::ListQueueRequest req;
+    req.set_page_size(200);
+    referral::v1::ListQueueResponse resp;
+    EXPECT_TRUE(stub->ListQueue(&ctx, req, &resp).ok());
+    std::vector<referral::v1::Referral> out;
+    for (const auto& c : resp.cases()) {
+      if (c.ruleset_version() == "v2-test") out.push_back(c);
+    }
+    return out;
+  }
+
+  int64_t OutcomesStored() {
+    auto ids = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 1000, absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(ids.ok());
+    int64_t n = 0;
+    for (const auto& e : *ids) {
+      auto r = client_->Command({"HEXISTS", redis::Key("intake", e.screening_id, "session"), "o:v2-test"},
+                                absl::Now() + absl::Seconds(5));
+      n += r.ok() && r->integer == 1;
+    }
+    return n;
+  }
+
+  t::TempDir dir_;
+  std::unique_ptr<t::RedisServer> redis_;
+  std::string rulesets_, scoring_addr_, referral_addr_;
+  std::vector<std::unique_ptr<t::Subprocess>> processes_;
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<intake::RedisSessionStore> store_;
+  std::unique_ptr<intake::GrpcScoringPeer> scoring_peer_;
+  std::unique_ptr<intake::GrpcReferralPeer> referral_peer_;
+  intake::CatalogHolder catalog_;
+  std::unique_ptr<intake::IntakeCore> core_;
+  int expected_changes_ = 0;
+};
+
+TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
+  ASSERT_EQ(expected_changes_, 10);
+  const auto before = Snapshot();
+  const std::string summary = dir_.path() + "/dry.json";
+  ASSERT_EQ(RunToEnd({"--dry_run"}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  EXPECT_EQ(Snapshot(), before) << "a dry run writes nothing";
+  const std::string json = t::ReadFile(summary);
+  EXPECT_THAT(json, HasSubstr("\"dry_run\":true"));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json, HasSubstr("\"cases_opened\":0"));
+}
+
+TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
+  const std::string summary = dir_.path() + "/run.json";
+  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  const std::string json = t::ReadFile(summary);
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json, HasSubstr("\"changed_band\":0"));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  EXPECT_EQ(OutcomesStored(), kScreenings) << "a new outcome next to every original";
+  auto cases = ReReviewCases();
+  ASSERT_EQ(static_cast<int>(cases.size()), expected_changes_);
+  for (const auto& c : cases) {
+    const auto* phq9 = &c.previous_result().scores(1);
+    ASSERT_EQ(phq9->instrument_id(), "phq9");
+    EXPECT_TRUE(phq9->total() == 10 || phq9->total() == 11) << phq9->total();
+    EXPECT_EQ(c.previous_result().routing().primary_route(), common::v1::THERAPY);
+    EXPECT_EQ(c.current_route(), common::v1::SELF_HELP);
+    ASSERT_FALSE(c.changes().empty());
+    EXPECT_THAT(c.changes(0), HasSubstr("route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)"));
+  }
+  // The original results are untouched, and running again changes nothing.
+  ASSERT_EQ(RunToEnd({}, summary), 0);
+  EXPECT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_);
+  EXPECT_EQ(OutcomesStored(), kScreenings);
+}
+
+TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
+  const std::string summary = dir_.path() + "/killed.json";
+  auto p = Rescore({"--batch=4", "--max_per_second=12"}, summary);
+  // Wait for a checkpoint part-way, then kill without warning.
+  const std::string key = redis::Key("rescore", "rescore-v2-test", "checkpoint");
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  int64_t screened = 0;
+  while (absl::Now() < end) {
+    auto r = client_->Command({"GET", key}, absl::Now() + absl::Seconds(2));
+    storage::v1::RescoreCheckpoint cp;
+    if (r.ok() && !r->is_nil() && cp.ParseFromString(r->str) && cp.screened() >= 12) {
+      screened = cp.screened();
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_GE(screened, 12);
+  p->Signal(SIGKILL);
+  p->Wait(absl::Seconds(5));
+  ASSERT_LT(OutcomesStored(), kScreenings) << "killed part-way";
+  // Run again: picks up at the checkpoint and finishes.
+  ASSERT_EQ(RunToEnd({"--batch=4"}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  const std::string json = t::ReadFile(summary);
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  EXPECT_EQ(OutcomesStored(), kScreenings);
+  EXPECT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_) << "no duplicate cases";
+}
+
+}  // namespace
+}  // namespace aqueduct

@@ -1,0 +1,87 @@
+#ifndef AQUEDUCT_TOOLS_RESCORE_RESCORE_H_
+#define AQUEDUCT_TOOLS_RESCORE_RESCORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "protos/scoring/v1/scoring_service.grpc.pb.h"
+#include "protos/storage/v1/records.pb.h"
+#include "services/intake/session_store.h"
+
+namespace aqueduct::tools {
+
+struct RescoreOptions {
+  std::string ruleset_version;  // required: the version to apply
+  std::string job;              // checkpoint name; default "rescore-<version>"
+  int64_t from_ms = 0;          // completion time range (inclusive)
+  int64_t to_ms = std::numeric_limits<int64_t>::max() / 2;
+  std::optional<common::v1::Route> route;  // only screenings whose route is this
+  bool dry_run = false;         // compute and report, write nothing
+  double max_per_second = 0;    // 0 = as fast as possible
+  int batch = 500;
+};
+
+struct RescoreProgress {
+  int64_t done = 0;
+  int64_t total = 0;  // completed screenings in range (an upper bound with filters)
+  double per_second = 0;
+};
+
+struct RescoreSummary {
+  storage::v1::RescoreCheckpoint counts;
+  double seconds = 0;
+  bool interrupted = false;
+  std::vector<std::string> sample_changes;  // a few, for the report (no identities)
+};
+
+// What changed between two results, one line each (route, bands, safety
+// flags, and the route rule behind it); empty when nothing that matters
+// for care changed.
+struct ResultChanges {
+  bool route = false, band = false, flags = false;
+  std::vector<std::string> lines;
+  bool any() const { return route || band || flags; }
+};
+ResultChanges Compare(const scoring::v1::ScoringResult& before, const scoring::v1::ScoringResult& after);
+
+// The batch re-scoring job: reads completed screenings from the store,
+// scores them through scoring's streaming RPC under one ruleset version,
+// stores each new outcome next to the original (write-once), and opens a
+// re-review case in referral for every screening whose route, severity band
+// or safety flags changed. Resumable: a checkpoint after every batch, and
+// every write is idempotent, so a killed job run again ends in the same
+// state as one clean run.
+class Rescorer {
+ public:
+  Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
+           referral::v1::ReferralService::StubInterface* referral, RescoreOptions options)
+      : store_(store), scoring_(scoring), referral_(referral), options_(std::move(options)) {}
+
+  // Runs to the end, or until `stop` is set (then the last full batch is
+  // checkpointed and `interrupted` is set).
+  absl::StatusOr<RescoreSummary> Run(const std::atomic<bool>& stop,
+                                     const std::function<void(const RescoreProgress&)>& progress = {});
+
+ private:
+  absl::Status ScoreBatch(const std::vector<scoring::v1::ScoreBatchRequest>& requests,
+                          std::vector<scoring::v1::ScoreBatchResponse>* responses);
+
+  intake::SessionStore* store_;
+  scoring::v1::ScoringService::StubInterface* scoring_;
+  referral::v1::ReferralService::StubInterface* referral_;
+  RescoreOptions options_;
+};
+
+// Renders the summary as JSON (counts, rate, interrupted).
+std::string SummaryJson(const RescoreSummary& summary, const RescoreOptions& options);
+
+}  // namespace aqueduct::tools
+
+#endif  // AQUEDUCT_TOOLS_RESCORE_RESCORE_H_
