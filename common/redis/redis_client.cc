@@ -179,7 +179,7 @@ void Client::Release(std::unique_ptr<Connection> conn) {
 
 absl::StatusOr<std::vector<Reply>> Client::Run(
     const std::vector<std::vector<std::string>>& commands,
-    absl::Time deadline) {
+    absl::Time deadline, absl::Duration extra_wait) {
   if (absl::Now() >= deadline) {
     return absl::DeadlineExceededError(
         absl::StrCat(Describe(), ": deadline passed before sending"));
@@ -189,8 +189,9 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   std::unique_ptr<Connection> conn = std::move(*conn_or);
 
   absl::Duration remaining = deadline - absl::Now();
-  const bool capped_by_deadline = remaining < options_.command_timeout;
-  absl::Duration timeout = std::min(options_.command_timeout, remaining);
+  const absl::Duration command_timeout = options_.command_timeout + extra_wait;
+  const bool capped_by_deadline = remaining < command_timeout;
+  absl::Duration timeout = std::min(command_timeout, remaining);
   if (timeout <= absl::ZeroDuration()) {
     Release(std::move(conn));
     return absl::DeadlineExceededError(
@@ -248,6 +249,15 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   Release(std::move(conn));
   if (!failure.ok()) return failure;
   return replies;
+}
+
+absl::StatusOr<Reply> Client::BlockingCommand(const std::vector<std::string>& argv,
+                                              absl::Duration block, absl::Time deadline) {
+  auto replies = Run({argv}, deadline, block);
+  if (!replies.ok()) return replies.status();
+  Reply& r = (*replies)[0];
+  if (r.is_error()) return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
+  return std::move(r);
 }
 
 absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& argv,

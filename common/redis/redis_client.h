@@ -80,6 +80,11 @@ class Client {
   absl::StatusOr<Reply> Command(const std::vector<std::string>& argv,
                                 absl::Time deadline = absl::InfiniteFuture());
 
+  // For commands that wait on the server (XREAD BLOCK, BLPOP...): the
+  // command timeout is extended by `block`, still capped by the deadline.
+  absl::StatusOr<Reply> BlockingCommand(const std::vector<std::string>& argv,
+                                        absl::Duration block, absl::Time deadline);
+
   // Sends all commands, then reads all replies, on one connection. Error
   // replies are returned in place (Reply::Type::kError); only I/O failures
   // fail the whole call.
@@ -104,7 +109,7 @@ class Client {
   void Release(std::unique_ptr<Connection> conn);
   absl::StatusOr<std::vector<Reply>> Run(
       const std::vector<std::vector<std::string>>& commands,
-      absl::Time deadline);
+      absl::Time deadline, absl::Duration extra_wait = absl::ZeroDuration());
 
   const Options options_;
   absl::Mutex mu_;

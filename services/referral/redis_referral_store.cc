@@ -249,10 +249,10 @@ absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind,
 absl::StatusOr<std::vector<ReferralStore::Event>> RedisReferralStore::ReadEvents(
     const std::string& cursor, int limit, absl::Duration block, absl::Time deadline) {
   if (!ValidStreamId(cursor)) return absl::InvalidArgumentError("cursor: malformed");
-  auto r = client_->Command({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
-                             absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
-                             "STREAMS", EventsKey(), cursor},
-                            deadline);
+  auto r = client_->BlockingCommand({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
+                                     absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
+                                     "STREAMS", EventsKey(), cursor},
+                                    block, deadline);
   if (!r.ok()) return r.status();
   std::vector<Event> out;
   if (r->is_nil() || r->elements.empty()) return out;  // nothing new

@@ -77,6 +77,16 @@ TEST_F(RedisClientTest, ArraysAreCopiedRecursively) {
   EXPECT_EQ(r->elements[1].str, "y");
 }
 
+TEST_F(RedisClientTest, BlockingCommandMayWaitLongerThanTheCommandTimeout) {
+  // command timeout is 500 ms in the test options; block for 800 ms.
+  auto r = client_->BlockingCommand({"BLPOP", "nothing-here", "0.8"}, absl::Milliseconds(800), Soon());
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->is_nil() || r->elements.empty());
+  EXPECT_THAT(client_->Command({"BLPOP", "nothing-here", "0.8"}, Soon()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")))
+      << "a plain command still times out";
+}
+
 TEST_F(RedisClientTest, PassedDeadlineFailsWithoutSending) {
   EXPECT_THAT(client_->Command({"PING"}, absl::Now() - absl::Seconds(1)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));

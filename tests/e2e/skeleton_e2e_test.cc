@@ -4,6 +4,8 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
+
+#include <fstream>
 #include <sys/wait.h>
 
 #include "absl/strings/str_cat.h"
@@ -596,6 +598,73 @@ TEST_F(SkeletonE2eTest, WatchReconnectsWithItsCursorAndMissesNoEvent) {
   while (again->Read(&event)) {
   }
   again->Finish();
+}
+
+// The terminal client as people use it: an interactive screening typed on
+// stdin, the person's results, and a clinician's claim, decision, case view
+// and live watch.
+TEST_F(SkeletonE2eTest, CommandLineClient) {
+  const std::string ctl = t::BinaryPath("tools/aqueductctl/aqueductctl");
+  const std::vector<std::string> env = {"AQUEDUCT_INTAKE_ADDR=" + intake_.address,
+                                        "AQUEDUCT_REFERRAL_ADDR=" + referral_.address,
+                                        "AQUEDUCT_SCORING_ADDR=" + scoring_.address};
+  auto run = [&](std::vector<std::string> args, const std::string& stdin_text = "") {
+    const std::string in = dir_.path() + "/stdin.txt", out = dir_.path() + "/ctl.out";
+    std::ofstream(in) << stdin_text;
+    std::remove(out.c_str());
+    args.insert(args.begin(), ctl);
+    auto p = t::Subprocess::Start(args, out, env, in);
+    EXPECT_TRUE(p.ok());
+    auto status = (*p)->Wait(absl::Seconds(30));
+    EXPECT_TRUE(status.has_value() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << t::ReadFile(out);
+    return t::ReadFile(out);
+  };
+  // Watch the queue while the person screens.
+  const std::string watch_out = dir_.path() + "/watch.out";
+  auto watch = t::Subprocess::Start({ctl, "watch", "--actor=dr-all"}, watch_out, env);
+  ASSERT_TRUE(watch.ok());
+  absl::SleepFor(absl::Milliseconds(500));
+
+  // role: other; works: no; age 35; sex: not stated. PHQ-9 item 9 "several
+  // days"; GAD-7, CBI, AUDIT-C low; no drug use; ASQ 1-4 no.
+  std::string answers = "5\n1\n35\n4\n";
+  for (int i = 1; i <= 8; ++i) answers += "1\n";
+  answers += "2\n1\n";                                     // item 9, item 10
+  for (int i = 0; i < 7; ++i) answers += "1\n";             // GAD-7
+  for (int i = 0; i < 6; ++i) answers += "5\n";             // CBI personal: never
+  answers += "1\n1\n1\n0\n";                                // AUDIT-C, drug screen
+  for (int i = 0; i < 4; ++i) answers += "1\n";             // ASQ: no
+  const std::string screen = run({"screen", "--user=cli", "--state=NJ"}, answers);
+  EXPECT_THAT(screen, HasSubstr("988"));
+  EXPECT_THAT(screen, HasSubstr("answered"));
+  EXPECT_THAT(screen, HasSubstr("route: CRISIS_URGENT"));
+  EXPECT_THAT(run({"results", "--user=cli"}), HasSubstr("CRISIS_URGENT"));
+
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
+  ASSERT_EQ(queue.cases_size(), 1);
+  const std::string name = queue.cases(0).name();
+  EXPECT_THAT(run({"queue", "--actor=cl-nj"}), HasSubstr(name));
+  EXPECT_THAT(run({"claim", "--actor=cl-nj", "--case_name=" + name}), HasSubstr("claimed until"));
+  EXPECT_THAT(run({"decide", "--actor=cl-nj", "--case_name=" + name, "--action=confirm",
+                   "--reason=called; safety plan agreed"}),
+              HasSubstr("DECIDED"));
+  const std::string shown = run({"case", "--actor=cl-nj", "--case_name=" + name});
+  EXPECT_THAT(shown, HasSubstr("fired route.crisis_urgent"));
+  EXPECT_THAT(shown, HasSubstr("decided"));
+
+  // The watch saw the case come and go.
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < end && t::ReadFile(watch_out).find("decided") == std::string::npos) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  (*watch)->Signal(SIGTERM);
+  (*watch)->Wait(absl::Seconds(5));
+  const std::string watched = t::ReadFile(watch_out);
+  EXPECT_THAT(watched, HasSubstr("created"));
+  EXPECT_THAT(watched, HasSubstr("claimed"));
+  EXPECT_THAT(watched, HasSubstr("decided"));
+  EXPECT_THAT(watched, HasSubstr("resume with --cursor="));
 }
 
 TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {

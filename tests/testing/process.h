@@ -30,7 +30,7 @@ class Subprocess {
  public:
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
       const std::vector<std::string>& argv, const std::string& log_path,
-      const std::vector<std::string>& extra_env = {});
+      const std::vector<std::string>& extra_env = {}, const std::string& stdin_path = "");
   ~Subprocess();  // SIGKILL if still running
 
   pid_t pid() const { return pid_; }

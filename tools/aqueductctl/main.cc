@@ -17,7 +17,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
+#include <thread>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -28,7 +31,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -76,6 +81,14 @@ ABSL_FLAG(double, max_per_second, 0, "rescore: rate limit in screenings per seco
 ABSL_FLAG(int32_t, batch, 500, "rescore: screenings per batch (and per checkpoint).");
 ABSL_FLAG(std::string, job, "", "rescore: job name for the checkpoint (default rescore-<ruleset>).");
 ABSL_FLAG(std::string, summary_json, "", "rescore: also write the summary as JSON to this file.");
+ABSL_FLAG(std::string, screening, "",
+          "screen: resume this screening (users/<user>/screenings/<id>) instead of starting one.");
+ABSL_FLAG(std::string, case_name, "", "claim/decide/case: the case, referrals/<id>.");
+ABSL_FLAG(int32_t, lease_s, 0, "claim: lease in seconds (0 = the service default).");
+ABSL_FLAG(std::string, action, "", "decide: confirm, change or withdraw.");
+ABSL_FLAG(std::string, new_route, "", "decide: the new route for --action=change (e.g. THERAPY).");
+ABSL_FLAG(std::string, reason, "", "decide: the written reason (required).");
+ABSL_FLAG(std::string, cursor, "", "watch: resume after this cursor.");
 
 namespace {
 
@@ -320,6 +333,302 @@ int Rescore() {
   return 0;
 }
 
+
+// ---- Interactive screening ----------------------------------------------------
+
+// Asks one item on the terminal; returns nullopt at end of input.
+std::optional<aqueduct::common::v1::Answer> AskItem(const aqueduct::intake::v1::ItemToAsk& ask) {
+  const auto& item = ask.item();
+  std::printf("\n%s\n", item.text().c_str());
+  if (item.kind() == aqueduct::scoring::v1::CHOICE) {
+    for (int i = 0; i < item.options_size(); ++i) {
+      std::printf("  %d) %s\n", i + 1, item.options(i).text().c_str());
+    }
+  } else if (item.kind() == aqueduct::scoring::v1::INTEGER) {
+    std::printf("  (a number from %d to %d)\n", item.min_value(), item.max_value());
+  } else {
+    std::printf("  (a code, e.g. %s)\n", item.codes(0).c_str());
+  }
+  for (;;) {
+    std::printf("> (or 'd' to decline) ");
+    std::fflush(stdout);
+    std::string line;
+    if (!std::getline(std::cin, line)) return std::nullopt;
+    line = std::string(absl::StripAsciiWhitespace(line));
+    aqueduct::common::v1::Answer a;
+    a.set_item_id(item.id());
+    if (line == "d") {
+      a.set_declined(true);
+      return a;
+    }
+    int n = 0;
+    if (item.kind() == aqueduct::scoring::v1::CHOICE) {
+      if (absl::SimpleAtoi(line, &n) && n >= 1 && n <= item.options_size()) {
+        a.set_option_value(item.options(n - 1).value());
+        return a;
+      }
+    } else if (item.kind() == aqueduct::scoring::v1::INTEGER) {
+      if (absl::SimpleAtoi(line, &n) && n >= item.min_value() && n <= item.max_value()) {
+        a.set_integer_value(n);
+        return a;
+      }
+    } else {
+      std::string code = absl::AsciiStrToUpper(line);
+      if (std::find(item.codes().begin(), item.codes().end(), code) != item.codes().end()) {
+        a.set_code_value(code);
+        return a;
+      }
+    }
+    std::printf("Please choose one of the listed answers.\n");
+  }
+}
+
+void PrintCrisis(const aqueduct::common::v1::CrisisResources& c) {
+  std::printf("\n*** %s\n", c.message().c_str());
+  for (const auto& contact : c.contacts()) {
+    std::printf("*** %s: %s (%s)\n", contact.name().c_str(), contact.how().c_str(), contact.when().c_str());
+  }
+  std::printf("\n");
+}
+
+int Screen() {
+  auto stub = intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
+  std::string name = absl::GetFlag(FLAGS_screening);
+  if (name.empty()) {
+    intake::StartScreeningRequest start;
+    start.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
+    start.set_request_id(aqueduct::NewId());
+    start.set_consent_version("cli-consent-1");
+    if (!absl::GetFlag(FLAGS_state).empty()) start.mutable_context()->set_location_state(absl::GetFlag(FLAGS_state));
+    intake::Screening screening;
+    if (auto s = stub->StartScreening(Ctx().get(), start, &screening); !s.ok()) return Fail("StartScreening", s);
+    name = screening.name();
+    std::printf("This is a screening, not a diagnosis. If you are in danger, call or text 988 or call 911.\n");
+  }
+  std::printf("Screening %s\n(to continue later: aqueductctl screen --screening=%s)\n", name.c_str(), name.c_str());
+  bool crisis_shown = false;
+  std::string last_instrument;
+  std::string etag;
+  for (int page = 0; page < 60; ++page) {
+    intake::GetNextItemsRequest next_req;
+    next_req.set_name(name);
+    intake::NextItems next;
+    if (auto s = stub->GetNextItems(Ctx().get(), next_req, &next); !s.ok()) return Fail("GetNextItems", s);
+    etag = next.etag();
+    if (next.has_crisis_resources() && !crisis_shown) {
+      PrintCrisis(next.crisis_resources());
+      crisis_shown = true;
+    }
+    if (next.items().empty()) break;
+    const auto& first = next.items(0);
+    std::printf("\n[%d answered, %d to go]\n", next.progress().answered(), next.progress().remaining());
+    if (first.instrument_id() != last_instrument) {
+      last_instrument = first.instrument_id();
+      if (!first.stem().empty()) std::printf("%s\n", first.stem().c_str());
+      if (!first.copyright().empty()) std::printf("(%s)\n", first.copyright().c_str());
+    }
+    intake::SubmitAnswersRequest submit;
+    submit.set_name(name);
+    submit.set_request_id(aqueduct::NewId());
+    submit.set_etag(next.etag());
+    for (const auto& ask : next.items()) {
+      auto a = AskItem(ask);
+      if (!a.has_value()) {
+        std::printf("\nPaused. Continue with: aqueductctl screen --screening=%s\n", name.c_str());
+        return 0;
+      }
+      *submit.add_answers() = *a;
+    }
+    intake::SubmitAnswersResponse submitted;
+    if (auto s = stub->SubmitAnswers(Ctx().get(), submit, &submitted); !s.ok()) return Fail("SubmitAnswers", s);
+    if (submitted.next().has_crisis_resources() && !crisis_shown) {
+      PrintCrisis(submitted.next().crisis_resources());
+      crisis_shown = true;
+    }
+  }
+  intake::CompleteScreeningRequest complete;
+  complete.set_name(name);
+  complete.set_request_id(aqueduct::NewId());
+  complete.set_etag(etag);
+  intake::CompleteScreeningResponse done;
+  if (auto s = stub->CompleteScreening(Ctx().get(), complete, &done); !s.ok()) return Fail("CompleteScreening", s);
+  if (done.has_crisis_resources() && !crisis_shown) PrintCrisis(done.crisis_resources());
+  std::printf("\nDone. %s\n", done.route().message().c_str());
+  for (const auto& item : done.route().self_help_plan()) {
+    std::printf("  - %s: %s\n", item.title().c_str(), item.text().c_str());
+  }
+  std::printf("route: %s%s\n", aqueduct::common::v1::Route_Name(done.route().route()).c_str(),
+              done.route().pending_review() ? " (pending clinician review)" : "");
+  return 0;
+}
+
+// ---- Clinician commands -----------------------------------------------------
+
+std::unique_ptr<grpc::ClientContext> AsClinician() {
+  auto ctx = Ctx();
+  ctx->AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
+  return ctx;
+}
+
+void PrintCase(const referral::Referral& c) {
+  std::printf("%s  %s  %s  %s  priority %s%s\n", c.name().c_str(), referral::CaseState_Name(c.state()).c_str(),
+              aqueduct::common::v1::Route_Name(c.current_route()).c_str(),
+              c.location_state().empty() ? "-" : c.location_state().c_str(),
+              referral::Priority_Name(c.priority()).c_str(), c.overdue() ? "  OVERDUE" : "");
+  if (!c.claimed_by().empty()) std::printf("  held by %s\n", c.claimed_by().c_str());
+  for (const auto& f : c.result().routing().secondary_flags()) std::printf("  flag: %s\n", f.text().c_str());
+  for (const auto& line : c.changes()) std::printf("  changed: %s\n", line.c_str());
+  for (const auto& rule : c.result().rules()) {
+    if (!rule.fired() && !rule.undecided()) continue;
+    std::string inputs;
+    for (const auto& in : rule.inputs()) absl::StrAppend(&inputs, inputs.empty() ? "" : ", ", in.name(), "=", in.value());
+    std::printf("  %s %s: %s [%s]\n", rule.undecided() ? "undecided" : "fired", rule.rule_id().c_str(),
+                rule.threshold().c_str(), inputs.c_str());
+  }
+}
+
+int NeedCase(const char* cmd) {
+  std::cerr << "aqueductctl " << cmd << ": --case_name=referrals/<id> is required (see aqueductctl queue)\n";
+  return 2;
+}
+
+int Claim() {
+  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("claim");
+  auto stub = referral::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
+  referral::ClaimCaseRequest req;
+  req.set_name(absl::GetFlag(FLAGS_case_name));
+  req.set_lease_seconds(absl::GetFlag(FLAGS_lease_s));
+  referral::Referral c;
+  if (auto s = stub->ClaimCase(AsClinician().get(), req, &c); !s.ok()) return Fail("ClaimCase", s);
+  std::printf("claimed until %s\n", absl::FormatTime(absl::FromUnixMillis(c.lease_expire_time_ms())).c_str());
+  PrintCase(c);
+  return 0;
+}
+
+int Decide() {
+  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("decide");
+  const std::string action = absl::GetFlag(FLAGS_action);
+  referral::DecideCaseRequest req;
+  if (action == "confirm") {
+    req.mutable_decision()->set_action(referral::Decision::CONFIRM);
+  } else if (action == "change") {
+    req.mutable_decision()->set_action(referral::Decision::CHANGE_ROUTE);
+    aqueduct::common::v1::Route route;
+    if (!aqueduct::common::v1::Route_Parse(absl::GetFlag(FLAGS_new_route), &route)) {
+      std::cerr << "aqueductctl decide: --new_route: not a route (SELF_HELP, THERAPY, KETAMINE_REVIEW, ...)\n";
+      return 2;
+    }
+    req.mutable_decision()->set_new_route(route);
+  } else if (action == "withdraw") {
+    req.mutable_decision()->set_action(referral::Decision::WITHDRAW);
+  } else {
+    std::cerr << "aqueductctl decide: --action must be confirm, change or withdraw\n";
+    return 2;
+  }
+  req.mutable_decision()->set_reason(absl::GetFlag(FLAGS_reason));
+  auto stub = referral::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
+  referral::GetCaseRequest get;
+  get.set_name(absl::GetFlag(FLAGS_case_name));
+  referral::Referral current;
+  if (auto s = stub->GetCase(AsClinician().get(), get, &current); !s.ok()) return Fail("GetCase", s);
+  req.set_name(current.name());
+  req.set_etag(current.etag());
+  req.set_request_id(aqueduct::NewId());
+  referral::Referral decided;
+  if (auto s = stub->DecideCase(AsClinician().get(), req, &decided); !s.ok()) return Fail("DecideCase", s);
+  PrintCase(decided);
+  return 0;
+}
+
+int Case() {
+  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("case");
+  auto stub = referral::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
+  referral::GetCaseRequest get;
+  get.set_name(absl::GetFlag(FLAGS_case_name));
+  referral::Referral c;
+  if (auto s = stub->GetCase(AsClinician().get(), get, &c); !s.ok()) return Fail("GetCase", s);
+  PrintCase(c);
+  referral::ListAuditEventsRequest audit;
+  audit.set_parent(c.name());
+  for (;;) {
+    referral::ListAuditEventsResponse page;
+    if (auto s = stub->ListAuditEvents(AsClinician().get(), audit, &page); !s.ok()) return Fail("ListAuditEvents", s);
+    for (const auto& e : page.events()) {
+      std::printf("  %s  %-16s %-10s %-9s %s -> %s\n",
+                  absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(e.time_ms()), absl::UTCTimeZone()).c_str(),
+                  e.kind().c_str(), e.actor().c_str(), e.actor_role().c_str(),
+                  aqueduct::common::v1::Route_Name(e.route_before()).c_str(),
+                  aqueduct::common::v1::Route_Name(e.route_after()).c_str());
+    }
+    if (page.next_page_token().empty()) break;
+    audit.set_page_token(page.next_page_token());
+  }
+  return 0;
+}
+
+int Watch() {
+  auto stub = referral::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
+  std::string cursor = absl::GetFlag(FLAGS_cursor);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
+    referral::WatchQueueRequest req;
+    req.set_cursor(cursor);
+    auto stream = stub->WatchQueue(&ctx, req);
+    std::thread canceller([&] {
+      while (!g_stop) absl::SleepFor(absl::Milliseconds(100));
+      ctx.TryCancel();
+    });
+    referral::QueueEvent e;
+    while (stream->Read(&e)) {
+      cursor = e.cursor();
+      if (e.kind() == "watching") continue;
+      std::printf("%-9s ", e.kind().c_str());
+      PrintCase(e.referral());
+      std::fflush(stdout);
+    }
+    grpc::Status s = stream->Finish();
+    g_stop = g_stop || s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+             s.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+    if (!g_stop) {
+      std::fprintf(stderr, "watch: reconnecting after %s (cursor %s)\n", s.error_message().c_str(), cursor.c_str());
+      absl::SleepFor(absl::Seconds(1));
+    }
+    canceller.join();
+  }
+  std::printf("stopped; resume with --cursor=%s\n", cursor.c_str());
+  return 0;
+}
+
+int Results() {
+  auto stub = intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
+  intake::ListMyResultsRequest req;
+  req.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
+  req.set_page_size(absl::GetFlag(FLAGS_page_size));
+  intake::ListMyResultsResponse resp;
+  if (auto s = stub->ListMyResults(Ctx().get(), req, &resp); !s.ok()) return Fail("ListMyResults", s);
+  if (resp.results().empty()) std::printf("(no completed screenings)\n");
+  for (const auto& r : resp.results()) {
+    int phq9 = -1;
+    for (const auto& sc : r.scoring().scores()) {
+      if (sc.instrument_id() == "phq9" && sc.completeness() == aqueduct::scoring::v1::COMPLETE) phq9 = sc.total();
+    }
+    std::string trend;
+    if (r.has_trend() && !r.trend().previous().empty()) {
+      trend = absl::StrCat("change ", r.trend().phq9_change() > 0 ? "+" : "", r.trend().phq9_change(),
+                           r.trend().phq9_meaningful_change() ? " (meaningful)" : "",
+                           r.trend().phq9_response() ? ", response" : "", r.trend().phq9_remission() ? ", remission" : "");
+    }
+    std::printf("%s  PHQ-9 %s  %s  %s\n",
+                absl::FormatTime("%Y-%m-%d", absl::FromUnixMillis(r.complete_time_ms()), absl::UTCTimeZone()).c_str(),
+                phq9 >= 0 ? std::to_string(phq9).c_str() : "incomplete",
+                aqueduct::common::v1::Route_Name(r.scoring().routing().primary_route()).c_str(), trend.c_str());
+  }
+  return 0;
+}
+
 int Health() {
   int bad = 0;
   for (const auto& [name, addr] :
@@ -340,7 +649,14 @@ int Health() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "aqueductctl <demo|queue|health> [flags]\n"
+      "aqueductctl <command> [flags]\n"
+      "  screen  [--user=me] [--state=NY] | --screening=users/me/screenings/<id>   take or resume a screening\n"
+      "  results [--user=me]                                              your results and trend\n"
+      "  queue   [--actor=dr-demo]                                        the clinician queue\n"
+      "  claim   --case_name=referrals/<id> [--lease_s=600]\n"
+      "  decide  --case_name=referrals/<id> --action=confirm|change|withdraw [--new_route=THERAPY] --reason=\"...\"\n"
+      "  case    --case_name=referrals/<id>                               the case and its audit trail\n"
+      "  watch   [--cursor=...]                                           live queue changes\n"
       "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] [--user=demo] [--state=FL]\n"
       "  queue  [--page_size=20] [--actor=dr-demo]\n"
       "  health\n"
@@ -356,6 +672,12 @@ int main(int argc, char** argv) {
   if (cmd == "queue") return Queue();
   if (cmd == "health") return Health();
   if (cmd == "rescore") return Rescore();
+  if (cmd == "screen") return Screen();
+  if (cmd == "claim") return Claim();
+  if (cmd == "decide") return Decide();
+  if (cmd == "case") return Case();
+  if (cmd == "watch") return Watch();
+  if (cmd == "results") return Results();
   std::cerr << "aqueductctl: unknown command \"" << cmd << "\"\n"
             << absl::ProgramUsageMessage() << "\n";
   return 2;
