@@ -1,0 +1,162 @@
+// Batch re-scoring throughput with Redis reads and writes included: seeds N
+// completed screenings into a private redis-server (AOF on, everysec), starts
+// the real scoring and referral binaries, and runs the re-scoring job under a
+// ruleset that moves the PHQ-9 depression threshold (so ~1 in 8 screenings
+// changes route and gets a re-review case). Issue 6's target is 100,000/s.
+//
+//   build-release/bench/rescore_bench [N]      (default 100000)
+// Needs AQUEDUCT_SOURCE_DIR and AQUEDUCT_BINARY_DIR (the build directory).
+
+#include <google/protobuf/text_format.h>
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/server/channels.h"
+#include "common/server/health_client.h"
+#include "services/intake/redis_session_store.h"
+#include "tests/testing/process.h"
+#include "tests/testing/screening.h"
+#include "tools/rescore/rescore.h"
+
+namespace t = aqueduct::testing;
+using namespace aqueduct;  // NOLINT: a benchmark program
+
+namespace {
+
+std::string StartService(t::TempDir& dir, const std::string& name, const std::string& binary,
+                         std::vector<std::string> args,
+                         std::vector<std::unique_ptr<t::Subprocess>>& processes) {
+  const std::string port_file = dir.path() + "/" + name + ".port";
+  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
+  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log");
+  if (!p.ok()) return "";
+  processes.push_back(std::move(*p));
+  int port = t::WaitForPortFile(port_file, absl::Seconds(10));
+  std::string addr = absl::StrCat("127.0.0.1:", port);
+  for (int i = 0; i < 100; ++i) {
+    auto h = server::CheckHealth(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), "",
+                                 absl::Now() + absl::Seconds(1));
+    if (h.ok() && *h) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return addr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t n = 100000;
+  if (argc > 1 && !absl::SimpleAtoi(argv[1], &n)) {
+    std::fprintf(stderr, "usage: rescore_bench [N]\n");
+    return 2;
+  }
+  t::TempDir dir;
+  auto redis = t::RedisServer::Start(dir.path());
+  if (!redis.ok()) return 1;
+  const std::string rulesets = dir.path() + "/rulesets";
+  mkdir(rulesets.c_str(), 0755);
+  const std::string v1 = t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
+  std::ofstream(rulesets + "/v1.textproto") << v1;
+  scoring::v1::Ruleset v2;
+  google::protobuf::TextFormat::ParseFromString(v1, &v2);
+  v2.set_version("v2-bench");
+  v2.set_published("2026-11-01");
+  for (auto& s : *v2.mutable_signals()) {
+    if (s.id() == "depression_signal") s.set_when("phq9.total >= 12");
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(v2, &text);
+  std::ofstream(rulesets + "/v2-bench.textproto") << text;
+  std::ofstream(dir.path() + "/clinicians.txt") << "dr physician NY\n";
+  std::vector<std::unique_ptr<t::Subprocess>> processes;
+  const std::string scoring_addr = StartService(
+      dir, "scoring", "services/scoring/aqueduct-scoring",
+      {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"), "--rulesets=" + rulesets}, processes);
+  const std::string referral_addr = StartService(
+      dir, "referral", "services/referral/aqueduct-referral",
+      {"--redis=" + (*redis)->address(), "--clinicians=" + dir.path() + "/clinicians.txt"}, processes);
+
+  // Eight screening shapes (PHQ-9 6..13), scored under v1 in-process.
+  auto engine = t::LoadRepositoryEngine();
+  if (!engine.ok()) return 1;
+  std::vector<std::pair<storage::v1::SessionRecord, storage::v1::ResultRecord>> shapes;
+  for (int total = 6; total <= 13; ++total) {
+    auto o = t::AdultContext("NY");
+    int left = total;
+    for (int i = 1; i <= 8; ++i) {
+      int v = std::min(2, left);
+      left -= v;
+      o["phq9." + std::to_string(i)] = std::to_string(v);
+    }
+    auto req = t::ScriptedScreening(**engine, o);
+    storage::v1::SessionRecord rec;
+    rec.set_state(intake::v1::COMPLETED);
+    rec.set_catalog_version("2026-11.1");
+    for (const auto& a : req->answers().answers()) (*rec.mutable_answers())[a.item_id()] = a;
+    for (const auto& id : req->administered_instruments()) rec.add_instruments(id);
+    storage::v1::ResultRecord result;
+    *result.mutable_scoring() = *(*engine)->Score(*req);
+    shapes.emplace_back(rec, result);
+  }
+
+  redis::Options opts = (*redis)->ClientOptions();
+  opts.command_timeout = absl::Seconds(30);
+  redis::Client client(opts);
+  const absl::Time seed_start = absl::Now();
+  for (int64_t base = 0; base < n; base += 1000) {
+    std::vector<std::vector<std::string>> cmds;
+    for (int64_t i = base; i < std::min(n, base + 1000); ++i) {
+      auto [rec, result] = shapes[i % shapes.size()];
+      const std::string sid = absl::StrCat("s", i), user = absl::StrCat("u", i % 10000);
+      rec.set_screening_id(sid);
+      rec.set_user_id(user);
+      result.set_complete_time_ms(1000 + i);
+      cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d", rec.SerializeAsString(), "r",
+                      result.SerializeAsString()});
+      cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i),
+                      absl::StrCat(user, "/", sid)});
+    }
+    auto r = client.Pipeline(cmds, absl::Now() + absl::Seconds(60));
+    if (!r.ok()) {
+      std::fprintf(stderr, "seeding failed: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+  }
+  const double seed_s = absl::ToDoubleSeconds(absl::Now() - seed_start);
+  auto info = client.Command({"INFO", "memory"}, absl::Now() + absl::Seconds(5));
+
+  intake::RedisSessionStore store(&client);
+  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr));
+  auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
+  tools::RescoreOptions options;
+  options.ruleset_version = "v2-bench";
+  options.batch = 1000;
+  options.dry_run = getenv("DRY") != nullptr;
+  tools::Rescorer job(&store, scoring.get(), referral.get(), options);
+  std::atomic<bool> stop{false};
+  auto summary = job.Run(stop);
+  if (!summary.ok()) {
+    std::fprintf(stderr, "rescore failed: %s\n", std::string(summary.status().message()).c_str());
+    return 1;
+  }
+  const auto& c = summary->counts;
+  std::string used = "?";
+  if (info.ok()) {
+    auto pos = info->str.find("used_memory_human:");
+    if (pos != std::string::npos) used = info->str.substr(pos + 18, info->str.find('\r', pos) - pos - 18);
+  }
+  std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n", static_cast<long long>(n), seed_s,
+              used.c_str());
+  std::printf("rescored %lld in %.2f s: %.0f screenings/s; changed route %lld, re-review cases %lld, failed %lld\n",
+              static_cast<long long>(c.screened()), summary->seconds, c.screened() / summary->seconds,
+              static_cast<long long>(c.changed_route()), static_cast<long long>(c.cases_opened()),
+              static_cast<long long>(c.failed()));
+  return 0;
+}
