@@ -1,5 +1,6 @@
 #include "services/intake/intake_core.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -578,7 +579,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
     // Same request again: the same result, and another try at a pending
     // hand-off.
     if (r.handoff() != v1::DELIVERED && session.result.has_value()) {
-      session.record.set_handoff(HandOff(session, deadline));
+      session.record.set_handoff(
+          HandOff(session, std::min(deadline, absl::Now() + config_.handoff_inline_budget)));
     }
     return CompletionResponse(session);
   }
@@ -674,7 +676,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
             {{"route", common::v1::Route_Name(
                            session.result->scoring().routing().primary_route())},
              {"ruleset", session.result->scoring().ruleset_version()}});
-  session.record.set_handoff(HandOff(session, deadline));
+  session.record.set_handoff(
+      HandOff(session, std::min(deadline, absl::Now() + config_.handoff_inline_budget)));
   return CompletionResponse(session);
 }
 

@@ -54,6 +54,10 @@ struct IntakeConfig {
   int max_open_sessions = 3;
   // How long the outbox waits before retrying a hand-off to referral.
   absl::Duration handoff_retry = absl::Seconds(5);
+  // Longest the completion reply waits for referral before leaving the
+  // hand-off to the outbox: the person's result and crisis resources must
+  // not wait on a slow peer.
+  absl::Duration handoff_inline_budget = absl::Milliseconds(500);
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.

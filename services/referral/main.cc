@@ -67,7 +67,9 @@ int main(int argc, char** argv) {
   redis_options.pool_size = absl::GetFlag(FLAGS_threads);
   redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
   aqueduct::redis::Client redis(redis_options);
-  aqueduct::referral::RedisReferralStore store(&redis);
+  // Watch streams block on Redis for up to 500 ms a read: their own pool.
+  aqueduct::redis::Client watch_redis(redis_options);
+  aqueduct::referral::RedisReferralStore store(&redis, &watch_redis);
   aqueduct::referral::ClinicianDirectory clinicians;
   if (!absl::GetFlag(FLAGS_clinicians).empty()) {
     auto loaded = aqueduct::referral::ClinicianDirectory::LoadFile(absl::GetFlag(FLAGS_clinicians));

@@ -249,7 +249,7 @@ absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind,
 absl::StatusOr<std::vector<ReferralStore::Event>> RedisReferralStore::ReadEvents(
     const std::string& cursor, int limit, absl::Duration block, absl::Time deadline) {
   if (!ValidStreamId(cursor)) return absl::InvalidArgumentError("cursor: malformed");
-  auto r = client_->BlockingCommand({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
+  auto r = blocking_->BlockingCommand({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
                                      absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
                                      "STREAMS", EventsKey(), cursor},
                                     block, deadline);

@@ -19,7 +19,10 @@ namespace aqueduct::referral {
 // so a crash between the two is repaired by the caller's retry.
 class RedisReferralStore : public ReferralStore {
  public:
-  explicit RedisReferralStore(redis::Client* client) : client_(client) {}
+  // `blocking` (optional) serves the watch's blocking stream reads, so
+  // watching portals never hold the connections other calls need.
+  explicit RedisReferralStore(redis::Client* client, redis::Client* blocking = nullptr)
+      : client_(client), blocking_(blocking != nullptr ? blocking : client) {}
 
   absl::StatusOr<CreateOutcome> CreateIfAbsent(
       const std::string& id, const v1::Referral& referral,
@@ -56,6 +59,7 @@ class RedisReferralStore : public ReferralStore {
 
  private:
   redis::Client* client_;
+  redis::Client* blocking_;
 };
 
 }  // namespace aqueduct::referral

@@ -52,8 +52,13 @@ class EngineScoringPeer : public ScoringPeer {
 class RecordingReferralPeer : public ReferralPeer {
  public:
   absl::StatusOr<referral::v1::Referral> CreateReferral(
-      const referral::v1::CreateReferralRequest& request, absl::Time) override {
+      const referral::v1::CreateReferralRequest& request, absl::Time deadline) override {
     ++calls;
+    last_budget = deadline - absl::Now();
+    if (hung) {  // a peer that never answers: the caller's deadline ends it
+      absl::SleepFor(std::min(deadline - absl::Now(), absl::Seconds(10)));
+      return absl::DeadlineExceededError("referral at test: no answer");
+    }
     if (down) return absl::UnavailableError("referral at test: down");
     last = request;
     referral::v1::Referral r;
@@ -62,7 +67,9 @@ class RecordingReferralPeer : public ReferralPeer {
   }
   std::string Describe() const override { return "referral at test"; }
   std::atomic<bool> down{false};
+  std::atomic<bool> hung{false};
   std::atomic<int> calls{0};
+  absl::Duration last_budget;
   referral::v1::CreateReferralRequest last;
 };
 
@@ -377,6 +384,18 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   auto third = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_EQ(third->handoff(), v1::DELIVERED);
   EXPECT_EQ(referral_.calls.load(), 2) << "one failed try, one delivery, no more";
+}
+
+TEST_F(IntakeTest, HungReferralDoesNotHoldTheCompletionReply) {
+  referral_.hung = true;
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {{"phq9.9", "2"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), absl::Now() + absl::Seconds(10));
+  ASSERT_THAT(done, IsOk());
+  EXPECT_TRUE(done->has_crisis_resources());
+  EXPECT_EQ(done->handoff(), v1::PENDING) << "left to the outbox";
+  // The hand-off got the short inline budget, not the call's 10 s.
+  EXPECT_LE(referral_.last_budget, IntakeConfig().handoff_inline_budget);
 }
 
 TEST_F(IntakeTest, ScoringDownLosesNothing) {
