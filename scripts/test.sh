@@ -5,17 +5,20 @@
 # that CMake and Bazel declare the same targets, then builds every Bazel
 # target offline and runs the Bazel tests.
 #
-#   scripts/test.sh              everything (what CI runs)
-#   scripts/test.sh --no-bazel   CMake build and ctest only (quicker)
-#   scripts/test.sh -L unit      extra arguments go to ctest
+#   scripts/test.sh                   everything (what CI runs)
+#   scripts/test.sh --no-bazel        skip the Bazel build and tests
+#   scripts/test.sh --no-sanitizers   skip the ASan/UBSan build and run
+#   scripts/test.sh -L unit           extra arguments go to ctest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_bazel=1
+with_sanitizers=1
 ctest_args=()
 for arg in "$@"; do
   case "$arg" in
     --no-bazel) with_bazel=0 ;;
+    --no-sanitizers) with_sanitizers=0 ;;
     *) ctest_args+=("$arg") ;;
   esac
 done
@@ -34,6 +37,19 @@ step "ctest"
 step "static checks (build parity, API comments)"
 ./scripts/check-build-parity.sh
 ./scripts/check-proto-comments.sh
+
+if ((with_sanitizers)); then
+  step "AddressSanitizer + UndefinedBehaviorSanitizer build and ctest"
+  SAN_DIR=${AQUEDUCT_SANITIZER_BUILD_DIR:-build-asan}
+  if [[ ! -f "$SAN_DIR/build.ninja" ]]; then
+    cmake -S . -B "$SAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+      -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+      -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined"
+  fi
+  cmake --build "$SAN_DIR" -j2
+  # Benchmarks are not run under sanitizers; everything else is.
+  (cd "$SAN_DIR" && ASAN_OPTIONS=detect_leaks=1 ctest -j2 --output-on-failure -LE bench "${ctest_args[@]}")
+fi
 
 if ((with_bazel)); then
   step "Bazel build and test (offline, Debian bazel-bootstrap)"
