@@ -317,6 +317,23 @@ absl::StatusOr<Reply> Client::Eval(const Script& script,
       absl::StrCat(Describe(), ": script cache keeps being flushed"));
 }
 
+absl::StatusOr<std::string> Client::LoadScript(const Script& script, absl::Time deadline) {
+  {
+    absl::MutexLock lock(&script.mu_);
+    if (!script.sha_.empty()) return script.sha_;
+  }
+  auto loaded = Command({"SCRIPT", "LOAD", script.source()}, deadline);
+  if (!loaded.ok()) return loaded.status();
+  absl::MutexLock lock(&script.mu_);
+  script.sha_ = loaded->str;
+  return script.sha_;
+}
+
+void Client::ForgetScript(const Script& script) {
+  absl::MutexLock lock(&script.mu_);
+  script.sha_.clear();
+}
+
 absl::Status Client::Ping(absl::Time deadline) {
   auto r = Command({"PING"}, deadline);
   if (!r.ok()) return r.status();

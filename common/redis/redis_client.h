@@ -98,6 +98,12 @@ class Client {
                              const std::vector<std::string>& args,
                              absl::Time deadline = absl::InfiniteFuture());
 
+  // The script's SHA1 as Redis knows it, loading it when needed (for
+  // EVALSHA inside a Pipeline). After a NOSCRIPT reply call Forget() and
+  // load again.
+  absl::StatusOr<std::string> LoadScript(const Script& script, absl::Time deadline);
+  void ForgetScript(const Script& script);
+
   // PING with the given deadline: OK only when Redis answers PONG.
   absl::Status Ping(absl::Time deadline);
 

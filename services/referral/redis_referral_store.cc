@@ -1,5 +1,6 @@
 #include "services/referral/redis_referral_store.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,6 +15,13 @@ constexpr char kService[] = "referral";
 std::string CaseKey(const std::string& id) { return redis::Key(kService, id, "case"); }
 std::string AuditKey(const std::string& id) { return redis::Key(kService, id, "audit"); }
 std::string QueueKey() { return redis::GlobalKey(kService, "queue"); }
+std::string TimerKey(ReferralStore::Timer t) {
+  return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
+}
+std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
+std::string ScreeningCasesKey(const std::string& screening_id) {
+  return redis::Key(kService, screening_id, "cases");
+}
 
 // KEYS: case, audit. ARGV: serialized referral, serialized audit event.
 // Returns {1} when created, {0, version, data} when it already existed.
@@ -45,35 +53,67 @@ std::string FormatScore(double score) { return absl::StrFormat("%.17g", score); 
 
 }  // namespace
 
-absl::StatusOr<ReferralStore::CreateOutcome> RedisReferralStore::CreateIfAbsent(
-    const std::string& id, const v1::Referral& referral,
-    const v1::AuditEvent& created_event, double queue_score,
-    absl::Time deadline) {
-  auto reply = client_->Eval(CreateScript(), {CaseKey(id), AuditKey(id)},
-                             {referral.SerializeAsString(),
-                              created_event.SerializeAsString()},
-                             deadline);
-  if (!reply.ok()) return reply.status();
-  if (reply->type != redis::Reply::Type::kArray || reply->elements.empty()) {
-    return absl::InternalError("referral create: unexpected script reply");
-  }
-  CreateOutcome out;
-  out.created = reply->elements[0].integer == 1;
-  if (out.created) {
-    out.referral = referral;
-    out.referral.set_etag("1");
-  } else {
-    if (reply->elements.size() != 3) {
-      return absl::InternalError("referral create: unexpected script reply");
+absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::CreateMany(
+    const std::vector<CreateItem>& items, absl::Time deadline) {
+  std::vector<CreateOutcome> out;
+  if (items.empty()) return out;
+  // Pass 1: the atomic create of each case with its audit record.
+  absl::StatusOr<std::vector<redis::Reply>> replies;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto sha = client_->LoadScript(CreateScript(), deadline);
+    if (!sha.ok()) return sha.status();
+    std::vector<std::vector<std::string>> evals;
+    evals.reserve(items.size());
+    for (const auto& item : items) {
+      evals.push_back({"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
+                       item.referral.SerializeAsString(), item.created_event.SerializeAsString()});
     }
-    auto existing = Parse(reply->elements[1].str, reply->elements[2].str, id);
-    if (!existing.ok()) return existing.status();
-    out.referral = std::move(*existing);
+    replies = client_->Pipeline(evals, deadline);
+    if (!replies.ok()) return replies.status();
+    const bool noscript = std::any_of(replies->begin(), replies->end(), [](const redis::Reply& r) {
+      return r.is_error() && absl::StartsWith(r.str, "NOSCRIPT");
+    });
+    if (!noscript) break;
+    client_->ForgetScript(CreateScript());  // Redis restarted: load again, retry (idempotent)
   }
-  // NX: a retry never moves a case that is already queued.
-  auto queued = client_->Command(
-      {"ZADD", QueueKey(), "NX", FormatScore(queue_score), id}, deadline);
-  if (!queued.ok()) return queued.status();
+  out.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const redis::Reply& r = (*replies)[i];
+    if (r.is_error() || r.type != redis::Reply::Type::kArray || r.elements.empty()) {
+      return absl::InternalError(absl::StrCat("referral create: ", r.is_error() ? r.str : "unexpected reply"));
+    }
+    CreateOutcome o;
+    o.created = r.elements[0].integer == 1;
+    if (o.created) {
+      o.referral = items[i].referral;
+      o.referral.set_etag("1");
+    } else {
+      if (r.elements.size() != 3) return absl::InternalError("referral create: unexpected script reply");
+      auto existing = Parse(r.elements[1].str, r.elements[2].str, items[i].id);
+      if (!existing.ok()) return existing.status();
+      o.referral = std::move(*existing);
+    }
+    out.push_back(std::move(o));
+  }
+  // Pass 2: indexes (idempotent, so a retried hand-off repairs them), and
+  // for new cases their timer and event.
+  std::vector<std::vector<std::string>> rest;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    rest.push_back({"SADD", ScreeningCasesKey(item.screening_id), item.id});
+    // NX: a retry never moves a case that is already queued.
+    rest.push_back({"ZADD", QueueKey(), "NX", FormatScore(item.queue_score), item.id});
+    if (!out[i].created) continue;
+    if (item.overdue_due_ms > 0) {
+      rest.push_back({"ZADD", TimerKey(Timer::kOverdue), absl::StrCat(item.overdue_due_ms), item.id});
+    }
+    rest.push_back({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind", "created", "id", item.id});
+  }
+  auto indexed = client_->Pipeline(rest, deadline);
+  if (!indexed.ok()) return indexed.status();
+  for (const auto& r : *indexed) {
+    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+  }
   return out;
 }
 
@@ -142,10 +182,6 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
 
 namespace {
 
-std::string TimerKey(ReferralStore::Timer t) {
-  return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
-}
-std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
 
 // KEYS: case, audit. ARGV: expected version, data, events...
 // Returns {1, new version} or {0, current version} (0 when missing).
@@ -277,14 +313,9 @@ absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline
   return r->elements[0].elements[0].str;
 }
 
-absl::Status RedisReferralStore::IndexScreening(const std::string& screening_id, const std::string& id,
-                                                absl::Time deadline) {
-  return client_->Command({"SADD", redis::Key(kService, screening_id, "cases"), id}, deadline).status();
-}
-
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  auto r = client_->Command({"SMEMBERS", redis::Key(kService, screening_id, "cases")}, deadline);
+  auto r = client_->Command({"SMEMBERS", ScreeningCasesKey(screening_id)}, deadline);
   if (!r.ok()) return r.status();
   std::vector<std::string> out;
   for (const auto& e : r->elements) out.push_back(e.str);

@@ -24,10 +24,8 @@ class RedisReferralStore : public ReferralStore {
   explicit RedisReferralStore(redis::Client* client, redis::Client* blocking = nullptr)
       : client_(client), blocking_(blocking != nullptr ? blocking : client) {}
 
-  absl::StatusOr<CreateOutcome> CreateIfAbsent(
-      const std::string& id, const v1::Referral& referral,
-      const v1::AuditEvent& created_event, double queue_score,
-      absl::Time deadline) override;
+  absl::StatusOr<std::vector<CreateOutcome>> CreateMany(const std::vector<CreateItem>& items,
+                                                        absl::Time deadline) override;
   absl::StatusOr<std::optional<v1::Referral>> Get(const std::string& id,
                                                   absl::Time deadline) override;
   absl::StatusOr<std::vector<QueueEntry>> ScanQueue(
@@ -52,8 +50,6 @@ class RedisReferralStore : public ReferralStore {
   absl::StatusOr<std::vector<Event>> ReadEvents(const std::string& cursor, int limit,
                                                 absl::Duration block, absl::Time deadline) override;
   absl::StatusOr<std::string> LatestCursor(absl::Time deadline) override;
-  absl::Status IndexScreening(const std::string& screening_id, const std::string& id,
-                              absl::Time deadline) override;
   absl::StatusOr<std::vector<std::string>> CasesOfScreening(const std::string& screening_id,
                                                             absl::Time deadline) override;
 

@@ -89,40 +89,39 @@ std::string ReferralCore::ReferralId(const std::string& screening_id,
   return absl::StrCat(screening_id, "-", version);
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
-    const v1::CreateReferralRequest& request, const Actor& actor,
-    absl::Time deadline) {
-  auto screening = ParseScreeningName(request.screening(), "screening");
+absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
+    const v1::CreateReferralRequest& request, const Actor& actor, const std::string& field) const {
+  auto screening = ParseScreeningName(request.screening(), field + "screening");
   if (!screening.ok()) return screening.status();
   if (!request.has_result()) {
-    return absl::InvalidArgumentError("result: is required");
+    return absl::InvalidArgumentError(field + "result: is required");
   }
   const auto& result = request.result();
   if (result.ruleset_version().empty()) {
-    return absl::InvalidArgumentError("result.ruleset_version: is required");
+    return absl::InvalidArgumentError(field + "result.ruleset_version: is required");
   }
   const Route route = result.routing().primary_route();
   if (route == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(route)) {
-    return absl::InvalidArgumentError("result.routing.primary_route: is required");
+    return absl::InvalidArgumentError(field + "result.routing.primary_route: is required");
   }
   if (!request.location_state().empty()) {
-    if (absl::Status s = ValidateStateCode(request.location_state(), "location_state");
+    if (absl::Status s = ValidateStateCode(request.location_state(), field + "location_state");
         !s.ok()) {
       return s;
     }
   }
-
-  const std::string id = ReferralId(screening->screening_id, result.ruleset_version());
+  ReferralStore::CreateItem item;
+  item.id = ReferralId(screening->screening_id, result.ruleset_version());
+  item.screening_id = screening->screening_id;
   const int64_t now_ms = clock_->NowMillis();
-  v1::Referral referral;
-  referral.set_name(absl::StrCat("referrals/", id));
+  v1::Referral& referral = item.referral;
+  referral.set_name(absl::StrCat("referrals/", item.id));
   referral.set_screening(screening->ToString());
   referral.set_proposed_route(route);
   referral.set_current_route(route);
   referral.set_required_reviewer(result.routing().required_reviewer());
   referral.set_priority(PriorityOf(route));
-  referral.set_state(route == common::v1::SELF_HELP ? v1::DELIVERED_SELF_HELP
-                                                    : v1::OPEN);
+  referral.set_state(route == common::v1::SELF_HELP ? v1::DELIVERED_SELF_HELP : v1::OPEN);
   referral.set_location_state(request.location_state());
   referral.set_ruleset_version(result.ruleset_version());
   referral.set_create_time_ms(now_ms);
@@ -130,30 +129,46 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
   if (request.has_previous_result()) *referral.mutable_previous_result() = request.previous_result();
   *referral.mutable_changes() = request.changes();
 
-  v1::AuditEvent created;
-  created.set_name(absl::StrCat(referral.name(), "/auditEvents/1"));
+  v1::AuditEvent& created = item.created_event;
   created.set_kind(request.has_previous_result() ? "created_rereview" : "created");
   created.set_actor(actor.id);
   created.set_actor_role(actor.role);
   created.set_time_ms(now_ms);
   created.set_ruleset_version(result.ruleset_version());
   created.set_route_after(route);
+  item.queue_score = QueueScore(referral.priority(), route, now_ms);
+  if (referral.priority() == v1::URGENT) {
+    item.overdue_due_ms = now_ms + absl::ToInt64Milliseconds(config_.overdue_after);
+  }
+  return item;
+}
 
-  if (absl::Status s = store_->IndexScreening(screening->screening_id, id, deadline); !s.ok()) {
-    return s;
+absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(const v1::CreateReferralRequest& request,
+                                                          const Actor& actor, absl::Time deadline) {
+  auto item = Prepare(request, actor, "");
+  if (!item.ok()) return item.status();
+  auto outcomes = store_->CreateMany({std::move(*item)}, deadline);
+  if (!outcomes.ok()) return outcomes.status();
+  return std::move((*outcomes)[0].referral);
+}
+
+absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
+    const v1::CreateReferralsRequest& request, const Actor& actor, absl::Time deadline) {
+  if (request.requests_size() > kMaxBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("requests: at most ", kMaxBatch, " per call"));
   }
-  auto outcome = store_->CreateIfAbsent(
-      id, referral, created, QueueScore(referral.priority(), route, now_ms),
-      deadline);
-  if (!outcome.ok()) return outcome.status();
-  if (outcome->created) {
-    if (referral.priority() == v1::URGENT) {
-      (void)store_->SetTimer(ReferralStore::Timer::kOverdue, id,
-                             now_ms + absl::ToInt64Milliseconds(config_.overdue_after), deadline);
-    }
-    (void)store_->Publish("created", id, deadline);
+  std::vector<ReferralStore::CreateItem> items;
+  items.reserve(request.requests_size());
+  for (int i = 0; i < request.requests_size(); ++i) {
+    auto item = Prepare(request.requests(i), actor, absl::StrCat("requests[", i, "]."));
+    if (!item.ok()) return item.status();  // checked before anything is written
+    items.push_back(std::move(*item));
   }
-  return std::move(outcome->referral);
+  auto outcomes = store_->CreateMany(items, deadline);
+  if (!outcomes.ok()) return outcomes.status();
+  v1::CreateReferralsResponse response;
+  for (auto& o : *outcomes) *response.add_referrals() = std::move(o.referral);
+  return response;
 }
 
 absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(

@@ -38,6 +38,10 @@ class ReferralCore {
   // Idempotent per screening and ruleset version.
   absl::StatusOr<v1::Referral> CreateReferral(const v1::CreateReferralRequest& request,
                                               const Actor& actor, absl::Time deadline);
+  // Many at once (batch re-scoring); all are checked before any is written.
+  absl::StatusOr<v1::CreateReferralsResponse> CreateReferrals(const v1::CreateReferralsRequest& request,
+                                                              const Actor& actor, absl::Time deadline);
+  static constexpr int kMaxBatch = 1000;
 
   // The clinician's queue: open cases the caller may act on (licensed state;
   // ketamine reviews for physicians only), urgent first, then oldest.
@@ -84,6 +88,10 @@ class ReferralCore {
   static constexpr int kMaxAuditPageSize = 500;
 
  private:
+  // Checks a create request (`field` prefixes error names) and builds what
+  // the store writes.
+  absl::StatusOr<ReferralStore::CreateItem> Prepare(const v1::CreateReferralRequest& request,
+                                                   const Actor& actor, const std::string& field) const;
   absl::StatusOr<const Clinician*> ClinicianOf(const Actor& actor) const;
   absl::StatusOr<v1::Referral> Load(const std::string& name, absl::Time deadline);
   // A claim whose lease ran out reads as unclaimed.

@@ -29,6 +29,14 @@ grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
                response);
 }
 
+grpc::Status ReferralServiceImpl::CreateReferrals(grpc::ServerContext* context,
+                                                  const v1::CreateReferralsRequest* request,
+                                                  v1::CreateReferralsResponse* response) {
+  return ReplyFrom(core_->CreateReferrals(*request, ActorOf(*context),
+                                          server::RpcDeadline(*context, max_rpc_time_)),
+                   response);
+}
+
 grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
                                             const v1::ListQueueRequest* request,
                                             v1::ListQueueResponse* response) {

@@ -21,6 +21,8 @@ class ReferralServiceImpl final : public v1::ReferralService::Service {
 
   grpc::Status CreateReferral(grpc::ServerContext* context, const v1::CreateReferralRequest* request,
                               v1::Referral* response) override;
+  grpc::Status CreateReferrals(grpc::ServerContext* context, const v1::CreateReferralsRequest* request,
+                               v1::CreateReferralsResponse* response) override;
   grpc::Status ListQueue(grpc::ServerContext* context, const v1::ListQueueRequest* request,
                          v1::ListQueueResponse* response) override;
   grpc::Status ClaimCase(grpc::ServerContext* context, const v1::ClaimCaseRequest* request,

@@ -33,14 +33,21 @@ class ReferralStore {
     v1::Referral referral;  // the stored one (the existing one on a retry)
     bool created = false;
   };
-  // Stores `referral` under `id` and appends `created_event` to its audit
-  // trail in one atomic step, unless a referral with that id exists: then
-  // returns the existing one untouched. Either way the case is in the queue
-  // at `queue_score` afterwards.
-  virtual absl::StatusOr<CreateOutcome> CreateIfAbsent(
-      const std::string& id, const v1::Referral& referral,
-      const v1::AuditEvent& created_event, double queue_score,
-      absl::Time deadline) = 0;
+  struct CreateItem {
+    std::string id;
+    v1::Referral referral;
+    v1::AuditEvent created_event;
+    double queue_score = 0;
+    std::string screening_id;
+    int64_t overdue_due_ms = 0;  // 0 = no overdue timer
+  };
+  // For each item: stores the referral and appends its audit event in one
+  // atomic step unless a referral with that id exists (then returns the
+  // existing one untouched). Afterwards every case is queued and indexed by
+  // screening; new ones get their overdue timer and a "created" event. The
+  // Redis work of all items is pipelined.
+  virtual absl::StatusOr<std::vector<CreateOutcome>> CreateMany(
+      const std::vector<CreateItem>& items, absl::Time deadline) = 0;
 
   // The referral, or nullopt when there is none.
   virtual absl::StatusOr<std::optional<v1::Referral>> Get(
@@ -94,8 +101,6 @@ class ReferralStore {
   virtual absl::StatusOr<std::string> LatestCursor(absl::Time deadline) = 0;
 
   // Cases made from one screening (one per ruleset version scored).
-  virtual absl::Status IndexScreening(const std::string& screening_id, const std::string& id,
-                                      absl::Time deadline) = 0;
   virtual absl::StatusOr<std::vector<std::string>> CasesOfScreening(
       const std::string& screening_id, absl::Time deadline) = 0;
 };

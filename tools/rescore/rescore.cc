@@ -185,6 +185,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       }
     }
     // Compare, count, and open re-review cases.
+    referral::v1::CreateReferralsRequest cases;
     for (size_t i = 0; i < entries->size(); ++i) {
       const auto& fr = (*stored)[i];
       const scoring::v1::ScoringResult* after = nullptr;
@@ -203,20 +204,28 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         summary.sample_changes.push_back(absl::StrJoin(changes.lines, "; "));
       }
       if (options_.dry_run) continue;
-      referral::v1::CreateReferralRequest req;
-      req.set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", ids[i]));
-      req.set_screening(ScreeningName{fr.session->record.user_id(), ids[i]}.ToString());
-      *req.mutable_result() = *after;
-      *req.mutable_previous_result() = before;
-      for (const auto& line : changes.lines) req.add_changes(line);
-      req.set_location_state(intake::LocationStateOf(fr.session->record));
+      referral::v1::CreateReferralRequest* req = cases.add_requests();
+      req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", ids[i]));
+      req->set_screening(ScreeningName{fr.session->record.user_id(), ids[i]}.ToString());
+      *req->mutable_result() = *after;
+      *req->mutable_previous_result() = before;
+      for (const auto& line : changes.lines) req->add_changes(line);
+      req->set_location_state(intake::LocationStateOf(fr.session->record));
+    }
+    // One call per batch; creation is idempotent per screening and ruleset
+    // version, so a batch retried after a crash creates nothing twice.
+    for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
+      referral::v1::CreateReferralsRequest chunk;
+      for (int k = begin; k < std::min(cases.requests_size(), begin + 1000); ++k) {
+        *chunk.add_requests() = cases.requests(k);
+      }
       grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
       ctx.AddMetadata("x-aqueduct-actor", "service:rescore");
-      referral::v1::Referral created;
-      grpc::Status s = referral_->CreateReferral(&ctx, req, &created);
-      if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review case)");
-      cp.set_cases_opened(cp.cases_opened() + 1);
+      referral::v1::CreateReferralsResponse created;
+      grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
+      if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review cases)");
+      cp.set_cases_opened(cp.cases_opened() + created.referrals_size());
     }
     cp.set_after_time_ms(entries->back().time_ms);
     cp.set_after_member(entries->back().member);

@@ -110,6 +110,39 @@ TEST_F(ReferralTest, RetriedHandOffNeverMakesTwo) {
   EXPECT_EQ(client_->Command({"LLEN", redis::Key("referral", "s1-v0-skeleton", "audit")}, Soon())->integer, 1);
 }
 
+TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
+  v1::CreateReferralsRequest batch;
+  for (int i = 0; i < 30; ++i) {
+    *batch.add_requests() = Request("b" + std::to_string(i),
+                                    i % 3 == 0 ? common::v1::CRISIS_URGENT : common::v1::THERAPY);
+  }
+  batch.mutable_requests(17)->set_location_state("florida");
+  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("requests[17].location_state")));
+  EXPECT_TRUE(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty()) << "nothing written";
+  batch.mutable_requests(17)->set_location_state("FL");
+  auto first = core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon());
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->referrals_size(), 30);
+  EXPECT_EQ(first->referrals(5).screening(), "users/u1/screenings/b5") << "request order";
+  auto again = core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->referrals(5).create_time_ms(), first->referrals(5).create_time_ms());
+  v1::ListQueueRequest all;
+  all.set_page_size(100);
+  EXPECT_EQ(core_->ListQueue(all, kAll, Soon())->cases_size(), 30) << "no duplicates";
+  EXPECT_EQ(client_->Command({"LLEN", redis::Key("referral", "b3-v0-skeleton", "audit")}, Soon())->integer, 1);
+  // Urgent ones got their overdue timer like a single create.
+  clock_.now += absl::Minutes(16);
+  ReferralConfig config;
+  ReferralCore sweeper(store_.get(), &clock_, &directory_, config);
+  EXPECT_EQ(*sweeper.Sweep(Soon()), 10);
+  v1::CreateReferralsRequest too_many;
+  for (int i = 0; i <= ReferralCore::kMaxBatch; ++i) *too_many.add_requests() = Request("x", common::v1::THERAPY);
+  EXPECT_THAT(core_->CreateReferrals(too_many, Actor{"rescore", "service"}, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
+}
+
 TEST_F(ReferralTest, CreateValidatesFields) {
   auto req = Request("s1", common::v1::THERAPY);
   req.set_screening("s1");
