@@ -116,12 +116,14 @@ Aqueduct is running.
   logs      $LOGS/*.log  (JSON lines; never answers or identities)
 
 Try it from another terminal:
-  export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT
+  export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
   $CTL queue --actor=dr-demo                         # the clinician queue (demo clinicians:
                                                      # deploy/local/clinicians.txt)
+  $CTL screen --user=me                              # take a screening in the terminal
+  $CTL rescore --ruleset=v1 --dry_run                # what a re-score would change
   $CTL health
 
 Any gRPC client works from the protos in protos/ (server reflection is on).
