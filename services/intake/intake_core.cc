@@ -29,6 +29,33 @@ absl::Status StaleEtag(const std::string& given, int64_t current) {
       current, "\"); fetch it and resubmit"));
 }
 
+// What a person may see of their own scoring result: their instrument
+// scores, the crisis resources, and the self-help plan when that is their
+// route. Not the route under review, the rules that fired, secondary flags
+// (e.g. a ketamine exclusion), modality suggestions or the profile label:
+// nothing reaches a person before a clinician has looked, and a ketamine
+// review is never shown as eligibility.
+scoring::v1::ScoringResult ForThePerson(const scoring::v1::ScoringResult& full,
+                                        const scoring::CatalogIndex* catalog) {
+  scoring::v1::ScoringResult out;
+  out.set_ruleset_version(full.ruleset_version());
+  out.set_catalog_version(full.catalog_version());
+  for (const auto& score : full.scores()) {
+    const auto* ins = catalog != nullptr ? catalog->FindInstrument(score.instrument_id()) : nullptr;
+    // Only scored instruments (not the context or the ketamine pre-screen).
+    if (ins == nullptr || ins->scoring() == scoring::v1::SCORING_METHOD_UNSPECIFIED) continue;
+    if (score.completeness() == scoring::v1::NOT_ADMINISTERED) continue;
+    *out.add_scores() = score;
+  }
+  if (full.has_crisis_resources()) *out.mutable_crisis_resources() = full.crisis_resources();
+  if (full.routing().primary_route() == common::v1::SELF_HELP) {
+    *out.mutable_routing()->mutable_self_help_plan() = full.routing().self_help_plan();
+    out.mutable_routing()->set_primary_route(common::v1::SELF_HELP);
+    out.mutable_routing()->set_rescreen_after_days(full.routing().rescreen_after_days());
+  }
+  return out;
+}
+
 v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
   v1::PersonRoute route;
   const auto primary = result.routing().primary_route();
@@ -518,7 +545,9 @@ v1::CompleteScreeningResponse IntakeCore::CompletionResponse(
   result->set_name(response.screening().name());
   if (s.result.has_value()) {
     result->set_complete_time_ms(s.result->complete_time_ms());
-    *result->mutable_scoring() = s.result->scoring();
+    auto clinical = catalog_->Get();
+    *result->mutable_scoring() =
+        ForThePerson(s.result->scoring(), clinical != nullptr ? clinical->catalog.get() : nullptr);
     *response.mutable_route() = PersonRouteOf(s.result->scoring());
     if (s.result->scoring().has_crisis_resources()) {
       *response.mutable_crisis_resources() = s.result->scoring().crisis_resources();
@@ -763,11 +792,11 @@ absl::StatusOr<std::optional<StoredSession>> IntakeCore::PreviousResult(
 
 namespace {
 
-v1::ScreeningResult ResultOf(const StoredSession& s) {
+v1::ScreeningResult ResultOf(const StoredSession& s, const scoring::CatalogIndex* catalog) {
   v1::ScreeningResult out;
   out.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
   out.set_complete_time_ms(s.result->complete_time_ms());
-  *out.mutable_scoring() = s.result->scoring();
+  *out.mutable_scoring() = ForThePerson(s.result->scoring(), catalog);
   return out;
 }
 
@@ -820,9 +849,10 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
     }
   }
   v1::ListMyResultsResponse response;
+  const auto clinical = catalog_->Get();  // held for the whole reply
   for (size_t i = 0; i < found.size() && static_cast<int>(i) < page_size; ++i) {
     v1::ScreeningResult* r = response.add_results();
-    *r = ResultOf(found[i]);
+    *r = ResultOf(found[i], clinical != nullptr ? clinical->catalog.get() : nullptr);
     if (i + 1 < found.size()) {
       const auto& prev = found[i + 1];
       *r->mutable_trend() = TrendBetween(*found[i].result, *prev.result,
@@ -843,7 +873,8 @@ absl::StatusOr<v1::ScreeningResult> IntakeCore::GetMyResult(const v1::GetMyResul
   if (loaded->record.state() != v1::COMPLETED || !loaded->result.has_value()) {
     return absl::NotFoundError("name: no completed result for this screening");
   }
-  v1::ScreeningResult out = ResultOf(*loaded);
+  const auto clinical = catalog_->Get();
+  v1::ScreeningResult out = ResultOf(*loaded, clinical != nullptr ? clinical->catalog.get() : nullptr);
   auto prev = PreviousResult(*loaded, deadline);
   if (!prev.ok()) return prev.status();
   if (prev->has_value()) {

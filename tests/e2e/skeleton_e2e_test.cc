@@ -477,13 +477,13 @@ TEST_P(RoutePathTest, FromCompletionToThePersonsView) {
   const RoutePath& p = GetParam();
   tools::Overrides extra(p.extra.begin(), p.extra.end());
   auto done = Screen(p.phq9, "path", extra);
-  ASSERT_EQ(done.result().scoring().routing().primary_route(), p.route);
   ASSERT_EQ(done.handoff(), intake::v1::DELIVERED);
 
   referral::v1::ListQueueResponse queue;
   ASSERT_TRUE(referral_stub_->ListQueue(As(p.decider).get(), referral::v1::ListQueueRequest(), &queue).ok());
   ASSERT_EQ(queue.cases_size(), 1);
   referral::v1::Referral c = queue.cases(0);
+  ASSERT_EQ(c.proposed_route(), p.route);
   EXPECT_EQ(c.screening(), done.screening().name());
   EXPECT_EQ(c.location_state(), "NJ");
 
@@ -638,7 +638,9 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   EXPECT_THAT(screen, HasSubstr("988"));
   EXPECT_THAT(screen, HasSubstr("answered"));
   EXPECT_THAT(screen, HasSubstr("route: CRISIS_URGENT"));
-  EXPECT_THAT(run({"results", "--user=cli"}), HasSubstr("CRISIS_URGENT"));
+  const std::string results = run({"results", "--user=cli"});
+  EXPECT_THAT(results, HasSubstr("PHQ-9 1"));
+  EXPECT_THAT(results, ::testing::Not(HasSubstr("CRISIS"))) << "the person's view carries no internal route";
 
   referral::v1::ListQueueResponse queue;
   ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());

@@ -621,10 +621,12 @@ int Results() {
                            r.trend().phq9_meaningful_change() ? " (meaningful)" : "",
                            r.trend().phq9_response() ? ", response" : "", r.trend().phq9_remission() ? ", remission" : "");
     }
-    std::printf("%s  PHQ-9 %s  %s  %s\n",
+    // The person's view: their scores and trend; routes under review are a
+    // clinician's business until decided (see the referral's person view).
+    std::printf("%s  PHQ-9 %s  %s%s\n",
                 absl::FormatTime("%Y-%m-%d", absl::FromUnixMillis(r.complete_time_ms()), absl::UTCTimeZone()).c_str(),
-                phq9 >= 0 ? std::to_string(phq9).c_str() : "incomplete",
-                aqueduct::common::v1::Route_Name(r.scoring().routing().primary_route()).c_str(), trend.c_str());
+                phq9 >= 0 ? std::to_string(phq9).c_str() : "incomplete", trend.c_str(),
+                r.scoring().routing().self_help_plan_size() > 0 ? "  (self-help plan)" : "");
   }
   return 0;
 }

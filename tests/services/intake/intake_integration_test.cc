@@ -335,8 +335,8 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->screening().state(), v1::COMPLETED);
-  ASSERT_EQ(done->result().scoring().scores(1).instrument_id(), "phq9");
-  EXPECT_EQ(done->result().scoring().scores(1).total(), 11);
+  ASSERT_EQ(done->result().scoring().scores(0).instrument_id(), "phq9") << "the person's own scores";
+  EXPECT_EQ(done->result().scoring().scores(0).total(), 11);
   EXPECT_EQ(done->route().route(), common::v1::THERAPY);
   EXPECT_TRUE(done->route().pending_review());
   EXPECT_THAT(done->route().message(), HasSubstr("not a diagnosis"));
@@ -396,6 +396,36 @@ TEST_F(IntakeTest, HungReferralDoesNotHoldTheCompletionReply) {
   EXPECT_EQ(done->handoff(), v1::PENDING) << "left to the outbox";
   // The hand-off got the short inline budget, not the call's 10 s.
   EXPECT_LE(referral_.last_budget, IntakeConfig().handoff_inline_budget);
+}
+
+TEST_F(IntakeTest, ThePersonNeverSeesAKetamineReviewOrClinicalDetail) {
+  v1::StartScreeningRequest start;
+  start.set_parent("users/ket");
+  start.set_consent_version("c1");
+  start.mutable_context()->set_location_state("FL");
+  auto s = core_->StartScreening(start, Soon());
+  ASSERT_THAT(s, IsOk());
+  std::string etag = AnswerAll(*s, {{"ctx.state", "FL"}, {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"},
+                                    {"phq9.4", "2"}, {"phq9.5", "2"}, {"ket.trials", "two_or_more"},
+                                    {"ket.pregnant", "no"}});
+  auto done = core_->CompleteScreening(Complete(s->name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  ASSERT_EQ(referral_.last.result().routing().primary_route(), common::v1::KETAMINE_REVIEW)
+      << "the clinician side has it";
+  v1::ListMyResultsRequest list;
+  list.set_parent("users/ket");
+  auto results = core_->ListMyResults(list, Soon());
+  ASSERT_THAT(results, IsOk());
+  for (const std::string& text : {done->DebugString(), results->DebugString()}) {
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("KETAMINE"))) << text;
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("ket."))) << text;
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("ketamine"))) << text;
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("DEPRESSION"))) << "no diagnosis-like labels";
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("rule_id")));
+  }
+  EXPECT_THAT(done->route().message(), HasSubstr("under review by a physician"));
+  EXPECT_EQ(done->result().scoring().scores(0).instrument_id(), "phq9");
+  EXPECT_EQ(done->result().scoring().scores(0).total(), 10) << "their own scores are theirs to see";
 }
 
 TEST_F(IntakeTest, ScoringDownLosesNothing) {
@@ -738,7 +768,8 @@ TEST_P(FlowBranchTest, InstrumentAskedOnlyWhenItsConditionHolds) {
   auto done = core_->CompleteScreening(Complete(s->name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   bool asked = false;
-  for (const auto& score : done->result().scoring().scores()) {
+  // The full result, as referral got it (the person's reply is a projection).
+  for (const auto& score : referral_.last.result().scores()) {
     if (score.instrument_id() == GetParam().instrument) {
       asked = score.completeness() != scoring::v1::NOT_ADMINISTERED;
     }
