@@ -75,7 +75,7 @@ absl::Status RulesetIndex::Index() {
   for (const auto& f : rs.flags()) {
     if (f.id().empty()) return Invalid("flags", "a flag needs an id");
     if (f.kind() == scoring::v1::SAFETY_FLAG_KIND_UNSPECIFIED) return Invalid(f.id(), "kind not set");
-    auto c = CompileRule(absl::StrCat("flag ", f.id()), f.description(), f.when(), schema_);
+    auto c = CompileRule(absl::StrCat("flag.", f.id()), f.description(), f.when(), schema_);
     if (!c.ok()) return c.status();
     flags_.push_back(std::move(*c));
   }
@@ -87,7 +87,7 @@ absl::Status RulesetIndex::Index() {
   // Signals see flags and the signals before them.
   for (const auto& sig : rs.signals()) {
     if (sig.id().empty()) return Invalid("signals", "a signal needs an id");
-    auto c = CompileRule(absl::StrCat("signal ", sig.id()), sig.description(), sig.when(), schema_);
+    auto c = CompileRule(absl::StrCat("signal.", sig.id()), sig.description(), sig.when(), schema_);
     if (!c.ok()) return c.status();
     signals_.push_back(std::move(*c));
     auto slot = schema_.Declare(sig.id(), expr::Type::kBool);
@@ -129,19 +129,19 @@ absl::Status RulesetIndex::Index() {
   }
   for (const auto& f : rs.secondary_flags()) {
     if (f.code().empty() || f.text().empty()) return Invalid("secondary_flags", "needs a code and a text");
-    auto c = CompileRule(absl::StrCat("secondary flag ", f.code()), f.text(), f.when(), schema_);
+    auto c = CompileRule(absl::StrCat("secondary.", f.code()), f.text(), f.when(), schema_);
     if (!c.ok()) return c.status();
     secondary_flags_.push_back(std::move(*c));
   }
   for (const auto& m : rs.modalities()) {
     if (m.modality().empty()) return Invalid("modalities", "needs a modality id");
-    auto c = CompileRule(absl::StrCat("modality ", m.modality()), m.reason(), m.when(), schema_);
+    auto c = CompileRule(absl::StrCat("modality.", m.modality()), m.reason(), m.when(), schema_);
     if (!c.ok()) return c.status();
     modalities_.push_back(std::move(*c));
   }
   for (const auto& p : rs.plan()) {
     if (p.item().id().empty() || p.item().title().empty()) return Invalid("plan", "an item needs an id and a title");
-    auto c = CompileRule(absl::StrCat("plan ", p.item().id()), p.item().title(), p.when(), schema_);
+    auto c = CompileRule(absl::StrCat("plan.", p.item().id()), p.item().title(), p.when(), schema_);
     if (!c.ok()) return c.status();
     plan_.push_back(std::move(*c));
   }

@@ -19,6 +19,9 @@ namespace aqueduct::scoring {
 class RulesetIndex {
  public:
   struct Compiled {
+    // The rule's id as results and ListRulesets name it: "flag.<id>",
+    // "signal.<id>", the profile and route rule ids, "secondary.<code>",
+    // "modality.<id>", "plan.<id>".
     std::string id;
     std::string description;
     expr::Expr when;

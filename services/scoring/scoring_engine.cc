@@ -93,7 +93,7 @@ v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
     auto describe = [&](const std::vector<RulesetIndex::Compiled>& rules, absl::string_view prefix) {
       for (const auto& r : rules) {
         v1::RuleEvaluation* e = info->add_rules();
-        e->set_rule_id(absl::StrCat(prefix, r.id));
+        e->set_rule_id(absl::StrCat(prefix, r.id));  // the same ids results use
         e->set_description(r.description);
         e->set_threshold(r.when.text());
       }
@@ -158,7 +158,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
       flag->set_explanation(Inputs(schema, values, rule.when));
     }
     if (t != Truth::kFalse) {
-      Explain(result, schema, values, "flag." + rule.id, rule.description, rule.when, t,
+      Explain(result, schema, values, rule.id, rule.description, rule.when, t,
               v1::SafetyFlagKind_Name(def.kind()));
     }
   }
@@ -168,7 +168,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     const Truth t = rule.when.Eval(values, sets);
     values[rs->signal_slots()[i]] = Value::FromTruth(t);
     if (t != Truth::kFalse) {
-      Explain(result, schema, values, "signal." + rule.id, rule.description, rule.when, t, "");
+      Explain(result, schema, values, rule.id, rule.description, rule.when, t, "");
     }
   }
   // Profile: first rule that holds; one that cannot be decided first makes
@@ -266,8 +266,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     v1::SecondaryFlag* f = routing->add_secondary_flags();
     f->set_code(def.code());
     f->set_text(def.text());
-    Explain(result, schema, values, "secondary." + def.code(), def.text(), rule.when, Truth::kTrue,
-            def.code());
+    Explain(result, schema, values, rule.id, def.text(), rule.when, Truth::kTrue, def.code());
   }
   for (size_t i = 0; i < rs->modalities().size(); ++i) {
     const auto& rule = rs->modalities()[i];
@@ -276,8 +275,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     v1::ModalitySuggestion* m = routing->add_modality_suggestions();
     m->set_modality(def.modality());
     m->set_reason(def.reason());
-    Explain(result, schema, values, "modality." + def.modality(), def.reason(), rule.when,
-            Truth::kTrue, def.modality());
+    Explain(result, schema, values, rule.id, def.reason(), rule.when, Truth::kTrue, def.modality());
   }
   for (size_t i = 0; i < rs->plan().size(); ++i) {
     const auto& rule = rs->plan()[i];

@@ -8,6 +8,7 @@
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
+#include <set>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -653,6 +654,26 @@ TEST_F(ScoringTest, CrisisBeatsEverything) {
   EXPECT_EQ(rule->inputs(0).name(), "flag.asq_acute");
   EXPECT_EQ(rule->inputs(0).value(), "true");
   EXPECT_EQ(rule->outcome(), "CRISIS_ACUTE");
+}
+
+TEST_F(ScoringTest, EveryExplainedRuleIsListedUnderTheSameId) {
+  std::set<std::string> listed;
+  const auto rulesets = engine_->Rulesets();  // keep the response alive while iterating
+  for (const auto& r : rulesets.rulesets(0).rules()) listed.insert(r.rule_id());
+  EXPECT_TRUE(listed.contains("flag.phq9_item9"));
+  EXPECT_TRUE(listed.contains("signal.burnout_high"));
+  EXPECT_TRUE(listed.contains("secondary.caution.auditc"));
+  EXPECT_TRUE(listed.contains("modality.cbt"));
+  EXPECT_TRUE(listed.contains("plan.checkin_5min"));
+  int checked = 0;
+  for (const Overrides& o : {Overrides{{"phq9.9", "1"}, {"auditc.1", "3"}}, TrdIn("FL"), CbiPersonalAt(75),
+                             Overrides{{"phq9.4", "declined"}}}) {
+    for (const auto& rule : Screen(o).rules()) {
+      EXPECT_TRUE(listed.contains(rule.rule_id())) << rule.rule_id();
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
 }
 
 TEST_F(ScoringTest, EveryResultCarriesVersionsAndTheDecidingRule) {
