@@ -668,7 +668,8 @@ TEST_F(ScoringTest, EveryExplainedRuleIsListedUnderTheSameId) {
   int checked = 0;
   for (const Overrides& o : {Overrides{{"phq9.9", "1"}, {"auditc.1", "3"}}, TrdIn("FL"), CbiPersonalAt(75),
                              Overrides{{"phq9.4", "declined"}}}) {
-    for (const auto& rule : Screen(o).rules()) {
+    const v1::ScoringResult result = Screen(o);
+    for (const auto& rule : result.rules()) {
       EXPECT_TRUE(listed.contains(rule.rule_id())) << rule.rule_id();
       ++checked;
     }
