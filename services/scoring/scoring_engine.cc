@@ -14,13 +14,14 @@ using expr::Value;
 using v1::InstrumentScore;
 using v1::ScoringResult;
 
-// Appends a rule evaluation with the current values of its inputs.
+// Appends a rule evaluation with the current values of its inputs. The
+// rule's wording is not repeated in every result (it would be most of a
+// stored result's size): ListRulesets serves it once under the same id.
 void Explain(ScoringResult& result, const expr::Schema& schema, const Value* values,
-             absl::string_view id, absl::string_view description, const expr::Expr& when,
+             absl::string_view id, absl::string_view /*description*/, const expr::Expr& when,
              Truth truth, absl::string_view outcome) {
   v1::RuleEvaluation* rule = result.add_rules();
   rule->set_rule_id(std::string(id));
-  rule->set_description(std::string(description));
   rule->set_threshold(when.text());
   rule->set_fired(truth == Truth::kTrue);
   rule->set_undecided(truth == Truth::kUnknown);
