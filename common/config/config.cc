@@ -76,4 +76,11 @@ absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms,
   return absl::Milliseconds(ms);
 }
 
+absl::Status FirstError(std::initializer_list<absl::Status> checks) {
+  for (const absl::Status& s : checks) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace aqueduct::config

@@ -2,6 +2,7 @@
 #define AQUEDUCT_COMMON_CONFIG_CONFIG_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -38,6 +39,10 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text,
 // Parses a positive duration in milliseconds given as an integer flag;
 // INVALID_ARGUMENT names `what` when it is not positive.
 absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms, absl::string_view what);
+
+// The first error among the checks of a main's flags (OK when all pass), so
+// a service reports the first bad setting by name and stops.
+absl::Status FirstError(std::initializer_list<absl::Status> checks);
 
 }  // namespace aqueduct::config
 

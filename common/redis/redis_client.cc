@@ -344,6 +344,16 @@ absl::Status Client::Ping(absl::Time deadline) {
   return absl::OkStatus();
 }
 
+Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
+                    int pool_size, std::string password) {
+  Options o;
+  o.endpoint = endpoint;
+  o.command_timeout = command_timeout;
+  o.pool_size = pool_size;
+  o.password = std::move(password);
+  return o;
+}
+
 std::string Key(absl::string_view service, absl::string_view tag,
                 absl::string_view rest) {
   return absl::StrCat("aq:", service, ":{", tag, "}:", rest);

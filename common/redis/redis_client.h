@@ -50,6 +50,11 @@ struct Options {
   std::string password;
 };
 
+// Options for a service's client: `pool_size` connections (one per serving
+// thread), the password if any (never logged).
+Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
+                    int pool_size, std::string password);
+
 // A Lua script run with EVALSHA, loaded on first use and again after a
 // NOSCRIPT reply (Redis restarted or SCRIPT FLUSH).
 class Script {

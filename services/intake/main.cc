@@ -67,23 +67,18 @@ int main(int argc, char** argv) {
       config::PositiveMillis(absl::GetFlag(FLAGS_peer_timeout_ms), "--peer_timeout_ms");
   auto max_rpc = config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
   auto ttl_hours = absl::GetFlag(FLAGS_session_ttl_hours);
-  for (const absl::Status& s :
-       {endpoint.status(), scoring_ep.status(), referral_ep.status(),
-        redis_timeout.status(), peer_timeout.status(), max_rpc.status(),
-        ttl_hours > 0 ? absl::OkStatus()
-                      : absl::InvalidArgumentError("--session_ttl_hours: must be positive")}) {
-    if (!s.ok()) {
-      log::Error("bad configuration", {{"error", std::string(s.message())}});
-      return 2;
-    }
+  if (absl::Status bad = config::FirstError(
+          {endpoint.status(), scoring_ep.status(), referral_ep.status(), redis_timeout.status(),
+           peer_timeout.status(), max_rpc.status(),
+           ttl_hours > 0 ? absl::OkStatus()
+                         : absl::InvalidArgumentError("--session_ttl_hours: must be positive")});
+      !bad.ok()) {
+    log::Error("bad configuration", {{"error", std::string(bad.message())}});
+    return 2;
   }
 
-  aqueduct::redis::Options redis_options;
-  redis_options.endpoint = *endpoint;
-  redis_options.command_timeout = *redis_timeout;
-  redis_options.pool_size = absl::GetFlag(FLAGS_threads);
-  redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
-  aqueduct::redis::Client redis(redis_options);
+  aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), EnvOr("AQUEDUCT_REDIS_PASSWORD", "")));
   aqueduct::intake::RedisSessionStore store(&redis);
 
   const std::string scoring_addr = scoring_ep->ToString();

@@ -54,18 +54,15 @@ int main(int argc, char** argv) {
   auto redis_timeout = aqueduct::config::PositiveMillis(
       absl::GetFlag(FLAGS_redis_timeout_ms), "--redis_timeout_ms");
   auto max_rpc = aqueduct::config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
-  for (const absl::Status& s : {endpoint.status(), redis_timeout.status(), max_rpc.status()}) {
-    if (!s.ok()) {
-      log::Error("bad configuration", {{"error", std::string(s.message())}});
-      return 2;
-    }
+  if (absl::Status bad = aqueduct::config::FirstError(
+          {endpoint.status(), redis_timeout.status(), max_rpc.status()});
+      !bad.ok()) {
+    log::Error("bad configuration", {{"error", std::string(bad.message())}});
+    return 2;
   }
 
-  aqueduct::redis::Options redis_options;
-  redis_options.endpoint = *endpoint;
-  redis_options.command_timeout = *redis_timeout;
-  redis_options.pool_size = absl::GetFlag(FLAGS_threads);
-  redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
+  const aqueduct::redis::Options redis_options = aqueduct::redis::MakeOptions(
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), EnvOr("AQUEDUCT_REDIS_PASSWORD", ""));
   aqueduct::redis::Client redis(redis_options);
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
   aqueduct::redis::Client watch_redis(redis_options);

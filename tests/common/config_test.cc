@@ -72,3 +72,17 @@ TEST(PositiveMillisTest, RejectsZeroAndNegative) {
 
 }  // namespace
 }  // namespace aqueduct::config
+
+namespace aqueduct::config {
+namespace {
+
+TEST(FirstErrorTest, ReturnsTheFirstFailingCheck) {
+  EXPECT_TRUE(FirstError({absl::OkStatus(), absl::OkStatus()}).ok());
+  absl::Status s = FirstError({absl::OkStatus(), absl::InvalidArgumentError("--redis: bad"),
+                               absl::InvalidArgumentError("--listen: bad")});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "--redis: bad");
+}
+
+}  // namespace
+}  // namespace aqueduct::config

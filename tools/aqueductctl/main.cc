@@ -282,11 +282,8 @@ int Rescore() {
   }
   auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
   if (!endpoint.ok()) { std::cerr << "aqueductctl rescore: " << endpoint.status().message() << "\n"; return 2; }
-  aqueduct::redis::Options redis_options;
-  redis_options.endpoint = *endpoint;
-  redis_options.command_timeout = absl::Seconds(5);
-  redis_options.password = EnvOr("AQUEDUCT_REDIS_PASSWORD", "");
-  aqueduct::redis::Client redis(redis_options);
+  aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
+      *endpoint, absl::Seconds(5), /*pool_size=*/8, EnvOr("AQUEDUCT_REDIS_PASSWORD", "")));
   aqueduct::intake::RedisSessionStore store(&redis);
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(Channel(absl::GetFlag(FLAGS_scoring)));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
