@@ -1,10 +1,12 @@
 // Batch re-scoring throughput with Redis reads and writes included: seeds N
-// completed screenings into a private redis-server (AOF on, everysec), starts
-// the real scoring and referral binaries, and runs the re-scoring job under a
-// ruleset that moves the PHQ-9 depression threshold (so ~1 in 8 screenings
-// changes route and gets a re-review case). Issue 6's target is 100,000/s.
+// completed screenings into a private redis-server (AOF on, everysec) exactly
+// as intake stores them, starts the real scoring and referral binaries, and
+// runs the re-scoring job under a ruleset that moves the PHQ-9 depression
+// threshold from 10 to T. The seeded PHQ-9 totals run 0..24, each equally
+// often, so T = 11 changes 1 screening in 25 (route and band, each getting a
+// re-review case); T = 14 changes 4 in 25. Issue 6's target is 100,000/s.
 //
-//   build-release/bench/rescore_bench [N]      (default 100000)
+//   build-release/bench/rescore_bench [N [T]]      (default 100000 11)
 // Needs AQUEDUCT_SOURCE_DIR and AQUEDUCT_BINARY_DIR (the build directory).
 
 #include <google/protobuf/text_format.h>
@@ -21,6 +23,7 @@
 #include "common/server/channels.h"
 #include "common/server/health_client.h"
 #include "services/intake/redis_session_store.h"
+#include "services/scoring/digest.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
 #include "tools/rescore/rescore.h"
@@ -53,8 +56,9 @@ std::string StartService(t::TempDir& dir, const std::string& name, const std::st
 
 int main(int argc, char** argv) {
   int64_t n = 100000;
-  if (argc > 1 && !absl::SimpleAtoi(argv[1], &n)) {
-    std::fprintf(stderr, "usage: rescore_bench [N]\n");
+  int threshold = 11;
+  if ((argc > 1 && !absl::SimpleAtoi(argv[1], &n)) || (argc > 2 && !absl::SimpleAtoi(argv[2], &threshold))) {
+    std::fprintf(stderr, "usage: rescore_bench [N [T]]\n");
     return 2;
   }
   t::TempDir dir;
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
   v2.set_version("v2-bench");
   v2.set_published("2026-11-01");
   for (auto& s : *v2.mutable_signals()) {
-    if (s.id() == "depression_signal") s.set_when("phq9.total >= 12");
+    if (s.id() == "depression_signal") s.set_when(absl::StrCat("phq9.total >= ", threshold));
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(v2, &text);
@@ -83,15 +87,16 @@ int main(int argc, char** argv) {
       dir, "referral", "services/referral/aqueduct-referral",
       {"--redis=" + (*redis)->address(), "--clinicians=" + dir.path() + "/clinicians.txt"}, processes);
 
-  // Eight screening shapes (PHQ-9 6..13), scored under v1 in-process.
+  // 25 screening shapes (PHQ-9 0..24, item 9 always 0), scored under v1
+  // in-process.
   auto engine = t::LoadRepositoryEngine();
   if (!engine.ok()) return 1;
   std::vector<std::pair<storage::v1::SessionRecord, storage::v1::ResultRecord>> shapes;
-  for (int total = 6; total <= 13; ++total) {
+  for (int total = 0; total <= 24; ++total) {
     auto o = t::AdultContext("NY");
     int left = total;
     for (int i = 1; i <= 8; ++i) {
-      int v = std::min(2, left);
+      int v = std::min(3, left);
       left -= v;
       o["phq9." + std::to_string(i)] = std::to_string(v);
     }
@@ -113,13 +118,18 @@ int main(int argc, char** argv) {
   for (int64_t base = 0; base < n; base += 1000) {
     std::vector<std::vector<std::string>> cmds;
     for (int64_t i = base; i < std::min(n, base + 1000); ++i) {
-      auto [rec, result] = shapes[i % shapes.size()];
+      auto [rec, result] = shapes[(i * 7) % shapes.size()];
       const std::string sid = absl::StrCat("s", i), user = absl::StrCat("u", i % 10000);
       rec.set_screening_id(sid);
       rec.set_user_id(user);
       result.set_complete_time_ms(1000 + i);
+      // What intake's store writes at completion: the record without its
+      // answers, the answers packed, the result and its digest.
+      const std::string packed = intake::RedisSessionStore::PackAnswers(rec);
+      rec.clear_answers();
       cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d", rec.SerializeAsString(), "r",
-                      result.SerializeAsString()});
+                      result.SerializeAsString(), "a", packed, "s",
+                      scoring::DigestOf(result.scoring()).SerializeAsString()});
       cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i),
                       absl::StrCat(user, "/", sid)});
     }

@@ -200,11 +200,11 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   redisContext* c = conn->get();
   redisSetTimeout(c, TimevalOf(timeout));
 
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
   for (const auto& argv : commands) {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    ptrs.reserve(argv.size());
-    lens.reserve(argv.size());
+    ptrs.clear();
+    lens.clear();
     for (const auto& a : argv) {
       ptrs.push_back(a.data());
       lens.push_back(a.size());

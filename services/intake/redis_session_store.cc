@@ -2,6 +2,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/scoring/digest.h"
 
 #include <algorithm>
 
@@ -17,7 +19,8 @@ std::string ReplyKey(const std::string& id, const std::string& request_id) {
 
 // KEYS: session, reply.
 // ARGV: expected version (0 = create), record, reply ('' = none), ttl ms
-// (0 = persist), reply ttl ms, result ('' = none).
+// (0 = persist), reply ttl ms, result ('' = none), packed answers ('' =
+// none), result digest ('' = none; stored with the result, once).
 const redis::Script& WriteScript() {
   static const redis::Script* script = new redis::Script(R"lua(
 local prev = redis.call('GET', KEYS[2])
@@ -33,7 +36,9 @@ local nv = tostring(tonumber(ARGV[1]) + 1)
 redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
 if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[1], 'r') == 0 then
   redis.call('HSET', KEYS[1], 'r', ARGV[6])
+  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[8]) end
 end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[7]) end
 if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 else
@@ -63,11 +68,61 @@ absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
   return reply->str;
 }
 
+namespace {
+
+// Parses the reply to HMGET v d r a; nullopt when the session is missing.
+absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& screening_id,
+                                                          const redis::Reply& reply) {
+  if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+  const auto& fields = reply.elements;
+  if (fields.size() != 4 || fields[0].is_nil()) return std::optional<StoredSession>();
+  StoredSession s;
+  if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(fields[1].str)) {
+    return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored record does not parse"));
+  }
+  if (!fields[2].is_nil()) {
+    storage::v1::ResultRecord result;
+    if (!result.ParseFromString(fields[2].str)) {
+      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored result does not parse"));
+    }
+    s.result = std::move(result);
+  }
+  if (!fields[3].is_nil() && s.record.answers().empty()) {
+    // Completed: the answers live in field a only.
+    scoring::v1::ScoreAnswersRequest packed;
+    if (!packed.ParseFromString(fields[3].str)) {
+      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers do not parse"));
+    }
+    auto* answers = s.record.mutable_answers();
+    for (auto& a : *packed.mutable_answers()->mutable_answers()) {
+      std::string id = a.item_id();
+      (*answers)[id] = std::move(a);
+    }
+  }
+  return std::optional<StoredSession>(std::move(s));
+}
+
+std::vector<std::string> SessionFields(const std::string& screening_id) {
+  return {"HMGET", SessionKey(screening_id), "v", "d", "r", "a"};
+}
+
+}  // namespace
+
+std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& record) {
+  scoring::v1::ScoreAnswersRequest packed;
+  for (const auto& [id, answer] : record.answers()) *packed.mutable_answers()->add_answers() = answer;
+  // Map order is not stable; scoring does not depend on answer order, so
+  // sort for a reproducible value.
+  auto* list = packed.mutable_answers()->mutable_answers();
+  std::sort(list->begin(), list->end(), [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); });
+  for (const auto& id : record.instruments()) packed.add_administered_instruments(id);
+  return packed.SerializeAsString();
+}
+
 absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     const std::string& screening_id, const std::string& request_id,
     absl::Time deadline) {
-  std::vector<std::vector<std::string>> commands = {
-      {"HMGET", SessionKey(screening_id), "v", "d", "r"}};
+  std::vector<std::vector<std::string>> commands = {SessionFields(screening_id)};
   if (!request_id.empty()) {
     commands.push_back({"GET", ReplyKey(screening_id, request_id)});
   }
@@ -77,26 +132,28 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   Read out;
-  const auto& fields = (*replies)[0].elements;
-  if (fields.size() == 3 && !fields[0].is_nil()) {
-    StoredSession s;
-    if (!absl::SimpleAtoi(fields[0].str, &s.version) ||
-        !s.record.ParseFromString(fields[1].str)) {
-      return absl::DataLossError(
-          absl::StrCat("screening ", screening_id, ": stored record does not parse"));
-    }
-    if (!fields[2].is_nil()) {
-      storage::v1::ResultRecord result;
-      if (!result.ParseFromString(fields[2].str)) {
-        return absl::DataLossError(
-            absl::StrCat("screening ", screening_id, ": stored result does not parse"));
-      }
-      s.result = std::move(result);
-    }
-    out.session = std::move(s);
-  }
+  auto session = ParseSession(screening_id, (*replies)[0]);
+  if (!session.ok()) return session.status();
+  out.session = std::move(*session);
   if (!request_id.empty() && !(*replies)[1].is_nil()) {
     out.reply = (*replies)[1].str;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetMany(
+    const std::vector<std::string>& screening_ids, absl::Time deadline) {
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(screening_ids.size());
+  for (const auto& id : screening_ids) commands.push_back(SessionFields(id));
+  auto replies = client_->Pipeline(commands, deadline);
+  if (!replies.ok()) return replies.status();
+  std::vector<std::optional<StoredSession>> out;
+  out.reserve(screening_ids.size());
+  for (size_t i = 0; i < replies->size(); ++i) {
+    auto session = ParseSession(screening_ids[i], (*replies)[i]);
+    if (!session.ok()) return session.status();
+    out.push_back(std::move(*session));
   }
   return out;
 }
@@ -107,13 +164,25 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   if (request.request_id.empty()) {
     return absl::InternalError("session write without a request id");
   }
+  // A completed session keeps its answers in field a, in the form scoring
+  // takes, so re-scoring forwards them without decoding the record.
+  std::string record, packed, digest;
+  if (request.record.state() == v1::COMPLETED) {
+    packed = PackAnswers(request.record);
+    storage::v1::SessionRecord without_answers = request.record;
+    without_answers.clear_answers();
+    record = without_answers.SerializeAsString();
+  } else {
+    record = request.record.SerializeAsString();
+  }
+  if (request.result.has_value()) digest = scoring::DigestOf(request.result->scoring()).SerializeAsString();
   auto reply = client_->Eval(
       WriteScript(),
       {SessionKey(screening_id), ReplyKey(screening_id, request.request_id)},
-      {absl::StrCat(request.expected_version), request.record.SerializeAsString(),
+      {absl::StrCat(request.expected_version), record,
        request.reply, absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
        absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_)),
-       request.result.has_value() ? request.result->SerializeAsString() : ""},
+       request.result.has_value() ? request.result->SerializeAsString() : "", packed, digest},
       deadline);
   if (!reply.ok()) return reply.status();
   const auto& el = reply->elements;
@@ -343,41 +412,59 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
   commands.reserve(screening_ids.size());
   const std::string outcome_field = absl::StrCat("o:", ruleset_version);
   for (const auto& id : screening_ids) {
-    commands.push_back({"HMGET", SessionKey(id), "v", "d", "r", outcome_field});
+    commands.push_back({"HMGET", SessionKey(id), "a", "s", outcome_field});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
   std::vector<ForRescore> out(screening_ids.size());
+  std::vector<size_t> older;  // completed before answers moved to field a (or not completed)
   for (size_t i = 0; i < replies->size(); ++i) {
-    const auto& f = (*replies)[i].elements;
-    if ((*replies)[i].is_error() || f.size() != 4 || f[0].is_nil()) continue;
-    StoredSession s;
-    if (!absl::SimpleAtoi(f[0].str, &s.version) || !s.record.ParseFromString(f[1].str)) {
-      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": record does not parse"));
-    }
+    auto& f = (*replies)[i].elements;
+    if ((*replies)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
+    if (f.size() != 3) return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
-      storage::v1::ResultRecord r;
-      if (!r.ParseFromString(f[2].str)) return absl::DataLossError("result does not parse");
-      s.result = std::move(r);
-    }
-    if (!f[3].is_nil()) {
-      storage::v1::ResultRecord o;
-      if (!o.ParseFromString(f[3].str)) return absl::DataLossError("outcome does not parse");
+      storage::v1::RescoreOutcome o;
+      if (!o.ParseFromString(f[2].str)) {
+        return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored outcome does not parse"));
+      }
       out[i].outcome = std::move(o);
     }
-    out[i].session = std::move(s);
+    if (f[0].is_nil() || f[1].is_nil()) {
+      older.push_back(i);
+      continue;
+    }
+    if (!out[i].before.ParseFromString(f[1].str)) {
+      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored digest does not parse"));
+    }
+    out[i].packed_request = std::move(f[0].str);
+    out[i].completed = true;
+  }
+  if (older.empty()) return out;
+  // Sessions without fields a and s: read the whole record.
+  std::vector<std::string> ids;
+  for (size_t i : older) ids.push_back(screening_ids[i]);
+  auto sessions = GetMany(ids, deadline);
+  if (!sessions.ok()) return sessions.status();
+  for (size_t k = 0; k < older.size(); ++k) {
+    const auto& s = (*sessions)[k];
+    if (!s.has_value() || s->record.state() != v1::COMPLETED || !s->result.has_value()) continue;
+    ForRescore& r = out[older[k]];
+    r.packed_request = PackAnswers(s->record);
+    r.before = scoring::DigestOf(s->result->scoring());
+    r.completed = true;
   }
   return out;
 }
 
 absl::Status RedisSessionStore::PutOutcomes(
-    const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+    const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
     const std::string& ruleset_version, absl::Time deadline) {
   if (outcomes.empty()) return absl::OkStatus();
   std::vector<std::vector<std::string>> commands;
+  commands.reserve(outcomes.size());
   const std::string field = absl::StrCat("o:", ruleset_version);
   for (const auto& [id, record] : outcomes) {
-    commands.push_back({"HSETNX", SessionKey(id), field, record.SerializeAsString()});
+    commands.push_back({"HSETNX", SessionKey(id), field, record->SerializeAsString()});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();

@@ -9,7 +9,11 @@ namespace aqueduct::intake {
 // Keys (all of one session under one hash tag, so one Lua script updates
 // them atomically and they sit in one Redis Cluster slot):
 //   aq:intake:{<screening>}:session     hash v = version, d = SessionRecord,
-//                                        r = ResultRecord (once completed)
+//                                        r = ResultRecord (once completed),
+//                                        a = the answers once completed (a
+//                                        serialized ScoreAnswersRequest; d
+//                                        then holds no answers), s = the
+//                                        result's ResultDigest
 //   aq:intake:{<screening>}:req:<id>    stored reply of a request id (24 h)
 //   aq:intake:{<user>}:start:<id>       screening id bound to a start request
 //   aq:intake:{<user>}:screenings       zset of the user's screenings
@@ -71,8 +75,16 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<std::vector<ForRescore>> ReadForRescore(const std::vector<std::string>& screening_ids,
                                                          const std::string& ruleset_version,
                                                          absl::Time deadline) override;
-  absl::Status PutOutcomes(const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+  absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(const std::vector<std::string>& screening_ids,
+                                                                    absl::Time deadline) override;
+  absl::Status PutOutcomes(const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
                            const std::string& ruleset_version, absl::Time deadline) override;
+
+  // A completed screening's answers as stored in field a: a serialized
+  // ScoreAnswersRequest with the answers ordered by item id and the
+  // administered instruments (no ruleset version). Public so seeding tools
+  // write exactly what intake writes.
+  static std::string PackAnswers(const storage::v1::SessionRecord& record);
   absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
       const std::string& job, absl::Time deadline) override;
   absl::Status PutCheckpoint(const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,

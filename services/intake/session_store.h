@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "protos/scoring/v1/result.pb.h"
 #include "protos/storage/v1/records.pb.h"
 
 namespace aqueduct::intake {
@@ -137,19 +138,28 @@ class SessionStore {
       int64_t from_ms, int64_t to_ms, int64_t after_ms, const std::string& after_member, int limit,
       absl::Time deadline) = 0;
 
-  // Many sessions in one round trip (nullopt where missing), with whether an
-  // outcome under `ruleset_version` is already stored.
+  // What re-scoring needs of many completed screenings, in one round trip
+  // for screenings completed by this version of intake: the answers as
+  // stored (a serialized ScoreAnswersRequest, forwarded to scoring as is),
+  // the digest of the original result, and the outcome already stored under
+  // `ruleset_version`, if any. `completed` is false for ids that are missing
+  // or not completed.
   struct ForRescore {
-    std::optional<StoredSession> session;
-    std::optional<storage::v1::ResultRecord> outcome;  // the stored outcome for the version
+    bool completed = false;
+    std::string packed_request;
+    scoring::v1::ResultDigest before;
+    std::optional<storage::v1::RescoreOutcome> outcome;
   };
   virtual absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
       const std::vector<std::string>& screening_ids, const std::string& ruleset_version,
       absl::Time deadline) = 0;
+  // Many sessions in one round trip (nullopt where missing), as Get reads them.
+  virtual absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
+      const std::vector<std::string>& screening_ids, absl::Time deadline) = 0;
   // Stores re-scoring outcomes next to the original result, write-once per
   // ruleset version (the original and earlier outcomes are never rewritten).
   virtual absl::Status PutOutcomes(
-      const std::vector<std::pair<std::string, storage::v1::ResultRecord>>& outcomes,
+      const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
       const std::string& ruleset_version, absl::Time deadline) = 0;
 
   virtual absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(

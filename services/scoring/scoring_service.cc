@@ -1,7 +1,10 @@
 #include "services/scoring/scoring_service.h"
 
+#include <google/protobuf/arena.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status/status_util.h"
+#include "services/scoring/digest.h"
 
 namespace aqueduct::scoring {
 namespace {
@@ -52,7 +55,117 @@ class BatchReactor final
   v1::ScoreBatchResponse response_;
 };
 
+constexpr int kMaxRescoreItems = 5000;
+
+// Re-scoring for batch jobs: one request message carries up to 5000 stored
+// screenings and gets one response message. Like BatchReactor, one read or
+// write at a time (back-pressure) and the CPU work inline. Messages live on
+// arenas that are reset, not freed: the request's between reads, the
+// response's between batches, and each item's parsed answers and result on a
+// scratch arena reset per item, so a long job costs almost no malloc/free.
+class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse> {
+ public:
+  explicit RescoreReactor(const ScoringEngine* engine)
+      : engine_(engine),
+        request_block_(4 << 20),
+        response_block_(2 << 20),
+        scratch_block_(256 << 10),
+        request_arena_(ArenaOptions(request_block_)),
+        response_arena_(ArenaOptions(response_block_)),
+        scratch_arena_(ArenaOptions(scratch_block_)) {
+    NextRead();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (request_->ruleset_version().empty()) {
+      Finish(ToGrpcStatus(absl::InvalidArgumentError("ruleset_version: is required")));
+      return;
+    }
+    if (engine_->Find(request_->ruleset_version()) == nullptr) {
+      Finish(ToGrpcStatus(absl::NotFoundError(
+          absl::StrCat("ruleset_version: \"", request_->ruleset_version(), "\" is not loaded"))));
+      return;
+    }
+    if (request_->items_size() > kMaxRescoreItems) {
+      Finish(ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("items: ", request_->items_size(), " in one message; at most ", kMaxRescoreItems))));
+      return;
+    }
+    response_arena_.Reset();
+    response_ = google::protobuf::Arena::CreateMessage<v1::RescoreResponse>(&response_arena_);
+    response_->mutable_items()->Reserve(request_->items_size());
+    for (const auto& item : request_->items()) {
+      v1::RescoredItem* out = response_->add_items();
+      out->set_correlation_id(item.correlation_id());
+      scratch_arena_.Reset();
+      auto* scratch = google::protobuf::Arena::CreateMessage<v1::ScoreAnswersRequest>(&scratch_arena_);
+      auto* result = google::protobuf::Arena::CreateMessage<v1::ScoringResult>(&scratch_arena_);
+      absl::Status s;
+      if (item.correlation_id().empty()) {
+        s = absl::InvalidArgumentError("correlation_id: is required");
+      } else if (!scratch->ParseFromString(item.packed_request())) {
+        s = absl::InvalidArgumentError("packed_request: is not a serialized ScoreAnswersRequest");
+      } else {
+        scratch->set_ruleset_version(request_->ruleset_version());
+        s = engine_->ScoreInto(*scratch, result);
+      }
+      if (!s.ok()) {
+        out->mutable_error()->set_code(static_cast<int>(s.code()));
+        out->mutable_error()->set_message(std::string(s.message()));
+        continue;
+      }
+      DigestInto(*result, out->mutable_after());
+      if (DigestsDiffer(item.before(), out->after())) {
+        out->set_changed(true);
+        *out->mutable_result() = *result;
+      }
+    }
+    StartWrite(response_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed while writing"));
+      return;
+    }
+    NextRead();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // An arena whose first block is ours: Reset() keeps it, so a batch that
+  // fits allocates nothing from the heap.
+  static google::protobuf::ArenaOptions ArenaOptions(std::vector<char>& block) {
+    google::protobuf::ArenaOptions o;
+    o.initial_block = block.data();
+    o.initial_block_size = block.size();
+    o.max_block_size = 1 << 20;
+    return o;
+  }
+  void NextRead() {
+    request_arena_.Reset();
+    request_ = google::protobuf::Arena::CreateMessage<v1::RescoreRequest>(&request_arena_);
+    StartRead(request_);
+  }
+
+  const ScoringEngine* engine_;
+  std::vector<char> request_block_, response_block_, scratch_block_;
+  google::protobuf::Arena request_arena_, response_arena_, scratch_arena_;
+  v1::RescoreRequest* request_ = nullptr;
+  v1::RescoreResponse* response_ = nullptr;
+};
+
 }  // namespace
+
+grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* ScoringServiceImpl::Rescore(
+    grpc::CallbackServerContext* context) {
+  return new RescoreReactor(engine_.get());
+}
 
 grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
 ScoringServiceImpl::ScoreBatch(grpc::CallbackServerContext* context) {

@@ -30,6 +30,9 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
   // and the stream goes on.
   grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>* ScoreBatch(
       grpc::CallbackServerContext* context) override;
+  // Many stored screenings per message, compared by digest; see the proto.
+  grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* Rescore(
+      grpc::CallbackServerContext* context) override;
 
  private:
   std::shared_ptr<const ScoringEngine> engine_;

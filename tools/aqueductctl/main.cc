@@ -78,7 +78,7 @@ ABSL_FLAG(std::string, to, "", "rescore: only screenings completed on or before 
 ABSL_FLAG(std::string, route, "", "rescore: only screenings whose current route is this (e.g. THERAPY).");
 ABSL_FLAG(bool, dry_run, false, "rescore: compute and report the changes, write nothing.");
 ABSL_FLAG(double, max_per_second, 0, "rescore: rate limit in screenings per second (0 = none).");
-ABSL_FLAG(int32_t, batch, 500, "rescore: screenings per batch (and per checkpoint).");
+ABSL_FLAG(int32_t, batch, 1000, "rescore: screenings per batch (and per checkpoint), 1..5000.");
 ABSL_FLAG(std::string, job, "", "rescore: job name for the checkpoint (default rescore-<ruleset>).");
 ABSL_FLAG(std::string, summary_json, "", "rescore: also write the summary as JSON to this file.");
 ABSL_FLAG(std::string, screening, "",

@@ -1,13 +1,15 @@
 #include "tools/rescore/rescore.h"
 
+#include <google/protobuf/arena.h>
+
 #include <algorithm>
-#include <map>
-#include <set>
+#include <deque>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
@@ -16,82 +18,76 @@
 namespace aqueduct::tools {
 namespace {
 
-std::string RouteRuleOf(const scoring::v1::ScoringResult& r) {
-  for (const auto& rule : r.rules()) {
-    if (rule.rule_id().rfind("route.", 0) == 0 && rule.fired()) return rule.rule_id();
+constexpr int kMaxBatch = 5000;  // scoring's limit per Rescore message
+
+// One batch on its way through the job: what the reader found, and which
+// entries went to scoring (in request order).
+struct Batch {
+  std::vector<intake::SessionStore::CompletedEntry> entries;
+  std::vector<intake::SessionStore::ForRescore> stored;
+  std::vector<size_t> sent;
+  enum class Kind { kBatch, kEnd, kStopped, kError } kind = Kind::kBatch;
+  absl::Status error;
+};
+
+// A bounded hand-over between the reader thread and the job's thread.
+class BatchQueue {
+ public:
+  explicit BatchQueue(size_t capacity) : capacity_(capacity) {}
+  // False when the consumer has gone (then nothing more is wanted).
+  bool Push(Batch b) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](BatchQueue* q) { return q->closed_ || q->queue_.size() < q->capacity_; }, this));
+    if (closed_) return false;
+    queue_.push_back(std::move(b));
+    return true;
   }
-  return "default route";
-}
+  Batch Pop() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(+[](BatchQueue* q) { return !q->queue_.empty(); }, this));
+    Batch b = std::move(queue_.front());
+    queue_.pop_front();
+    return b;
+  }
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  bool closed() {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
 
-std::set<int> FlagsOf(const scoring::v1::ScoringResult& r) {
-  std::set<int> out;
-  for (const auto& f : r.safety_flags()) out.insert(f.kind());
-  return out;
-}
+ private:
+  const size_t capacity_;
+  absl::Mutex mu_;
+  std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
 
-std::string FlagNames(const std::set<int>& flags) {
-  std::vector<std::string> names;
-  for (int f : flags) names.push_back(scoring::v1::SafetyFlagKind_Name(f));
-  return absl::StrCat("[", absl::StrJoin(names, ", "), "]");
+// An arena whose first block is `block`: Reset() keeps it, so a batch that
+// fits allocates nothing from the heap.
+google::protobuf::ArenaOptions ArenaOn(std::vector<char>& block) {
+  google::protobuf::ArenaOptions o;
+  o.initial_block = block.data();
+  o.initial_block_size = block.size();
+  o.max_block_size = 1 << 20;
+  return o;
 }
 
 }  // namespace
 
 ResultChanges Compare(const scoring::v1::ScoringResult& before, const scoring::v1::ScoringResult& after) {
-  ResultChanges c;
-  const auto rb = before.routing().primary_route(), ra = after.routing().primary_route();
-  if (rb != ra) {
-    c.route = true;
-    c.lines.push_back(absl::StrCat("route: ", common::v1::Route_Name(rb), " -> ", common::v1::Route_Name(ra),
-                                   " (", RouteRuleOf(before), " -> ", RouteRuleOf(after), ")"));
-  }
-  std::map<std::string, std::string> bands_before;
-  for (const auto& s : before.scores()) bands_before[s.instrument_id()] = s.band();
-  for (const auto& s : after.scores()) {
-    auto it = bands_before.find(s.instrument_id());
-    const std::string old_band = it == bands_before.end() ? "" : it->second;
-    if (old_band != s.band()) {
-      c.band = true;
-      c.lines.push_back(absl::StrCat(s.instrument_id(), " band: ", old_band.empty() ? "none" : old_band,
-                                     " -> ", s.band().empty() ? "none" : s.band()));
-    }
-  }
-  const auto fb = FlagsOf(before), fa = FlagsOf(after);
-  if (fb != fa) {
-    c.flags = true;
-    c.lines.push_back(absl::StrCat("safety flags: ", FlagNames(fb), " -> ", FlagNames(fa)));
-  }
-  return c;
-}
-
-absl::Status Rescorer::ScoreBatch(const std::vector<scoring::v1::ScoreBatchRequest>& requests,
-                                  std::vector<scoring::v1::ScoreBatchResponse>* responses) {
-  if (requests.empty()) return absl::OkStatus();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  auto stream = scoring_->ScoreBatch(&ctx);
-  // Write and read together: scoring answers in order, one per request.
-  std::thread writer([&] {
-    for (const auto& r : requests) {
-      if (!stream->Write(r)) break;
-    }
-    stream->WritesDone();
-  });
-  scoring::v1::ScoreBatchResponse response;
-  while (stream->Read(&response)) responses->push_back(response);
-  writer.join();
-  grpc::Status s = stream->Finish();
-  if (!s.ok()) return Annotate(ToAbslStatus(s), "scoring batch stream");
-  if (responses->size() != requests.size()) {
-    return absl::UnavailableError("scoring batch stream ended early");
-  }
-  return absl::OkStatus();
+  return scoring::CompareDigests(scoring::DigestOf(before), scoring::DigestOf(after));
 }
 
 absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
                                              const std::function<void(const RescoreProgress&)>& progress) {
   if (options_.ruleset_version.empty()) return absl::InvalidArgumentError("--ruleset: is required");
-  if (options_.batch < 1) return absl::InvalidArgumentError("--batch: must be positive");
+  if (options_.batch < 1 || options_.batch > kMaxBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("--batch: must be 1..", kMaxBatch));
+  }
   const std::string job = options_.job.empty() ? absl::StrCat("rescore-", options_.ruleset_version) : options_.job;
   if (absl::Status s = ValidateIdSegment(job, "--job"); !s.ok()) return s;
   const absl::Time started = absl::Now();
@@ -113,136 +109,234 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
   RescoreSummary summary;
   auto total = store_->CountCompleted(options_.from_ms, options_.to_ms, deadline());
   if (!total.ok()) return total.status();
-  int64_t done_this_run = 0;
-  while (!cp.done()) {
-    if (stop.load()) {
-      summary.interrupted = true;
-      break;
+  if (cp.done()) {
+    summary.counts = cp;
+    return summary;
+  }
+
+  // One stream for the whole job. It has no deadline of its own: a job over
+  // millions of screenings runs for minutes; a scoring service that goes
+  // away fails the stream, and the job stops with the error (and resumes
+  // from its checkpoint when run again).
+  grpc::ClientContext stream_ctx;
+  auto stream = scoring_->Rescore(&stream_ctx);
+  BatchQueue queue(/*capacity=*/2);
+
+  // Reader: scans the index, reads the stored answers and digests, and sends
+  // what still needs scoring, staying up to two batches ahead.
+  std::thread reader([&, after_ms = cp.after_time_ms(), after_member = cp.after_member()]() mutable {
+    // Each batch's request is built on an arena that is reset, not freed.
+    std::vector<char> block(4 << 20);
+    google::protobuf::Arena arena(ArenaOn(block));
+    while (true) {
+      if (stop.load() || queue.closed()) {
+        stream->WritesDone();
+        queue.Push(Batch{.kind = Batch::Kind::kStopped});
+        return;
+      }
+      Batch b;
+      auto entries = store_->ScanCompleted(options_.from_ms, options_.to_ms, after_ms, after_member,
+                                           options_.batch, deadline());
+      if (!entries.ok()) {
+        stream->WritesDone();
+        queue.Push(Batch{.kind = Batch::Kind::kError, .error = entries.status()});
+        return;
+      }
+      if (entries->empty()) {
+        stream->WritesDone();
+        queue.Push(Batch{.kind = Batch::Kind::kEnd});
+        return;
+      }
+      b.entries = std::move(*entries);
+      after_ms = b.entries.back().time_ms;
+      after_member = b.entries.back().member;
+      std::vector<std::string> ids;
+      ids.reserve(b.entries.size());
+      for (const auto& e : b.entries) ids.push_back(e.screening_id);
+      auto stored = store_->ReadForRescore(ids, options_.ruleset_version, deadline());
+      if (!stored.ok()) {
+        stream->WritesDone();
+        queue.Push(Batch{.kind = Batch::Kind::kError, .error = stored.status()});
+        return;
+      }
+      b.stored = std::move(*stored);
+      // Score what has no outcome under this version yet (a resumed batch
+      // reuses the outcomes stored before the interruption).
+      arena.Reset();
+      auto& request = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreRequest>(&arena);
+      request.set_ruleset_version(options_.ruleset_version);
+      request.mutable_items()->Reserve(static_cast<int>(b.entries.size()));
+      for (size_t i = 0; i < b.entries.size(); ++i) {
+        auto& fr = b.stored[i];
+        if (!fr.completed || fr.outcome.has_value()) continue;  // not completed: indexed before a commit
+        if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
+        scoring::v1::RescoreItem* item = request.add_items();
+        item->set_correlation_id(b.entries[i].member);
+        item->set_packed_request(std::move(fr.packed_request));
+        *item->mutable_before() = fr.before;
+        b.sent.push_back(i);
+      }
+      if (!b.sent.empty() && !stream->Write(request)) {
+        queue.Push(Batch{.kind = Batch::Kind::kError,
+                         .error = absl::UnavailableError("scoring: the re-scoring stream closed")});
+        return;
+      }
+      if (!queue.Push(std::move(b))) {
+        stream->WritesDone();
+        return;
+      }
     }
-    auto entries = store_->ScanCompleted(options_.from_ms, options_.to_ms, cp.after_time_ms(),
-                                         cp.after_member(), options_.batch, deadline());
-    if (!entries.ok()) return entries.status();
-    if (entries->empty()) {
+  });
+  // Ends the reader and the stream; returns the stream's status.
+  auto shut_down = [&](bool cancel) {
+    queue.Close();  // wakes a reader waiting to hand over a batch
+    // Cancelling also unblocks a reader inside Write; Finish needs every
+    // response read or the call cancelled.
+    if (cancel) stream_ctx.TryCancel();
+    reader.join();
+    return stream->Finish();
+  };
+
+  int64_t done_this_run = 0;
+  std::vector<char> response_block(2 << 20);
+  google::protobuf::Arena response_arena(ArenaOn(response_block));
+  while (true) {
+    Batch b = queue.Pop();
+    response_arena.Reset();
+    auto& response = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(&response_arena);
+    if (b.kind == Batch::Kind::kEnd) {
       cp.set_done(true);
       break;
     }
-    std::vector<std::string> ids;
-    for (const auto& e : *entries) ids.push_back(e.screening_id);
-    auto stored = store_->ReadForRescore(ids, options_.ruleset_version, deadline());
-    if (!stored.ok()) return stored.status();
-
-    // Score what has no outcome under this version yet (a resumed batch
-    // reuses the outcomes stored before the interruption).
-    std::vector<scoring::v1::ScoreBatchRequest> requests;
-    std::vector<size_t> request_of;  // entry index per request
-    for (size_t i = 0; i < entries->size(); ++i) {
-      const auto& fr = (*stored)[i];
-      if (!fr.session.has_value() || fr.session->record.state() != intake::v1::COMPLETED ||
-          !fr.session->result.has_value() || fr.session->record.user_id() != (*entries)[i].user_id) {
-        continue;  // indexed before a completion that did not commit
-      }
-      if (options_.route.has_value() &&
-          fr.session->result->scoring().routing().primary_route() != *options_.route) {
-        continue;
-      }
-      if (fr.outcome.has_value()) continue;
-      scoring::v1::ScoreBatchRequest r;
-      r.set_correlation_id((*entries)[i].member);
-      r.mutable_request()->set_ruleset_version(options_.ruleset_version);
-      const auto& rec = fr.session->record;
-      for (const auto& id : rec.instruments()) r.mutable_request()->add_administered_instruments(id);
-      for (const auto& [item, answer] : rec.answers()) *r.mutable_request()->mutable_answers()->add_answers() = answer;
-      // Map order is not stable across builds; scoring's result does not
-      // depend on answer order, so sort for a reproducible request.
-      auto* list = r.mutable_request()->mutable_answers()->mutable_answers();
-      std::sort(list->begin(), list->end(),
-                [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); });
-      requests.push_back(std::move(r));
-      request_of.push_back(i);
+    if (b.kind == Batch::Kind::kStopped) {
+      summary.interrupted = true;
+      break;
     }
-    std::vector<scoring::v1::ScoreBatchResponse> responses;
-    if (absl::Status s = ScoreBatch(requests, &responses); !s.ok()) return s;
-
-    std::map<size_t, scoring::v1::ScoringResult> fresh;
-    for (size_t k = 0; k < responses.size(); ++k) {
-      if (responses[k].has_error()) {
+    if (b.kind == Batch::Kind::kError) {
+      grpc::Status s = shut_down(/*cancel=*/true);
+      if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
+        return Annotate(ToAbslStatus(s), "scoring (re-scoring stream)");
+      }
+      return b.error;
+    }
+    if (!b.sent.empty()) {
+      if (!stream->Read(&response)) {
+        grpc::Status s = shut_down(/*cancel=*/false);
+        return Annotate(s.ok() ? absl::UnavailableError("the stream ended early") : ToAbslStatus(s),
+                        "scoring (re-scoring stream)");
+      }
+      if (response.items_size() != static_cast<int>(b.sent.size())) {
+        shut_down(/*cancel=*/true);
+        return absl::InternalError("scoring: re-scoring response does not match its request");
+      }
+    }
+    // New outcomes, stored write-once next to the original.
+    std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>> outcomes;
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    for (size_t k = 0; k < b.sent.size(); ++k) {
+      scoring::v1::RescoredItem* item = response.mutable_items(static_cast<int>(k));
+      const size_t i = b.sent[k];
+      if (item->has_error()) {
         cp.set_failed(cp.failed() + 1);
         continue;
       }
-      fresh[request_of[k]] = responses[k].result();
+      storage::v1::RescoreOutcome o;
+      o.set_time_ms(now);
+      o.mutable_digest()->Swap(item->mutable_after());
+      o.set_changed(item->changed());
+      if (item->changed()) o.mutable_changed_result()->Swap(item->mutable_result());
+      b.stored[i].outcome = std::move(o);
+      if (!options_.dry_run) outcomes.emplace_back(b.entries[i].screening_id, &*b.stored[i].outcome);
     }
-    std::vector<std::pair<std::string, storage::v1::ResultRecord>> outcomes;
-    const int64_t now = absl::ToUnixMillis(absl::Now());
-    for (const auto& [i, result] : fresh) {
-      storage::v1::ResultRecord r;
-      r.set_complete_time_ms(now);
-      *r.mutable_scoring() = result;
-      outcomes.emplace_back(ids[i], std::move(r));
-    }
-    if (!options_.dry_run) {
+    if (!outcomes.empty()) {
       if (absl::Status s = store_->PutOutcomes(outcomes, options_.ruleset_version, deadline()); !s.ok()) {
+        shut_down(/*cancel=*/true);
         return s;
       }
     }
     // Compare, count, and open re-review cases.
-    referral::v1::CreateReferralsRequest cases;
-    for (size_t i = 0; i < entries->size(); ++i) {
-      const auto& fr = (*stored)[i];
-      const scoring::v1::ScoringResult* after = nullptr;
-      if (auto it = fresh.find(i); it != fresh.end()) after = &it->second;
-      else if (fr.outcome.has_value()) after = &fr.outcome->scoring();
-      if (after == nullptr) continue;
-      const auto& before = fr.session->result->scoring();
+    std::vector<size_t> changed;
+    std::vector<std::string> changed_ids;
+    std::vector<std::vector<std::string>> change_lines;
+    for (size_t i = 0; i < b.entries.size(); ++i) {
+      const auto& fr = b.stored[i];
+      if (!fr.completed || !fr.outcome.has_value()) continue;
+      if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
       cp.set_screened(cp.screened() + 1);
       ++done_this_run;
-      ResultChanges changes = Compare(before, *after);
+      if (!fr.outcome->changed()) continue;
+      ResultChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
       if (!changes.any()) continue;
       cp.set_changed_route(cp.changed_route() + changes.route);
       cp.set_changed_band(cp.changed_band() + changes.band);
       cp.set_changed_flags(cp.changed_flags() + changes.flags);
-      if (summary.sample_changes.size() < 5) {
-        summary.sample_changes.push_back(absl::StrJoin(changes.lines, "; "));
-      }
-      if (options_.dry_run) continue;
-      referral::v1::CreateReferralRequest* req = cases.add_requests();
-      req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", ids[i]));
-      req->set_screening(ScreeningName{fr.session->record.user_id(), ids[i]}.ToString());
-      *req->mutable_result() = *after;
-      *req->mutable_previous_result() = before;
-      for (const auto& line : changes.lines) req->add_changes(line);
-      req->set_location_state(intake::LocationStateOf(fr.session->record));
+      if (summary.sample_changes.size() < 5) summary.sample_changes.push_back(absl::StrJoin(changes.lines, "; "));
+      changed.push_back(i);
+      changed_ids.push_back(b.entries[i].screening_id);
+      change_lines.push_back(std::move(changes.lines));
     }
-    // One call per batch; creation is idempotent per screening and ruleset
-    // version, so a batch retried after a crash creates nothing twice.
-    for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
-      referral::v1::CreateReferralsRequest chunk;
-      for (int k = begin; k < std::min(cases.requests_size(), begin + 1000); ++k) {
-        *chunk.add_requests() = cases.requests(k);
+    if (!options_.dry_run && !changed.empty()) {
+      // The case shows both results in full: read the originals (and where
+      // the person is) for the changed screenings only.
+      auto sessions = store_->GetMany(changed_ids, deadline());
+      if (!sessions.ok()) {
+        shut_down(/*cancel=*/true);
+        return sessions.status();
       }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-      ctx.AddMetadata("x-aqueduct-actor", "service:rescore");
-      referral::v1::CreateReferralsResponse created;
-      grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
-      if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review cases)");
-      cp.set_cases_opened(cp.cases_opened() + created.referrals_size());
+      referral::v1::CreateReferralsRequest cases;
+      for (size_t k = 0; k < changed.size(); ++k) {
+        const auto& session = (*sessions)[k];
+        if (!session.has_value() || !session->result.has_value()) continue;
+        const size_t i = changed[k];
+        referral::v1::CreateReferralRequest* req = cases.add_requests();
+        req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", changed_ids[k]));
+        req->set_screening(ScreeningName{session->record.user_id(), changed_ids[k]}.ToString());
+        *req->mutable_result() = b.stored[i].outcome->changed_result();
+        *req->mutable_previous_result() = session->result->scoring();
+        for (auto& line : change_lines[k]) req->add_changes(std::move(line));
+        req->set_location_state(intake::LocationStateOf(session->record));
+      }
+      // One call per 1000 cases; creation is idempotent per screening and
+      // ruleset version, so a batch retried after a crash creates nothing twice.
+      for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
+        referral::v1::CreateReferralsRequest chunk;
+        for (int k = begin; k < std::min(cases.requests_size(), begin + 1000); ++k) {
+          chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
+        }
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+        ctx.AddMetadata("x-aqueduct-actor", "service:rescore");
+        referral::v1::CreateReferralsResponse created;
+        grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
+        if (!s.ok()) {
+          shut_down(/*cancel=*/true);
+          return Annotate(ToAbslStatus(s), "referral (re-review cases)");
+        }
+        cp.set_cases_opened(cp.cases_opened() + created.referrals_size());
+      }
     }
-    cp.set_after_time_ms(entries->back().time_ms);
-    cp.set_after_member(entries->back().member);
+    cp.set_after_time_ms(b.entries.back().time_ms);
+    cp.set_after_member(b.entries.back().member);
     if (!options_.dry_run) {
-      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) return s;
+      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) {
+        shut_down(/*cancel=*/true);
+        return s;
+      }
     }
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
     if (progress) {
       progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
     }
     // Rate limit (protects a production Redis): stay under max_per_second.
+    // The reader is at most two batches ahead, so this paces it too.
     if (options_.max_per_second > 0) {
       const absl::Duration should_take = absl::Seconds(done_this_run / options_.max_per_second);
       const absl::Duration took = absl::Now() - started;
       if (should_take > took) absl::SleepFor(should_take - took);
     }
   }
+  grpc::Status finished = shut_down(/*cancel=*/false);
+  if (!finished.ok() && cp.done()) return Annotate(ToAbslStatus(finished), "scoring (re-scoring stream)");
   if (cp.done() && !options_.dry_run) {
     if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) return s;
   }

@@ -14,6 +14,7 @@
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "protos/storage/v1/records.pb.h"
 #include "services/intake/session_store.h"
+#include "services/scoring/digest.h"
 
 namespace aqueduct::tools {
 
@@ -25,7 +26,7 @@ struct RescoreOptions {
   std::optional<common::v1::Route> route;  // only screenings whose route is this
   bool dry_run = false;         // compute and report, write nothing
   double max_per_second = 0;    // 0 = as fast as possible
-  int batch = 500;
+  int batch = 1000;             // screenings per read and per scoring message (<= 5000)
 };
 
 struct RescoreProgress {
@@ -41,23 +42,24 @@ struct RescoreSummary {
   std::vector<std::string> sample_changes;  // a few, for the report (no identities)
 };
 
-// What changed between two results, one line each (route, bands, safety
-// flags, and the route rule behind it); empty when nothing that matters
-// for care changed.
-struct ResultChanges {
-  bool route = false, band = false, flags = false;
-  std::vector<std::string> lines;
-  bool any() const { return route || band || flags; }
-};
+// What changed between two results (route, bands, safety flags, and the
+// route rule behind it), one line each; empty when nothing that matters for
+// care changed. The same comparison the job makes on stored digests.
+using ResultChanges = scoring::DigestChanges;
 ResultChanges Compare(const scoring::v1::ScoringResult& before, const scoring::v1::ScoringResult& after);
 
 // The batch re-scoring job: reads completed screenings from the store,
-// scores them through scoring's streaming RPC under one ruleset version,
-// stores each new outcome next to the original (write-once), and opens a
-// re-review case in referral for every screening whose route, severity band
-// or safety flags changed. Resumable: a checkpoint after every batch, and
-// every write is idempotent, so a killed job run again ends in the same
-// state as one clean run.
+// scores them through scoring's streaming Rescore RPC under one ruleset
+// version, stores each new outcome next to the original (write-once), and
+// opens a re-review case in referral for every screening whose route,
+// severity band or safety flags changed. Resumable: a checkpoint after every
+// batch, and every write is idempotent, so a killed job run again ends in the
+// same state as one clean run.
+//
+// Throughput: the stored answers go to scoring as stored (no decoding here),
+// results are compared by digest and only changed ones travel in full, and
+// a reader thread keeps the next batches read and in flight to scoring
+// while this thread writes the outcomes of the current one.
 class Rescorer {
  public:
   Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
@@ -70,9 +72,6 @@ class Rescorer {
                                      const std::function<void(const RescoreProgress&)>& progress = {});
 
  private:
-  absl::Status ScoreBatch(const std::vector<scoring::v1::ScoreBatchRequest>& requests,
-                          std::vector<scoring::v1::ScoreBatchResponse>* responses);
-
   intake::SessionStore* store_;
   scoring::v1::ScoringService::StubInterface* scoring_;
   referral::v1::ReferralService::StubInterface* referral_;
