@@ -448,7 +448,7 @@ absl::Status CatalogIndex::ScoreInstruments(
     const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
     const google::protobuf::RepeatedPtrField<std::string>& administered,
     const expr::SetTable& sets, expr::Value* values,
-    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable) const {
+    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable, bool detail) const {
   using expr::Truth;
   using expr::Value;
   using scoring::v1::InstrumentScore;
@@ -518,7 +518,7 @@ absl::Status CatalogIndex::ScoreInstruments(
     }
     InstrumentScore* score = result->add_scores();
     score->set_instrument_id(ins.id());
-    score->set_loinc_total(ins.loinc_total());
+    if (detail) score->set_loinc_total(ins.loinc_total());
     auto set_scores = [&](Value v) {
       for (int slot : {info.total_slot, info.mean_slot, info.band_slot, info.positive_slot,
                        info.mdd_count_slot, info.provisional_mdd_slot}) {
@@ -543,6 +543,7 @@ absl::Status CatalogIndex::ScoreInstruments(
     // Items that do not apply are absent; answering one is an error.
     double sum = 0;
     int scored_answered = 0;
+    int missing = 0;
     for (const auto& item : info.items) {
       const Truth item_applies = item.applies_if.Eval(values, sets);
       const int at = scratch.answer_at[item.slot];
@@ -561,14 +562,17 @@ absl::Status CatalogIndex::ScoreInstruments(
       const Value& v = values[item.slot];
       const bool scored = ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED && !item.def->unscored();
       if (!HasValue(v)) {
-        if (item.def->required() || scored) score->add_missing_item_ids(item.def->id());
+        if (item.def->required() || scored) {
+          ++missing;
+          if (detail) score->add_missing_item_ids(item.def->id());
+        }
         continue;
       }
       if (!scored) continue;
       ++scored_answered;
       sum += item.def->reverse_scored() ? 100.0 - v.number : v.number;
     }
-    bool complete = score->missing_item_ids().empty();
+    bool complete = missing == 0;
     double level = sum;
     if (ins.scoring() == scoring::v1::MEAN_0_100) {
       const int need = ins.min_answered() > 0 ? ins.min_answered() : ins.items_size();
@@ -590,7 +594,7 @@ absl::Status CatalogIndex::ScoreInstruments(
         const scoring::v1::Band* band = BandFor(ins, level);
         if (band != nullptr) {
           score->set_band(band->id());
-          score->set_band_label(band->label());
+          if (detail) score->set_band_label(band->label());
           values[info.band_slot] = Value::Code(band->id());
         }
       }
@@ -609,14 +613,16 @@ absl::Status CatalogIndex::ScoreInstruments(
         }
         values[info.mdd_count_slot] = Value::Number(count);
         values[info.provisional_mdd_slot] = Value::Bool(count >= 5 && core);
-        scoring::v1::DerivedValue* c = score->add_derived();
-        c->set_name(ins.id() + ".mdd_count");
-        c->set_value(count);
-        c->set_explanation("Items 1-8 scored 2 or more, plus item 9 scored 1 or more (Kroenke 2001).");
-        scoring::v1::DerivedValue* p = score->add_derived();
-        p->set_name(ins.id() + ".provisional_mdd");
-        p->set_value(count >= 5 && core ? 1 : 0);
-        p->set_explanation("1 when at least 5 symptoms count and one of them is item 1 or 2.");
+        if (detail) {
+          scoring::v1::DerivedValue* c = score->add_derived();
+          c->set_name(ins.id() + ".mdd_count");
+          c->set_value(count);
+          c->set_explanation("Items 1-8 scored 2 or more, plus item 9 scored 1 or more (Kroenke 2001).");
+          scoring::v1::DerivedValue* p = score->add_derived();
+          p->set_name(ins.id() + ".provisional_mdd");
+          p->set_value(count >= 5 && core ? 1 : 0);
+          p->set_explanation("1 when at least 5 symptoms count and one of them is item 1 or 2.");
+        }
       }
     }
     for (const auto& sf : info.short_forms) {
@@ -633,6 +639,7 @@ absl::Status CatalogIndex::ScoreInstruments(
       const bool positive = sf_sum >= sf.def->positive_min();
       values[sf.total_slot] = Value::Number(sf_sum);
       values[sf.positive_slot] = Value::Bool(positive);
+      if (!detail) continue;
       scoring::v1::DerivedValue* d = score->add_derived();
       d->set_name(sf.def->id() + ".total");
       d->set_value(sf_sum);

@@ -99,7 +99,10 @@ class CatalogIndex {
       const google::protobuf::RepeatedPtrField<std::string>& administered,
       const expr::SetTable& sets, expr::Value* values,
       scoring::v1::ScoringResult* result,
-      std::vector<std::string>* inapplicable = nullptr) const;
+      std::vector<std::string>* inapplicable = nullptr, bool detail = true) const;
+  // (Without `detail`, scores carry only what routing and digests use:
+  // completeness, total or mean, band id, screen_positive; no labels, LOINC
+  // codes, missing item ids or derived values.)
 
   // The band a score falls in: the band with the greatest min not above
   // it (bands run from their min up to the next band's min). nullptr below

@@ -113,6 +113,8 @@ absl::Status RulesetIndex::Index() {
   absl::flat_hash_set<std::string> ids;
   for (const auto& r : rs.routes()) {
     if (r.id().empty()) return Invalid("routes", "a route rule needs an id");
+    // Results name the route rule that fired by this prefix (digests too).
+    if (r.id().rfind("route.", 0) != 0) return Invalid(r.id(), "a route rule's id must start with \"route.\"");
     if (!ids.insert(r.id()).second) return Invalid(r.id(), "duplicate rule id");
     if (r.route() == common::v1::ROUTE_UNSPECIFIED) return Invalid(r.id(), "route not set");
     if (r.route() != common::v1::SELF_HELP && r.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {

@@ -118,6 +118,21 @@ absl::StatusOr<ScoringResult> ScoringEngine::Score(const v1::ScoreAnswersRequest
 
 absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
                                       ScoringResult* out) const {
+  return Evaluate(request, /*full=*/true, out, nullptr);
+}
+
+absl::Status ScoringEngine::DigestInto(const v1::ScoreAnswersRequest& request,
+                                       v1::ResultDigest* digest) const {
+  thread_local ScoringResult lean;
+  std::string route_rule;
+  if (absl::Status s = Evaluate(request, /*full=*/false, &lean, &route_rule); !s.ok()) return s;
+  scoring::DigestInto(lean, digest);
+  digest->set_route_rule(std::move(route_rule));
+  return absl::OkStatus();
+}
+
+absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, bool full,
+                                     ScoringResult* out, std::string* route_rule) const {
   out->Clear();
   const RulesetIndex* rs = rulesets_.front().get();
   if (!request.ruleset_version().empty()) {
@@ -142,7 +157,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
   result.set_catalog_version(cat.catalog().version());
   if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
                                              request.administered_instruments(), sets,
-                                             scratch.values.data(), &result);
+                                             scratch.values.data(), &result, nullptr, full);
       !st.ok()) {
     return st;
   }
@@ -156,9 +171,9 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     if (t == Truth::kTrue) {
       v1::SafetyFlag* flag = result.add_safety_flags();
       flag->set_kind(def.kind());
-      flag->set_explanation(Inputs(schema, values, rule.when));
+      if (full) flag->set_explanation(Inputs(schema, values, rule.when));
     }
-    if (t != Truth::kFalse) {
+    if (full && t != Truth::kFalse) {
       Explain(result, schema, values, rule.id, rule.description, rule.when, t,
               v1::SafetyFlagKind_Name(def.kind()));
     }
@@ -168,7 +183,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     const auto& rule = rs->signals()[i];
     const Truth t = rule.when.Eval(values, sets);
     values[rs->signal_slots()[i]] = Value::FromTruth(t);
-    if (t != Truth::kFalse) {
+    if (full && t != Truth::kFalse) {
       Explain(result, schema, values, rule.id, rule.description, rule.when, t, "");
     }
   }
@@ -181,7 +196,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     const Truth t = rule.when.Eval(values, sets);
     if (t == Truth::kFalse) continue;
     const v1::Profile p = rs->ruleset().profiles(static_cast<int>(i)).profile();
-    Explain(result, schema, values, rule.id, rule.description, rule.when, t, v1::Profile_Name(p));
+    if (full) Explain(result, schema, values, rule.id, rule.description, rule.when, t, v1::Profile_Name(p));
     if (t == Truth::kTrue) {
       profile = p;
       deciding = &rule;
@@ -191,7 +206,7 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
   result.set_profile(profile);
   values[rs->profile_slot()] =
       profile == v1::PROFILE_INCOMPLETE ? Value::Unknown() : Value::Code(v1::Profile_Name(profile));
-  {
+  if (full) {
     // The signals behind the profile: the deciding rule's inputs, or every
     // profile input when it could not be decided.
     std::vector<int> slots;
@@ -224,8 +239,10 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
     const auto& rule = rs->routes()[i];
     const Truth t = rule.when.Eval(values, sets);
     if (t == Truth::kFalse) continue;
-    Explain(result, schema, values, rule.id, rule.description, rule.when, t,
-            common::v1::Route_Name(rs->ruleset().routes(static_cast<int>(i)).route()));
+    if (full) {
+      Explain(result, schema, values, rule.id, rule.description, rule.when, t,
+              common::v1::Route_Name(rs->ruleset().routes(static_cast<int>(i)).route()));
+    }
     if (t == Truth::kUnknown) {
       undecided.push_back(static_cast<int>(i));
     } else {
@@ -235,6 +252,24 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
   if (chosen >= 0 && !undecided.empty() &&
       rs->ruleset().routes(chosen).reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
     chosen = -1;  // no unreviewed outcome when something above is undecided
+  }
+  if (route_rule != nullptr) {
+    // What the full result's explanations name as the fired route rule: the
+    // first route rule that held (even when an undecided one above it sends
+    // the case to the default route).
+    route_rule->clear();
+    for (size_t i = 0; i < rs->routes().size(); ++i) {
+      if (rs->routes()[i].when.Eval(values, sets) == Truth::kTrue) {
+        *route_rule = rs->routes()[i].id;
+        break;
+      }
+    }
+  }
+  if (!full) {
+    // A digest needs the route, bands and flags only.
+    routing->set_primary_route(chosen >= 0 ? rs->ruleset().routes(chosen).route()
+                                           : rs->ruleset().default_route().route());
+    return absl::OkStatus();
   }
   if (chosen >= 0) {
     const auto& def = rs->ruleset().routes(chosen);

@@ -9,6 +9,7 @@
 #include "protos/scoring/v1/result.pb.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/catalog.h"
+#include "services/scoring/digest.h"
 #include "services/scoring/ruleset.h"
 
 namespace aqueduct::scoring {
@@ -37,6 +38,11 @@ class ScoringEngine {
   absl::Status ScoreInto(const v1::ScoreAnswersRequest& request,
                          v1::ScoringResult* result) const;
 
+  // Only the digest of the result (route, route rule, bands, safety flags),
+  // skipping explanations, plan and resources: what bulk re-scoring
+  // compares. Always equal to DigestOf(*Score(request)); same errors.
+  absl::Status DigestInto(const v1::ScoreAnswersRequest& request, v1::ResultDigest* digest) const;
+
   // Newest first (by publication date, then version).
   v1::ListRulesetsResponse Rulesets() const;
   const CatalogIndex& catalog() const { return *catalog_; }
@@ -46,6 +52,10 @@ class ScoringEngine {
 
  private:
   ScoringEngine() = default;
+  // Scores into `out`; without `full` only what a digest needs, and the id of
+  // the route rule that fired into `route_rule` (when not null).
+  absl::Status Evaluate(const v1::ScoreAnswersRequest& request, bool full, v1::ScoringResult* out,
+                        std::string* route_rule) const;
   std::shared_ptr<const CatalogIndex> catalog_;
   std::vector<std::shared_ptr<const RulesetIndex>> rulesets_;
 };

@@ -103,7 +103,6 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
       out->set_correlation_id(item.correlation_id());
       scratch_arena_.Reset();
       auto* scratch = google::protobuf::Arena::CreateMessage<v1::ScoreAnswersRequest>(&scratch_arena_);
-      auto* result = google::protobuf::Arena::CreateMessage<v1::ScoringResult>(&scratch_arena_);
       absl::Status s;
       if (item.correlation_id().empty()) {
         s = absl::InvalidArgumentError("correlation_id: is required");
@@ -111,17 +110,21 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
         s = absl::InvalidArgumentError("packed_request: is not a serialized ScoreAnswersRequest");
       } else {
         scratch->set_ruleset_version(request_->ruleset_version());
-        s = engine_->ScoreInto(*scratch, result);
+        // The digest first (no explanations); the full result only for the
+        // few that changed.
+        s = engine_->DigestInto(*scratch, out->mutable_after());
+        if (s.ok() && DigestsDiffer(item.before(), out->after())) {
+          out->set_changed(true);
+          s = engine_->ScoreInto(*scratch, out->mutable_result());
+        }
       }
       if (!s.ok()) {
+        out->clear_after();
+        out->clear_changed();
+        out->clear_result();
         out->mutable_error()->set_code(static_cast<int>(s.code()));
         out->mutable_error()->set_message(std::string(s.message()));
         continue;
-      }
-      DigestInto(*result, out->mutable_after());
-      if (DigestsDiffer(item.before(), out->after())) {
-        out->set_changed(true);
-        *out->mutable_result() = *result;
       }
     }
     StartWrite(response_);

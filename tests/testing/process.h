@@ -66,6 +66,7 @@ class RedisServer {
   absl::Status Restart();  // start again on the same socket and data
   void Pause();            // SIGSTOP: alive but not answering
   void Resume();           // SIGCONT
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
   absl::Status FlushAll();
 
  private:

@@ -120,10 +120,10 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
   // from its checkpoint when run again).
   grpc::ClientContext stream_ctx;
   auto stream = scoring_->Rescore(&stream_ctx);
-  BatchQueue queue(/*capacity=*/2);
+  BatchQueue queue(/*capacity=*/4);
 
   // Reader: scans the index, reads the stored answers and digests, and sends
-  // what still needs scoring, staying up to two batches ahead.
+  // what still needs scoring, staying up to four batches ahead.
   std::thread reader([&, after_ms = cp.after_time_ms(), after_member = cp.after_member()]() mutable {
     // Each batch's request is built on an arena that is reset, not freed.
     std::vector<char> block(4 << 20);
@@ -328,7 +328,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
     }
     // Rate limit (protects a production Redis): stay under max_per_second.
-    // The reader is at most two batches ahead, so this paces it too.
+    // The reader is at most four batches ahead, so this paces it too.
     if (options_.max_per_second > 0) {
       const absl::Duration should_take = absl::Seconds(done_this_run / options_.max_per_second);
       const absl::Duration took = absl::Now() - started;

@@ -10,6 +10,8 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/scoring/digest.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/scoring_engine.h"
@@ -361,6 +363,79 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   // And answers can no longer change.
   EXPECT_THAT(core_->SubmitAnswers(Answers(done->screening(), {0}, "late"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// A completed session keeps its answers once, in the form scoring takes, and
+// a digest of its result: what re-scoring reads. Sessions stored before that
+// layout (answers inside the record, no digest) read the same.
+TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto before = store_->Get(id, "", Soon());
+  ASSERT_THAT(before, IsOk());
+  const auto answers_in_progress = before->session->record.answers();
+  ASSERT_GT(answers_in_progress.size(), 20u);
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+
+  const std::string key = redis::Key("intake", id, "session");
+  auto raw = client_->Command({"HMGET", key, "d", "a", "s", "r"}, Soon());
+  ASSERT_THAT(raw, IsOk());
+  storage::v1::SessionRecord record;
+  ASSERT_TRUE(record.ParseFromString(raw->elements[0].str));
+  EXPECT_TRUE(record.answers().empty()) << "answers are not stored twice";
+  scoring::v1::ScoreAnswersRequest packed;
+  ASSERT_TRUE(packed.ParseFromString(raw->elements[1].str));
+  EXPECT_EQ(packed.answers().answers_size(), static_cast<int>(answers_in_progress.size()));
+  EXPECT_TRUE(std::is_sorted(packed.answers().answers().begin(), packed.answers().answers().end(),
+                             [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); }));
+  EXPECT_GT(packed.administered_instruments_size(), 0);
+  storage::v1::ResultRecord result;
+  ASSERT_TRUE(result.ParseFromString(raw->elements[3].str));
+  EXPECT_EQ(raw->elements[2].str, scoring::DigestOf(result.scoring()).SerializeAsString());
+
+  // Read back whole: the record has its answers again.
+  auto after = store_->Get(id, "", Soon());
+  ASSERT_THAT(after, IsOk());
+  ASSERT_EQ(after->session->record.answers().size(), answers_in_progress.size());
+  for (const auto& [item, answer] : answers_in_progress) {
+    EXPECT_EQ(after->session->record.answers().at(item).SerializeAsString(), answer.SerializeAsString()) << item;
+  }
+  auto many = store_->GetMany({id, "missing"}, Soon());
+  ASSERT_THAT(many, IsOk());
+  ASSERT_TRUE((*many)[0].has_value());
+  EXPECT_EQ((*many)[0]->record.answers().size(), answers_in_progress.size());
+  EXPECT_FALSE((*many)[1].has_value());
+
+  // What re-scoring reads, from this layout and from the one before it.
+  auto fast = store_->ReadForRescore({id, "missing"}, "v2", Soon());
+  ASSERT_THAT(fast, IsOk());
+  ASSERT_TRUE((*fast)[0].completed);
+  EXPECT_FALSE((*fast)[1].completed);
+  EXPECT_EQ((*fast)[0].packed_request, raw->elements[1].str);
+  EXPECT_EQ((*fast)[0].before.SerializeAsString(), raw->elements[2].str);
+  EXPECT_FALSE((*fast)[0].outcome.has_value());
+
+  storage::v1::SessionRecord old_layout = after->session->record;
+  ASSERT_THAT(client_->Command({"HDEL", key, "a", "s"}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"HSET", key, "d", old_layout.SerializeAsString()}, Soon()), IsOk());
+  auto legacy = store_->ReadForRescore({id}, "v2", Soon());
+  ASSERT_THAT(legacy, IsOk());
+  ASSERT_TRUE((*legacy)[0].completed);
+  EXPECT_EQ((*legacy)[0].packed_request, raw->elements[1].str);
+  EXPECT_EQ((*legacy)[0].before.SerializeAsString(), raw->elements[2].str);
+
+  // Outcomes are write-once per version.
+  storage::v1::RescoreOutcome first, second;
+  first.set_time_ms(1);
+  second.set_time_ms(2);
+  ASSERT_THAT(store_->PutOutcomes({{id, &first}}, "v2", Soon()), IsOk());
+  ASSERT_THAT(store_->PutOutcomes({{id, &second}}, "v2", Soon()), IsOk());
+  auto with_outcome = store_->ReadForRescore({id}, "v2", Soon());
+  ASSERT_THAT(with_outcome, IsOk());
+  ASSERT_TRUE((*with_outcome)[0].outcome.has_value());
+  EXPECT_EQ((*with_outcome)[0].outcome->time_ms(), 1);
 }
 
 TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {

@@ -807,6 +807,94 @@ TEST_F(GeneratedTest, SameInputSameBytesWhateverTheAnswerOrder) {
   }
 }
 
+// The digest re-scoring compares must be exactly the digest of the full
+// result, for every kind of screening (crisis, ketamine, incomplete ones).
+TEST_F(GeneratedTest, DigestWithoutExplanationsEqualsTheFullResultsDigest) {
+  std::mt19937 rng(42);
+  std::set<int> routes;
+  for (int n = 0; n < 300; ++n) {
+    auto req = Random(rng);
+    if (n % 3 == 0) {  // also screenings with item 9 above 0
+      for (auto& a : *req.mutable_answers()->mutable_answers()) {
+        if (a.item_id() == "phq9.9") a.set_option_value(1 + rng() % 3);
+      }
+    }
+    if (n % 5 == 0 && req.answers().answers_size() > 12) {  // and incomplete ones
+      req.mutable_answers()->mutable_answers()->DeleteSubrange(10, 1);
+    }
+    auto full = engine_->Score(req);
+    v1::ResultDigest lean;
+    absl::Status s = engine_->DigestInto(req, &lean);
+    ASSERT_EQ(s.ok(), full.ok()) << s;
+    if (!full.ok()) continue;
+    routes.insert(full->routing().primary_route());
+    EXPECT_EQ(lean.SerializeAsString(), DigestOf(*full).SerializeAsString()) << lean.ShortDebugString();
+  }
+  EXPECT_GE(routes.size(), 3u);  // the generator reaches several routes
+}
+
+TEST_F(ScoringTest, DigestIsCanonical) {
+  v1::ScoringResult r;
+  r.mutable_routing()->set_primary_route(common::v1::THERAPY);
+  auto* therapy = r.add_rules();
+  therapy->set_rule_id("route.therapy");
+  therapy->set_fired(true);
+  auto* undecided = r.add_rules();
+  undecided->set_rule_id("route.self_help");
+  undecided->set_undecided(true);
+  for (auto [id, band] : std::vector<std::pair<std::string, std::string>>{
+           {"phq9", "moderate"}, {"auditc", ""}, {"gad7", "mild"}, {"cbi_work", "high"}}) {
+    auto* sc = r.add_scores();
+    sc->set_instrument_id(id);
+    sc->set_band(band);
+  }
+  r.add_safety_flags()->set_kind(v1::ITEM9_WITH_NEGATIVE_ASQ);
+  r.add_safety_flags()->set_kind(v1::PHQ9_ITEM9_POSITIVE);
+  const v1::ResultDigest d = DigestOf(r);
+  EXPECT_EQ(d.primary_route(), common::v1::THERAPY);
+  EXPECT_EQ(d.route_rule(), "route.therapy");
+  EXPECT_EQ(d.bands(), "cbi_work=high,gad7=mild,phq9=moderate");  // by id; no band, no entry
+  ASSERT_EQ(d.safety_flags_size(), 2);
+  EXPECT_EQ(d.safety_flags(0), v1::PHQ9_ITEM9_POSITIVE);
+  EXPECT_EQ(d.safety_flags(1), v1::ITEM9_WITH_NEGATIVE_ASQ);
+}
+
+TEST(DigestCompareTest, NamesEachChangeAndNothingElse) {
+  v1::ResultDigest before;
+  before.set_primary_route(common::v1::THERAPY);
+  before.set_route_rule("route.therapy");
+  before.set_bands("gad7=mild,phq9=moderate");
+  v1::ResultDigest same = before;
+  EXPECT_FALSE(DigestsDiffer(before, same));
+  EXPECT_FALSE(CompareDigests(before, same).any());
+  EXPECT_TRUE(CompareDigests(before, same).lines.empty());
+  // A different route rule alone is not a change in care.
+  same.set_route_rule("route.other");
+  EXPECT_FALSE(DigestsDiffer(before, same));
+
+  v1::ResultDigest after;
+  after.set_primary_route(common::v1::SELF_HELP);
+  after.set_route_rule("route.self_help");
+  after.set_bands("auditc=low,phq9=mild");
+  after.add_safety_flags(v1::PHQ9_ITEM9_POSITIVE);
+  EXPECT_TRUE(DigestsDiffer(before, after));
+  const DigestChanges c = CompareDigests(before, after);
+  EXPECT_TRUE(c.route && c.band && c.flags);
+  EXPECT_THAT(c.lines, ::testing::ElementsAre(
+                           "route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)",
+                           "auditc band: none -> low", "gad7 band: mild -> none", "phq9 band: moderate -> mild",
+                           "safety flags: [] -> [PHQ9_ITEM9_POSITIVE]"));
+  // The default route has no rule.
+  after.clear_route_rule();
+  EXPECT_THAT(CompareDigests(before, after).lines[0], HasSubstr("(route.therapy -> default route)"));
+  // Only flags.
+  v1::ResultDigest flagged = before;
+  flagged.add_safety_flags(v1::ASQ_ACUTE_POSITIVE);
+  const DigestChanges f = CompareDigests(before, flagged);
+  EXPECT_TRUE(f.flags);
+  EXPECT_FALSE(f.route || f.band);
+}
+
 // ---- Versioned rulesets -------------------------------------------------------
 
 v1::Ruleset ReadV1() {
@@ -881,6 +969,7 @@ TEST(RulesetValidationTest, ProblemsAreNamed) {
       {[](v1::Ruleset& r) { r.mutable_routes(2)->clear_reviewer(); }, "needs a reviewer"},
       {[](v1::Ruleset& r) { r.set_published("soon"); }, "published"},
       {[](v1::Ruleset& r) { r.mutable_flags(0)->set_when("phq9.9 > high"); }, "is a number"},
+      {[](v1::Ruleset& r) { r.mutable_routes(3)->set_id("therapy"); }, "must start with \"route.\""},
   };
   for (auto& c : cases) {
     v1::Ruleset r = ReadV1();

@@ -5,6 +5,7 @@
 #include "common/server/server_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/scoring/digest.h"
 #include "services/scoring/scoring_service.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
@@ -135,6 +136,96 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
   ASSERT_EQ(order.size(), static_cast<size_t>(kItems));
   EXPECT_EQ(order[0], "s0");
   EXPECT_EQ(order[199], "s199") << "responses keep request order";
+}
+
+TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
+  auto ctx = Ctx();
+  auto stream = stub_->Rescore(ctx.get());
+  const auto calm = Screening({});
+  const auto risk = Screening({{"phq9.9", "2"}});
+  auto calm_result = engine_->Score(calm);
+  ASSERT_TRUE(calm_result.ok());
+  v1::RescoreRequest req;
+  req.set_ruleset_version("v1");
+  auto add = [&](const std::string& id, const v1::ScoreAnswersRequest& answers, const v1::ResultDigest& before) {
+    auto* item = req.add_items();
+    item->set_correlation_id(id);
+    item->set_packed_request(answers.SerializeAsString());
+    *item->mutable_before() = before;
+  };
+  add("same", calm, DigestOf(*calm_result));  // stored digest matches: unchanged
+  add("moved", risk, DigestOf(*calm_result));  // stored as calm, now a crisis: changed
+  add("garbage", calm, DigestOf(*calm_result));
+  req.mutable_items(2)->set_packed_request("\xff\xff not a message");
+  add("", calm, DigestOf(*calm_result));
+  auto bad_item = calm;
+  bad_item.mutable_answers()->mutable_answers(0)->set_item_id("nope.1");
+  add("bad-item", bad_item, DigestOf(*calm_result));
+  ASSERT_TRUE(stream->Write(req));
+  v1::RescoreResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_EQ(resp.items_size(), 5);
+  EXPECT_EQ(resp.items(0).correlation_id(), "same");
+  EXPECT_FALSE(resp.items(0).changed());
+  EXPECT_FALSE(resp.items(0).has_result()) << "unchanged items carry the digest only";
+  EXPECT_EQ(resp.items(0).after().SerializeAsString(), DigestOf(*calm_result).SerializeAsString());
+  EXPECT_TRUE(resp.items(1).changed());
+  EXPECT_EQ(resp.items(1).after().primary_route(), common::v1::CRISIS_URGENT);
+  EXPECT_EQ(resp.items(1).result().routing().primary_route(), common::v1::CRISIS_URGENT);
+  EXPECT_TRUE(resp.items(1).result().has_crisis_resources());
+  EXPECT_EQ(resp.items(2).error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(resp.items(2).error().message(), HasSubstr("packed_request"));
+  EXPECT_THAT(resp.items(3).error().message(), HasSubstr("correlation_id"));
+  EXPECT_THAT(resp.items(4).error().message(), HasSubstr("nope.1"));
+  EXPECT_FALSE(resp.items(4).has_after());
+  // The stream goes on after per-item errors.
+  v1::RescoreRequest again;
+  again.set_ruleset_version("v1");
+  *again.add_items() = req.items(0);
+  ASSERT_TRUE(stream->Write(again));
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_EQ(resp.items_size(), 1);
+  EXPECT_FALSE(resp.items(0).changed());
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
+  {
+    auto ctx = Ctx();
+    auto stream = stub_->Rescore(ctx.get());
+    v1::RescoreRequest req;
+    req.set_ruleset_version("v7");
+    req.add_items()->set_correlation_id("a");
+    stream->Write(req);
+    v1::RescoreResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    grpc::Status s = stream->Finish();
+    EXPECT_THAT(s, GrpcIs(grpc::StatusCode::NOT_FOUND));
+    EXPECT_THAT(s.error_message(), HasSubstr("v7"));
+  }
+  {
+    auto ctx = Ctx();
+    auto stream = stub_->Rescore(ctx.get());
+    v1::RescoreRequest req;
+    req.set_ruleset_version("v1");
+    for (int i = 0; i < 5001; ++i) req.add_items()->set_correlation_id("x");
+    stream->Write(req);
+    v1::RescoreResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    grpc::Status s = stream->Finish();
+    EXPECT_THAT(s, GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+    EXPECT_THAT(s.error_message(), HasSubstr("at most 5000"));
+  }
+  {
+    auto ctx = Ctx();
+    auto stream = stub_->Rescore(ctx.get());
+    v1::RescoreRequest req;  // no version
+    stream->Write(req);
+    v1::RescoreResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+  }
 }
 
 }  // namespace
