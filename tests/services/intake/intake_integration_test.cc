@@ -316,7 +316,9 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
   auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   for (const auto& score : done->result().scoring().scores()) {
-    if (score.instrument_id() == "cbi_work") EXPECT_EQ(score.completeness(), scoring::v1::NOT_ADMINISTERED);
+    if (score.instrument_id() == "cbi_work") {
+      EXPECT_EQ(score.completeness(), scoring::v1::NOT_ADMINISTERED);
+    }
   }
 }
 
@@ -803,7 +805,9 @@ TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
     ASSERT_THAT(page, IsOk());
     for (const auto& r : page->results()) {
       paged.push_back(r.name());
-      if (r.name() != names[0]) EXPECT_TRUE(r.has_trend()) << r.name();
+      if (r.name() != names[0]) {
+        EXPECT_TRUE(r.has_trend()) << r.name();
+      }
     }
     if (page->next_page_token().empty()) break;
     list.set_page_token(page->next_page_token());

@@ -531,7 +531,9 @@ TEST_P(TherapyTriggerTest, EachTriggerAloneRoutesToTherapy) {
   EXPECT_TRUE(rule->fired());
   EXPECT_FALSE(rule->threshold().empty());
   EXPECT_FALSE(rule->inputs().empty());
-  if (*GetParam().secondary) EXPECT_TRUE(HasSecondary(r, GetParam().secondary));
+  if (*GetParam().secondary) {
+    EXPECT_TRUE(HasSecondary(r, GetParam().secondary));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
