@@ -78,10 +78,6 @@ google::protobuf::ArenaOptions ArenaOn(std::vector<char>& block) {
 
 }  // namespace
 
-ResultChanges Compare(const scoring::v1::ScoringResult& before, const scoring::v1::ScoringResult& after) {
-  return scoring::CompareDigests(scoring::DigestOf(before), scoring::DigestOf(after));
-}
-
 absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
                                              const std::function<void(const RescoreProgress&)>& progress) {
   if (options_.ruleset_version.empty()) return absl::InvalidArgumentError("--ruleset: is required");
@@ -265,7 +261,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       cp.set_screened(cp.screened() + 1);
       ++done_this_run;
       if (!fr.outcome->changed()) continue;
-      ResultChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
+      scoring::DigestChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
       if (!changes.any()) continue;
       cp.set_changed_route(cp.changed_route() + changes.route);
       cp.set_changed_band(cp.changed_band() + changes.band);

@@ -42,12 +42,6 @@ struct RescoreSummary {
   std::vector<std::string> sample_changes;  // a few, for the report (no identities)
 };
 
-// What changed between two results (route, bands, safety flags, and the
-// route rule behind it), one line each; empty when nothing that matters for
-// care changed. The same comparison the job makes on stored digests.
-using ResultChanges = scoring::DigestChanges;
-ResultChanges Compare(const scoring::v1::ScoringResult& before, const scoring::v1::ScoringResult& after);
-
 // The batch re-scoring job: reads completed screenings from the store,
 // scores them through scoring's streaming Rescore RPC under one ruleset
 // version, stores each new outcome next to the original (write-once), and
