@@ -2,8 +2,8 @@
 // flow asks, explanations included) per iteration, into a reused result
 // message as a batch loop does. Target (issue 3): >= 200,000 full
 // screenings per second per core. Run a Release build:
-//   cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release && \
-//   cmake --build build-release -j2 --target scoring_bench && \
+//   cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
+//   cmake --build build-release -j2 --target scoring_bench
 //   build-release/bench/scoring_bench
 
 #include <benchmark/benchmark.h>

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/digest.h"
+#include "services/scoring/packed_answers.h"
 
 #include <algorithm>
 
@@ -93,6 +94,16 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
     if (!packed.ParseFromString(fields[3].str)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers do not parse"));
     }
+    if (!packed.packed_answers().empty()) {
+      // The packed form (what intake writes now); a plain answer list is the
+      // earlier layout.
+      std::vector<std::string> administered;
+      if (absl::Status st = scoring::packed::Unpack(packed.packed_answers(), packed.mutable_answers(),
+                                                    &administered);
+          !st.ok()) {
+        return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers: ", st.message()));
+      }
+    }
     auto* answers = s.record.mutable_answers();
     for (auto& a : *packed.mutable_answers()->mutable_answers()) {
       std::string id = a.item_id();
@@ -109,10 +120,21 @@ std::vector<std::string> SessionFields(const std::string& screening_id) {
 }  // namespace
 
 std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& record) {
+  std::vector<const common::v1::Answer*> answers;
+  answers.reserve(record.answers_size());
+  for (const auto& [id, answer] : record.answers()) answers.push_back(&answer);
+  std::vector<absl::string_view> administered(record.instruments().begin(), record.instruments().end());
+  // Pack sorts, so the same answers always give the same bytes.
+  auto packed_answers = scoring::packed::Pack(answers, administered);
   scoring::v1::ScoreAnswersRequest packed;
-  for (const auto& [id, answer] : record.answers()) *packed.mutable_answers()->add_answers() = answer;
-  // Map order is not stable; scoring does not depend on answer order, so
-  // sort for a reproducible value.
+  if (packed_answers.ok()) {
+    packed.set_packed_answers(*std::move(packed_answers));
+    return packed.SerializeAsString();
+  }
+  // An item id without "<instrument>." cannot be packed (answers are checked
+  // against the catalog, whose ids all have it): keep the plain list, which
+  // scoring reads too and rejects with the item named.
+  for (const auto* answer : answers) *packed.mutable_answers()->add_answers() = *answer;
   auto* list = packed.mutable_answers()->mutable_answers();
   std::sort(list->begin(), list->end(), [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); });
   for (const auto& id : record.instruments()) packed.add_administered_instruments(id);

@@ -81,9 +81,10 @@ class RedisSessionStore : public SessionStore {
                            const std::string& ruleset_version, absl::Time deadline) override;
 
   // A completed screening's answers as stored in field a: a serialized
-  // ScoreAnswersRequest with the answers ordered by item id and the
-  // administered instruments (no ruleset version). Public so seeding tools
-  // write exactly what intake writes.
+  // ScoreAnswersRequest whose packed_answers hold the answers and the
+  // administered instruments (services/scoring/packed_answers.h; no ruleset
+  // version). Public so seeding tools write exactly what intake writes.
+  // Reads also accept the earlier layout (a plain answer list).
   static std::string PackAnswers(const storage::v1::SessionRecord& record);
   absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
       const std::string& job, absl::Time deadline) override;

@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 
 namespace aqueduct::scoring {
@@ -111,6 +112,7 @@ absl::Status CatalogIndex::Index() {
   for (int i = 0; i < cat.instruments_size(); ++i) {
     const Instrument& ins = cat.instruments(i);
     if (ins.id().empty()) return Invalid("instrument", "without id");
+    if (absl::StrContains(ins.id(), '.')) return Invalid(ins.id(), "instrument id contains '.'");
     if (!instrument_index_.emplace(ins.id(), i).second) {
       return Invalid(ins.id(), "duplicate instrument id");
     }
@@ -120,6 +122,11 @@ absl::Status CatalogIndex::Index() {
     for (int j = 0; j < ins.items_size(); ++j) {
       const Item& item = ins.items(j);
       if (absl::Status s = ValidateItem(item); !s.ok()) return s;
+      // Item ids are "<instrument id>.<item>": answers are grouped under
+      // their instrument by that prefix (packed_answers.h).
+      if (!absl::StartsWith(item.id(), ins.id() + ".") || item.id().size() == ins.id().size() + 1) {
+        return Invalid(item.id(), absl::StrCat("item id must be \"", ins.id(), ".<item>\""));
+      }
       if (!items_.emplace(item.id(), std::make_pair(i, j)).second) {
         return Invalid(item.id(), "duplicate item id");
       }
@@ -136,7 +143,8 @@ absl::Status CatalogIndex::Index() {
                                                                    : expr::Type::kItemNumber,
                                   std::move(codes));
       if (!slot.ok()) return Invalid(item.id(), slot.status().message());
-      info.items.push_back(ItemInfo{&item, *slot, {}});
+      info.items.push_back(
+          ItemInfo{&item, absl::string_view(item.id()).substr(ins.id().size() + 1), *slot, {}});
     }
     if (absl::Status s = ValidateBands(ins); !s.ok()) return s;
     auto declare = [&](const std::string& name, expr::Type type,
@@ -320,56 +328,57 @@ expr::Value CatalogIndex::ValueOf(const common::v1::Answer& answer) const {
   return item == nullptr ? expr::Value::Unknown() : ValueOf(*item, answer);
 }
 
-bool CatalogIndex::ValueFits(const Item& item, const common::v1::Answer& answer) {
-  using common::v1::Answer;
-  switch (answer.value_case()) {
-    case Answer::kDeclined:
-      return answer.declined();
-    case Answer::kOptionValue:
+bool CatalogIndex::ValueFits(const Item& item, const packed::AnswerValue& value) {
+  using Kind = packed::AnswerValue::Kind;
+  switch (value.kind) {
+    case Kind::kDeclined:
+      return true;
+    case Kind::kOption:
       if (item.kind() != scoring::v1::CHOICE) return false;
       for (const auto& o : item.options()) {
-        if (o.value() == answer.option_value()) return true;
+        if (o.value() == value.number) return true;
       }
       return false;
-    case Answer::kIntegerValue:
-      return item.kind() == scoring::v1::INTEGER && answer.integer_value() >= item.min_value() &&
-             answer.integer_value() <= item.max_value();
-    case Answer::kCodeValue:
+    case Kind::kInteger:
+      return item.kind() == scoring::v1::INTEGER && value.number >= item.min_value() &&
+             value.number <= item.max_value();
+    case Kind::kCode:
       if (item.kind() != scoring::v1::CODE) return false;
       for (const auto& c : item.codes()) {
-        if (c == answer.code_value()) return true;
+        if (c == value.code) return true;
       }
       return false;
-    default:
+    case Kind::kNone:
       return false;
   }
+  return false;
 }
 
-expr::Value CatalogIndex::ValueOf(const Item& item_def, const common::v1::Answer& answer) {
-  using common::v1::Answer;
-  const Item* item = &item_def;
-  switch (answer.value_case()) {
-    case Answer::kDeclined:
+expr::Value CatalogIndex::ValueOf(const Item& item, const packed::AnswerValue& value) {
+  using Kind = packed::AnswerValue::Kind;
+  switch (value.kind) {
+    case Kind::kDeclined:
       return expr::Value::Declined();
-    case Answer::kIntegerValue:
-      return expr::Value::Number(answer.integer_value());
-    case Answer::kCodeValue: {
+    case Kind::kInteger:
+      return expr::Value::Number(value.number);
+    case Kind::kCode: {
       // Point at the catalog's copy of the code: results must not keep
       // references into the request.
-      for (const auto& c : item->codes()) {
-        if (c == answer.code_value()) return expr::Value::Code(c);
+      for (const auto& c : item.codes()) {
+        if (c == value.code) return expr::Value::Code(c);
       }
       return expr::Value::Unknown();
     }
-    case Answer::kOptionValue: {
-      for (const auto& o : item->options()) {
-        if (o.value() == answer.option_value()) return expr::Value::Number(o.value(), o.code());
+    case Kind::kOption: {
+      for (const auto& o : item.options()) {
+        if (o.value() == value.number) return expr::Value::Number(o.value(), o.code());
       }
       return expr::Value::Unknown();
     }
-    default:
+    case Kind::kNone:
       return expr::Value::Unknown();
   }
+  return expr::Value::Unknown();
 }
 
 absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
@@ -444,25 +453,24 @@ const scoring::v1::Band* CatalogIndex::BandFor(const scoring::v1::Instrument& in
   return band;
 }
 
+namespace {
+struct Placement {
+  std::vector<int> answer_at;  // per slot: position of the answer, or -1
+  std::vector<char> administered;
+};
+}  // namespace
+
 absl::Status CatalogIndex::ScoreInstruments(
     const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
     const google::protobuf::RepeatedPtrField<std::string>& administered,
     const expr::SetTable& sets, expr::Value* values,
     scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable, bool detail) const {
-  using expr::Truth;
-  using expr::Value;
-  using scoring::v1::InstrumentScore;
   using common::v1::Answer;
-  struct Scratch {
-    std::vector<int> answer_at;  // per slot: index of the answer, or -1
-    std::vector<char> administered;
-  };
-  thread_local Scratch scratch;
+  thread_local Placement scratch;
   scratch.answer_at.assign(schema_.size(), -1);
   scratch.administered.assign(instruments_.size(), 0);
 
   // Answers: validate and place each in its item's slot.
-  
   for (int i = 0; i < answers.size(); ++i) {
     const Answer& a = answers[i];
     // One lookup per answer, and no message built unless something is wrong
@@ -491,7 +499,77 @@ absl::Status CatalogIndex::ScoreInstruments(
     }
     scratch.administered[k] = 1;
   }
+  return ScorePlaced(scratch.answer_at, scratch.administered, false, sets, values, result,
+                     inapplicable, detail);
+}
 
+absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const expr::SetTable& sets,
+                                       expr::Value* values, scoring::v1::ScoringResult* result,
+                                       bool detail) const {
+  thread_local Placement scratch;
+  scratch.answer_at.assign(schema_.size(), -1);
+  scratch.administered.assign(instruments_.size(), 0);
+  packed::Reader reader(packed_answers);
+  packed::Reader::Entry e;
+  const InstrumentInfo* ins = nullptr;
+  size_t cursor = 0;  // Pack sorts a group's answers: the next is usually close
+  int position = 0;
+  while (reader.Next(&e)) {
+    if (e.group) {
+      const int k = InstrumentIndex(e.instrument);
+      if (k < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("packed_answers: \"", e.instrument, "\" is not a catalog instrument"));
+      }
+      if (scratch.administered[k]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("packed_answers: instrument ", e.instrument, " appears twice"));
+      }
+      scratch.administered[k] = 1;
+      ins = &instruments_[k];
+      cursor = 0;
+      continue;
+    }
+    const size_t n = ins->items.size();
+    const ItemInfo* item = nullptr;
+    for (size_t step = 0; step < n; ++step) {
+      const ItemInfo& candidate = ins->items[(cursor + step) % n];
+      if (candidate.part == e.item) {
+        item = &candidate;
+        cursor = (cursor + step + 1) % n;
+        break;
+      }
+    }
+    if (item == nullptr || !ValueFits(*item->def, e.value)) {
+      // Rebuild the answer only to name what is wrong.
+      common::v1::Answer a;
+      a.set_item_id(absl::StrCat(e.instrument, ".", e.item));
+      e.value.To(&a);
+      return ValidateAnswer(a, absl::StrCat("packed_answers[", a.item_id(), "]"));
+    }
+    if (scratch.answer_at[item->slot] >= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed_answers: ", item->def->id(), " is answered twice"));
+    }
+    scratch.answer_at[item->slot] = position++;
+    values[item->slot] = ValueOf(*item->def, e.value);
+  }
+  if (!reader.status().ok()) return reader.status();
+  return ScorePlaced(scratch.answer_at, scratch.administered, true, sets, values, result, nullptr,
+                     detail);
+}
+
+absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered,
+                                       bool packed, const expr::SetTable& sets, expr::Value* values,
+                                       scoring::v1::ScoringResult* result,
+                                       std::vector<std::string>* inapplicable, bool detail) const {
+  using expr::Truth;
+  using expr::Value;
+  using scoring::v1::InstrumentScore;
+  // How an error names an answer.
+  auto where = [packed](int at) {
+    return packed ? std::string("packed_answers: ") : absl::StrCat("answers.answers[", at, "].item_id: ");
+  };
 
   // Instruments, in catalog order (each may depend on the ones before).
   for (size_t k = 0; k < instruments_.size(); ++k) {
@@ -501,20 +579,20 @@ absl::Status CatalogIndex::ScoreInstruments(
     const Truth asked = info.ask_if.Eval(values, sets);
     if (applies == Truth::kFalse) {
       for (const auto& item : info.items) {
-        if (scratch.answer_at[item.slot] >= 0 && inapplicable != nullptr) {
+        if (answer_at[item.slot] >= 0 && inapplicable != nullptr) {
           inapplicable->push_back(item.def->id());
-          scratch.answer_at[item.slot] = -1;
+          answer_at[item.slot] = -1;
           values[item.slot] = Value::Absent();
           continue;
         }
-        if (scratch.answer_at[item.slot] >= 0) {
+        if (answer_at[item.slot] >= 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "answers.answers[", scratch.answer_at[item.slot], "].item_id: ", item.def->id(),
+              where(answer_at[item.slot]), item.def->id(),
               " does not apply: ", ins.applies_note().empty() ? "its condition does not hold"
                                                               : ins.applies_note()));
         }
       }
-      scratch.administered[k] = 0;  // an instrument that does not apply is not scored
+      administered[k] = 0;  // an instrument that does not apply is not scored
     }
     InstrumentScore* score = result->add_scores();
     score->set_instrument_id(ins.id());
@@ -530,7 +608,7 @@ absl::Status CatalogIndex::ScoreInstruments(
       }
       values[info.complete_slot] = Value::Bool(false);
     };
-    if (!scratch.administered[k]) {
+    if (!administered[k]) {
       score->set_completeness(scoring::v1::NOT_ADMINISTERED);
       // Not asked because it does not apply: absent (comparisons false).
       // Asked-for but missing: unknown (never read as a low score).
@@ -546,13 +624,13 @@ absl::Status CatalogIndex::ScoreInstruments(
     int missing = 0;
     for (const auto& item : info.items) {
       const Truth item_applies = item.applies_if.Eval(values, sets);
-      const int at = scratch.answer_at[item.slot];
+      const int at = answer_at[item.slot];
       if (item_applies == Truth::kFalse) {
         if (at >= 0 && inapplicable != nullptr) {
           inapplicable->push_back(item.def->id());
         } else if (at >= 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "answers.answers[", at, "].item_id: ", item.def->id(), " does not apply: ",
+              where(at), item.def->id(), " does not apply: ",
               item.def->applies_note().empty() ? "its condition does not hold"
                                                : item.def->applies_note()));
         }

@@ -13,6 +13,7 @@
 #include "protos/scoring/v1/catalog.pb.h"
 #include "protos/scoring/v1/result.pb.h"
 #include "services/scoring/expr.h"
+#include "services/scoring/packed_answers.h"
 
 namespace aqueduct::scoring {
 
@@ -27,6 +28,8 @@ class CatalogIndex {
  public:
   struct ItemInfo {
     const scoring::v1::Item* def = nullptr;
+    // The id after "<instrument>.", as in the packed answer form.
+    absl::string_view part;
     int slot = -1;
     expr::Expr applies_if;
   };
@@ -53,7 +56,8 @@ class CatalogIndex {
   };
 
   // Validates the catalog and compiles its expressions. INVALID_ARGUMENT
-  // names the offending entry: duplicate ids, choice items without options,
+  // names the offending entry: duplicate ids, an item id that is not
+  // "<instrument id>.<item>", choice items without options,
   // overlapping or gapped bands, an expression naming an unknown item.
   static absl::StatusOr<std::shared_ptr<const CatalogIndex>> Build(
       scoring::v1::Catalog catalog);
@@ -104,6 +108,13 @@ class CatalogIndex {
   // completeness, total or mean, band id, screen_positive; no labels, LOINC
   // codes, missing item ids or derived values.)
 
+  // The same from the packed form (packed_answers.h), which lists the
+  // administered instruments itself; errors name "packed_answers" and the
+  // item id, never a value.
+  absl::Status ScorePacked(absl::string_view packed, const expr::SetTable& sets,
+                           expr::Value* values, scoring::v1::ScoringResult* result,
+                           bool detail = true) const;
+
   // The band a score falls in: the band with the greatest min not above
   // it (bands run from their min up to the next band's min). nullptr below
   // the first band.
@@ -112,14 +123,27 @@ class CatalogIndex {
 
   // The value an answer gives its item's slot.
   expr::Value ValueOf(const common::v1::Answer& answer) const;
-  static expr::Value ValueOf(const scoring::v1::Item& item, const common::v1::Answer& answer);
+  static expr::Value ValueOf(const scoring::v1::Item& item, const common::v1::Answer& answer) {
+    return ValueOf(item, packed::AnswerValue::Of(answer));
+  }
+  static expr::Value ValueOf(const scoring::v1::Item& item, const packed::AnswerValue& value);
   // True when the answer's value fits the item (no allocation); see
   // ValidateAnswer for the message.
-  static bool ValueFits(const scoring::v1::Item& item, const common::v1::Answer& answer);
+  static bool ValueFits(const scoring::v1::Item& item, const common::v1::Answer& answer) {
+    return ValueFits(item, packed::AnswerValue::Of(answer));
+  }
+  static bool ValueFits(const scoring::v1::Item& item, const packed::AnswerValue& value);
 
  private:
   CatalogIndex() = default;
   absl::Status Index();
+  // Scores once the answers are in their slots (answer_at: per slot, the
+  // answer's position or -1; administered: per instrument). `packed` only
+  // changes how errors name an answer.
+  absl::Status ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered, bool packed,
+                           const expr::SetTable& sets, expr::Value* values,
+                           scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable,
+                           bool detail) const;
 
   scoring::v1::Catalog catalog_;
   std::vector<InstrumentInfo> instruments_;

@@ -155,10 +155,18 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
   ScoringResult& result = *out;
   result.set_ruleset_version(rs->version());
   result.set_catalog_version(cat.catalog().version());
-  if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
-                                             request.administered_instruments(), sets,
-                                             scratch.values.data(), &result, nullptr, full);
-      !st.ok()) {
+  if (!request.packed_answers().empty()) {
+    if (request.answers().answers_size() > 0 || request.administered_instruments_size() > 0) {
+      return absl::InvalidArgumentError(
+          "packed_answers: set together with answers or administered_instruments (use one form)");
+    }
+    if (absl::Status st = cat.ScorePacked(request.packed_answers(), sets, values, &result, full); !st.ok()) {
+      return st;
+    }
+  } else if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
+                                                    request.administered_instruments(), sets,
+                                                    values, &result, nullptr, full);
+             !st.ok()) {
     return st;
   }
 

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/digest.h"
+#include "services/scoring/packed_answers.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/scoring_engine.h"
@@ -389,10 +390,15 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_TRUE(record.answers().empty()) << "answers are not stored twice";
   scoring::v1::ScoreAnswersRequest packed;
   ASSERT_TRUE(packed.ParseFromString(raw->elements[1].str));
-  EXPECT_EQ(packed.answers().answers_size(), static_cast<int>(answers_in_progress.size()));
-  EXPECT_TRUE(std::is_sorted(packed.answers().answers().begin(), packed.answers().answers().end(),
-                             [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); }));
-  EXPECT_GT(packed.administered_instruments_size(), 0);
+  EXPECT_EQ(packed.answers().answers_size(), 0) << "the answers are in the packed form";
+  EXPECT_EQ(packed.administered_instruments_size(), 0);
+  common::v1::AnswerSet unpacked;
+  std::vector<std::string> administered;
+  ASSERT_THAT(scoring::packed::Unpack(packed.packed_answers(), &unpacked, &administered), IsOk());
+  EXPECT_EQ(unpacked.answers_size(), static_cast<int>(answers_in_progress.size()));
+  EXPECT_THAT(administered, ::testing::IsSupersetOf(before->session->record.instruments()));
+  EXPECT_LT(packed.packed_answers().size(), answers_in_progress.size() * 6)
+      << "a few bytes per answer, not the item id and a message each";
   storage::v1::ResultRecord result;
   ASSERT_TRUE(result.ParseFromString(raw->elements[3].str));
   EXPECT_EQ(raw->elements[2].str, scoring::DigestOf(result.scoring()).SerializeAsString());
@@ -418,6 +424,18 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_EQ((*fast)[0].packed_request, raw->elements[1].str);
   EXPECT_EQ((*fast)[0].before.SerializeAsString(), raw->elements[2].str);
   EXPECT_FALSE((*fast)[0].outcome.has_value());
+
+  // Field a as a plain answer list (before the packed form): read back whole.
+  scoring::v1::ScoreAnswersRequest plain;
+  *plain.mutable_answers() = unpacked;
+  ASSERT_THAT(client_->Command({"HSET", key, "a", plain.SerializeAsString()}, Soon()), IsOk());
+  auto from_plain = store_->Get(id, "", Soon());
+  ASSERT_THAT(from_plain, IsOk());
+  ASSERT_EQ(from_plain->session->record.answers().size(), answers_in_progress.size());
+  for (const auto& [item, answer] : answers_in_progress) {
+    EXPECT_EQ(from_plain->session->record.answers().at(item).SerializeAsString(), answer.SerializeAsString())
+        << item;
+  }
 
   storage::v1::SessionRecord old_layout = after->session->record;
   ASSERT_THAT(client_->Command({"HDEL", key, "a", "s"}, Soon()), IsOk());

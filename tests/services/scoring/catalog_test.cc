@@ -226,6 +226,19 @@ TEST(CatalogValidationTest, ErrorsNameTheEntryAndTheProblem) {
   c = MinimalCatalog();
   c.clear_version();
   EXPECT_THAT(CatalogIndex::Build(c), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("version")));
+  // Item ids are "<instrument>.<item>" (the packed answer form relies on it).
+  for (const char* id : {"y.1", "x1", "x.", "xx.1"}) {
+    c = MinimalCatalog();
+    c.mutable_instruments(0)->mutable_items(0)->set_id(id);
+    EXPECT_THAT(CatalogIndex::Build(c),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("item id must be \"x.<item>\"")))
+        << id;
+  }
+  c = MinimalCatalog();
+  c.mutable_instruments(0)->set_id("x.y");
+  c.mutable_instruments(0)->mutable_items(0)->set_id("x.y.1");
+  EXPECT_THAT(CatalogIndex::Build(c),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.y: instrument id contains '.'")));
 }
 
 TEST(CatalogValidationTest, UnparsableFileNamesFileLineAndColumn) {

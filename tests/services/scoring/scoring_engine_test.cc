@@ -4,6 +4,7 @@
 // properties over generated answer sets, and versioned rulesets.
 
 #include "services/scoring/scoring_engine.h"
+#include "services/scoring/packed_answers.h"
 
 #include <google/protobuf/text_format.h>
 
@@ -833,6 +834,91 @@ TEST_F(GeneratedTest, DigestWithoutExplanationsEqualsTheFullResultsDigest) {
     EXPECT_EQ(lean.SerializeAsString(), DigestOf(*full).SerializeAsString()) << lean.ShortDebugString();
   }
   EXPECT_GE(routes.size(), 3u);  // the generator reaches several routes
+}
+
+// The packed answer form scores exactly like the answer list it packs: the
+// same full result, byte for byte, and the same errors by code.
+v1::ScoreAnswersRequest PackedOf(const v1::ScoreAnswersRequest& req) {
+  std::vector<const common::v1::Answer*> answers;
+  for (const auto& a : req.answers().answers()) answers.push_back(&a);
+  std::vector<absl::string_view> administered(req.administered_instruments().begin(),
+                                              req.administered_instruments().end());
+  auto bytes = packed::Pack(answers, administered);
+  EXPECT_THAT(bytes, IsOk());
+  v1::ScoreAnswersRequest out;
+  out.set_ruleset_version(req.ruleset_version());
+  out.set_packed_answers(*bytes);
+  return out;
+}
+
+TEST_F(GeneratedTest, PackedAnswersScoreExactlyLikeTheAnswerList) {
+  std::mt19937 rng(2611);
+  int errors = 0;
+  for (int n = 0; n < 300; ++n) {
+    auto req = Random(rng);
+    if (n % 3 == 0) {
+      for (auto& a : *req.mutable_answers()->mutable_answers()) {
+        if (a.item_id() == "phq9.9") a.set_option_value(1 + rng() % 3);
+      }
+    }
+    if (n % 5 == 0 && req.answers().answers_size() > 12) {  // incomplete
+      req.mutable_answers()->mutable_answers()->DeleteSubrange(10, 1);
+    }
+    if (n % 7 == 0) req.mutable_answers()->mutable_answers(3)->set_option_value(9);  // not an option
+    if (n % 11 == 0) req.mutable_answers()->mutable_answers(0)->set_declined(true);
+    const auto list = engine_->Score(req);
+    const auto packed = engine_->Score(PackedOf(req));
+    ASSERT_EQ(packed.status().code(), list.status().code()) << packed.status() << " / " << list.status();
+    if (!list.ok()) {
+      ++errors;
+      continue;
+    }
+    EXPECT_EQ(packed->SerializeAsString(), list->SerializeAsString());
+    v1::ResultDigest lean;
+    ASSERT_THAT(engine_->DigestInto(PackedOf(req), &lean), IsOk());
+    EXPECT_EQ(lean.SerializeAsString(), DigestOf(*list).SerializeAsString());
+  }
+  EXPECT_GT(errors, 10);  // the bad values above were refused both ways
+}
+
+TEST_F(ScoringTest, PackedAnswersErrorsNameTheItemNotTheValue) {
+  auto base = aqueduct::testing::ScriptedScreening(*engine_, aqueduct::testing::AdultContext("NY"));
+  ASSERT_THAT(base, IsOk());
+  auto with = [&](auto edit) {
+    v1::ScoreAnswersRequest r = *base;
+    edit(r);
+    return engine_->Score(PackedOf(r)).status();
+  };
+  EXPECT_THAT(with([](auto& r) { r.mutable_answers()->mutable_answers(0)->set_item_id("nope.1"); }),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("packed_answers: \"nope\" is not a catalog instrument")));
+  EXPECT_THAT(with([](auto& r) { r.mutable_answers()->add_answers()->set_item_id("phq9.99"); }),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("packed_answers[phq9.99].item_id: \"phq9.99\" is not a catalog item")));
+  EXPECT_THAT(with([](auto& r) {
+                for (auto& a : *r.mutable_answers()->mutable_answers()) {
+                  if (a.item_id() == "phq9.4") a.set_option_value(7);
+                }
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("packed_answers[phq9.4].option_value: not one of the options of phq9.4")));
+  EXPECT_THAT(with([](auto& r) { *r.mutable_answers()->add_answers() = r.answers().answers(0); }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is answered twice")));
+  // A packed form with two groups for one instrument (Pack never writes it).
+  v1::ScoreAnswersRequest twice;
+  twice.set_packed_answers(std::string("\x01\x04phq9\x00\x04phq9\x00", 13));
+  EXPECT_THAT(engine_->Score(twice),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("instrument phq9 appears twice")));
+  // Both forms at once.
+  v1::ScoreAnswersRequest both = PackedOf(*base);
+  *both.mutable_answers() = base->answers();
+  EXPECT_THAT(engine_->Score(both), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("packed_answers: set together with answers")));
+  // Malformed bytes.
+  v1::ScoreAnswersRequest bad;
+  bad.set_packed_answers("\x07");
+  EXPECT_THAT(engine_->Score(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("packed_answers: byte 0: format version 7")));
 }
 
 TEST_F(ScoringTest, DigestIsCanonical) {
