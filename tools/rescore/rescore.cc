@@ -23,11 +23,18 @@ constexpr int kMaxBatch = 5000;  // scoring's limit per Rescore message
 // One batch on its way through the job: what the reader found, and which
 // entries went to scoring (in request order).
 struct Batch {
+  // Filled by the reader.
   std::vector<intake::SessionStore::CompletedEntry> entries;
   std::vector<intake::SessionStore::ForRescore> stored;
   std::vector<size_t> sent;
-  enum class Kind { kBatch, kEnd, kStopped, kError } kind = Kind::kBatch;
+  // kStreamEnded: scoring ended the stream (its status says why).
+  enum class Kind { kBatch, kEnd, kStopped, kError, kStreamEnded } kind = Kind::kBatch;
   absl::Status error;
+  // Filled by the scorer once the outcomes are stored: the counts and what
+  // changed (indexes into entries, with the lines describing each change).
+  int64_t screened = 0, failed = 0, changed_route = 0, changed_band = 0, changed_flags = 0;
+  std::vector<size_t> changed;
+  std::vector<std::vector<std::string>> change_lines;
 };
 
 // A bounded hand-over between the reader thread and the job's thread.
@@ -43,9 +50,11 @@ class BatchQueue {
     queue_.push_back(std::move(b));
     return true;
   }
+  // kStopped once closed and empty.
   Batch Pop() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](BatchQueue* q) { return !q->queue_.empty(); }, this));
+    mu_.Await(absl::Condition(+[](BatchQueue* q) { return q->closed_ || !q->queue_.empty(); }, this));
+    if (queue_.empty()) return Batch{.kind = Batch::Kind::kStopped};
     Batch b = std::move(queue_.front());
     queue_.pop_front();
     return b;
@@ -183,23 +192,89 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       }
     }
   });
-  // Ends the reader and the stream; returns the stream's status.
+  // Scorer: reads each batch's response, stores the new outcomes and works
+  // out what changed, while this thread opens the cases and checkpoints the
+  // batch before it.
+  BatchQueue scored(/*capacity=*/4);
+  std::thread scorer([&] {
+    std::vector<char> response_block(2 << 20);
+    google::protobuf::Arena response_arena(ArenaOn(response_block));
+    while (true) {
+      Batch b = queue.Pop();
+      if (b.kind != Batch::Kind::kBatch) {
+        scored.Push(std::move(b));
+        return;
+      }
+      response_arena.Reset();
+      auto& response = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(&response_arena);
+      if (!b.sent.empty()) {
+        if (!stream->Read(&response)) {
+          scored.Push(Batch{.kind = Batch::Kind::kStreamEnded});
+          return;
+        }
+        if (response.items_size() != static_cast<int>(b.sent.size())) {
+          scored.Push(Batch{.kind = Batch::Kind::kError,
+                            .error = absl::InternalError("scoring: re-scoring response does not match its request")});
+          return;
+        }
+      }
+      // New outcomes, stored write-once next to the original.
+      std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>> outcomes;
+      const int64_t now = absl::ToUnixMillis(absl::Now());
+      for (size_t k = 0; k < b.sent.size(); ++k) {
+        scoring::v1::RescoredItem* item = response.mutable_items(static_cast<int>(k));
+        const size_t i = b.sent[k];
+        if (item->has_error()) {
+          ++b.failed;
+          continue;
+        }
+        storage::v1::RescoreOutcome o;
+        o.set_time_ms(now);
+        o.mutable_digest()->Swap(item->mutable_after());
+        o.set_changed(item->changed());
+        if (item->changed()) o.mutable_changed_result()->Swap(item->mutable_result());
+        b.stored[i].outcome = std::move(o);
+        if (!options_.dry_run) outcomes.emplace_back(b.entries[i].screening_id, &*b.stored[i].outcome);
+      }
+      if (!outcomes.empty()) {
+        if (absl::Status s = store_->PutOutcomes(outcomes, options_.ruleset_version, deadline()); !s.ok()) {
+          scored.Push(Batch{.kind = Batch::Kind::kError, .error = s});
+          return;
+        }
+      }
+      // Compare and count.
+      for (size_t i = 0; i < b.entries.size(); ++i) {
+        const auto& fr = b.stored[i];
+        if (!fr.completed || !fr.outcome.has_value()) continue;
+        if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
+        ++b.screened;
+        if (!fr.outcome->changed()) continue;
+        scoring::DigestChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
+        if (!changes.any()) continue;
+        b.changed_route += changes.route;
+        b.changed_band += changes.band;
+        b.changed_flags += changes.flags;
+        b.changed.push_back(i);
+        b.change_lines.push_back(std::move(changes.lines));
+      }
+      if (!scored.Push(std::move(b))) return;
+    }
+  });
+  // Ends the reader, the scorer and the stream; returns the stream's status.
   auto shut_down = [&](bool cancel) {
-    queue.Close();  // wakes a reader waiting to hand over a batch
-    // Cancelling also unblocks a reader inside Write; Finish needs every
-    // response read or the call cancelled.
+    queue.Close();   // wakes a reader waiting to hand over a batch
+    scored.Close();  // and a scorer
+    // Cancelling also unblocks a reader inside Write and a scorer inside
+    // Read; Finish needs every response read or the call cancelled.
     if (cancel) stream_ctx.TryCancel();
     reader.join();
+    scorer.join();
     return stream->Finish();
   };
 
   int64_t done_this_run = 0;
-  std::vector<char> response_block(2 << 20);
-  google::protobuf::Arena response_arena(ArenaOn(response_block));
   while (true) {
-    Batch b = queue.Pop();
-    response_arena.Reset();
-    auto& response = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(&response_arena);
+    Batch b = scored.Pop();
     if (b.kind == Batch::Kind::kEnd) {
       cp.set_done(true);
       break;
@@ -208,6 +283,11 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       summary.interrupted = true;
       break;
     }
+    if (b.kind == Batch::Kind::kStreamEnded) {
+      grpc::Status s = shut_down(/*cancel=*/false);
+      return Annotate(s.ok() ? absl::UnavailableError("the stream ended early") : ToAbslStatus(s),
+                      "scoring (re-scoring stream)");
+    }
     if (b.kind == Batch::Kind::kError) {
       grpc::Status s = shut_down(/*cancel=*/true);
       if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
@@ -215,81 +295,36 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       }
       return b.error;
     }
-    if (!b.sent.empty()) {
-      if (!stream->Read(&response)) {
-        grpc::Status s = shut_down(/*cancel=*/false);
-        return Annotate(s.ok() ? absl::UnavailableError("the stream ended early") : ToAbslStatus(s),
-                        "scoring (re-scoring stream)");
-      }
-      if (response.items_size() != static_cast<int>(b.sent.size())) {
-        shut_down(/*cancel=*/true);
-        return absl::InternalError("scoring: re-scoring response does not match its request");
-      }
+    cp.set_failed(cp.failed() + b.failed);
+    cp.set_screened(cp.screened() + b.screened);
+    cp.set_changed_route(cp.changed_route() + b.changed_route);
+    cp.set_changed_band(cp.changed_band() + b.changed_band);
+    cp.set_changed_flags(cp.changed_flags() + b.changed_flags);
+    done_this_run += b.screened;
+    for (size_t k = 0; k < b.change_lines.size() && summary.sample_changes.size() < 5; ++k) {
+      summary.sample_changes.push_back(absl::StrJoin(b.change_lines[k], "; "));
     }
-    // New outcomes, stored write-once next to the original.
-    std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>> outcomes;
-    const int64_t now = absl::ToUnixMillis(absl::Now());
-    for (size_t k = 0; k < b.sent.size(); ++k) {
-      scoring::v1::RescoredItem* item = response.mutable_items(static_cast<int>(k));
-      const size_t i = b.sent[k];
-      if (item->has_error()) {
-        cp.set_failed(cp.failed() + 1);
-        continue;
-      }
-      storage::v1::RescoreOutcome o;
-      o.set_time_ms(now);
-      o.mutable_digest()->Swap(item->mutable_after());
-      o.set_changed(item->changed());
-      if (item->changed()) o.mutable_changed_result()->Swap(item->mutable_result());
-      b.stored[i].outcome = std::move(o);
-      if (!options_.dry_run) outcomes.emplace_back(b.entries[i].screening_id, &*b.stored[i].outcome);
-    }
-    if (!outcomes.empty()) {
-      if (absl::Status s = store_->PutOutcomes(outcomes, options_.ruleset_version, deadline()); !s.ok()) {
-        shut_down(/*cancel=*/true);
-        return s;
-      }
-    }
-    // Compare, count, and open re-review cases.
-    std::vector<size_t> changed;
-    std::vector<std::string> changed_ids;
-    std::vector<std::vector<std::string>> change_lines;
-    for (size_t i = 0; i < b.entries.size(); ++i) {
-      const auto& fr = b.stored[i];
-      if (!fr.completed || !fr.outcome.has_value()) continue;
-      if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
-      cp.set_screened(cp.screened() + 1);
-      ++done_this_run;
-      if (!fr.outcome->changed()) continue;
-      scoring::DigestChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
-      if (!changes.any()) continue;
-      cp.set_changed_route(cp.changed_route() + changes.route);
-      cp.set_changed_band(cp.changed_band() + changes.band);
-      cp.set_changed_flags(cp.changed_flags() + changes.flags);
-      if (summary.sample_changes.size() < 5) summary.sample_changes.push_back(absl::StrJoin(changes.lines, "; "));
-      changed.push_back(i);
-      changed_ids.push_back(b.entries[i].screening_id);
-      change_lines.push_back(std::move(changes.lines));
-    }
-    if (!options_.dry_run && !changed.empty()) {
+    if (!options_.dry_run && !b.changed.empty()) {
       // The case shows both results in full: read the originals (and where
       // the person is) for the changed screenings only.
+      std::vector<std::string> changed_ids;
+      for (size_t i : b.changed) changed_ids.push_back(b.entries[i].screening_id);
       auto sessions = store_->GetMany(changed_ids, deadline());
       if (!sessions.ok()) {
         shut_down(/*cancel=*/true);
         return sessions.status();
       }
       referral::v1::CreateReferralsRequest cases;
-      for (size_t k = 0; k < changed.size(); ++k) {
+      for (size_t k = 0; k < b.changed.size(); ++k) {
         const auto& session = (*sessions)[k];
         if (!session.has_value() || !session->result.has_value()) continue;
-        const size_t i = changed[k];
+        const size_t i = b.changed[k];
         referral::v1::CreateReferralRequest* req = cases.add_requests();
         req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", changed_ids[k]));
         req->set_screening(ScreeningName{session->record.user_id(), changed_ids[k]}.ToString());
         *req->mutable_result() = b.stored[i].outcome->changed_result();
         *req->mutable_previous_result() = session->result->scoring();
-        for (auto& line : change_lines[k]) req->add_changes(std::move(line));
+        for (auto& line : b.change_lines[k]) req->add_changes(std::move(line));
         req->set_location_state(intake::LocationStateOf(session->record));
       }
       // One call per 1000 cases; creation is idempotent per screening and
@@ -311,6 +346,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         cp.set_cases_opened(cp.cases_opened() + created.referrals_size());
       }
     }
+    // The checkpoint moves past a batch only once its outcomes are stored
+    // and its cases open.
     cp.set_after_time_ms(b.entries.back().time_ms);
     cp.set_after_member(b.entries.back().member);
     if (!options_.dry_run) {
@@ -324,7 +361,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
     }
     // Rate limit (protects a production Redis): stay under max_per_second.
-    // The reader is at most four batches ahead, so this paces it too.
+    // The reader and scorer are at most eight batches ahead, so this paces
+    // them too.
     if (options_.max_per_second > 0) {
       const absl::Duration should_take = absl::Seconds(done_this_run / options_.max_per_second);
       const absl::Duration took = absl::Now() - started;

@@ -52,8 +52,10 @@ struct RescoreSummary {
 //
 // Throughput: the stored answers go to scoring as stored (no decoding here),
 // results are compared by digest and only changed ones travel in full, and
-// a reader thread keeps the next batches read and in flight to scoring
-// while this thread writes the outcomes of the current one.
+// three stages overlap: a reader thread reads batches and sends them to
+// scoring, a scorer thread reads the responses and stores the outcomes, and
+// the calling thread opens the re-review cases and writes the checkpoint,
+// each up to four batches behind the one before.
 class Rescorer {
  public:
   Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
