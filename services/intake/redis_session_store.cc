@@ -71,12 +71,12 @@ absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
 
 namespace {
 
-// Parses the reply to HMGET v d r a; nullopt when the session is missing.
+// Parses the reply to HMGET v d r [a]; nullopt when the session is missing.
 absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& screening_id,
                                                           const redis::Reply& reply) {
   if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
   const auto& fields = reply.elements;
-  if (fields.size() != 4 || fields[0].is_nil()) return std::optional<StoredSession>();
+  if (fields.size() < 3 || fields[0].is_nil()) return std::optional<StoredSession>();
   StoredSession s;
   if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(fields[1].str)) {
     return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored record does not parse"));
@@ -88,7 +88,7 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
     }
     s.result = std::move(result);
   }
-  if (!fields[3].is_nil() && s.record.answers().empty()) {
+  if (fields.size() > 3 && !fields[3].is_nil() && s.record.answers().empty()) {
     // Completed: the answers live in field a only.
     scoring::v1::ScoreAnswersRequest packed;
     if (!packed.ParseFromString(fields[3].str)) {
@@ -113,7 +113,8 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   return std::optional<StoredSession>(std::move(s));
 }
 
-std::vector<std::string> SessionFields(const std::string& screening_id) {
+std::vector<std::string> SessionFields(const std::string& screening_id, bool answers = true) {
+  if (!answers) return {"HMGET", SessionKey(screening_id), "v", "d", "r"};
   return {"HMGET", SessionKey(screening_id), "v", "d", "r", "a"};
 }
 
@@ -163,11 +164,11 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
   return out;
 }
 
-absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetMany(
-    const std::vector<std::string>& screening_ids, absl::Time deadline) {
+absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::ReadMany(
+    const std::vector<std::string>& screening_ids, bool answers, absl::Time deadline) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(screening_ids.size());
-  for (const auto& id : screening_ids) commands.push_back(SessionFields(id));
+  for (const auto& id : screening_ids) commands.push_back(SessionFields(id, answers));
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
   std::vector<std::optional<StoredSession>> out;
@@ -178,6 +179,16 @@ absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::Get
     out.push_back(std::move(*session));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetMany(
+    const std::vector<std::string>& screening_ids, absl::Time deadline) {
+  return ReadMany(screening_ids, /*answers=*/true, deadline);
+}
+
+absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetManyWithoutAnswers(
+    const std::vector<std::string>& screening_ids, absl::Time deadline) {
+  return ReadMany(screening_ids, /*answers=*/false, deadline);
 }
 
 absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(

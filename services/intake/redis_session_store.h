@@ -77,6 +77,8 @@ class RedisSessionStore : public SessionStore {
                                                          absl::Time deadline) override;
   absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(const std::vector<std::string>& screening_ids,
                                                                     absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::optional<StoredSession>>> GetManyWithoutAnswers(
+      const std::vector<std::string>& screening_ids, absl::Time deadline) override;
   absl::Status PutOutcomes(const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
                            const std::string& ruleset_version, absl::Time deadline) override;
 
@@ -92,6 +94,8 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
+  absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
+                                                                     bool answers, absl::Time deadline);
   redis::Client* client_;
   absl::Duration reply_ttl_;
 };

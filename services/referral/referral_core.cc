@@ -167,7 +167,16 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
   auto outcomes = store_->CreateMany(items, deadline);
   if (!outcomes.ok()) return outcomes.status();
   v1::CreateReferralsResponse response;
-  for (auto& o : *outcomes) *response.add_referrals() = std::move(o.referral);
+  for (auto& o : *outcomes) {
+    v1::Referral* r = response.add_referrals();
+    *r = std::move(o.referral);
+    if (request.view() == v1::REFERRAL_VIEW_BASIC) {
+      r->clear_result();
+      r->clear_previous_result();
+      r->clear_changes();
+      r->clear_decision();
+    }
+  }
   return response;
 }
 

@@ -309,12 +309,13 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       // the person is) for the changed screenings only.
       std::vector<std::string> changed_ids;
       for (size_t i : b.changed) changed_ids.push_back(b.entries[i].screening_id);
-      auto sessions = store_->GetMany(changed_ids, deadline());
+      auto sessions = store_->GetManyWithoutAnswers(changed_ids, deadline());
       if (!sessions.ok()) {
         shut_down(/*cancel=*/true);
         return sessions.status();
       }
       referral::v1::CreateReferralsRequest cases;
+      cases.set_view(referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
       for (size_t k = 0; k < b.changed.size(); ++k) {
         const auto& session = (*sessions)[k];
         if (!session.has_value() || !session->result.has_value()) continue;
@@ -331,6 +332,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       // ruleset version, so a batch retried after a crash creates nothing twice.
       for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
         referral::v1::CreateReferralsRequest chunk;
+        chunk.set_view(cases.view());
         for (int k = begin; k < std::min(cases.requests_size(), begin + 1000); ++k) {
           chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
         }

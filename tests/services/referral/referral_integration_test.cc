@@ -125,9 +125,17 @@ TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
   ASSERT_THAT(first, IsOk());
   ASSERT_EQ(first->referrals_size(), 30);
   EXPECT_EQ(first->referrals(5).screening(), "users/u1/screenings/b5") << "request order";
+  EXPECT_TRUE(first->referrals(5).has_result()) << "the full view by default";
+  batch.set_view(v1::REFERRAL_VIEW_BASIC);
   auto again = core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon());
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->referrals(5).create_time_ms(), first->referrals(5).create_time_ms());
+  // The basic view: the case without its results.
+  EXPECT_EQ(again->referrals(5).name(), first->referrals(5).name());
+  EXPECT_EQ(again->referrals(5).state(), first->referrals(5).state());
+  EXPECT_EQ(again->referrals(5).current_route(), first->referrals(5).current_route());
+  EXPECT_FALSE(again->referrals(5).has_result());
+  EXPECT_FALSE(again->referrals(5).has_previous_result());
   v1::ListQueueRequest all;
   all.set_page_size(100);
   EXPECT_EQ(core_->ListQueue(all, kAll, Soon())->cases_size(), 30) << "no duplicates";
