@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -37,7 +38,7 @@ struct Batch {
   std::vector<std::vector<std::string>> change_lines;
 };
 
-// A bounded hand-over between the reader thread and the job's thread.
+// A bounded hand-over from one stage of the job to the next.
 class BatchQueue {
  public:
   explicit BatchQueue(size_t capacity) : capacity_(capacity) {}
@@ -133,7 +134,17 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     // Each batch's request is built on an arena that is reset, not freed.
     std::vector<char> block(4 << 20);
     google::protobuf::Arena arena(ArenaOn(block));
+    int64_t read_this_run = 0;
     while (true) {
+      // Rate limit (protects a production Redis): the reader, which every
+      // other stage follows, stays under max_per_second.
+      if (options_.max_per_second > 0) {
+        // In short naps, so a stop or a failure elsewhere is seen at once.
+        const absl::Time until = started + absl::Seconds(read_this_run / options_.max_per_second);
+        while (absl::Now() < until && !stop.load() && !queue.closed()) {
+          absl::SleepFor(std::min(until - absl::Now(), absl::Milliseconds(50)));
+        }
+      }
       if (stop.load() || queue.closed()) {
         stream->WritesDone();
         queue.Push(Batch{.kind = Batch::Kind::kStopped});
@@ -153,6 +164,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         return;
       }
       b.entries = std::move(*entries);
+      read_this_run += static_cast<int64_t>(b.entries.size());
       after_ms = b.entries.back().time_ms;
       after_member = b.entries.back().member;
       std::vector<std::string> ids;
@@ -272,50 +284,97 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     return stream->Finish();
   };
 
+  // This thread: for each scored batch, reads the changed sessions and sends
+  // their re-review cases to referral on a thread of its own, with at most
+  // three batches' cases in flight; batches are checkpointed in order, each
+  // once its cases are open.
+  struct Pending {
+    Batch batch;  // its counts and last entry
+    std::future<absl::StatusOr<int64_t>> opened;
+  };
+  std::deque<Pending> pending;
   int64_t done_this_run = 0;
+  // Waits for the oldest batch's cases and checkpoints it.
+  auto finish_oldest = [&]() -> absl::Status {
+    Pending p = std::move(pending.front());
+    pending.pop_front();
+    absl::StatusOr<int64_t> opened = p.opened.get();
+    if (!opened.ok()) return opened.status();
+    const Batch& b = p.batch;
+    cp.set_failed(cp.failed() + b.failed);
+    cp.set_screened(cp.screened() + b.screened);
+    cp.set_changed_route(cp.changed_route() + b.changed_route);
+    cp.set_changed_band(cp.changed_band() + b.changed_band);
+    cp.set_changed_flags(cp.changed_flags() + b.changed_flags);
+    cp.set_cases_opened(cp.cases_opened() + *opened);
+    done_this_run += b.screened;
+    // The checkpoint moves past a batch only once its outcomes are stored
+    // and its cases open.
+    cp.set_after_time_ms(b.entries.back().time_ms);
+    cp.set_after_member(b.entries.back().member);
+    if (!options_.dry_run) {
+      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) return s;
+    }
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
+    if (progress) {
+      progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
+    }
+    return absl::OkStatus();
+  };
+  // On an error: let the calls in flight end, stop every stage.
+  auto fail = [&](absl::Status error) {
+    while (!pending.empty()) {
+      pending.front().opened.wait();
+      pending.pop_front();
+    }
+    shut_down(/*cancel=*/true);
+    return error;
+  };
   while (true) {
     Batch b = scored.Pop();
-    if (b.kind == Batch::Kind::kEnd) {
-      cp.set_done(true);
-      break;
-    }
-    if (b.kind == Batch::Kind::kStopped) {
-      summary.interrupted = true;
+    if (b.kind == Batch::Kind::kEnd || b.kind == Batch::Kind::kStopped) {
+      while (!pending.empty()) {
+        if (absl::Status s = finish_oldest(); !s.ok()) return fail(s);
+      }
+      if (b.kind == Batch::Kind::kEnd) {
+        cp.set_done(true);
+      } else {
+        summary.interrupted = true;
+      }
       break;
     }
     if (b.kind == Batch::Kind::kStreamEnded) {
+      while (!pending.empty()) {
+        pending.front().opened.wait();
+        pending.pop_front();
+      }
       grpc::Status s = shut_down(/*cancel=*/false);
       return Annotate(s.ok() ? absl::UnavailableError("the stream ended early") : ToAbslStatus(s),
                       "scoring (re-scoring stream)");
     }
     if (b.kind == Batch::Kind::kError) {
+      while (!pending.empty()) {
+        pending.front().opened.wait();
+        pending.pop_front();
+      }
       grpc::Status s = shut_down(/*cancel=*/true);
       if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
         return Annotate(ToAbslStatus(s), "scoring (re-scoring stream)");
       }
       return b.error;
     }
-    cp.set_failed(cp.failed() + b.failed);
-    cp.set_screened(cp.screened() + b.screened);
-    cp.set_changed_route(cp.changed_route() + b.changed_route);
-    cp.set_changed_band(cp.changed_band() + b.changed_band);
-    cp.set_changed_flags(cp.changed_flags() + b.changed_flags);
-    done_this_run += b.screened;
     for (size_t k = 0; k < b.change_lines.size() && summary.sample_changes.size() < 5; ++k) {
       summary.sample_changes.push_back(absl::StrJoin(b.change_lines[k], "; "));
     }
+    referral::v1::CreateReferralsRequest cases;
+    cases.set_view(referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
     if (!options_.dry_run && !b.changed.empty()) {
       // The case shows both results in full: read the originals (and where
       // the person is) for the changed screenings only.
       std::vector<std::string> changed_ids;
       for (size_t i : b.changed) changed_ids.push_back(b.entries[i].screening_id);
       auto sessions = store_->GetManyWithoutAnswers(changed_ids, deadline());
-      if (!sessions.ok()) {
-        shut_down(/*cancel=*/true);
-        return sessions.status();
-      }
-      referral::v1::CreateReferralsRequest cases;
-      cases.set_view(referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
+      if (!sessions.ok()) return fail(sessions.status());
       for (size_t k = 0; k < b.changed.size(); ++k) {
         const auto& session = (*sessions)[k];
         if (!session.has_value() || !session->result.has_value()) continue;
@@ -328,8 +387,11 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         for (auto& line : b.change_lines[k]) req->add_changes(std::move(line));
         req->set_location_state(intake::LocationStateOf(session->record));
       }
-      // One call per 1000 cases; creation is idempotent per screening and
-      // ruleset version, so a batch retried after a crash creates nothing twice.
+    }
+    // One call per 1000 cases; creation is idempotent per screening and
+    // ruleset version, so a batch retried after a crash creates nothing twice.
+    auto open_cases = [this](referral::v1::CreateReferralsRequest cases) -> absl::StatusOr<int64_t> {
+      int64_t opened = 0;
       for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
         referral::v1::CreateReferralsRequest chunk;
         chunk.set_view(cases.view());
@@ -341,34 +403,23 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         ctx.AddMetadata("x-aqueduct-actor", "service:rescore");
         referral::v1::CreateReferralsResponse created;
         grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
-        if (!s.ok()) {
-          shut_down(/*cancel=*/true);
-          return Annotate(ToAbslStatus(s), "referral (re-review cases)");
-        }
-        cp.set_cases_opened(cp.cases_opened() + created.referrals_size());
+        if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review cases)");
+        opened += created.referrals_size();
       }
+      return opened;
+    };
+    Pending p;
+    if (cases.requests_size() > 0) {
+      p.opened = std::async(std::launch::async, open_cases, std::move(cases));
+    } else {
+      std::promise<absl::StatusOr<int64_t>> none;
+      none.set_value(0);
+      p.opened = none.get_future();
     }
-    // The checkpoint moves past a batch only once its outcomes are stored
-    // and its cases open.
-    cp.set_after_time_ms(b.entries.back().time_ms);
-    cp.set_after_member(b.entries.back().member);
-    if (!options_.dry_run) {
-      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) {
-        shut_down(/*cancel=*/true);
-        return s;
-      }
-    }
-    const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
-    if (progress) {
-      progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
-    }
-    // Rate limit (protects a production Redis): stay under max_per_second.
-    // The reader and scorer are at most eight batches ahead, so this paces
-    // them too.
-    if (options_.max_per_second > 0) {
-      const absl::Duration should_take = absl::Seconds(done_this_run / options_.max_per_second);
-      const absl::Duration took = absl::Now() - started;
-      if (should_take > took) absl::SleepFor(should_take - took);
+    p.batch = std::move(b);
+    pending.push_back(std::move(p));
+    if (pending.size() > 2) {
+      if (absl::Status s = finish_oldest(); !s.ok()) return fail(s);
     }
   }
   grpc::Status finished = shut_down(/*cancel=*/false);

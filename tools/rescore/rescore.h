@@ -52,10 +52,11 @@ struct RescoreSummary {
 //
 // Throughput: the stored answers go to scoring as stored (no decoding here),
 // results are compared by digest and only changed ones travel in full, and
-// three stages overlap: a reader thread reads batches and sends them to
+// the stages overlap: a reader thread reads batches and sends them to
 // scoring, a scorer thread reads the responses and stores the outcomes, and
-// the calling thread opens the re-review cases and writes the checkpoint,
-// each up to four batches behind the one before.
+// the calling thread sends each batch's re-review cases to referral (up to
+// three batches' calls in flight) and writes the checkpoints in order; each
+// stage is at most four batches behind the one before.
 class Rescorer {
  public:
   Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
