@@ -155,12 +155,14 @@ absl::string_view RoleName(Role role) {
       return "batch";
     case Role::kOperator:
       return "operator";
+    case Role::kService:
+      return "service";
   }
   return "?";
 }
 
 bool ParseRole(absl::string_view name, Role* role) {
-  for (Role r : {Role::kPatient, Role::kClinician, Role::kPhysician, Role::kBatch, Role::kOperator}) {
+  for (Role r : {Role::kPatient, Role::kClinician, Role::kPhysician, Role::kBatch, Role::kOperator, Role::kService}) {
     if (name == RoleName(r)) {
       *role = r;
       return true;

@@ -9,7 +9,7 @@
 //
 // Claims read: iss and aud (must equal the configured issuer and audience;
 // aud may be a list), exp (required), nbf (optional), sub (required, the
-// identity), role (patient, clinician, physician, batch or operator) and,
+// identity), role (patient, clinician, physician, batch, operator or service) and,
 // for clinicians and physicians, states (the US states they are licensed
 // in, e.g. ["NY","FL"]).
 
@@ -25,7 +25,9 @@
 
 namespace aqueduct::auth {
 
-enum class Role { kPatient, kClinician, kPhysician, kBatch, kOperator };
+// kService: an Aqueduct service calling another on its own behalf (intake
+// calling scoring and referral); its subject names the service.
+enum class Role { kPatient, kClinician, kPhysician, kBatch, kOperator, kService };
 
 // "patient", "clinician", ...
 absl::string_view RoleName(Role role);

@@ -1,0 +1,56 @@
+#ifndef AQUEDUCT_COMMON_AUTH_AUTHORIZER_H_
+#define AQUEDUCT_COMMON_AUTH_AUTHORIZER_H_
+
+// Function-level authorisation: which roles may call which RPC, in one table
+// (policy.cc), checked with the caller's verified bearer token. Object-level
+// rules (a patient's own screenings, a clinician's licensed states, only
+// physicians decide ketamine reviews) are applied by the services with the
+// Identity this returns.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/auth/jwt.h"
+
+namespace aqueduct::auth {
+
+// Who may call one RPC.
+struct Access {
+  std::vector<Role> roles;
+  // For Role::kService: the service subjects allowed (e.g. "intake").
+  std::vector<std::string> services;
+  // What the service then restricts, for the documentation table
+  // ("own screenings only", "licensed states").
+  std::string scope;
+};
+
+// RPC full name ("/aqueduct.scoring.v1.ScoringService/ScoreAnswers") ->
+// access. Health checks are not in it: they need no token.
+const absl::flat_hash_map<std::string, Access>& Policy();
+
+class Authorizer {
+ public:
+  explicit Authorizer(std::shared_ptr<const Verifier> verifier) : verifier_(std::move(verifier)) {}
+
+  // The caller of `method`, from the value of its "authorization" metadata
+  // ("Bearer <token>"; empty when absent). UNAUTHENTICATED ("missing or
+  // invalid credentials", nothing more) for a missing or bad token, with the
+  // reason in `why` for the log; PERMISSION_DENIED when the role may not
+  // call `method` (or the method is not in the policy: denied by default).
+  absl::StatusOr<Identity> Check(absl::string_view authorization, absl::string_view method, absl::Time now,
+                                 Rejection* why = nullptr) const;
+
+ private:
+  std::shared_ptr<const Verifier> verifier_;
+};
+
+// The metadata value for a token: "Bearer <token>".
+std::string BearerValue(absl::string_view token);
+
+}  // namespace aqueduct::auth
+
+#endif  // AQUEDUCT_COMMON_AUTH_AUTHORIZER_H_
