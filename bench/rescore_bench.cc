@@ -27,6 +27,7 @@
 #include "common/server/health_client.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
+#include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
 #include "tools/rescore/rescore.h"
@@ -98,14 +99,16 @@ int main(int argc, char** argv) {
   std::string text;
   google::protobuf::TextFormat::PrintToString(v2, &text);
   std::ofstream(rulesets + "/v2-bench.textproto") << text;
-  std::ofstream(dir.path() + "/clinicians.txt") << "dr physician NY\n";
+  t::TestAuth auth;  // the services check every call's token
   std::vector<std::unique_ptr<t::Subprocess>> processes;
   const std::string scoring_addr = StartService(
       dir, "scoring", "services/scoring/aqueduct-scoring",
-      {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"), "--rulesets=" + rulesets}, processes);
+      {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"), "--rulesets=" + rulesets,
+       "--auth_keys=" + auth.keys_dir()},
+      processes);
   const std::string referral_addr = StartService(
       dir, "referral", "services/referral/aqueduct-referral",
-      {"--redis=" + (*redis)->address(), "--clinicians=" + dir.path() + "/clinicians.txt"}, processes);
+      {"--redis=" + (*redis)->address(), "--auth_keys=" + auth.keys_dir()}, processes);
 
   // 25 screening shapes (PHQ-9 0..24, item 9 always 0), scored under v1
   // in-process.
@@ -190,7 +193,8 @@ int main(int argc, char** argv) {
   options.ruleset_version = "v2-bench";
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
-  tools::Rescorer job(&store, scoring.get(), referral.get(), options);
+  auth::StaticToken batch_token(auth.Token("batch", "rescore"));
+  tools::Rescorer job(&store, scoring.get(), referral.get(), &batch_token, options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
   // services, and Redis.

@@ -13,7 +13,14 @@
 #                         from 6390; never 6379, so a system Redis is left alone)
 #   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
 #                         service ports (defaults 7100 / 7101 / 7102)
-#   AQUEDUCT_STATE_DIR    where Redis data and logs go (default ./.aqueduct)
+#   AQUEDUCT_STATE_DIR    where Redis data, logs and the local keys go
+#                         (default ./.aqueduct)
+#
+# Every call needs a bearer token. On first use this script makes a local
+# development signing key (dev) and intake's own key (intake) with openssl
+# under $AQUEDUCT_STATE_DIR/auth (never in the repository); the services
+# trust their public keys, and aqueductctl mints tokens with the dev key
+# (AQUEDUCT_DEV_KEY), or prints one: aqueductctl token --role=... --sub=...
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -39,6 +46,21 @@ for p in "$INTAKE_PORT" "$SCORING_PORT" "$REFERRAL_PORT"; do
   port_busy "$p" && die "port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT."
 done
 mkdir -p "$STATE/redis" "$LOGS"
+
+# Local signing keys, made once: private keys readable by this user only.
+AUTH=$STATE/auth
+mkdir -p "$AUTH/keys"
+chmod 700 "$AUTH"
+for kid in dev intake; do
+  if [[ ! -s "$AUTH/$kid-signing.pem" ]]; then
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$AUTH/$kid-signing.pem" 2>/dev/null) \
+      || die "openssl could not make a signing key in $AUTH"
+    openssl pkey -in "$AUTH/$kid-signing.pem" -pubout -out "$AUTH/keys/$kid.pem" 2>/dev/null \
+      || die "openssl could not write the public key for $kid"
+    say "made the local $kid signing key ($AUTH/$kid-signing.pem)"
+  fi
+done
+export AQUEDUCT_AUTH_KEYS=$AUTH/keys
 
 pids=()
 cleanup() {
@@ -86,11 +108,11 @@ export AQUEDUCT_REDIS=$REDIS
   --catalog "$ROOT/data/catalog/catalog.textproto" >"$LOGS/scoring.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/referral/aqueduct-referral" --listen "127.0.0.1:$REFERRAL_PORT" \
-  --clinicians "${AQUEDUCT_CLINICIANS:-$ROOT/deploy/local/clinicians.txt}" \
   >"$LOGS/referral.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/intake/aqueduct-intake" --listen "127.0.0.1:$INTAKE_PORT" \
   --scoring "127.0.0.1:$SCORING_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
+  --service_key "$AUTH/intake-signing.pem" --service_key_id intake \
   >"$LOGS/intake.log" 2>&1 &
 pids+=($!)
 
@@ -115,15 +137,20 @@ Aqueduct is running.
   redis     $REDIS
   logs      $LOGS/*.log  (JSON lines; never answers or identities)
 
-Try it from another terminal:
+Try it from another terminal (every call carries a token; with
+AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for
+screen/results/demo, a physician licensed everywhere for the queue, the
+batch identity for rescore):
   export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
+  export AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
-  $CTL queue --actor=dr-demo                         # the clinician queue (demo clinicians:
-                                                     # deploy/local/clinicians.txt)
+  $CTL queue --actor=dr-demo                         # the clinician queue
+  $CTL queue --actor=nurse --role=clinician --states=NY  # a clinician licensed in NY only
   $CTL screen --user=me                              # take a screening in the terminal
   $CTL rescore --ruleset=v1 --dry_run                # what a re-score would change
+  $CTL token --role=patient --sub=me                 # a token for any gRPC client
   $CTL health
 
 Any gRPC client works from the protos in protos/ (server reflection is on).

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/util/ids.h"
@@ -55,6 +56,13 @@ absl::Status ValidateStateCode(absl::string_view code, absl::string_view field) 
         field, ": expected a two-letter US state code such as \"FL\""));
   }
   return absl::OkStatus();
+}
+
+std::string InUserNamespace(absl::string_view name, absl::string_view user) {
+  constexpr absl::string_view kPrefix = "users/";
+  if (!absl::StartsWith(name, kPrefix)) return std::string(name);
+  const size_t end = name.find('/', kPrefix.size());
+  return absl::StrCat(kPrefix, user, end == absl::string_view::npos ? absl::string_view() : name.substr(end));
 }
 
 }  // namespace aqueduct

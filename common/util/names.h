@@ -33,6 +33,12 @@ absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
 // names `field`. Empty is left to the caller (it usually means "unknown").
 absl::Status ValidateStateCode(absl::string_view code, absl::string_view field);
 
+// `name` ("users/{user}" or "users/{user}/...") with its user replaced by
+// `user`: a person's calls are looked up in their own namespace only, so
+// another person's id answers exactly like a missing one. Anything not
+// starting "users/" comes back unchanged (and fails its own validation).
+std::string InUserNamespace(absl::string_view name, absl::string_view user);
+
 }  // namespace aqueduct
 
 #endif  // AQUEDUCT_COMMON_UTIL_NAMES_H_

@@ -1,67 +1,100 @@
 #include "services/intake/intake_service.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/auth/grpc_auth.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
+#include "common/util/names.h"
 
 namespace aqueduct::intake {
+
+template <class Request>
+absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContext& context, const char* rpc,
+                                               const Request& request,
+                                               std::string* (Request::*mutable_name)()) const {
+  auto who = auth::CheckCall(*authorizer_, context, absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc));
+  if (!who.ok()) return who.status();
+  Request own = request;
+  std::string* name = (own.*mutable_name)();
+  const std::string moved = InUserNamespace(*name, who->subject);
+  if (absl::StartsWith(*name, "users/") && name->find('/', 6) == std::string::npos && moved != *name) {
+    // A parent ("users/{user}") names whose screenings to start or list: only
+    // one's own, whoever the other id is (so nothing is learnt about it).
+    return absl::PermissionDeniedError("parent: only your own users/{id} (the subject of your token)");
+  }
+  *name = moved;  // a screening elsewhere answers like a missing one
+  return own;
+}
 grpc::Status IntakeServiceImpl::StartScreening(
     grpc::ServerContext* context, const v1::StartScreeningRequest* request,
     v1::Screening* response) {
-  return ReplyFrom(core_->StartScreening(
-                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "StartScreening", *request, &v1::StartScreeningRequest::mutable_parent);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->StartScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::GetScreening(
     grpc::ServerContext* context, const v1::GetScreeningRequest* request,
     v1::Screening* response) {
-  return ReplyFrom(core_->GetScreening(
-                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "GetScreening", *request, &v1::GetScreeningRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->GetScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::GetNextItems(
     grpc::ServerContext* context, const v1::GetNextItemsRequest* request,
     v1::NextItems* response) {
-  return ReplyFrom(core_->GetNextItems(
-                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "GetNextItems", *request, &v1::GetNextItemsRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->GetNextItems(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::SubmitAnswers(
     grpc::ServerContext* context, const v1::SubmitAnswersRequest* request,
     v1::SubmitAnswersResponse* response) {
-  return ReplyFrom(core_->SubmitAnswers(
-                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "SubmitAnswers", *request, &v1::SubmitAnswersRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->SubmitAnswers(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::CompleteScreening(
     grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
     v1::CompleteScreeningResponse* response) {
-  return ReplyFrom(core_->CompleteScreening(
-                   *request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "CompleteScreening", *request, &v1::CompleteScreeningRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->CompleteScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::AbandonScreening(grpc::ServerContext* context,
                                                  const v1::AbandonScreeningRequest* request,
                                                  v1::Screening* response) {
-  return ReplyFrom(core_->AbandonScreening(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "AbandonScreening", *request, &v1::AbandonScreeningRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->AbandonScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::ListMyResults(grpc::ServerContext* context,
                                               const v1::ListMyResultsRequest* request,
                                               v1::ListMyResultsResponse* response) {
-  return ReplyFrom(core_->ListMyResults(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "ListMyResults", *request, &v1::ListMyResultsRequest::mutable_parent);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->ListMyResults(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status IntakeServiceImpl::GetMyResult(grpc::ServerContext* context,
                                             const v1::GetMyResultRequest* request,
                                             v1::ScreeningResult* response) {
-  return ReplyFrom(core_->GetMyResult(*request, server::RpcDeadline(*context, max_rpc_time_)),
+  auto own = Own(*context, "GetMyResult", *request, &v1::GetMyResultRequest::mutable_name);
+  if (!own.ok()) return ToGrpcStatus(own.status());
+  return ReplyFrom(core_->GetMyResult(*own, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 

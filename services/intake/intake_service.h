@@ -1,7 +1,10 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_INTAKE_SERVICE_H_
 #define AQUEDUCT_SERVICES_INTAKE_INTAKE_SERVICE_H_
 
+#include <memory>
+
 #include "absl/time/time.h"
+#include "common/auth/authorizer.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "services/intake/intake_core.h"
 
@@ -13,8 +16,13 @@ namespace aqueduct::intake {
 // each call on a pool thread (ServerOptions::max_threads).
 class IntakeServiceImpl final : public v1::IntakeService::Service {
  public:
-  IntakeServiceImpl(IntakeCore* core, absl::Duration max_rpc_time)
-      : core_(core), max_rpc_time_(max_rpc_time) {}
+  // Every call is checked against the caller's token first (common/auth):
+  // only the person screened calls intake, and only in their own namespace
+  // (users/{their id}/...), so another person's screening answers exactly
+  // like a missing one.
+  IntakeServiceImpl(IntakeCore* core, std::shared_ptr<const auth::Authorizer> authorizer,
+                    absl::Duration max_rpc_time)
+      : core_(core), authorizer_(std::move(authorizer)), max_rpc_time_(max_rpc_time) {}
 
   grpc::Status StartScreening(grpc::ServerContext* context,
                               const v1::StartScreeningRequest* request,
@@ -41,7 +49,16 @@ class IntakeServiceImpl final : public v1::IntakeService::Service {
                            v1::ScreeningResult* response) override;
 
  private:
+  // The request with its screening name moved into the caller's namespace
+  // (NOT_FOUND like a missing one follows), or the status to answer with:
+  // UNAUTHENTICATED, PERMISSION_DENIED (not a patient, or a parent
+  // "users/{id}" that is not the caller's own).
+  template <class Request>
+  absl::StatusOr<Request> Own(const grpc::ServerContext& context, const char* rpc, const Request& request,
+                              std::string* (Request::*mutable_name)()) const;
+
   IntakeCore* core_;
+  std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
 };
 

@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "absl/strings/str_cat.h"
+#include "common/auth/auth_flags.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
@@ -50,6 +52,14 @@ ABSL_FLAG(int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS",
           "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
 ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
 
+ABSL_FLAG(std::string, service_key, EnvOr("AQUEDUCT_SERVICE_KEY", ""),
+          "PEM private key intake signs its own short-lived tokens with (role service, subject "
+          "intake) when it calls scoring and referral; its public key must be in their --auth_keys "
+          "(required). Env AQUEDUCT_SERVICE_KEY.");
+ABSL_FLAG(std::string, service_key_id, EnvOr("AQUEDUCT_SERVICE_KEY_ID", "intake"),
+          "Key id (kid) of --service_key, the file name of its public key in --auth_keys. Env "
+          "AQUEDUCT_SERVICE_KEY_ID.");
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct intake service");
   absl::ParseCommandLine(argc, argv);
@@ -77,6 +87,28 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  const aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
+  auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
+  if (!authorizer.ok()) {
+    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_service_key).empty()) {
+    log::Error("bad configuration", {{"error", std::string("--service_key: is required (intake's own signing key)")}});
+    return 2;
+  }
+  aqueduct::auth::Claims own;
+  own.issuer = auth_config.issuer;
+  own.audience = auth_config.audience;
+  own.subject = "intake";
+  own.role = "service";
+  auto own_token = aqueduct::auth::MintingTokenSource::FromFile(absl::GetFlag(FLAGS_service_key),
+                                                               absl::GetFlag(FLAGS_service_key_id), own);
+  if (!own_token.ok()) {
+    log::Error("bad configuration", {{"error", absl::StrCat("--service_key: ", own_token.status().message())}});
+    return 2;
+  }
+
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
       *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), EnvOr("AQUEDUCT_REDIS_PASSWORD", "")));
   aqueduct::intake::RedisSessionStore store(&redis);
@@ -85,10 +117,10 @@ int main(int argc, char** argv) {
   const std::string referral_addr = referral_ep->ToString();
   aqueduct::intake::GrpcScoringPeer scoring(
       aqueduct::server::PeerChannel(scoring_addr),
-      scoring_addr, *peer_timeout);
+      scoring_addr, *peer_timeout, own_token->get());
   aqueduct::intake::GrpcReferralPeer referral(
       aqueduct::server::PeerChannel(referral_addr),
-      referral_addr, *peer_timeout);
+      referral_addr, *peer_timeout, own_token->get());
 
   aqueduct::intake::CatalogHolder catalog;
   aqueduct::intake::IntakeConfig intake_config;
@@ -104,7 +136,7 @@ int main(int argc, char** argv) {
   }
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
-  aqueduct::intake::IntakeServiceImpl service(&core, *max_rpc);
+  aqueduct::intake::IntakeServiceImpl service(&core, *authorizer, *max_rpc);
 
   // Load the catalog in the background, retrying until scoring answers.
   absl::Notification stop;

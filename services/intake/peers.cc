@@ -7,10 +7,11 @@
 namespace aqueduct::intake {
 
 GrpcScoringPeer::GrpcScoringPeer(std::shared_ptr<grpc::Channel> channel,
-                                 std::string address, absl::Duration per_call)
+                                 std::string address, absl::Duration per_call, auth::TokenSource* token)
     : stub_(scoring::v1::ScoringService::NewStub(channel)),
       address_(std::move(address)),
-      per_call_(per_call) {}
+      per_call_(per_call),
+      token_(token) {}
 
 std::string GrpcScoringPeer::Describe() const {
   return absl::StrCat("scoring at ", address_);
@@ -20,6 +21,7 @@ absl::StatusOr<scoring::v1::ScoringResult> GrpcScoringPeer::Score(
     const scoring::v1::ScoreAnswersRequest& request, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, Describe());
   scoring::v1::ScoringResult result;
   grpc::Status s = stub_->ScoreAnswers(&ctx, request, &result);
   if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
@@ -30,6 +32,7 @@ absl::StatusOr<scoring::v1::Catalog> GrpcScoringPeer::DescribeCatalog(
     absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, Describe());
   ctx.set_wait_for_ready(true);  // start-up: wait for scoring to come up
   scoring::v1::Catalog catalog;
   grpc::Status s =
@@ -42,6 +45,7 @@ absl::StatusOr<scoring::v1::ListRulesetsResponse> GrpcScoringPeer::ListRulesets(
     absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, Describe());
   ctx.set_wait_for_ready(true);
   scoring::v1::ListRulesetsResponse out;
   grpc::Status s = stub_->ListRulesets(&ctx, scoring::v1::ListRulesetsRequest(), &out);
@@ -50,10 +54,11 @@ absl::StatusOr<scoring::v1::ListRulesetsResponse> GrpcScoringPeer::ListRulesets(
 }
 
 GrpcReferralPeer::GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel,
-                                   std::string address, absl::Duration per_call)
+                                   std::string address, absl::Duration per_call, auth::TokenSource* token)
     : stub_(referral::v1::ReferralService::NewStub(channel)),
       address_(std::move(address)),
-      per_call_(per_call) {}
+      per_call_(per_call),
+      token_(token) {}
 
 std::string GrpcReferralPeer::Describe() const {
   return absl::StrCat("referral at ", address_);
@@ -63,7 +68,7 @@ absl::StatusOr<referral::v1::Referral> GrpcReferralPeer::CreateReferral(
     const referral::v1::CreateReferralRequest& request, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
-  ctx.AddMetadata("x-aqueduct-actor", "service:intake");
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, Describe());
   referral::v1::Referral out;
   grpc::Status s = stub_->CreateReferral(&ctx, request, &out);
   if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth/grpc_auth.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 
@@ -37,11 +38,13 @@ class ReferralPeer {
 };
 
 // gRPC implementations. Channels reconnect by themselves; a peer that is
-// down answers UNAVAILABLE naming its address, within the deadline.
+// down answers UNAVAILABLE naming its address, within the deadline. Each
+// call carries intake's own token (role service, subject "intake") from
+// `token` (not owned).
 class GrpcScoringPeer : public ScoringPeer {
  public:
   GrpcScoringPeer(std::shared_ptr<grpc::Channel> channel, std::string address,
-                  absl::Duration per_call);
+                  absl::Duration per_call, auth::TokenSource* token);
   absl::StatusOr<scoring::v1::ScoringResult> Score(
       const scoring::v1::ScoreAnswersRequest& request,
       absl::Time deadline) override;
@@ -55,12 +58,13 @@ class GrpcScoringPeer : public ScoringPeer {
   std::unique_ptr<scoring::v1::ScoringService::Stub> stub_;
   std::string address_;
   absl::Duration per_call_;
+  auth::TokenSource* token_;
 };
 
 class GrpcReferralPeer : public ReferralPeer {
  public:
   GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel, std::string address,
-                   absl::Duration per_call);
+                   absl::Duration per_call, auth::TokenSource* token);
   absl::StatusOr<referral::v1::Referral> CreateReferral(
       const referral::v1::CreateReferralRequest& request,
       absl::Time deadline) override;
@@ -70,6 +74,7 @@ class GrpcReferralPeer : public ReferralPeer {
   std::unique_ptr<referral::v1::ReferralService::Stub> stub_;
   std::string address_;
   absl::Duration per_call_;
+  auth::TokenSource* token_;
 };
 
 }  // namespace aqueduct::intake

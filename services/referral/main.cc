@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <thread>
+#include "common/auth/auth_flags.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
@@ -32,9 +33,6 @@ ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000)
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
 ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls (each watching portal holds one).");
-ABSL_FLAG(std::string, clinicians, EnvOr("AQUEDUCT_CLINICIANS", ""),
-          "Clinician directory: one '<id> <clinician|physician> <STATE>[,...]' per line. "
-          "Env AQUEDUCT_CLINICIANS. Without it no clinician can act.");
 ABSL_FLAG(int64_t, overdue_after_ms, EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
           "Urgent cases not claimed within this time are marked overdue. Env "
           "AQUEDUCT_OVERDUE_AFTER_MS.");
@@ -67,22 +65,17 @@ int main(int argc, char** argv) {
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
   aqueduct::redis::Client watch_redis(redis_options);
   aqueduct::referral::RedisReferralStore store(&redis, &watch_redis);
-  aqueduct::referral::ClinicianDirectory clinicians;
-  if (!absl::GetFlag(FLAGS_clinicians).empty()) {
-    auto loaded = aqueduct::referral::ClinicianDirectory::LoadFile(absl::GetFlag(FLAGS_clinicians));
-    if (!loaded.ok()) {
-      log::Error("clinician directory does not load", {{"error", std::string(loaded.status().message())}});
-      return 2;
-    }
-    clinicians = std::move(*loaded);
-  } else {
-    log::Warn("no --clinicians file: no clinician can act on cases");
+  // Who calls, and their role and licensed states, come from their tokens.
+  auto authorizer = aqueduct::auth::LoadAuthorizer(aqueduct::auth::VerifierConfigFromFlags());
+  if (!authorizer.ok()) {
+    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
+    return 2;
   }
   aqueduct::referral::ReferralConfig config;
   config.overdue_after = absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
   config.default_lease = absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
-  aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), &clinicians, config);
-  aqueduct::referral::ReferralServiceImpl service(&core, *max_rpc);
+  aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);
+  aqueduct::referral::ReferralServiceImpl service(&core, *authorizer, *max_rpc);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -95,9 +88,7 @@ int main(int argc, char** argv) {
     log::Error("cannot start", {{"error", std::string(runner.status().message())}});
     return 1;
   }
-  log::Info("referral listening", {{"port", (*runner)->port()},
-                                   {"redis", endpoint->ToString()},
-                                   {"clinicians", static_cast<int>(clinicians.size())}});
+  log::Info("referral listening", {{"port", (*runner)->port()}, {"redis", endpoint->ToString()}});
   // The sweeper: expired leases back to the queue, overdue urgent cases.
   absl::Notification stop;
   std::thread sweeper([&] {

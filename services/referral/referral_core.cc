@@ -217,7 +217,7 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
       QueueEntry& e = (*entries)[i];
       cursor = e.position;
       Normalize(e.referral);
-      if (Matches(e.referral, request, **clinician)) {
+      if (Matches(e.referral, request, *clinician)) {
         *response.add_cases() = e.referral;
         if (response.cases_size() == page_size) {
           more = more || i + 1 < entries->size();
@@ -240,15 +240,12 @@ bool CanAct(const Clinician& c, const v1::Referral& r) {
   return CanSee(c, r) && (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
 }
 
-absl::StatusOr<const Clinician*> ReferralCore::ClinicianOf(const Actor& actor) const {
-  if (actor.id.empty()) {
-    return absl::UnauthenticatedError("no caller identity (metadata x-aqueduct-actor)");
+absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) {
+  if (actor.id.empty()) return absl::UnauthenticatedError("no caller identity");
+  if (actor.role != "clinician" && actor.role != "physician") {
+    return absl::PermissionDeniedError("the caller is not a clinician");
   }
-  const Clinician* c = clinicians_ != nullptr ? clinicians_->Find(actor.id) : nullptr;
-  if (c == nullptr) {
-    return absl::PermissionDeniedError("the caller is not a configured clinician");
-  }
-  return c;
+  return Clinician{actor.id, actor.role, actor.licensed_states};
 }
 
 void ReferralCore::Normalize(v1::Referral& r) const {
@@ -313,9 +310,9 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest&
   if (!loaded.ok()) return loaded.status();
   v1::Referral before = *loaded;
   Normalize(before);
-  if (!CanAct(**clinician, before)) {
+  if (!CanAct(*clinician, before)) {
     return absl::PermissionDeniedError(
-        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(**clinician, before)
+        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(*clinician, before)
             ? "only a physician may act on a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
@@ -337,7 +334,7 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest&
   after.set_lease_expire_time_ms(now + absl::ToInt64Milliseconds(lease));
   // Two claims racing on the same version: the store lets exactly one write.
   auto written = Write(IdOf(before), *loaded, after,
-                       {Audit(renew ? "renewed" : "claimed", actor, (*clinician)->role, before, after)},
+                       {Audit(renew ? "renewed" : "claimed", actor, clinician->role, before, after)},
                        deadline);
   if (!written.ok()) {
     if (written.status().code() == absl::StatusCode::kAborted) {
@@ -370,7 +367,7 @@ absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(const v1::ReleaseCaseRequ
   after.clear_claimed_by();
   after.clear_lease_expire_time_ms();
   auto written = Write(IdOf(before), *loaded, after,
-                       {Audit("released", actor, (*clinician)->role, before, after)}, deadline);
+                       {Audit("released", actor, clinician->role, before, after)}, deadline);
   if (!written.ok()) return written.status();
   (void)store_->ClearTimer(ReferralStore::Timer::kLease, IdOf(before), deadline);
   (void)store_->Publish("released", IdOf(before), deadline);
@@ -401,9 +398,9 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
       before.decision().decided_by() == actor.id) {
     return before;  // the same decision again: one effect
   }
-  if (!CanAct(**clinician, before)) {
+  if (!CanAct(*clinician, before)) {
     return absl::PermissionDeniedError(
-        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(**clinician, before)
+        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(*clinician, before)
             ? "only a physician may decide a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
@@ -414,7 +411,7 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
     if (d.new_route() == before.current_route()) {
       return absl::InvalidArgumentError("decision.new_route: is the current route; use CONFIRM");
     }
-    if (d.new_route() == common::v1::KETAMINE_REVIEW && !(*clinician)->physician()) {
+    if (d.new_route() == common::v1::KETAMINE_REVIEW && !clinician->physician()) {
       return absl::PermissionDeniedError("only a physician may route to a ketamine-eligibility review");
     }
   }
@@ -448,7 +445,7 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
       kind = "withdrawn";
   }
   auto written = Write(IdOf(before), *loaded, after,
-                       {Audit(kind, actor, (*clinician)->role, before, after)}, deadline);
+                       {Audit(kind, actor, clinician->role, before, after)}, deadline);
   if (!written.ok()) return written.status();
   const std::string id = IdOf(before);
   (void)store_->Dequeue(id, deadline);
@@ -465,9 +462,9 @@ absl::StatusOr<v1::Referral> ReferralCore::GetCase(const v1::GetCaseRequest& req
   auto loaded = Load(request.name(), deadline);
   if (!loaded.ok()) return loaded.status();
   Normalize(*loaded);
-  if (!CanSee(**clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
+  if (!CanSee(*clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
   if (absl::Status s = store_->AppendAudit(IdOf(*loaded),
-                                           Audit("read", actor, (*clinician)->role, *loaded, *loaded),
+                                           Audit("read", actor, clinician->role, *loaded, *loaded),
                                            deadline);
       !s.ok()) {
     return s;  // no unrecorded reads
@@ -492,7 +489,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
   }
   auto loaded = Load(request.parent(), deadline);
   if (!loaded.ok()) return loaded.status();
-  if (!CanSee(**clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
+  if (!CanSee(*clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
   auto page = store_->ListAudit(IdOf(*loaded), offset, page_size, deadline);
   if (!page.ok()) return page.status();
   v1::ListAuditEventsResponse response;
@@ -665,7 +662,7 @@ absl::Status ReferralCore::WatchStep(const v1::WatchQueueRequest& request, const
     if (!r->has_value()) continue;
     v1::Referral referral = std::move(**r);
     Normalize(referral);
-    if (!CanAct(**clinician, referral)) continue;
+    if (!CanAct(*clinician, referral)) continue;
     if (!request.routes().empty() &&
         std::find(request.routes().begin(), request.routes().end(), referral.current_route()) ==
             request.routes().end()) {

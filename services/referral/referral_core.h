@@ -13,12 +13,12 @@
 
 namespace aqueduct::referral {
 
-// Who is calling. Taken from the call, never from the request body: until
-// verified tokens arrive, metadata "x-aqueduct-actor: <id>" (clinicians,
-// looked up in the directory) or "service:<name>" (intake).
+// Who is calling, from the caller's verified token (common/auth), never
+// from the request body.
 struct Actor {
-  std::string id;
-  std::string role;  // "service" for services; clinicians get theirs from the directory
+  std::string id;    // the token's subject
+  std::string role;  // "clinician", "physician", "batch", "service", ...
+  std::vector<std::string> licensed_states;  // clinicians and physicians
 };
 
 struct ReferralConfig {
@@ -31,9 +31,8 @@ struct ReferralConfig {
 // Referral logic above the store; no gRPC types, so tests build it directly.
 class ReferralCore {
  public:
-  ReferralCore(ReferralStore* store, const Clock* clock, const ClinicianDirectory* clinicians,
-               ReferralConfig config = {})
-      : store_(store), clock_(clock), clinicians_(clinicians), config_(config) {}
+  ReferralCore(ReferralStore* store, const Clock* clock, ReferralConfig config = {})
+      : store_(store), clock_(clock), config_(config) {}
 
   // Idempotent per screening and ruleset version.
   absl::StatusOr<v1::Referral> CreateReferral(const v1::CreateReferralRequest& request,
@@ -92,7 +91,8 @@ class ReferralCore {
   // the store writes.
   absl::StatusOr<ReferralStore::CreateItem> Prepare(const v1::CreateReferralRequest& request,
                                                    const Actor& actor, const std::string& field) const;
-  absl::StatusOr<const Clinician*> ClinicianOf(const Actor& actor) const;
+  // The clinician an actor is; PERMISSION_DENIED for any other role.
+  static absl::StatusOr<Clinician> ClinicianOf(const Actor& actor);
   absl::StatusOr<v1::Referral> Load(const std::string& name, absl::Time deadline);
   // A claim whose lease ran out reads as unclaimed.
   void Normalize(v1::Referral& r) const;
@@ -104,7 +104,6 @@ class ReferralCore {
 
   ReferralStore* store_;
   const Clock* clock_;
-  const ClinicianDirectory* clinicians_;
   ReferralConfig config_;
 };
 

@@ -1,30 +1,29 @@
 #include "services/referral/referral_service.h"
 
 #include "absl/time/clock.h"
+#include "absl/strings/str_cat.h"
+#include "common/auth/grpc_auth.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
+#include "common/util/names.h"
 
 namespace aqueduct::referral {
-Actor ReferralServiceImpl::ActorOf(const grpc::ServerContext& context) {
-  Actor actor;
-  const auto& md = context.client_metadata();
-  auto it = md.find("x-aqueduct-actor");
-  if (it == md.end()) return actor;
-  std::string value(it->second.data(), it->second.size());
-  size_t colon = value.find(':');
-  if (colon == std::string::npos) {
-    actor.id = value;
-  } else {
-    actor.role = value.substr(0, colon);
-    actor.id = value.substr(colon + 1);
-  }
-  return actor;
+namespace {
+constexpr char kService[] = "/aqueduct.referral.v1.ReferralService/";
+}  // namespace
+
+absl::StatusOr<Actor> ReferralServiceImpl::Caller(const grpc::ServerContext& context, const char* rpc) const {
+  auto id = auth::CheckCall(*authorizer_, context, absl::StrCat(kService, rpc));
+  if (!id.ok()) return id.status();
+  return Actor{id->subject, std::string(auth::RoleName(id->role)), id->licensed_states};
 }
 
 grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
                                                  const v1::CreateReferralRequest* request,
                                                  v1::Referral* response) {
-  return ReplyFrom(core_->CreateReferral(*request, ActorOf(*context),
+  auto actor = Caller(*context, "CreateReferral");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->CreateReferral(*request, *actor,
                                      server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -32,7 +31,9 @@ grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
 grpc::Status ReferralServiceImpl::CreateReferrals(grpc::ServerContext* context,
                                                   const v1::CreateReferralsRequest* request,
                                                   v1::CreateReferralsResponse* response) {
-  return ReplyFrom(core_->CreateReferrals(*request, ActorOf(*context),
+  auto actor = Caller(*context, "CreateReferrals");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->CreateReferrals(*request, *actor,
                                           server::RpcDeadline(*context, max_rpc_time_)),
                    response);
 }
@@ -40,41 +41,53 @@ grpc::Status ReferralServiceImpl::CreateReferrals(grpc::ServerContext* context,
 grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
                                             const v1::ListQueueRequest* request,
                                             v1::ListQueueResponse* response) {
-  return ReplyFrom(core_->ListQueue(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  auto actor = Caller(*context, "ListQueue");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->ListQueue(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ClaimCase(grpc::ServerContext* context,
                                             const v1::ClaimCaseRequest* request,
                                             v1::Referral* response) {
-  return ReplyFrom(core_->ClaimCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  auto actor = Caller(*context, "ClaimCase");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->ClaimCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ReleaseCase(grpc::ServerContext* context,
                                               const v1::ReleaseCaseRequest* request,
                                               v1::Referral* response) {
-  return ReplyFrom(core_->ReleaseCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  auto actor = Caller(*context, "ReleaseCase");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->ReleaseCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::DecideCase(grpc::ServerContext* context,
                                              const v1::DecideCaseRequest* request,
                                              v1::Referral* response) {
-  return ReplyFrom(core_->DecideCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  auto actor = Caller(*context, "DecideCase");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->DecideCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::GetCase(grpc::ServerContext* context, const v1::GetCaseRequest* request,
                                           v1::Referral* response) {
-  return ReplyFrom(core_->GetCase(*request, ActorOf(*context), server::RpcDeadline(*context, max_rpc_time_)),
+  auto actor = Caller(*context, "GetCase");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->GetCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
 
 grpc::Status ReferralServiceImpl::ListAuditEvents(grpc::ServerContext* context,
                                                   const v1::ListAuditEventsRequest* request,
                                                   v1::ListAuditEventsResponse* response) {
-  return ReplyFrom(core_->ListAuditEvents(*request, ActorOf(*context),
+  auto actor = Caller(*context, "ListAuditEvents");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  return ReplyFrom(core_->ListAuditEvents(*request, *actor,
                                       server::RpcDeadline(*context, max_rpc_time_)),
                response);
 }
@@ -82,13 +95,21 @@ grpc::Status ReferralServiceImpl::ListAuditEvents(grpc::ServerContext* context,
 grpc::Status ReferralServiceImpl::GetMyReferral(grpc::ServerContext* context,
                                                 const v1::GetMyReferralRequest* request,
                                                 v1::MyReferral* response) {
-  return ReplyFrom(core_->GetMyReferral(*request, server::RpcDeadline(*context, max_rpc_time_)), response);
+  auto actor = Caller(*context, "GetMyReferral");
+  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  // A person reads only their own: the screening is looked up in the
+  // caller's namespace, so another person's answers like a missing one.
+  v1::GetMyReferralRequest own = *request;
+  own.set_screening(InUserNamespace(request->screening(), actor->id));
+  return ReplyFrom(core_->GetMyReferral(own, server::RpcDeadline(*context, max_rpc_time_)), response);
 }
 
 grpc::Status ReferralServiceImpl::WatchQueue(grpc::ServerContext* context,
                                              const v1::WatchQueueRequest* request,
                                              grpc::ServerWriter<v1::QueueEvent>* writer) {
-  const Actor actor = ActorOf(*context);
+  auto caller = Caller(*context, "WatchQueue");
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Actor actor = *std::move(caller);
   auto cursor = core_->StartWatch(*request, actor, absl::Now() + max_rpc_time_);
   if (!cursor.ok()) return ToGrpcStatus(cursor.status());
   // Send the starting cursor first so a portal can resume from it even if

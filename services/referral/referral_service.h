@@ -1,7 +1,10 @@
 #ifndef AQUEDUCT_SERVICES_REFERRAL_REFERRAL_SERVICE_H_
 #define AQUEDUCT_SERVICES_REFERRAL_REFERRAL_SERVICE_H_
 
+#include <memory>
+
 #include "absl/time/time.h"
+#include "common/auth/authorizer.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "services/referral/referral_core.h"
 
@@ -16,8 +19,9 @@ namespace aqueduct::referral {
 // shutdown quickly): size --threads for the expected number of portals.
 class ReferralServiceImpl final : public v1::ReferralService::Service {
  public:
-  ReferralServiceImpl(ReferralCore* core, absl::Duration max_rpc_time)
-      : core_(core), max_rpc_time_(max_rpc_time) {}
+  ReferralServiceImpl(ReferralCore* core, std::shared_ptr<const auth::Authorizer> authorizer,
+                      absl::Duration max_rpc_time)
+      : core_(core), authorizer_(std::move(authorizer)), max_rpc_time_(max_rpc_time) {}
 
   grpc::Status CreateReferral(grpc::ServerContext* context, const v1::CreateReferralRequest* request,
                               v1::Referral* response) override;
@@ -41,13 +45,13 @@ class ReferralServiceImpl final : public v1::ReferralService::Service {
   grpc::Status GetMyReferral(grpc::ServerContext* context, const v1::GetMyReferralRequest* request,
                              v1::MyReferral* response) override;
 
-  // Reads the caller identity from metadata "x-aqueduct-actor": "<id>" for a
-  // clinician, "service:<name>" for a service (stand-in until verified tokens
-  // arrive with the security work).
-  static Actor ActorOf(const grpc::ServerContext& context);
-
  private:
+  // The verified caller of `rpc` (common/auth: token, then the RPC x role
+  // policy), or the status to answer with.
+  absl::StatusOr<Actor> Caller(const grpc::ServerContext& context, const char* rpc) const;
+
   ReferralCore* core_;
+  std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
 };
 

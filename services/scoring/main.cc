@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/auth/auth_flags.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/server/server_runner.h"
@@ -49,7 +50,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine = std::move(*loaded);
-  aqueduct::scoring::ScoringServiceImpl service(engine);
+  auto authorizer = aqueduct::auth::LoadAuthorizer(aqueduct::auth::VerifierConfigFromFlags());
+  if (!authorizer.ok()) {
+    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
+    return 2;
+  }
+  aqueduct::scoring::ScoringServiceImpl service(engine, *authorizer);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);

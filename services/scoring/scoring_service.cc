@@ -3,6 +3,7 @@
 #include <google/protobuf/arena.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth/grpc_auth.h"
 #include "common/status/status_util.h"
 #include "services/scoring/digest.h"
 
@@ -163,15 +164,31 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
   v1::RescoreResponse* response_ = nullptr;
 };
 
+// A stream refused before it starts (no token, or not the caller's RPC).
+template <class Request, class Response>
+class RefusedStream final : public grpc::ServerBidiReactor<Request, Response> {
+ public:
+  explicit RefusedStream(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+constexpr char kService[] = "/aqueduct.scoring.v1.ScoringService/";
+
 }  // namespace
 
 grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* ScoringServiceImpl::Rescore(
     grpc::CallbackServerContext* context) {
+  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "Rescore")); !who.ok()) {
+    return new RefusedStream<v1::RescoreRequest, v1::RescoreResponse>(who.status());
+  }
   return new RescoreReactor(engine_.get());
 }
 
 grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
 ScoringServiceImpl::ScoreBatch(grpc::CallbackServerContext* context) {
+  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ScoreBatch")); !who.ok()) {
+    return new RefusedStream<v1::ScoreBatchRequest, v1::ScoreBatchResponse>(who.status());
+  }
   return new BatchReactor(engine_.get());
 }
 
@@ -179,6 +196,10 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::ScoreAnswers(
     grpc::CallbackServerContext* context,
     const v1::ScoreAnswersRequest* request, v1::ScoringResult* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ScoreAnswers")); !who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   absl::StatusOr<v1::ScoringResult> result = engine_->Score(*request);
   if (result.ok()) *response = std::move(*result);
   reactor->Finish(ToGrpcStatus(result.status()));
@@ -189,6 +210,10 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::DescribeCatalog(
     grpc::CallbackServerContext* context,
     const v1::DescribeCatalogRequest* request, v1::Catalog* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "DescribeCatalog")); !who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   const v1::Catalog& catalog = engine_->catalog().catalog();
   if (!request->version().empty() && request->version() != catalog.version()) {
     reactor->Finish(ToGrpcStatus(absl::NotFoundError(
@@ -205,6 +230,10 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::ListRulesets(
     grpc::CallbackServerContext* context, const v1::ListRulesetsRequest*,
     v1::ListRulesetsResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ListRulesets")); !who.ok()) {
+    reactor->Finish(ToGrpcStatus(who.status()));
+    return reactor;
+  }
   *response = engine_->Rulesets();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -3,17 +3,21 @@
 
 #include <memory>
 
+#include "common/auth/authorizer.h"
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "services/scoring/scoring_engine.h"
 
 namespace aqueduct::scoring {
 
 // gRPC adapter over ScoringEngine. Scoring is pure CPU work with no I/O, so
-// the handlers use the callback API and finish inline: nothing blocks.
+// the handlers use the callback API and finish inline: nothing blocks. Every
+// call is checked first against the caller's token (common/auth: intake
+// scores, batch jobs re-score, the catalog and rulesets are for any service
+// or staff role).
 class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
  public:
-  explicit ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine)
-      : engine_(std::move(engine)) {}
+  ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine, std::shared_ptr<const auth::Authorizer> authorizer)
+      : engine_(std::move(engine)), authorizer_(std::move(authorizer)) {}
 
   grpc::ServerUnaryReactor* ScoreAnswers(grpc::CallbackServerContext* context,
                                          const v1::ScoreAnswersRequest* request,
@@ -36,6 +40,7 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
 
  private:
   std::shared_ptr<const ScoringEngine> engine_;
+  std::shared_ptr<const auth::Authorizer> authorizer_;
 };
 
 }  // namespace aqueduct::scoring

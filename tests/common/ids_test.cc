@@ -46,6 +46,14 @@ TEST(ValidateTest, RequestIds) {
   EXPECT_THAT(ValidateRequestId("6f1c0b9e-7d4e-4a52-9c1f-1b2c3d4e5f60", "r"), IsOk());
 }
 
+TEST(NamesTest, InUserNamespaceReplacesOnlyTheUser) {
+  EXPECT_EQ(InUserNamespace("users/bob/screenings/s1", "alice"), "users/alice/screenings/s1");
+  EXPECT_EQ(InUserNamespace("users/bob", "alice"), "users/alice");
+  EXPECT_EQ(InUserNamespace("users//screenings/s1", "alice"), "users/alice/screenings/s1");
+  EXPECT_EQ(InUserNamespace("referrals/r1", "alice"), "referrals/r1") << "not a user name: unchanged";
+  EXPECT_EQ(InUserNamespace("", "alice"), "");
+}
+
 TEST(NamesTest, ParsesScreeningNames) {
   auto n = ParseScreeningName("users/alice/screenings/s1", "name");
   ASSERT_THAT(n, IsOk());

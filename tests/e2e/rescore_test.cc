@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
+#include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
@@ -54,23 +55,20 @@ class RescoreTest : public ::testing::Test {
     std::string text;
     google::protobuf::TextFormat::PrintToString(v2, &text);
     std::ofstream(rulesets_ + "/v2-test.textproto") << text;
-    {
-      std::ofstream(dir_.path() + "/clinicians.txt") << "dr-all physician NY,NJ,FL\n";
-    }
     scoring_addr_ = Start("scoring", "services/scoring/aqueduct-scoring",
                           {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
-                           "--rulesets=" + rulesets_});
+                           "--rulesets=" + rulesets_, "--auth_keys=" + auth_.keys_dir()});
     referral_addr_ = Start("referral", "services/referral/aqueduct-referral",
-                           {"--redis=" + redis_->address(), "--clinicians=" + dir_.path() + "/clinicians.txt"});
+                           {"--redis=" + redis_->address(), "--auth_keys=" + auth_.keys_dir()});
     ASSERT_FALSE(scoring_addr_.empty());
     ASSERT_FALSE(referral_addr_.empty());
 
     client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
     store_ = std::make_unique<intake::RedisSessionStore>(client_.get());
     scoring_peer_ = std::make_unique<intake::GrpcScoringPeer>(server::PeerChannel(scoring_addr_),
-                                                              scoring_addr_, absl::Seconds(5));
+                                                              scoring_addr_, absl::Seconds(5), &intake_token_);
     referral_peer_ = std::make_unique<intake::GrpcReferralPeer>(server::PeerChannel(referral_addr_),
-                                                                referral_addr_, absl::Seconds(5));
+                                                                referral_addr_, absl::Seconds(5), &intake_token_);
     ASSERT_THAT(catalog_.LoadFrom(*scoring_peer_, absl::Now() + absl::Seconds(10)), t::IsOk());
     intake::IntakeConfig config;
     config.max_open_sessions = 100;
@@ -146,7 +144,7 @@ class RescoreTest : public ::testing::Test {
     std::vector<std::string> args = {t::BinaryPath("tools/aqueductctl/aqueductctl"), "rescore",
                                      "--ruleset=v2-test", "--redis=" + redis_->address(),
                                      "--scoring=" + scoring_addr_, "--referral=" + referral_addr_,
-                                     "--summary_json=" + summary};
+                                     "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore")};
     args.insert(args.end(), extra.begin(), extra.end());
     auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log");
     EXPECT_TRUE(p.ok());
@@ -179,7 +177,7 @@ class RescoreTest : public ::testing::Test {
   std::vector<referral::v1::Referral> ReReviewCases() {
     auto stub = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr_));
     grpc::ClientContext ctx;
-    ctx.AddMetadata("x-aqueduct-actor", "dr-all");
+    auth_.Attach(ctx, "physician", "dr-all");
     referral::v1::ListQueueRequest req;
     req.set_page_size(200);
     referral::v1::ListQueueResponse resp;
@@ -204,6 +202,8 @@ class RescoreTest : public ::testing::Test {
   }
 
   t::TempDir dir_;
+  t::TestAuth auth_;
+  auth::StaticToken intake_token_{auth_.Token("service", "intake")};
   std::unique_ptr<t::RedisServer> redis_;
   std::string rulesets_, scoring_addr_, referral_addr_;
   std::vector<std::unique_ptr<t::Subprocess>> processes_;

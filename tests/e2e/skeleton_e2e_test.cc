@@ -8,6 +8,9 @@
 #include <fstream>
 #include <sys/wait.h>
 
+#include <map>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/server/health_client.h"
@@ -15,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
@@ -41,15 +45,8 @@ class SkeletonE2eTest : public ::testing::Test {
     scoring_ = StartService("scoring", "services/scoring/aqueduct-scoring",
                             {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
                              "--rulesets=" + t::SourcePath("data/rulesets")});
-    clinicians_ = dir_.path() + "/clinicians.txt";
-    {
-      FILE* f = fopen(clinicians_.c_str(), "w");
-      fputs("dr-all physician FL,NJ,NY,TX\ncl-nj clinician NJ\ncl-ny clinician NY\n", f);
-      fclose(f);
-    }
     referral_ = StartService("referral", "services/referral/aqueduct-referral",
-                             {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
-                              "--clinicians=" + clinicians_});
+                             {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
     intake_ = StartIntake("intake");
     ASSERT_FALSE(intake_.address.empty());
     intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
@@ -67,6 +64,13 @@ class SkeletonE2eTest : public ::testing::Test {
     std::remove(port_file.c_str());
     args.insert(args.begin(), {t::BinaryPath(binary), "--listen=" + listen,
                                "--port_file=" + port_file});
+    // Every service checks tokens signed by the test's key; intake signs
+    // its own calls with it too.
+    args.push_back("--auth_keys=" + Auth().keys_dir());
+    if (binary == "services/intake/aqueduct-intake") {
+      args.push_back("--service_key=" + Auth().private_key_file());
+      args.push_back(std::string("--service_key_id=") + t::TestAuth::kKeyId);
+    }
     auto p = t::Subprocess::Start(args, s.log);
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return s;
@@ -93,7 +97,7 @@ class SkeletonE2eTest : public ::testing::Test {
       intake::v1::GetNextItemsRequest next_req;
       next_req.set_name(name);
       intake::v1::NextItems next;
-      grpc::Status s = stub.GetNextItems(Ctx().get(), next_req, &next);
+      grpc::Status s = stub.GetNextItems(Ctx(name).get(), next_req, &next);
       EXPECT_TRUE(s.ok()) << s.error_message();
       if (!s.ok() || next.items().empty()) break;
       intake::v1::SubmitAnswersRequest submit;
@@ -102,7 +106,7 @@ class SkeletonE2eTest : public ::testing::Test {
       submit.set_request_id(absl::StrCat("p", next.etag()));
       for (const auto& ask : next.items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), overrides);
       intake::v1::SubmitAnswersResponse submitted;
-      s = stub.SubmitAnswers(Ctx().get(), submit, &submitted);
+      s = stub.SubmitAnswers(Ctx(name).get(), submit, &submitted);
       EXPECT_TRUE(s.ok()) << s.error_message();
       ++answered;
     }
@@ -127,16 +131,33 @@ class SkeletonE2eTest : public ::testing::Test {
     return false;
   }
 
-  static std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration d = absl::Seconds(5)) {
+  static t::TestAuth& Auth() {
+    static auto* auth = new t::TestAuth();
+    return *auth;
+  }
+  // A person's call: a patient token for `user` (a user id, or a name
+  // "users/{user}/...").
+  static std::unique_ptr<grpc::ClientContext> Ctx(const std::string& user = "e2e",
+                                                  absl::Duration d = absl::Seconds(5)) {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    std::string id = user;
+    if (absl::StartsWith(id, "users/")) id = id.substr(6, id.find('/', 6) - 6);
+    c->AddMetadata("authorization", auth::BearerValue(Auth().Token("patient", id)));
     return c;
   }
-  // A clinician's call (identity from configuration until tokens arrive).
+  // A clinician's call: the test's clinicians and their licences.
   static std::unique_ptr<grpc::ClientContext> As(const std::string& actor,
                                                  absl::Duration d = absl::Seconds(5)) {
-    auto c = Ctx(d);
-    c->AddMetadata("x-aqueduct-actor", actor);
+    static const auto* known = new std::map<std::string, std::pair<std::string, std::vector<std::string>>>{
+        {"dr-all", {"physician", {"FL", "NJ", "NY", "TX"}}},
+        {"cl-nj", {"clinician", {"NJ"}}},
+        {"cl-ny", {"clinician", {"NY"}}},
+    };
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    const auto& [role, states] = known->at(actor);
+    c->AddMetadata("authorization", auth::BearerValue(Auth().Token(role, actor, states)));
     return c;
   }
 
@@ -155,14 +176,14 @@ class SkeletonE2eTest : public ::testing::Test {
     start.set_parent("users/" + user);
     start.set_consent_version("c1");
     intake::v1::Screening screening;
-    EXPECT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
+    EXPECT_TRUE(intake_stub_->StartScreening(Ctx(user).get(), start, &screening).ok());
     std::string etag = screening.etag();
     bool ready = false;
     for (int page = 0; page < 30; ++page) {
       intake::v1::GetNextItemsRequest next_req;
       next_req.set_name(screening.name());
       intake::v1::NextItems next;
-      EXPECT_TRUE(intake_stub_->GetNextItems(Ctx().get(), next_req, &next).ok());
+      EXPECT_TRUE(intake_stub_->GetNextItems(Ctx(user).get(), next_req, &next).ok());
       ready = next.ready_to_complete();
       if (next.items().empty()) break;
       intake::v1::SubmitAnswersRequest submit;
@@ -175,7 +196,7 @@ class SkeletonE2eTest : public ::testing::Test {
         *submit.add_answers() = *a;
       }
       intake::v1::SubmitAnswersResponse submitted;
-      grpc::Status s = intake_stub_->SubmitAnswers(Ctx().get(), submit, &submitted);
+      grpc::Status s = intake_stub_->SubmitAnswers(Ctx(user).get(), submit, &submitted);
       EXPECT_TRUE(s.ok()) << s.error_message();
       etag = submitted.screening().etag();
     }
@@ -185,7 +206,7 @@ class SkeletonE2eTest : public ::testing::Test {
     complete.set_etag(etag);
     complete.set_request_id("complete-1");
     intake::v1::CompleteScreeningResponse done;
-    grpc::Status s = intake_stub_->CompleteScreening(Ctx().get(), complete, &done);
+    grpc::Status s = intake_stub_->CompleteScreening(Ctx(user).get(), complete, &done);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return done;
   }
@@ -200,7 +221,6 @@ class SkeletonE2eTest : public ::testing::Test {
   }
 
   t::TempDir dir_;
-  std::string clinicians_;
   std::unique_ptr<t::RedisServer> redis_;
   Service scoring_, referral_, intake_;
   std::unique_ptr<intake::v1::IntakeService::Stub> intake_stub_;
@@ -289,7 +309,7 @@ TEST_F(SkeletonE2eTest, RedisDownThenBack) {
   get.set_name(before.screening().name());
   intake::v1::Screening screening;
   absl::Time start = absl::Now();
-  EXPECT_THAT(intake_stub_->GetScreening(Ctx(absl::Seconds(3)).get(), get, &screening),
+  EXPECT_THAT(intake_stub_->GetScreening(Ctx("e2e", absl::Seconds(3)).get(), get, &screening),
               GrpcIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   referral::v1::ListQueueResponse queue;
@@ -326,7 +346,7 @@ TEST_F(SkeletonE2eTest, ReferralDownThenBackGetsTheCaseExactlyOnce) {
 
   // Referral back on its address: the outbox delivers the case by itself.
   referral_ = StartService("referral2", "services/referral/aqueduct-referral",
-                           {"--redis=" + redis_->address(), "--clinicians=" + clinicians_},
+                           {"--redis=" + redis_->address()},
                            referral_listen);
   ASSERT_TRUE(WaitHealth(referral_.address, true));
   referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
@@ -356,7 +376,7 @@ TEST_F(SkeletonE2eTest, ResumeAfterIntakeRestartAndAcrossReplicas) {
   start.set_parent("users/resume");
   start.set_consent_version("c1");
   intake::v1::Screening screening;
-  ASSERT_TRUE(intake_stub_->StartScreening(Ctx().get(), start, &screening).ok());
+  ASSERT_TRUE(intake_stub_->StartScreening(Ctx("resume").get(), start, &screening).ok());
   ASSERT_EQ(AnswerPages(*intake_stub_, screening.name(), overrides, 2), 2);
 
   // Kill intake mid-screening and start it again: nothing was in memory.
@@ -368,7 +388,7 @@ TEST_F(SkeletonE2eTest, ResumeAfterIntakeRestartAndAcrossReplicas) {
   intake::v1::GetScreeningRequest get;
   get.set_name(screening.name());
   intake::v1::Screening resumed;
-  ASSERT_TRUE(stub_a->GetScreening(Ctx().get(), get, &resumed).ok());
+  ASSERT_TRUE(stub_a->GetScreening(Ctx("resume").get(), get, &resumed).ok());
   EXPECT_GT(resumed.progress().answered(), 0);
   EXPECT_EQ(resumed.etag(), "3") << "both pages kept";
 
@@ -380,19 +400,19 @@ TEST_F(SkeletonE2eTest, ResumeAfterIntakeRestartAndAcrossReplicas) {
     auto& stub = (i % 2 == 0) ? *stub_a : *stub_b;
     if (AnswerPages(stub, screening.name(), overrides, 1) == 0) break;
   }
-  ASSERT_TRUE(stub_b->GetScreening(Ctx().get(), get, &resumed).ok());
+  ASSERT_TRUE(stub_b->GetScreening(Ctx("resume").get(), get, &resumed).ok());
   intake::v1::CompleteScreeningRequest complete;
   complete.set_name(screening.name());
   complete.set_etag(resumed.etag());
   complete.set_request_id("complete-on-b");
   intake::v1::CompleteScreeningResponse done;
-  grpc::Status s = stub_b->CompleteScreening(Ctx().get(), complete, &done);
+  grpc::Status s = stub_b->CompleteScreening(Ctx("resume").get(), complete, &done);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(done.route().route(), common::v1::CRISIS_URGENT);
   EXPECT_TRUE(done.has_crisis_resources());
   // The other replica answers the same retry with the same result.
   intake::v1::CompleteScreeningResponse again;
-  ASSERT_TRUE(stub_a->CompleteScreening(Ctx().get(), complete, &again).ok());
+  ASSERT_TRUE(stub_a->CompleteScreening(Ctx("resume").get(), complete, &again).ok());
   EXPECT_EQ(again.result().SerializeAsString(), done.result().SerializeAsString());
 }
 
@@ -490,7 +510,7 @@ TEST_P(RoutePathTest, FromCompletionToThePersonsView) {
   referral::v1::GetMyReferralRequest mine;
   mine.set_screening(done.screening().name());
   referral::v1::MyReferral view;
-  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx().get(), mine, &view).ok());
+  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx(mine.screening()).get(), mine, &view).ok());
   EXPECT_THAT(view.message(), HasSubstr(p.view_before));
 
   referral::v1::ClaimCaseRequest claim;
@@ -519,7 +539,7 @@ TEST_P(RoutePathTest, FromCompletionToThePersonsView) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(decided.state(), referral::v1::DECIDED);
 
-  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx().get(), mine, &view).ok());
+  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx(mine.screening()).get(), mine, &view).ok());
   EXPECT_THAT(view.message(), HasSubstr(p.view_after));
   EXPECT_FALSE(view.pending_review());
   EXPECT_THAT(view.message(), ::testing::Not(HasSubstr("by phone"))) << "no internal notes";
@@ -605,9 +625,12 @@ TEST_F(SkeletonE2eTest, WatchReconnectsWithItsCursorAndMissesNoEvent) {
 // and live watch.
 TEST_F(SkeletonE2eTest, CommandLineClient) {
   const std::string ctl = t::BinaryPath("tools/aqueductctl/aqueductctl");
+  // The CLI mints its tokens with the dev key, as on the local stack.
   const std::vector<std::string> env = {"AQUEDUCT_INTAKE_ADDR=" + intake_.address,
                                         "AQUEDUCT_REFERRAL_ADDR=" + referral_.address,
-                                        "AQUEDUCT_SCORING_ADDR=" + scoring_.address};
+                                        "AQUEDUCT_SCORING_ADDR=" + scoring_.address,
+                                        "AQUEDUCT_DEV_KEY=" + Auth().private_key_file(),
+                                        std::string("AQUEDUCT_DEV_KEY_ID=") + t::TestAuth::kKeyId};
   auto run = [&](std::vector<std::string> args, const std::string& stdin_text = "") {
     const std::string in = dir_.path() + "/stdin.txt", out = dir_.path() + "/ctl.out";
     std::ofstream(in) << stdin_text;
@@ -646,12 +669,12 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   ASSERT_TRUE(referral_stub_->ListQueue(As("dr-all").get(), referral::v1::ListQueueRequest(), &queue).ok());
   ASSERT_EQ(queue.cases_size(), 1);
   const std::string name = queue.cases(0).name();
-  EXPECT_THAT(run({"queue", "--actor=cl-nj"}), HasSubstr(name));
-  EXPECT_THAT(run({"claim", "--actor=cl-nj", "--case_name=" + name}), HasSubstr("claimed until"));
-  EXPECT_THAT(run({"decide", "--actor=cl-nj", "--case_name=" + name, "--action=confirm",
+  EXPECT_THAT(run({"queue", "--actor=cl-nj", "--role=clinician", "--states=NJ"}), HasSubstr(name));
+  EXPECT_THAT(run({"claim", "--actor=cl-nj", "--role=clinician", "--states=NJ", "--case_name=" + name}), HasSubstr("claimed until"));
+  EXPECT_THAT(run({"decide", "--actor=cl-nj", "--role=clinician", "--states=NJ", "--case_name=" + name, "--action=confirm",
                    "--reason=called; safety plan agreed"}),
               HasSubstr("DECIDED"));
-  const std::string shown = run({"case", "--actor=cl-nj", "--case_name=" + name});
+  const std::string shown = run({"case", "--actor=cl-nj", "--role=clinician", "--states=NJ", "--case_name=" + name});
   EXPECT_THAT(shown, HasSubstr("fired route.crisis_urgent"));
   EXPECT_THAT(shown, HasSubstr("decided"));
 

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,13 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/auth/grpc_auth.h"
 #include "common/config/config.h"
 #include "common/server/health_client.h"
 #include "common/util/ids.h"
@@ -59,7 +62,9 @@ ABSL_FLAG(std::string, scoring, EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101")
 ABSL_FLAG(std::string, answers, "",
           "demo: PHQ-9 answers, ten comma-separated values 0-3 (items 1-9, then "
           "the difficulty item 10).");
-ABSL_FLAG(std::string, user, "demo", "demo: user id to screen as.");
+ABSL_FLAG(std::string, user, "",
+          "screen/results/demo: the person (users/<user>); default: the subject of --token, or "
+          "\"demo\" with --dev_key.");
 ABSL_FLAG(std::string, state, "NY", "demo: two-letter US state of location.");
 ABSL_FLAG(std::string, set, "",
           "demo: more answers as item=value pairs, e.g. "
@@ -67,8 +72,26 @@ ABSL_FLAG(std::string, set, "",
           "given get the lowest-burden answer.");
 ABSL_FLAG(int32_t, page_size, 20, "queue: cases per page.");
 ABSL_FLAG(std::string, actor, EnvOr("AQUEDUCT_ACTOR", "dr-demo"),
-          "Clinician id for clinician commands (see deploy/local/clinicians.txt). Env "
-          "AQUEDUCT_ACTOR.");
+          "Clinician commands with --dev_key: the clinician's id. Env AQUEDUCT_ACTOR.");
+ABSL_FLAG(std::string, role, EnvOr("AQUEDUCT_ROLE", ""),
+          "token: the role (patient, clinician, physician, batch, operator, service). Clinician "
+          "commands with --dev_key: clinician or physician (default physician). Env AQUEDUCT_ROLE.");
+ABSL_FLAG(std::string, states, EnvOr("AQUEDUCT_STATES", ""),
+          "token / clinician commands with --dev_key: licensed US states, comma-separated "
+          "(default: every state). Env AQUEDUCT_STATES.");
+ABSL_FLAG(std::string, sub, "", "token: the subject (user id, clinician id or service name).");
+ABSL_FLAG(int32_t, ttl_s, 3600, "token: lifetime in seconds.");
+ABSL_FLAG(std::string, token, EnvOr("AQUEDUCT_TOKEN", ""),
+          "Bearer token for every call (from your identity provider, or `aqueductctl token`). Env "
+          "AQUEDUCT_TOKEN.");
+ABSL_FLAG(std::string, dev_key, EnvOr("AQUEDUCT_DEV_KEY", ""),
+          "Local development only: a PEM private key to mint tokens with (the run command creates "
+          "one and prints it); used when --token is not given. Env AQUEDUCT_DEV_KEY.");
+ABSL_FLAG(std::string, dev_key_id, EnvOr("AQUEDUCT_DEV_KEY_ID", "dev"), "Key id of --dev_key. Env AQUEDUCT_DEV_KEY_ID.");
+ABSL_FLAG(std::string, issuer, EnvOr("AQUEDUCT_AUTH_ISSUER", "aqueduct-local"),
+          "Issuer of minted tokens (the services' --auth_issuer). Env AQUEDUCT_AUTH_ISSUER.");
+ABSL_FLAG(std::string, audience, EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct"),
+          "Audience of minted tokens (the services' --auth_audience). Env AQUEDUCT_AUTH_AUDIENCE.");
 ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
 ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
           "rescore: Redis address (host:port or unix:/path). Env AQUEDUCT_REDIS.");
@@ -95,10 +118,82 @@ namespace {
 namespace intake = aqueduct::intake::v1;
 namespace referral = aqueduct::referral::v1;
 
+// Every US state and DC: the dev clinician's default licences.
+constexpr char kAllStates[] =
+    "AL,AK,AZ,AR,CA,CO,CT,DE,DC,FL,GA,HI,ID,IL,IN,IA,KS,KY,LA,ME,MD,MA,MI,MN,MS,MO,MT,NE,NV,NH,NJ,NM,NY,NC,"
+    "ND,OH,OK,OR,PA,RI,SC,SD,TN,TX,UT,VT,VA,WA,WV,WI,WY";
+
+// The token every call of this command carries (set up in main).
+std::unique_ptr<aqueduct::auth::TokenSource> g_token;
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+aqueduct::auth::Claims DevClaims(const std::string& role, const std::string& subject) {
+  aqueduct::auth::Claims c;
+  c.issuer = absl::GetFlag(FLAGS_issuer);
+  c.audience = absl::GetFlag(FLAGS_audience);
+  c.role = role;
+  c.subject = subject;
+  if (role == "clinician" || role == "physician") {
+    const std::string states = absl::GetFlag(FLAGS_states).empty() ? kAllStates : absl::GetFlag(FLAGS_states);
+    c.states = absl::StrSplit(states, ',', absl::SkipEmpty());
+  }
+  return c;
+}
+
+// --token as given; else, with --dev_key, a token minted for `role` and
+// `subject`; else an error saying how to get one.
+absl::StatusOr<std::unique_ptr<aqueduct::auth::TokenSource>> TokenSourceFor(const std::string& role,
+                                                                            const std::string& subject) {
+  if (!absl::GetFlag(FLAGS_token).empty()) {
+    return std::make_unique<aqueduct::auth::StaticToken>(absl::GetFlag(FLAGS_token));
+  }
+  if (!absl::GetFlag(FLAGS_dev_key).empty()) {
+    auto source = aqueduct::auth::MintingTokenSource::FromFile(absl::GetFlag(FLAGS_dev_key),
+                                                              absl::GetFlag(FLAGS_dev_key_id), DevClaims(role, subject));
+    if (!source.ok()) return absl::InvalidArgumentError(absl::StrCat("--dev_key: ", source.status().message()));
+    return std::unique_ptr<aqueduct::auth::TokenSource>(std::move(*source));
+  }
+  return absl::UnauthenticatedError(
+      "no token: pass --token (or AQUEDUCT_TOKEN), or --dev_key (AQUEDUCT_DEV_KEY) on the local stack, "
+      "which the run command prints");
+}
+
+// The subject a token names, read without verifying (the services verify):
+// the default user for a person's commands.
+std::string SubjectOf(const std::string& token) {
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  std::string payload;
+  if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[1], &payload)) return "";
+  const size_t at = payload.find("\"sub\":\"");
+  if (at == std::string::npos) return "";
+  const size_t end = payload.find('"', at + 7);
+  return end == std::string::npos ? "" : payload.substr(at + 7, end - at - 7);
+}
+
+std::string UserId() {
+  if (!absl::GetFlag(FLAGS_user).empty()) return absl::GetFlag(FLAGS_user);
+  if (!absl::GetFlag(FLAGS_token).empty()) {
+    std::string sub = SubjectOf(absl::GetFlag(FLAGS_token));
+    if (!sub.empty()) return sub;
+  }
+  return "demo";
+}
+
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_s))));
+  if (g_token != nullptr) {
+    if (absl::Status s = aqueduct::auth::Attach(*ctx, *g_token); !s.ok()) {
+      std::cerr << "aqueductctl: " << s.message() << "\n";
+    }
+  }
   return ctx;
 }
 
@@ -137,7 +232,7 @@ int Demo() {
 
   auto stub = intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
   intake::StartScreeningRequest start;
-  start.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
+  start.set_parent(absl::StrCat("users/", UserId()));
   start.set_request_id(aqueduct::NewId());
   start.set_consent_version("demo-consent-1");
   intake::Screening screening;
@@ -219,7 +314,6 @@ int Queue() {
   req.set_page_size(absl::GetFlag(FLAGS_page_size));
   referral::ListQueueResponse resp;
   auto ctx = Ctx();
-  ctx->AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
   if (auto s = stub->ListQueue(ctx.get(), req, &resp); !s.ok()) {
     return Fail("ListQueue", s);
   }
@@ -291,7 +385,7 @@ int Rescore() {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const bool tty = isatty(STDOUT_FILENO);
-  aqueduct::tools::Rescorer job(&store, scoring.get(), referral.get(), options);
+  aqueduct::tools::Rescorer job(&store, scoring.get(), referral.get(), g_token.get(), options);
   auto summary = job.Run(g_stop, [&](const aqueduct::tools::RescoreProgress& p) {
     if (!tty) return;
     const double frac = p.total > 0 ? std::min(1.0, static_cast<double>(p.done) / p.total) : 1.0;
@@ -393,7 +487,7 @@ int Screen() {
   std::string name = absl::GetFlag(FLAGS_screening);
   if (name.empty()) {
     intake::StartScreeningRequest start;
-    start.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
+    start.set_parent(absl::StrCat("users/", UserId()));
     start.set_request_id(aqueduct::NewId());
     start.set_consent_version("cli-consent-1");
     if (!absl::GetFlag(FLAGS_state).empty()) start.mutable_context()->set_location_state(absl::GetFlag(FLAGS_state));
@@ -461,11 +555,7 @@ int Screen() {
 
 // ---- Clinician commands -----------------------------------------------------
 
-std::unique_ptr<grpc::ClientContext> AsClinician() {
-  auto ctx = Ctx();
-  ctx->AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
-  return ctx;
-}
+std::unique_ptr<grpc::ClientContext> AsClinician() { return Ctx(); }
 
 void PrintCase(const referral::Referral& c) {
   std::printf("%s  %s  %s  %s  priority %s%s\n", c.name().c_str(), referral::CaseState_Name(c.state()).c_str(),
@@ -570,7 +660,7 @@ int Watch() {
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("x-aqueduct-actor", absl::GetFlag(FLAGS_actor));
+    if (g_token != nullptr) (void)aqueduct::auth::Attach(ctx, *g_token);
     referral::WatchQueueRequest req;
     req.set_cursor(cursor);
     auto stream = stub->WatchQueue(&ctx, req);
@@ -602,7 +692,7 @@ int Watch() {
 int Results() {
   auto stub = intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
   intake::ListMyResultsRequest req;
-  req.set_parent(absl::StrCat("users/", absl::GetFlag(FLAGS_user)));
+  req.set_parent(absl::StrCat("users/", UserId()));
   req.set_page_size(absl::GetFlag(FLAGS_page_size));
   intake::ListMyResultsResponse resp;
   if (auto s = stub->ListMyResults(Ctx().get(), req, &resp); !s.ok()) return Fail("ListMyResults", s);
@@ -625,6 +715,33 @@ int Results() {
                 phq9 >= 0 ? std::to_string(phq9).c_str() : "incomplete", trend.c_str(),
                 r.scoring().routing().self_help_plan_size() > 0 ? "  (self-help plan)" : "");
   }
+  return 0;
+}
+
+// Mints a development token with --dev_key and prints it.
+int Token() {
+  if (absl::GetFlag(FLAGS_dev_key).empty()) {
+    std::cerr << "aqueductctl token: --dev_key (AQUEDUCT_DEV_KEY) is required: the local dev signing key\n";
+    return 2;
+  }
+  aqueduct::auth::Role role;
+  if (!aqueduct::auth::ParseRole(absl::GetFlag(FLAGS_role), &role)) {
+    std::cerr << "aqueductctl token: --role: one of patient, clinician, physician, batch, operator, service\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_sub).empty() || absl::GetFlag(FLAGS_ttl_s) <= 0) {
+    std::cerr << "aqueductctl token: --sub is required and --ttl_s must be positive\n";
+    return 2;
+  }
+  aqueduct::auth::Claims c = DevClaims(absl::GetFlag(FLAGS_role), absl::GetFlag(FLAGS_sub));
+  c.expires = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_ttl_s));
+  const std::string pem = ReadFileOrEmpty(absl::GetFlag(FLAGS_dev_key));
+  auto token = aqueduct::auth::Sign(c, pem, absl::GetFlag(FLAGS_dev_key_id));
+  if (!token.ok()) {
+    std::cerr << "aqueductctl token: " << absl::GetFlag(FLAGS_dev_key) << ": " << token.status().message() << "\n";
+    return 2;
+  }
+  std::cout << *token << "\n";
   return 0;
 }
 
@@ -651,7 +768,7 @@ int main(int argc, char** argv) {
       "aqueductctl <command> [flags]\n"
       "  screen  [--user=me] [--state=NY] | --screening=users/me/screenings/<id>   take or resume a screening\n"
       "  results [--user=me]                                              your results and trend\n"
-      "  queue   [--actor=dr-demo]                                        the clinician queue\n"
+      "  queue   [--actor=dr-demo] [--role=physician] [--states=NY,FL]      the clinician queue\n"
       "  claim   --case_name=referrals/<id> [--lease_s=600]\n"
       "  decide  --case_name=referrals/<id> --action=confirm|change|withdraw [--new_route=THERAPY] --reason=\"...\"\n"
       "  case    --case_name=referrals/<id>                               the case and its audit trail\n"
@@ -659,6 +776,9 @@ int main(int argc, char** argv) {
       "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] [--user=demo] [--state=FL]\n"
       "  queue  [--page_size=20] [--actor=dr-demo]\n"
       "  health\n"
+      "  token   --role=patient|clinician|physician|batch|operator|service --sub=<id> [--states=NY,FL] [--ttl_s=3600]\n"
+      "          mints a development token with --dev_key (the local stack's key)\n"
+      "Every call carries --token (AQUEDUCT_TOKEN), or one minted with --dev_key (AQUEDUCT_DEV_KEY).\n"
       "  rescore --ruleset=v2 [--from=YYYY-MM-DD] [--to=YYYY-MM-DD] [--route=THERAPY]\n"
       "          [--dry_run] [--max_per_second=N] [--summary_json=FILE] [--redis=ADDR]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
@@ -667,6 +787,24 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string cmd = args[1];
+  if (cmd == "token") return Token();
+  if (cmd != "health") {
+    // Who each command acts as when minting with --dev_key.
+    std::string role = "patient", subject = UserId();
+    if (cmd == "queue" || cmd == "claim" || cmd == "decide" || cmd == "case" || cmd == "watch") {
+      role = absl::GetFlag(FLAGS_role).empty() ? "physician" : absl::GetFlag(FLAGS_role);
+      subject = absl::GetFlag(FLAGS_actor);
+    } else if (cmd == "rescore") {
+      role = "batch";
+      subject = "rescore";
+    }
+    auto source = TokenSourceFor(role, subject);
+    if (!source.ok()) {
+      std::cerr << "aqueductctl " << cmd << ": " << source.status().message() << "\n";
+      return 2;
+    }
+    g_token = std::move(*source);
+  }
   if (cmd == "demo") return Demo();
   if (cmd == "queue") return Queue();
   if (cmd == "health") return Health();

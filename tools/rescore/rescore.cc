@@ -125,6 +125,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
   // away fails the stream, and the job stops with the error (and resumes
   // from its checkpoint when run again).
   grpc::ClientContext stream_ctx;
+  if (absl::Status t = auth::Attach(stream_ctx, *token_); !t.ok()) return Annotate(t, "scoring (re-scoring stream)");
   auto stream = scoring_->Rescore(&stream_ctx);
   BatchQueue queue(/*capacity=*/4);
 
@@ -400,7 +401,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         }
         grpc::ClientContext ctx;
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-        ctx.AddMetadata("x-aqueduct-actor", "service:rescore");
+        if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, "referral (re-review cases)");
         referral::v1::CreateReferralsResponse created;
         grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
         if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review cases)");

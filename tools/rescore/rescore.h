@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/auth/grpc_auth.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "protos/storage/v1/records.pb.h"
@@ -59,9 +60,10 @@ struct RescoreSummary {
 // stage is at most four batches behind the one before.
 class Rescorer {
  public:
+  // `token` (not owned) gives the batch identity's token for every call.
   Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
-           referral::v1::ReferralService::StubInterface* referral, RescoreOptions options)
-      : store_(store), scoring_(scoring), referral_(referral), options_(std::move(options)) {}
+           referral::v1::ReferralService::StubInterface* referral, auth::TokenSource* token, RescoreOptions options)
+      : store_(store), scoring_(scoring), referral_(referral), token_(token), options_(std::move(options)) {}
 
   // Runs to the end, or until `stop` is set (then the last full batch is
   // checkpointed and `interrupted` is set).
@@ -72,6 +74,7 @@ class Rescorer {
   intake::SessionStore* store_;
   scoring::v1::ScoringService::StubInterface* scoring_;
   referral::v1::ReferralService::StubInterface* referral_;
+  auth::TokenSource* token_;
   RescoreOptions options_;
 };
 

@@ -3,6 +3,8 @@
 #include <set>
 #include <thread>
 
+#include <map>
+
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -20,7 +22,19 @@ using ::aqueduct::testing::IsOk;
 using ::aqueduct::testing::StatusIs;
 using ::testing::HasSubstr;
 
-const Actor kAll{"dr-all", ""};
+// The test's clinicians: who their tokens would say they are.
+Actor As(const std::string& who) {
+  static const auto* known = new std::map<std::string, Actor>{
+      {"dr-all", {"dr-all", "physician", {"FL", "NJ", "NY"}}},
+      {"cl-all", {"cl-all", "clinician", {"FL", "NJ", "NY"}}},
+      {"nurse-ny", {"nurse-ny", "clinician", {"NY"}}},
+      {"dr-fl", {"dr-fl", "physician", {"FL"}}},
+      {"cl-fl", {"cl-fl", "clinician", {"FL"}}},
+  };
+  auto it = known->find(who);
+  return it == known->end() ? Actor{who, "patient", {}} : it->second;
+}
+const Actor kAll = As("dr-all");
 
 class ManualClock : public Clock {
  public:
@@ -34,17 +48,9 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     RedisTest::SetUp();
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     store_ = std::make_unique<RedisReferralStore>(client_.get());
-    auto dir = ClinicianDirectory::Parse(
-        "dr-all physician FL,NJ,NY\n"
-        "cl-all clinician FL,NJ,NY\n"
-        "nurse-ny clinician NY\n"
-        "dr-fl physician FL\n"
-        "cl-fl clinician FL\n");
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    directory_ = std::move(*dir);
     ReferralConfig config;
     config.overdue_after = absl::Minutes(15);
-    core_ = std::make_unique<ReferralCore>(store_.get(), &clock_, &directory_, config);
+    core_ = std::make_unique<ReferralCore>(store_.get(), &clock_, config);
   }
 
   static v1::CreateReferralRequest Request(const std::string& screening_id,
@@ -60,12 +66,12 @@ class ReferralTest : public aqueduct::testing::RedisTest {
   absl::StatusOr<v1::Referral> Create(const std::string& id, common::v1::Route route,
                                       const std::string& state = "FL") {
     clock_.now += absl::Seconds(1);
-    return core_->CreateReferral(Request(id, route, state), Actor{"intake", "service"}, Soon());
+    return core_->CreateReferral(Request(id, route, state), Actor{"intake", "service", {}}, Soon());
   }
   absl::StatusOr<v1::Referral> GetCaseAs(const std::string& who, const v1::Referral& r) {
     v1::GetCaseRequest req;
     req.set_name(r.name());
-    return core_->GetCase(req, Actor{who, ""}, Soon());
+    return core_->GetCase(req, As(who), Soon());
   }
   std::vector<std::string> Screenings(const v1::ListQueueResponse& page) {
     std::vector<std::string> out;
@@ -74,7 +80,6 @@ class ReferralTest : public aqueduct::testing::RedisTest {
   }
 
   ManualClock clock_;
-  ClinicianDirectory directory_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<RedisReferralStore> store_;
   std::unique_ptr<ReferralCore> core_;
@@ -117,17 +122,17 @@ TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
                                     i % 3 == 0 ? common::v1::CRISIS_URGENT : common::v1::THERAPY);
   }
   batch.mutable_requests(17)->set_location_state("florida");
-  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon()),
+  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("requests[17].location_state")));
   EXPECT_TRUE(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty()) << "nothing written";
   batch.mutable_requests(17)->set_location_state("FL");
-  auto first = core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon());
+  auto first = core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
   ASSERT_THAT(first, IsOk());
   ASSERT_EQ(first->referrals_size(), 30);
   EXPECT_EQ(first->referrals(5).screening(), "users/u1/screenings/b5") << "request order";
   EXPECT_TRUE(first->referrals(5).has_result()) << "the full view by default";
   batch.set_view(v1::REFERRAL_VIEW_BASIC);
-  auto again = core_->CreateReferrals(batch, Actor{"rescore", "service"}, Soon());
+  auto again = core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->referrals(5).create_time_ms(), first->referrals(5).create_time_ms());
   // The basic view: the case without its results.
@@ -143,11 +148,11 @@ TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
   // Urgent ones got their overdue timer like a single create.
   clock_.now += absl::Minutes(16);
   ReferralConfig config;
-  ReferralCore sweeper(store_.get(), &clock_, &directory_, config);
+  ReferralCore sweeper(store_.get(), &clock_, config);
   EXPECT_EQ(*sweeper.Sweep(Soon()), 10);
   v1::CreateReferralsRequest too_many;
   for (int i = 0; i <= ReferralCore::kMaxBatch; ++i) *too_many.add_requests() = Request("x", common::v1::THERAPY);
-  EXPECT_THAT(core_->CreateReferrals(too_many, Actor{"rescore", "service"}, Soon()),
+  EXPECT_THAT(core_->CreateReferrals(too_many, Actor{"rescore", "batch", {}}, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
 }
 
@@ -295,7 +300,7 @@ class CaseTest : public ReferralTest {
     v1::ClaimCaseRequest req;
     req.set_name(r.name());
     req.set_lease_seconds(lease_s);
-    return core_->ClaimCase(req, Actor{who, ""}, Soon());
+    return core_->ClaimCase(req, As(who), Soon());
   }
   absl::StatusOr<v1::Referral> Decide(const std::string& who, const v1::Referral& r,
                                       v1::Decision::Action action, const std::string& reason = "seen",
@@ -308,7 +313,7 @@ class CaseTest : public ReferralTest {
     req.mutable_decision()->set_action(action);
     req.mutable_decision()->set_reason(reason);
     req.mutable_decision()->set_new_route(new_route);
-    return core_->DecideCase(req, Actor{who, ""}, Soon());
+    return core_->DecideCase(req, As(who), Soon());
   }
   std::vector<std::string> AuditKinds(const v1::Referral& r) {
     v1::ListAuditEventsRequest req;
@@ -338,13 +343,13 @@ TEST_F(CaseTest, LicensureAndRoleGating) {
   EXPECT_THAT(Claim("", fl), StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_THAT(Claim("cl-fl", ket), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("physician")));
   // The queue lists only what the caller may act on.
-  auto fl_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"cl-fl", ""}, Soon());
+  auto fl_queue = core_->ListQueue(v1::ListQueueRequest(), As("cl-fl"), Soon());
   ASSERT_THAT(fl_queue, IsOk());
   EXPECT_THAT(Screenings(*fl_queue), ::testing::ElementsAre("fl1"));
-  auto ny_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"nurse-ny", ""}, Soon());
+  auto ny_queue = core_->ListQueue(v1::ListQueueRequest(), As("nurse-ny"), Soon());
   ASSERT_THAT(ny_queue, IsOk());
   EXPECT_TRUE(ny_queue->cases().empty());
-  auto dr_queue = core_->ListQueue(v1::ListQueueRequest(), Actor{"dr-fl", ""}, Soon());
+  auto dr_queue = core_->ListQueue(v1::ListQueueRequest(), As("dr-fl"), Soon());
   EXPECT_THAT(Screenings(*dr_queue), ::testing::UnorderedElementsAre("fl1", "ket1"));
   // A physician decides the ketamine review; a clinician may not route to one.
   auto claimed = Claim("dr-fl", ket);
@@ -388,9 +393,9 @@ TEST_F(CaseTest, ExpiredLeaseReturnsTheCaseToTheQueue) {
   ASSERT_THAT(held, IsOk());
   EXPECT_THAT(Claim("dr-fl", r), StatusIs(absl::StatusCode::kAborted, HasSubstr("held by another")));
   v1::ListQueueRequest open_only;
-  EXPECT_TRUE(core_->ListQueue(open_only, Actor{"dr-fl", ""}, Soon())->cases().empty());
+  EXPECT_TRUE(core_->ListQueue(open_only, As("dr-fl"), Soon())->cases().empty());
   clock_.now += absl::Seconds(61);
-  auto queue = core_->ListQueue(open_only, Actor{"dr-fl", ""}, Soon());
+  auto queue = core_->ListQueue(open_only, As("dr-fl"), Soon());
   ASSERT_THAT(queue, IsOk());
   ASSERT_EQ(queue->cases_size(), 1) << "back in the queue once the lease ran out";
   EXPECT_EQ(queue->cases(0).state(), v1::OPEN);
@@ -458,7 +463,7 @@ TEST_F(CaseTest, AuditTrailHoldsExactlyTheScriptedSequence) {
   ASSERT_THAT(a, IsOk());
   v1::ReleaseCaseRequest release;
   release.set_name(r.name());
-  ASSERT_THAT(core_->ReleaseCase(release, Actor{"nurse-ny", ""}, Soon()), IsOk());
+  ASSERT_THAT(core_->ReleaseCase(release, As("nurse-ny"), Soon()), IsOk());
   auto b = Claim("cl-all", r);
   ASSERT_THAT(b, IsOk());
   ASSERT_THAT(Decide("cl-all", *b, v1::Decision::CHANGE_ROUTE, "more than exhaustion", common::v1::THERAPY),
@@ -529,7 +534,7 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
   auto* item = req.mutable_result()->mutable_routing()->add_self_help_plan();
   item->set_id("rest_window");
   item->set_title("A 24-hour rest window");
-  ASSERT_THAT(core_->CreateReferral(req, Actor{"intake", "service"}, Soon()), IsOk());
+  ASSERT_THAT(core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon()), IsOk());
   v1::GetMyReferralRequest mine;
   mine.set_screening(req.screening());
   auto help = core_->GetMyReferral(mine, Soon());
@@ -576,7 +581,7 @@ TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
   // A watcher sees only what it may act on.
   std::string fl_position = *cursor;
   seen.clear();
-  ASSERT_THAT(core_->WatchStep(watch, Actor{"cl-fl", ""}, &fl_position, absl::Milliseconds(200), collect, Soon()),
+  ASSERT_THAT(core_->WatchStep(watch, As("cl-fl"), &fl_position, absl::Milliseconds(200), collect, Soon()),
               IsOk());
   EXPECT_THAT(seen, ::testing::Not(::testing::Contains("created:ny-only")));
   EXPECT_THAT(core_->StartWatch([] { v1::WatchQueueRequest w; w.set_cursor("nonsense"); return w; }(), kAll, Soon()),

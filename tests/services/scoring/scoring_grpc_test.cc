@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/scoring_service.h"
+#include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
@@ -23,16 +24,19 @@ class ScoringGrpcTest : public ::testing::Test {
     auto engine = aqueduct::testing::LoadRepositoryEngine();
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    service_ = std::make_unique<ScoringServiceImpl>(engine_);
+    service_ = std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer());
     auto runner = server::ServerRunner::Start(server::ServerOptions(), {service_.get()}, nullptr);
     ASSERT_TRUE(runner.ok()) << runner.status();
     runner_ = std::move(*runner);
     stub_ = v1::ScoringService::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(runner_->port()), grpc::InsecureChannelCredentials()));
   }
-  std::unique_ptr<grpc::ClientContext> Ctx() {
+  // A call as `role` (the scoring RPCs' callers: intake's service identity
+  // by default; batch jobs for the streams).
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& role = "service", const std::string& subject = "intake") {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!role.empty()) auth_.Attach(*c, role, subject);
     return c;
   }
   v1::ScoreAnswersRequest Screening(tools::Overrides o) {
@@ -42,6 +46,7 @@ class ScoringGrpcTest : public ::testing::Test {
     EXPECT_TRUE(req.ok());
     return *req;
   }
+  aqueduct::testing::TestAuth auth_;
   std::shared_ptr<const ScoringEngine> engine_;
   std::unique_ptr<ScoringServiceImpl> service_;
   std::unique_ptr<server::ServerRunner> runner_;
@@ -91,7 +96,7 @@ TEST_F(ScoringGrpcTest, DescribesCatalogAndRulesets) {
 }
 
 TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
-  auto ctx = Ctx();
+  auto ctx = Ctx("batch", "rescore");
   auto stream = stub_->ScoreBatch(ctx.get());
   const int kItems = 200;
   std::vector<v1::ScoreBatchRequest> requests;
@@ -139,7 +144,7 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
 }
 
 TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
-  auto ctx = Ctx();
+  auto ctx = Ctx("batch", "rescore");
   auto stream = stub_->Rescore(ctx.get());
   const auto calm = Screening({});
   const auto risk = Screening({{"phq9.9", "2"}});
@@ -192,7 +197,7 @@ TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
 
 TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
   {
-    auto ctx = Ctx();
+    auto ctx = Ctx("batch", "rescore");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;
     req.set_ruleset_version("v7");
@@ -205,7 +210,7 @@ TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
     EXPECT_THAT(s.error_message(), HasSubstr("v7"));
   }
   {
-    auto ctx = Ctx();
+    auto ctx = Ctx("batch", "rescore");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;
     req.set_ruleset_version("v1");
@@ -218,13 +223,39 @@ TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
     EXPECT_THAT(s.error_message(), HasSubstr("at most 5000"));
   }
   {
-    auto ctx = Ctx();
+    auto ctx = Ctx("batch", "rescore");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;  // no version
     stream->Write(req);
     v1::RescoreResponse resp;
     EXPECT_FALSE(stream->Read(&resp));
     EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+  }
+}
+
+// The check runs before anything else, for unary calls and streams alike:
+// no token is UNAUTHENTICATED, a role that may not call is
+// PERMISSION_DENIED (the full matrix is in authorizer_test and the
+// end-to-end auth test).
+TEST_F(ScoringGrpcTest, CallsWithoutTheRightTokenAreRefused) {
+  v1::ScoringResult result;
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx("").get(), Screening({}), &result), GrpcIs(grpc::StatusCode::UNAUTHENTICATED));
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx("patient", "u1").get(), Screening({}), &result),
+              GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx("service", "referral").get(), Screening({}), &result),
+              GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  v1::Catalog catalog;
+  EXPECT_THAT(stub_->DescribeCatalog(Ctx("patient", "u1").get(), v1::DescribeCatalogRequest(), &catalog),
+              GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_TRUE(stub_->DescribeCatalog(Ctx("operator", "ops1").get(), v1::DescribeCatalogRequest(), &catalog).ok());
+  for (const std::string role : {"", "service", "clinician"}) {
+    auto ctx = Ctx(role, "intake");
+    auto stream = stub_->Rescore(ctx.get());
+    v1::RescoreResponse response;
+    EXPECT_FALSE(stream->Read(&response));
+    EXPECT_THAT(stream->Finish(), GrpcIs(role.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                                      : grpc::StatusCode::PERMISSION_DENIED))
+        << role;
   }
 }
 
