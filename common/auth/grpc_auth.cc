@@ -34,7 +34,7 @@ absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer, const grpc::Ser
     const size_t slash = method.rfind('/');
     const std::string rpc(slash == absl::string_view::npos ? method : method.substr(slash + 1));
     if (id.status().code() == absl::StatusCode::kUnauthenticated) {
-      log::Warn("call refused: credentials", {{"rpc", rpc}, {"reason", std::string(RejectionName(why))}});
+      log::Warn("call refused: credentials", {{"rpc", rpc}, {"why", std::string(RejectionName(why))}});
     } else {
       // "role <role> may not call <rpc>": no identity in it.
       log::Warn("call refused: permission", {{"rpc", rpc}, {"error", std::string(id.status().message())}});

@@ -1,0 +1,399 @@
+// Authentication and authorisation over real gRPC against the three real
+// binaries: every RPC x every caller, patient A against patient B's
+// screening, result and referral, and no token in any log line.
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <map>
+#include <set>
+
+#include <google/protobuf/descriptor.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/auth/authorizer.h"
+#include "common/server/health_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "protos/intake/v1/intake_service.grpc.pb.h"
+#include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "protos/scoring/v1/scoring_service.grpc.pb.h"
+#include "tests/testing/auth.h"
+#include "tests/testing/process.h"
+#include "tests/testing/screening.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct {
+namespace {
+
+namespace t = ::aqueduct::testing;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class AuthE2eTest : public ::testing::Test {
+ protected:
+  struct Service {
+    std::unique_ptr<t::Subprocess> process;
+    std::string address, log;
+  };
+
+  void SetUp() override {
+    auto redis = t::RedisServer::Start(dir_.path());
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = std::move(*redis);
+    scoring_ = Start("scoring", "services/scoring/aqueduct-scoring",
+                     {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+                      "--rulesets=" + t::SourcePath("data/rulesets")});
+    referral_ = Start("referral", "services/referral/aqueduct-referral", {"--redis=" + redis_->address()});
+    intake_ = Start("intake", "services/intake/aqueduct-intake",
+                    {"--redis=" + redis_->address(), "--scoring=" + scoring_.address,
+                     "--referral=" + referral_.address, "--service_key=" + auth_.private_key_file(),
+                     std::string("--service_key_id=") + t::TestAuth::kKeyId});
+    for (Service* s : {&scoring_, &referral_, &intake_}) ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
+    intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
+    scoring_stub_ = scoring::v1::ScoringService::NewStub(Channel(scoring_.address));
+    referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
+  }
+
+  Service Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
+    Service s;
+    s.log = dir_.path() + "/" + name + ".log";
+    const std::string port_file = dir_.path() + "/" + name + ".port";
+    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
+                               "--auth_keys=" + auth_.keys_dir()});
+    auto p = t::Subprocess::Start(args, s.log);
+    EXPECT_TRUE(p.ok());
+    if (!p.ok()) return s;
+    s.process = std::move(*p);
+    const int port = t::WaitForPortFile(port_file, absl::Seconds(10));
+    s.address = absl::StrCat("127.0.0.1:", port);
+    return s;
+  }
+  static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
+    return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  }
+  bool WaitServing(const std::string& address) {
+    const absl::Time end = absl::Now() + absl::Seconds(15);
+    while (absl::Now() < end) {
+      auto h = server::CheckHealth(Channel(address), "", absl::Now() + absl::Seconds(1));
+      if (h.ok() && *h) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+
+  // A call context for `caller`: "" (no token), "bad" (a token signed by
+  // another key), "<role>" or "<role>:<subject>".
+  std::unique_ptr<grpc::ClientContext> As(const std::string& caller, absl::Duration d = absl::Seconds(5)) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    if (caller.empty()) return c;
+    if (caller == "bad") {
+      c->AddMetadata("authorization", auth::BearerValue(other_key_.Token("operator", "ops")));
+      return c;
+    }
+    const size_t colon = caller.find(':');
+    const std::string role = caller.substr(0, colon);
+    const std::string subject = colon == std::string::npos ? "someone" : caller.substr(colon + 1);
+    const std::string token = auth_.Token(role, subject);
+    tokens_used_.insert(token);
+    c->AddMetadata("authorization", auth::BearerValue(token));
+    return c;
+  }
+
+  // Takes a whole screening as `user` over gRPC; returns its name.
+  std::string CompleteScreening(const std::string& user, const std::vector<int>& phq9) {
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/" + user);
+    start.set_consent_version("c1");
+    intake::v1::Screening s;
+    EXPECT_TRUE(intake_stub_->StartScreening(As("patient:" + user).get(), start, &s).ok());
+    tools::Overrides o = t::AdultContext("NY");
+    for (size_t i = 0; i < phq9.size(); ++i) o["phq9." + std::to_string(i + 1)] = std::to_string(phq9[i]);
+    std::string etag = s.etag();
+    for (int page = 0; page < 20; ++page) {
+      intake::v1::GetNextItemsRequest next_req;
+      next_req.set_name(s.name());
+      intake::v1::NextItems next;
+      EXPECT_TRUE(intake_stub_->GetNextItems(As("patient:" + user).get(), next_req, &next).ok());
+      if (next.items().empty()) break;
+      intake::v1::SubmitAnswersRequest submit;
+      submit.set_name(s.name());
+      submit.set_etag(next.etag());
+      submit.set_request_id(absl::StrCat("p", page));
+      for (const auto& ask : next.items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+      intake::v1::SubmitAnswersResponse submitted;
+      EXPECT_TRUE(intake_stub_->SubmitAnswers(As("patient:" + user).get(), submit, &submitted).ok());
+      etag = submitted.screening().etag();
+    }
+    intake::v1::CompleteScreeningRequest complete;
+    complete.set_name(s.name());
+    complete.set_etag(etag);
+    complete.set_request_id("c");
+    intake::v1::CompleteScreeningResponse done;
+    grpc::Status st = intake_stub_->CompleteScreening(As("patient:" + user, absl::Seconds(10)).get(), complete, &done);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return s.name();
+  }
+
+  t::TempDir dir_;
+  t::TestAuth auth_;
+  t::TestAuth other_key_;  // same issuer and audience, a key the services do not trust
+  std::unique_ptr<t::RedisServer> redis_;
+  Service scoring_, referral_, intake_;
+  std::unique_ptr<intake::v1::IntakeService::Stub> intake_stub_;
+  std::unique_ptr<scoring::v1::ScoringService::Stub> scoring_stub_;
+  std::unique_ptr<referral::v1::ReferralService::Stub> referral_stub_;
+  std::set<std::string> tokens_used_;
+};
+
+// Every RPC of every service, called with an empty request by every kind of
+// caller. Refusals must be exact; an allowed caller must get past the check
+// (whatever the empty request then earns: INVALID_ARGUMENT, NOT_FOUND, OK).
+TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
+  using Call = std::function<grpc::Status(grpc::ClientContext*)>;
+  namespace iv = intake::v1;
+  namespace sv = scoring::v1;
+  namespace rv = referral::v1;
+  auto unary = [](auto method) {
+    return [method](grpc::ClientContext* ctx) { return method(ctx); };
+  };
+  const std::map<std::string, Call> calls = {
+      {"aqueduct.intake.v1.IntakeService/StartScreening",
+       unary([&](auto* c) { iv::Screening r; return intake_stub_->StartScreening(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/GetScreening",
+       unary([&](auto* c) { iv::Screening r; return intake_stub_->GetScreening(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/GetNextItems",
+       unary([&](auto* c) { iv::NextItems r; return intake_stub_->GetNextItems(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/SubmitAnswers",
+       unary([&](auto* c) { iv::SubmitAnswersResponse r; return intake_stub_->SubmitAnswers(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/CompleteScreening",
+       unary([&](auto* c) { iv::CompleteScreeningResponse r; return intake_stub_->CompleteScreening(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/AbandonScreening",
+       unary([&](auto* c) { iv::Screening r; return intake_stub_->AbandonScreening(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/ListMyResults",
+       unary([&](auto* c) { iv::ListMyResultsResponse r; return intake_stub_->ListMyResults(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/GetMyResult",
+       unary([&](auto* c) { iv::ScreeningResult r; return intake_stub_->GetMyResult(c, {}, &r); })},
+      {"aqueduct.scoring.v1.ScoringService/ScoreAnswers",
+       unary([&](auto* c) { sv::ScoringResult r; return scoring_stub_->ScoreAnswers(c, {}, &r); })},
+      {"aqueduct.scoring.v1.ScoringService/ScoreBatch",
+       [&](grpc::ClientContext* c) {
+         auto stream = scoring_stub_->ScoreBatch(c);
+         stream->WritesDone();
+         return stream->Finish();
+       }},
+      {"aqueduct.scoring.v1.ScoringService/Rescore",
+       [&](grpc::ClientContext* c) {
+         auto stream = scoring_stub_->Rescore(c);
+         stream->WritesDone();
+         return stream->Finish();
+       }},
+      {"aqueduct.scoring.v1.ScoringService/DescribeCatalog",
+       unary([&](auto* c) { sv::Catalog r; return scoring_stub_->DescribeCatalog(c, {}, &r); })},
+      {"aqueduct.scoring.v1.ScoringService/ListRulesets",
+       unary([&](auto* c) { sv::ListRulesetsResponse r; return scoring_stub_->ListRulesets(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/CreateReferral",
+       unary([&](auto* c) { rv::Referral r; return referral_stub_->CreateReferral(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/CreateReferrals",
+       unary([&](auto* c) { rv::CreateReferralsResponse r; return referral_stub_->CreateReferrals(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/ListQueue",
+       unary([&](auto* c) { rv::ListQueueResponse r; return referral_stub_->ListQueue(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/ClaimCase",
+       unary([&](auto* c) { rv::Referral r; return referral_stub_->ClaimCase(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/ReleaseCase",
+       unary([&](auto* c) { rv::Referral r; return referral_stub_->ReleaseCase(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/DecideCase",
+       unary([&](auto* c) { rv::Referral r; return referral_stub_->DecideCase(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/GetCase",
+       unary([&](auto* c) { rv::Referral r; return referral_stub_->GetCase(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/ListAuditEvents",
+       unary([&](auto* c) { rv::ListAuditEventsResponse r; return referral_stub_->ListAuditEvents(c, {}, &r); })},
+      {"aqueduct.referral.v1.ReferralService/WatchQueue",
+       [&](grpc::ClientContext* c) {
+         auto reader = referral_stub_->WatchQueue(c, rv::WatchQueueRequest());
+         rv::QueueEvent e;
+         if (reader->Read(&e)) c->TryCancel();  // got past the check: the watch started
+         return reader->Finish();
+       }},
+      {"aqueduct.referral.v1.ReferralService/GetMyReferral",
+       unary([&](auto* c) { rv::MyReferral r; return referral_stub_->GetMyReferral(c, {}, &r); })},
+  };
+  // The table covers every method the protos define.
+  int methods = 0;
+  for (auto [file, name] :
+       {std::pair{iv::StartScreeningRequest::descriptor()->file(), "IntakeService"},
+        std::pair{sv::ScoreAnswersRequest::descriptor()->file(), "ScoringService"},
+        std::pair{rv::CreateReferralRequest::descriptor()->file(), "ReferralService"}}) {
+    const auto* service = file->FindServiceByName(name);
+    ASSERT_NE(service, nullptr);
+    for (int i = 0; i < service->method_count(); ++i) {
+      ++methods;
+      EXPECT_TRUE(calls.count(absl::StrCat(service->full_name(), "/", service->method(i)->name())))
+          << service->method(i)->full_name();
+    }
+  }
+  EXPECT_EQ(methods, static_cast<int>(calls.size()));
+
+  const std::vector<std::string> callers = {"",       "bad",      "patient",        "clinician",       "physician",
+                                            "batch", "operator", "service:intake", "service:referral"};
+  int allowed = 0;
+  for (const auto& [method, call] : calls) {
+    const auth::Access& access = auth::Policy().at("/" + method);
+    for (const auto& caller : callers) {
+      auto ctx = As(caller, absl::Seconds(3));
+      const grpc::StatusCode code = call(ctx.get()).error_code();
+      if (caller.empty() || caller == "bad") {
+        EXPECT_EQ(code, grpc::StatusCode::UNAUTHENTICATED) << caller << " -> " << method;
+        continue;
+      }
+      const std::string role = caller.substr(0, caller.find(':'));
+      auth::Role r;
+      ASSERT_TRUE(auth::ParseRole(role, &r));
+      bool may = std::find(access.roles.begin(), access.roles.end(), r) != access.roles.end();
+      if (may && r == auth::Role::kService) {
+        may = std::find(access.services.begin(), access.services.end(), caller.substr(caller.find(':') + 1)) !=
+              access.services.end();
+      }
+      if (may) {
+        ++allowed;
+        EXPECT_NE(code, grpc::StatusCode::UNAUTHENTICATED) << caller << " -> " << method;
+        EXPECT_NE(code, grpc::StatusCode::PERMISSION_DENIED) << caller << " -> " << method;
+      } else {
+        EXPECT_EQ(code, grpc::StatusCode::PERMISSION_DENIED) << caller << " -> " << method;
+      }
+    }
+  }
+  EXPECT_EQ(allowed, 38);  // as authorizer_test counts them
+}
+
+// Patient A's screening, result and referral, tried by patient B: every read
+// and write answers exactly as for a screening that does not exist, and A's
+// data is untouched.
+TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
+  const std::string a_name = CompleteScreening("alice", {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: a referral
+  const std::string missing = "users/alice/screenings/doesnotexist";
+  // What B gets for A's screening must equal what B gets for a missing one.
+  auto same_as_missing = [&](const std::function<grpc::Status(const std::string&)>& call, const char* what) {
+    const grpc::Status real = call(a_name), none = call(missing);
+    EXPECT_EQ(real.error_code(), grpc::StatusCode::NOT_FOUND) << what;
+    EXPECT_EQ(real.error_code(), none.error_code()) << what;
+    EXPECT_EQ(real.error_message(), none.error_message()) << what;
+  };
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::GetScreeningRequest r;
+        r.set_name(n);
+        intake::v1::Screening out;
+        return intake_stub_->GetScreening(As("patient:bob").get(), r, &out);
+      },
+      "GetScreening");
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::GetNextItemsRequest r;
+        r.set_name(n);
+        intake::v1::NextItems out;
+        return intake_stub_->GetNextItems(As("patient:bob").get(), r, &out);
+      },
+      "GetNextItems");
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::SubmitAnswersRequest r;
+        r.set_name(n);
+        r.set_etag("1");
+        r.set_request_id("x1");
+        auto* a = r.add_answers();
+        a->set_item_id("phq9.1");
+        a->set_option_value(0);
+        intake::v1::SubmitAnswersResponse out;
+        return intake_stub_->SubmitAnswers(As("patient:bob").get(), r, &out);
+      },
+      "SubmitAnswers");
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::CompleteScreeningRequest r;
+        r.set_name(n);
+        r.set_etag("1");
+        r.set_request_id("x2");
+        intake::v1::CompleteScreeningResponse out;
+        return intake_stub_->CompleteScreening(As("patient:bob").get(), r, &out);
+      },
+      "CompleteScreening");
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::AbandonScreeningRequest r;
+        r.set_name(n);
+        intake::v1::Screening out;
+        return intake_stub_->AbandonScreening(As("patient:bob").get(), r, &out);
+      },
+      "AbandonScreening");
+  same_as_missing(
+      [&](const std::string& n) {
+        intake::v1::GetMyResultRequest r;
+        r.set_name(n);
+        intake::v1::ScreeningResult out;
+        return intake_stub_->GetMyResult(As("patient:bob").get(), r, &out);
+      },
+      "GetMyResult");
+  same_as_missing(
+      [&](const std::string& n) {
+        referral::v1::GetMyReferralRequest r;
+        r.set_screening(n);
+        referral::v1::MyReferral out;
+        return referral_stub_->GetMyReferral(As("patient:bob").get(), r, &out);
+      },
+      "GetMyReferral");
+  // Listing or starting under A's id: refused the same way for any other id.
+  for (const std::string parent : {"users/alice", "users/nobody-at-all"}) {
+    intake::v1::ListMyResultsRequest list;
+    list.set_parent(parent);
+    intake::v1::ListMyResultsResponse results;
+    EXPECT_EQ(intake_stub_->ListMyResults(As("patient:bob").get(), list, &results).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << parent;
+    intake::v1::StartScreeningRequest start;
+    start.set_parent(parent);
+    start.set_consent_version("c1");
+    intake::v1::Screening s;
+    EXPECT_EQ(intake_stub_->StartScreening(As("patient:bob").get(), start, &s).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << parent;
+  }
+  // A still sees her completed screening, result and referral.
+  intake::v1::GetMyResultRequest mine;
+  mine.set_name(a_name);
+  intake::v1::ScreeningResult result;
+  ASSERT_TRUE(intake_stub_->GetMyResult(As("patient:alice").get(), mine, &result).ok());
+  EXPECT_EQ(result.name(), a_name);
+  referral::v1::GetMyReferralRequest my_ref;
+  my_ref.set_screening(a_name);
+  referral::v1::MyReferral view;
+  EXPECT_TRUE(referral_stub_->GetMyReferral(As("patient:alice").get(), my_ref, &view).ok());
+  intake::v1::ListMyResultsRequest list;
+  list.set_parent("users/alice");
+  intake::v1::ListMyResultsResponse results;
+  ASSERT_TRUE(intake_stub_->ListMyResults(As("patient:alice").get(), list, &results).ok());
+  EXPECT_EQ(results.results_size(), 1);
+}
+
+// The logs of all that carry no token and no one's id.
+TEST_F(AuthE2eTest, LogsCarryNoTokens) {
+  CompleteScreening("carol-secret-id", {1, 1, 1, 1, 1, 1, 1, 1, 0, 1});
+  scoring::v1::Catalog catalog;
+  (void)scoring_stub_->DescribeCatalog(As("bad").get(), {}, &catalog);
+  (void)scoring_stub_->DescribeCatalog(As("patient:carol-secret-id").get(), {}, &catalog);
+  ASSERT_FALSE(tokens_used_.empty());
+  for (Service* s : {&scoring_, &referral_, &intake_}) {
+    const std::string log = t::ReadFile(s->log);
+    EXPECT_THAT(log, Not(HasSubstr("eyJ"))) << s->log << ": a JWT (base64 of '{\"')";
+    EXPECT_THAT(log, Not(HasSubstr("carol-secret-id"))) << s->log;
+    for (const auto& token : tokens_used_) EXPECT_THAT(log, Not(HasSubstr(token.substr(token.rfind('.') + 1))));
+  }
+  EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("call refused: credentials"));
+  EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("\"why\":\"signature\""))
+      << "the other key signs under the same key id: its signature does not verify";
+}
+
+}  // namespace
+}  // namespace aqueduct
