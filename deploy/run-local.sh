@@ -8,7 +8,10 @@
 #
 # Settings (environment):
 #   AQUEDUCT_REDIS        use this Redis (host:port or unix:/path) instead of
-#                         starting one
+#                         starting one (its password, if any, in
+#                         AQUEDUCT_REDIS_PASSWORD_FILE or AQUEDUCT_REDIS_PASSWORD);
+#                         the private one listens on 127.0.0.1 only, with a
+#                         password made on first use
 #   AQUEDUCT_REDIS_PORT   port of the private Redis (default: first free port
 #                         from 6390; never 6379, so a system Redis is left alone)
 #   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
@@ -91,16 +94,25 @@ else
     die "AQUEDUCT_REDIS_PORT=$REDIS_PORT is in use"
   fi
   REDIS=127.0.0.1:$REDIS_PORT
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+  # A password made once, kept in a file (never on a command line): Redis
+  # reads it from its config file, the services and aqueductctl from
+  # AQUEDUCT_REDIS_PASSWORD_FILE.
+  if [[ ! -s "$AUTH/redis-password" ]]; then
+    (umask 077 && openssl rand -hex 24 >"$AUTH/redis-password") || die "openssl could not make the Redis password"
+  fi
+  (umask 077 && printf 'requirepass %s\n' "$(cat "$AUTH/redis-password")" >"$AUTH/redis.conf")
+  export AQUEDUCT_REDIS_PASSWORD_FILE=$AUTH/redis-password
+  redis-server "$AUTH/redis.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
     --dir "$STATE/redis" --appendonly yes --appendfsync everysec --save "" \
     --daemonize no >"$LOGS/redis.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    REDISCLI_AUTH=$(cat "$AUTH/redis-password") redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "redis-server did not start; see $LOGS/redis.log"
-  say "redis-server on $REDIS (AOF on, data in $STATE/redis)"
+  REDISCLI_AUTH=$(cat "$AUTH/redis-password") redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 \
+    || die "redis-server did not start; see $LOGS/redis.log"
+  say "redis-server on $REDIS (loopback only, password in $AUTH/redis-password, AOF on, data in $STATE/redis)"
 fi
 
 export AQUEDUCT_REDIS=$REDIS
@@ -142,7 +154,7 @@ AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for
 screen/results/demo, a physician licensed everywhere for the queue, the
 batch identity for rescore):
   export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
-  export AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev
+  export AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)

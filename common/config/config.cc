@@ -1,5 +1,8 @@
 #include "common/config/config.h"
 
+#include <fstream>
+#include <sstream>
+
 #include <cstdlib>
 
 #include "absl/strings/string_view.h"
@@ -13,6 +16,18 @@ std::string EnvOr(const char* name, absl::string_view fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return std::string(fallback);
   return v;
+}
+
+absl::StatusOr<std::string> SecretFromEnv(const std::string& name) {
+  const std::string file = EnvOr((name + "_FILE").c_str(), "");
+  if (file.empty()) return EnvOr(name.c_str(), "");
+  std::ifstream in(file);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(name, "_FILE: cannot read ", file));
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string secret = text.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  return secret;
 }
 
 int64_t EnvOrInt(const char* name, int64_t fallback) {

@@ -20,6 +20,11 @@ namespace aqueduct::config {
 // The environment variable's value, or `fallback` when unset or empty.
 std::string EnvOr(const char* name, absl::string_view fallback);
 int64_t EnvOrInt(const char* name, int64_t fallback);
+// A secret from the environment: the contents of the file named by
+// `<name>_FILE` (trailing newline dropped) when that is set, else `<name>`,
+// else empty. Files keep secrets out of `ps` and shell history. An
+// unreadable file is an error naming the variable, never the contents.
+absl::StatusOr<std::string> SecretFromEnv(const std::string& name);
 
 // A network endpoint: "host:port" over TCP or "unix:/path/to.sock".
 struct Endpoint {

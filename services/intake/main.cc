@@ -109,8 +109,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto redis_password = aqueduct::config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
+  if (!redis_password.ok()) {
+    log::Error("bad configuration", {{"error", std::string(redis_password.status().message())}});
+    return 2;
+  }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), EnvOr("AQUEDUCT_REDIS_PASSWORD", "")));
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_password));
   aqueduct::intake::RedisSessionStore store(&redis);
 
   const std::string scoring_addr = scoring_ep->ToString();

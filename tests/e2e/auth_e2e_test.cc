@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -393,6 +394,38 @@ TEST_F(AuthE2eTest, LogsCarryNoTokens) {
   EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("call refused: credentials"));
   EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("\"why\":\"signature\""))
       << "the other key signs under the same key id: its signature does not verify";
+}
+
+// Redis with a password (the run command starts its Redis with one): a
+// service given it in a file (AQUEDUCT_REDIS_PASSWORD_FILE, so it is in no
+// command line) serves; given a wrong one it stays NOT_SERVING and says
+// why, without the password.
+TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
+  t::TempDir locked_dir;
+  auto locked = t::RedisServer::Start(locked_dir.path(), "s3cret-redis-pw");
+  ASSERT_TRUE(locked.ok()) << locked.status();
+  for (const std::string password : {"s3cret-redis-pw", "wrong-guess-pw"}) {
+    const std::string file = locked_dir.path() + "/pw-" + password;
+    std::ofstream(file) << password << "\n";
+    const std::string log = locked_dir.path() + "/referral-" + password + ".log";
+    const std::string port_file = locked_dir.path() + "/port-" + password;
+    auto p = t::Subprocess::Start({t::BinaryPath("services/referral/aqueduct-referral"), "--listen=127.0.0.1:0",
+                                   "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
+                                   "--redis=" + (*locked)->address()},
+                                  log, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
+    ASSERT_TRUE(p.ok());
+    const std::string addr = absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));
+    if (password == "s3cret-redis-pw") {
+      EXPECT_TRUE(WaitServing(addr)) << t::ReadFile(log);
+    } else {
+      absl::SleepFor(absl::Seconds(1));
+      auto h = server::CheckHealth(Channel(addr), "", absl::Now() + absl::Seconds(1));
+      ASSERT_TRUE(h.ok());
+      EXPECT_FALSE(*h) << "NOT_SERVING with the wrong password";
+      EXPECT_THAT(t::ReadFile(log), HasSubstr("authentication failed"));
+    }
+    EXPECT_THAT(t::ReadFile(log), Not(HasSubstr(password)));
+  }
 }
 
 }  // namespace

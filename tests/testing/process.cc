@@ -132,20 +132,22 @@ int WaitForPortFile(const std::string& path, absl::Duration timeout) {
   return 0;
 }
 
-absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::string& dir,
+                                                                const std::string& password) {
   auto server = std::unique_ptr<RedisServer>(new RedisServer());
   server->dir_ = dir;
+  server->password_ = password;
   server->socket_ = absl::StrCat(dir, "/redis.sock");
   if (absl::Status s = server->Launch(); !s.ok()) return s;
   return server;
 }
 
 absl::Status RedisServer::Launch() {
-  auto p = Subprocess::Start(
-      {"redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm",
-       "700", "--dir", dir_, "--appendonly", "yes", "--save", "", "--daemonize",
-       "no"},
-      absl::StrCat(dir_, "/redis.log"));
+  std::vector<std::string> argv = {"redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm",
+                                   "700", "--dir", dir_, "--appendonly", "yes", "--save", "", "--daemonize",
+                                   "no"};
+  if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
+  auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/redis.log"));
   if (!p.ok()) return p.status();
   process_ = std::move(*p);
   redis::Client client(ClientOptions());
@@ -167,6 +169,7 @@ redis::Options RedisServer::ClientOptions() const {
   o.connect_timeout = absl::Milliseconds(300);
   o.command_timeout = absl::Milliseconds(500);
   o.pool_size = 4;
+  o.password = password_;
   return o;
 }
 

@@ -55,7 +55,10 @@ int WaitForPortFile(const std::string& path, absl::Duration timeout);
 // AOF on under its own directory so a restart keeps the data.
 class RedisServer {
  public:
-  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(const std::string& dir);
+  // With `password`, Redis requires AUTH (requirepass) and ClientOptions()
+  // carries it.
+  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(const std::string& dir,
+                                                            const std::string& password = "");
   ~RedisServer();
 
   std::string address() const { return "unix:" + socket_; }
@@ -73,6 +76,7 @@ class RedisServer {
   absl::Status Launch();
   std::string dir_;
   std::string socket_;
+  std::string password_;
   std::unique_ptr<Subprocess> process_;
 };
 

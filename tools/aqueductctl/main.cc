@@ -376,8 +376,10 @@ int Rescore() {
   }
   auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
   if (!endpoint.ok()) { std::cerr << "aqueductctl rescore: " << endpoint.status().message() << "\n"; return 2; }
+  auto redis_password = aqueduct::config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
+  if (!redis_password.ok()) { std::cerr << "aqueductctl rescore: " << redis_password.status().message() << "\n"; return 2; }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, absl::Seconds(5), /*pool_size=*/8, EnvOr("AQUEDUCT_REDIS_PASSWORD", "")));
+      *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_password));
   aqueduct::intake::RedisSessionStore store(&redis);
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(Channel(absl::GetFlag(FLAGS_scoring)));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
