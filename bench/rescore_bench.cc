@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
               used.c_str());
   std::fflush(stdout);
   intake::RedisSessionStore store(&client);
-  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr));
+  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
   options.ruleset_version = "v2-bench";

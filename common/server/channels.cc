@@ -2,8 +2,9 @@
 
 namespace aqueduct::server {
 
-std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address, int max_receive_bytes) {
   grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_receive_bytes);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);

@@ -304,6 +304,19 @@ absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
   return next;
 }
 
+absl::Status IntakeCore::RateLimit(const std::string& user, const char* what, int limit, absl::Duration window,
+                                     absl::Time deadline) {
+  if (limit <= 0) return absl::OkStatus();
+  const int64_t now_ms = clock_->NowMillis();
+  const int64_t window_ms = absl::ToInt64Milliseconds(window);
+  auto count = store_->CountInWindow(user, what, now_ms / window_ms, window * 2, deadline);
+  if (!count.ok()) return count.status();
+  if (*count <= limit) return absl::OkStatus();
+  const int64_t wait_s = (window_ms - now_ms % window_ms + 999) / 1000;
+  return absl::ResourceExhaustedError(absl::StrCat("too many ", what, " requests (at most ", limit, " per ",
+                                                   absl::FormatDuration(window), "); try again in ", wait_s, " s"));
+}
+
 absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     const v1::StartScreeningRequest& request, absl::Time deadline) {
   auto user = ParseUserName(request.parent(), "parent");
@@ -329,6 +342,9 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   }
   auto catalog = Catalog();
   if (!catalog.ok()) return catalog.status();
+  if (absl::Status s = RateLimit(*user, "start", config_.start_limit_per_hour, absl::Hours(1), deadline); !s.ok()) {
+    return s;
+  }
 
   std::string screening_id = NewId();
   if (!request_id.empty()) {
@@ -429,6 +445,10 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   }
   auto catalog_or = Catalog();
   if (!catalog_or.ok()) return catalog_or.status();
+  if (absl::Status s = RateLimit(name->user_id, "submit", config_.submit_limit_per_minute, absl::Minutes(1), deadline);
+      !s.ok()) {
+    return s;
+  }
 
   auto read = store_->Get(name->screening_id, request.request_id(), deadline);
   if (!read.ok()) return read.status();

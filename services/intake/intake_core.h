@@ -58,6 +58,11 @@ struct IntakeConfig {
   // hand-off to the outbox: the person's result and crisis resources must
   // not wait on a slow peer.
   absl::Duration handoff_inline_budget = absl::Milliseconds(500);
+  // Per-user rate limits (OWASP API4), 0 = none: screenings started per
+  // hour, and answer submissions per minute (a person answers a page every
+  // few seconds at most; a script hammering the API does not).
+  int start_limit_per_hour = 20;
+  int submit_limit_per_minute = 60;
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.
@@ -98,6 +103,10 @@ class IntakeCore {
   static constexpr int kMaxResultsPageSize = 100;
 
  private:
+  // RESOURCE_EXHAUSTED, saying when to try again, once `user` has done
+  // `what` more than `limit` times in the current `window`.
+  absl::Status RateLimit(const std::string& user, const char* what, int limit, absl::Duration window,
+                         absl::Time deadline);
   absl::StatusOr<std::shared_ptr<const Clinical>> Catalog() const;
   // Loads a session by name; NOT_FOUND for unknown ones and for another
   // user's (the same answer, so ids cannot be probed).

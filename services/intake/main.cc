@@ -51,6 +51,11 @@ ABSL_FLAG(int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS",
           "Idle seconds before an in-progress screening expires; overrides "
           "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
 ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
+ABSL_FLAG(int32_t, start_limit_per_hour, EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR", 20),
+          "Screenings a person may start per hour (0 = no limit). Env AQUEDUCT_START_LIMIT_PER_HOUR.");
+ABSL_FLAG(int32_t, submit_limit_per_minute, EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
+          "Answer submissions a person may make per minute (0 = no limit). Env "
+          "AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE.");
 
 ABSL_FLAG(std::string, service_key, EnvOr("AQUEDUCT_SERVICE_KEY", ""),
           "PEM private key intake signs its own short-lived tokens with (role service, subject "
@@ -134,6 +139,8 @@ int main(int argc, char** argv) {
                                    : absl::Hours(ttl_hours);
   intake_config.max_open_sessions = absl::GetFlag(FLAGS_max_open_sessions);
   intake_config.handoff_retry = absl::Milliseconds(absl::GetFlag(FLAGS_handoff_retry_ms));
+  intake_config.start_limit_per_hour = absl::GetFlag(FLAGS_start_limit_per_hour);
+  intake_config.submit_limit_per_minute = absl::GetFlag(FLAGS_submit_limit_per_minute);
   if (intake_config.max_open_sessions < 1 || intake_config.handoff_retry <= absl::ZeroDuration()) {
     log::Error("bad configuration",
                {{"error", std::string("--max_open_sessions and --handoff_retry_ms must be positive")}});

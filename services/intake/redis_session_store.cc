@@ -142,6 +142,17 @@ std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& rec
   return packed.SerializeAsString();
 }
 
+absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
+                                                        int64_t window, absl::Duration ttl, absl::Time deadline) {
+  // aq:intake:{user}:rate:<what>:<window>; NX keeps the first expiry.
+  const std::string key = redis::Key(kService, user_id, absl::StrCat("rate:", what, ":", window));
+  auto replies = client_->Pipeline(
+      {{"INCR", key}, {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}}, deadline);
+  if (!replies.ok()) return replies.status();
+  if ((*replies)[0].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[0].str));
+  return (*replies)[0].integer;
+}
+
 absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     const std::string& screening_id, const std::string& request_id,
     absl::Time deadline) {

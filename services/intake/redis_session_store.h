@@ -37,6 +37,8 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<Read> Get(const std::string& screening_id,
                            const std::string& request_id,
                            absl::Time deadline) override;
+  absl::StatusOr<int64_t> CountInWindow(const std::string& user_id, const std::string& what, int64_t window,
+                                        absl::Duration ttl, absl::Time deadline) override;
   absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                      const WriteRequest& request,
                                      absl::Time deadline) override;

@@ -41,6 +41,12 @@ class SessionStore {
                                    const std::string& request_id,
                                    absl::Time deadline) = 0;
 
+  // Counts one more `what` (e.g. "start") for the user in fixed window
+  // number `window` and returns the count so far in it; the counter
+  // expires after `ttl`. Per-user rate limits (OWASP API4).
+  virtual absl::StatusOr<int64_t> CountInWindow(const std::string& user_id, const std::string& what,
+                                                int64_t window, absl::Duration ttl, absl::Time deadline) = 0;
+
   struct WriteRequest {
     int64_t expected_version = 0;  // 0 = create (fails if it exists)
     storage::v1::SessionRecord record;

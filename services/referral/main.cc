@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.max_threads = absl::GetFlag(FLAGS_threads);
+  options.max_receive_message_bytes = aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(
       options, {&service},
       [&redis] { return redis.Ping(absl::Now() + absl::Milliseconds(500)); });

@@ -19,6 +19,10 @@ namespace aqueduct::referral {
 // shutdown quickly): size --threads for the expected number of portals.
 class ReferralServiceImpl final : public v1::ReferralService::Service {
  public:
+  // Largest request accepted: CreateReferrals carries up to 1000 cases,
+  // each with two full results (~3.5 kB); batch jobs send 200 at a time.
+  static constexpr int kMaxRequestBytes = 8 << 20;
+
   ReferralServiceImpl(ReferralCore* core, std::shared_ptr<const auth::Authorizer> authorizer,
                       absl::Duration max_rpc_time)
       : core_(core), authorizer_(std::move(authorizer)), max_rpc_time_(max_rpc_time) {}

@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.max_receive_message_bytes = aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
   if (!runner.ok()) {
     log::Error("cannot start", {{"error", std::string(runner.status().message())}});

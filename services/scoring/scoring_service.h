@@ -16,6 +16,11 @@ namespace aqueduct::scoring {
 // or staff role).
 class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
  public:
+  // Largest request accepted: a Rescore message of 5000 stored screenings
+  // (~270 bytes each packed) with room to spare; anything larger is
+  // RESOURCE_EXHAUSTED before it is read.
+  static constexpr int kMaxRequestBytes = 8 << 20;
+
   ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine, std::shared_ptr<const auth::Authorizer> authorizer)
       : engine_(std::move(engine)), authorizer_(std::move(authorizer)) {}
 

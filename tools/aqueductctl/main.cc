@@ -41,6 +41,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/grpc_auth.h"
 #include "common/config/config.h"
+#include "common/server/channels.h"
 #include "common/server/health_client.h"
 #include "common/util/ids.h"
 #include "tools/aqueductctl/scripted_answers.h"
@@ -381,7 +382,9 @@ int Rescore() {
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
       *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_password));
   aqueduct::intake::RedisSessionStore store(&redis);
-  auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(Channel(absl::GetFlag(FLAGS_scoring)));
+  // Batch channels: a Rescore response can carry thousands of full results.
+  auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
+      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring), aqueduct::server::kBatchMaxReceiveBytes));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
 
   std::signal(SIGINT, OnSignal);

@@ -389,14 +389,17 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         req->set_location_state(intake::LocationStateOf(session->record));
       }
     }
-    // One call per 1000 cases; creation is idempotent per screening and
-    // ruleset version, so a batch retried after a crash creates nothing twice.
+    // One call per 200 cases (each carries two full results: ~700 kB a
+    // call, well under referral's request limit); creation is idempotent
+    // per screening and ruleset version, so a batch retried after a crash
+    // creates nothing twice.
     auto open_cases = [this](referral::v1::CreateReferralsRequest cases) -> absl::StatusOr<int64_t> {
       int64_t opened = 0;
-      for (int begin = 0; begin < cases.requests_size(); begin += 1000) {
+      constexpr int kCasesPerCall = 200;
+      for (int begin = 0; begin < cases.requests_size(); begin += kCasesPerCall) {
         referral::v1::CreateReferralsRequest chunk;
         chunk.set_view(cases.view());
-        for (int k = begin; k < std::min(cases.requests_size(), begin + 1000); ++k) {
+        for (int k = begin; k < std::min(cases.requests_size(), begin + kCasesPerCall); ++k) {
           chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
         }
         grpc::ClientContext ctx;

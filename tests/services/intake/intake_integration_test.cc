@@ -458,6 +458,50 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_EQ((*with_outcome)[0].outcome->time_ms(), 1);
 }
 
+// Per-user rate limits: over the limit is RESOURCE_EXHAUSTED saying when to
+// try again; other people are unaffected; nothing accepted is lost; the
+// next window opens again.
+TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
+  struct SettableClock : Clock {
+    absl::Time Now() const override { return now; }
+    absl::Time now = absl::FromUnixSeconds(1'800'000'000);  // on an hour boundary
+  } clock;
+  IntakeConfig config;
+  config.max_open_sessions = 10;
+  config.start_limit_per_hour = 3;
+  config.submit_limit_per_minute = 2;
+  core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_, &clock, config);
+  std::vector<v1::Screening> started;
+  for (int i = 0; i < 3; ++i) started.push_back(Start("rita"));
+  v1::StartScreeningRequest req;
+  req.set_parent("users/rita");
+  req.set_consent_version("c1");
+  clock.now += absl::Minutes(20);
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("try again in 2400 s")));
+  Start("sam");  // someone else: unaffected
+  clock.now += absl::Minutes(40);  // the next hour
+  started.push_back(Start("rita"));
+
+  // Submits: two a minute.
+  v1::Screening s = started[0];
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto before = store_->Get(id, "", Soon());
+  ASSERT_THAT(before, IsOk());
+  auto first = core_->SubmitAnswers(Answers(s, {1}, "a1"), Soon());
+  ASSERT_THAT(first, IsOk());
+  auto second = core_->SubmitAnswers(Answers(first->screening(), {2}, "a2", 2), Soon());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_THAT(core_->SubmitAnswers(Answers(second->screening(), {3}, "a3", 3), Soon()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("submit")));
+  auto kept = store_->Get(id, "", Soon());
+  ASSERT_THAT(kept, IsOk());
+  EXPECT_EQ(kept->session->record.answers().size(), before->session->record.answers().size() + 2)
+      << "what was accepted stays";
+  clock.now += absl::Minutes(1);
+  EXPECT_THAT(core_->SubmitAnswers(Answers(second->screening(), {3}, "a3", 3), Soon()), IsOk());
+}
+
 TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   referral_.down = true;
   v1::Screening s = Start();

@@ -7,6 +7,8 @@
 #include "gtest/gtest.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/scoring_service.h"
+#include "absl/strings/str_cat.h"
+#include "common/server/channels.h"
 #include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
@@ -25,11 +27,14 @@ class ScoringGrpcTest : public ::testing::Test {
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
     service_ = std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer());
-    auto runner = server::ServerRunner::Start(server::ServerOptions(), {service_.get()}, nullptr);
+    server::ServerOptions options;
+    options.max_receive_message_bytes = ScoringServiceImpl::kMaxRequestBytes;  // as main.cc sets it
+    auto runner = server::ServerRunner::Start(options, {service_.get()}, nullptr);
     ASSERT_TRUE(runner.ok()) << runner.status();
     runner_ = std::move(*runner);
-    stub_ = v1::ScoringService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(runner_->port()), grpc::InsecureChannelCredentials()));
+    // As the re-scoring job connects: a batch channel.
+    stub_ = v1::ScoringService::NewStub(
+        server::PeerChannel("127.0.0.1:" + std::to_string(runner_->port()), server::kBatchMaxReceiveBytes));
   }
   // A call as `role` (the scoring RPCs' callers: intake's service identity
   // by default; batch jobs for the streams).
@@ -191,6 +196,39 @@ TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
   ASSERT_TRUE(stream->Read(&resp));
   ASSERT_EQ(resp.items_size(), 1);
   EXPECT_FALSE(resp.items(0).changed());
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// The largest batch in the largest stored form (5000 screenings stored as a
+// plain answer list, the earlier layout) fits the request limit, and a
+// response where half of them changed (2500 full results, over gRPC's
+// default 4 MiB) reaches the job.
+TEST_F(ScoringGrpcTest, AFullBatchInTheLargestFormFitsBothWays) {
+  auto ctx = Ctx("batch", "rescore");
+  auto stream = stub_->Rescore(ctx.get());
+  const auto calm = Screening({});
+  const auto risk = Screening({{"phq9.9", "2"}});
+  auto calm_result = engine_->Score(calm);
+  ASSERT_TRUE(calm_result.ok());
+  const v1::ResultDigest before = DigestOf(*calm_result);
+  v1::RescoreRequest req;
+  req.set_ruleset_version("v1");
+  for (int i = 0; i < 5000; ++i) {
+    auto* item = req.add_items();
+    item->set_correlation_id(absl::StrCat("users/u", i, "/screenings/s", i));
+    item->set_packed_request((i % 2 ? risk : calm).SerializeAsString());
+    *item->mutable_before() = before;
+  }
+  ASSERT_GT(req.ByteSizeLong(), 1u << 20) << "over the general 1 MiB limit";
+  ASSERT_TRUE(stream->Write(req));
+  v1::RescoreResponse resp;
+  ASSERT_TRUE(stream->Read(&resp)) << stream->Finish().error_message();
+  EXPECT_GT(resp.ByteSizeLong(), 4u << 20) << "over gRPC's default receive limit";
+  ASSERT_EQ(resp.items_size(), 5000);
+  int changed = 0;
+  for (const auto& item : resp.items()) changed += item.changed() && item.has_result();
+  EXPECT_EQ(changed, 2500);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
 }
