@@ -41,7 +41,8 @@ std::string StartService(t::TempDir& dir, const std::string& name, const std::st
                          std::vector<std::string> args,
                          std::vector<std::unique_ptr<t::Subprocess>>& processes) {
   const std::string port_file = dir.path() + "/" + name + ".port";
-  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
+  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
+                             "--insecure_plaintext"});  // loopback benchmark: the figure is the job's, not TLS's
   auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log");
   if (!p.ok()) return "";
   processes.push_back(std::move(*p));
@@ -187,7 +188,7 @@ int main(int argc, char** argv) {
               used.c_str());
   std::fflush(stdout);
   intake::RedisSessionStore store(&client);
-  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, server::kBatchMaxReceiveBytes));
+  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
   options.ruleset_version = "v2-bench";

@@ -19,6 +19,10 @@
 #   AQUEDUCT_STATE_DIR    where Redis data, logs and the local keys go
 #                         (default ./.aqueduct)
 #
+# The services speak TLS with certificates from a private CA made on first
+# use under $AQUEDUCT_STATE_DIR/tls (intake calls the others with mutual
+# TLS); clients trust it with AQUEDUCT_TLS_CA.
+#
 # Every call needs a bearer token. On first use this script makes a local
 # development signing key (dev) and intake's own key (intake) with openssl
 # under $AQUEDUCT_STATE_DIR/auth (never in the repository); the services
@@ -64,6 +68,34 @@ for kid in dev intake; do
   fi
 done
 export AQUEDUCT_AUTH_KEYS=$AUTH/keys
+
+# A private CA and a certificate per service, made once with openssl: the
+# services speak TLS, and intake calls scoring and referral with mutual TLS
+# (its certificate names it; a service token is only accepted with it).
+TLS=$STATE/tls
+mkdir -p "$TLS"
+chmod 700 "$TLS"
+if [[ ! -s "$TLS/ca.pem" ]]; then
+  (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS/ca-key.pem" 2>/dev/null) \
+    || die "openssl could not make the local CA key"
+  openssl req -x509 -new -key "$TLS/ca-key.pem" -subj "/CN=Aqueduct local CA" -days 825 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$TLS/ca.pem" 2>/dev/null || die "openssl could not make the local CA"
+  say "made a private CA for the local stack ($TLS/ca.pem)"
+fi
+for svc in intake scoring referral; do
+  if [[ ! -s "$TLS/$svc.pem" ]]; then
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS/$svc-key.pem" 2>/dev/null) \
+      || die "openssl could not make the $svc key"
+    openssl req -new -key "$TLS/$svc-key.pem" -subj "/CN=$svc" -out "$TLS/$svc.csr" 2>/dev/null \
+      || die "openssl could not make the $svc request"
+    printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n' "$svc" >"$TLS/$svc.ext"
+    openssl x509 -req -in "$TLS/$svc.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" -CAcreateserial \
+      -days 397 -extfile "$TLS/$svc.ext" -out "$TLS/$svc.pem" 2>/dev/null || die "openssl could not sign the $svc certificate"
+    rm -f "$TLS/$svc.csr" "$TLS/$svc.ext"
+  fi
+done
+export AQUEDUCT_TLS_CA=$TLS/ca.pem
 
 pids=()
 cleanup() {
@@ -117,14 +149,17 @@ fi
 
 export AQUEDUCT_REDIS=$REDIS
 "$BUILD_DIR/services/scoring/aqueduct-scoring" --listen "127.0.0.1:$SCORING_PORT" \
+  --tls_cert "$TLS/scoring.pem" --tls_key "$TLS/scoring-key.pem" \
   --catalog "$ROOT/data/catalog/catalog.textproto" >"$LOGS/scoring.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/referral/aqueduct-referral" --listen "127.0.0.1:$REFERRAL_PORT" \
+  --tls_cert "$TLS/referral.pem" --tls_key "$TLS/referral-key.pem" \
   >"$LOGS/referral.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/intake/aqueduct-intake" --listen "127.0.0.1:$INTAKE_PORT" \
   --scoring "127.0.0.1:$SCORING_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
   --service_key "$AUTH/intake-signing.pem" --service_key_id intake \
+  --tls_cert "$TLS/intake.pem" --tls_key "$TLS/intake-key.pem" \
   >"$LOGS/intake.log" 2>&1 &
 pids+=($!)
 
@@ -154,7 +189,7 @@ AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for
 screen/results/demo, a physician licensed everywhere for the queue, the
 batch identity for rescore):
   export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
-  export AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
+  export AQUEDUCT_TLS_CA=$TLS/ca.pem AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
@@ -165,7 +200,8 @@ batch identity for rescore):
   $CTL token --role=patient --sub=me                 # a token for any gRPC client
   $CTL health
 
-Any gRPC client works from the protos in protos/ (server reflection is on).
+Any gRPC client works from the protos in protos/ (server reflection is on):
+TLS, trusting $TLS/ca.pem, with "authorization: Bearer <token>".
 Press Ctrl-C to stop.
 INFO
 

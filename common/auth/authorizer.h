@@ -34,7 +34,12 @@ const absl::flat_hash_map<std::string, Access>& Policy();
 
 class Authorizer {
  public:
-  explicit Authorizer(std::shared_ptr<const Verifier> verifier) : verifier_(std::move(verifier)) {}
+  // With `bind_services_to_certificates`, a service identity (role
+  // service) is only accepted over a connection whose verified client
+  // certificate names that service (mutual TLS); see CheckCall.
+  explicit Authorizer(std::shared_ptr<const Verifier> verifier, bool bind_services_to_certificates = false)
+      : verifier_(std::move(verifier)), bind_services_to_certificates_(bind_services_to_certificates) {}
+  bool bind_services_to_certificates() const { return bind_services_to_certificates_; }
 
   // The caller of `method`, from the value of its "authorization" metadata
   // ("Bearer <token>"; empty when absent). UNAUTHENTICATED ("missing or
@@ -46,6 +51,7 @@ class Authorizer {
 
  private:
   std::shared_ptr<const Verifier> verifier_;
+  bool bind_services_to_certificates_;
 };
 
 // The metadata value for a token: "Bearer <token>".

@@ -20,7 +20,15 @@ absl::StatusOr<std::shared_ptr<const Authorizer>> LoadAuthorizer(const VerifierC
   auto keys = KeySet::LoadDirectory(config.keys_dir);
   if (!keys.ok()) return absl::InvalidArgumentError(absl::StrCat("--auth_keys: ", keys.status().message()));
   return std::make_shared<const Authorizer>(
-      std::make_shared<const Verifier>(std::move(*keys), config.issuer, config.audience));
+      std::make_shared<const Verifier>(std::move(*keys), config.issuer, config.audience),
+      config.bind_services_to_certificates);
+}
+
+std::string PeerCertificateName(const grpc::ServerContextBase& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  for (const auto& v : auth->FindPropertyValues("x509_common_name")) return std::string(v.data(), v.size());
+  return "";
 }
 
 absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer, const grpc::ServerContextBase& context,
@@ -39,6 +47,14 @@ absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer, const grpc::Ser
       // "role <role> may not call <rpc>": no identity in it.
       log::Warn("call refused: permission", {{"rpc", rpc}, {"error", std::string(id.status().message())}});
     }
+    return id;
+  }
+  if (id->role == Role::kService && authorizer.bind_services_to_certificates() &&
+      PeerCertificateName(context) != id->subject) {
+    const size_t slash = method.rfind('/');
+    const std::string rpc(slash == absl::string_view::npos ? method : method.substr(slash + 1));
+    log::Warn("call refused: service without its certificate", {{"rpc", rpc}});
+    return absl::PermissionDeniedError("a service identity needs its mutual-TLS client certificate");
   }
   return id;
 }

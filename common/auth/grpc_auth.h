@@ -21,16 +21,24 @@ struct VerifierConfig {
   std::string keys_dir;
   std::string issuer = "aqueduct-local";
   std::string audience = "aqueduct";
+  // Services must present their mutual-TLS certificate (off only when the
+  // transport is plaintext, in development).
+  bool bind_services_to_certificates = true;
 };
 // Errors name the setting (e.g. "--auth_keys: is required").
 absl::StatusOr<std::shared_ptr<const Authorizer>> LoadAuthorizer(const VerifierConfig& config);
 
 // The caller of `method` (a full name, "/aqueduct.scoring.v1.ScoringService/
 // ScoreAnswers"), or the status to answer with. Refusals are logged with the
-// RPC and the reason, never the token or who it names.
+// RPC and the reason, never the token or who it names. A service identity
+// must also come over mutual TLS with a client certificate whose common
+// name is that service (when the authorizer binds them).
 absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer, const grpc::ServerContextBase& context,
                                    absl::string_view method);
 
+// The common name of the caller's verified client certificate, or "" when
+// it presented none (or the connection is plaintext).
+std::string PeerCertificateName(const grpc::ServerContextBase& context);
 // Where a client's bearer tokens come from.
 class TokenSource {
  public:

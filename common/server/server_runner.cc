@@ -66,7 +66,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &runner->port_);
+                           options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(),
+                           &runner->port_);
   for (grpc::Service* s : services) builder.RegisterService(s);
   grpc::ResourceQuota quota("aqueduct");
   quota.SetMaxThreads(options.max_threads);

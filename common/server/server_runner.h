@@ -37,6 +37,9 @@ struct ServerOptions {
   absl::Duration health_interval = absl::Milliseconds(500);
   // Serve grpc.reflection.v1alpha (development and internal listeners).
   bool reflection = true;
+  // Transport (tls.h: ServerCredentialsFor); unset = plaintext, which only
+  // in-process tests use (service binaries always set it).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 // Returns OK when the service can do its work (e.g. Redis answers PING).

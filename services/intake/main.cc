@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/auth_flags.h"
+#include "common/server/tls.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
@@ -92,7 +93,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  const aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
+  // TLS for callers; mutual TLS to scoring and referral with intake's own
+  // certificate (the same --tls_cert), unless the development plaintext
+  // flag says otherwise.
+  const aqueduct::server::TlsConfig tls = aqueduct::server::TlsConfigFromFlags();
+  auto credentials = aqueduct::server::ServerCredentialsFor(tls);
+  auto peer_credentials = aqueduct::server::ChannelCredentialsFor(tls);
+  if (!credentials.ok() || !peer_credentials.ok()) {
+    log::Error("bad configuration",
+               {{"error", std::string((credentials.ok() ? peer_credentials.status() : credentials.status()).message())}});
+    return 2;
+  }
+  aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
+  auth_config.bind_services_to_certificates = !tls.insecure_plaintext;
   auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
   if (!authorizer.ok()) {
     log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
@@ -126,10 +139,10 @@ int main(int argc, char** argv) {
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();
   aqueduct::intake::GrpcScoringPeer scoring(
-      aqueduct::server::PeerChannel(scoring_addr),
+      aqueduct::server::PeerChannel(scoring_addr, *peer_credentials),
       scoring_addr, *peer_timeout, own_token->get());
   aqueduct::intake::GrpcReferralPeer referral(
-      aqueduct::server::PeerChannel(referral_addr),
+      aqueduct::server::PeerChannel(referral_addr, *peer_credentials),
       referral_addr, *peer_timeout, own_token->get());
 
   aqueduct::intake::CatalogHolder catalog;
@@ -185,6 +198,7 @@ int main(int argc, char** argv) {
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.credentials = *credentials;
   options.max_threads = absl::GetFlag(FLAGS_threads);
   auto runner = aqueduct::server::ServerRunner::Start(
       options, {&service}, [&]() -> absl::Status {

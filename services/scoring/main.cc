@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/auth/auth_flags.h"
+#include "common/server/tls.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/server/server_runner.h"
@@ -50,7 +51,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine = std::move(*loaded);
-  auto authorizer = aqueduct::auth::LoadAuthorizer(aqueduct::auth::VerifierConfigFromFlags());
+  // TLS (mutual for services) unless the development plaintext flag says
+  // otherwise; service identities are then bound to their certificates.
+  const aqueduct::server::TlsConfig tls = aqueduct::server::TlsConfigFromFlags();
+  auto credentials = aqueduct::server::ServerCredentialsFor(tls);
+  if (!credentials.ok()) {
+    log::Error("bad configuration", {{"error", std::string(credentials.status().message())}});
+    return 2;
+  }
+  aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
+  auth_config.bind_services_to_certificates = !tls.insecure_plaintext;
+  auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
   if (!authorizer.ok()) {
     log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
     return 2;
@@ -60,6 +71,7 @@ int main(int argc, char** argv) {
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.credentials = *credentials;
   options.max_receive_message_bytes = aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
   if (!runner.ok()) {

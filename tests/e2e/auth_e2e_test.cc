@@ -62,7 +62,7 @@ class AuthE2eTest : public ::testing::Test {
     s.log = dir_.path() + "/" + name + ".log";
     const std::string port_file = dir_.path() + "/" + name + ".port";
     args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
-                               "--auth_keys=" + auth_.keys_dir()});
+                               "--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
     auto p = t::Subprocess::Start(args, s.log);
     EXPECT_TRUE(p.ok());
     if (!p.ok()) return s;
@@ -411,7 +411,7 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
     const std::string port_file = locked_dir.path() + "/port-" + password;
     auto p = t::Subprocess::Start({t::BinaryPath("services/referral/aqueduct-referral"), "--listen=127.0.0.1:0",
                                    "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
-                                   "--redis=" + (*locked)->address()},
+                                   "--redis=" + (*locked)->address(), "--insecure_plaintext"},
                                   log, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
     ASSERT_TRUE(p.ok());
     const std::string addr = absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));

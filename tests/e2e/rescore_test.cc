@@ -85,7 +85,8 @@ class RescoreTest : public ::testing::Test {
 
   std::string Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
     const std::string port_file = dir_.path() + "/" + name + ".port";
-    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
+    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
+                               "--insecure_plaintext"});  // TLS is tested in tls_e2e_test
     auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log");
     EXPECT_TRUE(p.ok());
     processes_.push_back(std::move(*p));
@@ -144,7 +145,8 @@ class RescoreTest : public ::testing::Test {
     std::vector<std::string> args = {t::BinaryPath("tools/aqueductctl/aqueductctl"), "rescore",
                                      "--ruleset=v2-test", "--redis=" + redis_->address(),
                                      "--scoring=" + scoring_addr_, "--referral=" + referral_addr_,
-                                     "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore")};
+                                     "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore"),
+                                     "--insecure_plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log");
     EXPECT_TRUE(p.ok());

@@ -67,6 +67,7 @@ class SkeletonE2eTest : public ::testing::Test {
     // Every service checks tokens signed by the test's key; intake signs
     // its own calls with it too.
     args.push_back("--auth_keys=" + Auth().keys_dir());
+    args.push_back("--insecure_plaintext");  // TLS is tested in tls_e2e_test
     if (binary == "services/intake/aqueduct-intake") {
       args.push_back("--service_key=" + Auth().private_key_file());
       args.push_back(std::string("--service_key_id=") + t::TestAuth::kKeyId);
@@ -630,7 +631,8 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
                                         "AQUEDUCT_REFERRAL_ADDR=" + referral_.address,
                                         "AQUEDUCT_SCORING_ADDR=" + scoring_.address,
                                         "AQUEDUCT_DEV_KEY=" + Auth().private_key_file(),
-                                        std::string("AQUEDUCT_DEV_KEY_ID=") + t::TestAuth::kKeyId};
+                                        std::string("AQUEDUCT_DEV_KEY_ID=") + t::TestAuth::kKeyId,
+                                        "AQUEDUCT_INSECURE_PLAINTEXT=1"};
   auto run = [&](std::vector<std::string> args, const std::string& stdin_text = "") {
     const std::string in = dir_.path() + "/stdin.txt", out = dir_.path() + "/ctl.out";
     std::ofstream(in) << stdin_text;

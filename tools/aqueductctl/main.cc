@@ -42,6 +42,7 @@
 #include "common/auth/grpc_auth.h"
 #include "common/config/config.h"
 #include "common/server/channels.h"
+#include "common/server/tls.h"
 #include "common/server/health_client.h"
 #include "common/util/ids.h"
 #include "tools/aqueductctl/scripted_answers.h"
@@ -204,8 +205,22 @@ int Fail(const std::string& what, const grpc::Status& s) {
   return 1;
 }
 
+// TLS with --tls_ca (the local stack's CA: the run command prints it), or
+// plaintext with --insecure_plaintext (development).
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() {
+  static auto* creds = [] {
+    auto c = aqueduct::server::ChannelCredentialsFor(aqueduct::server::TlsConfigFromFlags());
+    if (!c.ok()) {
+      std::cerr << "aqueductctl: " << c.status().message() << "\n";
+      std::exit(2);
+    }
+    return new std::shared_ptr<grpc::ChannelCredentials>(*c);
+  }();
+  return *creds;
+}
+
 std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
-  return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  return grpc::CreateChannel(addr, ChannelCredentials());
 }
 
 int Demo() {
@@ -384,7 +399,7 @@ int Rescore() {
   aqueduct::intake::RedisSessionStore store(&redis);
   // Batch channels: a Rescore response can carry thousands of full results.
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
-      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring), aqueduct::server::kBatchMaxReceiveBytes));
+      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring), ChannelCredentials(), aqueduct::server::kBatchMaxReceiveBytes));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(Channel(absl::GetFlag(FLAGS_referral)));
 
   std::signal(SIGINT, OnSignal);

@@ -34,7 +34,7 @@ class ScoringGrpcTest : public ::testing::Test {
     runner_ = std::move(*runner);
     // As the re-scoring job connects: a batch channel.
     stub_ = v1::ScoringService::NewStub(
-        server::PeerChannel("127.0.0.1:" + std::to_string(runner_->port()), server::kBatchMaxReceiveBytes));
+        server::PeerChannel("127.0.0.1:" + std::to_string(runner_->port()), nullptr, server::kBatchMaxReceiveBytes));
   }
   // A call as `role` (the scoring RPCs' callers: intake's service identity
   // by default; batch jobs for the streams).
