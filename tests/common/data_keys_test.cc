@@ -1,0 +1,96 @@
+// Encryption at rest: values round-trip only with their key and their
+// place; tampering, moving and unknown keys are refused; keys rotate; user
+// pseudonyms are stable, distinct and reveal nothing.
+
+#include "common/crypto/data_keys.h"
+
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace aqueduct::crypto {
+namespace {
+
+using ::aqueduct::testing::IsOk;
+using ::aqueduct::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Key(char fill) { return absl::Base64Escape(std::string(32, fill)); }
+
+TEST(DataKeysTest, SealedValuesOpenOnlyInTheirPlace) {
+  DataKeys keys = DataKeys::Random();
+  const std::string secret = "phq9.9=3; reason: called, safety plan agreed";
+  const std::string sealed = keys.Seal(secret, "aq:intake:{s1}:session#d");
+  EXPECT_THAT(sealed, Not(HasSubstr("phq9")));
+  EXPECT_THAT(sealed, Not(HasSubstr("safety")));
+  EXPECT_NE(keys.Seal(secret, "aq:intake:{s1}:session#d"), sealed) << "a fresh nonce each time";
+  auto opened = keys.Open(sealed, "aq:intake:{s1}:session#d");
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(*opened, secret);
+  EXPECT_THAT(keys.Open(sealed, "aq:intake:{s2}:session#d"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("does not authenticate")))
+      << "moved to another record";
+  for (size_t i = 0; i < sealed.size(); i += 7) {
+    std::string tampered = sealed;
+    tampered[i] ^= 0x20;
+    EXPECT_FALSE(keys.Open(tampered, "aq:intake:{s1}:session#d").ok()) << i;
+  }
+  EXPECT_THAT(keys.Open("\x0a\x03raw protobuf", "x"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not encrypted")));
+  EXPECT_THAT(keys.Open(sealed.substr(0, 20), "aq:intake:{s1}:session#d"), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DataKeys::Random().Open(sealed, "aq:intake:{s1}:session#d"),
+              StatusIs(absl::StatusCode::kDataLoss)) << "another deployment's keys";
+  EXPECT_THAT(*keys.Open(keys.Seal("", "a"), "a"), "") << "empty values too";
+}
+
+TEST(DataKeysTest, KeysRotateByPuttingTheNewOneFirst) {
+  auto old_keys = DataKeys::Parse(absl::StrCat("2026-10 ", Key('a'), "\npseudonym ", Key('p'), "\n"));
+  ASSERT_THAT(old_keys, IsOk());
+  const std::string before = old_keys->Seal("stored in October", "k");
+  auto rotated = DataKeys::Parse(absl::StrCat("# new first\n2026-11 ", Key('b'), "\n2026-10 ", Key('a'),
+                                              "\npseudonym ", Key('p'), "\n"));
+  ASSERT_THAT(rotated, IsOk());
+  EXPECT_EQ(rotated->active_key_id(), "2026-11");
+  EXPECT_EQ(*rotated->Open(before, "k"), "stored in October") << "old values still open";
+  const std::string after = rotated->Seal("stored in November", "k");
+  EXPECT_EQ(after.substr(2, 7), "2026-11");
+  EXPECT_THAT(old_keys->Open(after, "k"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("\"2026-11\", which is not loaded")));
+  EXPECT_EQ(rotated->Pseudonym("alice"), old_keys->Pseudonym("alice")) << "names do not move";
+}
+
+TEST(DataKeysTest, ParseErrorsNameTheLineNeverTheKey) {
+  EXPECT_THAT(DataKeys::Parse(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no data key")));
+  EXPECT_THAT(DataKeys::Parse(absl::StrCat("k1 ", Key('a'))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no \"pseudonym\" key")));
+  EXPECT_THAT(DataKeys::Parse("k1 c2hvcnQ=\npseudonym x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 1: expected")));
+  EXPECT_THAT(DataKeys::Parse(absl::StrCat("k1 ", Key('a'), "\nk1 ", Key('b'))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2: duplicate key id k1")));
+  auto keys = DataKeys::Random();
+  auto again = DataKeys::Parse(keys.ToText());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again->Open(keys.Seal("x", "y"), "y"), "x");
+}
+
+TEST(DataKeysTest, PseudonymsAreStableDistinctAndOpaque) {
+  DataKeys keys = DataKeys::Random();
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string user = absl::StrCat("user-", i);
+    const std::string p = keys.Pseudonym(user);
+    EXPECT_EQ(p.size(), 26u);
+    EXPECT_EQ(p, keys.Pseudonym(user));
+    EXPECT_THAT(p, Not(HasSubstr("user")));
+    seen.insert(p);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_NE(keys.Pseudonym("alice"), DataKeys::Random().Pseudonym("alice")) << "keyed: no dictionary across deployments";
+}
+
+}  // namespace
+}  // namespace aqueduct::crypto
