@@ -37,13 +37,19 @@ using namespace aqueduct;  // NOLINT: a benchmark program
 
 namespace {
 
+// The data keys the services and the seeding share.
+const crypto::DataKeys& BenchKeys() {
+  static const auto* keys = new crypto::DataKeys(crypto::DataKeys::Random());
+  return *keys;
+}
+
 std::string StartService(t::TempDir& dir, const std::string& name, const std::string& binary,
                          std::vector<std::string> args,
                          std::vector<std::unique_ptr<t::Subprocess>>& processes) {
   const std::string port_file = dir.path() + "/" + name + ".port";
   args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
                              "--insecure_plaintext"});  // loopback benchmark: the figure is the job's, not TLS's
-  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log");
+  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log", {"AQUEDUCT_DATA_KEYS=" + BenchKeys().ToText()});
   if (!p.ok()) return "";
   processes.push_back(std::move(*p));
   int port = t::WaitForPortFile(port_file, absl::Seconds(10));
@@ -138,6 +144,8 @@ int main(int argc, char** argv) {
   redis::Options opts = (*redis)->ClientOptions();
   opts.command_timeout = absl::Seconds(30);
   redis::Client client(opts);
+  // Seeds what intake writes, sealed as intake seals it.
+  intake::RedisSessionStore store(&client, &BenchKeys());
   const absl::Time seed_start = absl::Now();
   for (int64_t base = 0; base < n; base += 1000) {
     std::vector<std::vector<std::string>> cmds;
@@ -151,9 +159,10 @@ int main(int argc, char** argv) {
       // answers, the answers packed, the result and its digest.
       const std::string packed = intake::RedisSessionStore::PackAnswers(rec);
       rec.clear_answers();
-      cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d", rec.SerializeAsString(), "r",
-                      result.SerializeAsString(), "a", packed, "s",
-                      scoring::DigestOf(result.scoring()).SerializeAsString()});
+      cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
+                      store.SealField(sid, "d", rec.SerializeAsString()), "r",
+                      store.SealField(sid, "r", result.SerializeAsString()), "a", store.SealField(sid, "a", packed), "s",
+                      store.SealField(sid, "s", scoring::DigestOf(result.scoring()).SerializeAsString())});
       cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i),
                       absl::StrCat(user, "/", sid)});
     }
@@ -187,7 +196,6 @@ int main(int argc, char** argv) {
   std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n", static_cast<long long>(n), seed_s,
               used.c_str());
   std::fflush(stdout);
-  intake::RedisSessionStore store(&client);
   auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
   tools::RescoreOptions options;

@@ -68,6 +68,14 @@ for kid in dev intake; do
   fi
 done
 export AQUEDUCT_AUTH_KEYS=$AUTH/keys
+# The keys that seal answers, results and reasons in Redis, and the key
+# that pseudonymises user ids in key names: made once, this user only.
+if [[ ! -s "$AUTH/data-keys" ]]; then
+  (umask 077 && printf '# data keys: the first seals, the rest open (rotation)\nk1 %s\npseudonym %s\n' \
+    "$(openssl rand -base64 32)" "$(openssl rand -base64 32)" >"$AUTH/data-keys") || die "openssl could not make the data keys"
+  say "made the local data keys ($AUTH/data-keys)"
+fi
+export AQUEDUCT_DATA_KEYS_FILE=$AUTH/data-keys
 
 # A private CA and a certificate per service, made once with openssl: the
 # services speak TLS, and intake calls scoring and referral with mutual TLS
@@ -189,7 +197,7 @@ AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for
 screen/results/demo, a physician licensed everywhere for the queue, the
 batch identity for rescore):
   export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
-  export AQUEDUCT_TLS_CA=$TLS/ca.pem AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
+  export AQUEDUCT_TLS_CA=$TLS/ca.pem AQUEDUCT_DATA_KEYS_FILE=$AUTH/data-keys AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)

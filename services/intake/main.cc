@@ -15,6 +15,7 @@
 #include "common/auth/auth_flags.h"
 #include "common/server/tls.h"
 #include "common/config/config.h"
+#include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
 #include "common/server/channels.h"
@@ -134,7 +135,13 @@ int main(int argc, char** argv) {
   }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
       *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_password));
-  aqueduct::intake::RedisSessionStore store(&redis);
+  // PHI at rest: sealed with the data keys (a file or the environment).
+  auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
+  if (!data_keys.ok()) {
+    log::Error("bad configuration", {{"error", std::string(data_keys.status().message())}});
+    return 2;
+  }
+  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys);
 
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();

@@ -7,6 +7,7 @@
 #include "services/scoring/packed_answers.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace aqueduct::intake {
 namespace {
@@ -72,18 +73,24 @@ absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
 namespace {
 
 // Parses the reply to HMGET v d r [a]; nullopt when the session is missing.
+// `open` unseals a field's value.
+using Opener = std::function<absl::StatusOr<std::string>(absl::string_view field, absl::string_view sealed)>;
 absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& screening_id,
-                                                          const redis::Reply& reply) {
+                                                          const redis::Reply& reply, const Opener& open) {
   if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
   const auto& fields = reply.elements;
   if (fields.size() < 3 || fields[0].is_nil()) return std::optional<StoredSession>();
   StoredSession s;
-  if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(fields[1].str)) {
+  auto record = open("d", fields[1].str);
+  if (!record.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", record.status().message()));
+  if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(*record)) {
     return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored record does not parse"));
   }
   if (!fields[2].is_nil()) {
     storage::v1::ResultRecord result;
-    if (!result.ParseFromString(fields[2].str)) {
+    auto plain = open("r", fields[2].str);
+    if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
+    if (!result.ParseFromString(*plain)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored result does not parse"));
     }
     s.result = std::move(result);
@@ -91,7 +98,9 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   if (fields.size() > 3 && !fields[3].is_nil() && s.record.answers().empty()) {
     // Completed: the answers live in field a only.
     scoring::v1::ScoreAnswersRequest packed;
-    if (!packed.ParseFromString(fields[3].str)) {
+    auto plain = open("a", fields[3].str);
+    if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
+    if (!packed.ParseFromString(*plain)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers do not parse"));
     }
     if (!packed.packed_answers().empty()) {
@@ -142,6 +151,16 @@ std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& rec
   return packed.SerializeAsString();
 }
 
+std::string RedisSessionStore::SealField(const std::string& screening_id, absl::string_view field,
+                                         absl::string_view value) const {
+  return keys_->Seal(value, absl::StrCat(SessionKey(screening_id), "#", field));
+}
+
+absl::StatusOr<std::string> RedisSessionStore::OpenField(const std::string& screening_id, absl::string_view field,
+                                                       absl::string_view sealed) const {
+  return keys_->Open(sealed, absl::StrCat(SessionKey(screening_id), "#", field));
+}
+
 absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
                                                         int64_t window, absl::Duration ttl, absl::Time deadline) {
   // aq:intake:{user}:rate:<what>:<window>; NX keeps the first expiry.
@@ -166,11 +185,15 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   Read out;
-  auto session = ParseSession(screening_id, (*replies)[0]);
+  auto session = ParseSession(screening_id, (*replies)[0], [&](absl::string_view f, absl::string_view v) {
+    return OpenField(screening_id, f, v);
+  });
   if (!session.ok()) return session.status();
   out.session = std::move(*session);
   if (!request_id.empty() && !(*replies)[1].is_nil()) {
-    out.reply = (*replies)[1].str;
+    auto reply = keys_->Open((*replies)[1].str, ReplyKey(screening_id, request_id));
+    if (!reply.ok()) return absl::DataLossError(absl::StrCat("stored reply: ", reply.status().message()));
+    out.reply = *std::move(reply);
   }
   return out;
 }
@@ -185,7 +208,9 @@ absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::Rea
   std::vector<std::optional<StoredSession>> out;
   out.reserve(screening_ids.size());
   for (size_t i = 0; i < replies->size(); ++i) {
-    auto session = ParseSession(screening_ids[i], (*replies)[i]);
+    auto session = ParseSession(screening_ids[i], (*replies)[i], [&](absl::string_view f, absl::string_view v) {
+      return OpenField(screening_ids[i], f, v);
+    });
     if (!session.ok()) return session.status();
     out.push_back(std::move(*session));
   }
@@ -219,14 +244,19 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   } else {
     record = request.record.SerializeAsString();
   }
-  if (request.result.has_value()) digest = scoring::DigestOf(request.result->scoring()).SerializeAsString();
+  std::string result;
+  if (request.result.has_value()) {
+    digest = SealField(screening_id, "s", scoring::DigestOf(request.result->scoring()).SerializeAsString());
+    result = SealField(screening_id, "r", request.result->SerializeAsString());
+  }
+  if (!packed.empty()) packed = SealField(screening_id, "a", packed);
+  const std::string reply_key = ReplyKey(screening_id, request.request_id);
   auto reply = client_->Eval(
-      WriteScript(),
-      {SessionKey(screening_id), ReplyKey(screening_id, request.request_id)},
-      {absl::StrCat(request.expected_version), record,
-       request.reply, absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
-       absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_)),
-       request.result.has_value() ? request.result->SerializeAsString() : "", packed, digest},
+      WriteScript(), {SessionKey(screening_id), reply_key},
+      {absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
+       request.reply.empty() ? "" : keys_->Seal(request.reply, reply_key),
+       absl::StrCat(absl::ToInt64Milliseconds(request.ttl)), absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_)),
+       result, packed, digest},
       deadline);
   if (!reply.ok()) return reply.status();
   const auto& el = reply->elements;
@@ -237,7 +267,11 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   const std::string& kind = el[0].str;
   if (kind == "replay") {
     out.kind = WriteOutcome::Kind::kReplay;
-    out.reply = el.size() > 1 ? el[1].str : "";
+    if (el.size() > 1) {
+      auto stored = keys_->Open(el[1].str, reply_key);
+      if (!stored.ok()) return absl::DataLossError(absl::StrCat("stored reply: ", stored.status().message()));
+      out.reply = *std::move(stored);
+    }
     return out;
   }
   if (kind == "missing") {
@@ -468,7 +502,8 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
     if (f.size() != 3) return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
       storage::v1::RescoreOutcome o;
-      if (!o.ParseFromString(f[2].str)) {
+      auto plain = OpenField(screening_ids[i], outcome_field, f[2].str);
+      if (!plain.ok() || !o.ParseFromString(*plain)) {
         return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored outcome does not parse"));
       }
       out[i].outcome = std::move(o);
@@ -477,10 +512,12 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
       older.push_back(i);
       continue;
     }
-    if (!out[i].before.ParseFromString(f[1].str)) {
-      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored digest does not parse"));
+    auto before = OpenField(screening_ids[i], "s", f[1].str);
+    auto packed = OpenField(screening_ids[i], "a", f[0].str);
+    if (!before.ok() || !packed.ok() || !out[i].before.ParseFromString(*before)) {
+      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored digest or answers do not open"));
     }
-    out[i].packed_request = std::move(f[0].str);
+    out[i].packed_request = *std::move(packed);
     out[i].completed = true;
   }
   if (older.empty()) return out;
@@ -508,7 +545,7 @@ absl::Status RedisSessionStore::PutOutcomes(
   commands.reserve(outcomes.size());
   const std::string field = absl::StrCat("o:", ruleset_version);
   for (const auto& [id, record] : outcomes) {
-    commands.push_back({"HSETNX", SessionKey(id), field, record->SerializeAsString()});
+    commands.push_back({"HSETNX", SessionKey(id), field, SealField(id, field, record->SerializeAsString())});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();

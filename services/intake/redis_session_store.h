@@ -2,6 +2,7 @@
 #define AQUEDUCT_SERVICES_INTAKE_REDIS_SESSION_STORE_H_
 
 #include "common/redis/redis_client.h"
+#include "common/crypto/data_keys.h"
 #include "services/intake/session_store.h"
 
 namespace aqueduct::intake {
@@ -26,9 +27,16 @@ namespace aqueduct::intake {
 //   aq:rescore:{<job>}:checkpoint       a batch job's RescoreCheckpoint
 class RedisSessionStore : public SessionStore {
  public:
-  explicit RedisSessionStore(redis::Client* client,
-                             absl::Duration reply_ttl = absl::Hours(24))
-      : client_(client), reply_ttl_(reply_ttl) {}
+  // Every stored record, result, answer set, digest, outcome and reply is
+  // sealed with `keys` (AES-256-GCM, bound to its key and field); `keys`
+  // must outlive the store.
+  RedisSessionStore(redis::Client* client, const crypto::DataKeys* keys,
+                    absl::Duration reply_ttl = absl::Hours(24))
+      : client_(client), keys_(keys), reply_ttl_(reply_ttl) {}
+
+  // A value sealed as this store seals field `field` of a session (seeding
+  // tools write exactly what intake writes).
+  std::string SealField(const std::string& screening_id, absl::string_view field, absl::string_view value) const;
 
   absl::StatusOr<std::string> ClaimStartRequest(const std::string& user_id,
                                                 const std::string& request_id,
@@ -96,9 +104,12 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
+  absl::StatusOr<std::string> OpenField(const std::string& screening_id, absl::string_view field,
+                                        absl::string_view sealed) const;
   absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
                                                                      bool answers, absl::Time deadline);
   redis::Client* client_;
+  const crypto::DataKeys* keys_;
   absl::Duration reply_ttl_;
 };
 

@@ -15,6 +15,7 @@
 #include "common/auth/auth_flags.h"
 #include "common/server/tls.h"
 #include "common/config/config.h"
+#include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
 #include "common/server/server_runner.h"
@@ -70,7 +71,13 @@ int main(int argc, char** argv) {
   aqueduct::redis::Client redis(redis_options);
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
   aqueduct::redis::Client watch_redis(redis_options);
-  aqueduct::referral::RedisReferralStore store(&redis, &watch_redis);
+  // PHI at rest: sealed with the data keys (a file or the environment).
+  auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
+  if (!data_keys.ok()) {
+    log::Error("bad configuration", {{"error", std::string(data_keys.status().message())}});
+    return 2;
+  }
+  aqueduct::referral::RedisReferralStore store(&redis, &*data_keys, &watch_redis);
   // Who calls, and their role and licensed states, come from their tokens.
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.

@@ -38,11 +38,15 @@ return {1}
   return *script;
 }
 
-absl::StatusOr<v1::Referral> Parse(const std::string& version,
+std::string CaseData(const std::string& id) { return CaseKey(id) + "#d"; }
+
+absl::StatusOr<v1::Referral> Parse(const crypto::DataKeys& keys, const std::string& version,
                                    const std::string& data,
                                    const std::string& id) {
   v1::Referral r;
-  if (!r.ParseFromString(data)) {
+  auto plain = keys.Open(data, CaseData(id));
+  if (!plain.ok()) return absl::DataLossError(absl::StrCat("referral ", id, ": ", plain.status().message()));
+  if (!r.ParseFromString(*plain)) {
     return absl::DataLossError(absl::StrCat("referral ", id, ": stored record does not parse"));
   }
   r.set_etag(version);
@@ -66,7 +70,8 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
     evals.reserve(items.size());
     for (const auto& item : items) {
       evals.push_back({"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
-                       item.referral.SerializeAsString(), item.created_event.SerializeAsString()});
+                       keys_->Seal(item.referral.SerializeAsString(), CaseData(item.id)),
+                       keys_->Seal(item.created_event.SerializeAsString(), AuditKey(item.id))});
     }
     replies = client_->Pipeline(evals, deadline);
     if (!replies.ok()) return replies.status();
@@ -89,7 +94,7 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
       o.referral.set_etag("1");
     } else {
       if (r.elements.size() != 3) return absl::InternalError("referral create: unexpected script reply");
-      auto existing = Parse(r.elements[1].str, r.elements[2].str, items[i].id);
+      auto existing = Parse(*keys_, r.elements[1].str, r.elements[2].str, items[i].id);
       if (!existing.ok()) return existing.status();
       o.referral = std::move(*existing);
     }
@@ -124,7 +129,7 @@ absl::StatusOr<std::optional<v1::Referral>> RedisReferralStore::Get(
   if (reply->elements.size() != 2 || reply->elements[0].is_nil()) {
     return std::optional<v1::Referral>();
   }
-  auto r = Parse(reply->elements[0].str, reply->elements[1].str, id);
+  auto r = Parse(*keys_, reply->elements[0].str, reply->elements[1].str, id);
   if (!r.ok()) return r.status();
   return std::optional<v1::Referral>(std::move(*r));
 }
@@ -170,7 +175,7 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
         if (rec.is_error() || rec.elements.size() != 2 || rec.elements[0].is_nil()) {
           continue;  // index entry without a case: skip, never fail the page
         }
-        auto r = Parse(rec.elements[0].str, rec.elements[1].str, positions[i].id);
+        auto r = Parse(*keys_, rec.elements[0].str, rec.elements[1].str, positions[i].id);
         if (!r.ok()) return r.status();
         out.push_back(QueueEntry{positions[i], std::move(*r)});
       }
@@ -215,8 +220,8 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_
                                                    absl::Time deadline) {
   v1::Referral stored = referral;
   stored.clear_etag();
-  std::vector<std::string> args = {absl::StrCat(expected_version), stored.SerializeAsString()};
-  for (const auto& e : audit) args.push_back(e.SerializeAsString());
+  std::vector<std::string> args = {absl::StrCat(expected_version), keys_->Seal(stored.SerializeAsString(), CaseData(id))};
+  for (const auto& e : audit) args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
   auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args, deadline);
   if (!r.ok()) return r.status();
   if (r->elements.size() != 2) return absl::InternalError("referral update: unexpected script reply");
@@ -230,7 +235,8 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_
 
 absl::Status RedisReferralStore::AppendAudit(const std::string& id, const v1::AuditEvent& event,
                                              absl::Time deadline) {
-  return client_->Command({"RPUSH", AuditKey(id), event.SerializeAsString()}, deadline).status();
+  return client_->Command({"RPUSH", AuditKey(id), keys_->Seal(event.SerializeAsString(), AuditKey(id))}, deadline)
+      .status();
 }
 
 absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralStore::ListAudit(
@@ -243,7 +249,8 @@ absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralSto
   std::vector<v1::AuditEvent> events;
   for (const auto& e : (*replies)[0].elements) {
     v1::AuditEvent ev;
-    if (!ev.ParseFromString(e.str)) return absl::DataLossError("audit event does not parse");
+    auto plain = keys_->Open(e.str, AuditKey(id));
+    if (!plain.ok() || !ev.ParseFromString(*plain)) return absl::DataLossError("audit event does not open");
     events.push_back(std::move(ev));
   }
   return std::make_pair(std::move(events), (*replies)[1].integer);

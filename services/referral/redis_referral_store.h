@@ -2,6 +2,7 @@
 #define AQUEDUCT_SERVICES_REFERRAL_REDIS_REFERRAL_STORE_H_
 
 #include "common/redis/redis_client.h"
+#include "common/crypto/data_keys.h"
 #include "services/referral/referral_store.h"
 
 namespace aqueduct::referral {
@@ -21,8 +22,10 @@ class RedisReferralStore : public ReferralStore {
  public:
   // `blocking` (optional) serves the watch's blocking stream reads, so
   // watching portals never hold the connections other calls need.
-  explicit RedisReferralStore(redis::Client* client, redis::Client* blocking = nullptr)
-      : client_(client), blocking_(blocking != nullptr ? blocking : client) {}
+  // Case records and audit events are sealed with `keys` (AES-256-GCM,
+  // bound to their key); `keys` must outlive the store.
+  RedisReferralStore(redis::Client* client, const crypto::DataKeys* keys, redis::Client* blocking = nullptr)
+      : client_(client), keys_(keys), blocking_(blocking != nullptr ? blocking : client) {}
 
   absl::StatusOr<std::vector<CreateOutcome>> CreateMany(const std::vector<CreateItem>& items,
                                                         absl::Time deadline) override;
@@ -55,6 +58,7 @@ class RedisReferralStore : public ReferralStore {
 
  private:
   redis::Client* client_;
+  const crypto::DataKeys* keys_;
   redis::Client* blocking_;
 };
 

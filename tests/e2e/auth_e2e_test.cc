@@ -63,7 +63,7 @@ class AuthE2eTest : public ::testing::Test {
     const std::string port_file = dir_.path() + "/" + name + ".port";
     args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
                                "--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
-    auto p = t::Subprocess::Start(args, s.log);
+    auto p = t::Subprocess::Start(args, s.log, {t::DataKeysEnv()});
     EXPECT_TRUE(p.ok());
     if (!p.ok()) return s;
     s.process = std::move(*p);
@@ -412,7 +412,7 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
     auto p = t::Subprocess::Start({t::BinaryPath("services/referral/aqueduct-referral"), "--listen=127.0.0.1:0",
                                    "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
                                    "--redis=" + (*locked)->address(), "--insecure_plaintext"},
-                                  log, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
+                                  log, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file, t::DataKeysEnv()});
     ASSERT_TRUE(p.ok());
     const std::string addr = absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));
     if (password == "s3cret-redis-pw") {

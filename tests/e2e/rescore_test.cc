@@ -64,7 +64,7 @@ class RescoreTest : public ::testing::Test {
     ASSERT_FALSE(referral_addr_.empty());
 
     client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
-    store_ = std::make_unique<intake::RedisSessionStore>(client_.get());
+    store_ = std::make_unique<intake::RedisSessionStore>(client_.get(), &keys_);
     scoring_peer_ = std::make_unique<intake::GrpcScoringPeer>(server::PeerChannel(scoring_addr_),
                                                               scoring_addr_, absl::Seconds(5), &intake_token_);
     referral_peer_ = std::make_unique<intake::GrpcReferralPeer>(server::PeerChannel(referral_addr_),
@@ -87,7 +87,7 @@ class RescoreTest : public ::testing::Test {
     const std::string port_file = dir_.path() + "/" + name + ".port";
     args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
                                "--insecure_plaintext"});  // TLS is tested in tls_e2e_test
-    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log");
+    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log", {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
     EXPECT_TRUE(p.ok());
     processes_.push_back(std::move(*p));
     const int port = t::WaitForPortFile(port_file, absl::Seconds(10));
@@ -148,7 +148,7 @@ class RescoreTest : public ::testing::Test {
                                      "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore"),
                                      "--insecure_plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log");
+    auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
     EXPECT_TRUE(p.ok());
     return std::move(*p);
   }
@@ -205,6 +205,7 @@ class RescoreTest : public ::testing::Test {
 
   t::TempDir dir_;
   t::TestAuth auth_;
+  crypto::DataKeys keys_ = crypto::DataKeys::Random();
   auth::StaticToken intake_token_{auth_.Token("service", "intake")};
   std::unique_ptr<t::RedisServer> redis_;
   std::string rulesets_, scoring_addr_, referral_addr_;

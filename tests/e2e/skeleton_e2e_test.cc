@@ -72,7 +72,7 @@ class SkeletonE2eTest : public ::testing::Test {
       args.push_back("--service_key=" + Auth().private_key_file());
       args.push_back(std::string("--service_key_id=") + t::TestAuth::kKeyId);
     }
-    auto p = t::Subprocess::Start(args, s.log);
+    auto p = t::Subprocess::Start(args, s.log, {t::DataKeysEnv()});
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return s;
     s.process = std::move(*p);
@@ -632,7 +632,7 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
                                         "AQUEDUCT_SCORING_ADDR=" + scoring_.address,
                                         "AQUEDUCT_DEV_KEY=" + Auth().private_key_file(),
                                         std::string("AQUEDUCT_DEV_KEY_ID=") + t::TestAuth::kKeyId,
-                                        "AQUEDUCT_INSECURE_PLAINTEXT=1"};
+                                        "AQUEDUCT_INSECURE_PLAINTEXT=1", t::DataKeysEnv()};
   auto run = [&](std::vector<std::string> args, const std::string& stdin_text = "") {
     const std::string in = dir_.path() + "/stdin.txt", out = dir_.path() + "/ctl.out";
     std::ofstream(in) << stdin_text;

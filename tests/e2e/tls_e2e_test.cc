@@ -80,7 +80,7 @@ class TlsE2eTest : public ::testing::Test {
                  "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
                  absl::StrCat("--tls_cert=", tls_, "/", name, ".pem"),
                  absl::StrCat("--tls_key=", tls_, "/", name, "-key.pem"), absl::StrCat("--tls_ca=", tls_, "/ca.pem")});
-    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log");
+    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log", {t::DataKeysEnv()});
     EXPECT_TRUE(p.ok());
     if (p.ok()) processes_.push_back(std::move(*p));
     return absl::StrCat("localhost:", t::WaitForPortFile(port_file, absl::Seconds(10)));

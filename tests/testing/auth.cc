@@ -41,4 +41,11 @@ void TestAuth::Attach(grpc::ClientContext& ctx, const std::string& role, const s
   ctx.AddMetadata("authorization", auth::BearerValue(Token(role, subject)));
 }
 
+const crypto::DataKeys& TestDataKeys() {
+  static const auto* keys = new crypto::DataKeys(crypto::DataKeys::Random());
+  return *keys;
+}
+
+std::string DataKeysEnv() { return "AQUEDUCT_DATA_KEYS=" + TestDataKeys().ToText(); }
+
 }  // namespace aqueduct::testing

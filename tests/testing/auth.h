@@ -12,6 +12,7 @@
 
 #include "common/auth/authorizer.h"
 #include "common/auth/jwt.h"
+#include "common/crypto/data_keys.h"
 #include "tests/testing/process.h"
 
 namespace aqueduct::testing {
@@ -44,6 +45,11 @@ class TestAuth {
   std::string private_key_file_;
   std::shared_ptr<const auth::Authorizer> authorizer_;
 };
+
+// Data keys for a test process (random, made once) and the environment
+// entry that hands them to service binaries: "AQUEDUCT_DATA_KEYS=...".
+const crypto::DataKeys& TestDataKeys();
+std::string DataKeysEnv();
 
 }  // namespace aqueduct::testing
 

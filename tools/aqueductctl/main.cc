@@ -41,6 +41,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/grpc_auth.h"
 #include "common/config/config.h"
+#include "common/crypto/data_keys.h"
 #include "common/server/channels.h"
 #include "common/server/tls.h"
 #include "common/server/health_client.h"
@@ -396,7 +397,9 @@ int Rescore() {
   if (!redis_password.ok()) { std::cerr << "aqueductctl rescore: " << redis_password.status().message() << "\n"; return 2; }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
       *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_password));
-  aqueduct::intake::RedisSessionStore store(&redis);
+  auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
+  if (!data_keys.ok()) { std::cerr << "aqueductctl rescore: " << data_keys.status().message() << "\n"; return 2; }
+  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys);
   // Batch channels: a Rescore response can carry thousands of full results.
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
       aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring), ChannelCredentials(), aqueduct::server::kBatchMaxReceiveBytes));

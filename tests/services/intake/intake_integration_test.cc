@@ -85,7 +85,7 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     scoring_ = std::make_unique<EngineScoringPeer>(std::move(*engine));
     ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
-    store_ = std::make_unique<RedisSessionStore>(client_.get());
+    store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_);
     core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
                                          &catalog_, &RealClock(), IntakeConfig());
   }
@@ -159,6 +159,7 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   RecordingReferralPeer referral_;
   CatalogHolder catalog_;
   std::unique_ptr<redis::Client> client_;
+  crypto::DataKeys keys_ = crypto::DataKeys::Random();
   std::unique_ptr<RedisSessionStore> store_;
   std::unique_ptr<IntakeCore> core_;
 };
@@ -383,8 +384,18 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_THAT(done, IsOk());
 
   const std::string key = redis::Key("intake", id, "session");
-  auto raw = client_->Command({"HMGET", key, "d", "a", "s", "r"}, Soon());
-  ASSERT_THAT(raw, IsOk());
+  auto sealed = client_->Command({"HMGET", key, "d", "a", "s", "r"}, Soon());
+  ASSERT_THAT(sealed, IsOk());
+  // Every field is sealed (encryption at rest), bound to its key and field.
+  redis::Reply opened = *sealed;
+  const char* names[] = {"d", "a", "s", "r"};
+  for (int f = 0; f < 4; ++f) {
+    auto plain = keys_.Open(sealed->elements[f].str, key + "#" + names[f]);
+    ASSERT_THAT(plain, IsOk()) << names[f];
+    EXPECT_FALSE(keys_.Open(sealed->elements[f].str, key + "#x").ok()) << names[f] << " opens only in its place";
+    opened.elements[f].str = *plain;
+  }
+  const redis::Reply* raw = &opened;
   storage::v1::SessionRecord record;
   ASSERT_TRUE(record.ParseFromString(raw->elements[0].str));
   EXPECT_TRUE(record.answers().empty()) << "answers are not stored twice";
@@ -428,7 +439,8 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   // Field a as a plain answer list (before the packed form): read back whole.
   scoring::v1::ScoreAnswersRequest plain;
   *plain.mutable_answers() = unpacked;
-  ASSERT_THAT(client_->Command({"HSET", key, "a", plain.SerializeAsString()}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"HSET", key, "a", store_->SealField(id, "a", plain.SerializeAsString())}, Soon()),
+              IsOk());
   auto from_plain = store_->Get(id, "", Soon());
   ASSERT_THAT(from_plain, IsOk());
   ASSERT_EQ(from_plain->session->record.answers().size(), answers_in_progress.size());
@@ -439,7 +451,8 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
 
   storage::v1::SessionRecord old_layout = after->session->record;
   ASSERT_THAT(client_->Command({"HDEL", key, "a", "s"}, Soon()), IsOk());
-  ASSERT_THAT(client_->Command({"HSET", key, "d", old_layout.SerializeAsString()}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"HSET", key, "d", store_->SealField(id, "d", old_layout.SerializeAsString())}, Soon()),
+              IsOk());
   auto legacy = store_->ReadForRescore({id}, "v2", Soon());
   ASSERT_THAT(legacy, IsOk());
   ASSERT_TRUE((*legacy)[0].completed);

@@ -47,7 +47,7 @@ class ReferralTest : public aqueduct::testing::RedisTest {
   void SetUp() override {
     RedisTest::SetUp();
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
-    store_ = std::make_unique<RedisReferralStore>(client_.get());
+    store_ = std::make_unique<RedisReferralStore>(client_.get(), &keys_);
     ReferralConfig config;
     config.overdue_after = absl::Minutes(15);
     core_ = std::make_unique<ReferralCore>(store_.get(), &clock_, config);
@@ -79,6 +79,7 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     return out;
   }
 
+  crypto::DataKeys keys_ = crypto::DataKeys::Random();
   ManualClock clock_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<RedisReferralStore> store_;
@@ -97,7 +98,9 @@ TEST_F(ReferralTest, CreateStoresCaseWithAuditEvent) {
   ASSERT_THAT(audit, IsOk());
   ASSERT_EQ(audit->elements.size(), 1u);
   v1::AuditEvent e;
-  ASSERT_TRUE(e.ParseFromString(audit->elements[0].str));
+  auto plain = keys_.Open(audit->elements[0].str, redis::Key("referral", "s1-v0-skeleton", "audit"));
+  ASSERT_THAT(plain, IsOk()) << "audit events are sealed";
+  ASSERT_TRUE(e.ParseFromString(*plain));
   EXPECT_EQ(e.kind(), "created");
   EXPECT_EQ(e.actor(), "intake");
   EXPECT_EQ(e.route_after(), common::v1::THERAPY);
