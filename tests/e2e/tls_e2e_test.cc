@@ -47,8 +47,8 @@ class TlsE2eTest : public ::testing::Test {
     scoring_ = Start("scoring", {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
                                  "--rulesets=" + t::SourcePath("data/rulesets")});
     referral_ = Start("referral", {"--redis=" + redis_->address()});
-    intake_ = Start("intake", {"--redis=" + redis_->address(), "--scoring=localhost:" + Port(scoring_),
-                               "--referral=localhost:" + Port(referral_), "--service_key=" + auth_.private_key_file(),
+    intake_ = Start("intake", {"--redis=" + redis_->address(), "--scoring=127.0.0.1:" + Port(scoring_),
+                               "--referral=127.0.0.1:" + Port(referral_), "--service_key=" + auth_.private_key_file(),
                                std::string("--service_key_id=") + t::TestAuth::kKeyId});
     for (const auto& addr : {scoring_, referral_, intake_}) {
       ASSERT_TRUE(WaitServing(addr)) << addr << "\n" << t::ReadFile(dir_.path() + "/intake.log");
@@ -83,7 +83,8 @@ class TlsE2eTest : public ::testing::Test {
     auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log", {t::DataKeysEnv()});
     EXPECT_TRUE(p.ok());
     if (p.ok()) processes_.push_back(std::move(*p));
-    return absl::StrCat("localhost:", t::WaitForPortFile(port_file, absl::Seconds(10)));
+    // An IP literal (the certificates name 127.0.0.1 too): no DNS resolver.
+    return absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));
   }
   static std::string Port(const std::string& addr) { return addr.substr(addr.rfind(':') + 1); }
 
