@@ -591,7 +591,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
                {"peer", referral_->Describe()}});
     return v1::PENDING;
   }
-  (void)store_->RemoveHandoff(session.record.user_id(), session.record.screening_id(), deadline);
+  (void)store_->RemoveHandoff(store_->OwnerOf(session.record.user_id()), session.record.screening_id(), deadline);
   // Record the delivery; a lost race here only means a later retry calls
   // referral again, which is idempotent per screening and ruleset.
   storage::v1::SessionRecord record = session.record;
@@ -913,15 +913,15 @@ absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit, absl::Time dea
   for (const auto& entry : *due) {
     auto read = store_->Get(entry.screening_id, "", deadline);
     if (!read.ok()) return read.status();
-    if (!read->session.has_value() || read->session->record.user_id() != entry.user_id ||
+    if (!read->session.has_value() || store_->OwnerOf(read->session->record.user_id()) != entry.owner ||
         read->session->record.state() == v1::ABANDONED) {
-      (void)store_->RemoveHandoff(entry.user_id, entry.screening_id, deadline);
+      (void)store_->RemoveHandoff(entry.owner, entry.screening_id, deadline);
       continue;
     }
     StoredSession& session = *read->session;
     if (session.record.state() != v1::COMPLETED) continue;  // completion may still commit
     if (session.record.handoff() == v1::DELIVERED || !session.result.has_value()) {
-      (void)store_->RemoveHandoff(entry.user_id, entry.screening_id, deadline);
+      (void)store_->RemoveHandoff(entry.owner, entry.screening_id, deadline);
       continue;
     }
     if (HandOff(session, deadline) == v1::DELIVERED) ++delivered;

@@ -59,7 +59,7 @@ return {'ok', nv}
 absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
     const std::string& user_id, const std::string& request_id,
     const std::string& proposed_id, absl::Time deadline) {
-  const std::string key = redis::Key(kService, user_id, absl::StrCat("start:", request_id));
+  const std::string key = redis::Key(kService, OwnerOf(user_id), absl::StrCat("start:", request_id));
   // SET NX GET is Redis 7: one round trip tells us who owns the request id.
   auto reply = client_->Command(
       {"SET", key, proposed_id, "NX", "GET", "PX",
@@ -164,7 +164,7 @@ absl::StatusOr<std::string> RedisSessionStore::OpenField(const std::string& scre
 absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
                                                         int64_t window, absl::Duration ttl, absl::Time deadline) {
   // aq:intake:{user}:rate:<what>:<window>; NX keeps the first expiry.
-  const std::string key = redis::Key(kService, user_id, absl::StrCat("rate:", what, ":", window));
+  const std::string key = redis::Key(kService, OwnerOf(user_id), absl::StrCat("rate:", what, ":", window));
   auto replies = client_->Pipeline(
       {{"INCR", key}, {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}}, deadline);
   if (!replies.ok()) return replies.status();
@@ -298,7 +298,7 @@ absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
                                              int64_t create_time_ms,
                                              absl::Time deadline) {
   auto reply = client_->Command(
-      {"ZADD", redis::Key(kService, user_id, "screenings"), "NX",
+      {"ZADD", redis::Key(kService, OwnerOf(user_id), "screenings"), "NX",
        absl::StrCat(create_time_ms), screening_id},
       deadline);
   return reply.status();
@@ -341,7 +341,7 @@ absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(const std::string& user_
                                                         const std::string& screening_id,
                                                         int64_t expire_time_ms, int limit,
                                                         int64_t now_ms, absl::Time deadline) {
-  auto r = client_->Eval(ReserveScript(), {OpenKey(user_id)},
+  auto r = client_->Eval(ReserveScript(), {OpenKey(OwnerOf(user_id))},
                          {absl::StrCat(now_ms), absl::StrCat(expire_time_ms), screening_id,
                           absl::StrCat(limit)},
                          deadline);
@@ -353,7 +353,7 @@ absl::Status RedisSessionStore::TouchOpenSlot(const std::string& user_id,
                                               const std::string& screening_id,
                                               int64_t expire_time_ms, absl::Time deadline) {
   return client_
-      ->Command({"ZADD", OpenKey(user_id), "XX", absl::StrCat(expire_time_ms), screening_id},
+      ->Command({"ZADD", OpenKey(OwnerOf(user_id)), "XX", absl::StrCat(expire_time_ms), screening_id},
                 deadline)
       .status();
 }
@@ -361,14 +361,14 @@ absl::Status RedisSessionStore::TouchOpenSlot(const std::string& user_id,
 absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
                                                 const std::string& screening_id,
                                                 absl::Time deadline) {
-  return client_->Command({"ZREM", OpenKey(user_id), screening_id}, deadline).status();
+  return client_->Command({"ZREM", OpenKey(OwnerOf(user_id)), screening_id}, deadline).status();
 }
 
 absl::Status RedisSessionStore::IndexResult(const std::string& user_id,
                                             const std::string& screening_id,
                                             int64_t complete_time_ms, absl::Time deadline) {
   return client_
-      ->Command({"ZADD", ResultsKey(user_id), absl::StrCat(complete_time_ms), screening_id},
+      ->Command({"ZADD", ResultsKey(OwnerOf(user_id)), absl::StrCat(complete_time_ms), screening_id},
                 deadline)
       .status();
 }
@@ -381,7 +381,7 @@ absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListRes
   int offset = 0;
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto r = client_->Command({"ZREVRANGEBYSCORE", ResultsKey(user_id), max, "-inf", "WITHSCORES",
+    auto r = client_->Command({"ZREVRANGEBYSCORE", ResultsKey(OwnerOf(user_id)), max, "-inf", "WITHSCORES",
                                "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
                               deadline);
     if (!r.ok()) return r.status();
@@ -406,7 +406,7 @@ absl::Status RedisSessionStore::EnqueueHandoff(const std::string& user_id,
                                                const std::string& screening_id, int64_t due_ms,
                                                absl::Time deadline) {
   return client_
-      ->Command({"ZADD", OutboxKey(), absl::StrCat(due_ms), absl::StrCat(user_id, "/", screening_id)},
+      ->Command({"ZADD", OutboxKey(), absl::StrCat(due_ms), absl::StrCat(OwnerOf(user_id), "/", screening_id)},
                 deadline)
       .status();
 }
@@ -426,10 +426,10 @@ absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::Claim
   return out;
 }
 
-absl::Status RedisSessionStore::RemoveHandoff(const std::string& user_id,
+absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
-  return client_->Command({"ZREM", OutboxKey(), absl::StrCat(user_id, "/", screening_id)}, deadline)
+  return client_->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)}, deadline)
       .status();
 }
 
@@ -438,7 +438,7 @@ absl::Status RedisSessionStore::IndexCompleted(const std::string& user_id,
                                                int64_t complete_time_ms, absl::Time deadline) {
   return client_
       ->Command({"ZADD", redis::GlobalKey(kService, "completed"), absl::StrCat(complete_time_ms),
-                 absl::StrCat(user_id, "/", screening_id)},
+                 absl::StrCat(OwnerOf(user_id), "/", screening_id)},
                 deadline)
       .status();
 }
@@ -473,7 +473,7 @@ absl::StatusOr<std::vector<SessionStore::CompletedEntry>> RedisSessionStore::Sca
       if (!after_member.empty() && e.time_ms == after_ms && e.member <= after_member) continue;
       const size_t slash = e.member.find('/');
       if (slash == std::string::npos) continue;
-      e.user_id = e.member.substr(0, slash);
+      e.owner = e.member.substr(0, slash);
       e.screening_id = e.member.substr(slash + 1);
       out.push_back(std::move(e));
     }

@@ -16,13 +16,15 @@ namespace aqueduct::intake {
 //                                        then holds no answers), s = the
 //                                        result's ResultDigest
 //   aq:intake:{<screening>}:req:<id>    stored reply of a request id (24 h)
-//   aq:intake:{<user>}:start:<id>       screening id bound to a start request
-//   aq:intake:{<user>}:screenings       zset of the user's screenings
-//   aq:intake:{<user>}:open             zset of open screenings by expiry
-//   aq:intake:{<user>}:results          zset of completed screenings by time
-//   aq:intake:outbox                    zset "<user>/<screening>" by next
+//   aq:intake:{<owner>}:start:<id>       screening id bound to a start request
+//   aq:intake:{<owner>}:screenings       zset of the user's screenings
+//   aq:intake:{<owner>}:open            zset of open screenings by expiry
+//   aq:intake:{<owner>}:results         zset of completed screenings by time
+//   aq:intake:outbox                    zset "<owner>/<screening>" by next
 //                                       hand-off attempt (global index)
-//   aq:intake:completed                 zset "<user>/<screening>" by completion
+//   aq:intake:completed                 zset "<owner>/<screening>" by completion
+// <owner> is the user id's keyed pseudonym (OwnerOf), never the id itself;
+// every value is sealed (crypto::DataKeys).
 //   aq:intake:{<screening>}:session     field o:<ruleset> = re-scoring outcome
 //   aq:rescore:{<job>}:checkpoint       a batch job's RescoreCheckpoint
 class RedisSessionStore : public SessionStore {
@@ -45,6 +47,7 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<Read> Get(const std::string& screening_id,
                            const std::string& request_id,
                            absl::Time deadline) override;
+  std::string OwnerOf(const std::string& user_id) const override { return keys_->Pseudonym(user_id); }
   absl::StatusOr<int64_t> CountInWindow(const std::string& user_id, const std::string& what, int64_t window,
                                         absl::Duration ttl, absl::Time deadline) override;
   absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
@@ -73,7 +76,7 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms,
                                                              int limit,
                                                              absl::Time deadline) override;
-  absl::Status RemoveHandoff(const std::string& user_id, const std::string& screening_id,
+  absl::Status RemoveHandoff(const std::string& owner, const std::string& screening_id,
                              absl::Time deadline) override;
   absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
                               int64_t complete_time_ms, absl::Time deadline) override;

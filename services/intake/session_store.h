@@ -106,6 +106,12 @@ class SessionStore {
       const std::string& user_id, int64_t before_ms, const std::string& before_id, int limit,
       absl::Time deadline) = 0;
 
+  // How the store names a user in key names and global indexes: a keyed
+  // pseudonym, so a dump of the store does not list who was screened.
+  // Methods taking a user id pseudonymise it themselves; index entries
+  // (HandoffEntry, CompletedEntry) carry the pseudonym as `owner`.
+  virtual std::string OwnerOf(const std::string& user_id) const = 0;
+
   // The hand-off outbox: screenings whose result must reach referral.
   // Enqueued before the completion commits (so a crash between the two loses
   // nothing), removed once referral has the result.
@@ -113,14 +119,15 @@ class SessionStore {
                                       const std::string& screening_id, int64_t due_ms,
                                       absl::Time deadline) = 0;
   struct HandoffEntry {
-    std::string user_id;
+    std::string owner;  // OwnerOf(user id)
     std::string screening_id;
   };
   // Claims up to `limit` entries due by `now_ms`, pushing each one's next
   // attempt to `retry_ms` so other replicas skip it meanwhile.
   virtual absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(
       int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
-  virtual absl::Status RemoveHandoff(const std::string& user_id,
+  // `owner` is OwnerOf(the user id), as HandoffEntry carries it.
+  virtual absl::Status RemoveHandoff(const std::string& owner,
                                      const std::string& screening_id,
                                      absl::Time deadline) = 0;
 
@@ -130,10 +137,10 @@ class SessionStore {
   virtual absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
                                       int64_t complete_time_ms, absl::Time deadline) = 0;
   struct CompletedEntry {
-    std::string user_id;
+    std::string owner;  // OwnerOf(user id)
     std::string screening_id;
     int64_t time_ms = 0;
-    std::string member;  // "<user>/<screening>", the index position
+    std::string member;  // "<owner>/<screening>", the index position
   };
   // How many completed screenings fall in [from_ms, to_ms].
   virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,

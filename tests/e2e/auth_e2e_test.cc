@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/authorizer.h"
+#include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -376,6 +378,83 @@ TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
   intake::v1::ListMyResultsResponse results;
   ASSERT_TRUE(intake_stub_->ListMyResults(As("patient:alice").get(), list, &results).ok());
   EXPECT_EQ(results.results_size(), 1);
+}
+
+// After a person's screening and a clinician's decision with a written
+// reason, nothing in Redis (keys, values, the append-only file on disk) holds
+// the person's id, an answer's item id, the free-text reason or any result
+// text; the run's logs hold none of them either, nor any token.
+TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
+  const std::string user = "vivian-7f3k2p9q";
+  const std::string reason = "spoke-by-phone-safety-plan-zq81";
+  const std::string name = CompleteScreening(user, {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: reviewed
+  referral::v1::ListQueueResponse queue;
+  ASSERT_TRUE(referral_stub_->ListQueue(As("physician:dr-dump").get(), {}, &queue).ok());
+  ASSERT_EQ(queue.cases_size(), 1);
+  referral::v1::ClaimCaseRequest claim;
+  claim.set_name(queue.cases(0).name());
+  claim.set_request_id("claim-1");
+  referral::v1::Referral held;
+  ASSERT_TRUE(referral_stub_->ClaimCase(As("physician:dr-dump").get(), claim, &held).ok());
+  referral::v1::DecideCaseRequest decide;
+  decide.set_name(held.name());
+  decide.set_request_id("decide-1");
+  decide.set_etag(held.etag());
+  decide.mutable_decision()->set_action(referral::v1::Decision::CONFIRM);
+  decide.mutable_decision()->set_reason(reason);
+  referral::v1::Referral decided;
+  grpc::Status st = referral_stub_->DecideCase(As("physician:dr-dump").get(), decide, &decided);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  // Plaintext that would betray the person: their id, item ids of answers
+  // (every answer and score carries one), the reason, result wording.
+  const std::vector<std::string> secrets = {user, reason, "phq9.", "gad7.", "Moderate", "therapy"};
+  redis::Client client(redis_->ClientOptions());
+  std::string everything;
+  std::string cursor = "0";
+  int keys = 0;
+  do {
+    auto r = client.Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(r.ok());
+    cursor = r->elements[0].str;
+    for (const auto& k : r->elements[1].elements) {
+      ++keys;
+      everything += k.str + "\n";
+      auto type = client.Command({"TYPE", k.str}, absl::Now() + absl::Seconds(5));
+      ASSERT_TRUE(type.ok());
+      std::vector<std::string> read;
+      if (type->str == "hash") read = {"HGETALL", k.str};
+      if (type->str == "list") read = {"LRANGE", k.str, "0", "-1"};
+      if (type->str == "zset") read = {"ZRANGE", k.str, "0", "-1", "WITHSCORES"};
+      if (type->str == "set") read = {"SMEMBERS", k.str};
+      if (type->str == "string") read = {"GET", k.str};
+      if (type->str == "stream") read = {"XRANGE", k.str, "-", "+"};
+      ASSERT_FALSE(read.empty()) << type->str;
+      auto v = client.Command(read, absl::Now() + absl::Seconds(5));
+      ASSERT_TRUE(v.ok());
+      std::function<void(const redis::Reply&)> add = [&](const redis::Reply& x) {
+        everything += x.str + "\n";
+        for (const auto& e : x.elements) add(e);
+      };
+      add(*v);
+    }
+  } while (cursor != "0");
+  EXPECT_GT(keys, 10);
+  // And the append-only file on disk (no compression there).
+  absl::SleepFor(absl::Milliseconds(1200));  // appendfsync everysec
+  const std::string aof_dir = dir_.path() + "/appendonlydir";
+  std::string aof;
+  for (const auto& entry : std::filesystem::directory_iterator(aof_dir)) aof += t::ReadFile(entry.path().string());
+  EXPECT_GT(aof.size(), 1000u);
+  for (const auto& secret : secrets) {
+    EXPECT_THAT(everything, Not(HasSubstr(secret))) << secret;
+    EXPECT_THAT(aof, Not(HasSubstr(secret))) << secret << " in the AOF";
+  }
+  for (Service* s : {&scoring_, &referral_, &intake_}) {
+    const std::string log = t::ReadFile(s->log);
+    for (const auto& secret : secrets) EXPECT_THAT(log, Not(HasSubstr(secret))) << s->log;
+    EXPECT_THAT(log, Not(HasSubstr("eyJ"))) << "no token";
+  }
 }
 
 // The logs of all that carry no token and no one's id.
