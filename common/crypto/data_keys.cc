@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -34,7 +35,54 @@ std::string RandomBytes(size_t n) {
 
 const unsigned char* U(absl::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 
+// Per thread: cipher contexts with the key schedule already done, one per
+// (key set, key id, direction), so sealing does not redo it per value.
+struct CachedCtx {
+  uint64_t instance;
+  std::string key_id;
+  bool encrypt;
+  CtxPtr ctx;
+};
+EVP_CIPHER_CTX* CachedContext(uint64_t instance, const std::string& key_id, const std::string& key, bool encrypt) {
+  thread_local std::vector<CachedCtx> cache;
+  for (auto& c : cache) {
+    if (c.instance == instance && c.encrypt == encrypt && c.key_id == key_id) return c.ctx.get();
+  }
+  if (cache.size() >= 16) cache.erase(cache.begin());
+  CtxPtr ctx(EVP_CIPHER_CTX_new());
+  const bool ok = ctx != nullptr &&
+                  (encrypt ? EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr)
+                           : EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr)) == 1 &&
+                  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceBytes, nullptr) == 1 &&
+                  (encrypt ? EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, U(key), nullptr)
+                           : EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, U(key), nullptr)) == 1;
+  if (!ok) std::abort();
+  cache.push_back(CachedCtx{instance, key_id, encrypt, std::move(ctx)});
+  return cache.back().ctx.get();
+}
+
+// GCM nonces: 8 random bytes per thread (fresh when the thread first seals
+// and whenever its counter wraps) and a 4-byte counter: never repeated
+// under one key, without a random draw per value.
+std::string NextNonce() {
+  thread_local std::string prefix;
+  thread_local uint32_t counter = 0;
+  if (prefix.empty() || counter == 0xffffffffu) {
+    prefix = RandomBytes(8);
+    counter = 0;
+  }
+  ++counter;
+  std::string nonce = prefix;
+  for (int i = 3; i >= 0; --i) nonce.push_back(static_cast<char>((counter >> (8 * i)) & 0xff));
+  return nonce;
+}
+
 }  // namespace
+
+uint64_t DataKeys::NextInstance() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
 
 absl::StatusOr<DataKeys> DataKeys::Parse(absl::string_view text) {
   DataKeys keys;
@@ -100,7 +148,7 @@ std::string DataKeys::ToText() const {
 
 std::string DataKeys::Seal(absl::string_view plaintext, absl::string_view associated) const {
   const std::string& key = keys_.at(active_);
-  const std::string nonce = RandomBytes(kNonceBytes);
+  const std::string nonce = NextNonce();
   std::string out;
   out.reserve(2 + active_.size() + kNonceBytes + plaintext.size() + kTagBytes);
   out.push_back(kVersion);
@@ -110,18 +158,16 @@ std::string DataKeys::Seal(absl::string_view plaintext, absl::string_view associ
   const size_t body = out.size();
   out.resize(body + plaintext.size() + kTagBytes);
   unsigned char* dst = reinterpret_cast<unsigned char*>(out.data()) + body;
-  CtxPtr ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = CachedContext(instance_, active_, key, /*encrypt=*/true);
   int len = 0, total = 0;
-  if (ctx == nullptr || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceBytes, nullptr) != 1 ||
-      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, U(key), U(nonce)) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(associated), static_cast<int>(associated.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), dst, &len, U(plaintext), static_cast<int>(plaintext.size())) != 1) {
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, U(nonce)) != 1 ||
+      EVP_EncryptUpdate(ctx, nullptr, &len, U(associated), static_cast<int>(associated.size())) != 1 ||
+      EVP_EncryptUpdate(ctx, dst, &len, U(plaintext), static_cast<int>(plaintext.size())) != 1) {
     std::abort();  // only on OpenSSL failure: never store in the clear
   }
   total = len;
-  if (EVP_EncryptFinal_ex(ctx.get(), dst + total, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, dst + plaintext.size()) != 1) {
+  if (EVP_EncryptFinal_ex(ctx, dst + total, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes, dst + plaintext.size()) != 1) {
     std::abort();
   }
   return out;
@@ -141,17 +187,15 @@ absl::StatusOr<std::string> DataKeys::Open(absl::string_view sealed, absl::strin
   const absl::string_view cipher = body.substr(0, body.size() - kTagBytes);
   std::string tag(body.substr(body.size() - kTagBytes));
   std::string out(cipher.size(), '\0');
-  CtxPtr ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = CachedContext(instance_, it->first, it->second, /*encrypt=*/false);
   int len = 0;
-  bool ok = ctx != nullptr && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceBytes, nullptr) == 1 &&
-            EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, U(it->second), U(nonce)) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(associated), static_cast<int>(associated.size())) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, U(cipher),
+  bool ok = EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, U(nonce)) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &len, U(associated), static_cast<int>(associated.size())) == 1 &&
+            EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, U(cipher),
                               static_cast<int>(cipher.size())) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) == 1;
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) == 1;
   int final_len = 0;
-  ok = ok && EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &final_len) == 1;
+  ok = ok && EVP_DecryptFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()) + len, &final_len) == 1;
   if (!ok) return absl::DataLossError("stored value does not authenticate (tampered, or not from here)");
   return out;
 }

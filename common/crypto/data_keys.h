@@ -20,6 +20,7 @@
 // the Redis key and field) must match on opening, so a value copied to
 // another record does not open there.
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -53,6 +54,11 @@ class DataKeys {
   const std::string& active_key_id() const { return active_; }
 
  private:
+  // Identifies this key set in per-thread cipher caches (copies share it:
+  // they hold the same keys).
+  uint64_t instance_ = NextInstance();
+  static uint64_t NextInstance();
+
   std::map<std::string, std::string, std::less<>> keys_;  // id -> 32 bytes
   std::string active_;
   std::string pseudonym_key_;

@@ -4,7 +4,10 @@
 
 #include "common/crypto/data_keys.h"
 
+#include <mutex>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -45,6 +48,26 @@ TEST(DataKeysTest, SealedValuesOpenOnlyInTheirPlace) {
   EXPECT_THAT(DataKeys::Random().Open(sealed, "aq:intake:{s1}:session#d"),
               StatusIs(absl::StatusCode::kDataLoss)) << "another deployment's keys";
   EXPECT_THAT(*keys.Open(keys.Seal("", "a"), "a"), "") << "empty values too";
+}
+
+TEST(DataKeysTest, NoncesNeverRepeatAcrossValuesOrThreads) {
+  DataKeys keys = DataKeys::Random();
+  std::set<std::string> nonces;
+  std::mutex mu;
+  auto seal_many = [&] {
+    std::vector<std::string> mine;
+    for (int i = 0; i < 5000; ++i) mine.push_back(keys.Seal("x", "k").substr(2 + 2, 12));
+    std::lock_guard<std::mutex> lock(mu);
+    nonces.insert(mine.begin(), mine.end());
+  };
+  std::thread a(seal_many), b(seal_many);
+  seal_many();
+  a.join();
+  b.join();
+  EXPECT_EQ(nonces.size(), 15000u);
+  // And another copy of the same keys (another process, in effect) opens them.
+  DataKeys copy = keys;
+  EXPECT_EQ(*copy.Open(keys.Seal("y", "k"), "k"), "y");
 }
 
 TEST(DataKeysTest, KeysRotateByPuttingTheNewOneFirst) {
