@@ -71,6 +71,13 @@ export AQUEDUCT_AUTH_KEYS=$AUTH/keys
 # The keys that seal answers, results and reasons in Redis, and the key
 # that pseudonymises user ids in key names: made once, this user only.
 if [[ ! -s "$AUTH/data-keys" ]]; then
+  # Data an older build stored unencrypted cannot be opened with new keys:
+  # set it aside (nothing is deleted) so this run starts clean.
+  if [[ -n "$(ls -A "$STATE/redis" 2>/dev/null)" ]]; then
+    mv "$STATE/redis" "$STATE/redis.before-encryption.$(date +%Y%m%d%H%M%S)"
+    mkdir -p "$STATE/redis"
+    say "moved Redis data from an older build (stored unencrypted) aside, next to $STATE/redis"
+  fi
   (umask 077 && printf '# data keys: the first seals, the rest open (rotation)\nk1 %s\npseudonym %s\n' \
     "$(openssl rand -base64 32)" "$(openssl rand -base64 32)" >"$AUTH/data-keys") || die "openssl could not make the data keys"
   say "made the local data keys ($AUTH/data-keys)"

@@ -13,6 +13,20 @@ ABSL_FLAG(std::string, auth_audience, aqueduct::config::EnvOr("AQUEDUCT_AUTH_AUD
 
 namespace aqueduct::auth {
 
+absl::StatusOr<CallerChecks> CallerChecksFromFlags() {
+  CallerChecks out;
+  out.tls = server::TlsConfigFromFlags();
+  auto credentials = server::ServerCredentialsFor(out.tls);
+  if (!credentials.ok()) return credentials.status();
+  out.credentials = *std::move(credentials);
+  VerifierConfig config = VerifierConfigFromFlags();
+  config.bind_services_to_certificates = !out.tls.insecure_plaintext;
+  auto authorizer = LoadAuthorizer(config);
+  if (!authorizer.ok()) return authorizer.status();
+  out.authorizer = *std::move(authorizer);
+  return out;
+}
+
 VerifierConfig VerifierConfigFromFlags() {
   return {absl::GetFlag(FLAGS_auth_keys), absl::GetFlag(FLAGS_auth_issuer), absl::GetFlag(FLAGS_auth_audience)};
 }

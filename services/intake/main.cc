@@ -97,21 +97,17 @@ int main(int argc, char** argv) {
   // TLS for callers; mutual TLS to scoring and referral with intake's own
   // certificate (the same --tls_cert), unless the development plaintext
   // flag says otherwise.
-  const aqueduct::server::TlsConfig tls = aqueduct::server::TlsConfigFromFlags();
-  auto credentials = aqueduct::server::ServerCredentialsFor(tls);
-  auto peer_credentials = aqueduct::server::ChannelCredentialsFor(tls);
-  if (!credentials.ok() || !peer_credentials.ok()) {
-    log::Error("bad configuration",
-               {{"error", std::string((credentials.ok() ? peer_credentials.status() : credentials.status()).message())}});
+  auto checks = aqueduct::auth::CallerChecksFromFlags();
+  if (!checks.ok()) {
+    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
     return 2;
   }
-  aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
-  auth_config.bind_services_to_certificates = !tls.insecure_plaintext;
-  auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
-  if (!authorizer.ok()) {
-    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
+  auto peer_credentials = aqueduct::server::ChannelCredentialsFor(checks->tls);
+  if (!peer_credentials.ok()) {
+    log::Error("bad configuration", {{"error", std::string(peer_credentials.status().message())}});
     return 2;
   }
+  const aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
   if (absl::GetFlag(FLAGS_service_key).empty()) {
     log::Error("bad configuration", {{"error", std::string("--service_key: is required (intake's own signing key)")}});
     return 2;
@@ -168,7 +164,7 @@ int main(int argc, char** argv) {
   }
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
-  aqueduct::intake::IntakeServiceImpl service(&core, *authorizer, *max_rpc);
+  aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer, *max_rpc);
 
   // Load the catalog in the background, retrying until scoring answers.
   absl::Notification stop;
@@ -205,7 +201,7 @@ int main(int argc, char** argv) {
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.credentials = *credentials;
+  options.credentials = checks->credentials;
   options.max_threads = absl::GetFlag(FLAGS_threads);
   auto runner = aqueduct::server::ServerRunner::Start(
       options, {&service}, [&]() -> absl::Status {

@@ -81,29 +81,21 @@ int main(int argc, char** argv) {
   // Who calls, and their role and licensed states, come from their tokens.
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.
-  const aqueduct::server::TlsConfig tls = aqueduct::server::TlsConfigFromFlags();
-  auto credentials = aqueduct::server::ServerCredentialsFor(tls);
-  if (!credentials.ok()) {
-    log::Error("bad configuration", {{"error", std::string(credentials.status().message())}});
-    return 2;
-  }
-  aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
-  auth_config.bind_services_to_certificates = !tls.insecure_plaintext;
-  auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
-  if (!authorizer.ok()) {
-    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
+  auto checks = aqueduct::auth::CallerChecksFromFlags();
+  if (!checks.ok()) {
+    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
     return 2;
   }
   aqueduct::referral::ReferralConfig config;
   config.overdue_after = absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
   config.default_lease = absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
   aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);
-  aqueduct::referral::ReferralServiceImpl service(&core, *authorizer, *max_rpc);
+  aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer, *max_rpc);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.credentials = *credentials;
+  options.credentials = checks->credentials;
   options.max_threads = absl::GetFlag(FLAGS_threads);
   options.max_receive_message_bytes = aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(

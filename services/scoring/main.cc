@@ -53,25 +53,17 @@ int main(int argc, char** argv) {
   std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine = std::move(*loaded);
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.
-  const aqueduct::server::TlsConfig tls = aqueduct::server::TlsConfigFromFlags();
-  auto credentials = aqueduct::server::ServerCredentialsFor(tls);
-  if (!credentials.ok()) {
-    log::Error("bad configuration", {{"error", std::string(credentials.status().message())}});
+  auto checks = aqueduct::auth::CallerChecksFromFlags();
+  if (!checks.ok()) {
+    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
     return 2;
   }
-  aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
-  auth_config.bind_services_to_certificates = !tls.insecure_plaintext;
-  auto authorizer = aqueduct::auth::LoadAuthorizer(auth_config);
-  if (!authorizer.ok()) {
-    log::Error("cannot check callers", {{"error", std::string(authorizer.status().message())}});
-    return 2;
-  }
-  aqueduct::scoring::ScoringServiceImpl service(engine, *authorizer);
+  aqueduct::scoring::ScoringServiceImpl service(engine, checks->authorizer);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.credentials = *credentials;
+  options.credentials = checks->credentials;
   options.max_receive_message_bytes = aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
   if (!runner.ok()) {
