@@ -92,6 +92,24 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
         "cannot listen on ", options.listen_address,
         " (address in use or not local?)"));
   }
+  if (!options.health_listen_address.empty()) {
+    grpc::ServerBuilder health_builder;
+    int health_port = 0;
+    health_builder.AddListeningPort(options.health_listen_address, grpc::InsecureServerCredentials(), &health_port);
+    health_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    runner->health_server_ = health_builder.BuildAndStart();
+    if (runner->health_server_ == nullptr || health_port == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.health_listen_address,
+                                                 " for health checks (address in use or not local?)"));
+    }
+    runner->health_server_->GetHealthCheckService()->SetServingStatus(false);
+    if (!options.health_port_file.empty()) {
+      std::ofstream out(options.health_port_file + ".tmp");
+      out << health_port << "\n";
+      out.close();
+      std::rename((options.health_port_file + ".tmp").c_str(), options.health_port_file.c_str());
+    }
+  }
   // Health starts NOT_SERVING until the first readiness check passes.
   runner->server_->GetHealthCheckService()->SetServingStatus(false);
   if (!options.port_file.empty()) {
@@ -119,6 +137,7 @@ void ServerRunner::SetServing(bool serving, const absl::Status& why) {
   known_ = true;
   serving_ = serving;
   server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (health_server_ != nullptr) health_server_->GetHealthCheckService()->SetServingStatus(serving);
   if (serving) {
     log::Info("health: SERVING");
   } else {
@@ -145,6 +164,7 @@ void ServerRunner::Shutdown() {
     if (server_ == nullptr) return;  // never started
     // Tell load balancers first, so new calls go elsewhere while we drain.
     server_->GetHealthCheckService()->Shutdown();
+    if (health_server_ != nullptr) health_server_->GetHealthCheckService()->Shutdown();
   }
   stop_.Notify();
   if (health_thread_.joinable()) health_thread_.join();
@@ -152,6 +172,10 @@ void ServerRunner::Shutdown() {
             {{"grace_ms", absl::ToInt64Milliseconds(options_.shutdown_grace)}});
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_server_->Wait();
+  }
   log::Info("stopped");
 }
 

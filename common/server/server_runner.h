@@ -40,6 +40,12 @@ struct ServerOptions {
   // Transport (tls.h: ServerCredentialsFor); unset = plaintext, which only
   // in-process tests use (service binaries always set it).
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // If set ("host:port"), a second, plaintext listener serving only
+  // grpc.health.v1.Health with the same status: for probes that cannot
+  // speak TLS (Kubernetes' grpc probes). Carries no data and no tokens.
+  std::string health_listen_address;
+  // Its bound port is written here (tests).
+  std::string health_port_file;
 };
 
 // Returns OK when the service can do its work (e.g. Redis answers PING).
@@ -76,6 +82,7 @@ class ServerRunner {
 
   ServerOptions options_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // optional plaintext health-only listener
   ReadinessCheck readiness_;
   int port_ = 0;
   absl::Notification stop_;

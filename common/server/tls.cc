@@ -18,7 +18,14 @@ ABSL_FLAG(bool, insecure_plaintext, aqueduct::config::EnvOr("AQUEDUCT_INSECURE_P
           "DEVELOPMENT ONLY: no TLS; tokens and health data cross the network in the clear. Env "
           "AQUEDUCT_INSECURE_PLAINTEXT=1.");
 
+ABSL_FLAG(std::string, health_listen, aqueduct::config::EnvOr("AQUEDUCT_HEALTH_LISTEN", ""),
+          "Also serve grpc.health.v1.Health alone, in plaintext, on this host:port (for probes that "
+          "cannot speak TLS; no data, no tokens). Env AQUEDUCT_HEALTH_LISTEN.");
+
 namespace aqueduct::server {
+
+std::string HealthListenFromFlags() { return absl::GetFlag(FLAGS_health_listen); }
+
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {

@@ -29,6 +29,11 @@ struct TlsConfig {
 // AQUEDUCT_INSECURE_PLAINTEXT=1), linked into binaries that use it.
 TlsConfig TlsConfigFromFlags();
 
+// --health_listen (env AQUEDUCT_HEALTH_LISTEN): "host:port" of a plaintext
+// listener serving only the health service (probes that cannot speak TLS),
+// or "" for none.
+std::string HealthListenFromFlags();
+
 // Server credentials: TLS with the certificate and key, verifying any client
 // certificate against the CA. INVALID_ARGUMENT names the missing or
 // unreadable file; plaintext (insecure_plaintext) is logged as a warning

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
+  options.health_listen_address = aqueduct::server::HealthListenFromFlags();
   options.max_receive_message_bytes = aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
   if (!runner.ok()) {

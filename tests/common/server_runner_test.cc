@@ -9,6 +9,7 @@
 
 #include <atomic>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/server/health_client.h"
@@ -153,6 +154,33 @@ TEST(ServerRunnerTest, ShutdownLetsInFlightCallsFinishAndRefusesNewOnes) {
   late.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
   referral::v1::ListQueueResponse ignored;
   EXPECT_FALSE(stub->ListQueue(&late, referral::v1::ListQueueRequest(), &ignored).ok());
+}
+
+// A plaintext health-only listener (for probes that cannot speak TLS)
+// reports the same status and serves nothing else.
+TEST(ServerRunnerTest, HealthOnlyListenerMirrorsHealthAndServesNothingElse) {
+  aqueduct::testing::TempDir dir;
+  std::atomic<bool> ready{false};
+  SlowReferral slow;
+  ServerOptions options;
+  options.health_listen_address = "127.0.0.1:0";
+  options.health_port_file = dir.path() + "/health.port";
+  auto runner = ServerRunner::Start(options, {&slow}, [&ready]() -> absl::Status {
+    return ready ? absl::OkStatus() : absl::UnavailableError("redis at test: down");
+  });
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const int port = aqueduct::testing::WaitForPortFile(options.health_port_file, absl::Seconds(5));
+  ASSERT_GT(port, 0);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  EXPECT_FALSE(*CheckHealth(channel, "", Soon()));
+  ready = true;
+  (*runner)->CheckNow();
+  EXPECT_TRUE(*CheckHealth(channel, "", Soon()));
+  auto stub = referral::v1::ReferralService::NewStub(channel);
+  grpc::ClientContext ctx;
+  referral::v1::Referral out;
+  EXPECT_EQ(stub->GetCase(&ctx, {}, &out).error_code(), grpc::StatusCode::UNIMPLEMENTED)
+      << "the application is not on the health port";
 }
 
 TEST(ServerRunnerTest, BusyPortIsAClearError) {
