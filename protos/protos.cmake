@@ -12,6 +12,7 @@ set(AQUEDUCT_PROTOS
   intake/v1/intake_service.proto
   referral/v1/referral_service.proto
   storage/v1/records.proto
+  bench/v1/echo.proto
 )
 list(TRANSFORM AQUEDUCT_PROTOS PREPEND protos/)
 

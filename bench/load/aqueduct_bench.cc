@@ -1,0 +1,201 @@
+// One run, one table: each figure next to the ceiling measured in the same
+// run on the same machine (issue 8). Starts a private Redis and the real
+// binaries on loopback (plaintext there, and the echo ceiling likewise),
+// loads them with the closed-loop generator, prints the table, stops
+// everything. Usage (Release build, see bench/README.md):
+//   aqueduct_bench [--seconds=5] [--concurrency=24]
+// So far: the echo ceiling and SubmitAnswers on intake with Redis
+// persistence; issue 8 adds the rest of the table.
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "bench/load/loadgen.h"
+#include "common/auth/authorizer.h"
+#include "common/server/health_client.h"
+#include "protos/bench/v1/echo.grpc.pb.h"
+#include "protos/intake/v1/intake_service.grpc.pb.h"
+#include "tests/testing/auth.h"
+#include "tests/testing/process.h"
+
+ABSL_FLAG(int32_t, seconds, 5, "Seconds of load per figure.");
+ABSL_FLAG(int32_t, concurrency, 24,
+          "Calls in flight (closed loop). The sync services serve 32 at once (--threads) and refuse more\n"
+          "with RESOURCE_EXHAUSTED \"Server Threadpool Exhausted\": stay under it.");
+
+namespace aqueduct::bench {
+namespace {
+
+namespace t = ::aqueduct::testing;
+
+struct Running {
+  std::vector<std::unique_ptr<t::Subprocess>> processes;
+};
+
+std::string Start(t::TempDir& dir, Running& running, const std::string& name, const std::string& binary,
+                  std::vector<std::string> args) {
+  const std::string port_file = dir.path() + "/" + name + ".port";
+  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
+  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log", {t::DataKeysEnv()});
+  if (!p.ok()) return "";
+  running.processes.push_back(std::move(*p));
+  const int port = t::WaitForPortFile(port_file, absl::Seconds(15));
+  if (port == 0) return "";
+  const std::string addr = absl::StrCat("127.0.0.1:", port);
+  for (int i = 0; i < 150; ++i) {
+    auto h = server::CheckHealth(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), "",
+                                 absl::Now() + absl::Seconds(1));
+    if (h.ok() && *h) return addr;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return "";
+}
+
+// The first error of a figure, to say what went wrong.
+struct FirstError {
+  absl::Mutex mu;
+  std::string text ABSL_GUARDED_BY(mu);
+  void Note(const grpc::Status& s) {
+    if (s.ok()) return;
+    absl::MutexLock lock(&mu);
+    if (text.empty()) text = absl::StrCat(s.error_code(), " ", s.error_message());
+  }
+  std::string Get() {
+    absl::MutexLock lock(&mu);
+    return text;
+  }
+};
+
+void Row(const char* what, const LoadResult& r, double ceiling) {
+  std::printf("%-34s %10.0f/s %8.2f ms %8.2f ms %8s %7lld\n", what, r.per_second(), r.Percentile(50), r.Percentile(99),
+              ceiling > 0 ? absl::StrCat(static_cast<int>(100 * r.per_second() / ceiling + 0.5), "%").c_str() : "-",
+              static_cast<long long>(r.errors));
+}
+
+int Main() {
+  const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  const int concurrency = absl::GetFlag(FLAGS_concurrency);
+  t::TempDir dir;
+  t::TestAuth auth;
+  auto redis = t::RedisServer::Start(dir.path());
+  if (!redis.ok()) {
+    std::fprintf(stderr, "redis: %s\n", std::string(redis.status().message()).c_str());
+    return 1;
+  }
+  Running running;
+  const std::vector<std::string> common = {"--auth_keys=" + auth.keys_dir(), "--insecure_plaintext"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  const std::string echo = Start(dir, running, "echo", "bench/aqueduct-echo", {});
+  const std::string scoring = Start(dir, running, "scoring", "services/scoring/aqueduct-scoring",
+                                    with({"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+                                          "--rulesets=" + t::SourcePath("data/rulesets")}));
+  const std::string referral =
+      Start(dir, running, "referral", "services/referral/aqueduct-referral", with({"--redis=" + (*redis)->address()}));
+  const std::string intake = Start(
+      dir, running, "intake", "services/intake/aqueduct-intake",
+      with({"--redis=" + (*redis)->address(), "--scoring=" + scoring, "--referral=" + referral,
+            "--service_key=" + auth.private_key_file(), std::string("--service_key_id=") + t::TestAuth::kKeyId,
+            // The benchmark is one client hammering: per-person limits off.
+            "--start_limit_per_hour=0", "--submit_limit_per_minute=0", "--max_open_sessions=1000000"}));
+  if (echo.empty() || scoring.empty() || referral.empty() || intake.empty()) {
+    std::fprintf(stderr, "a process did not start; logs in %s\n", dir.path().c_str());
+    return 1;
+  }
+  std::printf("%-34s %12s %11s %11s %8s %7s\n", "figure", "throughput", "p50", "p99", "ceiling", "errors");
+
+  // 1. The ceiling: echo, a payload the size of a page of answers.
+  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
+  const std::string payload(120, 'x');
+  struct EchoCall {
+    grpc::ClientContext ctx;
+    v1::EchoRequest req;
+    v1::EchoResponse resp;
+  };
+  FirstError echo_error, submit_error;
+  const LoadResult ceiling = RunClosedLoop(concurrency, duration, [&](int, std::function<void(bool)> done) {
+    auto* call = new EchoCall;
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    call->req.set_payload(payload);
+    echo_stub->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
+      echo_error.Note(s);
+      done(s.ok());
+      delete call;
+    });
+  });
+  Row("echo (ceiling)", ceiling, 0);
+  if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
+
+  // 2. SubmitAnswers on intake, Redis persistence included: each caller
+  // answers its own screening, one answer per call, the etag chained.
+  auto intake_stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+  struct Slot {
+    std::string name, etag, token;
+    int64_t n = 0;
+  };
+  std::vector<Slot> slots(concurrency);
+  for (int i = 0; i < concurrency; ++i) {
+    slots[i].token = auth::BearerValue(auth.Token("patient", absl::StrCat("bench", i)));
+    intake::v1::StartScreeningRequest start;
+    start.set_parent(absl::StrCat("users/bench", i));
+    start.set_consent_version("c1");
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", slots[i].token);
+    intake::v1::Screening s;
+    grpc::Status st = intake_stub->StartScreening(&ctx, start, &s);
+    if (!st.ok()) {
+      std::fprintf(stderr, "StartScreening: %s\n", st.error_message().c_str());
+      return 1;
+    }
+    slots[i].name = s.name();
+    slots[i].etag = s.etag();
+  }
+  struct SubmitCall {
+    grpc::ClientContext ctx;
+    intake::v1::SubmitAnswersRequest req;
+    intake::v1::SubmitAnswersResponse resp;
+  };
+  const LoadResult submit = RunClosedLoop(concurrency, duration, [&](int i, std::function<void(bool)> done) {
+    Slot& slot = slots[i];  // one call in flight per slot: no lock needed
+    auto* call = new SubmitCall;
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    call->ctx.AddMetadata("authorization", slot.token);
+    call->req.set_name(slot.name);
+    call->req.set_etag(slot.etag);
+    call->req.set_request_id(absl::StrCat("r", ++slot.n));
+    auto* a = call->req.add_answers();
+    a->set_item_id("phq9.1");
+    a->set_option_value(static_cast<int32_t>(slot.n % 4));
+    intake_stub->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
+      submit_error.Note(s);
+      if (s.ok()) slot.etag = call->resp.screening().etag();
+      done(s.ok());
+      delete call;
+    });
+  });
+  Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second());
+  if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
+  std::printf("\n%d calls in flight, %d s each, 2-core machine shared by every process.\n", concurrency,
+              absl::GetFlag(FLAGS_seconds));
+  return (ceiling.calls > 0 && submit.calls > 0 && submit.errors == 0) ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace aqueduct::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return aqueduct::bench::Main();
+}

@@ -1,0 +1,75 @@
+#include "bench/load/loadgen.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace aqueduct::bench {
+
+double LoadResult::Percentile(double p) const {
+  if (latencies_ms.empty()) return 0;
+  const size_t i = static_cast<size_t>(std::ceil(p / 100.0 * latencies_ms.size())) ;
+  return latencies_ms[std::min(latencies_ms.size() - 1, i == 0 ? 0 : i - 1)];
+}
+
+namespace {
+
+struct Shared {
+  absl::Mutex mu;
+  int running ABSL_GUARDED_BY(mu) = 0;
+  std::vector<double> latencies ABSL_GUARDED_BY(mu);
+  int64_t errors ABSL_GUARDED_BY(mu) = 0;
+  absl::Time end;
+  const StartCall* start = nullptr;
+};
+
+void Issue(const std::shared_ptr<Shared>& shared, int slot) {
+  const absl::Time started = absl::Now();
+  (*shared->start)(slot, [shared, slot, started](bool ok) {
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&shared->mu);
+      if (ok) {
+        shared->latencies.push_back(absl::ToDoubleMilliseconds(now - started));
+      } else {
+        ++shared->errors;
+      }
+      if (now >= shared->end) {
+        --shared->running;
+        return;
+      }
+    }
+    Issue(shared, slot);
+  });
+}
+
+}  // namespace
+
+LoadResult RunClosedLoop(int concurrency, absl::Duration duration, const StartCall& start) {
+  auto shared = std::make_shared<Shared>();
+  shared->start = &start;
+  const absl::Time begin = absl::Now();
+  shared->end = begin + duration;
+  {
+    absl::MutexLock lock(&shared->mu);
+    shared->running = concurrency;
+  }
+  for (int slot = 0; slot < concurrency; ++slot) Issue(shared, slot);
+  LoadResult out;
+  {
+    absl::MutexLock lock(&shared->mu);
+    shared->mu.Await(absl::Condition(
+        +[](Shared* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; }, shared.get()));
+    out.latencies_ms = std::move(shared->latencies);
+    out.errors = shared->errors;
+  }
+  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  out.calls = static_cast<int64_t>(out.latencies_ms.size());
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
+}
+
+}  // namespace aqueduct::bench
