@@ -4,13 +4,15 @@
 // loads them with the closed-loop generator, prints the table, stops
 // everything. Usage (Release build, see bench/README.md):
 //   aqueduct_bench [--seconds=5] [--concurrency=24]
-// So far: the echo ceiling and SubmitAnswers on intake with Redis
-// persistence; issue 8 adds the rest of the table.
+// So far: the echo ceiling, SubmitAnswers on intake with Redis persistence,
+// and whole screenings end to end; issue 8 adds the rest of the table.
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +29,8 @@
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "tests/testing/auth.h"
 #include "tests/testing/process.h"
+#include "tests/testing/screening.h"
+#include "tools/aqueductctl/scripted_answers.h"
 
 ABSL_FLAG(int32_t, seconds, 5, "Seconds of load per figure.");
 ABSL_FLAG(int32_t, concurrency, 24,
@@ -80,6 +84,76 @@ void Row(const char* what, const LoadResult& r, double ceiling) {
   std::printf("%-34s %10.0f/s %8.2f ms %8.2f ms %8s %7lld\n", what, r.per_second(), r.Percentile(50), r.Percentile(99),
               ceiling > 0 ? absl::StrCat(static_cast<int>(100 * r.per_second() / ceiling + 0.5), "%").c_str() : "-",
               static_cast<long long>(r.errors));
+}
+
+// Closed loop of whole screenings on `threads` threads (a screening is ~20
+// calls in sequence, so plain threads with blocking calls).
+LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, int threads, absl::Duration duration) {
+  auto stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+  absl::Mutex mu;
+  LoadResult out;
+  const absl::Time begin = absl::Now(), end = begin + duration;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < threads; ++w) {
+    workers.emplace_back([&, w] {
+      const std::string user = absl::StrCat("whole", w);
+      const std::string token = auth::BearerValue(auth.Token("patient", user));
+      tools::Overrides answers = t::AdultContext("NY");
+      answers["phq9.1"] = std::to_string(w % 4);
+      auto call = [&](auto method, const auto& req, auto* resp) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        ctx.AddMetadata("authorization", token);
+        return (stub.get()->*method)(&ctx, req, resp);
+      };
+      for (int n = 0; absl::Now() < end; ++n) {
+        const absl::Time started = absl::Now();
+        bool ok = true;
+        intake::v1::StartScreeningRequest start;
+        start.set_parent("users/" + user);
+        start.set_consent_version("c1");
+        intake::v1::Screening s;
+        ok = call(&intake::v1::IntakeService::Stub::StartScreening, start, &s).ok();
+        std::string etag = s.etag();
+        for (int page = 0; ok && page < 30; ++page) {
+          intake::v1::GetNextItemsRequest next_req;
+          next_req.set_name(s.name());
+          intake::v1::NextItems next;
+          ok = call(&intake::v1::IntakeService::Stub::GetNextItems, next_req, &next).ok();
+          if (!ok || next.items().empty()) break;
+          intake::v1::SubmitAnswersRequest submit;
+          submit.set_name(s.name());
+          submit.set_etag(next.etag());
+          submit.set_request_id(absl::StrCat("p", page));
+          for (const auto& ask : next.items()) {
+            auto a = tools::ScriptedAnswer(ask.item(), answers);
+            if (a.ok()) *submit.add_answers() = *a;
+          }
+          intake::v1::SubmitAnswersResponse submitted;
+          ok = call(&intake::v1::IntakeService::Stub::SubmitAnswers, submit, &submitted).ok();
+          etag = submitted.screening().etag();
+        }
+        intake::v1::CompleteScreeningRequest complete;
+        complete.set_name(s.name());
+        complete.set_etag(etag);
+        complete.set_request_id("c");
+        intake::v1::CompleteScreeningResponse done;
+        ok = ok && call(&intake::v1::IntakeService::Stub::CompleteScreening, complete, &done).ok();
+        const double ms = absl::ToDoubleMilliseconds(absl::Now() - started);
+        absl::MutexLock lock(&mu);
+        if (ok) {
+          out.latencies_ms.push_back(ms);
+        } else {
+          ++out.errors;
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  out.calls = static_cast<int64_t>(out.latencies_ms.size());
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
 }
 
 int Main() {
@@ -187,9 +261,17 @@ int Main() {
   });
   Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second());
   if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
+
+  // 3. Whole screenings end to end, as an app takes them: start, every page
+  // the flow asks (answers scripted from the catalog), complete (scoring,
+  // referral hand-off). One person per caller, each screening after the
+  // last; latency is the whole screening's.
+  const LoadResult whole = WholeScreenings(intake, auth, concurrency, duration);
+  Row("whole screenings (all services)", whole, 0);
   std::printf("\n%d calls in flight, %d s each, 2-core machine shared by every process.\n", concurrency,
               absl::GetFlag(FLAGS_seconds));
-  return (ceiling.calls > 0 && submit.calls > 0 && submit.errors == 0) ? 0 : 1;
+  return (ceiling.calls > 0 && submit.calls > 0 && submit.errors == 0 && whole.calls > 0 && whole.errors == 0) ? 0
+                                                                                                          : 1;
 }
 
 }  // namespace

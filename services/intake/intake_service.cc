@@ -26,6 +26,7 @@ absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContext& contex
   *name = moved;  // a screening elsewhere answers like a missing one
   return own;
 }
+
 grpc::Status IntakeServiceImpl::StartScreening(
     grpc::ServerContext* context, const v1::StartScreeningRequest* request,
     v1::Screening* response) {
