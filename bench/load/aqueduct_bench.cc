@@ -5,13 +5,15 @@
 // everything. Usage (Release build, see bench/README.md):
 //   aqueduct_bench [--seconds=5] [--concurrency=24]
 // So far: the echo ceiling, SubmitAnswers on intake with Redis persistence,
-// and whole screenings end to end; issue 8 adds the rest of the table.
+// whole screenings end to end, Redis bytes per completed screening and each
+// process's peak RSS; issue 8 adds the rest of the table.
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <thread>
 #include <memory>
 #include <string>
@@ -19,11 +21,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/load/loadgen.h"
 #include "common/auth/authorizer.h"
+#include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
@@ -79,6 +85,32 @@ struct FirstError {
     return text;
   }
 };
+
+// Redis used_memory in bytes, or -1.
+int64_t UsedMemory(redis::Client& client) {
+  auto info = client.Command({"INFO", "memory"}, absl::Now() + absl::Seconds(5));
+  if (!info.ok()) return -1;
+  const size_t at = info->str.find("used_memory:");
+  int64_t v = -1;
+  if (at != std::string::npos) {
+    const size_t end = info->str.find('\r', at);
+    (void)absl::SimpleAtoi(info->str.substr(at + 12, end - at - 12), &v);
+  }
+  return v;
+}
+
+// A process's peak resident set (VmHWM), MiB.
+double PeakRssMiB(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    int64_t kb = 0;
+    if (absl::StartsWith(line, "VmHWM:") && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb)) {
+      return kb / 1024.0;
+    }
+  }
+  return -1;
+}
 
 void Row(const char* what, const LoadResult& r, double ceiling) {
   std::printf("%-34s %10.0f/s %8.2f ms %8.2f ms %8s %7lld\n", what, r.per_second(), r.Percentile(50), r.Percentile(99),
@@ -266,8 +298,24 @@ int Main() {
   // the flow asks (answers scripted from the catalog), complete (scoring,
   // referral hand-off). One person per caller, each screening after the
   // last; latency is the whole screening's.
+  redis::Client redis_client((*redis)->ClientOptions());
+  const int64_t redis_before = UsedMemory(redis_client);
   const LoadResult whole = WholeScreenings(intake, auth, concurrency, duration);
+  const int64_t redis_after = UsedMemory(redis_client);
   Row("whole screenings (all services)", whole, 0);
+
+  // 4. Memory: Redis bytes per completed screening (what the whole
+  // screenings added, over how many completed), and each process's peak RSS.
+  std::printf("\n%-34s %12s %s\n", "memory", "", "target");
+  if (whole.calls > 0 && redis_before > 0 && redis_after > 0) {
+    std::printf("%-34s %10.0f B   <= 2048 B\n", "Redis per completed screening",
+                static_cast<double>(redis_after - redis_before) / whole.calls);
+  }
+  const char* names[] = {"echo", "scoring", "referral", "intake"};
+  for (size_t i = 0; i < running.processes.size() && i < 4; ++i) {
+    std::printf("%-34s %10.1f MiB <= 100 MiB\n", absl::StrCat(names[i], " peak RSS").c_str(),
+                PeakRssMiB(running.processes[i]->pid()));
+  }
   std::printf("\n%d calls in flight, %d s each, 2-core machine shared by every process.\n", concurrency,
               absl::GetFlag(FLAGS_seconds));
   return (ceiling.calls > 0 && submit.calls > 0 && submit.errors == 0 && whole.calls > 0 && whole.errors == 0) ? 0
