@@ -62,13 +62,7 @@ std::string Start(t::TempDir& dir, Running& running, const std::string& name, co
   const int port = t::WaitForPortFile(port_file, absl::Seconds(15));
   if (port == 0) return "";
   const std::string addr = absl::StrCat("127.0.0.1:", port);
-  for (int i = 0; i < 150; ++i) {
-    auto h = server::CheckHealth(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), "",
-                                 absl::Now() + absl::Seconds(1));
-    if (h.ok() && *h) return addr;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return "";
+  return t::WaitServing(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials())) ? addr : "";
 }
 
 // The first error of a figure, to say what went wrong.

@@ -76,15 +76,7 @@ class AuthE2eTest : public ::testing::Test {
   static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
     return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
   }
-  bool WaitServing(const std::string& address) {
-    const absl::Time end = absl::Now() + absl::Seconds(15);
-    while (absl::Now() < end) {
-      auto h = server::CheckHealth(Channel(address), "", absl::Now() + absl::Seconds(1));
-      if (h.ok() && *h) return true;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
-  }
+  bool WaitServing(const std::string& address) { return t::WaitServing(Channel(address)); }
 
   // A call context for `caller`: "" (no token), "bad" (a token signed by
   // another key), "<role>" or "<role>:<subject>".

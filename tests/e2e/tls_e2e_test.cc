@@ -101,15 +101,7 @@ class TlsE2eTest : public ::testing::Test {
     EXPECT_TRUE(creds.ok()) << creds.status();
     return grpc::CreateChannel(addr, *creds);
   }
-  bool WaitServing(const std::string& addr) {
-    const absl::Time end = absl::Now() + absl::Seconds(15);
-    while (absl::Now() < end) {
-      auto h = server::CheckHealth(Tls(addr), "", absl::Now() + absl::Seconds(1));
-      if (h.ok() && *h) return true;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
-  }
+  bool WaitServing(const std::string& addr) { return t::WaitServing(Tls(addr)); }
   std::unique_ptr<grpc::ClientContext> As(const std::string& role, const std::string& subject) {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));

@@ -1,5 +1,7 @@
 #include "tests/testing/process.h"
 
+#include "common/server/health_client.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -119,6 +121,16 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+bool WaitServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    auto h = server::CheckHealth(channel, "", absl::Now() + absl::Seconds(1));
+    if (h.ok() && *h) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
 }
 
 int WaitForPortFile(const std::string& path, absl::Duration timeout) {

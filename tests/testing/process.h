@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +52,10 @@ std::string ReadFile(const std::string& path);
 
 // Waits until `path` holds a port number; 0 on timeout.
 int WaitForPortFile(const std::string& path, absl::Duration timeout);
+// Polls the health service over `channel` until it reports SERVING; false
+// after `timeout` (health is checked in the background every 500 ms: this
+// waits, it does not time the service).
+bool WaitServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout = absl::Seconds(15));
 
 // A real redis-server on a Unix socket (no TCP port, so no collisions), with
 // AOF on under its own directory so a restart keeps the data.
