@@ -13,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -23,6 +25,8 @@ namespace aqueduct::auth {
 namespace {
 
 constexpr size_t kMaxTokenBytes = 8192;
+// Verified tokens remembered per Verifier (a few MB at most).
+constexpr size_t kVerifiedCacheEntries = 16384;
 
 enum class Alg { kES256, kRS256 };
 
@@ -244,9 +248,57 @@ const KeySet::Key* KeySet::Find(absl::string_view key_id) const {
   return it == keys_.end() ? nullptr : it->second.get();
 }
 
+struct Verifier::Cache {
+  struct Entry {
+    Identity identity;
+    absl::Time expires;
+    absl::Time not_before;
+  };
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, Entry> entries ABSL_GUARDED_BY(mu);
+};
+
+Verifier::Verifier(KeySet keys, std::string issuer, std::string audience, absl::Duration leeway)
+    : keys_(std::move(keys)),
+      issuer_(std::move(issuer)),
+      audience_(std::move(audience)),
+      leeway_(leeway),
+      cache_(std::make_shared<Cache>()) {}
+
 absl::StatusOr<Identity> Verifier::Verify(absl::string_view token, absl::Time now, Rejection* why) const {
   if (token.empty()) return Reject(Rejection::kMissing, why);
   if (token.size() > kMaxTokenBytes) return Reject(Rejection::kMalformed, why);
+  // A token seen before skips the signature and the JSON: only its times
+  // are checked again. Keyed by its SHA-256, so the cache holds no token.
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(token.data(), token.size(), md, &md_len, EVP_sha256(), nullptr) != 1) {
+    return Reject(Rejection::kMalformed, why);
+  }
+  std::string digest(reinterpret_cast<const char*>(md), md_len);
+  {
+    absl::MutexLock lock(&cache_->mu);
+    auto it = cache_->entries.find(digest);
+    if (it != cache_->entries.end()) {
+      if (now > it->second.expires + leeway_) return Reject(Rejection::kExpired, why);
+      if (now + leeway_ < it->second.not_before) return Reject(Rejection::kNotYetValid, why);
+      return it->second.identity;
+    }
+  }
+  Cache::Entry entry;
+  auto id = VerifyFull(token, now, why, &entry.expires, &entry.not_before);
+  if (!id.ok()) return id;
+  entry.identity = *id;
+  absl::MutexLock lock(&cache_->mu);
+  // Bounded: a full cache starts over (a few thousand signatures checked
+  // again) rather than tracking ages.
+  if (cache_->entries.size() >= kVerifiedCacheEntries) cache_->entries.clear();
+  cache_->entries.emplace(std::move(digest), std::move(entry));
+  return id;
+}
+
+absl::StatusOr<Identity> Verifier::VerifyFull(absl::string_view token, absl::Time now, Rejection* why,
+                                              absl::Time* expires, absl::Time* not_before) const {
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3 || parts[0].empty() || parts[1].empty()) return Reject(Rejection::kMalformed, why);
   std::string header_json, payload_json, signature;
@@ -301,11 +353,14 @@ absl::StatusOr<Identity> Verifier::Verify(absl::string_view token, absl::Time no
       now > absl::FromUnixSeconds(static_cast<int64_t>(exp->number_value())) + leeway_) {
     return Reject(Rejection::kExpired, why);
   }
+  *expires = absl::FromUnixSeconds(static_cast<int64_t>(exp->number_value()));
+  *not_before = absl::InfinitePast();
   if (const auto* nbf = Field(claims, "nbf"); nbf != nullptr) {
     if (nbf->kind_case() != google::protobuf::Value::kNumberValue ||
         now + leeway_ < absl::FromUnixSeconds(static_cast<int64_t>(nbf->number_value()))) {
       return Reject(Rejection::kNotYetValid, why);
     }
+    *not_before = absl::FromUnixSeconds(static_cast<int64_t>(nbf->number_value()));
   }
   Identity id;
   id.key_id = kid;

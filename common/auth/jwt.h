@@ -86,11 +86,13 @@ absl::string_view RejectionName(Rejection r);
 class Verifier {
  public:
   Verifier(KeySet keys, std::string issuer, std::string audience,
-           absl::Duration leeway = absl::Seconds(60))
-      : keys_(std::move(keys)), issuer_(std::move(issuer)), audience_(std::move(audience)), leeway_(leeway) {}
+           absl::Duration leeway = absl::Seconds(60));
 
   // The identity of a valid token; otherwise UNAUTHENTICATED whose message
   // is RejectionName(why) (never any part of the token) and `why` is set.
+  // Tokens that verified are remembered by their SHA-256 (bounded), so an
+  // app's next call costs a hash and a lookup instead of a signature check
+  // and JSON parsing; exp and nbf are checked again on every call.
   absl::StatusOr<Identity> Verify(absl::string_view token, absl::Time now, Rejection* why = nullptr) const;
 
   const std::string& issuer() const { return issuer_; }
@@ -101,6 +103,11 @@ class Verifier {
   std::string issuer_;
   std::string audience_;
   absl::Duration leeway_;
+  struct Cache;
+  std::shared_ptr<Cache> cache_;
+
+  absl::StatusOr<Identity> VerifyFull(absl::string_view token, absl::Time now, Rejection* why, absl::Time* expires,
+                                      absl::Time* not_before) const;
 };
 
 // What a signed token says (for minting development and test tokens).

@@ -206,6 +206,60 @@ TEST_F(JwtTest, NoMutationOfAValidTokenGetsAnotherIdentityThrough) {
   }
 }
 
+// Verified tokens are remembered (a hash lookup instead of a signature
+// check on an app's every call), but the remembered answer never outlives
+// the token's own times, never mixes up two tokens, and a changed token is
+// checked afresh.
+TEST_F(JwtTest, RememberedTokensAreStillCheckedForTimeAndIdentity) {
+  Verifier v = MakeVerifier();
+  Claims a = Good("clinician");
+  a.not_before = kNow + absl::Minutes(5);
+  a.expires = kNow + absl::Minutes(10);
+  const std::string token_a = *Sign(a, ec_->private_pem, "ec1");
+  Claims b = Good();
+  b.subject = "u2";
+  const std::string token_b = *Sign(b, rsa_->private_pem, "rsa1");
+
+  Rejection why;
+  // Refused before nbf (not remembered), accepted inside its window.
+  EXPECT_FALSE(v.Verify(token_a, kNow, &why).ok());
+  EXPECT_EQ(why, Rejection::kNotYetValid);
+  ASSERT_THAT(v.Verify(token_a, kNow + absl::Minutes(6)), IsOk());
+  ASSERT_THAT(v.Verify(token_b, kNow + absl::Minutes(6)), IsOk());
+  for (int round = 0; round < 2; ++round) {
+    auto id_a = v.Verify(token_a, kNow + absl::Minutes(7));
+    ASSERT_THAT(id_a, IsOk());
+    EXPECT_EQ(id_a->subject, "u1");
+    EXPECT_EQ(id_a->role, Role::kClinician);
+    EXPECT_EQ(id_a->licensed_states, (std::vector<std::string>{"NY", "FL"}));
+    EXPECT_EQ(id_a->key_id, "ec1");
+    auto id_b = v.Verify(token_b, kNow + absl::Minutes(7));
+    ASSERT_THAT(id_b, IsOk());
+    EXPECT_EQ(id_b->subject, "u2");
+    EXPECT_EQ(id_b->role, Role::kPatient);
+    EXPECT_EQ(id_b->key_id, "rsa1");
+  }
+  // Once remembered, its times still hold: before nbf and after exp (each
+  // beyond the 60 s leeway) it is refused with the same reasons as the
+  // first time.
+  EXPECT_FALSE(v.Verify(token_a, kNow + absl::Minutes(3), &why).ok());
+  EXPECT_EQ(why, Rejection::kNotYetValid);
+  EXPECT_FALSE(v.Verify(token_a, kNow + absl::Minutes(12), &why).ok());
+  EXPECT_EQ(why, Rejection::kExpired);
+  EXPECT_THAT(v.Verify(token_a, kNow + absl::Minutes(10) + absl::Seconds(30)), IsOk()) << "inside the leeway";
+  // A remembered token with its signature changed is checked afresh.
+  std::string tampered = token_a;
+  tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(v.Verify(tampered, kNow + absl::Minutes(7), &why).ok());
+  EXPECT_EQ(why, Rejection::kSignature);
+  // Another verifier (another key set) remembers nothing of this one's.
+  KeySet other_keys;
+  ASSERT_THAT(other_keys.Add("ec1", other_->public_pem), IsOk());
+  Verifier w(std::move(other_keys), "https://aqueduct.test", "aqueduct");
+  EXPECT_FALSE(w.Verify(token_a, kNow + absl::Minutes(7), &why).ok());
+  EXPECT_EQ(why, Rejection::kSignature);
+}
+
 TEST_F(JwtTest, AudienceMayBeAList) {
   Claims c = Good();
   c.more_audiences = {"portal", "mobile"};
