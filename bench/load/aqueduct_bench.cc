@@ -52,10 +52,11 @@ ABSL_FLAG(int64_t, rescore, 1000000,
           "Stored screenings for the batch re-scoring row (bench/rescore_bench, 1 in 25 changing); 0 skips it.");
 ABSL_FLAG(double, scoring_min_time, 1.0,
           "Seconds per profile for the in-process scoring row (bench/scoring_bench, Google Benchmark).");
+ABSL_FLAG(std::string, figures, "all",
+          "Which figures, comma-separated: echo,redis,submit,whole,scoring,rescore (for profiling one of them).");
 ABSL_FLAG(int32_t, redis_requests, 200000, "Requests per test for the redis-benchmark context rows.");
 ABSL_FLAG(int32_t, concurrency, 24,
-          "Calls in flight (closed loop). The sync services serve 32 at once (--threads) and refuse more\n"
-          "with RESOURCE_EXHAUSTED \"Server Threadpool Exhausted\": stay under it.");
+          "Calls in flight (closed loop; the services serve up to --threads=256 at once).");
 
 namespace aqueduct::bench {
 namespace {
@@ -245,6 +246,88 @@ LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, i
   return out;
 }
 
+// The ceiling: echo, a payload the size of a page of answers.
+LoadResult EchoLoad(const std::string& echo, int concurrency, absl::Duration duration, FirstError& echo_error) {
+  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
+  const std::string payload(120, 'x');
+  struct EchoCall {
+    grpc::ClientContext ctx;
+    v1::EchoRequest req;
+    v1::EchoResponse resp;
+  };
+  return RunClosedLoop(concurrency, duration, [&](int, std::function<void(bool)> done) {
+    auto* call = new EchoCall;
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    call->req.set_payload(payload);
+    echo_stub->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
+      echo_error.Note(s);
+      done(s.ok());
+      delete call;
+    });
+  });
+}
+
+// SubmitAnswers on intake, Redis persistence included: each caller answers
+// its own screening, one answer per call, the etag chained.
+LoadResult SubmitLoad(const std::string& intake, const t::TestAuth& auth, int concurrency, absl::Duration duration,
+                      FirstError& submit_error) {
+  auto intake_stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+  struct Slot {
+    std::string name, etag, token;
+    int64_t n = 0;
+  };
+  std::vector<Slot> slots(concurrency);
+  for (int i = 0; i < concurrency; ++i) {
+    slots[i].token = auth::BearerValue(auth.Token("patient", absl::StrCat("bench", i)));
+    intake::v1::StartScreeningRequest start;
+    start.set_parent(absl::StrCat("users/bench", i));
+    start.set_consent_version("c1");
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", slots[i].token);
+    intake::v1::Screening s;
+    grpc::Status st = intake_stub->StartScreening(&ctx, start, &s);
+    if (!st.ok()) {
+      submit_error.Note(st);
+      return {};
+    }
+    slots[i].name = s.name();
+    slots[i].etag = s.etag();
+  }
+  struct SubmitCall {
+    grpc::ClientContext ctx;
+    intake::v1::SubmitAnswersRequest req;
+    intake::v1::SubmitAnswersResponse resp;
+  };
+  return RunClosedLoop(concurrency, duration, [&](int i, std::function<void(bool)> done) {
+    Slot& slot = slots[i];  // one call in flight per slot: no lock needed
+    auto* call = new SubmitCall;
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    call->ctx.AddMetadata("authorization", slot.token);
+    call->req.set_name(slot.name);
+    call->req.set_etag(slot.etag);
+    call->req.set_request_id(absl::StrCat("r", ++slot.n));
+    auto* a = call->req.add_answers();
+    a->set_item_id("phq9.1");
+    a->set_option_value(static_cast<int32_t>(slot.n % 4));
+    intake_stub->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
+      submit_error.Note(s);
+      if (s.ok()) slot.etag = call->resp.screening().etag();
+      done(s.ok());
+      delete call;
+    });
+  });
+}
+
+// Whether --figures asks for this figure.
+bool Want(const std::string& figure) {
+  const std::string f = absl::GetFlag(FLAGS_figures);
+  if (f == "all") return true;
+  for (absl::string_view w : absl::StrSplit(f, ',')) {
+    if (w == figure) return true;
+  }
+  return false;
+}
+
 int Main() {
   const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_seconds));
   const int concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -280,36 +363,21 @@ int Main() {
   std::printf("%-36s %13s %9s %9s %6s %6s  %-22s %s\n", "figure", "throughput", "p50", "p99", "/echo", "errors",
               "target", "");
 
-  // 1. The ceiling: echo, a payload the size of a page of answers.
-  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
-  const std::string payload(120, 'x');
-  struct EchoCall {
-    grpc::ClientContext ctx;
-    v1::EchoRequest req;
-    v1::EchoResponse resp;
-  };
   FirstError echo_error, submit_error;
-  const LoadResult ceiling = RunClosedLoop(concurrency, duration, [&](int, std::function<void(bool)> done) {
-    auto* call = new EchoCall;
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    call->req.set_payload(payload);
-    echo_stub->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
-      echo_error.Note(s);
-      done(s.ok());
-      delete call;
-    });
-  });
-  Row("echo (ceiling)", ceiling, 0, "", false);
-  if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
-
+  LoadResult ceiling, submit;
+  if (Want("echo")) {
+    ceiling = EchoLoad(echo, concurrency, duration, echo_error);
+    Row("echo (ceiling)", ceiling, 0, "", false);
+    if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
+  }
   // For context, Redis's own ceiling on the same socket the services use:
   // redis-benchmark, as many connections as calls in flight.
-  const std::string rb = RunTool(dir, "redis-benchmark",
+  bool redis_ok = !Want("redis");
+  const std::string rb = redis_ok ? "" : RunTool(dir, "redis-benchmark",
                                  {"redis-benchmark", "-s", (*redis)->socket(), "-t", "set,get", "-n",
                                   absl::StrCat(absl::GetFlag(FLAGS_redis_requests)), "-c",
                                   absl::StrCat(concurrency), "--csv"},
                                  absl::Minutes(5));
-  bool redis_ok = false;
   for (const char* test : {"SET", "GET"}) {
     // "SET","rps","avg","min","p50","p95","p99","max"
     const size_t at = rb.find(absl::StrCat("\"", test, "\","));
@@ -325,66 +393,25 @@ int Main() {
     Row(absl::StrCat("redis-benchmark ", test, " (context)"), v[0], v[3], v[5], 0, 0, "", false);
   }
 
-  // 2. SubmitAnswers on intake, Redis persistence included: each caller
-  // answers its own screening, one answer per call, the etag chained.
-  auto intake_stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
-  struct Slot {
-    std::string name, etag, token;
-    int64_t n = 0;
-  };
-  std::vector<Slot> slots(concurrency);
-  for (int i = 0; i < concurrency; ++i) {
-    slots[i].token = auth::BearerValue(auth.Token("patient", absl::StrCat("bench", i)));
-    intake::v1::StartScreeningRequest start;
-    start.set_parent(absl::StrCat("users/bench", i));
-    start.set_consent_version("c1");
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", slots[i].token);
-    intake::v1::Screening s;
-    grpc::Status st = intake_stub->StartScreening(&ctx, start, &s);
-    if (!st.ok()) {
-      std::fprintf(stderr, "StartScreening: %s\n", st.error_message().c_str());
-      return 1;
-    }
-    slots[i].name = s.name();
-    slots[i].etag = s.etag();
+  if (Want("submit")) {
+    submit = SubmitLoad(intake, auth, concurrency, duration, submit_error);
+    const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
+    Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
+    if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
   }
-  struct SubmitCall {
-    grpc::ClientContext ctx;
-    intake::v1::SubmitAnswersRequest req;
-    intake::v1::SubmitAnswersResponse resp;
-  };
-  const LoadResult submit = RunClosedLoop(concurrency, duration, [&](int i, std::function<void(bool)> done) {
-    Slot& slot = slots[i];  // one call in flight per slot: no lock needed
-    auto* call = new SubmitCall;
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    call->ctx.AddMetadata("authorization", slot.token);
-    call->req.set_name(slot.name);
-    call->req.set_etag(slot.etag);
-    call->req.set_request_id(absl::StrCat("r", ++slot.n));
-    auto* a = call->req.add_answers();
-    a->set_item_id("phq9.1");
-    a->set_option_value(static_cast<int32_t>(slot.n % 4));
-    intake_stub->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
-      submit_error.Note(s);
-      if (s.ok()) slot.etag = call->resp.screening().etag();
-      done(s.ok());
-      delete call;
-    });
-  });
-  const bool submit_met = submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
-  Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
-  if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
 
-  // 3. Whole screenings end to end, as an app takes them: start, every page
+  // Whole screenings end to end, as an app takes them: start, every page
   // the flow asks (answers scripted from the catalog), complete (scoring,
   // referral hand-off). One person per caller, each screening after the
   // last; latency is the whole screening's.
   redis::Client redis_client((*redis)->ClientOptions());
   const int64_t redis_before = UsedMemory(redis_client);
-  const LoadResult whole = WholeScreenings(intake, auth, concurrency, duration);
+  LoadResult whole;
+  if (Want("whole")) {
+    whole = WholeScreenings(intake, auth, concurrency, duration);
+    Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
+  }
   const int64_t redis_after = UsedMemory(redis_client);
-  Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
 
   // Memory, read now (peak RSS stays the peak), printed after the table.
   const double redis_per_screening =
@@ -396,23 +423,24 @@ int Main() {
   // The services are done: stop them so the next rows have the cores.
   running.processes.clear();
 
-  // 4. Scoring in-process, one core (Google Benchmark): the slowest of the
+  // Scoring in-process, one core (Google Benchmark): the slowest of the
   // three screening profiles is the figure.
-  const std::string sb = RunTool(
+  bool scoring_ok = !Want("scoring");
+  const std::string sb = scoring_ok ? "" : RunTool(
       dir, "scoring_bench",
       {t::BinaryPath("bench/scoring_bench"), "--benchmark_format=json",
        absl::StrCat("--benchmark_min_time=", absl::GetFlag(FLAGS_scoring_min_time))},
       absl::Minutes(10));
   const std::vector<double> scoring_rates = NumbersAfter(sb, "\"items_per_second\"");
-  bool scoring_ok = !scoring_rates.empty();
-  if (scoring_ok) {
+  if (!scoring_rates.empty()) {
+    scoring_ok = true;
     const double slowest = *std::min_element(scoring_rates.begin(), scoring_rates.end());
     Row("scoring in-process (1 core)", slowest, -1, -1, 0, 0, ">= 200000/s", slowest >= 200000);
   }
 
-  // 5. Batch re-scoring of N stored screenings (its own Redis and services;
+  // Batch re-scoring of N stored screenings (its own Redis and services;
   // 1 in 25 changes route and gets a re-review case).
-  const int64_t n = absl::GetFlag(FLAGS_rescore);
+  const int64_t n = Want("rescore") ? absl::GetFlag(FLAGS_rescore) : 0;
   bool rescore_ok = n == 0;
   if (n > 0) {
     const std::string rs = RunTool(dir, "rescore_bench", {t::BinaryPath("bench/rescore_bench"), absl::StrCat(n)},
@@ -438,8 +466,9 @@ int Main() {
               concurrency, absl::GetFlag(FLAGS_seconds));
   // Success means every figure was measured without errors; whether the
   // targets were met is the table's to say.
-  return (ceiling.calls > 0 && submit.calls > 0 && submit.errors == 0 && whole.calls > 0 && whole.errors == 0 &&
-          redis_ok && scoring_ok && rescore_ok)
+  const bool load_ok = (!Want("echo") || ceiling.calls > 0) && (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
+                       (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
+  return (load_ok && redis_ok && scoring_ok && rescore_ok)
              ? 0
              : 1;
 }

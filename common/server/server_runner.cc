@@ -72,6 +72,14 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   grpc::ResourceQuota quota("aqueduct");
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
+  // The sync server's threads wait for calls as "pollers". gRPC's defaults
+  // (1 to 2 pollers) make every thread above two exit after its call and a
+  // new one start for the next: under load that is a thread created and
+  // destroyed per call (stack mmap/munmap, TLB shootdowns), and calls
+  // refused with "Server Threadpool Exhausted" while exiting threads still
+  // hold the quota. Threads stay instead, up to the quota.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, options.min_pollers);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, options.max_threads);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // busy port and silently split its traffic; a busy port must be an error.

@@ -28,7 +28,10 @@ struct ServerOptions {
   // If set, the bound port is written here once listening (tests, scripts).
   std::string port_file;
   // Upper bound on threads serving RPCs (the sync API blocks one per call).
-  int max_threads = 32;
+  int max_threads = 256;
+  // Threads kept waiting for calls even when idle, so a burst is served
+  // without first starting threads.
+  int min_pollers = 4;
   // Largest request accepted (OWASP API4).
   int max_receive_message_bytes = 1 << 20;
   // How long in-flight calls may finish on shutdown.

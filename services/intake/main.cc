@@ -52,7 +52,7 @@ ABSL_FLAG(int64_t, handoff_retry_ms, EnvOrInt("AQUEDUCT_HANDOFF_RETRY_MS", 5000)
 ABSL_FLAG(int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS", 0),
           "Idle seconds before an in-progress screening expires; overrides "
           "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
-ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls.");
+ABSL_FLAG(int32_t, threads, 256, "Maximum threads serving calls, and Redis connections at most.");
 ABSL_FLAG(int32_t, start_limit_per_hour, EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR", 20),
           "Screenings a person may start per hour (0 = no limit). Env AQUEDUCT_START_LIMIT_PER_HOUR.");
 ABSL_FLAG(int32_t, submit_limit_per_minute, EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),

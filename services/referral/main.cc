@@ -34,7 +34,8 @@ ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000)
           "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
-ABSL_FLAG(int32_t, threads, 32, "Maximum threads serving calls (each watching portal holds one).");
+ABSL_FLAG(int32_t, threads, 256,
+          "Maximum threads serving calls (each watching portal holds one), and Redis connections at most.");
 ABSL_FLAG(int64_t, overdue_after_ms, EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
           "Urgent cases not claimed within this time are marked overdue. Env "
           "AQUEDUCT_OVERDUE_AFTER_MS.");

@@ -5,15 +5,18 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
-#include <thread>
-
+#include <algorithm>
 #include <atomic>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/server/health_client.h"
 #include "gtest/gtest.h"
+#include "protos/bench/v1/echo.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
@@ -154,6 +157,65 @@ TEST(ServerRunnerTest, ShutdownLetsInFlightCallsFinishAndRefusesNewOnes) {
   late.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
   referral::v1::ListQueueResponse ignored;
   EXPECT_FALSE(stub->ListQueue(&late, referral::v1::ListQueueRequest(), &ignored).ok());
+}
+
+// Many calls held open at once (watching portals, a burst at shift change)
+// are all served: none refused with "Server Threadpool Exhausted", which the
+// old 32-thread pool did beyond 32 and gRPC's default of two idle pollers
+// did even below it. Each handler waits until all are inside at once.
+class GatheringEcho final : public bench::v1::EchoService::Service {
+ public:
+  explicit GatheringEcho(int expected) : expected_(expected) {}
+  grpc::Status Echo(grpc::ServerContext*, const bench::v1::EchoRequest* request,
+                    bench::v1::EchoResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    ++inside_;
+    max_inside_ = std::max(max_inside_, inside_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](GatheringEcho* self) { return self->max_inside_ >= self->expected_; }, this),
+                         absl::Seconds(10));
+    --inside_;
+    response->set_payload(request->payload());
+    return grpc::Status::OK;
+  }
+  int max_inside() {
+    absl::MutexLock lock(&mu_);
+    return max_inside_;
+  }
+
+ private:
+  const int expected_;
+  absl::Mutex mu_;
+  int inside_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_inside_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST(ServerRunnerTest, ServesAHundredCallsAtOnce) {
+  constexpr int kCalls = 100;
+  GatheringEcho echo(kCalls);
+  auto runner = ServerRunner::Start(ServerOptions(), {&echo}, nullptr);
+  ASSERT_TRUE(runner.ok());
+  auto stub = bench::v1::EchoService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string((*runner)->port()), grpc::InsecureChannelCredentials()));
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+      bench::v1::EchoRequest req;
+      req.set_payload(std::to_string(i));
+      bench::v1::EchoResponse resp;
+      statuses[i] = stub->Echo(&ctx, req, &resp);
+      if (statuses[i].ok() && resp.payload() != req.payload()) statuses[i] = grpc::Status(grpc::StatusCode::DATA_LOSS, "payload");
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < kCalls; ++i) {
+    EXPECT_TRUE(statuses[i].ok()) << "call " << i << ": " << statuses[i].error_code() << " " << statuses[i].error_message();
+  }
+  EXPECT_EQ(echo.max_inside(), kCalls) << "all calls were inside their handlers at the same time";
+  (*runner)->Shutdown();
 }
 
 // A plaintext health-only listener (for probes that cannot speak TLS)
