@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/ascii.h"
@@ -111,6 +112,36 @@ int64_t UsedMemory(redis::Client& client) {
     (void)absl::SimpleAtoi(info->str.substr(at + 12, end - at - 12), &v);
   }
   return v;
+}
+
+// Where Redis's memory goes: MEMORY USAGE of every key, summed by kind
+// ("intake session", "intake req", "referral case", ...: the service and the
+// first part after the hash tag, ids dropped), largest first.
+std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> MemoryByKind(redis::Client& client) {
+  absl::flat_hash_map<std::string, std::pair<int64_t, int64_t>> kinds;  // bytes, keys
+  std::string cursor = "0";
+  do {
+    auto scan = client.Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    if (!scan.ok() || scan->elements.size() != 2) break;
+    cursor = scan->elements[0].str;
+    for (const auto& k : scan->elements[1].elements) {
+      auto usage = client.Command({"MEMORY", "USAGE", k.str, "SAMPLES", "0"}, absl::Now() + absl::Seconds(5));
+      std::vector<std::string> parts = absl::StrSplit(k.str, ':');
+      std::string kind = parts.size() > 1 ? parts[1] : k.str;
+      size_t i = 2;
+      if (i < parts.size() && absl::StartsWith(parts[i], "{")) {
+        while (i < parts.size() && !absl::EndsWith(parts[i], "}")) ++i;  // a tag with ':' in it
+        ++i;
+      }
+      if (i < parts.size()) absl::StrAppend(&kind, " ", parts[i]);
+      auto& [bytes, keys] = kinds[kind];
+      bytes += usage.ok() ? usage->integer : 0;
+      ++keys;
+    }
+  } while (cursor != "0");
+  std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> out(kinds.begin(), kinds.end());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  return out;
 }
 
 // A process's peak resident set (VmHWM), MiB.
@@ -412,6 +443,7 @@ int Main() {
     Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
   }
   const int64_t redis_after = UsedMemory(redis_client);
+  const auto by_kind = Want("whole") ? MemoryByKind(redis_client) : decltype(MemoryByKind(redis_client)){};
 
   // Memory, read now (peak RSS stays the peak), printed after the table.
   const double redis_per_screening =
@@ -457,6 +489,11 @@ int Main() {
   if (redis_per_screening >= 0) {
     std::printf("%-36s %11.0f B  %-22s %s\n", "Redis per completed screening", redis_per_screening, "<= 2048 B",
                 redis_per_screening <= 2048 ? "met" : "NOT MET");
+  }
+  for (const auto& [kind, usage] : by_kind) {
+    if (whole.calls == 0) break;
+    std::printf("  %-34s %11.0f B  (%.1f keys)\n", kind.c_str(), static_cast<double>(usage.first) / whole.calls,
+                static_cast<double>(usage.second) / whole.calls);
   }
   for (const auto& [name, mib] : rss) {
     std::printf("%-36s %9.1f MiB  %-22s %s\n", absl::StrCat(name, " peak RSS").c_str(), mib,

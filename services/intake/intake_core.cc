@@ -396,7 +396,7 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   write.ttl = config_.session_ttl;
   auto outcome = store_->Write(screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
-  if (outcome->kind == Kind::kExists) {  // a concurrent retry won the race
+  if (outcome->kind == Kind::kExists || outcome->kind == Kind::kLatest) {  // a concurrent retry won the race
     auto again = store_->Get(screening_id, "", deadline);
     if (!again.ok()) return again.status();
     if (!again->session.has_value()) return absl::AbortedError("start raced; retry");
@@ -434,6 +434,21 @@ absl::StatusOr<v1::NextItems> IntakeCore::GetNextItems(
   return NextItemsOf(*session, **catalog);
 }
 
+// The reply to a retry of a page applied already: the screening as it is
+// now and what to ask next, built exactly as the first reply was (for a
+// retry of the latest write, the same bytes).
+absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::AppliedReply(const StoredSession& session,
+                                                                  const Clinical& catalog) const {
+  v1::SubmitAnswersResponse response;
+  *response.mutable_screening() = ToScreening(session);
+  if (session.record.state() == v1::IN_PROGRESS) {
+    auto next = NextItemsOf(session, catalog);
+    if (!next.ok()) return next.status();
+    *response.mutable_next() = std::move(*next);
+  }
+  return response;
+}
+
 absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
     const v1::SubmitAnswersRequest& request, absl::Time deadline) {
   auto target = ParseWrite(request.name(), request.request_id(), request.etag());
@@ -455,13 +470,12 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   if (!read->session.has_value() || read->session->record.user_id() != name->user_id) {
     return absl::NotFoundError("name: no such screening");
   }
+  // A retry of a page already applied changes nothing. Of the latest write
+  // the session is exactly as it left it, so the rebuilt reply is the one
+  // sent the first time, byte for byte; of an earlier one, it is the
+  // screening as it is now.
+  if (read->applied != SessionStore::Applied::kNo) return AppliedReply(*read->session, **catalog_or);
   v1::SubmitAnswersResponse response;
-  if (read->reply.has_value()) {  // retry of an applied request: same reply
-    if (!response.ParseFromString(*read->reply)) {
-      return absl::DataLossError("stored reply does not parse");
-    }
-    return response;
-  }
   StoredSession session = std::move(*read->session);
   if (session.record.state() != v1::IN_PROGRESS) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -531,7 +545,6 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   write.expected_version = *expected;
   write.record = session.record;
   write.request_id = request.request_id();
-  write.reply = response.SerializeAsString();
   write.ttl = config_.session_ttl;
   auto outcome = store_->Write(name->screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
@@ -543,11 +556,13 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
           session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl),
           deadline);
       return response;
-    case Kind::kReplay:
-      if (!response.ParseFromString(outcome->reply)) {
-        return absl::DataLossError("stored reply does not parse");
-      }
-      return response;
+    case Kind::kLatest:
+    case Kind::kApplied: {  // a concurrent retry got there first
+      auto now = store_->Get(name->screening_id, "", deadline);
+      if (!now.ok()) return now.status();
+      if (!now->session.has_value()) return absl::NotFoundError("name: no such screening (expired?)");
+      return AppliedReply(*now->session, **catalog_or);
+    }
     case Kind::kConflict:
       return StaleEtag(request.etag(), outcome->version);
     case Kind::kMissing:
@@ -713,6 +728,17 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   }
   if (outcome->kind == Kind::kMissing) {
     return absl::NotFoundError("name: no such screening (expired?)");
+  }
+  if (outcome->kind == Kind::kLatest || outcome->kind == Kind::kApplied) {
+    // The same completion racing its own retry (which won), or a request id
+    // already used for a page.
+    auto now = store_->Get(name->screening_id, "", deadline);
+    if (!now.ok()) return now.status();
+    if (now->session.has_value() && now->session->record.state() == v1::COMPLETED &&
+        now->session->record.complete_request_id() == request.request_id()) {
+      return CompletionResponse(*now->session);
+    }
+    return absl::InvalidArgumentError("request_id: already used by another request to this screening");
   }
   if (outcome->kind != Kind::kWritten) {
     return absl::InternalError("unexpected outcome completing a screening");

@@ -116,6 +116,8 @@ class IntakeCore {
   v1::Screening ToScreening(const StoredSession& s) const;
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
+  absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
+                                                         const Clinical& clinical) const;
   // Hands the result to referral; returns the hand-off state reached. On
   // success the outbox entry goes.
   v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);

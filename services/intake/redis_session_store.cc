@@ -1,5 +1,7 @@
 #include "services/intake/redis_session_store.h"
 
+#include <openssl/evp.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
@@ -15,19 +17,53 @@ namespace {
 constexpr char kService[] = "intake";
 
 std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
-std::string ReplyKey(const std::string& id, const std::string& request_id) {
-  return redis::Key(kService, id, absl::StrCat("req:", request_id));
+// A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
+// history of a screening's writes stays small; a collision between two
+// request ids of one screening is a 1 in 2^64 chance per pair).
+std::string RequestTag(const std::string& request_id) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(request_id.data(), request_id.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(md), 8);
 }
 
-// KEYS: session, reply.
-// ARGV: expected version (0 = create), record, reply ('' = none), ttl ms
-// (0 = persist), reply ttl ms, result ('' = none), packed answers ('' =
-// none), result digest ('' = none; stored with the result, once).
+// Whether `tags` (8 bytes each) holds `tag`.
+bool HasTag(absl::string_view tags, absl::string_view tag) {
+  for (size_t i = 0; i + 8 <= tags.size(); i += 8) {
+    if (tags.substr(i, 8) == tag) return true;
+  }
+  return false;
+}
+
+// Idempotency lives in the session's own hash, not in a key per request:
+// `qi` is the tag of the latest write's request id, `h` the tags of the 32
+// writes before it, 8 bytes each. No reply is stored: a retry of the latest
+// write finds the session exactly as that write left it and gets the same
+// reply rebuilt from it; a retry of one of the 32 before is known as applied
+// and gets the screening as it is now. Older retries carry an etag long
+// superseded and get ABORTED: the etag alone keeps any retry from being
+// applied twice; the tags spare the app an error. (Until 2026-11 each reply
+// was a `req:<id>` key kept 24 h: ~2.4 kB per page, 19 kB per screening.)
+//
+// KEYS: session.
+// ARGV: expected version (0 = create), record, ttl ms (0 = persist),
+// request tag (8 bytes), result ('' = none), packed answers ('' = none),
+// result digest ('' = none; stored with the result, once).
+// Returns {'ok', v} | {'latest', v} | {'applied', v} | {'conflict', v} |
+// {'exists', v} | {'missing'}.
 const redis::Script& WriteScript() {
   static const redis::Script* script = new redis::Script(R"lua(
-local prev = redis.call('GET', KEYS[2])
-if prev then return {'replay', prev} end
-local cur = redis.call('HGET', KEYS[1], 'v')
+local f = redis.call('HMGET', KEYS[1], 'v', 'qi', 'h')
+local cur, qi, h = f[1], f[2], f[3]
+local tag = ARGV[4]
+if cur then
+  if qi == tag then return {'latest', cur} end
+  if h then
+    for i = 1, #h, 8 do
+      if string.sub(h, i, i + 7) == tag then return {'applied', cur} end
+    end
+  end
+end
 if ARGV[1] == '0' then
   if cur then return {'exists', cur} end
 else
@@ -35,19 +71,21 @@ else
   if cur ~= ARGV[1] then return {'conflict', cur} end
 end
 local nv = tostring(tonumber(ARGV[1]) + 1)
-redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
-if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[1], 'r') == 0 then
-  redis.call('HSET', KEYS[1], 'r', ARGV[6])
-  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[8]) end
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2], 'qi', tag)
+if qi then
+  h = (h or '') .. qi
+  if #h > 256 then h = string.sub(h, -256) end
+  redis.call('HSET', KEYS[1], 'h', h)
 end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[7]) end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[1], 'r') == 0 then
+  redis.call('HSET', KEYS[1], 'r', ARGV[5])
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 's', ARGV[7]) end
+end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[6]) end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else
   redis.call('PERSIST', KEYS[1])
-end
-if ARGV[3] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[5])
 end
 return {'ok', nv}
 )lua");
@@ -177,7 +215,7 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     absl::Time deadline) {
   std::vector<std::vector<std::string>> commands = {SessionFields(screening_id)};
   if (!request_id.empty()) {
-    commands.push_back({"GET", ReplyKey(screening_id, request_id)});
+    commands.push_back({"HMGET", SessionKey(screening_id), "qi", "h"});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
@@ -190,10 +228,13 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
   });
   if (!session.ok()) return session.status();
   out.session = std::move(*session);
-  if (!request_id.empty() && !(*replies)[1].is_nil()) {
-    auto reply = keys_->Open((*replies)[1].str, ReplyKey(screening_id, request_id));
-    if (!reply.ok()) return absl::DataLossError(absl::StrCat("stored reply: ", reply.status().message()));
-    out.reply = *std::move(reply);
+  if (request_id.empty() || !out.session.has_value()) return out;
+  const auto& tags = (*replies)[1].elements;
+  const std::string tag = RequestTag(request_id);
+  if (tags.size() == 2 && !tags[0].is_nil() && tags[0].str == tag) {
+    out.applied = SessionStore::Applied::kLatest;
+  } else if (tags.size() == 2 && !tags[1].is_nil() && HasTag(tags[1].str, tag)) {
+    out.applied = SessionStore::Applied::kEarlier;
   }
   return out;
 }
@@ -250,13 +291,10 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     result = SealField(screening_id, "r", request.result->SerializeAsString());
   }
   if (!packed.empty()) packed = SealField(screening_id, "a", packed);
-  const std::string reply_key = ReplyKey(screening_id, request.request_id);
   auto reply = client_->Eval(
-      WriteScript(), {SessionKey(screening_id), reply_key},
+      WriteScript(), {SessionKey(screening_id)},
       {absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
-       request.reply.empty() ? "" : keys_->Seal(request.reply, reply_key),
-       absl::StrCat(absl::ToInt64Milliseconds(request.ttl)), absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_)),
-       result, packed, digest},
+       absl::StrCat(absl::ToInt64Milliseconds(request.ttl)), RequestTag(request.request_id), result, packed, digest},
       deadline);
   if (!reply.ok()) return reply.status();
   const auto& el = reply->elements;
@@ -265,15 +303,6 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   }
   WriteOutcome out;
   const std::string& kind = el[0].str;
-  if (kind == "replay") {
-    out.kind = WriteOutcome::Kind::kReplay;
-    if (el.size() > 1) {
-      auto stored = keys_->Open(el[1].str, reply_key);
-      if (!stored.ok()) return absl::DataLossError(absl::StrCat("stored reply: ", stored.status().message()));
-      out.reply = *std::move(stored);
-    }
-    return out;
-  }
   if (kind == "missing") {
     out.kind = WriteOutcome::Kind::kMissing;
     return out;
@@ -283,6 +312,10 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   }
   if (kind == "ok") {
     out.kind = WriteOutcome::Kind::kWritten;
+  } else if (kind == "latest") {
+    out.kind = WriteOutcome::Kind::kLatest;
+  } else if (kind == "applied") {
+    out.kind = WriteOutcome::Kind::kApplied;
   } else if (kind == "conflict") {
     out.kind = WriteOutcome::Kind::kConflict;
   } else if (kind == "exists") {

@@ -14,8 +14,11 @@ namespace aqueduct::intake {
 //                                        a = the answers once completed (a
 //                                        serialized ScoreAnswersRequest; d
 //                                        then holds no answers), s = the
-//                                        result's ResultDigest
-//   aq:intake:{<screening>}:req:<id>    stored reply of a request id (24 h)
+//                                        result's ResultDigest, qi = the
+//                                        latest write's request tag, q = its
+//                                        reply (until the next write), h =
+//                                        tags of the 32 writes before it (8
+//                                        bytes each)
 //   aq:intake:{<owner>}:start:<id>       screening id bound to a start request
 //   aq:intake:{<owner>}:screenings       zset of the user's screenings
 //   aq:intake:{<owner>}:open            zset of open screenings by expiry
@@ -32,6 +35,7 @@ class RedisSessionStore : public SessionStore {
   // Every stored record, result, answer set, digest, outcome and reply is
   // sealed with `keys` (AES-256-GCM, bound to its key and field); `keys`
   // must outlive the store.
+  // `reply_ttl`: how long a start request id stays bound to its screening.
   RedisSessionStore(redis::Client* client, const crypto::DataKeys* keys,
                     absl::Duration reply_ttl = absl::Hours(24))
       : client_(client), keys_(keys), reply_ttl_(reply_ttl) {}

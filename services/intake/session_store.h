@@ -31,12 +31,15 @@ class SessionStore {
       const std::string& user_id, const std::string& request_id,
       const std::string& proposed_id, absl::Time deadline) = 0;
 
+  // Whether a request id was applied to a session already: no, as its
+  // latest write (the session is as that write left it), or earlier.
+  enum class Applied { kNo, kLatest, kEarlier };
   struct Read {
     std::optional<StoredSession> session;  // nullopt: no such session
-    std::optional<std::string> reply;  // stored reply of `request_id`
+    Applied applied = Applied::kNo;  // of `request_id`
   };
-  // The session and, when `request_id` is not empty, the reply stored for
-  // it, in one round trip.
+  // The session and, when `request_id` is not empty, whether it was applied
+  // already, in one round trip.
   virtual absl::StatusOr<Read> Get(const std::string& screening_id,
                                    const std::string& request_id,
                                    absl::Time deadline) = 0;
@@ -51,17 +54,17 @@ class SessionStore {
     int64_t expected_version = 0;  // 0 = create (fails if it exists)
     storage::v1::SessionRecord record;
     std::optional<storage::v1::ResultRecord> result;  // stored once, never rewritten
-    std::string request_id;  // required: replays return `reply`
-    std::string reply;  // stored for the request id when not empty
+    std::string request_id;  // required: a retry is never applied twice
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
-    enum class Kind { kWritten, kReplay, kConflict, kMissing, kExists };
+    // kLatest / kApplied: the request id was applied already, as the
+    // latest write / earlier (nothing written now).
+    enum class Kind { kWritten, kLatest, kApplied, kConflict, kMissing, kExists };
     Kind kind = Kind::kWritten;
     int64_t version = 0;  // new version (kWritten) or current (kConflict, kExists)
-    std::string reply;  // kReplay
   };
-  // Atomically: replay check, version check, write, TTL, reply.
+  // Atomically: applied-already check, version check, write, TTL.
   virtual absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                              const WriteRequest& request,
                                              absl::Time deadline) = 0;

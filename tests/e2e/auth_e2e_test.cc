@@ -459,7 +459,7 @@ TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
       add(*v);
     }
   } while (cursor != "0");
-  EXPECT_GT(keys, 10);
+  EXPECT_GE(keys, 8) << "the run stored sessions, indexes and a referral case";
   // And the append-only file on disk (no compression there).
   absl::SleepFor(absl::Milliseconds(1200));  // appendfsync everysec
   const std::string aof_dir = dir_.path() + "/appendonlydir";

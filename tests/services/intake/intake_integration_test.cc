@@ -224,6 +224,79 @@ TEST_F(IntakeTest, UnknownAndOtherUsersScreeningsAreNotFound) {
   EXPECT_EQ(other.status().message(), "name: no such screening");
 }
 
+// The store's side of idempotency: the latest write and the 32 before it
+// are recognised (by Get, and by Write, which races Get), nothing is written
+// twice, and no reply is stored.
+TEST_F(IntakeTest, StoreKnowsTheAppliedRequestsAndKeepsNoReplies) {
+  using Kind = SessionStore::WriteOutcome::Kind;
+  using Applied = SessionStore::Applied;
+  SessionStore::WriteRequest w;
+  w.record.set_screening_id("st1");
+  w.record.set_user_id("alice");
+  w.record.set_state(v1::IN_PROGRESS);
+  w.expected_version = 0;
+  w.request_id = "create";
+  ASSERT_EQ(store_->Write("st1", w, Soon())->kind, Kind::kWritten);
+  w.expected_version = 1;
+  w.request_id = "x";
+  auto x = store_->Write("st1", w, Soon());
+  ASSERT_THAT(x, IsOk());
+  ASSERT_EQ(x->kind, Kind::kWritten);
+  EXPECT_EQ(x->version, 2);
+  // The same request racing past Get: known, nothing written again.
+  w.expected_version = 2;
+  auto again = store_->Write("st1", w, Soon());
+  ASSERT_EQ(again->kind, Kind::kLatest);
+  EXPECT_EQ(again->version, 2);
+  auto got = store_->Get("st1", "x", Soon());
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->applied, Applied::kLatest);
+  EXPECT_EQ(got->session->version, 2);
+  // After a later write, x is still known as applied, as an earlier one.
+  w.request_id = "y";
+  ASSERT_EQ(store_->Write("st1", w, Soon())->kind, Kind::kWritten);
+  w.expected_version = 3;
+  w.request_id = "x";
+  EXPECT_EQ(store_->Write("st1", w, Soon())->kind, Kind::kApplied);
+  EXPECT_EQ(store_->Get("st1", "x", Soon())->applied, Applied::kEarlier);
+  EXPECT_EQ(store_->Get("st1", "create", Soon())->applied, Applied::kEarlier);
+  EXPECT_EQ(store_->Get("st1", "y", Soon())->applied, Applied::kLatest);
+  got = store_->Get("st1", "z", Soon());
+  EXPECT_EQ(got->applied, Applied::kNo);
+  EXPECT_EQ(got->session->version, 3);
+  // The history is bounded: the latest write and the 32 before it.
+  for (int i = 0; i < 40; ++i) {
+    w.expected_version = 3 + i;
+    w.request_id = "w" + std::to_string(i);
+    ASSERT_EQ(store_->Write("st1", w, Soon())->kind, Kind::kWritten);
+  }
+  EXPECT_EQ(store_->Get("st1", "w7", Soon())->applied, Applied::kEarlier);
+  EXPECT_EQ(store_->Get("st1", "w6", Soon())->applied, Applied::kNo);
+  EXPECT_EQ(store_->Get("st1", "x", Soon())->applied, Applied::kNo);
+  auto h = client_->Command({"HSTRLEN", redis::Key("intake", "st1", "session"), "h"}, Soon());
+  EXPECT_EQ(h->integer, 256);
+  // No key per request: the session hash is the only key.
+  auto keys = client_->Command({"KEYS", "*st1*"}, Soon());
+  ASSERT_THAT(keys, IsOk());
+  EXPECT_EQ(keys->elements.size(), 1u);
+}
+
+// A completion whose request id was already used for a page of the same
+// screening is refused by name, and completes nothing.
+TEST_F(IntakeTest, CompletionWithAPagesRequestIdIsRefused) {
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {{"phq9.1", "1"}});
+  for (const char* used : {"page-0", "page-3"}) {
+    EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), etag, used), Soon()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id"))) << used;
+  }
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  EXPECT_EQ(core_->GetScreening(get, Soon())->state(), v1::IN_PROGRESS);
+  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "complete"), Soon()), IsOk());
+  EXPECT_EQ(referral_.calls.load(), 1);
+}
+
 TEST_F(IntakeTest, SubmitIsIdempotentByRequestId) {
   v1::Screening s = Start();
   auto first = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
@@ -741,9 +814,45 @@ TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}});
   ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
   auto replay = core_->SubmitAnswers(Answers(s, {2}, "once"), Soon());
-  ASSERT_THAT(replay, IsOk()) << "a late retry of an applied request gets its reply";
-  EXPECT_EQ(replay->SerializeAsString(), first->SerializeAsString());
+  ASSERT_THAT(replay, IsOk()) << "a late retry of an applied request succeeds";
+  // Its reply is no longer kept (later writes replaced it): the screening as
+  // it is now, completed, with nothing more to ask.
+  EXPECT_EQ(replay->screening().state(), v1::COMPLETED);
+  EXPECT_FALSE(replay->has_next());
   EXPECT_EQ(referral_.calls.load(), 1);
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), replay->screening().etag()) << "nothing written";
+}
+
+// A page's retry arriving after a later page changed the same answer must
+// not put the old answer back, and gets the screening as it is now; a retry
+// of the latest page gets its reply byte for byte.
+TEST_F(IntakeTest, RetryOfAnEarlierPageChangesNothing) {
+  v1::Screening s = Start();
+  auto first = core_->SubmitAnswers(Answers(s, {1}, "page-1"), Soon());
+  ASSERT_THAT(first, IsOk());
+  auto second_req = Answers(s, {3}, "page-2");
+  second_req.set_etag(first->screening().etag());
+  auto second = core_->SubmitAnswers(second_req, Soon());
+  ASSERT_THAT(second, IsOk());
+
+  auto late = core_->SubmitAnswers(Answers(s, {1}, "page-1"), Soon());
+  ASSERT_THAT(late, IsOk());
+  EXPECT_EQ(late->screening().etag(), second->screening().etag());
+  EXPECT_EQ(late->next().SerializeAsString(), second->next().SerializeAsString());
+  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 3) << "the later answer stands";
+  EXPECT_EQ(stored->session->version, 3);
+
+  auto again = core_->SubmitAnswers(second_req, Soon());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->SerializeAsString(), second->SerializeAsString());
+  // A new request id with the old etag is a stale write, not a retry.
+  EXPECT_THAT(core_->SubmitAnswers(Answers(s, {2}, "page-1b"), Soon()),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
 }
 
 TEST_F(IntakeTest, AnswersToItemsNotOfferedAreRejected) {
