@@ -207,8 +207,9 @@ std::vector<double> NumbersAfter(const std::string& text, const std::string& key
   return out;
 }
 
-// Closed loop of whole screenings on `threads` threads (a screening is ~20
-// calls in sequence, so plain threads with blocking calls).
+// Closed loop of whole screenings on `threads` threads (a screening is
+// about a dozen calls in sequence: start, the first page, a submit per page,
+// complete; so plain threads with blocking calls).
 LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, int threads, absl::Duration duration) {
   auto stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
   absl::Mutex mu;
@@ -236,12 +237,14 @@ LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, i
         intake::v1::Screening s;
         ok = call(&intake::v1::IntakeService::Stub::StartScreening, start, &s).ok();
         std::string etag = s.etag();
-        for (int page = 0; ok && page < 30; ++page) {
-          intake::v1::GetNextItemsRequest next_req;
-          next_req.set_name(s.name());
-          intake::v1::NextItems next;
-          ok = call(&intake::v1::IntakeService::Stub::GetNextItems, next_req, &next).ok();
-          if (!ok || next.items().empty()) break;
+        // The first page is asked for; every later one comes back with the
+        // answers to the one before (SubmitAnswersResponse.next), as an app
+        // takes them.
+        intake::v1::GetNextItemsRequest next_req;
+        next_req.set_name(s.name());
+        intake::v1::NextItems next;
+        ok = ok && call(&intake::v1::IntakeService::Stub::GetNextItems, next_req, &next).ok();
+        for (int page = 0; ok && page < 30 && !next.items().empty(); ++page) {
           intake::v1::SubmitAnswersRequest submit;
           submit.set_name(s.name());
           submit.set_etag(next.etag());
@@ -253,6 +256,7 @@ LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, i
           intake::v1::SubmitAnswersResponse submitted;
           ok = call(&intake::v1::IntakeService::Stub::SubmitAnswers, submit, &submitted).ok();
           etag = submitted.screening().etag();
+          next = submitted.next();
         }
         intake::v1::CompleteScreeningRequest complete;
         complete.set_name(s.name());

@@ -546,15 +546,13 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   write.record = session.record;
   write.request_id = request.request_id();
   write.ttl = config_.session_ttl;
+  // Activity keeps the open-session slot alive as long as the session.
+  write.touch_open_slot_until_ms =
+      session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl);
   auto outcome = store_->Write(name->screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   switch (outcome->kind) {
     case Kind::kWritten:
-      // Activity keeps the open-session slot alive as long as the session.
-      (void)store_->TouchOpenSlot(
-          name->user_id, name->screening_id,
-          session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl),
-          deadline);
       return response;
     case Kind::kLatest:
     case Kind::kApplied: {  // a concurrent retry got there first

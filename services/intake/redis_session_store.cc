@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
@@ -17,6 +18,7 @@ namespace {
 constexpr char kService[] = "intake";
 
 std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
+std::string OpenKey(const std::string& owner) { return redis::Key(kService, owner, "open"); }
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
@@ -213,27 +215,27 @@ absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user
 absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     const std::string& screening_id, const std::string& request_id,
     absl::Time deadline) {
-  std::vector<std::vector<std::string>> commands = {SessionFields(screening_id)};
+  // v d r a, then (with a request id) qi h: one command.
+  std::vector<std::string> command = SessionFields(screening_id);
   if (!request_id.empty()) {
-    commands.push_back({"HMGET", SessionKey(screening_id), "qi", "h"});
+    command.push_back("qi");
+    command.push_back("h");
   }
-  auto replies = client_->Pipeline(commands, deadline);
-  if (!replies.ok()) return replies.status();
-  for (const auto& r : *replies) {
-    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
-  }
+  auto reply = client_->Command(command, deadline);
+  if (!reply.ok()) return reply.status();
   Read out;
-  auto session = ParseSession(screening_id, (*replies)[0], [&](absl::string_view f, absl::string_view v) {
+  auto session = ParseSession(screening_id, *reply, [&](absl::string_view f, absl::string_view v) {
     return OpenField(screening_id, f, v);
   });
   if (!session.ok()) return session.status();
   out.session = std::move(*session);
   if (request_id.empty() || !out.session.has_value()) return out;
-  const auto& tags = (*replies)[1].elements;
+  const auto& fields = reply->elements;
+  if (fields.size() != 6) return absl::InternalError("session read: unexpected reply");
   const std::string tag = RequestTag(request_id);
-  if (tags.size() == 2 && !tags[0].is_nil() && tags[0].str == tag) {
+  if (!fields[4].is_nil() && fields[4].str == tag) {
     out.applied = SessionStore::Applied::kLatest;
-  } else if (tags.size() == 2 && !tags[1].is_nil() && HasTag(tags[1].str, tag)) {
+  } else if (!fields[5].is_nil() && HasTag(fields[5].str, tag)) {
     out.applied = SessionStore::Applied::kEarlier;
   }
   return out;
@@ -291,11 +293,29 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     result = SealField(screening_id, "r", request.result->SerializeAsString());
   }
   if (!packed.empty()) packed = SealField(screening_id, "a", packed);
-  auto reply = client_->Eval(
-      WriteScript(), {SessionKey(screening_id)},
-      {absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
-       absl::StrCat(absl::ToInt64Milliseconds(request.ttl)), RequestTag(request.request_id), result, packed, digest},
-      deadline);
+  std::vector<std::string> eval = {"EVALSHA", "", "1", SessionKey(screening_id),
+                                   absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
+                                   absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
+                                   RequestTag(request.request_id), result, packed, digest};
+  std::vector<std::vector<std::string>> commands = {eval};
+  if (request.touch_open_slot_until_ms > 0) {
+    // In the same round trip: idempotent (XX only moves an existing slot's
+    // expiry), so harmless when the write itself is refused.
+    commands.push_back({"ZADD", OpenKey(OwnerOf(request.record.user_id())), "XX",
+                        absl::StrCat(request.touch_open_slot_until_ms), screening_id});
+  }
+  absl::StatusOr<redis::Reply> reply;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto sha = client_->LoadScript(WriteScript(), deadline);
+    if (!sha.ok()) return sha.status();
+    commands[0][1] = *sha;
+    auto replies = client_->Pipeline(commands, deadline);
+    if (!replies.ok()) return replies.status();
+    reply = std::move((*replies)[0]);
+    if (!(reply->is_error() && absl::StartsWith(reply->str, "NOSCRIPT"))) break;
+    client_->ForgetScript(WriteScript());  // Redis restarted: load again, retry
+  }
+  if (reply->is_error()) return absl::InternalError(absl::StrCat("redis: ", reply->str));
   if (!reply.ok()) return reply.status();
   const auto& el = reply->elements;
   if (reply->type != redis::Reply::Type::kArray || el.empty()) {
@@ -339,7 +359,6 @@ absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
 
 namespace {
 
-std::string OpenKey(const std::string& user) { return redis::Key(kService, user, "open"); }
 std::string ResultsKey(const std::string& user) { return redis::Key(kService, user, "results"); }
 std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
 
@@ -380,15 +399,6 @@ absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(const std::string& user_
                          deadline);
   if (!r.ok()) return r.status();
   return r->integer == 1;
-}
-
-absl::Status RedisSessionStore::TouchOpenSlot(const std::string& user_id,
-                                              const std::string& screening_id,
-                                              int64_t expire_time_ms, absl::Time deadline) {
-  return client_
-      ->Command({"ZADD", OpenKey(OwnerOf(user_id)), "XX", absl::StrCat(expire_time_ms), screening_id},
-                deadline)
-      .status();
 }
 
 absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,

@@ -65,8 +65,6 @@ class RedisSessionStore : public SessionStore {
                                        const std::string& screening_id,
                                        int64_t expire_time_ms, int limit, int64_t now_ms,
                                        absl::Time deadline) override;
-  absl::Status TouchOpenSlot(const std::string& user_id, const std::string& screening_id,
-                             int64_t expire_time_ms, absl::Time deadline) override;
   absl::Status ReleaseOpenSlot(const std::string& user_id, const std::string& screening_id,
                                absl::Time deadline) override;
   absl::Status IndexResult(const std::string& user_id, const std::string& screening_id,

@@ -55,6 +55,9 @@ class SessionStore {
     storage::v1::SessionRecord record;
     std::optional<storage::v1::ResultRecord> result;  // stored once, never rewritten
     std::string request_id;  // required: a retry is never applied twice
+    // When > 0, also moves the user's open-session slot for this screening
+    // to expire then (in the same round trip).
+    int64_t touch_open_slot_until_ms = 0;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
@@ -83,10 +86,8 @@ class SessionStore {
                                                const std::string& screening_id,
                                                int64_t expire_time_ms, int limit,
                                                int64_t now_ms, absl::Time deadline) = 0;
-  // Moves an open screening's expiry (activity refreshes it).
-  virtual absl::Status TouchOpenSlot(const std::string& user_id,
-                                     const std::string& screening_id,
-                                     int64_t expire_time_ms, absl::Time deadline) = 0;
+  // (Activity moves an open screening's expiry with its write:
+  // WriteRequest::touch_open_slot_until_ms.)
   // Frees the slot (completed or abandoned).
   virtual absl::Status ReleaseOpenSlot(const std::string& user_id,
                                        const std::string& screening_id,

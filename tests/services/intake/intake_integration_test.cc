@@ -751,6 +751,28 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
   EXPECT_THAT(core_->AbandonScreening(req, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Each page moves the screening's open-slot expiry (the user's open zset)
+// to the session's own expiry, in the same round trip as the write.
+TEST_F(IntakeTest, EachPageMovesTheOpenSlotExpiry) {
+  v1::Screening s = Start();
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string open = redis::Key("intake", store_->OwnerOf("alice"), "open");
+  auto before = client_->Command({"ZSCORE", open, id}, Soon());
+  ASSERT_THAT(before, IsOk());
+  ASSERT_FALSE(before->is_nil());
+  absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon()), IsOk());
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  auto after = client_->Command({"ZSCORE", open, id}, Soon());
+  ASSERT_THAT(after, IsOk());
+  int64_t before_ms = 0, after_ms = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(before->str, &before_ms));
+  ASSERT_TRUE(absl::SimpleAtoi(after->str, &after_ms));
+  EXPECT_GT(after_ms, before_ms);
+  EXPECT_EQ(after_ms, stored->session->record.update_time_ms() + absl::ToInt64Milliseconds(IntakeConfig().session_ttl));
+}
+
 TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
   // Generous margins (0.3-1.0 s): this runs beside other tests on 2 cores.
   IntakeConfig config;
