@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/compress/compress.h"
 #include "common/server/channels.h"
 #include "common/server/health_client.h"
 #include "services/intake/redis_session_store.h"
@@ -161,7 +162,7 @@ int main(int argc, char** argv) {
       rec.clear_answers();
       cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
                       store.SealField(sid, "d", rec.SerializeAsString()), "r",
-                      store.SealField(sid, "r", result.SerializeAsString()), "a", store.SealField(sid, "a", packed), "s",
+                      store.SealField(sid, "r", compress::Pack(result.SerializeAsString())), "a", store.SealField(sid, "a", packed), "s",
                       store.SealField(sid, "s", scoring::DigestOf(result.scoring()).SerializeAsString())});
       cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i),
                       absl::StrCat(user, "/", sid)});

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/compress/compress.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
@@ -128,7 +129,9 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   }
   if (!fields[2].is_nil()) {
     storage::v1::ResultRecord result;
-    auto plain = open("r", fields[2].str);
+    auto sealed = open("r", fields[2].str);
+    if (!sealed.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", sealed.status().message()));
+    auto plain = compress::Unpack(*sealed);  // packed since 2026-11; earlier values read as they are
     if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
     if (!result.ParseFromString(*plain)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored result does not parse"));
@@ -290,7 +293,7 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   std::string result;
   if (request.result.has_value()) {
     digest = SealField(screening_id, "s", scoring::DigestOf(request.result->scoring()).SerializeAsString());
-    result = SealField(screening_id, "r", request.result->SerializeAsString());
+    result = SealField(screening_id, "r", compress::Pack(request.result->SerializeAsString()));
   }
   if (!packed.empty()) packed = SealField(screening_id, "a", packed);
   std::vector<std::string> eval = {"EVALSHA", "", "1", SessionKey(screening_id),

@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/compress/compress.h"
 
 #include <algorithm>
 
@@ -44,7 +45,9 @@ absl::StatusOr<v1::Referral> Parse(const crypto::DataKeys& keys, const std::stri
                                    const std::string& data,
                                    const std::string& id) {
   v1::Referral r;
-  auto plain = keys.Open(data, CaseData(id));
+  auto sealed = keys.Open(data, CaseData(id));
+  if (!sealed.ok()) return absl::DataLossError(absl::StrCat("referral ", id, ": ", sealed.status().message()));
+  auto plain = compress::Unpack(*sealed);
   if (!plain.ok()) return absl::DataLossError(absl::StrCat("referral ", id, ": ", plain.status().message()));
   if (!r.ParseFromString(*plain)) {
     return absl::DataLossError(absl::StrCat("referral ", id, ": stored record does not parse"));
@@ -70,7 +73,7 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
     evals.reserve(items.size());
     for (const auto& item : items) {
       evals.push_back({"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
-                       keys_->Seal(item.referral.SerializeAsString(), CaseData(item.id)),
+                       keys_->Seal(compress::Pack(item.referral.SerializeAsString()), CaseData(item.id)),
                        keys_->Seal(item.created_event.SerializeAsString(), AuditKey(item.id))});
     }
     replies = client_->Pipeline(evals, deadline);
@@ -220,7 +223,7 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_
                                                    absl::Time deadline) {
   v1::Referral stored = referral;
   stored.clear_etag();
-  std::vector<std::string> args = {absl::StrCat(expected_version), keys_->Seal(stored.SerializeAsString(), CaseData(id))};
+  std::vector<std::string> args = {absl::StrCat(expected_version), keys_->Seal(compress::Pack(stored.SerializeAsString()), CaseData(id))};
   for (const auto& e : audit) args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
   auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args, deadline);
   if (!r.ok()) return r.status();

@@ -14,6 +14,7 @@
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
 #include "services/intake/intake_core.h"
+#include "common/compress/compress.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/scoring_engine.h"
 #include "tests/testing/process.h"
@@ -483,8 +484,13 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_THAT(administered, ::testing::IsSupersetOf(before->session->record.instruments()));
   EXPECT_LT(packed.packed_answers().size(), answers_in_progress.size() * 6)
       << "a few bytes per answer, not the item id and a message each";
+  // The full result is packed (common/compress): well under half its size.
+  auto result_bytes = compress::Unpack(raw->elements[3].str);
+  ASSERT_THAT(result_bytes, IsOk());
+  EXPECT_EQ(raw->elements[3].str[0], '\0') << "packed";
+  EXPECT_LT(raw->elements[3].str.size() * 2, result_bytes->size());
   storage::v1::ResultRecord result;
-  ASSERT_TRUE(result.ParseFromString(raw->elements[3].str));
+  ASSERT_TRUE(result.ParseFromString(*result_bytes));
   EXPECT_EQ(raw->elements[2].str, scoring::DigestOf(result.scoring()).SerializeAsString());
 
   // Read back whole: the record has its answers again.

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/compress/compress.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
 #include "tests/testing/process.h"
@@ -105,6 +106,32 @@ TEST_F(ReferralTest, CreateStoresCaseWithAuditEvent) {
   EXPECT_EQ(e.actor(), "intake");
   EXPECT_EQ(e.route_after(), common::v1::THERAPY);
   EXPECT_EQ(e.ruleset_version(), "v0-skeleton");
+}
+
+// The case record is sealed over its packed form (common/compress); one
+// written before packing existed (sealed as it was) still reads.
+TEST_F(ReferralTest, CaseRecordsArePackedAndOlderOnesStillRead) {
+  auto r = Create("s1", common::v1::THERAPY);
+  ASSERT_THAT(r, IsOk());
+  const std::string key = redis::Key("referral", "s1-v0-skeleton", "case");
+  auto d = client_->Command({"HGET", key, "d"}, Soon());
+  ASSERT_THAT(d, IsOk());
+  auto sealed = keys_.Open(d->str, key + "#d");
+  ASSERT_THAT(sealed, IsOk());
+  ASSERT_FALSE(sealed->empty());
+  EXPECT_EQ((*sealed)[0], '\0') << "packed";
+  auto plain = compress::Unpack(*sealed);
+  ASSERT_THAT(plain, IsOk());
+  v1::Referral stored;
+  ASSERT_TRUE(stored.ParseFromString(*plain));
+  EXPECT_EQ(stored.name(), r->name());
+  // The earlier layout: the record sealed without packing.
+  ASSERT_THAT(client_->Command({"HSET", key, "d", keys_.Seal(*plain, key + "#d")}, Soon()), IsOk());
+  auto read = store_->Get("s1-v0-skeleton", Soon());
+  ASSERT_THAT(read, IsOk());
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ((*read)->name(), r->name());
+  EXPECT_EQ((*read)->current_route(), common::v1::THERAPY);
 }
 
 TEST_F(ReferralTest, RetriedHandOffNeverMakesTwo) {
