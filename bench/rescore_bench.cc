@@ -64,22 +64,6 @@ std::string StartService(t::TempDir& dir, const std::string& name, const std::st
   return addr;
 }
 
-// CPU seconds (user + system) a process has used so far.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(in, line);
-  // Fields after the command name (which is in parentheses): utime is the
-  // 12th, stime the 13th of what follows ") ".
-  std::vector<std::string> f = absl::StrSplit(line.substr(line.rfind(')') + 2), ' ');
-  if (f.size() < 13) return 0;
-  double ticks = 0;
-  for (int i : {11, 12}) {
-    int64_t v = 0;
-    if (absl::SimpleAtoi(f[i], &v)) ticks += static_cast<double>(v);
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 }  // namespace
 
@@ -212,10 +196,10 @@ int main(int argc, char** argv) {
   for (const auto& p : processes) pids.push_back(p->pid());
   pids.push_back((*redis)->pid());
   std::vector<double> cpu_before;
-  for (pid_t p : pids) cpu_before.push_back(CpuSeconds(p));
+  for (pid_t p : pids) cpu_before.push_back(t::CpuSeconds(p));
   auto summary = job.Run(stop);
   std::vector<double> cpu_used;
-  for (size_t i = 0; i < pids.size(); ++i) cpu_used.push_back(CpuSeconds(pids[i]) - cpu_before[i]);
+  for (size_t i = 0; i < pids.size(); ++i) cpu_used.push_back(t::CpuSeconds(pids[i]) - cpu_before[i]);
   if (!summary.ok()) {
     std::fprintf(stderr, "rescore failed: %s\n", std::string(summary.status().message()).c_str());
     return 1;

@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -172,6 +173,34 @@ void Row(const std::string& what, double per_second, double p50, double p99, dou
 void Row(const std::string& what, const LoadResult& r, double ceiling, const std::string& target, bool met) {
   Row(what, r.per_second(), r.Percentile(50), r.Percentile(99), ceiling, r.errors, target, met);
 }
+
+// Where a figure's CPU went: each process's CPU seconds over the figure,
+// per completed unit (call or screening), in microseconds.
+class CpuMeter {
+ public:
+  CpuMeter(const Running& running, pid_t redis) {
+    pids_.push_back({"client", getpid()});
+    for (const auto& p : running.processes) pids_.push_back({p.name, p.pid()});
+    pids_.push_back({"redis", redis});
+    for (const auto& [name, pid] : pids_) before_.push_back(t::CpuSeconds(pid));
+  }
+  // "client 14 us, intake 61 us, ..." for processes that used any.
+  std::string PerUnit(int64_t units) const {
+    std::string out;
+    double total = 0;
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      const double us = (t::CpuSeconds(pids_[i].second) - before_[i]) * 1e6 / static_cast<double>(std::max<int64_t>(1, units));
+      if (us < 0.5) continue;
+      total += us;
+      absl::StrAppend(&out, out.empty() ? "" : ", ", pids_[i].first, " ", static_cast<int64_t>(us + 0.5));
+    }
+    return absl::StrCat(out, " (all ", static_cast<int64_t>(total + 0.5), ") us CPU each");
+  }
+
+ private:
+  std::vector<std::pair<std::string, pid_t>> pids_;
+  std::vector<double> before_;
+};
 
 // Runs a tool to its end (up to `timeout`) and returns what it printed, or
 // "" when it failed (its output is then on stderr for the operator).
@@ -401,8 +430,10 @@ int Main() {
   FirstError echo_error, submit_error;
   LoadResult ceiling, submit;
   if (Want("echo")) {
+    CpuMeter cpu(running, (*redis)->pid());
     ceiling = EchoLoad(echo, concurrency, duration, echo_error);
     Row("echo (ceiling)", ceiling, 0, "", false);
+    std::printf("  %s\n", cpu.PerUnit(ceiling.calls + ceiling.errors).c_str());
     if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
   }
   // For context, Redis's own ceiling on the same socket the services use:
@@ -429,9 +460,11 @@ int Main() {
   }
 
   if (Want("submit")) {
+    CpuMeter cpu(running, (*redis)->pid());
     submit = SubmitLoad(intake, auth, concurrency, duration, submit_error);
     const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
     Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
+    std::printf("  %s\n", cpu.PerUnit(submit.calls + submit.errors).c_str());
     if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
   }
 
@@ -443,8 +476,10 @@ int Main() {
   const int64_t redis_before = UsedMemory(redis_client);
   LoadResult whole;
   if (Want("whole")) {
+    CpuMeter cpu(running, (*redis)->pid());
     whole = WholeScreenings(intake, auth, concurrency, duration);
     Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
+    std::printf("  %s\n", cpu.PerUnit(whole.calls + whole.errors).c_str());
   }
   const int64_t redis_after = UsedMemory(redis_client);
   const auto by_kind = Want("whole") ? MemoryByKind(redis_client) : decltype(MemoryByKind(redis_client)){};

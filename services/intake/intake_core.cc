@@ -242,7 +242,7 @@ absl::StatusOr<StoredSession> IntakeCore::Load(const std::string& name,
   return std::move(*read->session);
 }
 
-v1::Screening IntakeCore::ToScreening(const StoredSession& s) const {
+v1::Screening IntakeCore::ToScreening(const StoredSession& s, const v1::Progress* progress) const {
   v1::Screening out;
   const auto& r = s.record;
   out.set_name(ScreeningName{r.user_id(), r.screening_id()}.ToString());
@@ -257,9 +257,13 @@ v1::Screening IntakeCore::ToScreening(const StoredSession& s) const {
     out.set_expire_time_ms(r.update_time_ms() +
                            absl::ToInt64Milliseconds(config_.session_ttl));
   }
-  if (auto clinical = catalog_->Get(); clinical != nullptr) {
-    if (auto next = NextItemsOf(s, *clinical); next.ok()) {
-      *out.mutable_progress() = next->progress();
+  if (progress != nullptr) {
+    *out.mutable_progress() = *progress;
+  } else if (auto clinical = catalog_->Get(); clinical != nullptr) {
+    // Progress alone needs the flow, not the items or the crisis check.
+    if (auto flow = ComputeFlow(*clinical->catalog, clinical->sets, s.record.answers()); flow.ok()) {
+      out.mutable_progress()->set_answered(flow->answered);
+      out.mutable_progress()->set_remaining(flow->remaining);
     }
   }
   return out;
@@ -294,9 +298,14 @@ absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
         if (it != s.record.answers().end()) *partial.mutable_answers()->add_answers() = it->second;
       }
     }
-    auto scored = clinical.engine->Score(partial);
-    if (scored.ok() && scored->safety_flags_size() > 0 && scored->has_crisis_resources()) {
-      *next.mutable_crisis_resources() = scored->crisis_resources();
+    // The digest says whether any flag is raised without building
+    // explanations; only then is the full result (with the resources) made.
+    scoring::v1::ResultDigest digest;
+    if (clinical.engine->DigestInto(partial, &digest).ok() && digest.safety_flags_size() > 0) {
+      auto scored = clinical.engine->Score(partial);
+      if (scored.ok() && scored->safety_flags_size() > 0 && scored->has_crisis_resources()) {
+        *next.mutable_crisis_resources() = scored->crisis_resources();
+      }
     }
   }
   next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS &&
@@ -440,11 +449,13 @@ absl::StatusOr<v1::NextItems> IntakeCore::GetNextItems(
 absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::AppliedReply(const StoredSession& session,
                                                                   const Clinical& catalog) const {
   v1::SubmitAnswersResponse response;
-  *response.mutable_screening() = ToScreening(session);
   if (session.record.state() == v1::IN_PROGRESS) {
     auto next = NextItemsOf(session, catalog);
     if (!next.ok()) return next.status();
+    *response.mutable_screening() = ToScreening(session, &next->progress());
     *response.mutable_next() = std::move(*next);
+  } else {
+    *response.mutable_screening() = ToScreening(session);
   }
   return response;
 }
@@ -536,9 +547,9 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // The reply carries the version this write will create (expected + 1).
   StoredSession after = session;
   after.version = *expected + 1;
-  *response.mutable_screening() = ToScreening(after);
   auto next = NextItemsOf(after, **catalog_or);
   if (!next.ok()) return next.status();
+  *response.mutable_screening() = ToScreening(after, &next->progress());
   *response.mutable_next() = std::move(*next);
 
   SessionStore::WriteRequest write;

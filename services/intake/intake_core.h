@@ -113,7 +113,8 @@ class IntakeCore {
   absl::StatusOr<StoredSession> Load(const std::string& name,
                                      const std::string& field,
                                      absl::Time deadline);
-  v1::Screening ToScreening(const StoredSession& s) const;
+  // `progress`, when given, is the session's (saves computing it again).
+  v1::Screening ToScreening(const StoredSession& s, const v1::Progress* progress = nullptr) const;
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,

@@ -14,9 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
@@ -114,6 +116,24 @@ std::optional<int> Subprocess::Wait(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   return std::nullopt;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(in, line);
+  const size_t paren = line.rfind(')');
+  if (paren == std::string::npos || paren + 2 > line.size()) return 0;
+  // Fields after the command name (which is in parentheses): utime is the
+  // 12th, stime the 13th of what follows ") ".
+  std::vector<std::string> f = absl::StrSplit(line.substr(paren + 2), ' ');
+  if (f.size() < 13) return 0;
+  double ticks = 0;
+  for (int i : {11, 12}) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(f[i], &v)) ticks += static_cast<double>(v);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 std::string ReadFile(const std::string& path) {

@@ -47,6 +47,10 @@ class Subprocess {
   bool reaped_ = false;
 };
 
+// CPU seconds (user + system) process `pid` has used so far (0 when it is
+// gone). For benchmarks that say where the CPU went.
+double CpuSeconds(pid_t pid);
+
 // Reads a whole file ("" when missing).
 std::string ReadFile(const std::string& path);
 
