@@ -126,6 +126,7 @@ std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> MemoryByKind(re
     if (!scan.ok() || scan->elements.size() != 2) break;
     cursor = scan->elements[0].str;
     for (const auto& k : scan->elements[1].elements) {
+      if (!absl::StartsWith(k.str, "aq:")) continue;  // redis-benchmark's own keys
       auto usage = client.Command({"MEMORY", "USAGE", k.str, "SAMPLES", "0"}, absl::Now() + absl::Seconds(5));
       std::vector<std::string> parts = absl::StrSplit(k.str, ':');
       std::string kind = parts.size() > 1 ? parts[1] : k.str;
