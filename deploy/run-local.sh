@@ -151,7 +151,7 @@ else
   export AQUEDUCT_REDIS_PASSWORD_FILE=$AUTH/redis-password
   redis-server "$AUTH/redis.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
     --dir "$STATE/redis" --appendonly yes --appendfsync everysec --save "" \
-    --daemonize no >"$LOGS/redis.log" 2>&1 &
+    --hash-max-listpack-value 2048 --daemonize no >"$LOGS/redis.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do
     REDISCLI_AUTH=$(cat "$AUTH/redis-password") redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break

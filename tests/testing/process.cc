@@ -177,7 +177,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::strin
 absl::Status RedisServer::Launch() {
   std::vector<std::string> argv = {"redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm",
                                    "700", "--dir", dir_, "--appendonly", "yes", "--save", "", "--daemonize",
-                                   "no"};
+                                   "no", "--hash-max-listpack-value", "2048"};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/redis.log"));
   if (!p.ok()) return p.status();
