@@ -615,15 +615,16 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
                {"peer", referral_->Describe()}});
     return v1::PENDING;
   }
-  (void)store_->RemoveHandoff(store_->OwnerOf(session.record.user_id()), session.record.screening_id(), deadline);
-  // Record the delivery; a lost race here only means a later retry calls
-  // referral again, which is idempotent per screening and ruleset.
+  // Record the delivery and take the screening out of the outbox (one round
+  // trip); a lost race here only means a later retry calls referral again,
+  // which is idempotent per screening and ruleset.
   storage::v1::SessionRecord record = session.record;
   record.set_handoff(v1::DELIVERED);
   SessionStore::WriteRequest write;
   write.expected_version = session.version;
   write.record = record;
   write.request_id = absl::StrCat("handoff-", session.version);
+  write.remove_handoff = true;
   auto outcome = store_->Write(record.screening_id(), write, deadline);
   if (outcome.ok() && outcome->kind == Kind::kWritten) {
     session.record = std::move(record);
@@ -710,17 +711,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   // Index the result and queue the hand-off before committing: a crash in
   // between leaves entries the readers and the outbox worker skip, never a
   // completed result that referral does not learn about.
-  if (absl::Status s = store_->IndexResult(name->user_id, name->screening_id, now, deadline);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = store_->IndexCompleted(name->user_id, name->screening_id, now, deadline);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = store_->EnqueueHandoff(
-          name->user_id, name->screening_id,
-          now + absl::ToInt64Milliseconds(config_.handoff_retry), deadline);
+  if (absl::Status s = store_->IndexCompletion(name->user_id, name->screening_id, now,
+                                               now + absl::ToInt64Milliseconds(config_.handoff_retry), deadline);
       !s.ok()) {
     return s;
   }

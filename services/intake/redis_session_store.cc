@@ -20,6 +20,7 @@ constexpr char kService[] = "intake";
 
 std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
 std::string OpenKey(const std::string& owner) { return redis::Key(kService, owner, "open"); }
+std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
@@ -307,6 +308,9 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     commands.push_back({"ZADD", OpenKey(OwnerOf(request.record.user_id())), "XX",
                         absl::StrCat(request.touch_open_slot_until_ms), screening_id});
   }
+  if (request.remove_handoff) {
+    commands.push_back({"ZREM", OutboxKey(), absl::StrCat(OwnerOf(request.record.user_id()), "/", screening_id)});
+  }
   absl::StatusOr<redis::Reply> reply;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto sha = client_->LoadScript(WriteScript(), deadline);
@@ -363,7 +367,6 @@ absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
 namespace {
 
 std::string ResultsKey(const std::string& user) { return redis::Key(kService, user, "results"); }
-std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
 
 // KEYS: open zset. ARGV: now ms, expiry ms, screening id, limit.
 const redis::Script& ReserveScript() {
@@ -410,13 +413,21 @@ absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
   return client_->Command({"ZREM", OpenKey(OwnerOf(user_id)), screening_id}, deadline).status();
 }
 
-absl::Status RedisSessionStore::IndexResult(const std::string& user_id,
-                                            const std::string& screening_id,
-                                            int64_t complete_time_ms, absl::Time deadline) {
-  return client_
-      ->Command({"ZADD", ResultsKey(OwnerOf(user_id)), absl::StrCat(complete_time_ms), screening_id},
-                deadline)
-      .status();
+absl::Status RedisSessionStore::IndexCompletion(const std::string& user_id, const std::string& screening_id,
+                                                int64_t complete_time_ms, int64_t handoff_due_ms,
+                                                absl::Time deadline) {
+  const std::string owner = OwnerOf(user_id);
+  const std::string member = absl::StrCat(owner, "/", screening_id);
+  auto replies = client_->Pipeline(
+      {{"ZADD", ResultsKey(owner), absl::StrCat(complete_time_ms), screening_id},
+       {"ZADD", redis::GlobalKey(kService, "completed"), absl::StrCat(complete_time_ms), member},
+       {"ZADD", OutboxKey(), absl::StrCat(handoff_due_ms), member}},
+      deadline);
+  if (!replies.ok()) return replies.status();
+  for (const auto& r : *replies) {
+    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListResults(
@@ -448,15 +459,6 @@ absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListRes
   return out;
 }
 
-absl::Status RedisSessionStore::EnqueueHandoff(const std::string& user_id,
-                                               const std::string& screening_id, int64_t due_ms,
-                                               absl::Time deadline) {
-  return client_
-      ->Command({"ZADD", OutboxKey(), absl::StrCat(due_ms), absl::StrCat(OwnerOf(user_id), "/", screening_id)},
-                deadline)
-      .status();
-}
-
 absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::ClaimDueHandoffs(
     int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) {
   auto r = client_->Eval(ClaimScript(), {OutboxKey()},
@@ -476,16 +478,6 @@ absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
   return client_->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)}, deadline)
-      .status();
-}
-
-absl::Status RedisSessionStore::IndexCompleted(const std::string& user_id,
-                                               const std::string& screening_id,
-                                               int64_t complete_time_ms, absl::Time deadline) {
-  return client_
-      ->Command({"ZADD", redis::GlobalKey(kService, "completed"), absl::StrCat(complete_time_ms),
-                 absl::StrCat(OwnerOf(user_id), "/", screening_id)},
-                deadline)
       .status();
 }
 

@@ -67,21 +67,17 @@ class RedisSessionStore : public SessionStore {
                                        absl::Time deadline) override;
   absl::Status ReleaseOpenSlot(const std::string& user_id, const std::string& screening_id,
                                absl::Time deadline) override;
-  absl::Status IndexResult(const std::string& user_id, const std::string& screening_id,
-                           int64_t complete_time_ms, absl::Time deadline) override;
+  absl::Status IndexCompletion(const std::string& user_id, const std::string& screening_id,
+                               int64_t complete_time_ms, int64_t handoff_due_ms, absl::Time deadline) override;
   absl::StatusOr<std::vector<IndexEntry>> ListResults(const std::string& user_id,
                                                       int64_t before_ms,
                                                       const std::string& before_id, int limit,
                                                       absl::Time deadline) override;
-  absl::Status EnqueueHandoff(const std::string& user_id, const std::string& screening_id,
-                              int64_t due_ms, absl::Time deadline) override;
   absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms,
                                                              int limit,
                                                              absl::Time deadline) override;
   absl::Status RemoveHandoff(const std::string& owner, const std::string& screening_id,
                              absl::Time deadline) override;
-  absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
-                              int64_t complete_time_ms, absl::Time deadline) override;
   absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms, absl::Time deadline) override;
   absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(int64_t from_ms, int64_t to_ms,
                                                             int64_t after_ms,

@@ -58,6 +58,9 @@ class SessionStore {
     // When > 0, also moves the user's open-session slot for this screening
     // to expire then (in the same round trip).
     int64_t touch_open_slot_until_ms = 0;
+    // Also removes the screening from the hand-off outbox (referral has its
+    // result), in the same round trip, whatever the write's outcome.
+    bool remove_handoff = false;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
@@ -93,12 +96,16 @@ class SessionStore {
                                        const std::string& screening_id,
                                        absl::Time deadline) = 0;
 
-  // The user's completed screenings, newest first: written before the
-  // completion commits, so an entry may name a screening that never
-  // completed (readers skip those).
-  virtual absl::Status IndexResult(const std::string& user_id,
-                                   const std::string& screening_id,
-                                   int64_t complete_time_ms, absl::Time deadline) = 0;
+  // Before a completion commits, in one round trip: the screening into its
+  // user's completed screenings (newest first), into every completed
+  // screening by time (what batch re-scoring walks), and into the hand-off
+  // outbox due at `handoff_due_ms`. A crash before the commit leaves
+  // entries whose screening is not completed: readers skip them, the outbox
+  // worker finds nothing to hand off. Idempotent.
+  virtual absl::Status IndexCompletion(const std::string& user_id, const std::string& screening_id,
+                                       int64_t complete_time_ms, int64_t handoff_due_ms,
+                                       absl::Time deadline) = 0;
+  // The user's completed screenings (IndexCompletion), newest first.
   struct IndexEntry {
     std::string screening_id;
     int64_t time_ms = 0;
@@ -117,11 +124,8 @@ class SessionStore {
   virtual std::string OwnerOf(const std::string& user_id) const = 0;
 
   // The hand-off outbox: screenings whose result must reach referral.
-  // Enqueued before the completion commits (so a crash between the two loses
-  // nothing), removed once referral has the result.
-  virtual absl::Status EnqueueHandoff(const std::string& user_id,
-                                      const std::string& screening_id, int64_t due_ms,
-                                      absl::Time deadline) = 0;
+  // Enqueued before the completion commits (IndexCompletion: a crash between
+  // the two loses nothing), removed once referral has the result.
   struct HandoffEntry {
     std::string owner;  // OwnerOf(user id)
     std::string screening_id;
@@ -135,11 +139,8 @@ class SessionStore {
                                      const std::string& screening_id,
                                      absl::Time deadline) = 0;
 
-  // Every completed screening by completion time (for batch re-scoring);
-  // written before the completion commits, so readers skip entries whose
-  // screening is not completed.
-  virtual absl::Status IndexCompleted(const std::string& user_id, const std::string& screening_id,
-                                      int64_t complete_time_ms, absl::Time deadline) = 0;
+  // Every completed screening by completion time (for batch re-scoring;
+  // IndexCompletion writes it).
   struct CompletedEntry {
     std::string owner;  // OwnerOf(user id)
     std::string screening_id;

@@ -429,6 +429,13 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   std::string id = s.name().substr(s.name().rfind('/') + 1);
   auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
   EXPECT_EQ(ttl->integer, -1);
+  // Indexed for the person and for re-scoring; delivered, so out of the
+  // outbox; no longer an open screening.
+  const std::string owner = store_->OwnerOf("alice");
+  EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
+  EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), owner + "/" + id}, Soon())->is_nil());
+  EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())->integer, 0);
+  EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())->is_nil());
 
   // Same request id: the stored result again, without scoring again.
   auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
@@ -625,6 +632,7 @@ TEST_F(IntakeTest, HungReferralDoesNotHoldTheCompletionReply) {
   ASSERT_THAT(done, IsOk());
   EXPECT_TRUE(done->has_crisis_resources());
   EXPECT_EQ(done->handoff(), v1::PENDING) << "left to the outbox";
+  EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())->integer, 1);
   // The hand-off got the short inline budget, not the call's 10 s.
   EXPECT_LE(referral_.last_budget, IntakeConfig().handoff_inline_budget);
 }
