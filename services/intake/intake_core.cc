@@ -271,11 +271,16 @@ v1::Screening IntakeCore::ToScreening(const StoredSession& s, const v1::Progress
 
 absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
                                                       const Clinical& clinical) const {
+  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, s.record.answers());
+  if (!flow.ok()) return flow.status();
+  return NextItemsFrom(s, clinical, *flow);
+}
+
+v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow_of_s) const {
+  const Flow* flow = &flow_of_s;
   v1::NextItems next;
   next.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
   next.set_etag(absl::StrCat(s.version));
-  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, s.record.answers());
-  if (!flow.ok()) return flow.status();
   if (s.record.state() == v1::IN_PROGRESS) {
     for (const Flow::Ask& ask : flow->page) {
       v1::ItemToAsk* item = next.add_items();
@@ -517,6 +522,7 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // work") is dropped.
   auto flow = ComputeFlow(catalog, (*catalog_or)->sets, session.record.answers());
   if (!flow.ok()) return flow.status();
+  bool erased_moot = false;
   for (const std::string& id : flow->inapplicable) {
     if (seen.contains(id)) {
       for (int i = 0; i < request.answers_size(); ++i) {
@@ -530,7 +536,7 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
             note.empty() ? "" : absl::StrCat(" (", note, ")")));
       }
     }
-    session.record.mutable_answers()->erase(id);
+    erased_moot = session.record.mutable_answers()->erase(id) > 0 || erased_moot;
   }
   // Only items this screening's flow offers may be answered (e.g. no ASQ
   // while item 9 is 0, no ketamine module for a PHQ-9 below 10).
@@ -547,10 +553,15 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // The reply carries the version this write will create (expected + 1).
   StoredSession after = session;
   after.version = *expected + 1;
-  auto next = NextItemsOf(after, **catalog_or);
-  if (!next.ok()) return next.status();
-  *response.mutable_screening() = ToScreening(after, &next->progress());
-  *response.mutable_next() = std::move(*next);
+  // The flow of the stored answers: the one computed above unless moot
+  // answers were dropped since.
+  if (erased_moot) {
+    flow = ComputeFlow(catalog, (*catalog_or)->sets, after.record.answers());
+    if (!flow.ok()) return flow.status();
+  }
+  v1::NextItems next = NextItemsFrom(after, **catalog_or, *flow);
+  *response.mutable_screening() = ToScreening(after, &next.progress());
+  *response.mutable_next() = std::move(next);
 
   SessionStore::WriteRequest write;
   write.expected_version = *expected;

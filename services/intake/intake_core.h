@@ -117,6 +117,8 @@ class IntakeCore {
   v1::Screening ToScreening(const StoredSession& s, const v1::Progress* progress = nullptr) const;
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
+  // The same from the flow of `s`'s answers, already computed.
+  v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow) const;
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
                                                          const Clinical& clinical) const;
   // Hands the result to referral; returns the hand-off state reached. On

@@ -389,6 +389,14 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
   ASSERT_THAT(changed, IsOk());
   EXPECT_LT(changed->next().progress().answered(), before->progress().answered());
   EXPECT_TRUE(changed->next().ready_to_complete());
+  // The reply is what a fresh read says (the flow after the moot answers
+  // went, not before).
+  v1::GetNextItemsRequest next_req;
+  next_req.set_name(s.name());
+  auto fresh = core_->GetNextItems(next_req, Soon());
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_EQ(changed->next().SerializeAsString(), fresh->SerializeAsString());
+  EXPECT_EQ(changed->screening().progress().SerializeAsString(), fresh->progress().SerializeAsString());
   auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   for (const auto& score : done->result().scoring().scores()) {
