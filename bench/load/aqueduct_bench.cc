@@ -21,7 +21,6 @@
 #include <utility>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -237,78 +236,105 @@ std::vector<double> NumbersAfter(const std::string& text, const std::string& key
   return out;
 }
 
-// Closed loop of whole screenings on `threads` threads (a screening is
-// about a dozen calls in sequence: start, the first page, a submit per page,
-// complete; so plain threads with blocking calls).
-LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, int threads, absl::Duration duration) {
-  auto stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
-  absl::Mutex mu;
-  LoadResult out;
-  const absl::Time begin = absl::Now(), end = begin + duration;
-  std::vector<std::thread> workers;
-  for (int w = 0; w < threads; ++w) {
-    workers.emplace_back([&, w] {
-      const std::string user = absl::StrCat("whole", w);
-      const std::string token = auth::BearerValue(auth.Token("patient", user));
-      tools::Overrides answers = t::AdultContext("NY");
-      answers["phq9.1"] = std::to_string(w % 4);
-      auto call = [&](auto method, const auto& req, auto* resp) {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-        ctx.AddMetadata("authorization", token);
-        return (stub.get()->*method)(&ctx, req, resp);
-      };
-      for (int n = 0; absl::Now() < end; ++n) {
-        const absl::Time started = absl::Now();
-        bool ok = true;
-        intake::v1::StartScreeningRequest start;
-        start.set_parent("users/" + user);
-        start.set_consent_version("c1");
-        intake::v1::Screening s;
-        ok = call(&intake::v1::IntakeService::Stub::StartScreening, start, &s).ok();
-        std::string etag = s.etag();
-        // The first page is asked for; every later one comes back with the
-        // answers to the one before (SubmitAnswersResponse.next), as an app
-        // takes them.
-        intake::v1::GetNextItemsRequest next_req;
-        next_req.set_name(s.name());
-        intake::v1::NextItems next;
-        ok = ok && call(&intake::v1::IntakeService::Stub::GetNextItems, next_req, &next).ok();
-        for (int page = 0; ok && page < 30 && !next.items().empty(); ++page) {
-          intake::v1::SubmitAnswersRequest submit;
-          submit.set_name(s.name());
-          submit.set_etag(next.etag());
-          submit.set_request_id(absl::StrCat("p", page));
-          for (const auto& ask : next.items()) {
-            auto a = tools::ScriptedAnswer(ask.item(), answers);
-            if (a.ok()) *submit.add_answers() = *a;
-          }
-          intake::v1::SubmitAnswersResponse submitted;
-          ok = call(&intake::v1::IntakeService::Stub::SubmitAnswers, submit, &submitted).ok();
-          etag = submitted.screening().etag();
-          next = submitted.next();
-        }
-        intake::v1::CompleteScreeningRequest complete;
-        complete.set_name(s.name());
-        complete.set_etag(etag);
-        complete.set_request_id("c");
-        intake::v1::CompleteScreeningResponse done;
-        ok = ok && call(&intake::v1::IntakeService::Stub::CompleteScreening, complete, &done).ok();
-        const double ms = absl::ToDoubleMilliseconds(absl::Now() - started);
-        absl::MutexLock lock(&mu);
-        if (ok) {
-          out.latencies_ms.push_back(ms);
-        } else {
-          ++out.errors;
-        }
-      }
+// One whole screening as an app takes it, each call started from the
+// previous one's callback (the same closed-loop generator as every other
+// figure): start, the first page, a submit per page (each reply carries the
+// next page), complete. Deletes itself after reporting.
+class ScreeningRun {
+ public:
+  struct Person {
+    std::string user, token;
+    tools::Overrides answers;
+  };
+  ScreeningRun(intake::v1::IntakeService::Stub* stub, const Person& person, FirstError* error,
+               std::function<void(bool)> done)
+      : stub_(stub), person_(person), error_(error), done_(std::move(done)) {}
+
+  void Begin() {
+    start_.set_parent("users/" + person_.user);
+    start_.set_consent_version("c1");
+    stub_->async()->StartScreening(NewContext(), &start_, &screening_, [this](grpc::Status s) {
+      if (!Ok(s)) return;
+      next_req_.set_name(screening_.name());
+      stub_->async()->GetNextItems(NewContext(), &next_req_, &next_, [this](grpc::Status s2) {
+        if (Ok(s2)) Page(0, screening_.etag());
+      });
     });
   }
-  for (auto& t : workers) t.join();
-  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  out.calls = static_cast<int64_t>(out.latencies_ms.size());
-  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
-  return out;
+
+ private:
+  grpc::ClientContext* NewContext() {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    ctx_->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx_->AddMetadata("authorization", person_.token);
+    return ctx_.get();
+  }
+  bool Ok(const grpc::Status& s) {
+    if (s.ok()) return true;
+    error_->Note(s);
+    Finish(false);
+    return false;
+  }
+  void Finish(bool ok) {
+    auto done = std::move(done_);
+    delete this;
+    done(ok);
+  }
+  void Page(int page, const std::string& etag) {
+    if (page >= 30 || next_.items().empty()) return Complete(etag);
+    submit_.Clear();
+    submit_.set_name(screening_.name());
+    submit_.set_etag(next_.etag());
+    submit_.set_request_id(absl::StrCat("p", page));
+    for (const auto& ask : next_.items()) {
+      auto a = tools::ScriptedAnswer(ask.item(), person_.answers);
+      if (a.ok()) *submit_.add_answers() = *a;
+    }
+    stub_->async()->SubmitAnswers(NewContext(), &submit_, &submitted_, [this, page](grpc::Status s) {
+      if (!Ok(s)) return;
+      next_.Swap(submitted_.mutable_next());
+      Page(page + 1, submitted_.screening().etag());
+    });
+  }
+  void Complete(const std::string& etag) {
+    complete_.set_name(screening_.name());
+    complete_.set_etag(etag);
+    complete_.set_request_id("c");
+    stub_->async()->CompleteScreening(NewContext(), &complete_, &completed_, [this](grpc::Status s) {
+      if (Ok(s)) Finish(true);
+    });
+  }
+
+  intake::v1::IntakeService::Stub* stub_;
+  const Person& person_;
+  FirstError* error_;
+  std::function<void(bool)> done_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  intake::v1::StartScreeningRequest start_;
+  intake::v1::Screening screening_;
+  intake::v1::GetNextItemsRequest next_req_;
+  intake::v1::NextItems next_;
+  intake::v1::SubmitAnswersRequest submit_;
+  intake::v1::SubmitAnswersResponse submitted_;
+  intake::v1::CompleteScreeningRequest complete_;
+  intake::v1::CompleteScreeningResponse completed_;
+};
+
+// Closed loop of whole screenings: `concurrency` people, each starting their
+// next screening when the last completes; latency is the whole screening's.
+LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, int concurrency,
+                           absl::Duration duration, FirstError& error) {
+  auto stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+  std::vector<ScreeningRun::Person> people(concurrency);
+  for (int i = 0; i < concurrency; ++i) {
+    people[i].user = absl::StrCat("whole", i);
+    people[i].token = auth::BearerValue(auth.Token("patient", people[i].user));
+    people[i].answers = t::AdultContext("NY");
+    people[i].answers["phq9.1"] = std::to_string(i % 4);
+  }
+  return RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
+    (new ScreeningRun(stub.get(), people[slot], &error, std::move(done)))->Begin();
+  });
 }
 
 // The ceiling: echo, a payload the size of a page of answers.
@@ -476,11 +502,13 @@ int Main() {
   redis::Client redis_client((*redis)->ClientOptions());
   const int64_t redis_before = UsedMemory(redis_client);
   LoadResult whole;
+  FirstError whole_error;
   if (Want("whole")) {
     CpuMeter cpu(running, (*redis)->pid());
-    whole = WholeScreenings(intake, auth, concurrency, duration);
+    whole = WholeScreenings(intake, auth, concurrency, duration, whole_error);
     Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
     std::printf("  %s\n", cpu.PerUnit(whole.calls + whole.errors).c_str());
+    if (!whole_error.Get().empty()) std::printf("  first error: %s\n", whole_error.Get().c_str());
   }
   const int64_t redis_after = UsedMemory(redis_client);
   const auto by_kind = Want("whole") ? MemoryByKind(redis_client) : decltype(MemoryByKind(redis_client)){};

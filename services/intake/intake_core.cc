@@ -365,17 +365,17 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     auto bound = store_->ClaimStartRequest(*user, request_id, screening_id, deadline);
     if (!bound.ok()) return bound.status();
     screening_id = *bound;
-  } else {
-    request_id = absl::StrCat("start-", screening_id);
-  }
-  // A retried start finds the session made by the first attempt.
-  auto existing = store_->Get(screening_id, "", deadline);
-  if (!existing.ok()) return existing.status();
-  if (existing->session.has_value()) {
-    if (existing->session->record.user_id() != *user) {
-      return absl::InternalError("start request bound to another user's screening");
+    // A retried start finds the session made by the first attempt.
+    auto existing = store_->Get(screening_id, "", deadline);
+    if (!existing.ok()) return existing.status();
+    if (existing->session.has_value()) {
+      if (existing->session->record.user_id() != *user) {
+        return absl::InternalError("start request bound to another user's screening");
+      }
+      return ToScreening(*existing->session);
     }
-    return ToScreening(*existing->session);
+  } else {
+    request_id = absl::StrCat("start-", screening_id);  // a fresh id: nothing to find
   }
 
   const int64_t now = clock_->NowMillis();
@@ -408,6 +408,7 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   write.record = r;
   write.request_id = request_id;
   write.ttl = config_.session_ttl;
+  write.index_for_user_at_ms = now;  // the user's screenings, same round trip
   auto outcome = store_->Write(screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   if (outcome->kind == Kind::kExists || outcome->kind == Kind::kLatest) {  // a concurrent retry won the race
@@ -420,9 +421,6 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     return absl::InternalError("unexpected outcome creating a screening");
   }
   session.version = outcome->version;
-  if (absl::Status s = store_->IndexForUser(*user, screening_id, now, deadline); !s.ok()) {
-    return s;  // the retry with the same request id completes the index
-  }
   log::Info("screening started", {{"catalog_version", r.catalog_version()}});
   return ToScreening(session);
 }

@@ -308,6 +308,10 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     commands.push_back({"ZADD", OpenKey(OwnerOf(request.record.user_id())), "XX",
                         absl::StrCat(request.touch_open_slot_until_ms), screening_id});
   }
+  if (request.index_for_user_at_ms > 0) {
+    commands.push_back({"ZADD", redis::Key(kService, OwnerOf(request.record.user_id()), "screenings"), "NX",
+                        absl::StrCat(request.index_for_user_at_ms), screening_id});
+  }
   if (request.remove_handoff) {
     commands.push_back({"ZREM", OutboxKey(), absl::StrCat(OwnerOf(request.record.user_id()), "/", screening_id)});
   }
@@ -351,17 +355,6 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     return absl::InternalError("session write: unexpected script reply");
   }
   return out;
-}
-
-absl::Status RedisSessionStore::IndexForUser(const std::string& user_id,
-                                             const std::string& screening_id,
-                                             int64_t create_time_ms,
-                                             absl::Time deadline) {
-  auto reply = client_->Command(
-      {"ZADD", redis::Key(kService, OwnerOf(user_id), "screenings"), "NX",
-       absl::StrCat(create_time_ms), screening_id},
-      deadline);
-  return reply.status();
 }
 
 namespace {

@@ -57,10 +57,6 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                      const WriteRequest& request,
                                      absl::Time deadline) override;
-  absl::Status IndexForUser(const std::string& user_id,
-                            const std::string& screening_id,
-                            int64_t create_time_ms,
-                            absl::Time deadline) override;
   absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
                                        const std::string& screening_id,
                                        int64_t expire_time_ms, int limit, int64_t now_ms,

@@ -61,6 +61,9 @@ class SessionStore {
     // Also removes the screening from the hand-off outbox (referral has its
     // result), in the same round trip, whatever the write's outcome.
     bool remove_handoff = false;
+    // When > 0 (creating a session), also adds the screening to its user's
+    // screenings at this time, in the same round trip (idempotent).
+    int64_t index_for_user_at_ms = 0;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
@@ -75,11 +78,6 @@ class SessionStore {
                                              const WriteRequest& request,
                                              absl::Time deadline) = 0;
 
-  // Adds the screening to its user's index (idempotent).
-  virtual absl::Status IndexForUser(const std::string& user_id,
-                                    const std::string& screening_id,
-                                    int64_t create_time_ms,
-                                    absl::Time deadline) = 0;
 
   // Open-session accounting per user: reserves a slot for `screening_id`
   // (true), or false when the user already has `limit` open screenings.

@@ -195,6 +195,16 @@ TEST_F(IntakeTest, StartIsIdempotentByRequestId) {
   EXPECT_EQ(a.name(), b.name());
   v1::Screening c = Start("bob", "start-2");
   EXPECT_NE(a.name(), c.name());
+  v1::Screening d = Start("bob");  // no request id: always a new one
+  // Each started screening is in bob's index once, and in his open slots.
+  const std::string owner = store_->OwnerOf("bob");
+  auto listed = client_->Command({"ZRANGE", redis::Key("intake", owner, "screenings"), "0", "-1"}, Soon());
+  ASSERT_THAT(listed, IsOk());
+  std::vector<std::string> ids;
+  for (const auto& e : listed->elements) ids.push_back(e.str);
+  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(id_of(a), id_of(c), id_of(d)));
+  EXPECT_EQ(client_->Command({"ZCARD", redis::Key("intake", owner, "open")}, Soon())->integer, 3);
 }
 
 TEST_F(IntakeTest, StartValidatesFields) {
