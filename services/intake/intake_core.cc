@@ -276,13 +276,12 @@ absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
   return NextItemsFrom(s, clinical, *flow);
 }
 
-v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow_of_s) const {
-  const Flow* flow = &flow_of_s;
+v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow) const {
   v1::NextItems next;
   next.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
   next.set_etag(absl::StrCat(s.version));
   if (s.record.state() == v1::IN_PROGRESS) {
-    for (const Flow::Ask& ask : flow->page) {
+    for (const Flow::Ask& ask : flow.page) {
       v1::ItemToAsk* item = next.add_items();
       *item->mutable_item() = *ask.item;
       item->set_instrument_id(ask.instrument->def->id());
@@ -290,8 +289,8 @@ v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& 
       item->set_copyright(ask.instrument->def->copyright());
     }
   }
-  next.mutable_progress()->set_answered(flow->answered);
-  next.mutable_progress()->set_remaining(flow->remaining);
+  next.mutable_progress()->set_answered(flow.answered);
+  next.mutable_progress()->set_remaining(flow.remaining);
   // Crisis resources the moment an answer indicates risk (e.g. PHQ-9 item 9
   // above 0), scored locally so they never wait for another service. Only a
   // flag that is set counts here: a question not yet reached is not a risk.
@@ -314,7 +313,7 @@ v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& 
     }
   }
   next.set_ready_to_complete(s.record.state() == v1::IN_PROGRESS &&
-                             flow->missing_required.empty());
+                             flow.missing_required.empty());
   return next;
 }
 

@@ -323,8 +323,17 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     auto replies = client_->Pipeline(commands, deadline);
     if (!replies.ok()) return replies.status();
     reply = std::move((*replies)[0]);
-    if (!(reply->is_error() && absl::StartsWith(reply->str, "NOSCRIPT"))) break;
-    client_->ForgetScript(WriteScript());  // Redis restarted: load again, retry
+    if (reply->is_error() && absl::StartsWith(reply->str, "NOSCRIPT")) {
+      client_->ForgetScript(WriteScript());  // Redis restarted: load again, retry
+      continue;
+    }
+    // An error in the index updates riding along fails the call rather
+    // than passing unseen (in practice a Redis refusing writes, which
+    // refuses the script as well).
+    for (size_t i = 1; i < replies->size(); ++i) {
+      if ((*replies)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
+    }
+    break;
   }
   if (reply->is_error()) return absl::InternalError(absl::StrCat("redis: ", reply->str));
   if (!reply.ok()) return reply.status();
