@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
+#include "common/crypto/sha256.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -270,12 +271,7 @@ absl::StatusOr<Identity> Verifier::Verify(absl::string_view token, absl::Time no
   if (token.size() > kMaxTokenBytes) return Reject(Rejection::kMalformed, why);
   // A token seen before skips the signature and the JSON: only its times
   // are checked again. Keyed by its SHA-256, so the cache holds no token.
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  if (EVP_Digest(token.data(), token.size(), md, &md_len, EVP_sha256(), nullptr) != 1) {
-    return Reject(Rejection::kMalformed, why);
-  }
-  std::string digest(reinterpret_cast<const char*>(md), md_len);
+  std::string digest = crypto::Sha256(token);
   {
     absl::MutexLock lock(&cache_->mu);
     auto it = cache_->entries.find(digest);

@@ -62,6 +62,8 @@ class DataKeys {
   std::map<std::string, std::string, std::less<>> keys_;  // id -> 32 bytes
   std::string active_;
   std::string pseudonym_key_;
+
+  std::string ComputePseudonym(absl::string_view user_id) const;
 };
 
 }  // namespace aqueduct::crypto

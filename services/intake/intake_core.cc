@@ -548,26 +548,25 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   session.record.set_update_time_ms(clock_->NowMillis());
 
   // The reply carries the version this write will create (expected + 1).
-  StoredSession after = session;
-  after.version = *expected + 1;
+  session.version = *expected + 1;
   // The flow of the stored answers: the one computed above unless moot
   // answers were dropped since.
   if (erased_moot) {
-    flow = ComputeFlow(catalog, (*catalog_or)->sets, after.record.answers());
+    flow = ComputeFlow(catalog, (*catalog_or)->sets, session.record.answers());
     if (!flow.ok()) return flow.status();
   }
-  v1::NextItems next = NextItemsFrom(after, **catalog_or, *flow);
-  *response.mutable_screening() = ToScreening(after, &next.progress());
+  v1::NextItems next = NextItemsFrom(session, **catalog_or, *flow);
+  *response.mutable_screening() = ToScreening(session, &next.progress());
   *response.mutable_next() = std::move(next);
 
   SessionStore::WriteRequest write;
   write.expected_version = *expected;
-  write.record = session.record;
   write.request_id = request.request_id();
   write.ttl = config_.session_ttl;
   // Activity keeps the open-session slot alive as long as the session.
   write.touch_open_slot_until_ms =
       session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl);
+  write.record = std::move(session.record);  // the session is not used below
   auto outcome = store_->Write(name->screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   switch (outcome->kind) {
@@ -626,16 +625,15 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   // Record the delivery and take the screening out of the outbox (one round
   // trip); a lost race here only means a later retry calls referral again,
   // which is idempotent per screening and ruleset.
-  storage::v1::SessionRecord record = session.record;
-  record.set_handoff(v1::DELIVERED);
   SessionStore::WriteRequest write;
   write.expected_version = session.version;
-  write.record = record;
+  write.record = session.record;
+  write.record.set_handoff(v1::DELIVERED);
   write.request_id = absl::StrCat("handoff-", session.version);
   write.remove_handoff = true;
-  auto outcome = store_->Write(record.screening_id(), write, deadline);
+  auto outcome = store_->Write(session.record.screening_id(), write, deadline);
   if (outcome.ok() && outcome->kind == Kind::kWritten) {
-    session.record = std::move(record);
+    session.record = std::move(write.record);
     session.version = outcome->version;
   }
   return v1::DELIVERED;
@@ -726,8 +724,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   }
   SessionStore::WriteRequest write;
   write.expected_version = *expected;
-  write.record = record;
-  write.result = result;
+  write.record = std::move(record);
+  write.result = std::move(result);
   write.request_id = request.request_id();
   write.ttl = absl::ZeroDuration();  // completed results do not expire
   auto outcome = store_->Write(name->screening_id, write, deadline);
@@ -752,8 +750,8 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   if (outcome->kind != Kind::kWritten) {
     return absl::InternalError("unexpected outcome completing a screening");
   }
-  session.record = std::move(record);
-  session.result = std::move(result);
+  session.record = std::move(write.record);
+  session.result = std::move(write.result);
   session.version = outcome->version;
   (void)store_->ReleaseOpenSlot(name->user_id, name->screening_id, deadline);
   log::Info("screening completed",

@@ -1,11 +1,10 @@
 #include "services/intake/redis_session_store.h"
 
-#include <openssl/evp.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/compress/compress.h"
+#include "common/crypto/sha256.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
@@ -24,12 +23,7 @@ std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
-std::string RequestTag(const std::string& request_id) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(request_id.data(), request_id.size(), md, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<const char*>(md), 8);
-}
+std::string RequestTag(const std::string& request_id) { return crypto::Sha256(request_id).substr(0, 8); }
 
 // Whether `tags` (8 bytes each) holds `tag`.
 bool HasTag(absl::string_view tags, absl::string_view tag) {

@@ -3,6 +3,7 @@
 // pseudonyms are stable, distinct and reveal nothing.
 
 #include "common/crypto/data_keys.h"
+#include "common/crypto/sha256.h"
 
 #include <mutex>
 #include <set>
@@ -114,6 +115,54 @@ TEST(DataKeysTest, PseudonymsAreStableDistinctAndOpaque) {
   }
   EXPECT_EQ(seen.size(), 1000u);
   EXPECT_NE(keys.Pseudonym("alice"), DataKeys::Random().Pseudonym("alice")) << "keyed: no dictionary across deployments";
+}
+
+// Pseudonyms are remembered per thread and per key set: a remembered one is
+// the one computed afresh (the same keys parsed again, on another thread),
+// and another key set never gets this one's.
+TEST(DataKeysTest, RememberedPseudonymsAreTheComputedOnes) {
+  DataKeys keys = DataKeys::Random();
+  auto same = DataKeys::Parse(keys.ToText());
+  ASSERT_THAT(same, IsOk());
+  std::vector<std::string> first;
+  for (int round = 0; round < 3; ++round) {  // 1,500 ids: past the per-thread bound too
+    for (int i = 0; i < 1500; ++i) {
+      const std::string user = absl::StrCat("u", i);
+      const std::string p = keys.Pseudonym(user);
+      if (round == 0) {
+        first.push_back(p);
+      } else {
+        ASSERT_EQ(p, first[i]) << user;
+      }
+    }
+  }
+  std::vector<std::string> elsewhere(first.size());
+  std::thread([&] {
+    for (size_t i = 0; i < first.size(); ++i) elsewhere[i] = same->Pseudonym(absl::StrCat("u", i));
+  }).join();
+  EXPECT_EQ(elsewhere, first);
+  DataKeys other = DataKeys::Random();
+  EXPECT_NE(other.Pseudonym("u1"), first[1]);
+  EXPECT_EQ(keys.Pseudonym("u1"), first[1]);
+}
+
+// The hash behind token cache keys and request tags: the standard vectors
+// (FIPS 180-2), the same on every thread.
+TEST(Sha256Test, StandardVectorsOnEveryThread) {
+  auto hex = [](const std::string& s) { return absl::BytesToHexString(s); };
+  EXPECT_EQ(hex(Sha256("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(hex(Sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(hex(Sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  std::vector<std::string> got(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) got[t] = Sha256(absl::StrCat("abc", i % 2 == 0 ? "" : "x"));
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& g : got) EXPECT_EQ(hex(g), hex(Sha256("abcx")));
 }
 
 }  // namespace
