@@ -589,9 +589,9 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
 }
 
 v1::CompleteScreeningResponse IntakeCore::CompletionResponse(
-    const StoredSession& s) const {
+    const StoredSession& s, const v1::Progress* progress) const {
   v1::CompleteScreeningResponse response;
-  *response.mutable_screening() = ToScreening(s);
+  *response.mutable_screening() = ToScreening(s, progress);
   v1::ScreeningResult* result = response.mutable_result();
   result->set_name(response.screening().name());
   if (s.result.has_value()) {
@@ -760,7 +760,12 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
              {"ruleset", session.result->scoring().ruleset_version()}});
   session.record.set_handoff(
       HandOff(session, std::min(deadline, absl::Now() + config_.handoff_inline_budget)));
-  return CompletionResponse(session);
+  // The answers did not change at completion: the flow checked above gives
+  // the progress.
+  v1::Progress progress;
+  progress.set_answered(flow->answered);
+  progress.set_remaining(flow->remaining);
+  return CompletionResponse(session, &progress);
 }
 
 v1::Trend TrendBetween(const storage::v1::ResultRecord& now,

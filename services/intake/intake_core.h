@@ -127,7 +127,9 @@ class IntakeCore {
   // The completed screening before `session` (by completion time), if any.
   absl::StatusOr<std::optional<StoredSession>> PreviousResult(const StoredSession& session,
                                                               absl::Time deadline);
-  v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s) const;
+  // `progress`, when given, is the session's (see ToScreening).
+  v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s,
+                                                   const v1::Progress* progress = nullptr) const;
 
   SessionStore* store_;
   ScoringPeer* scoring_;

@@ -442,6 +442,15 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   EXPECT_EQ(done->handoff(), v1::DELIVERED);
   EXPECT_EQ(referral_.calls.load(), 1);
   EXPECT_EQ(referral_.last.screening(), s.name());
+  {
+    v1::GetScreeningRequest get;
+    get.set_name(s.name());
+    auto now = core_->GetScreening(get, Soon());
+    ASSERT_THAT(now, IsOk());
+    EXPECT_GT(done->screening().progress().answered(), 0);
+    EXPECT_EQ(done->screening().progress().SerializeAsString(), now->progress().SerializeAsString())
+        << "the reply's progress is what a fresh read says";
+  }
   EXPECT_EQ(referral_.last.location_state(), "FL") << "the state the start context gave";
   // The completed result does not expire.
   std::string id = s.name().substr(s.name().rfind('/') + 1);
