@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <string>
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include <variant>
 
 // The one logging facade: JSON lines on stderr, one object per event, with
@@ -39,6 +40,9 @@ void Init(absl::string_view service, Severity min_severity = Severity::kInfo);
 
 // Redirects output (tests). Pass nullptr to restore stderr.
 void SetSinkForTest(std::string* sink);
+
+// "2026-11-22T08:37:44.568Z" (UTC, milliseconds): a line's "ts".
+std::string Timestamp(absl::Time t);
 
 // Renders one line (without the trailing newline); exposed for tests.
 std::string FormatLine(Severity severity, absl::string_view msg,
