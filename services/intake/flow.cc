@@ -1,6 +1,9 @@
 #include "services/intake/flow.h"
 
+#include <google/protobuf/arena.h>
+
 #include <algorithm>
+#include <memory>
 
 #include "absl/container/flat_hash_set.h"
 #include "protos/scoring/v1/result.pb.h"
@@ -13,19 +16,28 @@ using scoring::expr::Value;
 absl::StatusOr<Flow> ComputeFlow(
     const scoring::CatalogIndex& catalog, const scoring::expr::SetTable& sets,
     const google::protobuf::Map<std::string, common::v1::Answer>& answers) {
+  // Scratch for this call on an arena whose first block each thread reuses:
+  // the copied answers and the instrument scores cost no malloc or free
+  // (ComputeFlow runs on every call that shows a screening).
+  constexpr size_t kScratch = 64 << 10;
+  thread_local std::unique_ptr<char[]> block(new char[kScratch]);
+  google::protobuf::ArenaOptions options;
+  options.initial_block = block.get();
+  options.initial_block_size = kScratch;
+  google::protobuf::Arena arena(options);
   // Answers in catalog order, so results do not depend on map order.
-  google::protobuf::RepeatedPtrField<common::v1::Answer> ordered;
+  auto* ordered = google::protobuf::Arena::Create<google::protobuf::RepeatedPtrField<common::v1::Answer>>(&arena);
   for (const auto& info : catalog.instruments()) {
     for (const auto& item : info.items) {
       auto it = answers.find(item.def->id());
-      if (it != answers.end()) *ordered.Add() = it->second;
+      if (it != answers.end()) *ordered->Add() = it->second;
     }
   }
   Flow flow;
   std::vector<Value> values(catalog.schema().size(), Value::Unknown());
-  scoring::v1::ScoringResult scores;
+  auto* scores = google::protobuf::Arena::CreateMessage<scoring::v1::ScoringResult>(&arena);
   google::protobuf::RepeatedPtrField<std::string> none;
-  if (absl::Status s = catalog.ScoreInstruments(ordered, none, sets, values.data(), &scores,
+  if (absl::Status s = catalog.ScoreInstruments(*ordered, none, sets, values.data(), scores,
                                                 &flow.inapplicable);
       !s.ok()) {
     return s;
