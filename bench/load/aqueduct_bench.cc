@@ -326,9 +326,8 @@ class ScreeningRun {
 
 // Closed loop of whole screenings: `concurrency` people, each starting their
 // next screening when the last completes; latency is the whole screening's.
-LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, int concurrency,
+LoadResult WholeScreenings(intake::v1::IntakeService::Stub* stub, const t::TestAuth& auth, int concurrency,
                            absl::Duration duration, FirstError& error) {
-  auto stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
   std::vector<ScreeningRun::Person> people(concurrency);
   for (int i = 0; i < concurrency; ++i) {
     people[i].user = absl::StrCat("whole", i);
@@ -337,13 +336,13 @@ LoadResult WholeScreenings(const std::string& intake, const t::TestAuth& auth, i
     people[i].answers["phq9.1"] = std::to_string(i % 4);
   }
   return RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
-    (new ScreeningRun(stub.get(), people[slot], &error, std::move(done)))->Begin();
+    (new ScreeningRun(stub, people[slot], &error, std::move(done)))->Begin();
   });
 }
 
 // The ceiling: echo, a payload the size of a page of answers.
-LoadResult EchoLoad(const std::string& echo, int concurrency, absl::Duration duration, FirstError& echo_error) {
-  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
+LoadResult EchoLoad(v1::EchoService::Stub* echo_stub, int concurrency, absl::Duration duration,
+                    FirstError& echo_error) {
   const std::string payload(120, 'x');
   struct EchoCall {
     grpc::ClientContext ctx;
@@ -364,9 +363,8 @@ LoadResult EchoLoad(const std::string& echo, int concurrency, absl::Duration dur
 
 // SubmitAnswers on intake, Redis persistence included: each caller answers
 // its own screening, one answer per call, the etag chained.
-LoadResult SubmitLoad(const std::string& intake, const t::TestAuth& auth, int concurrency, absl::Duration duration,
-                      FirstError& submit_error) {
-  auto intake_stub = intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+LoadResult SubmitLoad(intake::v1::IntakeService::Stub* intake_stub, const t::TestAuth& auth, int concurrency,
+                      absl::Duration duration, FirstError& submit_error) {
   struct Slot {
     std::string name, etag, token;
     int64_t n = 0;
@@ -458,11 +456,17 @@ int Main() {
   std::printf("%-36s %13s %9s %9s %6s %6s  %-22s %s\n", "figure", "throughput", "p50", "p99", "/echo", "errors",
               "target", "");
 
+  // The stubs (and their channels) live until the end: a figure's last
+  // callbacks are still unwinding in gRPC's threads when its loop returns,
+  // and must not find their channel gone.
+  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
+  auto intake_stub =
+      intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
   FirstError echo_error, submit_error;
   LoadResult ceiling, submit;
   if (Want("echo")) {
     CpuMeter cpu(running, (*redis)->pid());
-    ceiling = EchoLoad(echo, concurrency, duration, echo_error);
+    ceiling = EchoLoad(echo_stub.get(), concurrency, duration, echo_error);
     Row("echo (ceiling)", ceiling, 0, "", false);
     std::printf("  %s\n", cpu.PerUnit(ceiling.calls + ceiling.errors).c_str());
     if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
@@ -492,7 +496,7 @@ int Main() {
 
   if (Want("submit")) {
     CpuMeter cpu(running, (*redis)->pid());
-    submit = SubmitLoad(intake, auth, concurrency, duration, submit_error);
+    submit = SubmitLoad(intake_stub.get(), auth, concurrency, duration, submit_error);
     const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
     Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
     std::printf("  %s\n", cpu.PerUnit(submit.calls + submit.errors).c_str());
@@ -509,7 +513,7 @@ int Main() {
   FirstError whole_error;
   if (Want("whole")) {
     CpuMeter cpu(running, (*redis)->pid());
-    whole = WholeScreenings(intake, auth, concurrency, duration, whole_error);
+    whole = WholeScreenings(intake_stub.get(), auth, concurrency, duration, whole_error);
     Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
     std::printf("  %s\n", cpu.PerUnit(whole.calls + whole.errors).c_str());
     if (!whole_error.Get().empty()) std::printf("  first error: %s\n", whole_error.Get().c_str());
