@@ -10,7 +10,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
-  libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev openssl redis-server redis-tools
+  libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev openssl redis-server redis-tools
   libgtest-dev libgmock-dev libbenchmark-dev
   procps
 )

@@ -1,16 +1,20 @@
 #ifndef AQUEDUCT_COMMON_COMPRESS_COMPRESS_H_
 #define AQUEDUCT_COMMON_COMPRESS_COMPRESS_H_
 
-// Large stored values made small before they are sealed: a completed
-// screening's full result (intake) and a referral case (referral) each carry
-// ~1.8 kB of a result that is mostly fixed ruleset text (explanations,
-// self-help plan texts, rule thresholds). Raw deflate (zlib) with a fixed
-// preset dictionary of those texts takes them to ~0.4 kB.
+// Stored values made small before they are sealed: a completed screening's
+// full result, answers and record (intake) and a referral case (referral).
+// A result is ~1.8 kB, mostly fixed ruleset text (explanations, self-help
+// plan texts, rule thresholds) in a few dozen fixed shapes; a dictionary
+// trained on such values takes it to well under 0.2 kB.
 //
-// Layout: 0x00, the dictionary id (1), the deflate stream. A value that
-// does not start with 0x00 is not packed and reads as it is: a serialized
-// protobuf message never starts with 0x00 (there is no field 0), so values
-// written before packing existed read unchanged.
+// Layout: 0x00, the dictionary id, the stream. Dictionary 1 (2026-11, read
+// only now): raw deflate (zlib) with a list of ruleset texts. Dictionary 2
+// (current): a zstd frame (no checksum: the seal authenticates) with a
+// dictionary trained by tools/dictsamples/make-dictionary.sh on the values
+// intake and referral store. A value that does not start with 0x00 is not
+// packed and reads as it is: a serialized protobuf message never starts
+// with 0x00 (there is no field 0), so values written before packing
+// existed read unchanged.
 //
 // Compression happens before sealing (common/crypto), never after: sealed
 // bytes do not compress, and compressing inside the seal keeps the length
@@ -27,8 +31,15 @@ namespace aqueduct::compress {
 // damaged (a stored value is a few kB).
 inline constexpr size_t kMaxUnpackedBytes = 16 << 20;
 
+// The dictionary Pack uses.
+inline constexpr int kCurrentDictionary = 2;
+
 // `data` packed with the current dictionary.
 std::string Pack(absl::string_view data);
+
+// `data` packed with dictionary `id` (1 or 2): for tests that values written
+// with an earlier dictionary still read. Unknown ids leave `data` unpacked.
+std::string PackWith(int id, absl::string_view data);
 
 // The original bytes of a packed value; a value that is not packed, as it
 // is. DATA_LOSS for an unknown dictionary, a damaged stream or one longer

@@ -117,7 +117,11 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   const auto& fields = reply.elements;
   if (fields.size() < 3 || fields[0].is_nil()) return std::optional<StoredSession>();
   StoredSession s;
-  auto record = open("d", fields[1].str);
+  // A completed session's record and answers are packed (common/compress)
+  // since 2026-11-22; earlier values, and every in-progress record, read as
+  // they are.
+  auto sealed_record = open("d", fields[1].str);
+  auto record = sealed_record.ok() ? compress::Unpack(*sealed_record) : sealed_record;
   if (!record.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", record.status().message()));
   if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(*record)) {
     return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored record does not parse"));
@@ -136,7 +140,8 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   if (fields.size() > 3 && !fields[3].is_nil() && s.record.answers().empty()) {
     // Completed: the answers live in field a only.
     scoring::v1::ScoreAnswersRequest packed;
-    auto plain = open("a", fields[3].str);
+    auto sealed_answers = open("a", fields[3].str);
+    auto plain = sealed_answers.ok() ? compress::Unpack(*sealed_answers) : sealed_answers;
     if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
     if (!packed.ParseFromString(*plain)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers do not parse"));
@@ -275,13 +280,16 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     return absl::InternalError("session write without a request id");
   }
   // A completed session keeps its answers in field a, in the form scoring
-  // takes, so re-scoring forwards them without decoding the record.
+  // takes, so re-scoring forwards them without decoding the record. What a
+  // completed session keeps for good (record, answers, result) is packed
+  // (common/compress: ~1.2 kB less per screening); an in-progress record,
+  // rewritten on every page and gone after its TTL, is not.
   std::string record, packed, digest;
   if (request.record.state() == v1::COMPLETED) {
-    packed = PackAnswers(request.record);
+    packed = compress::Pack(PackAnswers(request.record));
     storage::v1::SessionRecord without_answers = request.record;
     without_answers.clear_answers();
-    record = without_answers.SerializeAsString();
+    record = compress::Pack(without_answers.SerializeAsString());
   } else {
     record = request.record.SerializeAsString();
   }
@@ -547,7 +555,8 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
       continue;
     }
     auto before = OpenField(screening_ids[i], "s", f[1].str);
-    auto packed = OpenField(screening_ids[i], "a", f[0].str);
+    auto sealed_answers = OpenField(screening_ids[i], "a", f[0].str);
+    auto packed = sealed_answers.ok() ? compress::Unpack(*sealed_answers) : sealed_answers;
     if (!before.ok() || !packed.ok() || !out[i].before.ParseFromString(*before)) {
       return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored digest or answers do not open"));
     }

@@ -503,6 +503,14 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
     EXPECT_FALSE(keys_.Open(sealed->elements[f].str, key + "#x").ok()) << names[f] << " opens only in its place";
     opened.elements[f].str = *plain;
   }
+  // What a completed session keeps for good is packed (common/compress):
+  // the record and the answers here, the result below.
+  for (int f : {0, 1}) {
+    EXPECT_EQ(opened.elements[f].str.substr(0, 2), std::string("\0\2", 2)) << names[f] << " packed, dictionary 2";
+    auto plain = compress::Unpack(opened.elements[f].str);
+    ASSERT_THAT(plain, IsOk()) << names[f];
+    opened.elements[f].str = *plain;
+  }
   const redis::Reply* raw = &opened;
   storage::v1::SessionRecord record;
   ASSERT_TRUE(record.ParseFromString(raw->elements[0].str));
@@ -518,11 +526,11 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_THAT(administered, ::testing::IsSupersetOf(before->session->record.instruments()));
   EXPECT_LT(packed.packed_answers().size(), answers_in_progress.size() * 6)
       << "a few bytes per answer, not the item id and a message each";
-  // The full result is packed (common/compress): well under half its size.
+  // The full result is packed (common/compress): under an eighth of its size.
   auto result_bytes = compress::Unpack(raw->elements[3].str);
   ASSERT_THAT(result_bytes, IsOk());
   EXPECT_EQ(raw->elements[3].str[0], '\0') << "packed";
-  EXPECT_LT(raw->elements[3].str.size() * 2, result_bytes->size());
+  EXPECT_LT(raw->elements[3].str.size() * 8, result_bytes->size());
   storage::v1::ResultRecord result;
   ASSERT_TRUE(result.ParseFromString(*result_bytes));
   EXPECT_EQ(raw->elements[2].str, scoring::DigestOf(result.scoring()).SerializeAsString());
