@@ -407,7 +407,6 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   write.record = r;
   write.request_id = request_id;
   write.ttl = config_.session_ttl;
-  write.index_for_user_at_ms = now;  // the user's screenings, same round trip
   auto outcome = store_->Write(screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   if (outcome->kind == Kind::kExists || outcome->kind == Kind::kLatest) {  // a concurrent retry won the race

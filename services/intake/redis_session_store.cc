@@ -310,10 +310,6 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     commands.push_back({"ZADD", OpenKey(OwnerOf(request.record.user_id())), "XX",
                         absl::StrCat(request.touch_open_slot_until_ms), screening_id});
   }
-  if (request.index_for_user_at_ms > 0) {
-    commands.push_back({"ZADD", redis::Key(kService, OwnerOf(request.record.user_id()), "screenings"), "NX",
-                        absl::StrCat(request.index_for_user_at_ms), screening_id});
-  }
   if (request.remove_handoff) {
     commands.push_back({"ZREM", OutboxKey(), absl::StrCat(OwnerOf(request.record.user_id()), "/", screening_id)});
   }

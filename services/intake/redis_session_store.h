@@ -20,7 +20,6 @@ namespace aqueduct::intake {
 //                                        tags of the 32 writes before it (8
 //                                        bytes each)
 //   aq:intake:{<owner>}:start:<id>       screening id bound to a start request
-//   aq:intake:{<owner>}:screenings       zset of the user's screenings
 //   aq:intake:{<owner>}:open            zset of open screenings by expiry
 //   aq:intake:{<owner>}:results         zset of completed screenings by time
 //   aq:intake:outbox                    zset "<owner>/<screening>" by next

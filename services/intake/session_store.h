@@ -61,9 +61,6 @@ class SessionStore {
     // Also removes the screening from the hand-off outbox (referral has its
     // result), in the same round trip, whatever the write's outcome.
     bool remove_handoff = false;
-    // When > 0 (creating a session), also adds the screening to its user's
-    // screenings at this time, in the same round trip (idempotent).
-    int64_t index_for_user_at_ms = 0;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
