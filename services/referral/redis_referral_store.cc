@@ -20,9 +20,21 @@ std::string TimerKey(ReferralStore::Timer t) {
   return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
 }
 std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
+// The cases made from a screening: a zset (all scores 0, so in id order),
+// which Redis keeps as a small listpack (~150 B for one case). Until
+// 2026-11-22 a set under ":cases", which Redis 7.0 keeps as a hashtable
+// (~250 B); CasesOfScreening still reads those.
 std::string ScreeningCasesKey(const std::string& screening_id) {
+  return redis::Key(kService, screening_id, "case-ids");
+}
+std::string OldScreeningCasesKey(const std::string& screening_id) {
   return redis::Key(kService, screening_id, "cases");
 }
+
+// The audit trail lives in the case's own hash: n = the number of events,
+// e<k> = event k (1-based). Until 2026-11-22 it was a list under the audit
+// key (~280 B of Redis per case for the key alone); a case without n keeps
+// its list, which every script and read below still uses for it.
 
 // KEYS: case, audit. ARGV: serialized referral, serialized audit event.
 // Returns {1} when created, {0, version, data} when it already existed.
@@ -32,9 +44,29 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if v then
   return {0, v, redis.call('HGET', KEYS[1], 'd')}
 end
-redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1])
-redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1], 'n', '1', 'e1', ARGV[2])
 return {1}
+)lua");
+  return *script;
+}
+
+// KEYS: case, audit. ARGV: events. Appends them to the case's trail (its
+// list when the case predates n). Returns 0 when the case does not exist.
+const redis::Script& AppendScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = redis.call('HGET', KEYS[1], 'n')
+if not n then
+  for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  return 1
+end
+n = tonumber(n)
+for i = 1, #ARGV do
+  n = n + 1
+  redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'n', tostring(n))
+return 1
 )lua");
   return *script;
 }
@@ -108,7 +140,7 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
   std::vector<std::vector<std::string>> rest;
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& item = items[i];
-    rest.push_back({"SADD", ScreeningCasesKey(item.screening_id), item.id});
+    rest.push_back({"ZADD", ScreeningCasesKey(item.screening_id), "0", item.id});
     // NX: a retry never moves a case that is already queued.
     rest.push_back({"ZADD", QueueKey(), "NX", FormatScore(item.queue_score), item.id});
     if (!out[i].created) continue;
@@ -199,7 +231,17 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if not v or v ~= ARGV[1] then return {0, tonumber(v or '0')} end
 local nv = tonumber(v) + 1
 redis.call('HSET', KEYS[1], 'v', tostring(nv), 'd', ARGV[2])
-for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+local n = redis.call('HGET', KEYS[1], 'n')
+if not n then
+  for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+else
+  n = tonumber(n)
+  for i = 3, #ARGV do
+    n = n + 1
+    redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
+  end
+  redis.call('HSET', KEYS[1], 'n', tostring(n))
+end
 return {1, nv}
 )lua");
   return *script;
@@ -238,25 +280,46 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_
 
 absl::Status RedisReferralStore::AppendAudit(const std::string& id, const v1::AuditEvent& event,
                                              absl::Time deadline) {
-  return client_->Command({"RPUSH", AuditKey(id), keys_->Seal(event.SerializeAsString(), AuditKey(id))}, deadline)
-      .status();
+  auto r = client_->Eval(AppendScript(), {CaseKey(id), AuditKey(id)},
+                         {keys_->Seal(event.SerializeAsString(), AuditKey(id))}, deadline);
+  if (!r.ok()) return r.status();
+  if (r->integer != 1) return absl::NotFoundError("name: no such case");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralStore::ListAudit(
     const std::string& id, int64_t offset, int limit, absl::Time deadline) {
-  auto replies = client_->Pipeline({{"LRANGE", AuditKey(id), absl::StrCat(offset),
-                                     absl::StrCat(offset + limit - 1)},
+  if (offset < 0 || limit <= 0) return std::make_pair(std::vector<v1::AuditEvent>(), int64_t{0});
+  // One round trip for either layout: the events in the case's hash, and
+  // the list a case from before 2026-11-22 keeps them in.
+  std::vector<std::string> hmget = {"HMGET", CaseKey(id), "n"};
+  for (int64_t k = offset + 1; k <= offset + limit; ++k) hmget.push_back(absl::StrCat("e", k));
+  auto replies = client_->Pipeline({std::move(hmget),
+                                    {"LRANGE", AuditKey(id), absl::StrCat(offset), absl::StrCat(offset + limit - 1)},
                                     {"LLEN", AuditKey(id)}},
                                    deadline);
   if (!replies.ok()) return replies.status();
+  for (const auto& r : *replies) {
+    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+  }
+  const auto& fields = (*replies)[0].elements;
+  int64_t total = 0;
+  std::vector<const redis::Reply*> sealed;
+  if (!fields.empty() && !fields[0].is_nil()) {
+    if (!absl::SimpleAtoi(fields[0].str, &total)) return absl::DataLossError("audit count does not parse");
+    for (size_t i = 1; i < fields.size() && !fields[i].is_nil(); ++i) sealed.push_back(&fields[i]);
+  } else {
+    total = (*replies)[2].integer;
+    for (const auto& e : (*replies)[1].elements) sealed.push_back(&e);
+  }
   std::vector<v1::AuditEvent> events;
-  for (const auto& e : (*replies)[0].elements) {
+  for (const redis::Reply* e : sealed) {
     v1::AuditEvent ev;
-    auto plain = keys_->Open(e.str, AuditKey(id));
+    auto plain = keys_->Open(e->str, AuditKey(id));
     if (!plain.ok() || !ev.ParseFromString(*plain)) return absl::DataLossError("audit event does not open");
     events.push_back(std::move(ev));
   }
-  return std::make_pair(std::move(events), (*replies)[1].integer);
+  return std::make_pair(std::move(events), total);
 }
 
 absl::Status RedisReferralStore::Dequeue(const std::string& id, absl::Time deadline) {
@@ -325,11 +388,17 @@ absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  auto r = client_->Command({"SMEMBERS", ScreeningCasesKey(screening_id)}, deadline);
+  auto r = client_->Pipeline({{"ZRANGE", ScreeningCasesKey(screening_id), "0", "-1"},
+                              {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
+                             deadline);
   if (!r.ok()) return r.status();
   std::vector<std::string> out;
-  for (const auto& e : r->elements) out.push_back(e.str);
+  for (const auto& reply : *r) {
+    if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+    for (const auto& e : reply.elements) out.push_back(e.str);
+  }
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

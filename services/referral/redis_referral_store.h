@@ -8,13 +8,19 @@
 namespace aqueduct::referral {
 
 // Keys:
-//   aq:referral:{<id>}:case    hash  v = version, d = serialized Referral
-//   aq:referral:{<id>}:audit   list  serialized AuditEvent, append-only
+//   aq:referral:{<id>}:case    hash  v = version, d = serialized Referral,
+//                                    n = audit events, e<k> = event k
+//                                    (serialized AuditEvent, append-only)
+//   aq:referral:{<id>}:audit   list  the audit trail of a case from before
+//                                    2026-11-22 (one without n), still read
+//                                    and appended to
 //   aq:referral:queue          zset  id scored by priority * 1e13 + created ms
 //   aq:referral:leases         zset  claimed case ids by lease expiry
 //   aq:referral:overdue        zset  urgent case ids by when they become overdue
 //   aq:referral:events         stream of queue changes (kind, id), capped
-//   aq:referral:{<screening>}:cases  set of case ids made from a screening
+//   aq:referral:{<screening>}:case-ids  zset (scores 0) of the case ids made
+//                                       from a screening (before 2026-11-22:
+//                                       a set under :cases, still read)
 // The case and its audit trail share a hash tag, so they are written
 // atomically; the queue is a global index, written after and idempotently,
 // so a crash between the two is repaired by the caller's retry.

@@ -95,11 +95,16 @@ TEST_F(ReferralTest, CreateStoresCaseWithAuditEvent) {
   EXPECT_EQ(r->priority(), v1::ROUTINE);
   EXPECT_EQ(r->current_route(), common::v1::THERAPY);
   EXPECT_EQ(r->etag(), "1");
-  auto audit = client_->Command({"LRANGE", redis::Key("referral", "s1-v0-skeleton", "audit"), "0", "-1"}, Soon());
+  // The trail is in the case's own hash: n events, e1..en (no list key).
+  const std::string key = redis::Key("referral", "s1-v0-skeleton", "case");
+  auto audit = client_->Command({"HMGET", key, "n", "e1", "e2"}, Soon());
   ASSERT_THAT(audit, IsOk());
-  ASSERT_EQ(audit->elements.size(), 1u);
+  ASSERT_EQ(audit->elements.size(), 3u);
+  EXPECT_EQ(audit->elements[0].str, "1");
+  EXPECT_TRUE(audit->elements[2].is_nil());
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "s1-v0-skeleton", "audit")}, Soon())->integer, 0);
   v1::AuditEvent e;
-  auto plain = keys_.Open(audit->elements[0].str, redis::Key("referral", "s1-v0-skeleton", "audit"));
+  auto plain = keys_.Open(audit->elements[1].str, redis::Key("referral", "s1-v0-skeleton", "audit"));
   ASSERT_THAT(plain, IsOk()) << "audit events are sealed";
   ASSERT_TRUE(e.ParseFromString(*plain));
   EXPECT_EQ(e.kind(), "created");
@@ -134,6 +139,74 @@ TEST_F(ReferralTest, CaseRecordsArePackedAndOlderOnesStillRead) {
   EXPECT_EQ((*read)->current_route(), common::v1::THERAPY);
 }
 
+// Events append in order to the case's hash and page back in order; a case
+// from before 2026-11-22, whose trail is a list of its own, keeps reading
+// and appending there.
+TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
+  for (const bool old_layout : {false, true}) {
+    SCOPED_TRACE(old_layout ? "list layout" : "hash layout");
+    const std::string screening = old_layout ? "old1" : "new1";
+    auto r = Create(screening, common::v1::THERAPY);
+    ASSERT_THAT(r, IsOk());
+    const std::string id = screening + "-v0-skeleton";
+    const std::string case_key = redis::Key("referral", id, "case");
+    const std::string list_key = redis::Key("referral", id, "audit");
+    if (old_layout) {
+      auto e1 = client_->Command({"HGET", case_key, "e1"}, Soon());
+      ASSERT_THAT(e1, IsOk());
+      ASSERT_THAT(client_->Command({"RPUSH", list_key, e1->str}, Soon()), IsOk());
+      ASSERT_THAT(client_->Command({"HDEL", case_key, "n", "e1"}, Soon()), IsOk());
+    }
+    for (int i = 0; i < 4; ++i) {
+      v1::AuditEvent e;
+      e.set_kind("viewed");
+      e.set_actor("dr-" + std::to_string(i));
+      ASSERT_THAT(store_->AppendAudit(id, e, Soon()), IsOk());
+    }
+    v1::AuditEvent changed;
+    changed.set_kind("claimed");
+    changed.set_actor("dr-9");
+    ASSERT_THAT(store_->Update(id, 1, *r, {changed}, Soon()), IsOk());
+    auto first = store_->ListAudit(id, 0, 2, Soon());
+    ASSERT_THAT(first, IsOk());
+    EXPECT_EQ(first->second, 6) << "created, four views, the claim";
+    ASSERT_EQ(first->first.size(), 2u);
+    EXPECT_EQ(first->first[0].kind(), "created");
+    EXPECT_EQ(first->first[1].actor(), "dr-0");
+    auto rest = store_->ListAudit(id, 2, 10, Soon());
+    ASSERT_THAT(rest, IsOk());
+    ASSERT_EQ(rest->first.size(), 4u);
+    EXPECT_EQ(rest->first[2].actor(), "dr-3");
+    EXPECT_EQ(rest->first[3].kind(), "claimed");
+    EXPECT_EQ(client_->Command({"EXISTS", list_key}, Soon())->integer, old_layout ? 1 : 0);
+    EXPECT_EQ(client_->Command({"HEXISTS", case_key, "n"}, Soon())->integer, old_layout ? 0 : 1);
+  }
+  v1::AuditEvent e;
+  e.set_kind("viewed");
+  EXPECT_THAT(store_->AppendAudit("missing-v0-skeleton", e, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "missing-v0-skeleton", "audit")}, Soon())->integer, 0)
+      << "no trail for a case that does not exist";
+}
+
+// A screening's cases are indexed in a small zset; the set of the layout
+// before 2026-11-22 still counts.
+TEST_F(ReferralTest, CasesOfAScreeningFromEitherIndex) {
+  ASSERT_THAT(Create("s7", common::v1::THERAPY), IsOk());
+  EXPECT_EQ(client_->Command({"TYPE", redis::Key("referral", "s7", "case-ids")}, Soon())->str, "zset");
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "s7", "cases")}, Soon())->integer, 0);
+  auto ids = store_->CasesOfScreening("s7", Soon());
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-v0-skeleton"));
+  ASSERT_THAT(client_->Command({"SADD", redis::Key("referral", "s7", "cases"), "s7-v0-skeleton", "s7-a-older"}, Soon()),
+              IsOk());
+  ids = store_->CasesOfScreening("s7", Soon());
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton")) << "both indexes, once each, in order";
+  ids = store_->CasesOfScreening("none", Soon());
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_TRUE(ids->empty());
+}
+
 TEST_F(ReferralTest, RetriedHandOffNeverMakesTwo) {
   auto a = Create("s1", common::v1::CRISIS_URGENT);
   auto b = Create("s1", common::v1::CRISIS_URGENT);
@@ -142,7 +215,7 @@ TEST_F(ReferralTest, RetriedHandOffNeverMakesTwo) {
   EXPECT_EQ(a->name(), b->name());
   EXPECT_EQ(a->create_time_ms(), b->create_time_ms()) << "the existing case is returned";
   EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("referral", "queue")}, Soon())->integer, 1);
-  EXPECT_EQ(client_->Command({"LLEN", redis::Key("referral", "s1-v0-skeleton", "audit")}, Soon())->integer, 1);
+  EXPECT_EQ(client_->Command({"HGET", redis::Key("referral", "s1-v0-skeleton", "case"), "n"}, Soon())->str, "1");
 }
 
 TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
@@ -174,7 +247,7 @@ TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
   v1::ListQueueRequest all;
   all.set_page_size(100);
   EXPECT_EQ(core_->ListQueue(all, kAll, Soon())->cases_size(), 30) << "no duplicates";
-  EXPECT_EQ(client_->Command({"LLEN", redis::Key("referral", "b3-v0-skeleton", "audit")}, Soon())->integer, 1);
+  EXPECT_EQ(client_->Command({"HGET", redis::Key("referral", "b3-v0-skeleton", "case"), "n"}, Soon())->str, "1");
   // Urgent ones got their overdue timer like a single create.
   clock_.now += absl::Minutes(16);
   ReferralConfig config;
