@@ -20,15 +20,22 @@ std::string TimerKey(ReferralStore::Timer t) {
   return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
 }
 std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
-// The cases made from a screening: a zset (all scores 0, so in id order),
-// which Redis keeps as a small listpack (~150 B for one case). Until
-// 2026-11-22 a set under ":cases", which Redis 7.0 keeps as a hashtable
-// (~250 B); CasesOfScreening still reads those.
-std::string ScreeningCasesKey(const std::string& screening_id) {
-  return redis::Key(kService, screening_id, "case-ids");
-}
+// A case's id is its screening's id, '-', and the ruleset version it was
+// scored under (ReferralCore::ReferralId), so the cases of a screening are
+// found from the few versions any case was made under, kept in one small
+// set: no key per screening. Until 2026-11-22 each screening had a set of
+// its case ids under ":cases" (~250 B of Redis each); CasesOfScreening
+// still reads those.
+std::string RulesetsKey() { return redis::GlobalKey(kService, "rulesets"); }
 std::string OldScreeningCasesKey(const std::string& screening_id) {
   return redis::Key(kService, screening_id, "cases");
+}
+// The ruleset part of a case id made from `screening_id` ("" if it is not).
+std::string RulesetSuffix(const std::string& id, const std::string& screening_id) {
+  if (id.size() <= screening_id.size() + 1 || !absl::StartsWith(id, screening_id) || id[screening_id.size()] != '-') {
+    return "";
+  }
+  return id.substr(screening_id.size() + 1);
 }
 
 // The audit trail lives in the case's own hash: n = the number of events,
@@ -140,7 +147,9 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
   std::vector<std::vector<std::string>> rest;
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& item = items[i];
-    rest.push_back({"ZADD", ScreeningCasesKey(item.screening_id), "0", item.id});
+    const std::string ruleset = RulesetSuffix(item.id, item.screening_id);
+    if (ruleset.empty()) return absl::InternalError(absl::StrCat("case id ", item.id, " is not made from its screening's"));
+    rest.push_back({"SADD", RulesetsKey(), ruleset});
     // NX: a retry never moves a case that is already queued.
     rest.push_back({"ZADD", QueueKey(), "NX", FormatScore(item.queue_score), item.id});
     if (!out[i].created) continue;
@@ -388,14 +397,28 @@ absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  auto r = client_->Pipeline({{"ZRANGE", ScreeningCasesKey(screening_id), "0", "-1"},
-                              {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
+  auto r = client_->Pipeline({{"SMEMBERS", RulesetsKey()}, {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
                              deadline);
   if (!r.ok()) return r.status();
-  std::vector<std::string> out;
   for (const auto& reply : *r) {
     if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
-    for (const auto& e : reply.elements) out.push_back(e.str);
+  }
+  std::vector<std::string> out;
+  for (const auto& e : (*r)[1].elements) out.push_back(e.str);
+  // Which of the candidate ids exist (a handful: one per ruleset version).
+  std::vector<std::string> candidates;
+  std::vector<std::vector<std::string>> probes;
+  for (const auto& e : (*r)[0].elements) {
+    candidates.push_back(absl::StrCat(screening_id, "-", e.str));
+    probes.push_back({"EXISTS", CaseKey(candidates.back())});
+  }
+  if (!probes.empty()) {
+    auto exists = client_->Pipeline(probes, deadline);
+    if (!exists.ok()) return exists.status();
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if ((*exists)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*exists)[i].str));
+      if ((*exists)[i].integer == 1) out.push_back(std::move(candidates[i]));
+    }
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

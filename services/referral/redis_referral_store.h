@@ -18,9 +18,11 @@ namespace aqueduct::referral {
 //   aq:referral:leases         zset  claimed case ids by lease expiry
 //   aq:referral:overdue        zset  urgent case ids by when they become overdue
 //   aq:referral:events         stream of queue changes (kind, id), capped
-//   aq:referral:{<screening>}:case-ids  zset (scores 0) of the case ids made
-//                                       from a screening (before 2026-11-22:
-//                                       a set under :cases, still read)
+//   aq:referral:rulesets       set   the ruleset parts of every case id
+//                                    (<screening>-<ruleset>): a screening's
+//                                    cases are found by probing each
+//   aq:referral:{<screening>}:cases  set of case ids made from a screening
+//                                    (written until 2026-11-22, still read)
 // The case and its audit trail share a hash tag, so they are written
 // atomically; the queue is a global index, written after and idempotently,
 // so a crash between the two is repaired by the caller's retry.

@@ -188,20 +188,28 @@ TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
       << "no trail for a case that does not exist";
 }
 
-// A screening's cases are indexed in a small zset; the set of the layout
+// A screening's cases are found from the ruleset versions cases were made
+// under, with no key per screening; the per-screening set of the layout
 // before 2026-11-22 still counts.
-TEST_F(ReferralTest, CasesOfAScreeningFromEitherIndex) {
+TEST_F(ReferralTest, CasesOfAScreeningNeedNoKeyPerScreening) {
   ASSERT_THAT(Create("s7", common::v1::THERAPY), IsOk());
-  EXPECT_EQ(client_->Command({"TYPE", redis::Key("referral", "s7", "case-ids")}, Soon())->str, "zset");
+  ASSERT_THAT(Create("s8", common::v1::THERAPY), IsOk());
+  auto rereview = Request("s7", common::v1::KETAMINE_REVIEW);
+  rereview.mutable_result()->set_ruleset_version("V2.1");
+  ASSERT_THAT(core_->CreateReferral(rereview, Actor{"rescore", "batch", {}}, Soon()), IsOk());
   EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "s7", "cases")}, Soon())->integer, 0);
   auto ids = store_->CasesOfScreening("s7", Soon());
   ASSERT_THAT(ids, IsOk());
-  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-v0-skeleton"));
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-v0-skeleton", "s7-v2-1"));
+  ids = store_->CasesOfScreening("s8", Soon());
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s8-v0-skeleton")) << "only the cases that exist";
   ASSERT_THAT(client_->Command({"SADD", redis::Key("referral", "s7", "cases"), "s7-v0-skeleton", "s7-a-older"}, Soon()),
               IsOk());
   ids = store_->CasesOfScreening("s7", Soon());
   ASSERT_THAT(ids, IsOk());
-  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton")) << "both indexes, once each, in order";
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton", "s7-v2-1"))
+      << "both ways, once each, in order";
   ids = store_->CasesOfScreening("none", Soon());
   ASSERT_THAT(ids, IsOk());
   EXPECT_TRUE(ids->empty());
