@@ -24,7 +24,9 @@ namespace aqueduct::intake {
 //   aq:intake:{<owner>}:results         zset of completed screenings by time
 //   aq:intake:outbox                    zset "<owner>/<screening>" by next
 //                                       hand-off attempt (global index)
-//   aq:intake:completed                 zset "<owner>/<screening>" by completion
+//   aq:intake:completed                 zset "<screening>" by completion
+//                                       ("<owner>/<screening>" before
+//                                       2026-11-22, read the same)
 // <owner> is the user id's keyed pseudonym (OwnerOf), never the id itself;
 // every value is sealed (crypto::DataKeys).
 //   aq:intake:{<screening>}:session     field o:<ruleset> = re-scoring outcome

@@ -137,10 +137,10 @@ class SessionStore {
   // Every completed screening by completion time (for batch re-scoring;
   // IndexCompletion writes it).
   struct CompletedEntry {
-    std::string owner;  // OwnerOf(user id)
+    std::string owner;  // OwnerOf(user id); "" in entries written since 2026-11-22
     std::string screening_id;
     int64_t time_ms = 0;
-    std::string member;  // "<owner>/<screening>", the index position
+    std::string member;  // "<screening>" ("<owner>/<screening>" before 2026-11-22), the index position
   };
   // How many completed screenings fall in [from_ms, to_ms].
   virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,

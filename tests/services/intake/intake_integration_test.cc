@@ -461,7 +461,20 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   // outbox; no longer an open screening.
   const std::string owner = store_->OwnerOf("alice");
   EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
-  EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), owner + "/" + id}, Soon())->is_nil());
+  EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id}, Soon())->is_nil())
+      << "the screening id alone";
+  // What re-scoring walks: this entry, and one in the form written before
+  // 2026-11-22 ("<owner>/<screening>"), in time order.
+  ASSERT_THAT(client_->Command({"ZADD", redis::GlobalKey("intake", "completed"), "1", "someone/older"}, Soon()),
+              IsOk());
+  auto walked = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 10, Soon());
+  ASSERT_THAT(walked, IsOk());
+  ASSERT_EQ(walked->size(), 2u);
+  EXPECT_EQ((*walked)[0].screening_id, "older");
+  EXPECT_EQ((*walked)[0].owner, "someone");
+  EXPECT_EQ((*walked)[1].screening_id, id);
+  EXPECT_EQ((*walked)[1].member, id);
+  ASSERT_THAT(client_->Command({"ZREM", redis::GlobalKey("intake", "completed"), "someone/older"}, Soon()), IsOk());
   EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())->integer, 0);
   EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())->is_nil());
 
@@ -505,8 +518,8 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
     opened.elements[f].str = *plain;
   }
   // What a completed session keeps for good is packed (common/compress):
-  // the record and the answers here, the result below.
-  for (int f : {0, 1}) {
+  // the record, the answers and the digest here, the result below.
+  for (int f : {0, 1, 2}) {
     EXPECT_EQ(opened.elements[f].str.substr(0, 2), std::string("\0\2", 2)) << names[f] << " packed, dictionary 2";
     auto plain = compress::Unpack(opened.elements[f].str);
     ASSERT_THAT(plain, IsOk()) << names[f];
