@@ -70,7 +70,12 @@ else
 end
 local nv = tostring(tonumber(ARGV[1]) + 1)
 redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2], 'qi', tag)
-if qi then
+if ARGV[5] ~= '' then
+  -- Completing: the pages' tags are not kept for good (a page's late retry
+  -- then gets the completed screening's FAILED_PRECONDITION; it can change
+  -- nothing either way); the completion's own tag is qi.
+  redis.call('HDEL', KEYS[1], 'h')
+elseif qi then
   h = (h or '') .. qi
   if #h > 256 then h = string.sub(h, -256) end
   redis.call('HSET', KEYS[1], 'h', h)

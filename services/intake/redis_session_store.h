@@ -15,10 +15,10 @@ namespace aqueduct::intake {
 //                                        serialized ScoreAnswersRequest; d
 //                                        then holds no answers), s = the
 //                                        result's ResultDigest, qi = the
-//                                        latest write's request tag, q = its
-//                                        reply (until the next write), h =
+//                                        latest write's request tag, h =
 //                                        tags of the 32 writes before it (8
-//                                        bytes each)
+//                                        bytes each; the completing write
+//                                        drops them)
 //   aq:intake:{<owner>}:start:<id>       screening id bound to a start request
 //   aq:intake:{<owner>}:open            zset of open screenings by expiry
 //   aq:intake:{<owner>}:results         zset of completed screenings by time
