@@ -26,6 +26,7 @@
 #include "common/compress/compress.h"
 #include "common/server/channels.h"
 #include "common/server/health_client.h"
+#include "common/server/server_runner.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
 #include "tests/testing/auth.h"
@@ -68,6 +69,7 @@ std::string StartService(t::TempDir& dir, const std::string& name, const std::st
 }  // namespace
 
 int main(int argc, char** argv) {
+  aqueduct::server::ConfigureProcess();
   int64_t n = 100000;
   int threshold = 11;
   if ((argc > 1 && !absl::SimpleAtoi(argv[1], &n)) || (argc > 2 && !absl::SimpleAtoi(argv[2], &threshold))) {

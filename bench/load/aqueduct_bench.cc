@@ -45,6 +45,7 @@
 #include "common/auth/authorizer.h"
 #include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
+#include "common/server/server_runner.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "tests/testing/auth.h"
@@ -590,6 +591,7 @@ int Main() {
 }  // namespace aqueduct::bench
 
 int main(int argc, char** argv) {
+  aqueduct::server::ConfigureProcess();  // the load generator pays no more for gRPC's locks than the servers
   absl::ParseCommandLine(argc, argv);
   return aqueduct::bench::Main();
 }

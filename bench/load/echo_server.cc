@@ -28,6 +28,7 @@ class EchoService final : public aqueduct::bench::v1::EchoService::Service {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   aqueduct::log::Init("echo");
   EchoService service;

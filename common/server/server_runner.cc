@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
 
@@ -186,6 +187,8 @@ void ServerRunner::Shutdown() {
   }
   log::Info("stopped");
 }
+
+void ConfigureProcess() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
 
 void BlockTerminationSignals() {
   sigset_t set;

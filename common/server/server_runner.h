@@ -100,6 +100,15 @@ class ServerRunner {
 // after it. Call first thing in main.
 void BlockTerminationSignals();
 
+// Process-wide settings for a production binary; call first thing in main,
+// before any thread starts. Debian builds Abseil without NDEBUG, which
+// leaves absl::Mutex deadlock detection on: every Lock of every Mutex
+// (gRPC's core locks several per call) then takes one process-wide lock
+// and updates a lock-order graph (perf: GraphCycles and the detector's
+// lock in intake's profile under load). Binaries turn it off; tests keep
+// it, so lock-order mistakes still surface there.
+void ConfigureProcess();
+
 // Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals) and
 // returns its number.
 int WaitForTerminationSignal();

@@ -70,6 +70,7 @@ ABSL_FLAG(std::string, service_key_id, EnvOr("AQUEDUCT_SERVICE_KEY_ID", "intake"
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct intake service");
   absl::ParseCommandLine(argc, argv);
+  aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   namespace log = aqueduct::log;
   namespace config = aqueduct::config;

@@ -47,6 +47,7 @@ ABSL_FLAG(int64_t, sweep_interval_ms, EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 100
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct referral service");
   absl::ParseCommandLine(argc, argv);
+  aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   namespace log = aqueduct::log;
   log::Init("referral");

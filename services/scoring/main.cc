@@ -38,6 +38,7 @@ ABSL_FLAG(std::string, rulesets,
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct scoring service");
   absl::ParseCommandLine(argc, argv);
+  aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   namespace log = aqueduct::log;
   log::Init("scoring");

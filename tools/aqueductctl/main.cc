@@ -45,6 +45,7 @@
 #include "common/server/channels.h"
 #include "common/server/tls.h"
 #include "common/server/health_client.h"
+#include "common/server/server_runner.h"
 #include "common/util/ids.h"
 #include "tools/aqueductctl/scripted_answers.h"
 #include "tools/rescore/rescore.h"
@@ -804,6 +805,7 @@ int main(int argc, char** argv) {
       "Every call carries --token (AQUEDUCT_TOKEN), or one minted with --dev_key (AQUEDUCT_DEV_KEY).\n"
       "  rescore --ruleset=v2 [--from=YYYY-MM-DD] [--to=YYYY-MM-DD] [--route=THERAPY]\n"
       "          [--dry_run] [--max_per_second=N] [--summary_json=FILE] [--redis=ADDR]");
+  aqueduct::server::ConfigureProcess();
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
