@@ -143,16 +143,16 @@ int main(int argc, char** argv) {
       rec.set_user_id(user);
       result.set_complete_time_ms(1000 + i);
       // What intake's store writes at completion: the record without its
-      // answers, the answers in scoring's packed form, the result and its
-      // digest, each packed (common/compress) and sealed; the completed
-      // index holds the screening id.
+      // answers, the answers in scoring's packed form and the result, each
+      // packed (common/compress) and sealed; the digest sealed; the
+      // completed index holds the screening id.
       const std::string packed = intake::RedisSessionStore::PackAnswers(rec);
       rec.clear_answers();
       cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
                       store.SealField(sid, "d", compress::Pack(rec.SerializeAsString())), "r",
                       store.SealField(sid, "r", compress::Pack(result.SerializeAsString())), "a",
                       store.SealField(sid, "a", compress::Pack(packed)), "s",
-                      store.SealField(sid, "s", compress::Pack(scoring::DigestOf(result.scoring()).SerializeAsString()))});
+                      store.SealField(sid, "s", scoring::DigestOf(result.scoring()).SerializeAsString())});
       cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i), sid});
     }
     auto r = client.Pipeline(cmds, absl::Now() + absl::Seconds(60));
