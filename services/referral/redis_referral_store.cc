@@ -57,24 +57,33 @@ return {1}
   return *script;
 }
 
-// KEYS: case, audit. ARGV: events. Appends them to the case's trail (its
-// list when the case predates n). Returns 0 when the case does not exist.
+// Lua shared by the scripts that append to a trail (KEYS: case, audit):
+// append_events(first) appends ARGV[first..] to the case's hash, or to its
+// list when the case predates n.
+constexpr char kAppendEventsLua[] = R"lua(
+local function append_events(first)
+  local n = redis.call('HGET', KEYS[1], 'n')
+  if not n then
+    for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+    return
+  end
+  n = tonumber(n)
+  for i = first, #ARGV do
+    n = n + 1
+    redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
+  end
+  redis.call('HSET', KEYS[1], 'n', tostring(n))
+end
+)lua";
+
+// KEYS: case, audit. ARGV: events. Appends them to the case's trail.
+// Returns 0 when the case does not exist.
 const redis::Script& AppendScript() {
-  static const redis::Script* script = new redis::Script(R"lua(
+  static const redis::Script* script = new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HGET', KEYS[1], 'n')
-if not n then
-  for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-  return 1
-end
-n = tonumber(n)
-for i = 1, #ARGV do
-  n = n + 1
-  redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
-end
-redis.call('HSET', KEYS[1], 'n', tostring(n))
+append_events(1)
 return 1
-)lua");
+)lua"));
   return *script;
 }
 
@@ -235,24 +244,14 @@ namespace {
 // KEYS: case, audit. ARGV: expected version, data, events...
 // Returns {1, new version} or {0, current version} (0 when missing).
 const redis::Script& UpdateScript() {
-  static const redis::Script* script = new redis::Script(R"lua(
+  static const redis::Script* script = new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v or v ~= ARGV[1] then return {0, tonumber(v or '0')} end
 local nv = tonumber(v) + 1
 redis.call('HSET', KEYS[1], 'v', tostring(nv), 'd', ARGV[2])
-local n = redis.call('HGET', KEYS[1], 'n')
-if not n then
-  for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-else
-  n = tonumber(n)
-  for i = 3, #ARGV do
-    n = n + 1
-    redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
-  end
-  redis.call('HSET', KEYS[1], 'n', tostring(n))
-end
+append_events(3)
 return {1, nv}
-)lua");
+)lua"));
   return *script;
 }
 
