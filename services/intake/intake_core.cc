@@ -420,7 +420,9 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   }
   session.version = outcome->version;
   log::Info("screening started", {{"catalog_version", r.catalog_version()}});
-  return ToScreening(session);
+  v1::Screening started = ToScreening(session);
+  cache_->Put(screening_id, std::move(session));  // the first page need not read it back
+  return started;
 }
 
 absl::StatusOr<v1::Screening> IntakeCore::GetScreening(
@@ -477,6 +479,20 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
     return s;
   }
 
+  // The session as this replica wrote it last, when the etag names that
+  // version: no read from Redis. The write below is checked against Redis's
+  // version all the same; if the session changed elsewhere meanwhile (or
+  // expired), that write stores nothing and the page starts over from what
+  // Redis holds, so the reply is the one a read would have given.
+  if (std::optional<StoredSession> cached = cache_->Take(name->screening_id, *expected);
+      cached.has_value() && cached->record.user_id() == name->user_id &&
+      cached->record.state() == v1::IN_PROGRESS) {
+    auto applied = ApplyAnswers(request, *name, *expected, **catalog_or, std::move(*cached),
+                                /*from_cache=*/true, deadline);
+    if (!applied.ok()) return applied.status();
+    if (applied->has_value()) return std::move(**applied);
+  }
+
   auto read = store_->Get(name->screening_id, request.request_id(), deadline);
   if (!read.ok()) return read.status();
   if (!read->session.has_value() || read->session->record.user_id() != name->user_id) {
@@ -487,7 +503,6 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // sent the first time, byte for byte; of an earlier one, it is the
   // screening as it is now.
   if (read->applied != SessionStore::Applied::kNo) return AppliedReply(*read->session, **catalog_or);
-  v1::SubmitAnswersResponse response;
   StoredSession session = std::move(*read->session);
   if (session.record.state() != v1::IN_PROGRESS) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -497,9 +512,19 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   if (session.version != *expected) {
     return StaleEtag(request.etag(), session.version);
   }
+  auto applied = ApplyAnswers(request, *name, *expected, **catalog_or, std::move(session),
+                              /*from_cache=*/false, deadline);
+  if (!applied.ok()) return applied.status();
+  return std::move(**applied);  // set whenever the session was read
+}
+
+absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswers(
+    const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
+    const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline) {
+  v1::SubmitAnswersResponse response;
   // Validate the whole page before changing anything: a bad answer stores
   // nothing of the page.
-  const scoring::CatalogIndex& catalog = *(*catalog_or)->catalog;
+  const scoring::CatalogIndex& catalog = *clinical.catalog;
   absl::flat_hash_set<std::string> seen;
   for (int i = 0; i < request.answers_size(); ++i) {
     const auto& a = request.answers(i);
@@ -516,7 +541,7 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // An answer to an item that does not apply is an error; a stored answer
   // that an earlier change made moot (e.g. work questions after "I do not
   // work") is dropped.
-  auto flow = ComputeFlow(catalog, (*catalog_or)->sets, session.record.answers());
+  auto flow = ComputeFlow(catalog, clinical.sets, session.record.answers());
   if (!flow.ok()) return flow.status();
   bool erased_moot = false;
   for (const std::string& id : flow->inapplicable) {
@@ -547,36 +572,41 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   session.record.set_update_time_ms(clock_->NowMillis());
 
   // The reply carries the version this write will create (expected + 1).
-  session.version = *expected + 1;
+  session.version = expected + 1;
   // The flow of the stored answers: the one computed above unless moot
   // answers were dropped since.
   if (erased_moot) {
-    flow = ComputeFlow(catalog, (*catalog_or)->sets, session.record.answers());
+    flow = ComputeFlow(catalog, clinical.sets, session.record.answers());
     if (!flow.ok()) return flow.status();
   }
-  v1::NextItems next = NextItemsFrom(session, **catalog_or, *flow);
+  v1::NextItems next = NextItemsFrom(session, clinical, *flow);
   *response.mutable_screening() = ToScreening(session, &next.progress());
   *response.mutable_next() = std::move(next);
 
   SessionStore::WriteRequest write;
-  write.expected_version = *expected;
+  write.expected_version = expected;
   write.request_id = request.request_id();
   write.ttl = config_.session_ttl;
   // Activity keeps the open-session slot alive as long as the session.
   write.touch_open_slot_until_ms =
       session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl);
   write.record = std::move(session.record);  // the session is not used below
-  auto outcome = store_->Write(name->screening_id, write, deadline);
+  auto outcome = store_->Write(name.screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
+  if (from_cache && (outcome->kind == Kind::kConflict || outcome->kind == Kind::kMissing)) {
+    return std::optional<v1::SubmitAnswersResponse>();  // changed elsewhere: start over from Redis
+  }
   switch (outcome->kind) {
     case Kind::kWritten:
+      // The next page of this session, on this replica, need not read it.
+      cache_->Put(name.screening_id, StoredSession{std::move(write.record), expected + 1, std::nullopt});
       return response;
     case Kind::kLatest:
     case Kind::kApplied: {  // a concurrent retry got there first
-      auto now = store_->Get(name->screening_id, "", deadline);
+      auto now = store_->Get(name.screening_id, "", deadline);
       if (!now.ok()) return now.status();
       if (!now->session.has_value()) return absl::NotFoundError("name: no such screening (expired?)");
-      return AppliedReply(*now->session, **catalog_or);
+      return AppliedReply(*now->session, clinical);
     }
     case Kind::kConflict:
       return StaleEtag(request.etag(), outcome->version);
@@ -646,6 +676,7 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   const int64_t* expected = &target->expected_version;
   auto catalog = Catalog();
   if (!catalog.ok()) return catalog.status();
+  cache_->Erase(name->screening_id);  // completing reads Redis; the entry is done with
   auto loaded = Load(request.name(), "name", deadline);
   if (!loaded.ok()) return loaded.status();
   StoredSession session = std::move(*loaded);
@@ -794,6 +825,7 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
   if (!request_id.empty()) {
     if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok()) return s;
   }
+  cache_->Erase(name->screening_id);
   auto loaded = Load(request.name(), "name", deadline);
   if (!loaded.ok()) return loaded.status();
   StoredSession session = std::move(*loaded);

@@ -14,6 +14,7 @@
 #include "protos/storage/v1/records.pb.h"
 #include "services/intake/flow.h"
 #include "services/intake/peers.h"
+#include "services/intake/session_cache.h"
 #include "services/intake/session_store.h"
 #include "services/scoring/catalog.h"
 #include "services/scoring/scoring_engine.h"
@@ -63,6 +64,9 @@ struct IntakeConfig {
   // few seconds at most; a script hammering the API does not).
   int start_limit_per_hour = 20;
   int submit_limit_per_minute = 60;
+  // In-progress sessions this replica remembers as it wrote them, so the
+  // next page skips reading the session back (SessionCache); 0 = none.
+  size_t session_cache_entries = 4096;
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.
@@ -76,7 +80,8 @@ class IntakeCore {
         referral_(referral),
         catalog_(catalog),
         clock_(clock),
-        config_(config) {}
+        config_(config),
+        cache_(std::make_unique<SessionCache>(config.session_cache_entries)) {}
 
   absl::StatusOr<v1::Screening> StartScreening(
       const v1::StartScreeningRequest& request, absl::Time deadline);
@@ -119,6 +124,13 @@ class IntakeCore {
                                             const Clinical& clinical) const;
   // The same from the flow of `s`'s answers, already computed.
   v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow) const;
+  // SubmitAnswers past its checks of the request: validates the page
+  // against `session` (at version `expected`), writes, and builds the reply.
+  // With `from_cache`, nullopt when the write found the session changed or
+  // gone in Redis (nothing was written: the caller reads it and starts over).
+  absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> ApplyAnswers(
+      const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
+      const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline);
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
                                                          const Clinical& clinical) const;
   // Hands the result to referral; returns the hand-off state reached. On
@@ -137,6 +149,7 @@ class IntakeCore {
   const CatalogHolder* catalog_;
   const Clock* clock_;
   IntakeConfig config_;
+  std::unique_ptr<SessionCache> cache_;
 };
 
 // Records the start context (role, works, works with clients, state) as

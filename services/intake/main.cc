@@ -58,6 +58,10 @@ ABSL_FLAG(int32_t, start_limit_per_hour, EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR
 ABSL_FLAG(int32_t, submit_limit_per_minute, EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
           "Answer submissions a person may make per minute (0 = no limit). Env "
           "AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE.");
+ABSL_FLAG(int32_t, session_cache_entries, EnvOrInt("AQUEDUCT_SESSION_CACHE_ENTRIES", 4096),
+          "In-progress sessions kept in memory as this replica wrote them, so the next page "
+          "skips one Redis read (0 = none; never a source of truth: writes are version-checked "
+          "in Redis). Env AQUEDUCT_SESSION_CACHE_ENTRIES.");
 
 ABSL_FLAG(std::string, service_key, EnvOr("AQUEDUCT_SERVICE_KEY", ""),
           "PEM private key intake signs its own short-lived tokens with (role service, subject "
@@ -163,6 +167,11 @@ int main(int argc, char** argv) {
                {{"error", std::string("--max_open_sessions and --handoff_retry_ms must be positive")}});
     return 2;
   }
+  if (absl::GetFlag(FLAGS_session_cache_entries) < 0) {
+    log::Error("bad configuration", {{"error", std::string("--session_cache_entries must be 0 or more")}});
+    return 2;
+  }
+  intake_config.session_cache_entries = static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
   aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer, *max_rpc);

@@ -19,8 +19,9 @@ struct StoredSession {
   std::optional<storage::v1::ResultRecord> result;
 };
 
-// Storage of screening sessions. All state lives here; intake keeps none
-// between calls, so any replica can continue any session.
+// Storage of screening sessions. All state lives here, so any replica can
+// continue any session (intake's SessionCache only spares a read; every
+// write is checked against the version stored here).
 class SessionStore {
  public:
   virtual ~SessionStore() = default;

@@ -99,7 +99,7 @@ TEST(CompressTest, ValuesPackedWithDictionaryOneStillRead) {
 }
 
 TEST(CompressTest, UnpackedValuesReadAsTheyAre) {
-  for (const std::string v : {std::string(), std::string("\x0a\x02v1", 4), std::string("plain text")}) {
+  for (const std::string& v : {std::string(), std::string("\x0a\x02v1", 4), std::string("plain text")}) {
     auto back = Unpack(v);
     ASSERT_THAT(back, IsOk());
     EXPECT_EQ(*back, v);

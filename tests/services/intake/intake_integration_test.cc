@@ -332,6 +332,107 @@ TEST_F(IntakeTest, StaleEtagIsAbortedWithTheCurrentOne) {
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
 }
 
+// How many times Redis ran `command` (INFO commandstats; commands a script
+// runs count too), or -1 when INFO does not say.
+int64_t CommandCalls(redis::Client& client, const std::string& command) {
+  auto info = client.Command({"INFO", "commandstats"}, absl::Now() + absl::Seconds(5));
+  if (!info.ok()) return -1;
+  const std::string key = "cmdstat_" + command + ":calls=";
+  const size_t at = info->str.find(key);
+  if (at == std::string::npos) return 0;
+  return std::stoll(info->str.substr(at + key.size()));
+}
+
+// The session cache (SessionCache): the replica that wrote a session's
+// latest version does not read it back for the next page.
+TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
+  v1::Screening s = Start();
+  int64_t before = CommandCalls(*client_, "hmget");
+  auto first = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1) << "the write script's own check only";
+  before = CommandCalls(*client_, "hmget");
+  auto second = core_->SubmitAnswers(Answers(first->screening(), {2}, "p2", 2), Soon());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1);
+  // Without the cache, every page reads the session first.
+  IntakeConfig none;
+  none.session_cache_entries = 0;
+  Reconfigure(none);
+  before = CommandCalls(*client_, "hmget");
+  auto third = core_->SubmitAnswers(Answers(second->screening(), {3}, "p3", 3), Soon());
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 2);
+  // Either way Redis holds every page.
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_TRUE(stored->session.has_value());
+  EXPECT_EQ(stored->session->version, 4);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 1);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.2").option_value(), 2);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.3").option_value(), 3);
+  EXPECT_EQ(third->screening().etag(), "4");
+}
+
+// A session changed by another replica after this one cached it: the
+// cached page stores nothing and gets exactly what a replica without the
+// cache would have said.
+TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
+  IntakeCore other(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), IntakeConfig());
+  IntakeConfig none;
+  none.session_cache_entries = 0;
+  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
+  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
+
+  // A retry of a page the other replica applied: the reply it gave.
+  v1::Screening s = Start("carol");
+  auto a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());  // cached here at version 2
+  ASSERT_THAT(a1, IsOk());
+  auto b2 = other.SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  ASSERT_THAT(b2, IsOk());
+  auto retried = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  ASSERT_THAT(retried, IsOk());
+  EXPECT_EQ(retried->SerializeAsString(), b2->SerializeAsString());
+
+  // Another page on the same etag: ABORTED naming the current etag, as
+  // without the cache, and the other replica's answer stays.
+  s = Start("dave");
+  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  ASSERT_THAT(a1, IsOk());
+  b2 = other.SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  ASSERT_THAT(b2, IsOk());
+  auto stale = core_->SubmitAnswers(Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
+  auto stale_cold = cold.SubmitAnswers(Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
+  EXPECT_EQ(stale.status(), stale_cold.status());
+  auto stored = store_->Get(id_of(s), "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->session->version, 3);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.2").option_value(), 2);
+
+  // Abandoned elsewhere: FAILED_PRECONDITION, not a conflict.
+  s = Start("erin");
+  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  ASSERT_THAT(a1, IsOk());
+  v1::AbandonScreeningRequest abandon;
+  abandon.set_name(s.name());
+  ASSERT_THAT(other.AbandonScreening(abandon, Soon()), IsOk());
+  auto late = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
+  EXPECT_EQ(late.status(), cold.SubmitAnswers(Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
+
+  // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
+  s = Start("frank");
+  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  ASSERT_THAT(a1, IsOk());
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", id_of(s), "session")}, Soon()), IsOk());
+  auto gone = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(gone.status().message(), "name: no such screening");
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", id_of(s), "session")}, Soon())->integer, 0);
+}
+
 TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   v1::Screening s = Start();
   auto req = Answers(s, {1, 2, 3}, "r1");
