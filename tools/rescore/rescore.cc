@@ -339,8 +339,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
   };
 
   // This thread: for each scored batch, reads the changed sessions and sends
-  // their re-review cases to referral on a thread of its own, with at most
-  // three batches' cases in flight; batches are checkpointed in order, each
+  // their re-review cases to referral on one of three threads kept for the
+  // job, so at most three batches' cases are in flight; batches are checkpointed in order, each
   // once its cases are open.
   struct Pending {
     Batch batch;  // its counts and last entry
