@@ -109,7 +109,7 @@ std::string FormatScore(double score) { return absl::StrFormat("%.17g", score); 
 }  // namespace
 
 absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::CreateMany(
-    const std::vector<CreateItem>& items, absl::Time deadline) {
+    std::vector<CreateItem> items, absl::Time deadline) {
   std::vector<CreateOutcome> out;
   if (items.empty()) return out;
   // Pass 1: the atomic create of each case with its audit record.
@@ -141,7 +141,7 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
     CreateOutcome o;
     o.created = r.elements[0].integer == 1;
     if (o.created) {
-      o.referral = items[i].referral;
+      o.referral = std::move(items[i].referral);  // pass 2 reads only the item's other fields
       o.referral.set_etag("1");
     } else {
       if (r.elements.size() != 3) return absl::InternalError("referral create: unexpected script reply");

@@ -35,7 +35,7 @@ class RedisReferralStore : public ReferralStore {
   RedisReferralStore(redis::Client* client, const crypto::DataKeys* keys, redis::Client* blocking = nullptr)
       : client_(client), keys_(keys), blocking_(blocking != nullptr ? blocking : client) {}
 
-  absl::StatusOr<std::vector<CreateOutcome>> CreateMany(const std::vector<CreateItem>& items,
+  absl::StatusOr<std::vector<CreateOutcome>> CreateMany(std::vector<CreateItem> items,
                                                         absl::Time deadline) override;
   absl::StatusOr<std::optional<v1::Referral>> Get(const std::string& id,
                                                   absl::Time deadline) override;

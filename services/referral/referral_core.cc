@@ -147,7 +147,9 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(const v1::CreateReferr
                                                           const Actor& actor, absl::Time deadline) {
   auto item = Prepare(request, actor, "");
   if (!item.ok()) return item.status();
-  auto outcomes = store_->CreateMany({std::move(*item)}, deadline);
+  std::vector<ReferralStore::CreateItem> one;  // (a braced list would copy the item)
+  one.push_back(std::move(*item));
+  auto outcomes = store_->CreateMany(std::move(one), deadline);
   if (!outcomes.ok()) return outcomes.status();
   return std::move((*outcomes)[0].referral);
 }
@@ -164,7 +166,7 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
     if (!item.ok()) return item.status();  // checked before anything is written
     items.push_back(std::move(*item));
   }
-  auto outcomes = store_->CreateMany(items, deadline);
+  auto outcomes = store_->CreateMany(std::move(items), deadline);
   if (!outcomes.ok()) return outcomes.status();
   v1::CreateReferralsResponse response;
   for (auto& o : *outcomes) {

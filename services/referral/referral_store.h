@@ -45,9 +45,10 @@ class ReferralStore {
   // atomic step unless a referral with that id exists (then returns the
   // existing one untouched). Afterwards every case is queued and indexed by
   // screening; new ones get their overdue timer and a "created" event. The
-  // Redis work of all items is pipelined.
+  // Redis work of all items is pipelined. Takes the items: a new case's
+  // referral moves into its outcome (no copy of its results).
   virtual absl::StatusOr<std::vector<CreateOutcome>> CreateMany(
-      const std::vector<CreateItem>& items, absl::Time deadline) = 0;
+      std::vector<CreateItem> items, absl::Time deadline) = 0;
 
   // The referral, or nullopt when there is none.
   virtual absl::StatusOr<std::optional<v1::Referral>> Get(
