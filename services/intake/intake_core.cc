@@ -483,7 +483,10 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // version: no read from Redis. The write below is checked against Redis's
   // version all the same; if the session changed elsewhere meanwhile (or
   // expired), that write stores nothing and the page starts over from what
-  // Redis holds, so the reply is the one a read would have given.
+  // Redis holds, so the reply is the one a read would have given. (One
+  // difference: a page with a bad answer is refused against the version its
+  // etag names even if Redis has moved on, INVALID_ARGUMENT where a read
+  // would have said ABORTED; nothing is stored either way.)
   if (std::optional<StoredSession> cached = cache_->Take(name->screening_id, *expected);
       cached.has_value() && cached->record.user_id() == name->user_id &&
       cached->record.state() == v1::IN_PROGRESS) {
