@@ -168,20 +168,12 @@ int main(int argc, char** argv) {
   (void)client.Command({"BGREWRITEAOF"}, absl::Now() + absl::Seconds(5));
   absl::SleepFor(absl::Milliseconds(200));
   for (int i = 0; i < 3000; ++i) {
-    auto p = client.Command({"INFO", "persistence"}, absl::Now() + absl::Seconds(5));
-    if (p.ok() && p->str.find("aof_rewrite_in_progress:0") != std::string::npos &&
-        p->str.find("aof_rewrite_scheduled:0") != std::string::npos) {
-      break;
-    }
+    auto running = t::RedisInfoField(client, "persistence", "aof_rewrite_in_progress");
+    auto scheduled = t::RedisInfoField(client, "persistence", "aof_rewrite_scheduled");
+    if (running.ok() && *running == "0" && scheduled.ok() && *scheduled == "0") break;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  auto info = client.Command({"INFO", "memory"}, absl::Now() + absl::Seconds(5));
-
-  std::string used = "?";
-  if (info.ok()) {
-    auto pos = info->str.find("used_memory_human:");
-    if (pos != std::string::npos) used = info->str.substr(pos + 18, info->str.find('\r', pos) - pos - 18);
-  }
+  const std::string used = t::RedisInfoField(client, "memory", "used_memory_human").value_or("?");
   std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n", static_cast<long long>(n), seed_s,
               used.c_str());
   std::fflush(stdout);

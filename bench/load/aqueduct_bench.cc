@@ -108,14 +108,9 @@ struct FirstError {
 
 // Redis used_memory in bytes, or -1.
 int64_t UsedMemory(redis::Client& client) {
-  auto info = client.Command({"INFO", "memory"}, absl::Now() + absl::Seconds(5));
-  if (!info.ok()) return -1;
-  const size_t at = info->str.find("used_memory:");
+  auto used = t::RedisInfoField(client, "memory", "used_memory");
   int64_t v = -1;
-  if (at != std::string::npos) {
-    const size_t end = info->str.find('\r', at);
-    (void)absl::SimpleAtoi(info->str.substr(at + 12, end - at - 12), &v);
-  }
+  if (used.ok() && !absl::SimpleAtoi(*used, &v)) v = -1;
   return v;
 }
 

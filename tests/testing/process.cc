@@ -229,6 +229,20 @@ absl::Status RedisServer::FlushAll() {
   return client.Command({"FLUSHALL"}, absl::Now() + absl::Seconds(5)).status();
 }
 
+absl::StatusOr<std::string> RedisInfoField(redis::Client& client, const std::string& section,
+                                           const std::string& field) {
+  auto info = client.Command({"INFO", section}, absl::Now() + absl::Seconds(5));
+  if (!info.ok()) return info.status();
+  // Fields are "<name>:<value>\r\n" lines, each after a line break.
+  const std::string key = absl::StrCat("\n", field, ":");
+  const size_t at = info->str.find(key);
+  if (at == std::string::npos) {
+    return absl::NotFoundError(absl::StrCat("redis INFO ", section, " has no ", field));
+  }
+  const size_t begin = at + key.size();
+  return info->str.substr(begin, info->str.find('\r', begin) - begin);
+}
+
 std::string BinaryPath(const std::string& relative) {
   const char* dir = std::getenv("AQUEDUCT_BINARY_DIR");
   return absl::StrCat(dir != nullptr ? dir : ".", "/", relative);

@@ -95,6 +95,12 @@ std::string BinaryPath(const std::string& relative);
 // Path in the source tree: $AQUEDUCT_SOURCE_DIR/<relative>.
 std::string SourcePath(const std::string& relative);
 
+// One field of Redis's INFO `section` as text, e.g. ("memory",
+// "used_memory") -> "1234567", ("commandstats", "cmdstat_hmget") ->
+// "calls=3,usec=...". NOT_FOUND when the section has no such field.
+absl::StatusOr<std::string> RedisInfoField(redis::Client& client, const std::string& section,
+                                           const std::string& field);
+
 }  // namespace aqueduct::testing
 
 #endif  // AQUEDUCT_TESTS_TESTING_PROCESS_H_

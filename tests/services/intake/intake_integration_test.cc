@@ -5,6 +5,8 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 
 #include "absl/time/clock.h"
@@ -332,15 +334,17 @@ TEST_F(IntakeTest, StaleEtagIsAbortedWithTheCurrentOne) {
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
 }
 
-// How many times Redis ran `command` (INFO commandstats; commands a script
-// runs count too), or -1 when INFO does not say.
+// How many times Redis ran `command` (commands a script runs count too),
+// or -1 when INFO does not say.
 int64_t CommandCalls(redis::Client& client, const std::string& command) {
-  auto info = client.Command({"INFO", "commandstats"}, absl::Now() + absl::Seconds(5));
-  if (!info.ok()) return -1;
-  const std::string key = "cmdstat_" + command + ":calls=";
-  const size_t at = info->str.find(key);
-  if (at == std::string::npos) return 0;
-  return std::stoll(info->str.substr(at + key.size()));
+  auto stats = aqueduct::testing::RedisInfoField(client, "commandstats", "cmdstat_" + command);
+  if (absl::IsNotFound(stats.status())) return 0;  // never run yet
+  int64_t calls = -1;
+  if (!stats.ok() || !absl::StartsWith(*stats, "calls=") ||
+      !absl::SimpleAtoi(stats->substr(6, stats->find(',') - 6), &calls)) {
+    return -1;
+  }
+  return calls;
 }
 
 // The session cache (SessionCache): the replica that wrote a session's
