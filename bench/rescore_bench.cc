@@ -174,6 +174,8 @@ int main(int argc, char** argv) {
     absl::SleepFor(absl::Milliseconds(100));
   }
   const std::string used = t::RedisInfoField(client, "memory", "used_memory_human").value_or("?");
+  int64_t used_before = 0;
+  (void)absl::SimpleAtoi(t::RedisInfoField(client, "memory", "used_memory").value_or(""), &used_before);
   std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n", static_cast<long long>(n), seed_s,
               used.c_str());
   std::fflush(stdout);
@@ -209,5 +211,10 @@ int main(int argc, char** argv) {
   std::printf("CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, redis %.2f; per screening %.1f us\n",
               cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3],
               (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3]) * 1e6 / std::max<int64_t>(1, c.screened()));
+  int64_t used_after = 0;
+  if (absl::SimpleAtoi(t::RedisInfoField(client, "memory", "used_memory").value_or(""), &used_after)) {
+    std::printf("redis used_memory grew by %.0f B per screening re-scored (outcomes and re-review cases)\n",
+                static_cast<double>(used_after - used_before) / std::max<int64_t>(1, c.screened()));
+  }
   return 0;
 }

@@ -44,6 +44,9 @@ class RedisSessionStore : public SessionStore {
   // A value sealed as this store seals field `field` of a session (seeding
   // tools write exactly what intake writes).
   std::string SealField(const std::string& screening_id, absl::string_view field, absl::string_view value) const;
+  // The reverse: a stored value opened (tests check what is stored).
+  absl::StatusOr<std::string> OpenField(const std::string& screening_id, absl::string_view field,
+                                        absl::string_view sealed) const;
 
   absl::StatusOr<std::string> ClaimStartRequest(const std::string& user_id,
                                                 const std::string& request_id,
@@ -102,8 +105,6 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
-  absl::StatusOr<std::string> OpenField(const std::string& screening_id, absl::string_view field,
-                                        absl::string_view sealed) const;
   absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
                                                                      bool answers, absl::Time deadline);
   redis::Client* client_;

@@ -710,6 +710,35 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_THAT(with_outcome, IsOk());
   ASSERT_TRUE((*with_outcome)[0].outcome.has_value());
   EXPECT_EQ((*with_outcome)[0].outcome->time_ms(), 1);
+
+  // An unchanged outcome is stored without its digest (the original's) and
+  // read back with it; a changed one is stored whole.
+  storage::v1::RescoreOutcome unchanged, changed;
+  unchanged.set_time_ms(3);
+  *unchanged.mutable_digest() = (*legacy)[0].before;
+  changed.set_time_ms(4);
+  changed.set_changed(true);
+  changed.mutable_digest()->set_bands("phq9=severe");
+  changed.mutable_digest()->set_route_rule("moved");
+  changed.mutable_changed_result()->set_ruleset_version("v3");
+  ASSERT_THAT(store_->PutOutcomes({{id, &unchanged}}, "v4", Soon()), IsOk());
+  ASSERT_THAT(store_->PutOutcomes({{id, &changed}}, "v3", Soon()), IsOk());
+  auto stored_unchanged = client_->Command({"HGET", key, "o:v4"}, Soon());
+  ASSERT_THAT(stored_unchanged, IsOk());
+  auto plain_unchanged = store_->OpenField(id, "o:v4", stored_unchanged->str);
+  ASSERT_THAT(plain_unchanged, IsOk());
+  storage::v1::RescoreOutcome raw_unchanged;
+  ASSERT_TRUE(raw_unchanged.ParseFromString(*plain_unchanged));
+  EXPECT_FALSE(raw_unchanged.has_digest()) << "the digest is field s's";
+  EXPECT_EQ(raw_unchanged.time_ms(), 3);
+  auto read_unchanged = store_->ReadForRescore({id}, "v4", Soon());
+  ASSERT_THAT(read_unchanged, IsOk());
+  ASSERT_TRUE((*read_unchanged)[0].outcome.has_value());
+  EXPECT_EQ((*read_unchanged)[0].outcome->SerializeAsString(), unchanged.SerializeAsString());
+  auto read_changed = store_->ReadForRescore({id}, "v3", Soon());
+  ASSERT_THAT(read_changed, IsOk());
+  ASSERT_TRUE((*read_changed)[0].outcome.has_value());
+  EXPECT_EQ((*read_changed)[0].outcome->SerializeAsString(), changed.SerializeAsString());
 }
 
 // Per-user rate limits: over the limit is RESOURCE_EXHAUSTED saying when to
