@@ -61,6 +61,9 @@ ABSL_FLAG(double, scoring_min_time, 1.0,
 ABSL_FLAG(std::string, figures, "all",
           "Which figures, comma-separated: echo,redis,submit,whole,scoring,rescore (for profiling one of them).");
 ABSL_FLAG(int32_t, redis_requests, 200000, "Requests per test for the redis-benchmark context rows.");
+ABSL_FLAG(int32_t, connections, 1,
+          "Client connections the calls in flight are spread over (call i uses connection i mod N); the same "
+          "for every load figure.");
 ABSL_FLAG(int32_t, concurrency, 24,
           "Calls in flight (closed loop; the services serve up to --threads=256 at once).");
 
@@ -236,6 +239,27 @@ std::vector<double> NumbersAfter(const std::string& text, const std::string& key
   return out;
 }
 
+// A stub per client connection (--connections): each its own channel with
+// its own subchannel pool, so N stubs are N TCP connections (gRPC would
+// otherwise share one connection between channels to the same address).
+// Call slot i uses connection i mod N.
+template <typename Service>
+class Stubs {
+ public:
+  Stubs(const std::string& address, int connections) {
+    for (int i = 0; i < connections; ++i) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      stubs_.push_back(
+          Service::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+    }
+  }
+  typename Service::Stub* For(int slot) const { return stubs_[slot % stubs_.size()].get(); }
+
+ private:
+  std::vector<std::unique_ptr<typename Service::Stub>> stubs_;
+};
+
 // One whole screening as an app takes it, each call started from the
 // previous one's callback (the same closed-loop generator as every other
 // figure): start, the first page, a submit per page (each reply carries the
@@ -322,7 +346,7 @@ class ScreeningRun {
 
 // Closed loop of whole screenings: `concurrency` people, each starting their
 // next screening when the last completes; latency is the whole screening's.
-LoadResult WholeScreenings(intake::v1::IntakeService::Stub* stub, const t::TestAuth& auth, int concurrency,
+LoadResult WholeScreenings(const Stubs<intake::v1::IntakeService>& stubs, const t::TestAuth& auth, int concurrency,
                            absl::Duration duration, FirstError& error) {
   std::vector<ScreeningRun::Person> people(concurrency);
   for (int i = 0; i < concurrency; ++i) {
@@ -332,12 +356,12 @@ LoadResult WholeScreenings(intake::v1::IntakeService::Stub* stub, const t::TestA
     people[i].answers["phq9.1"] = std::to_string(i % 4);
   }
   return RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
-    (new ScreeningRun(stub, people[slot], &error, std::move(done)))->Begin();
+    (new ScreeningRun(stubs.For(slot), people[slot], &error, std::move(done)))->Begin();
   });
 }
 
 // The ceiling: echo, a payload the size of a page of answers.
-LoadResult EchoLoad(v1::EchoService::Stub* echo_stub, int concurrency, absl::Duration duration,
+LoadResult EchoLoad(const Stubs<v1::EchoService>& echo_stubs, int concurrency, absl::Duration duration,
                     FirstError& echo_error) {
   const std::string payload(120, 'x');
   struct EchoCall {
@@ -345,11 +369,11 @@ LoadResult EchoLoad(v1::EchoService::Stub* echo_stub, int concurrency, absl::Dur
     v1::EchoRequest req;
     v1::EchoResponse resp;
   };
-  return RunClosedLoop(concurrency, duration, [&](int, std::function<void(bool)> done) {
+  return RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
     auto* call = new EchoCall;
     call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     call->req.set_payload(payload);
-    echo_stub->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
+    echo_stubs.For(slot)->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
       echo_error.Note(s);
       done(s.ok());
       delete call;
@@ -359,7 +383,7 @@ LoadResult EchoLoad(v1::EchoService::Stub* echo_stub, int concurrency, absl::Dur
 
 // SubmitAnswers on intake, Redis persistence included: each caller answers
 // its own screening, one answer per call, the etag chained.
-LoadResult SubmitLoad(intake::v1::IntakeService::Stub* intake_stub, const t::TestAuth& auth, int concurrency,
+LoadResult SubmitLoad(const Stubs<intake::v1::IntakeService>& intake_stubs, const t::TestAuth& auth, int concurrency,
                       absl::Duration duration, FirstError& submit_error) {
   struct Slot {
     std::string name, etag, token;
@@ -374,7 +398,7 @@ LoadResult SubmitLoad(intake::v1::IntakeService::Stub* intake_stub, const t::Tes
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", slots[i].token);
     intake::v1::Screening s;
-    grpc::Status st = intake_stub->StartScreening(&ctx, start, &s);
+    grpc::Status st = intake_stubs.For(i)->StartScreening(&ctx, start, &s);
     if (!st.ok()) {
       submit_error.Note(st);
       return {};
@@ -398,7 +422,7 @@ LoadResult SubmitLoad(intake::v1::IntakeService::Stub* intake_stub, const t::Tes
     auto* a = call->req.add_answers();
     a->set_item_id("phq9.1");
     a->set_option_value(static_cast<int32_t>(slot.n % 4));
-    intake_stub->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
+    intake_stubs.For(i)->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
       submit_error.Note(s);
       if (s.ok()) slot.etag = call->resp.screening().etag();
       done(s.ok());
@@ -455,14 +479,14 @@ int Main() {
   // The stubs (and their channels) live until the end: a figure's last
   // callbacks are still unwinding in gRPC's threads when its loop returns,
   // and must not find their channel gone.
-  auto echo_stub = v1::EchoService::NewStub(grpc::CreateChannel(echo, grpc::InsecureChannelCredentials()));
-  auto intake_stub =
-      intake::v1::IntakeService::NewStub(grpc::CreateChannel(intake, grpc::InsecureChannelCredentials()));
+  const int connections = std::max(1, absl::GetFlag(FLAGS_connections));
+  const Stubs<v1::EchoService> echo_stubs(echo, connections);
+  const Stubs<intake::v1::IntakeService> intake_stubs(intake, connections);
   FirstError echo_error, submit_error;
   LoadResult ceiling, submit;
   if (Want("echo")) {
     CpuMeter cpu(running, (*redis)->pid());
-    ceiling = EchoLoad(echo_stub.get(), concurrency, duration, echo_error);
+    ceiling = EchoLoad(echo_stubs, concurrency, duration, echo_error);
     Row("echo (ceiling)", ceiling, 0, "", false);
     std::printf("  %s\n", cpu.PerUnit(ceiling.calls + ceiling.errors).c_str());
     if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
@@ -492,7 +516,7 @@ int Main() {
 
   if (Want("submit")) {
     CpuMeter cpu(running, (*redis)->pid());
-    submit = SubmitLoad(intake_stub.get(), auth, concurrency, duration, submit_error);
+    submit = SubmitLoad(intake_stubs, auth, concurrency, duration, submit_error);
     const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
     Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
     std::printf("  %s\n", cpu.PerUnit(submit.calls + submit.errors).c_str());
@@ -509,7 +533,7 @@ int Main() {
   FirstError whole_error;
   if (Want("whole")) {
     CpuMeter cpu(running, (*redis)->pid());
-    whole = WholeScreenings(intake_stub.get(), auth, concurrency, duration, whole_error);
+    whole = WholeScreenings(intake_stubs, auth, concurrency, duration, whole_error);
     Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
     std::printf("  %s\n", cpu.PerUnit(whole.calls + whole.errors).c_str());
     if (!whole_error.Get().empty()) std::printf("  first error: %s\n", whole_error.Get().c_str());
@@ -571,8 +595,9 @@ int Main() {
     std::printf("%-36s %9.1f MiB  %-22s %s\n", absl::StrCat(name, " peak RSS").c_str(), mib,
                 name == "echo" ? "" : "<= 100 MiB", name == "echo" ? "" : (mib <= 100 ? "met" : "NOT MET"));
   }
-  std::printf("\n%d calls in flight, %d s per load figure, one 2-core machine shared by every process.\n",
-              concurrency, absl::GetFlag(FLAGS_seconds));
+  std::printf("\n%d calls in flight over %d client connection%s, %d s per load figure, one 2-core machine shared by "
+              "every process.\n",
+              concurrency, connections, connections == 1 ? "" : "s", absl::GetFlag(FLAGS_seconds));
   // Success means every figure was measured without errors; whether the
   // targets were met is the table's to say.
   const bool load_ok = (!Want("echo") || ceiling.calls > 0) && (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
