@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
@@ -13,6 +14,17 @@ double LoadResult::Percentile(double p) const {
   if (latencies_ms.empty()) return 0;
   const size_t i = static_cast<size_t>(std::ceil(p / 100.0 * latencies_ms.size())) ;
   return latencies_ms[std::min(latencies_ms.size() - 1, i == 0 ? 0 : i - 1)];
+}
+
+void LoadResult::Add(const LoadResult& other) {
+  calls += other.calls;
+  errors += other.errors;
+  seconds += other.seconds;
+  std::vector<double> merged;
+  merged.reserve(latencies_ms.size() + other.latencies_ms.size());
+  std::merge(latencies_ms.begin(), latencies_ms.end(), other.latencies_ms.begin(), other.latencies_ms.end(),
+             std::back_inserter(merged));
+  latencies_ms = std::move(merged);
 }
 
 namespace {

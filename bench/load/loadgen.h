@@ -22,6 +22,9 @@ struct LoadResult {
   std::vector<double> latencies_ms;  // successful calls, sorted
 
   double per_second() const { return seconds > 0 ? calls / seconds : 0; }
+  // Adds another run of the same load (one slice of a figure measured in
+  // slices): calls, errors and seconds add up, latencies stay sorted.
+  void Add(const LoadResult& other);
   // p in [0, 100]; 0 when there were no calls.
   double Percentile(double p) const;
 };
