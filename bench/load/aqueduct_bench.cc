@@ -112,8 +112,7 @@ struct FirstError {
   }
 };
 
-// Redis used_memory in bytes, or -1.
-// Redis's used_memory, and the part of it that is connection buffers
+// Redis's used_memory (-1 when unread), and the part of it that is connection buffers
 // (query and reply buffers of the services' connections, and the AOF
 // buffer): transient, sized by the last commands each connection sent and
 // freed once it idles, so not part of what a screening keeps.
