@@ -2,6 +2,11 @@
 // as the services (ServerRunner: thread pool, message limits, the per-RPC
 // access log), so the ratio to it is what the service's own work costs.
 // Plaintext on loopback, like the services in the benchmark.
+//
+// --callback serves the same method with gRPC's callback API instead of the
+// sync API every Aqueduct service uses: the framework's own ceiling, for
+// context (on a machine with slow system calls it is far higher, since the
+// sync server hands each call between threads).
 
 #include <cstdlib>
 
@@ -13,6 +18,7 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Address to serve on.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
+ABSL_FLAG(bool, callback, false, "Serve with gRPC's callback API instead of the sync API.");
 
 namespace {
 
@@ -24,6 +30,18 @@ class EchoService final : public aqueduct::bench::v1::EchoService::Service {
   }
 };
 
+// The same echo, answered on the thread gRPC read the request on.
+class CallbackEchoService final : public aqueduct::bench::v1::EchoService::CallbackService {
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
+                                 const aqueduct::bench::v1::EchoRequest* request,
+                                 aqueduct::bench::v1::EchoResponse* response) override {
+    response->set_payload(request->payload());
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,11 +49,14 @@ int main(int argc, char** argv) {
   aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   aqueduct::log::Init("echo");
-  EchoService service;
+  EchoService sync_service;
+  CallbackEchoService callback_service;
+  grpc::Service* service = absl::GetFlag(FLAGS_callback) ? static_cast<grpc::Service*>(&callback_service)
+                                                         : &sync_service;
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
+  auto runner = aqueduct::server::ServerRunner::Start(options, {service}, nullptr);
   if (!runner.ok()) {
     aqueduct::log::Error("cannot start", {{"error", std::string(runner.status().message())}});
     return 1;
