@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -520,10 +521,32 @@ int Main() {
     extra.insert(extra.end(), common.begin(), common.end());
     return extra;
   };
-  const std::string echo = Start(dir, running, "echo", "bench/aqueduct-echo", {});
-  // The same echo on gRPC's callback API (the services use the sync API):
-  // what the framework itself can do here, for context.
-  const std::string echo_callback = Start(dir, running, "echo-callback", "bench/aqueduct-echo", {"--callback"});
+  // The echo ceiling (the sync API, as the services serve) and, for
+  // context, the same echo on gRPC's callback API (what the framework itself
+  // can do here), and each with one Redis SET per call (the least a call
+  // that persists can cost, blocking or not).
+  struct Echo {
+    std::string process, row;
+    std::vector<std::string> args;
+    std::string address;
+    LoadResult result;
+    FirstError error;
+  };
+  std::vector<std::unique_ptr<Echo>> echoes;
+  const std::string redis_flag = "--redis=" + (*redis)->address();
+  for (auto [process, row, args] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
+           {"echo", "echo (ceiling)", {}},
+           {"echo-callback", "echo, callback API (context)", {"--callback"}},
+           {"echo-redis", "echo + Redis SET, sync (context)", {redis_flag}},
+           {"echo-callback-redis", "echo + Redis SET, callback (context)", {"--callback", redis_flag}}}) {
+    auto e = std::make_unique<Echo>();
+    e->process = process;
+    e->row = row;
+    e->address = Start(dir, running, process, "bench/aqueduct-echo", args);
+    echoes.push_back(std::move(e));
+  }
+  const bool echoes_started =
+      std::all_of(echoes.begin(), echoes.end(), [](const auto& e) { return !e->address.empty(); });
   const std::string scoring = Start(dir, running, "scoring", "services/scoring/aqueduct-scoring",
                                     with({"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
                                           "--rulesets=" + t::SourcePath("data/rulesets")}));
@@ -535,7 +558,7 @@ int Main() {
             "--service_key=" + auth.private_key_file(), std::string("--service_key_id=") + t::TestAuth::kKeyId,
             // The benchmark is one client hammering: per-person limits off.
             "--start_limit_per_hour=0", "--submit_limit_per_minute=0", "--max_open_sessions=1000000"}));
-  if (echo.empty() || echo_callback.empty() || scoring.empty() || referral.empty() || intake.empty()) {
+  if (!echoes_started || scoring.empty() || referral.empty() || intake.empty()) {
     std::fprintf(stderr, "a process did not start; logs in %s\n", dir.path().c_str());
     return 1;
   }
@@ -546,33 +569,32 @@ int Main() {
   // callbacks are still unwinding in gRPC's threads when its loop returns,
   // and must not find their channel gone.
   const int connections = std::max(1, absl::GetFlag(FLAGS_connections));
-  const Stubs<v1::EchoService> echo_stubs(echo, connections);
-  const Stubs<v1::EchoService> echo_callback_stubs(echo_callback, connections);
+  std::vector<std::unique_ptr<Stubs<v1::EchoService>>> echo_stubs;
+  for (const auto& e : echoes) echo_stubs.push_back(std::make_unique<Stubs<v1::EchoService>>(e->address, connections));
   const Stubs<intake::v1::IntakeService> intake_stubs(intake, connections);
-  FirstError echo_error, echo_callback_error, submit_error;
-  LoadResult ceiling, callback_ceiling, submit;
-  // The ceiling, the callback-API echo and SubmitAnswers alternate in
-  // slices (--slices), so a slow or fast spell of this shared machine falls
-  // on all alike and the ratios compare like with like; each figure's CPU
-  // is counted over its own slices only.
+  FirstError submit_error;
+  LoadResult submit;
+  // The echoes and SubmitAnswers alternate in slices (--slices), so a slow
+  // or fast spell of this shared machine falls on all alike and the ratios
+  // compare like with like; each figure's CPU is counted over its own
+  // slices only.
   const bool echo_on = Want("echo");
   std::vector<SubmitSlot> submit_slots;
   if (Want("submit")) submit_slots = StartSubmitSlots(intake_stubs, auth, concurrency, submit_error);
   const bool submit_on = !submit_slots.empty();
   const int slices = echo_on && submit_on ? std::max(1, absl::GetFlag(FLAGS_slices)) : 1;
-  CpuMeter echo_cpu(running, (*redis)->pid()), echo_callback_cpu(running, (*redis)->pid()),
-      submit_cpu(running, (*redis)->pid());
-  echo_cpu.Pause();
-  echo_callback_cpu.Pause();
+  std::vector<std::unique_ptr<CpuMeter>> echo_cpu;
+  for (size_t e = 0; e < echoes.size(); ++e) {
+    echo_cpu.push_back(std::make_unique<CpuMeter>(running, (*redis)->pid()));
+    echo_cpu.back()->Pause();
+  }
+  CpuMeter submit_cpu(running, (*redis)->pid());
   submit_cpu.Pause();
   for (int i = 0; i < slices; ++i) {
-    if (echo_on) {
-      echo_cpu.Resume();
-      ceiling.Add(EchoLoad(echo_stubs, concurrency, duration / slices, echo_error));
-      echo_cpu.Pause();
-      echo_callback_cpu.Resume();
-      callback_ceiling.Add(EchoLoad(echo_callback_stubs, concurrency, duration / slices, echo_callback_error));
-      echo_callback_cpu.Pause();
+    for (size_t e = 0; echo_on && e < echoes.size(); ++e) {
+      echo_cpu[e]->Resume();
+      echoes[e]->result.Add(EchoLoad(*echo_stubs[e], concurrency, duration / slices, echoes[e]->error));
+      echo_cpu[e]->Pause();
     }
     if (submit_on) {
       submit_cpu.Resume();
@@ -580,16 +602,14 @@ int Main() {
       submit_cpu.Pause();
     }
   }
-  if (echo_on) {
-    Row("echo (ceiling)", ceiling, 0, "", false);
-    std::printf("  %s\n", echo_cpu.PerUnit(ceiling.calls + ceiling.errors).c_str());
-    if (!echo_error.Get().empty()) std::printf("  first error: %s\n", echo_error.Get().c_str());
-    // /echo here: the callback API against the sync API the services use.
-    Row("echo, callback API (context)", callback_ceiling, ceiling.per_second(), "", false);
-    std::printf("  %s\n", echo_callback_cpu.PerUnit(callback_ceiling.calls + callback_ceiling.errors).c_str());
-    if (!echo_callback_error.Get().empty()) {
-      std::printf("  first error: %s\n", echo_callback_error.Get().c_str());
-    }
+  const LoadResult& ceiling = echoes[0]->result;
+  const LoadResult& callback_ceiling = echoes[1]->result;
+  const LoadResult& redis_ceiling = echoes[2]->result;
+  for (size_t e = 0; echo_on && e < echoes.size(); ++e) {
+    const LoadResult& r = echoes[e]->result;
+    Row(echoes[e]->row, r, e == 0 ? 0 : ceiling.per_second(), "", false);
+    std::printf("  %s\n", echo_cpu[e]->PerUnit(r.calls + r.errors).c_str());
+    if (!echoes[e]->error.Get().empty()) std::printf("  first error: %s\n", echoes[e]->error.Get().c_str());
   }
   // For context, Redis's own ceiling on the same socket the services use:
   // redis-benchmark, as many connections as calls in flight.
@@ -618,9 +638,11 @@ int Main() {
     const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
     Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
     std::printf("  %s\n", submit_cpu.PerUnit(submit.calls + submit.errors).c_str());
-    if (callback_ceiling.calls > 0) {
-      std::printf("  = %.0f%% of the callback-API echo (the framework's own ceiling here; context)\n",
-                  100.0 * submit.per_second() / callback_ceiling.per_second());
+    if (callback_ceiling.calls > 0 && redis_ceiling.calls > 0) {
+      std::printf("  = %.0f%% of the callback-API echo (the framework's own ceiling here), %.0f%% of the sync echo "
+                  "with one Redis SET (context)\n",
+                  100.0 * submit.per_second() / callback_ceiling.per_second(),
+                  100.0 * submit.per_second() / redis_ceiling.per_second());
     }
     if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
   }
@@ -640,6 +662,13 @@ int Main() {
   // referral hand-off). One person per caller, each screening after the
   // last; latency is the whole screening's.
   redis::Client redis_client((*redis)->ClientOptions());
+  {
+    // The echoes' keys (echo_server.cc: aq:bench:echo:0..4095) are no part
+    // of what a screening keeps.
+    std::vector<std::string> del = {"DEL"};
+    for (int k = 0; k < 4096; ++k) del.push_back(absl::StrCat("aq:bench:echo:", k));
+    (void)redis_client.Command(del, absl::Now() + absl::Seconds(5));
+  }
   const RedisMemory redis_before = UsedMemory(redis_client);
   LoadResult whole;
   FirstError whole_error;
@@ -722,11 +751,13 @@ int Main() {
   std::printf("\n%d calls in flight over %d client connection%s, %d s per load figure%s, one 2-core machine shared "
               "by every process.\n",
               concurrency, connections, connections == 1 ? "" : "s", absl::GetFlag(FLAGS_seconds),
-              slices > 1 ? absl::StrCat(" (the two echoes and SubmitAnswers in ", slices, " alternating slices)").c_str()
+              slices > 1 ? absl::StrCat(" (the echoes and SubmitAnswers in ", slices, " alternating slices)").c_str()
                          : "");
   // Success means every figure was measured without errors; whether the
   // targets were met is the table's to say.
-  const bool load_ok = (!Want("echo") || (ceiling.calls > 0 && callback_ceiling.calls > 0)) && (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
+  const bool load_ok = (!Want("echo") || std::all_of(echoes.begin(), echoes.end(), [](const auto& e) {
+                         return e->result.calls > 0 && e->result.errors == 0;
+                       })) && (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
                        (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
   return (load_ok && redis_ok && scoring_ok && rescore_ok)
              ? 0

@@ -7,39 +7,86 @@
 // sync API every Aqueduct service uses: the framework's own ceiling, for
 // context (on a machine with slow system calls it is far higher, since the
 // sync server hands each call between threads).
+//
+// --redis=<endpoint> makes each call also store its payload in Redis (a SET
+// on one of 4,096 keys) before answering: the framework plus one Redis round
+// trip, the least a call that persists can cost. The sync server uses the
+// services' blocking pooled client (common/redis); the callback server a
+// non-blocking pipelined connection (pipelined_redis.h), as an asynchronous
+// service would.
 
+#include <atomic>
 #include <cstdlib>
+#include <memory>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/load/pipelined_redis.h"
+#include "common/config/config.h"
 #include "common/logging/logging.h"
+#include "common/redis/redis_client.h"
 #include "common/server/server_runner.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Address to serve on.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
 ABSL_FLAG(bool, callback, false, "Serve with gRPC's callback API instead of the sync API.");
+ABSL_FLAG(std::string, redis, "", "If set (host:port or unix:/path), each call also SETs its payload in Redis.");
 
 namespace {
 
+constexpr absl::Duration kRedisTimeout = absl::Seconds(1);
+
+// aqueduct_bench deletes these keys after the echo figures: keep in step.
+std::string NextKey() {
+  static std::atomic<uint64_t> n{0};
+  return absl::StrCat("aq:bench:echo:", n.fetch_add(1, std::memory_order_relaxed) % 4096);
+}
+
 class EchoService final : public aqueduct::bench::v1::EchoService::Service {
+ public:
+  explicit EchoService(aqueduct::redis::Client* redis) : redis_(redis) {}
+
+ private:
   grpc::Status Echo(grpc::ServerContext*, const aqueduct::bench::v1::EchoRequest* request,
                     aqueduct::bench::v1::EchoResponse* response) override {
+    if (redis_ != nullptr) {
+      auto reply = redis_->Command({"SET", NextKey(), request->payload()}, absl::Now() + kRedisTimeout);
+      if (!reply.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "redis did not store the payload");
+    }
     response->set_payload(request->payload());
     return grpc::Status::OK;
   }
+
+  aqueduct::redis::Client* redis_;
 };
 
-// The same echo, answered on the thread gRPC read the request on.
+// The same echo, answered on the thread gRPC read the request on, or with
+// --redis on the thread that reads Redis's reply.
 class CallbackEchoService final : public aqueduct::bench::v1::EchoService::CallbackService {
+ public:
+  explicit CallbackEchoService(aqueduct::bench::PipelinedRedis* redis) : redis_(redis) {}
+
+ private:
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const aqueduct::bench::v1::EchoRequest* request,
                                  aqueduct::bench::v1::EchoResponse* response) override {
     response->set_payload(request->payload());
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
+    if (redis_ == nullptr) {
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    redis_->Send({"SET", NextKey(), request->payload()}, [reactor](bool ok, const std::string&) {
+      reactor->Finish(ok ? grpc::Status::OK
+                         : grpc::Status(grpc::StatusCode::UNAVAILABLE, "redis did not store the payload"));
+    });
     return reactor;
   }
+
+  aqueduct::bench::PipelinedRedis* redis_;
 };
 
 }  // namespace
@@ -49,10 +96,31 @@ int main(int argc, char** argv) {
   aqueduct::server::ConfigureProcess();
   aqueduct::server::BlockTerminationSignals();
   aqueduct::log::Init("echo");
-  EchoService sync_service;
-  CallbackEchoService callback_service;
-  grpc::Service* service = absl::GetFlag(FLAGS_callback) ? static_cast<grpc::Service*>(&callback_service)
-                                                         : &sync_service;
+  const bool callback = absl::GetFlag(FLAGS_callback);
+  std::unique_ptr<aqueduct::redis::Client> redis;
+  std::unique_ptr<aqueduct::bench::PipelinedRedis> pipelined;
+  if (!absl::GetFlag(FLAGS_redis).empty()) {
+    auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
+    if (!endpoint.ok()) {
+      aqueduct::log::Error("bad configuration", {{"error", std::string(endpoint.status().message())}});
+      return 2;
+    }
+    if (callback) {
+      auto connected = aqueduct::bench::PipelinedRedis::Connect(*endpoint);
+      if (!connected.ok()) {
+        aqueduct::log::Error("cannot reach redis", {{"error", std::string(connected.status().message())}});
+        return 1;
+      }
+      pipelined = std::move(*connected);
+    } else {
+      aqueduct::server::ServerOptions defaults;
+      redis = std::make_unique<aqueduct::redis::Client>(
+          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, defaults.max_threads, ""));
+    }
+  }
+  EchoService sync_service(redis.get());
+  CallbackEchoService callback_service(pipelined.get());
+  grpc::Service* service = callback ? static_cast<grpc::Service*>(&callback_service) : &sync_service;
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
