@@ -5,9 +5,10 @@
 // closed-loop generator, runs redis-benchmark on the same socket for
 // context, then bench/scoring_bench and bench/rescore_bench (their own
 // processes), prints the table, and stops everything. Rows: echo ceiling
-// (the sync API, as the services serve), the same echo on the callback API
-// (context: the framework's own ceiling), Redis SET/GET, SubmitAnswers on intake with Redis, whole screenings end to
-// end, scoring in-process, batch re-scoring, Redis bytes per completed
+// (the sync API, as the services serve), for context the same echo on the
+// callback API (the framework's own ceiling) and both with one Redis SET per
+// call, Redis SET/GET, SubmitAnswers on intake with Redis, whole screenings
+// end to end, scoring in-process, batch re-scoring, Redis bytes per completed
 // screening, each service's peak RSS. bench/run.sh builds Release and runs it:
 //   aqueduct_bench [--seconds=5] [--concurrency=24] [--rescore=1000000]
 //                  [--figures=echo,redis,submit,whole,scoring,rescore]
@@ -526,9 +527,7 @@ int Main() {
   // can do here), and each with one Redis SET per call (the least a call
   // that persists can cost, blocking or not).
   struct Echo {
-    std::string process, row;
-    std::vector<std::string> args;
-    std::string address;
+    std::string process, row, address;
     LoadResult result;
     FirstError error;
   };

@@ -10,8 +10,10 @@
 //
 // Deliberately small: commands are written whole under a lock (a blocking
 // write to a local socket), replies may be simple strings, errors, integers
-// or bulk strings (no arrays), no AUTH, no reconnect: once the connection
-// fails, every pending and later command fails at once.
+// or bulk strings (no arrays), no AUTH, no deadlines (a Redis that stops
+// answering leaves commands waiting until the caller's own deadline), no
+// reconnect: once the connection fails, every pending and later command
+// fails at once. A service would need all of these.
 
 #include <deque>
 #include <functional>
