@@ -44,6 +44,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/load/echo_keys.h"
 #include "bench/load/loadgen.h"
 #include "common/auth/authorizer.h"
 #include "common/redis/redis_client.h"
@@ -662,10 +663,9 @@ int Main() {
   // last; latency is the whole screening's.
   redis::Client redis_client((*redis)->ClientOptions());
   {
-    // The echoes' keys (echo_server.cc: aq:bench:echo:0..4095) are no part
-    // of what a screening keeps.
+    // The echoes' keys are no part of what a screening keeps.
     std::vector<std::string> del = {"DEL"};
-    for (int k = 0; k < 4096; ++k) del.push_back(absl::StrCat("aq:bench:echo:", k));
+    for (uint64_t k = 0; k < kEchoKeys; ++k) del.push_back(EchoKey(k));
     (void)redis_client.Command(del, absl::Now() + absl::Seconds(5));
   }
   const RedisMemory redis_before = UsedMemory(redis_client);

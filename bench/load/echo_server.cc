@@ -23,6 +23,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/load/echo_keys.h"
 #include "bench/load/pipelined_redis.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
@@ -39,10 +40,9 @@ namespace {
 
 constexpr absl::Duration kRedisTimeout = absl::Seconds(1);
 
-// aqueduct_bench deletes these keys after the echo figures: keep in step.
 std::string NextKey() {
   static std::atomic<uint64_t> n{0};
-  return absl::StrCat("aq:bench:echo:", n.fetch_add(1, std::memory_order_relaxed) % 4096);
+  return aqueduct::bench::EchoKey(n.fetch_add(1, std::memory_order_relaxed));
 }
 
 class EchoService final : public aqueduct::bench::v1::EchoService::Service {
