@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
+#include "common/redis/internal.h"
 
 namespace aqueduct::redis {
 namespace {
@@ -34,6 +35,10 @@ timeval TimevalOf(absl::Duration d) {
   if (d < absl::Milliseconds(1)) d = absl::Milliseconds(1);
   return absl::ToTimeval(d);
 }
+
+}  // namespace
+
+namespace internal {
 
 Reply CopyReply(const redisReply* r) {
   Reply out;
@@ -69,7 +74,29 @@ Reply CopyReply(const redisReply* r) {
   return out;
 }
 
-}  // namespace
+absl::Status ErrorReplyStatus(const std::string& describe, const std::string& error) {
+  if (absl::StartsWith(error, "NOSCRIPT")) {
+    return absl::NotFoundError(error);  // the script is loaded again
+  }
+  if (absl::StartsWith(error, "LOADING") || absl::StartsWith(error, "MASTERDOWN") ||
+      absl::StartsWith(error, "READONLY")) {
+    // Redis is starting up or failing over: retry later.
+    return absl::UnavailableError(absl::StrCat(describe, ": ", error));
+  }
+  return absl::InternalError(absl::StrCat(describe, ": ", error));
+}
+
+void IgnoreSigpipe() {
+  static const bool ignored = [] {
+    signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)ignored;
+}
+
+}  // namespace internal
+
+using internal::CopyReply;
 
 // One hiredis context; used by one thread at a time (hiredis contexts are
 // not thread-safe). `broken` is set on any error so it is never reused.
@@ -95,14 +122,7 @@ class Connection {
 };
 
 Client::Client(Options options) : options_(std::move(options)) {
-  // hiredis writes to sockets with plain write(2): a Redis that closed the
-  // connection would kill the process with SIGPIPE instead of giving an
-  // error. Ignore it process-wide, once (gRPC does the same for itself).
-  static const bool sigpipe_ignored = [] {
-    signal(SIGPIPE, SIG_IGN);
-    return true;
-  }();
-  (void)sigpipe_ignored;
+  internal::IgnoreSigpipe();
 }
 Client::~Client() = default;
 
@@ -274,18 +294,7 @@ absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& argv,
   auto replies = Run({argv}, deadline);
   if (!replies.ok()) return replies.status();
   Reply& r = (*replies)[0];
-  if (r.is_error()) {
-    if (absl::StartsWith(r.str, "NOSCRIPT")) {
-      return absl::NotFoundError(r.str);  // handled by Eval
-    }
-    if (absl::StartsWith(r.str, "LOADING") ||
-        absl::StartsWith(r.str, "MASTERDOWN") ||
-        absl::StartsWith(r.str, "READONLY")) {
-      // Redis is starting up or failing over: retry later.
-      return absl::UnavailableError(absl::StrCat(Describe(), ": ", r.str));
-    }
-    return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
-  }
+  if (r.is_error()) return internal::ErrorReplyStatus(Describe(), r.str);
   return std::move(r);
 }
 

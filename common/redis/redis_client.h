@@ -64,6 +64,7 @@ class Script {
 
  private:
   friend class Client;
+  friend class AsyncClient;
   std::string source_;
   mutable absl::Mutex mu_;
   mutable std::string sha_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,31 @@
+#ifndef AQUEDUCT_COMMON_REDIS_INTERNAL_H_
+#define AQUEDUCT_COMMON_REDIS_INTERNAL_H_
+
+// Shared by the blocking and the asynchronous client; not for use outside
+// common/redis (the only code that touches hiredis).
+
+#include <hiredis/hiredis.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/redis/redis_client.h"
+
+namespace aqueduct::redis::internal {
+
+// An owned copy of a hiredis reply (arrays recursively).
+Reply CopyReply(const redisReply* r);
+
+// The status for an error reply to a single command: NOSCRIPT -> NOT_FOUND
+// (the script is loaded again), LOADING / MASTERDOWN / READONLY ->
+// UNAVAILABLE (retry later), anything else -> INTERNAL with Redis's message.
+absl::Status ErrorReplyStatus(const std::string& describe, const std::string& error);
+
+// hiredis writes with plain write(2): a Redis that closed the connection
+// would kill the process with SIGPIPE instead of giving an error. Ignored
+// process-wide, once (gRPC does the same for itself).
+void IgnoreSigpipe();
+
+}  // namespace aqueduct::redis::internal
+
+#endif  // AQUEDUCT_COMMON_REDIS_INTERNAL_H_
