@@ -322,9 +322,15 @@ absl::Status IntakeCore::RateLimit(const std::string& user, const char* what, in
   if (limit <= 0) return absl::OkStatus();
   const int64_t now_ms = clock_->NowMillis();
   const int64_t window_ms = absl::ToInt64Milliseconds(window);
-  auto count = store_->CountInWindow(user, what, now_ms / window_ms, window * 2, deadline);
+  return RateVerdict(store_->CountInWindow(user, what, now_ms / window_ms, window * 2, deadline), what, limit,
+                     window, now_ms);
+}
+
+absl::Status IntakeCore::RateVerdict(absl::StatusOr<int64_t> count, const char* what, int limit,
+                                     absl::Duration window, int64_t now_ms) const {
   if (!count.ok()) return count.status();
   if (*count <= limit) return absl::OkStatus();
+  const int64_t window_ms = absl::ToInt64Milliseconds(window);
   const int64_t wait_s = (window_ms - now_ms % window_ms + 999) / 1000;
   return absl::ResourceExhaustedError(absl::StrCat("too many ", what, " requests (at most ", limit, " per ",
                                                    absl::FormatDuration(window), "); try again in ", wait_s, " s"));
@@ -463,22 +469,9 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::AppliedReply(const StoredS
   return response;
 }
 
-absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
-    const v1::SubmitAnswersRequest& request, absl::Time deadline) {
-  auto target = ParseWrite(request.name(), request.request_id(), request.etag());
-  if (!target.ok()) return target.status();
-  const ScreeningName* name = &target->name;
-  const int64_t* expected = &target->expected_version;
-  if (request.answers().empty()) {
-    return absl::InvalidArgumentError("answers: at least one answer is required");
-  }
-  auto catalog_or = Catalog();
-  if (!catalog_or.ok()) return catalog_or.status();
-  if (absl::Status s = RateLimit(name->user_id, "submit", config_.submit_limit_per_minute, absl::Minutes(1), deadline);
-      !s.ok()) {
-    return s;
-  }
-
+absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitChecked(const v1::SubmitAnswersRequest& request,
+                                                                    const ScreeningName& name, int64_t expected,
+                                                                    const Clinical& clinical, absl::Time deadline) {
   // The session as this replica wrote it last, when the etag names that
   // version: no read from Redis. The write below is checked against Redis's
   // version all the same; if the session changed elsewhere meanwhile (or
@@ -487,44 +480,128 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitAnswers(
   // difference: a page with a bad answer is refused against the version its
   // etag names even if Redis has moved on, INVALID_ARGUMENT where a read
   // would have said ABORTED; nothing is stored either way.)
-  if (std::optional<StoredSession> cached = cache_->Take(name->screening_id, *expected);
-      cached.has_value() && cached->record.user_id() == name->user_id &&
+  if (std::optional<StoredSession> cached = cache_->Take(name.screening_id, expected);
+      cached.has_value() && cached->record.user_id() == name.user_id &&
       cached->record.state() == v1::IN_PROGRESS) {
-    auto applied = ApplyAnswers(request, *name, *expected, **catalog_or, std::move(*cached),
+    auto applied = ApplyAnswers(request, name, expected, clinical, std::move(*cached),
                                 /*from_cache=*/true, deadline);
     if (!applied.ok()) return applied.status();
     if (applied->has_value()) return std::move(**applied);
   }
 
-  auto read = store_->Get(name->screening_id, request.request_id(), deadline);
+  auto read = store_->Get(name.screening_id, request.request_id(), deadline);
   if (!read.ok()) return read.status();
-  if (!read->session.has_value() || read->session->record.user_id() != name->user_id) {
+  if (!read->session.has_value() || read->session->record.user_id() != name.user_id) {
     return absl::NotFoundError("name: no such screening");
   }
   // A retry of a page already applied changes nothing. Of the latest write
   // the session is exactly as it left it, so the rebuilt reply is the one
   // sent the first time, byte for byte; of an earlier one, it is the
   // screening as it is now.
-  if (read->applied != SessionStore::Applied::kNo) return AppliedReply(*read->session, **catalog_or);
+  if (read->applied != SessionStore::Applied::kNo) return AppliedReply(*read->session, clinical);
   StoredSession session = std::move(*read->session);
   if (session.record.state() != v1::IN_PROGRESS) {
     return absl::FailedPreconditionError(absl::StrCat(
         "name: screening is ", v1::ScreeningState_Name(session.record.state()),
         "; answers can no longer change"));
   }
-  if (session.version != *expected) {
+  if (session.version != expected) {
     return StaleEtag(request.etag(), session.version);
   }
-  auto applied = ApplyAnswers(request, *name, *expected, **catalog_or, std::move(session),
+  auto applied = ApplyAnswers(request, name, expected, clinical, std::move(session),
                               /*from_cache=*/false, deadline);
   if (!applied.ok()) return applied.status();
   return std::move(**applied);  // set whenever the session was read
 }
 
-absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswers(
-    const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
-    const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline) {
-  v1::SubmitAnswersResponse response;
+struct IntakeCore::AsyncSubmit {
+  std::shared_ptr<const v1::SubmitAnswersRequest> request;
+  absl::Time deadline;
+  server::WorkerPool* pool = nullptr;
+  SubmitDone done;
+  ScreeningName name;
+  int64_t expected = 0;
+  std::shared_ptr<const Clinical> clinical;
+};
+
+void IntakeCore::SubmitAnswersAsync(std::shared_ptr<const v1::SubmitAnswersRequest> request,
+                                    absl::Time deadline, server::WorkerPool* pool, SubmitDone done) {
+  auto target = ParseWrite(request->name(), request->request_id(), request->etag());
+  if (!target.ok()) return std::move(done)(target.status());
+  if (request->answers().empty()) {
+    return std::move(done)(absl::InvalidArgumentError("answers: at least one answer is required"));
+  }
+  auto catalog_or = Catalog();
+  if (!catalog_or.ok()) return std::move(done)(catalog_or.status());
+  auto call = std::make_shared<AsyncSubmit>();
+  call->request = std::move(request);
+  call->deadline = deadline;
+  call->pool = pool;
+  call->done = std::move(done);
+  call->name = std::move(target->name);
+  call->expected = target->expected_version;
+  call->clinical = std::move(*catalog_or);
+  const int limit = config_.submit_limit_per_minute;
+  if (limit <= 0) return SubmitFromCacheAsync(std::move(call));
+  const absl::Duration window = absl::Minutes(1);
+  const int64_t now_ms = clock_->NowMillis();
+  const std::string user = call->name.user_id;
+  store_->CountInWindowAsync(user, "submit", now_ms / absl::ToInt64Milliseconds(window), window * 2, deadline,
+                             [this, call = std::move(call), limit, window, now_ms](absl::StatusOr<int64_t> count) mutable {
+                               absl::Status verdict = RateVerdict(std::move(count), "submit", limit, window, now_ms);
+                               if (!verdict.ok()) return std::move(call->done)(std::move(verdict));
+                               SubmitFromCacheAsync(std::move(call));
+                             });
+}
+
+// SubmitChecked's cached branch, its write not blocking. Anything else
+// goes to the pool.
+void IntakeCore::SubmitFromCacheAsync(std::shared_ptr<AsyncSubmit> call) {
+  const ScreeningName& name = call->name;
+  std::optional<StoredSession> cached = cache_->Take(name.screening_id, call->expected);
+  if (!cached.has_value() || cached->record.user_id() != name.user_id ||
+      cached->record.state() != v1::IN_PROGRESS) {
+    return SubmitOnPool(std::move(call));  // read from Redis: blocking
+  }
+  auto prepared = PreparePage(*call->request, call->expected, *call->clinical, std::move(*cached));
+  if (!prepared.ok()) return std::move(call->done)(prepared.status());
+  auto page = std::make_shared<PreparedPage>(std::move(*prepared));
+  const std::string id = name.screening_id;
+  const absl::Time deadline = call->deadline;  // read before `call` moves into the callback
+  store_->WriteAsync(id, page->write, deadline,
+                     [this, call = std::move(call), page](absl::StatusOr<SessionStore::WriteOutcome> outcome) mutable {
+                       if (!outcome.ok()) return std::move(call->done)(outcome.status());
+                       if (outcome->kind == Kind::kWritten) {
+                         // The next page of this session, on this replica, need not read it.
+                         cache_->Put(call->name.screening_id, StoredSession{std::move(page->write.record),
+                                                                            call->expected + 1, std::nullopt});
+                         return std::move(call->done)(std::move(page->response));
+                       }
+                       if (outcome->kind == Kind::kExists) {
+                         return std::move(call->done)(absl::InternalError("unexpected outcome storing answers"));
+                       }
+                       // Changed elsewhere, gone, or this request applied
+                       // already by a concurrent retry: nothing was written;
+                       // start over from what Redis holds, as a read would.
+                       SubmitOnPool(std::move(call));
+                     });
+}
+
+void IntakeCore::SubmitOnPool(std::shared_ptr<AsyncSubmit> call) {
+  server::WorkerPool* pool = call->pool;
+  auto work = [this, call]() mutable {
+    std::move(call->done)(SubmitChecked(*call->request, call->name, call->expected, *call->clinical, call->deadline));
+  };
+  if (!pool->Schedule(std::move(work))) {
+    std::move(call->done)(absl::UnavailableError("intake is overloaded: too many answers waiting; retry shortly"));
+  }
+}
+
+absl::StatusOr<IntakeCore::PreparedPage> IntakeCore::PreparePage(const v1::SubmitAnswersRequest& request,
+                                                                  int64_t expected, const Clinical& clinical,
+                                                                  StoredSession session) const {
+  PreparedPage page;
+  v1::SubmitAnswersResponse& response = page.response;
   // Validate the whole page before changing anything: a bad answer stores
   // nothing of the page.
   const scoring::CatalogIndex& catalog = *clinical.catalog;
@@ -586,7 +663,7 @@ absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswer
   *response.mutable_screening() = ToScreening(session, &next.progress());
   *response.mutable_next() = std::move(next);
 
-  SessionStore::WriteRequest write;
+  SessionStore::WriteRequest& write = page.write;
   write.expected_version = expected;
   write.request_id = request.request_id();
   write.ttl = config_.session_ttl;
@@ -594,6 +671,16 @@ absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswer
   write.touch_open_slot_until_ms =
       session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl);
   write.record = std::move(session.record);  // the session is not used below
+  return page;
+}
+
+absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswers(
+    const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
+    const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline) {
+  auto prepared = PreparePage(request, expected, clinical, std::move(session));
+  if (!prepared.ok()) return prepared.status();
+  v1::SubmitAnswersResponse& response = prepared->response;
+  SessionStore::WriteRequest& write = prepared->write;
   auto outcome = store_->Write(name.screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
   if (from_cache && (outcome->kind == Kind::kConflict || outcome->kind == Kind::kMissing)) {
@@ -603,7 +690,7 @@ absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswer
     case Kind::kWritten:
       // The next page of this session, on this replica, need not read it.
       cache_->Put(name.screening_id, StoredSession{std::move(write.record), expected + 1, std::nullopt});
-      return response;
+      return std::move(response);
     case Kind::kLatest:
     case Kind::kApplied: {  // a concurrent retry got there first
       auto now = store_->Get(name.screening_id, "", deadline);

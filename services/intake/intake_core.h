@@ -5,9 +5,11 @@
 #include <optional>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/server/worker_pool.h"
 #include "common/util/ids.h"
 #include "common/util/names.h"
 #include "protos/intake/v1/intake_service.pb.h"
@@ -89,8 +91,19 @@ class IntakeCore {
       const v1::GetScreeningRequest& request, absl::Time deadline);
   absl::StatusOr<v1::NextItems> GetNextItems(
       const v1::GetNextItemsRequest& request, absl::Time deadline);
-  absl::StatusOr<v1::SubmitAnswersResponse> SubmitAnswers(
-      const v1::SubmitAnswersRequest& request, absl::Time deadline);
+  // Stores a page of answers, for gRPC's callback API: it never blocks the
+  // calling thread. The request is checked first (name, etag, request id,
+  // answers present; the per-person rate limit). When this replica has the
+  // session cached at the etag's version (it wrote the page before: the
+  // usual case), the page is checked and applied here and its write goes
+  // out on the store's non-blocking path; `done` then runs on the store's
+  // I/O thread. Whatever would block (reading the session on a cache miss,
+  // starting over after a write that lost a race or a retry that raced
+  // its original) runs on `pool`; a full pool answers UNAVAILABLE. `done`
+  // runs exactly once.
+  using SubmitDone = absl::AnyInvocable<void(absl::StatusOr<v1::SubmitAnswersResponse>) &&>;
+  void SubmitAnswersAsync(std::shared_ptr<const v1::SubmitAnswersRequest> request, absl::Time deadline,
+                          server::WorkerPool* pool, SubmitDone done);
   absl::StatusOr<v1::CompleteScreeningResponse> CompleteScreening(
       const v1::CompleteScreeningRequest& request, absl::Time deadline);
   absl::StatusOr<v1::Screening> AbandonScreening(const v1::AbandonScreeningRequest& request,
@@ -112,6 +125,9 @@ class IntakeCore {
   // `what` more than `limit` times in the current `window`.
   absl::Status RateLimit(const std::string& user, const char* what, int limit, absl::Duration window,
                          absl::Time deadline);
+  // The same verdict from the count so far in the window.
+  absl::Status RateVerdict(absl::StatusOr<int64_t> count, const char* what, int limit, absl::Duration window,
+                           int64_t now_ms) const;
   absl::StatusOr<std::shared_ptr<const Clinical>> Catalog() const;
   // Loads a session by name; NOT_FOUND for unknown ones and for another
   // user's (the same answer, so ids cannot be probed).
@@ -131,6 +147,23 @@ class IntakeCore {
   absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> ApplyAnswers(
       const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
       const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline);
+  // ApplyAnswers' part before the write: the page checked against
+  // `session` and applied, the reply built, the write to make.
+  struct PreparedPage {
+    v1::SubmitAnswersResponse response;
+    SessionStore::WriteRequest write;
+  };
+  absl::StatusOr<PreparedPage> PreparePage(const v1::SubmitAnswersRequest& request, int64_t expected,
+                                           const Clinical& clinical, StoredSession session) const;
+  // SubmitAnswers past its checks and the rate limit: from the cached
+  // session when it is the etag's version, else from Redis.
+  absl::StatusOr<v1::SubmitAnswersResponse> SubmitChecked(const v1::SubmitAnswersRequest& request,
+                                                          const ScreeningName& name, int64_t expected,
+                                                          const Clinical& clinical, absl::Time deadline);
+  // SubmitAnswersAsync's steps (intake_core.cc).
+  struct AsyncSubmit;
+  void SubmitFromCacheAsync(std::shared_ptr<AsyncSubmit> call);
+  void SubmitOnPool(std::shared_ptr<AsyncSubmit> call);
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
                                                          const Clinical& clinical) const;
   // Hands the result to referral; returns the hand-off state reached. On

@@ -10,7 +10,7 @@
 namespace aqueduct::intake {
 
 template <class Request>
-absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContext& context, const char* rpc,
+absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContextBase& context, const char* rpc,
                                                const Request& request,
                                                std::string* (Request::*mutable_name)()) const {
   auto who = auth::CheckCall(*authorizer_, context, absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc));
@@ -54,13 +54,22 @@ grpc::Status IntakeServiceImpl::GetNextItems(
                response);
 }
 
-grpc::Status IntakeServiceImpl::SubmitAnswers(
-    grpc::ServerContext* context, const v1::SubmitAnswersRequest* request,
+grpc::ServerUnaryReactor* IntakeServiceImpl::SubmitAnswers(
+    grpc::CallbackServerContext* context, const v1::SubmitAnswersRequest* request,
     v1::SubmitAnswersResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto own = Own(*context, "SubmitAnswers", *request, &v1::SubmitAnswersRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->SubmitAnswers(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  if (!own.ok()) {
+    reactor->Finish(ToGrpcStatus(own.status()));
+    return reactor;
+  }
+  // `response` lives until Finish; the owned request until `done` has run.
+  core_->SubmitAnswersAsync(std::make_shared<const v1::SubmitAnswersRequest>(std::move(*own)),
+                            server::RpcDeadline(*context, max_rpc_time_), submit_pool_,
+                            [reactor, response](absl::StatusOr<v1::SubmitAnswersResponse> reply) {
+                              reactor->Finish(ReplyFrom(std::move(reply), response));
+                            });
+  return reactor;
 }
 
 grpc::Status IntakeServiceImpl::CompleteScreening(

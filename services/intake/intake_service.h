@@ -10,19 +10,26 @@
 
 namespace aqueduct::intake {
 
-// gRPC adapter over IntakeCore. Synchronous API on purpose: handlers block
-// on Redis and on scoring/referral calls, and on gRPC 1.51 blocking inside a
-// callback reactor starves the server (grpc/grpc#36609). The sync API runs
-// each call on a pool thread (ServerOptions::max_threads).
-class IntakeServiceImpl final : public v1::IntakeService::Service {
+// gRPC adapter over IntakeCore. Synchronous API for every method but one:
+// handlers block on Redis and on scoring/referral calls, and on gRPC 1.51
+// blocking inside a callback reactor starves the server (grpc/grpc#36609).
+// The sync API runs each call on a pool thread (ServerOptions::max_threads).
+// SubmitAnswers, the call made on every page, is on the callback API: its
+// usual path blocks nowhere (IntakeCore::SubmitAnswersAsync), and what must
+// block runs on `submit_pool`, never on gRPC's threads.
+class IntakeServiceImpl final
+    : public v1::IntakeService::WithCallbackMethod_SubmitAnswers<v1::IntakeService::Service> {
  public:
   // Every call is checked against the caller's token first (common/auth):
   // only the person screened calls intake, and only in their own namespace
   // (users/{their id}/...), so another person's screening answers exactly
   // like a missing one.
   IntakeServiceImpl(IntakeCore* core, std::shared_ptr<const auth::Authorizer> authorizer,
-                    absl::Duration max_rpc_time)
-      : core_(core), authorizer_(std::move(authorizer)), max_rpc_time_(max_rpc_time) {}
+                    absl::Duration max_rpc_time, server::WorkerPool* submit_pool)
+      : core_(core),
+        authorizer_(std::move(authorizer)),
+        max_rpc_time_(max_rpc_time),
+        submit_pool_(submit_pool) {}
 
   grpc::Status StartScreening(grpc::ServerContext* context,
                               const v1::StartScreeningRequest* request,
@@ -33,9 +40,9 @@ class IntakeServiceImpl final : public v1::IntakeService::Service {
   grpc::Status GetNextItems(grpc::ServerContext* context,
                             const v1::GetNextItemsRequest* request,
                             v1::NextItems* response) override;
-  grpc::Status SubmitAnswers(grpc::ServerContext* context,
-                             const v1::SubmitAnswersRequest* request,
-                             v1::SubmitAnswersResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitAnswers(grpc::CallbackServerContext* context,
+                                          const v1::SubmitAnswersRequest* request,
+                                          v1::SubmitAnswersResponse* response) override;
   grpc::Status CompleteScreening(grpc::ServerContext* context,
                                  const v1::CompleteScreeningRequest* request,
                                  v1::CompleteScreeningResponse* response) override;
@@ -54,12 +61,13 @@ class IntakeServiceImpl final : public v1::IntakeService::Service {
   // UNAUTHENTICATED, PERMISSION_DENIED (not a patient, or a parent
   // "users/{id}" that is not the caller's own).
   template <class Request>
-  absl::StatusOr<Request> Own(const grpc::ServerContext& context, const char* rpc, const Request& request,
+  absl::StatusOr<Request> Own(const grpc::ServerContextBase& context, const char* rpc, const Request& request,
                               std::string* (Request::*mutable_name)()) const;
 
   IntakeCore* core_;
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
+  server::WorkerPool* submit_pool_;
 };
 
 }  // namespace aqueduct::intake

@@ -17,7 +17,9 @@
 #include "common/config/config.h"
 #include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
+#include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
+#include "common/server/worker_pool.h"
 #include "common/server/channels.h"
 #include "common/server/server_runner.h"
 #include "services/intake/intake_service.h"
@@ -58,6 +60,13 @@ ABSL_FLAG(int32_t, start_limit_per_hour, EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR
 ABSL_FLAG(int32_t, submit_limit_per_minute, EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
           "Answer submissions a person may make per minute (0 = no limit). Env "
           "AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE.");
+ABSL_FLAG(int32_t, submit_pool_threads, EnvOrInt("AQUEDUCT_SUBMIT_POOL_THREADS", 32),
+          "Threads for the SubmitAnswers work that must block (reading a session this replica has "
+          "not cached, starting over after a lost race); the usual page writes without one. Env "
+          "AQUEDUCT_SUBMIT_POOL_THREADS.");
+ABSL_FLAG(int32_t, submit_pool_queue, EnvOrInt("AQUEDUCT_SUBMIT_POOL_QUEUE", 1024),
+          "SubmitAnswers calls that may wait for a --submit_pool_threads thread; beyond it they are "
+          "answered UNAVAILABLE at once. Env AQUEDUCT_SUBMIT_POOL_QUEUE.");
 ABSL_FLAG(int32_t, session_cache_entries, EnvOrInt("AQUEDUCT_SESSION_CACHE_ENTRIES", 4096),
           "In-progress sessions kept in memory as this replica wrote them, so the next page "
           "skips one Redis read (0 = none; never a source of truth: writes are version-checked "
@@ -142,7 +151,11 @@ int main(int argc, char** argv) {
     log::Error("bad configuration", {{"error", std::string(data_keys.status().message())}});
     return 2;
   }
-  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys);
+  // SubmitAnswers writes over one non-blocking pipelined connection (the
+  // same address, timeout and password): a page write holds no thread.
+  aqueduct::redis::AsyncClient redis_async(aqueduct::redis::MakeOptions(
+      *endpoint, *redis_timeout, 1, *redis_password));
+  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys, absl::Hours(24), &redis_async);
 
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();
@@ -174,7 +187,14 @@ int main(int argc, char** argv) {
   intake_config.session_cache_entries = static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
-  aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer, *max_rpc);
+  if (absl::GetFlag(FLAGS_submit_pool_threads) < 1 || absl::GetFlag(FLAGS_submit_pool_queue) < 1) {
+    log::Error("bad configuration",
+               {{"error", std::string("--submit_pool_threads and --submit_pool_queue must be positive")}});
+    return 2;
+  }
+  aqueduct::server::WorkerPool submit_pool(absl::GetFlag(FLAGS_submit_pool_threads),
+                                           static_cast<size_t>(absl::GetFlag(FLAGS_submit_pool_queue)));
+  aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer, *max_rpc, &submit_pool);
 
   // Load the catalog in the background, retrying until scoring answers.
   absl::Notification stop;

@@ -209,15 +209,36 @@ absl::StatusOr<std::string> RedisSessionStore::OpenField(const std::string& scre
   return keys_->Open(sealed, absl::StrCat(SessionKey(screening_id), "#", field));
 }
 
-absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
-                                                        int64_t window, absl::Duration ttl, absl::Time deadline) {
+std::vector<std::vector<std::string>> RedisSessionStore::CountCommands(const std::string& user_id,
+                                                                       const std::string& what, int64_t window,
+                                                                       absl::Duration ttl) const {
   // aq:intake:{user}:rate:<what>:<window>; NX keeps the first expiry.
   const std::string key = redis::Key(kService, OwnerOf(user_id), absl::StrCat("rate:", what, ":", window));
-  auto replies = client_->Pipeline(
-      {{"INCR", key}, {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}}, deadline);
+  return {{"INCR", key}, {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}};
+}
+
+namespace {
+
+absl::StatusOr<int64_t> CountFrom(absl::StatusOr<std::vector<redis::Reply>> replies) {
   if (!replies.ok()) return replies.status();
   if ((*replies)[0].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[0].str));
   return (*replies)[0].integer;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
+                                                        int64_t window, absl::Duration ttl, absl::Time deadline) {
+  return CountFrom(client_->Pipeline(CountCommands(user_id, what, window, ttl), deadline));
+}
+
+void RedisSessionStore::CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
+                                           absl::Duration ttl, absl::Time deadline, CountDone done) {
+  if (async_ == nullptr) return SessionStore::CountInWindowAsync(user_id, what, window, ttl, deadline, std::move(done));
+  async_->Pipeline(CountCommands(user_id, what, window, ttl), deadline,
+                   [done = std::move(done)](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+                     std::move(done)(CountFrom(std::move(replies)));
+                   });
 }
 
 absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
@@ -278,12 +299,8 @@ absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::Get
   return ReadMany(screening_ids, /*answers=*/false, deadline);
 }
 
-absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
-    const std::string& screening_id, const WriteRequest& request,
-    absl::Time deadline) {
-  if (request.request_id.empty()) {
-    return absl::InternalError("session write without a request id");
-  }
+std::vector<std::vector<std::string>> RedisSessionStore::WriteCommands(const std::string& screening_id,
+                                                                       const WriteRequest& request) const {
   // A completed session keeps its answers in field a, in the form scoring
   // takes, so re-scoring forwards them without decoding the record. What a
   // completed session keeps for good (record, answers, result) is packed
@@ -321,30 +338,24 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   if (request.remove_handoff) {
     commands.push_back({"ZREM", OutboxKey(), absl::StrCat(OwnerOf(request.record.user_id()), "/", screening_id)});
   }
-  absl::StatusOr<redis::Reply> reply;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto sha = client_->LoadScript(WriteScript(), deadline);
-    if (!sha.ok()) return sha.status();
-    commands[0][1] = *sha;
-    auto replies = client_->Pipeline(commands, deadline);
-    if (!replies.ok()) return replies.status();
-    reply = std::move((*replies)[0]);
-    if (reply->is_error() && absl::StartsWith(reply->str, "NOSCRIPT")) {
-      client_->ForgetScript(WriteScript());  // Redis restarted: load again, retry
-      continue;
-    }
-    // An error in the index updates riding along fails the call rather
-    // than passing unseen (in practice a Redis refusing writes, which
-    // refuses the script as well).
-    for (size_t i = 1; i < replies->size(); ++i) {
-      if ((*replies)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
-    }
-    break;
+  return commands;
+}
+
+absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::ParseWriteReplies(
+    std::vector<redis::Reply>& replies) {
+  redis::Reply& reply = replies[0];
+  if (reply.is_error() && absl::StartsWith(reply.str, "NOSCRIPT")) {
+    return absl::NotFoundError(reply.str);  // Redis restarted: load again, retry
   }
-  if (reply->is_error()) return absl::InternalError(absl::StrCat("redis: ", reply->str));
-  if (!reply.ok()) return reply.status();
-  const auto& el = reply->elements;
-  if (reply->type != redis::Reply::Type::kArray || el.empty()) {
+  // An error in the index updates riding along fails the call rather than
+  // passing unseen (in practice a Redis refusing writes, which refuses the
+  // script as well).
+  for (size_t i = 1; i < replies.size(); ++i) {
+    if (replies[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
+  }
+  if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+  const auto& el = reply.elements;
+  if (reply.type != redis::Reply::Type::kArray || el.empty()) {
     return absl::InternalError("session write: unexpected script reply");
   }
   WriteOutcome out;
@@ -370,6 +381,72 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
     return absl::InternalError("session write: unexpected script reply");
   }
   return out;
+}
+
+absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
+    const std::string& screening_id, const WriteRequest& request,
+    absl::Time deadline) {
+  if (request.request_id.empty()) {
+    return absl::InternalError("session write without a request id");
+  }
+  std::vector<std::vector<std::string>> commands = WriteCommands(screening_id, request);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto sha = client_->LoadScript(WriteScript(), deadline);
+    if (!sha.ok()) return sha.status();
+    commands[0][1] = *sha;
+    auto replies = client_->Pipeline(commands, deadline);
+    if (!replies.ok()) return replies.status();
+    auto outcome = ParseWriteReplies(*replies);
+    if (outcome.status().code() != absl::StatusCode::kNotFound) return outcome;
+    client_->ForgetScript(WriteScript());  // NOSCRIPT: load again, retry once
+  }
+  return absl::UnavailableError("redis: the script cache keeps being flushed");
+}
+
+struct RedisSessionStore::AsyncWrite {
+  std::vector<std::vector<std::string>> commands;
+  absl::Time deadline;
+  WriteDone done;
+  int attempt = 0;
+};
+
+void RedisSessionStore::WriteAsync(const std::string& screening_id, const WriteRequest& request,
+                                   absl::Time deadline, WriteDone done) {
+  if (async_ == nullptr) return SessionStore::WriteAsync(screening_id, request, deadline, std::move(done));
+  if (request.request_id.empty()) {
+    return std::move(done)(absl::InternalError("session write without a request id"));
+  }
+  auto write = std::make_shared<AsyncWrite>();
+  write->commands = WriteCommands(screening_id, request);
+  write->deadline = deadline;
+  write->done = std::move(done);
+  SendWrite(std::move(write));
+}
+
+// The blocking Write's steps, each continuing on the reply: the script's
+// SHA (cached after the first), the pipeline, and once, after NOSCRIPT,
+// the two again.
+void RedisSessionStore::SendWrite(std::shared_ptr<AsyncWrite> write) {
+  const absl::Time deadline = write->deadline;
+  async_->LoadScript(WriteScript(), deadline, [this, write](absl::StatusOr<std::string> sha) mutable {
+    if (!sha.ok()) return std::move(write->done)(sha.status());
+    write->commands[0][1] = *sha;
+    // The commands are kept for a retry after NOSCRIPT: sent as a copy.
+    async_->Pipeline(write->commands, write->deadline,
+                     [this, write](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+                       if (!replies.ok()) return std::move(write->done)(replies.status());
+                       auto outcome = ParseWriteReplies(*replies);
+                       if (outcome.status().code() != absl::StatusCode::kNotFound) {
+                         return std::move(write->done)(std::move(outcome));
+                       }
+                       if (++write->attempt >= 2) {
+                         return std::move(write->done)(
+                             absl::UnavailableError("redis: the script cache keeps being flushed"));
+                       }
+                       redis::AsyncClient::ForgetScript(WriteScript());
+                       SendWrite(std::move(write));
+                     });
+  });
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_REDIS_SESSION_STORE_H_
 #define AQUEDUCT_SERVICES_INTAKE_REDIS_SESSION_STORE_H_
 
+#include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
 #include "common/crypto/data_keys.h"
 #include "services/intake/session_store.h"
@@ -37,9 +38,11 @@ class RedisSessionStore : public SessionStore {
   // sealed with `keys` (AES-256-GCM, bound to its key and field); `keys`
   // must outlive the store.
   // `reply_ttl`: how long a start request id stays bound to its screening.
+  // `async`, if given, carries WriteAsync and CountInWindowAsync (without
+  // it they block, on the caller's thread); it must outlive the store.
   RedisSessionStore(redis::Client* client, const crypto::DataKeys* keys,
-                    absl::Duration reply_ttl = absl::Hours(24))
-      : client_(client), keys_(keys), reply_ttl_(reply_ttl) {}
+                    absl::Duration reply_ttl = absl::Hours(24), redis::AsyncClient* async = nullptr)
+      : client_(client), async_(async), keys_(keys), reply_ttl_(reply_ttl) {}
 
   // A value sealed as this store seals field `field` of a session (seeding
   // tools write exactly what intake writes).
@@ -61,6 +64,10 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                      const WriteRequest& request,
                                      absl::Time deadline) override;
+  void WriteAsync(const std::string& screening_id, const WriteRequest& request, absl::Time deadline,
+                  WriteDone done) override;
+  void CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
+                          absl::Duration ttl, absl::Time deadline, CountDone done) override;
   absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
                                        const std::string& screening_id,
                                        int64_t expire_time_ms, int limit, int64_t now_ms,
@@ -107,7 +114,20 @@ class RedisSessionStore : public SessionStore {
  private:
   absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
                                                                      bool answers, absl::Time deadline);
+  // The write's commands (EVALSHA's sha left empty: filled in per attempt).
+  std::vector<std::vector<std::string>> WriteCommands(const std::string& screening_id,
+                                                      const WriteRequest& request) const;
+  // A shared state of one asynchronous write (redis_session_store.cc).
+  struct AsyncWrite;
+  void SendWrite(std::shared_ptr<AsyncWrite> write);
+  // The outcome the write script's replies give; NOT_FOUND: NOSCRIPT (load
+  // the script again and retry).
+  static absl::StatusOr<WriteOutcome> ParseWriteReplies(std::vector<redis::Reply>& replies);
+  // The rate-limit counter's key and its commands.
+  std::vector<std::vector<std::string>> CountCommands(const std::string& user_id, const std::string& what,
+                                                      int64_t window, absl::Duration ttl) const;
   redis::Client* client_;
+  redis::AsyncClient* async_;
   const crypto::DataKeys* keys_;
   absl::Duration reply_ttl_;
 };

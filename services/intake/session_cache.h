@@ -21,7 +21,7 @@ namespace aqueduct::intake {
 // one the caller's etag names, and the write that follows is checked
 // against Redis's version as every write is (a session changed by another
 // replica meanwhile makes that write a conflict, and the caller then reads
-// Redis and starts over: see IntakeCore::SubmitAnswers). So a stale or
+// Redis and starts over: see IntakeCore::SubmitChecked). So a stale or
 // evicted entry costs a round trip, never a wrong answer, and any replica
 // still continues any session.
 //

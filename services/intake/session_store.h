@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "protos/scoring/v1/result.pb.h"
@@ -75,6 +76,21 @@ class SessionStore {
   virtual absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                              const WriteRequest& request,
                                              absl::Time deadline) = 0;
+
+  // The same two without blocking the calling thread, for handlers on
+  // gRPC's callback API: `done` runs once, on the store's I/O thread (or on
+  // this one when nothing could be sent). `request` is read before the call
+  // returns. A store with no non-blocking path runs the blocking call here.
+  using WriteDone = absl::AnyInvocable<void(absl::StatusOr<WriteOutcome>) &&>;
+  virtual void WriteAsync(const std::string& screening_id, const WriteRequest& request,
+                          absl::Time deadline, WriteDone done) {
+    std::move(done)(Write(screening_id, request, deadline));
+  }
+  using CountDone = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
+  virtual void CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
+                                  absl::Duration ttl, absl::Time deadline, CountDone done) {
+    std::move(done)(CountInWindow(user_id, what, window, ttl, deadline));
+  }
 
 
   // Open-session accounting per user: reserves a slot for `screening_id`

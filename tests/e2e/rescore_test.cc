@@ -127,7 +127,7 @@ class RescoreTest : public ::testing::Test {
       submit.set_etag(next->etag());
       submit.set_request_id("p" + std::to_string(page));
       for (const auto& ask : next->items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
-      auto done = core_->SubmitAnswers(submit, absl::Now() + absl::Seconds(5));
+      auto done = t::SubmitAndWait(*core_, submit, absl::Now() + absl::Seconds(5), &pool_);
       ASSERT_TRUE(done.ok()) << done.status();
       etag = done->screening().etag();
     }
@@ -216,6 +216,7 @@ class RescoreTest : public ::testing::Test {
   std::unique_ptr<intake::GrpcReferralPeer> referral_peer_;
   intake::CatalogHolder catalog_;
   std::unique_ptr<intake::IntakeCore> core_;
+  server::WorkerPool pool_{2, 64};  // SubmitAnswers' blocking steps
   int expected_changes_ = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "tests/testing/screening.h"
 
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "google/protobuf/map.h"
 #include "services/intake/flow.h"
 #include "tests/testing/process.h"
@@ -41,6 +43,28 @@ absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
     }
   }
   return absl::InternalError("flow did not end after 50 pages");
+}
+
+absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(intake::IntakeCore& core,
+                                                                const intake::v1::SubmitAnswersRequest& request,
+                                                                absl::Time deadline, server::WorkerPool* pool) {
+  struct Reply {
+    absl::Notification done;
+    absl::Mutex mu;
+    absl::StatusOr<intake::v1::SubmitAnswersResponse> value = absl::InternalError("no reply");
+  };
+  auto reply = std::make_shared<Reply>();  // outlives a reply that comes too late
+  core.SubmitAnswersAsync(std::make_shared<const intake::v1::SubmitAnswersRequest>(request), deadline, pool,
+                          [reply](absl::StatusOr<intake::v1::SubmitAnswersResponse> r) {
+                            {
+                              absl::MutexLock lock(&reply->mu);
+                              reply->value = std::move(r);
+                            }
+                            reply->done.Notify();
+                          });
+  if (!reply->done.WaitForNotificationWithTimeout(absl::Seconds(30))) return absl::InternalError("no reply");
+  absl::MutexLock lock(&reply->mu);
+  return reply->value;
 }
 
 }  // namespace aqueduct::testing

@@ -6,6 +6,9 @@
 
 #include "absl/status/statusor.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
+#include "absl/time/time.h"
+#include "common/server/worker_pool.h"
+#include "services/intake/intake_core.h"
 #include "services/scoring/scoring_engine.h"
 #include "tools/aqueductctl/scripted_answers.h"
 
@@ -23,6 +26,12 @@ absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
 
 // Context answers for an adult who works without clients, in `state`.
 tools::Overrides AdultContext(const std::string& state = "NY");
+
+// IntakeCore::SubmitAnswersAsync as the gRPC handler calls it (its blocking
+// steps on `pool`), waited for: INTERNAL "no reply" if it never answers.
+absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(intake::IntakeCore& core,
+                                                                const intake::v1::SubmitAnswersRequest& request,
+                                                                absl::Time deadline, server::WorkerPool* pool);
 
 }  // namespace aqueduct::testing
 

@@ -88,13 +88,19 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     scoring_ = std::make_unique<EngineScoringPeer>(std::move(*engine));
     ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
-    store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_);
+    async_ = std::make_unique<redis::AsyncClient>(redis().ClientOptions());
+    store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_, absl::Hours(24), async_.get());
     core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
                                          &catalog_, &RealClock(), IntakeConfig());
   }
   void Reconfigure(IntakeConfig config) {
     core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_,
                                          &RealClock(), config);
+  }
+
+  absl::StatusOr<v1::SubmitAnswersResponse> Submit(IntakeCore& core, const v1::SubmitAnswersRequest& req,
+                                                   absl::Time deadline) {
+    return aqueduct::testing::SubmitAndWait(core, req, deadline, &pool_);
   }
 
   v1::Screening Start(const std::string& user = "alice", const std::string& rid = "") {
@@ -142,7 +148,7 @@ class IntakeTest : public aqueduct::testing::RedisTest {
         EXPECT_THAT(a, IsOk());
         *submit.add_answers() = *a;
       }
-      auto done = core_->SubmitAnswers(submit, Soon());
+      auto done = Submit(*core_, submit, Soon());
       EXPECT_THAT(done, IsOk());
       if (!done.ok()) break;
       etag = done->screening().etag();
@@ -163,8 +169,10 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   CatalogHolder catalog_;
   std::unique_ptr<redis::Client> client_;
   crypto::DataKeys keys_ = crypto::DataKeys::Random();
+  std::unique_ptr<redis::AsyncClient> async_;
   std::unique_ptr<RedisSessionStore> store_;
   std::unique_ptr<IntakeCore> core_;
+  server::WorkerPool pool_{4, 64};
 };
 
 TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
@@ -313,12 +321,12 @@ TEST_F(IntakeTest, CompletionWithAPagesRequestIdIsRefused) {
 
 TEST_F(IntakeTest, SubmitIsIdempotentByRequestId) {
   v1::Screening s = Start();
-  auto first = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
+  auto first = Submit(*core_, Answers(s, {1, 1, 1}, "r1"), Soon());
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ(first->screening().etag(), "2");
   EXPECT_EQ(first->next().progress().answered(), 4);  // 3 + the prefilled state
   // Same request again (a mobile retry): same reply, no second effect.
-  auto again = core_->SubmitAnswers(Answers(s, {1, 1, 1}, "r1"), Soon());
+  auto again = Submit(*core_, Answers(s, {1, 1, 1}, "r1"), Soon());
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
   v1::GetScreeningRequest get;
@@ -328,9 +336,9 @@ TEST_F(IntakeTest, SubmitIsIdempotentByRequestId) {
 
 TEST_F(IntakeTest, StaleEtagIsAbortedWithTheCurrentOne) {
   v1::Screening s = Start();
-  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1}, "device-a"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(s, {1}, "device-a"), Soon()), IsOk());
   // A second device still holding etag 1 must not overwrite silently.
-  auto stale = core_->SubmitAnswers(Answers(s, {3}, "device-b"), Soon());
+  auto stale = Submit(*core_, Answers(s, {3}, "device-b"), Soon());
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
 }
 
@@ -352,11 +360,11 @@ int64_t CommandCalls(redis::Client& client, const std::string& command) {
 TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
   v1::Screening s = Start();
   int64_t before = CommandCalls(*client_, "hmget");
-  auto first = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  auto first = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1) << "the write script's own check only";
   before = CommandCalls(*client_, "hmget");
-  auto second = core_->SubmitAnswers(Answers(first->screening(), {2}, "p2", 2), Soon());
+  auto second = Submit(*core_, Answers(first->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(second, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1);
   // Without the cache, every page reads the session first.
@@ -364,7 +372,7 @@ TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
   none.session_cache_entries = 0;
   Reconfigure(none);
   before = CommandCalls(*client_, "hmget");
-  auto third = core_->SubmitAnswers(Answers(second->screening(), {3}, "p3", 3), Soon());
+  auto third = Submit(*core_, Answers(second->screening(), {3}, "p3", 3), Soon());
   ASSERT_THAT(third, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 2);
   // Either way Redis holds every page.
@@ -391,24 +399,24 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
 
   // A retry of a page the other replica applied: the reply it gave.
   v1::Screening s = Start("carol");
-  auto a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());  // cached here at version 2
+  auto a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());  // cached here at version 2
   ASSERT_THAT(a1, IsOk());
-  auto b2 = other.SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  auto b2 = Submit(other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
-  auto retried = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  auto retried = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(retried->SerializeAsString(), b2->SerializeAsString());
 
   // Another page on the same etag: ABORTED naming the current etag, as
   // without the cache, and the other replica's answer stays.
   s = Start("dave");
-  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
-  b2 = other.SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  b2 = Submit(other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
-  auto stale = core_->SubmitAnswers(Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
+  auto stale = Submit(*core_, Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
-  auto stale_cold = cold.SubmitAnswers(Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
+  auto stale_cold = Submit(cold, Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
   EXPECT_EQ(stale.status(), stale_cold.status());
   auto stored = store_->Get(id_of(s), "", Soon());
   ASSERT_THAT(stored, IsOk());
@@ -417,21 +425,21 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
 
   // Abandoned elsewhere: FAILED_PRECONDITION, not a conflict.
   s = Start("erin");
-  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
   v1::AbandonScreeningRequest abandon;
   abandon.set_name(s.name());
   ASSERT_THAT(other.AbandonScreening(abandon, Soon()), IsOk());
-  auto late = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  auto late = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
-  EXPECT_EQ(late.status(), cold.SubmitAnswers(Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
+  EXPECT_EQ(late.status(), Submit(cold, Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
 
   // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
   s = Start("frank");
-  a1 = core_->SubmitAnswers(Answers(s, {1}, "p1"), Soon());
+  a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
   ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", id_of(s), "session")}, Soon()), IsOk());
-  auto gone = core_->SubmitAnswers(Answers(a1->screening(), {2}, "p2", 2), Soon());
+  auto gone = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(gone.status().message(), "name: no such screening");
   EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", id_of(s), "session")}, Soon())->integer, 0);
@@ -441,11 +449,11 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   v1::Screening s = Start();
   auto req = Answers(s, {1, 2, 3}, "r1");
   req.mutable_answers(1)->set_option_value(9);
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[1].option_value")));
   req = Answers(s, {1}, "r2");
   req.mutable_answers(0)->set_item_id("mbi.1");
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[0].item_id")));
   // An item that does not apply given the same page's answers.
   req = Answers(s, {}, "r2b");
@@ -455,18 +463,18 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   auto* cbi = req.add_answers();
   cbi->set_item_id("cbi_work.1");
   cbi->set_option_value(50);
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        ::testing::AllOf(HasSubstr("answers[1].item_id"), HasSubstr("does not apply"))));
   req = Answers(s, {}, "r3");
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers")));
   req = Answers(s, {1}, "");
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
   req = Answers(s, {1}, "r4");
   req.set_etag("abc");
-  EXPECT_THAT(core_->SubmitAnswers(req, Soon()),
+  EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("etag")));
   v1::GetScreeningRequest get;
   get.set_name(s.name());
@@ -477,9 +485,9 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
 
 TEST_F(IntakeTest, AnswersCanChangeUntilCompletion) {
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {3}, "r1"), Soon());
+  auto a = Submit(*core_, Answers(s, {3}, "r1"), Soon());
   ASSERT_THAT(a, IsOk());
-  auto b = core_->SubmitAnswers(Answers(a->screening(), {0}, "r2"), Soon());
+  auto b = Submit(*core_, Answers(a->screening(), {0}, "r2"), Soon());
   ASSERT_THAT(b, IsOk());
   EXPECT_EQ(b->next().progress().answered(), 2);
   EXPECT_EQ(b->screening().etag(), "3");
@@ -501,7 +509,7 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
   auto* a = change.add_answers();
   a->set_item_id("ctx.works");
   a->set_option_value(0);
-  auto changed = core_->SubmitAnswers(change, Soon());
+  auto changed = Submit(*core_, change, Soon());
   ASSERT_THAT(changed, IsOk());
   EXPECT_LT(changed->next().progress().answered(), before->progress().answered());
   EXPECT_TRUE(changed->next().ready_to_complete());
@@ -524,7 +532,7 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
 
 TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  auto a = Submit(*core_, Answers(s, {0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
   ASSERT_THAT(a, IsOk());
   auto incomplete = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
   EXPECT_THAT(incomplete, StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -592,7 +600,7 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), "9", "c2"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
   // And answers can no longer change.
-  EXPECT_THAT(core_->SubmitAnswers(Answers(done->screening(), {0}, "late"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(done->screening(), {0}, "late"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
@@ -771,18 +779,18 @@ TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
   const std::string id = s.name().substr(s.name().rfind('/') + 1);
   auto before = store_->Get(id, "", Soon());
   ASSERT_THAT(before, IsOk());
-  auto first = core_->SubmitAnswers(Answers(s, {1}, "a1"), Soon());
+  auto first = Submit(*core_, Answers(s, {1}, "a1"), Soon());
   ASSERT_THAT(first, IsOk());
-  auto second = core_->SubmitAnswers(Answers(first->screening(), {2}, "a2", 2), Soon());
+  auto second = Submit(*core_, Answers(first->screening(), {2}, "a2", 2), Soon());
   ASSERT_THAT(second, IsOk());
-  EXPECT_THAT(core_->SubmitAnswers(Answers(second->screening(), {3}, "a3", 3), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("submit")));
   auto kept = store_->Get(id, "", Soon());
   ASSERT_THAT(kept, IsOk());
   EXPECT_EQ(kept->session->record.answers().size(), before->session->record.answers().size() + 2)
       << "what was accepted stays";
   clock.now += absl::Minutes(1);
-  EXPECT_THAT(core_->SubmitAnswers(Answers(second->screening(), {3}, "a3", 3), Soon()), IsOk());
+  EXPECT_THAT(Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()), IsOk());
 }
 
 TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
@@ -865,18 +873,70 @@ TEST_F(IntakeTest, ScoringDownLosesNothing) {
   EXPECT_FALSE(done->route().pending_review());
 }
 
+// The page a replica writes after its own last write holds no thread while
+// Redis works: it never touches the pool. What must block (a session this
+// replica has not cached) goes to the pool, and a pool with no room answers
+// UNAVAILABLE at once, storing nothing.
+TEST_F(IntakeTest, TheUsualPageHoldsNoThreadAndWhatMustBlockGoesToThePool) {
+  server::WorkerPool refusing(1, /*max_queued=*/0);  // every Schedule fails
+  auto submit_with = [&](IntakeCore& core, server::WorkerPool* pool, const v1::SubmitAnswersRequest& req) {
+    return aqueduct::testing::SubmitAndWait(core, req, Soon(), pool);
+  };
+  v1::Screening s = Start();  // cached as started
+  auto first = submit_with(*core_, &refusing, Answers(s, {1}, "p1"));
+  ASSERT_THAT(first, IsOk()) << "a cached session's page needs no pool thread";
+  auto second = submit_with(*core_, &refusing, Answers(first->screening(), {2}, "p2", 2));
+  ASSERT_THAT(second, IsOk());
+
+  IntakeConfig none;
+  none.session_cache_entries = 0;
+  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
+  EXPECT_THAT(submit_with(cold, &refusing, Answers(second->screening(), {3}, "p3", 3)),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("overloaded")));
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->session->version, 3) << "the refused page stored nothing";
+  auto third = submit_with(cold, &pool_, Answers(second->screening(), {3}, "p3", 3));
+  ASSERT_THAT(third, IsOk()) << "read from Redis on a pool thread";
+  EXPECT_EQ(third->screening().etag(), "4");
+}
+
+// Redis stops answering while a page is being written: UNAVAILABLE within
+// the command timeout (500 ms here), not the caller's whole deadline. The
+// app retries the same request once Redis is back, and the page is stored
+// exactly once, whether or not the first write reached Redis.
+TEST_F(IntakeTest, AHungRedisMidWriteIsUnavailableAndTheRetryStoresThePageOnce) {
+  v1::Screening s = Start();
+  redis().Pause();
+  const absl::Time start = absl::Now();
+  auto hung = Submit(*core_, Answers(s, {2}, "r1"), absl::Now() + absl::Seconds(8));
+  const absl::Duration took = absl::Now() - start;
+  redis().Resume();
+  EXPECT_THAT(hung, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
+  EXPECT_LT(took, absl::Seconds(4));
+  auto retried = Submit(*core_, Answers(s, {2}, "r1"), Soon());
+  ASSERT_THAT(retried, IsOk());
+  EXPECT_EQ(retried->screening().etag(), "2");
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  auto stored = store_->Get(id, "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->session->version, 2);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 2);
+}
+
 TEST_F(IntakeTest, RedisDownIsUnavailableAndRecovers) {
   v1::Screening s = Start();
   ASSERT_THAT(redis().Stop(), IsOk());
   v1::GetScreeningRequest get;
   get.set_name(s.name());
   EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(s, {1}, "r1"), Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
   auto back = core_->GetScreening(get, Soon());
   ASSERT_THAT(back, IsOk()) << "AOF kept the session; the client reconnected";
-  EXPECT_THAT(core_->SubmitAnswers(Answers(*back, {1}, "r1"), Soon()), IsOk());
+  EXPECT_THAT(Submit(*core_, Answers(*back, {1}, "r1"), Soon()), IsOk());
 }
 
 TEST_F(IntakeTest, NotReadyWithoutCatalog) {
@@ -923,7 +983,7 @@ TEST_F(IntakeTest, OpenSessionLimitPerUser) {
 
 TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
   v1::Screening s = Start();
-  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1, 2}, "r1"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(s, {1, 2}, "r1"), Soon()), IsOk());
   v1::AbandonScreeningRequest req;
   req.set_name(s.name());
   req.set_delete_answers(true);
@@ -939,7 +999,7 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
   v1::GetNextItemsRequest next;
   next.set_name(s.name());
   EXPECT_THAT(core_->GetNextItems(next, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(core_->SubmitAnswers(Answers(*abandoned, {1}, "r2"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(*abandoned, {1}, "r2"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // A completed screening cannot be abandoned.
   v1::Screening c = Start();
@@ -959,7 +1019,7 @@ TEST_F(IntakeTest, EachPageMovesTheOpenSlotExpiry) {
   ASSERT_THAT(before, IsOk());
   ASSERT_FALSE(before->is_nil());
   absl::SleepFor(absl::Milliseconds(20));
-  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(s, {1}, "r1"), Soon()), IsOk());
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   auto after = client_->Command({"ZSCORE", open, id}, Soon());
@@ -977,11 +1037,11 @@ TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
   config.session_ttl = absl::Milliseconds(1000);
   Reconfigure(config);
   v1::Screening s = Start();
-  auto a = core_->SubmitAnswers(Answers(s, {1}, "r1"), Soon());
+  auto a = Submit(*core_, Answers(s, {1}, "r1"), Soon());
   ASSERT_THAT(a, IsOk());
   absl::SleepFor(absl::Milliseconds(700));
   // Activity refreshes the expiry...
-  ASSERT_THAT(core_->SubmitAnswers(Answers(a->screening(), {2}, "r2"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(a->screening(), {2}, "r2"), Soon()), IsOk());
   absl::SleepFor(absl::Milliseconds(700));
   v1::GetScreeningRequest get;
   get.set_name(s.name());
@@ -989,7 +1049,7 @@ TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
   // ...idleness ends it.
   absl::SleepFor(absl::Milliseconds(1300));
   EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(core_->SubmitAnswers(Answers(a->screening(), {0}, "r3"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(a->screening(), {0}, "r3"), Soon()),
               StatusIs(absl::StatusCode::kNotFound));
 }
 
@@ -1002,7 +1062,7 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
   for (int i = 0; i < kClients; ++i) {
     threads.emplace_back([&, i] {
       go.WaitForNotification();
-      results[i] = core_->SubmitAnswers(Answers(s, {i % 4}, "device-" + std::to_string(i)), Soon());
+      results[i] = Submit(*core_, Answers(s, {i % 4}, "device-" + std::to_string(i)), Soon());
     });
   }
   go.Notify();
@@ -1029,7 +1089,7 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
 
 TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   v1::Screening s = Start();
-  auto first = core_->SubmitAnswers(Answers(s, {2}, "once"), Soon());
+  auto first = Submit(*core_, Answers(s, {2}, "once"), Soon());
   ASSERT_THAT(first, IsOk());
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}});
   ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
@@ -1039,7 +1099,7 @@ TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   // A page's late retry after completion: the pages' request tags are not
   // kept for good, so it is refused like any page of a completed screening,
   // and changes nothing.
-  EXPECT_THAT(core_->SubmitAnswers(Answers(s, {2}, "once"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(s, {2}, "once"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("COMPLETED")));
   EXPECT_EQ(referral_.calls.load(), 1);
   EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), etag_after) << "nothing written";
@@ -1058,14 +1118,14 @@ TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
 // of the latest page gets its reply byte for byte.
 TEST_F(IntakeTest, RetryOfAnEarlierPageChangesNothing) {
   v1::Screening s = Start();
-  auto first = core_->SubmitAnswers(Answers(s, {1}, "page-1"), Soon());
+  auto first = Submit(*core_, Answers(s, {1}, "page-1"), Soon());
   ASSERT_THAT(first, IsOk());
   auto second_req = Answers(s, {3}, "page-2");
   second_req.set_etag(first->screening().etag());
-  auto second = core_->SubmitAnswers(second_req, Soon());
+  auto second = Submit(*core_, second_req, Soon());
   ASSERT_THAT(second, IsOk());
 
-  auto late = core_->SubmitAnswers(Answers(s, {1}, "page-1"), Soon());
+  auto late = Submit(*core_, Answers(s, {1}, "page-1"), Soon());
   ASSERT_THAT(late, IsOk());
   EXPECT_EQ(late->screening().etag(), second->screening().etag());
   EXPECT_EQ(late->next().SerializeAsString(), second->next().SerializeAsString());
@@ -1075,36 +1135,36 @@ TEST_F(IntakeTest, RetryOfAnEarlierPageChangesNothing) {
   EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 3) << "the later answer stands";
   EXPECT_EQ(stored->session->version, 3);
 
-  auto again = core_->SubmitAnswers(second_req, Soon());
+  auto again = Submit(*core_, second_req, Soon());
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->SerializeAsString(), second->SerializeAsString());
   // A new request id with the old etag is a stale write, not a retry.
-  EXPECT_THAT(core_->SubmitAnswers(Answers(s, {2}, "page-1b"), Soon()),
+  EXPECT_THAT(Submit(*core_, Answers(s, {2}, "page-1b"), Soon()),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
 }
 
 TEST_F(IntakeTest, AnswersToItemsNotOfferedAreRejected) {
   v1::Screening s = Start();
-  ASSERT_THAT(core_->SubmitAnswers(Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon()), IsOk());
   auto asq = Answers(s, {}, "r2");
   asq.set_etag("2");
   auto* a = asq.add_answers();
   a->set_item_id("asq.1");
   a->set_option_value(0);
-  EXPECT_THAT(core_->SubmitAnswers(asq, Soon()),
+  EXPECT_THAT(Submit(*core_, asq, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        ::testing::AllOf(HasSubstr("answers[0].item_id"), HasSubstr("not offered"))));
   a->set_item_id("ket.trials");
-  EXPECT_THAT(core_->SubmitAnswers(asq, Soon()),
+  EXPECT_THAT(Submit(*core_, asq, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"ket.trials\" is not offered")));
 }
 
 TEST_F(IntakeTest, CrisisResourcesTheMomentItem9IsAnswered) {
   v1::Screening s = Start();
-  auto low = core_->SubmitAnswers(Answers(s, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  auto low = Submit(*core_, Answers(s, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
   ASSERT_THAT(low, IsOk());
   EXPECT_FALSE(low->next().has_crisis_resources());
-  auto risk = core_->SubmitAnswers(Answers(low->screening(), {1, 1, 0, 0, 0, 0, 0, 0, 1, 0}, "r2"), Soon());
+  auto risk = Submit(*core_, Answers(low->screening(), {1, 1, 0, 0, 0, 0, 0, 0, 1, 0}, "r2"), Soon());
   ASSERT_THAT(risk, IsOk());
   ASSERT_TRUE(risk->next().has_crisis_resources()) << "before completion, before the ASQ";
   EXPECT_THAT(risk->next().crisis_resources().contacts(0).how(), HasSubstr("988"));
