@@ -11,9 +11,9 @@
 // --redis=<endpoint> makes each call also store its payload in Redis (a SET
 // on one of 4,096 keys) before answering: the framework plus one Redis round
 // trip, the least a call that persists can cost. The sync server uses the
-// services' blocking pooled client (common/redis); the callback server a
-// non-blocking pipelined connection (pipelined_redis.h), as an asynchronous
-// service would.
+// services' blocking pooled client (common/redis/redis_client.h); the
+// callback server the non-blocking pipelined one intake's SubmitAnswers
+// writes with (common/redis/async_client.h).
 
 #include <atomic>
 #include <cstdlib>
@@ -24,9 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/load/echo_keys.h"
-#include "bench/load/pipelined_redis.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
+#include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
 #include "common/server/server_runner.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
@@ -67,7 +67,7 @@ class EchoService final : public aqueduct::bench::v1::EchoService::Service {
 // --redis on the thread that reads Redis's reply.
 class CallbackEchoService final : public aqueduct::bench::v1::EchoService::CallbackService {
  public:
-  explicit CallbackEchoService(aqueduct::bench::PipelinedRedis* redis) : redis_(redis) {}
+  explicit CallbackEchoService(aqueduct::redis::AsyncClient* redis) : redis_(redis) {}
 
  private:
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
@@ -79,14 +79,16 @@ class CallbackEchoService final : public aqueduct::bench::v1::EchoService::Callb
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
-    redis_->Send({"SET", NextKey(), request->payload()}, [reactor](bool ok, const std::string&) {
-      reactor->Finish(ok ? grpc::Status::OK
-                         : grpc::Status(grpc::StatusCode::UNAVAILABLE, "redis did not store the payload"));
-    });
+    redis_->Command({"SET", NextKey(), request->payload()}, absl::Now() + kRedisTimeout,
+                    [reactor](absl::StatusOr<aqueduct::redis::Reply> reply) {
+                      reactor->Finish(reply.ok() ? grpc::Status::OK
+                                                 : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                                "redis did not store the payload"));
+                    });
     return reactor;
   }
 
-  aqueduct::bench::PipelinedRedis* redis_;
+  aqueduct::redis::AsyncClient* redis_;
 };
 
 }  // namespace
@@ -98,7 +100,7 @@ int main(int argc, char** argv) {
   aqueduct::log::Init("echo");
   const bool callback = absl::GetFlag(FLAGS_callback);
   std::unique_ptr<aqueduct::redis::Client> redis;
-  std::unique_ptr<aqueduct::bench::PipelinedRedis> pipelined;
+  std::unique_ptr<aqueduct::redis::AsyncClient> pipelined;
   if (!absl::GetFlag(FLAGS_redis).empty()) {
     auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
     if (!endpoint.ok()) {
@@ -106,12 +108,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (callback) {
-      auto connected = aqueduct::bench::PipelinedRedis::Connect(*endpoint);
-      if (!connected.ok()) {
-        aqueduct::log::Error("cannot reach redis", {{"error", std::string(connected.status().message())}});
-        return 1;
-      }
-      pipelined = std::move(*connected);
+      pipelined = std::make_unique<aqueduct::redis::AsyncClient>(
+          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, 1, ""));
     } else {
       aqueduct::server::ServerOptions defaults;
       redis = std::make_unique<aqueduct::redis::Client>(

@@ -44,7 +44,8 @@ absl::StatusOr<Reply> Single(const std::string& describe,
 
 }  // namespace
 
-AsyncClient::AsyncClient(Options options) : options_(std::move(options)) {
+AsyncClient::AsyncClient(Options options)
+    : options_(std::move(options)), describe_(absl::StrCat("redis at ", options_.endpoint.ToString())) {
   internal::IgnoreSigpipe();
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -73,9 +74,7 @@ AsyncClient::~AsyncClient() {
   close(epoll_fd_);
 }
 
-std::string AsyncClient::Describe() const {
-  return absl::StrCat("redis at ", options_.endpoint.ToString());
-}
+std::string AsyncClient::Describe() const { return describe_; }
 
 void AsyncClient::Wake() {
   const uint64_t one = 1;
@@ -306,9 +305,8 @@ void AsyncClient::Command(std::vector<std::string> argv, absl::Time deadline, Co
   std::vector<std::vector<std::string>> commands;
   commands.push_back(std::move(argv));
   Pipeline(std::move(commands), deadline,
-           [describe = Describe(), done = std::move(done)](
-               absl::StatusOr<std::vector<Reply>> replies) mutable {
-             std::move(done)(Single(describe, std::move(replies)));
+           [this, done = std::move(done)](absl::StatusOr<std::vector<Reply>> replies) mutable {
+             std::move(done)(Single(describe_, std::move(replies)));
            });
 }
 

@@ -105,6 +105,7 @@ class AsyncClient {
   static void Cleanup(void* self);
 
   const Options options_;
+  const std::string describe_;  // Describe(), made once
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread io_thread_;
