@@ -27,6 +27,9 @@ struct AsyncClient::Call {
   // (DEADLINE_EXCEEDED) rather than the command timeout (UNAVAILABLE).
   absl::Time give_up;
   bool callers_deadline = false;
+  // Sent + the command timeout: a reply still missing then means the
+  // connection is stuck, whether or not the caller has given up already.
+  absl::Time timeout_at;
   bool finished = false;  // `done` has been queued to run
 };
 
@@ -264,6 +267,7 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
       const absl::Time timeout_at = now + options_.command_timeout;
       c->callers_deadline = deadline < timeout_at;
       c->give_up = std::min(deadline, timeout_at);
+      c->timeout_at = timeout_at;
       inflight_.push_back(std::move(call));
       std::vector<const char*> ptrs;
       std::vector<size_t> lens;
@@ -341,15 +345,12 @@ void AsyncClient::ForgetScript(const Script& script) {
 void AsyncClient::ExpireLocked(absl::Time now) {
   bool stuck = false;
   for (auto& call : inflight_) {
-    if (call->finished || now < call->give_up) continue;
-    if (call->callers_deadline) {
-      // Only this caller gives up; the connection is fine (the reply, when
-      // it comes, is dropped).
-      FinishLocked(call.get(), absl::DeadlineExceededError(
-                                   absl::StrCat(Describe(), ": no reply before the call's deadline")));
-    } else {
-      stuck = true;
-    }
+    if (now >= call->timeout_at) stuck = true;  // failed below with the connection
+    if (call->finished || now < call->give_up || !call->callers_deadline) continue;
+    // Only this caller gives up; the connection may yet answer (the reply,
+    // when it comes, is dropped).
+    FinishLocked(call.get(), absl::DeadlineExceededError(
+                                 absl::StrCat(Describe(), ": no reply before the call's deadline")));
   }
   if (ctx_ != nullptr && !connected_ && now >= connect_deadline_) {
     DropConnectionLocked(absl::StrCat("cannot connect within ",
@@ -368,6 +369,7 @@ absl::Time AsyncClient::NextWakeLocked(absl::Time now) const {
   // timer is sooner).
   absl::Time next = now + absl::Milliseconds(100);
   for (const auto& call : inflight_) {
+    next = std::min(next, call->timeout_at);
     if (!call->finished) next = std::min(next, call->give_up);
   }
   if (ctx_ != nullptr && !connected_) next = std::min(next, connect_deadline_);
