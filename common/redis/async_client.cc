@@ -222,17 +222,9 @@ absl::Status AsyncClient::ConnectLocked() {
   want_write_ = true;  // a non-blocking connect completes when writable
   ++generation_;
   connect_deadline_ = absl::Now() + options_.connect_timeout;
-  if (!options_.password.empty()) {
-    std::vector<const char*> argv = {"AUTH"};
-    std::vector<size_t> lens = {4};
-    if (!options_.user.empty()) {
-      argv.push_back(options_.user.c_str());
-      lens.push_back(options_.user.size());
-    }
-    argv.push_back(options_.password.c_str());
-    lens.push_back(options_.password.size());
-    redisAsyncCommandArgv(ac, &AsyncClient::OnAuthReply, nullptr, static_cast<int>(argv.size()),
-                          argv.data(), lens.data());
+  if (internal::Argv auth = internal::AuthCommand(options_); !auth.argv.empty()) {
+    redisAsyncCommandArgv(ac, &AsyncClient::OnAuthReply, nullptr, static_cast<int>(auth.argv.size()),
+                          auth.argv.data(), auth.lens.data());
   }
   return absl::OkStatus();
 }

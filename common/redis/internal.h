@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/redis/redis_client.h"
@@ -20,6 +21,15 @@ Reply CopyReply(const redisReply* r);
 // (the script is loaded again), LOADING / MASTERDOWN / READONLY ->
 // UNAVAILABLE (retry later), anything else -> INTERNAL with Redis's message.
 absl::Status ErrorReplyStatus(const std::string& describe, const std::string& error);
+
+// AUTH as hiredis takes a command (pointers into `options`, which must
+// outlive it): the password alone, or user + password (ACL). Empty when
+// there is no password.
+struct Argv {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+};
+Argv AuthCommand(const Options& options);
 
 // hiredis writes with plain write(2): a Redis that closed the connection
 // would kill the process with SIGPIPE instead of giving an error. Ignored

@@ -86,6 +86,20 @@ absl::Status ErrorReplyStatus(const std::string& describe, const std::string& er
   return absl::InternalError(absl::StrCat(describe, ": ", error));
 }
 
+Argv AuthCommand(const Options& options) {
+  Argv auth;
+  if (options.password.empty()) return auth;
+  auth.argv = {"AUTH"};
+  auth.lens = {4};
+  if (!options.user.empty()) {
+    auth.argv.push_back(options.user.c_str());
+    auth.lens.push_back(options.user.size());
+  }
+  auth.argv.push_back(options.password.c_str());
+  auth.lens.push_back(options.password.size());
+  return auth;
+}
+
 void IgnoreSigpipe() {
   static const bool ignored = [] {
     signal(SIGPIPE, SIG_IGN);
@@ -176,18 +190,10 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
   }
   if (!ep.is_unix) redisEnableKeepAlive(ctx.get());
   auto conn = std::make_unique<Connection>(std::move(ctx));
-  if (!options_.password.empty()) {
-    std::vector<const char*> argv = {"AUTH"};
-    std::vector<size_t> lens = {4};
-    if (!options_.user.empty()) {
-      argv.push_back(options_.user.c_str());
-      lens.push_back(options_.user.size());
-    }
-    argv.push_back(options_.password.c_str());
-    lens.push_back(options_.password.size());
+  if (internal::Argv auth = internal::AuthCommand(options_); !auth.argv.empty()) {
     redisSetTimeout(conn->get(), tv);
     ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(
-        conn->get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+        conn->get(), static_cast<int>(auth.argv.size()), auth.argv.data(), auth.lens.data())));
     if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
       // Never echo the password or Redis's reply text beyond its code.
       return fail(absl::UnavailableError(
