@@ -261,17 +261,11 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
       c->give_up = std::min(deadline, timeout_at);
       c->timeout_at = timeout_at;
       inflight_.push_back(std::move(call));
-      std::vector<const char*> ptrs;
-      std::vector<size_t> lens;
-      for (const auto& argv : commands) {
-        ptrs.clear();
-        lens.clear();
-        for (const auto& a : argv) {
-          ptrs.push_back(a.data());
-          lens.push_back(a.size());
-        }
-        if (redisAsyncCommandArgv(ctx_, &AsyncClient::OnReply, c, static_cast<int>(ptrs.size()),
-                                  ptrs.data(), lens.data()) != REDIS_OK) {
+      internal::Argv args;
+      for (const auto& command : commands) {
+        internal::FillArgv(command, &args);
+        if (redisAsyncCommandArgv(ctx_, &AsyncClient::OnReply, c, static_cast<int>(args.argv.size()),
+                                  args.argv.data(), args.lens.data()) != REDIS_OK) {
           break;  // the context is disconnecting: failed below
         }
         ++c->outstanding;

@@ -30,6 +30,9 @@ struct Argv {
   std::vector<size_t> lens;
 };
 Argv AuthCommand(const Options& options);
+// `command` as hiredis takes it, into `out` (cleared first, so one Argv
+// serves a whole pipeline); pointers into `command`, which must outlive it.
+void FillArgv(const std::vector<std::string>& command, Argv* out);
 
 // hiredis writes with plain write(2): a Redis that closed the connection
 // would kill the process with SIGPIPE instead of giving an error. Ignored

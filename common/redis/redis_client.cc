@@ -100,6 +100,15 @@ Argv AuthCommand(const Options& options) {
   return auth;
 }
 
+void FillArgv(const std::vector<std::string>& command, Argv* out) {
+  out->argv.clear();
+  out->lens.clear();
+  for (const auto& a : command) {
+    out->argv.push_back(a.data());
+    out->lens.push_back(a.size());
+  }
+}
+
 void IgnoreSigpipe() {
   static const bool ignored = [] {
     signal(SIGPIPE, SIG_IGN);
@@ -235,17 +244,10 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   redisContext* c = conn->get();
   conn->SetTimeout(timeout);
 
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const auto& argv : commands) {
-    ptrs.clear();
-    lens.clear();
-    for (const auto& a : argv) {
-      ptrs.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(c, static_cast<int>(ptrs.size()), ptrs.data(),
-                           lens.data());
+  internal::Argv args;
+  for (const auto& command : commands) {
+    internal::FillArgv(command, &args);
+    redisAppendCommandArgv(c, static_cast<int>(args.argv.size()), args.argv.data(), args.lens.data());
   }
 
   std::vector<Reply> replies;
