@@ -6,6 +6,7 @@
 #include "services/scoring/scoring_engine.h"
 #include "services/scoring/packed_answers.h"
 
+#include <google/protobuf/arena.h>
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
@@ -834,6 +835,48 @@ TEST_F(GeneratedTest, DigestWithoutExplanationsEqualsTheFullResultsDigest) {
     EXPECT_EQ(lean.SerializeAsString(), DigestOf(*full).SerializeAsString()) << lean.ShortDebugString();
   }
   EXPECT_GE(routes.size(), 3u);  // the generator reaches several routes
+}
+
+// A batch loop scores into one result message again and again, and the
+// engine keeps what that message holds allocated between screenings. Each
+// result must still be exactly a fresh one's, whatever came before it: a
+// crisis result's resources gone from the next, an error's partial result
+// gone, on the heap and on an arena alike.
+TEST_F(GeneratedTest, AReusedResultScoresExactlyLikeAFreshOne) {
+  std::mt19937 rng(1202);
+  google::protobuf::Arena arena;
+  v1::ScoringResult heap_result;
+  auto* arena_result = google::protobuf::Arena::CreateMessage<v1::ScoringResult>(&arena);
+  int crisis = 0, calm_after_crisis = 0, errors = 0;
+  bool last_was_crisis = false;
+  for (int n = 0; n < 300; ++n) {
+    auto req = Random(rng);
+    if (rng() % 3 == 0) {  // item 9 above 0: crisis resources
+      for (auto& a : *req.mutable_answers()->mutable_answers()) {
+        if (a.item_id() == "phq9.9") a.set_option_value(1 + rng() % 3);
+      }
+    }
+    if (n % 13 == 0) req.mutable_answers()->mutable_answers(3)->set_option_value(9);  // not an option
+    const auto fresh = engine_->Score(req);
+    for (v1::ScoringResult* reused : {&heap_result, arena_result}) {
+      const absl::Status s = engine_->ScoreInto(req, reused);
+      ASSERT_EQ(s.code(), fresh.status().code()) << s;
+      if (!fresh.ok()) continue;
+      EXPECT_EQ(reused->has_crisis_resources(), fresh->has_crisis_resources());
+      EXPECT_EQ(reused->SerializeAsString(), fresh->SerializeAsString()) << "screening " << n;
+    }
+    if (!fresh.ok()) {
+      ++errors;
+      continue;
+    }
+    if (fresh->has_crisis_resources()) ++crisis;
+    if (!fresh->has_crisis_resources() && last_was_crisis) ++calm_after_crisis;
+    last_was_crisis = fresh->has_crisis_resources();
+  }
+  // The generator reached each case the reuse must get right.
+  EXPECT_GT(crisis, 20);
+  EXPECT_GT(calm_after_crisis, 10);
+  EXPECT_GT(errors, 5);
 }
 
 // The packed answer form scores exactly like the answer list it packs: the
