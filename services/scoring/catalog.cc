@@ -204,6 +204,8 @@ absl::Status CatalogIndex::Index() {
         if (!p.ok()) return p.status();
         info.mdd_count_slot = *c;
         info.provisional_mdd_slot = *p;
+        info.mdd_count_name = ins.id() + ".mdd_count";
+        info.provisional_mdd_name = ins.id() + ".provisional_mdd";
       }
     }
     instruments_.push_back(std::move(info));
@@ -229,6 +231,9 @@ absl::Status CatalogIndex::Index() {
       if (!p.ok()) return Invalid(where, p.status().message());
       sfi.total_slot = *t;
       sfi.positive_slot = *p;
+      sfi.total_name = sf.id() + ".total";
+      sfi.explanation = absl::StrCat(sf.title(), ": sum of ", absl::StrJoin(sf.item_ids(), " + "),
+                                     "; positive at ", sf.positive_min(), " or more.");
       info.short_forms.push_back(std::move(sfi));
     }
   }
@@ -693,11 +698,11 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
         values[info.provisional_mdd_slot] = Value::Bool(count >= 5 && core);
         if (detail) {
           scoring::v1::DerivedValue* c = score->add_derived();
-          c->set_name(ins.id() + ".mdd_count");
+          c->set_name(info.mdd_count_name);
           c->set_value(count);
           c->set_explanation("Items 1-8 scored 2 or more, plus item 9 scored 1 or more (Kroenke 2001).");
           scoring::v1::DerivedValue* p = score->add_derived();
-          p->set_name(ins.id() + ".provisional_mdd");
+          p->set_name(info.provisional_mdd_name);
           p->set_value(count >= 5 && core ? 1 : 0);
           p->set_explanation("1 when at least 5 symptoms count and one of them is item 1 or 2.");
         }
@@ -719,10 +724,9 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
       values[sf.positive_slot] = Value::Bool(positive);
       if (!detail) continue;
       scoring::v1::DerivedValue* d = score->add_derived();
-      d->set_name(sf.def->id() + ".total");
+      d->set_name(sf.total_name);
       d->set_value(sf_sum);
-      d->set_explanation(absl::StrCat(sf.def->title(), ": sum of ", absl::StrJoin(sf.def->item_ids(), " + "),
-                                      "; positive at ", sf.def->positive_min(), " or more."));
+      d->set_explanation(sf.explanation);
     }
     if (info.positive_slot >= 0) {
       const Truth positive = info.positive_if.Eval(values, sets);

@@ -38,6 +38,9 @@ class CatalogIndex {
     std::vector<int> item_slots;
     int total_slot = -1;
     int positive_slot = -1;
+    // The derived value's name and explanation in a result, built once.
+    std::string total_name;
+    std::string explanation;
   };
   struct InstrumentInfo {
     const scoring::v1::Instrument* def = nullptr;
@@ -52,6 +55,8 @@ class CatalogIndex {
     int complete_slot = -1;
     int mdd_count_slot = -1;        // PHQ9_MDD_COUNT
     int provisional_mdd_slot = -1;  // PHQ9_MDD_COUNT
+    std::string mdd_count_name;        // "<id>.mdd_count", built once
+    std::string provisional_mdd_name;  // "<id>.provisional_mdd"
     std::vector<ShortFormInfo> short_forms;
   };
 

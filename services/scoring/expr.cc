@@ -301,21 +301,30 @@ class Parser {
 }  // namespace
 
 std::string Render(const Value& v) {
+  std::string out;
+  RenderTo(v, &out);
+  return out;
+}
+
+void RenderTo(const Value& v, std::string* out) {
   switch (v.kind) {
-    case Value::Kind::kUnknown: return "missing";
-    case Value::Kind::kAbsent: return "not asked";
-    case Value::Kind::kDeclined: return "declined";
-    case Value::Kind::kBool: return v.boolean ? "true" : "false";
-    case Value::Kind::kCode: return std::string(v.code);
+    case Value::Kind::kUnknown: out->assign("missing"); return;
+    case Value::Kind::kAbsent: out->assign("not asked"); return;
+    case Value::Kind::kDeclined: out->assign("declined"); return;
+    case Value::Kind::kBool: out->assign(v.boolean ? "true" : "false"); return;
+    case Value::Kind::kCode: out->assign(v.code.data(), v.code.size()); return;
     case Value::Kind::kNumber: {
-      std::string n = (v.number == std::floor(v.number) && std::fabs(v.number) < 1e15)
-                          ? absl::StrCat(static_cast<int64_t>(v.number))
-                          : absl::StrFormat("%.2f", v.number);
-      if (!v.code.empty()) absl::StrAppend(&n, " (", v.code, ")");
-      return n;
+      out->clear();
+      if (v.number == std::floor(v.number) && std::fabs(v.number) < 1e15) {
+        absl::StrAppend(out, static_cast<int64_t>(v.number));
+      } else {
+        absl::StrAppendFormat(out, "%.2f", v.number);
+      }
+      if (!v.code.empty()) absl::StrAppend(out, " (", v.code, ")");
+      return;
     }
   }
-  return "?";
+  out->assign("?");
 }
 
 absl::StatusOr<int> Schema::Declare(const std::string& name, Type type,

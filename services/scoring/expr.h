@@ -54,6 +54,9 @@ struct Value {
 // Renders a value for explanations: "2", "2 (yes)", "FL", "true",
 // "missing", "declined", "not asked".
 std::string Render(const Value& v);
+// The same into *out, replacing what it held: a result message reused for
+// the next screening keeps the string's buffer.
+void RenderTo(const Value& v, std::string* out);
 
 // What kind of value a name holds, for load-time checks. Items may be used
 // with answered()/declined(); choice items compare with numbers (their

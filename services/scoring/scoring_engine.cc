@@ -22,15 +22,16 @@ void Explain(ScoringResult& result, const expr::Schema& schema, const Value* val
              absl::string_view id, absl::string_view /*description*/, const expr::Expr& when,
              Truth truth, absl::string_view outcome) {
   v1::RuleEvaluation* rule = result.add_rules();
-  rule->set_rule_id(std::string(id));
+  // assign, not set_x(std::string(...)): a reused result keeps its buffers.
+  rule->mutable_rule_id()->assign(id.data(), id.size());
   rule->set_threshold(when.text());
   rule->set_fired(truth == Truth::kTrue);
   rule->set_undecided(truth == Truth::kUnknown);
-  rule->set_outcome(std::string(outcome));
+  rule->mutable_outcome()->assign(outcome.data(), outcome.size());
   for (int slot : when.slots()) {
     common::v1::NamedValue* in = rule->add_inputs();
     in->set_name(schema.entry(slot).name);
-    in->set_value(expr::Render(values[slot]));
+    expr::RenderTo(values[slot], in->mutable_value());
   }
 }
 
@@ -272,7 +273,7 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     for (int s : slots) {
       common::v1::NamedValue* nv = result.add_profile_signals();
       nv->set_name(schema.entry(s).name);
-      nv->set_value(expr::Render(values[s]));
+      expr::RenderTo(values[s], nv->mutable_value());
     }
   }
 
