@@ -145,7 +145,14 @@ absl::Status CatalogIndex::Index() {
       if (!slot.ok()) return Invalid(item.id(), slot.status().message());
       info.items.push_back(
           ItemInfo{&item, absl::string_view(item.id()).substr(ins.id().size() + 1), *slot, {}});
+      if (item.kind() == scoring::v1::CODE) {
+        for (int c = 0; c < item.codes_size(); ++c) info.items.back().codes.try_emplace(item.codes(c), c);
+      }
     }
+    info.by_part.resize(info.items.size());
+    for (size_t j = 0; j < info.items.size(); ++j) info.by_part[j] = static_cast<int>(j);
+    std::sort(info.by_part.begin(), info.by_part.end(),
+              [&info](int a, int b) { return info.items[a].part < info.items[b].part; });
     if (absl::Status s = ValidateBands(ins); !s.ok()) return s;
     auto declare = [&](const std::string& name, expr::Type type,
                        std::vector<std::string> codes = {}) -> absl::StatusOr<int> {
@@ -386,6 +393,44 @@ expr::Value CatalogIndex::ValueOf(const Item& item, const packed::AnswerValue& v
   return expr::Value::Unknown();
 }
 
+bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& value, expr::Value* out) {
+  using Kind = packed::AnswerValue::Kind;
+  const Item& item = *info.def;
+  switch (value.kind) {
+    case Kind::kDeclined:
+      *out = expr::Value::Declined();
+      return true;
+    case Kind::kOption:
+      if (item.kind() != scoring::v1::CHOICE) return false;
+      for (const auto& o : item.options()) {
+        if (o.value() == value.number) {
+          *out = expr::Value::Number(o.value(), o.code());
+          return true;
+        }
+      }
+      return false;
+    case Kind::kInteger:
+      if (item.kind() != scoring::v1::INTEGER || value.number < item.min_value() ||
+          value.number > item.max_value()) {
+        return false;
+      }
+      *out = expr::Value::Number(value.number);
+      return true;
+    case Kind::kCode: {
+      if (item.kind() != scoring::v1::CODE) return false;
+      auto it = info.codes.find(value.code);
+      if (it == info.codes.end()) return false;
+      // The catalog's copy of the code: results must not keep references
+      // into the request.
+      *out = expr::Value::Code(item.codes(it->second));
+      return true;
+    }
+    case Kind::kNone:
+      return false;
+  }
+  return false;
+}
+
 absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
                                           absl::string_view field) const {
   if (answer.item_id().empty()) {
@@ -481,8 +526,10 @@ absl::Status CatalogIndex::ScoreInstruments(
     // One lookup per answer, and no message built unless something is wrong
     // (this loop runs ~50 times per screening scored).
     auto found = items_.find(a.item_id());
+    expr::Value value;
     if (found == items_.end() ||
-        !ValueFits(*instruments_[found->second.first].items[found->second.second].def, a)) {
+        !FitValue(instruments_[found->second.first].items[found->second.second],
+                  packed::AnswerValue::Of(a), &value)) {
       return ValidateAnswer(a, absl::StrCat("answers.answers[", i, "]"));
     }
     const ItemInfo& info_item = instruments_[found->second.first].items[found->second.second];
@@ -492,7 +539,7 @@ absl::Status CatalogIndex::ScoreInstruments(
           absl::StrCat("answers.answers[", i, "].item_id: ", a.item_id(), " is answered twice"));
     }
     scratch.answer_at[slot] = i;
-    values[slot] = ValueOf(*info_item.def, a);
+    values[slot] = value;
     scratch.administered[found->second.first] = 1;
   }
   for (int i = 0; i < administered.size(); ++i) {
@@ -517,7 +564,7 @@ absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const e
   packed::Reader reader(packed_answers);
   packed::Reader::Entry e;
   const InstrumentInfo* ins = nullptr;
-  size_t cursor = 0;  // Pack sorts a group's answers: the next is usually close
+  size_t cursor = 0;  // into by_part: Pack sorts a group's answers, so the next is usually here
   int position = 0;
   while (reader.Next(&e)) {
     if (e.group) {
@@ -538,14 +585,16 @@ absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const e
     const size_t n = ins->items.size();
     const ItemInfo* item = nullptr;
     for (size_t step = 0; step < n; ++step) {
-      const ItemInfo& candidate = ins->items[(cursor + step) % n];
+      const size_t at = (cursor + step) % n;
+      const ItemInfo& candidate = ins->items[ins->by_part[at]];
       if (candidate.part == e.item) {
         item = &candidate;
-        cursor = (cursor + step + 1) % n;
+        cursor = (at + 1) % n;
         break;
       }
     }
-    if (item == nullptr || !ValueFits(*item->def, e.value)) {
+    expr::Value value;
+    if (item == nullptr || !FitValue(*item, e.value, &value)) {
       // Rebuild the answer only to name what is wrong.
       common::v1::Answer a;
       a.set_item_id(absl::StrCat(e.instrument, ".", e.item));
@@ -557,7 +606,7 @@ absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const e
           absl::StrCat("packed_answers: ", item->def->id(), " is answered twice"));
     }
     scratch.answer_at[item->slot] = position++;
-    values[item->slot] = ValueOf(*item->def, e.value);
+    values[item->slot] = value;
   }
   if (!reader.status().ok()) return reader.status();
   return ScorePlaced(scratch.answer_at, scratch.administered, true, sets, values, result, nullptr,

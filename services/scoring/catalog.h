@@ -32,6 +32,9 @@ class CatalogIndex {
     absl::string_view part;
     int slot = -1;
     expr::Expr applies_if;
+    // CODE items: each allowed code -> its index in def->codes(), so an
+    // answer is checked with one lookup, not a scan (ctx.state has ~50).
+    absl::flat_hash_map<absl::string_view, int> codes;
   };
   struct ShortFormInfo {
     const scoring::v1::ShortForm* def = nullptr;
@@ -58,6 +61,9 @@ class CatalogIndex {
     std::string mdd_count_name;        // "<id>.mdd_count", built once
     std::string provisional_mdd_name;  // "<id>.provisional_mdd"
     std::vector<ShortFormInfo> short_forms;
+    // Indexes into items, sorted by part: the order Pack writes a group's
+    // answers in, so ScorePacked finds each next to the one before.
+    std::vector<int> by_part;
   };
 
   // Validates the catalog and compiles its expressions. INVALID_ARGUMENT
@@ -142,6 +148,10 @@ class CatalogIndex {
  private:
   CatalogIndex() = default;
   absl::Status Index();
+  // The value an answer gives its item's slot, into *out; false when it does
+  // not fit the item (kind, option, range or code). ValueFits and ValueOf
+  // in one pass, codes by lookup: the scoring loops' check.
+  static bool FitValue(const ItemInfo& item, const packed::AnswerValue& value, expr::Value* out);
   // Scores once the answers are in their slots (answer_at: per slot, the
   // answer's position or -1; administered: per instrument). `packed` only
   // changes how errors name an answer.

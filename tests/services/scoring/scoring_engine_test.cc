@@ -924,6 +924,60 @@ TEST_F(GeneratedTest, PackedAnswersScoreExactlyLikeTheAnswerList) {
   EXPECT_GT(errors, 10);  // the bad values above were refused both ways
 }
 
+// Codes are checked by lookup and a packed group is read in Pack's order:
+// a code outside the item's list is refused in both forms without echoing
+// it, a code where a number belongs too, and a packed group in any other
+// order (Pack never writes one, another writer might) scores the same.
+TEST_F(ScoringTest, EveryCodeCheckedAndPackedGroupsReadInAnyOrder) {
+  auto with_state = [](const std::string& code) {
+    v1::ScoreAnswersRequest r;
+    common::v1::Answer* a = r.mutable_answers()->add_answers();
+    a->set_item_id("ctx.state");
+    a->set_code_value(code);
+    return r;
+  };
+  EXPECT_THAT(engine_->Score(with_state("FL")), IsOk());
+  const absl::Status list = engine_->Score(with_state("ZQ")).status();
+  EXPECT_THAT(list, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("answers.answers[0].code_value: not an allowed code of ctx.state")));
+  EXPECT_THAT(std::string(list.message()), ::testing::Not(HasSubstr("ZQ")));
+  const absl::Status packed = engine_->Score(PackedOf(with_state("ZQ"))).status();
+  EXPECT_THAT(packed, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("packed_answers[ctx.state].code_value: not an allowed code")));
+  EXPECT_THAT(std::string(packed.message()), ::testing::Not(HasSubstr("ZQ")));
+  v1::ScoreAnswersRequest code_for_choice;
+  common::v1::Answer* a = code_for_choice.mutable_answers()->add_answers();
+  a->set_item_id("phq9.1");
+  a->set_code_value("FL");
+  EXPECT_THAT(engine_->Score(code_for_choice),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("option_value: is required")));
+
+  // PHQ-9 items 9 down to 1, each at its own value, in one packed group.
+  const auto list_form = Direct(WithTotal("phq9", 13));
+  std::string reversed(1, packed::kFormatVersion);
+  reversed += std::string("\x04phq9", 5);
+  std::vector<std::pair<std::string, int>> items;
+  for (const auto& answer : list_form.answers().answers()) {
+    items.emplace_back(answer.item_id().substr(5), answer.option_value());
+  }
+  ASSERT_GE(items.size(), 9u);
+  std::sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  reversed += static_cast<char>(items.size());
+  for (const auto& [part, value] : items) {
+    reversed += static_cast<char>(part.size());
+    reversed += part;
+    reversed += static_cast<char>((value * 2) << 3);  // zigzag, option kind
+  }
+  v1::ScoreAnswersRequest out_of_order;
+  out_of_order.set_packed_answers(reversed);
+  const auto from_list = engine_->Score(list_form);
+  const auto from_reversed = engine_->Score(out_of_order);
+  ASSERT_THAT(from_list, IsOk());
+  ASSERT_THAT(from_reversed, IsOk());
+  EXPECT_EQ(from_reversed->SerializeAsString(), from_list->SerializeAsString());
+  EXPECT_EQ(Score(*from_reversed, "phq9").total(), 13);
+}
+
 TEST_F(ScoringTest, PackedAnswersErrorsNameTheItemNotTheValue) {
   auto base = aqueduct::testing::ScriptedScreening(*engine_, aqueduct::testing::AdultContext("NY"));
   ASSERT_THAT(base, IsOk());
