@@ -261,11 +261,11 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
       c->give_up = std::min(deadline, timeout_at);
       c->timeout_at = timeout_at;
       inflight_.push_back(std::move(call));
-      internal::Argv args;
+      std::string wire;
       for (const auto& command : commands) {
-        internal::FillArgv(command, &args);
-        if (redisAsyncCommandArgv(ctx_, &AsyncClient::OnReply, c, static_cast<int>(args.argv.size()),
-                                  args.argv.data(), args.lens.data()) != REDIS_OK) {
+        wire.clear();
+        internal::AppendCommand(command, &wire);
+        if (redisAsyncFormattedCommand(ctx_, &AsyncClient::OnReply, c, wire.data(), wire.size()) != REDIS_OK) {
           break;  // the context is disconnecting: failed below
         }
         ++c->outstanding;

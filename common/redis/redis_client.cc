@@ -100,13 +100,12 @@ Argv AuthCommand(const Options& options) {
   return auth;
 }
 
-void FillArgv(const std::vector<std::string>& command, Argv* out) {
-  out->argv.clear();
-  out->lens.clear();
-  for (const auto& a : command) {
-    out->argv.push_back(a.data());
-    out->lens.push_back(a.size());
-  }
+void AppendCommand(const std::vector<std::string>& command, std::string* out) {
+  size_t need = 16;
+  for (const auto& a : command) need += a.size() + 16;
+  out->reserve(out->size() + need);
+  absl::StrAppend(out, "*", command.size(), "\r\n");
+  for (const auto& a : command) absl::StrAppend(out, "$", a.size(), "\r\n", a, "\r\n");
 }
 
 void IgnoreSigpipe() {
@@ -244,11 +243,9 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   redisContext* c = conn->get();
   conn->SetTimeout(timeout);
 
-  internal::Argv args;
-  for (const auto& command : commands) {
-    internal::FillArgv(command, &args);
-    redisAppendCommandArgv(c, static_cast<int>(args.argv.size()), args.argv.data(), args.lens.data());
-  }
+  std::string wire;
+  for (const auto& command : commands) internal::AppendCommand(command, &wire);
+  redisAppendFormattedCommand(c, wire.data(), wire.size());
 
   std::vector<Reply> replies;
   replies.reserve(commands.size());
