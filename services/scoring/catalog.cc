@@ -335,67 +335,15 @@ const Instrument* CatalogIndex::InstrumentOfItem(absl::string_view id) const {
   return i < 0 ? nullptr : instruments_[i].def;
 }
 
-expr::Value CatalogIndex::ValueOf(const common::v1::Answer& answer) const {
-  const Item* item = FindItem(answer.item_id());
-  return item == nullptr ? expr::Value::Unknown() : ValueOf(*item, answer);
-}
+namespace {
 
-bool CatalogIndex::ValueFits(const Item& item, const packed::AnswerValue& value) {
+// The value an answer gives `item`'s slot, into *out; false when it does not
+// fit the item (kind, option, range or code). `find_code` gives a code's
+// index in item.codes(), or -1.
+template <typename FindCode>
+bool FitValueWith(const Item& item, const packed::AnswerValue& value, expr::Value* out,
+                  const FindCode& find_code) {
   using Kind = packed::AnswerValue::Kind;
-  switch (value.kind) {
-    case Kind::kDeclined:
-      return true;
-    case Kind::kOption:
-      if (item.kind() != scoring::v1::CHOICE) return false;
-      for (const auto& o : item.options()) {
-        if (o.value() == value.number) return true;
-      }
-      return false;
-    case Kind::kInteger:
-      return item.kind() == scoring::v1::INTEGER && value.number >= item.min_value() &&
-             value.number <= item.max_value();
-    case Kind::kCode:
-      if (item.kind() != scoring::v1::CODE) return false;
-      for (const auto& c : item.codes()) {
-        if (c == value.code) return true;
-      }
-      return false;
-    case Kind::kNone:
-      return false;
-  }
-  return false;
-}
-
-expr::Value CatalogIndex::ValueOf(const Item& item, const packed::AnswerValue& value) {
-  using Kind = packed::AnswerValue::Kind;
-  switch (value.kind) {
-    case Kind::kDeclined:
-      return expr::Value::Declined();
-    case Kind::kInteger:
-      return expr::Value::Number(value.number);
-    case Kind::kCode: {
-      // Point at the catalog's copy of the code: results must not keep
-      // references into the request.
-      for (const auto& c : item.codes()) {
-        if (c == value.code) return expr::Value::Code(c);
-      }
-      return expr::Value::Unknown();
-    }
-    case Kind::kOption: {
-      for (const auto& o : item.options()) {
-        if (o.value() == value.number) return expr::Value::Number(o.value(), o.code());
-      }
-      return expr::Value::Unknown();
-    }
-    case Kind::kNone:
-      return expr::Value::Unknown();
-  }
-  return expr::Value::Unknown();
-}
-
-bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& value, expr::Value* out) {
-  using Kind = packed::AnswerValue::Kind;
-  const Item& item = *info.def;
   switch (value.kind) {
     case Kind::kDeclined:
       *out = expr::Value::Declined();
@@ -418,17 +366,36 @@ bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& val
       return true;
     case Kind::kCode: {
       if (item.kind() != scoring::v1::CODE) return false;
-      auto it = info.codes.find(value.code);
-      if (it == info.codes.end()) return false;
+      const int c = find_code(value.code);
+      if (c < 0) return false;
       // The catalog's copy of the code: results must not keep references
       // into the request.
-      *out = expr::Value::Code(item.codes(it->second));
+      *out = expr::Value::Code(item.codes(c));
       return true;
     }
     case Kind::kNone:
       return false;
   }
   return false;
+}
+
+}  // namespace
+
+bool CatalogIndex::ValueFits(const Item& item, const packed::AnswerValue& value) {
+  expr::Value unused;
+  return FitValueWith(item, value, &unused, [&item](absl::string_view code) {
+    for (int c = 0; c < item.codes_size(); ++c) {
+      if (item.codes(c) == code) return c;
+    }
+    return -1;
+  });
+}
+
+bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& value, expr::Value* out) {
+  return FitValueWith(*info.def, value, out, [&info](absl::string_view code) {
+    auto it = info.codes.find(code);
+    return it == info.codes.end() ? -1 : it->second;
+  });
 }
 
 absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,

@@ -132,12 +132,6 @@ class CatalogIndex {
   static const scoring::v1::Band* BandFor(const scoring::v1::Instrument& instrument,
                                           double level);
 
-  // The value an answer gives its item's slot.
-  expr::Value ValueOf(const common::v1::Answer& answer) const;
-  static expr::Value ValueOf(const scoring::v1::Item& item, const common::v1::Answer& answer) {
-    return ValueOf(item, packed::AnswerValue::Of(answer));
-  }
-  static expr::Value ValueOf(const scoring::v1::Item& item, const packed::AnswerValue& value);
   // True when the answer's value fits the item (no allocation); see
   // ValidateAnswer for the message.
   static bool ValueFits(const scoring::v1::Item& item, const common::v1::Answer& answer) {
@@ -149,8 +143,8 @@ class CatalogIndex {
   CatalogIndex() = default;
   absl::Status Index();
   // The value an answer gives its item's slot, into *out; false when it does
-  // not fit the item (kind, option, range or code). ValueFits and ValueOf
-  // in one pass, codes by lookup: the scoring loops' check.
+  // not fit the item (kind, option, range or code). ValueFits's check and
+  // the value in one pass, codes by lookup: the scoring loops' check.
   static bool FitValue(const ItemInfo& item, const packed::AnswerValue& value, expr::Value* out);
   // Scores once the answers are in their slots (answer_at: per slot, the
   // answer's position or -1; administered: per instrument). `packed` only
