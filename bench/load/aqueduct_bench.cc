@@ -263,6 +263,22 @@ std::string RunTool(t::TempDir& dir, const std::string& name, const std::vector<
 
 // Every number following `key` in `text` (Google Benchmark's JSON, or
 // redis-benchmark's CSV column).
+std::vector<double> NumbersAfter(const std::string& text, const std::string& key) {
+  std::vector<double> out;
+  for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + key.size())) {
+    size_t b = at + key.size();
+    while (b < text.size() && (text[b] == ' ' || text[b] == ':' || text[b] == '"' || text[b] == ',')) ++b;
+    size_t e = b;
+    while (e < text.size() && (std::isdigit(static_cast<unsigned char>(text[e])) || text[e] == '.' || text[e] == 'e' ||
+                               text[e] == '+' || text[e] == '-')) {
+      ++e;
+    }
+    double v = 0;
+    if (absl::SimpleAtod(text.substr(b, e - b), &v)) out.push_back(v);
+  }
+  return out;
+}
+
 // Google Benchmark's JSON, per benchmark: each repetition's items per
 // second and, with several repetitions, their median.
 struct BenchRates {
@@ -286,32 +302,14 @@ std::map<std::string, BenchRates> RatesByBenchmark(const std::string& json) {
     if (close == std::string::npos) break;
     const absl::string_view object = absl::string_view(json).substr(open, close - open);
     const std::string name = string_field(object, "run_name");
-    double rate = 0;
-    const size_t r = object.find("\"items_per_second\": ");
-    if (name.empty() || r == absl::string_view::npos) continue;
-    const absl::string_view number = object.substr(r + 20);
-    if (!absl::SimpleAtod(number.substr(0, number.find_first_of(",\n")), &rate)) continue;
+    const std::vector<double> rates = NumbersAfter(std::string(object), "\"items_per_second\"");
+    if (name.empty() || rates.empty()) continue;
+    const double rate = rates.front();
     if (string_field(object, "run_type") == "iteration") out[name].repetitions.push_back(rate);
     if (string_field(object, "aggregate_name") == "median") out[name].median = rate;
   }
   for (auto& [name, rates] : out) {
     if (rates.median < 0 && !rates.repetitions.empty()) rates.median = rates.repetitions.front();  // one repetition
-  }
-  return out;
-}
-
-std::vector<double> NumbersAfter(const std::string& text, const std::string& key) {
-  std::vector<double> out;
-  for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + key.size())) {
-    size_t b = at + key.size();
-    while (b < text.size() && (text[b] == ' ' || text[b] == ':' || text[b] == '"' || text[b] == ',')) ++b;
-    size_t e = b;
-    while (e < text.size() && (std::isdigit(static_cast<unsigned char>(text[e])) || text[e] == '.' || text[e] == 'e' ||
-                               text[e] == '+' || text[e] == '-')) {
-      ++e;
-    }
-    double v = 0;
-    if (absl::SimpleAtod(text.substr(b, e - b), &v)) out.push_back(v);
   }
   return out;
 }
