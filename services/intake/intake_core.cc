@@ -750,6 +750,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   write.record.set_handoff(v1::DELIVERED);
   write.request_id = absl::StrCat("handoff-", session.version);
   write.remove_handoff = true;
+  write.release_open_slot = true;  // a completed screening holds none
   auto outcome = store_->Write(session.record.screening_id(), write, deadline);
   if (outcome.ok() && outcome->kind == Kind::kWritten) {
     session.record = std::move(write.record);
@@ -762,11 +763,21 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
     const v1::CompleteScreeningRequest& request, absl::Time deadline) {
   auto target = ParseWrite(request.name(), request.request_id(), request.etag());
   if (!target.ok()) return target.status();
-  const ScreeningName* name = &target->name;
-  const int64_t* expected = &target->expected_version;
   auto catalog = Catalog();
   if (!catalog.ok()) return catalog.status();
-  cache_->Erase(name->screening_id);  // completing reads Redis; the entry is done with
+  // The session as this replica wrote it last, when the etag names that
+  // version (the usual case: it wrote the last page), as in SubmitChecked:
+  // the completion's write is checked against Redis's version all the same,
+  // and when the session changed or went elsewhere meanwhile nothing is
+  // written and the completion starts over from what Redis holds. Either
+  // way the entry goes: a completed session is not cached.
+  if (std::optional<StoredSession> cached = cache_->Take(target->name.screening_id, target->expected_version);
+      cached.has_value() && cached->record.user_id() == target->name.user_id &&
+      cached->record.state() == v1::IN_PROGRESS) {
+    auto completed = Complete(request, *target, **catalog, std::move(*cached), /*from_cache=*/true, deadline);
+    if (!completed.ok()) return completed.status();
+    if (completed->has_value()) return std::move(**completed);
+  }
   auto loaded = Load(request.name(), "name", deadline);
   if (!loaded.ok()) return loaded.status();
   StoredSession session = std::move(*loaded);
@@ -789,10 +800,21 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
         "name: screening is ", v1::ScreeningState_Name(r.state()),
         "; it cannot be completed"));
   }
-  if (session.version != *expected) {
+  if (session.version != target->expected_version) {
     return StaleEtag(request.etag(), session.version);
   }
-  auto flow = ComputeFlow(*(*catalog)->catalog, (*catalog)->sets, r.answers());
+  auto completed = Complete(request, *target, **catalog, std::move(session), /*from_cache=*/false, deadline);
+  if (!completed.ok()) return completed.status();
+  if (!completed->has_value()) return absl::InternalError("completion: nothing to start over from");
+  return std::move(**completed);
+}
+
+absl::StatusOr<std::optional<v1::CompleteScreeningResponse>> IntakeCore::Complete(
+    const v1::CompleteScreeningRequest& request, const WriteTarget& target, const Clinical& clinical,
+    StoredSession session, bool from_cache, absl::Time deadline) {
+  const ScreeningName& name = target.name;
+  const auto& r = session.record;
+  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, r.answers());
   if (!flow.ok()) return flow.status();
   if (!flow->missing_required.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -802,7 +824,7 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   scoring::v1::ScoreAnswersRequest score_req;
   const absl::flat_hash_set<std::string> dropped(flow->inapplicable.begin(),
                                                  flow->inapplicable.end());
-  for (const auto& info : (*catalog)->catalog->instruments()) {
+  for (const auto& info : clinical.catalog->instruments()) {
     for (const auto& item : info.items) {
       auto it = r.answers().find(item.def->id());
       if (it != r.answers().end() && !dropped.contains(it->first)) {
@@ -834,22 +856,21 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   record.clear_instruments();
   for (const auto& id : flow->instruments) record.add_instruments(id);
 
-  // Index the result and queue the hand-off before committing: a crash in
-  // between leaves entries the readers and the outbox worker skip, never a
-  // completed result that referral does not learn about.
-  if (absl::Status s = store_->IndexCompletion(name->user_id, name->screening_id, now,
-                                               now + absl::ToInt64Milliseconds(config_.handoff_retry), deadline);
-      !s.ok()) {
-    return s;
-  }
+  // The result is indexed and its hand-off queued ahead of the commit, in
+  // the same round trip (WriteRequest::index_completion).
   SessionStore::WriteRequest write;
-  write.expected_version = *expected;
+  write.expected_version = target.expected_version;
   write.record = std::move(record);
   write.result = std::move(result);
   write.request_id = request.request_id();
   write.ttl = absl::ZeroDuration();  // completed results do not expire
-  auto outcome = store_->Write(name->screening_id, write, deadline);
+  write.index_completion = SessionStore::WriteRequest::CompletionIndex{
+      now, now + absl::ToInt64Milliseconds(config_.handoff_retry)};
+  auto outcome = store_->Write(name.screening_id, write, deadline);
   if (!outcome.ok()) return outcome.status();
+  if (from_cache && (outcome->kind == Kind::kConflict || outcome->kind == Kind::kMissing)) {
+    return std::optional<v1::CompleteScreeningResponse>();  // changed elsewhere: start over from Redis
+  }
   if (outcome->kind == Kind::kConflict) {
     return StaleEtag(request.etag(), outcome->version);
   }
@@ -859,7 +880,7 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   if (outcome->kind == Kind::kLatest || outcome->kind == Kind::kApplied) {
     // The same completion racing its own retry (which won), or a request id
     // already used for a page.
-    auto now = store_->Get(name->screening_id, "", deadline);
+    auto now = store_->Get(name.screening_id, "", deadline);
     if (!now.ok()) return now.status();
     if (now->session.has_value() && now->session->record.state() == v1::COMPLETED &&
         now->session->record.complete_request_id() == request.request_id()) {
@@ -873,13 +894,16 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   session.record = std::move(write.record);
   session.result = std::move(write.result);
   session.version = outcome->version;
-  (void)store_->ReleaseOpenSlot(name->user_id, name->screening_id, deadline);
   log::Info("screening completed",
             {{"route", common::v1::Route_Name(
                            session.result->scoring().routing().primary_route())},
              {"ruleset", session.result->scoring().ruleset_version()}});
-  session.record.set_handoff(
-      HandOff(session, std::min(deadline, absl::Now() + config_.handoff_inline_budget)));
+  // The hand-off's write also frees the open-session slot; without it, the
+  // slot is freed on its own.
+  const v1::HandoffState handoff =
+      HandOff(session, std::min(deadline, absl::Now() + config_.handoff_inline_budget));
+  if (handoff != v1::DELIVERED) (void)store_->ReleaseOpenSlot(name.user_id, name.screening_id, deadline);
+  session.record.set_handoff(handoff);
   // The answers did not change at completion: the flow checked above gives
   // the progress.
   v1::Progress progress;

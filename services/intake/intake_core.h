@@ -35,6 +35,8 @@ struct Clinical {
   std::shared_ptr<const scoring::ScoringEngine> engine;
 };
 
+struct WriteTarget;  // below
+
 // Empty until the first successful fetch; intake is not ready until then.
 class CatalogHolder {
  public:
@@ -166,8 +168,16 @@ class IntakeCore {
   void SubmitOnPool(std::shared_ptr<AsyncSubmit> call);
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
                                                          const Clinical& clinical) const;
+  // CompleteScreening past its checks: scores `session` (at the etag's
+  // version), commits the result and hands it off. With `from_cache`,
+  // nullopt when the write found the session changed or gone in Redis
+  // (nothing was written: the caller reads it and starts over).
+  absl::StatusOr<std::optional<v1::CompleteScreeningResponse>> Complete(
+      const v1::CompleteScreeningRequest& request, const WriteTarget& target, const Clinical& clinical,
+      StoredSession session, bool from_cache, absl::Time deadline);
   // Hands the result to referral; returns the hand-off state reached. On
-  // success the outbox entry goes.
+  // success the outbox entry and the open-session slot go, with the write
+  // that records the delivery.
   v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);
   // The completed screening before `session` (by completion time), if any.
   absl::StatusOr<std::optional<StoredSession>> PreviousResult(const StoredSession& session,

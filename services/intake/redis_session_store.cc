@@ -20,6 +20,7 @@ constexpr char kService[] = "intake";
 std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
 std::string OpenKey(const std::string& owner) { return redis::Key(kService, owner, "open"); }
 std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
+std::string ResultsKey(const std::string& owner) { return redis::Key(kService, owner, "results"); }
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
@@ -299,8 +300,8 @@ absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::Get
   return ReadMany(screening_ids, /*answers=*/false, deadline);
 }
 
-std::vector<std::vector<std::string>> RedisSessionStore::WriteCommands(const std::string& screening_id,
-                                                                       const WriteRequest& request) const {
+RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string& screening_id,
+                                                               const WriteRequest& request) const {
   // A completed session keeps its answers in field a, in the form scoring
   // takes, so re-scoring forwards them without decoding the record. What a
   // completed session keeps for good (record, answers, result) is packed
@@ -328,30 +329,50 @@ std::vector<std::vector<std::string>> RedisSessionStore::WriteCommands(const std
                                    absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
                                    absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
                                    RequestTag(request.request_id), result, packed, digest};
-  std::vector<std::vector<std::string>> commands = {eval};
+  WriteBatch batch;
+  const bool indexes = request.index_completion.has_value() || request.touch_open_slot_until_ms > 0 ||
+                       request.remove_handoff || request.release_open_slot;
+  const std::string owner = indexes ? OwnerOf(request.record.user_id()) : std::string();
+  if (request.index_completion.has_value()) {
+    // Ahead of the write (see WriteRequest::index_completion). The completed
+    // index holds the screening id alone (re-scoring needs no more; until
+    // 2026-11-22 "<owner>/<screening>", which reads the same): 32 B less
+    // per screening in an index that is never trimmed.
+    const std::string at = absl::StrCat(request.index_completion->complete_time_ms);
+    batch.commands.push_back({"ZADD", ResultsKey(owner), at, screening_id});
+    batch.commands.push_back({"ZADD", redis::GlobalKey(kService, "completed"), at, screening_id});
+    batch.commands.push_back({"ZADD", OutboxKey(), absl::StrCat(request.index_completion->handoff_due_ms),
+                              absl::StrCat(owner, "/", screening_id)});
+  }
+  batch.script = batch.commands.size();
+  batch.commands.push_back(std::move(eval));
   if (request.touch_open_slot_until_ms > 0) {
     // In the same round trip: idempotent (XX only moves an existing slot's
     // expiry), so harmless when the write itself is refused.
-    commands.push_back({"ZADD", OpenKey(OwnerOf(request.record.user_id())), "XX",
-                        absl::StrCat(request.touch_open_slot_until_ms), screening_id});
+    batch.commands.push_back({"ZADD", OpenKey(owner), "XX", absl::StrCat(request.touch_open_slot_until_ms),
+                              screening_id});
   }
   if (request.remove_handoff) {
-    commands.push_back({"ZREM", OutboxKey(), absl::StrCat(OwnerOf(request.record.user_id()), "/", screening_id)});
+    batch.commands.push_back({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)});
   }
-  return commands;
+  if (request.release_open_slot) {
+    batch.commands.push_back({"ZREM", OpenKey(owner), screening_id});
+  }
+  return batch;
 }
 
 absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::ParseWriteReplies(
-    std::vector<redis::Reply>& replies) {
-  redis::Reply& reply = replies[0];
+    std::vector<redis::Reply>& replies, size_t script) {
+  if (script >= replies.size()) return absl::InternalError("session write: unexpected replies");
+  redis::Reply& reply = replies[script];
   if (reply.is_error() && absl::StartsWith(reply.str, "NOSCRIPT")) {
     return absl::NotFoundError(reply.str);  // Redis restarted: load again, retry
   }
   // An error in the index updates riding along fails the call rather than
   // passing unseen (in practice a Redis refusing writes, which refuses the
   // script as well).
-  for (size_t i = 1; i < replies.size(); ++i) {
-    if (replies[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (i != script && replies[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
   }
   if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
   const auto& el = reply.elements;
@@ -389,14 +410,14 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   if (request.request_id.empty()) {
     return absl::InternalError("session write without a request id");
   }
-  std::vector<std::vector<std::string>> commands = WriteCommands(screening_id, request);
+  WriteBatch batch = WriteCommands(screening_id, request);
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto sha = client_->LoadScript(WriteScript(), deadline);
     if (!sha.ok()) return sha.status();
-    commands[0][1] = *sha;
-    auto replies = client_->Pipeline(commands, deadline);
+    batch.commands[batch.script][1] = *sha;
+    auto replies = client_->Pipeline(batch.commands, deadline);
     if (!replies.ok()) return replies.status();
-    auto outcome = ParseWriteReplies(*replies);
+    auto outcome = ParseWriteReplies(*replies, batch.script);
     if (outcome.status().code() != absl::StatusCode::kNotFound) return outcome;
     client_->ForgetScript(WriteScript());  // NOSCRIPT: load again, retry once
   }
@@ -404,7 +425,7 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
 }
 
 struct RedisSessionStore::AsyncWrite {
-  std::vector<std::vector<std::string>> commands;
+  WriteBatch batch;
   absl::Time deadline;
   WriteDone done;
   int attempt = 0;
@@ -417,7 +438,7 @@ void RedisSessionStore::WriteAsync(const std::string& screening_id, const WriteR
     return std::move(done)(absl::InternalError("session write without a request id"));
   }
   auto write = std::make_shared<AsyncWrite>();
-  write->commands = WriteCommands(screening_id, request);
+  write->batch = WriteCommands(screening_id, request);
   write->deadline = deadline;
   write->done = std::move(done);
   SendWrite(std::move(write));
@@ -430,12 +451,12 @@ void RedisSessionStore::SendWrite(std::shared_ptr<AsyncWrite> write) {
   const absl::Time deadline = write->deadline;
   async_->LoadScript(WriteScript(), deadline, [this, write](absl::StatusOr<std::string> sha) mutable {
     if (!sha.ok()) return std::move(write->done)(sha.status());
-    write->commands[0][1] = *sha;
+    write->batch.commands[write->batch.script][1] = *sha;
     // The commands are kept for a retry after NOSCRIPT: sent as a copy.
-    async_->Pipeline(write->commands, write->deadline,
+    async_->Pipeline(write->batch.commands, write->deadline,
                      [this, write](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
                        if (!replies.ok()) return std::move(write->done)(replies.status());
-                       auto outcome = ParseWriteReplies(*replies);
+                       auto outcome = ParseWriteReplies(*replies, write->batch.script);
                        if (outcome.status().code() != absl::StatusCode::kNotFound) {
                          return std::move(write->done)(std::move(outcome));
                        }
@@ -450,8 +471,6 @@ void RedisSessionStore::SendWrite(std::shared_ptr<AsyncWrite> write) {
 }
 
 namespace {
-
-std::string ResultsKey(const std::string& user) { return redis::Key(kService, user, "results"); }
 
 // KEYS: open zset. ARGV: now ms, expiry ms, screening id, limit.
 const redis::Script& ReserveScript() {
@@ -496,25 +515,6 @@ absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
                                                 const std::string& screening_id,
                                                 absl::Time deadline) {
   return client_->Command({"ZREM", OpenKey(OwnerOf(user_id)), screening_id}, deadline).status();
-}
-
-absl::Status RedisSessionStore::IndexCompletion(const std::string& user_id, const std::string& screening_id,
-                                                int64_t complete_time_ms, int64_t handoff_due_ms,
-                                                absl::Time deadline) {
-  const std::string owner = OwnerOf(user_id);
-  // The completed index holds the screening id alone (re-scoring needs no
-  // more; until 2026-11-22 "<owner>/<screening>", which reads the same):
-  // 32 B less per screening in an index that is never trimmed.
-  auto replies = client_->Pipeline(
-      {{"ZADD", ResultsKey(owner), absl::StrCat(complete_time_ms), screening_id},
-       {"ZADD", redis::GlobalKey(kService, "completed"), absl::StrCat(complete_time_ms), screening_id},
-       {"ZADD", OutboxKey(), absl::StrCat(handoff_due_ms), absl::StrCat(owner, "/", screening_id)}},
-      deadline);
-  if (!replies.ok()) return replies.status();
-  for (const auto& r : *replies) {
-    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListResults(

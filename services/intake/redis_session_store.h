@@ -74,8 +74,6 @@ class RedisSessionStore : public SessionStore {
                                        absl::Time deadline) override;
   absl::Status ReleaseOpenSlot(const std::string& user_id, const std::string& screening_id,
                                absl::Time deadline) override;
-  absl::Status IndexCompletion(const std::string& user_id, const std::string& screening_id,
-                               int64_t complete_time_ms, int64_t handoff_due_ms, absl::Time deadline) override;
   absl::StatusOr<std::vector<IndexEntry>> ListResults(const std::string& user_id,
                                                       int64_t before_ms,
                                                       const std::string& before_id, int limit,
@@ -114,15 +112,20 @@ class RedisSessionStore : public SessionStore {
  private:
   absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
                                                                      bool answers, absl::Time deadline);
-  // The write's commands (EVALSHA's sha left empty: filled in per attempt).
-  std::vector<std::vector<std::string>> WriteCommands(const std::string& screening_id,
-                                                      const WriteRequest& request) const;
+  // The write's commands: the completion's indexes (if any), the write
+  // script (EVALSHA, its sha left empty: filled in per attempt), then the
+  // index updates riding after it.
+  struct WriteBatch {
+    std::vector<std::vector<std::string>> commands;
+    size_t script = 0;  // which command is the write script
+  };
+  WriteBatch WriteCommands(const std::string& screening_id, const WriteRequest& request) const;
   // A shared state of one asynchronous write (redis_session_store.cc).
   struct AsyncWrite;
   void SendWrite(std::shared_ptr<AsyncWrite> write);
   // The outcome the write script's replies give; NOT_FOUND: NOSCRIPT (load
   // the script again and retry).
-  static absl::StatusOr<WriteOutcome> ParseWriteReplies(std::vector<redis::Reply>& replies);
+  static absl::StatusOr<WriteOutcome> ParseWriteReplies(std::vector<redis::Reply>& replies, size_t script);
   // The rate-limit counter's key and its commands.
   std::vector<std::vector<std::string>> CountCommands(const std::string& user_id, const std::string& what,
                                                       int64_t window, absl::Duration ttl) const;

@@ -63,6 +63,24 @@ class SessionStore {
     // Also removes the screening from the hand-off outbox (referral has its
     // result), in the same round trip, whatever the write's outcome.
     bool remove_handoff = false;
+    // Also frees the user's open-session slot for this screening, in the
+    // same round trip, whatever the write's outcome: for writes to a
+    // screening already completed (the hand-off's), which holds none.
+    bool release_open_slot = false;
+    // A completion's indexes, sent ahead of the write in the same round
+    // trip (Redis runs them in order): the screening into its user's
+    // completed screenings (newest first) and into every completed
+    // screening (what batch re-scoring walks), both at `complete_time_ms`,
+    // and into the hand-off outbox due at `handoff_due_ms`. Whatever the
+    // write's outcome they stay: a crash, a conflict or a retry leaves
+    // entries whose screening is not completed, which readers skip and the
+    // outbox worker finds nothing to hand off for, never a completed result
+    // that referral does not learn about. Idempotent.
+    struct CompletionIndex {
+      int64_t complete_time_ms = 0;
+      int64_t handoff_due_ms = 0;
+    };
+    std::optional<CompletionIndex> index_completion;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
@@ -108,16 +126,8 @@ class SessionStore {
                                        const std::string& screening_id,
                                        absl::Time deadline) = 0;
 
-  // Before a completion commits, in one round trip: the screening into its
-  // user's completed screenings (newest first), into every completed
-  // screening by time (what batch re-scoring walks), and into the hand-off
-  // outbox due at `handoff_due_ms`. A crash before the commit leaves
-  // entries whose screening is not completed: readers skip them, the outbox
-  // worker finds nothing to hand off. Idempotent.
-  virtual absl::Status IndexCompletion(const std::string& user_id, const std::string& screening_id,
-                                       int64_t complete_time_ms, int64_t handoff_due_ms,
-                                       absl::Time deadline) = 0;
-  // The user's completed screenings (IndexCompletion), newest first.
+  // The user's completed screenings (WriteRequest::index_completion), newest
+  // first.
   struct IndexEntry {
     std::string screening_id;
     int64_t time_ms = 0;
@@ -136,8 +146,9 @@ class SessionStore {
   virtual std::string OwnerOf(const std::string& user_id) const = 0;
 
   // The hand-off outbox: screenings whose result must reach referral.
-  // Enqueued before the completion commits (IndexCompletion: a crash between
-  // the two loses nothing), removed once referral has the result.
+  // Enqueued with the completion's write, ahead of it
+  // (WriteRequest::index_completion: a crash between the two loses
+  // nothing), removed once referral has the result.
   struct HandoffEntry {
     std::string owner;  // OwnerOf(user id)
     std::string screening_id;
@@ -152,7 +163,7 @@ class SessionStore {
                                      absl::Time deadline) = 0;
 
   // Every completed screening by completion time (for batch re-scoring;
-  // IndexCompletion writes it).
+  // WriteRequest::index_completion writes it).
   struct CompletedEntry {
     std::string owner;  // OwnerOf(user id); "" in entries written since 2026-11-22
     std::string screening_id;

@@ -540,6 +540,134 @@ TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
   EXPECT_EQ(scoring_->calls.load(), 0);
 }
 
+// Read events Redis has processed: one per round trip of a client (on
+// loopback each of intake's pipelines arrives in one read), and one for
+// the INFO that asks.
+int64_t RedisReads(redis::Client& client) {
+  auto reads = aqueduct::testing::RedisInfoField(client, "stats", "total_reads_processed");
+  int64_t n = -1;
+  if (!reads.ok() || !absl::SimpleAtoi(*reads, &n)) return -1;
+  return n;
+}
+
+// A completion on the replica that wrote the last page reads nothing back,
+// the result's indexes ride with its write and the open slot's release
+// with the hand-off's: two round trips to Redis in all (five until the
+// sixth session of 2026-12-02). Without the session cached, one more: the
+// read. What is stored is the same either way.
+TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips) {
+  for (const bool cached : {true, false}) {
+    SCOPED_TRACE(cached ? "cached" : "not cached");
+    IntakeConfig config;
+    if (!cached) config.session_cache_entries = 0;
+    Reconfigure(config);
+    const std::string user = cached ? "alice" : "bob";
+    v1::Screening s = Start(user);
+    const std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
+    const int64_t before = RedisReads(*client_);
+    auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+    const int64_t after = RedisReads(*client_);
+    ASSERT_THAT(done, IsOk());
+    ASSERT_GE(before, 0);
+    EXPECT_EQ(after - before - 1, cached ? 2 : 3) << "the INFO that asks is one read";
+    EXPECT_EQ(done->handoff(), v1::DELIVERED);
+    EXPECT_EQ(done->screening().state(), v1::COMPLETED);
+    const std::string id = s.name().substr(s.name().rfind('/') + 1);
+    const std::string owner = store_->OwnerOf(user);
+    EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
+    EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id}, Soon())->is_nil());
+    EXPECT_TRUE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "outbox"), absl::StrCat(owner, "/", id)},
+                                 Soon())->is_nil());
+    EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())->is_nil());
+    auto stored = store_->Get(id, "", Soon());
+    ASSERT_THAT(stored, IsOk());
+    ASSERT_TRUE(stored->session.has_value());
+    EXPECT_EQ(stored->session->record.state(), v1::COMPLETED);
+    EXPECT_EQ(stored->session->record.handoff(), v1::DELIVERED);
+    ASSERT_TRUE(stored->session->result.has_value());
+    EXPECT_EQ(stored->session->result->scoring().SerializeAsString(),
+              referral_.last.result().SerializeAsString());
+  }
+}
+
+// A completion on a replica whose cached session changed elsewhere
+// meanwhile stores nothing of its own and gets exactly the answer a replica
+// without the cache gives.
+TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
+  IntakeCore other(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), IntakeConfig());
+  IntakeConfig none;
+  none.session_cache_entries = 0;
+  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
+  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
+  auto state_of = [&](const v1::Screening& s) {
+    auto read = store_->Get(id_of(s), "", Soon());
+    return read.ok() && read->session.has_value() ? read->session->record.state() : v1::SCREENING_STATE_UNSPECIFIED;
+  };
+
+  // Another page on the last etag, through the other replica: ABORTED naming
+  // the current etag, nothing completed, and the screening is in nobody's
+  // results (the indexes sent ahead of the refused write are skipped).
+  v1::Screening s = Start("carol");
+  std::string etag = AnswerAll(s, {});
+  v1::Screening at = s;
+  at.set_etag(etag);
+  auto changed = Submit(other, Answers(at, {3}, "p-other"), Soon());
+  ASSERT_THAT(changed, IsOk());
+  auto stale = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted,
+                              HasSubstr(absl::StrCat("current etag \"", changed->screening().etag(), "\""))));
+  EXPECT_EQ(stale.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1-cold"), Soon()).status());
+  EXPECT_EQ(state_of(s), v1::IN_PROGRESS);
+  v1::ListMyResultsRequest list;
+  list.set_parent("users/carol");
+  auto results = core_->ListMyResults(list, Soon());
+  ASSERT_THAT(results, IsOk());
+  EXPECT_EQ(results->results_size(), 0);
+  EXPECT_EQ(scoring_->calls.load(), 1) << "scored by the cached try, refused at its write; nothing kept";
+  // On the current etag it completes.
+  auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c2"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->screening().state(), v1::COMPLETED);
+
+  // Completed through the other replica by the same request (the app's
+  // retry went there): the same result, scored once.
+  s = Start("dave");
+  etag = AnswerAll(s, {});
+  auto first = other.CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(first, IsOk());
+  auto again = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->result().SerializeAsString(), first->result().SerializeAsString());
+  EXPECT_EQ(again->screening().SerializeAsString(), first->screening().SerializeAsString());
+  // ... and by another request: already completed.
+  s = Start("dave2");
+  etag = AnswerAll(s, {});
+  ASSERT_THAT(other.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
+  auto twice = core_->CompleteScreening(Complete(s.name(), etag, "c2"), Soon());
+  EXPECT_THAT(twice, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
+  EXPECT_EQ(twice.status(), cold.CompleteScreening(Complete(s.name(), etag, "c3"), Soon()).status());
+
+  // Abandoned elsewhere: FAILED_PRECONDITION, as without the cache.
+  s = Start("erin");
+  etag = AnswerAll(s, {});
+  v1::AbandonScreeningRequest abandon;
+  abandon.set_name(s.name());
+  ASSERT_THAT(other.AbandonScreening(abandon, Soon()), IsOk());
+  auto late = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
+  EXPECT_EQ(late.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_EQ(state_of(s), v1::ABANDONED);
+
+  // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
+  s = Start("frank");
+  etag = AnswerAll(s, {});
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", id_of(s), "session")}, Soon()), IsOk());
+  auto gone = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(gone.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", id_of(s), "session")}, Soon())->integer, 0);
+}
+
 TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   v1::Screening s = Start();
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
@@ -804,6 +932,10 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   EXPECT_EQ(done->route().route(), common::v1::CRISIS_URGENT);
   EXPECT_EQ(done->handoff(), v1::PENDING);
   EXPECT_EQ(done->screening().state(), v1::COMPLETED) << "the result is kept";
+  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", store_->OwnerOf("alice"), "open"), id}, Soon())
+                  ->is_nil())
+      << "no longer an open screening, though the hand-off waits";
 
   // Referral back: retrying the completion delivers the hand-off once.
   referral_.down = false;
