@@ -109,11 +109,11 @@ int main(int argc, char** argv) {
     }
     if (callback) {
       pipelined = std::make_unique<aqueduct::redis::AsyncClient>(
-          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, 1, ""));
+          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, 1, {}));
     } else {
       aqueduct::server::ServerOptions defaults;
       redis = std::make_unique<aqueduct::redis::Client>(
-          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, defaults.max_threads, ""));
+          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, defaults.max_threads, {}));
     }
   }
   EchoService sync_service(redis.get());

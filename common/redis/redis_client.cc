@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 
 #include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
@@ -367,13 +368,39 @@ absl::Status Client::Ping(absl::Time deadline) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Credentials> CredentialsFromEnv() {
+  Credentials out;
+  auto password = config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
+  if (!password.ok()) return password.status();
+  out.password = *std::move(password);
+  const char* user = std::getenv("AQUEDUCT_REDIS_USER");
+  if (user == nullptr) return out;
+  out.user = user;
+  if (out.user.empty()) {
+    return absl::InvalidArgumentError("AQUEDUCT_REDIS_USER: empty (unset it to use the default user)");
+  }
+  for (const unsigned char c : out.user) {
+    if (c <= ' ' || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          "AQUEDUCT_REDIS_USER: a Redis user name has no spaces or control characters");
+    }
+  }
+  if (out.password.empty()) {
+    return absl::InvalidArgumentError(
+        "AQUEDUCT_REDIS_USER is set but no password is (AQUEDUCT_REDIS_PASSWORD_FILE or "
+        "AQUEDUCT_REDIS_PASSWORD): an ACL user signs in with its password");
+  }
+  return out;
+}
+
 Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
-                    int pool_size, std::string password) {
+                    int pool_size, Credentials credentials) {
   Options o;
   o.endpoint = endpoint;
   o.command_timeout = command_timeout;
   o.pool_size = pool_size;
-  o.password = std::move(password);
+  o.user = std::move(credentials.user);
+  o.password = std::move(credentials.password);
   return o;
 }
 

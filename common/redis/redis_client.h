@@ -50,10 +50,25 @@ struct Options {
   std::string password;
 };
 
+// What a client authenticates with: a password alone (Redis's `default`
+// user, or `requirepass`), or an ACL user and its password.
+struct Credentials {
+  std::string user;      // empty: the default user
+  std::string password;  // empty: no AUTH at all
+};
+// The services' and tools' credentials from the environment: the password
+// from AQUEDUCT_REDIS_PASSWORD_FILE or AQUEDUCT_REDIS_PASSWORD
+// (config::SecretFromEnv), the ACL user's name, if any, from
+// AQUEDUCT_REDIS_USER. INVALID_ARGUMENT names the variable that is wrong: a
+// user without a password (it would be ignored), or a name Redis cannot
+// have (empty once trimmed, or with spaces or control characters). Never
+// echoes the password.
+absl::StatusOr<Credentials> CredentialsFromEnv();
+
 // Options for a service's client: `pool_size` connections (one per serving
-// thread), the password if any (never logged).
+// thread), the credentials if any (never logged).
 Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
-                    int pool_size, std::string password);
+                    int pool_size, Credentials credentials);
 
 // A Lua script run with EVALSHA, loaded on first use and again after a
 // NOSCRIPT reply (Redis restarted or SCRIPT FLUSH).

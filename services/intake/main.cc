@@ -138,13 +138,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto redis_password = aqueduct::config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
-  if (!redis_password.ok()) {
-    log::Error("bad configuration", {{"error", std::string(redis_password.status().message())}});
+  auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
+  if (!redis_credentials.ok()) {
+    log::Error("bad configuration", {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_password));
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_credentials));
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) {
@@ -152,9 +152,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   // SubmitAnswers writes over one non-blocking pipelined connection (the
-  // same address, timeout and password): a page write holds no thread.
+  // same address, timeout and credentials): a page write holds no thread.
   aqueduct::redis::AsyncClient redis_async(aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, 1, *redis_password));
+      *endpoint, *redis_timeout, 1, *redis_credentials));
   aqueduct::intake::RedisSessionStore store(&redis, &*data_keys, absl::Hours(24), &redis_async);
 
   const std::string scoring_addr = scoring_ep->ToString();

@@ -63,13 +63,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto redis_password = aqueduct::config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
-  if (!redis_password.ok()) {
-    log::Error("bad configuration", {{"error", std::string(redis_password.status().message())}});
+  auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
+  if (!redis_credentials.ok()) {
+    log::Error("bad configuration", {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
   const aqueduct::redis::Options redis_options = aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_password);
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_credentials);
   aqueduct::redis::Client redis(redis_options);
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
   aqueduct::redis::Client watch_redis(redis_options);

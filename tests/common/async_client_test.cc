@@ -272,5 +272,26 @@ TEST(AsyncClientAuthTest, PasswordIsSentFirstAndAWrongOneIsUnavailable) {
   EXPECT_THAT(Call(anonymous, {"PING"}), StatusIs(absl::StatusCode::kInternal, HasSubstr("NOAUTH")));
 }
 
+TEST(AsyncClientAuthTest, SignsInAsAnAclUser) {
+  aqueduct::testing::TempDir dir;
+  auto server = aqueduct::testing::RedisServer::Start(dir.path(), "admin-pass");
+  ASSERT_THAT(server, IsOk());
+  AsyncClient admin((*server)->ClientOptions());
+  ASSERT_THAT(Call(admin, {"ACL", "SETUSER", "intake", "on", ">intake-pass", "~aq:intake:*", "+@all"}), IsOk());
+  Options as_intake = (*server)->ClientOptions();
+  as_intake.user = "intake";
+  as_intake.password = "intake-pass";
+  AsyncClient intake(as_intake);
+  auto whoami = Call(intake, {"ACL", "WHOAMI"});
+  ASSERT_THAT(whoami, IsOk());
+  EXPECT_EQ(whoami->str, "intake");
+  EXPECT_THAT(Call(intake, {"SET", "aq:referral:{c}:case", "x"}),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("NOPERM")));
+  Options wrong = as_intake;
+  wrong.password = "admin-pass";
+  AsyncClient refused(wrong);
+  EXPECT_THAT(Call(refused, {"PING"}), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("authentication failed")));
+}
+
 }  // namespace
 }  // namespace aqueduct::redis

@@ -2,6 +2,8 @@
 
 #include "common/redis/redis_client.h"
 
+#include <cstdlib>
+
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -15,6 +17,7 @@ namespace {
 using ::aqueduct::testing::IsOk;
 using ::aqueduct::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RedisClientTest : public aqueduct::testing::RedisTest {
  protected:
@@ -155,6 +158,79 @@ TEST_F(RedisClientTest, ManyThreadsShareTheBoundedPool) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(client_->Command({"GET", "shared"}, Soon())->str, "400");
+}
+
+// An ACL user (AUTH <user> <password>): the client signs in as that user,
+// so the user's key patterns apply; a wrong password is UNAVAILABLE and
+// never echoed.
+TEST(RedisClientAclTest, SignsInAsTheAclUserWhoseKeyPatternsApply) {
+  aqueduct::testing::TempDir dir;
+  auto server = aqueduct::testing::RedisServer::Start(dir.path(), "admin-pass");
+  ASSERT_THAT(server, IsOk());
+  Client admin((*server)->ClientOptions());
+  ASSERT_THAT(admin.Command({"ACL", "SETUSER", "intake", "on", ">intake-pass", "~aq:intake:*", "+@all"},
+                            absl::Now() + absl::Seconds(2)),
+              IsOk());
+  Options as_intake = (*server)->ClientOptions();
+  as_intake.user = "intake";
+  as_intake.password = "intake-pass";
+  Client intake(as_intake);
+  const absl::Time soon = absl::Now() + absl::Seconds(5);
+  EXPECT_THAT(intake.Command({"SET", "aq:intake:{s}:session", "x"}, soon), IsOk());
+  auto whoami = intake.Command({"ACL", "WHOAMI"}, soon);
+  ASSERT_THAT(whoami, IsOk());
+  EXPECT_EQ(whoami->str, "intake");
+  EXPECT_THAT(intake.Command({"SET", "aq:referral:{c}:case", "x"}, soon),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("NOPERM")))
+      << "another service's keys are out of this user's reach";
+
+  Options wrong = as_intake;
+  wrong.password = "admin-pass";  // the default user's, not this user's
+  Client refused(wrong);
+  auto r = refused.Ping(soon);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("authentication failed")));
+  EXPECT_THAT(r.message(), Not(HasSubstr("admin-pass")));
+}
+
+// AQUEDUCT_REDIS_USER with AQUEDUCT_REDIS_PASSWORD(_FILE), for every
+// service and aqueductctl.
+TEST(RedisCredentialsTest, FromTheEnvironmentWithClearErrors) {
+  unsetenv("AQUEDUCT_REDIS_USER");
+  unsetenv("AQUEDUCT_REDIS_PASSWORD_FILE");
+  unsetenv("AQUEDUCT_REDIS_PASSWORD");
+  auto none = CredentialsFromEnv();
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->user.empty());
+  EXPECT_TRUE(none->password.empty());
+
+  setenv("AQUEDUCT_REDIS_PASSWORD", "pw-only", 1);
+  auto password_only = CredentialsFromEnv();
+  ASSERT_THAT(password_only, IsOk());
+  EXPECT_TRUE(password_only->user.empty());
+  EXPECT_EQ(password_only->password, "pw-only");
+
+  setenv("AQUEDUCT_REDIS_USER", "referral", 1);
+  auto both = CredentialsFromEnv();
+  ASSERT_THAT(both, IsOk());
+  EXPECT_EQ(both->user, "referral");
+  EXPECT_EQ(both->password, "pw-only");
+  const Options options = MakeOptions(config::Endpoint{}, absl::Seconds(1), 2, *both);
+  EXPECT_EQ(options.user, "referral");
+  EXPECT_EQ(options.password, "pw-only");
+
+  for (const char* bad : {"", "two words", "tab\there"}) {
+    setenv("AQUEDUCT_REDIS_USER", bad, 1);
+    auto refused = CredentialsFromEnv();
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("AQUEDUCT_REDIS_USER")))
+        << "user \"" << bad << "\"";
+    EXPECT_THAT(refused.status().message(), Not(HasSubstr("pw-only")));
+  }
+
+  setenv("AQUEDUCT_REDIS_USER", "referral", 1);
+  unsetenv("AQUEDUCT_REDIS_PASSWORD");
+  EXPECT_THAT(CredentialsFromEnv(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no password")));
+  unsetenv("AQUEDUCT_REDIS_USER");
 }
 
 TEST(RedisClientNoServerTest, UnreachableAddressIsUnavailableAndNamed) {

@@ -59,13 +59,15 @@ class AuthE2eTest : public ::testing::Test {
     referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
   }
 
-  Service Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
+  Service Start(const std::string& name, const std::string& binary, std::vector<std::string> args,
+                std::vector<std::string> env = {}) {
     Service s;
     s.log = dir_.path() + "/" + name + ".log";
     const std::string port_file = dir_.path() + "/" + name + ".port";
     args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
                                "--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
-    auto p = t::Subprocess::Start(args, s.log, {t::DataKeysEnv()});
+    env.push_back(t::DataKeysEnv());
+    auto p = t::Subprocess::Start(args, s.log, env);
     EXPECT_TRUE(p.ok());
     if (!p.ok()) return s;
     s.process = std::move(*p);
@@ -524,6 +526,52 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
       EXPECT_THAT(t::ReadFile(log), HasSubstr("authentication failed"));
     }
     EXPECT_THAT(t::ReadFile(log), Not(HasSubstr(password)));
+  }
+}
+
+// A Redis with ACL users (AQUEDUCT_REDIS_USER, the password in a file):
+// intake and referral each sign in as a user that reaches only its own
+// service's keys, and a whole screening is completed and handed off.
+TEST_F(AuthE2eTest, EachServiceCanSignInAsAnAclUserReachingOnlyItsOwnKeys) {
+  t::TempDir acl_dir;
+  auto locked = t::RedisServer::Start(acl_dir.path(), "admin-redis-pw");
+  ASSERT_TRUE(locked.ok()) << locked.status();
+  redis::Client admin((*locked)->ClientOptions());
+  const absl::Time soon = absl::Now() + absl::Seconds(5);
+  std::map<std::string, std::vector<std::string>> env;
+  for (const std::string service : {"intake", "referral"}) {
+    const std::string password = service + "-redis-pw";
+    ASSERT_TRUE(admin.Command({"ACL", "SETUSER", service, "on", ">" + password, "~aq:" + service + ":*", "+@all"},
+                              soon).ok());
+    const std::string file = acl_dir.path() + "/" + service + "-pw";
+    std::ofstream(file) << password << "\n";
+    env[service] = {"AQUEDUCT_REDIS_USER=" + service, "AQUEDUCT_REDIS_PASSWORD_FILE=" + file};
+  }
+  referral_ = Start("referral-acl", "services/referral/aqueduct-referral", {"--redis=" + (*locked)->address()},
+                    env["referral"]);
+  intake_ = Start("intake-acl", "services/intake/aqueduct-intake",
+                  {"--redis=" + (*locked)->address(), "--scoring=" + scoring_.address,
+                   "--referral=" + referral_.address, "--service_key=" + auth_.private_key_file(),
+                   std::string("--service_key_id=") + t::TestAuth::kKeyId},
+                  env["intake"]);
+  for (Service* s : {&referral_, &intake_}) ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
+  intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
+
+  CompleteScreening("acl-person", {2, 2, 2, 2, 2, 1, 1, 1, 0});
+  EXPECT_EQ(admin.Command({"ZCARD", "aq:intake:outbox"}, soon)->integer, 0) << "handed off: out of the outbox";
+  auto cases = admin.Command({"KEYS", "aq:referral:*"}, soon);
+  ASSERT_TRUE(cases.ok());
+  EXPECT_FALSE(cases->elements.empty()) << "referral stored the case as its own user";
+  auto sessions = admin.Command({"KEYS", "aq:intake:*"}, soon);
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_FALSE(sessions->elements.empty());
+  // Each user is refused the other's keys (Redis's own check of the ACL).
+  auto crossed = admin.Command({"ACL", "DRYRUN", "intake", "GET", "aq:referral:{x}:case"}, soon);
+  ASSERT_TRUE(crossed.ok());
+  EXPECT_THAT(crossed->str, HasSubstr("no permissions"));
+  for (const Service* s : {&referral_, &intake_}) {
+    EXPECT_THAT(t::ReadFile(s->log), Not(HasSubstr("-redis-pw")));
+    EXPECT_THAT(t::ReadFile(s->log), Not(HasSubstr("authentication failed")));
   }
 }
 

@@ -29,6 +29,7 @@ namespace {
 
 namespace t = ::aqueduct::testing;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RescoreTest : public ::testing::Test {
  protected:
@@ -141,19 +142,21 @@ class RescoreTest : public ::testing::Test {
   }
 
   // Runs "aqueductctl rescore" as a process; returns its exit status.
-  std::unique_ptr<t::Subprocess> Rescore(std::vector<std::string> extra, const std::string& summary) {
+  std::unique_ptr<t::Subprocess> Rescore(std::vector<std::string> extra, const std::string& summary,
+                                         std::vector<std::string> env = {}) {
     std::vector<std::string> args = {t::BinaryPath("tools/aqueductctl/aqueductctl"), "rescore",
                                      "--ruleset=v2-test", "--redis=" + redis_->address(),
                                      "--scoring=" + scoring_addr_, "--referral=" + referral_addr_,
                                      "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore"),
                                      "--insecure_plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
+    env.push_back("AQUEDUCT_DATA_KEYS=" + keys_.ToText());
+    auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", env);
     EXPECT_TRUE(p.ok());
     return std::move(*p);
   }
-  int RunToEnd(std::vector<std::string> extra, const std::string& summary) {
-    auto p = Rescore(std::move(extra), summary);
+  int RunToEnd(std::vector<std::string> extra, const std::string& summary, std::vector<std::string> env = {}) {
+    auto p = Rescore(std::move(extra), summary, std::move(env));
     auto status = p->Wait(absl::Seconds(120));
     EXPECT_TRUE(status.has_value());
     return status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
@@ -231,6 +234,27 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
   EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
   EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
   EXPECT_THAT(json, HasSubstr("\"cases_opened\":0"));
+}
+
+// The job as a Redis ACL user reaching only intake's keys and its own
+// checkpoints (AQUEDUCT_REDIS_USER; common/auth/README.md).
+TEST_F(RescoreTest, RunsAsAnAclUserReachingOnlyIntakesKeysAndItsCheckpoints) {
+  ASSERT_TRUE(client_->Command({"ACL", "SETUSER", "rescore", "on", ">rescore-redis-pw", "~aq:intake:*",
+                                "~aq:rescore:*", "+@all"},
+                               absl::Now() + absl::Seconds(5))
+                  .ok());
+  const std::string summary = dir_.path() + "/acl.json";
+  ASSERT_EQ(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore", "AQUEDUCT_REDIS_PASSWORD=rescore-redis-pw"}), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
+  EXPECT_EQ(OutcomesStored(), kScreenings);
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), Not(HasSubstr("rescore-redis-pw")));
+  // The user, not the default one (which here has no password and would
+  // take any), is who signs in: a wrong password for it is refused.
+  EXPECT_NE(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore", "AQUEDUCT_REDIS_PASSWORD=not-its-password"}), 0);
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), HasSubstr("authentication failed"));
+  // The same user without the password it signs in with: refused at once.
+  EXPECT_EQ(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore"}), 2);
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), HasSubstr("AQUEDUCT_REDIS_USER is set but no password"));
 }
 
 TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {

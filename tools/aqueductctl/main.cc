@@ -394,10 +394,10 @@ int Rescore() {
   }
   auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
   if (!endpoint.ok()) { std::cerr << "aqueductctl rescore: " << endpoint.status().message() << "\n"; return 2; }
-  auto redis_password = aqueduct::config::SecretFromEnv("AQUEDUCT_REDIS_PASSWORD");
-  if (!redis_password.ok()) { std::cerr << "aqueductctl rescore: " << redis_password.status().message() << "\n"; return 2; }
+  auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
+  if (!redis_credentials.ok()) { std::cerr << "aqueductctl rescore: " << redis_credentials.status().message() << "\n"; return 2; }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_password));
+      *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_credentials));
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) { std::cerr << "aqueductctl rescore: " << data_keys.status().message() << "\n"; return 2; }
   aqueduct::intake::RedisSessionStore store(&redis, &*data_keys);
