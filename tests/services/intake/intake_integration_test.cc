@@ -90,13 +90,22 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     async_ = std::make_unique<redis::AsyncClient>(redis().ClientOptions());
     store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_, absl::Hours(24), async_.get());
-    core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
-                                         &catalog_, &RealClock(), IntakeConfig());
+    core_ = Replica();
   }
-  void Reconfigure(IntakeConfig config) {
-    core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_,
-                                         &RealClock(), config);
+  void Reconfigure(IntakeConfig config) { core_ = Replica(config); }
+  // Another replica on the same Redis, scoring and referral, with its own
+  // session cache (none with NoCache()).
+  std::unique_ptr<IntakeCore> Replica(IntakeConfig config = IntakeConfig()) {
+    return std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(),
+                                        config);
   }
+  static IntakeConfig NoCache() {
+    IntakeConfig config;
+    config.session_cache_entries = 0;
+    return config;
+  }
+  // The screening id of "users/{user}/screenings/{id}".
+  static std::string IdOf(const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); }
 
   absl::StatusOr<v1::SubmitAnswersResponse> Submit(IntakeCore& core, const v1::SubmitAnswersRequest& req,
                                                    absl::Time deadline) {
@@ -194,7 +203,7 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.age", "ctx.sex"));
   EXPECT_FALSE(items->ready_to_complete());
   // The session lives in Redis with a TTL (expires when idle).
-  auto ttl = client_->Command({"PTTL", redis::Key("intake", s.name().substr(s.name().rfind('/') + 1), "session")}, Soon());
+  auto ttl = client_->Command({"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
   ASSERT_THAT(ttl, IsOk());
   EXPECT_GT(ttl->integer, 0);
 }
@@ -212,8 +221,7 @@ TEST_F(IntakeTest, StartIsIdempotentByRequestId) {
   ASSERT_THAT(listed, IsOk());
   std::vector<std::string> ids;
   for (const auto& e : listed->elements) ids.push_back(e.str);
-  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
-  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(id_of(a), id_of(c), id_of(d)));
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(IdOf(a), IdOf(c), IdOf(d)));
   // No per-person index of every screening started (nothing read it).
   EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", owner, "screenings")}, Soon())->integer, 0);
 }
@@ -239,7 +247,7 @@ TEST_F(IntakeTest, UnknownAndOtherUsersScreeningsAreNotFound) {
   get.set_name("users/alice/screenings/doesnotexist");
   EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
   // Same id under another user: exactly the same answer as a missing one.
-  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  std::string id = IdOf(s);
   get.set_name("users/mallory/screenings/" + id);
   auto other = core_->GetScreening(get, Soon());
   EXPECT_THAT(other, StatusIs(absl::StatusCode::kNotFound));
@@ -368,15 +376,13 @@ TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
   ASSERT_THAT(second, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1);
   // Without the cache, every page reads the session first.
-  IntakeConfig none;
-  none.session_cache_entries = 0;
-  Reconfigure(none);
+  Reconfigure(NoCache());
   before = CommandCalls(*client_, "hmget");
   auto third = Submit(*core_, Answers(second->screening(), {3}, "p3", 3), Soon());
   ASSERT_THAT(third, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 2);
   // Either way Redis holds every page.
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   ASSERT_TRUE(stored->session.has_value());
@@ -391,17 +397,14 @@ TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
 // cached page stores nothing and gets exactly what a replica without the
 // cache would have said.
 TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
-  IntakeCore other(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), IntakeConfig());
-  IntakeConfig none;
-  none.session_cache_entries = 0;
-  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
-  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
+  auto other = Replica();
+  auto cold = Replica(NoCache());
 
   // A retry of a page the other replica applied: the reply it gave.
   v1::Screening s = Start("carol");
   auto a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());  // cached here at version 2
   ASSERT_THAT(a1, IsOk());
-  auto b2 = Submit(other, Answers(a1->screening(), {2}, "p2", 2), Soon());
+  auto b2 = Submit(*other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
   auto retried = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(retried, IsOk());
@@ -412,13 +415,13 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
   s = Start("dave");
   a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
-  b2 = Submit(other, Answers(a1->screening(), {2}, "p2", 2), Soon());
+  b2 = Submit(*other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
   auto stale = Submit(*core_, Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
-  auto stale_cold = Submit(cold, Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
+  auto stale_cold = Submit(*cold, Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
   EXPECT_EQ(stale.status(), stale_cold.status());
-  auto stored = store_->Get(id_of(s), "", Soon());
+  auto stored = store_->Get(IdOf(s), "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 3);
   EXPECT_EQ(stored->session->record.answers().at("phq9.2").option_value(), 2);
@@ -429,20 +432,20 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
   ASSERT_THAT(a1, IsOk());
   v1::AbandonScreeningRequest abandon;
   abandon.set_name(s.name());
-  ASSERT_THAT(other.AbandonScreening(abandon, Soon()), IsOk());
+  ASSERT_THAT(other->AbandonScreening(abandon, Soon()), IsOk());
   auto late = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
-  EXPECT_EQ(late.status(), Submit(cold, Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
+  EXPECT_EQ(late.status(), Submit(*cold, Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
 
   // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
   s = Start("frank");
   a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", id_of(s), "session")}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()), IsOk());
   auto gone = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(gone.status().message(), "name: no such screening");
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", id_of(s), "session")}, Soon())->integer, 0);
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")}, Soon())->integer, 0);
 }
 
 TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
@@ -558,9 +561,7 @@ int64_t RedisReads(redis::Client& client) {
 TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips) {
   for (const bool cached : {true, false}) {
     SCOPED_TRACE(cached ? "cached" : "not cached");
-    IntakeConfig config;
-    if (!cached) config.session_cache_entries = 0;
-    Reconfigure(config);
+    Reconfigure(cached ? IntakeConfig() : NoCache());
     const std::string user = cached ? "alice" : "bob";
     v1::Screening s = Start(user);
     const std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
@@ -572,7 +573,7 @@ TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips
     EXPECT_EQ(after - before - 1, cached ? 2 : 3) << "the INFO that asks is one read";
     EXPECT_EQ(done->handoff(), v1::DELIVERED);
     EXPECT_EQ(done->screening().state(), v1::COMPLETED);
-    const std::string id = s.name().substr(s.name().rfind('/') + 1);
+    const std::string id = IdOf(s);
     const std::string owner = store_->OwnerOf(user);
     EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
     EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id}, Soon())->is_nil());
@@ -594,13 +595,10 @@ TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips
 // meanwhile stores nothing of its own and gets exactly the answer a replica
 // without the cache gives.
 TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
-  IntakeCore other(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), IntakeConfig());
-  IntakeConfig none;
-  none.session_cache_entries = 0;
-  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
-  auto id_of = [](const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); };
+  auto other = Replica();
+  auto cold = Replica(NoCache());
   auto state_of = [&](const v1::Screening& s) {
-    auto read = store_->Get(id_of(s), "", Soon());
+    auto read = store_->Get(IdOf(s), "", Soon());
     return read.ok() && read->session.has_value() ? read->session->record.state() : v1::SCREENING_STATE_UNSPECIFIED;
   };
 
@@ -611,12 +609,12 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   std::string etag = AnswerAll(s, {});
   v1::Screening at = s;
   at.set_etag(etag);
-  auto changed = Submit(other, Answers(at, {3}, "p-other"), Soon());
+  auto changed = Submit(*other, Answers(at, {3}, "p-other"), Soon());
   ASSERT_THAT(changed, IsOk());
   auto stale = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted,
                               HasSubstr(absl::StrCat("current etag \"", changed->screening().etag(), "\""))));
-  EXPECT_EQ(stale.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1-cold"), Soon()).status());
+  EXPECT_EQ(stale.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1-cold"), Soon()).status());
   EXPECT_EQ(state_of(s), v1::IN_PROGRESS);
   v1::ListMyResultsRequest list;
   list.set_parent("users/carol");
@@ -633,7 +631,7 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   // retry went there): the same result, scored once.
   s = Start("dave");
   etag = AnswerAll(s, {});
-  auto first = other.CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  auto first = other->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(first, IsOk());
   auto again = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(again, IsOk());
@@ -642,30 +640,30 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   // ... and by another request: already completed.
   s = Start("dave2");
   etag = AnswerAll(s, {});
-  ASSERT_THAT(other.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
+  ASSERT_THAT(other->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
   auto twice = core_->CompleteScreening(Complete(s.name(), etag, "c2"), Soon());
   EXPECT_THAT(twice, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
-  EXPECT_EQ(twice.status(), cold.CompleteScreening(Complete(s.name(), etag, "c3"), Soon()).status());
+  EXPECT_EQ(twice.status(), cold->CompleteScreening(Complete(s.name(), etag, "c3"), Soon()).status());
 
   // Abandoned elsewhere: FAILED_PRECONDITION, as without the cache.
   s = Start("erin");
   etag = AnswerAll(s, {});
   v1::AbandonScreeningRequest abandon;
   abandon.set_name(s.name());
-  ASSERT_THAT(other.AbandonScreening(abandon, Soon()), IsOk());
+  ASSERT_THAT(other->AbandonScreening(abandon, Soon()), IsOk());
   auto late = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
-  EXPECT_EQ(late.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_EQ(late.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
   EXPECT_EQ(state_of(s), v1::ABANDONED);
 
   // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
   s = Start("frank");
   etag = AnswerAll(s, {});
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", id_of(s), "session")}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()), IsOk());
   auto gone = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_EQ(gone.status(), cold.CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", id_of(s), "session")}, Soon())->integer, 0);
+  EXPECT_EQ(gone.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")}, Soon())->integer, 0);
 }
 
 TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
@@ -695,7 +693,7 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   }
   EXPECT_EQ(referral_.last.location_state(), "FL") << "the state the start context gave";
   // The completed result does not expire.
-  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  std::string id = IdOf(s);
   auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
   EXPECT_EQ(ttl->integer, -1);
   // Indexed for the person and for re-scoring; delivered, so out of the
@@ -738,7 +736,7 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
 TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   v1::Screening s = Start();
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   auto before = store_->Get(id, "", Soon());
   ASSERT_THAT(before, IsOk());
   const auto answers_in_progress = before->session->record.answers();
@@ -904,7 +902,7 @@ TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
 
   // Submits: two a minute.
   v1::Screening s = started[0];
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   auto before = store_->Get(id, "", Soon());
   ASSERT_THAT(before, IsOk());
   auto first = Submit(*core_, Answers(s, {1}, "a1"), Soon());
@@ -932,7 +930,7 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   EXPECT_EQ(done->route().route(), common::v1::CRISIS_URGENT);
   EXPECT_EQ(done->handoff(), v1::PENDING);
   EXPECT_EQ(done->screening().state(), v1::COMPLETED) << "the result is kept";
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", store_->OwnerOf("alice"), "open"), id}, Soon())
                   ->is_nil())
       << "no longer an open screening, though the hand-off waits";
@@ -1020,16 +1018,14 @@ TEST_F(IntakeTest, TheUsualPageHoldsNoThreadAndWhatMustBlockGoesToThePool) {
   auto second = submit_with(*core_, &refusing, Answers(first->screening(), {2}, "p2", 2));
   ASSERT_THAT(second, IsOk());
 
-  IntakeConfig none;
-  none.session_cache_entries = 0;
-  IntakeCore cold(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(), none);
-  EXPECT_THAT(submit_with(cold, &refusing, Answers(second->screening(), {3}, "p3", 3)),
+  auto cold = Replica(NoCache());
+  EXPECT_THAT(submit_with(*cold, &refusing, Answers(second->screening(), {3}, "p3", 3)),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("overloaded")));
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 3) << "the refused page stored nothing";
-  auto third = submit_with(cold, &pool_, Answers(second->screening(), {3}, "p3", 3));
+  auto third = submit_with(*cold, &pool_, Answers(second->screening(), {3}, "p3", 3));
   ASSERT_THAT(third, IsOk()) << "read from Redis on a pool thread";
   EXPECT_EQ(third->screening().etag(), "4");
 }
@@ -1050,7 +1046,7 @@ TEST_F(IntakeTest, AHungRedisMidWriteIsUnavailableAndTheRetryStoresThePageOnce) 
   auto retried = Submit(*core_, Answers(s, {2}, "r1"), Soon());
   ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(retried->screening().etag(), "2");
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 2);
@@ -1123,7 +1119,7 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
   ASSERT_THAT(abandoned, IsOk());
   EXPECT_EQ(abandoned->state(), v1::ABANDONED);
   EXPECT_EQ(abandoned->progress().answered(), 0) << "answers deleted";
-  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_TRUE(stored->session->record.answers().empty());
@@ -1145,7 +1141,7 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
 // to the session's own expiry, in the same round trip as the write.
 TEST_F(IntakeTest, EachPageMovesTheOpenSlotExpiry) {
   v1::Screening s = Start();
-  const std::string id = s.name().substr(s.name().rfind('/') + 1);
+  const std::string id = IdOf(s);
   const std::string open = redis::Key("intake", store_->OwnerOf("alice"), "open");
   auto before = client_->Command({"ZSCORE", open, id}, Soon());
   ASSERT_THAT(before, IsOk());
@@ -1212,7 +1208,7 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
   ASSERT_GE(won, 0);
   EXPECT_EQ(aborted, kClients - 1);
   // The winner's answer is the one stored; nothing else changed.
-  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 2);
@@ -1235,7 +1231,7 @@ TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("COMPLETED")));
   EXPECT_EQ(referral_.calls.load(), 1);
   EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), etag_after) << "nothing written";
-  const std::string key = redis::Key("intake", s.name().substr(s.name().rfind('/') + 1), "session");
+  const std::string key = redis::Key("intake", IdOf(s), "session");
   // At most the completion's own tag, moved there by the hand-off's write.
   EXPECT_LE(client_->Command({"HSTRLEN", key, "h"}, Soon())->integer, 8) << "no page tags kept";
   // The completion's own retry still gets its reply.
@@ -1261,7 +1257,7 @@ TEST_F(IntakeTest, RetryOfAnEarlierPageChangesNothing) {
   ASSERT_THAT(late, IsOk());
   EXPECT_EQ(late->screening().etag(), second->screening().etag());
   EXPECT_EQ(late->next().SerializeAsString(), second->next().SerializeAsString());
-  std::string id = s.name().substr(s.name().rfind('/') + 1);
+  std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 3) << "the later answer stands";
