@@ -980,14 +980,17 @@ absl::StatusOr<std::optional<StoredSession>> IntakeCore::PreviousResult(
     if (!entries.ok()) return entries.status();
     if (entries->empty()) return std::optional<StoredSession>();
     for (const auto& e : *entries) {
+      before_id = e.screening_id;
+      before_ms = e.time_ms;
+      // Its own entry can sort before it: a completion that lost a race
+      // re-indexes the screening at its own time, a few ms off.
+      if (e.screening_id == session.record.screening_id()) continue;
       auto read = store_->Get(e.screening_id, "", deadline);
       if (!read.ok()) return read.status();
       if (read->session.has_value() && read->session->record.state() == v1::COMPLETED &&
           read->session->result.has_value()) {
         return std::optional<StoredSession>(std::move(*read->session));
       }
-      before_id = e.screening_id;
-      before_ms = e.time_ms;
     }
   }
   return std::optional<StoredSession>();

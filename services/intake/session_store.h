@@ -75,7 +75,12 @@ class SessionStore {
     // write's outcome they stay: a crash, a conflict or a retry leaves
     // entries whose screening is not completed, which readers skip and the
     // outbox worker finds nothing to hand off for, never a completed result
-    // that referral does not learn about. Idempotent.
+    // that referral does not learn about. Idempotent. A completion that
+    // loses a race to another can so put the screening back in the outbox
+    // after the winner's hand-off took it out (the worker drops an entry
+    // whose screening is delivered) and move its index entries to its own
+    // time, a few ms off the winner's (readers do not take a screening's
+    // own entry for another one).
     struct CompletionIndex {
       int64_t complete_time_ms = 0;
       int64_t handoff_due_ms = 0;

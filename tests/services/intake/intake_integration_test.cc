@@ -1215,6 +1215,80 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
   EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), won % 4);
 }
 
+// Four devices complete one screening at once, each through its own
+// replica (one of them, the one that took the pages, has it cached):
+// exactly one completion is committed and handed off; the others are told
+// the screening changed or is completed, and store nothing.
+TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
+  v1::Screening s = Start();
+  const std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
+  std::vector<std::unique_ptr<IntakeCore>> others;
+  for (int i = 0; i < 3; ++i) others.push_back(Replica());
+  std::vector<IntakeCore*> replicas = {core_.get(), others[0].get(), others[1].get(), others[2].get()};
+  std::vector<absl::StatusOr<v1::CompleteScreeningResponse>> results(replicas.size(),
+                                                                     absl::UnknownError("unset"));
+  std::vector<std::thread> threads;
+  absl::Notification go;
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      results[i] = replicas[i]->CompleteScreening(Complete(s.name(), etag, absl::StrCat("device-", i)), Soon());
+    });
+  }
+  go.Notify();
+  for (auto& t : threads) t.join();
+  int won = -1;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].ok()) {
+      EXPECT_EQ(won, -1) << "two completions committed";
+      won = static_cast<int>(i);
+      EXPECT_EQ(results[i]->handoff(), v1::DELIVERED);
+    } else {
+      EXPECT_THAT(results[i].status().code(),
+                  ::testing::AnyOf(absl::StatusCode::kAborted, absl::StatusCode::kFailedPrecondition))
+          << results[i].status();
+    }
+  }
+  ASSERT_GE(won, 0);
+  EXPECT_EQ(referral_.calls.load(), 1) << "handed off once";
+  auto stored = store_->Get(IdOf(s), "", Soon());
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_TRUE(stored->session.has_value());
+  EXPECT_EQ(stored->session->record.state(), v1::COMPLETED);
+  EXPECT_EQ(stored->session->record.complete_request_id(), absl::StrCat("device-", won));
+  EXPECT_EQ(stored->session->record.handoff(), v1::DELIVERED);
+  const std::string owner = store_->OwnerOf("alice");
+  EXPECT_EQ(client_->Command({"ZCARD", redis::Key("intake", owner, "results")}, Soon())->integer, 1);
+  EXPECT_EQ(client_->Command({"ZCARD", redis::Key("intake", owner, "open")}, Soon())->integer, 0);
+  // A loser's indexes, sent ahead of its refused write, may land after the
+  // winner's hand-off took the screening out of the outbox: the worker
+  // then finds it delivered and drops the entry without calling referral.
+  const std::string outbox = redis::GlobalKey("intake", "outbox");
+  if (client_->Command({"ZCARD", outbox}, Soon())->integer > 0) {
+    ASSERT_THAT(client_->Command({"ZADD", outbox, "XX", "0", absl::StrCat(owner, "/", IdOf(s))}, Soon()), IsOk());
+    auto delivered = core_->DeliverPendingHandoffs(10, Soon());
+    ASSERT_THAT(delivered, IsOk());
+    EXPECT_EQ(*delivered, 0);
+  }
+  EXPECT_EQ(client_->Command({"ZCARD", outbox}, Soon())->integer, 0);
+  EXPECT_EQ(referral_.calls.load(), 1);
+  // ... and its index time, a few ms off, does not make the screening its
+  // own previous one.
+  ASSERT_THAT(client_->Command({"ZADD", redis::Key("intake", owner, "results"), "1", IdOf(s)}, Soon()), IsOk())
+      << "as if a losing attempt had indexed it earlier than the winner's time";
+  v1::GetMyResultRequest get;
+  get.set_name(s.name());
+  auto result = core_->GetMyResult(get, Soon());
+  ASSERT_THAT(result, IsOk());
+  EXPECT_FALSE(result->has_trend()) << result->trend().DebugString();
+  // A loser's retry with its own request id: already completed, as for anyone.
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    if (static_cast<int>(i) == won) continue;
+    EXPECT_THAT(replicas[i]->CompleteScreening(Complete(s.name(), etag, absl::StrCat("device-", i)), Soon()),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
+  }
+}
+
 TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   v1::Screening s = Start();
   auto first = Submit(*core_, Answers(s, {2}, "once"), Soon());
