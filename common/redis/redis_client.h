@@ -61,7 +61,7 @@ struct Credentials {
 // (config::SecretFromEnv), the ACL user's name, if any, from
 // AQUEDUCT_REDIS_USER. INVALID_ARGUMENT names the variable that is wrong: a
 // user without a password (it would be ignored), or a name Redis cannot
-// have (empty once trimmed, or with spaces or control characters). Never
+// have (empty, or with spaces or control characters). Never
 // echoes the password.
 absl::StatusOr<Credentials> CredentialsFromEnv();
 
