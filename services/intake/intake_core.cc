@@ -1036,6 +1036,7 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
   // Completed results in order, one more than the page so the last one on
   // the page gets its trend too.
   std::vector<StoredSession> found;
+  std::vector<int64_t> found_at;  // each one's time in the index, which orders the pages
   bool exhausted = false;
   while (static_cast<int>(found.size()) <= page_size && !exhausted) {
     auto entries = store_->ListResults(*user, before_ms, before_id, page_size + 1, deadline);
@@ -1051,6 +1052,7 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
         continue;  // indexed before a completion that did not commit
       }
       found.push_back(std::move(*read->session));
+      found_at.push_back(e.time_ms);
       if (static_cast<int>(found.size()) > page_size) break;
     }
   }
@@ -1067,7 +1069,10 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
   }
   if (static_cast<int>(found.size()) > page_size) {
     const auto& last = found[page_size - 1];
-    response.set_next_page_token(EncodeResultsToken(last.record.complete_time_ms(), last.record.screening_id()));
+    // The index's time, not the record's: the two can differ by a few ms
+    // after a completion race (SessionStore::WriteRequest::index_completion),
+    // and the next page must start where this one ended in the index.
+    response.set_next_page_token(EncodeResultsToken(found_at[page_size - 1], last.record.screening_id()));
   }
   return response;
 }

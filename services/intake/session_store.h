@@ -80,7 +80,8 @@ class SessionStore {
     // after the winner's hand-off took it out (the worker drops an entry
     // whose screening is delivered) and move its index entries to its own
     // time, a few ms off the winner's (readers do not take a screening's
-    // own entry for another one).
+    // own entry for another one, and page through the index by its own
+    // times).
     struct CompletionIndex {
       int64_t complete_time_ms = 0;
       int64_t handoff_due_ms = 0;

@@ -1289,6 +1289,38 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
   }
 }
 
+// Pages of results follow the index, even where a screening's index time
+// is not its record's (a completion race can leave it a few ms off): every
+// result is listed once.
+TEST_F(IntakeTest, ResultPagesFollowTheIndexWhereItsTimeDiffersFromTheRecord) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    v1::Screening s = Start("pat");
+    ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), AnswerAll(s, {}), "c"), Soon()), IsOk());
+    ids.push_back(IdOf(s));
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  // The middle one's index entry moves past the newest one's time.
+  const std::string results = redis::Key("intake", store_->OwnerOf("pat"), "results");
+  auto newest = client_->Command({"ZSCORE", results, ids[2]}, Soon());
+  ASSERT_THAT(newest, IsOk());
+  int64_t newest_ms = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(newest->str, &newest_ms));
+  ASSERT_THAT(client_->Command({"ZADD", results, "XX", absl::StrCat(newest_ms + 1000), ids[1]}, Soon()), IsOk());
+  std::vector<std::string> listed;
+  v1::ListMyResultsRequest list;
+  list.set_parent("users/pat");
+  list.set_page_size(1);
+  for (int page = 0; page < 5; ++page) {
+    auto got = core_->ListMyResults(list, Soon());
+    ASSERT_THAT(got, IsOk());
+    for (const auto& r : got->results()) listed.push_back(r.name().substr(r.name().rfind('/') + 1));
+    if (got->next_page_token().empty()) break;
+    list.set_page_token(got->next_page_token());
+  }
+  EXPECT_THAT(listed, ::testing::ElementsAre(ids[1], ids[2], ids[0]));
+}
+
 TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   v1::Screening s = Start();
   auto first = Submit(*core_, Answers(s, {2}, "once"), Soon());
