@@ -294,11 +294,13 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
           ++b.failed;
           continue;
         }
+        // Copied once out of the response's arena (a Swap between an arena
+        // and the heap copies both ways).
         storage::v1::RescoreOutcome o;
         o.set_time_ms(now);
-        o.mutable_digest()->Swap(item->mutable_after());
+        o.mutable_digest()->CopyFrom(item->after());
         o.set_changed(item->changed());
-        if (item->changed()) o.mutable_changed_result()->Swap(item->mutable_result());
+        if (item->changed()) o.mutable_changed_result()->CopyFrom(item->result());
         b.stored[i].outcome = std::move(o);
         if (!options_.dry_run) outcomes.emplace_back(b.entries[i].screening_id, &*b.stored[i].outcome);
       }
@@ -430,15 +432,17 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       for (size_t i : b.changed) changed_ids.push_back(b.entries[i].screening_id);
       auto sessions = store_->GetManyWithoutAnswers(changed_ids, deadline());
       if (!sessions.ok()) return fail(sessions.status());
+      // Both results move into the case (all on the heap, so a Swap moves
+      // pointers): the batch keeps only its counts from here on.
       for (size_t k = 0; k < b.changed.size(); ++k) {
-        const auto& session = (*sessions)[k];
+        auto& session = (*sessions)[k];
         if (!session.has_value() || !session->result.has_value()) continue;
         const size_t i = b.changed[k];
         referral::v1::CreateReferralRequest* req = cases.add_requests();
         req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", changed_ids[k]));
         req->set_screening(ScreeningName{session->record.user_id(), changed_ids[k]}.ToString());
-        *req->mutable_result() = b.stored[i].outcome->changed_result();
-        *req->mutable_previous_result() = session->result->scoring();
+        req->mutable_result()->Swap(b.stored[i].outcome->mutable_changed_result());
+        req->mutable_previous_result()->Swap(session->result->mutable_scoring());
         for (auto& line : b.change_lines[k]) req->add_changes(std::move(line));
         req->set_location_state(intake::LocationStateOf(session->record));
       }
