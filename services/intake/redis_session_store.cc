@@ -645,7 +645,8 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
     if (f.size() != 3) return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
       storage::v1::RescoreOutcome o;
-      auto plain = OpenField(screening_ids[i], outcome_field, f[2].str);
+      auto sealed = OpenField(screening_ids[i], outcome_field, f[2].str);
+      auto plain = sealed.ok() ? compress::Unpack(*sealed) : sealed;  // one stored unpacked reads as it is
       if (!plain.ok() || !o.ParseFromString(*plain)) {
         return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored outcome does not parse"));
       }
@@ -699,13 +700,18 @@ absl::Status RedisSessionStore::PutOutcomes(
     // original's (field s): stored without it, the field is ~40 B instead of
     // ~120 and a re-scoring grows Redis ~65 B less per screening
     // (rescore_bench; ReadForRescore puts the digest back).
-    const storage::v1::RescoreOutcome* stored = record;
-    if (!record->changed()) {
+    // A changed outcome carries the full new result (~1.8 kB): packed like
+    // field r, it is ~0.3 kB (until 2026-12 it was stored unpacked, and such
+    // outcomes still read).
+    std::string plain;
+    if (record->changed()) {
+      plain = compress::Pack(record->SerializeAsString());
+    } else {
       slim.Clear();
       slim.set_time_ms(record->time_ms());
-      stored = &slim;
+      plain = slim.SerializeAsString();
     }
-    commands.push_back({"HSETNX", SessionKey(id), field, SealField(id, field, stored->SerializeAsString())});
+    commands.push_back({"HSETNX", SessionKey(id), field, SealField(id, field, plain)});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();

@@ -846,7 +846,7 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_EQ((*with_outcome)[0].outcome->time_ms(), 1);
 
   // An unchanged outcome is stored without its digest (the original's) and
-  // read back with it; a changed one is stored whole.
+  // read back with it; a changed one is stored whole, packed.
   storage::v1::RescoreOutcome unchanged, changed;
   unchanged.set_time_ms(3);
   *unchanged.mutable_digest() = (*legacy)[0].before;
@@ -854,6 +854,7 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   changed.set_changed(true);
   changed.mutable_digest()->set_bands("phq9=severe");
   changed.mutable_digest()->set_route_rule("moved");
+  *changed.mutable_changed_result() = result.scoring();
   changed.mutable_changed_result()->set_ruleset_version("v3");
   ASSERT_THAT(store_->PutOutcomes({{id, &unchanged}}, "v4", Soon()), IsOk());
   ASSERT_THAT(store_->PutOutcomes({{id, &changed}}, "v3", Soon()), IsOk());
@@ -873,6 +874,20 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_THAT(read_changed, IsOk());
   ASSERT_TRUE((*read_changed)[0].outcome.has_value());
   EXPECT_EQ((*read_changed)[0].outcome->SerializeAsString(), changed.SerializeAsString());
+  auto stored_changed = client_->Command({"HGET", key, "o:v3"}, Soon());
+  ASSERT_THAT(stored_changed, IsOk());
+  auto plain_changed = store_->OpenField(id, "o:v3", stored_changed->str);
+  ASSERT_THAT(plain_changed, IsOk());
+  EXPECT_EQ(plain_changed->substr(0, 2), std::string("\0\2", 2)) << "packed, dictionary 2";
+  EXPECT_LT(plain_changed->size() * 4, changed.ByteSizeLong()) << "the full result packs to under a quarter";
+  // A changed outcome stored unpacked (before 2026-12) reads the same.
+  ASSERT_THAT(client_->Command({"HSET", key, "o:v5", store_->SealField(id, "o:v5", changed.SerializeAsString())},
+                               Soon()),
+              IsOk());
+  auto read_unpacked = store_->ReadForRescore({id}, "v5", Soon());
+  ASSERT_THAT(read_unpacked, IsOk());
+  ASSERT_TRUE((*read_unpacked)[0].outcome.has_value());
+  EXPECT_EQ((*read_unpacked)[0].outcome->SerializeAsString(), changed.SerializeAsString());
 }
 
 // Per-user rate limits: over the limit is RESOURCE_EXHAUSTED saying when to
