@@ -90,7 +90,7 @@ std::string ReferralCore::ReferralId(const std::string& screening_id,
 }
 
 absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
-    const v1::CreateReferralRequest& request, const Actor& actor, const std::string& field) const {
+    v1::CreateReferralRequest& request, const Actor& actor, const std::string& field) const {
   auto screening = ParseScreeningName(request.screening(), field + "screening");
   if (!screening.ok()) return screening.status();
   if (!request.has_result()) {
@@ -125,9 +125,6 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   referral.set_location_state(request.location_state());
   referral.set_ruleset_version(result.ruleset_version());
   referral.set_create_time_ms(now_ms);
-  *referral.mutable_result() = result;
-  if (request.has_previous_result()) *referral.mutable_previous_result() = request.previous_result();
-  *referral.mutable_changes() = request.changes();
 
   v1::AuditEvent& created = item.created_event;
   created.set_kind(request.has_previous_result() ? "created_rereview" : "created");
@@ -140,11 +137,15 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   if (referral.priority() == v1::URGENT) {
     item.overdue_due_ms = now_ms + absl::ToInt64Milliseconds(config_.overdue_after);
   }
+  // Last, once nothing reads them from the request (`result` refers to it).
+  referral.mutable_result()->Swap(request.mutable_result());
+  if (request.has_previous_result()) referral.mutable_previous_result()->Swap(request.mutable_previous_result());
+  referral.mutable_changes()->Swap(request.mutable_changes());
   return item;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(const v1::CreateReferralRequest& request,
-                                                          const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
+                                                          absl::Time deadline) {
   auto item = Prepare(request, actor, "");
   if (!item.ok()) return item.status();
   std::vector<ReferralStore::CreateItem> one;  // (a braced list would copy the item)
@@ -155,14 +156,14 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(const v1::CreateReferr
 }
 
 absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
-    const v1::CreateReferralsRequest& request, const Actor& actor, absl::Time deadline) {
+    v1::CreateReferralsRequest request, const Actor& actor, absl::Time deadline) {
   if (request.requests_size() > kMaxBatch) {
     return absl::InvalidArgumentError(absl::StrCat("requests: at most ", kMaxBatch, " per call"));
   }
   std::vector<ReferralStore::CreateItem> items;
   items.reserve(request.requests_size());
   for (int i = 0; i < request.requests_size(); ++i) {
-    auto item = Prepare(request.requests(i), actor, absl::StrCat("requests[", i, "]."));
+    auto item = Prepare(*request.mutable_requests(i), actor, absl::StrCat("requests[", i, "]."));
     if (!item.ok()) return item.status();  // checked before anything is written
     items.push_back(std::move(*item));
   }

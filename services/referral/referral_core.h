@@ -34,11 +34,12 @@ class ReferralCore {
   ReferralCore(ReferralStore* store, const Clock* clock, ReferralConfig config = {})
       : store_(store), clock_(clock), config_(config) {}
 
-  // Idempotent per screening and ruleset version.
-  absl::StatusOr<v1::Referral> CreateReferral(const v1::CreateReferralRequest& request,
-                                              const Actor& actor, absl::Time deadline);
+  // Idempotent per screening and ruleset version. Takes the request by
+  // value: its results move into the case.
+  absl::StatusOr<v1::Referral> CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
+                                              absl::Time deadline);
   // Many at once (batch re-scoring); all are checked before any is written.
-  absl::StatusOr<v1::CreateReferralsResponse> CreateReferrals(const v1::CreateReferralsRequest& request,
+  absl::StatusOr<v1::CreateReferralsResponse> CreateReferrals(v1::CreateReferralsRequest request,
                                                               const Actor& actor, absl::Time deadline);
   static constexpr int kMaxBatch = 1000;
 
@@ -88,9 +89,10 @@ class ReferralCore {
 
  private:
   // Checks a create request (`field` prefixes error names) and builds what
-  // the store writes.
-  absl::StatusOr<ReferralStore::CreateItem> Prepare(const v1::CreateReferralRequest& request,
-                                                   const Actor& actor, const std::string& field) const;
+  // the store writes, moving the request's results into it (the request is
+  // left without them only when it passes).
+  absl::StatusOr<ReferralStore::CreateItem> Prepare(v1::CreateReferralRequest& request, const Actor& actor,
+                                                   const std::string& field) const;
   // The clinician an actor is; PERMISSION_DENIED for any other role.
   static absl::StatusOr<Clinician> ClinicianOf(const Actor& actor);
   absl::StatusOr<v1::Referral> Load(const std::string& name, absl::Time deadline);

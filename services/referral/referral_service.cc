@@ -10,6 +10,24 @@
 namespace aqueduct::referral {
 namespace {
 constexpr char kService[] = "/aqueduct.referral.v1.ReferralService/";
+
+// A streamed unary handler's request, read into a message it owns.
+// INVALID_ARGUMENT for bytes that are not the message (a plain handler
+// never runs then); a caller that went away gets nothing either way.
+template <typename Request, typename Response>
+absl::Status ReadRequest(grpc::ServerUnaryStreamer<Request, Response>* stream, Request* request) {
+  if (stream->Read(request)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("request: not a ", Request::descriptor()->name(), " message"));
+}
+
+// ReplyFrom for a streamed unary handler.
+template <typename Result, typename Request, typename Response>
+grpc::Status WriteReply(Result result, grpc::ServerUnaryStreamer<Request, Response>* stream) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!stream->Write(*result)) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the reply could not be sent");
+  return grpc::Status::OK;
+}
 }  // namespace
 
 absl::StatusOr<Actor> ReferralServiceImpl::Caller(const grpc::ServerContext& context, const char* rpc) const {
@@ -18,24 +36,25 @@ absl::StatusOr<Actor> ReferralServiceImpl::Caller(const grpc::ServerContext& con
   return Actor{id->subject, std::string(auth::RoleName(id->role)), id->licensed_states};
 }
 
-grpc::Status ReferralServiceImpl::CreateReferral(grpc::ServerContext* context,
-                                                 const v1::CreateReferralRequest* request,
-                                                 v1::Referral* response) {
-  auto actor = Caller(*context, "CreateReferral");
+grpc::Status ReferralServiceImpl::StreamedCreateReferral(
+    grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::CreateReferralRequest, v1::Referral>* stream) {
+  auto actor = Caller(*context, "CreateReferral");  // before the request is read
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->CreateReferral(*request, *actor,
-                                     server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  v1::CreateReferralRequest request;
+  if (absl::Status s = ReadRequest(stream, &request); !s.ok()) return ToGrpcStatus(s);
+  return WriteReply(core_->CreateReferral(std::move(request), *actor, server::RpcDeadline(*context, max_rpc_time_)),
+                    stream);
 }
 
-grpc::Status ReferralServiceImpl::CreateReferrals(grpc::ServerContext* context,
-                                                  const v1::CreateReferralsRequest* request,
-                                                  v1::CreateReferralsResponse* response) {
+grpc::Status ReferralServiceImpl::StreamedCreateReferrals(
+    grpc::ServerContext* context,
+    grpc::ServerUnaryStreamer<v1::CreateReferralsRequest, v1::CreateReferralsResponse>* stream) {
   auto actor = Caller(*context, "CreateReferrals");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->CreateReferrals(*request, *actor,
-                                          server::RpcDeadline(*context, max_rpc_time_)),
-                   response);
+  v1::CreateReferralsRequest request;
+  if (absl::Status s = ReadRequest(stream, &request); !s.ok()) return ToGrpcStatus(s);
+  return WriteReply(core_->CreateReferrals(std::move(request), *actor, server::RpcDeadline(*context, max_rpc_time_)),
+                    stream);
 }
 
 grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,

@@ -2,6 +2,7 @@
 // binaries: every RPC x every caller, patient A against patient B's
 // screening, result and referral, and no token in any log line.
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
@@ -291,6 +292,68 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
     }
   }
   EXPECT_EQ(allowed, 38);  // as authorizer_test counts them
+}
+
+// Referral's two creates read their request themselves (streamed unary
+// handlers, so the results move into the case): bytes that are not the
+// message get INVALID_ARGUMENT naming it, after the caller is checked, and
+// a well-formed create still works over the wire.
+TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
+  grpc::GenericStub stub(Channel(referral_.address));
+  auto call = [&](const std::string& caller, const std::string& method, const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto ctx = As(caller);
+    grpc::CompletionQueue cq;
+    auto rpc = stub.PrepareUnaryCall(ctx.get(), "/aqueduct.referral.v1.ReferralService/" + method, request, &cq);
+    rpc->StartCall();
+    grpc::Status status;
+    rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag;
+    bool ok;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    return status;
+  };
+  const std::string garbage("\xff\xff\xff\xff", 4);  // field 0x1fffffff... with no end: not a message
+  grpc::Status one = call("service:intake", "CreateReferral", garbage);
+  EXPECT_EQ(one.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << one.error_message();
+  EXPECT_THAT(one.error_message(), HasSubstr("request: not a CreateReferralRequest message"));
+  grpc::Status many = call("batch:rescore", "CreateReferrals", garbage);
+  EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << many.error_message();
+  EXPECT_THAT(many.error_message(), HasSubstr("request: not a CreateReferralsRequest message"));
+  // The caller is checked first: no token is UNAUTHENTICATED whatever the body.
+  EXPECT_EQ(call("", "CreateReferral", garbage).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // A well-formed batch over the wire: each case holds both results whole.
+  auto engine = t::LoadRepositoryEngine();
+  ASSERT_THAT(engine, t::IsOk());
+  tools::Overrides o = t::AdultContext("NY");
+  for (int i = 1; i <= 9; ++i) o["phq9." + std::to_string(i)] = i <= 5 ? "2" : "0";
+  auto answers = t::ScriptedScreening(**engine, o);
+  ASSERT_THAT(answers, t::IsOk());
+  auto result = (*engine)->Score(*answers);
+  ASSERT_THAT(result, t::IsOk());
+  referral::v1::CreateReferralsRequest batch;
+  batch.set_view(referral::v1::REFERRAL_VIEW_FULL);
+  for (int k = 0; k < 2; ++k) {
+    auto* req = batch.add_requests();
+    req->set_request_id(absl::StrCat("wire-", k));
+    req->set_screening(absl::StrCat("users/u", k, "/screenings/s", k));
+    *req->mutable_result() = *result;
+    req->mutable_result()->set_ruleset_version("v9");
+    *req->mutable_previous_result() = *result;
+    req->add_changes("a change");
+  }
+  referral::v1::CreateReferralsResponse created;
+  grpc::Status s = referral_stub_->CreateReferrals(As("batch:rescore").get(), batch, &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(created.referrals_size(), 2);
+  for (const auto& r : created.referrals()) {
+    EXPECT_EQ(r.result().scores_size(), result->scores_size());
+    EXPECT_EQ(r.result().ruleset_version(), "v9");
+    EXPECT_EQ(r.previous_result().SerializeAsString(), result->SerializeAsString());
+    EXPECT_THAT(r.changes(), ::testing::ElementsAre("a change"));
+  }
 }
 
 // Patient A's screening, result and referral, tried by patient B: every read
