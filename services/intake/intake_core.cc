@@ -321,9 +321,8 @@ absl::Status IntakeCore::RateLimit(const std::string& user, const char* what, in
                                      absl::Time deadline) {
   if (limit <= 0) return absl::OkStatus();
   const int64_t now_ms = clock_->NowMillis();
-  const int64_t window_ms = absl::ToInt64Milliseconds(window);
-  return RateVerdict(store_->CountInWindow(user, what, now_ms / window_ms, window * 2, deadline), what, limit,
-                     window, now_ms);
+  const RateWindow w = RateWindowAt(window, now_ms);
+  return RateVerdict(store_->CountInWindow(user, what, w.index, w.ttl, deadline), what, limit, window, now_ms);
 }
 
 absl::Status IntakeCore::RateVerdict(absl::StatusOr<int64_t> count, const char* what, int limit,
@@ -546,7 +545,8 @@ void IntakeCore::SubmitAnswersAsync(std::shared_ptr<const v1::SubmitAnswersReque
   const absl::Duration window = absl::Minutes(1);
   const int64_t now_ms = clock_->NowMillis();
   const std::string user = call->name.user_id;
-  store_->CountInWindowAsync(user, "submit", now_ms / absl::ToInt64Milliseconds(window), window * 2, deadline,
+  const RateWindow w = RateWindowAt(window, now_ms);
+  store_->CountInWindowAsync(user, "submit", w.index, w.ttl, deadline,
                              [this, call = std::move(call), limit, window, now_ms](absl::StatusOr<int64_t> count) mutable {
                                absl::Status verdict = RateVerdict(std::move(count), "submit", limit, window, now_ms);
                                if (!verdict.ok()) return std::move(call->done)(std::move(verdict));

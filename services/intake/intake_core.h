@@ -130,6 +130,15 @@ class IntakeCore {
   // The same verdict from the count so far in the window.
   absl::Status RateVerdict(absl::StatusOr<int64_t> count, const char* what, int limit, absl::Duration window,
                            int64_t now_ms) const;
+  // The fixed window `now_ms` falls in (its number since the epoch), and
+  // how long its counter is kept: two windows, so it outlives its own.
+  struct RateWindow {
+    int64_t index;
+    absl::Duration ttl;
+  };
+  static RateWindow RateWindowAt(absl::Duration window, int64_t now_ms) {
+    return {now_ms / absl::ToInt64Milliseconds(window), window * 2};
+  }
   absl::StatusOr<std::shared_ptr<const Clinical>> Catalog() const;
   // Loads a session by name; NOT_FOUND for unknown ones and for another
   // user's (the same answer, so ids cannot be probed).
