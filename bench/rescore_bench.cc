@@ -25,7 +25,6 @@
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
 #include "common/server/channels.h"
-#include "common/server/health_client.h"
 #include "common/server/server_runner.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
@@ -48,21 +47,15 @@ const crypto::DataKeys& BenchKeys() {
 std::string StartService(t::TempDir& dir, const std::string& name, const std::string& binary,
                          std::vector<std::string> args,
                          std::vector<std::unique_ptr<t::Subprocess>>& processes) {
-  const std::string port_file = dir.path() + "/" + name + ".port";
-  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
-                             "--insecure_plaintext"});  // loopback benchmark: the figure is the job's, not TLS's
-  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log", {"AQUEDUCT_DATA_KEYS=" + BenchKeys().ToText()});
-  if (!p.ok()) return "";
-  processes.push_back(std::move(*p));
-  int port = t::WaitForPortFile(port_file, absl::Seconds(10));
-  std::string addr = absl::StrCat("127.0.0.1:", port);
-  for (int i = 0; i < 100; ++i) {
-    auto h = server::CheckHealth(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()), "",
-                                 absl::Now() + absl::Seconds(1));
-    if (h.ok() && *h) break;
-    absl::SleepFor(absl::Milliseconds(100));
+  args.push_back("--insecure_plaintext");  // loopback benchmark: the figure is the job's, not TLS's
+  auto s = t::StartService(dir.path(), name, binary, args, {"AQUEDUCT_DATA_KEYS=" + BenchKeys().ToText()});
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.status().message()).c_str());
+    return "";
   }
-  return addr;
+  processes.push_back(std::move(s->process));
+  t::WaitServing(grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials()));
+  return s->address;
 }
 
 

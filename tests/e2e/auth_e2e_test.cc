@@ -37,10 +37,7 @@ using ::testing::Not;
 
 class AuthE2eTest : public ::testing::Test {
  protected:
-  struct Service {
-    std::unique_ptr<t::Subprocess> process;
-    std::string address, log;
-  };
+  using Service = t::ServiceProcess;
 
   void SetUp() override {
     auto redis = t::RedisServer::Start(dir_.path());
@@ -62,19 +59,11 @@ class AuthE2eTest : public ::testing::Test {
 
   Service Start(const std::string& name, const std::string& binary, std::vector<std::string> args,
                 std::vector<std::string> env = {}) {
-    Service s;
-    s.log = dir_.path() + "/" + name + ".log";
-    const std::string port_file = dir_.path() + "/" + name + ".port";
-    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
-                               "--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
+    args.insert(args.begin(), {"--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
     env.push_back(t::DataKeysEnv());
-    auto p = t::Subprocess::Start(args, s.log, env);
-    EXPECT_TRUE(p.ok());
-    if (!p.ok()) return s;
-    s.process = std::move(*p);
-    const int port = t::WaitForPortFile(port_file, absl::Seconds(10));
-    s.address = absl::StrCat("127.0.0.1:", port);
-    return s;
+    auto s = t::StartService(dir_.path(), name, binary, args, env);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : Service{};
   }
   static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
     return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
@@ -571,14 +560,11 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
   for (const std::string password : {"s3cret-redis-pw", "wrong-guess-pw"}) {
     const std::string file = locked_dir.path() + "/pw-" + password;
     std::ofstream(file) << password << "\n";
-    const std::string log = locked_dir.path() + "/referral-" + password + ".log";
-    const std::string port_file = locked_dir.path() + "/port-" + password;
-    auto p = t::Subprocess::Start({t::BinaryPath("services/referral/aqueduct-referral"), "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
-                                   "--redis=" + (*locked)->address(), "--insecure_plaintext"},
-                                  log, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file, t::DataKeysEnv()});
-    ASSERT_TRUE(p.ok());
-    const std::string addr = absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));
+    Service referral = Start("referral-" + password, "services/referral/aqueduct-referral",
+                             {"--redis=" + (*locked)->address()}, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
+    ASSERT_TRUE(referral.process != nullptr);
+    const std::string& addr = referral.address;
+    const std::string& log = referral.log;
     if (password == "s3cret-redis-pw") {
       EXPECT_TRUE(WaitServing(addr)) << t::ReadFile(log);
     } else {

@@ -14,7 +14,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/server/channels.h"
-#include "common/server/health_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/intake/intake_core.h"
@@ -85,22 +84,14 @@ class RescoreTest : public ::testing::Test {
   }
 
   std::string Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
-    const std::string port_file = dir_.path() + "/" + name + ".port";
-    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file,
-                               "--insecure_plaintext"});  // TLS is tested in tls_e2e_test
-    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log", {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
-    EXPECT_TRUE(p.ok());
-    processes_.push_back(std::move(*p));
-    const int port = t::WaitForPortFile(port_file, absl::Seconds(10));
-    if (port == 0) return "";
-    const std::string addr = absl::StrCat("127.0.0.1:", port);
-    auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
-    for (int i = 0; i < 100; ++i) {
-      auto h = server::CheckHealth(channel, "", absl::Now() + absl::Seconds(1));
-      if (h.ok() && *h) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return addr;
+    args.push_back("--insecure_plaintext");  // TLS is tested in tls_e2e_test
+    auto s = t::StartService(dir_.path(), name, binary, args, {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return "";
+    processes_.push_back(std::move(s->process));
+    EXPECT_TRUE(t::WaitServing(grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials())))
+        << t::ReadFile(s->log);
+    return s->address;
   }
 
   void Complete(int phq9_total, const std::string& user) {

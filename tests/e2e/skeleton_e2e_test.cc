@@ -32,11 +32,7 @@ namespace t = ::aqueduct::testing;
 
 class SkeletonE2eTest : public ::testing::Test {
  protected:
-  struct Service {
-    std::unique_ptr<t::Subprocess> process;
-    std::string address;
-    std::string log;
-  };
+  using Service = t::ServiceProcess;
 
   void SetUp() override {
     auto redis = t::RedisServer::Start(dir_.path());
@@ -58,12 +54,6 @@ class SkeletonE2eTest : public ::testing::Test {
 
   Service StartService(const std::string& name, const std::string& binary,
                        std::vector<std::string> args, const std::string& listen = "127.0.0.1:0") {
-    Service s;
-    s.log = dir_.path() + "/" + name + ".log";
-    const std::string port_file = dir_.path() + "/" + name + ".port";
-    std::remove(port_file.c_str());
-    args.insert(args.begin(), {t::BinaryPath(binary), "--listen=" + listen,
-                               "--port_file=" + port_file});
     // Every service checks tokens signed by the test's key; intake signs
     // its own calls with it too.
     args.push_back("--auth_keys=" + Auth().keys_dir());
@@ -72,14 +62,9 @@ class SkeletonE2eTest : public ::testing::Test {
       args.push_back("--service_key=" + Auth().private_key_file());
       args.push_back(std::string("--service_key_id=") + t::TestAuth::kKeyId);
     }
-    auto p = t::Subprocess::Start(args, s.log, {t::DataKeysEnv()});
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!p.ok()) return s;
-    s.process = std::move(*p);
-    int port = t::WaitForPortFile(port_file, absl::Seconds(10));
-    EXPECT_GT(port, 0) << name << " did not start:\n" << t::ReadFile(s.log);
-    s.address = absl::StrCat("127.0.0.1:", port);
-    return s;
+    auto s = t::StartService(dir_.path(), name, binary, args, {t::DataKeysEnv()}, listen);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : Service{};
   }
 
   Service StartIntake(const std::string& name) {

@@ -74,17 +74,16 @@ class TlsE2eTest : public ::testing::Test {
   }
 
   std::string Start(const std::string& name, std::vector<std::string> args) {
-    const std::string port_file = dir_.path() + "/" + name + ".port";
     args.insert(args.begin(),
-                {t::BinaryPath(absl::StrCat("services/", name, "/aqueduct-", name)), "--listen=127.0.0.1:0",
-                 "--port_file=" + port_file, "--auth_keys=" + auth_.keys_dir(),
-                 absl::StrCat("--tls_cert=", tls_, "/", name, ".pem"),
+                {"--auth_keys=" + auth_.keys_dir(), absl::StrCat("--tls_cert=", tls_, "/", name, ".pem"),
                  absl::StrCat("--tls_key=", tls_, "/", name, "-key.pem"), absl::StrCat("--tls_ca=", tls_, "/ca.pem")});
-    auto p = t::Subprocess::Start(args, dir_.path() + "/" + name + ".log", {t::DataKeysEnv()});
-    EXPECT_TRUE(p.ok());
-    if (p.ok()) processes_.push_back(std::move(*p));
+    auto s = t::StartService(dir_.path(), name, absl::StrCat("services/", name, "/aqueduct-", name), args,
+                             {t::DataKeysEnv()});
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return "";
+    processes_.push_back(std::move(s->process));
     // An IP literal (the certificates name 127.0.0.1 too): no DNS resolver.
-    return absl::StrCat("127.0.0.1:", t::WaitForPortFile(port_file, absl::Seconds(10)));
+    return s->address;
   }
   static std::string Port(const std::string& addr) { return addr.substr(addr.rfind(':') + 1); }
 

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -162,6 +163,24 @@ int WaitForPortFile(const std::string& path, absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   return 0;
+}
+
+absl::StatusOr<ServiceProcess> StartService(const std::string& dir, const std::string& name,
+                                            const std::string& binary, const std::vector<std::string>& args,
+                                            const std::vector<std::string>& env, const std::string& listen) {
+  ServiceProcess s;
+  s.log = dir + "/" + name + ".log";
+  const std::string port_file = dir + "/" + name + ".port";
+  std::remove(port_file.c_str());  // a restart under the same name waits for its own port
+  std::vector<std::string> argv = {BinaryPath(binary), "--listen=" + listen, "--port_file=" + port_file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto p = Subprocess::Start(argv, s.log, env);
+  if (!p.ok()) return absl::InternalError(absl::StrCat(binary, ": ", p.status().message()));
+  s.process = std::move(*p);
+  const int port = WaitForPortFile(port_file, absl::Seconds(10));
+  if (port == 0) return absl::DeadlineExceededError(absl::StrCat(binary, " wrote no port:\n", ReadFile(s.log)));
+  s.address = absl::StrCat("127.0.0.1:", port);
+  return s;
 }
 
 absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::string& dir,

@@ -56,6 +56,21 @@ std::string ReadFile(const std::string& path);
 
 // Waits until `path` holds a port number; 0 on timeout.
 int WaitForPortFile(const std::string& path, absl::Duration timeout);
+
+// One of the project's service binaries, on a loopback port it picks.
+struct ServiceProcess {
+  std::unique_ptr<Subprocess> process;
+  std::string address;  // "127.0.0.1:<port>"
+  std::string log;      // <dir>/<name>.log
+};
+// Starts `binary` (a path under the build directory) with --listen=`listen`
+// and --port_file=<dir>/<name>.port ahead of `args`, and waits up to 10 s
+// for the port. An error that names the binary and holds its log when it
+// did not start or wrote no port.
+absl::StatusOr<ServiceProcess> StartService(const std::string& dir, const std::string& name,
+                                            const std::string& binary, const std::vector<std::string>& args,
+                                            const std::vector<std::string>& env,
+                                            const std::string& listen = "127.0.0.1:0");
 // Polls the health service over `channel` until it reports SERVING; false
 // after `timeout` (health is checked in the background every 500 ms: this
 // waits, it does not time the service).
