@@ -274,6 +274,42 @@ TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
   EXPECT_EQ(OutcomesStored(), kScreenings);
 }
 
+// The state a job leaves when it dies after storing a batch's outcomes and
+// before opening its cases: the run after reuses the stored outcomes (a
+// changed one stored packed, with its full result) and opens the cases from
+// them, each with both results whole.
+TEST_F(RescoreTest, CasesAreOpenedFromOutcomesStoredBeforeACrash) {
+  const std::string summary = dir_.path() + "/run.json";
+  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  ASSERT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_);
+  // Take the cases and the checkpoint away; the outcomes stay.
+  std::string cursor = "0";
+  do {
+    auto r = client_->Command({"SCAN", cursor, "MATCH", "aq:referral:*", "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    ASSERT_THAT(r, t::IsOk());
+    cursor = r->elements[0].str;
+    for (const auto& k : r->elements[1].elements) {
+      ASSERT_THAT(client_->Command({"DEL", k.str}, absl::Now() + absl::Seconds(5)), t::IsOk());
+    }
+  } while (cursor != "0");
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("rescore", "rescore-v2-test", "checkpoint")},
+                               absl::Now() + absl::Seconds(5)),
+              t::IsOk());
+  ASSERT_TRUE(ReReviewCases().empty());
+  ASSERT_EQ(OutcomesStored(), kScreenings);
+
+  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  EXPECT_THAT(t::ReadFile(summary), HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  auto cases = ReReviewCases();
+  ASSERT_EQ(static_cast<int>(cases.size()), expected_changes_);
+  for (const auto& c : cases) {
+    EXPECT_EQ(c.result().ruleset_version(), "v2-test");
+    EXPECT_EQ(c.result().routing().primary_route(), common::v1::SELF_HELP);
+    EXPECT_FALSE(c.result().scores().empty()) << "the full new result, from the stored outcome";
+    EXPECT_EQ(c.previous_result().routing().primary_route(), common::v1::THERAPY);
+  }
+}
+
 TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
   const std::string summary = dir_.path() + "/killed.json";
   auto p = Rescore({"--batch=4", "--max_per_second=12"}, summary);
