@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Makes common/compress/dictionary_2.inc, the zstd dictionary intake and
+# Makes common/compress/dictionary_<id>.inc (id 3 now), the zstd dictionary intake and
 # referral pack stored values with (see common/compress/compress.h), and
 # prints how well it packs values it was not trained on.
 #
-# NEVER run it to replace dictionary_2.inc: values packed with dictionary 2
+# NEVER run it to replace an existing dictionary_<id>.inc: values packed with one
 # need its exact bytes forever (compress_test pins their SHA-256). A better
 # dictionary is a new id: change DICT_ID and OUT below, add the id to
 # compress.cc (readers keep every earlier one) and pin the new file.
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 build=${1:-build-release}
-DICT_ID=2
+DICT_ID=${DICT_ID:-3}
 OUT=${OUT:-/tmp/aqueduct-dictionary_${DICT_ID}.inc}
 command -v zstd > /dev/null || { echo "make.sh: needs the zstd tool (apt-get install zstd)" >&2; exit 1; }
 cmake --build "$build" -j2 --target dictionary_samples > /dev/null

@@ -21,49 +21,53 @@ constexpr char kDictionary1[] =
 constexpr unsigned char kDictionary2[] = {
 #include "common/compress/dictionary_2.inc"
 };
-
-// zstd level for dictionary 2: measured on held-out values (see
-// tools/dictsamples/make-dictionary.sh), level 6 packs a result to ~60% of
-// what level 3 gives, for a few microseconds more once per completion.
+constexpr unsigned char kDictionary3[] = {
+#include "common/compress/dictionary_3.inc"
+};
+// zstd level for the zstd dictionaries: measured on held-out values (see
+// bench/dictionary/make.sh), level 6 packs a result to ~60% of what level 3
+// gives, for a few microseconds more once per completion.
 constexpr int kZstdLevel = 6;
-
-// The dictionary digested once per process (entropy tables, match tables);
-// each thread's contexts reference it, so a value costs only its own bytes.
-const ZSTD_CDict* CompressDictionary2() {
-  static const ZSTD_CDict* d = ZSTD_createCDict(kDictionary2, sizeof(kDictionary2), kZstdLevel);
-  return d;
+// A zstd dictionary by id (2 or 3), digested once per process (entropy
+// tables, match tables); each thread's contexts reference it, so a value
+// costs only its own bytes.
+struct ZstdDictionary {
+  const ZSTD_CDict* c = nullptr;
+  const ZSTD_DDict* d = nullptr;
+};
+const ZstdDictionary* ZstdDictionaryOf(int id) {
+  static const ZstdDictionary two{ZSTD_createCDict(kDictionary2, sizeof(kDictionary2), kZstdLevel),
+                                  ZSTD_createDDict(kDictionary2, sizeof(kDictionary2))};
+  static const ZstdDictionary three{ZSTD_createCDict(kDictionary3, sizeof(kDictionary3), kZstdLevel),
+                                    ZSTD_createDDict(kDictionary3, sizeof(kDictionary3))};
+  if (id == 2) return &two;
+  if (id == 3) return &three;
+  return nullptr;
 }
-const ZSTD_DDict* DecompressDictionary2() {
-  static const ZSTD_DDict* d = ZSTD_createDDict(kDictionary2, sizeof(kDictionary2));
-  return d;
-}
-
 struct ZstdContexts {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_DCtx* d = ZSTD_createDCtx();
   bool ready = false;
-  ZstdContexts() {
-    const ZSTD_CDict* cd = CompressDictionary2();
-    const ZSTD_DDict* dd = DecompressDictionary2();
-    ready = c != nullptr && d != nullptr && cd != nullptr && dd != nullptr &&
-            !ZSTD_isError(ZSTD_CCtx_refCDict(c, cd)) &&
+  explicit ZstdContexts(int id) {
+    const ZstdDictionary* dict = ZstdDictionaryOf(id);
+    ready = c != nullptr && d != nullptr && dict != nullptr && dict->c != nullptr && dict->d != nullptr &&
+            !ZSTD_isError(ZSTD_CCtx_refCDict(c, dict->c)) &&
             // The seal authenticates every byte; the id byte names the dictionary.
             !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0)) &&
             !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0)) &&
             !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1)) &&
-            !ZSTD_isError(ZSTD_DCtx_refDDict(d, dd));
+            !ZSTD_isError(ZSTD_DCtx_refDDict(d, dict->d));
   }
   ~ZstdContexts() {
     ZSTD_freeCCtx(c);
     ZSTD_freeDCtx(d);
   }
 };
-
-ZstdContexts& Zstd() {
-  thread_local ZstdContexts z;
-  return z;
+ZstdContexts& Zstd(int id) {
+  thread_local ZstdContexts two(2);
+  thread_local ZstdContexts three(3);
+  return id == 2 ? two : three;
 }
-
 // One deflate state per thread, reset per value: creating one allocates
 // ~256 KiB, which would cost more than compressing a result.
 struct Deflater {
@@ -91,6 +95,7 @@ struct Inflater {
 absl::string_view Dictionary(int id) {
   if (id == 1) return absl::string_view(kDictionary1, sizeof(kDictionary1) - 1);
   if (id == 2) return absl::string_view(reinterpret_cast<const char*>(kDictionary2), sizeof(kDictionary2));
+  if (id == 3) return absl::string_view(reinterpret_cast<const char*>(kDictionary3), sizeof(kDictionary3));
   return {};
 }
 
@@ -103,20 +108,20 @@ std::string KeepSmaller(absl::string_view data, std::string packed) {
   return packed;
 }
 
-std::string PackZstd(absl::string_view data) {
-  ZstdContexts& z = Zstd();
+std::string PackZstd(int id, absl::string_view data) {
+  ZstdContexts& z = Zstd(id);
   if (!z.ready) return std::string(data);  // not packed; reads back as it is
   std::string out(2 + ZSTD_compressBound(data.size()), '\0');
   out[0] = kMagic;
-  out[1] = '\2';
+  out[1] = static_cast<char>(id);
   const size_t n = ZSTD_compress2(z.c, out.data() + 2, out.size() - 2, data.data(), data.size());
   if (ZSTD_isError(n)) return std::string(data);
   out.resize(2 + n);
   return KeepSmaller(data, std::move(out));
 }
 
-absl::StatusOr<std::string> UnpackZstd(absl::string_view stream) {
-  ZstdContexts& z = Zstd();
+absl::StatusOr<std::string> UnpackZstd(int id, absl::string_view stream) {
+  ZstdContexts& z = Zstd(id);
   if (!z.ready) return absl::InternalError("packed value: no zstd state");
   const unsigned long long size = ZSTD_getFrameContentSize(stream.data(), stream.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
@@ -155,7 +160,7 @@ std::string Pack(absl::string_view data) { return PackWith(kCurrentDictionary, d
 
 std::string PackWith(int id, absl::string_view data) {
   if (id == 1) return PackDeflate(data);
-  if (id == 2) return PackZstd(data);
+  if (id == 2 || id == 3) return PackZstd(id, data);
   return std::string(data);
 }
 
@@ -163,7 +168,7 @@ absl::StatusOr<std::string> Unpack(absl::string_view stored) {
   if (stored.empty() || stored[0] != kMagic) return std::string(stored);
   if (stored.size() < 2) return absl::DataLossError("packed value: truncated header");
   const int id = static_cast<unsigned char>(stored[1]);
-  if (id == 2) return UnpackZstd(stored.substr(2));
+  if (id == 2 || id == 3) return UnpackZstd(id, stored.substr(2));
   const absl::string_view dict = Dictionary(id);
   if (id != 1 || dict.empty()) return absl::DataLossError(absl::StrCat("packed value: unknown dictionary ", id));
   thread_local Inflater in;

@@ -8,10 +8,11 @@
 // trained on such values takes it to well under 0.2 kB.
 //
 // Layout: 0x00, the dictionary id, the stream. Dictionary 1 (2026-11, read
-// only now): raw deflate (zlib) with a list of ruleset texts. Dictionary 2
-// (current): a zstd frame (no checksum: the seal authenticates) with a
-// dictionary trained by tools/dictsamples/make-dictionary.sh on the values
-// intake and referral store. A value that does not start with 0x00 is not
+// only now): raw deflate (zlib) with a list of ruleset texts. Dictionaries 2
+// (read only now) and 3 (current): a zstd frame (no checksum: the seal
+// authenticates) with a dictionary trained by bench/dictionary/make.sh on
+// the values intake and referral store (3: on results of ruleset v2 and
+// scoring engine 2). A value that does not start with 0x00 is not
 // packed and reads as it is: a serialized protobuf message never starts
 // with 0x00 (there is no field 0), so values written before packing
 // existed read unchanged.
@@ -32,12 +33,12 @@ namespace aqueduct::compress {
 inline constexpr size_t kMaxUnpackedBytes = 16 << 20;
 
 // The dictionary Pack uses.
-inline constexpr int kCurrentDictionary = 2;
+inline constexpr int kCurrentDictionary = 3;
 
 // `data` packed with the current dictionary.
 std::string Pack(absl::string_view data);
 
-// `data` packed with dictionary `id` (1 or 2): for tests that values written
+// `data` packed with dictionary `id` (1, 2 or 3): for tests that values written
 // with an earlier dictionary still read. Unknown ids leave `data` unpacked.
 std::string PackWith(int id, absl::string_view data);
 

@@ -65,7 +65,7 @@ TEST(CompressTest, ResultsShrinkAndComeBackExactly) {
   for (const auto& r : results) {
     const std::string p = Pack(r);
     ASSERT_EQ(p[0], '\0');
-    ASSERT_EQ(p[1], '\2') << "dictionary 2";
+    ASSERT_EQ(p[1], '\3') << "dictionary 3";
     raw += r.size();
     packed += p.size();
     auto back = Unpack(p);
@@ -183,7 +183,30 @@ TEST(CompressTest, DictionaryTwoNeverChanges) {
   ASSERT_EQ(EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr), 1);
   EXPECT_EQ(absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), len)),
             "87d008212fd5a119087ad93b2355397a130adf2b0407314c4c28e59db1dd6f14");
-  EXPECT_EQ(Dictionary(3), "");
+}
+
+// Values written with dictionary 3 (the current one) need exactly these
+// bytes forever.
+TEST(CompressTest, DictionaryThreeNeverChanges) {
+  const absl::string_view d = Dictionary(3);
+  ASSERT_EQ(d.size(), 32768u);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  ASSERT_EQ(EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr), 1);
+  EXPECT_EQ(absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), len)),
+            "b497d10f28edc3517f993aadac8e6887f0b96b0b48e0b6883962373b8f25e8b8");
+  EXPECT_EQ(Dictionary(4), "");
+}
+
+// Values packed with dictionary 2 (before dictionary 3) still read.
+TEST(CompressTest, ValuesPackedWithDictionaryTwoStillRead) {
+  for (const auto& r : Results()) {
+    const std::string p = PackWith(2, r);
+    ASSERT_EQ(p[1], '\2');
+    auto back = Unpack(p);
+    ASSERT_THAT(back, IsOk());
+    EXPECT_EQ(*back, r);
+  }
 }
 
 }  // namespace
