@@ -48,16 +48,46 @@ absl::StatusOr<Flow> ComputeFlow(
     return answers.contains(id) && !dropped.contains(id);
   };
 
-  // Instruments are asked in catalog order, a page each. By the time an
-  // instrument's turn comes, everything before it has been answered, so an
-  // ask_if that is still unknown can only come from a declined answer: ask
-  // then (the safe side).
+  // Once an instrument's ends_flow_if holds (an ASQ acute positive), nothing
+  // more is asked or required: the instruments already answered are kept as
+  // they are and the screening can be completed at once.
+  bool ended = false;
+  for (const auto& info : catalog.instruments()) {
+    // (An empty expression holds: only a written one can end the flow.)
+    ended = ended || (!info.def->ends_flow_if().empty() &&
+                      info.ends_flow_if.Eval(values.data(), sets) == Truth::kTrue);
+  }
+  auto any_answered = [&](const scoring::CatalogIndex::InstrumentInfo& info) {
+    for (const auto& item : info.items) {
+      if (answered(item.def->id())) return true;
+    }
+    return false;
+  };
+
+  // Instruments are asked in catalog order, a page each, except that an
+  // `asked_first` instrument whose ask_if holds comes next, ahead of the
+  // rest (the ASQ right after a risk answer). By the time an instrument's
+  // turn comes, everything before it has been answered, so an ask_if that
+  // is still unknown can only come from a declined answer: ask then (the
+  // safe side).
   bool earlier_pending = false;
+  std::vector<Flow::Ask> first_page;
   for (const auto& info : catalog.instruments()) {
     const Truth applies = info.applies_if.Eval(values.data(), sets);
     const Truth asked = info.ask_if.Eval(values.data(), sets);
     if (applies == Truth::kFalse || asked == Truth::kFalse) continue;
+    if (ended) {
+      if (!any_answered(info)) continue;
+      flow.instruments.push_back(info.def->id());
+      for (const auto& item : info.items) {
+        if (item.applies_if.Eval(values.data(), sets) != Truth::kFalse && answered(item.def->id())) {
+          ++flow.answered;
+        }
+      }
+      continue;
+    }
     const bool decided = applies == Truth::kTrue && asked == Truth::kTrue;
+    const bool first = decided && info.def->asked_first();
     if (!decided && earlier_pending) {
       // Not decidable yet: count its items as still to come.
       for (const auto& item : info.items) {
@@ -93,9 +123,14 @@ absl::StatusOr<Flow> ComputeFlow(
         }
       }
     }
-    if (!earlier_pending && !pending.empty()) flow.page = std::move(pending);
+    if (first && first_page.empty() && !pending.empty()) {
+      first_page = pending;
+    } else if (!earlier_pending && !pending.empty()) {
+      flow.page = std::move(pending);
+    }
     if (flow.remaining > 0) earlier_pending = true;
   }
+  if (!first_page.empty()) flow.page = std::move(first_page);
   return flow;
 }
 

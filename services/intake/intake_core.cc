@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
@@ -56,6 +57,20 @@ scoring::v1::ScoringResult ForThePerson(const scoring::v1::ScoringResult& full,
   return out;
 }
 
+// The answers given so far, in catalog order (results do not depend on
+// the map's order), as scoring takes them.
+scoring::v1::ScoreAnswersRequest AnswersSoFar(const storage::v1::SessionRecord& record,
+                                              const scoring::CatalogIndex& catalog) {
+  scoring::v1::ScoreAnswersRequest partial;
+  for (const auto& info : catalog.instruments()) {
+    for (const auto& item : info.items) {
+      auto it = record.answers().find(item.def->id());
+      if (it != record.answers().end()) *partial.mutable_answers()->add_answers() = it->second;
+    }
+  }
+  return partial;
+}
+
 v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
   v1::PersonRoute route;
   const auto primary = result.routing().primary_route();
@@ -79,7 +94,7 @@ v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
     case common::v1::KETAMINE_REVIEW:
       // Nothing about eligibility reaches the person before a physician
       // confirms it: only that a physician is reviewing.
-      route.set_route(common::v1::ROUTE_UNSPECIFIED);
+      route.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
       route.set_pending_review(true);
       route.set_message(absl::StrCat(
           kDisclaimer, " Your answers are under review by a physician."));
@@ -147,6 +162,21 @@ absl::Status PrefillContext(const v1::ScreeningContext& context,
     if (auto s = choose("ctx.state", context.location_state(), "context.location_state"); !s.ok()) {
       return s;
     }
+  }
+  if (context.has_age()) {
+    if (const scoring::v1::Item* item = catalog.FindItem("ctx.age"); item != nullptr) {
+      common::v1::Answer a;
+      a.set_item_id("ctx.age");
+      a.set_integer_value(context.age());
+      if (!scoring::CatalogIndex::ValueFits(*item, a)) {
+        return absl::InvalidArgumentError(absl::StrCat("context.age: ", context.age(), " is outside ",
+                                                       item->min_value(), "..", item->max_value()));
+      }
+      (*record.mutable_answers())["ctx.age"] = a;
+    }
+  }
+  if (!context.sex().empty()) {
+    if (auto s = choose("ctx.sex", context.sex(), "context.sex"); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -276,7 +306,8 @@ absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(const StoredSession& s,
   return NextItemsFrom(s, clinical, *flow);
 }
 
-v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow) const {
+v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow,
+                                        RiskNow* risk) const {
   v1::NextItems next;
   next.set_name(ScreeningName{s.record.user_id(), s.record.screening_id()}.ToString());
   next.set_etag(absl::StrCat(s.version));
@@ -292,23 +323,32 @@ v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s, const Clinical& 
   next.mutable_progress()->set_answered(flow.answered);
   next.mutable_progress()->set_remaining(flow.remaining);
   // Crisis resources the moment an answer indicates risk (e.g. PHQ-9 item 9
-  // above 0), scored locally so they never wait for another service. Only a
-  // flag that is set counts here: a question not yet reached is not a risk.
+  // above 0, or declined from ruleset v2 on), scored locally so they never
+  // wait for another service. Only what the answers given make certain
+  // counts here: a question not yet reached is not a risk. Once a page has
+  // raised an early risk case they stay on every reply.
+  const bool risk_raised = s.record.early_risk_route() != common::v1::ROUTE_UNSPECIFIED;
   if (s.record.state() == v1::IN_PROGRESS && !s.record.answers().empty()) {
-    scoring::v1::ScoreAnswersRequest partial;
-    for (const auto& info : clinical.catalog->instruments()) {
-      for (const auto& item : info.items) {
-        auto it = s.record.answers().find(item.def->id());
-        if (it != s.record.answers().end()) *partial.mutable_answers()->add_answers() = it->second;
-      }
-    }
+    const scoring::v1::ScoreAnswersRequest partial = AnswersSoFar(s.record, *clinical.catalog);
     // The digest says whether any flag is raised without building
     // explanations; only then is the full result (with the resources) made.
     scoring::v1::ResultDigest digest;
-    if (clinical.engine->DigestInto(partial, &digest).ok() && digest.safety_flags_size() > 0) {
+    bool crisis = false;
+    if (clinical.engine->DigestInto(partial, &digest, &crisis).ok() &&
+        (crisis || digest.safety_flags_size() > 0 || risk_raised)) {
+      if (risk != nullptr) {
+        risk->crisis_resources = crisis || digest.safety_flags_size() > 0;
+        for (int kind : digest.safety_flags()) {
+          const auto route = kind == scoring::v1::ASQ_ACUTE_POSITIVE ? common::v1::CRISIS_ACUTE
+                                                                    : common::v1::CRISIS_URGENT;
+          if (route > risk->route) risk->route = route;
+        }
+      }
       auto scored = clinical.engine->Score(partial);
-      if (scored.ok() && scored->safety_flags_size() > 0 && scored->has_crisis_resources()) {
+      if (scored.ok() && scored->has_crisis_resources()) {
         *next.mutable_crisis_resources() = scored->crisis_resources();
+      } else if (risk_raised) {
+        *next.mutable_crisis_resources() = clinical.engine->newest().ruleset().crisis_resources();
       }
     }
   }
@@ -572,6 +612,7 @@ void IntakeCore::SubmitFromCacheAsync(std::shared_ptr<AsyncSubmit> call) {
                      [this, call = std::move(call), page](absl::StatusOr<SessionStore::WriteOutcome> outcome) mutable {
                        if (!outcome.ok()) return std::move(call->done)(outcome.status());
                        if (outcome->kind == Kind::kWritten) {
+                         PageStored(*page);
                          // The next page of this session, on this replica, need not read it.
                          cache_->Put(call->name.screening_id, StoredSession{std::move(page->write.record),
                                                                             call->expected + 1, std::nullopt});
@@ -659,14 +700,29 @@ absl::StatusOr<IntakeCore::PreparedPage> IntakeCore::PreparePage(const v1::Submi
     flow = ComputeFlow(catalog, clinical.sets, session.record.answers());
     if (!flow.ok()) return flow.status();
   }
-  v1::NextItems next = NextItemsFrom(session, clinical, *flow);
+  RiskNow risk;
+  v1::NextItems next = NextItemsFrom(session, clinical, *flow, &risk);
+  SessionStore::WriteRequest& write = page.write;
+  // A page that raises a safety flag (or raises it from urgent to acute)
+  // owes referral an early risk case, whether or not the person ever
+  // finishes: queued with this write, delivered by the outbox worker.
+  if (risk.route > session.record.early_risk_route()) {
+    session.record.set_early_risk_route(risk.route);
+    write.queue_early_risk = risk.route;
+    page.raised_early_risk = true;
+    if (!next.has_crisis_resources()) {
+      *next.mutable_crisis_resources() = clinical.engine->newest().ruleset().crisis_resources();
+    }
+  }
   *response.mutable_screening() = ToScreening(session, &next.progress());
   *response.mutable_next() = std::move(next);
 
-  SessionStore::WriteRequest& write = page.write;
   write.expected_version = expected;
   write.request_id = request.request_id();
-  write.ttl = config_.session_ttl;
+  // Until the early risk case is delivered the session does not expire:
+  // idle expiry must not take the answers the case is made from. The worker
+  // sets the expiry once referral has the case (SessionStore::KeepSession).
+  write.ttl = write.queue_early_risk.has_value() ? absl::ZeroDuration() : config_.session_ttl;
   // Activity keeps the open-session slot alive as long as the session.
   write.touch_open_slot_until_ms =
       session.record.update_time_ms() + absl::ToInt64Milliseconds(config_.session_ttl);
@@ -688,6 +744,7 @@ absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> IntakeCore::ApplyAnswer
   }
   switch (outcome->kind) {
     case Kind::kWritten:
+      PageStored(*prepared);
       // The next page of this session, on this replica, need not read it.
       cache_->Put(name.screening_id, StoredSession{std::move(write.record), expected + 1, std::nullopt});
       return std::move(response);
@@ -724,6 +781,7 @@ v1::CompleteScreeningResponse IntakeCore::CompletionResponse(
     }
   }
   response.set_handoff(s.record.handoff());
+  if (s.record.handoff() == v1::DELIVERED) response.set_case_name(s.record.case_name());
   return response;
 }
 
@@ -734,6 +792,13 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
       ScreeningName{session.record.user_id(), session.record.screening_id()}.ToString());
   *req.mutable_result() = session.result->scoring();
   req.set_location_state(LocationStateOf(session.record));
+  if (session.record.early_risk_route() != common::v1::ROUTE_UNSPECIFIED) {
+    // One case per screening: the result goes to the early risk case.
+    req.set_early_risk_raised(true);
+    if (auto clinical = catalog_->Get(); clinical != nullptr) {
+      AddRiskAnswers(session.result->scoring(), session.record, *clinical->catalog, req.mutable_risk_answers());
+    }
+  }
   auto created = referral_->CreateReferral(req, deadline);
   if (!created.ok()) {
     log::Warn("referral hand-off pending",
@@ -748,6 +813,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   write.expected_version = session.version;
   write.record = session.record;
   write.record.set_handoff(v1::DELIVERED);
+  write.record.set_case_name(created->name());
   write.request_id = absl::StrCat("handoff-", session.version);
   write.remove_handoff = true;
   write.release_open_slot = true;  // a completed screening holds none
@@ -755,6 +821,8 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session, absl::Time deadline
   if (outcome.ok() && outcome->kind == Kind::kWritten) {
     session.record = std::move(write.record);
     session.version = outcome->version;
+  } else {
+    session.record.set_case_name(created->name());
   }
   return v1::DELIVERED;
 }
@@ -947,13 +1015,29 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
     return absl::FailedPreconditionError(
         "name: screening is completed; a completed result cannot be abandoned");
   }
-  if (session.record.state() == v1::ABANDONED &&
-      (!request.delete_answers() || session.record.answers().empty())) {
+  if (session.record.state() == v1::ABANDONED && !request.delete_answers()) {
     return ToScreening(session);  // already done: same answer again
   }
   session.record.set_state(v1::ABANDONED);
   session.record.set_update_time_ms(clock_->NowMillis());
-  if (request.delete_answers()) session.record.clear_answers();
+  if (request.delete_answers()) {
+    // The answers behind an early risk case stay: the clinician on the case
+    // must see them (reference section 10); the rest go.
+    google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer> keep;
+    if (session.record.early_risk_route() != common::v1::ROUTE_UNSPECIFIED) {
+      if (auto clinical = catalog_->Get(); clinical != nullptr) {
+        if (auto scored = clinical->engine->Score(AnswersSoFar(session.record, *clinical->catalog)); scored.ok()) {
+          AddRiskAnswers(*scored, session.record, *clinical->catalog, &keep);
+        }
+      }
+    }
+    google::protobuf::Map<std::string, common::v1::Answer> kept;
+    for (const auto& k : keep) {
+      auto it = session.record.answers().find(k.item_id());
+      if (it != session.record.answers().end()) kept[k.item_id()] = it->second;
+    }
+    *session.record.mutable_answers() = std::move(kept);
+  }
   SessionStore::WriteRequest write;
   write.expected_version = session.version;
   write.record = session.record;
@@ -1095,12 +1179,121 @@ absl::StatusOr<v1::ScreeningResult> IntakeCore::GetMyResult(const v1::GetMyResul
   return out;
 }
 
+void IntakeCore::AddRiskAnswers(const scoring::v1::ScoringResult& result, const storage::v1::SessionRecord& record,
+                                const scoring::CatalogIndex& catalog,
+                                google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer>* out) {
+  // The inputs of the safety-flag rules that fired: an item ("phq9.9") is
+  // that answer; an instrument's derived name ("asq.positive") is every
+  // answer given to that instrument.
+  absl::flat_hash_set<std::string> ids;
+  std::vector<std::string> order;
+  auto add = [&](const std::string& id) {
+    if (record.answers().contains(id) && ids.insert(id).second) order.push_back(id);
+  };
+  for (const auto& rule : result.rules()) {
+    if (!rule.fired() || !absl::StartsWith(rule.rule_id(), "flag.")) continue;
+    for (const auto& in : rule.inputs()) {
+      if (catalog.FindItem(in.name()) != nullptr) {
+        add(in.name());
+      } else if (const auto* ins = catalog.FindInstrument(in.name().substr(0, in.name().find('.')));
+                 ins != nullptr) {
+        for (const auto& item : ins->items()) add(item.id());
+      }
+    }
+  }
+  // In catalog order, as the person met them.
+  for (const auto& info : catalog.instruments()) {
+    for (const auto& item : info.items) {
+      if (!ids.contains(item.def->id())) continue;
+      const common::v1::Answer& a = record.answers().at(item.def->id());
+      referral::v1::RiskAnswer* r = out->Add();
+      r->set_item_id(item.def->id());
+      r->set_question(item.def->text());
+      switch (a.value_case()) {
+        case common::v1::Answer::kDeclined:
+          r->set_answer("declined to answer");
+          break;
+        case common::v1::Answer::kOptionValue:
+          r->set_answer(absl::StrCat(a.option_value()));
+          for (const auto& o : item.def->options()) {
+            if (o.value() == a.option_value()) r->set_answer(o.text());
+          }
+          break;
+        case common::v1::Answer::kIntegerValue:
+          r->set_answer(absl::StrCat(a.integer_value()));
+          break;
+        case common::v1::Answer::kCodeValue:
+          r->set_answer(a.code_value());
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+IntakeCore::RiskDelivery IntakeCore::DeliverEarlyRisk(const SessionStore::RiskEntry& entry, absl::Time deadline) {
+  auto read = store_->Get(entry.screening_id, "", deadline);
+  if (!read.ok()) return RiskDelivery::kRetry;
+  if (!read->session.has_value() || store_->OwnerOf(read->session->record.user_id()) != entry.owner) {
+    log::Error("early risk case not delivered: its screening is gone", {});
+    return RiskDelivery::kNothingOwed;
+  }
+  const StoredSession& s = *read->session;
+  const storage::v1::SessionRecord& r = s.record;
+  // Nothing owed: the write that queued it did not commit, or the
+  // completion's hand-off carries it (early_risk_raised).
+  if (r.early_risk_route() < entry.route || r.state() == v1::COMPLETED) return RiskDelivery::kNothingOwed;
+  auto clinical = catalog_->Get();
+  if (clinical == nullptr) return RiskDelivery::kRetry;
+  auto scored = clinical->engine->Score(AnswersSoFar(r, *clinical->catalog));
+  if (!scored.ok()) {
+    log::Error("early risk case: stored answers do not score", {{"code", static_cast<int>(scored.status().code())}});
+    return RiskDelivery::kRetry;
+  }
+  referral::v1::CreateReferralRequest req;
+  req.set_request_id(absl::StrCat("risk-", r.screening_id(), "-", static_cast<int>(entry.route)));
+  req.set_screening(ScreeningName{r.user_id(), r.screening_id()}.ToString());
+  req.set_location_state(LocationStateOf(r));
+  req.set_unfinished(true);
+  AddRiskAnswers(*scored, r, *clinical->catalog, req.mutable_risk_answers());
+  *req.mutable_result() = std::move(*scored);
+  // The case's route is the most severe raised so far, even if an answer
+  // was changed since: an early risk case is never lowered.
+  scoring::v1::RoutingDecision* routing = req.mutable_result()->mutable_routing();
+  if (routing->primary_route() < r.early_risk_route()) {
+    routing->set_primary_route(r.early_risk_route());
+    routing->set_required_reviewer(common::v1::CLINICIAN);
+  }
+  auto created = referral_->CreateReferral(req, deadline);
+  if (!created.ok()) {
+    log::Warn("early risk case pending",
+              {{"code", static_cast<int>(created.status().code())}, {"peer", referral_->Describe()}});
+    // Owed still: the session must outlive the wait.
+    (void)store_->KeepSession(r.screening_id(), true, config_.session_ttl, deadline);
+    return RiskDelivery::kRetry;
+  }
+  log::Info("early risk case delivered", {{"route", common::v1::Route_Name(entry.route)}});
+  (void)store_->KeepSession(r.screening_id(), false, config_.session_ttl, deadline);
+  return RiskDelivery::kDelivered;
+}
+
 absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit, absl::Time deadline) {
   const int64_t now = clock_->NowMillis();
+  // Early risk cases first: they are what a clinician must see soonest.
+  auto risks = store_->ClaimDueRiskEntries(now, now + absl::ToInt64Milliseconds(config_.handoff_retry), limit,
+                                           deadline);
+  if (!risks.ok()) return risks.status();
+  int delivered = 0;
+  for (const auto& entry : *risks) {
+    const RiskDelivery outcome = DeliverEarlyRisk(entry, deadline);
+    if (outcome == RiskDelivery::kRetry) continue;  // claimed until its retry time
+    (void)store_->RemoveRiskEntry(entry.member, deadline);
+    if (outcome == RiskDelivery::kDelivered) ++delivered;
+  }
   auto due = store_->ClaimDueHandoffs(now, now + absl::ToInt64Milliseconds(config_.handoff_retry),
                                       limit, deadline);
   if (!due.ok()) return due.status();
-  int delivered = 0;
   for (const auto& entry : *due) {
     auto read = store_->Get(entry.screening_id, "", deadline);
     if (!read.ok()) return read.status();

@@ -115,9 +115,15 @@ class IntakeCore {
   absl::StatusOr<v1::ScreeningResult> GetMyResult(const v1::GetMyResultRequest& request,
                                                   absl::Time deadline);
 
-  // The outbox worker's step: retries due hand-offs to referral. Returns how
-  // many were delivered. Safe to run on every replica at once.
+  // The outbox worker's step: delivers due early risk cases, then retries
+  // due hand-offs to referral. Returns how many were delivered. Safe to run
+  // on every replica at once.
   absl::StatusOr<int> DeliverPendingHandoffs(int limit, absl::Time deadline);
+
+  // Called (on whatever thread acknowledged the page) after a page that
+  // raised an early risk case is stored, so the worker delivers it now
+  // rather than on its next tick. Must not block. Set before serving.
+  void set_on_early_risk(absl::AnyInvocable<void()> wake) { on_early_risk_ = std::move(wake); }
 
   static constexpr int kDefaultResultsPageSize = 20;
   static constexpr int kMaxResultsPageSize = 100;
@@ -150,7 +156,21 @@ class IntakeCore {
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
   // The same from the flow of `s`'s answers, already computed.
-  v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow) const;
+  // What the answers so far say about risk, from the local engine.
+  struct RiskNow {
+    bool crisis_resources = false;  // the ruleset's crisis_when holds
+    // CRISIS_ACUTE or CRISIS_URGENT once a safety flag is raised.
+    common::v1::Route route = common::v1::ROUTE_UNSPECIFIED;
+  };
+  v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow,
+                              RiskNow* risk = nullptr) const;
+  // Delivers the early risk case owed for `entry`'s screening, when one is.
+  enum class RiskDelivery { kDelivered, kNothingOwed, kRetry };
+  RiskDelivery DeliverEarlyRisk(const SessionStore::RiskEntry& entry, absl::Time deadline);
+  // The answers that raised `result`'s safety flags, in the person's words.
+  static void AddRiskAnswers(const scoring::v1::ScoringResult& result, const storage::v1::SessionRecord& record,
+                             const scoring::CatalogIndex& catalog,
+                             google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer>* out);
   // SubmitAnswers past its checks of the request: validates the page
   // against `session` (at version `expected`), writes, and builds the reply.
   // With `from_cache`, nullopt when the write found the session changed or
@@ -163,7 +183,12 @@ class IntakeCore {
   struct PreparedPage {
     v1::SubmitAnswersResponse response;
     SessionStore::WriteRequest write;
+    bool raised_early_risk = false;  // the write queues an early risk case
   };
+  // After a page's write is acknowledged.
+  void PageStored(const PreparedPage& page) {
+    if (page.raised_early_risk && on_early_risk_) on_early_risk_();
+  }
   absl::StatusOr<PreparedPage> PreparePage(const v1::SubmitAnswersRequest& request, int64_t expected,
                                            const Clinical& clinical, StoredSession session) const;
   // SubmitAnswers past its checks and the rate limit: from the cached
@@ -202,6 +227,7 @@ class IntakeCore {
   const Clock* clock_;
   IntakeConfig config_;
   std::unique_ptr<SessionCache> cache_;
+  absl::AnyInvocable<void()> on_early_risk_;
 };
 
 // Records the start context (role, works, works with clients, state) as

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
@@ -219,9 +220,23 @@ int main(int argc, char** argv) {
   // The outbox worker: retries hand-offs that referral did not take at
   // completion, until it does (every replica runs one; claims do not
   // collide, and referral de-duplicates per screening and ruleset).
+  // A page that raises an early risk case wakes it at once: the case must
+  // be in the clinician queue within seconds, not a tick later.
+  absl::Mutex wake_mu;
+  bool wake = false;
+  core.set_on_early_risk([&] {
+    absl::MutexLock lock(&wake_mu);
+    wake = true;
+  });
   std::thread outbox([&] {
     const absl::Duration tick = std::min(absl::Seconds(1), intake_config.handoff_retry);
-    while (!stop.WaitForNotificationWithTimeout(tick)) {
+    while (!stop.HasBeenNotified()) {
+      {
+        absl::MutexLock lock(&wake_mu);
+        wake_mu.AwaitWithTimeout(absl::Condition(&wake), tick);
+        wake = false;
+      }
+      if (stop.HasBeenNotified()) break;
       if (catalog.Get() == nullptr) continue;
       auto delivered = core.DeliverPendingHandoffs(50, absl::Now() + absl::Seconds(5));
       (void)delivered;  // failures are retried next tick; HandOff logs them

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/compress/compress.h"
 #include "common/crypto/sha256.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
@@ -20,6 +21,7 @@ constexpr char kService[] = "intake";
 std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
 std::string OpenKey(const std::string& owner) { return redis::Key(kService, owner, "open"); }
 std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
+std::string RiskOutboxKey() { return redis::GlobalKey(kService, "risk-outbox"); }
 std::string ResultsKey(const std::string& owner) { return redis::Key(kService, owner, "results"); }
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
@@ -331,7 +333,8 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string
                                    RequestTag(request.request_id), result, packed, digest};
   WriteBatch batch;
   const bool indexes = request.index_completion.has_value() || request.touch_open_slot_until_ms > 0 ||
-                       request.remove_handoff || request.release_open_slot;
+                       request.remove_handoff || request.release_open_slot ||
+                       request.queue_early_risk.has_value();
   const std::string owner = indexes ? OwnerOf(request.record.user_id()) : std::string();
   if (request.index_completion.has_value()) {
     // Ahead of the write (see WriteRequest::index_completion). The completed
@@ -343,6 +346,12 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string
     batch.commands.push_back({"ZADD", redis::GlobalKey(kService, "completed"), at, screening_id});
     batch.commands.push_back({"ZADD", OutboxKey(), absl::StrCat(request.index_completion->handoff_due_ms),
                               absl::StrCat(owner, "/", screening_id)});
+  }
+  if (request.queue_early_risk.has_value()) {
+    // Due at once (score 0 sorts first): the worker delivers it on its next
+    // tick. Ahead of the write, as the completion's indexes are.
+    batch.commands.push_back({"ZADD", RiskOutboxKey(), "NX", "0",
+                              absl::StrCat(owner, "/", screening_id, "/", static_cast<int>(*request.queue_early_risk))});
   }
   batch.script = batch.commands.size();
   batch.commands.push_back(std::move(eval));
@@ -544,6 +553,53 @@ absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListRes
     if (static_cast<int>(el.size() / 2) < want) break;
   }
   return out;
+}
+
+absl::StatusOr<std::vector<SessionStore::RiskEntry>> RedisSessionStore::ClaimDueRiskEntries(
+    int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) {
+  auto r = client_->Eval(ClaimScript(), {RiskOutboxKey()},
+                         {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)}, deadline);
+  if (!r.ok()) return r.status();
+  std::vector<RiskEntry> out;
+  for (const auto& e : r->elements) {
+    std::vector<std::string> parts = absl::StrSplit(e.str, '/');
+    int route = 0;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &route) || !common::v1::Route_IsValid(route)) {
+      // Not an entry this code writes: drop it rather than claim it forever.
+      (void)client_->Command({"ZREM", RiskOutboxKey(), e.str}, deadline);
+      continue;
+    }
+    out.push_back(RiskEntry{parts[0], parts[1], static_cast<common::v1::Route>(route), e.str});
+  }
+  return out;
+}
+
+namespace {
+
+// KEYS: session. ARGV: '1' = persist, else the expiry in ms. A completed
+// session (field r) keeps no expiry; a missing one is not created.
+const redis::Script& KeepScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '1' then return redis.call('PERSIST', KEYS[1]) end
+if redis.call('HEXISTS', KEYS[1], 'r') == 1 then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+)lua");
+  return *script;
+}
+
+}  // namespace
+
+absl::Status RedisSessionStore::KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
+                                            absl::Time deadline) {
+  return client_
+      ->Eval(KeepScript(), {SessionKey(screening_id)},
+             {keep ? "1" : "0", absl::StrCat(absl::ToInt64Milliseconds(ttl))}, deadline)
+      .status();
+}
+
+absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member, absl::Time deadline) {
+  return client_->Command({"ZREM", RiskOutboxKey(), member}, deadline).status();
 }
 
 absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::ClaimDueHandoffs(

@@ -25,6 +25,9 @@ namespace aqueduct::intake {
 //   aq:intake:{<owner>}:results         zset of completed screenings by time
 //   aq:intake:outbox                    zset "<owner>/<screening>" by next
 //                                       hand-off attempt (global index)
+//   aq:intake:risk-outbox               zset "<owner>/<screening>/<route
+//                                       number>" by next attempt: early risk
+//                                       cases owed to referral (global)
 //   aq:intake:completed                 zset "<screening>" by completion
 //                                       ("<owner>/<screening>" before
 //                                       2026-11-22, read the same)
@@ -83,6 +86,11 @@ class RedisSessionStore : public SessionStore {
                                                              absl::Time deadline) override;
   absl::Status RemoveHandoff(const std::string& owner, const std::string& screening_id,
                              absl::Time deadline) override;
+  absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms, int limit,
+                                                             absl::Time deadline) override;
+  absl::Status RemoveRiskEntry(const std::string& member, absl::Time deadline) override;
+  absl::Status KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
+                           absl::Time deadline) override;
   absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms, absl::Time deadline) override;
   absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(int64_t from_ms, int64_t to_ms,
                                                             int64_t after_ms,

@@ -87,6 +87,12 @@ class SessionStore {
       int64_t handoff_due_ms = 0;
     };
     std::optional<CompletionIndex> index_completion;
+    // When set, also queues an early risk case at this crisis route
+    // (CRISIS_URGENT or CRISIS_ACUTE) in the risk outbox, due at once,
+    // ahead of the write in the same round trip: a crash right after the
+    // page is acknowledged loses nothing, and an entry whose write did not
+    // commit finds nothing owed and is dropped.
+    std::optional<common::v1::Route> queue_early_risk;
     absl::Duration ttl = absl::ZeroDuration();  // zero = keep forever
   };
   struct WriteOutcome {
@@ -167,6 +173,27 @@ class SessionStore {
   virtual absl::Status RemoveHandoff(const std::string& owner,
                                      const std::string& screening_id,
                                      absl::Time deadline) = 0;
+
+  // The risk outbox: early risk cases owed to referral
+  // (WriteRequest::queue_early_risk). One entry per screening and crisis
+  // route, so a raise to CRISIS_ACUTE is its own entry and a worker that
+  // removes the entry it delivered never removes a newer one.
+  struct RiskEntry {
+    std::string owner;  // OwnerOf(user id)
+    std::string screening_id;
+    common::v1::Route route = common::v1::ROUTE_UNSPECIFIED;
+    std::string member;  // the entry as stored, for RemoveRiskEntry
+  };
+  // As ClaimDueHandoffs, for the risk outbox.
+  virtual absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(
+      int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
+  virtual absl::Status RemoveRiskEntry(const std::string& member, absl::Time deadline) = 0;
+  // Without a version change (a page's etag stays valid): `keep` makes an
+  // unfinished session never expire (an early risk case is still owed);
+  // otherwise it expires after `ttl` as any idle one does. A completed
+  // session is never given an expiry.
+  virtual absl::Status KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
+                                   absl::Time deadline) = 0;
 
   // Every completed screening by completion time (for batch re-scoring;
   // WriteRequest::index_completion writes it).

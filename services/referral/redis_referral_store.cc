@@ -334,6 +334,10 @@ absl::Status RedisReferralStore::Dequeue(const std::string& id, absl::Time deadl
   return client_->Command({"ZREM", QueueKey(), id}, deadline).status();
 }
 
+absl::Status RedisReferralStore::Requeue(const std::string& id, double score, absl::Time deadline) {
+  return client_->Command({"ZADD", QueueKey(), FormatScore(score), id}, deadline).status();
+}
+
 absl::Status RedisReferralStore::SetTimer(Timer timer, const std::string& id, int64_t due_ms,
                                           absl::Time deadline) {
   return client_->Command({"ZADD", TimerKey(timer), absl::StrCat(due_ms), id}, deadline).status();

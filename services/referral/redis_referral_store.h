@@ -51,6 +51,7 @@ class RedisReferralStore : public ReferralStore {
   absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> ListAudit(
       const std::string& id, int64_t offset, int limit, absl::Time deadline) override;
   absl::Status Dequeue(const std::string& id, absl::Time deadline) override;
+  absl::Status Requeue(const std::string& id, double score, absl::Time deadline) override;
   absl::Status SetTimer(Timer timer, const std::string& id, int64_t due_ms,
                         absl::Time deadline) override;
   absl::Status ClearTimer(Timer timer, const std::string& id, absl::Time deadline) override;

@@ -104,14 +104,34 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   if (route == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(route)) {
     return absl::InvalidArgumentError(field + "result.routing.primary_route: is required");
   }
+  if (route == common::v1::UNDER_PHYSICIAN_REVIEW) {
+    return absl::InvalidArgumentError(field +
+                                      "result.routing.primary_route: UNDER_PHYSICIAN_REVIEW is what a person "
+                                      "sees, not a route");
+  }
+  if (request.unfinished()) {
+    if (route != common::v1::CRISIS_URGENT && route != common::v1::CRISIS_ACUTE) {
+      return absl::InvalidArgumentError(field +
+                                        "result.routing.primary_route: an unfinished screening's case must be "
+                                        "CRISIS_URGENT or CRISIS_ACUTE");
+    }
+    if (request.has_previous_result() || request.early_risk_raised()) {
+      return absl::InvalidArgumentError(field + "unfinished: not with previous_result or early_risk_raised");
+    }
+  }
+  if (request.early_risk_raised() && request.has_previous_result()) {
+    return absl::InvalidArgumentError(field + "early_risk_raised: not with previous_result");
+  }
   if (!request.location_state().empty()) {
     if (absl::Status s = ValidateStateCode(request.location_state(), field + "location_state");
         !s.ok()) {
       return s;
     }
   }
+  const bool risk_case = request.unfinished() || request.early_risk_raised();
   ReferralStore::CreateItem item;
-  item.id = ReferralId(screening->screening_id, result.ruleset_version());
+  item.id = risk_case ? RiskCaseId(screening->screening_id)
+                      : ReferralId(screening->screening_id, result.ruleset_version());
   item.screening_id = screening->screening_id;
   const int64_t now_ms = clock_->NowMillis();
   v1::Referral& referral = item.referral;
@@ -125,9 +145,14 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   referral.set_location_state(request.location_state());
   referral.set_ruleset_version(result.ruleset_version());
   referral.set_create_time_ms(now_ms);
+  referral.set_opened_early(request.unfinished());
+  referral.set_screening_finished(!request.unfinished());
+  referral.mutable_risk_answers()->Swap(request.mutable_risk_answers());
 
   v1::AuditEvent& created = item.created_event;
-  created.set_kind(request.has_previous_result() ? "created_rereview" : "created");
+  created.set_kind(request.unfinished()            ? "opened_early_risk"
+                   : request.has_previous_result() ? "created_rereview"
+                                                   : "created");
   created.set_actor(actor.id);
   created.set_actor_role(actor.role);
   created.set_time_ms(now_ms);
@@ -144,8 +169,95 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   return item;
 }
 
+std::string ReferralCore::RiskCaseId(const std::string& screening_id) {
+  // Not a ruleset version: one case per screening, whatever ruleset scored
+  // the answers so far and the completed result.
+  return absl::StrCat(screening_id, "-risk");
+}
+
+std::optional<ReferralCore::RiskMerge> ReferralCore::MergeRisk(const v1::Referral& before,
+                                                                v1::Referral incoming, bool unfinished,
+                                                                const Actor& actor) const {
+  using common::v1::Route;
+  if (before.screening_finished()) return std::nullopt;  // completed already: nothing later changes it
+  const Route raised = incoming.proposed_route();
+  const bool escalate = raised > before.proposed_route();  // Route's values rise with severity
+  if (unfinished && !escalate) return std::nullopt;      // a retry, or no more severe than before
+  RiskMerge merge;
+  v1::Referral& after = merge.after;
+  after = before;
+  after.mutable_result()->Swap(incoming.mutable_result());
+  after.set_ruleset_version(incoming.ruleset_version());
+  if (incoming.risk_answers_size() > 0) after.mutable_risk_answers()->Swap(incoming.mutable_risk_answers());
+  if (!unfinished) {
+    after.set_screening_finished(true);
+    merge.audit.push_back(Audit("result_attached", actor, actor.role, before, after));
+    merge.event = "updated";
+  }
+  if (escalate) {
+    // Never lowered, and raised on the case itself: a decided case whose
+    // person then answers at imminent risk goes back to the queue.
+    after.set_proposed_route(raised);
+    after.set_current_route(raised);
+    after.set_required_reviewer(incoming.required_reviewer());
+    after.set_priority(PriorityOf(raised));
+    if (after.state() == v1::DECIDED || after.state() == v1::WITHDRAWN) {
+      after.set_state(v1::OPEN);
+      after.clear_claimed_by();
+      after.clear_lease_expire_time_ms();
+    }
+    merge.audit.push_back(Audit("escalated", actor, actor.role, before, after));
+    merge.event = "escalated";
+    merge.requeue_score = QueueScore(after.priority(), raised, after.create_time_ms());
+  }
+  return merge;
+}
+
+absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferralRequest request,
+                                                              const Actor& actor, absl::Time deadline) {
+  const bool unfinished = request.unfinished();
+  auto item = Prepare(request, actor, "");
+  if (!item.ok()) return item.status();
+  const std::string id = item->id;
+  // A lost race (another delivery of the same screening created the case, or
+  // changed it) starts over from the stored case.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto existing = store_->Get(id, deadline);
+    if (!existing.ok()) return existing.status();
+    if (!existing->has_value()) {
+      ReferralStore::CreateItem fresh = *item;  // kept for a retry after a lost race
+      std::vector<ReferralStore::CreateItem> one;
+      one.push_back(std::move(fresh));
+      auto outcomes = store_->CreateMany(std::move(one), deadline);
+      if (!outcomes.ok()) return outcomes.status();
+      if ((*outcomes)[0].created) return std::move((*outcomes)[0].referral);
+      continue;
+    }
+    std::optional<RiskMerge> merge = MergeRisk(**existing, item->referral, unfinished, actor);
+    if (!merge.has_value()) return std::move(**existing);
+    auto written = Write(id, **existing, merge->after, merge->audit, deadline);
+    if (!written.ok()) {
+      if (written.status().code() == absl::StatusCode::kAborted) continue;
+      return written.status();
+    }
+    if (merge->requeue_score.has_value()) {
+      (void)store_->Requeue(id, *merge->requeue_score, deadline);
+      if (written->state() == v1::OPEN && !written->overdue()) {
+        (void)store_->SetTimer(ReferralStore::Timer::kOverdue, id,
+                               clock_->NowMillis() + absl::ToInt64Milliseconds(config_.overdue_after), deadline);
+      }
+    }
+    (void)store_->Publish(merge->event, id, deadline);
+    return written;
+  }
+  return absl::AbortedError("screening: its case kept changing; retry");
+}
+
 absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
                                                           absl::Time deadline) {
+  if (request.unfinished() || request.early_risk_raised()) {
+    return CreateOrAttachRisk(std::move(request), actor, deadline);
+  }
   auto item = Prepare(request, actor, "");
   if (!item.ok()) return item.status();
   std::vector<ReferralStore::CreateItem> one;  // (a braced list would copy the item)
@@ -163,6 +275,12 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
   std::vector<ReferralStore::CreateItem> items;
   items.reserve(request.requests_size());
   for (int i = 0; i < request.requests_size(); ++i) {
+    const auto& r = request.requests(i);
+    if (r.unfinished() || r.early_risk_raised()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("requests[", i, "].", r.unfinished() ? "unfinished" : "early_risk_raised",
+                       ": early risk cases are created one at a time (CreateReferral)"));
+    }
     auto item = Prepare(*request.mutable_requests(i), actor, absl::StrCat("requests[", i, "]."));
     if (!item.ok()) return item.status();  // checked before anything is written
     items.push_back(std::move(*item));
@@ -208,6 +326,7 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
   }
 
   v1::ListQueueResponse response;
+  if (!request.screening().empty()) return ListScreeningCases(request, *clinician, deadline);
   // Read in batches until the page is full or the queue ends; filtered-out
   // cases only advance the cursor.
   bool more = true;
@@ -232,6 +351,34 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
   if (more && cursor.has_value()) {
     response.set_next_page_token(EncodeToken(*cursor));
   }
+  return response;
+}
+
+absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(const v1::ListQueueRequest& request,
+                                                                        const Clinician& clinician,
+                                                                        absl::Time deadline) {
+  auto screening = ParseScreeningName(request.screening(), "screening");
+  if (!screening.ok()) return screening.status();
+  if (!request.page_token().empty()) {
+    return absl::InvalidArgumentError("page_token: a screening's cases come in one page");
+  }
+  auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
+  if (!ids.ok()) return ids.status();
+  std::vector<v1::Referral> found;
+  for (const auto& id : *ids) {
+    auto r = store_->Get(id, deadline);
+    if (!r.ok()) return r.status();
+    if (!r->has_value() || (*r)->screening() != request.screening()) continue;
+    Normalize(**r);
+    if (Matches(**r, request, clinician)) found.push_back(std::move(**r));
+  }
+  // Queue order: priority, then age.
+  std::sort(found.begin(), found.end(), [](const v1::Referral& a, const v1::Referral& b) {
+    return QueueScore(a.priority(), a.current_route(), a.create_time_ms()) <
+           QueueScore(b.priority(), b.current_route(), b.create_time_ms());
+  });
+  v1::ListQueueResponse response;
+  for (auto& r : found) *response.add_cases() = std::move(r);
   return response;
 }
 
@@ -411,6 +558,10 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
     if (d.new_route() == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(d.new_route())) {
       return absl::InvalidArgumentError("decision.new_route: is required to change the route");
     }
+    if (d.new_route() == common::v1::UNDER_PHYSICIAN_REVIEW) {
+      return absl::InvalidArgumentError(
+          "decision.new_route: UNDER_PHYSICIAN_REVIEW is what a person sees; route to KETAMINE_REVIEW");
+    }
     if (d.new_route() == before.current_route()) {
       return absl::InvalidArgumentError("decision.new_route: is the current route; use CONFIRM");
     }
@@ -525,6 +676,7 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferr
   constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
   v1::MyReferral view;
   view.set_screening(r.screening());
+  view.set_case_name(r.name());
   const bool decided = r.state() == v1::DECIDED;
   view.set_pending_review(r.state() == v1::OPEN || r.state() == v1::CLAIMED);
   switch (r.state()) {
@@ -546,6 +698,7 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferr
     case common::v1::KETAMINE_REVIEW:
       if (!decided) {
         // Nothing about eligibility before a physician has confirmed it.
+        view.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
         view.set_message(absl::StrCat(kDisclaimer, " Your answers are under review by a physician."));
         return view;
       }

@@ -2,6 +2,7 @@
 #define AQUEDUCT_SERVICES_REFERRAL_REFERRAL_CORE_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,7 +36,11 @@ class ReferralCore {
       : store_(store), clock_(clock), config_(config) {}
 
   // Idempotent per screening and ruleset version. Takes the request by
-  // value: its results move into the case.
+  // value: its results move into the case. An early risk case (`unfinished`)
+  // and a completed screening's result with `early_risk_raised` go to the
+  // screening's one risk case (RiskCaseId), created by whichever comes
+  // first: a more severe route raises it (never lowers), completion
+  // attaches the full result once; each change is audited and published.
   absl::StatusOr<v1::Referral> CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
                                               absl::Time deadline);
   // Many at once (batch re-scoring); all are checked before any is written.
@@ -81,6 +86,8 @@ class ReferralCore {
   // a retried hand-off finds the same case).
   static std::string ReferralId(const std::string& screening_id,
                                 const std::string& ruleset_version);
+  // The id of a screening's early risk case.
+  static std::string RiskCaseId(const std::string& screening_id);
 
   static constexpr int kDefaultPageSize = 50;
   static constexpr int kMaxPageSize = 200;
@@ -103,6 +110,23 @@ class ReferralCore {
   absl::StatusOr<v1::Referral> Write(const std::string& id, const v1::Referral& before,
                                      v1::Referral after, const std::vector<v1::AuditEvent>& audit,
                                      absl::Time deadline);
+
+  // What a risk delivery changes on the existing case: nothing (nullopt:
+  // a retry, or not more severe), or the case after it, its audit events,
+  // the queue event, and a new queue position when the route was raised.
+  struct RiskMerge {
+    v1::Referral after;
+    std::vector<v1::AuditEvent> audit;
+    std::string event;
+    std::optional<double> requeue_score;
+  };
+  std::optional<RiskMerge> MergeRisk(const v1::Referral& before, v1::Referral incoming, bool unfinished,
+                                     const Actor& actor) const;
+  absl::StatusOr<v1::Referral> CreateOrAttachRisk(v1::CreateReferralRequest request, const Actor& actor,
+                                                  absl::Time deadline);
+  // ListQueue for one screening (request.screening), from its case index.
+  absl::StatusOr<v1::ListQueueResponse> ListScreeningCases(const v1::ListQueueRequest& request,
+                                                           const Clinician& clinician, absl::Time deadline);
 
   ReferralStore* store_;
   const Clock* clock_;

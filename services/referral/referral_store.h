@@ -75,6 +75,9 @@ class ReferralStore {
       const std::string& id, int64_t offset, int limit, absl::Time deadline) = 0;
   // Drops a decided case from the queue index.
   virtual absl::Status Dequeue(const std::string& id, absl::Time deadline) = 0;
+  // Puts a case in the queue at `score` (moving it when it is there: an
+  // early risk case raised to CRISIS_ACUTE moves up).
+  virtual absl::Status Requeue(const std::string& id, double score, absl::Time deadline) = 0;
 
   // Timers: lease expiries and overdue checks, each a (case id, due time)
   // index the sweeper reads.

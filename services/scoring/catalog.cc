@@ -259,6 +259,13 @@ absl::Status CatalogIndex::Index() {
     if (!ask.ok()) return ask.status();
     if (!applies.ok()) return applies.status();
     if (!positive.ok()) return positive.status();
+    auto ends = CompileIn(ins.ends_flow_if(), schema_, absl::StrCat(ins.id(), " ends_flow_if"));
+    if (!ends.ok()) return ends.status();
+    if (ins.asked_first() && ins.ask_if().empty()) {
+      return Invalid(ins.id(), "asked_first needs an ask_if (it moves the instrument up once that holds)");
+    }
+    info.ends_flow_if = std::move(*ends);
+    note_sets(info.ends_flow_if);
     info.ask_if = std::move(*ask);
     info.applies_if = std::move(*applies);
     info.positive_if = std::move(*positive);
@@ -481,7 +488,8 @@ absl::Status CatalogIndex::ScoreInstruments(
     const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
     const google::protobuf::RepeatedPtrField<std::string>& administered,
     const expr::SetTable& sets, expr::Value* values,
-    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable, bool detail) const {
+    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable, bool detail,
+    const std::vector<int>* min_answered) const {
   using common::v1::Answer;
   thread_local Placement scratch;
   scratch.answer_at.assign(schema_.size(), -1);
@@ -519,12 +527,12 @@ absl::Status CatalogIndex::ScoreInstruments(
     scratch.administered[k] = 1;
   }
   return ScorePlaced(scratch.answer_at, scratch.administered, false, sets, values, result,
-                     inapplicable, detail);
+                     inapplicable, detail, min_answered);
 }
 
 absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const expr::SetTable& sets,
                                        expr::Value* values, scoring::v1::ScoringResult* result,
-                                       bool detail) const {
+                                       bool detail, const std::vector<int>* min_answered) const {
   thread_local Placement scratch;
   scratch.answer_at.assign(schema_.size(), -1);
   scratch.administered.assign(instruments_.size(), 0);
@@ -577,13 +585,14 @@ absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const e
   }
   if (!reader.status().ok()) return reader.status();
   return ScorePlaced(scratch.answer_at, scratch.administered, true, sets, values, result, nullptr,
-                     detail);
+                     detail, min_answered);
 }
 
 absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered,
                                        bool packed, const expr::SetTable& sets, expr::Value* values,
                                        scoring::v1::ScoringResult* result,
-                                       std::vector<std::string>* inapplicable, bool detail) const {
+                                       std::vector<std::string>* inapplicable, bool detail,
+                                       const std::vector<int>* min_answered) const {
   using expr::Truth;
   using expr::Value;
   using scoring::v1::InstrumentScore;
@@ -659,9 +668,12 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
         continue;
       }
       const Value& v = values[item.slot];
-      const bool scored = ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED && !item.def->unscored();
+      const bool scored_scale = ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED;
+      const bool scored = scored_scale && !item.def->unscored();
       if (!HasValue(v)) {
-        if (item.def->required() || scored) {
+        // Completeness counts scored items only (reference section 9.3); an
+        // instrument with no scoring needs its required items.
+        if (scored || (!scored_scale && item.def->required())) {
           ++missing;
           if (detail) score->add_missing_item_ids(item.def->id());
         }
@@ -674,8 +686,11 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
     bool complete = missing == 0;
     double level = sum;
     if (ins.scoring() == scoring::v1::MEAN_0_100) {
-      const int need = ins.min_answered() > 0 ? ins.min_answered() : ins.items_size();
-      complete = complete && scored_answered >= need && scored_answered > 0;
+      // The mean of the answered items once enough are answered; with every
+      // item needed (the catalog's v1 choice) this is "none missing".
+      int need = ins.min_answered() > 0 ? ins.min_answered() : ins.items_size();
+      if (min_answered != nullptr && (*min_answered)[k] > 0) need = (*min_answered)[k];
+      complete = scored_answered >= need && scored_answered > 0;
       level = scored_answered > 0 ? sum / scored_answered : 0;
     }
     score->set_completeness(complete ? scoring::v1::COMPLETE : scoring::v1::INCOMPLETE);

@@ -51,6 +51,7 @@ class CatalogIndex {
     expr::Expr ask_if;
     expr::Expr applies_if;
     expr::Expr positive_if;
+    expr::Expr ends_flow_if;  // empty: never
     int total_slot = -1;     // SUM
     int mean_slot = -1;      // MEAN_0_100
     int band_slot = -1;      // when bands exist
@@ -114,17 +115,27 @@ class CatalogIndex {
       const google::protobuf::RepeatedPtrField<std::string>& administered,
       const expr::SetTable& sets, expr::Value* values,
       scoring::v1::ScoringResult* result,
-      std::vector<std::string>* inapplicable = nullptr, bool detail = true) const;
+      std::vector<std::string>* inapplicable = nullptr, bool detail = true,
+      const std::vector<int>* min_answered = nullptr) const;
   // (Without `detail`, scores carry only what routing and digests use:
   // completeness, total or mean, band id, screen_positive; no labels, LOINC
-  // codes, missing item ids or derived values.)
+  // codes, missing item ids or derived values.) `min_answered`, when given,
+  // holds per instrument (catalog order) the fewest answered scored items a
+  // mean-scored instrument needs, overriding the catalog's (a ruleset's
+  // InstrumentRule); 0 keeps the catalog's.
+  //
+  // Completeness counts scored items only: an unscored item (PHQ-9 item 10,
+  // ASQ item 5) missing or declined never makes its instrument incomplete;
+  // rules that use it read it as unknown. Instruments with no scoring (the
+  // context, the ketamine pre-screen) are complete when every required,
+  // applicable item is answered.
 
   // The same from the packed form (packed_answers.h), which lists the
   // administered instruments itself; errors name "packed_answers" and the
   // item id, never a value.
   absl::Status ScorePacked(absl::string_view packed, const expr::SetTable& sets,
                            expr::Value* values, scoring::v1::ScoringResult* result,
-                           bool detail = true) const;
+                           bool detail = true, const std::vector<int>* min_answered = nullptr) const;
 
   // The band a score falls in: the band with the greatest min not above
   // it (bands run from their min up to the next band's min). nullptr below
@@ -152,7 +163,7 @@ class CatalogIndex {
   absl::Status ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered, bool packed,
                            const expr::SetTable& sets, expr::Value* values,
                            scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable,
-                           bool detail) const;
+                           bool detail, const std::vector<int>* min_answered) const;
 
   scoring::v1::Catalog catalog_;
   std::vector<InstrumentInfo> instruments_;

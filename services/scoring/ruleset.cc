@@ -117,6 +117,9 @@ absl::Status RulesetIndex::Index() {
     if (r.id().rfind("route.", 0) != 0) return Invalid(r.id(), "a route rule's id must start with \"route.\"");
     if (!ids.insert(r.id()).second) return Invalid(r.id(), "duplicate rule id");
     if (r.route() == common::v1::ROUTE_UNSPECIFIED) return Invalid(r.id(), "route not set");
+    if (r.route() == common::v1::UNDER_PHYSICIAN_REVIEW) {
+      return Invalid(r.id(), "UNDER_PHYSICIAN_REVIEW is what a person sees, not a route");
+    }
     if (r.route() != common::v1::SELF_HELP && r.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
       return Invalid(r.id(), "every route but self-help needs a reviewer");
     }
@@ -124,8 +127,35 @@ absl::Status RulesetIndex::Index() {
     if (!c.ok()) return c.status();
     routes_.push_back(std::move(*c));
   }
+  // Later rules may ask which route was chosen (e.g. cautions only on a
+  // ketamine review: reference section 9.7).
+  std::vector<std::string> route_codes;
+  for (int r = common::v1::Route_MIN; r <= common::v1::Route_MAX; ++r) {
+    if (common::v1::Route_IsValid(r) && r != common::v1::ROUTE_UNSPECIFIED &&
+        r != common::v1::UNDER_PHYSICIAN_REVIEW) {
+      route_codes.push_back(common::v1::Route_Name(static_cast<common::v1::Route>(r)));
+    }
+  }
+  auto route_slot = schema_.Declare("route", expr::Type::kCode, route_codes);
+  if (!route_slot.ok()) return Invalid("route", route_slot.status().message());
+  route_slot_ = *route_slot;
+  min_answered_.assign(catalog_->instruments().size(), 0);
+  for (const auto& rule : rs.instruments()) {
+    const std::string where = absl::StrCat("instruments[", rule.instrument_id(), "]");
+    const int k = catalog_->InstrumentIndex(rule.instrument_id());
+    if (k < 0) return Invalid(where, "not a catalog instrument");
+    const auto& ins = *catalog_->instruments()[k].def;
+    if (ins.scoring() != scoring::v1::MEAN_0_100) {
+      return Invalid(where, "min_answered applies to mean-scored instruments only");
+    }
+    if (rule.min_answered() < 1 || rule.min_answered() > ins.items_size()) {
+      return Invalid(where, absl::StrCat("min_answered must be between 1 and ", ins.items_size()));
+    }
+    min_answered_[k] = rule.min_answered();
+  }
   const auto& d = rs.default_route();
   if (d.route() == common::v1::ROUTE_UNSPECIFIED || d.route() == common::v1::SELF_HELP ||
+      d.route() == common::v1::UNDER_PHYSICIAN_REVIEW ||
       d.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
     return Invalid("default_route", "must be a reviewed route (an undecided screening is never self-help)");
   }

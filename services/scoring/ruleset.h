@@ -55,6 +55,11 @@ class RulesetIndex {
   const std::vector<Compiled>& modalities() const { return modalities_; }
   const std::vector<Compiled>& plan() const { return plan_; }
   const expr::Expr& crisis_when() const { return crisis_when_; }
+  // The name `route` (set once routing is decided).
+  int route_slot() const { return route_slot_; }
+  // Per catalog instrument: the fewest answered items a mean-scored one
+  // needs under this ruleset (0 = the catalog's own).
+  const std::vector<int>& min_answered() const { return min_answered_; }
 
   scoring::v1::RulesetInfo Info() const;
 
@@ -69,6 +74,8 @@ class RulesetIndex {
   std::vector<Compiled> flags_, signals_, profiles_, routes_, secondary_flags_, modalities_, plan_;
   std::vector<int> flag_slots_, signal_slots_;
   int profile_slot_ = -1;
+  int route_slot_ = -1;
+  std::vector<int> min_answered_;
   expr::Expr crisis_when_;
 };
 

@@ -160,21 +160,24 @@ absl::StatusOr<ScoringResult> ScoringEngine::Score(const v1::ScoreAnswersRequest
 
 absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
                                       ScoringResult* out) const {
-  return Evaluate(request, /*full=*/true, out, nullptr);
+  return Evaluate(request, /*full=*/true, out, nullptr, nullptr);
 }
 
 absl::Status ScoringEngine::DigestInto(const v1::ScoreAnswersRequest& request,
-                                       v1::ResultDigest* digest) const {
+                                       v1::ResultDigest* digest, bool* crisis_certain) const {
   thread_local ScoringResult lean;
   std::string route_rule;
-  if (absl::Status s = Evaluate(request, /*full=*/false, &lean, &route_rule); !s.ok()) return s;
+  Truth crisis = Truth::kUnknown;
+  if (absl::Status s = Evaluate(request, /*full=*/false, &lean, &route_rule, &crisis); !s.ok()) return s;
+  if (crisis_certain != nullptr) *crisis_certain = crisis == Truth::kTrue;
   scoring::DigestInto(lean, digest);
   digest->set_route_rule(std::move(route_rule));
   return absl::OkStatus();
 }
 
 absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, bool full,
-                                     ScoringResult* out, std::string* route_rule) const {
+                                     ScoringResult* out, std::string* route_rule,
+                                     Truth* crisis) const {
   thread_local Scratch scratch;
   ClearForReuse(out, scratch);
   const RulesetIndex* rs = rulesets_.front().get();
@@ -197,17 +200,20 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
   ScoringResult& result = *out;
   result.set_ruleset_version(rs->version());
   result.set_catalog_version(cat.catalog().version());
+  result.set_engine_version(kEngineVersion);
   if (!request.packed_answers().empty()) {
     if (request.answers().answers_size() > 0 || request.administered_instruments_size() > 0) {
       return absl::InvalidArgumentError(
           "packed_answers: set together with answers or administered_instruments (use one form)");
     }
-    if (absl::Status st = cat.ScorePacked(request.packed_answers(), sets, values, &result, full); !st.ok()) {
+    if (absl::Status st = cat.ScorePacked(request.packed_answers(), sets, values, &result, full,
+                                          &rs->min_answered());
+        !st.ok()) {
       return st;
     }
   } else if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
                                                     request.administered_instruments(), sets,
-                                                    values, &result, nullptr, full);
+                                                    values, &result, nullptr, full, &rs->min_answered());
              !st.ok()) {
     return st;
   }
@@ -299,9 +305,15 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
       chosen = static_cast<int>(i);
     }
   }
-  if (chosen >= 0 && !undecided.empty() &&
-      rs->ruleset().routes(chosen).reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
-    chosen = -1;  // no unreviewed outcome when something above is undecided
+  if (chosen >= 0 && !undecided.empty()) {
+    const auto& def = rs->ruleset().routes(chosen);
+    // No unreviewed outcome when something above is undecided; under
+    // strict priority no outcome at all, but for the routes that must never
+    // be lowered (crisis).
+    const bool gives_way = rs->ruleset().strict_priority()
+                               ? !def.kept_below_undecided()
+                               : def.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED;
+    if (gives_way) chosen = -1;
   }
   if (route_rule != nullptr) {
     // What the full result's explanations name as the fired route rule: the
@@ -315,10 +327,13 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
       }
     }
   }
+  const common::v1::Route primary = chosen >= 0 ? rs->ruleset().routes(chosen).route()
+                                                : rs->ruleset().default_route().route();
+  values[rs->route_slot()] = Value::Code(common::v1::Route_Name(primary));
+  if (crisis != nullptr) *crisis = rs->crisis_when().Eval(values, sets);
   if (!full) {
     // A digest needs the route, bands and flags only.
-    routing->set_primary_route(chosen >= 0 ? rs->ruleset().routes(chosen).route()
-                                           : rs->ruleset().default_route().route());
+    routing->set_primary_route(primary);
     return absl::OkStatus();
   }
   if (chosen >= 0) {

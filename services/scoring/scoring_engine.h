@@ -41,7 +41,17 @@ class ScoringEngine {
   // Only the digest of the result (route, route rule, bands, safety flags),
   // skipping explanations, plan and resources: what bulk re-scoring
   // compares. Always equal to DigestOf(*Score(request)); same errors.
-  absl::Status DigestInto(const v1::ScoreAnswersRequest& request, v1::ResultDigest* digest) const;
+  // With `crisis_certain`, also whether the ruleset's crisis_when definitely
+  // holds (not merely cannot be ruled out): on a screening still being
+  // answered, whether what was answered so far calls for crisis resources
+  // (a risk flag raised, or PHQ-9 item 9 declined from ruleset v2 on).
+  absl::Status DigestInto(const v1::ScoreAnswersRequest& request, v1::ResultDigest* digest,
+                          bool* crisis_certain = nullptr) const;
+
+  // The engine's own behaviour version, recorded on every result
+  // (ScoringResult.engine_version). Raised whenever the same answers under
+  // the same ruleset would score differently.
+  static constexpr char kEngineVersion[] = "2";
 
   // Newest first (by publication date, then version).
   v1::ListRulesetsResponse Rulesets() const;
@@ -55,7 +65,7 @@ class ScoringEngine {
   // Scores into `out`; without `full` only what a digest needs, and the id of
   // the route rule that fired into `route_rule` (when not null).
   absl::Status Evaluate(const v1::ScoreAnswersRequest& request, bool full, v1::ScoringResult* out,
-                        std::string* route_rule) const;
+                        std::string* route_rule, expr::Truth* crisis) const;
   std::shared_ptr<const CatalogIndex> catalog_;
   std::vector<std::shared_ptr<const RulesetIndex>> rulesets_;
 };

@@ -536,7 +536,21 @@ TEST_P(RoutePathTest, FromCompletionToThePersonsView) {
   ASSERT_TRUE(referral_stub_->ListAuditEvents(As(p.decider).get(), audit, &trail).ok());
   std::vector<std::string> kinds;
   for (const auto& e : trail.events()) kinds.push_back(e.kind());
+  if (!kinds.empty() && kinds[0] == "opened_early_risk") {
+    // A crisis answer opened the case before completion (the outbox was
+    // first); completion then attached the result to that same case.
+    // (An acute answer after item 9 raised it first: "escalated".)
+    ASSERT_TRUE(p.route == common::v1::CRISIS_URGENT || p.route == common::v1::CRISIS_ACUTE);
+    EXPECT_TRUE(c.opened_early());
+    size_t i = 1;
+    while (i < kinds.size() && kinds[i] == "escalated") ++i;
+    ASSERT_LT(i, kinds.size());
+    EXPECT_EQ(kinds[i], "result_attached");
+    kinds.erase(kinds.begin(), kinds.begin() + static_cast<long>(i) + 1);
+    kinds.insert(kinds.begin(), "created");
+  }
   EXPECT_THAT(kinds, ::testing::ElementsAre("created", "claimed", "read", "decided"));
+  EXPECT_TRUE(c.screening_finished());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -636,14 +650,15 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   absl::SleepFor(absl::Milliseconds(500));
 
   // role: other; works: no; age 35; sex: not stated. PHQ-9 item 9 "several
-  // days"; GAD-7, CBI, AUDIT-C low; no drug use; ASQ 1-4 no.
+  // days"; then at once the ASQ (crisis first), 1-4 no; GAD-7, CBI, AUDIT-C
+  // low; no drug use.
   std::string answers = "5\n1\n35\n4\n";
   for (int i = 1; i <= 8; ++i) answers += "1\n";
   answers += "2\n1\n";                                     // item 9, item 10
+  for (int i = 0; i < 4; ++i) answers += "1\n";             // ASQ: no
   for (int i = 0; i < 7; ++i) answers += "1\n";             // GAD-7
   for (int i = 0; i < 6; ++i) answers += "5\n";             // CBI personal: never
   answers += "1\n1\n1\n0\n";                                // AUDIT-C, drug screen
-  for (int i = 0; i < 4; ++i) answers += "1\n";             // ASQ: no
   const std::string screen = run({"screen", "--user=cli", "--state=NJ"}, answers);
   EXPECT_THAT(screen, HasSubstr("988"));
   EXPECT_THAT(screen, HasSubstr("answered"));

@@ -629,7 +629,7 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
 
   v1::Referral ket = Make("p-ket", common::v1::KETAMINE_REVIEW);
   v = View(ket);
-  EXPECT_EQ(v.route(), common::v1::ROUTE_UNSPECIFIED) << "no eligibility before a physician confirms";
+  EXPECT_EQ(v.route(), common::v1::UNDER_PHYSICIAN_REVIEW) << "no eligibility before a physician confirms";
   EXPECT_THAT(v.message(), HasSubstr("under review by a physician"));
   EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("ketamine")));
   auto held = Claim("dr-fl", ket);

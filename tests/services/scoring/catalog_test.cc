@@ -105,7 +105,9 @@ TEST_F(RepositoryCatalogTest, AuditCDrugAndAsq) {
   EXPECT_EQ(audit.items(1).options(4).text(), "10 or more");
   EXPECT_EQ(Ins("drug").items(0).kind(), v1::INTEGER);
   const auto& asq = Ins("asq");
-  EXPECT_EQ(asq.ask_if(), "phq9.9 > 0");
+  EXPECT_EQ(asq.ask_if(), "phq9.9 > 0 || declined(phq9.9)");
+  EXPECT_TRUE(asq.asked_first());
+  EXPECT_EQ(asq.ends_flow_if(), "asq.5 == yes");
   ASSERT_EQ(asq.items_size(), 5);
   EXPECT_EQ(asq.items(4).text(), "Are you having thoughts of killing yourself right now?");
   EXPECT_THAT(asq.items(4).applies_if(), HasSubstr("asq.1 == yes"));

@@ -40,8 +40,9 @@ class ScoringTest : public ::testing::Test {
 
  protected:
   // A full screening as intake would collect it: adult in NY who works
-  // without clients, lowest-burden answers unless overridden.
-  static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "") {
+  // without clients, lowest-burden answers unless overridden. This suite
+  // pins ruleset v1 (what it documents; v2 has its own suite).
+  static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "v1") {
     Overrides all = aqueduct::testing::AdultContext(overrides.contains("ctx.state") ? overrides["ctx.state"] : "NY");
     for (auto& [k, v] : overrides) all[k] = v;
     auto request = aqueduct::testing::ScriptedScreening(*engine_, all);
@@ -55,6 +56,7 @@ class ScoringTest : public ::testing::Test {
   // Answers for the listed items only ("item=value").
   static v1::ScoreAnswersRequest Direct(const Overrides& answers) {
     v1::ScoreAnswersRequest req;
+    req.set_ruleset_version("v1");
     for (const auto& info : engine_->catalog().instruments()) {
       for (const auto& item : info.items) {
         if (!answers.contains(item.def->id())) continue;
@@ -970,6 +972,7 @@ TEST_F(ScoringTest, EveryCodeCheckedAndPackedGroupsReadInAnyOrder) {
   }
   v1::ScoreAnswersRequest out_of_order;
   out_of_order.set_packed_answers(reversed);
+  out_of_order.set_ruleset_version("v1");
   const auto from_list = engine_->Score(list_form);
   const auto from_reversed = engine_->Score(out_of_order);
   ASSERT_THAT(from_list, IsOk());

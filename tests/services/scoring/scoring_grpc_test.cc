@@ -61,7 +61,8 @@ class ScoringGrpcTest : public ::testing::Test {
 TEST_F(ScoringGrpcTest, ScoresAFullScreening) {
   v1::ScoringResult result;
   ASSERT_TRUE(stub_->ScoreAnswers(Ctx().get(), Screening({{"phq9.9", "2"}}), &result).ok());
-  EXPECT_EQ(result.ruleset_version(), "v1");
+  EXPECT_EQ(result.ruleset_version(), "v2") << "the newest is the default";
+  EXPECT_EQ(result.engine_version(), ScoringEngine::kEngineVersion);
   EXPECT_EQ(result.routing().primary_route(), common::v1::CRISIS_URGENT);
   EXPECT_TRUE(result.has_crisis_resources());
 }
@@ -94,8 +95,9 @@ TEST_F(ScoringGrpcTest, DescribesCatalogAndRulesets) {
   EXPECT_THAT(stub_->DescribeCatalog(Ctx().get(), old, &catalog), GrpcIs(grpc::StatusCode::NOT_FOUND));
   v1::ListRulesetsResponse rulesets;
   ASSERT_TRUE(stub_->ListRulesets(Ctx().get(), v1::ListRulesetsRequest(), &rulesets).ok());
-  ASSERT_EQ(rulesets.rulesets_size(), 1);
-  EXPECT_EQ(rulesets.rulesets(0).version(), "v1");
+  ASSERT_EQ(rulesets.rulesets_size(), 2);
+  EXPECT_EQ(rulesets.rulesets(0).version(), "v2") << "newest first";
+  EXPECT_EQ(rulesets.rulesets(1).version(), "v1");
   EXPECT_EQ(rulesets.rulesets(0).rule_ids(0), "route.crisis_acute");
   EXPECT_EQ(rulesets.rulesets(0).sets(0).name(), "ketamine_states");
 }
