@@ -67,9 +67,19 @@ class RecordingReferralPeer : public ReferralPeer {
     }
     if (down) return absl::UnavailableError("referral at test: down");
     last = request;
+    {
+      absl::MutexLock lock(&mu);
+      delivered.push_back(request);
+    }
     referral::v1::Referral r;
+    r.set_name("referrals/" + request.screening().substr(request.screening().rfind('/') + 1) +
+               (request.unfinished() || request.early_risk_raised() ? "-risk" : "-v"));
     r.set_screening(request.screening());
     return r;
+  }
+  std::vector<referral::v1::CreateReferralRequest> Delivered() {
+    absl::MutexLock lock(&mu);
+    return delivered;
   }
   std::string Describe() const override { return "referral at test"; }
   std::atomic<bool> down{false};
@@ -77,6 +87,8 @@ class RecordingReferralPeer : public ReferralPeer {
   std::atomic<int> calls{0};
   absl::Duration last_budget;
   referral::v1::CreateReferralRequest last;
+  absl::Mutex mu;
+  std::vector<referral::v1::CreateReferralRequest> delivered ABSL_GUARDED_BY(mu);
 };
 
 class IntakeTest : public aqueduct::testing::RedisTest {
@@ -1602,6 +1614,222 @@ INSTANTIATE_TEST_SUITE_P(
         Branch{"no_clients_no_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "no"}}, "cbi_client", false},
         Branch{"clients_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "yes"}}, "cbi_client", true}),
     [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace aqueduct::intake
+
+namespace aqueduct::intake {
+namespace {
+
+// ---- Crisis first and early risk cases (reference section 10) ------------
+
+class EarlyRiskTest : public IntakeTest {
+ protected:
+  // Answers the next page from `overrides` (lowest answers otherwise) and
+  // returns the reply.
+  v1::SubmitAnswersResponse Page(const v1::Screening& s, const tools::Overrides& overrides,
+                                 const std::string& rid) {
+    v1::GetNextItemsRequest next_req;
+    next_req.set_name(s.name());
+    auto next = core_->GetNextItems(next_req, Soon());
+    EXPECT_THAT(next, IsOk());
+    v1::SubmitAnswersRequest submit;
+    submit.set_name(s.name());
+    submit.set_etag(next->etag());
+    submit.set_request_id(rid);
+    tools::Overrides all = aqueduct::testing::AdultContext("FL");
+    for (const auto& [k, v] : overrides) all[k] = v;
+    for (const auto& ask : next->items()) {
+      auto a = tools::ScriptedAnswer(ask.item(), all);
+      EXPECT_THAT(a, IsOk());
+      *submit.add_answers() = *a;
+    }
+    auto done = Submit(*core_, submit, Soon());
+    EXPECT_THAT(done, IsOk());
+    return done.ok() ? *done : v1::SubmitAnswersResponse();
+  }
+  // Answers the context pages; the next page is then the PHQ-9.
+  void ToPhq9(const v1::Screening& s) {
+    for (int page = 0; page < 5; ++page) {
+      v1::GetNextItemsRequest next_req;
+      next_req.set_name(s.name());
+      auto next = core_->GetNextItems(next_req, Soon());
+      ASSERT_THAT(next, IsOk());
+      if (!next->items().empty() && next->items(0).instrument_id() == "phq9") return;
+      EXPECT_FALSE(next->has_crisis_resources());
+      Page(s, {}, "ctx-" + std::to_string(page));
+    }
+    ADD_FAILURE() << "no PHQ-9 page";
+  }
+  static std::vector<std::string> Ids(const v1::NextItems& next) {
+    std::vector<std::string> ids;
+    for (const auto& i : next.items()) ids.push_back(i.item().id());
+    return ids;
+  }
+  // The session hash's remaining time to live, ms (-1: none).
+  int64_t Ttl(const v1::Screening& s) {
+    auto r = client_->Command({"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? r->integer : -2;
+  }
+};
+
+TEST_F(EarlyRiskTest, TheAsqIsTheVeryNextPageAfterARiskAnswer) {
+  for (const std::string item9 : {"1", "declined"}) {
+    SCOPED_TRACE("item 9 " + item9);
+    v1::Screening s = Start(item9 == "1" ? "bob" : "carol");
+    ToPhq9(s);
+    auto phq9 = Page(s, {{"phq9.9", item9}}, "p2");
+    EXPECT_THAT(Ids(phq9.next()), ::testing::ElementsAre("asq.1", "asq.2", "asq.3", "asq.4"))
+        << "before GAD-7, CBI, AUDIT-C";
+    ASSERT_TRUE(phq9.next().has_crisis_resources()) << "988 at once";
+    EXPECT_THAT(phq9.next().crisis_resources().contacts(0).how(), HasSubstr("988"));
+    auto asq = Page(s, {{"phq9.9", item9}}, "p3");
+    EXPECT_THAT(Ids(asq.next()), ::testing::Contains("gad7.1")) << "then the rest, in order";
+    EXPECT_TRUE(asq.next().has_crisis_resources()) << "crisis resources stay on every reply";
+  }
+}
+
+TEST_F(EarlyRiskTest, AnAcutePositiveAsksNothingMoreAndOffersToFinish) {
+  // PHQ-9 at 12 in FL: without the acute answer the ketamine pre-screen
+  // would follow.
+  tools::Overrides o = {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
+                        {"phq9.5", "2"}, {"phq9.9", "2"}, {"asq.1", "yes"}, {"asq.5", "yes"}};
+  v1::Screening s = Start();
+  ToPhq9(s);
+  Page(s, o, "p2");
+  auto q14 = Page(s, o, "p3");
+  EXPECT_THAT(Ids(q14.next()), ::testing::ElementsAre("asq.5"));
+  auto q5 = Page(s, o, "p4");
+  EXPECT_TRUE(q5.next().items().empty()) << "no further module, no ketamine pre-screen";
+  EXPECT_TRUE(q5.next().ready_to_complete());
+  EXPECT_TRUE(q5.next().has_crisis_resources());
+  auto done = core_->CompleteScreening(Complete(s.name(), q5.screening().etag(), "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->route().route(), common::v1::CRISIS_ACUTE);
+  EXPECT_TRUE(done->has_crisis_resources());
+  for (const auto& score : done->result().scoring().scores()) {
+    EXPECT_NE(score.instrument_id(), "ket");
+    EXPECT_NE(score.instrument_id(), "gad7") << "never asked, so never shown as a score";
+  }
+}
+
+TEST_F(EarlyRiskTest, ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBack) {
+  IntakeConfig config;
+  config.handoff_retry = absl::Milliseconds(50);
+  Reconfigure(config);
+  std::atomic<int> wakes{0};
+  core_->set_on_early_risk([&] { ++wakes; });
+  referral_.down = true;
+  v1::Screening s = Start();
+  ToPhq9(s);
+  EXPECT_EQ(wakes.load(), 0);
+  auto phq9 = Page(s, {{"phq9.9", "1"}}, "p2");
+  EXPECT_EQ(wakes.load(), 1) << "the worker is woken when the page is stored";
+  EXPECT_EQ(Ttl(s), -1) << "a session owing an early case does not expire";
+  // Referral down: nothing delivered, the entry waits for its retry.
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0);
+  EXPECT_EQ(referral_.calls.load(), 1);
+  referral_.down = false;
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "not due again yet";
+  absl::SleepFor(absl::Milliseconds(80));
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 1);
+  absl::SleepFor(absl::Milliseconds(80));
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "delivered once, then gone";
+  auto delivered = referral_.Delivered();
+  ASSERT_EQ(delivered.size(), 1u);
+  const auto& early = delivered[0];
+  EXPECT_TRUE(early.unfinished());
+  EXPECT_EQ(early.screening(), s.name());
+  EXPECT_EQ(early.location_state(), "FL");
+  EXPECT_EQ(early.result().routing().primary_route(), common::v1::CRISIS_URGENT);
+  ASSERT_EQ(early.risk_answers_size(), 1);
+  EXPECT_EQ(early.risk_answers(0).item_id(), "phq9.9");
+  EXPECT_EQ(early.risk_answers(0).answer(), "Several days");
+  EXPECT_THAT(early.risk_answers(0).question(), HasSubstr("better off dead"));
+  EXPECT_GT(Ttl(s), 0) << "delivered: it expires when idle again";
+
+  // A later acute answer raises it: a second delivery at CRISIS_ACUTE.
+  Page(s, {{"phq9.9", "1"}, {"asq.1", "yes"}}, "p3");
+  EXPECT_EQ(wakes.load(), 1) << "a yes to q1 is urgent, as the case already is";
+  Page(s, {{"phq9.9", "1"}, {"asq.1", "yes"}, {"asq.5", "yes"}}, "p4");
+  EXPECT_EQ(wakes.load(), 2) << "q5 yes raises it to acute";
+  EXPECT_GE(*core_->DeliverPendingHandoffs(10, Soon()), 1);
+  delivered = referral_.Delivered();
+  ASSERT_GE(delivered.size(), 2u);
+  EXPECT_EQ(delivered.back().result().routing().primary_route(), common::v1::CRISIS_ACUTE);
+  std::vector<std::string> risk_ids;
+  for (const auto& a : delivered.back().risk_answers()) risk_ids.push_back(a.item_id());
+  EXPECT_THAT(risk_ids, ::testing::IsSupersetOf({"phq9.9", "asq.1", "asq.5"}));
+
+  // Abandoning with deletion keeps the answers behind the case, and only
+  // those.
+  v1::AbandonScreeningRequest abandon;
+  abandon.set_name(s.name());
+  abandon.set_delete_answers(true);
+  ASSERT_THAT(core_->AbandonScreening(abandon, Soon()), IsOk());
+  auto after = store_->Get(IdOf(s), "", Soon());
+  ASSERT_THAT(after, IsOk());
+  std::vector<std::string> kept;
+  for (const auto& [id, a] : after->session->record.answers()) kept.push_back(id);
+  EXPECT_THAT(kept, ::testing::UnorderedElementsAre("phq9.9", "asq.1", "asq.2", "asq.3", "asq.4", "asq.5"));
+  EXPECT_EQ(after->session->record.early_risk_route(), common::v1::CRISIS_ACUTE);
+}
+
+TEST_F(EarlyRiskTest, CompletionSendsItsResultToTheEarlyCase) {
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {{"phq9.9", "2"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->handoff(), v1::DELIVERED);
+  EXPECT_TRUE(referral_.last.early_risk_raised()) << "one case per screening";
+  EXPECT_FALSE(referral_.last.unfinished());
+  EXPECT_EQ(done->case_name(), "referrals/" + IdOf(s) + "-risk");
+  ASSERT_GE(referral_.last.risk_answers_size(), 1);
+  EXPECT_EQ(referral_.last.risk_answers(0).answer(), "More than half the days");
+  // The early case waiting in the outbox is owed no more: completion
+  // carried it.
+  const int before = static_cast<int>(referral_.Delivered().size());
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0);
+  EXPECT_EQ(static_cast<int>(referral_.Delivered().size()), before);
+  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(replay, IsOk());
+  EXPECT_EQ(replay->case_name(), done->case_name());
+}
+
+TEST_F(EarlyRiskTest, NoRiskAnswerNoEarlyCase) {
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {});
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0);
+  EXPECT_TRUE(referral_.Delivered().empty());
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  EXPECT_FALSE(referral_.last.early_risk_raised());
+  EXPECT_EQ(done->case_name(), "referrals/" + IdOf(s) + "-v");
+}
+
+TEST_F(EarlyRiskTest, AgeAndSexInTheStartContext) {
+  v1::StartScreeningRequest req;
+  req.set_parent("users/dana");
+  req.set_consent_version("c1");
+  req.mutable_context()->set_age(40);
+  req.mutable_context()->set_sex("female");
+  auto s = core_->StartScreening(req, Soon());
+  ASSERT_THAT(s, IsOk());
+  v1::GetNextItemsRequest next;
+  next.set_name(s->name());
+  auto items = core_->GetNextItems(next, Soon());
+  ASSERT_THAT(items, IsOk());
+  EXPECT_THAT(Ids(*items), ::testing::Not(::testing::Contains("ctx.age")));
+  EXPECT_THAT(Ids(*items), ::testing::Not(::testing::Contains("ctx.sex")));
+  req.mutable_context()->set_age(7);
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.age: 7 is outside 12..120")));
+  req.mutable_context()->set_age(40);
+  req.mutable_context()->set_sex("robot");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
+}
 
 }  // namespace
 }  // namespace aqueduct::intake

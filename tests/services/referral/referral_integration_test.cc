@@ -701,3 +701,163 @@ TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
 
 }  // namespace
 }  // namespace aqueduct::referral
+
+namespace aqueduct::referral {
+namespace {
+
+// ---- Early risk cases (reference section 10) -----------------------------
+
+class RiskCaseTest : public ReferralTest {
+ protected:
+  absl::StatusOr<v1::Referral> Early(const std::string& id, common::v1::Route route) {
+    clock_.now += absl::Seconds(1);
+    v1::CreateReferralRequest req = Request(id, route);
+    req.set_unfinished(true);
+    v1::RiskAnswer* a = req.add_risk_answers();
+    a->set_item_id(route == common::v1::CRISIS_ACUTE ? "asq.5" : "phq9.9");
+    a->set_question("the question");
+    a->set_answer(route == common::v1::CRISIS_ACUTE ? "Yes" : "Several days");
+    return core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon());
+  }
+  absl::StatusOr<v1::Referral> Completed(const std::string& id, common::v1::Route route) {
+    clock_.now += absl::Seconds(1);
+    v1::CreateReferralRequest req = Request(id, route);
+    req.mutable_result()->set_ruleset_version("v2");
+    req.set_early_risk_raised(true);
+    return core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon());
+  }
+  std::vector<std::string> Kinds(const v1::Referral& r) {
+    v1::ListAuditEventsRequest req;
+    req.set_parent(r.name());
+    auto page = core_->ListAuditEvents(req, kAll, Soon());
+    EXPECT_THAT(page, IsOk());
+    std::vector<std::string> out;
+    if (page.ok()) {
+      for (const auto& e : page->events()) out.push_back(e.kind());
+    }
+    return out;
+  }
+  std::vector<std::string> Events(const std::string& cursor) {
+    std::vector<std::string> out;
+    std::string at = cursor;
+    EXPECT_THAT(core_->WatchStep(v1::WatchQueueRequest(), kAll, &at, absl::Milliseconds(50),
+                                 [&](const v1::QueueEvent& e) {
+                                   // (The case as it is now, not as it was then.)
+                                   out.push_back(e.kind());
+                                   return true;
+                                 },
+                                 Soon()),
+                IsOk());
+    return out;
+  }
+};
+
+TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
+  auto cursor = core_->StartWatch(v1::WatchQueueRequest(), kAll, Soon());
+  ASSERT_THAT(cursor, IsOk());
+  auto early = Early("s1", common::v1::CRISIS_URGENT);
+  ASSERT_THAT(early, IsOk());
+  EXPECT_EQ(early->name(), "referrals/s1-risk");
+  EXPECT_EQ(early->priority(), v1::URGENT);
+  EXPECT_TRUE(early->opened_early());
+  EXPECT_FALSE(early->screening_finished()) << "the case says the screening is not finished";
+  ASSERT_EQ(early->risk_answers_size(), 1);
+  EXPECT_EQ(early->risk_answers(0).answer(), "Several days");
+  // A retry changes nothing; a routine case opened later sorts below it.
+  ASSERT_THAT(Early("s1", common::v1::CRISIS_URGENT), IsOk());
+  ASSERT_THAT(Create("s2", common::v1::CRISIS_URGENT), IsOk());
+  auto queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
+  ASSERT_THAT(queue, IsOk());
+  EXPECT_THAT(Screenings(*queue), ::testing::ElementsAre("s1", "s2"));
+
+  // An acute answer raises it above every urgent case.
+  ASSERT_THAT(Create("s3", common::v1::CRISIS_URGENT), IsOk());
+  auto raised = Early("s1", common::v1::CRISIS_ACUTE);
+  ASSERT_THAT(raised, IsOk());
+  EXPECT_EQ(raised->current_route(), common::v1::CRISIS_ACUTE);
+  EXPECT_EQ(raised->risk_answers(0).item_id(), "asq.5");
+  auto lower = Early("s1", common::v1::CRISIS_URGENT);
+  ASSERT_THAT(lower, IsOk());
+  EXPECT_EQ(lower->current_route(), common::v1::CRISIS_ACUTE) << "never lowered";
+
+  // Completion attaches the full result (route THERAPY: an answer changed)
+  // and keeps the acute route.
+  auto done = Completed("s1", common::v1::THERAPY);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->name(), "referrals/s1-risk") << "one case per screening";
+  EXPECT_TRUE(done->screening_finished());
+  EXPECT_EQ(done->current_route(), common::v1::CRISIS_ACUTE);
+  EXPECT_EQ(done->ruleset_version(), "v2");
+  auto again = Completed("s1", common::v1::THERAPY);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->etag(), done->etag()) << "a retried hand-off changes nothing";
+  EXPECT_THAT(Kinds(*done), ::testing::ElementsAre("opened_early_risk", "escalated", "result_attached"));
+
+  v1::ListQueueRequest mine;
+  mine.set_screening("users/u1/screenings/s1");
+  auto one = core_->ListQueue(mine, kAll, Soon());
+  ASSERT_THAT(one, IsOk());
+  ASSERT_EQ(one->cases_size(), 1);
+  EXPECT_EQ(one->cases(0).name(), "referrals/s1-risk");
+  queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
+  ASSERT_THAT(queue, IsOk());
+  EXPECT_THAT(Screenings(*queue), ::testing::ElementsAre("s1", "s2", "s3")) << "acute first";
+
+  EXPECT_THAT(Events(*cursor),
+              ::testing::ElementsAre("created", "created", "created", "escalated", "updated"));
+}
+
+TEST_F(RiskCaseTest, CompletionFirstThenTheLateEarlyDeliveryChangesNothing) {
+  auto done = Completed("s1", common::v1::CRISIS_URGENT);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->name(), "referrals/s1-risk");
+  EXPECT_FALSE(done->opened_early());
+  EXPECT_TRUE(done->screening_finished());
+  auto late = Early("s1", common::v1::CRISIS_ACUTE);
+  ASSERT_THAT(late, IsOk());
+  EXPECT_EQ(late->etag(), done->etag());
+  EXPECT_EQ(late->current_route(), common::v1::CRISIS_URGENT) << "the finished result decides";
+  EXPECT_THAT(Kinds(*late), ::testing::ElementsAre("created"));
+}
+
+TEST_F(RiskCaseTest, AnAcuteAnswerReopensADecidedCase) {
+  auto early = Early("s1", common::v1::CRISIS_URGENT);
+  ASSERT_THAT(early, IsOk());
+  v1::ClaimCaseRequest claim;
+  claim.set_name(early->name());
+  auto held = core_->ClaimCase(claim, kAll, Soon());
+  ASSERT_THAT(held, IsOk());
+  v1::DecideCaseRequest decide;
+  decide.set_name(early->name());
+  decide.set_etag(held->etag());
+  decide.set_request_id("d1");
+  decide.mutable_decision()->set_action(v1::Decision::CONFIRM);
+  decide.mutable_decision()->set_reason("called, safety plan made");
+  ASSERT_THAT(core_->DecideCase(decide, kAll, Soon()), IsOk());
+  auto raised = Early("s1", common::v1::CRISIS_ACUTE);
+  ASSERT_THAT(raised, IsOk());
+  EXPECT_EQ(raised->state(), v1::OPEN) << "imminent risk goes back to the queue";
+  EXPECT_EQ(raised->current_route(), common::v1::CRISIS_ACUTE);
+  auto queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
+  ASSERT_THAT(queue, IsOk());
+  EXPECT_THAT(Screenings(*queue), ::testing::ElementsAre("s1"));
+}
+
+TEST_F(RiskCaseTest, BadRiskRequestsNameWhatIsWrong) {
+  EXPECT_THAT(Early("s1", common::v1::THERAPY),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CRISIS_URGENT or CRISIS_ACUTE")));
+  EXPECT_THAT(Create("s1", common::v1::UNDER_PHYSICIAN_REVIEW),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UNDER_PHYSICIAN_REVIEW")));
+  v1::CreateReferralsRequest batch;
+  *batch.add_requests() = Request("s1", common::v1::CRISIS_URGENT);
+  batch.mutable_requests(0)->set_unfinished(true);
+  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("requests[0].unfinished")));
+  v1::ListQueueRequest bad;
+  bad.set_screening("s1");
+  EXPECT_THAT(core_->ListQueue(bad, kAll, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("screening")));
+}
+
+}  // namespace
+}  // namespace aqueduct::referral
