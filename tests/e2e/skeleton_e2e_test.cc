@@ -706,5 +706,187 @@ TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
   }
 }
 
+
+// ---- Early risk cases through the real binaries (reference section 10) ---
+
+class EarlyRiskE2eTest : public SkeletonE2eTest {
+ protected:
+  // Starts a screening for `user` and answers pages until the PHQ-9 page
+  // (item 9 = `item9`) is acknowledged; returns the screening's name and
+  // sets `*acked` to when the acknowledgement arrived.
+  std::string AnswerToRisk(const std::string& user, const std::string& item9, absl::Time* acked) {
+    tools::Overrides overrides = t::AdultContext("NJ");
+    overrides["phq9.9"] = item9;
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/" + user);
+    start.set_consent_version("c1");
+    intake::v1::Screening screening;
+    EXPECT_TRUE(intake_stub_->StartScreening(Ctx(user).get(), start, &screening).ok());
+    for (int page = 0; page < 5; ++page) {
+      intake::v1::GetNextItemsRequest next_req;
+      next_req.set_name(screening.name());
+      intake::v1::NextItems next;
+      EXPECT_TRUE(intake_stub_->GetNextItems(Ctx(user).get(), next_req, &next).ok());
+      const bool phq9 = !next.items().empty() && next.items(0).instrument_id() == "phq9";
+      EXPECT_EQ(AnswerPages(*intake_stub_, screening.name(), overrides, 1), 1);
+      if (phq9) {
+        *acked = absl::Now();
+        return screening.name();
+      }
+    }
+    ADD_FAILURE() << "no PHQ-9 page";
+    return screening.name();
+  }
+  // Polls the clinician queue for the screening's cases (bounded: gives up
+  // after `limit`); sets `*seen` to when they were first listed.
+  std::vector<referral::v1::Referral> WaitForCases(const std::string& screening, absl::Time* seen,
+                                                   absl::Duration limit = absl::Seconds(20)) {
+    referral::v1::ListQueueRequest req;
+    req.set_screening(screening);
+    req.set_include_claimed(true);
+    const absl::Time end = absl::Now() + limit;
+    while (absl::Now() < end) {
+      referral::v1::ListQueueResponse queue;
+      if (referral_stub_->ListQueue(As("dr-all").get(), req, &queue).ok() && queue.cases_size() > 0) {
+        *seen = absl::Now();
+        return {queue.cases().begin(), queue.cases().end()};
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return {};
+  }
+  std::vector<std::string> AuditKinds(const std::string& name) {
+    referral::v1::ListAuditEventsRequest req;
+    req.set_parent(name);
+    referral::v1::ListAuditEventsResponse trail;
+    EXPECT_TRUE(referral_stub_->ListAuditEvents(As("dr-all").get(), req, &trail).ok());
+    std::vector<std::string> kinds;
+    for (const auto& e : trail.events()) kinds.push_back(e.kind());
+    return kinds;
+  }
+  // Kills referral; RestartReferral brings it back on the same address.
+  void KillReferral() {
+    referral_listen_ = referral_.address;
+    referral_.process->Signal(SIGKILL);
+    referral_.process->Wait(absl::Seconds(5));
+  }
+  void RestartReferral() {
+    referral_ = StartService("referral-back", "services/referral/aqueduct-referral",
+                             {"--redis=" + redis_->address()}, referral_listen_);
+    ASSERT_TRUE(WaitHealth(referral_.address, true));
+    referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
+  }
+  std::string referral_listen_;
+};
+
+TEST_F(EarlyRiskE2eTest, ARiskAnswerThenAbandonLeavesAnUrgentCaseOnTheWatchedQueue) {
+  // A clinician's live queue, open before the person answers.
+  grpc::ClientContext watch_ctx;
+  watch_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  watch_ctx.AddMetadata("authorization", auth::BearerValue(Auth().Token("physician", "dr-all", {"NJ"})));
+  auto stream = referral_stub_->WatchQueue(&watch_ctx, referral::v1::WatchQueueRequest());
+  referral::v1::QueueEvent event;
+  ASSERT_TRUE(stream->Read(&event));
+  ASSERT_EQ(event.kind(), "watching") << "the watch is established before the answer";
+
+  absl::Time acked, seen;
+  const std::string name = AnswerToRisk("early1", "1", &acked);
+  ASSERT_TRUE(stream->Read(&event)) << "an event on the live queue";
+  const absl::Time streamed = absl::Now();
+  EXPECT_EQ(event.kind(), "created");
+  EXPECT_EQ(event.referral().screening(), name);
+  watch_ctx.TryCancel();
+  auto cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u);
+  // Reported, not asserted on time (the machine decides seconds): the
+  // issue's bound is 2 s with referral up.
+  std::printf("early risk case: on the watch %.0f ms, in the queue %.0f ms after the acknowledged answer\n",
+              absl::ToDoubleMilliseconds(streamed - acked), absl::ToDoubleMilliseconds(seen - acked));
+  const auto& c = cases[0];
+  EXPECT_EQ(c.priority(), referral::v1::URGENT);
+  EXPECT_EQ(c.current_route(), common::v1::CRISIS_URGENT);
+  EXPECT_TRUE(c.opened_early());
+  EXPECT_FALSE(c.screening_finished());
+  ASSERT_EQ(c.risk_answers_size(), 1);
+  EXPECT_EQ(c.risk_answers(0).item_id(), "phq9.9");
+  EXPECT_EQ(c.risk_answers(0).answer(), "Several days");
+
+  // The person closes the app for good: abandon, deleting the answers.
+  intake::v1::AbandonScreeningRequest abandon;
+  abandon.set_name(name);
+  abandon.set_delete_answers(true);
+  intake::v1::Screening abandoned;
+  ASSERT_TRUE(intake_stub_->AbandonScreening(Ctx("early1").get(), abandon, &abandoned).ok());
+  absl::SleepFor(absl::Seconds(1));  // a few outbox rounds
+  cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u) << "never deleted or silenced";
+  EXPECT_EQ(cases[0].state(), referral::v1::OPEN);
+  EXPECT_FALSE(cases[0].screening_finished()) << "the case says the screening was not finished";
+  EXPECT_THAT(AuditKinds(cases[0].name()), ::testing::ElementsAre("opened_early_risk"));
+}
+
+TEST_F(EarlyRiskE2eTest, IntakeKilledRightAfterTheAcknowledgementStillOpensTheCase) {
+  // Referral down, so the case can only be in intake's outbox when intake
+  // dies the moment the answer is acknowledged.
+  KillReferral();
+  absl::Time acked, seen;
+  const std::string name = AnswerToRisk("early2", "2", &acked);
+  intake_.process->Signal(SIGKILL);
+  intake_.process->Wait(absl::Seconds(5));
+  RestartReferral();
+  Service restarted = StartIntake("intake-after-kill");
+  ASSERT_TRUE(WaitHealth(restarted.address, true)) << t::ReadFile(restarted.log);
+  auto cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u) << t::ReadFile(restarted.log);
+  EXPECT_EQ(cases[0].current_route(), common::v1::CRISIS_URGENT);
+  EXPECT_EQ(cases[0].risk_answers(0).answer(), "More than half the days");
+}
+
+TEST_F(EarlyRiskE2eTest, ReferralDownDuringTheAnswerThenOneCaseCompletedByTheResult) {
+  KillReferral();
+  absl::Time acked, seen;
+  const std::string name = AnswerToRisk("early3", "1", &acked);
+  absl::SleepFor(absl::Seconds(1));  // attempts fail meanwhile
+  RestartReferral();
+  const absl::Time back = absl::Now();
+  auto cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u);
+  std::printf("early risk case: in the queue %.0f ms after referral came back (outbox retry 300 ms)\n",
+              absl::ToDoubleMilliseconds(seen - back));
+  absl::SleepFor(absl::Seconds(1));  // more outbox rounds: still one
+  cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u) << "delivered exactly once";
+
+  // The person finishes: the same case gets the full result.
+  tools::Overrides overrides = t::AdultContext("NJ");
+  overrides["phq9.9"] = "1";
+  for (int i = 0; i < 20 && AnswerPages(*intake_stub_, name, overrides, 1) == 1; ++i) {
+  }
+  intake::v1::GetScreeningRequest get;
+  get.set_name(name);
+  intake::v1::Screening now;
+  ASSERT_TRUE(intake_stub_->GetScreening(Ctx("early3").get(), get, &now).ok());
+  intake::v1::CompleteScreeningRequest complete;
+  complete.set_name(name);
+  complete.set_etag(now.etag());
+  complete.set_request_id("complete-early3");
+  intake::v1::CompleteScreeningResponse done;
+  grpc::Status s = intake_stub_->CompleteScreening(Ctx("early3").get(), complete, &done);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(done.handoff(), intake::v1::DELIVERED);
+  EXPECT_EQ(done.case_name(), cases[0].name()) << "the person's completion names the case";
+  cases = WaitForCases(name, &seen);
+  ASSERT_EQ(cases.size(), 1u) << "one case per screening";
+  EXPECT_TRUE(cases[0].screening_finished());
+  EXPECT_EQ(cases[0].result().ruleset_version(), "v2");
+  EXPECT_EQ(cases[0].result().engine_version(), "2");
+  EXPECT_THAT(AuditKinds(cases[0].name()), ::testing::ElementsAre("opened_early_risk", "result_attached"));
+  referral::v1::GetMyReferralRequest mine;
+  mine.set_screening(name);
+  referral::v1::MyReferral view;
+  ASSERT_TRUE(referral_stub_->GetMyReferral(Ctx("early3").get(), mine, &view).ok());
+  EXPECT_EQ(view.case_name(), cases[0].name());
+}
+
 }  // namespace
 }  // namespace aqueduct
