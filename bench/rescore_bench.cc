@@ -7,15 +7,27 @@
 // re-review case); T = 14 changes 4 in 25. Issue 6's target is 100,000/s.
 //
 //   build-release/bench/rescore_bench [N [T]]      (default 100000 11)
+//
+// With T = "v2" it applies the repository's ruleset v2 instead, to N
+// screenings of 2,000 seeded people whose answers follow a severity each
+// (a person's level drawn uniformly; each symptom item near it, a few
+// declined; item 9 above 0 and ASQ yeses rarer, more so at low levels),
+// scored under v1 as intake stored them, and reports, beside the job's
+// counts, the v1 -> v2 route changes it found (computed again in-process
+// as a cross-check).
 // Needs AQUEDUCT_SOURCE_DIR and AQUEDUCT_BINARY_DIR (the build directory).
 
 #include <google/protobuf/text_format.h>
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <random>
 
 #include <unistd.h>
 
@@ -59,14 +71,60 @@ std::string StartService(t::TempDir& dir, const std::string& name, const std::st
 }
 
 
+// A seeded person's answers (see the top): `level` in [0, 1] drives every
+// symptom item; 3 in 100 items declined.
+tools::Overrides SeededPerson(std::mt19937& rng, const scoring::CatalogIndex& catalog) {
+  std::uniform_real_distribution<double> unit(0, 1);
+  const double level = unit(rng);
+  static const char* kStates[] = {"FL", "NJ", "NY", "TX"};
+  tools::Overrides o = t::AdultContext(kStates[rng() % 4]);
+  o["ctx.age"] = std::to_string(18 + static_cast<int>(rng() % 50));
+  o["ctx.works_with_clients"] = unit(rng) < 0.5 ? "yes" : "no";
+  for (const auto& info : catalog.instruments()) {
+    const std::string& ins = info.def->id();
+    if (ins == "ctx") continue;
+    for (const auto& item : info.def->items()) {
+      if (item.kind() == scoring::v1::INTEGER) {
+        o[item.id()] = unit(rng) < level * 0.3 ? "2" : "0";
+        continue;
+      }
+      if (item.kind() != scoring::v1::CHOICE || item.options().empty()) continue;
+      if (unit(rng) < 0.03) {
+        o[item.id()] = "declined";
+        continue;
+      }
+      const int n = item.options_size();
+      int pick = static_cast<int>(std::lround(level * (n - 1) + (unit(rng) - 0.5) * 1.5));
+      // Risk answers are rarer than other symptoms: item 9 above 0 for about
+      // one in ten, ASQ yeses (options no/yes) and ketamine exclusions rarer
+      // still, all more likely at higher levels.
+      if (item.id() == "phq9.9") pick = unit(rng) < level * level * 0.3 ? 1 + static_cast<int>(rng() % 2) : 0;
+      if (ins == "asq") pick = unit(rng) < level * (item.id() == "asq.5" ? 0.1 : 0.3) ? 1 : 0;
+      if (ins == "ket" && item.id() != "ket.trials") pick = unit(rng) < 0.05 ? 1 : 0;
+      pick = std::clamp(pick, 0, n - 1);
+      // Options run low to high burden except reverse-scored ones and the
+      // CBI (Always first), whose options are listed highest value first.
+      std::vector<int> values;
+      for (const auto& opt : item.options()) values.push_back(opt.value());
+      std::sort(values.begin(), values.end());
+      int v = values[pick];
+      if (item.reverse_scored()) v = values[n - 1 - pick];
+      o[item.id()] = std::to_string(v);
+    }
+  }
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   aqueduct::server::ConfigureProcess();
   int64_t n = 100000;
   int threshold = 11;
-  if ((argc > 1 && !absl::SimpleAtoi(argv[1], &n)) || (argc > 2 && !absl::SimpleAtoi(argv[2], &threshold))) {
-    std::fprintf(stderr, "usage: rescore_bench [N [T]]\n");
+  const bool repository_v2 = argc > 2 && std::string(argv[2]) == "v2";
+  if ((argc > 1 && !absl::SimpleAtoi(argv[1], &n)) ||
+      (argc > 2 && !repository_v2 && !absl::SimpleAtoi(argv[2], &threshold))) {
+    std::fprintf(stderr, "usage: rescore_bench [N [T | v2]]\n");
     return 2;
   }
   t::TempDir dir;
@@ -85,7 +143,8 @@ int main(int argc, char** argv) {
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(v2, &text);
-  std::ofstream(rulesets + "/v2-bench.textproto") << text;
+  if (repository_v2) text = t::ReadFile(t::SourcePath("data/rulesets/v2.textproto"));
+  std::ofstream(rulesets + (repository_v2 ? "/v2.textproto" : "/v2-bench.textproto")) << text;
   t::TestAuth auth;  // the services check every call's token
   std::vector<std::unique_ptr<t::Subprocess>> processes;
   const std::string scoring_addr = StartService(
@@ -102,7 +161,9 @@ int main(int argc, char** argv) {
   auto engine = t::LoadRepositoryEngine();
   if (!engine.ok()) return 1;
   std::vector<std::pair<storage::v1::SessionRecord, storage::v1::ResultRecord>> shapes;
-  for (int total = 0; total <= 24; ++total) {
+  std::vector<scoring::v1::ScoreAnswersRequest> requests;
+  std::mt19937 rng(2026);
+  for (int total = 0; total <= (repository_v2 ? 1999 : 24); ++total) {
     auto o = t::AdultContext("NY");
     int left = total;
     for (int i = 1; i <= 8; ++i) {
@@ -110,7 +171,14 @@ int main(int argc, char** argv) {
       left -= v;
       o["phq9." + std::to_string(i)] = std::to_string(v);
     }
+    if (repository_v2) o = SeededPerson(rng, (*engine)->catalog());
     auto req = t::ScriptedScreening(**engine, o);
+    if (!req.ok()) {
+      std::fprintf(stderr, "seeding: %s\n", std::string(req.status().message()).c_str());
+      return 1;
+    }
+    req->set_ruleset_version("v1");  // what was stored before v2 existed
+    requests.push_back(*req);
     storage::v1::SessionRecord rec;
     rec.set_state(intake::v1::COMPLETED);
     rec.set_catalog_version("2026-11.1");
@@ -175,7 +243,7 @@ int main(int argc, char** argv) {
   auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
-  options.ruleset_version = "v2-bench";
+  options.ruleset_version = repository_v2 ? "v2" : "v2-bench";
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
   auth::StaticToken batch_token(auth.Token("batch", "rescore"));
@@ -204,6 +272,43 @@ int main(int argc, char** argv) {
   std::printf("CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, redis %.2f; per screening %.1f us\n",
               cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3],
               (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3]) * 1e6 / std::max<int64_t>(1, c.screened()));
+  if (repository_v2) {
+    // The same change computed in-process, per seeded person, weighted by
+    // how often each was seeded: the job's counts must agree.
+    std::map<std::pair<std::string, std::string>, int64_t> moves, why;
+    int64_t changed = 0;
+    std::vector<int64_t> seeded(shapes.size(), 0);
+    for (int64_t i = 0; i < n; ++i) ++seeded[(i * 7) % shapes.size()];
+    for (size_t k = 0; k < requests.size(); ++k) {
+      if (seeded[k] == 0) continue;
+      auto req = requests[k];
+      req.set_ruleset_version("v2");
+      auto after = (*engine)->Score(req);
+      if (!after.ok()) continue;
+      const auto before = shapes[k].second.scoring().routing().primary_route();
+      const auto now = after->routing().primary_route();
+      if (before != now) {
+        changed += seeded[k];
+        // Why, in profile terms (the usual reason a route moves).
+        why[{scoring::v1::Profile_Name(shapes[k].second.scoring().profile()),
+             scoring::v1::Profile_Name(after->profile())}] += seeded[k];
+      }
+      moves[{common::v1::Route_Name(before), common::v1::Route_Name(now)}] += seeded[k];
+    }
+    std::printf("in-process check: route changed for %lld of %lld (the job: %lld)\n", static_cast<long long>(changed),
+                static_cast<long long>(n), static_cast<long long>(c.changed_route()));
+    std::printf("band changed %lld, safety flags changed %lld (the job's counts)\n",
+                static_cast<long long>(c.changed_band()), static_cast<long long>(c.changed_flags()));
+    std::printf("route v1 -> v2, screenings:\n");
+    for (const auto& [move, count] : moves) {
+      std::printf("  %-16s -> %-16s %8lld%s\n", move.first.c_str(), move.second.c_str(),
+                  static_cast<long long>(count), move.first == move.second ? "" : "  (changed)");
+    }
+    std::printf("profile v1 -> v2 where the route changed:\n");
+    for (const auto& [move, count] : why) {
+      std::printf("  %-18s -> %-18s %8lld\n", move.first.c_str(), move.second.c_str(), static_cast<long long>(count));
+    }
+  }
   int64_t used_after = 0;
   if (absl::SimpleAtoi(t::RedisInfoField(client, "memory", "used_memory").value_or(""), &used_after)) {
     std::printf("redis used_memory grew by %.0f B per screening re-scored (outcomes and re-review cases)\n",

@@ -303,7 +303,7 @@ int Demo() {
     if (score.mean() > 0 || score.instrument_id().rfind("cbi", 0) == 0) {
       std::printf("%-13s %6.1f  %s\n", score.instrument_id().c_str(), score.mean(),
                   score.band_label().c_str());
-    } else if (!score.band().empty() || score.screen_positive() || score.total() > 0) {
+    } else if (score.has_total()) {
       std::printf("%-13s %6d  %s%s\n", score.instrument_id().c_str(), score.total(),
                   score.band_label().c_str(), score.screen_positive() ? " (screen positive)" : "");
     }
@@ -316,6 +316,7 @@ int Demo() {
   for (const auto& item : done.route().self_help_plan()) {
     std::cout << "  - " << item.title() << ": " << item.text() << "\n";
   }
+  if (!done.case_name().empty()) std::cout << "case: " << done.case_name() << "\n";
   if (done.has_crisis_resources()) {
     std::cout << "\n" << done.crisis_resources().message() << "\n";
     for (const auto& c : done.crisis_resources().contacts()) {
@@ -587,6 +588,14 @@ void PrintCase(const referral::Referral& c) {
               c.location_state().empty() ? "-" : c.location_state().c_str(),
               referral::Priority_Name(c.priority()).c_str(), c.overdue() ? "  OVERDUE" : "");
   if (!c.claimed_by().empty()) std::printf("  held by %s\n", c.claimed_by().c_str());
+  if (!c.screening_finished()) {
+    std::printf("  SCREENING NOT FINISHED: opened from a risk answer; the result scores the answers given so far\n");
+  } else if (c.opened_early()) {
+    std::printf("  opened from a risk answer before the screening was finished; full result attached\n");
+  }
+  for (const auto& a : c.risk_answers()) {
+    std::printf("  risk answer %s: \"%s\" -> %s\n", a.item_id().c_str(), a.question().c_str(), a.answer().c_str());
+  }
   for (const auto& f : c.result().routing().secondary_flags()) std::printf("  flag: %s\n", f.text().c_str());
   for (const auto& line : c.changes()) std::printf("  changed: %s\n", line.c_str());
   for (const auto& rule : c.result().rules()) {
