@@ -150,31 +150,40 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   }
   // Answers every page the flow asks, as an app would; returns the etag
   // after the last page.
-  std::string AnswerAll(const v1::Screening& s, tools::Overrides overrides) {
-    tools::Overrides all = aqueduct::testing::AdultContext("FL");
-    for (auto& [k, v] : overrides) all[k] = v;
+  std::string AnswerAll(const v1::Screening& s, const tools::Overrides& overrides) {
     std::string etag = s.etag();
     for (int page = 0; page < 30; ++page) {
-      v1::GetNextItemsRequest next_req;
-      next_req.set_name(s.name());
-      auto next = core_->GetNextItems(next_req, Soon());
-      EXPECT_THAT(next, IsOk());
-      if (!next.ok() || next->items().empty()) break;
-      v1::SubmitAnswersRequest submit;
-      submit.set_name(s.name());
-      submit.set_etag(next->etag());
-      submit.set_request_id("page-" + std::to_string(page));
-      for (const auto& ask : next->items()) {
-        auto a = tools::ScriptedAnswer(ask.item(), all);
-        EXPECT_THAT(a, IsOk());
-        *submit.add_answers() = *a;
-      }
-      auto done = Submit(*core_, submit, Soon());
-      EXPECT_THAT(done, IsOk());
-      if (!done.ok()) break;
+      auto done = AnswerNextPage(s, overrides, "page-" + std::to_string(page));
+      if (!done.has_value()) break;
       etag = done->screening().etag();
     }
     return etag;
+  }
+  // Answers the next page as an app would, from `overrides` over an adult
+  // in FL (lowest answers otherwise); nullopt when nothing is left to ask
+  // (or a call failed: the test has failed then).
+  std::optional<v1::SubmitAnswersResponse> AnswerNextPage(const v1::Screening& s, const tools::Overrides& overrides,
+                                                          const std::string& rid) {
+    tools::Overrides all = aqueduct::testing::AdultContext("FL");
+    for (const auto& [k, v] : overrides) all[k] = v;
+    v1::GetNextItemsRequest next_req;
+    next_req.set_name(s.name());
+    auto next = core_->GetNextItems(next_req, Soon());
+    EXPECT_THAT(next, IsOk());
+    if (!next.ok() || next->items().empty()) return std::nullopt;
+    v1::SubmitAnswersRequest submit;
+    submit.set_name(s.name());
+    submit.set_etag(next->etag());
+    submit.set_request_id(rid);
+    for (const auto& ask : next->items()) {
+      auto a = tools::ScriptedAnswer(ask.item(), all);
+      EXPECT_THAT(a, IsOk());
+      if (a.ok()) *submit.add_answers() = *a;
+    }
+    auto done = Submit(*core_, submit, Soon());
+    EXPECT_THAT(done, IsOk());
+    if (!done.ok()) return std::nullopt;
+    return *done;
   }
   v1::CompleteScreeningRequest Complete(const std::string& name, const std::string& etag,
                                         const std::string& rid) {
@@ -1464,6 +1473,25 @@ TEST_F(IntakeTest, StartContextPrefillsContextItems) {
   req.mutable_context()->set_works_with_clients(true);
   EXPECT_THAT(core_->StartScreening(req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.works_with_clients")));
+  // Age and sex too: then the context asks nothing more.
+  req.mutable_context()->clear_works_with_clients();
+  req.mutable_context()->set_age(40);
+  req.mutable_context()->set_sex("female");
+  req.set_parent("users/ctx2");
+  s = core_->StartScreening(req, Soon());
+  ASSERT_THAT(s, IsOk());
+  next.set_name(s->name());
+  items = core_->GetNextItems(next, Soon());
+  ASSERT_THAT(items, IsOk());
+  ASSERT_GT(items->items_size(), 0);
+  EXPECT_EQ(items->items(0).instrument_id(), "phq9");
+  req.mutable_context()->set_age(7);
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.age: 7 is outside 12..120")));
+  req.mutable_context()->set_age(40);
+  req.mutable_context()->set_sex("robot");
+  EXPECT_THAT(core_->StartScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
 }
 
 TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {
@@ -1625,28 +1653,11 @@ namespace {
 
 class EarlyRiskTest : public IntakeTest {
  protected:
-  // Answers the next page from `overrides` (lowest answers otherwise) and
-  // returns the reply.
   v1::SubmitAnswersResponse Page(const v1::Screening& s, const tools::Overrides& overrides,
                                  const std::string& rid) {
-    v1::GetNextItemsRequest next_req;
-    next_req.set_name(s.name());
-    auto next = core_->GetNextItems(next_req, Soon());
-    EXPECT_THAT(next, IsOk());
-    v1::SubmitAnswersRequest submit;
-    submit.set_name(s.name());
-    submit.set_etag(next->etag());
-    submit.set_request_id(rid);
-    tools::Overrides all = aqueduct::testing::AdultContext("FL");
-    for (const auto& [k, v] : overrides) all[k] = v;
-    for (const auto& ask : next->items()) {
-      auto a = tools::ScriptedAnswer(ask.item(), all);
-      EXPECT_THAT(a, IsOk());
-      *submit.add_answers() = *a;
-    }
-    auto done = Submit(*core_, submit, Soon());
-    EXPECT_THAT(done, IsOk());
-    return done.ok() ? *done : v1::SubmitAnswersResponse();
+    auto done = AnswerNextPage(s, overrides, rid);
+    EXPECT_TRUE(done.has_value());
+    return done.value_or(v1::SubmitAnswersResponse());
   }
   // Answers the context pages; the next page is then the PHQ-9.
   void ToPhq9(const v1::Screening& s) {
@@ -1806,29 +1817,6 @@ TEST_F(EarlyRiskTest, NoRiskAnswerNoEarlyCase) {
   ASSERT_THAT(done, IsOk());
   EXPECT_FALSE(referral_.last.early_risk_raised());
   EXPECT_EQ(done->case_name(), "referrals/" + IdOf(s) + "-v");
-}
-
-TEST_F(EarlyRiskTest, AgeAndSexInTheStartContext) {
-  v1::StartScreeningRequest req;
-  req.set_parent("users/dana");
-  req.set_consent_version("c1");
-  req.mutable_context()->set_age(40);
-  req.mutable_context()->set_sex("female");
-  auto s = core_->StartScreening(req, Soon());
-  ASSERT_THAT(s, IsOk());
-  v1::GetNextItemsRequest next;
-  next.set_name(s->name());
-  auto items = core_->GetNextItems(next, Soon());
-  ASSERT_THAT(items, IsOk());
-  EXPECT_THAT(Ids(*items), ::testing::Not(::testing::Contains("ctx.age")));
-  EXPECT_THAT(Ids(*items), ::testing::Not(::testing::Contains("ctx.sex")));
-  req.mutable_context()->set_age(7);
-  EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.age: 7 is outside 12..120")));
-  req.mutable_context()->set_age(40);
-  req.mutable_context()->set_sex("robot");
-  EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
 }
 
 }  // namespace

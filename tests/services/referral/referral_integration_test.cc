@@ -707,7 +707,7 @@ namespace {
 
 // ---- Early risk cases (reference section 10) -----------------------------
 
-class RiskCaseTest : public ReferralTest {
+class RiskCaseTest : public CaseTest {
  protected:
   absl::StatusOr<v1::Referral> Early(const std::string& id, common::v1::Route route) {
     clock_.now += absl::Seconds(1);
@@ -725,17 +725,6 @@ class RiskCaseTest : public ReferralTest {
     req.mutable_result()->set_ruleset_version("v2");
     req.set_early_risk_raised(true);
     return core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon());
-  }
-  std::vector<std::string> Kinds(const v1::Referral& r) {
-    v1::ListAuditEventsRequest req;
-    req.set_parent(r.name());
-    auto page = core_->ListAuditEvents(req, kAll, Soon());
-    EXPECT_THAT(page, IsOk());
-    std::vector<std::string> out;
-    if (page.ok()) {
-      for (const auto& e : page->events()) out.push_back(e.kind());
-    }
-    return out;
   }
   std::vector<std::string> Events(const std::string& cursor) {
     std::vector<std::string> out;
@@ -791,7 +780,8 @@ TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
   auto again = Completed("s1", common::v1::THERAPY);
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->etag(), done->etag()) << "a retried hand-off changes nothing";
-  EXPECT_THAT(Kinds(*done), ::testing::ElementsAre("opened_early_risk", "escalated", "result_attached"));
+  EXPECT_THAT(AuditKinds(*done), ::testing::ElementsAre("opened_early_risk:intake", "escalated:intake",
+                                                         "result_attached:intake"));
 
   v1::ListQueueRequest mine;
   mine.set_screening("users/u1/screenings/s1");
@@ -817,7 +807,7 @@ TEST_F(RiskCaseTest, CompletionFirstThenTheLateEarlyDeliveryChangesNothing) {
   ASSERT_THAT(late, IsOk());
   EXPECT_EQ(late->etag(), done->etag());
   EXPECT_EQ(late->current_route(), common::v1::CRISIS_URGENT) << "the finished result decides";
-  EXPECT_THAT(Kinds(*late), ::testing::ElementsAre("created"));
+  EXPECT_THAT(AuditKinds(*late), ::testing::ElementsAre("created:intake"));
 }
 
 TEST_F(RiskCaseTest, AnAcuteAnswerReopensADecidedCase) {

@@ -13,6 +13,7 @@
 #include "services/scoring/ruleset.h"
 #include "services/scoring/scoring_engine.h"
 #include "tests/testing/process.h"
+#include "tests/testing/scoring_fixture.h"
 #include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
 #include "tools/aqueductctl/scripted_answers.h"
@@ -23,76 +24,26 @@ namespace {
 using ::aqueduct::testing::IsOk;
 using tools::Overrides;
 
-class V2Test : public ::testing::Test {
- public:
-  static void SetUpTestSuite() {
-    auto engine = aqueduct::testing::LoadRepositoryEngine();
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = engine->release();
-  }
-  static void TearDownTestSuite() { delete engine_; }
-
+class V2Test : public aqueduct::testing::ScoringFixture {
  protected:
-  // A whole screening as the flow asks it: an adult in `state` who works
-  // without clients, lowest-burden answers unless overridden.
   static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "v2") {
-    Overrides all = aqueduct::testing::AdultContext(overrides.contains("ctx.state") ? overrides["ctx.state"] : "NY");
-    for (auto& [k, v] : overrides) all[k] = v;
-    auto request = aqueduct::testing::ScriptedScreening(*engine_, all);
-    EXPECT_THAT(request, IsOk());
-    if (!request.ok()) return {};
-    request->set_ruleset_version(ruleset);
-    auto result = engine_->Score(*request);
-    EXPECT_THAT(result, IsOk());
-    return result.ok() ? *result : v1::ScoringResult();
+    return ScreenUnder(std::move(overrides), ruleset);
   }
-  // Exactly the listed answers (catalog order), with `administered` added.
+  // Exactly the listed answers, scored under `ruleset`.
   static v1::ScoringResult Direct(const Overrides& answers, const std::string& ruleset,
                                   const std::vector<std::string>& administered = {}) {
-    v1::ScoreAnswersRequest req;
-    req.set_ruleset_version(ruleset);
-    for (const auto& info : engine_->catalog().instruments()) {
-      for (const auto& item : info.items) {
-        if (!answers.contains(item.def->id())) continue;
-        auto a = tools::ScriptedAnswer(*item.def, answers);
-        EXPECT_THAT(a, IsOk());
-        if (a.ok()) *req.mutable_answers()->add_answers() = *a;
-      }
-    }
-    for (const auto& id : administered) req.add_administered_instruments(id);
-    auto result = engine_->Score(req);
+    auto result = engine_->Score(DirectUnder(answers, ruleset, administered));
     EXPECT_THAT(result, IsOk());
     return result.ok() ? *result : v1::ScoringResult();
   }
-  static const v1::InstrumentScore* Find(const v1::ScoringResult& r, const std::string& id) {
-    for (const auto& s : r.scores()) {
-      if (s.instrument_id() == id) return &s;
-    }
-    return nullptr;
-  }
-  static bool HasFlag(const v1::ScoringResult& r, v1::SafetyFlagKind kind) {
-    for (const auto& f : r.safety_flags()) {
-      if (f.kind() == kind) return true;
-    }
-    return false;
-  }
-  static bool HasSecondary(const v1::ScoringResult& r, const std::string& code) {
-    for (const auto& f : r.routing().secondary_flags()) {
-      if (f.code() == code) return true;
-    }
-    return false;
-  }
-  static common::v1::Route RouteOf(const v1::ScoringResult& r) { return r.routing().primary_route(); }
+  static const v1::InstrumentScore* Find(const v1::ScoringResult& r, const std::string& id) { return &Score(r, id); }
   // PHQ-9 items 1-9 summing to 12 with item 9 at 0 (items 1-6 at 2).
   static Overrides Phq9Twelve() {
     Overrides o;
     for (int i = 1; i <= 9; ++i) o["phq9." + std::to_string(i)] = i <= 6 ? "2" : "0";
     return o;
   }
-
-  static ScoringEngine* engine_;
 };
-ScoringEngine* V2Test::engine_ = nullptr;
 
 // ---- Section 9.3: completeness counts scored items only (every ruleset) ---
 
@@ -270,7 +221,9 @@ TEST_P(V2TableTest, SettledQuestion) {
   const auto r = Screen(c.answers);
   EXPECT_EQ(r.ruleset_version(), "v2");
   EXPECT_EQ(RouteOf(r), c.route) << common::v1::Route_Name(RouteOf(r));
-  if (c.profile != v1::PROFILE_UNSPECIFIED) EXPECT_EQ(r.profile(), c.profile) << v1::Profile_Name(r.profile());
+  if (c.profile != v1::PROFILE_UNSPECIFIED) {
+    EXPECT_EQ(r.profile(), c.profile) << v1::Profile_Name(r.profile());
+  }
   for (const auto& f : c.flags) EXPECT_TRUE(HasSecondary(r, f)) << f;
   for (const auto& f : c.not_flags) EXPECT_FALSE(HasSecondary(r, f)) << f;
 }

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
+#include "tests/testing/scoring_fixture.h"
 #include "tests/testing/screening.h"
 #include "tests/testing/status_matchers.h"
 
@@ -29,44 +30,14 @@ using ::aqueduct::testing::StatusIs;
 using ::testing::HasSubstr;
 using tools::Overrides;
 
-class ScoringTest : public ::testing::Test {
- public:
-  static void SetUpTestSuite() {
-    auto engine = aqueduct::testing::LoadRepositoryEngine();
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = engine->release();
-  }
-  static void TearDownTestSuite() { delete engine_; }
-
+// This suite pins ruleset v1 (what it documents; v2 has its own suite).
+class ScoringTest : public aqueduct::testing::ScoringFixture {
  protected:
-  // A full screening as intake would collect it: adult in NY who works
-  // without clients, lowest-burden answers unless overridden. This suite
-  // pins ruleset v1 (what it documents; v2 has its own suite).
   static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "v1") {
-    Overrides all = aqueduct::testing::AdultContext(overrides.contains("ctx.state") ? overrides["ctx.state"] : "NY");
-    for (auto& [k, v] : overrides) all[k] = v;
-    auto request = aqueduct::testing::ScriptedScreening(*engine_, all);
-    EXPECT_THAT(request, IsOk());
-    if (!request.ok()) return {};
-    request->set_ruleset_version(ruleset);
-    auto result = engine_->Score(*request);
-    EXPECT_THAT(result, IsOk());
-    return result.ok() ? *result : v1::ScoringResult();
+    return ScreenUnder(std::move(overrides), ruleset);
   }
   // Answers for the listed items only ("item=value").
-  static v1::ScoreAnswersRequest Direct(const Overrides& answers) {
-    v1::ScoreAnswersRequest req;
-    req.set_ruleset_version("v1");
-    for (const auto& info : engine_->catalog().instruments()) {
-      for (const auto& item : info.items) {
-        if (!answers.contains(item.def->id())) continue;
-        auto a = tools::ScriptedAnswer(*item.def, answers);
-        EXPECT_THAT(a, IsOk());
-        *req.mutable_answers()->add_answers() = *a;
-      }
-    }
-    return req;
-  }
+  static v1::ScoreAnswersRequest Direct(const Overrides& answers) { return DirectUnder(answers, "v1"); }
   // Every item of `instrument` answered so the scored items sum to `total`
   // (filled in order at the highest option), others at their lowest.
   static Overrides WithTotal(const std::string& instrument, int total) {
@@ -82,31 +53,11 @@ class ScoringTest : public ::testing::Test {
     }
     return out;
   }
-  static const v1::InstrumentScore& Score(const v1::ScoringResult& r, const std::string& id) {
-    for (const auto& s : r.scores()) {
-      if (s.instrument_id() == id) return s;
-    }
-    static v1::InstrumentScore none;
-    ADD_FAILURE() << "no score for " << id;
-    return none;
-  }
   static double Derived(const v1::InstrumentScore& s, const std::string& name) {
     for (const auto& d : s.derived()) {
       if (d.name() == name) return d.value();
     }
     return -1;
-  }
-  static bool HasFlag(const v1::ScoringResult& r, v1::SafetyFlagKind kind) {
-    for (const auto& f : r.safety_flags()) {
-      if (f.kind() == kind) return true;
-    }
-    return false;
-  }
-  static bool HasSecondary(const v1::ScoringResult& r, const std::string& code) {
-    for (const auto& f : r.routing().secondary_flags()) {
-      if (f.code() == code) return true;
-    }
-    return false;
   }
   static const v1::RuleEvaluation* Rule(const v1::ScoringResult& r, const std::string& id) {
     for (const auto& rule : r.rules()) {
@@ -114,11 +65,7 @@ class ScoringTest : public ::testing::Test {
     }
     return nullptr;
   }
-  static common::v1::Route RouteOf(const v1::ScoringResult& r) { return r.routing().primary_route(); }
-
-  static ScoringEngine* engine_;
 };
-ScoringEngine* ScoringTest::engine_ = nullptr;
 
 // ---- Band edges of every summed instrument ---------------------------------
 
