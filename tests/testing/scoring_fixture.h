@@ -35,8 +35,10 @@ class ScoringFixture : public ::testing::Test {
   // A whole screening as the flow asks it, scored under `ruleset`: an adult
   // in NY (or the overrides' ctx.state) who works without clients,
   // lowest-burden answers unless overridden.
-  static scoring::v1::ScoringResult ScreenUnder(Overrides overrides, const std::string& ruleset) {
-    Overrides all = AdultContext(overrides.contains("ctx.state") ? overrides["ctx.state"] : "NY");
+  static scoring::v1::ScoringResult ScreenUnder(Overrides overrides,
+                                                const std::string& ruleset) {
+    Overrides all = AdultContext(
+        overrides.contains("ctx.state") ? overrides["ctx.state"] : "NY");
     for (auto& [k, v] : overrides) all[k] = v;
     auto request = ScriptedScreening(*engine_, all);
     EXPECT_THAT(request, IsOk());
@@ -48,8 +50,9 @@ class ScoringFixture : public ::testing::Test {
   }
   // Exactly the listed answers ("item=value"), in catalog order, under
   // `ruleset`, with `administered` instruments added.
-  static scoring::v1::ScoreAnswersRequest DirectUnder(const Overrides& answers, const std::string& ruleset,
-                                                      const std::vector<std::string>& administered = {}) {
+  static scoring::v1::ScoreAnswersRequest DirectUnder(
+      const Overrides& answers, const std::string& ruleset,
+      const std::vector<std::string>& administered = {}) {
     scoring::v1::ScoreAnswersRequest req;
     req.set_ruleset_version(ruleset);
     for (const auto& info : engine_->catalog().instruments()) {
@@ -63,7 +66,8 @@ class ScoringFixture : public ::testing::Test {
     for (const auto& id : administered) req.add_administered_instruments(id);
     return req;
   }
-  static const scoring::v1::InstrumentScore& Score(const scoring::v1::ScoringResult& r, const std::string& id) {
+  static const scoring::v1::InstrumentScore& Score(
+      const scoring::v1::ScoringResult& r, const std::string& id) {
     for (const auto& s : r.scores()) {
       if (s.instrument_id() == id) return s;
     }
@@ -71,19 +75,23 @@ class ScoringFixture : public ::testing::Test {
     ADD_FAILURE() << "no score for " << id;
     return none;
   }
-  static bool HasFlag(const scoring::v1::ScoringResult& r, scoring::v1::SafetyFlagKind kind) {
+  static bool HasFlag(const scoring::v1::ScoringResult& r,
+                      scoring::v1::SafetyFlagKind kind) {
     for (const auto& f : r.safety_flags()) {
       if (f.kind() == kind) return true;
     }
     return false;
   }
-  static bool HasSecondary(const scoring::v1::ScoringResult& r, const std::string& code) {
+  static bool HasSecondary(const scoring::v1::ScoringResult& r,
+                           const std::string& code) {
     for (const auto& f : r.routing().secondary_flags()) {
       if (f.code() == code) return true;
     }
     return false;
   }
-  static common::v1::Route RouteOf(const scoring::v1::ScoringResult& r) { return r.routing().primary_route(); }
+  static common::v1::Route RouteOf(const scoring::v1::ScoringResult& r) {
+    return r.routing().primary_route();
+  }
 
   static inline scoring::ScoringEngine* engine_ = nullptr;
 };

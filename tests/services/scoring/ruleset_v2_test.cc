@@ -26,21 +26,27 @@ using tools::Overrides;
 
 class V2Test : public aqueduct::testing::ScoringFixture {
  protected:
-  static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "v2") {
+  static v1::ScoringResult Screen(Overrides overrides,
+                                  const std::string& ruleset = "v2") {
     return ScreenUnder(std::move(overrides), ruleset);
   }
   // Exactly the listed answers, scored under `ruleset`.
-  static v1::ScoringResult Direct(const Overrides& answers, const std::string& ruleset,
-                                  const std::vector<std::string>& administered = {}) {
+  static v1::ScoringResult Direct(
+      const Overrides& answers, const std::string& ruleset,
+      const std::vector<std::string>& administered = {}) {
     auto result = engine_->Score(DirectUnder(answers, ruleset, administered));
     EXPECT_THAT(result, IsOk());
     return result.ok() ? *result : v1::ScoringResult();
   }
-  static const v1::InstrumentScore* Find(const v1::ScoringResult& r, const std::string& id) { return &Score(r, id); }
+  static const v1::InstrumentScore* Find(const v1::ScoringResult& r,
+                                         const std::string& id) {
+    return &Score(r, id);
+  }
   // PHQ-9 items 1-9 summing to 12 with item 9 at 0 (items 1-6 at 2).
   static Overrides Phq9Twelve() {
     Overrides o;
-    for (int i = 1; i <= 9; ++i) o["phq9." + std::to_string(i)] = i <= 6 ? "2" : "0";
+    for (int i = 1; i <= 9; ++i)
+      o["phq9." + std::to_string(i)] = i <= 6 ? "2" : "0";
     return o;
   }
 };
@@ -68,7 +74,8 @@ TEST_F(V2Test, Phq9Item10DeclinedKeepsTheTotalAndTheKetamineReview) {
     EXPECT_TRUE(phq9->missing_item_ids().empty()) << "item 10 is not scored";
     EXPECT_EQ(RouteOf(r), common::v1::KETAMINE_REVIEW);
     EXPECT_EQ(r.routing().required_reviewer(), common::v1::PHYSICIAN);
-    EXPECT_TRUE(HasSecondary(r, "caution.blood_pressure")) << "cautions survive";
+    EXPECT_TRUE(HasSecondary(r, "caution.blood_pressure"))
+        << "cautions survive";
     EXPECT_EQ(r.engine_version(), ScoringEngine::kEngineVersion);
   }
 }
@@ -109,7 +116,8 @@ TEST_F(V2Test, AnUnscoredItemLeftOutNeverMakesItsInstrumentIncomplete) {
       ++checked;
     }
   }
-  EXPECT_GE(checked, 4) << "PHQ-9 item 10 and ASQ item 5, declined and left out";
+  EXPECT_GE(checked, 4)
+      << "PHQ-9 item 10 and ASQ item 5, declined and left out";
 }
 
 // ---- Section 9.4: ASQ positivity item by item (every ruleset) ------------
@@ -127,7 +135,8 @@ TEST_F(V2Test, AsqYesToQuestionThreeWithQuestionFiveUnansweredIsCrisisUrgent) {
     SCOPED_TRACE(ruleset);
     const auto r = Direct(o, ruleset, {"asq"});
     EXPECT_TRUE(HasFlag(r, v1::ASQ_NON_ACUTE_POSITIVE));
-    EXPECT_FALSE(HasFlag(r, v1::ASQ_ACUTE_POSITIVE)) << "acuity unknown, never read as no";
+    EXPECT_FALSE(HasFlag(r, v1::ASQ_ACUTE_POSITIVE))
+        << "acuity unknown, never read as no";
     EXPECT_EQ(RouteOf(r), common::v1::CRISIS_URGENT);
     EXPECT_TRUE(r.has_crisis_resources());
   }
@@ -157,7 +166,8 @@ TEST_F(V2Test, AsqSomeUnansweredNoneYesIsUnknownAndNeverBelowTherapy) {
   o["asq.1"] = "no";
   o["asq.2"] = "no";  // q3, q4 unanswered
   const auto r = Screen({{"phq9.9", "0"}});
-  ASSERT_EQ(RouteOf(r), common::v1::SELF_HELP) << "the same person with no ASQ at all";
+  ASSERT_EQ(RouteOf(r), common::v1::SELF_HELP)
+      << "the same person with no ASQ at all";
   Overrides full;
   for (const auto& info : engine_->catalog().instruments()) {
     for (const auto& item : info.items) {
@@ -165,7 +175,8 @@ TEST_F(V2Test, AsqSomeUnansweredNoneYesIsUnknownAndNeverBelowTherapy) {
     }
   }
   // Everything the flow asks of this person, plus the half-answered ASQ.
-  auto flow = aqueduct::testing::ScriptedScreening(*engine_, aqueduct::testing::AdultContext("NY"));
+  auto flow = aqueduct::testing::ScriptedScreening(
+      *engine_, aqueduct::testing::AdultContext("NY"));
   ASSERT_THAT(flow, IsOk());
   v1::ScoreAnswersRequest req = *flow;
   req.set_ruleset_version("v2");
@@ -182,12 +193,15 @@ TEST_F(V2Test, AsqSomeUnansweredNoneYesIsUnknownAndNeverBelowTherapy) {
 }
 
 TEST_F(V2Test, AsqQuestionFiveDeclinedAfterAYesStaysCrisisUrgent) {
-  const auto r = Screen({{"phq9.9", "1"}, {"asq.1", "yes"}, {"asq.5", "declined"}});
+  const auto r =
+      Screen({{"phq9.9", "1"}, {"asq.1", "yes"}, {"asq.5", "declined"}});
   EXPECT_TRUE(HasFlag(r, v1::ASQ_NON_ACUTE_POSITIVE));
   EXPECT_FALSE(HasFlag(r, v1::ASQ_ACUTE_POSITIVE));
   EXPECT_EQ(RouteOf(r), common::v1::CRISIS_URGENT);
-  EXPECT_TRUE(HasSecondary(r, "undecided.route.crisis_acute")) << "the clinician sees acuity is unknown";
-  const auto acute = Screen({{"phq9.9", "1"}, {"asq.1", "yes"}, {"asq.5", "yes"}});
+  EXPECT_TRUE(HasSecondary(r, "undecided.route.crisis_acute"))
+      << "the clinician sees acuity is unknown";
+  const auto acute =
+      Screen({{"phq9.9", "1"}, {"asq.1", "yes"}, {"asq.5", "yes"}});
   EXPECT_EQ(RouteOf(acute), common::v1::CRISIS_ACUTE);
 }
 
@@ -203,7 +217,8 @@ struct V2Case {
   std::vector<std::string> not_flags;
 };
 
-class V2TableTest : public V2Test, public ::testing::WithParamInterface<V2Case> {};
+class V2TableTest : public V2Test,
+                    public ::testing::WithParamInterface<V2Case> {};
 
 Overrides BurnoutHigh() {
   Overrides o;
@@ -228,46 +243,107 @@ TEST_P(V2TableTest, SettledQuestion) {
   for (const auto& f : c.not_flags) EXPECT_FALSE(HasSecondary(r, f)) << f;
 }
 
-const Overrides kKetamineCandidate = {{"ctx.state", "FL"}, {"ctx.age", "40"}, {"ket.trials", "two_or_more"},
-                                      {"phq9.1", "2"},     {"phq9.2", "2"},   {"phq9.3", "2"},
-                                      {"phq9.4", "2"},     {"phq9.5", "2"},   {"phq9.6", "2"}};
+const Overrides kKetamineCandidate = {
+    {"ctx.state", "FL"}, {"ctx.age", "40"}, {"ket.trials", "two_or_more"},
+    {"phq9.1", "2"},     {"phq9.2", "2"},   {"phq9.3", "2"},
+    {"phq9.4", "2"},     {"phq9.5", "2"},   {"phq9.6", "2"}};
 
 INSTANTIATE_TEST_SUITE_P(
     Reference9, V2TableTest,
-    ::testing::Values(
-        V2Case{"overload", "9.1", BurnoutHigh(), common::v1::SELF_HELP, v1::OVERLOAD, {}, {"low_mood_or_anhedonia"}},
-        V2Case{"mixed_by_low_mood", "9.1", With(BurnoutHigh(), {{"phq9.1", "2"}}), common::v1::THERAPY, v1::MIXED},
-        V2Case{"mixed_by_depression", "9.1", With(BurnoutHigh(), {{"phq9.3", "3"}, {"phq9.4", "3"}, {"phq9.5", "3"},
-                                                                  {"phq9.6", "1"}}),
-               common::v1::THERAPY, v1::MIXED},
-        V2Case{"depression", "9.1", {{"phq9.3", "3"}, {"phq9.4", "3"}, {"phq9.5", "3"}, {"phq9.6", "1"}},
-               common::v1::THERAPY, v1::DEPRESSION},
-        V2Case{"low", "9.1", {}, common::v1::SELF_HELP, v1::LOW, {}, {"low_mood_or_anhedonia"}},
-        V2Case{"low_with_low_mood", "9.1", {{"phq9.2", "2"}}, common::v1::SELF_HELP, v1::LOW,
-               {"low_mood_or_anhedonia"}},
-        V2Case{"item9_declined_asq_negative", "9.5", {{"phq9.9", "declined"}}, common::v1::THERAPY,
-               v1::PROFILE_UNSPECIFIED, {"item9_declined"}},
-        V2Case{"item9_declined_asq_refused", "9.5", {{"phq9.9", "declined"}, {"asq.1", "declined"}},
-               common::v1::CRISIS_URGENT, v1::PROFILE_UNSPECIFIED, {"item9_declined"}},
-        V2Case{"item9_declined_ketamine_candidate", "9.5", With(kKetamineCandidate, {{"phq9.9", "declined"}}),
-               common::v1::THERAPY, v1::PROFILE_UNSPECIFIED, {"item9_declined"}},
-        V2Case{"undecided_phq9_never_self_help", "9.6", {{"phq9.4", "declined"}}, common::v1::THERAPY,
-               v1::PROFILE_INCOMPLETE},
-        V2Case{"ketamine_review_cautions", "9.7", With(kKetamineCandidate, {{"auditc.1", "4"}, {"auditc.2", "1"}}),
-               common::v1::KETAMINE_REVIEW, v1::PROFILE_UNSPECIFIED, {"caution.auditc"}, {"screen_positive"}},
-        V2Case{"therapy_screen_positive", "9.7", {{"auditc.1", "4"}, {"auditc.2", "1"}}, common::v1::THERAPY,
-               v1::PROFILE_UNSPECIFIED, {"screen_positive"}, {"caution.auditc"}},
-        V2Case{"excluded_candidate", "9.7", With(kKetamineCandidate, {{"ket.pregnant", "yes"}, {"ket.bipolar", "yes"}}),
-               common::v1::THERAPY, v1::PROFILE_UNSPECIFIED, {"ketamine_excluded.pregnancy"},
-               {"caution.bipolar"}}),
-    [](const ::testing::TestParamInfo<V2Case>& info) { return std::string(info.param.name); });
+    ::testing::Values(V2Case{"overload",
+                             "9.1",
+                             BurnoutHigh(),
+                             common::v1::SELF_HELP,
+                             v1::OVERLOAD,
+                             {},
+                             {"low_mood_or_anhedonia"}},
+                      V2Case{"mixed_by_low_mood", "9.1",
+                             With(BurnoutHigh(), {{"phq9.1", "2"}}),
+                             common::v1::THERAPY, v1::MIXED},
+                      V2Case{"mixed_by_depression", "9.1",
+                             With(BurnoutHigh(), {{"phq9.3", "3"},
+                                                  {"phq9.4", "3"},
+                                                  {"phq9.5", "3"},
+                                                  {"phq9.6", "1"}}),
+                             common::v1::THERAPY, v1::MIXED},
+                      V2Case{"depression",
+                             "9.1",
+                             {{"phq9.3", "3"},
+                              {"phq9.4", "3"},
+                              {"phq9.5", "3"},
+                              {"phq9.6", "1"}},
+                             common::v1::THERAPY,
+                             v1::DEPRESSION},
+                      V2Case{"low",
+                             "9.1",
+                             {},
+                             common::v1::SELF_HELP,
+                             v1::LOW,
+                             {},
+                             {"low_mood_or_anhedonia"}},
+                      V2Case{"low_with_low_mood",
+                             "9.1",
+                             {{"phq9.2", "2"}},
+                             common::v1::SELF_HELP,
+                             v1::LOW,
+                             {"low_mood_or_anhedonia"}},
+                      V2Case{"item9_declined_asq_negative",
+                             "9.5",
+                             {{"phq9.9", "declined"}},
+                             common::v1::THERAPY,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"item9_declined"}},
+                      V2Case{"item9_declined_asq_refused",
+                             "9.5",
+                             {{"phq9.9", "declined"}, {"asq.1", "declined"}},
+                             common::v1::CRISIS_URGENT,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"item9_declined"}},
+                      V2Case{"item9_declined_ketamine_candidate",
+                             "9.5",
+                             With(kKetamineCandidate, {{"phq9.9", "declined"}}),
+                             common::v1::THERAPY,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"item9_declined"}},
+                      V2Case{"undecided_phq9_never_self_help",
+                             "9.6",
+                             {{"phq9.4", "declined"}},
+                             common::v1::THERAPY,
+                             v1::PROFILE_INCOMPLETE},
+                      V2Case{"ketamine_review_cautions",
+                             "9.7",
+                             With(kKetamineCandidate,
+                                  {{"auditc.1", "4"}, {"auditc.2", "1"}}),
+                             common::v1::KETAMINE_REVIEW,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"caution.auditc"},
+                             {"screen_positive"}},
+                      V2Case{"therapy_screen_positive",
+                             "9.7",
+                             {{"auditc.1", "4"}, {"auditc.2", "1"}},
+                             common::v1::THERAPY,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"screen_positive"},
+                             {"caution.auditc"}},
+                      V2Case{"excluded_candidate",
+                             "9.7",
+                             With(kKetamineCandidate, {{"ket.pregnant", "yes"},
+                                                       {"ket.bipolar", "yes"}}),
+                             common::v1::THERAPY,
+                             v1::PROFILE_UNSPECIFIED,
+                             {"ketamine_excluded.pregnancy"},
+                             {"caution.bipolar"}}),
+    [](const ::testing::TestParamInfo<V2Case>& info) {
+      return std::string(info.param.name);
+    });
 
 TEST_F(V2Test, NoKetamineReviewBelowAnUndecidedCrisisRule) {
   // Section 9.6: a ketamine candidate whose ASQ is half answered (q1, q2
   // no; positivity unknown, so CRISIS_URGENT is undecided). v1 let the
   // reviewed ketamine route hold below it; v2 sends the case to a clinician.
-  auto flow = aqueduct::testing::ScriptedScreening(*engine_, With(aqueduct::testing::AdultContext("FL"),
-                                                                  kKetamineCandidate));
+  auto flow = aqueduct::testing::ScriptedScreening(
+      *engine_,
+      With(aqueduct::testing::AdultContext("FL"), kKetamineCandidate));
   ASSERT_THAT(flow, IsOk());
   v1::ScoreAnswersRequest req = *flow;
   for (const char* id : {"asq.1", "asq.2"}) {
@@ -301,15 +377,20 @@ TEST_F(V2Test, CbiIsScoredFromHalfItsItems) {
   EXPECT_DOUBLE_EQ(p->mean(), 100);
   EXPECT_FALSE(p->has_total()) << "a mean-scored scale has no total";
   EXPECT_EQ(v2.profile(), v1::OVERLOAD);
-  EXPECT_EQ(Find(Screen(o, "v1"), "cbi_personal")->completeness(), v1::INCOMPLETE);
+  EXPECT_EQ(Find(Screen(o, "v1"), "cbi_personal")->completeness(),
+            v1::INCOMPLETE);
   o["cbi_personal.4"] = "declined";
-  EXPECT_EQ(Find(Screen(o, "v2"), "cbi_personal")->completeness(), v1::INCOMPLETE) << "2 of 6";
+  EXPECT_EQ(Find(Screen(o, "v2"), "cbi_personal")->completeness(),
+            v1::INCOMPLETE)
+      << "2 of 6";
   // Work-related: 4 of 7.
   Overrides w;
   for (int i = 1; i <= 3; ++i) w["cbi_work." + std::to_string(i)] = "declined";
-  EXPECT_EQ(Find(Screen(w, "v2"), "cbi_work")->completeness(), v1::COMPLETE) << "4 of 7";
+  EXPECT_EQ(Find(Screen(w, "v2"), "cbi_work")->completeness(), v1::COMPLETE)
+      << "4 of 7";
   w["cbi_work.4"] = "declined";
-  EXPECT_EQ(Find(Screen(w, "v2"), "cbi_work")->completeness(), v1::INCOMPLETE) << "3 of 7";
+  EXPECT_EQ(Find(Screen(w, "v2"), "cbi_work")->completeness(), v1::INCOMPLETE)
+      << "3 of 7";
 }
 
 TEST_F(V2Test, AnInstrumentTheFlowShouldHaveAskedIsUnknownNeverAbsent) {
@@ -326,9 +407,11 @@ TEST_F(V2Test, AnInstrumentTheFlowShouldHaveAskedIsUnknownNeverAbsent) {
 
 TEST_F(V2Test, AddingV2ChangesNoV1Result) {
   // Every v1 result is the same whether v2 is loaded beside it or not.
-  auto catalog = CatalogIndex::LoadFile(aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
+  auto catalog = CatalogIndex::LoadFile(
+      aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
   ASSERT_THAT(catalog, IsOk());
-  auto all = RulesetIndex::LoadDir(aqueduct::testing::SourcePath("data/rulesets"), *catalog);
+  auto all = RulesetIndex::LoadDir(
+      aqueduct::testing::SourcePath("data/rulesets"), *catalog);
   ASSERT_THAT(all, IsOk());
   std::vector<std::shared_ptr<const RulesetIndex>> only_v1;
   for (const auto& rs : *all) {
@@ -348,7 +431,9 @@ TEST_F(V2Test, AddingV2ChangesNoV1Result) {
       for (const auto& item : info.def->items()) {
         if (item.kind() != v1::CHOICE || item.options().empty()) continue;
         const int pick = static_cast<int>(rng() % (item.options_size() + 1));
-        o[item.id()] = pick == item.options_size() ? "declined" : std::to_string(item.options(pick).value());
+        o[item.id()] = pick == item.options_size()
+                           ? "declined"
+                           : std::to_string(item.options(pick).value());
       }
     }
     auto request = aqueduct::testing::ScriptedScreening(*engine_, o);
@@ -358,7 +443,8 @@ TEST_F(V2Test, AddingV2ChangesNoV1Result) {
     auto without = (*alone)->Score(*request);
     ASSERT_THAT(with_v2, IsOk());
     ASSERT_THAT(without, IsOk());
-    EXPECT_EQ(with_v2->SerializeAsString(), without->SerializeAsString()) << "screening " << n;
+    EXPECT_EQ(with_v2->SerializeAsString(), without->SerializeAsString())
+        << "screening " << n;
     ++compared;
   }
   EXPECT_EQ(compared, 300);
