@@ -14,6 +14,7 @@
 #include "common/util/names.h"
 #include "protos/intake/v1/intake_service.pb.h"
 #include "protos/storage/v1/records.pb.h"
+#include "services/intake/clinical.h"
 #include "services/intake/flow.h"
 #include "services/intake/peers.h"
 #include "services/intake/session_cache.h"
@@ -23,33 +24,7 @@
 
 namespace aqueduct::intake {
 
-// The clinical data intake asks from, fetched from scoring (which owns it):
-// the catalog, and the default ruleset's named sets that the catalog's
-// ask_if expressions use.
-struct Clinical {
-  std::shared_ptr<const scoring::CatalogIndex> catalog;
-  scoring::expr::SetTable sets;
-  std::string default_ruleset;
-  // The same scoring library over the same data, for checks intake must
-  // make without a network call (crisis flags while answering).
-  std::shared_ptr<const scoring::ScoringEngine> engine;
-};
-
 struct WriteTarget;  // below
-
-// Empty until the first successful fetch; intake is not ready until then.
-class CatalogHolder {
- public:
-  std::shared_ptr<const Clinical> Get() const;
-  void Set(std::shared_ptr<const Clinical> clinical);
-
-  // Fetches and validates the catalog and the ruleset list from scoring.
-  absl::Status LoadFrom(ScoringPeer& scoring, absl::Time deadline);
-
- private:
-  mutable absl::Mutex mu_;
-  std::shared_ptr<const Clinical> clinical_ ABSL_GUARDED_BY(mu_);
-};
 
 struct IntakeConfig {
   // Idle time after which an in-progress screening expires (refreshed on
@@ -103,17 +78,19 @@ class IntakeCore {
   // starting over after a write that lost a race or a retry that raced
   // its original) runs on `pool`; a full pool answers UNAVAILABLE. `done`
   // runs exactly once.
-  using SubmitDone = absl::AnyInvocable<void(absl::StatusOr<v1::SubmitAnswersResponse>) &&>;
-  void SubmitAnswersAsync(std::shared_ptr<const v1::SubmitAnswersRequest> request, absl::Time deadline,
-                          server::WorkerPool* pool, SubmitDone done);
+  using SubmitDone =
+      absl::AnyInvocable<void(absl::StatusOr<v1::SubmitAnswersResponse>) &&>;
+  void SubmitAnswersAsync(
+      std::shared_ptr<const v1::SubmitAnswersRequest> request,
+      absl::Time deadline, server::WorkerPool* pool, SubmitDone done);
   absl::StatusOr<v1::CompleteScreeningResponse> CompleteScreening(
       const v1::CompleteScreeningRequest& request, absl::Time deadline);
-  absl::StatusOr<v1::Screening> AbandonScreening(const v1::AbandonScreeningRequest& request,
-                                                 absl::Time deadline);
+  absl::StatusOr<v1::Screening> AbandonScreening(
+      const v1::AbandonScreeningRequest& request, absl::Time deadline);
   absl::StatusOr<v1::ListMyResultsResponse> ListMyResults(
       const v1::ListMyResultsRequest& request, absl::Time deadline);
-  absl::StatusOr<v1::ScreeningResult> GetMyResult(const v1::GetMyResultRequest& request,
-                                                  absl::Time deadline);
+  absl::StatusOr<v1::ScreeningResult> GetMyResult(
+      const v1::GetMyResultRequest& request, absl::Time deadline);
 
   // The outbox worker's step: delivers due early risk cases, then retries
   // due hand-offs to referral. Returns how many were delivered. Safe to run
@@ -123,7 +100,9 @@ class IntakeCore {
   // Called (on whatever thread acknowledged the page) after a page that
   // raised an early risk case is stored, so the worker delivers it now
   // rather than on its next tick. Must not block. Set before serving.
-  void set_on_early_risk(absl::AnyInvocable<void()> wake) { on_early_risk_ = std::move(wake); }
+  void set_on_early_risk(absl::AnyInvocable<void()> wake) {
+    on_early_risk_ = std::move(wake);
+  }
 
   static constexpr int kDefaultResultsPageSize = 20;
   static constexpr int kMaxResultsPageSize = 100;
@@ -131,10 +110,11 @@ class IntakeCore {
  private:
   // RESOURCE_EXHAUSTED, saying when to try again, once `user` has done
   // `what` more than `limit` times in the current `window`.
-  absl::Status RateLimit(const std::string& user, const char* what, int limit, absl::Duration window,
-                         absl::Time deadline);
+  absl::Status RateLimit(const std::string& user, const char* what, int limit,
+                         absl::Duration window, absl::Time deadline);
   // The same verdict from the count so far in the window.
-  absl::Status RateVerdict(absl::StatusOr<int64_t> count, const char* what, int limit, absl::Duration window,
+  absl::Status RateVerdict(absl::StatusOr<int64_t> count, const char* what,
+                           int limit, absl::Duration window,
                            int64_t now_ms) const;
   // The fixed window `now_ms` falls in (its number since the epoch), and
   // how long its counter is kept: two windows, so it outlives its own.
@@ -152,7 +132,8 @@ class IntakeCore {
                                      const std::string& field,
                                      absl::Time deadline);
   // `progress`, when given, is the session's (saves computing it again).
-  v1::Screening ToScreening(const StoredSession& s, const v1::Progress* progress = nullptr) const;
+  v1::Screening ToScreening(const StoredSession& s,
+                            const v1::Progress* progress = nullptr) const;
   absl::StatusOr<v1::NextItems> NextItemsOf(const StoredSession& s,
                                             const Clinical& clinical) const;
   // The same from the flow of `s`'s answers, already computed.
@@ -162,22 +143,26 @@ class IntakeCore {
     // CRISIS_ACUTE or CRISIS_URGENT once a safety flag is raised.
     common::v1::Route route = common::v1::ROUTE_UNSPECIFIED;
   };
-  v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical, const Flow& flow,
-                              RiskNow* risk = nullptr) const;
+  v1::NextItems NextItemsFrom(const StoredSession& s, const Clinical& clinical,
+                              const Flow& flow, RiskNow* risk = nullptr) const;
   // Delivers the early risk case owed for `entry`'s screening, when one is.
   enum class RiskDelivery { kDelivered, kNothingOwed, kRetry };
-  RiskDelivery DeliverEarlyRisk(const SessionStore::RiskEntry& entry, absl::Time deadline);
+  RiskDelivery DeliverEarlyRisk(const SessionStore::RiskEntry& entry,
+                                absl::Time deadline);
   // The answers that raised `result`'s safety flags, in the person's words.
-  static void AddRiskAnswers(const scoring::v1::ScoringResult& result, const storage::v1::SessionRecord& record,
-                             const scoring::CatalogIndex& catalog,
-                             google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer>* out);
+  static void AddRiskAnswers(
+      const scoring::v1::ScoringResult& result,
+      const storage::v1::SessionRecord& record,
+      const scoring::CatalogIndex& catalog,
+      google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer>* out);
   // SubmitAnswers past its checks of the request: validates the page
   // against `session` (at version `expected`), writes, and builds the reply.
   // With `from_cache`, nullopt when the write found the session changed or
   // gone in Redis (nothing was written: the caller reads it and starts over).
   absl::StatusOr<std::optional<v1::SubmitAnswersResponse>> ApplyAnswers(
-      const v1::SubmitAnswersRequest& request, const ScreeningName& name, int64_t expected,
-      const Clinical& clinical, StoredSession session, bool from_cache, absl::Time deadline);
+      const v1::SubmitAnswersRequest& request, const ScreeningName& name,
+      int64_t expected, const Clinical& clinical, StoredSession session,
+      bool from_cache, absl::Time deadline);
   // ApplyAnswers' part before the write: the page checked against
   // `session` and applied, the reply built, the write to make.
   struct PreparedPage {
@@ -189,36 +174,38 @@ class IntakeCore {
   void PageStored(const PreparedPage& page) {
     if (page.raised_early_risk && on_early_risk_) on_early_risk_();
   }
-  absl::StatusOr<PreparedPage> PreparePage(const v1::SubmitAnswersRequest& request, int64_t expected,
-                                           const Clinical& clinical, StoredSession session) const;
+  absl::StatusOr<PreparedPage> PreparePage(
+      const v1::SubmitAnswersRequest& request, int64_t expected,
+      const Clinical& clinical, StoredSession session) const;
   // SubmitAnswers past its checks and the rate limit: from the cached
   // session when it is the etag's version, else from Redis.
-  absl::StatusOr<v1::SubmitAnswersResponse> SubmitChecked(const v1::SubmitAnswersRequest& request,
-                                                          const ScreeningName& name, int64_t expected,
-                                                          const Clinical& clinical, absl::Time deadline);
+  absl::StatusOr<v1::SubmitAnswersResponse> SubmitChecked(
+      const v1::SubmitAnswersRequest& request, const ScreeningName& name,
+      int64_t expected, const Clinical& clinical, absl::Time deadline);
   // SubmitAnswersAsync's steps (intake_core.cc).
   struct AsyncSubmit;
   void SubmitFromCacheAsync(std::shared_ptr<AsyncSubmit> call);
   void SubmitOnPool(std::shared_ptr<AsyncSubmit> call);
-  absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(const StoredSession& session,
-                                                         const Clinical& clinical) const;
+  absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(
+      const StoredSession& session, const Clinical& clinical) const;
   // CompleteScreening past its checks: scores `session` (at the etag's
   // version), commits the result and hands it off. With `from_cache`,
   // nullopt when the write found the session changed or gone in Redis
   // (nothing was written: the caller reads it and starts over).
   absl::StatusOr<std::optional<v1::CompleteScreeningResponse>> Complete(
-      const v1::CompleteScreeningRequest& request, const WriteTarget& target, const Clinical& clinical,
-      StoredSession session, bool from_cache, absl::Time deadline);
+      const v1::CompleteScreeningRequest& request, const WriteTarget& target,
+      const Clinical& clinical, StoredSession session, bool from_cache,
+      absl::Time deadline);
   // Hands the result to referral; returns the hand-off state reached. On
   // success the outbox entry and the open-session slot go, with the write
   // that records the delivery.
   v1::HandoffState HandOff(StoredSession& session, absl::Time deadline);
   // The completed screening before `session` (by completion time), if any.
-  absl::StatusOr<std::optional<StoredSession>> PreviousResult(const StoredSession& session,
-                                                              absl::Time deadline);
+  absl::StatusOr<std::optional<StoredSession>> PreviousResult(
+      const StoredSession& session, absl::Time deadline);
   // `progress`, when given, is the session's (see ToScreening).
-  v1::CompleteScreeningResponse CompletionResponse(const StoredSession& s,
-                                                   const v1::Progress* progress = nullptr) const;
+  v1::CompleteScreeningResponse CompletionResponse(
+      const StoredSession& s, const v1::Progress* progress = nullptr) const;
 
   SessionStore* store_;
   ScoringPeer* scoring_;
@@ -241,7 +228,8 @@ absl::Status PrefillContext(const v1::ScreeningContext& context,
 // or more is meaningful; response = a drop of 50% or more; remission =
 // PHQ-9 below 5). Fields stay unset when either PHQ-9 is incomplete.
 v1::Trend TrendBetween(const storage::v1::ResultRecord& now,
-                       const storage::v1::ResultRecord& before, const std::string& before_name);
+                       const storage::v1::ResultRecord& before,
+                       const std::string& before_name);
 
 // The US state a screening's person is in: the answered ctx.state, else the
 // state the app gave at start (licensing and coverage use it).
@@ -254,8 +242,14 @@ struct WriteTarget {
 };
 // Checks the name, request id and etag every write carries; INVALID_ARGUMENT
 // names the field.
-absl::StatusOr<WriteTarget> ParseWrite(const std::string& name, const std::string& request_id,
+absl::StatusOr<WriteTarget> ParseWrite(const std::string& name,
+                                       const std::string& request_id,
                                        const std::string& etag);
+
+// A write based on a stale etag: ABORTED with the current one, so the app
+// can fetch the screening and resubmit instead of overwriting another
+// device's answers.
+absl::Status StaleEtag(const std::string& given, int64_t current);
 
 // Parses an etag given by a client; INVALID_ARGUMENT names "etag".
 absl::StatusOr<int64_t> ParseEtag(const std::string& etag);

@@ -1,0 +1,86 @@
+#include "services/intake/person_view.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace aqueduct::intake {
+
+// What a person may see of their own scoring result: their instrument
+// scores, the crisis resources, and the self-help plan when that is their
+// route. Not the route under review, the rules that fired, secondary flags
+// (e.g. a ketamine exclusion), modality suggestions or the profile label:
+// nothing reaches a person before a clinician has looked, and a ketamine
+// review is never shown as eligibility.
+scoring::v1::ScoringResult ForThePerson(const scoring::v1::ScoringResult& full,
+                                        const scoring::CatalogIndex* catalog) {
+  scoring::v1::ScoringResult out;
+  out.set_ruleset_version(full.ruleset_version());
+  out.set_catalog_version(full.catalog_version());
+  for (const auto& score : full.scores()) {
+    const auto* ins = catalog != nullptr
+                          ? catalog->FindInstrument(score.instrument_id())
+                          : nullptr;
+    // Only scored instruments (not the context or the ketamine pre-screen).
+    if (ins == nullptr ||
+        ins->scoring() == scoring::v1::SCORING_METHOD_UNSPECIFIED)
+      continue;
+    if (score.completeness() == scoring::v1::NOT_ADMINISTERED) continue;
+    *out.add_scores() = score;
+  }
+  if (full.has_crisis_resources())
+    *out.mutable_crisis_resources() = full.crisis_resources();
+  if (full.routing().primary_route() == common::v1::SELF_HELP) {
+    *out.mutable_routing()->mutable_self_help_plan() =
+        full.routing().self_help_plan();
+    out.mutable_routing()->set_primary_route(common::v1::SELF_HELP);
+    out.mutable_routing()->set_rescreen_after_days(
+        full.routing().rescreen_after_days());
+  }
+  return out;
+}
+
+v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
+  v1::PersonRoute route;
+  const auto primary = result.routing().primary_route();
+  switch (primary) {
+    case common::v1::SELF_HELP:
+      route.set_route(primary);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " Here is a self-help plan you can start today. We will remind you "
+          "to check in again in two weeks."));
+      *route.mutable_self_help_plan() = result.routing().self_help_plan();
+      break;
+    case common::v1::THERAPY:
+      route.set_route(primary);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " A licensed clinician will review your answers and follow up about "
+          "next steps."));
+      break;
+    case common::v1::KETAMINE_REVIEW:
+      // Nothing about eligibility reaches the person before a physician
+      // confirms it: only that a physician is reviewing.
+      route.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer, " Your answers are under review by a physician."));
+      break;
+    case common::v1::CRISIS_URGENT:
+    case common::v1::CRISIS_ACUTE:
+      route.set_route(primary);
+      route.set_pending_review(true);
+      route.set_message(absl::StrCat(
+          kDisclaimer,
+          " Please reach out to the crisis resources below now; you do not "
+          "have to wait. A clinician will review your answers urgently."));
+      break;
+    default:
+      route.set_pending_review(true);
+      route.set_message(
+          absl::StrCat(kDisclaimer, " A clinician will review your answers."));
+  }
+  return route;
+}
+
+}  // namespace aqueduct::intake
