@@ -25,14 +25,22 @@ const std::string& Result() {
   static const std::string* result = [] {
     auto engine = aqueduct::testing::LoadRepositoryEngine();
     if (!engine.ok()) {
-      std::fprintf(stderr, "cannot load clinical data: %s (set AQUEDUCT_SOURCE_DIR)\n",
+      std::fprintf(stderr,
+                   "cannot load clinical data: %s (set AQUEDUCT_SOURCE_DIR)\n",
                    std::string(engine.status().message()).c_str());
       std::exit(2);
     }
     auto o = aqueduct::testing::AdultContext("FL");
-    for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
-             {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "3"}, {"cbi_personal.1", "75"},
-             {"cbi_personal.2", "75"}, {"gad7.1", "2"}, {"ket.trials", "two_or_more"}}) {
+    for (const auto& [k, v] :
+         std::initializer_list<std::pair<const char*, const char*>>{
+             {"phq9.1", "2"},
+             {"phq9.2", "2"},
+             {"phq9.3", "2"},
+             {"phq9.4", "3"},
+             {"cbi_personal.1", "75"},
+             {"cbi_personal.2", "75"},
+             {"gad7.1", "2"},
+             {"ket.trials", "two_or_more"}}) {
       o[k] = v;
     }
     auto req = aqueduct::testing::ScriptedScreening(**engine, o);
@@ -60,7 +68,8 @@ void BM_Pack(benchmark::State& state) {
 BENCHMARK(BM_Pack)->Arg(1)->Arg(2)->ArgName("dictionary");
 
 void BM_Unpack(benchmark::State& state) {
-  const std::string packed = PackWith(static_cast<int>(state.range(0)), Result());
+  const std::string packed =
+      PackWith(static_cast<int>(state.range(0)), Result());
   for (auto _ : state) {
     auto back = Unpack(packed);
     if (!back.ok() || back->size() != Result().size()) {

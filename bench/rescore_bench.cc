@@ -18,8 +18,8 @@
 // Needs AQUEDUCT_SOURCE_DIR and AQUEDUCT_BINARY_DIR (the build directory).
 
 #include <google/protobuf/text_format.h>
-
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,11 +29,9 @@
 #include <map>
 #include <random>
 
-#include <unistd.h>
-
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
 #include "common/server/channels.h"
@@ -56,24 +54,28 @@ const crypto::DataKeys& BenchKeys() {
   return *keys;
 }
 
-std::string StartService(t::TempDir& dir, const std::string& name, const std::string& binary,
-                         std::vector<std::string> args,
-                         std::vector<std::unique_ptr<t::Subprocess>>& processes) {
-  args.push_back("--insecure_plaintext");  // loopback benchmark: the figure is the job's, not TLS's
-  auto s = t::StartService(dir.path(), name, binary, args, {"AQUEDUCT_DATA_KEYS=" + BenchKeys().ToText()});
+std::string StartService(
+    t::TempDir& dir, const std::string& name, const std::string& binary,
+    std::vector<std::string> args,
+    std::vector<std::unique_ptr<t::Subprocess>>& processes) {
+  args.push_back("--insecure_plaintext");  // loopback benchmark: the figure is
+                                           // the job's, not TLS's
+  auto s = t::StartService(dir.path(), name, binary, args,
+                           {"AQUEDUCT_DATA_KEYS=" + BenchKeys().ToText()});
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.status().message()).c_str());
     return "";
   }
   processes.push_back(std::move(s->process));
-  t::WaitServing(grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials()));
+  t::WaitServing(
+      grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials()));
   return s->address;
 }
 
-
 // A seeded person's answers (see the top): `level` in [0, 1] drives every
 // symptom item; 3 in 100 items declined.
-tools::Overrides SeededPerson(std::mt19937& rng, const scoring::CatalogIndex& catalog) {
+tools::Overrides SeededPerson(std::mt19937& rng,
+                              const scoring::CatalogIndex& catalog) {
   std::uniform_real_distribution<double> unit(0, 1);
   const double level = unit(rng);
   static const char* kStates[] = {"FL", "NJ", "NY", "TX"};
@@ -88,19 +90,25 @@ tools::Overrides SeededPerson(std::mt19937& rng, const scoring::CatalogIndex& ca
         o[item.id()] = unit(rng) < level * 0.3 ? "2" : "0";
         continue;
       }
-      if (item.kind() != scoring::v1::CHOICE || item.options().empty()) continue;
+      if (item.kind() != scoring::v1::CHOICE || item.options().empty())
+        continue;
       if (unit(rng) < 0.03) {
         o[item.id()] = "declined";
         continue;
       }
       const int n = item.options_size();
-      int pick = static_cast<int>(std::lround(level * (n - 1) + (unit(rng) - 0.5) * 1.5));
+      int pick = static_cast<int>(
+          std::lround(level * (n - 1) + (unit(rng) - 0.5) * 1.5));
       // Risk answers are rarer than other symptoms: item 9 above 0 for about
       // one in ten, ASQ yeses (options no/yes) and ketamine exclusions rarer
       // still, all more likely at higher levels.
-      if (item.id() == "phq9.9") pick = unit(rng) < level * level * 0.3 ? 1 + static_cast<int>(rng() % 2) : 0;
-      if (ins == "asq") pick = unit(rng) < level * (item.id() == "asq.5" ? 0.1 : 0.3) ? 1 : 0;
-      if (ins == "ket" && item.id() != "ket.trials") pick = unit(rng) < 0.05 ? 1 : 0;
+      if (item.id() == "phq9.9")
+        pick = unit(rng) < level * level * 0.3 ? 1 + static_cast<int>(rng() % 2)
+                                               : 0;
+      if (ins == "asq")
+        pick = unit(rng) < level * (item.id() == "asq.5" ? 0.1 : 0.3) ? 1 : 0;
+      if (ins == "ket" && item.id() != "ket.trials")
+        pick = unit(rng) < 0.05 ? 1 : 0;
       pick = std::clamp(pick, 0, n - 1);
       // Options run low to high burden except reverse-scored ones and the
       // CBI (Always first), whose options are listed highest value first.
@@ -132,35 +140,42 @@ int main(int argc, char** argv) {
   if (!redis.ok()) return 1;
   const std::string rulesets = dir.path() + "/rulesets";
   mkdir(rulesets.c_str(), 0755);
-  const std::string v1 = t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
+  const std::string v1 =
+      t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
   std::ofstream(rulesets + "/v1.textproto") << v1;
   scoring::v1::Ruleset v2;
   google::protobuf::TextFormat::ParseFromString(v1, &v2);
   v2.set_version("v2-bench");
   v2.set_published("2026-11-01");
   for (auto& s : *v2.mutable_signals()) {
-    if (s.id() == "depression_signal") s.set_when(absl::StrCat("phq9.total >= ", threshold));
+    if (s.id() == "depression_signal")
+      s.set_when(absl::StrCat("phq9.total >= ", threshold));
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(v2, &text);
-  if (repository_v2) text = t::ReadFile(t::SourcePath("data/rulesets/v2.textproto"));
-  std::ofstream(rulesets + (repository_v2 ? "/v2.textproto" : "/v2-bench.textproto")) << text;
+  if (repository_v2)
+    text = t::ReadFile(t::SourcePath("data/rulesets/v2.textproto"));
+  std::ofstream(rulesets +
+                (repository_v2 ? "/v2.textproto" : "/v2-bench.textproto"))
+      << text;
   t::TestAuth auth;  // the services check every call's token
   std::vector<std::unique_ptr<t::Subprocess>> processes;
   const std::string scoring_addr = StartService(
       dir, "scoring", "services/scoring/aqueduct-scoring",
-      {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"), "--rulesets=" + rulesets,
-       "--auth_keys=" + auth.keys_dir()},
+      {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+       "--rulesets=" + rulesets, "--auth_keys=" + auth.keys_dir()},
       processes);
   const std::string referral_addr = StartService(
       dir, "referral", "services/referral/aqueduct-referral",
-      {"--redis=" + (*redis)->address(), "--auth_keys=" + auth.keys_dir()}, processes);
+      {"--redis=" + (*redis)->address(), "--auth_keys=" + auth.keys_dir()},
+      processes);
 
   // 25 screening shapes (PHQ-9 0..24, item 9 always 0), scored under v1
   // in-process.
   auto engine = t::LoadRepositoryEngine();
   if (!engine.ok()) return 1;
-  std::vector<std::pair<storage::v1::SessionRecord, storage::v1::ResultRecord>> shapes;
+  std::vector<std::pair<storage::v1::SessionRecord, storage::v1::ResultRecord>>
+      shapes;
   std::vector<scoring::v1::ScoreAnswersRequest> requests;
   std::mt19937 rng(2026);
   for (int total = 0; total <= (repository_v2 ? 1999 : 24); ++total) {
@@ -174,7 +189,8 @@ int main(int argc, char** argv) {
     if (repository_v2) o = SeededPerson(rng, (*engine)->catalog());
     auto req = t::ScriptedScreening(**engine, o);
     if (!req.ok()) {
-      std::fprintf(stderr, "seeding: %s\n", std::string(req.status().message()).c_str());
+      std::fprintf(stderr, "seeding: %s\n",
+                   std::string(req.status().message()).c_str());
       return 1;
     }
     req->set_ruleset_version("v1");  // what was stored before v2 existed
@@ -182,8 +198,10 @@ int main(int argc, char** argv) {
     storage::v1::SessionRecord rec;
     rec.set_state(intake::v1::COMPLETED);
     rec.set_catalog_version("2026-11.1");
-    for (const auto& a : req->answers().answers()) (*rec.mutable_answers())[a.item_id()] = a;
-    for (const auto& id : req->administered_instruments()) rec.add_instruments(id);
+    for (const auto& a : req->answers().answers())
+      (*rec.mutable_answers())[a.item_id()] = a;
+    for (const auto& id : req->administered_instruments())
+      rec.add_instruments(id);
     storage::v1::ResultRecord result;
     *result.mutable_scoring() = *(*engine)->Score(*req);
     shapes.emplace_back(rec, result);
@@ -199,7 +217,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::string>> cmds;
     for (int64_t i = base; i < std::min(n, base + 1000); ++i) {
       auto [rec, result] = shapes[(i * 7) % shapes.size()];
-      const std::string sid = absl::StrCat("s", i), user = absl::StrCat("u", i % 10000);
+      const std::string sid = absl::StrCat("s", i),
+                        user = absl::StrCat("u", i % 10000);
       rec.set_screening_id(sid);
       rec.set_user_id(user);
       result.set_complete_time_ms(1000 + i);
@@ -209,16 +228,23 @@ int main(int argc, char** argv) {
       // completed index holds the screening id.
       const std::string packed = intake::RedisSessionStore::PackAnswers(rec);
       rec.clear_answers();
-      cmds.push_back({"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
-                      store.SealField(sid, "d", compress::Pack(rec.SerializeAsString())), "r",
-                      store.SealField(sid, "r", compress::Pack(result.SerializeAsString())), "a",
-                      store.SealField(sid, "a", compress::Pack(packed)), "s",
-                      store.SealField(sid, "s", scoring::DigestOf(result.scoring()).SerializeAsString())});
-      cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"), absl::StrCat(1000 + i), sid});
+      cmds.push_back(
+          {"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
+           store.SealField(sid, "d", compress::Pack(rec.SerializeAsString())),
+           "r",
+           store.SealField(sid, "r",
+                           compress::Pack(result.SerializeAsString())),
+           "a", store.SealField(sid, "a", compress::Pack(packed)), "s",
+           store.SealField(
+               sid, "s",
+               scoring::DigestOf(result.scoring()).SerializeAsString())});
+      cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"),
+                      absl::StrCat(1000 + i), sid});
     }
     auto r = client.Pipeline(cmds, absl::Now() + absl::Seconds(60));
     if (!r.ok()) {
-      std::fprintf(stderr, "seeding failed: %s\n", std::string(r.status().message()).c_str());
+      std::fprintf(stderr, "seeding failed: %s\n",
+                   std::string(r.status().message()).c_str());
       return 1;
     }
   }
@@ -229,25 +255,34 @@ int main(int argc, char** argv) {
   (void)client.Command({"BGREWRITEAOF"}, absl::Now() + absl::Seconds(5));
   absl::SleepFor(absl::Milliseconds(200));
   for (int i = 0; i < 3000; ++i) {
-    auto running = t::RedisInfoField(client, "persistence", "aof_rewrite_in_progress");
-    auto scheduled = t::RedisInfoField(client, "persistence", "aof_rewrite_scheduled");
-    if (running.ok() && *running == "0" && scheduled.ok() && *scheduled == "0") break;
+    auto running =
+        t::RedisInfoField(client, "persistence", "aof_rewrite_in_progress");
+    auto scheduled =
+        t::RedisInfoField(client, "persistence", "aof_rewrite_scheduled");
+    if (running.ok() && *running == "0" && scheduled.ok() && *scheduled == "0")
+      break;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  const std::string used = t::RedisInfoField(client, "memory", "used_memory_human").value_or("?");
+  const std::string used =
+      t::RedisInfoField(client, "memory", "used_memory_human").value_or("?");
   int64_t used_before = 0;
-  (void)absl::SimpleAtoi(t::RedisInfoField(client, "memory", "used_memory").value_or(""), &used_before);
-  std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n", static_cast<long long>(n), seed_s,
-              used.c_str());
+  (void)absl::SimpleAtoi(
+      t::RedisInfoField(client, "memory", "used_memory").value_or(""),
+      &used_before);
+  std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n",
+              static_cast<long long>(n), seed_s, used.c_str());
   std::fflush(stdout);
-  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
-  auto referral = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr));
+  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(
+      scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
+  auto referral = referral::v1::ReferralService::NewStub(
+      server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
   options.ruleset_version = repository_v2 ? "v2" : "v2-bench";
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
   auth::StaticToken batch_token(auth.Token("batch", "rescore"));
-  tools::Rescorer job(&store, scoring.get(), referral.get(), &batch_token, options);
+  tools::Rescorer job(&store, scoring.get(), referral.get(), &batch_token,
+                      options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
   // services, and Redis.
@@ -258,20 +293,29 @@ int main(int argc, char** argv) {
   for (pid_t p : pids) cpu_before.push_back(t::CpuSeconds(p));
   auto summary = job.Run(stop);
   std::vector<double> cpu_used;
-  for (size_t i = 0; i < pids.size(); ++i) cpu_used.push_back(t::CpuSeconds(pids[i]) - cpu_before[i]);
+  for (size_t i = 0; i < pids.size(); ++i)
+    cpu_used.push_back(t::CpuSeconds(pids[i]) - cpu_before[i]);
   if (!summary.ok()) {
-    std::fprintf(stderr, "rescore failed: %s\n", std::string(summary.status().message()).c_str());
+    std::fprintf(stderr, "rescore failed: %s\n",
+                 std::string(summary.status().message()).c_str());
     return 1;
   }
   const auto& c = summary->counts;
 
-  std::printf("rescored %lld in %.2f s: %.0f screenings/s; changed route %lld, re-review cases %lld, failed %lld\n",
-              static_cast<long long>(c.screened()), summary->seconds, c.screened() / summary->seconds,
-              static_cast<long long>(c.changed_route()), static_cast<long long>(c.cases_opened()),
-              static_cast<long long>(c.failed()));
-  std::printf("CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, redis %.2f; per screening %.1f us\n",
-              cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3],
-              (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3]) * 1e6 / std::max<int64_t>(1, c.screened()));
+  std::printf(
+      "rescored %lld in %.2f s: %.0f screenings/s; changed route %lld, "
+      "re-review cases %lld, failed %lld\n",
+      static_cast<long long>(c.screened()), summary->seconds,
+      c.screened() / summary->seconds,
+      static_cast<long long>(c.changed_route()),
+      static_cast<long long>(c.cases_opened()),
+      static_cast<long long>(c.failed()));
+  std::printf(
+      "CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, redis "
+      "%.2f; per screening %.1f us\n",
+      cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3],
+      (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3]) * 1e6 /
+          std::max<int64_t>(1, c.screened()));
   if (repository_v2) {
     // The same change computed in-process, per seeded person, weighted by
     // how often each was seeded: the job's counts must agree.
@@ -293,26 +337,38 @@ int main(int argc, char** argv) {
         why[{scoring::v1::Profile_Name(shapes[k].second.scoring().profile()),
              scoring::v1::Profile_Name(after->profile())}] += seeded[k];
       }
-      moves[{common::v1::Route_Name(before), common::v1::Route_Name(now)}] += seeded[k];
+      moves[{common::v1::Route_Name(before), common::v1::Route_Name(now)}] +=
+          seeded[k];
     }
-    std::printf("in-process check: route changed for %lld of %lld (the job: %lld)\n", static_cast<long long>(changed),
-                static_cast<long long>(n), static_cast<long long>(c.changed_route()));
-    std::printf("band changed %lld, safety flags changed %lld (the job's counts)\n",
-                static_cast<long long>(c.changed_band()), static_cast<long long>(c.changed_flags()));
+    std::printf(
+        "in-process check: route changed for %lld of %lld (the job: %lld)\n",
+        static_cast<long long>(changed), static_cast<long long>(n),
+        static_cast<long long>(c.changed_route()));
+    std::printf(
+        "band changed %lld, safety flags changed %lld (the job's counts)\n",
+        static_cast<long long>(c.changed_band()),
+        static_cast<long long>(c.changed_flags()));
     std::printf("route v1 -> v2, screenings:\n");
     for (const auto& [move, count] : moves) {
-      std::printf("  %-16s -> %-16s %8lld%s\n", move.first.c_str(), move.second.c_str(),
-                  static_cast<long long>(count), move.first == move.second ? "" : "  (changed)");
+      std::printf("  %-16s -> %-16s %8lld%s\n", move.first.c_str(),
+                  move.second.c_str(), static_cast<long long>(count),
+                  move.first == move.second ? "" : "  (changed)");
     }
     std::printf("profile v1 -> v2 where the route changed:\n");
     for (const auto& [move, count] : why) {
-      std::printf("  %-18s -> %-18s %8lld\n", move.first.c_str(), move.second.c_str(), static_cast<long long>(count));
+      std::printf("  %-18s -> %-18s %8lld\n", move.first.c_str(),
+                  move.second.c_str(), static_cast<long long>(count));
     }
   }
   int64_t used_after = 0;
-  if (absl::SimpleAtoi(t::RedisInfoField(client, "memory", "used_memory").value_or(""), &used_after)) {
-    std::printf("redis used_memory grew by %.0f B per screening re-scored (outcomes and re-review cases)\n",
-                static_cast<double>(used_after - used_before) / std::max<int64_t>(1, c.screened()));
+  if (absl::SimpleAtoi(
+          t::RedisInfoField(client, "memory", "used_memory").value_or(""),
+          &used_after)) {
+    std::printf(
+        "redis used_memory grew by %.0f B per screening re-scored (outcomes "
+        "and re-review cases)\n",
+        static_cast<double>(used_after - used_before) /
+            std::max<int64_t>(1, c.screened()));
   }
   return 0;
 }

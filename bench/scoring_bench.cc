@@ -22,7 +22,8 @@ const ScoringEngine& Engine() {
   static const ScoringEngine* engine = [] {
     auto e = aqueduct::testing::LoadRepositoryEngine();
     if (!e.ok()) {
-      std::fprintf(stderr, "cannot load clinical data: %s (set AQUEDUCT_SOURCE_DIR)\n",
+      std::fprintf(stderr,
+                   "cannot load clinical data: %s (set AQUEDUCT_SOURCE_DIR)\n",
                    std::string(e.status().message()).c_str());
       std::exit(2);
     }
@@ -55,10 +56,19 @@ void Run(benchmark::State& state, const ScoreAnswersRequest& request) {
 // Mixed profile with burnout, moderate depression and a ketamine review in
 // FL: the most instruments and rules.
 void BM_FullScreeningKetamineReview(benchmark::State& state) {
-  static const ScoreAnswersRequest request = Screening(
-      {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "3"}, {"phq9.5", "1"},
-       {"cbi_personal.1", "75"}, {"cbi_personal.2", "75"}, {"cbi_personal.3", "75"},
-       {"gad7.1", "2"}, {"auditc.1", "2"}, {"ket.trials", "two_or_more"}, {"ket.high_bp", "yes"}});
+  static const ScoreAnswersRequest request =
+      Screening({{"phq9.1", "2"},
+                 {"phq9.2", "2"},
+                 {"phq9.3", "2"},
+                 {"phq9.4", "3"},
+                 {"phq9.5", "1"},
+                 {"cbi_personal.1", "75"},
+                 {"cbi_personal.2", "75"},
+                 {"cbi_personal.3", "75"},
+                 {"gad7.1", "2"},
+                 {"auditc.1", "2"},
+                 {"ket.trials", "two_or_more"},
+                 {"ket.high_bp", "yes"}});
   Run(state, request);
 }
 BENCHMARK(BM_FullScreeningKetamineReview);

@@ -34,9 +34,10 @@ step "CMake build (-j2)"
 step "ctest"
 (cd "${AQUEDUCT_BUILD_DIR:-build}" && ctest -j2 --output-on-failure "${ctest_args[@]}")
 
-step "static checks (build parity, API comments)"
+step "static checks (build parity, API comments, C++ format)"
 ./scripts/check-build-parity.sh
 ./scripts/check-proto-comments.sh
+./scripts/check-format.sh
 
 if ((with_sanitizers)); then
   step "AddressSanitizer + UndefinedBehaviorSanitizer build and ctest"

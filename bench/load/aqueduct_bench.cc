@@ -60,24 +60,34 @@
 
 ABSL_FLAG(int32_t, seconds, 5, "Seconds of load per figure.");
 ABSL_FLAG(int64_t, rescore, 1000000,
-          "Stored screenings for the batch re-scoring row (bench/rescore_bench, 1 in 25 changing); 0 skips it.");
+          "Stored screenings for the batch re-scoring row "
+          "(bench/rescore_bench, 1 in 25 changing); 0 skips it.");
 ABSL_FLAG(double, scoring_min_time, 1.0,
-          "Seconds per profile and repetition for the in-process scoring row (bench/scoring_bench, Google "
+          "Seconds per profile and repetition for the in-process scoring row "
+          "(bench/scoring_bench, Google "
           "Benchmark).");
 ABSL_FLAG(int32_t, scoring_repetitions, 3,
-          "Repetitions of each scoring profile; the row is the slowest profile's median (this machine has "
-          "slow spells of several seconds), with the range of its repetitions beneath.");
-ABSL_FLAG(std::string, figures, "all",
-          "Which figures, comma-separated: echo,redis,submit,whole,scoring,rescore (for profiling one of them).");
-ABSL_FLAG(int32_t, redis_requests, 200000, "Requests per test for the redis-benchmark context rows.");
+          "Repetitions of each scoring profile; the row is the slowest "
+          "profile's median (this machine has "
+          "slow spells of several seconds), with the range of its repetitions "
+          "beneath.");
+ABSL_FLAG(
+    std::string, figures, "all",
+    "Which figures, comma-separated: echo,redis,submit,whole,scoring,rescore "
+    "(for profiling one of them).");
+ABSL_FLAG(int32_t, redis_requests, 200000,
+          "Requests per test for the redis-benchmark context rows.");
 ABSL_FLAG(int32_t, slices, 5,
-          "The echo ceiling and SubmitAnswers run in this many alternating slices of --seconds/slices each, so "
+          "The echo ceiling and SubmitAnswers run in this many alternating "
+          "slices of --seconds/slices each, so "
           "both see the same machine (1: one after the other).");
 ABSL_FLAG(int32_t, connections, 1,
-          "Client connections the calls in flight are spread over (call i uses connection i mod N); the same "
+          "Client connections the calls in flight are spread over (call i uses "
+          "connection i mod N); the same "
           "for every load figure.");
 ABSL_FLAG(int32_t, concurrency, 24,
-          "Calls in flight (closed loop; the services serve up to --threads=256 at once).");
+          "Calls in flight (closed loop; the services serve up to "
+          "--threads=256 at once).");
 
 namespace aqueduct::bench {
 namespace {
@@ -93,17 +103,22 @@ struct Running {
   std::vector<Process> processes;
 };
 
-std::string Start(t::TempDir& dir, Running& running, const std::string& name, const std::string& binary,
-                  std::vector<std::string> args) {
+std::string Start(t::TempDir& dir, Running& running, const std::string& name,
+                  const std::string& binary, std::vector<std::string> args) {
   const std::string port_file = dir.path() + "/" + name + ".port";
-  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0", "--port_file=" + port_file});
-  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log", {t::DataKeysEnv()});
+  args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0",
+                             "--port_file=" + port_file});
+  auto p = t::Subprocess::Start(args, dir.path() + "/" + name + ".log",
+                                {t::DataKeysEnv()});
   if (!p.ok()) return "";
   running.processes.push_back({name, std::move(*p)});
   const int port = t::WaitForPortFile(port_file, absl::Seconds(15));
   if (port == 0) return "";
   const std::string addr = absl::StrCat("127.0.0.1:", port);
-  return t::WaitServing(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials())) ? addr : "";
+  return t::WaitServing(
+             grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()))
+             ? addr
+             : "";
 }
 
 // The first error of a figure, to say what went wrong.
@@ -113,7 +128,8 @@ struct FirstError {
   void Note(const grpc::Status& s) {
     if (s.ok()) return;
     absl::MutexLock lock(&mu);
-    if (text.empty()) text = absl::StrCat(s.error_code(), " ", s.error_message());
+    if (text.empty())
+      text = absl::StrCat(s.error_code(), " ", s.error_message());
   }
   std::string Get() {
     absl::MutexLock lock(&mu);
@@ -121,14 +137,16 @@ struct FirstError {
   }
 };
 
-// Redis's used_memory (-1 when unread), and the part of it that is connection buffers
-// (query and reply buffers of the services' connections, and the AOF
+// Redis's used_memory (-1 when unread), and the part of it that is connection
+// buffers (query and reply buffers of the services' connections, and the AOF
 // buffer): transient, sized by the last commands each connection sent and
 // freed once it idles, so not part of what a screening keeps.
 struct RedisMemory {
   int64_t used = -1;
   int64_t buffers = -1;
-  int64_t stored() const { return used < 0 || buffers < 0 ? -1 : used - buffers; }
+  int64_t stored() const {
+    return used < 0 || buffers < 0 ? -1 : used - buffers;
+  }
 };
 RedisMemory UsedMemory(redis::Client& client) {
   RedisMemory m;
@@ -139,7 +157,8 @@ RedisMemory UsedMemory(redis::Client& client) {
     return n;
   };
   m.used = field("used_memory");
-  const int64_t clients = field("mem_clients_normal"), aof = field("mem_aof_buffer");
+  const int64_t clients = field("mem_clients_normal"),
+                aof = field("mem_aof_buffer");
   if (clients >= 0 && aof >= 0) m.buffers = clients + aof;
   return m;
 }
@@ -147,21 +166,27 @@ RedisMemory UsedMemory(redis::Client& client) {
 // Where Redis's memory goes: MEMORY USAGE of every key, summed by kind
 // ("intake session", "intake req", "referral case", ...: the service and the
 // first part after the hash tag, ids dropped), largest first.
-std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> MemoryByKind(redis::Client& client) {
-  absl::flat_hash_map<std::string, std::pair<int64_t, int64_t>> kinds;  // bytes, keys
+std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> MemoryByKind(
+    redis::Client& client) {
+  absl::flat_hash_map<std::string, std::pair<int64_t, int64_t>>
+      kinds;  // bytes, keys
   std::string cursor = "0";
   do {
-    auto scan = client.Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    auto scan = client.Command({"SCAN", cursor, "COUNT", "1000"},
+                               absl::Now() + absl::Seconds(5));
     if (!scan.ok() || scan->elements.size() != 2) break;
     cursor = scan->elements[0].str;
     for (const auto& k : scan->elements[1].elements) {
-      if (!absl::StartsWith(k.str, "aq:")) continue;  // redis-benchmark's own keys
-      auto usage = client.Command({"MEMORY", "USAGE", k.str, "SAMPLES", "0"}, absl::Now() + absl::Seconds(5));
+      if (!absl::StartsWith(k.str, "aq:"))
+        continue;  // redis-benchmark's own keys
+      auto usage = client.Command({"MEMORY", "USAGE", k.str, "SAMPLES", "0"},
+                                  absl::Now() + absl::Seconds(5));
       std::vector<std::string> parts = absl::StrSplit(k.str, ':');
       std::string kind = parts.size() > 1 ? parts[1] : k.str;
       size_t i = 2;
       if (i < parts.size() && absl::StartsWith(parts[i], "{")) {
-        while (i < parts.size() && !absl::EndsWith(parts[i], "}")) ++i;  // a tag with ':' in it
+        while (i < parts.size() && !absl::EndsWith(parts[i], "}"))
+          ++i;  // a tag with ':' in it
         ++i;
       }
       if (i < parts.size()) absl::StrAppend(&kind, " ", parts[i]);
@@ -170,8 +195,11 @@ std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> MemoryByKind(re
       ++keys;
     }
   } while (cursor != "0");
-  std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> out(kinds.begin(), kinds.end());
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> out(
+      kinds.begin(), kinds.end());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second.first > b.second.first;
+  });
   return out;
 }
 
@@ -181,7 +209,9 @@ double PeakRssMiB(pid_t pid) {
   std::string line;
   while (std::getline(in, line)) {
     int64_t kb = 0;
-    if (absl::StartsWith(line, "VmHWM:") && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb)) {
+    if (absl::StartsWith(line, "VmHWM:") &&
+        absl::SimpleAtoi(
+            absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb)) {
       return kb / 1024.0;
     }
   }
@@ -191,17 +221,26 @@ double PeakRssMiB(pid_t pid) {
 // One line of the table: throughput, latencies (negative: not measured
 // there), the ratio to the echo ceiling (when `ceiling` > 0), errors, the
 // issue's target and whether this run met it.
-void Row(const std::string& what, double per_second, double p50, double p99, double ceiling, int64_t errors,
-         const std::string& target, bool met) {
-  auto ms = [](double v) { return v < 0 ? std::string("-") : absl::StrFormat("%.2f ms", v); };
-  std::printf("%-36s %11.0f/s %9s %9s %6s %6lld  %-22s %s\n", what.c_str(), per_second, ms(p50).c_str(),
-              ms(p99).c_str(),
-              ceiling > 0 ? absl::StrCat(static_cast<int>(100 * per_second / ceiling + 0.5), "%").c_str() : "-",
-              static_cast<long long>(errors), target.c_str(), target.empty() ? "" : (met ? "met" : "NOT MET"));
+void Row(const std::string& what, double per_second, double p50, double p99,
+         double ceiling, int64_t errors, const std::string& target, bool met) {
+  auto ms = [](double v) {
+    return v < 0 ? std::string("-") : absl::StrFormat("%.2f ms", v);
+  };
+  std::printf("%-36s %11.0f/s %9s %9s %6s %6lld  %-22s %s\n", what.c_str(),
+              per_second, ms(p50).c_str(), ms(p99).c_str(),
+              ceiling > 0
+                  ? absl::StrCat(
+                        static_cast<int>(100 * per_second / ceiling + 0.5), "%")
+                        .c_str()
+                  : "-",
+              static_cast<long long>(errors), target.c_str(),
+              target.empty() ? "" : (met ? "met" : "NOT MET"));
 }
 
-void Row(const std::string& what, const LoadResult& r, double ceiling, const std::string& target, bool met) {
-  Row(what, r.per_second(), r.Percentile(50), r.Percentile(99), ceiling, r.errors, target, met);
+void Row(const std::string& what, const LoadResult& r, double ceiling,
+         const std::string& target, bool met) {
+  Row(what, r.per_second(), r.Percentile(50), r.Percentile(99), ceiling,
+      r.errors, target, met);
 }
 
 // Where a figure's CPU went: each process's CPU seconds over the figure,
@@ -218,11 +257,13 @@ class CpuMeter {
   }
   // Stops counting until Resume (a slice of another figure runs between).
   void Pause() {
-    for (size_t i = 0; i < pids_.size(); ++i) used_[i] += t::CpuSeconds(pids_[i].second) - before_[i];
+    for (size_t i = 0; i < pids_.size(); ++i)
+      used_[i] += t::CpuSeconds(pids_[i].second) - before_[i];
     paused_ = true;
   }
   void Resume() {
-    for (size_t i = 0; i < pids_.size(); ++i) before_[i] = t::CpuSeconds(pids_[i].second);
+    for (size_t i = 0; i < pids_.size(); ++i)
+      before_[i] = t::CpuSeconds(pids_[i].second);
     paused_ = false;
   }
   // "client 14 us, intake 61 us, ..." for processes that used any.
@@ -230,13 +271,18 @@ class CpuMeter {
     std::string out;
     double total = 0;
     for (size_t i = 0; i < pids_.size(); ++i) {
-      const double seconds = used_[i] + (paused_ ? 0 : t::CpuSeconds(pids_[i].second) - before_[i]);
-      const double us = seconds * 1e6 / static_cast<double>(std::max<int64_t>(1, units));
+      const double seconds =
+          used_[i] +
+          (paused_ ? 0 : t::CpuSeconds(pids_[i].second) - before_[i]);
+      const double us =
+          seconds * 1e6 / static_cast<double>(std::max<int64_t>(1, units));
       if (us < 0.5) continue;
       total += us;
-      absl::StrAppend(&out, out.empty() ? "" : ", ", pids_[i].first, " ", static_cast<int64_t>(us + 0.5));
+      absl::StrAppend(&out, out.empty() ? "" : ", ", pids_[i].first, " ",
+                      static_cast<int64_t>(us + 0.5));
     }
-    return absl::StrCat(out, " (all ", static_cast<int64_t>(total + 0.5), ") us CPU each");
+    return absl::StrCat(out, " (all ", static_cast<int64_t>(total + 0.5),
+                        ") us CPU each");
   }
 
  private:
@@ -247,7 +293,8 @@ class CpuMeter {
 
 // Runs a tool to its end (up to `timeout`) and returns what it printed, or
 // "" when it failed (its output is then on stderr for the operator).
-std::string RunTool(t::TempDir& dir, const std::string& name, const std::vector<std::string>& argv,
+std::string RunTool(t::TempDir& dir, const std::string& name,
+                    const std::vector<std::string>& argv,
                     absl::Duration timeout) {
   const std::string log = dir.path() + "/" + name + ".out";
   auto p = t::Subprocess::Start(argv, log, {t::DataKeysEnv()});
@@ -255,7 +302,8 @@ std::string RunTool(t::TempDir& dir, const std::string& name, const std::vector<
   const std::optional<int> status = (*p)->Wait(timeout);
   const std::string out = t::ReadFile(log);
   if (!status.has_value() || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    std::fprintf(stderr, "%s failed%s:\n%s\n", name.c_str(), status.has_value() ? "" : " (timed out)", out.c_str());
+    std::fprintf(stderr, "%s failed%s:\n%s\n", name.c_str(),
+                 status.has_value() ? "" : " (timed out)", out.c_str());
     return "";
   }
   return out;
@@ -263,14 +311,20 @@ std::string RunTool(t::TempDir& dir, const std::string& name, const std::vector<
 
 // Every number following `key` in `text` (Google Benchmark's JSON, or
 // redis-benchmark's CSV column).
-std::vector<double> NumbersAfter(const std::string& text, const std::string& key) {
+std::vector<double> NumbersAfter(const std::string& text,
+                                 const std::string& key) {
   std::vector<double> out;
-  for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + key.size())) {
+  for (size_t at = text.find(key); at != std::string::npos;
+       at = text.find(key, at + key.size())) {
     size_t b = at + key.size();
-    while (b < text.size() && (text[b] == ' ' || text[b] == ':' || text[b] == '"' || text[b] == ',')) ++b;
+    while (b < text.size() && (text[b] == ' ' || text[b] == ':' ||
+                               text[b] == '"' || text[b] == ','))
+      ++b;
     size_t e = b;
-    while (e < text.size() && (std::isdigit(static_cast<unsigned char>(text[e])) || text[e] == '.' || text[e] == 'e' ||
-                               text[e] == '+' || text[e] == '-')) {
+    while (e < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[e])) ||
+            text[e] == '.' || text[e] == 'e' || text[e] == '+' ||
+            text[e] == '-')) {
       ++e;
     }
     double v = 0;
@@ -286,30 +340,37 @@ struct BenchRates {
   double median = -1;
 };
 std::map<std::string, BenchRates> RatesByBenchmark(const std::string& json) {
-  auto string_field = [](absl::string_view object, absl::string_view key) -> std::string {
+  auto string_field = [](absl::string_view object,
+                         absl::string_view key) -> std::string {
     const std::string quoted = absl::StrCat("\"", key, "\": \"");
     const size_t at = object.find(quoted);
     if (at == absl::string_view::npos) return "";
     const size_t b = at + quoted.size();
     const size_t e = object.find('"', b);
-    return e == absl::string_view::npos ? "" : std::string(object.substr(b, e - b));
+    return e == absl::string_view::npos ? ""
+                                        : std::string(object.substr(b, e - b));
   };
   std::map<std::string, BenchRates> out;
   const size_t list = json.find("\"benchmarks\"");
-  for (size_t open = json.find('{', list == std::string::npos ? 0 : list); open != std::string::npos;
-       open = json.find('{', open + 1)) {
+  for (size_t open = json.find('{', list == std::string::npos ? 0 : list);
+       open != std::string::npos; open = json.find('{', open + 1)) {
     const size_t close = json.find('}', open);
     if (close == std::string::npos) break;
-    const absl::string_view object = absl::string_view(json).substr(open, close - open);
+    const absl::string_view object =
+        absl::string_view(json).substr(open, close - open);
     const std::string name = string_field(object, "run_name");
-    const std::vector<double> rates = NumbersAfter(std::string(object), "\"items_per_second\"");
+    const std::vector<double> rates =
+        NumbersAfter(std::string(object), "\"items_per_second\"");
     if (name.empty() || rates.empty()) continue;
     const double rate = rates.front();
-    if (string_field(object, "run_type") == "iteration") out[name].repetitions.push_back(rate);
-    if (string_field(object, "aggregate_name") == "median") out[name].median = rate;
+    if (string_field(object, "run_type") == "iteration")
+      out[name].repetitions.push_back(rate);
+    if (string_field(object, "aggregate_name") == "median")
+      out[name].median = rate;
   }
   for (auto& [name, rates] : out) {
-    if (rates.median < 0 && !rates.repetitions.empty()) rates.median = rates.repetitions.front();  // one repetition
+    if (rates.median < 0 && !rates.repetitions.empty())
+      rates.median = rates.repetitions.front();  // one repetition
   }
   return out;
 }
@@ -325,11 +386,13 @@ class Stubs {
     for (int i = 0; i < connections; ++i) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      stubs_.push_back(
-          Service::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+      stubs_.push_back(Service::NewStub(grpc::CreateCustomChannel(
+          address, grpc::InsecureChannelCredentials(), args)));
     }
   }
-  typename Service::Stub* For(int slot) const { return stubs_[slot % stubs_.size()].get(); }
+  typename Service::Stub* For(int slot) const {
+    return stubs_[slot % stubs_.size()].get();
+  }
 
  private:
   std::vector<std::unique_ptr<typename Service::Stub>> stubs_;
@@ -351,20 +414,27 @@ class ScreeningRun {
     absl::Mutex mu;
     std::vector<double> ms ABSL_GUARDED_BY(mu);
   };
-  ScreeningRun(intake::v1::IntakeService::Stub* stub, const Person& person, FirstError* error,
-               CompletionLatencies* completions, std::function<void(bool)> done)
-      : stub_(stub), person_(person), error_(error), completions_(completions), done_(std::move(done)) {}
+  ScreeningRun(intake::v1::IntakeService::Stub* stub, const Person& person,
+               FirstError* error, CompletionLatencies* completions,
+               std::function<void(bool)> done)
+      : stub_(stub),
+        person_(person),
+        error_(error),
+        completions_(completions),
+        done_(std::move(done)) {}
 
   void Begin() {
     start_.set_parent("users/" + person_.user);
     start_.set_consent_version("c1");
-    stub_->async()->StartScreening(NewContext(), &start_, &screening_, [this](grpc::Status s) {
-      if (!Ok(s)) return;
-      next_req_.set_name(screening_.name());
-      stub_->async()->GetNextItems(NewContext(), &next_req_, &next_, [this](grpc::Status s2) {
-        if (Ok(s2)) Page(0, screening_.etag());
-      });
-    });
+    stub_->async()->StartScreening(
+        NewContext(), &start_, &screening_, [this](grpc::Status s) {
+          if (!Ok(s)) return;
+          next_req_.set_name(screening_.name());
+          stub_->async()->GetNextItems(NewContext(), &next_req_, &next_,
+                                       [this](grpc::Status s2) {
+                                         if (Ok(s2)) Page(0, screening_.etag());
+                                       });
+        });
   }
 
  private:
@@ -395,26 +465,28 @@ class ScreeningRun {
       auto a = tools::ScriptedAnswer(ask.item(), person_.answers);
       if (a.ok()) *submit_.add_answers() = *a;
     }
-    stub_->async()->SubmitAnswers(NewContext(), &submit_, &submitted_, [this, page](grpc::Status s) {
-      if (!Ok(s)) return;
-      next_.Swap(submitted_.mutable_next());
-      Page(page + 1, submitted_.screening().etag());
-    });
+    stub_->async()->SubmitAnswers(
+        NewContext(), &submit_, &submitted_, [this, page](grpc::Status s) {
+          if (!Ok(s)) return;
+          next_.Swap(submitted_.mutable_next());
+          Page(page + 1, submitted_.screening().etag());
+        });
   }
   void Complete(const std::string& etag) {
     complete_.set_name(screening_.name());
     complete_.set_etag(etag);
     complete_.set_request_id("c");
     const absl::Time started = absl::Now();
-    stub_->async()->CompleteScreening(NewContext(), &complete_, &completed_, [this, started](grpc::Status s) {
-      if (!Ok(s)) return;
-      const double ms = absl::ToDoubleMilliseconds(absl::Now() - started);
-      {
-        absl::MutexLock lock(&completions_->mu);
-        completions_->ms.push_back(ms);
-      }
-      Finish(true);
-    });
+    stub_->async()->CompleteScreening(
+        NewContext(), &complete_, &completed_, [this, started](grpc::Status s) {
+          if (!Ok(s)) return;
+          const double ms = absl::ToDoubleMilliseconds(absl::Now() - started);
+          {
+            absl::MutexLock lock(&completions_->mu);
+            completions_->ms.push_back(ms);
+          }
+          Finish(true);
+        });
   }
 
   intake::v1::IntakeService::Stub* stub_;
@@ -436,8 +508,10 @@ class ScreeningRun {
 // Closed loop of whole screenings: `concurrency` people, each starting their
 // next screening when the last completes; latency is the whole screening's.
 // `completions` gets the CompleteScreening calls' own latencies.
-LoadResult WholeScreenings(const Stubs<intake::v1::IntakeService>& stubs, const t::TestAuth& auth, int concurrency,
-                           absl::Duration duration, FirstError& error, LoadResult& completions) {
+LoadResult WholeScreenings(const Stubs<intake::v1::IntakeService>& stubs,
+                           const t::TestAuth& auth, int concurrency,
+                           absl::Duration duration, FirstError& error,
+                           LoadResult& completions) {
   std::vector<ScreeningRun::Person> people(concurrency);
   for (int i = 0; i < concurrency; ++i) {
     people[i].user = absl::StrCat("whole", i);
@@ -446,9 +520,12 @@ LoadResult WholeScreenings(const Stubs<intake::v1::IntakeService>& stubs, const 
     people[i].answers["phq9.1"] = std::to_string(i % 4);
   }
   ScreeningRun::CompletionLatencies latencies;
-  LoadResult whole = RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
-    (new ScreeningRun(stubs.For(slot), people[slot], &error, &latencies, std::move(done)))->Begin();
-  });
+  LoadResult whole = RunClosedLoop(
+      concurrency, duration, [&](int slot, std::function<void(bool)> done) {
+        (new ScreeningRun(stubs.For(slot), people[slot], &error, &latencies,
+                          std::move(done)))
+            ->Begin();
+      });
   // RunClosedLoop has waited for every run's last call.
   absl::MutexLock lock(&latencies.mu);
   completions.latencies_ms = std::move(latencies.ms);
@@ -459,24 +536,28 @@ LoadResult WholeScreenings(const Stubs<intake::v1::IntakeService>& stubs, const 
 }
 
 // The ceiling: echo, a payload the size of a page of answers.
-LoadResult EchoLoad(const Stubs<v1::EchoService>& echo_stubs, int concurrency, absl::Duration duration,
-                    FirstError& echo_error) {
+LoadResult EchoLoad(const Stubs<v1::EchoService>& echo_stubs, int concurrency,
+                    absl::Duration duration, FirstError& echo_error) {
   const std::string payload(120, 'x');
   struct EchoCall {
     grpc::ClientContext ctx;
     v1::EchoRequest req;
     v1::EchoResponse resp;
   };
-  return RunClosedLoop(concurrency, duration, [&](int slot, std::function<void(bool)> done) {
-    auto* call = new EchoCall;
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    call->req.set_payload(payload);
-    echo_stubs.For(slot)->async()->Echo(&call->ctx, &call->req, &call->resp, [call, done, &echo_error](grpc::Status s) {
-      echo_error.Note(s);
-      done(s.ok());
-      delete call;
-    });
-  });
+  return RunClosedLoop(
+      concurrency, duration, [&](int slot, std::function<void(bool)> done) {
+        auto* call = new EchoCall;
+        call->ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        call->req.set_payload(payload);
+        echo_stubs.For(slot)->async()->Echo(
+            &call->ctx, &call->req, &call->resp,
+            [call, done, &echo_error](grpc::Status s) {
+              echo_error.Note(s);
+              done(s.ok());
+              delete call;
+            });
+      });
 }
 
 // SubmitAnswers on intake, Redis persistence included: each caller answers
@@ -488,11 +569,13 @@ struct SubmitSlot {
 
 // A screening started for each caller; empty (and the error noted) when a
 // start failed.
-std::vector<SubmitSlot> StartSubmitSlots(const Stubs<intake::v1::IntakeService>& intake_stubs,
-                                         const t::TestAuth& auth, int concurrency, FirstError& submit_error) {
+std::vector<SubmitSlot> StartSubmitSlots(
+    const Stubs<intake::v1::IntakeService>& intake_stubs,
+    const t::TestAuth& auth, int concurrency, FirstError& submit_error) {
   std::vector<SubmitSlot> slots(concurrency);
   for (int i = 0; i < concurrency; ++i) {
-    slots[i].token = auth::BearerValue(auth.Token("patient", absl::StrCat("bench", i)));
+    slots[i].token =
+        auth::BearerValue(auth.Token("patient", absl::StrCat("bench", i)));
     intake::v1::StartScreeningRequest start;
     start.set_parent(absl::StrCat("users/bench", i));
     start.set_consent_version("c1");
@@ -510,31 +593,38 @@ std::vector<SubmitSlot> StartSubmitSlots(const Stubs<intake::v1::IntakeService>&
   return slots;
 }
 
-LoadResult SubmitLoad(const Stubs<intake::v1::IntakeService>& intake_stubs, std::vector<SubmitSlot>& slots,
-                      absl::Duration duration, FirstError& submit_error) {
+LoadResult SubmitLoad(const Stubs<intake::v1::IntakeService>& intake_stubs,
+                      std::vector<SubmitSlot>& slots, absl::Duration duration,
+                      FirstError& submit_error) {
   struct SubmitCall {
     grpc::ClientContext ctx;
     intake::v1::SubmitAnswersRequest req;
     intake::v1::SubmitAnswersResponse resp;
   };
-  return RunClosedLoop(static_cast<int>(slots.size()), duration, [&](int i, std::function<void(bool)> done) {
-    SubmitSlot& slot = slots[i];  // one call in flight per slot: no lock needed
-    auto* call = new SubmitCall;
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    call->ctx.AddMetadata("authorization", slot.token);
-    call->req.set_name(slot.name);
-    call->req.set_etag(slot.etag);
-    call->req.set_request_id(absl::StrCat("r", ++slot.n));
-    auto* a = call->req.add_answers();
-    a->set_item_id("phq9.1");
-    a->set_option_value(static_cast<int32_t>(slot.n % 4));
-    intake_stubs.For(i)->async()->SubmitAnswers(&call->ctx, &call->req, &call->resp, [call, &slot, done, &submit_error](grpc::Status s) {
-      submit_error.Note(s);
-      if (s.ok()) slot.etag = call->resp.screening().etag();
-      done(s.ok());
-      delete call;
-    });
-  });
+  return RunClosedLoop(
+      static_cast<int>(slots.size()), duration,
+      [&](int i, std::function<void(bool)> done) {
+        SubmitSlot& slot =
+            slots[i];  // one call in flight per slot: no lock needed
+        auto* call = new SubmitCall;
+        call->ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        call->ctx.AddMetadata("authorization", slot.token);
+        call->req.set_name(slot.name);
+        call->req.set_etag(slot.etag);
+        call->req.set_request_id(absl::StrCat("r", ++slot.n));
+        auto* a = call->req.add_answers();
+        a->set_item_id("phq9.1");
+        a->set_option_value(static_cast<int32_t>(slot.n % 4));
+        intake_stubs.For(i)->async()->SubmitAnswers(
+            &call->ctx, &call->req, &call->resp,
+            [call, &slot, done, &submit_error](grpc::Status s) {
+              submit_error.Note(s);
+              if (s.ok()) slot.etag = call->resp.screening().etag();
+              done(s.ok());
+              delete call;
+            });
+      });
 }
 
 // Whether --figures asks for this figure.
@@ -554,11 +644,13 @@ int Main() {
   t::TestAuth auth;
   auto redis = t::RedisServer::Start(dir.path());
   if (!redis.ok()) {
-    std::fprintf(stderr, "redis: %s\n", std::string(redis.status().message()).c_str());
+    std::fprintf(stderr, "redis: %s\n",
+                 std::string(redis.status().message()).c_str());
     return 1;
   }
   Running running;
-  const std::vector<std::string> common = {"--auth_keys=" + auth.keys_dir(), "--insecure_plaintext"};
+  const std::vector<std::string> common = {"--auth_keys=" + auth.keys_dir(),
+                                           "--insecure_plaintext"};
   auto with = [&](std::vector<std::string> extra) {
     extra.insert(extra.end(), common.begin(), common.end());
     return extra;
@@ -574,11 +666,14 @@ int Main() {
   };
   std::vector<std::unique_ptr<Echo>> echoes;
   const std::string redis_flag = "--redis=" + (*redis)->address();
-  for (auto [process, row, args] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
+  for (auto [process, row, args] : std::vector<
+           std::tuple<std::string, std::string, std::vector<std::string>>>{
            {"echo", "echo (ceiling)", {}},
            {"echo-callback", "echo, callback API (context)", {"--callback"}},
            {"echo-redis", "echo + Redis SET, sync (context)", {redis_flag}},
-           {"echo-callback-redis", "echo + Redis SET, callback (context)", {"--callback", redis_flag}}}) {
+           {"echo-callback-redis",
+            "echo + Redis SET, callback (context)",
+            {"--callback", redis_flag}}}) {
     auto e = std::make_unique<Echo>();
     e->process = process;
     e->row = row;
@@ -586,31 +681,41 @@ int Main() {
     echoes.push_back(std::move(e));
   }
   const bool echoes_started =
-      std::all_of(echoes.begin(), echoes.end(), [](const auto& e) { return !e->address.empty(); });
-  const std::string scoring = Start(dir, running, "scoring", "services/scoring/aqueduct-scoring",
-                                    with({"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
-                                          "--rulesets=" + t::SourcePath("data/rulesets")}));
+      std::all_of(echoes.begin(), echoes.end(),
+                  [](const auto& e) { return !e->address.empty(); });
+  const std::string scoring = Start(
+      dir, running, "scoring", "services/scoring/aqueduct-scoring",
+      with({"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+            "--rulesets=" + t::SourcePath("data/rulesets")}));
   const std::string referral =
-      Start(dir, running, "referral", "services/referral/aqueduct-referral", with({"--redis=" + (*redis)->address()}));
+      Start(dir, running, "referral", "services/referral/aqueduct-referral",
+            with({"--redis=" + (*redis)->address()}));
   const std::string intake = Start(
       dir, running, "intake", "services/intake/aqueduct-intake",
-      with({"--redis=" + (*redis)->address(), "--scoring=" + scoring, "--referral=" + referral,
-            "--service_key=" + auth.private_key_file(), std::string("--service_key_id=") + t::TestAuth::kKeyId,
+      with({"--redis=" + (*redis)->address(), "--scoring=" + scoring,
+            "--referral=" + referral,
+            "--service_key=" + auth.private_key_file(),
+            std::string("--service_key_id=") + t::TestAuth::kKeyId,
             // The benchmark is one client hammering: per-person limits off.
-            "--start_limit_per_hour=0", "--submit_limit_per_minute=0", "--max_open_sessions=1000000"}));
-  if (!echoes_started || scoring.empty() || referral.empty() || intake.empty()) {
-    std::fprintf(stderr, "a process did not start; logs in %s\n", dir.path().c_str());
+            "--start_limit_per_hour=0", "--submit_limit_per_minute=0",
+            "--max_open_sessions=1000000"}));
+  if (!echoes_started || scoring.empty() || referral.empty() ||
+      intake.empty()) {
+    std::fprintf(stderr, "a process did not start; logs in %s\n",
+                 dir.path().c_str());
     return 1;
   }
-  std::printf("%-36s %13s %9s %9s %6s %6s  %-22s %s\n", "figure", "throughput", "p50", "p99", "/echo", "errors",
-              "target", "");
+  std::printf("%-36s %13s %9s %9s %6s %6s  %-22s %s\n", "figure", "throughput",
+              "p50", "p99", "/echo", "errors", "target", "");
 
   // The stubs (and their channels) live until the end: a figure's last
   // callbacks are still unwinding in gRPC's threads when its loop returns,
   // and must not find their channel gone.
   const int connections = std::max(1, absl::GetFlag(FLAGS_connections));
   std::vector<std::unique_ptr<Stubs<v1::EchoService>>> echo_stubs;
-  for (const auto& e : echoes) echo_stubs.push_back(std::make_unique<Stubs<v1::EchoService>>(e->address, connections));
+  for (const auto& e : echoes)
+    echo_stubs.push_back(
+        std::make_unique<Stubs<v1::EchoService>>(e->address, connections));
   const Stubs<intake::v1::IntakeService> intake_stubs(intake, connections);
   FirstError submit_error;
   LoadResult submit;
@@ -620,9 +725,12 @@ int Main() {
   // slices only.
   const bool echo_on = Want("echo");
   std::vector<SubmitSlot> submit_slots;
-  if (Want("submit")) submit_slots = StartSubmitSlots(intake_stubs, auth, concurrency, submit_error);
+  if (Want("submit"))
+    submit_slots =
+        StartSubmitSlots(intake_stubs, auth, concurrency, submit_error);
   const bool submit_on = !submit_slots.empty();
-  const int slices = echo_on && submit_on ? std::max(1, absl::GetFlag(FLAGS_slices)) : 1;
+  const int slices =
+      echo_on && submit_on ? std::max(1, absl::GetFlag(FLAGS_slices)) : 1;
   std::vector<std::unique_ptr<CpuMeter>> echo_cpu;
   for (size_t e = 0; e < echoes.size(); ++e) {
     echo_cpu.push_back(std::make_unique<CpuMeter>(running, (*redis)->pid()));
@@ -633,12 +741,14 @@ int Main() {
   for (int i = 0; i < slices; ++i) {
     for (size_t e = 0; echo_on && e < echoes.size(); ++e) {
       echo_cpu[e]->Resume();
-      echoes[e]->result.Add(EchoLoad(*echo_stubs[e], concurrency, duration / slices, echoes[e]->error));
+      echoes[e]->result.Add(EchoLoad(*echo_stubs[e], concurrency,
+                                     duration / slices, echoes[e]->error));
       echo_cpu[e]->Pause();
     }
     if (submit_on) {
       submit_cpu.Resume();
-      submit.Add(SubmitLoad(intake_stubs, submit_slots, duration / slices, submit_error));
+      submit.Add(SubmitLoad(intake_stubs, submit_slots, duration / slices,
+                            submit_error));
       submit_cpu.Pause();
     }
   }
@@ -649,48 +759,66 @@ int Main() {
     const LoadResult& r = echoes[e]->result;
     Row(echoes[e]->row, r, e == 0 ? 0 : ceiling.per_second(), "", false);
     std::printf("  %s\n", echo_cpu[e]->PerUnit(r.calls + r.errors).c_str());
-    if (!echoes[e]->error.Get().empty()) std::printf("  first error: %s\n", echoes[e]->error.Get().c_str());
+    if (!echoes[e]->error.Get().empty())
+      std::printf("  first error: %s\n", echoes[e]->error.Get().c_str());
   }
   // For context, Redis's own ceiling on the same socket the services use:
   // redis-benchmark, as many connections as calls in flight.
   bool redis_ok = !Want("redis");
-  const std::string rb = redis_ok ? "" : RunTool(dir, "redis-benchmark",
-                                 {"redis-benchmark", "-s", (*redis)->socket(), "-t", "set,get", "-n",
-                                  absl::StrCat(absl::GetFlag(FLAGS_redis_requests)), "-c",
-                                  absl::StrCat(concurrency), "--csv"},
-                                 absl::Minutes(5));
+  const std::string rb =
+      redis_ok ? ""
+               : RunTool(dir, "redis-benchmark",
+                         {"redis-benchmark", "-s", (*redis)->socket(), "-t",
+                          "set,get", "-n",
+                          absl::StrCat(absl::GetFlag(FLAGS_redis_requests)),
+                          "-c", absl::StrCat(concurrency), "--csv"},
+                         absl::Minutes(5));
   for (const char* test : {"SET", "GET"}) {
     // "SET","rps","avg","min","p50","p95","p99","max"
     const size_t at = rb.find(absl::StrCat("\"", test, "\","));
     if (at == std::string::npos) continue;
-    std::vector<std::string> cols = absl::StrSplit(rb.substr(at, rb.find('\n', at) - at), ',');
+    std::vector<std::string> cols =
+        absl::StrSplit(rb.substr(at, rb.find('\n', at) - at), ',');
     std::vector<double> v;
     for (auto& c : cols) {
       double d = 0;
-      if (absl::SimpleAtod(absl::StripAsciiWhitespace(absl::StrReplaceAll(c, {{"\"", ""}})), &d)) v.push_back(d);
+      if (absl::SimpleAtod(
+              absl::StripAsciiWhitespace(absl::StrReplaceAll(c, {{"\"", ""}})),
+              &d))
+        v.push_back(d);
     }
     if (v.size() < 7) continue;
     redis_ok = true;
-    Row(absl::StrCat("redis-benchmark ", test, " (context)"), v[0], v[3], v[5], 0, 0, "", false);
+    Row(absl::StrCat("redis-benchmark ", test, " (context)"), v[0], v[3], v[5],
+        0, 0, "", false);
   }
 
   if (Want("submit")) {
-    const bool submit_met = ceiling.calls > 0 && submit.per_second() >= 0.5 * ceiling.per_second() && submit.Percentile(99) <= 10;
-    Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(), ">= 50% echo, p99<=10ms", submit_met);
-    std::printf("  %s\n", submit_cpu.PerUnit(submit.calls + submit.errors).c_str());
+    const bool submit_met = ceiling.calls > 0 &&
+                            submit.per_second() >= 0.5 * ceiling.per_second() &&
+                            submit.Percentile(99) <= 10;
+    Row("SubmitAnswers (intake + Redis)", submit, ceiling.per_second(),
+        ">= 50% echo, p99<=10ms", submit_met);
+    std::printf("  %s\n",
+                submit_cpu.PerUnit(submit.calls + submit.errors).c_str());
     const LoadResult& callback_redis = echoes[3]->result;
-    if (callback_ceiling.calls > 0 && redis_ceiling.calls > 0 && callback_redis.calls > 0) {
+    if (callback_ceiling.calls > 0 && redis_ceiling.calls > 0 &&
+        callback_redis.calls > 0) {
       // SubmitAnswers is served on the callback API and writes with the
       // client the callback echo + SET uses: that row is its own model's
       // floor of cost (one call, one Redis round trip, nothing else).
-      std::printf("  = %.0f%% of the callback-API echo (the framework's own ceiling here), %.0f%% of the callback "
-                  "echo with one Redis SET (the same serving model and Redis client), %.0f%% of the sync echo with "
-                  "one Redis SET (context)\n",
-                  100.0 * submit.per_second() / callback_ceiling.per_second(),
-                  100.0 * submit.per_second() / callback_redis.per_second(),
-                  100.0 * submit.per_second() / redis_ceiling.per_second());
+      std::printf(
+          "  = %.0f%% of the callback-API echo (the framework's own ceiling "
+          "here), %.0f%% of the callback "
+          "echo with one Redis SET (the same serving model and Redis client), "
+          "%.0f%% of the sync echo with "
+          "one Redis SET (context)\n",
+          100.0 * submit.per_second() / callback_ceiling.per_second(),
+          100.0 * submit.per_second() / callback_redis.per_second(),
+          100.0 * submit.per_second() / redis_ceiling.per_second());
     }
-    if (!submit_error.Get().empty()) std::printf("  first error: %s\n", submit_error.Get().c_str());
+    if (!submit_error.Get().empty())
+      std::printf("  first error: %s\n", submit_error.Get().c_str());
   }
 
   // The echo servers are done: their peak RSS is read now and they stop, so
@@ -720,25 +848,35 @@ int Main() {
   if (Want("whole")) {
     CpuMeter cpu(running, (*redis)->pid());
     LoadResult completions;
-    whole = WholeScreenings(intake_stubs, auth, concurrency, duration, whole_error, completions);
-    Row("whole screenings (all services)", whole, 0, ">= 1000/s", whole.per_second() >= 1000);
+    whole = WholeScreenings(intake_stubs, auth, concurrency, duration,
+                            whole_error, completions);
+    Row("whole screenings (all services)", whole, 0, ">= 1000/s",
+        whole.per_second() >= 1000);
     std::printf("  %s\n", cpu.PerUnit(whole.calls + whole.errors).c_str());
-    std::printf("  the CompleteScreening call alone (scoring and referral hand-off in it): p50 %.2f ms, p99 %.2f ms\n",
-                completions.Percentile(50), completions.Percentile(99));
-    if (!whole_error.Get().empty()) std::printf("  first error: %s\n", whole_error.Get().c_str());
+    std::printf(
+        "  the CompleteScreening call alone (scoring and referral hand-off in "
+        "it): p50 %.2f ms, p99 %.2f ms\n",
+        completions.Percentile(50), completions.Percentile(99));
+    if (!whole_error.Get().empty())
+      std::printf("  first error: %s\n", whole_error.Get().c_str());
   }
   const RedisMemory redis_after = UsedMemory(redis_client);
-  const auto by_kind = Want("whole") ? MemoryByKind(redis_client) : decltype(MemoryByKind(redis_client)){};
+  const auto by_kind = Want("whole") ? MemoryByKind(redis_client)
+                                     : decltype(MemoryByKind(redis_client)){};
 
   // Memory, read now (peak RSS stays the peak), printed after the table.
   auto per_screening = [&](int64_t before, int64_t after) {
     return whole.calls > 0 && before > 0 && after > 0
-               ? static_cast<double>(after - before) / static_cast<double>(whole.calls)
+               ? static_cast<double>(after - before) /
+                     static_cast<double>(whole.calls)
                : -1.0;
   };
-  const double redis_per_screening = per_screening(redis_before.stored(), redis_after.stored());
-  const double redis_used_per_screening = per_screening(redis_before.used, redis_after.used);
-  for (const auto& p : running.processes) rss.emplace_back(p.name, PeakRssMiB(p.pid()));
+  const double redis_per_screening =
+      per_screening(redis_before.stored(), redis_after.stored());
+  const double redis_used_per_screening =
+      per_screening(redis_before.used, redis_after.used);
+  for (const auto& p : running.processes)
+    rss.emplace_back(p.name, PeakRssMiB(p.pid()));
   // The services are done: stop them so the next rows have the cores, and
   // their Redis too: whatever it still does after the load (an AOF rewrite
   // the load set off, say) must not compete with the scoring row (one run
@@ -752,12 +890,16 @@ int Main() {
   // seconds, then moves one repetition, not the row; the range shows it).
   bool scoring_ok = !Want("scoring");
   const int repetitions = std::max(1, absl::GetFlag(FLAGS_scoring_repetitions));
-  const std::string sb = scoring_ok ? "" : RunTool(
-      dir, "scoring_bench",
-      {t::BinaryPath("bench/scoring_bench"), "--benchmark_format=json",
-       absl::StrCat("--benchmark_min_time=", absl::GetFlag(FLAGS_scoring_min_time)),
-       absl::StrCat("--benchmark_repetitions=", repetitions)},
-      absl::Minutes(10));
+  const std::string sb =
+      scoring_ok
+          ? ""
+          : RunTool(dir, "scoring_bench",
+                    {t::BinaryPath("bench/scoring_bench"),
+                     "--benchmark_format=json",
+                     absl::StrCat("--benchmark_min_time=",
+                                  absl::GetFlag(FLAGS_scoring_min_time)),
+                     absl::StrCat("--benchmark_repetitions=", repetitions)},
+                    absl::Minutes(10));
   const std::map<std::string, BenchRates> scoring_rates = RatesByBenchmark(sb);
   const BenchRates* slowest = nullptr;
   for (const auto& [name, rates] : scoring_rates) {
@@ -765,10 +907,14 @@ int Main() {
   }
   if (slowest != nullptr && !slowest->repetitions.empty()) {
     scoring_ok = true;
-    Row("scoring in-process (1 core)", slowest->median, -1, -1, 0, 0, ">= 200000/s", slowest->median >= 200000);
-    const auto [low, high] = std::minmax_element(slowest->repetitions.begin(), slowest->repetitions.end());
-    std::printf("  the slowest of %zu profiles, median of %zu repetitions (they ranged %.0f-%.0f/s)\n",
-                scoring_rates.size(), slowest->repetitions.size(), *low, *high);
+    Row("scoring in-process (1 core)", slowest->median, -1, -1, 0, 0,
+        ">= 200000/s", slowest->median >= 200000);
+    const auto [low, high] = std::minmax_element(slowest->repetitions.begin(),
+                                                 slowest->repetitions.end());
+    std::printf(
+        "  the slowest of %zu profiles, median of %zu repetitions (they ranged "
+        "%.0f-%.0f/s)\n",
+        scoring_rates.size(), slowest->repetitions.size(), *low, *high);
   }
 
   // Batch re-scoring of N stored screenings (its own Redis and services;
@@ -776,54 +922,70 @@ int Main() {
   const int64_t n = Want("rescore") ? absl::GetFlag(FLAGS_rescore) : 0;
   bool rescore_ok = n == 0;
   if (n > 0) {
-    const std::string rs = RunTool(dir, "rescore_bench", {t::BinaryPath("bench/rescore_bench"), absl::StrCat(n)},
-                                   absl::Minutes(30));
+    const std::string rs =
+        RunTool(dir, "rescore_bench",
+                {t::BinaryPath("bench/rescore_bench"), absl::StrCat(n)},
+                absl::Minutes(30));
     const size_t at = rs.find("screenings/s");
     const std::vector<double> rate = NumbersAfter(rs.substr(0, at), " s:");
     if (at != std::string::npos && !rate.empty()) {
       rescore_ok = true;
-      Row(absl::StrCat("re-scoring ", n, " stored"), rate.back(), -1, -1, 0, 0, ">= 100000/s", rate.back() >= 100000);
+      Row(absl::StrCat("re-scoring ", n, " stored"), rate.back(), -1, -1, 0, 0,
+          ">= 100000/s", rate.back() >= 100000);
     }
   }
 
   std::printf("\n%-36s %13s  %-22s\n", "memory", "", "target");
   if (redis_per_screening >= 0) {
-    std::printf("%-36s %11.0f B  %-22s %s\n", "Redis per completed screening", redis_per_screening, "<= 2048 B",
+    std::printf("%-36s %11.0f B  %-22s %s\n", "Redis per completed screening",
+                redis_per_screening, "<= 2048 B",
                 redis_per_screening <= 2048 ? "met" : "NOT MET");
-    std::printf("  (used_memory grew %.0f B per screening; the difference is connection buffers, not kept)\n",
-                redis_used_per_screening);
+    std::printf(
+        "  (used_memory grew %.0f B per screening; the difference is "
+        "connection buffers, not kept)\n",
+        redis_used_per_screening);
   }
   for (const auto& [kind, usage] : by_kind) {
     if (whole.calls == 0) break;
-    std::printf("  %-34s %11.0f B  (%.1f keys)\n", kind.c_str(), static_cast<double>(usage.first) / whole.calls,
+    std::printf("  %-34s %11.0f B  (%.1f keys)\n", kind.c_str(),
+                static_cast<double>(usage.first) / whole.calls,
                 static_cast<double>(usage.second) / whole.calls);
   }
   for (const auto& [name, mib] : rss) {
-    std::printf("%-36s %9.1f MiB  %-22s %s\n", absl::StrCat(name, " peak RSS").c_str(), mib,
-                absl::StartsWith(name, "echo") ? "" : "<= 100 MiB",
-                absl::StartsWith(name, "echo") ? "" : (mib <= 100 ? "met" : "NOT MET"));
+    std::printf(
+        "%-36s %9.1f MiB  %-22s %s\n", absl::StrCat(name, " peak RSS").c_str(),
+        mib, absl::StartsWith(name, "echo") ? "" : "<= 100 MiB",
+        absl::StartsWith(name, "echo") ? "" : (mib <= 100 ? "met" : "NOT MET"));
   }
-  std::printf("\n%d calls in flight over %d client connection%s, %d s per load figure%s, one 2-core machine shared "
-              "by every process.\n",
-              concurrency, connections, connections == 1 ? "" : "s", absl::GetFlag(FLAGS_seconds),
-              slices > 1 ? absl::StrCat(" (the echoes and SubmitAnswers in ", slices, " alternating slices)").c_str()
-                         : "");
+  std::printf(
+      "\n%d calls in flight over %d client connection%s, %d s per load "
+      "figure%s, one 2-core machine shared "
+      "by every process.\n",
+      concurrency, connections, connections == 1 ? "" : "s",
+      absl::GetFlag(FLAGS_seconds),
+      slices > 1 ? absl::StrCat(" (the echoes and SubmitAnswers in ", slices,
+                                " alternating slices)")
+                       .c_str()
+                 : "");
   // Success means every figure was measured without errors; whether the
   // targets were met is the table's to say.
-  const bool load_ok = (!Want("echo") || std::all_of(echoes.begin(), echoes.end(), [](const auto& e) {
-                         return e->result.calls > 0 && e->result.errors == 0;
-                       })) && (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
-                       (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
-  return (load_ok && redis_ok && scoring_ok && rescore_ok)
-             ? 0
-             : 1;
+  const bool load_ok =
+      (!Want("echo") || std::all_of(echoes.begin(), echoes.end(),
+                                    [](const auto& e) {
+                                      return e->result.calls > 0 &&
+                                             e->result.errors == 0;
+                                    })) &&
+      (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
+      (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
+  return (load_ok && redis_ok && scoring_ok && rescore_ok) ? 0 : 1;
 }
 
 }  // namespace
 }  // namespace aqueduct::bench
 
 int main(int argc, char** argv) {
-  aqueduct::server::ConfigureProcess();  // the load generator pays no more for gRPC's locks than the servers
+  aqueduct::server::ConfigureProcess();  // the load generator pays no more for
+                                         // gRPC's locks than the servers
   absl::ParseCommandLine(argc, argv);
   return aqueduct::bench::Main();
 }

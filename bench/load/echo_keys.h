@@ -13,7 +13,9 @@ namespace aqueduct::bench {
 
 inline constexpr uint64_t kEchoKeys = 4096;
 
-inline std::string EchoKey(uint64_t n) { return absl::StrCat("aq:bench:echo:", n % kEchoKeys); }
+inline std::string EchoKey(uint64_t n) {
+  return absl::StrCat("aq:bench:echo:", n % kEchoKeys);
+}
 
 }  // namespace aqueduct::bench
 

@@ -32,9 +32,13 @@
 #include "protos/bench/v1/echo.grpc.pb.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Address to serve on.");
-ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
-ABSL_FLAG(bool, callback, false, "Serve with gRPC's callback API instead of the sync API.");
-ABSL_FLAG(std::string, redis, "", "If set (host:port or unix:/path), each call also SETs its payload in Redis.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port here once listening.");
+ABSL_FLAG(bool, callback, false,
+          "Serve with gRPC's callback API instead of the sync API.");
+ABSL_FLAG(std::string, redis, "",
+          "If set (host:port or unix:/path), each call also SETs its payload "
+          "in Redis.");
 
 namespace {
 
@@ -50,11 +54,15 @@ class EchoService final : public aqueduct::bench::v1::EchoService::Service {
   explicit EchoService(aqueduct::redis::Client* redis) : redis_(redis) {}
 
  private:
-  grpc::Status Echo(grpc::ServerContext*, const aqueduct::bench::v1::EchoRequest* request,
+  grpc::Status Echo(grpc::ServerContext*,
+                    const aqueduct::bench::v1::EchoRequest* request,
                     aqueduct::bench::v1::EchoResponse* response) override {
     if (redis_ != nullptr) {
-      auto reply = redis_->Command({"SET", NextKey(), request->payload()}, absl::Now() + kRedisTimeout);
-      if (!reply.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "redis did not store the payload");
+      auto reply = redis_->Command({"SET", NextKey(), request->payload()},
+                                   absl::Now() + kRedisTimeout);
+      if (!reply.ok())
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "redis did not store the payload");
     }
     response->set_payload(request->payload());
     return grpc::Status::OK;
@@ -65,26 +73,31 @@ class EchoService final : public aqueduct::bench::v1::EchoService::Service {
 
 // The same echo, answered on the thread gRPC read the request on, or with
 // --redis on the thread that reads Redis's reply.
-class CallbackEchoService final : public aqueduct::bench::v1::EchoService::CallbackService {
+class CallbackEchoService final
+    : public aqueduct::bench::v1::EchoService::CallbackService {
  public:
-  explicit CallbackEchoService(aqueduct::redis::AsyncClient* redis) : redis_(redis) {}
+  explicit CallbackEchoService(aqueduct::redis::AsyncClient* redis)
+      : redis_(redis) {}
 
  private:
-  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
-                                 const aqueduct::bench::v1::EchoRequest* request,
-                                 aqueduct::bench::v1::EchoResponse* response) override {
+  grpc::ServerUnaryReactor* Echo(
+      grpc::CallbackServerContext* context,
+      const aqueduct::bench::v1::EchoRequest* request,
+      aqueduct::bench::v1::EchoResponse* response) override {
     response->set_payload(request->payload());
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     if (redis_ == nullptr) {
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
-    redis_->Command({"SET", NextKey(), request->payload()}, absl::Now() + kRedisTimeout,
-                    [reactor](absl::StatusOr<aqueduct::redis::Reply> reply) {
-                      reactor->Finish(reply.ok() ? grpc::Status::OK
-                                                 : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                                "redis did not store the payload"));
-                    });
+    redis_->Command(
+        {"SET", NextKey(), request->payload()}, absl::Now() + kRedisTimeout,
+        [reactor](absl::StatusOr<aqueduct::redis::Reply> reply) {
+          reactor->Finish(
+              reply.ok() ? grpc::Status::OK
+                         : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                        "redis did not store the payload"));
+        });
     return reactor;
   }
 
@@ -102,9 +115,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<aqueduct::redis::Client> redis;
   std::unique_ptr<aqueduct::redis::AsyncClient> pipelined;
   if (!absl::GetFlag(FLAGS_redis).empty()) {
-    auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
+    auto endpoint =
+        aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
     if (!endpoint.ok()) {
-      aqueduct::log::Error("bad configuration", {{"error", std::string(endpoint.status().message())}});
+      aqueduct::log::Error(
+          "bad configuration",
+          {{"error", std::string(endpoint.status().message())}});
       return 2;
     }
     if (callback) {
@@ -113,18 +129,22 @@ int main(int argc, char** argv) {
     } else {
       aqueduct::server::ServerOptions defaults;
       redis = std::make_unique<aqueduct::redis::Client>(
-          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout, defaults.max_threads, {}));
+          aqueduct::redis::MakeOptions(*endpoint, kRedisTimeout,
+                                       defaults.max_threads, {}));
     }
   }
   EchoService sync_service(redis.get());
   CallbackEchoService callback_service(pipelined.get());
-  grpc::Service* service = callback ? static_cast<grpc::Service*>(&callback_service) : &sync_service;
+  grpc::Service* service =
+      callback ? static_cast<grpc::Service*>(&callback_service) : &sync_service;
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
-  auto runner = aqueduct::server::ServerRunner::Start(options, {service}, nullptr);
+  auto runner =
+      aqueduct::server::ServerRunner::Start(options, {service}, nullptr);
   if (!runner.ok()) {
-    aqueduct::log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    aqueduct::log::Error("cannot start",
+                         {{"error", std::string(runner.status().message())}});
     return 1;
   }
   aqueduct::server::WaitForTerminationSignal();

@@ -12,7 +12,8 @@ namespace aqueduct::bench {
 
 double LoadResult::Percentile(double p) const {
   if (latencies_ms.empty()) return 0;
-  const size_t i = static_cast<size_t>(std::ceil(p / 100.0 * latencies_ms.size())) ;
+  const size_t i =
+      static_cast<size_t>(std::ceil(p / 100.0 * latencies_ms.size()));
   return latencies_ms[std::min(latencies_ms.size() - 1, i == 0 ? 0 : i - 1)];
 }
 
@@ -22,7 +23,8 @@ void LoadResult::Add(const LoadResult& other) {
   seconds += other.seconds;
   std::vector<double> merged;
   merged.reserve(latencies_ms.size() + other.latencies_ms.size());
-  std::merge(latencies_ms.begin(), latencies_ms.end(), other.latencies_ms.begin(), other.latencies_ms.end(),
+  std::merge(latencies_ms.begin(), latencies_ms.end(),
+             other.latencies_ms.begin(), other.latencies_ms.end(),
              std::back_inserter(merged));
   latencies_ms = std::move(merged);
 }
@@ -60,7 +62,8 @@ void Issue(const std::shared_ptr<Shared>& shared, int slot) {
 
 }  // namespace
 
-LoadResult RunClosedLoop(int concurrency, absl::Duration duration, const StartCall& start) {
+LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
+                         const StartCall& start) {
   auto shared = std::make_shared<Shared>();
   shared->start = &start;
   const absl::Time begin = absl::Now();
@@ -74,7 +77,9 @@ LoadResult RunClosedLoop(int concurrency, absl::Duration duration, const StartCa
   {
     absl::MutexLock lock(&shared->mu);
     shared->mu.Await(absl::Condition(
-        +[](Shared* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; }, shared.get()));
+        +[](Shared* s)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; },
+        shared.get()));
     out.latencies_ms = std::move(shared->latencies);
     out.errors = shared->errors;
   }

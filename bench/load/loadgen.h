@@ -31,9 +31,11 @@ struct LoadResult {
 
 // Starts one call for `slot`; must call `done(ok)` exactly once when it ends
 // (from any thread).
-using StartCall = std::function<void(int slot, std::function<void(bool ok)> done)>;
+using StartCall =
+    std::function<void(int slot, std::function<void(bool ok)> done)>;
 
-LoadResult RunClosedLoop(int concurrency, absl::Duration duration, const StartCall& start);
+LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
+                         const StartCall& start);
 
 }  // namespace aqueduct::bench
 

@@ -3,12 +3,16 @@
 #include "absl/flags/flag.h"
 #include "common/config/config.h"
 
-ABSL_FLAG(std::string, auth_keys, aqueduct::config::EnvOr("AQUEDUCT_AUTH_KEYS", ""),
-          "Directory of <key id>.pem public keys that sign callers' tokens (required; every call "
+ABSL_FLAG(std::string, auth_keys,
+          aqueduct::config::EnvOr("AQUEDUCT_AUTH_KEYS", ""),
+          "Directory of <key id>.pem public keys that sign callers' tokens "
+          "(required; every call "
           "but health checks needs a token). Env AQUEDUCT_AUTH_KEYS.");
-ABSL_FLAG(std::string, auth_issuer, aqueduct::config::EnvOr("AQUEDUCT_AUTH_ISSUER", "aqueduct-local"),
+ABSL_FLAG(std::string, auth_issuer,
+          aqueduct::config::EnvOr("AQUEDUCT_AUTH_ISSUER", "aqueduct-local"),
           "Issuer (iss) tokens must name. Env AQUEDUCT_AUTH_ISSUER.");
-ABSL_FLAG(std::string, auth_audience, aqueduct::config::EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct"),
+ABSL_FLAG(std::string, auth_audience,
+          aqueduct::config::EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct"),
           "Audience (aud) tokens must include. Env AQUEDUCT_AUTH_AUDIENCE.");
 
 namespace aqueduct::auth {
@@ -28,7 +32,8 @@ absl::StatusOr<CallerChecks> CallerChecksFromFlags() {
 }
 
 VerifierConfig VerifierConfigFromFlags() {
-  return {absl::GetFlag(FLAGS_auth_keys), absl::GetFlag(FLAGS_auth_issuer), absl::GetFlag(FLAGS_auth_audience)};
+  return {absl::GetFlag(FLAGS_auth_keys), absl::GetFlag(FLAGS_auth_issuer),
+          absl::GetFlag(FLAGS_auth_audience)};
 }
 
 }  // namespace aqueduct::auth

@@ -15,33 +15,45 @@ constexpr char kReferral[] = "/aqueduct.referral.v1.ReferralService/";
 
 absl::flat_hash_map<std::string, Access> BuildPolicy() {
   const std::vector<Role> clinicians = {Role::kClinician, Role::kPhysician};
-  const Access patient_own{{Role::kPatient}, {}, "the caller's own screenings only (users/{sub}/...)"};
-  const Access queue{clinicians, {}, "cases in the caller's licensed states only"};
+  const Access patient_own{
+      {Role::kPatient},
+      {},
+      "the caller's own screenings only (users/{sub}/...)"};
+  const Access queue{
+      clinicians, {}, "cases in the caller's licensed states only"};
   absl::flat_hash_map<std::string, Access> p;
   // Intake: the person screened, on their own screenings.
-  for (const char* m : {"StartScreening", "GetScreening", "GetNextItems", "SubmitAnswers", "CompleteScreening",
+  for (const char* m : {"StartScreening", "GetScreening", "GetNextItems",
+                        "SubmitAnswers", "CompleteScreening",
                         "AbandonScreening", "ListMyResults", "GetMyResult"}) {
     p[absl::StrCat(kIntake, m)] = patient_own;
   }
   // Scoring: intake scores completed screenings; batch jobs re-score;
   // the catalog and rulesets are not personal data.
-  p[absl::StrCat(kScoring, "ScoreAnswers")] = {{Role::kService}, {"intake"}, ""};
+  p[absl::StrCat(kScoring, "ScoreAnswers")] = {
+      {Role::kService}, {"intake"}, ""};
   p[absl::StrCat(kScoring, "ScoreBatch")] = {{Role::kBatch}, {}, ""};
   p[absl::StrCat(kScoring, "Rescore")] = {{Role::kBatch}, {}, ""};
-  const Access reference{{Role::kService, Role::kBatch, Role::kClinician, Role::kPhysician, Role::kOperator},
+  const Access reference{{Role::kService, Role::kBatch, Role::kClinician,
+                          Role::kPhysician, Role::kOperator},
                          {"intake"},
                          ""};
   p[absl::StrCat(kScoring, "DescribeCatalog")] = reference;
   p[absl::StrCat(kScoring, "ListRulesets")] = reference;
   // Referral: intake hands completed screenings over; batch jobs open
   // re-reviews; clinicians work the queue; a person reads their own.
-  p[absl::StrCat(kReferral, "CreateReferral")] = {{Role::kService}, {"intake"}, ""};
+  p[absl::StrCat(kReferral, "CreateReferral")] = {
+      {Role::kService}, {"intake"}, ""};
   p[absl::StrCat(kReferral, "CreateReferrals")] = {{Role::kBatch}, {}, ""};
-  for (const char* m : {"ListQueue", "ClaimCase", "ReleaseCase", "GetCase", "ListAuditEvents", "WatchQueue"}) {
+  for (const char* m : {"ListQueue", "ClaimCase", "ReleaseCase", "GetCase",
+                        "ListAuditEvents", "WatchQueue"}) {
     p[absl::StrCat(kReferral, m)] = queue;
   }
   p[absl::StrCat(kReferral, "DecideCase")] = {
-      clinicians, {}, "cases in the caller's licensed states; ketamine reviews by physicians only"};
+      clinicians,
+      {},
+      "cases in the caller's licensed states; ketamine reviews by physicians "
+      "only"};
   p[absl::StrCat(kReferral, "GetMyReferral")] = patient_own;
   return p;
 }
@@ -49,16 +61,22 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
 }  // namespace
 
 const absl::flat_hash_map<std::string, Access>& Policy() {
-  static const auto* policy = new absl::flat_hash_map<std::string, Access>(BuildPolicy());
+  static const auto* policy =
+      new absl::flat_hash_map<std::string, Access>(BuildPolicy());
   return *policy;
 }
 
-std::string BearerValue(absl::string_view token) { return absl::StrCat("Bearer ", token); }
+std::string BearerValue(absl::string_view token) {
+  return absl::StrCat("Bearer ", token);
+}
 
-absl::StatusOr<Identity> Authorizer::Check(absl::string_view authorization, absl::string_view method,
-                                           absl::Time now, Rejection* why) const {
+absl::StatusOr<Identity> Authorizer::Check(absl::string_view authorization,
+                                           absl::string_view method,
+                                           absl::Time now,
+                                           Rejection* why) const {
   absl::string_view token;
-  if (authorization.size() > 7 && absl::StartsWithIgnoreCase(authorization, "bearer ")) {
+  if (authorization.size() > 7 &&
+      absl::StartsWithIgnoreCase(authorization, "bearer ")) {
     token = authorization.substr(7);
   } else if (!authorization.empty()) {
     token = "-";  // not a bearer credential: malformed
@@ -71,17 +89,23 @@ absl::StatusOr<Identity> Authorizer::Check(absl::string_view authorization, absl
   }
   auto it = Policy().find(method);
   const size_t slash = method.rfind('/');
-  const absl::string_view short_name = slash == absl::string_view::npos ? method : method.substr(slash + 1);
+  const absl::string_view short_name =
+      slash == absl::string_view::npos ? method : method.substr(slash + 1);
   if (it == Policy().end()) {
-    return absl::PermissionDeniedError(absl::StrCat(short_name, " is not open to any caller"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(short_name, " is not open to any caller"));
   }
   const Access& access = it->second;
-  if (std::find(access.roles.begin(), access.roles.end(), identity->role) == access.roles.end()) {
-    return absl::PermissionDeniedError(absl::StrCat("role ", RoleName(identity->role), " may not call ", short_name));
+  if (std::find(access.roles.begin(), access.roles.end(), identity->role) ==
+      access.roles.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role ", RoleName(identity->role), " may not call ", short_name));
   }
   if (identity->role == Role::kService &&
-      std::find(access.services.begin(), access.services.end(), identity->subject) == access.services.end()) {
-    return absl::PermissionDeniedError(absl::StrCat("this service may not call ", short_name));
+      std::find(access.services.begin(), access.services.end(),
+                identity->subject) == access.services.end()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("this service may not call ", short_name));
   }
   return identity;
 }

@@ -37,16 +37,21 @@ class Authorizer {
   // With `bind_services_to_certificates`, a service identity (role
   // service) is only accepted over a connection whose verified client
   // certificate names that service (mutual TLS); see CheckCall.
-  explicit Authorizer(std::shared_ptr<const Verifier> verifier, bool bind_services_to_certificates = false)
-      : verifier_(std::move(verifier)), bind_services_to_certificates_(bind_services_to_certificates) {}
-  bool bind_services_to_certificates() const { return bind_services_to_certificates_; }
+  explicit Authorizer(std::shared_ptr<const Verifier> verifier,
+                      bool bind_services_to_certificates = false)
+      : verifier_(std::move(verifier)),
+        bind_services_to_certificates_(bind_services_to_certificates) {}
+  bool bind_services_to_certificates() const {
+    return bind_services_to_certificates_;
+  }
 
   // The caller of `method`, from the value of its "authorization" metadata
   // ("Bearer <token>"; empty when absent). UNAUTHENTICATED ("missing or
   // invalid credentials", nothing more) for a missing or bad token, with the
   // reason in `why` for the log; PERMISSION_DENIED when the role may not
   // call `method` (or the method is not in the policy: denied by default).
-  absl::StatusOr<Identity> Check(absl::string_view authorization, absl::string_view method, absl::Time now,
+  absl::StatusOr<Identity> Check(absl::string_view authorization,
+                                 absl::string_view method, absl::Time now,
                                  Rejection* why = nullptr) const;
 
  private:

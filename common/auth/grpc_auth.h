@@ -4,10 +4,10 @@
 // gRPC glue for tokens: the server-side check every handler starts with,
 // the services' common auth flags, and the token sources clients attach.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -26,14 +26,16 @@ struct VerifierConfig {
   bool bind_services_to_certificates = true;
 };
 // Errors name the setting (e.g. "--auth_keys: is required").
-absl::StatusOr<std::shared_ptr<const Authorizer>> LoadAuthorizer(const VerifierConfig& config);
+absl::StatusOr<std::shared_ptr<const Authorizer>> LoadAuthorizer(
+    const VerifierConfig& config);
 
 // The caller of `method` (a full name, "/aqueduct.scoring.v1.ScoringService/
 // ScoreAnswers"), or the status to answer with. Refusals are logged with the
 // RPC and the reason, never the token or who it names. A service identity
 // must also come over mutual TLS with a client certificate whose common
 // name is that service (when the authorizer binds them).
-absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer, const grpc::ServerContextBase& context,
+absl::StatusOr<Identity> CheckCall(const Authorizer& authorizer,
+                                   const grpc::ServerContextBase& context,
                                    absl::string_view method);
 
 // The common name of the caller's verified client certificate, or "" when
@@ -61,16 +63,16 @@ class StaticToken final : public TokenSource {
 // Renews once a third of the lifetime is left. Thread-safe.
 class MintingTokenSource final : public TokenSource {
  public:
-  MintingTokenSource(std::string private_key_pem, std::string key_id, Claims claims,
-                     absl::Duration lifetime = absl::Minutes(10))
+  MintingTokenSource(std::string private_key_pem, std::string key_id,
+                     Claims claims, absl::Duration lifetime = absl::Minutes(10))
       : private_key_pem_(std::move(private_key_pem)),
         key_id_(std::move(key_id)),
         claims_(std::move(claims)),
         lifetime_(lifetime) {}
   // Reads the key from a PEM file; errors name the file.
-  static absl::StatusOr<std::unique_ptr<MintingTokenSource>> FromFile(const std::string& path,
-                                                                      const std::string& key_id, Claims claims,
-                                                                      absl::Duration lifetime = absl::Minutes(10));
+  static absl::StatusOr<std::unique_ptr<MintingTokenSource>> FromFile(
+      const std::string& path, const std::string& key_id, Claims claims,
+      absl::Duration lifetime = absl::Minutes(10));
   absl::StatusOr<std::string> Token() override;
 
  private:

@@ -9,8 +9,8 @@
 //
 // Claims read: iss and aud (must equal the configured issuer and audience;
 // aud may be a list), exp (required), nbf (optional), sub (required, the
-// identity), role (patient, clinician, physician, batch, operator or service) and,
-// for clinicians and physicians, states (the US states they are licensed
+// identity), role (patient, clinician, physician, batch, operator or service)
+// and, for clinicians and physicians, states (the US states they are licensed
 // in, e.g. ["NY","FL"]).
 
 #include <map>
@@ -27,7 +27,14 @@ namespace aqueduct::auth {
 
 // kService: an Aqueduct service calling another on its own behalf (intake
 // calling scoring and referral); its subject names the service.
-enum class Role { kPatient, kClinician, kPhysician, kBatch, kOperator, kService };
+enum class Role {
+  kPatient,
+  kClinician,
+  kPhysician,
+  kBatch,
+  kOperator,
+  kService
+};
 
 // "patient", "clinician", ...
 absl::string_view RoleName(Role role);
@@ -93,7 +100,8 @@ class Verifier {
   // Tokens that verified are remembered by their SHA-256 (bounded), so an
   // app's next call costs a hash and a lookup instead of a signature check
   // and JSON parsing; exp and nbf are checked again on every call.
-  absl::StatusOr<Identity> Verify(absl::string_view token, absl::Time now, Rejection* why = nullptr) const;
+  absl::StatusOr<Identity> Verify(absl::string_view token, absl::Time now,
+                                  Rejection* why = nullptr) const;
 
   const std::string& issuer() const { return issuer_; }
   const std::string& audience() const { return audience_; }
@@ -106,7 +114,8 @@ class Verifier {
   struct Cache;
   std::shared_ptr<Cache> cache_;
 
-  absl::StatusOr<Identity> VerifyFull(absl::string_view token, absl::Time now, Rejection* why, absl::Time* expires,
+  absl::StatusOr<Identity> VerifyFull(absl::string_view token, absl::Time now,
+                                      Rejection* why, absl::Time* expires,
                                       absl::Time* not_before) const;
 };
 
@@ -119,15 +128,17 @@ struct Claims {
   std::string subject;
   std::string role;  // as written, so tests can mint invalid roles
   std::vector<std::string> states;
-  absl::Time expires = absl::InfiniteFuture();  // InfiniteFuture: no exp claim
+  absl::Time expires = absl::InfiniteFuture();   // InfiniteFuture: no exp claim
   absl::Time not_before = absl::InfinitePast();  // InfinitePast: no nbf claim
 };
 
 // Signs `claims` with a PEM private key: ES256 for a P-256 key, RS256 for
 // RSA. `alg` overrides the header's algorithm name (tests of refusals);
 // empty = the key's.
-absl::StatusOr<std::string> Sign(const Claims& claims, absl::string_view private_key_pem,
-                                 const std::string& key_id, const std::string& alg = "");
+absl::StatusOr<std::string> Sign(const Claims& claims,
+                                 absl::string_view private_key_pem,
+                                 const std::string& key_id,
+                                 const std::string& alg = "");
 
 // A fresh key pair as PEM (private PKCS#8, public SubjectPublicKeyInfo):
 // "EC" (P-256) or "RSA" (2048 bits). For tests and the local dev key.

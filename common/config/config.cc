@@ -1,14 +1,13 @@
 #include "common/config/config.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
-#include <cstdlib>
-
-#include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace aqueduct::config {
 
@@ -22,11 +21,14 @@ absl::StatusOr<std::string> SecretFromEnv(const std::string& name) {
   const std::string file = EnvOr((name + "_FILE").c_str(), "");
   if (file.empty()) return EnvOr(name.c_str(), "");
   std::ifstream in(file);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(name, "_FILE: cannot read ", file));
+  if (!in)
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, "_FILE: cannot read ", file));
   std::stringstream text;
   text << in.rdbuf();
   std::string secret = text.str();
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
+    secret.pop_back();
   return secret;
 }
 
@@ -61,8 +63,9 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text,
   }
   size_t colon = text.rfind(':');
   if (colon == absl::string_view::npos || colon + 1 == text.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": \"", text, "\" has no port; expected host:port or unix:/path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", text,
+                     "\" has no port; expected host:port or unix:/path"));
   }
   absl::string_view host = text.substr(0, colon);
   if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
@@ -84,9 +87,8 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text,
 absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms,
                                               absl::string_view what) {
   if (ms <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": must be a positive number of milliseconds, got ",
-                     ms));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": must be a positive number of milliseconds, got ", ms));
   }
   return absl::Milliseconds(ms);
 }

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 // Configuration comes from flags, whose defaults come from the environment:
@@ -29,7 +29,7 @@ absl::StatusOr<std::string> SecretFromEnv(const std::string& name);
 // A network endpoint: "host:port" over TCP or "unix:/path/to.sock".
 struct Endpoint {
   bool is_unix = false;
-  std::string host;  // TCP host
+  std::string host;   // TCP host
   uint16_t port = 0;  // TCP port
   std::string path;   // Unix socket path
 
@@ -43,7 +43,8 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text,
 
 // Parses a positive duration in milliseconds given as an integer flag;
 // INVALID_ARGUMENT names `what` when it is not positive.
-absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms, absl::string_view what);
+absl::StatusOr<absl::Duration> PositiveMillis(int64_t ms,
+                                              absl::string_view what);
 
 // The first error among the checks of a main's flags (OK when all pass), so
 // a service reports the first bad setting by name and stops.

@@ -42,10 +42,12 @@ class DataKeys {
   // start uses openssl instead; tests use this).
   std::string ToText() const;
 
-  std::string Seal(absl::string_view plaintext, absl::string_view associated) const;
+  std::string Seal(absl::string_view plaintext,
+                   absl::string_view associated) const;
   // DATA_LOSS when the value is not sealed, names an unknown key, or does
   // not authenticate (tampered, or moved from elsewhere).
-  absl::StatusOr<std::string> Open(absl::string_view sealed, absl::string_view associated) const;
+  absl::StatusOr<std::string> Open(absl::string_view sealed,
+                                   absl::string_view associated) const;
 
   // A stable, unlinkable stand-in for a user id in key names: 26 base32
   // characters of HMAC-SHA256(pseudonym key, user id).

@@ -26,8 +26,10 @@ std::string Sha256(absl::string_view data) {
   thread_local Context c;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (c.ctx == nullptr || EVP_DigestInit_ex2(c.ctx, Algorithm(), nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 || EVP_DigestFinal_ex(c.ctx, md, &len) != 1) {
+  if (c.ctx == nullptr ||
+      EVP_DigestInit_ex2(c.ctx, Algorithm(), nullptr) != 1 ||
+      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(c.ctx, md, &len) != 1) {
     // Only an OpenSSL that cannot hash at all gets here; nothing sensible
     // can go on without it.
     std::abort();

@@ -4,11 +4,11 @@
 #include <ctime>
 #include <limits>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -30,10 +30,14 @@ State& GetState() {
 
 absl::string_view SeverityName(Severity s) {
   switch (s) {
-    case Severity::kDebug: return "DEBUG";
-    case Severity::kInfo: return "INFO";
-    case Severity::kWarning: return "WARNING";
-    case Severity::kError: return "ERROR";
+    case Severity::kDebug:
+      return "DEBUG";
+    case Severity::kInfo:
+      return "INFO";
+    case Severity::kWarning:
+      return "WARNING";
+    case Severity::kError:
+      return "ERROR";
   }
   return "INFO";
 }
@@ -42,11 +46,21 @@ void AppendJsonString(std::string& out, absl::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += absl::StrFormat("\\u%04x", c);
@@ -78,7 +92,7 @@ void AppendValue(std::string& out, const Field& f) {
 
 bool IsRedactedKey(absl::string_view key) {
   static constexpr absl::string_view kDenied[] = {
-      "answer", "text", "token", "reason", "name",   "email",
+      "answer", "text",     "token",  "reason",        "name", "email",
       "note",   "password", "secret", "authorization", "user"};
   std::string lower = absl::AsciiStrToLower(key);
   for (absl::string_view d : kDenied) {
@@ -109,7 +123,9 @@ std::string Timestamp(absl::Time t) {
   const int64_t ms = absl::ToUnixMillis(t);
   const int64_t second = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
   if (second != cached_second) {
-    cached = absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second), absl::UTCTimeZone());
+    cached =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second),
+                         absl::UTCTimeZone());
     cached_second = second;
   }
   return absl::StrFormat("%s.%03dZ", cached, ms - second * 1000);

@@ -4,9 +4,10 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <variant>
+
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include <variant>
 
 // The one logging facade: JSON lines on stderr, one object per event, with
 // "ts", "severity", "service", "msg" and the given fields.
@@ -22,12 +23,14 @@ namespace aqueduct::log {
 enum class Severity { kDebug, kInfo, kWarning, kError };
 
 struct Field {
-  Field(absl::string_view k, absl::string_view v) : key(k), value(std::string(v)) {}
+  Field(absl::string_view k, absl::string_view v)
+      : key(k), value(std::string(v)) {}
   Field(absl::string_view k, const char* v) : key(k), value(std::string(v)) {}
   Field(absl::string_view k, const std::string& v) : key(k), value(v) {}
   Field(absl::string_view k, int64_t v) : key(k), value(v) {}
   Field(absl::string_view k, int v) : key(k), value(static_cast<int64_t>(v)) {}
-  Field(absl::string_view k, uint16_t v) : key(k), value(static_cast<int64_t>(v)) {}
+  Field(absl::string_view k, uint16_t v)
+      : key(k), value(static_cast<int64_t>(v)) {}
   Field(absl::string_view k, double v) : key(k), value(v) {}
   Field(absl::string_view k, bool v) : key(k), value(v) {}
 

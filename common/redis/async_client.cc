@@ -48,7 +48,8 @@ absl::StatusOr<Reply> Single(const std::string& describe,
 }  // namespace
 
 AsyncClient::AsyncClient(Options options)
-    : options_(std::move(options)), describe_(absl::StrCat("redis at ", options_.endpoint.ToString())) {
+    : options_(std::move(options)),
+      describe_(absl::StrCat("redis at ", options_.endpoint.ToString())) {
   internal::IgnoreSigpipe();
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -119,12 +120,14 @@ void AsyncClient::Cleanup(void* self_ptr) {
 
 void AsyncClient::SyncInterestLocked() {
   if (fd_ < 0) return;
-  const int mask = (want_read_ ? static_cast<int>(EPOLLIN) : 0) | (want_write_ ? static_cast<int>(EPOLLOUT) : 0);
+  const int mask = (want_read_ ? static_cast<int>(EPOLLIN) : 0) |
+                   (want_write_ ? static_cast<int>(EPOLLOUT) : 0);
   if (mask == registered_) return;
   epoll_event ev{};
   ev.events = static_cast<uint32_t>(mask);
   ev.data.u64 = generation_;
-  epoll_ctl(epoll_fd_, registered_ < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd_, &ev);
+  epoll_ctl(epoll_fd_, registered_ < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd_,
+            &ev);
   registered_ = mask;
 }
 
@@ -137,7 +140,8 @@ void AsyncClient::OnConnect(const redisAsyncContext* ac, int status) {
   }
 }
 
-void AsyncClient::OnAuthReply(redisAsyncContext* ac, void* reply, void* /*privdata*/) {
+void AsyncClient::OnAuthReply(redisAsyncContext* ac, void* reply,
+                              void* /*privdata*/) {
   auto* self = static_cast<AsyncClient*>(ac->data);
   auto* r = static_cast<redisReply*>(reply);
   if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
@@ -154,17 +158,20 @@ void AsyncClient::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
   auto* r = static_cast<redisReply*>(reply);
   if (!call->finished) {
     if (r == nullptr || self->auth_failed_) {
-      self->FinishLocked(call, absl::UnavailableError(
-                                   absl::StrCat(self->Describe(), ": ", self->LostReasonLocked(ac))));
+      self->FinishLocked(
+          call, absl::UnavailableError(absl::StrCat(
+                    self->Describe(), ": ", self->LostReasonLocked(ac))));
     } else {
       call->replies.push_back(internal::CopyReply(r));
-      if (call->replies.size() == call->expected) self->FinishLocked(call, std::move(call->replies));
+      if (call->replies.size() == call->expected)
+        self->FinishLocked(call, std::move(call->replies));
     }
   }
   if (--call->outstanding == 0) {
     // Replies come back in the order sent, so the call done is the oldest.
     auto& q = self->inflight_;
-    auto it = std::find_if(q.begin(), q.end(), [call](const auto& c) { return c.get() == call; });
+    auto it = std::find_if(q.begin(), q.end(),
+                           [call](const auto& c) { return c.get() == call; });
     if (it != q.end()) q.erase(it);
   }
 }
@@ -177,7 +184,8 @@ std::string AsyncClient::LostReasonLocked(const redisAsyncContext* ac) const {
   return "connection closed";
 }
 
-void AsyncClient::FinishLocked(Call* call, absl::StatusOr<std::vector<Reply>> result) {
+void AsyncClient::FinishLocked(Call* call,
+                               absl::StatusOr<std::vector<Reply>> result) {
   call->finished = true;
   ready_.emplace_back(std::move(call->done), std::move(result));
 }
@@ -195,15 +203,18 @@ absl::Status AsyncClient::ConnectLocked() {
   const config::Endpoint& ep = options_.endpoint;
   fail_reason_.clear();
   auth_failed_ = false;
-  redisAsyncContext* ac = ep.is_unix ? redisAsyncConnectUnix(ep.path.c_str())
-                                     : redisAsyncConnect(ep.host.c_str(), ep.port);
+  redisAsyncContext* ac = ep.is_unix
+                              ? redisAsyncConnectUnix(ep.path.c_str())
+                              : redisAsyncConnect(ep.host.c_str(), ep.port);
   if (ac == nullptr) {
-    return absl::UnavailableError(absl::StrCat(Describe(), ": cannot allocate a connection"));
+    return absl::UnavailableError(
+        absl::StrCat(Describe(), ": cannot allocate a connection"));
   }
   if (ac->err != 0) {
     std::string why = ac->errstr;
     redisAsyncFree(ac);
-    return absl::UnavailableError(absl::StrCat(Describe(), ": cannot connect: ", why));
+    return absl::UnavailableError(
+        absl::StrCat(Describe(), ": cannot connect: ", why));
   }
   if (!ep.is_unix) redisEnableKeepAlive(&ac->c);
   ac->data = this;
@@ -222,15 +233,17 @@ absl::Status AsyncClient::ConnectLocked() {
   want_write_ = true;  // a non-blocking connect completes when writable
   ++generation_;
   connect_deadline_ = absl::Now() + options_.connect_timeout;
-  if (internal::Argv auth = internal::AuthCommand(options_); !auth.argv.empty()) {
-    redisAsyncCommandArgv(ac, &AsyncClient::OnAuthReply, nullptr, static_cast<int>(auth.argv.size()),
-                          auth.argv.data(), auth.lens.data());
+  if (internal::Argv auth = internal::AuthCommand(options_);
+      !auth.argv.empty()) {
+    redisAsyncCommandArgv(ac, &AsyncClient::OnAuthReply, nullptr,
+                          static_cast<int>(auth.argv.size()), auth.argv.data(),
+                          auth.lens.data());
   }
   return absl::OkStatus();
 }
 
-void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl::Time deadline,
-                           PipelineDone done) {
+void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands,
+                           absl::Time deadline, PipelineDone done) {
   if (commands.empty()) {
     std::move(done)(std::vector<Reply>{});
     return;
@@ -246,9 +259,11 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) {
-      ready.emplace_back(std::move(done), absl::UnavailableError(
-                                              absl::StrCat(Describe(), ": client shut down")));
-    } else if (absl::Status connected = ctx_ != nullptr ? absl::OkStatus() : ConnectLocked();
+      ready.emplace_back(std::move(done),
+                         absl::UnavailableError(
+                             absl::StrCat(Describe(), ": client shut down")));
+    } else if (absl::Status connected =
+                   ctx_ != nullptr ? absl::OkStatus() : ConnectLocked();
                !connected.ok()) {
       ready.emplace_back(std::move(done), std::move(connected));
     } else {
@@ -265,13 +280,15 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
       for (const auto& command : commands) {
         wire.clear();
         internal::AppendCommand(command, &wire);
-        if (redisAsyncFormattedCommand(ctx_, &AsyncClient::OnReply, c, wire.data(), wire.size()) != REDIS_OK) {
+        if (redisAsyncFormattedCommand(ctx_, &AsyncClient::OnReply, c,
+                                       wire.data(), wire.size()) != REDIS_OK) {
           break;  // the context is disconnecting: failed below
         }
         ++c->outstanding;
       }
       if (c->outstanding < c->expected) {
-        FinishLocked(c, absl::UnavailableError(absl::StrCat(Describe(), ": ", LostReasonLocked(ctx_))));
+        FinishLocked(c, absl::UnavailableError(absl::StrCat(
+                            Describe(), ": ", LostReasonLocked(ctx_))));
         if (c->outstanding == 0) inflight_.pop_back();
       }
       const absl::Time give_up = c->give_up;  // `c` may be gone below
@@ -291,16 +308,19 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands, absl:
   RunReady(std::move(ready));
 }
 
-void AsyncClient::Command(std::vector<std::string> argv, absl::Time deadline, CommandDone done) {
+void AsyncClient::Command(std::vector<std::string> argv, absl::Time deadline,
+                          CommandDone done) {
   std::vector<std::vector<std::string>> commands;
   commands.push_back(std::move(argv));
   Pipeline(std::move(commands), deadline,
-           [this, done = std::move(done)](absl::StatusOr<std::vector<Reply>> replies) mutable {
+           [this, done = std::move(done)](
+               absl::StatusOr<std::vector<Reply>> replies) mutable {
              std::move(done)(Single(describe_, std::move(replies)));
            });
 }
 
-void AsyncClient::LoadScript(const Script& script, absl::Time deadline, ScriptDone done) {
+void AsyncClient::LoadScript(const Script& script, absl::Time deadline,
+                             ScriptDone done) {
   {
     absl::MutexLock lock(&script.mu_);
     if (!script.sha_.empty()) {
@@ -309,18 +329,19 @@ void AsyncClient::LoadScript(const Script& script, absl::Time deadline, ScriptDo
       return;
     }
   }
-  Command({"SCRIPT", "LOAD", script.source()}, deadline,
-          [&script, done = std::move(done)](absl::StatusOr<Reply> loaded) mutable {
-            if (!loaded.ok()) {
-              std::move(done)(loaded.status());
-              return;
-            }
-            {
-              absl::MutexLock lock(&script.mu_);
-              script.sha_ = loaded->str;
-            }
-            std::move(done)(std::move(loaded->str));
-          });
+  Command(
+      {"SCRIPT", "LOAD", script.source()}, deadline,
+      [&script, done = std::move(done)](absl::StatusOr<Reply> loaded) mutable {
+        if (!loaded.ok()) {
+          std::move(done)(loaded.status());
+          return;
+        }
+        {
+          absl::MutexLock lock(&script.mu_);
+          script.sha_ = loaded->str;
+        }
+        std::move(done)(std::move(loaded->str));
+      });
 }
 
 void AsyncClient::ForgetScript(const Script& script) {
@@ -331,19 +352,24 @@ void AsyncClient::ForgetScript(const Script& script) {
 void AsyncClient::ExpireLocked(absl::Time now) {
   bool stuck = false;
   for (auto& call : inflight_) {
-    if (now >= call->timeout_at) stuck = true;  // failed below with the connection
-    if (call->finished || now < call->give_up || !call->callers_deadline) continue;
+    if (now >= call->timeout_at)
+      stuck = true;  // failed below with the connection
+    if (call->finished || now < call->give_up || !call->callers_deadline)
+      continue;
     // Only this caller gives up; the connection may yet answer (the reply,
     // when it comes, is dropped).
-    FinishLocked(call.get(), absl::DeadlineExceededError(
-                                 absl::StrCat(Describe(), ": no reply before the call's deadline")));
+    FinishLocked(call.get(),
+                 absl::DeadlineExceededError(absl::StrCat(
+                     Describe(), ": no reply before the call's deadline")));
   }
   if (ctx_ != nullptr && !connected_ && now >= connect_deadline_) {
-    DropConnectionLocked(absl::StrCat("cannot connect within ",
-                                      absl::FormatDuration(options_.connect_timeout)));
+    DropConnectionLocked(
+        absl::StrCat("cannot connect within ",
+                     absl::FormatDuration(options_.connect_timeout)));
   } else if (stuck) {
-    DropConnectionLocked(absl::StrCat("did not answer within ",
-                                      absl::FormatDuration(options_.command_timeout)));
+    DropConnectionLocked(
+        absl::StrCat("did not answer within ",
+                     absl::FormatDuration(options_.command_timeout)));
   }
   // A connection that is gone leaves no call behind (hiredis ran every
   // callback); a call whose commands were never sent never gets here.
@@ -373,7 +399,8 @@ void AsyncClient::Loop() {
       const absl::Time now = absl::Now();
       wake_at_ = NextWakeLocked(now);
       timeout_ms = static_cast<int>(
-          std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(wake_at_ - now, absl::Milliseconds(1)))));
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(
+                                   wake_at_ - now, absl::Milliseconds(1)))));
     }
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
     Ready ready;
@@ -386,11 +413,13 @@ void AsyncClient::Loop() {
           (void)!read(wake_fd_, &count, sizeof(count));
           continue;
         }
-        if (ctx_ == nullptr || gen != generation_) continue;  // a connection since dropped
+        if (ctx_ == nullptr || gen != generation_)
+          continue;  // a connection since dropped
         const uint32_t e = events[i].events;
         if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) redisAsyncHandleRead(ctx_);
         if (ctx_ != nullptr && (e & EPOLLOUT)) redisAsyncHandleWrite(ctx_);
-        if (ctx_ != nullptr && auth_failed_) DropConnectionLocked("authentication failed");
+        if (ctx_ != nullptr && auth_failed_)
+          DropConnectionLocked("authentication failed");
       }
       ExpireLocked(absl::Now());
       SyncInterestLocked();

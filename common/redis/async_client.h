@@ -47,7 +47,8 @@ class AsyncClient {
  public:
   // Error replies are kept in place (Reply::Type::kError), as in
   // Client::Pipeline; only a failure of the connection fails the call.
-  using PipelineDone = absl::AnyInvocable<void(absl::StatusOr<std::vector<Reply>>) &&>;
+  using PipelineDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<Reply>>) &&>;
   // An error reply becomes a status as Client::Command maps it (NOSCRIPT ->
   // NOT_FOUND, LOADING/MASTERDOWN/READONLY -> UNAVAILABLE, else INTERNAL).
   using CommandDone = absl::AnyInvocable<void(absl::StatusOr<Reply>) &&>;
@@ -62,9 +63,10 @@ class AsyncClient {
   AsyncClient& operator=(const AsyncClient&) = delete;
 
   // Sends the commands back to back; `done` gets one reply per command.
-  void Pipeline(std::vector<std::vector<std::string>> commands, absl::Time deadline,
-                PipelineDone done);
-  void Command(std::vector<std::string> argv, absl::Time deadline, CommandDone done);
+  void Pipeline(std::vector<std::vector<std::string>> commands,
+                absl::Time deadline, PipelineDone done);
+  void Command(std::vector<std::string> argv, absl::Time deadline,
+               CommandDone done);
 
   // The script's SHA1 as Redis knows it: from the cache shared with the
   // blocking Client, or loaded with SCRIPT LOAD. After a NOSCRIPT reply
@@ -77,17 +79,20 @@ class AsyncClient {
 
  private:
   struct Call;
-  using Ready = std::vector<std::pair<PipelineDone, absl::StatusOr<std::vector<Reply>>>>;
+  using Ready =
+      std::vector<std::pair<PipelineDone, absl::StatusOr<std::vector<Reply>>>>;
 
   // Everything below with "Locked" runs with mu_ held; hiredis is only
   // touched with mu_ held.
   absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(Call* call, absl::StatusOr<std::vector<Reply>> result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DropConnectionLocked(std::string reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropConnectionLocked(std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SyncInterestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Time NextWakeLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time NextWakeLocked(absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string LostReasonLocked(const redisAsyncContext* ac) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Wake();
@@ -113,9 +118,11 @@ class AsyncClient {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   redisAsyncContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // of ctx_, to ignore stale events
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) =
+      0;  // of ctx_, to ignore stale events
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
-  int registered_ ABSL_GUARDED_BY(mu_) = -1;  // epoll mask of fd_; -1: not added
+  int registered_ ABSL_GUARDED_BY(mu_) =
+      -1;  // epoll mask of fd_; -1: not added
   bool want_read_ ABSL_GUARDED_BY(mu_) = false;
   bool want_write_ ABSL_GUARDED_BY(mu_) = false;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
@@ -125,7 +132,8 @@ class AsyncClient {
   // Calls in the order sent; a call leaves when its last reply (or the
   // connection's end) has come back, even if it was already failed.
   std::deque<std::unique_ptr<Call>> inflight_ ABSL_GUARDED_BY(mu_);
-  absl::Time wake_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // when the I/O thread wakes next
+  absl::Time wake_at_ ABSL_GUARDED_BY(mu_) =
+      absl::InfinitePast();           // when the I/O thread wakes next
   Ready ready_ ABSL_GUARDED_BY(mu_);  // run once mu_ is released
 };
 

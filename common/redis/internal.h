@@ -20,7 +20,8 @@ Reply CopyReply(const redisReply* r);
 // The status for an error reply to a single command: NOSCRIPT -> NOT_FOUND
 // (the script is loaded again), LOADING / MASTERDOWN / READONLY ->
 // UNAVAILABLE (retry later), anything else -> INTERNAL with Redis's message.
-absl::Status ErrorReplyStatus(const std::string& describe, const std::string& error);
+absl::Status ErrorReplyStatus(const std::string& describe,
+                              const std::string& error);
 
 // AUTH as hiredis takes a command (pointers into `options`, which must
 // outlive it): the password alone, or user + password (ACL). Empty when

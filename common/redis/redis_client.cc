@@ -8,9 +8,9 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
 #include "common/redis/internal.h"
@@ -75,11 +75,13 @@ Reply CopyReply(const redisReply* r) {
   return out;
 }
 
-absl::Status ErrorReplyStatus(const std::string& describe, const std::string& error) {
+absl::Status ErrorReplyStatus(const std::string& describe,
+                              const std::string& error) {
   if (absl::StartsWith(error, "NOSCRIPT")) {
     return absl::NotFoundError(error);  // the script is loaded again
   }
-  if (absl::StartsWith(error, "LOADING") || absl::StartsWith(error, "MASTERDOWN") ||
+  if (absl::StartsWith(error, "LOADING") ||
+      absl::StartsWith(error, "MASTERDOWN") ||
       absl::StartsWith(error, "READONLY")) {
     // Redis is starting up or failing over: retry later.
     return absl::UnavailableError(absl::StrCat(describe, ": ", error));
@@ -106,7 +108,8 @@ void AppendCommand(const std::vector<std::string>& command, std::string* out) {
   for (const auto& a : command) need += a.size() + 16;
   out->reserve(out->size() + need);
   absl::StrAppend(out, "*", command.size(), "\r\n");
-  for (const auto& a : command) absl::StrAppend(out, "$", a.size(), "\r\n", a, "\r\n");
+  for (const auto& a : command)
+    absl::StrAppend(out, "$", a.size(), "\r\n", a, "\r\n");
 }
 
 void IgnoreSigpipe() {
@@ -161,9 +164,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
       return !idle_.empty() || open_ < options_.pool_size;
     };
     if (!mu_.AwaitWithDeadline(absl::Condition(&can_proceed), deadline)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          Describe(), ": all ", options_.pool_size,
-          " connections busy until the deadline"));
+      return absl::DeadlineExceededError(
+          absl::StrCat(Describe(), ": all ", options_.pool_size,
+                       " connections busy until the deadline"));
     }
     if (!idle_.empty()) {
       auto conn = std::move(idle_.back());
@@ -199,10 +202,12 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
   }
   if (!ep.is_unix) redisEnableKeepAlive(ctx.get());
   auto conn = std::make_unique<Connection>(std::move(ctx));
-  if (internal::Argv auth = internal::AuthCommand(options_); !auth.argv.empty()) {
+  if (internal::Argv auth = internal::AuthCommand(options_);
+      !auth.argv.empty()) {
     redisSetTimeout(conn->get(), tv);
-    ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(
-        conn->get(), static_cast<int>(auth.argv.size()), auth.argv.data(), auth.lens.data())));
+    ReplyPtr r(static_cast<redisReply*>(
+        redisCommandArgv(conn->get(), static_cast<int>(auth.argv.size()),
+                         auth.argv.data(), auth.lens.data())));
     if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
       // Never echo the password or Redis's reply text beyond its code.
       return fail(absl::UnavailableError(
@@ -222,8 +227,8 @@ void Client::Release(std::unique_ptr<Connection> conn) {
 }
 
 absl::StatusOr<std::vector<Reply>> Client::Run(
-    const std::vector<std::vector<std::string>>& commands,
-    absl::Time deadline, absl::Duration extra_wait) {
+    const std::vector<std::vector<std::string>>& commands, absl::Time deadline,
+    absl::Duration extra_wait) {
   if (absl::Now() >= deadline) {
     return absl::DeadlineExceededError(
         absl::StrCat(Describe(), ": deadline passed before sending"));
@@ -264,12 +269,12 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
           (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK ||
            saved_errno == ETIMEDOUT);
       if (timed_out && capped_by_deadline) {
-        failure = absl::DeadlineExceededError(absl::StrCat(
-            Describe(), ": no reply before the call's deadline"));
+        failure = absl::DeadlineExceededError(
+            absl::StrCat(Describe(), ": no reply before the call's deadline"));
       } else if (timed_out) {
-        failure = absl::UnavailableError(absl::StrCat(
-            Describe(), ": did not answer within ",
-            absl::FormatDuration(options_.command_timeout)));
+        failure = absl::UnavailableError(
+            absl::StrCat(Describe(), ": did not answer within ",
+                         absl::FormatDuration(options_.command_timeout)));
       } else if (c->err == REDIS_ERR_PROTOCOL) {
         failure = absl::InternalError(
             absl::StrCat(Describe(), ": protocol error: ", c->errstr));
@@ -286,12 +291,14 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   return replies;
 }
 
-absl::StatusOr<Reply> Client::BlockingCommand(const std::vector<std::string>& argv,
-                                              absl::Duration block, absl::Time deadline) {
+absl::StatusOr<Reply> Client::BlockingCommand(
+    const std::vector<std::string>& argv, absl::Duration block,
+    absl::Time deadline) {
   auto replies = Run({argv}, deadline, block);
   if (!replies.ok()) return replies.status();
   Reply& r = (*replies)[0];
-  if (r.is_error()) return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
+  if (r.is_error())
+    return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
   return std::move(r);
 }
 
@@ -341,7 +348,8 @@ absl::StatusOr<Reply> Client::Eval(const Script& script,
       absl::StrCat(Describe(), ": script cache keeps being flushed"));
 }
 
-absl::StatusOr<std::string> Client::LoadScript(const Script& script, absl::Time deadline) {
+absl::StatusOr<std::string> Client::LoadScript(const Script& script,
+                                               absl::Time deadline) {
   {
     absl::MutexLock lock(&script.mu_);
     if (!script.sha_.empty()) return script.sha_;
@@ -377,24 +385,28 @@ absl::StatusOr<Credentials> CredentialsFromEnv() {
   if (user == nullptr) return out;
   out.user = user;
   if (out.user.empty()) {
-    return absl::InvalidArgumentError("AQUEDUCT_REDIS_USER: empty (unset it to use the default user)");
+    return absl::InvalidArgumentError(
+        "AQUEDUCT_REDIS_USER: empty (unset it to use the default user)");
   }
   for (const unsigned char c : out.user) {
     if (c <= ' ' || c == 0x7f) {
       return absl::InvalidArgumentError(
-          "AQUEDUCT_REDIS_USER: a Redis user name has no spaces or control characters");
+          "AQUEDUCT_REDIS_USER: a Redis user name has no spaces or control "
+          "characters");
     }
   }
   if (out.password.empty()) {
     return absl::InvalidArgumentError(
-        "AQUEDUCT_REDIS_USER is set but no password is (AQUEDUCT_REDIS_PASSWORD_FILE or "
+        "AQUEDUCT_REDIS_USER is set but no password is "
+        "(AQUEDUCT_REDIS_PASSWORD_FILE or "
         "AQUEDUCT_REDIS_PASSWORD): an ACL user signs in with its password");
   }
   return out;
 }
 
-Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
-                    int pool_size, Credentials credentials) {
+Options MakeOptions(const config::Endpoint& endpoint,
+                    absl::Duration command_timeout, int pool_size,
+                    Credentials credentials) {
   Options o;
   o.endpoint = endpoint;
   o.command_timeout = command_timeout;

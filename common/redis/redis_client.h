@@ -4,11 +4,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/config/config.h"
@@ -31,8 +31,8 @@ namespace aqueduct::redis {
 struct Reply {
   enum class Type { kNil, kString, kStatus, kInteger, kArray, kError };
   Type type = Type::kNil;
-  std::string str;  // kString, kStatus, kError
-  int64_t integer = 0;  // kInteger
+  std::string str;              // kString, kStatus, kError
+  int64_t integer = 0;          // kInteger
   std::vector<Reply> elements;  // kArray
 
   bool is_nil() const { return type == Type::kNil; }
@@ -67,8 +67,9 @@ absl::StatusOr<Credentials> CredentialsFromEnv();
 
 // Options for a service's client: `pool_size` connections (one per serving
 // thread), the credentials if any (never logged).
-Options MakeOptions(const config::Endpoint& endpoint, absl::Duration command_timeout,
-                    int pool_size, Credentials credentials);
+Options MakeOptions(const config::Endpoint& endpoint,
+                    absl::Duration command_timeout, int pool_size,
+                    Credentials credentials);
 
 // A Lua script run with EVALSHA, loaded on first use and again after a
 // NOSCRIPT reply (Redis restarted or SCRIPT FLUSH).
@@ -104,7 +105,8 @@ class Client {
   // For commands that wait on the server (XREAD BLOCK, BLPOP...): the
   // command timeout is extended by `block`, still capped by the deadline.
   absl::StatusOr<Reply> BlockingCommand(const std::vector<std::string>& argv,
-                                        absl::Duration block, absl::Time deadline);
+                                        absl::Duration block,
+                                        absl::Time deadline);
 
   // Sends all commands, then reads all replies, on one connection. Error
   // replies are returned in place (Reply::Type::kError); only I/O failures
@@ -122,7 +124,8 @@ class Client {
   // The script's SHA1 as Redis knows it, loading it when needed (for
   // EVALSHA inside a Pipeline). After a NOSCRIPT reply call Forget() and
   // load again.
-  absl::StatusOr<std::string> LoadScript(const Script& script, absl::Time deadline);
+  absl::StatusOr<std::string> LoadScript(const Script& script,
+                                         absl::Time deadline);
   void ForgetScript(const Script& script);
 
   // PING with the given deadline: OK only when Redis answers PONG.

@@ -15,9 +15,10 @@ namespace aqueduct::server {
 // clients raise it: a Rescore response where all 5000 screenings changed
 // carries 5000 full results.
 // `credentials` unset = plaintext (tests, development).
-std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
-                                           std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
-                                           int max_receive_bytes = 4 << 20);
+std::shared_ptr<grpc::Channel> PeerChannel(
+    const std::string& address,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+    int max_receive_bytes = 4 << 20);
 
 // What batch clients (re-scoring) accept per response.
 inline constexpr int kBatchMaxReceiveBytes = 64 << 20;

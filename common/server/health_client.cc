@@ -24,7 +24,8 @@ absl::StatusOr<bool> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   grpc::GenericStub stub(channel);
   grpc::CompletionQueue cq;
   grpc::Status status;
-  auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
+  auto call =
+      stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
   call->StartCall();
   call->Finish(&response, &status, reinterpret_cast<void*>(1));
   void* tag = nullptr;
@@ -35,9 +36,11 @@ absl::StatusOr<bool> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   }
   if (!status.ok()) return ToAbslStatus(status);
   std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) return absl::InternalError("health: bad response");
+  if (!response.Dump(&slices).ok())
+    return absl::InternalError("health: bad response");
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const auto& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   // HealthCheckResponse { ServingStatus status = 1; } SERVING = 1.
   return bytes.size() >= 2 && bytes[0] == 0x08 && bytes[1] == 1;
 }

@@ -23,7 +23,8 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
       : method_(info->method() != nullptr ? info->method() : "?"),
         start_(absl::Now()) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -63,11 +64,14 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   runner->readiness_ = std::move(readiness);
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection)
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
-                           options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(),
+                           options.credentials != nullptr
+                               ? options.credentials
+                               : grpc::InsecureServerCredentials(),
                            &runner->port_);
   for (grpc::Service* s : services) builder.RegisterService(s);
   grpc::ResourceQuota quota("aqueduct");
@@ -79,44 +83,52 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   // destroyed per call (stack mmap/munmap, TLB shootdowns), and calls
   // refused with "Server Threadpool Exhausted" while exiting threads still
   // hold the quota. Threads stay instead, up to the quota.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, options.min_pollers);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, options.max_threads);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, options.min_pollers);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, options.max_threads);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // busy port and silently split its traffic; a busy port must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Mobile clients behind NATs send keepalive pings; accept them every 20 s
   // without data instead of the 5-minute default that would GOAWAY them.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                             20 * 1000 /*20 s*/);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      20 * 1000 /*20 s*/);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(std::make_unique<AccessLogFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   runner->server_ = builder.BuildAndStart();
   if (runner->server_ == nullptr || runner->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options.listen_address,
-        " (address in use or not local?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address,
+                     " (address in use or not local?)"));
   }
   if (!options.health_listen_address.empty()) {
     grpc::ServerBuilder health_builder;
     int health_port = 0;
-    health_builder.AddListeningPort(options.health_listen_address, grpc::InsecureServerCredentials(), &health_port);
+    health_builder.AddListeningPort(options.health_listen_address,
+                                    grpc::InsecureServerCredentials(),
+                                    &health_port);
     health_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     runner->health_server_ = health_builder.BuildAndStart();
     if (runner->health_server_ == nullptr || health_port == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.health_listen_address,
-                                                 " for health checks (address in use or not local?)"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options.health_listen_address,
+                       " for health checks (address in use or not local?)"));
     }
     runner->health_server_->GetHealthCheckService()->SetServingStatus(false);
     if (!options.health_port_file.empty()) {
       std::ofstream out(options.health_port_file + ".tmp");
       out << health_port << "\n";
       out.close();
-      std::rename((options.health_port_file + ".tmp").c_str(), options.health_port_file.c_str());
+      std::rename((options.health_port_file + ".tmp").c_str(),
+                  options.health_port_file.c_str());
     }
   }
   // Health starts NOT_SERVING until the first readiness check passes.
@@ -125,7 +137,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     std::ofstream out(options.port_file + ".tmp");
     out << runner->port_ << "\n";
     out.close();
-    std::rename((options.port_file + ".tmp").c_str(), options.port_file.c_str());
+    std::rename((options.port_file + ".tmp").c_str(),
+                options.port_file.c_str());
   }
   runner->CheckNow();
   runner->health_thread_ = std::thread([r = runner.get()] { r->HealthLoop(); });
@@ -146,7 +159,8 @@ void ServerRunner::SetServing(bool serving, const absl::Status& why) {
   known_ = true;
   serving_ = serving;
   server_->GetHealthCheckService()->SetServingStatus(serving);
-  if (health_server_ != nullptr) health_server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (health_server_ != nullptr)
+    health_server_->GetHealthCheckService()->SetServingStatus(serving);
   if (serving) {
     log::Info("health: SERVING");
   } else {
@@ -173,7 +187,8 @@ void ServerRunner::Shutdown() {
     if (server_ == nullptr) return;  // never started
     // Tell load balancers first, so new calls go elsewhere while we drain.
     server_->GetHealthCheckService()->Shutdown();
-    if (health_server_ != nullptr) health_server_->GetHealthCheckService()->Shutdown();
+    if (health_server_ != nullptr)
+      health_server_->GetHealthCheckService()->Shutdown();
   }
   stop_.Notify();
   if (health_thread_.joinable()) health_thread_.join();
@@ -188,7 +203,9 @@ void ServerRunner::Shutdown() {
   log::Info("stopped");
 }
 
-void ConfigureProcess() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
+void ConfigureProcess() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
 
 void BlockTerminationSignals() {
   sigset_t set;

@@ -85,7 +85,8 @@ class ServerRunner {
 
   ServerOptions options_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<grpc::Server> health_server_;  // optional plaintext health-only listener
+  std::unique_ptr<grpc::Server>
+      health_server_;  // optional plaintext health-only listener
   ReadinessCheck readiness_;
   int port_ = 0;
   absl::Notification stop_;

@@ -8,34 +8,47 @@
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 
-ABSL_FLAG(std::string, tls_cert, aqueduct::config::EnvOr("AQUEDUCT_TLS_CERT", ""),
+ABSL_FLAG(std::string, tls_cert,
+          aqueduct::config::EnvOr("AQUEDUCT_TLS_CERT", ""),
           "This process's TLS certificate chain (PEM). Env AQUEDUCT_TLS_CERT.");
 ABSL_FLAG(std::string, tls_key, aqueduct::config::EnvOr("AQUEDUCT_TLS_KEY", ""),
           "Its private key (PEM). Env AQUEDUCT_TLS_KEY.");
 ABSL_FLAG(std::string, tls_ca, aqueduct::config::EnvOr("AQUEDUCT_TLS_CA", ""),
-          "The CA certificate peers' certificates are checked against (PEM). Env AQUEDUCT_TLS_CA.");
-ABSL_FLAG(bool, insecure_plaintext, aqueduct::config::EnvOr("AQUEDUCT_INSECURE_PLAINTEXT", "") == "1",
-          "DEVELOPMENT ONLY: no TLS; tokens and health data cross the network in the clear. Env "
+          "The CA certificate peers' certificates are checked against (PEM). "
+          "Env AQUEDUCT_TLS_CA.");
+ABSL_FLAG(bool, insecure_plaintext,
+          aqueduct::config::EnvOr("AQUEDUCT_INSECURE_PLAINTEXT", "") == "1",
+          "DEVELOPMENT ONLY: no TLS; tokens and health data cross the network "
+          "in the clear. Env "
           "AQUEDUCT_INSECURE_PLAINTEXT=1.");
 
-ABSL_FLAG(std::string, health_listen, aqueduct::config::EnvOr("AQUEDUCT_HEALTH_LISTEN", ""),
-          "Also serve grpc.health.v1.Health alone, in plaintext, on this host:port (for probes that "
+ABSL_FLAG(std::string, health_listen,
+          aqueduct::config::EnvOr("AQUEDUCT_HEALTH_LISTEN", ""),
+          "Also serve grpc.health.v1.Health alone, in plaintext, on this "
+          "host:port (for probes that "
           "cannot speak TLS; no data, no tokens). Env AQUEDUCT_HEALTH_LISTEN.");
 
 namespace aqueduct::server {
 
-std::string HealthListenFromFlags() { return absl::GetFlag(FLAGS_health_listen); }
+std::string HealthListenFromFlags() {
+  return absl::GetFlag(FLAGS_health_listen);
+}
 
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": is required (or --insecure_plaintext for development)"));
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": is required (or --insecure_plaintext for development)"));
   std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  if (!in)
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read ", path));
   std::stringstream text;
   text << in.rdbuf();
   if (text.str().find("-----BEGIN") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not PEM"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " is not PEM"));
   }
   return text.str();
 }
@@ -43,13 +56,16 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
 }  // namespace
 
 TlsConfig TlsConfigFromFlags() {
-  return {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca),
-          absl::GetFlag(FLAGS_insecure_plaintext)};
+  return {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+          absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_insecure_plaintext)};
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(const TlsConfig& config) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const TlsConfig& config) {
   if (config.insecure_plaintext) {
-    log::Warn("INSECURE: serving PLAINTEXT (--insecure_plaintext); development only, never with real data");
+    log::Warn(
+        "INSECURE: serving PLAINTEXT (--insecure_plaintext); development only, "
+        "never with real data");
     return grpc::InsecureServerCredentials();
   }
   auto cert = ReadPem(config.cert_file, "--tls_cert");
@@ -58,13 +74,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(co
   for (const auto* s : {&cert, &key, &ca}) {
     if (!s->ok()) return s->status();
   }
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_root_certs = *ca;
   options.pem_key_cert_pairs.push_back({*key, *cert});
   return grpc::SslServerCredentials(options);
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(const TlsConfig& config) {
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const TlsConfig& config) {
   if (config.insecure_plaintext) return grpc::InsecureChannelCredentials();
   auto ca = ReadPem(config.ca_file, "--tls_ca");
   if (!ca.ok()) return ca.status();

@@ -38,11 +38,13 @@ std::string HealthListenFromFlags();
 // certificate against the CA. INVALID_ARGUMENT names the missing or
 // unreadable file; plaintext (insecure_plaintext) is logged as a warning
 // every start.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(const TlsConfig& config);
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const TlsConfig& config);
 
 // Channel credentials to a peer: TLS verifying the server against the CA,
 // presenting our certificate when cert and key are set (mutual TLS).
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(const TlsConfig& config);
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const TlsConfig& config);
 
 }  // namespace aqueduct::server
 

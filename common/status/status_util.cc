@@ -1,7 +1,7 @@
 #include "common/status/status_util.h"
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace aqueduct {
 

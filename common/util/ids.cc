@@ -2,8 +2,8 @@
 
 #include <random>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
@@ -50,8 +50,8 @@ absl::Status ValidateIdSegment(absl::string_view id, absl::string_view field) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
               c == '_';
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": id may contain only a-z, 0-9, '-' and '_'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": id may contain only a-z, 0-9, '-' and '_'"));
     }
   }
   return absl::OkStatus();

@@ -22,8 +22,8 @@ absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
   }
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
   if (parts.size() != 2 || parts[0] != collection) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": expected \"", collection, "/{id}\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": expected \"", collection, "/{id}\""));
   }
   if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
   return std::string(parts[1]);
@@ -49,8 +49,10 @@ absl::StatusOr<ScreeningName> ParseScreeningName(absl::string_view name,
   return ScreeningName{std::string(parts[1]), std::string(parts[3])};
 }
 
-absl::Status ValidateStateCode(absl::string_view code, absl::string_view field) {
-  if (code.size() != 2 || !absl::ascii_isupper(static_cast<unsigned char>(code[0])) ||
+absl::Status ValidateStateCode(absl::string_view code,
+                               absl::string_view field) {
+  if (code.size() != 2 ||
+      !absl::ascii_isupper(static_cast<unsigned char>(code[0])) ||
       !absl::ascii_isupper(static_cast<unsigned char>(code[1]))) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": expected a two-letter US state code such as \"FL\""));
@@ -62,7 +64,9 @@ std::string InUserNamespace(absl::string_view name, absl::string_view user) {
   constexpr absl::string_view kPrefix = "users/";
   if (!absl::StartsWith(name, kPrefix)) return std::string(name);
   const size_t end = name.find('/', kPrefix.size());
-  return absl::StrCat(kPrefix, user, end == absl::string_view::npos ? absl::string_view() : name.substr(end));
+  return absl::StrCat(
+      kPrefix, user,
+      end == absl::string_view::npos ? absl::string_view() : name.substr(end));
 }
 
 }  // namespace aqueduct

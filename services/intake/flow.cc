@@ -26,7 +26,8 @@ absl::StatusOr<Flow> ComputeFlow(
   options.initial_block_size = kScratch;
   google::protobuf::Arena arena(options);
   // Answers in catalog order, so results do not depend on map order.
-  auto* ordered = google::protobuf::Arena::Create<google::protobuf::RepeatedPtrField<common::v1::Answer>>(&arena);
+  auto* ordered = google::protobuf::Arena::Create<
+      google::protobuf::RepeatedPtrField<common::v1::Answer>>(&arena);
   for (const auto& info : catalog.instruments()) {
     for (const auto& item : info.items) {
       auto it = answers.find(item.def->id());
@@ -35,10 +36,12 @@ absl::StatusOr<Flow> ComputeFlow(
   }
   Flow flow;
   std::vector<Value> values(catalog.schema().size(), Value::Unknown());
-  auto* scores = google::protobuf::Arena::CreateMessage<scoring::v1::ScoringResult>(&arena);
+  auto* scores =
+      google::protobuf::Arena::CreateMessage<scoring::v1::ScoringResult>(
+          &arena);
   google::protobuf::RepeatedPtrField<std::string> none;
-  if (absl::Status s = catalog.ScoreInstruments(*ordered, none, sets, values.data(), scores,
-                                                &flow.inapplicable);
+  if (absl::Status s = catalog.ScoreInstruments(
+          *ordered, none, sets, values.data(), scores, &flow.inapplicable);
       !s.ok()) {
     return s;
   }
@@ -54,8 +57,9 @@ absl::StatusOr<Flow> ComputeFlow(
   bool ended = false;
   for (const auto& info : catalog.instruments()) {
     // (An empty expression holds: only a written one can end the flow.)
-    ended = ended || (!info.def->ends_flow_if().empty() &&
-                      info.ends_flow_if.Eval(values.data(), sets) == Truth::kTrue);
+    ended =
+        ended || (!info.def->ends_flow_if().empty() &&
+                  info.ends_flow_if.Eval(values.data(), sets) == Truth::kTrue);
   }
   auto any_answered = [&](const scoring::CatalogIndex::InstrumentInfo& info) {
     for (const auto& item : info.items) {
@@ -80,7 +84,8 @@ absl::StatusOr<Flow> ComputeFlow(
       if (!any_answered(info)) continue;
       flow.instruments.push_back(info.def->id());
       for (const auto& item : info.items) {
-        if (item.applies_if.Eval(values.data(), sets) != Truth::kFalse && answered(item.def->id())) {
+        if (item.applies_if.Eval(values.data(), sets) != Truth::kFalse &&
+            answered(item.def->id())) {
           ++flow.answered;
         }
       }

@@ -20,10 +20,11 @@ struct Flow {
     const scoring::CatalogIndex::InstrumentInfo* instrument;
     const scoring::v1::Item* item;
   };
-  std::vector<Ask> page;                       // the next items, one instrument
-  std::vector<std::string> instruments;        // instruments this screening asks
-  std::vector<std::string> missing_required;   // required, applicable, unanswered
-  std::vector<std::string> inapplicable;       // stored answers that no longer apply
+  std::vector<Ask> page;                 // the next items, one instrument
+  std::vector<std::string> instruments;  // instruments this screening asks
+  std::vector<std::string>
+      missing_required;                   // required, applicable, unanswered
+  std::vector<std::string> inapplicable;  // stored answers that no longer apply
   int answered = 0;   // applicable items answered (declining counts)
   int remaining = 0;  // applicable items not yet answered
 };

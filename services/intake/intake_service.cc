@@ -10,18 +10,22 @@
 namespace aqueduct::intake {
 
 template <class Request>
-absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContextBase& context, const char* rpc,
-                                               const Request& request,
-                                               std::string* (Request::*mutable_name)()) const {
-  auto who = auth::CheckCall(*authorizer_, context, absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc));
+absl::StatusOr<Request> IntakeServiceImpl::Own(
+    const grpc::ServerContextBase& context, const char* rpc,
+    const Request& request, std::string* (Request::*mutable_name)()) const {
+  auto who =
+      auth::CheckCall(*authorizer_, context,
+                      absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc));
   if (!who.ok()) return who.status();
   Request own = request;
   std::string* name = (own.*mutable_name)();
   const std::string moved = InUserNamespace(*name, who->subject);
-  if (absl::StartsWith(*name, "users/") && name->find('/', 6) == std::string::npos && moved != *name) {
+  if (absl::StartsWith(*name, "users/") &&
+      name->find('/', 6) == std::string::npos && moved != *name) {
     // A parent ("users/{user}") names whose screenings to start or list: only
     // one's own, whoever the other id is (so nothing is learnt about it).
-    return absl::PermissionDeniedError("parent: only your own users/{id} (the subject of your token)");
+    return absl::PermissionDeniedError(
+        "parent: only your own users/{id} (the subject of your token)");
   }
   *name = moved;  // a screening elsewhere answers like a missing one
   return own;
@@ -30,82 +34,99 @@ absl::StatusOr<Request> IntakeServiceImpl::Own(const grpc::ServerContextBase& co
 grpc::Status IntakeServiceImpl::StartScreening(
     grpc::ServerContext* context, const v1::StartScreeningRequest* request,
     v1::Screening* response) {
-  auto own = Own(*context, "StartScreening", *request, &v1::StartScreeningRequest::mutable_parent);
+  auto own = Own(*context, "StartScreening", *request,
+                 &v1::StartScreeningRequest::mutable_parent);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->StartScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->StartScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
 grpc::Status IntakeServiceImpl::GetScreening(
     grpc::ServerContext* context, const v1::GetScreeningRequest* request,
     v1::Screening* response) {
-  auto own = Own(*context, "GetScreening", *request, &v1::GetScreeningRequest::mutable_name);
+  auto own = Own(*context, "GetScreening", *request,
+                 &v1::GetScreeningRequest::mutable_name);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->GetScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->GetScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
 grpc::Status IntakeServiceImpl::GetNextItems(
     grpc::ServerContext* context, const v1::GetNextItemsRequest* request,
     v1::NextItems* response) {
-  auto own = Own(*context, "GetNextItems", *request, &v1::GetNextItemsRequest::mutable_name);
+  auto own = Own(*context, "GetNextItems", *request,
+                 &v1::GetNextItemsRequest::mutable_name);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->GetNextItems(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->GetNextItems(*own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
 grpc::ServerUnaryReactor* IntakeServiceImpl::SubmitAnswers(
-    grpc::CallbackServerContext* context, const v1::SubmitAnswersRequest* request,
+    grpc::CallbackServerContext* context,
+    const v1::SubmitAnswersRequest* request,
     v1::SubmitAnswersResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto own = Own(*context, "SubmitAnswers", *request, &v1::SubmitAnswersRequest::mutable_name);
+  auto own = Own(*context, "SubmitAnswers", *request,
+                 &v1::SubmitAnswersRequest::mutable_name);
   if (!own.ok()) {
     reactor->Finish(ToGrpcStatus(own.status()));
     return reactor;
   }
   // `response` lives until Finish; the owned request until `done` has run.
-  core_->SubmitAnswersAsync(std::make_shared<const v1::SubmitAnswersRequest>(std::move(*own)),
-                            server::RpcDeadline(*context, max_rpc_time_), submit_pool_,
-                            [reactor, response](absl::StatusOr<v1::SubmitAnswersResponse> reply) {
-                              reactor->Finish(ReplyFrom(std::move(reply), response));
-                            });
+  core_->SubmitAnswersAsync(
+      std::make_shared<const v1::SubmitAnswersRequest>(std::move(*own)),
+      server::RpcDeadline(*context, max_rpc_time_), submit_pool_,
+      [reactor, response](absl::StatusOr<v1::SubmitAnswersResponse> reply) {
+        reactor->Finish(ReplyFrom(std::move(reply), response));
+      });
   return reactor;
 }
 
 grpc::Status IntakeServiceImpl::CompleteScreening(
     grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
     v1::CompleteScreeningResponse* response) {
-  auto own = Own(*context, "CompleteScreening", *request, &v1::CompleteScreeningRequest::mutable_name);
+  auto own = Own(*context, "CompleteScreening", *request,
+                 &v1::CompleteScreeningRequest::mutable_name);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->CompleteScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(core_->CompleteScreening(
+                       *own, server::RpcDeadline(*context, max_rpc_time_)),
+                   response);
 }
 
-grpc::Status IntakeServiceImpl::AbandonScreening(grpc::ServerContext* context,
-                                                 const v1::AbandonScreeningRequest* request,
-                                                 v1::Screening* response) {
-  auto own = Own(*context, "AbandonScreening", *request, &v1::AbandonScreeningRequest::mutable_name);
+grpc::Status IntakeServiceImpl::AbandonScreening(
+    grpc::ServerContext* context, const v1::AbandonScreeningRequest* request,
+    v1::Screening* response) {
+  auto own = Own(*context, "AbandonScreening", *request,
+                 &v1::AbandonScreeningRequest::mutable_name);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->AbandonScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(core_->AbandonScreening(
+                       *own, server::RpcDeadline(*context, max_rpc_time_)),
+                   response);
 }
 
-grpc::Status IntakeServiceImpl::ListMyResults(grpc::ServerContext* context,
-                                              const v1::ListMyResultsRequest* request,
-                                              v1::ListMyResultsResponse* response) {
-  auto own = Own(*context, "ListMyResults", *request, &v1::ListMyResultsRequest::mutable_parent);
+grpc::Status IntakeServiceImpl::ListMyResults(
+    grpc::ServerContext* context, const v1::ListMyResultsRequest* request,
+    v1::ListMyResultsResponse* response) {
+  auto own = Own(*context, "ListMyResults", *request,
+                 &v1::ListMyResultsRequest::mutable_parent);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->ListMyResults(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->ListMyResults(*own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status IntakeServiceImpl::GetMyResult(grpc::ServerContext* context,
-                                            const v1::GetMyResultRequest* request,
-                                            v1::ScreeningResult* response) {
-  auto own = Own(*context, "GetMyResult", *request, &v1::GetMyResultRequest::mutable_name);
+grpc::Status IntakeServiceImpl::GetMyResult(
+    grpc::ServerContext* context, const v1::GetMyResultRequest* request,
+    v1::ScreeningResult* response) {
+  auto own = Own(*context, "GetMyResult", *request,
+                 &v1::GetMyResultRequest::mutable_name);
   if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->GetMyResult(*own, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->GetMyResult(*own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
 }  // namespace aqueduct::intake

@@ -18,14 +18,17 @@ namespace aqueduct::intake {
 // usual path blocks nowhere (IntakeCore::SubmitAnswersAsync), and what must
 // block runs on `submit_pool`, never on gRPC's threads.
 class IntakeServiceImpl final
-    : public v1::IntakeService::WithCallbackMethod_SubmitAnswers<v1::IntakeService::Service> {
+    : public v1::IntakeService::WithCallbackMethod_SubmitAnswers<
+          v1::IntakeService::Service> {
  public:
   // Every call is checked against the caller's token first (common/auth):
   // only the person screened calls intake, and only in their own namespace
   // (users/{their id}/...), so another person's screening answers exactly
   // like a missing one.
-  IntakeServiceImpl(IntakeCore* core, std::shared_ptr<const auth::Authorizer> authorizer,
-                    absl::Duration max_rpc_time, server::WorkerPool* submit_pool)
+  IntakeServiceImpl(IntakeCore* core,
+                    std::shared_ptr<const auth::Authorizer> authorizer,
+                    absl::Duration max_rpc_time,
+                    server::WorkerPool* submit_pool)
       : core_(core),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
@@ -40,19 +43,21 @@ class IntakeServiceImpl final
   grpc::Status GetNextItems(grpc::ServerContext* context,
                             const v1::GetNextItemsRequest* request,
                             v1::NextItems* response) override;
-  grpc::ServerUnaryReactor* SubmitAnswers(grpc::CallbackServerContext* context,
-                                          const v1::SubmitAnswersRequest* request,
-                                          v1::SubmitAnswersResponse* response) override;
-  grpc::Status CompleteScreening(grpc::ServerContext* context,
-                                 const v1::CompleteScreeningRequest* request,
-                                 v1::CompleteScreeningResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitAnswers(
+      grpc::CallbackServerContext* context,
+      const v1::SubmitAnswersRequest* request,
+      v1::SubmitAnswersResponse* response) override;
+  grpc::Status CompleteScreening(
+      grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
+      v1::CompleteScreeningResponse* response) override;
   grpc::Status AbandonScreening(grpc::ServerContext* context,
                                 const v1::AbandonScreeningRequest* request,
                                 v1::Screening* response) override;
   grpc::Status ListMyResults(grpc::ServerContext* context,
                              const v1::ListMyResultsRequest* request,
                              v1::ListMyResultsResponse* response) override;
-  grpc::Status GetMyResult(grpc::ServerContext* context, const v1::GetMyResultRequest* request,
+  grpc::Status GetMyResult(grpc::ServerContext* context,
+                           const v1::GetMyResultRequest* request,
                            v1::ScreeningResult* response) override;
 
  private:
@@ -61,7 +66,8 @@ class IntakeServiceImpl final
   // UNAUTHENTICATED, PERMISSION_DENIED (not a patient, or a parent
   // "users/{id}" that is not the caller's own).
   template <class Request>
-  absl::StatusOr<Request> Own(const grpc::ServerContextBase& context, const char* rpc, const Request& request,
+  absl::StatusOr<Request> Own(const grpc::ServerContextBase& context,
+                              const char* rpc, const Request& request,
                               std::string* (Request::*mutable_name)()) const;
 
   IntakeCore* core_;

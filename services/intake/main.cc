@@ -12,73 +12,98 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "absl/strings/str_cat.h"
 #include "common/auth/auth_flags.h"
-#include "common/server/tls.h"
 #include "common/config/config.h"
 #include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
 #include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
-#include "common/server/worker_pool.h"
 #include "common/server/channels.h"
 #include "common/server/server_runner.h"
+#include "common/server/tls.h"
+#include "common/server/worker_pool.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
 
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
-ABSL_FLAG(std::string, listen, EnvOr("AQUEDUCT_INTAKE_LISTEN", "127.0.0.1:7100"),
+ABSL_FLAG(std::string, listen,
+          EnvOr("AQUEDUCT_INTAKE_LISTEN", "127.0.0.1:7100"),
           "Address to serve on. Env AQUEDUCT_INTAKE_LISTEN.");
-ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port here once listening.");
 ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
           "Redis address, host:port or unix:/path. Env AQUEDUCT_REDIS.");
-ABSL_FLAG(std::string, scoring, EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101"),
+ABSL_FLAG(std::string, scoring,
+          EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101"),
           "Scoring service address. Env AQUEDUCT_SCORING_ADDR.");
-ABSL_FLAG(std::string, referral, EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102"),
+ABSL_FLAG(std::string, referral,
+          EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102"),
           "Referral service address. Env AQUEDUCT_REFERRAL_ADDR.");
-ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000),
+ABSL_FLAG(int64_t, redis_timeout_ms,
+          EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000),
           "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
-ABSL_FLAG(int64_t, peer_timeout_ms, EnvOrInt("AQUEDUCT_PEER_TIMEOUT_MS", 3000),
-          "Per-call timeout to scoring and referral. Env AQUEDUCT_PEER_TIMEOUT_MS.");
+ABSL_FLAG(
+    int64_t, peer_timeout_ms, EnvOrInt("AQUEDUCT_PEER_TIMEOUT_MS", 3000),
+    "Per-call timeout to scoring and referral. Env AQUEDUCT_PEER_TIMEOUT_MS.");
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
-ABSL_FLAG(int64_t, session_ttl_hours, EnvOrInt("AQUEDUCT_SESSION_TTL_HOURS", 72),
+ABSL_FLAG(int64_t, session_ttl_hours,
+          EnvOrInt("AQUEDUCT_SESSION_TTL_HOURS", 72),
           "Idle hours before an in-progress screening expires. Env "
           "AQUEDUCT_SESSION_TTL_HOURS.");
-ABSL_FLAG(int32_t, max_open_sessions, EnvOrInt("AQUEDUCT_MAX_OPEN_SESSIONS", 3),
-          "Open screenings a user may have at once. Env AQUEDUCT_MAX_OPEN_SESSIONS.");
-ABSL_FLAG(int64_t, handoff_retry_ms, EnvOrInt("AQUEDUCT_HANDOFF_RETRY_MS", 5000),
+ABSL_FLAG(
+    int32_t, max_open_sessions, EnvOrInt("AQUEDUCT_MAX_OPEN_SESSIONS", 3),
+    "Open screenings a user may have at once. Env AQUEDUCT_MAX_OPEN_SESSIONS.");
+ABSL_FLAG(int64_t, handoff_retry_ms,
+          EnvOrInt("AQUEDUCT_HANDOFF_RETRY_MS", 5000),
           "Delay before the outbox retries a hand-off to referral. Env "
           "AQUEDUCT_HANDOFF_RETRY_MS.");
-ABSL_FLAG(int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS", 0),
-          "Idle seconds before an in-progress screening expires; overrides "
-          "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
-ABSL_FLAG(int32_t, threads, 256, "Maximum threads serving calls, and Redis connections at most.");
-ABSL_FLAG(int32_t, start_limit_per_hour, EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR", 20),
-          "Screenings a person may start per hour (0 = no limit). Env AQUEDUCT_START_LIMIT_PER_HOUR.");
-ABSL_FLAG(int32_t, submit_limit_per_minute, EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
+ABSL_FLAG(
+    int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS", 0),
+    "Idle seconds before an in-progress screening expires; overrides "
+    "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
+ABSL_FLAG(int32_t, threads, 256,
+          "Maximum threads serving calls, and Redis connections at most.");
+ABSL_FLAG(int32_t, start_limit_per_hour,
+          EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR", 20),
+          "Screenings a person may start per hour (0 = no limit). Env "
+          "AQUEDUCT_START_LIMIT_PER_HOUR.");
+ABSL_FLAG(int32_t, submit_limit_per_minute,
+          EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
           "Answer submissions a person may make per minute (0 = no limit). Env "
           "AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE.");
-ABSL_FLAG(int32_t, submit_pool_threads, EnvOrInt("AQUEDUCT_SUBMIT_POOL_THREADS", 32),
-          "Threads for the SubmitAnswers work that must block (reading a session this replica has "
-          "not cached, starting over after a lost race); the usual page writes without one. Env "
+ABSL_FLAG(int32_t, submit_pool_threads,
+          EnvOrInt("AQUEDUCT_SUBMIT_POOL_THREADS", 32),
+          "Threads for the SubmitAnswers work that must block (reading a "
+          "session this replica has "
+          "not cached, starting over after a lost race); the usual page writes "
+          "without one. Env "
           "AQUEDUCT_SUBMIT_POOL_THREADS.");
-ABSL_FLAG(int32_t, submit_pool_queue, EnvOrInt("AQUEDUCT_SUBMIT_POOL_QUEUE", 1024),
-          "SubmitAnswers calls that may wait for a --submit_pool_threads thread; beyond it they are "
+ABSL_FLAG(int32_t, submit_pool_queue,
+          EnvOrInt("AQUEDUCT_SUBMIT_POOL_QUEUE", 1024),
+          "SubmitAnswers calls that may wait for a --submit_pool_threads "
+          "thread; beyond it they are "
           "answered UNAVAILABLE at once. Env AQUEDUCT_SUBMIT_POOL_QUEUE.");
-ABSL_FLAG(int32_t, session_cache_entries, EnvOrInt("AQUEDUCT_SESSION_CACHE_ENTRIES", 4096),
-          "In-progress sessions kept in memory as this replica wrote them, so the next page "
-          "skips one Redis read (0 = none; never a source of truth: writes are version-checked "
+ABSL_FLAG(int32_t, session_cache_entries,
+          EnvOrInt("AQUEDUCT_SESSION_CACHE_ENTRIES", 4096),
+          "In-progress sessions kept in memory as this replica wrote them, so "
+          "the next page "
+          "skips one Redis read (0 = none; never a source of truth: writes are "
+          "version-checked "
           "in Redis). Env AQUEDUCT_SESSION_CACHE_ENTRIES.");
 
 ABSL_FLAG(std::string, service_key, EnvOr("AQUEDUCT_SERVICE_KEY", ""),
-          "PEM private key intake signs its own short-lived tokens with (role service, subject "
-          "intake) when it calls scoring and referral; its public key must be in their --auth_keys "
+          "PEM private key intake signs its own short-lived tokens with (role "
+          "service, subject "
+          "intake) when it calls scoring and referral; its public key must be "
+          "in their --auth_keys "
           "(required). Env AQUEDUCT_SERVICE_KEY.");
-ABSL_FLAG(std::string, service_key_id, EnvOr("AQUEDUCT_SERVICE_KEY_ID", "intake"),
-          "Key id (kid) of --service_key, the file name of its public key in --auth_keys. Env "
+ABSL_FLAG(std::string, service_key_id,
+          EnvOr("AQUEDUCT_SERVICE_KEY_ID", "intake"),
+          "Key id (kid) of --service_key, the file name of its public key in "
+          "--auth_keys. Env "
           "AQUEDUCT_SERVICE_KEY_ID.");
 
 int main(int argc, char** argv) {
@@ -91,19 +116,23 @@ int main(int argc, char** argv) {
   log::Init("intake");
 
   auto endpoint = config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
-  auto scoring_ep = config::ParseEndpoint(absl::GetFlag(FLAGS_scoring), "--scoring");
-  auto referral_ep = config::ParseEndpoint(absl::GetFlag(FLAGS_referral), "--referral");
-  auto redis_timeout =
-      config::PositiveMillis(absl::GetFlag(FLAGS_redis_timeout_ms), "--redis_timeout_ms");
-  auto peer_timeout =
-      config::PositiveMillis(absl::GetFlag(FLAGS_peer_timeout_ms), "--peer_timeout_ms");
-  auto max_rpc = config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
+  auto scoring_ep =
+      config::ParseEndpoint(absl::GetFlag(FLAGS_scoring), "--scoring");
+  auto referral_ep =
+      config::ParseEndpoint(absl::GetFlag(FLAGS_referral), "--referral");
+  auto redis_timeout = config::PositiveMillis(
+      absl::GetFlag(FLAGS_redis_timeout_ms), "--redis_timeout_ms");
+  auto peer_timeout = config::PositiveMillis(
+      absl::GetFlag(FLAGS_peer_timeout_ms), "--peer_timeout_ms");
+  auto max_rpc =
+      config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
   auto ttl_hours = absl::GetFlag(FLAGS_session_ttl_hours);
   if (absl::Status bad = config::FirstError(
-          {endpoint.status(), scoring_ep.status(), referral_ep.status(), redis_timeout.status(),
-           peer_timeout.status(), max_rpc.status(),
+          {endpoint.status(), scoring_ep.status(), referral_ep.status(),
+           redis_timeout.status(), peer_timeout.status(), max_rpc.status(),
            ttl_hours > 0 ? absl::OkStatus()
-                         : absl::InvalidArgumentError("--session_ttl_hours: must be positive")});
+                         : absl::InvalidArgumentError(
+                               "--session_ttl_hours: must be positive")});
       !bad.ok()) {
     log::Error("bad configuration", {{"error", std::string(bad.message())}});
     return 2;
@@ -114,17 +143,24 @@ int main(int argc, char** argv) {
   // flag says otherwise.
   auto checks = aqueduct::auth::CallerChecksFromFlags();
   if (!checks.ok()) {
-    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(checks.status().message())}});
     return 2;
   }
   auto peer_credentials = aqueduct::server::ChannelCredentialsFor(checks->tls);
   if (!peer_credentials.ok()) {
-    log::Error("bad configuration", {{"error", std::string(peer_credentials.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(peer_credentials.status().message())}});
     return 2;
   }
-  const aqueduct::auth::VerifierConfig auth_config = aqueduct::auth::VerifierConfigFromFlags();
+  const aqueduct::auth::VerifierConfig auth_config =
+      aqueduct::auth::VerifierConfigFromFlags();
   if (absl::GetFlag(FLAGS_service_key).empty()) {
-    log::Error("bad configuration", {{"error", std::string("--service_key: is required (intake's own signing key)")}});
+    log::Error(
+        "bad configuration",
+        {{"error",
+          std::string(
+              "--service_key: is required (intake's own signing key)")}});
     return 2;
   }
   aqueduct::auth::Claims own;
@@ -132,31 +168,38 @@ int main(int argc, char** argv) {
   own.audience = auth_config.audience;
   own.subject = "intake";
   own.role = "service";
-  auto own_token = aqueduct::auth::MintingTokenSource::FromFile(absl::GetFlag(FLAGS_service_key),
-                                                               absl::GetFlag(FLAGS_service_key_id), own);
+  auto own_token = aqueduct::auth::MintingTokenSource::FromFile(
+      absl::GetFlag(FLAGS_service_key), absl::GetFlag(FLAGS_service_key_id),
+      own);
   if (!own_token.ok()) {
-    log::Error("bad configuration", {{"error", absl::StrCat("--service_key: ", own_token.status().message())}});
+    log::Error("bad configuration",
+               {{"error", absl::StrCat("--service_key: ",
+                                       own_token.status().message())}});
     return 2;
   }
 
   auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
   if (!redis_credentials.ok()) {
-    log::Error("bad configuration", {{"error", std::string(redis_credentials.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_credentials));
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads),
+      *redis_credentials));
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) {
-    log::Error("bad configuration", {{"error", std::string(data_keys.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(data_keys.status().message())}});
     return 2;
   }
   // SubmitAnswers writes over one non-blocking pipelined connection (the
   // same address, timeout and credentials): a page write holds no thread.
   aqueduct::redis::AsyncClient redis_async(aqueduct::redis::MakeOptions(
       *endpoint, *redis_timeout, 1, *redis_credentials));
-  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys, absl::Hours(24), &redis_async);
+  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys,
+                                            absl::Hours(24), &redis_async);
 
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();
@@ -169,49 +212,69 @@ int main(int argc, char** argv) {
 
   aqueduct::intake::CatalogHolder catalog;
   aqueduct::intake::IntakeConfig intake_config;
-  intake_config.session_ttl = absl::GetFlag(FLAGS_session_ttl_seconds) > 0
-                                   ? absl::Seconds(absl::GetFlag(FLAGS_session_ttl_seconds))
-                                   : absl::Hours(ttl_hours);
+  intake_config.session_ttl =
+      absl::GetFlag(FLAGS_session_ttl_seconds) > 0
+          ? absl::Seconds(absl::GetFlag(FLAGS_session_ttl_seconds))
+          : absl::Hours(ttl_hours);
   intake_config.max_open_sessions = absl::GetFlag(FLAGS_max_open_sessions);
-  intake_config.handoff_retry = absl::Milliseconds(absl::GetFlag(FLAGS_handoff_retry_ms));
-  intake_config.start_limit_per_hour = absl::GetFlag(FLAGS_start_limit_per_hour);
-  intake_config.submit_limit_per_minute = absl::GetFlag(FLAGS_submit_limit_per_minute);
-  if (intake_config.max_open_sessions < 1 || intake_config.handoff_retry <= absl::ZeroDuration()) {
-    log::Error("bad configuration",
-               {{"error", std::string("--max_open_sessions and --handoff_retry_ms must be positive")}});
+  intake_config.handoff_retry =
+      absl::Milliseconds(absl::GetFlag(FLAGS_handoff_retry_ms));
+  intake_config.start_limit_per_hour =
+      absl::GetFlag(FLAGS_start_limit_per_hour);
+  intake_config.submit_limit_per_minute =
+      absl::GetFlag(FLAGS_submit_limit_per_minute);
+  if (intake_config.max_open_sessions < 1 ||
+      intake_config.handoff_retry <= absl::ZeroDuration()) {
+    log::Error(
+        "bad configuration",
+        {{"error",
+          std::string(
+              "--max_open_sessions and --handoff_retry_ms must be positive")}});
     return 2;
   }
   if (absl::GetFlag(FLAGS_session_cache_entries) < 0) {
-    log::Error("bad configuration", {{"error", std::string("--session_cache_entries must be 0 or more")}});
+    log::Error(
+        "bad configuration",
+        {{"error", std::string("--session_cache_entries must be 0 or more")}});
     return 2;
   }
-  intake_config.session_cache_entries = static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
+  intake_config.session_cache_entries =
+      static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
-  if (absl::GetFlag(FLAGS_submit_pool_threads) < 1 || absl::GetFlag(FLAGS_submit_pool_queue) < 1) {
-    log::Error("bad configuration",
-               {{"error", std::string("--submit_pool_threads and --submit_pool_queue must be positive")}});
+  if (absl::GetFlag(FLAGS_submit_pool_threads) < 1 ||
+      absl::GetFlag(FLAGS_submit_pool_queue) < 1) {
+    log::Error(
+        "bad configuration",
+        {{"error", std::string("--submit_pool_threads and --submit_pool_queue "
+                               "must be positive")}});
     return 2;
   }
-  aqueduct::server::WorkerPool submit_pool(absl::GetFlag(FLAGS_submit_pool_threads),
-                                           static_cast<size_t>(absl::GetFlag(FLAGS_submit_pool_queue)));
-  aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer, *max_rpc, &submit_pool);
+  aqueduct::server::WorkerPool submit_pool(
+      absl::GetFlag(FLAGS_submit_pool_threads),
+      static_cast<size_t>(absl::GetFlag(FLAGS_submit_pool_queue)));
+  aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer,
+                                              *max_rpc, &submit_pool);
 
   // Load the catalog in the background, retrying until scoring answers.
   absl::Notification stop;
   std::thread catalog_loader([&] {
     int attempts = 0;
     while (!stop.HasBeenNotified()) {
-      absl::Status s = catalog.LoadFrom(scoring, absl::Now() + absl::Seconds(2));
+      absl::Status s =
+          catalog.LoadFrom(scoring, absl::Now() + absl::Seconds(2));
       if (s.ok()) {
-        log::Info("catalog loaded", {{"from", scoring.Describe()},
-                                     {"catalog_version", catalog.Get()->catalog->catalog().version()},
-                                     {"default_ruleset", catalog.Get()->default_ruleset}});
+        log::Info(
+            "catalog loaded",
+            {{"from", scoring.Describe()},
+             {"catalog_version", catalog.Get()->catalog->catalog().version()},
+             {"default_ruleset", catalog.Get()->default_ruleset}});
         return;
       }
       if (attempts++ % 10 == 0) {
         log::Warn("catalog not loaded yet; retrying every second",
-                  {{"from", scoring.Describe()}, {"error", std::string(s.message())}});
+                  {{"from", scoring.Describe()},
+                   {"error", std::string(s.message())}});
       }
       stop.WaitForNotificationWithTimeout(absl::Seconds(1));
     }
@@ -229,7 +292,8 @@ int main(int argc, char** argv) {
     wake = true;
   });
   std::thread outbox([&] {
-    const absl::Duration tick = std::min(absl::Seconds(1), intake_config.handoff_retry);
+    const absl::Duration tick =
+        std::min(absl::Seconds(1), intake_config.handoff_retry);
     while (!stop.HasBeenNotified()) {
       {
         absl::MutexLock lock(&wake_mu);
@@ -238,7 +302,8 @@ int main(int argc, char** argv) {
       }
       if (stop.HasBeenNotified()) break;
       if (catalog.Get() == nullptr) continue;
-      auto delivered = core.DeliverPendingHandoffs(50, absl::Now() + absl::Seconds(5));
+      auto delivered =
+          core.DeliverPendingHandoffs(50, absl::Now() + absl::Seconds(5));
       (void)delivered;  // failures are retried next tick; HandOff logs them
     }
   });
@@ -258,7 +323,8 @@ int main(int argc, char** argv) {
         return redis.Ping(absl::Now() + absl::Milliseconds(500));
       });
   if (!runner.ok()) {
-    log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    log::Error("cannot start",
+               {{"error", std::string(runner.status().message())}});
     stop.Notify();
     catalog_loader.join();
     outbox.join();

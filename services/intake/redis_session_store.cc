@@ -1,5 +1,8 @@
 #include "services/intake/redis_session_store.h"
 
+#include <algorithm>
+#include <functional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -10,23 +13,30 @@
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
 
-#include <algorithm>
-#include <functional>
-
 namespace aqueduct::intake {
 namespace {
 
 constexpr char kService[] = "intake";
 
-std::string SessionKey(const std::string& id) { return redis::Key(kService, id, "session"); }
-std::string OpenKey(const std::string& owner) { return redis::Key(kService, owner, "open"); }
+std::string SessionKey(const std::string& id) {
+  return redis::Key(kService, id, "session");
+}
+std::string OpenKey(const std::string& owner) {
+  return redis::Key(kService, owner, "open");
+}
 std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
-std::string RiskOutboxKey() { return redis::GlobalKey(kService, "risk-outbox"); }
-std::string ResultsKey(const std::string& owner) { return redis::Key(kService, owner, "results"); }
+std::string RiskOutboxKey() {
+  return redis::GlobalKey(kService, "risk-outbox");
+}
+std::string ResultsKey(const std::string& owner) {
+  return redis::Key(kService, owner, "results");
+}
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
-std::string RequestTag(const std::string& request_id) { return crypto::Sha256(request_id).substr(0, 8); }
+std::string RequestTag(const std::string& request_id) {
+  return crypto::Sha256(request_id).substr(0, 8);
+}
 
 // Whether `tags` (8 bytes each) holds `tag`.
 bool HasTag(absl::string_view tags, absl::string_view tag) {
@@ -103,12 +113,13 @@ return {'ok', nv}
 absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
     const std::string& user_id, const std::string& request_id,
     const std::string& proposed_id, absl::Time deadline) {
-  const std::string key = redis::Key(kService, OwnerOf(user_id), absl::StrCat("start:", request_id));
+  const std::string key = redis::Key(kService, OwnerOf(user_id),
+                                     absl::StrCat("start:", request_id));
   // SET NX GET is Redis 7: one round trip tells us who owns the request id.
-  auto reply = client_->Command(
-      {"SET", key, proposed_id, "NX", "GET", "PX",
-       absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_))},
-      deadline);
+  auto reply =
+      client_->Command({"SET", key, proposed_id, "NX", "GET", "PX",
+                        absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_))},
+                       deadline);
   if (!reply.ok()) return reply.status();
   if (reply->is_nil()) return proposed_id;  // we set it
   return reply->str;
@@ -118,30 +129,45 @@ namespace {
 
 // Parses the reply to HMGET v d r [a]; nullopt when the session is missing.
 // `open` unseals a field's value.
-using Opener = std::function<absl::StatusOr<std::string>(absl::string_view field, absl::string_view sealed)>;
-absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& screening_id,
-                                                          const redis::Reply& reply, const Opener& open) {
-  if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+using Opener = std::function<absl::StatusOr<std::string>(
+    absl::string_view field, absl::string_view sealed)>;
+absl::StatusOr<std::optional<StoredSession>> ParseSession(
+    const std::string& screening_id, const redis::Reply& reply,
+    const Opener& open) {
+  if (reply.is_error())
+    return absl::InternalError(absl::StrCat("redis: ", reply.str));
   const auto& fields = reply.elements;
-  if (fields.size() < 3 || fields[0].is_nil()) return std::optional<StoredSession>();
+  if (fields.size() < 3 || fields[0].is_nil())
+    return std::optional<StoredSession>();
   StoredSession s;
   // A completed session's record and answers are packed (common/compress)
   // since 2026-11-22; earlier values, and every in-progress record, read as
   // they are.
   auto sealed_record = open("d", fields[1].str);
-  auto record = sealed_record.ok() ? compress::Unpack(*sealed_record) : sealed_record;
-  if (!record.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", record.status().message()));
-  if (!absl::SimpleAtoi(fields[0].str, &s.version) || !s.record.ParseFromString(*record)) {
-    return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored record does not parse"));
+  auto record =
+      sealed_record.ok() ? compress::Unpack(*sealed_record) : sealed_record;
+  if (!record.ok())
+    return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
+                                            record.status().message()));
+  if (!absl::SimpleAtoi(fields[0].str, &s.version) ||
+      !s.record.ParseFromString(*record)) {
+    return absl::DataLossError(absl::StrCat("screening ", screening_id,
+                                            ": stored record does not parse"));
   }
   if (!fields[2].is_nil()) {
     storage::v1::ResultRecord result;
     auto sealed = open("r", fields[2].str);
-    if (!sealed.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", sealed.status().message()));
-    auto plain = compress::Unpack(*sealed);  // packed since 2026-11; earlier values read as they are
-    if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
+    if (!sealed.ok())
+      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
+                                              sealed.status().message()));
+    auto plain = compress::Unpack(
+        *sealed);  // packed since 2026-11; earlier values read as they are
+    if (!plain.ok())
+      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
+                                              plain.status().message()));
     if (!result.ParseFromString(*plain)) {
-      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored result does not parse"));
+      return absl::DataLossError(absl::StrCat(
+          "screening ", screening_id, ": stored result does not parse"));
     }
     s.result = std::move(result);
   }
@@ -149,19 +175,24 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
     // Completed: the answers live in field a only.
     scoring::v1::ScoreAnswersRequest packed;
     auto sealed_answers = open("a", fields[3].str);
-    auto plain = sealed_answers.ok() ? compress::Unpack(*sealed_answers) : sealed_answers;
-    if (!plain.ok()) return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ", plain.status().message()));
+    auto plain = sealed_answers.ok() ? compress::Unpack(*sealed_answers)
+                                     : sealed_answers;
+    if (!plain.ok())
+      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
+                                              plain.status().message()));
     if (!packed.ParseFromString(*plain)) {
-      return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers do not parse"));
+      return absl::DataLossError(absl::StrCat("screening ", screening_id,
+                                              ": stored answers do not parse"));
     }
     if (!packed.packed_answers().empty()) {
       // The packed form (what intake writes now); a plain answer list is the
       // earlier layout.
       std::vector<std::string> administered;
-      if (absl::Status st = scoring::packed::Unpack(packed.packed_answers(), packed.mutable_answers(),
-                                                    &administered);
+      if (absl::Status st = scoring::packed::Unpack(
+              packed.packed_answers(), packed.mutable_answers(), &administered);
           !st.ok()) {
-        return absl::DataLossError(absl::StrCat("screening ", screening_id, ": stored answers: ", st.message()));
+        return absl::DataLossError(absl::StrCat(
+            "screening ", screening_id, ": stored answers: ", st.message()));
       }
     }
     auto* answers = s.record.mutable_answers();
@@ -173,18 +204,21 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(const std::string& scr
   return std::optional<StoredSession>(std::move(s));
 }
 
-std::vector<std::string> SessionFields(const std::string& screening_id, bool answers = true) {
+std::vector<std::string> SessionFields(const std::string& screening_id,
+                                       bool answers = true) {
   if (!answers) return {"HMGET", SessionKey(screening_id), "v", "d", "r"};
   return {"HMGET", SessionKey(screening_id), "v", "d", "r", "a"};
 }
 
 }  // namespace
 
-std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& record) {
+std::string RedisSessionStore::PackAnswers(
+    const storage::v1::SessionRecord& record) {
   std::vector<const common::v1::Answer*> answers;
   answers.reserve(record.answers_size());
   for (const auto& [id, answer] : record.answers()) answers.push_back(&answer);
-  std::vector<absl::string_view> administered(record.instruments().begin(), record.instruments().end());
+  std::vector<absl::string_view> administered(record.instruments().begin(),
+                                              record.instruments().end());
   // Pack sorts, so the same answers always give the same bytes.
   auto packed_answers = scoring::packed::Pack(answers, administered);
   scoring::v1::ScoreAnswersRequest packed;
@@ -195,53 +229,73 @@ std::string RedisSessionStore::PackAnswers(const storage::v1::SessionRecord& rec
   // An item id without "<instrument>." cannot be packed (answers are checked
   // against the catalog, whose ids all have it): keep the plain list, which
   // scoring reads too and rejects with the item named.
-  for (const auto* answer : answers) *packed.mutable_answers()->add_answers() = *answer;
+  for (const auto* answer : answers)
+    *packed.mutable_answers()->add_answers() = *answer;
   auto* list = packed.mutable_answers()->mutable_answers();
-  std::sort(list->begin(), list->end(), [](const auto& a, const auto& b) { return a.item_id() < b.item_id(); });
-  for (const auto& id : record.instruments()) packed.add_administered_instruments(id);
+  std::sort(list->begin(), list->end(), [](const auto& a, const auto& b) {
+    return a.item_id() < b.item_id();
+  });
+  for (const auto& id : record.instruments())
+    packed.add_administered_instruments(id);
   return packed.SerializeAsString();
 }
 
-std::string RedisSessionStore::SealField(const std::string& screening_id, absl::string_view field,
+std::string RedisSessionStore::SealField(const std::string& screening_id,
+                                         absl::string_view field,
                                          absl::string_view value) const {
   return keys_->Seal(value, absl::StrCat(SessionKey(screening_id), "#", field));
 }
 
-absl::StatusOr<std::string> RedisSessionStore::OpenField(const std::string& screening_id, absl::string_view field,
-                                                       absl::string_view sealed) const {
-  return keys_->Open(sealed, absl::StrCat(SessionKey(screening_id), "#", field));
+absl::StatusOr<std::string> RedisSessionStore::OpenField(
+    const std::string& screening_id, absl::string_view field,
+    absl::string_view sealed) const {
+  return keys_->Open(sealed,
+                     absl::StrCat(SessionKey(screening_id), "#", field));
 }
 
-std::vector<std::vector<std::string>> RedisSessionStore::CountCommands(const std::string& user_id,
-                                                                       const std::string& what, int64_t window,
-                                                                       absl::Duration ttl) const {
+std::vector<std::vector<std::string>> RedisSessionStore::CountCommands(
+    const std::string& user_id, const std::string& what, int64_t window,
+    absl::Duration ttl) const {
   // aq:intake:{user}:rate:<what>:<window>; NX keeps the first expiry.
-  const std::string key = redis::Key(kService, OwnerOf(user_id), absl::StrCat("rate:", what, ":", window));
-  return {{"INCR", key}, {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}};
+  const std::string key = redis::Key(kService, OwnerOf(user_id),
+                                     absl::StrCat("rate:", what, ":", window));
+  return {{"INCR", key},
+          {"PEXPIRE", key, absl::StrCat(absl::ToInt64Milliseconds(ttl)), "NX"}};
 }
 
 namespace {
 
-absl::StatusOr<int64_t> CountFrom(absl::StatusOr<std::vector<redis::Reply>> replies) {
+absl::StatusOr<int64_t> CountFrom(
+    absl::StatusOr<std::vector<redis::Reply>> replies) {
   if (!replies.ok()) return replies.status();
-  if ((*replies)[0].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[0].str));
+  if ((*replies)[0].is_error())
+    return absl::InternalError(absl::StrCat("redis: ", (*replies)[0].str));
   return (*replies)[0].integer;
 }
 
 }  // namespace
 
-absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(const std::string& user_id, const std::string& what,
-                                                        int64_t window, absl::Duration ttl, absl::Time deadline) {
-  return CountFrom(client_->Pipeline(CountCommands(user_id, what, window, ttl), deadline));
+absl::StatusOr<int64_t> RedisSessionStore::CountInWindow(
+    const std::string& user_id, const std::string& what, int64_t window,
+    absl::Duration ttl, absl::Time deadline) {
+  return CountFrom(
+      client_->Pipeline(CountCommands(user_id, what, window, ttl), deadline));
 }
 
-void RedisSessionStore::CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
-                                           absl::Duration ttl, absl::Time deadline, CountDone done) {
-  if (async_ == nullptr) return SessionStore::CountInWindowAsync(user_id, what, window, ttl, deadline, std::move(done));
-  async_->Pipeline(CountCommands(user_id, what, window, ttl), deadline,
-                   [done = std::move(done)](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-                     std::move(done)(CountFrom(std::move(replies)));
-                   });
+void RedisSessionStore::CountInWindowAsync(const std::string& user_id,
+                                           const std::string& what,
+                                           int64_t window, absl::Duration ttl,
+                                           absl::Time deadline,
+                                           CountDone done) {
+  if (async_ == nullptr)
+    return SessionStore::CountInWindowAsync(user_id, what, window, ttl,
+                                            deadline, std::move(done));
+  async_->Pipeline(
+      CountCommands(user_id, what, window, ttl), deadline,
+      [done = std::move(done)](
+          absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+        std::move(done)(CountFrom(std::move(replies)));
+      });
 }
 
 absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
@@ -256,14 +310,16 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
   auto reply = client_->Command(command, deadline);
   if (!reply.ok()) return reply.status();
   Read out;
-  auto session = ParseSession(screening_id, *reply, [&](absl::string_view f, absl::string_view v) {
-    return OpenField(screening_id, f, v);
-  });
+  auto session = ParseSession(screening_id, *reply,
+                              [&](absl::string_view f, absl::string_view v) {
+                                return OpenField(screening_id, f, v);
+                              });
   if (!session.ok()) return session.status();
   out.session = std::move(*session);
   if (request_id.empty() || !out.session.has_value()) return out;
   const auto& fields = reply->elements;
-  if (fields.size() != 6) return absl::InternalError("session read: unexpected reply");
+  if (fields.size() != 6)
+    return absl::InternalError("session read: unexpected reply");
   const std::string tag = RequestTag(request_id);
   if (!fields[4].is_nil() && fields[4].str == tag) {
     out.applied = SessionStore::Applied::kLatest;
@@ -273,37 +329,42 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
   return out;
 }
 
-absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::ReadMany(
-    const std::vector<std::string>& screening_ids, bool answers, absl::Time deadline) {
+absl::StatusOr<std::vector<std::optional<StoredSession>>>
+RedisSessionStore::ReadMany(const std::vector<std::string>& screening_ids,
+                            bool answers, absl::Time deadline) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(screening_ids.size());
-  for (const auto& id : screening_ids) commands.push_back(SessionFields(id, answers));
+  for (const auto& id : screening_ids)
+    commands.push_back(SessionFields(id, answers));
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
   std::vector<std::optional<StoredSession>> out;
   out.reserve(screening_ids.size());
   for (size_t i = 0; i < replies->size(); ++i) {
-    auto session = ParseSession(screening_ids[i], (*replies)[i], [&](absl::string_view f, absl::string_view v) {
-      return OpenField(screening_ids[i], f, v);
-    });
+    auto session = ParseSession(screening_ids[i], (*replies)[i],
+                                [&](absl::string_view f, absl::string_view v) {
+                                  return OpenField(screening_ids[i], f, v);
+                                });
     if (!session.ok()) return session.status();
     out.push_back(std::move(*session));
   }
   return out;
 }
 
-absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetMany(
-    const std::vector<std::string>& screening_ids, absl::Time deadline) {
+absl::StatusOr<std::vector<std::optional<StoredSession>>>
+RedisSessionStore::GetMany(const std::vector<std::string>& screening_ids,
+                           absl::Time deadline) {
   return ReadMany(screening_ids, /*answers=*/true, deadline);
 }
 
-absl::StatusOr<std::vector<std::optional<StoredSession>>> RedisSessionStore::GetManyWithoutAnswers(
+absl::StatusOr<std::vector<std::optional<StoredSession>>>
+RedisSessionStore::GetManyWithoutAnswers(
     const std::vector<std::string>& screening_ids, absl::Time deadline) {
   return ReadMany(screening_ids, /*answers=*/false, deadline);
 }
 
-RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string& screening_id,
-                                                               const WriteRequest& request) const {
+RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
+    const std::string& screening_id, const WriteRequest& request) const {
   // A completed session keeps its answers in field a, in the form scoring
   // takes, so re-scoring forwards them without decoding the record. What a
   // completed session keeps for good (record, answers, result) is packed
@@ -323,46 +384,67 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string
     // The digest (~80 B) is not packed: packing saved 5 B of it for a
     // compression per completion and an unpacking per re-scoring read.
     // Reads unpack anyway (values written packed on 2026-11-22 read too).
-    digest = SealField(screening_id, "s", scoring::DigestOf(request.result->scoring()).SerializeAsString());
-    result = SealField(screening_id, "r", compress::Pack(request.result->SerializeAsString()));
+    digest = SealField(
+        screening_id, "s",
+        scoring::DigestOf(request.result->scoring()).SerializeAsString());
+    result = SealField(screening_id, "r",
+                       compress::Pack(request.result->SerializeAsString()));
   }
   if (!packed.empty()) packed = SealField(screening_id, "a", packed);
-  std::vector<std::string> eval = {"EVALSHA", "", "1", SessionKey(screening_id),
-                                   absl::StrCat(request.expected_version), SealField(screening_id, "d", record),
-                                   absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
-                                   RequestTag(request.request_id), result, packed, digest};
+  std::vector<std::string> eval = {
+      "EVALSHA",
+      "",
+      "1",
+      SessionKey(screening_id),
+      absl::StrCat(request.expected_version),
+      SealField(screening_id, "d", record),
+      absl::StrCat(absl::ToInt64Milliseconds(request.ttl)),
+      RequestTag(request.request_id),
+      result,
+      packed,
+      digest};
   WriteBatch batch;
-  const bool indexes = request.index_completion.has_value() || request.touch_open_slot_until_ms > 0 ||
+  const bool indexes = request.index_completion.has_value() ||
+                       request.touch_open_slot_until_ms > 0 ||
                        request.remove_handoff || request.release_open_slot ||
                        request.queue_early_risk.has_value();
-  const std::string owner = indexes ? OwnerOf(request.record.user_id()) : std::string();
+  const std::string owner =
+      indexes ? OwnerOf(request.record.user_id()) : std::string();
   if (request.index_completion.has_value()) {
     // Ahead of the write (see WriteRequest::index_completion). The completed
     // index holds the screening id alone (re-scoring needs no more; until
     // 2026-11-22 "<owner>/<screening>", which reads the same): 32 B less
     // per screening in an index that is never trimmed.
-    const std::string at = absl::StrCat(request.index_completion->complete_time_ms);
+    const std::string at =
+        absl::StrCat(request.index_completion->complete_time_ms);
     batch.commands.push_back({"ZADD", ResultsKey(owner), at, screening_id});
-    batch.commands.push_back({"ZADD", redis::GlobalKey(kService, "completed"), at, screening_id});
-    batch.commands.push_back({"ZADD", OutboxKey(), absl::StrCat(request.index_completion->handoff_due_ms),
-                              absl::StrCat(owner, "/", screening_id)});
+    batch.commands.push_back(
+        {"ZADD", redis::GlobalKey(kService, "completed"), at, screening_id});
+    batch.commands.push_back(
+        {"ZADD", OutboxKey(),
+         absl::StrCat(request.index_completion->handoff_due_ms),
+         absl::StrCat(owner, "/", screening_id)});
   }
   if (request.queue_early_risk.has_value()) {
     // Due at once (score 0 sorts first): the worker delivers it on its next
     // tick. Ahead of the write, as the completion's indexes are.
-    batch.commands.push_back({"ZADD", RiskOutboxKey(), "NX", "0",
-                              absl::StrCat(owner, "/", screening_id, "/", static_cast<int>(*request.queue_early_risk))});
+    batch.commands.push_back(
+        {"ZADD", RiskOutboxKey(), "NX", "0",
+         absl::StrCat(owner, "/", screening_id, "/",
+                      static_cast<int>(*request.queue_early_risk))});
   }
   batch.script = batch.commands.size();
   batch.commands.push_back(std::move(eval));
   if (request.touch_open_slot_until_ms > 0) {
     // In the same round trip: idempotent (XX only moves an existing slot's
     // expiry), so harmless when the write itself is refused.
-    batch.commands.push_back({"ZADD", OpenKey(owner), "XX", absl::StrCat(request.touch_open_slot_until_ms),
+    batch.commands.push_back({"ZADD", OpenKey(owner), "XX",
+                              absl::StrCat(request.touch_open_slot_until_ms),
                               screening_id});
   }
   if (request.remove_handoff) {
-    batch.commands.push_back({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)});
+    batch.commands.push_back(
+        {"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)});
   }
   if (request.release_open_slot) {
     batch.commands.push_back({"ZREM", OpenKey(owner), screening_id});
@@ -372,18 +454,22 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(const std::string
 
 absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::ParseWriteReplies(
     std::vector<redis::Reply>& replies, size_t script) {
-  if (script >= replies.size()) return absl::InternalError("session write: unexpected replies");
+  if (script >= replies.size())
+    return absl::InternalError("session write: unexpected replies");
   redis::Reply& reply = replies[script];
   if (reply.is_error() && absl::StartsWith(reply.str, "NOSCRIPT")) {
-    return absl::NotFoundError(reply.str);  // Redis restarted: load again, retry
+    return absl::NotFoundError(
+        reply.str);  // Redis restarted: load again, retry
   }
   // An error in the index updates riding along fails the call rather than
   // passing unseen (in practice a Redis refusing writes, which refuses the
   // script as well).
   for (size_t i = 0; i < replies.size(); ++i) {
-    if (i != script && replies[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
+    if (i != script && replies[i].is_error())
+      return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
   }
-  if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+  if (reply.is_error())
+    return absl::InternalError(absl::StrCat("redis: ", reply.str));
   const auto& el = reply.elements;
   if (reply.type != redis::Reply::Type::kArray || el.empty()) {
     return absl::InternalError("session write: unexpected script reply");
@@ -440,11 +526,15 @@ struct RedisSessionStore::AsyncWrite {
   int attempt = 0;
 };
 
-void RedisSessionStore::WriteAsync(const std::string& screening_id, const WriteRequest& request,
+void RedisSessionStore::WriteAsync(const std::string& screening_id,
+                                   const WriteRequest& request,
                                    absl::Time deadline, WriteDone done) {
-  if (async_ == nullptr) return SessionStore::WriteAsync(screening_id, request, deadline, std::move(done));
+  if (async_ == nullptr)
+    return SessionStore::WriteAsync(screening_id, request, deadline,
+                                    std::move(done));
   if (request.request_id.empty()) {
-    return std::move(done)(absl::InternalError("session write without a request id"));
+    return std::move(done)(
+        absl::InternalError("session write without a request id"));
   }
   auto write = std::make_shared<AsyncWrite>();
   write->batch = WriteCommands(screening_id, request);
@@ -458,25 +548,30 @@ void RedisSessionStore::WriteAsync(const std::string& screening_id, const WriteR
 // the two again.
 void RedisSessionStore::SendWrite(std::shared_ptr<AsyncWrite> write) {
   const absl::Time deadline = write->deadline;
-  async_->LoadScript(WriteScript(), deadline, [this, write](absl::StatusOr<std::string> sha) mutable {
-    if (!sha.ok()) return std::move(write->done)(sha.status());
-    write->batch.commands[write->batch.script][1] = *sha;
-    // The commands are kept for a retry after NOSCRIPT: sent as a copy.
-    async_->Pipeline(write->batch.commands, write->deadline,
-                     [this, write](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-                       if (!replies.ok()) return std::move(write->done)(replies.status());
-                       auto outcome = ParseWriteReplies(*replies, write->batch.script);
-                       if (outcome.status().code() != absl::StatusCode::kNotFound) {
-                         return std::move(write->done)(std::move(outcome));
-                       }
-                       if (++write->attempt >= 2) {
-                         return std::move(write->done)(
-                             absl::UnavailableError("redis: the script cache keeps being flushed"));
-                       }
-                       redis::AsyncClient::ForgetScript(WriteScript());
-                       SendWrite(std::move(write));
-                     });
-  });
+  async_->LoadScript(
+      WriteScript(), deadline,
+      [this, write](absl::StatusOr<std::string> sha) mutable {
+        if (!sha.ok()) return std::move(write->done)(sha.status());
+        write->batch.commands[write->batch.script][1] = *sha;
+        // The commands are kept for a retry after NOSCRIPT: sent as a copy.
+        async_->Pipeline(
+            write->batch.commands, write->deadline,
+            [this,
+             write](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+              if (!replies.ok())
+                return std::move(write->done)(replies.status());
+              auto outcome = ParseWriteReplies(*replies, write->batch.script);
+              if (outcome.status().code() != absl::StatusCode::kNotFound) {
+                return std::move(write->done)(std::move(outcome));
+              }
+              if (++write->attempt >= 2) {
+                return std::move(write->done)(absl::UnavailableError(
+                    "redis: the script cache keeps being flushed"));
+              }
+              redis::AsyncClient::ForgetScript(WriteScript());
+              SendWrite(std::move(write));
+            });
+      });
 }
 
 namespace {
@@ -508,13 +603,12 @@ return due
 
 }  // namespace
 
-absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(const std::string& user_id,
-                                                        const std::string& screening_id,
-                                                        int64_t expire_time_ms, int limit,
-                                                        int64_t now_ms, absl::Time deadline) {
+absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(
+    const std::string& user_id, const std::string& screening_id,
+    int64_t expire_time_ms, int limit, int64_t now_ms, absl::Time deadline) {
   auto r = client_->Eval(ReserveScript(), {OpenKey(OwnerOf(user_id))},
-                         {absl::StrCat(now_ms), absl::StrCat(expire_time_ms), screening_id,
-                          absl::StrCat(limit)},
+                         {absl::StrCat(now_ms), absl::StrCat(expire_time_ms),
+                          screening_id, absl::StrCat(limit)},
                          deadline);
   if (!r.ok()) return r.status();
   return r->integer == 1;
@@ -523,30 +617,37 @@ absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(const std::string& user_
 absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
                                                 const std::string& screening_id,
                                                 absl::Time deadline) {
-  return client_->Command({"ZREM", OpenKey(OwnerOf(user_id)), screening_id}, deadline).status();
+  return client_
+      ->Command({"ZREM", OpenKey(OwnerOf(user_id)), screening_id}, deadline)
+      .status();
 }
 
-absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListResults(
-    const std::string& user_id, int64_t before_ms, const std::string& before_id, int limit,
-    absl::Time deadline) {
+absl::StatusOr<std::vector<SessionStore::IndexEntry>>
+RedisSessionStore::ListResults(const std::string& user_id, int64_t before_ms,
+                               const std::string& before_id, int limit,
+                               absl::Time deadline) {
   std::vector<IndexEntry> out;
   const std::string max = before_id.empty() ? "+inf" : absl::StrCat(before_ms);
   int offset = 0;
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto r = client_->Command({"ZREVRANGEBYSCORE", ResultsKey(OwnerOf(user_id)), max, "-inf", "WITHSCORES",
-                               "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
-                              deadline);
+    auto r = client_->Command(
+        {"ZREVRANGEBYSCORE", ResultsKey(OwnerOf(user_id)), max, "-inf",
+         "WITHSCORES", "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
+        deadline);
     if (!r.ok()) return r.status();
     const auto& el = r->elements;
-    for (size_t i = 0; i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
+    for (size_t i = 0;
+         i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
       IndexEntry e;
       e.screening_id = el[i].str;
       if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms)) {
         return absl::InternalError("results index: score does not parse");
       }
       // Ties on time are ordered by id, descending (ZREVRANGEBYSCORE).
-      if (!before_id.empty() && e.time_ms == before_ms && e.screening_id >= before_id) continue;
+      if (!before_id.empty() && e.time_ms == before_ms &&
+          e.screening_id >= before_id)
+        continue;
       out.push_back(std::move(e));
     }
     offset += static_cast<int>(el.size() / 2);
@@ -555,21 +656,26 @@ absl::StatusOr<std::vector<SessionStore::IndexEntry>> RedisSessionStore::ListRes
   return out;
 }
 
-absl::StatusOr<std::vector<SessionStore::RiskEntry>> RedisSessionStore::ClaimDueRiskEntries(
-    int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) {
-  auto r = client_->Eval(ClaimScript(), {RiskOutboxKey()},
-                         {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)}, deadline);
+absl::StatusOr<std::vector<SessionStore::RiskEntry>>
+RedisSessionStore::ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms,
+                                       int limit, absl::Time deadline) {
+  auto r = client_->Eval(
+      ClaimScript(), {RiskOutboxKey()},
+      {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
+      deadline);
   if (!r.ok()) return r.status();
   std::vector<RiskEntry> out;
   for (const auto& e : r->elements) {
     std::vector<std::string> parts = absl::StrSplit(e.str, '/');
     int route = 0;
-    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &route) || !common::v1::Route_IsValid(route)) {
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &route) ||
+        !common::v1::Route_IsValid(route)) {
       // Not an entry this code writes: drop it rather than claim it forever.
       (void)client_->Command({"ZREM", RiskOutboxKey(), e.str}, deadline);
       continue;
     }
-    out.push_back(RiskEntry{parts[0], parts[1], static_cast<common::v1::Route>(route), e.str});
+    out.push_back(RiskEntry{parts[0], parts[1],
+                            static_cast<common::v1::Route>(route), e.str});
   }
   return out;
 }
@@ -590,29 +696,35 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 
 }  // namespace
 
-absl::Status RedisSessionStore::KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
+absl::Status RedisSessionStore::KeepSession(const std::string& screening_id,
+                                            bool keep, absl::Duration ttl,
                                             absl::Time deadline) {
   return client_
       ->Eval(KeepScript(), {SessionKey(screening_id)},
-             {keep ? "1" : "0", absl::StrCat(absl::ToInt64Milliseconds(ttl))}, deadline)
+             {keep ? "1" : "0", absl::StrCat(absl::ToInt64Milliseconds(ttl))},
+             deadline)
       .status();
 }
 
-absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member, absl::Time deadline) {
+absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
+                                                absl::Time deadline) {
   return client_->Command({"ZREM", RiskOutboxKey(), member}, deadline).status();
 }
 
-absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::ClaimDueHandoffs(
-    int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) {
-  auto r = client_->Eval(ClaimScript(), {OutboxKey()},
-                         {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
-                         deadline);
+absl::StatusOr<std::vector<SessionStore::HandoffEntry>>
+RedisSessionStore::ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms, int limit,
+                                    absl::Time deadline) {
+  auto r = client_->Eval(
+      ClaimScript(), {OutboxKey()},
+      {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
+      deadline);
   if (!r.ok()) return r.status();
   std::vector<HandoffEntry> out;
   for (const auto& e : r->elements) {
     size_t slash = e.str.find('/');
     if (slash == std::string::npos) continue;
-    out.push_back(HandoffEntry{e.str.substr(0, slash), e.str.substr(slash + 1)});
+    out.push_back(
+        HandoffEntry{e.str.substr(0, slash), e.str.substr(slash + 1)});
   }
   return out;
 }
@@ -620,38 +732,49 @@ absl::StatusOr<std::vector<SessionStore::HandoffEntry>> RedisSessionStore::Claim
 absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
-  return client_->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)}, deadline)
+  return client_
+      ->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)},
+                deadline)
       .status();
 }
 
-absl::StatusOr<int64_t> RedisSessionStore::CountCompleted(int64_t from_ms, int64_t to_ms,
-                                                         absl::Time deadline) {
-  auto r = client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"), absl::StrCat(from_ms),
-                             absl::StrCat(to_ms)},
+absl::StatusOr<int64_t> RedisSessionStore::CountCompleted(int64_t from_ms,
+                                                          int64_t to_ms,
+                                                          absl::Time deadline) {
+  auto r = client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"),
+                             absl::StrCat(from_ms), absl::StrCat(to_ms)},
                             deadline);
   if (!r.ok()) return r.status();
   return r->integer;
 }
 
-absl::StatusOr<std::vector<SessionStore::CompletedEntry>> RedisSessionStore::ScanCompleted(
-    int64_t from_ms, int64_t to_ms, int64_t after_ms, const std::string& after_member, int limit,
-    absl::Time deadline) {
+absl::StatusOr<std::vector<SessionStore::CompletedEntry>>
+RedisSessionStore::ScanCompleted(int64_t from_ms, int64_t to_ms,
+                                 int64_t after_ms,
+                                 const std::string& after_member, int limit,
+                                 absl::Time deadline) {
   std::vector<CompletedEntry> out;
-  const int64_t start = after_member.empty() ? from_ms : std::max(from_ms, after_ms);
+  const int64_t start =
+      after_member.empty() ? from_ms : std::max(from_ms, after_ms);
   int offset = 0;
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto r = client_->Command({"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
-                               absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES", "LIMIT",
-                               absl::StrCat(offset), absl::StrCat(want)},
-                              deadline);
+    auto r = client_->Command(
+        {"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
+         absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES", "LIMIT",
+         absl::StrCat(offset), absl::StrCat(want)},
+        deadline);
     if (!r.ok()) return r.status();
     const auto& el = r->elements;
-    for (size_t i = 0; i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
+    for (size_t i = 0;
+         i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
       CompletedEntry e;
       e.member = el[i].str;
-      if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms)) return absl::InternalError("completed index: bad score");
-      if (!after_member.empty() && e.time_ms == after_ms && e.member <= after_member) continue;
+      if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms))
+        return absl::InternalError("completed index: bad score");
+      if (!after_member.empty() && e.time_ms == after_ms &&
+          e.member <= after_member)
+        continue;
       const size_t slash = e.member.find('/');
       if (slash == std::string::npos) {
         e.screening_id = e.member;
@@ -674,7 +797,8 @@ namespace {
 // original's, field s. Puts it back so readers always see a whole outcome.
 void FillUnchangedDigests(std::vector<SessionStore::ForRescore>& read) {
   for (auto& r : read) {
-    if (r.completed && r.outcome.has_value() && !r.outcome->changed() && !r.outcome->has_digest()) {
+    if (r.completed && r.outcome.has_value() && !r.outcome->changed() &&
+        !r.outcome->has_digest()) {
       *r.outcome->mutable_digest() = r.before;
     }
   }
@@ -682,9 +806,10 @@ void FillUnchangedDigests(std::vector<SessionStore::ForRescore>& read) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadForRescore(
-    const std::vector<std::string>& screening_ids, const std::string& ruleset_version,
-    absl::Time deadline) {
+absl::StatusOr<std::vector<SessionStore::ForRescore>>
+RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
+                                  const std::string& ruleset_version,
+                                  absl::Time deadline) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(screening_ids.size());
   const std::string outcome_field = absl::StrCat("o:", ruleset_version);
@@ -694,17 +819,22 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
   std::vector<ForRescore> out(screening_ids.size());
-  std::vector<size_t> older;  // completed before answers moved to field a (or not completed)
+  std::vector<size_t>
+      older;  // completed before answers moved to field a (or not completed)
   for (size_t i = 0; i < replies->size(); ++i) {
     auto& f = (*replies)[i].elements;
-    if ((*replies)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
-    if (f.size() != 3) return absl::InternalError("re-scoring read: unexpected reply");
+    if ((*replies)[i].is_error())
+      return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
+    if (f.size() != 3)
+      return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
       storage::v1::RescoreOutcome o;
       auto sealed = OpenField(screening_ids[i], outcome_field, f[2].str);
-      auto plain = sealed.ok() ? compress::Unpack(*sealed) : sealed;  // one stored unpacked reads as it is
+      auto plain = sealed.ok() ? compress::Unpack(*sealed)
+                               : sealed;  // one stored unpacked reads as it is
       if (!plain.ok() || !o.ParseFromString(*plain)) {
-        return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored outcome does not parse"));
+        return absl::DataLossError(absl::StrCat(
+            "screening ", screening_ids[i], ": stored outcome does not parse"));
       }
       out[i].outcome = std::move(o);
     }
@@ -713,11 +843,16 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
       continue;
     }
     auto sealed_digest = OpenField(screening_ids[i], "s", f[1].str);
-    auto before = sealed_digest.ok() ? compress::Unpack(*sealed_digest) : sealed_digest;
+    auto before =
+        sealed_digest.ok() ? compress::Unpack(*sealed_digest) : sealed_digest;
     auto sealed_answers = OpenField(screening_ids[i], "a", f[0].str);
-    auto packed = sealed_answers.ok() ? compress::Unpack(*sealed_answers) : sealed_answers;
-    if (!before.ok() || !packed.ok() || !out[i].before.ParseFromString(*before)) {
-      return absl::DataLossError(absl::StrCat("screening ", screening_ids[i], ": stored digest or answers do not open"));
+    auto packed = sealed_answers.ok() ? compress::Unpack(*sealed_answers)
+                                      : sealed_answers;
+    if (!before.ok() || !packed.ok() ||
+        !out[i].before.ParseFromString(*before)) {
+      return absl::DataLossError(
+          absl::StrCat("screening ", screening_ids[i],
+                       ": stored digest or answers do not open"));
     }
     out[i].packed_request = *std::move(packed);
     out[i].completed = true;
@@ -733,7 +868,9 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
   if (!sessions.ok()) return sessions.status();
   for (size_t k = 0; k < older.size(); ++k) {
     const auto& s = (*sessions)[k];
-    if (!s.has_value() || s->record.state() != v1::COMPLETED || !s->result.has_value()) continue;
+    if (!s.has_value() || s->record.state() != v1::COMPLETED ||
+        !s->result.has_value())
+      continue;
     ForRescore& r = out[older[k]];
     r.packed_request = PackAnswers(s->record);
     r.before = scoring::DigestOf(s->result->scoring());
@@ -744,7 +881,8 @@ absl::StatusOr<std::vector<SessionStore::ForRescore>> RedisSessionStore::ReadFor
 }
 
 absl::Status RedisSessionStore::PutOutcomes(
-    const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
+    const std::vector<
+        std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
     const std::string& ruleset_version, absl::Time deadline) {
   if (outcomes.empty()) return absl::OkStatus();
   std::vector<std::vector<std::string>> commands;
@@ -767,31 +905,37 @@ absl::Status RedisSessionStore::PutOutcomes(
       slim.set_time_ms(record->time_ms());
       plain = slim.SerializeAsString();
     }
-    commands.push_back({"HSETNX", SessionKey(id), field, SealField(id, field, plain)});
+    commands.push_back(
+        {"HSETNX", SessionKey(id), field, SealField(id, field, plain)});
   }
   auto replies = client_->Pipeline(commands, deadline);
   if (!replies.ok()) return replies.status();
   for (const auto& r : *replies) {
-    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+    if (r.is_error())
+      return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> RedisSessionStore::GetCheckpoint(
-    const std::string& job, absl::Time deadline) {
-  auto r = client_->Command({"GET", redis::Key("rescore", job, "checkpoint")}, deadline);
+absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
+RedisSessionStore::GetCheckpoint(const std::string& job, absl::Time deadline) {
+  auto r = client_->Command({"GET", redis::Key("rescore", job, "checkpoint")},
+                            deadline);
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
   storage::v1::RescoreCheckpoint c;
-  if (!c.ParseFromString(r->str)) return absl::DataLossError("checkpoint does not parse");
+  if (!c.ParseFromString(r->str))
+    return absl::DataLossError("checkpoint does not parse");
   return std::optional<storage::v1::RescoreCheckpoint>(std::move(c));
 }
 
-absl::Status RedisSessionStore::PutCheckpoint(const std::string& job,
-                                              const storage::v1::RescoreCheckpoint& checkpoint,
-                                              absl::Time deadline) {
-  return client_->Command({"SET", redis::Key("rescore", job, "checkpoint"), checkpoint.SerializeAsString()},
-                          deadline)
+absl::Status RedisSessionStore::PutCheckpoint(
+    const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
+    absl::Time deadline) {
+  return client_
+      ->Command({"SET", redis::Key("rescore", job, "checkpoint"),
+                 checkpoint.SerializeAsString()},
+                deadline)
       .status();
 }
 

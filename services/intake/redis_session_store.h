@@ -1,9 +1,9 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_REDIS_SESSION_STORE_H_
 #define AQUEDUCT_SERVICES_INTAKE_REDIS_SESSION_STORE_H_
 
+#include "common/crypto/data_keys.h"
 #include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
-#include "common/crypto/data_keys.h"
 #include "services/intake/session_store.h"
 
 namespace aqueduct::intake {
@@ -44,14 +44,17 @@ class RedisSessionStore : public SessionStore {
   // `async`, if given, carries WriteAsync and CountInWindowAsync (without
   // it they block, on the caller's thread); it must outlive the store.
   RedisSessionStore(redis::Client* client, const crypto::DataKeys* keys,
-                    absl::Duration reply_ttl = absl::Hours(24), redis::AsyncClient* async = nullptr)
+                    absl::Duration reply_ttl = absl::Hours(24),
+                    redis::AsyncClient* async = nullptr)
       : client_(client), async_(async), keys_(keys), reply_ttl_(reply_ttl) {}
 
   // A value sealed as this store seals field `field` of a session (seeding
   // tools write exactly what intake writes).
-  std::string SealField(const std::string& screening_id, absl::string_view field, absl::string_view value) const;
+  std::string SealField(const std::string& screening_id,
+                        absl::string_view field, absl::string_view value) const;
   // The reverse: a stored value opened (tests check what is stored).
-  absl::StatusOr<std::string> OpenField(const std::string& screening_id, absl::string_view field,
+  absl::StatusOr<std::string> OpenField(const std::string& screening_id,
+                                        absl::string_view field,
                                         absl::string_view sealed) const;
 
   absl::StatusOr<std::string> ClaimStartRequest(const std::string& user_id,
@@ -61,50 +64,63 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<Read> Get(const std::string& screening_id,
                            const std::string& request_id,
                            absl::Time deadline) override;
-  std::string OwnerOf(const std::string& user_id) const override { return keys_->Pseudonym(user_id); }
-  absl::StatusOr<int64_t> CountInWindow(const std::string& user_id, const std::string& what, int64_t window,
-                                        absl::Duration ttl, absl::Time deadline) override;
+  std::string OwnerOf(const std::string& user_id) const override {
+    return keys_->Pseudonym(user_id);
+  }
+  absl::StatusOr<int64_t> CountInWindow(const std::string& user_id,
+                                        const std::string& what, int64_t window,
+                                        absl::Duration ttl,
+                                        absl::Time deadline) override;
   absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
                                      const WriteRequest& request,
                                      absl::Time deadline) override;
-  void WriteAsync(const std::string& screening_id, const WriteRequest& request, absl::Time deadline,
-                  WriteDone done) override;
-  void CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
-                          absl::Duration ttl, absl::Time deadline, CountDone done) override;
+  void WriteAsync(const std::string& screening_id, const WriteRequest& request,
+                  absl::Time deadline, WriteDone done) override;
+  void CountInWindowAsync(const std::string& user_id, const std::string& what,
+                          int64_t window, absl::Duration ttl,
+                          absl::Time deadline, CountDone done) override;
   absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
                                        const std::string& screening_id,
-                                       int64_t expire_time_ms, int limit, int64_t now_ms,
+                                       int64_t expire_time_ms, int limit,
+                                       int64_t now_ms,
                                        absl::Time deadline) override;
-  absl::Status ReleaseOpenSlot(const std::string& user_id, const std::string& screening_id,
+  absl::Status ReleaseOpenSlot(const std::string& user_id,
+                               const std::string& screening_id,
                                absl::Time deadline) override;
-  absl::StatusOr<std::vector<IndexEntry>> ListResults(const std::string& user_id,
-                                                      int64_t before_ms,
-                                                      const std::string& before_id, int limit,
-                                                      absl::Time deadline) override;
-  absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms,
-                                                             int limit,
-                                                             absl::Time deadline) override;
-  absl::Status RemoveHandoff(const std::string& owner, const std::string& screening_id,
+  absl::StatusOr<std::vector<IndexEntry>> ListResults(
+      const std::string& user_id, int64_t before_ms,
+      const std::string& before_id, int limit, absl::Time deadline) override;
+  absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(
+      int64_t now_ms, int64_t retry_ms, int limit,
+      absl::Time deadline) override;
+  absl::Status RemoveHandoff(const std::string& owner,
+                             const std::string& screening_id,
                              absl::Time deadline) override;
-  absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms, int limit,
-                                                             absl::Time deadline) override;
-  absl::Status RemoveRiskEntry(const std::string& member, absl::Time deadline) override;
-  absl::Status KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
-                           absl::Time deadline) override;
-  absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms, absl::Time deadline) override;
-  absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(int64_t from_ms, int64_t to_ms,
-                                                            int64_t after_ms,
-                                                            const std::string& after_member, int limit,
-                                                            absl::Time deadline) override;
-  absl::StatusOr<std::vector<ForRescore>> ReadForRescore(const std::vector<std::string>& screening_ids,
-                                                         const std::string& ruleset_version,
-                                                         absl::Time deadline) override;
-  absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(const std::vector<std::string>& screening_ids,
-                                                                    absl::Time deadline) override;
-  absl::StatusOr<std::vector<std::optional<StoredSession>>> GetManyWithoutAnswers(
-      const std::vector<std::string>& screening_ids, absl::Time deadline) override;
-  absl::Status PutOutcomes(const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
-                           const std::string& ruleset_version, absl::Time deadline) override;
+  absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(
+      int64_t now_ms, int64_t retry_ms, int limit,
+      absl::Time deadline) override;
+  absl::Status RemoveRiskEntry(const std::string& member,
+                               absl::Time deadline) override;
+  absl::Status KeepSession(const std::string& screening_id, bool keep,
+                           absl::Duration ttl, absl::Time deadline) override;
+  absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,
+                                         absl::Time deadline) override;
+  absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(
+      int64_t from_ms, int64_t to_ms, int64_t after_ms,
+      const std::string& after_member, int limit, absl::Time deadline) override;
+  absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
+      const std::vector<std::string>& screening_ids,
+      const std::string& ruleset_version, absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
+      const std::vector<std::string>& screening_ids,
+      absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::optional<StoredSession>>>
+  GetManyWithoutAnswers(const std::vector<std::string>& screening_ids,
+                        absl::Time deadline) override;
+  absl::Status PutOutcomes(
+      const std::vector<
+          std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
+      const std::string& ruleset_version, absl::Time deadline) override;
 
   // A completed screening's answers as stored in field a: a serialized
   // ScoreAnswersRequest whose packed_answers hold the answers and the
@@ -114,12 +130,14 @@ class RedisSessionStore : public SessionStore {
   static std::string PackAnswers(const storage::v1::SessionRecord& record);
   absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
       const std::string& job, absl::Time deadline) override;
-  absl::Status PutCheckpoint(const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
+  absl::Status PutCheckpoint(const std::string& job,
+                             const storage::v1::RescoreCheckpoint& checkpoint,
                              absl::Time deadline) override;
 
  private:
-  absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(const std::vector<std::string>& screening_ids,
-                                                                     bool answers, absl::Time deadline);
+  absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(
+      const std::vector<std::string>& screening_ids, bool answers,
+      absl::Time deadline);
   // The write's commands: the completion's indexes (if any), the write
   // script (EVALSHA, its sha left empty: filled in per attempt), then the
   // index updates riding after it.
@@ -127,16 +145,19 @@ class RedisSessionStore : public SessionStore {
     std::vector<std::vector<std::string>> commands;
     size_t script = 0;  // which command is the write script
   };
-  WriteBatch WriteCommands(const std::string& screening_id, const WriteRequest& request) const;
+  WriteBatch WriteCommands(const std::string& screening_id,
+                           const WriteRequest& request) const;
   // A shared state of one asynchronous write (redis_session_store.cc).
   struct AsyncWrite;
   void SendWrite(std::shared_ptr<AsyncWrite> write);
   // The outcome the write script's replies give; NOT_FOUND: NOSCRIPT (load
   // the script again and retry).
-  static absl::StatusOr<WriteOutcome> ParseWriteReplies(std::vector<redis::Reply>& replies, size_t script);
+  static absl::StatusOr<WriteOutcome> ParseWriteReplies(
+      std::vector<redis::Reply>& replies, size_t script);
   // The rate-limit counter's key and its commands.
-  std::vector<std::vector<std::string>> CountCommands(const std::string& user_id, const std::string& what,
-                                                      int64_t window, absl::Duration ttl) const;
+  std::vector<std::vector<std::string>> CountCommands(
+      const std::string& user_id, const std::string& what, int64_t window,
+      absl::Duration ttl) const;
   redis::Client* client_;
   redis::AsyncClient* async_;
   const crypto::DataKeys* keys_;

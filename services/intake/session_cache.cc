@@ -7,7 +7,8 @@
 namespace aqueduct::intake {
 
 SessionCache::SessionCache(size_t max_entries)
-    : per_shard_(max_entries == 0 ? 0 : (max_entries + kShards - 1) / kShards) {}
+    : per_shard_(max_entries == 0 ? 0 : (max_entries + kShards - 1) / kShards) {
+}
 
 SessionCache::Shard& SessionCache::ShardOf(const std::string& screening_id) {
   // The hash's top bits: a flat_hash_map takes its control bytes from the
@@ -17,7 +18,8 @@ SessionCache::Shard& SessionCache::ShardOf(const std::string& screening_id) {
   return shards_[static_cast<size_t>(h >> 60) % kShards];
 }
 
-std::optional<StoredSession> SessionCache::Take(const std::string& screening_id, int64_t version) {
+std::optional<StoredSession> SessionCache::Take(const std::string& screening_id,
+                                                int64_t version) {
   if (per_shard_ == 0) return std::nullopt;
   Shard& shard = ShardOf(screening_id);
   absl::MutexLock lock(&shard.mu);
@@ -38,7 +40,8 @@ void SessionCache::Put(const std::string& screening_id, StoredSession session) {
     it->second = std::move(session);
     return;
   }
-  if (shard.entries.size() >= per_shard_) shard.entries.erase(shard.entries.begin());
+  if (shard.entries.size() >= per_shard_)
+    shard.entries.erase(shard.entries.begin());
   shard.entries.emplace(screening_id, std::move(session));
 }
 

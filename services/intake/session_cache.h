@@ -34,7 +34,8 @@ class SessionCache {
 
   // Removes the entry for `screening_id` and returns it when it is at
   // `version`; nullopt otherwise (an entry at another version is dropped).
-  std::optional<StoredSession> Take(const std::string& screening_id, int64_t version);
+  std::optional<StoredSession> Take(const std::string& screening_id,
+                                    int64_t version);
   // Keeps `session` (at session.version) for `screening_id`, replacing any
   // entry it has.
   void Put(const std::string& screening_id, StoredSession session);

@@ -38,7 +38,7 @@ class SessionStore {
   enum class Applied { kNo, kLatest, kEarlier };
   struct Read {
     std::optional<StoredSession> session;  // nullopt: no such session
-    Applied applied = Applied::kNo;  // of `request_id`
+    Applied applied = Applied::kNo;        // of `request_id`
   };
   // The session and, when `request_id` is not empty, whether it was applied
   // already, in one round trip.
@@ -49,13 +49,17 @@ class SessionStore {
   // Counts one more `what` (e.g. "start") for the user in fixed window
   // number `window` and returns the count so far in it; the counter
   // expires after `ttl`. Per-user rate limits (OWASP API4).
-  virtual absl::StatusOr<int64_t> CountInWindow(const std::string& user_id, const std::string& what,
-                                                int64_t window, absl::Duration ttl, absl::Time deadline) = 0;
+  virtual absl::StatusOr<int64_t> CountInWindow(const std::string& user_id,
+                                                const std::string& what,
+                                                int64_t window,
+                                                absl::Duration ttl,
+                                                absl::Time deadline) = 0;
 
   struct WriteRequest {
     int64_t expected_version = 0;  // 0 = create (fails if it exists)
     storage::v1::SessionRecord record;
-    std::optional<storage::v1::ResultRecord> result;  // stored once, never rewritten
+    std::optional<storage::v1::ResultRecord>
+        result;              // stored once, never rewritten
     std::string request_id;  // required: a retry is never applied twice
     // When > 0, also moves the user's open-session slot for this screening
     // to expire then (in the same round trip).
@@ -98,9 +102,17 @@ class SessionStore {
   struct WriteOutcome {
     // kLatest / kApplied: the request id was applied already, as the
     // latest write / earlier (nothing written now).
-    enum class Kind { kWritten, kLatest, kApplied, kConflict, kMissing, kExists };
+    enum class Kind {
+      kWritten,
+      kLatest,
+      kApplied,
+      kConflict,
+      kMissing,
+      kExists
+    };
     Kind kind = Kind::kWritten;
-    int64_t version = 0;  // new version (kWritten) or current (kConflict, kExists)
+    int64_t version =
+        0;  // new version (kWritten) or current (kConflict, kExists)
   };
   // Atomically: applied-already check, version check, write, TTL.
   virtual absl::StatusOr<WriteOutcome> Write(const std::string& screening_id,
@@ -112,16 +124,18 @@ class SessionStore {
   // this one when nothing could be sent). `request` is read before the call
   // returns. A store with no non-blocking path runs the blocking call here.
   using WriteDone = absl::AnyInvocable<void(absl::StatusOr<WriteOutcome>) &&>;
-  virtual void WriteAsync(const std::string& screening_id, const WriteRequest& request,
-                          absl::Time deadline, WriteDone done) {
+  virtual void WriteAsync(const std::string& screening_id,
+                          const WriteRequest& request, absl::Time deadline,
+                          WriteDone done) {
     std::move(done)(Write(screening_id, request, deadline));
   }
   using CountDone = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
-  virtual void CountInWindowAsync(const std::string& user_id, const std::string& what, int64_t window,
-                                  absl::Duration ttl, absl::Time deadline, CountDone done) {
+  virtual void CountInWindowAsync(const std::string& user_id,
+                                  const std::string& what, int64_t window,
+                                  absl::Duration ttl, absl::Time deadline,
+                                  CountDone done) {
     std::move(done)(CountInWindow(user_id, what, window, ttl, deadline));
   }
-
 
   // Open-session accounting per user: reserves a slot for `screening_id`
   // (true), or false when the user already has `limit` open screenings.
@@ -129,8 +143,9 @@ class SessionStore {
   // no-op that succeeds.
   virtual absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
                                                const std::string& screening_id,
-                                               int64_t expire_time_ms, int limit,
-                                               int64_t now_ms, absl::Time deadline) = 0;
+                                               int64_t expire_time_ms,
+                                               int limit, int64_t now_ms,
+                                               absl::Time deadline) = 0;
   // (Activity moves an open screening's expiry with its write:
   // WriteRequest::touch_open_slot_until_ms.)
   // Frees the slot (completed or abandoned).
@@ -148,8 +163,8 @@ class SessionStore {
   // `before_id`) in (time desc, id desc) order; from the newest when
   // `before_id` is empty.
   virtual absl::StatusOr<std::vector<IndexEntry>> ListResults(
-      const std::string& user_id, int64_t before_ms, const std::string& before_id, int limit,
-      absl::Time deadline) = 0;
+      const std::string& user_id, int64_t before_ms,
+      const std::string& before_id, int limit, absl::Time deadline) = 0;
 
   // How the store names a user in key names and global indexes: a keyed
   // pseudonym, so a dump of the store does not list who was screened.
@@ -187,21 +202,24 @@ class SessionStore {
   // As ClaimDueHandoffs, for the risk outbox.
   virtual absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(
       int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
-  virtual absl::Status RemoveRiskEntry(const std::string& member, absl::Time deadline) = 0;
+  virtual absl::Status RemoveRiskEntry(const std::string& member,
+                                       absl::Time deadline) = 0;
   // Without a version change (a page's etag stays valid): `keep` makes an
   // unfinished session never expire (an early risk case is still owed);
   // otherwise it expires after `ttl` as any idle one does. A completed
   // session is never given an expiry.
-  virtual absl::Status KeepSession(const std::string& screening_id, bool keep, absl::Duration ttl,
-                                   absl::Time deadline) = 0;
+  virtual absl::Status KeepSession(const std::string& screening_id, bool keep,
+                                   absl::Duration ttl, absl::Time deadline) = 0;
 
   // Every completed screening by completion time (for batch re-scoring;
   // WriteRequest::index_completion writes it).
   struct CompletedEntry {
-    std::string owner;  // OwnerOf(user id); "" in entries written since 2026-11-22
+    std::string
+        owner;  // OwnerOf(user id); "" in entries written since 2026-11-22
     std::string screening_id;
     int64_t time_ms = 0;
-    std::string member;  // "<screening>" ("<owner>/<screening>" before 2026-11-22), the index position
+    std::string member;  // "<screening>" ("<owner>/<screening>" before
+                         // 2026-11-22), the index position
   };
   // How many completed screenings fall in [from_ms, to_ms].
   virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,
@@ -209,8 +227,8 @@ class SessionStore {
   // Up to `limit` entries with from_ms <= time <= to_ms strictly after
   // (after_ms, after_member), oldest first.
   virtual absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(
-      int64_t from_ms, int64_t to_ms, int64_t after_ms, const std::string& after_member, int limit,
-      absl::Time deadline) = 0;
+      int64_t from_ms, int64_t to_ms, int64_t after_ms,
+      const std::string& after_member, int limit, absl::Time deadline) = 0;
 
   // What re-scoring needs of many completed screenings, in one round trip
   // for screenings completed by this version of intake: the answers as
@@ -225,26 +243,28 @@ class SessionStore {
     std::optional<storage::v1::RescoreOutcome> outcome;
   };
   virtual absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
-      const std::vector<std::string>& screening_ids, const std::string& ruleset_version,
-      absl::Time deadline) = 0;
+      const std::vector<std::string>& screening_ids,
+      const std::string& ruleset_version, absl::Time deadline) = 0;
   // Many sessions in one round trip (nullopt where missing), as Get reads them.
   virtual absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
       const std::vector<std::string>& screening_ids, absl::Time deadline) = 0;
   // The same without reading a completed session's answers (the record and
   // result only): what a re-review case needs.
-  virtual absl::StatusOr<std::vector<std::optional<StoredSession>>> GetManyWithoutAnswers(
-      const std::vector<std::string>& screening_ids, absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::vector<std::optional<StoredSession>>>
+  GetManyWithoutAnswers(const std::vector<std::string>& screening_ids,
+                        absl::Time deadline) = 0;
   // Stores re-scoring outcomes next to the original result, write-once per
   // ruleset version (the original and earlier outcomes are never rewritten).
   virtual absl::Status PutOutcomes(
-      const std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
+      const std::vector<
+          std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
       const std::string& ruleset_version, absl::Time deadline) = 0;
 
-  virtual absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
-      const std::string& job, absl::Time deadline) = 0;
-  virtual absl::Status PutCheckpoint(const std::string& job,
-                                     const storage::v1::RescoreCheckpoint& checkpoint,
-                                     absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
+  GetCheckpoint(const std::string& job, absl::Time deadline) = 0;
+  virtual absl::Status PutCheckpoint(
+      const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
+      absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake

@@ -5,7 +5,8 @@
 namespace aqueduct::referral {
 
 bool Clinician::LicensedIn(const std::string& state) const {
-  return std::find(licensed_states.begin(), licensed_states.end(), state) != licensed_states.end();
+  return std::find(licensed_states.begin(), licensed_states.end(), state) !=
+         licensed_states.end();
 }
 
 }  // namespace aqueduct::referral

@@ -2,47 +2,55 @@
 // SIGTERM/SIGINT. Starts even when Redis is down: health stays NOT_SERVING
 // and names the Redis address until it answers.
 
+#include <algorithm>
 #include <memory>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-
-#include <algorithm>
-#include <thread>
 #include "common/auth/auth_flags.h"
-#include "common/server/tls.h"
 #include "common/config/config.h"
 #include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
 #include "common/server/server_runner.h"
+#include "common/server/tls.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_service.h"
 
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
-ABSL_FLAG(std::string, listen, EnvOr("AQUEDUCT_REFERRAL_LISTEN", "127.0.0.1:7102"),
+ABSL_FLAG(std::string, listen,
+          EnvOr("AQUEDUCT_REFERRAL_LISTEN", "127.0.0.1:7102"),
           "Address to serve on. Env AQUEDUCT_REFERRAL_LISTEN.");
-ABSL_FLAG(std::string, port_file, "", "Write the bound port here once listening.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port here once listening.");
 ABSL_FLAG(std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
           "Redis address, host:port or unix:/path. Env AQUEDUCT_REDIS.");
-ABSL_FLAG(int64_t, redis_timeout_ms, EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000),
+ABSL_FLAG(int64_t, redis_timeout_ms,
+          EnvOrInt("AQUEDUCT_REDIS_TIMEOUT_MS", 1000),
           "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
 ABSL_FLAG(int32_t, threads, 256,
-          "Maximum threads serving calls (each watching portal holds one), and Redis connections at most.");
-ABSL_FLAG(int64_t, overdue_after_ms, EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
+          "Maximum threads serving calls (each watching portal holds one), and "
+          "Redis connections at most.");
+ABSL_FLAG(int64_t, overdue_after_ms,
+          EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
           "Urgent cases not claimed within this time are marked overdue. Env "
           "AQUEDUCT_OVERDUE_AFTER_MS.");
-ABSL_FLAG(int64_t, default_lease_ms, EnvOrInt("AQUEDUCT_DEFAULT_LEASE_MS", 10 * 60 * 1000),
-          "Claim lease when the request gives none. Env AQUEDUCT_DEFAULT_LEASE_MS.");
-ABSL_FLAG(int64_t, sweep_interval_ms, EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
-          "How often expired leases and overdue cases are swept. Env AQUEDUCT_SWEEP_INTERVAL_MS.");
+ABSL_FLAG(
+    int64_t, default_lease_ms,
+    EnvOrInt("AQUEDUCT_DEFAULT_LEASE_MS", 10 * 60 * 1000),
+    "Claim lease when the request gives none. Env AQUEDUCT_DEFAULT_LEASE_MS.");
+ABSL_FLAG(int64_t, sweep_interval_ms,
+          EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
+          "How often expired leases and overdue cases are swept. Env "
+          "AQUEDUCT_SWEEP_INTERVAL_MS.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct referral service");
@@ -52,10 +60,12 @@ int main(int argc, char** argv) {
   namespace log = aqueduct::log;
   log::Init("referral");
 
-  auto endpoint = aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
+  auto endpoint =
+      aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
   auto redis_timeout = aqueduct::config::PositiveMillis(
       absl::GetFlag(FLAGS_redis_timeout_ms), "--redis_timeout_ms");
-  auto max_rpc = aqueduct::config::PositiveMillis(absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
+  auto max_rpc = aqueduct::config::PositiveMillis(
+      absl::GetFlag(FLAGS_max_rpc_ms), "--max_rpc_ms");
   if (absl::Status bad = aqueduct::config::FirstError(
           {endpoint.status(), redis_timeout.status(), max_rpc.status()});
       !bad.ok()) {
@@ -65,34 +75,42 @@ int main(int argc, char** argv) {
 
   auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
   if (!redis_credentials.ok()) {
-    log::Error("bad configuration", {{"error", std::string(redis_credentials.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
   const aqueduct::redis::Options redis_options = aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads), *redis_credentials);
+      *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads),
+      *redis_credentials);
   aqueduct::redis::Client redis(redis_options);
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
   aqueduct::redis::Client watch_redis(redis_options);
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) {
-    log::Error("bad configuration", {{"error", std::string(data_keys.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(data_keys.status().message())}});
     return 2;
   }
-  aqueduct::referral::RedisReferralStore store(&redis, &*data_keys, &watch_redis);
+  aqueduct::referral::RedisReferralStore store(&redis, &*data_keys,
+                                               &watch_redis);
   // Who calls, and their role and licensed states, come from their tokens.
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.
   auto checks = aqueduct::auth::CallerChecksFromFlags();
   if (!checks.ok()) {
-    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(checks.status().message())}});
     return 2;
   }
   aqueduct::referral::ReferralConfig config;
-  config.overdue_after = absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
-  config.default_lease = absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
+  config.overdue_after =
+      absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
+  config.default_lease =
+      absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
   aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);
-  aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer, *max_rpc);
+  aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer,
+                                                  *max_rpc);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -100,21 +118,26 @@ int main(int argc, char** argv) {
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
   options.max_threads = absl::GetFlag(FLAGS_threads);
-  options.max_receive_message_bytes = aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
+  options.max_receive_message_bytes =
+      aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(
       options, {&service},
       [&redis] { return redis.Ping(absl::Now() + absl::Milliseconds(500)); });
   if (!runner.ok()) {
-    log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    log::Error("cannot start",
+               {{"error", std::string(runner.status().message())}});
     return 1;
   }
-  log::Info("referral listening", {{"port", (*runner)->port()}, {"redis", endpoint->ToString()}});
+  log::Info("referral listening",
+            {{"port", (*runner)->port()}, {"redis", endpoint->ToString()}});
   // The sweeper: expired leases back to the queue, overdue urgent cases.
   absl::Notification stop;
   std::thread sweeper([&] {
-    const absl::Duration tick = absl::Milliseconds(std::max<int64_t>(50, absl::GetFlag(FLAGS_sweep_interval_ms)));
+    const absl::Duration tick = absl::Milliseconds(
+        std::max<int64_t>(50, absl::GetFlag(FLAGS_sweep_interval_ms)));
     while (!stop.WaitForNotificationWithTimeout(tick)) {
-      (void)core.Sweep(absl::Now() + absl::Seconds(5));  // retried next tick on failure
+      (void)core.Sweep(absl::Now() +
+                       absl::Seconds(5));  // retried next tick on failure
     }
   });
   int sig = aqueduct::server::WaitForTerminationSignal();

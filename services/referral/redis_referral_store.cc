@@ -1,23 +1,28 @@
 #include "services/referral/redis_referral_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/compress/compress.h"
 
-#include <algorithm>
-
 namespace aqueduct::referral {
 namespace {
 
 constexpr char kService[] = "referral";
 
-std::string CaseKey(const std::string& id) { return redis::Key(kService, id, "case"); }
-std::string AuditKey(const std::string& id) { return redis::Key(kService, id, "audit"); }
+std::string CaseKey(const std::string& id) {
+  return redis::Key(kService, id, "case");
+}
+std::string AuditKey(const std::string& id) {
+  return redis::Key(kService, id, "audit");
+}
 std::string QueueKey() { return redis::GlobalKey(kService, "queue"); }
 std::string TimerKey(ReferralStore::Timer t) {
-  return redis::GlobalKey(kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
+  return redis::GlobalKey(
+      kService, t == ReferralStore::Timer::kLease ? "leases" : "overdue");
 }
 std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
 // A case's id is its screening's id, '-', and the ruleset version it was
@@ -31,8 +36,10 @@ std::string OldScreeningCasesKey(const std::string& screening_id) {
   return redis::Key(kService, screening_id, "cases");
 }
 // The ruleset part of a case id made from `screening_id` ("" if it is not).
-std::string RulesetSuffix(const std::string& id, const std::string& screening_id) {
-  if (id.size() <= screening_id.size() + 1 || !absl::StartsWith(id, screening_id) || id[screening_id.size()] != '-') {
+std::string RulesetSuffix(const std::string& id,
+                          const std::string& screening_id) {
+  if (id.size() <= screening_id.size() + 1 ||
+      !absl::StartsWith(id, screening_id) || id[screening_id.size()] != '-') {
     return "";
   }
   return id.substr(screening_id.size() + 1);
@@ -79,7 +86,8 @@ end
 // KEYS: case, audit. ARGV: events. Appends them to the case's trail.
 // Returns 0 when the case does not exist.
 const redis::Script& AppendScript() {
-  static const redis::Script* script = new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
+  static const redis::Script* script =
+      new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 append_events(1)
 return 1
@@ -89,27 +97,36 @@ return 1
 
 std::string CaseData(const std::string& id) { return CaseKey(id) + "#d"; }
 
-absl::StatusOr<v1::Referral> Parse(const crypto::DataKeys& keys, const std::string& version,
+absl::StatusOr<v1::Referral> Parse(const crypto::DataKeys& keys,
+                                   const std::string& version,
                                    const std::string& data,
                                    const std::string& id) {
   v1::Referral r;
   auto sealed = keys.Open(data, CaseData(id));
-  if (!sealed.ok()) return absl::DataLossError(absl::StrCat("referral ", id, ": ", sealed.status().message()));
+  if (!sealed.ok())
+    return absl::DataLossError(
+        absl::StrCat("referral ", id, ": ", sealed.status().message()));
   auto plain = compress::Unpack(*sealed);
-  if (!plain.ok()) return absl::DataLossError(absl::StrCat("referral ", id, ": ", plain.status().message()));
+  if (!plain.ok())
+    return absl::DataLossError(
+        absl::StrCat("referral ", id, ": ", plain.status().message()));
   if (!r.ParseFromString(*plain)) {
-    return absl::DataLossError(absl::StrCat("referral ", id, ": stored record does not parse"));
+    return absl::DataLossError(
+        absl::StrCat("referral ", id, ": stored record does not parse"));
   }
   r.set_etag(version);
   return r;
 }
 
-std::string FormatScore(double score) { return absl::StrFormat("%.17g", score); }
+std::string FormatScore(double score) {
+  return absl::StrFormat("%.17g", score);
+}
 
 }  // namespace
 
-absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::CreateMany(
-    std::vector<CreateItem> items, absl::Time deadline) {
+absl::StatusOr<std::vector<ReferralStore::CreateOutcome>>
+RedisReferralStore::CreateMany(std::vector<CreateItem> items,
+                               absl::Time deadline) {
   std::vector<CreateOutcome> out;
   if (items.empty()) return out;
   // Pass 1: the atomic create of each case with its audit record.
@@ -120,32 +137,42 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
     std::vector<std::vector<std::string>> evals;
     evals.reserve(items.size());
     for (const auto& item : items) {
-      evals.push_back({"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
-                       keys_->Seal(compress::Pack(item.referral.SerializeAsString()), CaseData(item.id)),
-                       keys_->Seal(item.created_event.SerializeAsString(), AuditKey(item.id))});
+      evals.push_back(
+          {"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
+           keys_->Seal(compress::Pack(item.referral.SerializeAsString()),
+                       CaseData(item.id)),
+           keys_->Seal(item.created_event.SerializeAsString(),
+                       AuditKey(item.id))});
     }
     replies = client_->Pipeline(evals, deadline);
     if (!replies.ok()) return replies.status();
-    const bool noscript = std::any_of(replies->begin(), replies->end(), [](const redis::Reply& r) {
-      return r.is_error() && absl::StartsWith(r.str, "NOSCRIPT");
-    });
+    const bool noscript = std::any_of(
+        replies->begin(), replies->end(), [](const redis::Reply& r) {
+          return r.is_error() && absl::StartsWith(r.str, "NOSCRIPT");
+        });
     if (!noscript) break;
-    client_->ForgetScript(CreateScript());  // Redis restarted: load again, retry (idempotent)
+    client_->ForgetScript(
+        CreateScript());  // Redis restarted: load again, retry (idempotent)
   }
   out.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const redis::Reply& r = (*replies)[i];
-    if (r.is_error() || r.type != redis::Reply::Type::kArray || r.elements.empty()) {
-      return absl::InternalError(absl::StrCat("referral create: ", r.is_error() ? r.str : "unexpected reply"));
+    if (r.is_error() || r.type != redis::Reply::Type::kArray ||
+        r.elements.empty()) {
+      return absl::InternalError(absl::StrCat(
+          "referral create: ", r.is_error() ? r.str : "unexpected reply"));
     }
     CreateOutcome o;
     o.created = r.elements[0].integer == 1;
     if (o.created) {
-      o.referral = std::move(items[i].referral);  // pass 2 reads only the item's other fields
+      o.referral = std::move(
+          items[i].referral);  // pass 2 reads only the item's other fields
       o.referral.set_etag("1");
     } else {
-      if (r.elements.size() != 3) return absl::InternalError("referral create: unexpected script reply");
-      auto existing = Parse(*keys_, r.elements[1].str, r.elements[2].str, items[i].id);
+      if (r.elements.size() != 3)
+        return absl::InternalError("referral create: unexpected script reply");
+      auto existing =
+          Parse(*keys_, r.elements[1].str, r.elements[2].str, items[i].id);
       if (!existing.ok()) return existing.status();
       o.referral = std::move(*existing);
     }
@@ -157,20 +184,26 @@ absl::StatusOr<std::vector<ReferralStore::CreateOutcome>> RedisReferralStore::Cr
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& item = items[i];
     const std::string ruleset = RulesetSuffix(item.id, item.screening_id);
-    if (ruleset.empty()) return absl::InternalError(absl::StrCat("case id ", item.id, " is not made from its screening's"));
+    if (ruleset.empty())
+      return absl::InternalError(absl::StrCat(
+          "case id ", item.id, " is not made from its screening's"));
     rest.push_back({"SADD", RulesetsKey(), ruleset});
     // NX: a retry never moves a case that is already queued.
-    rest.push_back({"ZADD", QueueKey(), "NX", FormatScore(item.queue_score), item.id});
+    rest.push_back(
+        {"ZADD", QueueKey(), "NX", FormatScore(item.queue_score), item.id});
     if (!out[i].created) continue;
     if (item.overdue_due_ms > 0) {
-      rest.push_back({"ZADD", TimerKey(Timer::kOverdue), absl::StrCat(item.overdue_due_ms), item.id});
+      rest.push_back({"ZADD", TimerKey(Timer::kOverdue),
+                      absl::StrCat(item.overdue_due_ms), item.id});
     }
-    rest.push_back({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind", "created", "id", item.id});
+    rest.push_back({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind",
+                    "created", "id", item.id});
   }
   auto indexed = client_->Pipeline(rest, deadline);
   if (!indexed.ok()) return indexed.status();
   for (const auto& r : *indexed) {
-    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+    if (r.is_error())
+      return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   return out;
 }
@@ -196,10 +229,10 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
   // keep reading until `limit` entries past the cursor are found.
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto reply = client_->Command({"ZRANGEBYSCORE", QueueKey(), min, "+inf",
-                                   "WITHSCORES", "LIMIT", absl::StrCat(offset),
-                                   absl::StrCat(want)},
-                                  deadline);
+    auto reply = client_->Command(
+        {"ZRANGEBYSCORE", QueueKey(), min, "+inf", "WITHSCORES", "LIMIT",
+         absl::StrCat(offset), absl::StrCat(want)},
+        deadline);
     if (!reply.ok()) return reply.status();
     const auto& el = reply->elements;
     if (el.empty()) break;
@@ -218,17 +251,19 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
     offset += static_cast<int>(el.size() / 2);
     if (!positions.empty()) {
       std::vector<std::vector<std::string>> gets;
-      for (const auto& p : positions) gets.push_back({"HMGET", CaseKey(p.id), "v", "d"});
+      for (const auto& p : positions)
+        gets.push_back({"HMGET", CaseKey(p.id), "v", "d"});
       auto records = client_->Pipeline(gets, deadline);
       if (!records.ok()) return records.status();
-      for (size_t i = 0; i < positions.size() &&
-                         static_cast<int>(out.size()) < limit;
-           ++i) {
+      for (size_t i = 0;
+           i < positions.size() && static_cast<int>(out.size()) < limit; ++i) {
         const auto& rec = (*records)[i];
-        if (rec.is_error() || rec.elements.size() != 2 || rec.elements[0].is_nil()) {
+        if (rec.is_error() || rec.elements.size() != 2 ||
+            rec.elements[0].is_nil()) {
           continue;  // index entry without a case: skip, never fail the page
         }
-        auto r = Parse(*keys_, rec.elements[0].str, rec.elements[1].str, positions[i].id);
+        auto r = Parse(*keys_, rec.elements[0].str, rec.elements[1].str,
+                       positions[i].id);
         if (!r.ok()) return r.status();
         out.push_back(QueueEntry{positions[i], std::move(*r)});
       }
@@ -240,11 +275,11 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
 
 namespace {
 
-
 // KEYS: case, audit. ARGV: expected version, data, events...
 // Returns {1, new version} or {0, current version} (0 when missing).
 const redis::Script& UpdateScript() {
-  static const redis::Script* script = new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
+  static const redis::Script* script =
+      new redis::Script(absl::StrCat(kAppendEventsLua, R"lua(
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v or v ~= ARGV[1] then return {0, tonumber(v or '0')} end
 local nv = tonumber(v) + 1
@@ -258,7 +293,8 @@ return {1, nv}
 bool ValidStreamId(const std::string& c) {
   if (c == "$" || c == "0" || c == "0-0") return true;
   size_t dash = c.find('-');
-  if (dash == std::string::npos || dash == 0 || dash + 1 == c.size()) return false;
+  if (dash == std::string::npos || dash == 0 || dash + 1 == c.size())
+    return false;
   for (size_t i = 0; i < c.size(); ++i) {
     if (i != dash && (c[i] < '0' || c[i] > '9')) return false;
   }
@@ -267,55 +303,72 @@ bool ValidStreamId(const std::string& c) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> RedisReferralStore::Update(const std::string& id, int64_t expected_version,
-                                                   const v1::Referral& referral,
-                                                   const std::vector<v1::AuditEvent>& audit,
-                                                   absl::Time deadline) {
+absl::StatusOr<int64_t> RedisReferralStore::Update(
+    const std::string& id, int64_t expected_version,
+    const v1::Referral& referral, const std::vector<v1::AuditEvent>& audit,
+    absl::Time deadline) {
   v1::Referral stored = referral;
   stored.clear_etag();
-  std::vector<std::string> args = {absl::StrCat(expected_version), keys_->Seal(compress::Pack(stored.SerializeAsString()), CaseData(id))};
-  for (const auto& e : audit) args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
-  auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args, deadline);
+  std::vector<std::string> args = {
+      absl::StrCat(expected_version),
+      keys_->Seal(compress::Pack(stored.SerializeAsString()), CaseData(id))};
+  for (const auto& e : audit)
+    args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
+  auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args,
+                         deadline);
   if (!r.ok()) return r.status();
-  if (r->elements.size() != 2) return absl::InternalError("referral update: unexpected script reply");
+  if (r->elements.size() != 2)
+    return absl::InternalError("referral update: unexpected script reply");
   if (r->elements[0].integer != 1) {
-    if (r->elements[1].integer == 0) return absl::NotFoundError("name: no such case");
-    return absl::AbortedError(absl::StrCat("the case changed meanwhile (current etag \"",
-                                           r->elements[1].integer, "\"); read it and retry"));
+    if (r->elements[1].integer == 0)
+      return absl::NotFoundError("name: no such case");
+    return absl::AbortedError(
+        absl::StrCat("the case changed meanwhile (current etag \"",
+                     r->elements[1].integer, "\"); read it and retry"));
   }
   return r->elements[1].integer;
 }
 
-absl::Status RedisReferralStore::AppendAudit(const std::string& id, const v1::AuditEvent& event,
+absl::Status RedisReferralStore::AppendAudit(const std::string& id,
+                                             const v1::AuditEvent& event,
                                              absl::Time deadline) {
   auto r = client_->Eval(AppendScript(), {CaseKey(id), AuditKey(id)},
-                         {keys_->Seal(event.SerializeAsString(), AuditKey(id))}, deadline);
+                         {keys_->Seal(event.SerializeAsString(), AuditKey(id))},
+                         deadline);
   if (!r.ok()) return r.status();
   if (r->integer != 1) return absl::NotFoundError("name: no such case");
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralStore::ListAudit(
-    const std::string& id, int64_t offset, int limit, absl::Time deadline) {
-  if (offset < 0 || limit <= 0) return std::make_pair(std::vector<v1::AuditEvent>(), int64_t{0});
+absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>>
+RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
+                              absl::Time deadline) {
+  if (offset < 0 || limit <= 0)
+    return std::make_pair(std::vector<v1::AuditEvent>(), int64_t{0});
   // One round trip for either layout: the events in the case's hash, and
   // the list a case from before 2026-11-22 keeps them in.
   std::vector<std::string> hmget = {"HMGET", CaseKey(id), "n"};
-  for (int64_t k = offset + 1; k <= offset + limit; ++k) hmget.push_back(absl::StrCat("e", k));
-  auto replies = client_->Pipeline({std::move(hmget),
-                                    {"LRANGE", AuditKey(id), absl::StrCat(offset), absl::StrCat(offset + limit - 1)},
-                                    {"LLEN", AuditKey(id)}},
-                                   deadline);
+  for (int64_t k = offset + 1; k <= offset + limit; ++k)
+    hmget.push_back(absl::StrCat("e", k));
+  auto replies =
+      client_->Pipeline({std::move(hmget),
+                         {"LRANGE", AuditKey(id), absl::StrCat(offset),
+                          absl::StrCat(offset + limit - 1)},
+                         {"LLEN", AuditKey(id)}},
+                        deadline);
   if (!replies.ok()) return replies.status();
   for (const auto& r : *replies) {
-    if (r.is_error()) return absl::InternalError(absl::StrCat("redis: ", r.str));
+    if (r.is_error())
+      return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   const auto& fields = (*replies)[0].elements;
   int64_t total = 0;
   std::vector<const redis::Reply*> sealed;
   if (!fields.empty() && !fields[0].is_nil()) {
-    if (!absl::SimpleAtoi(fields[0].str, &total)) return absl::DataLossError("audit count does not parse");
-    for (size_t i = 1; i < fields.size() && !fields[i].is_nil(); ++i) sealed.push_back(&fields[i]);
+    if (!absl::SimpleAtoi(fields[0].str, &total))
+      return absl::DataLossError("audit count does not parse");
+    for (size_t i = 1; i < fields.size() && !fields[i].is_nil(); ++i)
+      sealed.push_back(&fields[i]);
   } else {
     total = (*replies)[2].integer;
     for (const auto& e : (*replies)[1].elements) sealed.push_back(&e);
@@ -324,56 +377,70 @@ absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> RedisReferralSto
   for (const redis::Reply* e : sealed) {
     v1::AuditEvent ev;
     auto plain = keys_->Open(e->str, AuditKey(id));
-    if (!plain.ok() || !ev.ParseFromString(*plain)) return absl::DataLossError("audit event does not open");
+    if (!plain.ok() || !ev.ParseFromString(*plain))
+      return absl::DataLossError("audit event does not open");
     events.push_back(std::move(ev));
   }
   return std::make_pair(std::move(events), total);
 }
 
-absl::Status RedisReferralStore::Dequeue(const std::string& id, absl::Time deadline) {
+absl::Status RedisReferralStore::Dequeue(const std::string& id,
+                                         absl::Time deadline) {
   return client_->Command({"ZREM", QueueKey(), id}, deadline).status();
 }
 
-absl::Status RedisReferralStore::Requeue(const std::string& id, double score, absl::Time deadline) {
-  return client_->Command({"ZADD", QueueKey(), FormatScore(score), id}, deadline).status();
+absl::Status RedisReferralStore::Requeue(const std::string& id, double score,
+                                         absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", QueueKey(), FormatScore(score), id}, deadline)
+      .status();
 }
 
-absl::Status RedisReferralStore::SetTimer(Timer timer, const std::string& id, int64_t due_ms,
-                                          absl::Time deadline) {
-  return client_->Command({"ZADD", TimerKey(timer), absl::StrCat(due_ms), id}, deadline).status();
+absl::Status RedisReferralStore::SetTimer(Timer timer, const std::string& id,
+                                          int64_t due_ms, absl::Time deadline) {
+  return client_
+      ->Command({"ZADD", TimerKey(timer), absl::StrCat(due_ms), id}, deadline)
+      .status();
 }
 
-absl::Status RedisReferralStore::ClearTimer(Timer timer, const std::string& id, absl::Time deadline) {
+absl::Status RedisReferralStore::ClearTimer(Timer timer, const std::string& id,
+                                            absl::Time deadline) {
   return client_->Command({"ZREM", TimerKey(timer), id}, deadline).status();
 }
 
-absl::StatusOr<std::vector<std::string>> RedisReferralStore::DueTimers(Timer timer, int64_t now_ms,
-                                                                        int limit, absl::Time deadline) {
-  auto r = client_->Command({"ZRANGEBYSCORE", TimerKey(timer), "-inf", absl::StrCat(now_ms), "LIMIT",
-                             "0", absl::StrCat(limit)},
-                            deadline);
+absl::StatusOr<std::vector<std::string>> RedisReferralStore::DueTimers(
+    Timer timer, int64_t now_ms, int limit, absl::Time deadline) {
+  auto r = client_->Command(
+      {"ZRANGEBYSCORE", TimerKey(timer), "-inf", absl::StrCat(now_ms), "LIMIT",
+       "0", absl::StrCat(limit)},
+      deadline);
   if (!r.ok()) return r.status();
   std::vector<std::string> out;
   for (const auto& e : r->elements) out.push_back(e.str);
   return out;
 }
 
-absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind, const std::string& id,
+absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind,
+                                                        const std::string& id,
                                                         absl::Time deadline) {
   // Capped: portals that fall more than ~100k events behind re-list the queue.
-  auto r = client_->Command({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind", kind, "id", id},
+  auto r = client_->Command({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*",
+                             "kind", kind, "id", id},
                             deadline);
   if (!r.ok()) return r.status();
   return r->str;
 }
 
-absl::StatusOr<std::vector<ReferralStore::Event>> RedisReferralStore::ReadEvents(
-    const std::string& cursor, int limit, absl::Duration block, absl::Time deadline) {
-  if (!ValidStreamId(cursor)) return absl::InvalidArgumentError("cursor: malformed");
-  auto r = blocking_->BlockingCommand({"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
-                                     absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
-                                     "STREAMS", EventsKey(), cursor},
-                                    block, deadline);
+absl::StatusOr<std::vector<ReferralStore::Event>>
+RedisReferralStore::ReadEvents(const std::string& cursor, int limit,
+                               absl::Duration block, absl::Time deadline) {
+  if (!ValidStreamId(cursor))
+    return absl::InvalidArgumentError("cursor: malformed");
+  auto r = blocking_->BlockingCommand(
+      {"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
+       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
+       "STREAMS", EventsKey(), cursor},
+      block, deadline);
   if (!r.ok()) return r.status();
   std::vector<Event> out;
   if (r->is_nil() || r->elements.empty()) return out;  // nothing new
@@ -391,8 +458,10 @@ absl::StatusOr<std::vector<ReferralStore::Event>> RedisReferralStore::ReadEvents
   return out;
 }
 
-absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline) {
-  auto r = client_->Command({"XREVRANGE", EventsKey(), "+", "-", "COUNT", "1"}, deadline);
+absl::StatusOr<std::string> RedisReferralStore::LatestCursor(
+    absl::Time deadline) {
+  auto r = client_->Command({"XREVRANGE", EventsKey(), "+", "-", "COUNT", "1"},
+                            deadline);
   if (!r.ok()) return r.status();
   if (r->elements.empty()) return std::string("0-0");
   return r->elements[0].elements[0].str;
@@ -400,11 +469,13 @@ absl::StatusOr<std::string> RedisReferralStore::LatestCursor(absl::Time deadline
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  auto r = client_->Pipeline({{"SMEMBERS", RulesetsKey()}, {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
+  auto r = client_->Pipeline({{"SMEMBERS", RulesetsKey()},
+                              {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
                              deadline);
   if (!r.ok()) return r.status();
   for (const auto& reply : *r) {
-    if (reply.is_error()) return absl::InternalError(absl::StrCat("redis: ", reply.str));
+    if (reply.is_error())
+      return absl::InternalError(absl::StrCat("redis: ", reply.str));
   }
   std::vector<std::string> out;
   for (const auto& e : (*r)[1].elements) out.push_back(e.str);
@@ -419,7 +490,8 @@ absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     auto exists = client_->Pipeline(probes, deadline);
     if (!exists.ok()) return exists.status();
     for (size_t i = 0; i < candidates.size(); ++i) {
-      if ((*exists)[i].is_error()) return absl::InternalError(absl::StrCat("redis: ", (*exists)[i].str));
+      if ((*exists)[i].is_error())
+        return absl::InternalError(absl::StrCat("redis: ", (*exists)[i].str));
       if ((*exists)[i].integer == 1) out.push_back(std::move(candidates[i]));
     }
   }

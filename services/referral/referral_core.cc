@@ -36,12 +36,14 @@ v1::Priority PriorityOf(Route route) {
 // rank * 1e13 stays above any millisecond timestamp and every score is an
 // integer below 2^53, so doubles hold it exactly.
 double QueueScore(v1::Priority priority, Route route, int64_t created_ms) {
-  const int rank = 2 * static_cast<int>(priority) + (route == common::v1::CRISIS_ACUTE ? 0 : 1);
+  const int rank = 2 * static_cast<int>(priority) +
+                   (route == common::v1::CRISIS_ACUTE ? 0 : 1);
   return static_cast<double>(rank) * 1e13 + static_cast<double>(created_ms);
 }
 
 std::string EncodeToken(const QueueCursor& c) {
-  return absl::WebSafeBase64Escape(absl::StrCat(absl::StrFormat("%.17g", c.score), "/", c.id));
+  return absl::WebSafeBase64Escape(
+      absl::StrCat(absl::StrFormat("%.17g", c.score), "/", c.id));
 }
 
 absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
@@ -51,18 +53,23 @@ absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
     return absl::InvalidArgumentError("page_token: malformed");
   }
   std::vector<std::string> parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
-  if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &c.score) || parts[1].empty()) {
+  if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &c.score) ||
+      parts[1].empty()) {
     return absl::InvalidArgumentError("page_token: malformed");
   }
   c.id = parts[1];
   return c;
 }
 
-bool Matches(const v1::Referral& r, const v1::ListQueueRequest& req, const Clinician& c) {
+bool Matches(const v1::Referral& r, const v1::ListQueueRequest& req,
+             const Clinician& c) {
   if (r.state() == v1::DECIDED || r.state() == v1::WITHDRAWN) return false;
   if (!CanAct(c, r)) return false;
-  if (r.state() == v1::CLAIMED && !req.include_claimed() && r.claimed_by() != c.id) return false;
-  if (req.priority() != v1::PRIORITY_UNSPECIFIED && r.priority() != req.priority()) {
+  if (r.state() == v1::CLAIMED && !req.include_claimed() &&
+      r.claimed_by() != c.id)
+    return false;
+  if (req.priority() != v1::PRIORITY_UNSPECIFIED &&
+      r.priority() != req.priority()) {
     return false;
   }
   if (!req.routes().empty() &&
@@ -90,7 +97,8 @@ std::string ReferralCore::ReferralId(const std::string& screening_id,
 }
 
 absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
-    v1::CreateReferralRequest& request, const Actor& actor, const std::string& field) const {
+    v1::CreateReferralRequest& request, const Actor& actor,
+    const std::string& field) const {
   auto screening = ParseScreeningName(request.screening(), field + "screening");
   if (!screening.ok()) return screening.status();
   if (!request.has_result()) {
@@ -98,40 +106,50 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   }
   const auto& result = request.result();
   if (result.ruleset_version().empty()) {
-    return absl::InvalidArgumentError(field + "result.ruleset_version: is required");
+    return absl::InvalidArgumentError(field +
+                                      "result.ruleset_version: is required");
   }
   const Route route = result.routing().primary_route();
-  if (route == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(route)) {
-    return absl::InvalidArgumentError(field + "result.routing.primary_route: is required");
+  if (route == common::v1::ROUTE_UNSPECIFIED ||
+      !common::v1::Route_IsValid(route)) {
+    return absl::InvalidArgumentError(
+        field + "result.routing.primary_route: is required");
   }
   if (route == common::v1::UNDER_PHYSICIAN_REVIEW) {
-    return absl::InvalidArgumentError(field +
-                                      "result.routing.primary_route: UNDER_PHYSICIAN_REVIEW is what a person "
-                                      "sees, not a route");
+    return absl::InvalidArgumentError(
+        field +
+        "result.routing.primary_route: UNDER_PHYSICIAN_REVIEW is what a person "
+        "sees, not a route");
   }
   if (request.unfinished()) {
-    if (route != common::v1::CRISIS_URGENT && route != common::v1::CRISIS_ACUTE) {
+    if (route != common::v1::CRISIS_URGENT &&
+        route != common::v1::CRISIS_ACUTE) {
       return absl::InvalidArgumentError(field +
-                                        "result.routing.primary_route: an unfinished screening's case must be "
+                                        "result.routing.primary_route: an "
+                                        "unfinished screening's case must be "
                                         "CRISIS_URGENT or CRISIS_ACUTE");
     }
     if (request.has_previous_result() || request.early_risk_raised()) {
-      return absl::InvalidArgumentError(field + "unfinished: not with previous_result or early_risk_raised");
+      return absl::InvalidArgumentError(
+          field + "unfinished: not with previous_result or early_risk_raised");
     }
   }
   if (request.early_risk_raised() && request.has_previous_result()) {
-    return absl::InvalidArgumentError(field + "early_risk_raised: not with previous_result");
+    return absl::InvalidArgumentError(
+        field + "early_risk_raised: not with previous_result");
   }
   if (!request.location_state().empty()) {
-    if (absl::Status s = ValidateStateCode(request.location_state(), field + "location_state");
+    if (absl::Status s = ValidateStateCode(request.location_state(),
+                                           field + "location_state");
         !s.ok()) {
       return s;
     }
   }
   const bool risk_case = request.unfinished() || request.early_risk_raised();
   ReferralStore::CreateItem item;
-  item.id = risk_case ? RiskCaseId(screening->screening_id)
-                      : ReferralId(screening->screening_id, result.ruleset_version());
+  item.id = risk_case
+                ? RiskCaseId(screening->screening_id)
+                : ReferralId(screening->screening_id, result.ruleset_version());
   item.screening_id = screening->screening_id;
   const int64_t now_ms = clock_->NowMillis();
   v1::Referral& referral = item.referral;
@@ -141,7 +159,8 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   referral.set_current_route(route);
   referral.set_required_reviewer(result.routing().required_reviewer());
   referral.set_priority(PriorityOf(route));
-  referral.set_state(route == common::v1::SELF_HELP ? v1::DELIVERED_SELF_HELP : v1::OPEN);
+  referral.set_state(route == common::v1::SELF_HELP ? v1::DELIVERED_SELF_HELP
+                                                    : v1::OPEN);
   referral.set_location_state(request.location_state());
   referral.set_ruleset_version(result.ruleset_version());
   referral.set_create_time_ms(now_ms);
@@ -160,11 +179,13 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
   created.set_route_after(route);
   item.queue_score = QueueScore(referral.priority(), route, now_ms);
   if (referral.priority() == v1::URGENT) {
-    item.overdue_due_ms = now_ms + absl::ToInt64Milliseconds(config_.overdue_after);
+    item.overdue_due_ms =
+        now_ms + absl::ToInt64Milliseconds(config_.overdue_after);
   }
   // Last, once nothing reads them from the request (`result` refers to it).
   referral.mutable_result()->Swap(request.mutable_result());
-  if (request.has_previous_result()) referral.mutable_previous_result()->Swap(request.mutable_previous_result());
+  if (request.has_previous_result())
+    referral.mutable_previous_result()->Swap(request.mutable_previous_result());
   referral.mutable_changes()->Swap(request.mutable_changes());
   return item;
 }
@@ -175,23 +196,28 @@ std::string ReferralCore::RiskCaseId(const std::string& screening_id) {
   return absl::StrCat(screening_id, "-risk");
 }
 
-std::optional<ReferralCore::RiskMerge> ReferralCore::MergeRisk(const v1::Referral& before,
-                                                                v1::Referral incoming, bool unfinished,
-                                                                const Actor& actor) const {
+std::optional<ReferralCore::RiskMerge> ReferralCore::MergeRisk(
+    const v1::Referral& before, v1::Referral incoming, bool unfinished,
+    const Actor& actor) const {
   using common::v1::Route;
-  if (before.screening_finished()) return std::nullopt;  // completed already: nothing later changes it
+  if (before.screening_finished())
+    return std::nullopt;  // completed already: nothing later changes it
   const Route raised = incoming.proposed_route();
-  const bool escalate = raised > before.proposed_route();  // Route's values rise with severity
-  if (unfinished && !escalate) return std::nullopt;      // a retry, or no more severe than before
+  const bool escalate =
+      raised > before.proposed_route();  // Route's values rise with severity
+  if (unfinished && !escalate)
+    return std::nullopt;  // a retry, or no more severe than before
   RiskMerge merge;
   v1::Referral& after = merge.after;
   after = before;
   after.mutable_result()->Swap(incoming.mutable_result());
   after.set_ruleset_version(incoming.ruleset_version());
-  if (incoming.risk_answers_size() > 0) after.mutable_risk_answers()->Swap(incoming.mutable_risk_answers());
+  if (incoming.risk_answers_size() > 0)
+    after.mutable_risk_answers()->Swap(incoming.mutable_risk_answers());
   if (!unfinished) {
     after.set_screening_finished(true);
-    merge.audit.push_back(Audit("result_attached", actor, actor.role, before, after));
+    merge.audit.push_back(
+        Audit("result_attached", actor, actor.role, before, after));
     merge.event = "updated";
   }
   if (escalate) {
@@ -208,13 +234,15 @@ std::optional<ReferralCore::RiskMerge> ReferralCore::MergeRisk(const v1::Referra
     }
     merge.audit.push_back(Audit("escalated", actor, actor.role, before, after));
     merge.event = "escalated";
-    merge.requeue_score = QueueScore(after.priority(), raised, after.create_time_ms());
+    merge.requeue_score =
+        QueueScore(after.priority(), raised, after.create_time_ms());
   }
   return merge;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferralRequest request,
-                                                              const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(
+    v1::CreateReferralRequest request, const Actor& actor,
+    absl::Time deadline) {
   const bool unfinished = request.unfinished();
   auto item = Prepare(request, actor, "");
   if (!item.ok()) return item.status();
@@ -225,7 +253,8 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferral
     auto existing = store_->Get(id, deadline);
     if (!existing.ok()) return existing.status();
     if (!existing->has_value()) {
-      ReferralStore::CreateItem fresh = *item;  // kept for a retry after a lost race
+      ReferralStore::CreateItem fresh =
+          *item;  // kept for a retry after a lost race
       std::vector<ReferralStore::CreateItem> one;
       one.push_back(std::move(fresh));
       auto outcomes = store_->CreateMany(std::move(one), deadline);
@@ -233,7 +262,8 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferral
       if ((*outcomes)[0].created) return std::move((*outcomes)[0].referral);
       continue;
     }
-    std::optional<RiskMerge> merge = MergeRisk(**existing, item->referral, unfinished, actor);
+    std::optional<RiskMerge> merge =
+        MergeRisk(**existing, item->referral, unfinished, actor);
     if (!merge.has_value()) return std::move(**existing);
     auto written = Write(id, **existing, merge->after, merge->audit, deadline);
     if (!written.ok()) {
@@ -244,7 +274,9 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferral
       (void)store_->Requeue(id, *merge->requeue_score, deadline);
       if (written->state() == v1::OPEN && !written->overdue()) {
         (void)store_->SetTimer(ReferralStore::Timer::kOverdue, id,
-                               clock_->NowMillis() + absl::ToInt64Milliseconds(config_.overdue_after), deadline);
+                               clock_->NowMillis() + absl::ToInt64Milliseconds(
+                                                         config_.overdue_after),
+                               deadline);
       }
     }
     (void)store_->Publish(merge->event, id, deadline);
@@ -253,14 +285,16 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(v1::CreateReferral
   return absl::AbortedError("screening: its case kept changing; retry");
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
-                                                          absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
+    v1::CreateReferralRequest request, const Actor& actor,
+    absl::Time deadline) {
   if (request.unfinished() || request.early_risk_raised()) {
     return CreateOrAttachRisk(std::move(request), actor, deadline);
   }
   auto item = Prepare(request, actor, "");
   if (!item.ok()) return item.status();
-  std::vector<ReferralStore::CreateItem> one;  // (a braced list would copy the item)
+  std::vector<ReferralStore::CreateItem>
+      one;  // (a braced list would copy the item)
   one.push_back(std::move(*item));
   auto outcomes = store_->CreateMany(std::move(one), deadline);
   if (!outcomes.ok()) return outcomes.status();
@@ -268,20 +302,24 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(v1::CreateReferralRequ
 }
 
 absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
-    v1::CreateReferralsRequest request, const Actor& actor, absl::Time deadline) {
+    v1::CreateReferralsRequest request, const Actor& actor,
+    absl::Time deadline) {
   if (request.requests_size() > kMaxBatch) {
-    return absl::InvalidArgumentError(absl::StrCat("requests: at most ", kMaxBatch, " per call"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("requests: at most ", kMaxBatch, " per call"));
   }
   std::vector<ReferralStore::CreateItem> items;
   items.reserve(request.requests_size());
   for (int i = 0; i < request.requests_size(); ++i) {
     const auto& r = request.requests(i);
     if (r.unfinished() || r.early_risk_raised()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("requests[", i, "].", r.unfinished() ? "unfinished" : "early_risk_raised",
-                       ": early risk cases are created one at a time (CreateReferral)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "requests[", i, "].",
+          r.unfinished() ? "unfinished" : "early_risk_raised",
+          ": early risk cases are created one at a time (CreateReferral)"));
     }
-    auto item = Prepare(*request.mutable_requests(i), actor, absl::StrCat("requests[", i, "]."));
+    auto item = Prepare(*request.mutable_requests(i), actor,
+                        absl::StrCat("requests[", i, "]."));
     if (!item.ok()) return item.status();  // checked before anything is written
     items.push_back(std::move(*item));
   }
@@ -302,22 +340,24 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
 }
 
 absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
-    const v1::ListQueueRequest& request, const Actor& actor, absl::Time deadline) {
+    const v1::ListQueueRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError("page_size: must not be negative");
   }
   for (int i = 0; i < request.location_states_size(); ++i) {
-    if (absl::Status s = ValidateStateCode(request.location_states(i),
-                                           absl::StrCat("location_states[", i, "]"));
+    if (absl::Status s =
+            ValidateStateCode(request.location_states(i),
+                              absl::StrCat("location_states[", i, "]"));
         !s.ok()) {
       return s;
     }
   }
-  const int page_size =
-      request.page_size() == 0 ? kDefaultPageSize
-                               : std::min(request.page_size(), kMaxPageSize);
+  const int page_size = request.page_size() == 0
+                            ? kDefaultPageSize
+                            : std::min(request.page_size(), kMaxPageSize);
   std::optional<QueueCursor> cursor;
   if (!request.page_token().empty()) {
     auto decoded = DecodeToken(request.page_token());
@@ -326,7 +366,8 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
   }
 
   v1::ListQueueResponse response;
-  if (!request.screening().empty()) return ListScreeningCases(request, *clinician, deadline);
+  if (!request.screening().empty())
+    return ListScreeningCases(request, *clinician, deadline);
   // Read in batches until the page is full or the queue ends; filtered-out
   // cases only advance the cursor.
   bool more = true;
@@ -354,13 +395,14 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
   return response;
 }
 
-absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(const v1::ListQueueRequest& request,
-                                                                        const Clinician& clinician,
-                                                                        absl::Time deadline) {
+absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(
+    const v1::ListQueueRequest& request, const Clinician& clinician,
+    absl::Time deadline) {
   auto screening = ParseScreeningName(request.screening(), "screening");
   if (!screening.ok()) return screening.status();
   if (!request.page_token().empty()) {
-    return absl::InvalidArgumentError("page_token: a screening's cases come in one page");
+    return absl::InvalidArgumentError(
+        "page_token: a screening's cases come in one page");
   }
   auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
   if (!ids.ok()) return ids.status();
@@ -373,10 +415,12 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(const v1:
     if (Matches(**r, request, clinician)) found.push_back(std::move(**r));
   }
   // Queue order: priority, then age.
-  std::sort(found.begin(), found.end(), [](const v1::Referral& a, const v1::Referral& b) {
-    return QueueScore(a.priority(), a.current_route(), a.create_time_ms()) <
-           QueueScore(b.priority(), b.current_route(), b.create_time_ms());
-  });
+  std::sort(
+      found.begin(), found.end(),
+      [](const v1::Referral& a, const v1::Referral& b) {
+        return QueueScore(a.priority(), a.current_route(), a.create_time_ms()) <
+               QueueScore(b.priority(), b.current_route(), b.create_time_ms());
+      });
   v1::ListQueueResponse response;
   for (auto& r : found) *response.add_cases() = std::move(r);
   return response;
@@ -387,7 +431,8 @@ bool CanSee(const Clinician& c, const v1::Referral& r) {
 }
 
 bool CanAct(const Clinician& c, const v1::Referral& r) {
-  return CanSee(c, r) && (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
+  return CanSee(c, r) &&
+         (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
 }
 
 absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) {
@@ -399,7 +444,8 @@ absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) {
 }
 
 void ReferralCore::Normalize(v1::Referral& r) const {
-  if (r.state() == v1::CLAIMED && r.lease_expire_time_ms() <= clock_->NowMillis()) {
+  if (r.state() == v1::CLAIMED &&
+      r.lease_expire_time_ms() <= clock_->NowMillis()) {
     r.set_state(r.proposed_route() == common::v1::SELF_HELP && !r.has_decision()
                     ? v1::DELIVERED_SELF_HELP
                     : v1::OPEN);
@@ -408,7 +454,8 @@ void ReferralCore::Normalize(v1::Referral& r) const {
   }
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::Load(const std::string& name, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::Load(const std::string& name,
+                                                absl::Time deadline) {
   auto id = ParseSimpleName(name, "referrals", "name");
   if (!id.ok()) return id.status();
   auto r = store_->Get(*id, deadline);
@@ -418,7 +465,8 @@ absl::StatusOr<v1::Referral> ReferralCore::Load(const std::string& name, absl::T
 }
 
 v1::AuditEvent ReferralCore::Audit(absl::string_view kind, const Actor& actor,
-                                   const std::string& role, const v1::Referral& before,
+                                   const std::string& role,
+                                   const v1::Referral& before,
                                    const v1::Referral& after) const {
   v1::AuditEvent e;
   e.set_kind(std::string(kind));
@@ -431,12 +479,12 @@ v1::AuditEvent ReferralCore::Audit(absl::string_view kind, const Actor& actor,
   return e;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::Write(const std::string& id, const v1::Referral& before,
-                                                 v1::Referral after,
-                                                 const std::vector<v1::AuditEvent>& audit,
-                                                 absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::Write(
+    const std::string& id, const v1::Referral& before, v1::Referral after,
+    const std::vector<v1::AuditEvent>& audit, absl::Time deadline) {
   int64_t version = 0;
-  if (!absl::SimpleAtoi(before.etag(), &version)) return absl::InternalError("case without a version");
+  if (!absl::SimpleAtoi(before.etag(), &version))
+    return absl::InternalError("case without a version");
   auto written = store_->Update(id, version, after, audit, deadline);
   if (!written.ok()) return written.status();
   after.set_etag(absl::StrCat(*written));
@@ -445,12 +493,15 @@ absl::StatusOr<v1::Referral> ReferralCore::Write(const std::string& id, const v1
 
 namespace {
 
-std::string IdOf(const v1::Referral& r) { return r.name().substr(r.name().find('/') + 1); }
+std::string IdOf(const v1::Referral& r) {
+  return r.name().substr(r.name().find('/') + 1);
+}
 
 }  // namespace
 
-absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest& request,
-                                                     const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
+    const v1::ClaimCaseRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   if (request.lease_seconds() < 0) {
@@ -462,7 +513,8 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest&
   Normalize(before);
   if (!CanAct(*clinician, before)) {
     return absl::PermissionDeniedError(
-        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(*clinician, before)
+        before.current_route() == common::v1::KETAMINE_REVIEW &&
+                CanSee(*clinician, before)
             ? "only a physician may act on a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
@@ -470,13 +522,16 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest&
     return absl::FailedPreconditionError("name: the case is already decided");
   }
   const int64_t now = clock_->NowMillis();
-  const bool renew = before.state() == v1::CLAIMED && before.claimed_by() == actor.id;
+  const bool renew =
+      before.state() == v1::CLAIMED && before.claimed_by() == actor.id;
   if (before.state() == v1::CLAIMED && !renew) {
-    return absl::AbortedError(absl::StrCat("name: the case is held by another clinician until ",
-                                           absl::FormatTime(absl::FromUnixMillis(before.lease_expire_time_ms()))));
+    return absl::AbortedError(absl::StrCat(
+        "name: the case is held by another clinician until ",
+        absl::FormatTime(absl::FromUnixMillis(before.lease_expire_time_ms()))));
   }
-  absl::Duration lease = request.lease_seconds() == 0 ? config_.default_lease
-                                                      : absl::Seconds(request.lease_seconds());
+  absl::Duration lease = request.lease_seconds() == 0
+                             ? config_.default_lease
+                             : absl::Seconds(request.lease_seconds());
   lease = std::min(lease, config_.max_lease);
   v1::Referral after = before;
   after.set_state(v1::CLAIMED);
@@ -484,23 +539,27 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(const v1::ClaimCaseRequest&
   after.set_lease_expire_time_ms(now + absl::ToInt64Milliseconds(lease));
   // Two claims racing on the same version: the store lets exactly one write.
   auto written = Write(IdOf(before), *loaded, after,
-                       {Audit(renew ? "renewed" : "claimed", actor, clinician->role, before, after)},
+                       {Audit(renew ? "renewed" : "claimed", actor,
+                              clinician->role, before, after)},
                        deadline);
   if (!written.ok()) {
     if (written.status().code() == absl::StatusCode::kAborted) {
-      return absl::AbortedError("name: another clinician claimed the case first");
+      return absl::AbortedError(
+          "name: another clinician claimed the case first");
     }
     return written.status();
   }
   const std::string id = IdOf(before);
-  (void)store_->SetTimer(ReferralStore::Timer::kLease, id, after.lease_expire_time_ms(), deadline);
+  (void)store_->SetTimer(ReferralStore::Timer::kLease, id,
+                         after.lease_expire_time_ms(), deadline);
   (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
   if (!renew) (void)store_->Publish("claimed", id, deadline);
   return written;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(const v1::ReleaseCaseRequest& request,
-                                                       const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(
+    const v1::ReleaseCaseRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   auto loaded = Load(request.name(), deadline);
@@ -511,70 +570,91 @@ absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(const v1::ReleaseCaseRequ
     return absl::FailedPreconditionError("name: you do not hold this case");
   }
   v1::Referral after = before;
-  after.set_state(before.proposed_route() == common::v1::SELF_HELP && !before.has_decision()
+  after.set_state(before.proposed_route() == common::v1::SELF_HELP &&
+                          !before.has_decision()
                       ? v1::DELIVERED_SELF_HELP
                       : v1::OPEN);
   after.clear_claimed_by();
   after.clear_lease_expire_time_ms();
-  auto written = Write(IdOf(before), *loaded, after,
-                       {Audit("released", actor, clinician->role, before, after)}, deadline);
+  auto written = Write(
+      IdOf(before), *loaded, after,
+      {Audit("released", actor, clinician->role, before, after)}, deadline);
   if (!written.ok()) return written.status();
-  (void)store_->ClearTimer(ReferralStore::Timer::kLease, IdOf(before), deadline);
+  (void)store_->ClearTimer(ReferralStore::Timer::kLease, IdOf(before),
+                           deadline);
   (void)store_->Publish("released", IdOf(before), deadline);
   return written;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseRequest& request,
-                                                      const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
+    const v1::DecideCaseRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
-  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id"); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id");
+      !s.ok())
+    return s;
   const v1::Decision& d = request.decision();
-  if (d.action() == v1::Decision::ACTION_UNSPECIFIED || !v1::Decision::Action_IsValid(d.action())) {
-    return absl::InvalidArgumentError("decision.action: is required (CONFIRM, CHANGE_ROUTE or WITHDRAW)");
+  if (d.action() == v1::Decision::ACTION_UNSPECIFIED ||
+      !v1::Decision::Action_IsValid(d.action())) {
+    return absl::InvalidArgumentError(
+        "decision.action: is required (CONFIRM, CHANGE_ROUTE or WITHDRAW)");
   }
   if (absl::StripAsciiWhitespace(d.reason()).empty()) {
-    return absl::InvalidArgumentError("decision.reason: a written reason is required");
+    return absl::InvalidArgumentError(
+        "decision.reason: a written reason is required");
   }
   if (d.reason().size() > 4000) {
-    return absl::InvalidArgumentError("decision.reason: longer than 4000 characters");
+    return absl::InvalidArgumentError(
+        "decision.reason: longer than 4000 characters");
   }
-  if (request.etag().empty()) return absl::InvalidArgumentError("etag: is required");
+  if (request.etag().empty())
+    return absl::InvalidArgumentError("etag: is required");
   auto loaded = Load(request.name(), deadline);
   if (!loaded.ok()) return loaded.status();
   v1::Referral before = *loaded;
   Normalize(before);
-  if (before.has_decision() && before.decision().request_id() == request.request_id() &&
+  if (before.has_decision() &&
+      before.decision().request_id() == request.request_id() &&
       before.decision().decided_by() == actor.id) {
     return before;  // the same decision again: one effect
   }
   if (!CanAct(*clinician, before)) {
     return absl::PermissionDeniedError(
-        before.current_route() == common::v1::KETAMINE_REVIEW && CanSee(*clinician, before)
+        before.current_route() == common::v1::KETAMINE_REVIEW &&
+                CanSee(*clinician, before)
             ? "only a physician may decide a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
   if (d.action() == v1::Decision::CHANGE_ROUTE) {
-    if (d.new_route() == common::v1::ROUTE_UNSPECIFIED || !common::v1::Route_IsValid(d.new_route())) {
-      return absl::InvalidArgumentError("decision.new_route: is required to change the route");
+    if (d.new_route() == common::v1::ROUTE_UNSPECIFIED ||
+        !common::v1::Route_IsValid(d.new_route())) {
+      return absl::InvalidArgumentError(
+          "decision.new_route: is required to change the route");
     }
     if (d.new_route() == common::v1::UNDER_PHYSICIAN_REVIEW) {
       return absl::InvalidArgumentError(
-          "decision.new_route: UNDER_PHYSICIAN_REVIEW is what a person sees; route to KETAMINE_REVIEW");
+          "decision.new_route: UNDER_PHYSICIAN_REVIEW is what a person sees; "
+          "route to KETAMINE_REVIEW");
     }
     if (d.new_route() == before.current_route()) {
-      return absl::InvalidArgumentError("decision.new_route: is the current route; use CONFIRM");
+      return absl::InvalidArgumentError(
+          "decision.new_route: is the current route; use CONFIRM");
     }
-    if (d.new_route() == common::v1::KETAMINE_REVIEW && !clinician->physician()) {
-      return absl::PermissionDeniedError("only a physician may route to a ketamine-eligibility review");
+    if (d.new_route() == common::v1::KETAMINE_REVIEW &&
+        !clinician->physician()) {
+      return absl::PermissionDeniedError(
+          "only a physician may route to a ketamine-eligibility review");
     }
   }
   if (before.state() != v1::CLAIMED || before.claimed_by() != actor.id) {
-    return absl::FailedPreconditionError("name: you do not hold this case; claim it first");
+    return absl::FailedPreconditionError(
+        "name: you do not hold this case; claim it first");
   }
   if (request.etag() != loaded->etag()) {
-    return absl::AbortedError(absl::StrCat("etag: the case changed (current etag \"", loaded->etag(),
-                                           "\"); read it and decide again"));
+    return absl::AbortedError(
+        absl::StrCat("etag: the case changed (current etag \"", loaded->etag(),
+                     "\"); read it and decide again"));
   }
   v1::Referral after = before;
   v1::Decision* decision = after.mutable_decision();
@@ -598,8 +678,9 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
       after.set_state(v1::WITHDRAWN);
       kind = "withdrawn";
   }
-  auto written = Write(IdOf(before), *loaded, after,
-                       {Audit(kind, actor, clinician->role, before, after)}, deadline);
+  auto written =
+      Write(IdOf(before), *loaded, after,
+            {Audit(kind, actor, clinician->role, before, after)}, deadline);
   if (!written.ok()) return written.status();
   const std::string id = IdOf(before);
   (void)store_->Dequeue(id, deadline);
@@ -609,17 +690,19 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(const v1::DecideCaseReques
   return written;
 }
 
-absl::StatusOr<v1::Referral> ReferralCore::GetCase(const v1::GetCaseRequest& request,
-                                                   const Actor& actor, absl::Time deadline) {
+absl::StatusOr<v1::Referral> ReferralCore::GetCase(
+    const v1::GetCaseRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   auto loaded = Load(request.name(), deadline);
   if (!loaded.ok()) return loaded.status();
   Normalize(*loaded);
-  if (!CanSee(*clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
-  if (absl::Status s = store_->AppendAudit(IdOf(*loaded),
-                                           Audit("read", actor, clinician->role, *loaded, *loaded),
-                                           deadline);
+  if (!CanSee(*clinician, *loaded))
+    return absl::PermissionDeniedError("not licensed in the case's state");
+  if (absl::Status s = store_->AppendAudit(
+          IdOf(*loaded),
+          Audit("read", actor, clinician->role, *loaded, *loaded), deadline);
       !s.ok()) {
     return s;  // no unrecorded reads
   }
@@ -627,23 +710,27 @@ absl::StatusOr<v1::Referral> ReferralCore::GetCase(const v1::GetCaseRequest& req
 }
 
 absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
-    const v1::ListAuditEventsRequest& request, const Actor& actor, absl::Time deadline) {
+    const v1::ListAuditEventsRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
-  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
-  const int page_size = request.page_size() == 0 ? kDefaultAuditPageSize
-                                                 : std::min(request.page_size(), kMaxAuditPageSize);
+  if (request.page_size() < 0)
+    return absl::InvalidArgumentError("page_size: must not be negative");
+  const int page_size = request.page_size() == 0
+                            ? kDefaultAuditPageSize
+                            : std::min(request.page_size(), kMaxAuditPageSize);
   int64_t offset = 0;
   if (!request.page_token().empty()) {
     std::string raw;
-    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw) || !absl::SimpleAtoi(raw, &offset) ||
-        offset < 0) {
+    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw) ||
+        !absl::SimpleAtoi(raw, &offset) || offset < 0) {
       return absl::InvalidArgumentError("page_token: malformed");
     }
   }
   auto loaded = Load(request.parent(), deadline);
   if (!loaded.ok()) return loaded.status();
-  if (!CanSee(*clinician, *loaded)) return absl::PermissionDeniedError("not licensed in the case's state");
+  if (!CanSee(*clinician, *loaded))
+    return absl::PermissionDeniedError("not licensed in the case's state");
   auto page = store_->ListAudit(IdOf(*loaded), offset, page_size, deadline);
   if (!page.ok()) return page.status();
   v1::ListAuditEventsResponse response;
@@ -652,12 +739,13 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
     e.set_name(absl::StrCat(loaded->name(), "/auditEvents/", ++n));
     *response.add_events() = std::move(e);
   }
-  if (n < page->second) response.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(n)));
+  if (n < page->second)
+    response.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(n)));
   return response;
 }
 
-absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferralRequest& request,
-                                                           absl::Time deadline) {
+absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(
+    const v1::GetMyReferralRequest& request, absl::Time deadline) {
   auto screening = ParseScreeningName(request.screening(), "screening");
   if (!screening.ok()) return screening.status();
   auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
@@ -668,9 +756,12 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferr
     if (!r.ok()) return r.status();
     // Another person's screening id answers exactly like a missing one.
     if (!r->has_value() || (*r)->screening() != request.screening()) continue;
-    if (!latest.has_value() || (*r)->create_time_ms() > latest->create_time_ms()) latest = **r;
+    if (!latest.has_value() ||
+        (*r)->create_time_ms() > latest->create_time_ms())
+      latest = **r;
   }
-  if (!latest.has_value()) return absl::NotFoundError("screening: no referral for this screening");
+  if (!latest.has_value())
+    return absl::NotFoundError("screening: no referral for this screening");
   Normalize(*latest);
   const v1::Referral& r = *latest;
   constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
@@ -681,13 +772,18 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferr
   view.set_pending_review(r.state() == v1::OPEN || r.state() == v1::CLAIMED);
   switch (r.state()) {
     case v1::WITHDRAWN:
-      view.set_message(absl::StrCat(kDisclaimer, " Your clinician has closed this referral. If things "
-                                    "get harder, you can screen again at any time, or call or text 988."));
+      view.set_message(
+          absl::StrCat(kDisclaimer,
+                       " Your clinician has closed this referral. If things "
+                       "get harder, you can screen again at any time, or call "
+                       "or text 988."));
       return view;
     case v1::DELIVERED_SELF_HELP:
       view.set_route(common::v1::SELF_HELP);
-      view.set_message(absl::StrCat(kDisclaimer, " Here is your self-help plan. A clinician can see it "
-                                    "and may get in touch."));
+      view.set_message(
+          absl::StrCat(kDisclaimer,
+                       " Here is your self-help plan. A clinician can see it "
+                       "and may get in touch."));
       *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
       return view;
     default:
@@ -699,35 +795,48 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(const v1::GetMyReferr
       if (!decided) {
         // Nothing about eligibility before a physician has confirmed it.
         view.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
-        view.set_message(absl::StrCat(kDisclaimer, " Your answers are under review by a physician."));
+        view.set_message(absl::StrCat(
+            kDisclaimer, " Your answers are under review by a physician."));
         return view;
       }
       view.set_route(route);
-      view.set_message(absl::StrCat(kDisclaimer, " A physician has reviewed your answers and recommends "
-                                    "an in-person evaluation. The clinic will contact you to arrange it."));
+      view.set_message(
+          absl::StrCat(kDisclaimer,
+                       " A physician has reviewed your answers and recommends "
+                       "an in-person evaluation. The clinic will contact you "
+                       "to arrange it."));
       return view;
     case common::v1::THERAPY:
       view.set_route(route);
-      view.set_message(decided ? absl::StrCat(kDisclaimer, " A clinician recommends therapy. They will "
-                                              "contact you about next steps.")
-                               : absl::StrCat(kDisclaimer, " A licensed clinician is reviewing your "
-                                              "answers and will follow up about next steps."));
+      view.set_message(
+          decided
+              ? absl::StrCat(kDisclaimer,
+                             " A clinician recommends therapy. They will "
+                             "contact you about next steps.")
+              : absl::StrCat(kDisclaimer,
+                             " A licensed clinician is reviewing your "
+                             "answers and will follow up about next steps."));
       return view;
     case common::v1::CRISIS_ACUTE:
     case common::v1::CRISIS_URGENT:
       view.set_route(route);
-      view.set_message(absl::StrCat(kDisclaimer, " If you are thinking about suicide or about hurting "
-                                    "yourself, call or text 988 now, or call 911 if you are in danger. ",
-                                    decided ? "A clinician has reviewed your answers and will stay in touch."
-                                            : "A clinician is reviewing your answers urgently."));
+      view.set_message(absl::StrCat(
+          kDisclaimer,
+          " If you are thinking about suicide or about hurting "
+          "yourself, call or text 988 now, or call 911 if you are in danger. ",
+          decided
+              ? "A clinician has reviewed your answers and will stay in touch."
+              : "A clinician is reviewing your answers urgently."));
       return view;
     case common::v1::SELF_HELP:
       view.set_route(route);
-      view.set_message(absl::StrCat(kDisclaimer, " Here is your self-help plan."));
+      view.set_message(
+          absl::StrCat(kDisclaimer, " Here is your self-help plan."));
       *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
       return view;
     default:
-      view.set_message(absl::StrCat(kDisclaimer, " A clinician is reviewing your answers."));
+      view.set_message(
+          absl::StrCat(kDisclaimer, " A clinician is reviewing your answers."));
       return view;
   }
 }
@@ -736,7 +845,8 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
   const int64_t now = clock_->NowMillis();
   const Actor system{"system", "system"};
   int changes = 0;
-  auto leases = store_->DueTimers(ReferralStore::Timer::kLease, now, 100, deadline);
+  auto leases =
+      store_->DueTimers(ReferralStore::Timer::kLease, now, 100, deadline);
   if (!leases.ok()) return leases.status();
   for (const std::string& id : *leases) {
     auto r = store_->Get(id, deadline);
@@ -746,20 +856,25 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
       continue;
     }
     if ((*r)->lease_expire_time_ms() > now) {  // renewed meanwhile
-      (void)store_->SetTimer(ReferralStore::Timer::kLease, id, (*r)->lease_expire_time_ms(), deadline);
+      (void)store_->SetTimer(ReferralStore::Timer::kLease, id,
+                             (*r)->lease_expire_time_ms(), deadline);
       continue;
     }
     v1::Referral after = **r;
     Normalize(after);
-    auto written = Write(id, **r, after, {Audit("lease_expired", system, "system", **r, after)}, deadline);
-    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted) return written.status();
+    auto written =
+        Write(id, **r, after,
+              {Audit("lease_expired", system, "system", **r, after)}, deadline);
+    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted)
+      return written.status();
     if (written.ok()) {
       (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
       (void)store_->Publish("released", id, deadline);
       ++changes;
     }
   }
-  auto overdue = store_->DueTimers(ReferralStore::Timer::kOverdue, now, 100, deadline);
+  auto overdue =
+      store_->DueTimers(ReferralStore::Timer::kOverdue, now, 100, deadline);
   if (!overdue.ok()) return overdue.status();
   for (const std::string& id : *overdue) {
     auto r = store_->Get(id, deadline);
@@ -772,8 +887,11 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
     }
     v1::Referral after = current;
     after.set_overdue(true);
-    auto written = Write(id, **r, after, {Audit("overdue", system, "system", current, after)}, deadline);
-    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted) return written.status();
+    auto written =
+        Write(id, **r, after,
+              {Audit("overdue", system, "system", current, after)}, deadline);
+    if (!written.ok() && written.status().code() != absl::StatusCode::kAborted)
+      return written.status();
     if (written.ok()) {
       (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
       (void)store_->Publish("overdue", id, deadline);
@@ -783,30 +901,34 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
   return changes;
 }
 
-absl::StatusOr<std::string> ReferralCore::StartWatch(const v1::WatchQueueRequest& request,
-                                                     const Actor& actor, absl::Time deadline) {
+absl::StatusOr<std::string> ReferralCore::StartWatch(
+    const v1::WatchQueueRequest& request, const Actor& actor,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   for (int i = 0; i < request.location_states_size(); ++i) {
-    if (absl::Status s = ValidateStateCode(request.location_states(i),
-                                           absl::StrCat("location_states[", i, "]"));
+    if (absl::Status s =
+            ValidateStateCode(request.location_states(i),
+                              absl::StrCat("location_states[", i, "]"));
         !s.ok()) {
       return s;
     }
   }
   if (!request.cursor().empty()) {
     // Validate by reading nothing from it.
-    auto probe = store_->ReadEvents(request.cursor(), 1, absl::Milliseconds(1), deadline);
+    auto probe = store_->ReadEvents(request.cursor(), 1, absl::Milliseconds(1),
+                                    deadline);
     if (!probe.ok()) return probe.status();
     return request.cursor();
   }
   return store_->LatestCursor(deadline);
 }
 
-absl::Status ReferralCore::WatchStep(const v1::WatchQueueRequest& request, const Actor& actor,
-                                     std::string* cursor, absl::Duration block,
-                                     const std::function<bool(const v1::QueueEvent&)>& send,
-                                     absl::Time deadline) {
+absl::Status ReferralCore::WatchStep(
+    const v1::WatchQueueRequest& request, const Actor& actor,
+    std::string* cursor, absl::Duration block,
+    const std::function<bool(const v1::QueueEvent&)>& send,
+    absl::Time deadline) {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return clinician.status();
   auto events = store_->ReadEvents(*cursor, 100, block, deadline);
@@ -820,13 +942,14 @@ absl::Status ReferralCore::WatchStep(const v1::WatchQueueRequest& request, const
     Normalize(referral);
     if (!CanAct(*clinician, referral)) continue;
     if (!request.routes().empty() &&
-        std::find(request.routes().begin(), request.routes().end(), referral.current_route()) ==
-            request.routes().end()) {
+        std::find(request.routes().begin(), request.routes().end(),
+                  referral.current_route()) == request.routes().end()) {
       continue;
     }
     if (!request.location_states().empty() &&
-        std::find(request.location_states().begin(), request.location_states().end(),
-                  referral.location_state()) == request.location_states().end()) {
+        std::find(request.location_states().begin(),
+                  request.location_states().end(), referral.location_state()) ==
+            request.location_states().end()) {
       continue;
     }
     v1::QueueEvent event;

@@ -32,7 +32,8 @@ struct ReferralConfig {
 // Referral logic above the store; no gRPC types, so tests build it directly.
 class ReferralCore {
  public:
-  ReferralCore(ReferralStore* store, const Clock* clock, ReferralConfig config = {})
+  ReferralCore(ReferralStore* store, const Clock* clock,
+               ReferralConfig config = {})
       : store_(store), clock_(clock), config_(config) {}
 
   // Idempotent per screening and ruleset version. Takes the request by
@@ -41,46 +42,56 @@ class ReferralCore {
   // screening's one risk case (RiskCaseId), created by whichever comes
   // first: a more severe route raises it (never lowers), completion
   // attaches the full result once; each change is audited and published.
-  absl::StatusOr<v1::Referral> CreateReferral(v1::CreateReferralRequest request, const Actor& actor,
+  absl::StatusOr<v1::Referral> CreateReferral(v1::CreateReferralRequest request,
+                                              const Actor& actor,
                                               absl::Time deadline);
   // Many at once (batch re-scoring); all are checked before any is written.
-  absl::StatusOr<v1::CreateReferralsResponse> CreateReferrals(v1::CreateReferralsRequest request,
-                                                              const Actor& actor, absl::Time deadline);
+  absl::StatusOr<v1::CreateReferralsResponse> CreateReferrals(
+      v1::CreateReferralsRequest request, const Actor& actor,
+      absl::Time deadline);
   static constexpr int kMaxBatch = 1000;
 
   // The clinician's queue: open cases the caller may act on (licensed state;
   // ketamine reviews for physicians only), urgent first, then oldest.
-  absl::StatusOr<v1::ListQueueResponse> ListQueue(const v1::ListQueueRequest& request,
-                                                  const Actor& actor, absl::Time deadline);
-  absl::StatusOr<v1::Referral> ClaimCase(const v1::ClaimCaseRequest& request, const Actor& actor,
+  absl::StatusOr<v1::ListQueueResponse> ListQueue(
+      const v1::ListQueueRequest& request, const Actor& actor,
+      absl::Time deadline);
+  absl::StatusOr<v1::Referral> ClaimCase(const v1::ClaimCaseRequest& request,
+                                         const Actor& actor,
                                          absl::Time deadline);
-  absl::StatusOr<v1::Referral> ReleaseCase(const v1::ReleaseCaseRequest& request,
-                                           const Actor& actor, absl::Time deadline);
-  absl::StatusOr<v1::Referral> DecideCase(const v1::DecideCaseRequest& request, const Actor& actor,
+  absl::StatusOr<v1::Referral> ReleaseCase(
+      const v1::ReleaseCaseRequest& request, const Actor& actor,
+      absl::Time deadline);
+  absl::StatusOr<v1::Referral> DecideCase(const v1::DecideCaseRequest& request,
+                                          const Actor& actor,
                                           absl::Time deadline);
   // Reads a case; the read is recorded in the audit trail.
-  absl::StatusOr<v1::Referral> GetCase(const v1::GetCaseRequest& request, const Actor& actor,
-                                       absl::Time deadline);
+  absl::StatusOr<v1::Referral> GetCase(const v1::GetCaseRequest& request,
+                                       const Actor& actor, absl::Time deadline);
   absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(
-      const v1::ListAuditEventsRequest& request, const Actor& actor, absl::Time deadline);
+      const v1::ListAuditEventsRequest& request, const Actor& actor,
+      absl::Time deadline);
   // The person's own referral in plain language; NOT_FOUND for an unknown
   // screening or one of another person.
-  absl::StatusOr<v1::MyReferral> GetMyReferral(const v1::GetMyReferralRequest& request,
-                                               absl::Time deadline);
+  absl::StatusOr<v1::MyReferral> GetMyReferral(
+      const v1::GetMyReferralRequest& request, absl::Time deadline);
 
   // The sweeper's step: returns expired leases to the queue and marks urgent
   // cases not claimed in time as overdue. Returns the number of changes.
   absl::StatusOr<int> Sweep(absl::Time deadline);
 
   // Watch support: checks the caller and resolves the starting cursor.
-  absl::StatusOr<std::string> StartWatch(const v1::WatchQueueRequest& request, const Actor& actor,
+  absl::StatusOr<std::string> StartWatch(const v1::WatchQueueRequest& request,
+                                         const Actor& actor,
                                          absl::Time deadline);
   // Waits up to `block` for events after `*cursor`, sends those the caller
   // may see through `send` (false stops), and advances `*cursor` past every
   // event read.
-  absl::Status WatchStep(const v1::WatchQueueRequest& request, const Actor& actor,
-                         std::string* cursor, absl::Duration block,
-                         const std::function<bool(const v1::QueueEvent&)>& send, absl::Time deadline);
+  absl::Status WatchStep(const v1::WatchQueueRequest& request,
+                         const Actor& actor, std::string* cursor,
+                         absl::Duration block,
+                         const std::function<bool(const v1::QueueEvent&)>& send,
+                         absl::Time deadline);
 
   // The referral id for a screening and ruleset version (deterministic, so
   // a retried hand-off finds the same case).
@@ -98,17 +109,22 @@ class ReferralCore {
   // Checks a create request (`field` prefixes error names) and builds what
   // the store writes, moving the request's results into it (the request is
   // left without them only when it passes).
-  absl::StatusOr<ReferralStore::CreateItem> Prepare(v1::CreateReferralRequest& request, const Actor& actor,
-                                                   const std::string& field) const;
+  absl::StatusOr<ReferralStore::CreateItem> Prepare(
+      v1::CreateReferralRequest& request, const Actor& actor,
+      const std::string& field) const;
   // The clinician an actor is; PERMISSION_DENIED for any other role.
   static absl::StatusOr<Clinician> ClinicianOf(const Actor& actor);
-  absl::StatusOr<v1::Referral> Load(const std::string& name, absl::Time deadline);
+  absl::StatusOr<v1::Referral> Load(const std::string& name,
+                                    absl::Time deadline);
   // A claim whose lease ran out reads as unclaimed.
   void Normalize(v1::Referral& r) const;
-  v1::AuditEvent Audit(absl::string_view kind, const Actor& actor, const std::string& role,
-                       const v1::Referral& before, const v1::Referral& after) const;
-  absl::StatusOr<v1::Referral> Write(const std::string& id, const v1::Referral& before,
-                                     v1::Referral after, const std::vector<v1::AuditEvent>& audit,
+  v1::AuditEvent Audit(absl::string_view kind, const Actor& actor,
+                       const std::string& role, const v1::Referral& before,
+                       const v1::Referral& after) const;
+  absl::StatusOr<v1::Referral> Write(const std::string& id,
+                                     const v1::Referral& before,
+                                     v1::Referral after,
+                                     const std::vector<v1::AuditEvent>& audit,
                                      absl::Time deadline);
 
   // What a risk delivery changes on the existing case: nothing (nullopt:
@@ -120,13 +136,16 @@ class ReferralCore {
     std::string event;
     std::optional<double> requeue_score;
   };
-  std::optional<RiskMerge> MergeRisk(const v1::Referral& before, v1::Referral incoming, bool unfinished,
+  std::optional<RiskMerge> MergeRisk(const v1::Referral& before,
+                                     v1::Referral incoming, bool unfinished,
                                      const Actor& actor) const;
-  absl::StatusOr<v1::Referral> CreateOrAttachRisk(v1::CreateReferralRequest request, const Actor& actor,
-                                                  absl::Time deadline);
+  absl::StatusOr<v1::Referral> CreateOrAttachRisk(
+      v1::CreateReferralRequest request, const Actor& actor,
+      absl::Time deadline);
   // ListQueue for one screening (request.screening), from its case index.
-  absl::StatusOr<v1::ListQueueResponse> ListScreeningCases(const v1::ListQueueRequest& request,
-                                                           const Clinician& clinician, absl::Time deadline);
+  absl::StatusOr<v1::ListQueueResponse> ListScreeningCases(
+      const v1::ListQueueRequest& request, const Clinician& clinician,
+      absl::Time deadline);
 
   ReferralStore* store_;
   const Clock* clock_;

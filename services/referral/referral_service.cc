@@ -1,7 +1,7 @@
 #include "services/referral/referral_service.h"
 
-#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/auth/grpc_auth.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
@@ -15,46 +15,62 @@ constexpr char kService[] = "/aqueduct.referral.v1.ReferralService/";
 // INVALID_ARGUMENT for bytes that are not the message (a plain handler
 // never runs then); a caller that went away gets nothing either way.
 template <typename Request, typename Response>
-absl::Status ReadRequest(grpc::ServerUnaryStreamer<Request, Response>* stream, Request* request) {
+absl::Status ReadRequest(grpc::ServerUnaryStreamer<Request, Response>* stream,
+                         Request* request) {
   if (stream->Read(request)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("request: not a ", Request::descriptor()->name(), " message"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "request: not a ", Request::descriptor()->name(), " message"));
 }
 
 // ReplyFrom for a streamed unary handler.
 template <typename Result, typename Request, typename Response>
-grpc::Status WriteReply(Result result, grpc::ServerUnaryStreamer<Request, Response>* stream) {
+grpc::Status WriteReply(Result result,
+                        grpc::ServerUnaryStreamer<Request, Response>* stream) {
   if (!result.ok()) return ToGrpcStatus(result.status());
-  if (!stream->Write(*result)) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the reply could not be sent");
+  if (!stream->Write(*result))
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the reply could not be sent");
   return grpc::Status::OK;
 }
 }  // namespace
 
-absl::StatusOr<Actor> ReferralServiceImpl::Caller(const grpc::ServerContext& context, const char* rpc) const {
+absl::StatusOr<Actor> ReferralServiceImpl::Caller(
+    const grpc::ServerContext& context, const char* rpc) const {
   auto id = auth::CheckCall(*authorizer_, context, absl::StrCat(kService, rpc));
   if (!id.ok()) return id.status();
-  return Actor{id->subject, std::string(auth::RoleName(id->role)), id->licensed_states};
+  return Actor{id->subject, std::string(auth::RoleName(id->role)),
+               id->licensed_states};
 }
 
 grpc::Status ReferralServiceImpl::StreamedCreateReferral(
-    grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::CreateReferralRequest, v1::Referral>* stream) {
-  auto actor = Caller(*context, "CreateReferral");  // before the request is read
+    grpc::ServerContext* context,
+    grpc::ServerUnaryStreamer<v1::CreateReferralRequest, v1::Referral>*
+        stream) {
+  auto actor =
+      Caller(*context, "CreateReferral");  // before the request is read
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   v1::CreateReferralRequest request;
-  if (absl::Status s = ReadRequest(stream, &request); !s.ok()) return ToGrpcStatus(s);
-  return WriteReply(core_->CreateReferral(std::move(request), *actor, server::RpcDeadline(*context, max_rpc_time_)),
-                    stream);
+  if (absl::Status s = ReadRequest(stream, &request); !s.ok())
+    return ToGrpcStatus(s);
+  return WriteReply(
+      core_->CreateReferral(std::move(request), *actor,
+                            server::RpcDeadline(*context, max_rpc_time_)),
+      stream);
 }
 
 grpc::Status ReferralServiceImpl::StreamedCreateReferrals(
     grpc::ServerContext* context,
-    grpc::ServerUnaryStreamer<v1::CreateReferralsRequest, v1::CreateReferralsResponse>* stream) {
+    grpc::ServerUnaryStreamer<v1::CreateReferralsRequest,
+                              v1::CreateReferralsResponse>* stream) {
   auto actor = Caller(*context, "CreateReferrals");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   v1::CreateReferralsRequest request;
-  if (absl::Status s = ReadRequest(stream, &request); !s.ok()) return ToGrpcStatus(s);
-  return WriteReply(core_->CreateReferrals(std::move(request), *actor, server::RpcDeadline(*context, max_rpc_time_)),
-                    stream);
+  if (absl::Status s = ReadRequest(stream, &request); !s.ok())
+    return ToGrpcStatus(s);
+  return WriteReply(
+      core_->CreateReferrals(std::move(request), *actor,
+                             server::RpcDeadline(*context, max_rpc_time_)),
+      stream);
 }
 
 grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
@@ -62,8 +78,10 @@ grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
                                             v1::ListQueueResponse* response) {
   auto actor = Caller(*context, "ListQueue");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->ListQueue(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->ListQueue(*request, *actor,
+                       server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
 grpc::Status ReferralServiceImpl::ClaimCase(grpc::ServerContext* context,
@@ -71,61 +89,72 @@ grpc::Status ReferralServiceImpl::ClaimCase(grpc::ServerContext* context,
                                             v1::Referral* response) {
   auto actor = Caller(*context, "ClaimCase");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->ClaimCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->ClaimCase(*request, *actor,
+                       server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status ReferralServiceImpl::ReleaseCase(grpc::ServerContext* context,
-                                              const v1::ReleaseCaseRequest* request,
-                                              v1::Referral* response) {
+grpc::Status ReferralServiceImpl::ReleaseCase(
+    grpc::ServerContext* context, const v1::ReleaseCaseRequest* request,
+    v1::Referral* response) {
   auto actor = Caller(*context, "ReleaseCase");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->ReleaseCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->ReleaseCase(*request, *actor,
+                         server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status ReferralServiceImpl::DecideCase(grpc::ServerContext* context,
-                                             const v1::DecideCaseRequest* request,
-                                             v1::Referral* response) {
+grpc::Status ReferralServiceImpl::DecideCase(
+    grpc::ServerContext* context, const v1::DecideCaseRequest* request,
+    v1::Referral* response) {
   auto actor = Caller(*context, "DecideCase");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->DecideCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->DecideCase(*request, *actor,
+                        server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status ReferralServiceImpl::GetCase(grpc::ServerContext* context, const v1::GetCaseRequest* request,
+grpc::Status ReferralServiceImpl::GetCase(grpc::ServerContext* context,
+                                          const v1::GetCaseRequest* request,
                                           v1::Referral* response) {
   auto actor = Caller(*context, "GetCase");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->GetCase(*request, *actor, server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(core_->GetCase(*request, *actor,
+                                  server::RpcDeadline(*context, max_rpc_time_)),
+                   response);
 }
 
-grpc::Status ReferralServiceImpl::ListAuditEvents(grpc::ServerContext* context,
-                                                  const v1::ListAuditEventsRequest* request,
-                                                  v1::ListAuditEventsResponse* response) {
+grpc::Status ReferralServiceImpl::ListAuditEvents(
+    grpc::ServerContext* context, const v1::ListAuditEventsRequest* request,
+    v1::ListAuditEventsResponse* response) {
   auto actor = Caller(*context, "ListAuditEvents");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->ListAuditEvents(*request, *actor,
-                                      server::RpcDeadline(*context, max_rpc_time_)),
-               response);
+  return ReplyFrom(
+      core_->ListAuditEvents(*request, *actor,
+                             server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status ReferralServiceImpl::GetMyReferral(grpc::ServerContext* context,
-                                                const v1::GetMyReferralRequest* request,
-                                                v1::MyReferral* response) {
+grpc::Status ReferralServiceImpl::GetMyReferral(
+    grpc::ServerContext* context, const v1::GetMyReferralRequest* request,
+    v1::MyReferral* response) {
   auto actor = Caller(*context, "GetMyReferral");
   if (!actor.ok()) return ToGrpcStatus(actor.status());
   // A person reads only their own: the screening is looked up in the
   // caller's namespace, so another person's answers like a missing one.
   v1::GetMyReferralRequest own = *request;
   own.set_screening(InUserNamespace(request->screening(), actor->id));
-  return ReplyFrom(core_->GetMyReferral(own, server::RpcDeadline(*context, max_rpc_time_)), response);
+  return ReplyFrom(
+      core_->GetMyReferral(own, server::RpcDeadline(*context, max_rpc_time_)),
+      response);
 }
 
-grpc::Status ReferralServiceImpl::WatchQueue(grpc::ServerContext* context,
-                                             const v1::WatchQueueRequest* request,
-                                             grpc::ServerWriter<v1::QueueEvent>* writer) {
+grpc::Status ReferralServiceImpl::WatchQueue(
+    grpc::ServerContext* context, const v1::WatchQueueRequest* request,
+    grpc::ServerWriter<v1::QueueEvent>* writer) {
   auto caller = Caller(*context, "WatchQueue");
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Actor actor = *std::move(caller);
@@ -143,8 +172,10 @@ grpc::Status ReferralServiceImpl::WatchQueue(grpc::ServerContext* context,
         *request, actor, &position, absl::Milliseconds(500),
         [&](const v1::QueueEvent& e) { return writer->Write(e); },
         absl::Now() + absl::Seconds(5));
-    if (s.code() == absl::StatusCode::kCancelled) return grpc::Status::CANCELLED;
-    if (!s.ok()) return ToGrpcStatus(s);  // e.g. Redis down: reconnect with the cursor
+    if (s.code() == absl::StatusCode::kCancelled)
+      return grpc::Status::CANCELLED;
+    if (!s.ok())
+      return ToGrpcStatus(s);  // e.g. Redis down: reconnect with the cursor
   }
   return grpc::Status::CANCELLED;
 }

@@ -63,33 +63,38 @@ class ReferralStore {
   // Writes `referral` if its stored version is still `expected_version`,
   // appending `audit` in the same atomic step (no decision without its
   // record). Returns the new version, or ABORTED with the current one.
-  virtual absl::StatusOr<int64_t> Update(const std::string& id, int64_t expected_version,
-                                         const v1::Referral& referral,
-                                         const std::vector<v1::AuditEvent>& audit,
-                                         absl::Time deadline) = 0;
+  virtual absl::StatusOr<int64_t> Update(
+      const std::string& id, int64_t expected_version,
+      const v1::Referral& referral, const std::vector<v1::AuditEvent>& audit,
+      absl::Time deadline) = 0;
   // Appends to the audit trail alone (a read of the case).
-  virtual absl::Status AppendAudit(const std::string& id, const v1::AuditEvent& event,
+  virtual absl::Status AppendAudit(const std::string& id,
+                                   const v1::AuditEvent& event,
                                    absl::Time deadline) = 0;
   // Audit events [offset, offset + limit) in order, and the total count.
-  virtual absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>> ListAudit(
-      const std::string& id, int64_t offset, int limit, absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::pair<std::vector<v1::AuditEvent>, int64_t>>
+  ListAudit(const std::string& id, int64_t offset, int limit,
+            absl::Time deadline) = 0;
   // Drops a decided case from the queue index.
   virtual absl::Status Dequeue(const std::string& id, absl::Time deadline) = 0;
   // Puts a case in the queue at `score` (moving it when it is there: an
   // early risk case raised to CRISIS_ACUTE moves up).
-  virtual absl::Status Requeue(const std::string& id, double score, absl::Time deadline) = 0;
+  virtual absl::Status Requeue(const std::string& id, double score,
+                               absl::Time deadline) = 0;
 
   // Timers: lease expiries and overdue checks, each a (case id, due time)
   // index the sweeper reads.
   enum class Timer { kLease, kOverdue };
-  virtual absl::Status SetTimer(Timer timer, const std::string& id, int64_t due_ms,
-                                absl::Time deadline) = 0;
-  virtual absl::Status ClearTimer(Timer timer, const std::string& id, absl::Time deadline) = 0;
-  virtual absl::StatusOr<std::vector<std::string>> DueTimers(Timer timer, int64_t now_ms, int limit,
-                                                             absl::Time deadline) = 0;
+  virtual absl::Status SetTimer(Timer timer, const std::string& id,
+                                int64_t due_ms, absl::Time deadline) = 0;
+  virtual absl::Status ClearTimer(Timer timer, const std::string& id,
+                                  absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> DueTimers(
+      Timer timer, int64_t now_ms, int limit, absl::Time deadline) = 0;
 
   // The event stream portals watch: returns the new event's cursor.
-  virtual absl::StatusOr<std::string> Publish(const std::string& kind, const std::string& id,
+  virtual absl::StatusOr<std::string> Publish(const std::string& kind,
+                                              const std::string& id,
                                               absl::Time deadline) = 0;
   struct Event {
     std::string cursor;
@@ -98,9 +103,9 @@ class ReferralStore {
   };
   // Events after `cursor` ("$" = only new ones), waiting up to `block` for
   // the first. INVALID_ARGUMENT for a malformed cursor.
-  virtual absl::StatusOr<std::vector<Event>> ReadEvents(const std::string& cursor, int limit,
-                                                        absl::Duration block,
-                                                        absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::vector<Event>> ReadEvents(
+      const std::string& cursor, int limit, absl::Duration block,
+      absl::Time deadline) = 0;
   // The newest cursor ("0-0" when there is none): a new watcher starts here.
   virtual absl::StatusOr<std::string> LatestCursor(absl::Time deadline) = 0;
 

@@ -9,15 +9,16 @@
 #include <sstream>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace aqueduct::scoring {
 namespace {
 
 bool HasValue(const expr::Value& v) {
-  return v.kind == expr::Value::Kind::kNumber || v.kind == expr::Value::Kind::kCode;
+  return v.kind == expr::Value::Kind::kNumber ||
+         v.kind == expr::Value::Kind::kCode;
 }
 
 using scoring::v1::Instrument;
@@ -33,7 +34,8 @@ absl::Status ValidateBands(const Instrument& ins) {
   if (ins.bands().empty()) return absl::OkStatus();
   std::vector<const scoring::v1::Band*> bands;
   for (const auto& b : ins.bands()) bands.push_back(&b);
-  std::sort(bands.begin(), bands.end(), [](auto* a, auto* b) { return a->min() < b->min(); });
+  std::sort(bands.begin(), bands.end(),
+            [](auto* a, auto* b) { return a->min() < b->min(); });
   absl::flat_hash_set<std::string> ids;
   for (size_t i = 0; i < bands.size(); ++i) {
     const auto& b = *bands[i];
@@ -44,10 +46,12 @@ absl::Status ValidateBands(const Instrument& ins) {
     if (i + 1 < bands.size()) {
       const auto& next = *bands[i + 1];
       if (b.max() >= next.min()) {
-        return Invalid(where, absl::StrCat("overlaps band \"", next.id(), "\""));
+        return Invalid(where,
+                       absl::StrCat("overlaps band \"", next.id(), "\""));
       }
       if (ins.scoring() == scoring::v1::SUM && b.max() + 1 != next.min()) {
-        return Invalid(where, absl::StrCat("leaves a gap before band \"", next.id(), "\""));
+        return Invalid(where, absl::StrCat("leaves a gap before band \"",
+                                           next.id(), "\""));
       }
     }
   }
@@ -63,7 +67,8 @@ absl::Status ValidateItem(const Item& item) {
       absl::flat_hash_set<int> values;
       absl::flat_hash_set<std::string> codes;
       for (const auto& o : item.options()) {
-        if (!values.insert(o.value()).second) return Invalid(item.id(), "duplicate option value");
+        if (!values.insert(o.value()).second)
+          return Invalid(item.id(), "duplicate option value");
         if (o.text().empty()) return Invalid(item.id(), "option without text");
         if (!o.code().empty() && !codes.insert(o.code()).second) {
           return Invalid(item.id(), "duplicate option code");
@@ -72,7 +77,8 @@ absl::Status ValidateItem(const Item& item) {
       return absl::OkStatus();
     }
     case scoring::v1::INTEGER:
-      if (item.max_value() < item.min_value()) return Invalid(item.id(), "max_value below min_value");
+      if (item.max_value() < item.min_value())
+        return Invalid(item.id(), "max_value below min_value");
       return absl::OkStatus();
     case scoring::v1::CODE:
       if (item.codes().empty()) return Invalid(item.id(), "no codes");
@@ -82,7 +88,8 @@ absl::Status ValidateItem(const Item& item) {
   }
 }
 
-absl::StatusOr<expr::Expr> CompileIn(absl::string_view text, const expr::Schema& schema,
+absl::StatusOr<expr::Expr> CompileIn(absl::string_view text,
+                                     const expr::Schema& schema,
                                      absl::string_view where) {
   auto e = expr::Expr::Compile(text, schema);
   if (!e.ok()) return Invalid(where, e.status().message());
@@ -112,7 +119,8 @@ absl::Status CatalogIndex::Index() {
   for (int i = 0; i < cat.instruments_size(); ++i) {
     const Instrument& ins = cat.instruments(i);
     if (ins.id().empty()) return Invalid("instrument", "without id");
-    if (absl::StrContains(ins.id(), '.')) return Invalid(ins.id(), "instrument id contains '.'");
+    if (absl::StrContains(ins.id(), '.'))
+      return Invalid(ins.id(), "instrument id contains '.'");
     if (!instrument_index_.emplace(ins.id(), i).second) {
       return Invalid(ins.id(), "duplicate instrument id");
     }
@@ -124,8 +132,10 @@ absl::Status CatalogIndex::Index() {
       if (absl::Status s = ValidateItem(item); !s.ok()) return s;
       // Item ids are "<instrument id>.<item>": answers are grouped under
       // their instrument by that prefix (packed_answers.h).
-      if (!absl::StartsWith(item.id(), ins.id() + ".") || item.id().size() == ins.id().size() + 1) {
-        return Invalid(item.id(), absl::StrCat("item id must be \"", ins.id(), ".<item>\""));
+      if (!absl::StartsWith(item.id(), ins.id() + ".") ||
+          item.id().size() == ins.id().size() + 1) {
+        return Invalid(item.id(), absl::StrCat("item id must be \"", ins.id(),
+                                               ".<item>\""));
       }
       if (!items_.emplace(item.id(), std::make_pair(i, j)).second) {
         return Invalid(item.id(), "duplicate item id");
@@ -139,23 +149,31 @@ absl::Status CatalogIndex::Index() {
         codes.assign(item.codes().begin(), item.codes().end());
       }
       auto slot = schema_.Declare(item.id(),
-                                  item.kind() == scoring::v1::CODE ? expr::Type::kItemCode
-                                                                   : expr::Type::kItemNumber,
+                                  item.kind() == scoring::v1::CODE
+                                      ? expr::Type::kItemCode
+                                      : expr::Type::kItemNumber,
                                   std::move(codes));
       if (!slot.ok()) return Invalid(item.id(), slot.status().message());
       info.items.push_back(
-          ItemInfo{&item, absl::string_view(item.id()).substr(ins.id().size() + 1), *slot, {}});
+          ItemInfo{&item,
+                   absl::string_view(item.id()).substr(ins.id().size() + 1),
+                   *slot,
+                   {}});
       if (item.kind() == scoring::v1::CODE) {
-        for (int c = 0; c < item.codes_size(); ++c) info.items.back().codes.try_emplace(item.codes(c), c);
+        for (int c = 0; c < item.codes_size(); ++c)
+          info.items.back().codes.try_emplace(item.codes(c), c);
       }
     }
     info.by_part.resize(info.items.size());
-    for (size_t j = 0; j < info.items.size(); ++j) info.by_part[j] = static_cast<int>(j);
-    std::sort(info.by_part.begin(), info.by_part.end(),
-              [&info](int a, int b) { return info.items[a].part < info.items[b].part; });
+    for (size_t j = 0; j < info.items.size(); ++j)
+      info.by_part[j] = static_cast<int>(j);
+    std::sort(info.by_part.begin(), info.by_part.end(), [&info](int a, int b) {
+      return info.items[a].part < info.items[b].part;
+    });
     if (absl::Status s = ValidateBands(ins); !s.ok()) return s;
-    auto declare = [&](const std::string& name, expr::Type type,
-                       std::vector<std::string> codes = {}) -> absl::StatusOr<int> {
+    auto declare =
+        [&](const std::string& name, expr::Type type,
+            std::vector<std::string> codes = {}) -> absl::StatusOr<int> {
       auto slot = schema_.Declare(name, type, std::move(codes));
       if (!slot.ok()) return Invalid(ins.id(), slot.status().message());
       return slot;
@@ -172,9 +190,11 @@ absl::Status CatalogIndex::Index() {
         if (!s.ok()) return s.status();
         info.mean_slot = *s;
         for (const Item& item : ins.items()) {
-          if (item.kind() != scoring::v1::CHOICE) return Invalid(item.id(), "MEAN_0_100 needs choice items");
+          if (item.kind() != scoring::v1::CHOICE)
+            return Invalid(item.id(), "MEAN_0_100 needs choice items");
           for (const auto& o : item.options()) {
-            if (o.value() < 0 || o.value() > 100) return Invalid(item.id(), "option value outside 0-100");
+            if (o.value() < 0 || o.value() > 100)
+              return Invalid(item.id(), "option value outside 0-100");
           }
         }
         if (ins.min_answered() < 0 || ins.min_answered() > ins.items_size()) {
@@ -184,7 +204,8 @@ absl::Status CatalogIndex::Index() {
       }
       default:
         if (!ins.bands().empty() || !ins.positive_if().empty()) {
-          return Invalid(ins.id(), "bands or positive_if need a scoring method");
+          return Invalid(ins.id(),
+                         "bands or positive_if need a scoring method");
         }
     }
     if (!ins.bands().empty()) {
@@ -204,7 +225,8 @@ absl::Status CatalogIndex::Index() {
     info.complete_slot = *complete;
     for (int extra : ins.extras()) {
       if (extra == scoring::v1::PHQ9_MDD_COUNT) {
-        if (ins.items_size() < 9) return Invalid(ins.id(), "PHQ9_MDD_COUNT needs the 9 PHQ-9 items");
+        if (ins.items_size() < 9)
+          return Invalid(ins.id(), "PHQ9_MDD_COUNT needs the 9 PHQ-9 items");
         auto c = declare(ins.id() + ".mdd_count", expr::Type::kNumber);
         auto p = declare(ins.id() + ".provisional_mdd", expr::Type::kBool);
         if (!c.ok()) return c.status();
@@ -220,15 +242,18 @@ absl::Status CatalogIndex::Index() {
   // Short forms (after all items are declared: they name items).
   for (InstrumentInfo& info : instruments_) {
     for (const auto& sf : info.def->short_forms()) {
-      const std::string where = absl::StrCat(info.def->id(), " short form ", sf.id());
-      if (sf.id().empty() || sf.item_ids().empty()) return Invalid(where, "needs an id and items");
+      const std::string where =
+          absl::StrCat(info.def->id(), " short form ", sf.id());
+      if (sf.id().empty() || sf.item_ids().empty())
+        return Invalid(where, "needs an id and items");
       ShortFormInfo sfi;
       sfi.def = &sf;
       for (const auto& item_id : sf.item_ids()) {
         int slot = -1;
         const auto* e = schema_.Find(item_id, &slot);
         if (e == nullptr || e->type != expr::Type::kItemNumber) {
-          return Invalid(where, absl::StrCat("\"", item_id, "\" is not a choice item"));
+          return Invalid(
+              where, absl::StrCat("\"", item_id, "\" is not a choice item"));
         }
         sfi.item_slots.push_back(slot);
       }
@@ -239,8 +264,9 @@ absl::Status CatalogIndex::Index() {
       sfi.total_slot = *t;
       sfi.positive_slot = *p;
       sfi.total_name = sf.id() + ".total";
-      sfi.explanation = absl::StrCat(sf.title(), ": sum of ", absl::StrJoin(sf.item_ids(), " + "),
-                                     "; positive at ", sf.positive_min(), " or more.");
+      sfi.explanation = absl::StrCat(
+          sf.title(), ": sum of ", absl::StrJoin(sf.item_ids(), " + "),
+          "; positive at ", sf.positive_min(), " or more.");
       info.short_forms.push_back(std::move(sfi));
     }
   }
@@ -253,16 +279,22 @@ absl::Status CatalogIndex::Index() {
   };
   for (InstrumentInfo& info : instruments_) {
     const Instrument& ins = *info.def;
-    auto ask = CompileIn(ins.ask_if(), schema_, absl::StrCat(ins.id(), " ask_if"));
-    auto applies = CompileIn(ins.applies_if(), schema_, absl::StrCat(ins.id(), " applies_if"));
-    auto positive = CompileIn(ins.positive_if(), schema_, absl::StrCat(ins.id(), " positive_if"));
+    auto ask =
+        CompileIn(ins.ask_if(), schema_, absl::StrCat(ins.id(), " ask_if"));
+    auto applies = CompileIn(ins.applies_if(), schema_,
+                             absl::StrCat(ins.id(), " applies_if"));
+    auto positive = CompileIn(ins.positive_if(), schema_,
+                              absl::StrCat(ins.id(), " positive_if"));
     if (!ask.ok()) return ask.status();
     if (!applies.ok()) return applies.status();
     if (!positive.ok()) return positive.status();
-    auto ends = CompileIn(ins.ends_flow_if(), schema_, absl::StrCat(ins.id(), " ends_flow_if"));
+    auto ends = CompileIn(ins.ends_flow_if(), schema_,
+                          absl::StrCat(ins.id(), " ends_flow_if"));
     if (!ends.ok()) return ends.status();
     if (ins.asked_first() && ins.ask_if().empty()) {
-      return Invalid(ins.id(), "asked_first needs an ask_if (it moves the instrument up once that holds)");
+      return Invalid(ins.id(),
+                     "asked_first needs an ask_if (it moves the instrument up "
+                     "once that holds)");
     }
     info.ends_flow_if = std::move(*ends);
     note_sets(info.ends_flow_if);
@@ -283,22 +315,27 @@ absl::Status CatalogIndex::Index() {
   return absl::OkStatus();
 }
 
-absl::Status ReadTextProto(const std::string& path, google::protobuf::Message* message) {
+absl::Status ReadTextProto(const std::string& path,
+                           google::protobuf::Message* message) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("file ", path, " cannot be read"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("file ", path, " cannot be read"));
   std::stringstream buf;
   buf << in.rdbuf();
   class Collector : public google::protobuf::io::ErrorCollector {
    public:
     void AddError(int line, int column, const std::string& message) override {
-      if (error.empty()) error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+      if (error.empty())
+        error = absl::StrCat("line ", line + 1, " column ", column + 1, ": ",
+                             message);
     }
     std::string error;
   } collector;
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   if (!parser.ParseFromString(buf.str(), message)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", collector.error));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", collector.error));
   }
   return absl::OkStatus();
 }
@@ -311,7 +348,8 @@ absl::StatusOr<std::shared_ptr<const CatalogIndex>> CatalogIndex::LoadFile(
   }
   auto built = Build(std::move(catalog));
   if (!built.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", built.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", built.status().message()));
   }
   return built;
 }
@@ -348,8 +386,8 @@ namespace {
 // fit the item (kind, option, range or code). `find_code` gives a code's
 // index in item.codes(), or -1.
 template <typename FindCode>
-bool FitValueWith(const Item& item, const packed::AnswerValue& value, expr::Value* out,
-                  const FindCode& find_code) {
+bool FitValueWith(const Item& item, const packed::AnswerValue& value,
+                  expr::Value* out, const FindCode& find_code) {
   using Kind = packed::AnswerValue::Kind;
   switch (value.kind) {
     case Kind::kDeclined:
@@ -365,8 +403,8 @@ bool FitValueWith(const Item& item, const packed::AnswerValue& value, expr::Valu
       }
       return false;
     case Kind::kInteger:
-      if (item.kind() != scoring::v1::INTEGER || value.number < item.min_value() ||
-          value.number > item.max_value()) {
+      if (item.kind() != scoring::v1::INTEGER ||
+          value.number < item.min_value() || value.number > item.max_value()) {
         return false;
       }
       *out = expr::Value::Number(value.number);
@@ -388,7 +426,8 @@ bool FitValueWith(const Item& item, const packed::AnswerValue& value, expr::Valu
 
 }  // namespace
 
-bool CatalogIndex::ValueFits(const Item& item, const packed::AnswerValue& value) {
+bool CatalogIndex::ValueFits(const Item& item,
+                             const packed::AnswerValue& value) {
   expr::Value unused;
   return FitValueWith(item, value, &unused, [&item](absl::string_view code) {
     for (int c = 0; c < item.codes_size(); ++c) {
@@ -398,7 +437,9 @@ bool CatalogIndex::ValueFits(const Item& item, const packed::AnswerValue& value)
   });
 }
 
-bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& value, expr::Value* out) {
+bool CatalogIndex::FitValue(const ItemInfo& info,
+                            const packed::AnswerValue& value,
+                            expr::Value* out) {
   return FitValueWith(*info.def, value, out, [&info](absl::string_view code) {
     auto it = info.codes.find(code);
     return it == info.codes.end() ? -1 : it->second;
@@ -408,7 +449,8 @@ bool CatalogIndex::FitValue(const ItemInfo& info, const packed::AnswerValue& val
 absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
                                           absl::string_view field) const {
   if (answer.item_id().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".item_id: is required"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".item_id: is required"));
   }
   const Item* item = FindItem(answer.item_id());
   if (item == nullptr) {
@@ -422,7 +464,8 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
           absl::StrCat(field, ": no value given for ", item->id()));
     case Answer::kDeclined:
       if (!answer.declined()) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".declined: must be true when set"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".declined: must be true when set"));
       }
       return absl::OkStatus();
     default:
@@ -447,9 +490,9 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
       }
       if (answer.integer_value() < item->min_value() ||
           answer.integer_value() > item->max_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ".integer_value: outside ", item->min_value(), "..", item->max_value(),
-            " for ", item->id()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".integer_value: outside ", item->min_value(),
+                         "..", item->max_value(), " for ", item->id()));
       }
       return absl::OkStatus();
     case scoring::v1::CODE:
@@ -463,16 +506,17 @@ absl::Status CatalogIndex::ValidateAnswer(const common::v1::Answer& answer,
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".code_value: not an allowed code of ", item->id()));
     default:
-      return absl::InternalError(absl::StrCat("item ", item->id(), " has no kind"));
+      return absl::InternalError(
+          absl::StrCat("item ", item->id(), " has no kind"));
   }
 }
 
-
-const scoring::v1::Band* CatalogIndex::BandFor(const scoring::v1::Instrument& instrument,
-                                               double level) {
+const scoring::v1::Band* CatalogIndex::BandFor(
+    const scoring::v1::Instrument& instrument, double level) {
   const scoring::v1::Band* band = nullptr;
   for (const auto& b : instrument.bands()) {
-    if (level >= b.min() && (band == nullptr || b.min() > band->min())) band = &b;
+    if (level >= b.min() && (band == nullptr || b.min() > band->min()))
+      band = &b;
   }
   return band;
 }
@@ -488,8 +532,8 @@ absl::Status CatalogIndex::ScoreInstruments(
     const google::protobuf::RepeatedPtrField<common::v1::Answer>& answers,
     const google::protobuf::RepeatedPtrField<std::string>& administered,
     const expr::SetTable& sets, expr::Value* values,
-    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable, bool detail,
-    const std::vector<int>* min_answered) const {
+    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable,
+    bool detail, const std::vector<int>* min_answered) const {
   using common::v1::Answer;
   thread_local Placement scratch;
   scratch.answer_at.assign(schema_.size(), -1);
@@ -507,11 +551,13 @@ absl::Status CatalogIndex::ScoreInstruments(
                   packed::AnswerValue::Of(a), &value)) {
       return ValidateAnswer(a, absl::StrCat("answers.answers[", i, "]"));
     }
-    const ItemInfo& info_item = instruments_[found->second.first].items[found->second.second];
+    const ItemInfo& info_item =
+        instruments_[found->second.first].items[found->second.second];
     const int slot = info_item.slot;
     if (scratch.answer_at[slot] >= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("answers.answers[", i, "].item_id: ", a.item_id(), " is answered twice"));
+      return absl::InvalidArgumentError(absl::StrCat("answers.answers[", i,
+                                                     "].item_id: ", a.item_id(),
+                                                     " is answered twice"));
     }
     scratch.answer_at[slot] = i;
     values[slot] = value;
@@ -520,37 +566,40 @@ absl::Status CatalogIndex::ScoreInstruments(
   for (int i = 0; i < administered.size(); ++i) {
     int k = InstrumentIndex(administered[i]);
     if (k < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "administered_instruments[", i, "]: \"", administered[i],
-          "\" is not a catalog instrument"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("administered_instruments[", i, "]: \"", administered[i],
+                       "\" is not a catalog instrument"));
     }
     scratch.administered[k] = 1;
   }
-  return ScorePlaced(scratch.answer_at, scratch.administered, false, sets, values, result,
-                     inapplicable, detail, min_answered);
+  return ScorePlaced(scratch.answer_at, scratch.administered, false, sets,
+                     values, result, inapplicable, detail, min_answered);
 }
 
-absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const expr::SetTable& sets,
-                                       expr::Value* values, scoring::v1::ScoringResult* result,
-                                       bool detail, const std::vector<int>* min_answered) const {
+absl::Status CatalogIndex::ScorePacked(
+    absl::string_view packed_answers, const expr::SetTable& sets,
+    expr::Value* values, scoring::v1::ScoringResult* result, bool detail,
+    const std::vector<int>* min_answered) const {
   thread_local Placement scratch;
   scratch.answer_at.assign(schema_.size(), -1);
   scratch.administered.assign(instruments_.size(), 0);
   packed::Reader reader(packed_answers);
   packed::Reader::Entry e;
   const InstrumentInfo* ins = nullptr;
-  size_t cursor = 0;  // into by_part: Pack sorts a group's answers, so the next is usually here
+  size_t cursor = 0;  // into by_part: Pack sorts a group's answers, so the next
+                      // is usually here
   int position = 0;
   while (reader.Next(&e)) {
     if (e.group) {
       const int k = InstrumentIndex(e.instrument);
       if (k < 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("packed_answers: \"", e.instrument, "\" is not a catalog instrument"));
+            absl::StrCat("packed_answers: \"", e.instrument,
+                         "\" is not a catalog instrument"));
       }
       if (scratch.administered[k]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("packed_answers: instrument ", e.instrument, " appears twice"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "packed_answers: instrument ", e.instrument, " appears twice"));
       }
       scratch.administered[k] = 1;
       ins = &instruments_[k];
@@ -574,31 +623,33 @@ absl::Status CatalogIndex::ScorePacked(absl::string_view packed_answers, const e
       common::v1::Answer a;
       a.set_item_id(absl::StrCat(e.instrument, ".", e.item));
       e.value.To(&a);
-      return ValidateAnswer(a, absl::StrCat("packed_answers[", a.item_id(), "]"));
+      return ValidateAnswer(a,
+                            absl::StrCat("packed_answers[", a.item_id(), "]"));
     }
     if (scratch.answer_at[item->slot] >= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("packed_answers: ", item->def->id(), " is answered twice"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "packed_answers: ", item->def->id(), " is answered twice"));
     }
     scratch.answer_at[item->slot] = position++;
     values[item->slot] = value;
   }
   if (!reader.status().ok()) return reader.status();
-  return ScorePlaced(scratch.answer_at, scratch.administered, true, sets, values, result, nullptr,
-                     detail, min_answered);
+  return ScorePlaced(scratch.answer_at, scratch.administered, true, sets,
+                     values, result, nullptr, detail, min_answered);
 }
 
-absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered,
-                                       bool packed, const expr::SetTable& sets, expr::Value* values,
-                                       scoring::v1::ScoringResult* result,
-                                       std::vector<std::string>* inapplicable, bool detail,
-                                       const std::vector<int>* min_answered) const {
+absl::Status CatalogIndex::ScorePlaced(
+    std::vector<int>& answer_at, std::vector<char>& administered, bool packed,
+    const expr::SetTable& sets, expr::Value* values,
+    scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable,
+    bool detail, const std::vector<int>* min_answered) const {
   using expr::Truth;
   using expr::Value;
   using scoring::v1::InstrumentScore;
   // How an error names an answer.
   auto where = [packed](int at) {
-    return packed ? std::string("packed_answers: ") : absl::StrCat("answers.answers[", at, "].item_id: ");
+    return packed ? std::string("packed_answers: ")
+                  : absl::StrCat("answers.answers[", at, "].item_id: ");
   };
 
   // Instruments, in catalog order (each may depend on the ones before).
@@ -617,9 +668,9 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
         }
         if (answer_at[item.slot] >= 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              where(answer_at[item.slot]), item.def->id(),
-              " does not apply: ", ins.applies_note().empty() ? "its condition does not hold"
-                                                              : ins.applies_note()));
+              where(answer_at[item.slot]), item.def->id(), " does not apply: ",
+              ins.applies_note().empty() ? "its condition does not hold"
+                                         : ins.applies_note()));
         }
       }
       administered[k] = 0;  // an instrument that does not apply is not scored
@@ -628,8 +679,9 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
     score->set_instrument_id(ins.id());
     if (detail) score->set_loinc_total(ins.loinc_total());
     auto set_scores = [&](Value v) {
-      for (int slot : {info.total_slot, info.mean_slot, info.band_slot, info.positive_slot,
-                       info.mdd_count_slot, info.provisional_mdd_slot}) {
+      for (int slot :
+           {info.total_slot, info.mean_slot, info.band_slot, info.positive_slot,
+            info.mdd_count_slot, info.provisional_mdd_slot}) {
         if (slot >= 0) values[slot] = v;
       }
       for (const auto& sf : info.short_forms) {
@@ -668,7 +720,8 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
         continue;
       }
       const Value& v = values[item.slot];
-      const bool scored_scale = ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED;
+      const bool scored_scale =
+          ins.scoring() != scoring::v1::SCORING_METHOD_UNSPECIFIED;
       const bool scored = scored_scale && !item.def->unscored();
       if (!HasValue(v)) {
         // Completeness counts scored items only (reference section 9.3); an
@@ -689,11 +742,13 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
       // The mean of the answered items once enough are answered; with every
       // item needed (the catalog's v1 choice) this is "none missing".
       int need = ins.min_answered() > 0 ? ins.min_answered() : ins.items_size();
-      if (min_answered != nullptr && (*min_answered)[k] > 0) need = (*min_answered)[k];
+      if (min_answered != nullptr && (*min_answered)[k] > 0)
+        need = (*min_answered)[k];
       complete = scored_answered >= need && scored_answered > 0;
       level = scored_answered > 0 ? sum / scored_answered : 0;
     }
-    score->set_completeness(complete ? scoring::v1::COMPLETE : scoring::v1::INCOMPLETE);
+    score->set_completeness(complete ? scoring::v1::COMPLETE
+                                     : scoring::v1::INCOMPLETE);
     set_scores(Value::Unknown());
     values[info.complete_slot] = Value::Bool(complete);
     if (complete) {
@@ -731,11 +786,15 @@ absl::Status CatalogIndex::ScorePlaced(std::vector<int>& answer_at, std::vector<
           scoring::v1::DerivedValue* c = score->add_derived();
           c->set_name(info.mdd_count_name);
           c->set_value(count);
-          c->set_explanation("Items 1-8 scored 2 or more, plus item 9 scored 1 or more (Kroenke 2001).");
+          c->set_explanation(
+              "Items 1-8 scored 2 or more, plus item 9 scored 1 or more "
+              "(Kroenke 2001).");
           scoring::v1::DerivedValue* p = score->add_derived();
           p->set_name(info.provisional_mdd_name);
           p->set_value(count >= 5 && core ? 1 : 0);
-          p->set_explanation("1 when at least 5 symptoms count and one of them is item 1 or 2.");
+          p->set_explanation(
+              "1 when at least 5 symptoms count and one of them is item 1 or "
+              "2.");
         }
       }
     }

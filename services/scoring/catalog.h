@@ -19,7 +19,8 @@ namespace aqueduct::scoring {
 
 // Reads a protobuf text-format file into `message`; errors name the file and
 // the line and column of the first problem.
-absl::Status ReadTextProto(const std::string& path, google::protobuf::Message* message);
+absl::Status ReadTextProto(const std::string& path,
+                           google::protobuf::Message* message);
 
 // A validated, indexed instrument catalog with every expression compiled.
 // Immutable once built, so it is shared freely between threads (intake uses
@@ -52,13 +53,13 @@ class CatalogIndex {
     expr::Expr applies_if;
     expr::Expr positive_if;
     expr::Expr ends_flow_if;  // empty: never
-    int total_slot = -1;     // SUM
-    int mean_slot = -1;      // MEAN_0_100
-    int band_slot = -1;      // when bands exist
-    int positive_slot = -1;  // when positive_if exists
+    int total_slot = -1;      // SUM
+    int mean_slot = -1;       // MEAN_0_100
+    int band_slot = -1;       // when bands exist
+    int positive_slot = -1;   // when positive_if exists
     int complete_slot = -1;
-    int mdd_count_slot = -1;        // PHQ9_MDD_COUNT
-    int provisional_mdd_slot = -1;  // PHQ9_MDD_COUNT
+    int mdd_count_slot = -1;           // PHQ9_MDD_COUNT
+    int provisional_mdd_slot = -1;     // PHQ9_MDD_COUNT
     std::string mdd_count_name;        // "<id>.mdd_count", built once
     std::string provisional_mdd_name;  // "<id>.provisional_mdd"
     std::vector<ShortFormInfo> short_forms;
@@ -80,11 +81,14 @@ class CatalogIndex {
       const std::string& path);
 
   const scoring::v1::Catalog& catalog() const { return catalog_; }
-  const std::vector<InstrumentInfo>& instruments() const { return instruments_; }
+  const std::vector<InstrumentInfo>& instruments() const {
+    return instruments_;
+  }
   const scoring::v1::Item* FindItem(absl::string_view id) const;
   const scoring::v1::Instrument* FindInstrument(absl::string_view id) const;
   // The instrument an item belongs to (nullptr for unknown items).
-  const scoring::v1::Instrument* InstrumentOfItem(absl::string_view item_id) const;
+  const scoring::v1::Instrument* InstrumentOfItem(
+      absl::string_view item_id) const;
   // Index into instruments() of an instrument / an item's instrument, or -1.
   int InstrumentIndex(absl::string_view instrument_id) const;
   int ItemInstrumentIndex(absl::string_view item_id) const;
@@ -133,22 +137,25 @@ class CatalogIndex {
   // The same from the packed form (packed_answers.h), which lists the
   // administered instruments itself; errors name "packed_answers" and the
   // item id, never a value.
-  absl::Status ScorePacked(absl::string_view packed, const expr::SetTable& sets,
-                           expr::Value* values, scoring::v1::ScoringResult* result,
-                           bool detail = true, const std::vector<int>* min_answered = nullptr) const;
+  absl::Status ScorePacked(
+      absl::string_view packed, const expr::SetTable& sets, expr::Value* values,
+      scoring::v1::ScoringResult* result, bool detail = true,
+      const std::vector<int>* min_answered = nullptr) const;
 
   // The band a score falls in: the band with the greatest min not above
   // it (bands run from their min up to the next band's min). nullptr below
   // the first band.
-  static const scoring::v1::Band* BandFor(const scoring::v1::Instrument& instrument,
-                                          double level);
+  static const scoring::v1::Band* BandFor(
+      const scoring::v1::Instrument& instrument, double level);
 
   // True when the answer's value fits the item (no allocation); see
   // ValidateAnswer for the message.
-  static bool ValueFits(const scoring::v1::Item& item, const common::v1::Answer& answer) {
+  static bool ValueFits(const scoring::v1::Item& item,
+                        const common::v1::Answer& answer) {
     return ValueFits(item, packed::AnswerValue::Of(answer));
   }
-  static bool ValueFits(const scoring::v1::Item& item, const packed::AnswerValue& value);
+  static bool ValueFits(const scoring::v1::Item& item,
+                        const packed::AnswerValue& value);
 
  private:
   CatalogIndex() = default;
@@ -156,18 +163,22 @@ class CatalogIndex {
   // The value an answer gives its item's slot, into *out; false when it does
   // not fit the item (kind, option, range or code). ValueFits's check and
   // the value in one pass, codes by lookup: the scoring loops' check.
-  static bool FitValue(const ItemInfo& item, const packed::AnswerValue& value, expr::Value* out);
+  static bool FitValue(const ItemInfo& item, const packed::AnswerValue& value,
+                       expr::Value* out);
   // Scores once the answers are in their slots (answer_at: per slot, the
   // answer's position or -1; administered: per instrument). `packed` only
   // changes how errors name an answer.
-  absl::Status ScorePlaced(std::vector<int>& answer_at, std::vector<char>& administered, bool packed,
+  absl::Status ScorePlaced(std::vector<int>& answer_at,
+                           std::vector<char>& administered, bool packed,
                            const expr::SetTable& sets, expr::Value* values,
-                           scoring::v1::ScoringResult* result, std::vector<std::string>* inapplicable,
-                           bool detail, const std::vector<int>* min_answered) const;
+                           scoring::v1::ScoringResult* result,
+                           std::vector<std::string>* inapplicable, bool detail,
+                           const std::vector<int>* min_answered) const;
 
   scoring::v1::Catalog catalog_;
   std::vector<InstrumentInfo> instruments_;
-  absl::flat_hash_map<std::string, std::pair<int, int>> items_;  // -> (ins, item)
+  absl::flat_hash_map<std::string, std::pair<int, int>>
+      items_;  // -> (ins, item)
   absl::flat_hash_map<std::string, int> instrument_index_;
   expr::Schema schema_;
   std::vector<std::string> set_names_;

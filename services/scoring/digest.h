@@ -21,11 +21,13 @@ struct DigestChanges {
   std::vector<std::string> lines;
   bool any() const { return route || band || flags; }
 };
-DigestChanges CompareDigests(const v1::ResultDigest& before, const v1::ResultDigest& after);
+DigestChanges CompareDigests(const v1::ResultDigest& before,
+                             const v1::ResultDigest& after);
 
 // Whether two digests differ in route, a band or the flags (what
 // CompareDigests reports, without building the lines).
-bool DigestsDiffer(const v1::ResultDigest& before, const v1::ResultDigest& after);
+bool DigestsDiffer(const v1::ResultDigest& before,
+                   const v1::ResultDigest& after);
 
 }  // namespace aqueduct::scoring
 

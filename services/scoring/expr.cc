@@ -10,7 +10,16 @@
 
 namespace aqueduct::scoring::expr {
 
-enum class Op : uint8_t { kOr, kAnd, kNot, kCmp, kIn, kAnswered, kDeclined, kBool };
+enum class Op : uint8_t {
+  kOr,
+  kAnd,
+  kNot,
+  kCmp,
+  kIn,
+  kAnswered,
+  kDeclined,
+  kBool
+};
 enum class Cmp : uint8_t { kEq, kNe, kGt, kGe, kLt, kLe };
 
 struct Node {
@@ -28,12 +37,18 @@ namespace {
 
 bool CompareNumbers(double a, Cmp c, double b) {
   switch (c) {
-    case Cmp::kEq: return a == b;
-    case Cmp::kNe: return a != b;
-    case Cmp::kGt: return a > b;
-    case Cmp::kGe: return a >= b;
-    case Cmp::kLt: return a < b;
-    case Cmp::kLe: return a <= b;
+    case Cmp::kEq:
+      return a == b;
+    case Cmp::kNe:
+      return a != b;
+    case Cmp::kGt:
+      return a > b;
+    case Cmp::kGe:
+      return a >= b;
+    case Cmp::kLt:
+      return a < b;
+    case Cmp::kLe:
+      return a <= b;
   }
   return false;
 }
@@ -81,20 +96,25 @@ Truth EvalNode(const Node& n, const Value* values, const SetTable& sets) {
     case Op::kIn: {
       const Value& v = values[n.slot];
       if (v.kind == Value::Kind::kAbsent) return Truth::kFalse;
-      if (v.kind != Value::Kind::kCode && v.kind != Value::Kind::kNumber) return Truth::kUnknown;
+      if (v.kind != Value::Kind::kCode && v.kind != Value::Kind::kNumber)
+        return Truth::kUnknown;
       for (const auto& [name, members] : sets) {
         if (name != n.set) continue;
-        return ToTruth(std::find(members.begin(), members.end(), v.code) != members.end());
+        return ToTruth(std::find(members.begin(), members.end(), v.code) !=
+                       members.end());
       }
       return Truth::kFalse;  // set not provided: nothing is in it
     }
     case Op::kCmp: {
       const Value& v = values[n.slot];
       switch (v.kind) {
-        case Value::Kind::kAbsent: return Truth::kFalse;
+        case Value::Kind::kAbsent:
+          return Truth::kFalse;
         case Value::Kind::kUnknown:
-        case Value::Kind::kDeclined: return Truth::kUnknown;
-        case Value::Kind::kBool: return Truth::kUnknown;  // rejected at compile time
+        case Value::Kind::kDeclined:
+          return Truth::kUnknown;
+        case Value::Kind::kBool:
+          return Truth::kUnknown;  // rejected at compile time
         case Value::Kind::kNumber:
           if (n.literal_is_code) {
             bool eq = v.code == n.code;
@@ -115,7 +135,8 @@ Truth EvalNode(const Node& n, const Value* values, const SetTable& sets) {
 // Recursive-descent parser over the expression text.
 class Parser {
  public:
-  Parser(absl::string_view text, const Schema& schema) : text_(text), schema_(schema) {}
+  Parser(absl::string_view text, const Schema& schema)
+      : text_(text), schema_(schema) {}
 
   absl::StatusOr<Node> ParseAll() {
     auto n = ParseOr();
@@ -133,7 +154,9 @@ class Parser {
         absl::StrCat("column ", pos_ + 1, ": ", what, " in \"", text_, "\""));
   }
   void SkipSpace() {
-    while (pos_ < text_.size() && absl::ascii_isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+    while (pos_ < text_.size() &&
+           absl::ascii_isspace(static_cast<unsigned char>(text_[pos_])))
+      ++pos_;
   }
   bool Eat(absl::string_view tok) {
     SkipSpace();
@@ -143,9 +166,12 @@ class Parser {
     }
     return false;
   }
-  static bool IdentStart(char c) { return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+  static bool IdentStart(char c) {
+    return absl::ascii_isalpha(static_cast<unsigned char>(c)) || c == '_';
+  }
   static bool IdentChar(char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+           c == '.';
   }
   std::string Ident() {
     SkipSpace();
@@ -156,7 +182,8 @@ class Parser {
     return std::string(text_.substr(start, pos_ - start));
   }
   void Use(int slot) {
-    if (std::find(slots.begin(), slots.end(), slot) == slots.end()) slots.push_back(slot);
+    if (std::find(slots.begin(), slots.end(), slot) == slots.end())
+      slots.push_back(slot);
   }
 
   absl::StatusOr<Node> ParseOr() {
@@ -213,7 +240,8 @@ class Parser {
       int slot = -1;
       std::string ref = Ident();
       const Schema::Entry* e = schema_.Find(ref, &slot);
-      if (e == nullptr) return Error(absl::StrCat("unknown name \"", ref, "\""));
+      if (e == nullptr)
+        return Error(absl::StrCat("unknown name \"", ref, "\""));
       if (e->type != Type::kItemNumber && e->type != Type::kItemCode) {
         return Error(absl::StrCat(name, "() needs an item, not \"", ref, "\""));
       }
@@ -240,52 +268,70 @@ class Parser {
       if (schema_.FindSet(set) == nullptr && !defer_sets()) {
         return Error(absl::StrCat("unknown set \"", set, "\""));
       }
-      if (e->type == Type::kBool) return Error(absl::StrCat("\"", name, "\" is true/false, not a code"));
-      if (std::find(set_names.begin(), set_names.end(), set) == set_names.end()) set_names.push_back(set);
+      if (e->type == Type::kBool)
+        return Error(absl::StrCat("\"", name, "\" is true/false, not a code"));
+      if (std::find(set_names.begin(), set_names.end(), set) == set_names.end())
+        set_names.push_back(set);
       Node n{Op::kIn};
       n.slot = slot;
       n.set = set;
       return n;
     }
     Cmp cmp;
-    if (Eat("==")) cmp = Cmp::kEq;
-    else if (Eat("!=")) cmp = Cmp::kNe;
-    else if (Eat(">=")) cmp = Cmp::kGe;
-    else if (Eat("<=")) cmp = Cmp::kLe;
-    else if (Eat(">")) cmp = Cmp::kGt;
-    else if (Eat("<")) cmp = Cmp::kLt;
+    if (Eat("=="))
+      cmp = Cmp::kEq;
+    else if (Eat("!="))
+      cmp = Cmp::kNe;
+    else if (Eat(">="))
+      cmp = Cmp::kGe;
+    else if (Eat("<="))
+      cmp = Cmp::kLe;
+    else if (Eat(">"))
+      cmp = Cmp::kGt;
+    else if (Eat("<"))
+      cmp = Cmp::kLt;
     else {
       if (e->type != Type::kBool) {
-        return Error(absl::StrCat("\"", name, "\" is not true/false; compare it with a value"));
+        return Error(absl::StrCat(
+            "\"", name, "\" is not true/false; compare it with a value"));
       }
       Node n{Op::kBool};
       n.slot = slot;
       return n;
     }
-    if (e->type == Type::kBool) return Error(absl::StrCat("\"", name, "\" is true/false; use it bare or with !"));
+    if (e->type == Type::kBool)
+      return Error(
+          absl::StrCat("\"", name, "\" is true/false; use it bare or with !"));
     Node n{Op::kCmp};
     n.cmp = cmp;
     n.slot = slot;
     SkipSpace();
     size_t lit_start = pos_;
-    while (pos_ < text_.size() && (IdentChar(text_[pos_]) || text_[pos_] == '-')) ++pos_;
+    while (pos_ < text_.size() &&
+           (IdentChar(text_[pos_]) || text_[pos_] == '-'))
+      ++pos_;
     absl::string_view lit = text_.substr(lit_start, pos_ - lit_start);
     if (lit.empty()) return Error("expected a value");
     double number = 0;
     if (absl::SimpleAtod(lit, &number) && !IdentStart(lit[0])) {
       if (e->type == Type::kCode || e->type == Type::kItemCode) {
-        return Error(absl::StrCat("\"", name, "\" holds codes; compare it with one of its codes"));
+        return Error(absl::StrCat(
+            "\"", name, "\" holds codes; compare it with one of its codes"));
       }
       n.number = number;
       return n;
     }
     // A code literal: must be one the name can hold.
-    if (e->type == Type::kNumber || (e->type == Type::kItemNumber && e->codes.empty())) {
-      return Error(absl::StrCat("\"", name, "\" is a number; \"", lit, "\" is not"));
+    if (e->type == Type::kNumber ||
+        (e->type == Type::kItemNumber && e->codes.empty())) {
+      return Error(
+          absl::StrCat("\"", name, "\" is a number; \"", lit, "\" is not"));
     }
-    if (cmp != Cmp::kEq && cmp != Cmp::kNe) return Error("codes compare only with == or !=");
+    if (cmp != Cmp::kEq && cmp != Cmp::kNe)
+      return Error("codes compare only with == or !=");
     if (std::find(e->codes.begin(), e->codes.end(), lit) == e->codes.end()) {
-      return Error(absl::StrCat("\"", lit, "\" is not a code of \"", name, "\""));
+      return Error(
+          absl::StrCat("\"", lit, "\" is not a code of \"", name, "\""));
     }
     n.literal_is_code = true;
     n.code = std::string(lit);
@@ -308,11 +354,21 @@ std::string Render(const Value& v) {
 
 void RenderTo(const Value& v, std::string* out) {
   switch (v.kind) {
-    case Value::Kind::kUnknown: out->assign("missing"); return;
-    case Value::Kind::kAbsent: out->assign("not asked"); return;
-    case Value::Kind::kDeclined: out->assign("declined"); return;
-    case Value::Kind::kBool: out->assign(v.boolean ? "true" : "false"); return;
-    case Value::Kind::kCode: out->assign(v.code.data(), v.code.size()); return;
+    case Value::Kind::kUnknown:
+      out->assign("missing");
+      return;
+    case Value::Kind::kAbsent:
+      out->assign("not asked");
+      return;
+    case Value::Kind::kDeclined:
+      out->assign("declined");
+      return;
+    case Value::Kind::kBool:
+      out->assign(v.boolean ? "true" : "false");
+      return;
+    case Value::Kind::kCode:
+      out->assign(v.code.data(), v.code.size());
+      return;
     case Value::Kind::kNumber: {
       out->clear();
       if (v.number == std::floor(v.number) && std::fabs(v.number) < 1e15) {
@@ -330,7 +386,8 @@ void RenderTo(const Value& v, std::string* out) {
 absl::StatusOr<int> Schema::Declare(const std::string& name, Type type,
                                     std::vector<std::string> codes) {
   if (index_.contains(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("name \"", name, "\" declared twice"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("name \"", name, "\" declared twice"));
   }
   int slot = static_cast<int>(entries_.size());
   entries_.push_back(Entry{name, type, std::move(codes)});
@@ -338,7 +395,8 @@ absl::StatusOr<int> Schema::Declare(const std::string& name, Type type,
   return slot;
 }
 
-void Schema::DeclareSet(const std::string& name, std::vector<std::string> values) {
+void Schema::DeclareSet(const std::string& name,
+                        std::vector<std::string> values) {
   sets_[name] = std::move(values);
 }
 
@@ -359,7 +417,8 @@ Expr::~Expr() = default;
 Expr::Expr(Expr&&) noexcept = default;
 Expr& Expr::operator=(Expr&&) noexcept = default;
 
-absl::StatusOr<Expr> Expr::Compile(absl::string_view text, const Schema& schema) {
+absl::StatusOr<Expr> Expr::Compile(absl::string_view text,
+                                   const Schema& schema) {
   Expr out;
   out.text_ = std::string(text);
   if (absl::StripAsciiWhitespace(text).empty()) return out;

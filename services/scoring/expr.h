@@ -32,20 +32,49 @@ enum class Truth : uint8_t { kFalse, kTrue, kUnknown };
 
 // One named value during scoring.
 struct Value {
-  enum class Kind : uint8_t { kUnknown, kAbsent, kDeclined, kNumber, kCode, kBool };
+  enum class Kind : uint8_t {
+    kUnknown,
+    kAbsent,
+    kDeclined,
+    kNumber,
+    kCode,
+    kBool
+  };
   Kind kind = Kind::kUnknown;
   bool boolean = false;
   double number = 0;       // kNumber
   absl::string_view code;  // kCode, or the option code of a choice answer
 
   static Value Unknown() { return Value(); }
-  static Value Absent() { Value v; v.kind = Kind::kAbsent; return v; }
-  static Value Declined() { Value v; v.kind = Kind::kDeclined; return v; }
-  static Value Number(double n, absl::string_view code = {}) {
-    Value v; v.kind = Kind::kNumber; v.number = n; v.code = code; return v;
+  static Value Absent() {
+    Value v;
+    v.kind = Kind::kAbsent;
+    return v;
   }
-  static Value Code(absl::string_view c) { Value v; v.kind = Kind::kCode; v.code = c; return v; }
-  static Value Bool(bool b) { Value v; v.kind = Kind::kBool; v.boolean = b; return v; }
+  static Value Declined() {
+    Value v;
+    v.kind = Kind::kDeclined;
+    return v;
+  }
+  static Value Number(double n, absl::string_view code = {}) {
+    Value v;
+    v.kind = Kind::kNumber;
+    v.number = n;
+    v.code = code;
+    return v;
+  }
+  static Value Code(absl::string_view c) {
+    Value v;
+    v.kind = Kind::kCode;
+    v.code = c;
+    return v;
+  }
+  static Value Bool(bool b) {
+    Value v;
+    v.kind = Kind::kBool;
+    v.boolean = b;
+    return v;
+  }
   static Value FromTruth(Truth t) {
     return t == Truth::kUnknown ? Unknown() : Bool(t == Truth::kTrue);
   }
@@ -111,7 +140,8 @@ class Expr {
   // code-valued name with a number (or the reverse), a code that is not
   // one of the name's codes, an unknown set. INVALID_ARGUMENT says what and
   // where ("column 12: unknown name \"phq9.totl\"").
-  static absl::StatusOr<Expr> Compile(absl::string_view text, const Schema& schema);
+  static absl::StatusOr<Expr> Compile(absl::string_view text,
+                                      const Schema& schema);
 
   // An expression that is always true (an empty condition).
   bool empty() const { return root_ == nullptr; }

@@ -9,10 +9,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/auth/auth_flags.h"
-#include "common/server/tls.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
 #include "common/server/server_runner.h"
+#include "common/server/tls.h"
 #include "services/scoring/scoring_service.h"
 
 #ifndef AQUEDUCT_DEFAULT_DATA_DIR
@@ -21,19 +21,23 @@
 
 using aqueduct::config::EnvOr;
 
-ABSL_FLAG(std::string, listen, EnvOr("AQUEDUCT_SCORING_LISTEN", "127.0.0.1:7101"),
+ABSL_FLAG(std::string, listen,
+          EnvOr("AQUEDUCT_SCORING_LISTEN", "127.0.0.1:7101"),
           "Address to serve on (host:port; port 0 picks a free one). Env "
           "AQUEDUCT_SCORING_LISTEN.");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound port to this file once listening.");
-ABSL_FLAG(std::string, catalog,
-          EnvOr("AQUEDUCT_CATALOG",
-                std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/catalog/catalog.textproto"),
-          "Instrument catalog file (protobuf text format). Env AQUEDUCT_CATALOG.");
-ABSL_FLAG(std::string, rulesets,
-          EnvOr("AQUEDUCT_RULESETS", std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/rulesets"),
-          "Directory of ruleset files (*.textproto); all are loaded, the newest is "
-          "the default. Env AQUEDUCT_RULESETS.");
+ABSL_FLAG(
+    std::string, catalog,
+    EnvOr("AQUEDUCT_CATALOG", std::string(AQUEDUCT_DEFAULT_DATA_DIR) +
+                                  "/catalog/catalog.textproto"),
+    "Instrument catalog file (protobuf text format). Env AQUEDUCT_CATALOG.");
+ABSL_FLAG(
+    std::string, rulesets,
+    EnvOr("AQUEDUCT_RULESETS",
+          std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/rulesets"),
+    "Directory of ruleset files (*.textproto); all are loaded, the newest is "
+    "the default. Env AQUEDUCT_RULESETS.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct scoring service");
@@ -44,19 +48,21 @@ int main(int argc, char** argv) {
   log::Init("scoring");
 
   // Never run half-loaded: any file that does not validate stops start-up.
-  auto loaded = aqueduct::scoring::ScoringEngine::Load(absl::GetFlag(FLAGS_catalog),
-                                                      absl::GetFlag(FLAGS_rulesets));
+  auto loaded = aqueduct::scoring::ScoringEngine::Load(
+      absl::GetFlag(FLAGS_catalog), absl::GetFlag(FLAGS_rulesets));
   if (!loaded.ok()) {
     log::Error("clinical data does not load; fix the file and restart",
                {{"error", std::string(loaded.status().message())}});
     return 2;
   }
-  std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine = std::move(*loaded);
+  std::shared_ptr<const aqueduct::scoring::ScoringEngine> engine =
+      std::move(*loaded);
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.
   auto checks = aqueduct::auth::CallerChecksFromFlags();
   if (!checks.ok()) {
-    log::Error("bad configuration", {{"error", std::string(checks.status().message())}});
+    log::Error("bad configuration",
+               {{"error", std::string(checks.status().message())}});
     return 2;
   }
   aqueduct::scoring::ScoringServiceImpl service(engine, checks->authorizer);
@@ -66,17 +72,21 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
-  options.max_receive_message_bytes = aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
-  auto runner = aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
+  options.max_receive_message_bytes =
+      aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
+  auto runner =
+      aqueduct::server::ServerRunner::Start(options, {&service}, nullptr);
   if (!runner.ok()) {
-    log::Error("cannot start", {{"error", std::string(runner.status().message())}});
+    log::Error("cannot start",
+               {{"error", std::string(runner.status().message())}});
     return 1;
   }
-  log::Info("scoring listening",
-            {{"port", (*runner)->port()},
-             {"catalog_version", engine->catalog().catalog().version()},
-             {"default_ruleset", engine->newest().version()},
-             {"rulesets", static_cast<int>(engine->Rulesets().rulesets_size())}});
+  log::Info(
+      "scoring listening",
+      {{"port", (*runner)->port()},
+       {"catalog_version", engine->catalog().catalog().version()},
+       {"default_ruleset", engine->newest().version()},
+       {"rulesets", static_cast<int>(engine->Rulesets().rulesets_size())}});
   int sig = aqueduct::server::WaitForTerminationSignal();
   log::Info("signal received", {{"signal", sig}});
   (*runner)->Shutdown();

@@ -9,7 +9,13 @@
 namespace aqueduct::scoring::packed {
 namespace {
 
-enum : uint32_t { kOptionKind = 0, kIntegerKind = 1, kCodeKind = 2, kDeclinedKind = 3, kNoneKind = 4 };
+enum : uint32_t {
+  kOptionKind = 0,
+  kIntegerKind = 1,
+  kCodeKind = 2,
+  kDeclinedKind = 3,
+  kNoneKind = 4
+};
 
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -23,7 +29,9 @@ uint64_t ZigZag(int32_t v) {
   return (static_cast<uint32_t>(v) << 1) ^ static_cast<uint32_t>(v >> 31);
 }
 
-int32_t UnZigZag(uint32_t v) { return static_cast<int32_t>((v >> 1) ^ (~(v & 1) + 1)); }
+int32_t UnZigZag(uint32_t v) {
+  return static_cast<int32_t>((v >> 1) ^ (~(v & 1) + 1));
+}
 
 void PutString(absl::string_view s, std::string* out) {
   PutVarint(s.size(), out);
@@ -77,22 +85,27 @@ void AnswerValue::To(common::v1::Answer* answer) const {
   }
 }
 
-absl::StatusOr<std::string> Pack(const std::vector<const common::v1::Answer*>& answers,
-                                 const std::vector<absl::string_view>& administered) {
+absl::StatusOr<std::string> Pack(
+    const std::vector<const common::v1::Answer*>& answers,
+    const std::vector<absl::string_view>& administered) {
   // instrument id -> (item part, answer)
-  std::map<absl::string_view, std::vector<std::pair<absl::string_view, const common::v1::Answer*>>> groups;
+  std::map<absl::string_view,
+           std::vector<std::pair<absl::string_view, const common::v1::Answer*>>>
+      groups;
   for (size_t i = 0; i < answers.size(); ++i) {
     const absl::string_view id = answers[i]->item_id();
     const size_t dot = id.find('.');
     if (dot == absl::string_view::npos || dot == 0 || dot + 1 == id.size()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("answers[", i, "].item_id: \"", id, "\" is not of the form <instrument>.<item>"));
+          absl::StrCat("answers[", i, "].item_id: \"", id,
+                       "\" is not of the form <instrument>.<item>"));
     }
     groups[id.substr(0, dot)].emplace_back(id.substr(dot + 1), answers[i]);
   }
   for (size_t i = 0; i < administered.size(); ++i) {
     if (administered[i].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("administered_instruments[", i, "]: is empty"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("administered_instruments[", i, "]: is empty"));
     }
     groups[administered[i]];
   }
@@ -114,7 +127,8 @@ absl::StatusOr<std::string> Pack(const std::vector<const common::v1::Answer*>& a
           PutVarint(ZigZag(v.number) << 3 | kIntegerKind, &out);
           break;
         case AnswerValue::Kind::kCode:
-          PutVarint(static_cast<uint64_t>(v.code.size()) << 3 | kCodeKind, &out);
+          PutVarint(static_cast<uint64_t>(v.code.size()) << 3 | kCodeKind,
+                    &out);
           out.append(v.code.data(), v.code.size());
           break;
         case AnswerValue::Kind::kDeclined:
@@ -130,7 +144,8 @@ absl::StatusOr<std::string> Pack(const std::vector<const common::v1::Answer*>& a
 }
 
 bool Reader::Fail(absl::string_view what) {
-  status_ = absl::InvalidArgumentError(absl::StrCat("packed_answers: byte ", pos_, ": ", what));
+  status_ = absl::InvalidArgumentError(
+      absl::StrCat("packed_answers: byte ", pos_, ": ", what));
   data_ = absl::string_view();
   return false;
 }
@@ -149,9 +164,11 @@ bool Reader::ReadVarint(uint64_t* v) {
   return Fail("varint longer than 10 bytes");
 }
 
-bool Reader::ReadBytes(uint64_t n, absl::string_view* out, absl::string_view what) {
+bool Reader::ReadBytes(uint64_t n, absl::string_view* out,
+                       absl::string_view what) {
   if (n == 0) return Fail(absl::StrCat(what, " is empty"));
-  if (n > data_.size() - pos_) return Fail(absl::StrCat(what, " runs past the end"));
+  if (n > data_.size() - pos_)
+    return Fail(absl::StrCat(what, " runs past the end"));
   *out = data_.substr(pos_, n);
   pos_ += n;
   return true;
@@ -160,9 +177,11 @@ bool Reader::ReadBytes(uint64_t n, absl::string_view* out, absl::string_view wha
 bool Reader::Next(Entry* e) {
   if (!status_.ok()) return false;
   if (pos_ == 0) {
-    if (data_.empty()) return Fail("empty (a packed form starts with its version byte)");
+    if (data_.empty())
+      return Fail("empty (a packed form starts with its version byte)");
     if (data_[0] != kFormatVersion) {
-      return Fail(absl::StrCat("format version ", static_cast<int>(static_cast<uint8_t>(data_[0])),
+      return Fail(absl::StrCat("format version ",
+                               static_cast<int>(static_cast<uint8_t>(data_[0])),
                                " is not known (this build reads version 1)"));
     }
     pos_ = 1;
@@ -170,12 +189,14 @@ bool Reader::Next(Entry* e) {
   uint64_t v = 0;
   if (left_in_group_ == 0) {
     if (pos_ == data_.size()) return false;
-    if (!ReadVarint(&v) || !ReadBytes(v, &e->instrument, "instrument id")) return false;
+    if (!ReadVarint(&v) || !ReadBytes(v, &e->instrument, "instrument id"))
+      return false;
     uint64_t count = 0;
     if (!ReadVarint(&count)) return false;
     // Each answer takes at least three bytes: a bound that also stops a
     // forged count from looping.
-    if (count > (data_.size() - pos_) / 3) return Fail("answer count runs past the end");
+    if (count > (data_.size() - pos_) / 3)
+      return Fail("answer count runs past the end");
     instrument_ = e->instrument;
     e->group = true;
     e->count = static_cast<uint32_t>(count);
@@ -194,7 +215,8 @@ bool Reader::Next(Entry* e) {
     case kOptionKind:
     case kIntegerKind:
       if (value > 0xffffffffULL) return Fail("value outside 32 bits");
-      e->value.kind = kind == kOptionKind ? AnswerValue::Kind::kOption : AnswerValue::Kind::kInteger;
+      e->value.kind = kind == kOptionKind ? AnswerValue::Kind::kOption
+                                          : AnswerValue::Kind::kInteger;
       e->value.number = UnZigZag(static_cast<uint32_t>(value));
       break;
     case kCodeKind:
@@ -203,8 +225,10 @@ bool Reader::Next(Entry* e) {
       break;
     case kDeclinedKind:
     case kNoneKind:
-      if (value != 0) return Fail(absl::StrCat("answer kind ", kind, " carries no value"));
-      e->value.kind = kind == kDeclinedKind ? AnswerValue::Kind::kDeclined : AnswerValue::Kind::kNone;
+      if (value != 0)
+        return Fail(absl::StrCat("answer kind ", kind, " carries no value"));
+      e->value.kind = kind == kDeclinedKind ? AnswerValue::Kind::kDeclined
+                                            : AnswerValue::Kind::kNone;
       break;
     default:
       return Fail(absl::StrCat("answer kind ", kind, " is not defined"));

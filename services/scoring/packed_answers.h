@@ -1,12 +1,13 @@
 #ifndef AQUEDUCT_SERVICES_SCORING_PACKED_ANSWERS_H_
 #define AQUEDUCT_SERVICES_SCORING_PACKED_ANSWERS_H_
 
-// The packed form of a screening's answers (ScoreAnswersRequest.packed_answers):
-// what intake stores for a completed screening and what re-scoring sends,
-// a quarter of the size of the same answers as Answer messages and read by
-// scoring without allocating. It needs no catalog to write or read: item ids
-// are "<instrument id>.<item>" (the catalog enforces it), so the answers are
-// grouped under their instrument id and each carries only its item part.
+// The packed form of a screening's answers
+// (ScoreAnswersRequest.packed_answers): what intake stores for a completed
+// screening and what re-scoring sends, a quarter of the size of the same
+// answers as Answer messages and read by scoring without allocating. It needs
+// no catalog to write or read: item ids are "<instrument id>.<item>" (the
+// catalog enforces it), so the answers are grouped under their instrument id
+// and each carries only its item part.
 //
 // Format, version 1 (varint = unsigned LEB128 as in protobuf; zigzag as in
 // protobuf's sint32):
@@ -56,8 +57,9 @@ struct AnswerValue {
 // Packs answers and administered instruments. INVALID_ARGUMENT names an item
 // id that is not "<instrument>.<item>" (e.g. "answers[3].item_id"), never a
 // value.
-absl::StatusOr<std::string> Pack(const std::vector<const common::v1::Answer*>& answers,
-                                 const std::vector<absl::string_view>& administered);
+absl::StatusOr<std::string> Pack(
+    const std::vector<const common::v1::Answer*>& answers,
+    const std::vector<absl::string_view>& administered);
 
 // Reads a packed form entry by entry without allocating. Every error is
 // INVALID_ARGUMENT naming "packed_answers", the byte offset and what is wrong
@@ -70,7 +72,8 @@ class Reader {
     bool group = false;
     absl::string_view instrument;
     uint32_t count = 0;
-    absl::string_view item;  // the item part: the item id is instrument + "." + item
+    absl::string_view
+        item;  // the item part: the item id is instrument + "." + item
     AnswerValue value;
   };
 

@@ -19,13 +19,14 @@ absl::Status Invalid(absl::string_view where, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
 }
 
-absl::StatusOr<RulesetIndex::Compiled> CompileRule(absl::string_view id, absl::string_view description,
-                                                   absl::string_view when, const expr::Schema& schema,
-                                                   bool required = true) {
+absl::StatusOr<RulesetIndex::Compiled> CompileRule(
+    absl::string_view id, absl::string_view description, absl::string_view when,
+    const expr::Schema& schema, bool required = true) {
   if (required && when.empty()) return Invalid(id, "has no condition (when)");
   auto e = expr::Expr::Compile(when, schema);
   if (!e.ok()) return Invalid(id, e.status().message());
-  return RulesetIndex::Compiled{std::string(id), std::string(description), std::move(*e)};
+  return RulesetIndex::Compiled{std::string(id), std::string(description),
+                                std::move(*e)};
 }
 
 bool ValidDate(const std::string& d) {
@@ -53,29 +54,37 @@ absl::StatusOr<std::shared_ptr<const RulesetIndex>> RulesetIndex::Build(
 absl::Status RulesetIndex::Index() {
   const auto& rs = ruleset_;
   if (rs.version().empty()) return Invalid("version", "is empty");
-  if (!ValidDate(rs.published())) return Invalid("published", "expected YYYY-MM-DD");
+  if (!ValidDate(rs.published()))
+    return Invalid("published", "expected YYYY-MM-DD");
   if (rs.catalog_version() != catalog_->catalog().version()) {
-    return Invalid("catalog_version", absl::StrCat("written for catalog \"", rs.catalog_version(),
-                                                   "\" but catalog \"", catalog_->catalog().version(),
-                                                   "\" is loaded"));
+    return Invalid("catalog_version",
+                   absl::StrCat("written for catalog \"", rs.catalog_version(),
+                                "\" but catalog \"",
+                                catalog_->catalog().version(), "\" is loaded"));
   }
   schema_ = catalog_->schema();
   schema_.set_defer_sets(false);
   for (const auto& set : rs.sets()) {
-    if (set.name().empty() || set.values().empty()) return Invalid("sets", "a set needs a name and values");
+    if (set.name().empty() || set.values().empty())
+      return Invalid("sets", "a set needs a name and values");
     schema_.DeclareSet(set.name(), {set.values().begin(), set.values().end()});
-    sets_.emplace_back(set.name(), std::vector<std::string>(set.values().begin(), set.values().end()));
+    sets_.emplace_back(
+        set.name(),
+        std::vector<std::string>(set.values().begin(), set.values().end()));
   }
   for (const auto& name : catalog_->set_names()) {
     if (schema_.FindSet(name) == nullptr) {
-      return Invalid("sets", absl::StrCat("the catalog uses set \"", name, "\", which is not defined"));
+      return Invalid("sets", absl::StrCat("the catalog uses set \"", name,
+                                          "\", which is not defined"));
     }
   }
   // Flags see answers and scores only.
   for (const auto& f : rs.flags()) {
     if (f.id().empty()) return Invalid("flags", "a flag needs an id");
-    if (f.kind() == scoring::v1::SAFETY_FLAG_KIND_UNSPECIFIED) return Invalid(f.id(), "kind not set");
-    auto c = CompileRule(absl::StrCat("flag.", f.id()), f.description(), f.when(), schema_);
+    if (f.kind() == scoring::v1::SAFETY_FLAG_KIND_UNSPECIFIED)
+      return Invalid(f.id(), "kind not set");
+    auto c = CompileRule(absl::StrCat("flag.", f.id()), f.description(),
+                         f.when(), schema_);
     if (!c.ok()) return c.status();
     flags_.push_back(std::move(*c));
   }
@@ -87,7 +96,8 @@ absl::Status RulesetIndex::Index() {
   // Signals see flags and the signals before them.
   for (const auto& sig : rs.signals()) {
     if (sig.id().empty()) return Invalid("signals", "a signal needs an id");
-    auto c = CompileRule(absl::StrCat("signal.", sig.id()), sig.description(), sig.when(), schema_);
+    auto c = CompileRule(absl::StrCat("signal.", sig.id()), sig.description(),
+                         sig.when(), schema_);
     if (!c.ok()) return c.status();
     signals_.push_back(std::move(*c));
     auto slot = schema_.Declare(sig.id(), expr::Type::kBool);
@@ -98,7 +108,8 @@ absl::Status RulesetIndex::Index() {
   for (const auto& p : rs.profiles()) {
     if (p.profile() == scoring::v1::PROFILE_UNSPECIFIED ||
         p.profile() == scoring::v1::PROFILE_INCOMPLETE) {
-      return Invalid(p.id(), "profile must be OVERLOAD, DEPRESSION, MIXED or LOW");
+      return Invalid(p.id(),
+                     "profile must be OVERLOAD, DEPRESSION, MIXED or LOW");
     }
     auto c = CompileRule(p.id(), p.description(), p.when(), schema_);
     if (!c.ok()) return c.status();
@@ -114,13 +125,17 @@ absl::Status RulesetIndex::Index() {
   for (const auto& r : rs.routes()) {
     if (r.id().empty()) return Invalid("routes", "a route rule needs an id");
     // Results name the route rule that fired by this prefix (digests too).
-    if (r.id().rfind("route.", 0) != 0) return Invalid(r.id(), "a route rule's id must start with \"route.\"");
+    if (r.id().rfind("route.", 0) != 0)
+      return Invalid(r.id(), "a route rule's id must start with \"route.\"");
     if (!ids.insert(r.id()).second) return Invalid(r.id(), "duplicate rule id");
-    if (r.route() == common::v1::ROUTE_UNSPECIFIED) return Invalid(r.id(), "route not set");
+    if (r.route() == common::v1::ROUTE_UNSPECIFIED)
+      return Invalid(r.id(), "route not set");
     if (r.route() == common::v1::UNDER_PHYSICIAN_REVIEW) {
-      return Invalid(r.id(), "UNDER_PHYSICIAN_REVIEW is what a person sees, not a route");
+      return Invalid(
+          r.id(), "UNDER_PHYSICIAN_REVIEW is what a person sees, not a route");
     }
-    if (r.route() != common::v1::SELF_HELP && r.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
+    if (r.route() != common::v1::SELF_HELP &&
+        r.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
       return Invalid(r.id(), "every route but self-help needs a reviewer");
     }
     auto c = CompileRule(r.id(), r.description(), r.when(), schema_);
@@ -133,7 +148,8 @@ absl::Status RulesetIndex::Index() {
   for (int r = common::v1::Route_MIN; r <= common::v1::Route_MAX; ++r) {
     if (common::v1::Route_IsValid(r) && r != common::v1::ROUTE_UNSPECIFIED &&
         r != common::v1::UNDER_PHYSICIAN_REVIEW) {
-      route_codes.push_back(common::v1::Route_Name(static_cast<common::v1::Route>(r)));
+      route_codes.push_back(
+          common::v1::Route_Name(static_cast<common::v1::Route>(r)));
     }
   }
   auto route_slot = schema_.Declare("route", expr::Type::kCode, route_codes);
@@ -141,44 +157,57 @@ absl::Status RulesetIndex::Index() {
   route_slot_ = *route_slot;
   min_answered_.assign(catalog_->instruments().size(), 0);
   for (const auto& rule : rs.instruments()) {
-    const std::string where = absl::StrCat("instruments[", rule.instrument_id(), "]");
+    const std::string where =
+        absl::StrCat("instruments[", rule.instrument_id(), "]");
     const int k = catalog_->InstrumentIndex(rule.instrument_id());
     if (k < 0) return Invalid(where, "not a catalog instrument");
     const auto& ins = *catalog_->instruments()[k].def;
     if (ins.scoring() != scoring::v1::MEAN_0_100) {
-      return Invalid(where, "min_answered applies to mean-scored instruments only");
+      return Invalid(where,
+                     "min_answered applies to mean-scored instruments only");
     }
     if (rule.min_answered() < 1 || rule.min_answered() > ins.items_size()) {
-      return Invalid(where, absl::StrCat("min_answered must be between 1 and ", ins.items_size()));
+      return Invalid(where, absl::StrCat("min_answered must be between 1 and ",
+                                         ins.items_size()));
     }
     min_answered_[k] = rule.min_answered();
   }
   const auto& d = rs.default_route();
-  if (d.route() == common::v1::ROUTE_UNSPECIFIED || d.route() == common::v1::SELF_HELP ||
+  if (d.route() == common::v1::ROUTE_UNSPECIFIED ||
+      d.route() == common::v1::SELF_HELP ||
       d.route() == common::v1::UNDER_PHYSICIAN_REVIEW ||
       d.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
-    return Invalid("default_route", "must be a reviewed route (an undecided screening is never self-help)");
+    return Invalid(
+        "default_route",
+        "must be a reviewed route (an undecided screening is never self-help)");
   }
   for (const auto& f : rs.secondary_flags()) {
-    if (f.code().empty() || f.text().empty()) return Invalid("secondary_flags", "needs a code and a text");
-    auto c = CompileRule(absl::StrCat("secondary.", f.code()), f.text(), f.when(), schema_);
+    if (f.code().empty() || f.text().empty())
+      return Invalid("secondary_flags", "needs a code and a text");
+    auto c = CompileRule(absl::StrCat("secondary.", f.code()), f.text(),
+                         f.when(), schema_);
     if (!c.ok()) return c.status();
     secondary_flags_.push_back(std::move(*c));
   }
   for (const auto& m : rs.modalities()) {
-    if (m.modality().empty()) return Invalid("modalities", "needs a modality id");
-    auto c = CompileRule(absl::StrCat("modality.", m.modality()), m.reason(), m.when(), schema_);
+    if (m.modality().empty())
+      return Invalid("modalities", "needs a modality id");
+    auto c = CompileRule(absl::StrCat("modality.", m.modality()), m.reason(),
+                         m.when(), schema_);
     if (!c.ok()) return c.status();
     modalities_.push_back(std::move(*c));
   }
   for (const auto& p : rs.plan()) {
-    if (p.item().id().empty() || p.item().title().empty()) return Invalid("plan", "an item needs an id and a title");
-    auto c = CompileRule(absl::StrCat("plan.", p.item().id()), p.item().title(), p.when(), schema_);
+    if (p.item().id().empty() || p.item().title().empty())
+      return Invalid("plan", "an item needs an id and a title");
+    auto c = CompileRule(absl::StrCat("plan.", p.item().id()), p.item().title(),
+                         p.when(), schema_);
     if (!c.ok()) return c.status();
     plan_.push_back(std::move(*c));
   }
   if (rs.crisis_when().empty() || rs.crisis_resources().contacts().empty()) {
-    return Invalid("crisis_resources", "crisis_when and at least one contact are required");
+    return Invalid("crisis_resources",
+                   "crisis_when and at least one contact are required");
   }
   auto crisis = expr::Expr::Compile(rs.crisis_when(), schema_);
   if (!crisis.ok()) return Invalid("crisis_when", crisis.status().message());
@@ -198,17 +227,23 @@ scoring::v1::RulesetInfo RulesetIndex::Info() const {
   return info;
 }
 
-absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>> RulesetIndex::LoadDir(
-    const std::string& dir, std::shared_ptr<const CatalogIndex> catalog) {
+absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>>
+RulesetIndex::LoadDir(const std::string& dir,
+                      std::shared_ptr<const CatalogIndex> catalog) {
   std::error_code ec;
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file() && absl::EndsWith(entry.path().string(), ".textproto")) {
+    if (entry.is_regular_file() &&
+        absl::EndsWith(entry.path().string(), ".textproto")) {
       files.push_back(entry.path().string());
     }
   }
-  if (ec) return absl::NotFoundError(absl::StrCat("ruleset directory ", dir, " cannot be read"));
-  if (files.empty()) return absl::NotFoundError(absl::StrCat("no *.textproto rulesets in ", dir));
+  if (ec)
+    return absl::NotFoundError(
+        absl::StrCat("ruleset directory ", dir, " cannot be read"));
+  if (files.empty())
+    return absl::NotFoundError(
+        absl::StrCat("no *.textproto rulesets in ", dir));
   std::sort(files.begin(), files.end());
   std::vector<std::shared_ptr<const RulesetIndex>> out;
   absl::flat_hash_set<std::string> versions;
@@ -216,10 +251,13 @@ absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>> RulesetIndex::L
     scoring::v1::Ruleset ruleset;
     if (absl::Status s = ReadTextProto(path, &ruleset); !s.ok()) return s;
     auto built = Build(std::move(ruleset), catalog);
-    if (!built.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", built.status().message()));
-    if (!versions.insert((*built)->version()).second) {
+    if (!built.ok())
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": ruleset version ", (*built)->version(), " is defined twice"));
+          absl::StrCat(path, ": ", built.status().message()));
+    if (!versions.insert((*built)->version()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ruleset version ",
+                                                     (*built)->version(),
+                                                     " is defined twice"));
     }
     out.push_back(std::move(*built));
   }

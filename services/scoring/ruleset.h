@@ -32,11 +32,12 @@ class RulesetIndex {
   // the catalog uses is defined, routes and the default route are complete.
   // INVALID_ARGUMENT names the rule and the problem.
   static absl::StatusOr<std::shared_ptr<const RulesetIndex>> Build(
-      scoring::v1::Ruleset ruleset, std::shared_ptr<const CatalogIndex> catalog);
+      scoring::v1::Ruleset ruleset,
+      std::shared_ptr<const CatalogIndex> catalog);
 
   // Reads every *.textproto in `dir` (sorted by name); errors name the file.
-  static absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>> LoadDir(
-      const std::string& dir, std::shared_ptr<const CatalogIndex> catalog);
+  static absl::StatusOr<std::vector<std::shared_ptr<const RulesetIndex>>>
+  LoadDir(const std::string& dir, std::shared_ptr<const CatalogIndex> catalog);
 
   const scoring::v1::Ruleset& ruleset() const { return ruleset_; }
   const std::string& version() const { return ruleset_.version(); }
@@ -51,7 +52,9 @@ class RulesetIndex {
   const std::vector<Compiled>& profiles() const { return profiles_; }
   int profile_slot() const { return profile_slot_; }
   const std::vector<Compiled>& routes() const { return routes_; }
-  const std::vector<Compiled>& secondary_flags() const { return secondary_flags_; }
+  const std::vector<Compiled>& secondary_flags() const {
+    return secondary_flags_;
+  }
   const std::vector<Compiled>& modalities() const { return modalities_; }
   const std::vector<Compiled>& plan() const { return plan_; }
   const expr::Expr& crisis_when() const { return crisis_when_; }
@@ -71,7 +74,8 @@ class RulesetIndex {
   std::shared_ptr<const CatalogIndex> catalog_;
   expr::Schema schema_;
   expr::SetTable sets_;
-  std::vector<Compiled> flags_, signals_, profiles_, routes_, secondary_flags_, modalities_, plan_;
+  std::vector<Compiled> flags_, signals_, profiles_, routes_, secondary_flags_,
+      modalities_, plan_;
   std::vector<int> flag_slots_, signal_slots_;
   int profile_slot_ = -1;
   int route_slot_ = -1;

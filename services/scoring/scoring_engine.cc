@@ -18,8 +18,9 @@ using v1::ScoringResult;
 // Appends a rule evaluation with the current values of its inputs. The
 // rule's wording is not repeated in every result (it would be most of a
 // stored result's size): ListRulesets serves it once under the same id.
-void Explain(ScoringResult& result, const expr::Schema& schema, const Value* values,
-             absl::string_view id, absl::string_view /*description*/, const expr::Expr& when,
+void Explain(ScoringResult& result, const expr::Schema& schema,
+             const Value* values, absl::string_view id,
+             absl::string_view /*description*/, const expr::Expr& when,
              Truth truth, absl::string_view outcome) {
   v1::RuleEvaluation* rule = result.add_rules();
   // assign, not set_x(std::string(...)): a reused result keeps its buffers.
@@ -35,11 +36,13 @@ void Explain(ScoringResult& result, const expr::Schema& schema, const Value* val
   }
 }
 
-std::string Inputs(const expr::Schema& schema, const Value* values, const expr::Expr& when) {
+std::string Inputs(const expr::Schema& schema, const Value* values,
+                   const expr::Expr& when) {
   std::string out;
   for (int slot : when.slots()) {
     if (!out.empty()) out += ", ";
-    absl::StrAppend(&out, schema.entry(slot).name, " = ", expr::Render(values[slot]));
+    absl::StrAppend(&out, schema.entry(slot).name, " = ",
+                    expr::Render(values[slot]));
   }
   return out;
 }
@@ -65,10 +68,13 @@ void ClearForReuse(ScoringResult* out, Scratch& scratch) {
     out->Clear();
     return;
   }
-  v1::RoutingDecision* routing = out->has_routing() ? out->release_routing() : nullptr;
+  v1::RoutingDecision* routing =
+      out->has_routing() ? out->release_routing() : nullptr;
   if (out->has_crisis_resources()) {
-    std::unique_ptr<common::v1::CrisisResources> parked(out->release_crisis_resources());
-    if (scratch.spare_crisis == nullptr) scratch.spare_crisis = std::move(parked);
+    std::unique_ptr<common::v1::CrisisResources> parked(
+        out->release_crisis_resources());
+    if (scratch.spare_crisis == nullptr)
+      scratch.spare_crisis = std::move(parked);
   }
   out->Clear();
   if (routing != nullptr) {
@@ -78,7 +84,8 @@ void ClearForReuse(ScoringResult* out, Scratch& scratch) {
 }
 
 // Sets result.crisis_resources to the ruleset's, reusing a parked message.
-void SetCrisisResources(ScoringResult& result, const common::v1::CrisisResources& from,
+void SetCrisisResources(ScoringResult& result,
+                        const common::v1::CrisisResources& from,
                         Scratch& scratch) {
   if (result.GetArena() != nullptr || scratch.spare_crisis == nullptr) {
     *result.mutable_crisis_resources() = from;
@@ -96,8 +103,8 @@ absl::StatusOr<std::unique_ptr<ScoringEngine>> ScoringEngine::Create(
   if (rulesets.empty()) return absl::InvalidArgumentError("no ruleset loaded");
   for (const auto& rs : rulesets) {
     if (&rs->catalog() != catalog.get()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ruleset ", rs->version(), " was built for another catalog"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ruleset ", rs->version(), " was built for another catalog"));
     }
   }
   std::sort(rulesets.begin(), rulesets.end(), [](const auto& a, const auto& b) {
@@ -133,7 +140,8 @@ v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
   for (const auto& rs : rulesets_) {
     v1::RulesetInfo* info = out.add_rulesets();
     *info = rs->Info();
-    auto describe = [&](const std::vector<RulesetIndex::Compiled>& rules, absl::string_view prefix) {
+    auto describe = [&](const std::vector<RulesetIndex::Compiled>& rules,
+                        absl::string_view prefix) {
       for (const auto& r : rules) {
         v1::RuleEvaluation* e = info->add_rules();
         e->set_rule_id(absl::StrCat(prefix, r.id));  // the same ids results use
@@ -152,7 +160,8 @@ v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
   return out;
 }
 
-absl::StatusOr<ScoringResult> ScoringEngine::Score(const v1::ScoreAnswersRequest& request) const {
+absl::StatusOr<ScoringResult> ScoringEngine::Score(
+    const v1::ScoreAnswersRequest& request) const {
   ScoringResult result;
   if (absl::Status s = ScoreInto(request, &result); !s.ok()) return s;
   return result;
@@ -164,19 +173,24 @@ absl::Status ScoringEngine::ScoreInto(const v1::ScoreAnswersRequest& request,
 }
 
 absl::Status ScoringEngine::DigestInto(const v1::ScoreAnswersRequest& request,
-                                       v1::ResultDigest* digest, bool* crisis_certain) const {
+                                       v1::ResultDigest* digest,
+                                       bool* crisis_certain) const {
   thread_local ScoringResult lean;
   std::string route_rule;
   Truth crisis = Truth::kUnknown;
-  if (absl::Status s = Evaluate(request, /*full=*/false, &lean, &route_rule, &crisis); !s.ok()) return s;
+  if (absl::Status s =
+          Evaluate(request, /*full=*/false, &lean, &route_rule, &crisis);
+      !s.ok())
+    return s;
   if (crisis_certain != nullptr) *crisis_certain = crisis == Truth::kTrue;
   scoring::DigestInto(lean, digest);
   digest->set_route_rule(std::move(route_rule));
   return absl::OkStatus();
 }
 
-absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, bool full,
-                                     ScoringResult* out, std::string* route_rule,
+absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request,
+                                     bool full, ScoringResult* out,
+                                     std::string* route_rule,
                                      Truth* crisis) const {
   thread_local Scratch scratch;
   ClearForReuse(out, scratch);
@@ -186,9 +200,9 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     if (rs == nullptr) {
       std::vector<std::string> loaded;
       for (const auto& r : rulesets_) loaded.push_back(r->version());
-      return absl::NotFoundError(absl::StrCat("ruleset_version: \"", request.ruleset_version(),
-                                              "\" is not loaded (loaded: ",
-                                              absl::StrJoin(loaded, ", "), ")"));
+      return absl::NotFoundError(absl::StrCat(
+          "ruleset_version: \"", request.ruleset_version(),
+          "\" is not loaded (loaded: ", absl::StrJoin(loaded, ", "), ")"));
     }
   }
   const CatalogIndex& cat = *catalog_;
@@ -202,18 +216,22 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
   result.set_catalog_version(cat.catalog().version());
   result.set_engine_version(kEngineVersion);
   if (!request.packed_answers().empty()) {
-    if (request.answers().answers_size() > 0 || request.administered_instruments_size() > 0) {
+    if (request.answers().answers_size() > 0 ||
+        request.administered_instruments_size() > 0) {
       return absl::InvalidArgumentError(
-          "packed_answers: set together with answers or administered_instruments (use one form)");
+          "packed_answers: set together with answers or "
+          "administered_instruments (use one form)");
     }
-    if (absl::Status st = cat.ScorePacked(request.packed_answers(), sets, values, &result, full,
-                                          &rs->min_answered());
+    if (absl::Status st =
+            cat.ScorePacked(request.packed_answers(), sets, values, &result,
+                            full, &rs->min_answered());
         !st.ok()) {
       return st;
     }
-  } else if (absl::Status st = cat.ScoreInstruments(request.answers().answers(),
-                                                    request.administered_instruments(), sets,
-                                                    values, &result, nullptr, full, &rs->min_answered());
+  } else if (absl::Status st = cat.ScoreInstruments(
+                 request.answers().answers(),
+                 request.administered_instruments(), sets, values, &result,
+                 nullptr, full, &rs->min_answered());
              !st.ok()) {
     return st;
   }
@@ -240,7 +258,8 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     const Truth t = rule.when.Eval(values, sets);
     values[rs->signal_slots()[i]] = Value::FromTruth(t);
     if (full && t != Truth::kFalse) {
-      Explain(result, schema, values, rule.id, rule.description, rule.when, t, "");
+      Explain(result, schema, values, rule.id, rule.description, rule.when, t,
+              "");
     }
   }
   // Profile: first rule that holds; one that cannot be decided first makes
@@ -252,7 +271,9 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     const Truth t = rule.when.Eval(values, sets);
     if (t == Truth::kFalse) continue;
     const v1::Profile p = rs->ruleset().profiles(static_cast<int>(i)).profile();
-    if (full) Explain(result, schema, values, rule.id, rule.description, rule.when, t, v1::Profile_Name(p));
+    if (full)
+      Explain(result, schema, values, rule.id, rule.description, rule.when, t,
+              v1::Profile_Name(p));
     if (t == Truth::kTrue) {
       profile = p;
       deciding = &rule;
@@ -260,15 +281,17 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     break;
   }
   result.set_profile(profile);
-  values[rs->profile_slot()] =
-      profile == v1::PROFILE_INCOMPLETE ? Value::Unknown() : Value::Code(v1::Profile_Name(profile));
+  values[rs->profile_slot()] = profile == v1::PROFILE_INCOMPLETE
+                                   ? Value::Unknown()
+                                   : Value::Code(v1::Profile_Name(profile));
   if (full) {
     // The signals behind the profile: the deciding rule's inputs, or every
     // profile input when it could not be decided.
     std::vector<int> slots;
     auto add = [&](const expr::Expr& e) {
       for (int s : e.slots()) {
-        if (std::find(slots.begin(), slots.end(), s) == slots.end()) slots.push_back(s);
+        if (std::find(slots.begin(), slots.end(), s) == slots.end())
+          slots.push_back(s);
       }
     };
     if (deciding != nullptr) {
@@ -297,7 +320,8 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     if (t == Truth::kFalse) continue;
     if (full) {
       Explain(result, schema, values, rule.id, rule.description, rule.when, t,
-              common::v1::Route_Name(rs->ruleset().routes(static_cast<int>(i)).route()));
+              common::v1::Route_Name(
+                  rs->ruleset().routes(static_cast<int>(i)).route()));
     }
     if (t == Truth::kUnknown) {
       undecided.push_back(static_cast<int>(i));
@@ -310,9 +334,10 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     // No unreviewed outcome when something above is undecided; under
     // strict priority no outcome at all, but for the routes that must never
     // be lowered (crisis).
-    const bool gives_way = rs->ruleset().strict_priority()
-                               ? !def.kept_below_undecided()
-                               : def.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED;
+    const bool gives_way =
+        rs->ruleset().strict_priority()
+            ? !def.kept_below_undecided()
+            : def.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED;
     if (gives_way) chosen = -1;
   }
   if (route_rule != nullptr) {
@@ -327,8 +352,9 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
       }
     }
   }
-  const common::v1::Route primary = chosen >= 0 ? rs->ruleset().routes(chosen).route()
-                                                : rs->ruleset().default_route().route();
+  const common::v1::Route primary = chosen >= 0
+                                        ? rs->ruleset().routes(chosen).route()
+                                        : rs->ruleset().default_route().route();
   values[rs->route_slot()] = Value::Code(common::v1::Route_Name(primary));
   if (crisis != nullptr) *crisis = rs->crisis_when().Eval(values, sets);
   if (!full) {
@@ -356,7 +382,8 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     const auto& rule = rs->routes()[i];
     v1::SecondaryFlag* f = routing->add_secondary_flags();
     f->set_code("undecided." + rule.id);
-    f->set_text(absl::StrCat("Could not decide ", rule.id, " (", Inputs(schema, values, rule.when),
+    f->set_text(absl::StrCat("Could not decide ", rule.id, " (",
+                             Inputs(schema, values, rule.when),
                              "): a clinician should review it."));
   }
   // Secondary flags, modalities, plan.
@@ -367,7 +394,8 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     v1::SecondaryFlag* f = routing->add_secondary_flags();
     f->set_code(def.code());
     f->set_text(def.text());
-    Explain(result, schema, values, rule.id, def.text(), rule.when, Truth::kTrue, def.code());
+    Explain(result, schema, values, rule.id, def.text(), rule.when,
+            Truth::kTrue, def.code());
   }
   for (size_t i = 0; i < rs->modalities().size(); ++i) {
     const auto& rule = rs->modalities()[i];
@@ -376,12 +404,14 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request, boo
     v1::ModalitySuggestion* m = routing->add_modality_suggestions();
     m->set_modality(def.modality());
     m->set_reason(def.reason());
-    Explain(result, schema, values, rule.id, def.reason(), rule.when, Truth::kTrue, def.modality());
+    Explain(result, schema, values, rule.id, def.reason(), rule.when,
+            Truth::kTrue, def.modality());
   }
   for (size_t i = 0; i < rs->plan().size(); ++i) {
     const auto& rule = rs->plan()[i];
     if (rule.when.Eval(values, sets) != Truth::kTrue) continue;
-    *routing->add_self_help_plan() = rs->ruleset().plan(static_cast<int>(i)).item();
+    *routing->add_self_help_plan() =
+        rs->ruleset().plan(static_cast<int>(i)).item();
   }
   // Crisis resources: when a risk flag is set, and also when it cannot be
   // ruled out (item 9 left unanswered or declined).

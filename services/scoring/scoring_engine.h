@@ -32,7 +32,8 @@ class ScoringEngine {
   // value outside the options, an item answered twice, an item that does not
   // apply) or an unknown administered instrument; NOT_FOUND for a ruleset
   // version that is not loaded.
-  absl::StatusOr<v1::ScoringResult> Score(const v1::ScoreAnswersRequest& request) const;
+  absl::StatusOr<v1::ScoringResult> Score(
+      const v1::ScoreAnswersRequest& request) const;
   // The same into a caller's message (cleared first), for batch loops that
   // reuse one message.
   absl::Status ScoreInto(const v1::ScoreAnswersRequest& request,
@@ -45,7 +46,8 @@ class ScoringEngine {
   // holds (not merely cannot be ruled out): on a screening still being
   // answered, whether what was answered so far calls for crisis resources
   // (a risk flag raised, or PHQ-9 item 9 declined from ruleset v2 on).
-  absl::Status DigestInto(const v1::ScoreAnswersRequest& request, v1::ResultDigest* digest,
+  absl::Status DigestInto(const v1::ScoreAnswersRequest& request,
+                          v1::ResultDigest* digest,
                           bool* crisis_certain = nullptr) const;
 
   // The engine's own behaviour version, recorded on every result
@@ -64,8 +66,9 @@ class ScoringEngine {
   ScoringEngine() = default;
   // Scores into `out`; without `full` only what a digest needs, and the id of
   // the route rule that fired into `route_rule` (when not null).
-  absl::Status Evaluate(const v1::ScoreAnswersRequest& request, bool full, v1::ScoringResult* out,
-                        std::string* route_rule, expr::Truth* crisis) const;
+  absl::Status Evaluate(const v1::ScoreAnswersRequest& request, bool full,
+                        v1::ScoringResult* out, std::string* route_rule,
+                        expr::Truth* crisis) const;
   std::shared_ptr<const CatalogIndex> catalog_;
   std::vector<std::shared_ptr<const RulesetIndex>> rulesets_;
 };

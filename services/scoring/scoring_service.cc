@@ -15,9 +15,12 @@ namespace {
 // Scoring is pure CPU work and finishes in microseconds, so it runs inline
 // on the reactor thread.
 class BatchReactor final
-    : public grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse> {
+    : public grpc::ServerBidiReactor<v1::ScoreBatchRequest,
+                                     v1::ScoreBatchResponse> {
  public:
-  explicit BatchReactor(const ScoringEngine* engine) : engine_(engine) { StartRead(&request_); }
+  explicit BatchReactor(const ScoringEngine* engine) : engine_(engine) {
+    StartRead(&request_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // client finished writing (or the call is cancelled)
@@ -42,7 +45,8 @@ class BatchReactor final
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed while writing"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "stream closed while writing"));
       return;
     }
     StartRead(&request_);
@@ -64,7 +68,8 @@ constexpr int kMaxRescoreItems = 5000;
 // arenas that are reset, not freed: the request's between reads, the
 // response's between batches, and each item's parsed answers and result on a
 // scratch arena reset per item, so a long job costs almost no malloc/free.
-class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse> {
+class RescoreReactor final
+    : public grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse> {
  public:
   explicit RescoreReactor(const ScoringEngine* engine)
       : engine_(engine),
@@ -83,32 +88,39 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
       return;
     }
     if (request_->ruleset_version().empty()) {
-      Finish(ToGrpcStatus(absl::InvalidArgumentError("ruleset_version: is required")));
+      Finish(ToGrpcStatus(
+          absl::InvalidArgumentError("ruleset_version: is required")));
       return;
     }
     if (engine_->Find(request_->ruleset_version()) == nullptr) {
       Finish(ToGrpcStatus(absl::NotFoundError(
-          absl::StrCat("ruleset_version: \"", request_->ruleset_version(), "\" is not loaded"))));
+          absl::StrCat("ruleset_version: \"", request_->ruleset_version(),
+                       "\" is not loaded"))));
       return;
     }
     if (request_->items_size() > kMaxRescoreItems) {
       Finish(ToGrpcStatus(absl::InvalidArgumentError(
-          absl::StrCat("items: ", request_->items_size(), " in one message; at most ", kMaxRescoreItems))));
+          absl::StrCat("items: ", request_->items_size(),
+                       " in one message; at most ", kMaxRescoreItems))));
       return;
     }
     response_arena_.Reset();
-    response_ = google::protobuf::Arena::CreateMessage<v1::RescoreResponse>(&response_arena_);
+    response_ = google::protobuf::Arena::CreateMessage<v1::RescoreResponse>(
+        &response_arena_);
     response_->mutable_items()->Reserve(request_->items_size());
     for (const auto& item : request_->items()) {
       v1::RescoredItem* out = response_->add_items();
       out->set_correlation_id(item.correlation_id());
       scratch_arena_.Reset();
-      auto* scratch = google::protobuf::Arena::CreateMessage<v1::ScoreAnswersRequest>(&scratch_arena_);
+      auto* scratch =
+          google::protobuf::Arena::CreateMessage<v1::ScoreAnswersRequest>(
+              &scratch_arena_);
       absl::Status s;
       if (item.correlation_id().empty()) {
         s = absl::InvalidArgumentError("correlation_id: is required");
       } else if (!scratch->ParseFromString(item.packed_request())) {
-        s = absl::InvalidArgumentError("packed_request: is not a serialized ScoreAnswersRequest");
+        s = absl::InvalidArgumentError(
+            "packed_request: is not a serialized ScoreAnswersRequest");
       } else {
         scratch->set_ruleset_version(request_->ruleset_version());
         // The digest first (no explanations); the full result only for the
@@ -133,7 +145,8 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed while writing"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "stream closed while writing"));
       return;
     }
     NextRead();
@@ -153,7 +166,8 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
   }
   void NextRead() {
     request_arena_.Reset();
-    request_ = google::protobuf::Arena::CreateMessage<v1::RescoreRequest>(&request_arena_);
+    request_ = google::protobuf::Arena::CreateMessage<v1::RescoreRequest>(
+        &request_arena_);
     StartRead(request_);
   }
 
@@ -168,7 +182,9 @@ class RescoreReactor final : public grpc::ServerBidiReactor<v1::RescoreRequest, 
 template <class Request, class Response>
 class RefusedStream final : public grpc::ServerBidiReactor<Request, Response> {
  public:
-  explicit RefusedStream(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  explicit RefusedStream(const absl::Status& status) {
+    this->Finish(ToGrpcStatus(status));
+  }
   void OnDone() override { delete this; }
 };
 
@@ -176,18 +192,24 @@ constexpr char kService[] = "/aqueduct.scoring.v1.ScoringService/";
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* ScoringServiceImpl::Rescore(
-    grpc::CallbackServerContext* context) {
-  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "Rescore")); !who.ok()) {
-    return new RefusedStream<v1::RescoreRequest, v1::RescoreResponse>(who.status());
+grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>*
+ScoringServiceImpl::Rescore(grpc::CallbackServerContext* context) {
+  if (auto who = auth::CheckCall(*authorizer_, *context,
+                                 absl::StrCat(kService, "Rescore"));
+      !who.ok()) {
+    return new RefusedStream<v1::RescoreRequest, v1::RescoreResponse>(
+        who.status());
   }
   return new RescoreReactor(engine_.get());
 }
 
 grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
 ScoringServiceImpl::ScoreBatch(grpc::CallbackServerContext* context) {
-  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ScoreBatch")); !who.ok()) {
-    return new RefusedStream<v1::ScoreBatchRequest, v1::ScoreBatchResponse>(who.status());
+  if (auto who = auth::CheckCall(*authorizer_, *context,
+                                 absl::StrCat(kService, "ScoreBatch"));
+      !who.ok()) {
+    return new RefusedStream<v1::ScoreBatchRequest, v1::ScoreBatchResponse>(
+        who.status());
   }
   return new BatchReactor(engine_.get());
 }
@@ -196,7 +218,9 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::ScoreAnswers(
     grpc::CallbackServerContext* context,
     const v1::ScoreAnswersRequest* request, v1::ScoringResult* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ScoreAnswers")); !who.ok()) {
+  if (auto who = auth::CheckCall(*authorizer_, *context,
+                                 absl::StrCat(kService, "ScoreAnswers"));
+      !who.ok()) {
     reactor->Finish(ToGrpcStatus(who.status()));
     return reactor;
   }
@@ -210,7 +234,9 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::DescribeCatalog(
     grpc::CallbackServerContext* context,
     const v1::DescribeCatalogRequest* request, v1::Catalog* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "DescribeCatalog")); !who.ok()) {
+  if (auto who = auth::CheckCall(*authorizer_, *context,
+                                 absl::StrCat(kService, "DescribeCatalog"));
+      !who.ok()) {
     reactor->Finish(ToGrpcStatus(who.status()));
     return reactor;
   }
@@ -230,7 +256,9 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::ListRulesets(
     grpc::CallbackServerContext* context, const v1::ListRulesetsRequest*,
     v1::ListRulesetsResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto who = auth::CheckCall(*authorizer_, *context, absl::StrCat(kService, "ListRulesets")); !who.ok()) {
+  if (auto who = auth::CheckCall(*authorizer_, *context,
+                                 absl::StrCat(kService, "ListRulesets"));
+      !who.ok()) {
     reactor->Finish(ToGrpcStatus(who.status()));
     return reactor;
   }

@@ -21,7 +21,8 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
   // RESOURCE_EXHAUSTED before it is read.
   static constexpr int kMaxRequestBytes = 8 << 20;
 
-  ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine, std::shared_ptr<const auth::Authorizer> authorizer)
+  ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine,
+                     std::shared_ptr<const auth::Authorizer> authorizer)
       : engine_(std::move(engine)), authorizer_(std::move(authorizer)) {}
 
   grpc::ServerUnaryReactor* ScoreAnswers(grpc::CallbackServerContext* context,
@@ -37,8 +38,8 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
       v1::ListRulesetsResponse* response) override;
   // One response per request, in order; a bad item answers with its error
   // and the stream goes on.
-  grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>* ScoreBatch(
-      grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
+  ScoreBatch(grpc::CallbackServerContext* context) override;
   // Many stored screenings per message, compared by digest; see the proto.
   grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* Rescore(
       grpc::CallbackServerContext* context) override;

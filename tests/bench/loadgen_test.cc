@@ -79,7 +79,9 @@ class FakeServer {
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
-            +[](FakeServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->stop_ || !s->pending_.empty(); },
+            +[](FakeServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+              return s->stop_ || !s->pending_.empty();
+            },
             this));
         if (pending_.empty()) return;
         call = std::move(pending_.front());
@@ -94,7 +96,8 @@ class FakeServer {
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::pair<int, std::function<void(bool)>>> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<int, std::function<void(bool)>>> pending_
+      ABSL_GUARDED_BY(mu_);
   int64_t started_[3] ABSL_GUARDED_BY(mu_) = {0, 0, 0};
   std::atomic<int> in_flight_{0}, max_in_flight_{0};
   std::thread worker_;
@@ -102,18 +105,24 @@ class FakeServer {
 
 TEST(RunClosedLoopTest, KeepsEachCallerBusyCountsErrorsAndWaitsForTheLast) {
   FakeServer server;
-  const LoadResult r = RunClosedLoop(3, absl::Milliseconds(60), [&](int slot, std::function<void(bool)> done) {
-    server.Start(slot, std::move(done));
-  });
+  const LoadResult r = RunClosedLoop(
+      3, absl::Milliseconds(60), [&](int slot, std::function<void(bool)> done) {
+        server.Start(slot, std::move(done));
+      });
   EXPECT_GT(r.calls, 10);
   EXPECT_GT(r.errors, 5);
-  EXPECT_NEAR(static_cast<double>(r.errors) / static_cast<double>(r.calls + r.errors), 1.0 / 3, 0.05);
-  EXPECT_EQ(static_cast<int64_t>(r.latencies_ms.size()), r.calls) << "a latency per successful call";
+  EXPECT_NEAR(
+      static_cast<double>(r.errors) / static_cast<double>(r.calls + r.errors),
+      1.0 / 3, 0.05);
+  EXPECT_EQ(static_cast<int64_t>(r.latencies_ms.size()), r.calls)
+      << "a latency per successful call";
   EXPECT_TRUE(std::is_sorted(r.latencies_ms.begin(), r.latencies_ms.end()));
-  EXPECT_GE(r.latencies_ms.front(), 0.2) << "each call took at least its 200 us";
+  EXPECT_GE(r.latencies_ms.front(), 0.2)
+      << "each call took at least its 200 us";
   EXPECT_GE(r.seconds, 0.06);
   EXPECT_LE(server.max_in_flight(), 3) << "never more calls than callers";
-  for (int slot = 0; slot < 3; ++slot) EXPECT_GT(server.started(slot), 0) << slot;
+  for (int slot = 0; slot < 3; ++slot)
+    EXPECT_GT(server.started(slot), 0) << slot;
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ class Result {
     };
   }
   T Get() {
-    EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(10))) << "no callback";
+    EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(10)))
+        << "no callback";
     absl::MutexLock lock(&mu_);
     EXPECT_EQ(calls_, 1) << "callback must run exactly once";
     if (!value_.has_value()) return T(absl::InternalError("no callback"));
@@ -58,7 +59,8 @@ using CommandResult = Result<absl::StatusOr<Reply>>;
 using PipelineResult = Result<absl::StatusOr<std::vector<Reply>>>;
 
 absl::StatusOr<Reply> Call(AsyncClient& client, std::vector<std::string> argv,
-                          absl::Time deadline = absl::Now() + absl::Seconds(5)) {
+                           absl::Time deadline = absl::Now() +
+                                                 absl::Seconds(5)) {
   CommandResult result;
   client.Command(std::move(argv), deadline, result.Callback());
   return result.Get();
@@ -88,8 +90,9 @@ TEST_F(AsyncClientTest, SetAndGetAreBinarySafe) {
 
 TEST_F(AsyncClientTest, ErrorReplyBecomesInternalAndTheConnectionStaysUsable) {
   ASSERT_THAT(Call(*client_, {"SET", "s", "x"}), IsOk());
-  EXPECT_THAT(Call(*client_, {"INCR", "s"}),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("not an integer")));
+  EXPECT_THAT(
+      Call(*client_, {"INCR", "s"}),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("not an integer")));
   auto pong = Call(*client_, {"PING"});
   ASSERT_THAT(pong, IsOk());
   EXPECT_EQ(pong->str, "PONG");
@@ -97,8 +100,12 @@ TEST_F(AsyncClientTest, ErrorReplyBecomesInternalAndTheConnectionStaysUsable) {
 
 TEST_F(AsyncClientTest, PipelineKeepsEveryReplyInOrderWithErrorsInPlace) {
   PipelineResult result;
-  client_->Pipeline({{"SET", "a", "1"}, {"INCR", "a"}, {"HSET", "a", "f", "v"}, {"GET", "a"},
-                     {"RPUSH", "l", "x", "y"}, {"LRANGE", "l", "0", "-1"}},
+  client_->Pipeline({{"SET", "a", "1"},
+                     {"INCR", "a"},
+                     {"HSET", "a", "f", "v"},
+                     {"GET", "a"},
+                     {"RPUSH", "l", "x", "y"},
+                     {"LRANGE", "l", "0", "-1"}},
                     absl::Now() + absl::Seconds(5), result.Callback());
   auto replies = result.Get();
   ASSERT_THAT(replies, IsOk());
@@ -127,12 +134,14 @@ TEST_F(AsyncClientTest, RepliesReachTheirCallersFromManyThreads) {
       std::vector<std::unique_ptr<PipelineResult>> results;
       for (int i = 1; i <= kPerThread; ++i) {
         results.push_back(std::make_unique<PipelineResult>());
-        client_->Pipeline({{"INCR", key}, {"GET", key}}, absl::Now() + absl::Seconds(10),
+        client_->Pipeline({{"INCR", key}, {"GET", key}},
+                          absl::Now() + absl::Seconds(10),
                           results.back()->Callback());
       }
       for (int i = 1; i <= kPerThread; ++i) {
         auto replies = results[i - 1]->Get();
-        if (!replies.ok() || replies->size() != 2 || (*replies)[0].integer != i ||
+        if (!replies.ok() || replies->size() != 2 ||
+            (*replies)[0].integer != i ||
             (*replies)[1].str != absl::StrCat(i)) {
           ++wrong;
         }
@@ -148,7 +157,8 @@ TEST_F(AsyncClientTest, RepliesReachTheirCallersFromManyThreads) {
 TEST_F(AsyncClientTest, ScriptsLoadOnceAndNoscriptIsNotFound) {
   Script script("return redis.call('INCRBY', KEYS[1], ARGV[1])");
   Result<absl::StatusOr<std::string>> loaded;
-  client_->LoadScript(script, absl::Now() + absl::Seconds(5), loaded.Callback());
+  client_->LoadScript(script, absl::Now() + absl::Seconds(5),
+                      loaded.Callback());
   auto sha = loaded.Get();
   ASSERT_THAT(sha, IsOk());
   EXPECT_EQ(sha->size(), 40u);
@@ -169,8 +179,9 @@ TEST_F(AsyncClientTest, ScriptsLoadOnceAndNoscriptIsNotFound) {
 }
 
 TEST_F(AsyncClientTest, PassedDeadlineFailsWithoutSending) {
-  EXPECT_THAT(Call(*client_, {"SET", "late", "1"}, absl::Now() - absl::Seconds(1)),
-              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(
+      Call(*client_, {"SET", "late", "1"}, absl::Now() - absl::Seconds(1)),
+      StatusIs(absl::StatusCode::kDeadlineExceeded));
   auto got = Call(*client_, {"GET", "late"});
   ASSERT_THAT(got, IsOk());
   EXPECT_TRUE(got->is_nil()) << "nothing was sent";
@@ -179,24 +190,31 @@ TEST_F(AsyncClientTest, PassedDeadlineFailsWithoutSending) {
 // A Redis that is alive but does not answer: the command timeout (500 ms
 // in the test options) fires, every waiting call fails UNAVAILABLE, and
 // once Redis answers again the client reconnects by itself.
-TEST_F(AsyncClientTest, HungRedisGivesUnavailableWithinCommandTimeoutThenRecovers) {
+TEST_F(AsyncClientTest,
+       HungRedisGivesUnavailableWithinCommandTimeoutThenRecovers) {
   ASSERT_THAT(Call(*client_, {"PING"}), IsOk());
   redis().Pause();
   const absl::Time start = absl::Now();
   CommandResult a, b;
   client_->Command({"PING"}, absl::Now() + absl::Seconds(5), a.Callback());
-  client_->Command({"SET", "x", "1"}, absl::Now() + absl::Seconds(5), b.Callback());
+  client_->Command({"SET", "x", "1"}, absl::Now() + absl::Seconds(5),
+                   b.Callback());
   auto ra = a.Get();
   auto rb = b.Get();
   const absl::Duration took = absl::Now() - start;
   redis().Resume();
-  EXPECT_THAT(ra, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
-  EXPECT_THAT(rb, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(redis().socket())));
-  EXPECT_LT(took, absl::Seconds(3)) << "must not wait for the caller's whole deadline";
-  EXPECT_THAT(Call(*client_, {"PING"}), IsOk()) << "a dropped connection is replaced";
+  EXPECT_THAT(ra, StatusIs(absl::StatusCode::kUnavailable,
+                           HasSubstr("did not answer")));
+  EXPECT_THAT(rb, StatusIs(absl::StatusCode::kUnavailable,
+                           HasSubstr(redis().socket())));
+  EXPECT_LT(took, absl::Seconds(3))
+      << "must not wait for the caller's whole deadline";
+  EXPECT_THAT(Call(*client_, {"PING"}), IsOk())
+      << "a dropped connection is replaced";
 }
 
-TEST_F(AsyncClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
+TEST_F(AsyncClientTest,
+       CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
   ASSERT_THAT(Call(*client_, {"PING"}), IsOk());
   redis().Pause();
   auto r = Call(*client_, {"PING"}, absl::Now() + absl::Milliseconds(100));
@@ -211,9 +229,11 @@ TEST_F(AsyncClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceede
 TEST_F(AsyncClientTest, StoppedRedisGivesUnavailableAndClientRecovers) {
   ASSERT_THAT(Call(*client_, {"SET", "durable", "yes"}), IsOk());
   ASSERT_THAT(redis().Stop(), IsOk());
-  EXPECT_THAT(Call(*client_, {"GET", "durable"}),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr(redis().socket())));
-  EXPECT_THAT(Call(*client_, {"PING"}), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(
+      Call(*client_, {"GET", "durable"}),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr(redis().socket())));
+  EXPECT_THAT(Call(*client_, {"PING"}),
+              StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
   auto back = Call(*client_, {"GET", "durable"});
   ASSERT_THAT(back, IsOk());
@@ -224,10 +244,12 @@ TEST_F(AsyncClientTest, ShuttingDownFailsCallsStillWaiting) {
   ASSERT_THAT(Call(*client_, {"PING"}), IsOk());
   redis().Pause();
   CommandResult waiting;
-  client_->Command({"PING"}, absl::Now() + absl::Seconds(5), waiting.Callback());
+  client_->Command({"PING"}, absl::Now() + absl::Seconds(5),
+                   waiting.Callback());
   client_.reset();
   redis().Resume();
-  EXPECT_THAT(waiting.Get(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shut down")));
+  EXPECT_THAT(waiting.Get(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shut down")));
 }
 
 TEST(AsyncClientNoServerTest, UnreachableAddressIsUnavailableAndNamed) {
@@ -247,12 +269,14 @@ TEST(AsyncClientNoServerTest, RefusedTcpConnectionIsUnavailable) {
   o.endpoint.port = 1;  // nothing listens on tcpmux here
   AsyncClient client(o);
   EXPECT_THAT(Call(client, {"PING"}),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("redis at 127.0.0.1:1")));
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("redis at 127.0.0.1:1")));
 }
 
 TEST(AsyncClientAuthTest, PasswordIsSentFirstAndAWrongOneIsUnavailable) {
   aqueduct::testing::TempDir dir;
-  auto server = aqueduct::testing::RedisServer::Start(dir.path(), "s3cret-pass");
+  auto server =
+      aqueduct::testing::RedisServer::Start(dir.path(), "s3cret-pass");
   ASSERT_THAT(server, IsOk());
   AsyncClient good((*server)->ClientOptions());
   auto pong = Call(good, {"PING"});
@@ -263,13 +287,15 @@ TEST(AsyncClientAuthTest, PasswordIsSentFirstAndAWrongOneIsUnavailable) {
   wrong.password = "not-the-password";
   AsyncClient bad(wrong);
   auto refused = Call(bad, {"PING"});
-  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("authentication failed")));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("authentication failed")));
   EXPECT_THAT(refused.status().message(), Not(HasSubstr("not-the-password")));
 
   Options none = (*server)->ClientOptions();
   none.password.clear();
   AsyncClient anonymous(none);
-  EXPECT_THAT(Call(anonymous, {"PING"}), StatusIs(absl::StatusCode::kInternal, HasSubstr("NOAUTH")));
+  EXPECT_THAT(Call(anonymous, {"PING"}),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("NOAUTH")));
 }
 
 TEST(AsyncClientAuthTest, SignsInAsAnAclUser) {
@@ -277,7 +303,9 @@ TEST(AsyncClientAuthTest, SignsInAsAnAclUser) {
   auto server = aqueduct::testing::RedisServer::Start(dir.path(), "admin-pass");
   ASSERT_THAT(server, IsOk());
   AsyncClient admin((*server)->ClientOptions());
-  ASSERT_THAT(Call(admin, {"ACL", "SETUSER", "intake", "on", ">intake-pass", "~aq:intake:*", "+@all"}), IsOk());
+  ASSERT_THAT(Call(admin, {"ACL", "SETUSER", "intake", "on", ">intake-pass",
+                           "~aq:intake:*", "+@all"}),
+              IsOk());
   Options as_intake = (*server)->ClientOptions();
   as_intake.user = "intake";
   as_intake.password = "intake-pass";
@@ -290,7 +318,9 @@ TEST(AsyncClientAuthTest, SignsInAsAnAclUser) {
   Options wrong = as_intake;
   wrong.password = "admin-pass";
   AsyncClient refused(wrong);
-  EXPECT_THAT(Call(refused, {"PING"}), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("authentication failed")));
+  EXPECT_THAT(Call(refused, {"PING"}),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("authentication failed")));
 }
 
 }  // namespace

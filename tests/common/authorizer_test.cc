@@ -4,10 +4,10 @@
 
 #include "common/auth/authorizer.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <map>
 #include <set>
-
-#include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -28,8 +28,9 @@ using ::testing::Not;
 const absl::Time kNow = absl::FromUnixSeconds(1795000000);
 
 // Callers, as "<role>" or "service:<name>".
-const std::vector<std::string> kCallers = {"patient", "clinician",       "physician",       "batch",
-                                           "operator", "service:intake", "service:referral"};
+const std::vector<std::string> kCallers = {
+    "patient",  "clinician",      "physician",       "batch",
+    "operator", "service:intake", "service:referral"};
 
 // The matrix, written out here independently of policy.cc: who may call
 // each method (everyone else: PERMISSION_DENIED).
@@ -50,15 +51,23 @@ const std::map<std::string, std::set<std::string>>& Expected() {
        {"service:intake", "batch", "clinician", "physician", "operator"}},
       {"aqueduct.scoring.v1.ScoringService/ListRulesets",
        {"service:intake", "batch", "clinician", "physician", "operator"}},
-      {"aqueduct.referral.v1.ReferralService/CreateReferral", {"service:intake"}},
+      {"aqueduct.referral.v1.ReferralService/CreateReferral",
+       {"service:intake"}},
       {"aqueduct.referral.v1.ReferralService/CreateReferrals", {"batch"}},
-      {"aqueduct.referral.v1.ReferralService/ListQueue", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/ClaimCase", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/ReleaseCase", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/DecideCase", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/GetCase", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/ListAuditEvents", {"clinician", "physician"}},
-      {"aqueduct.referral.v1.ReferralService/WatchQueue", {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/ListQueue",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/ClaimCase",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/ReleaseCase",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/DecideCase",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/GetCase",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/ListAuditEvents",
+       {"clinician", "physician"}},
+      {"aqueduct.referral.v1.ReferralService/WatchQueue",
+       {"clinician", "physician"}},
       {"aqueduct.referral.v1.ReferralService/GetMyReferral", {"patient"}},
   };
   return *m;
@@ -72,8 +81,8 @@ class AuthorizerTest : public ::testing::Test {
     key_ = *pair;
     KeySet keys;
     ASSERT_THAT(keys.Add("k1", key_.public_pem), IsOk());
-    authorizer_ = std::make_unique<Authorizer>(
-        std::make_shared<Verifier>(std::move(keys), "https://aqueduct.test", "aqueduct"));
+    authorizer_ = std::make_unique<Authorizer>(std::make_shared<Verifier>(
+        std::move(keys), "https://aqueduct.test", "aqueduct"));
   }
 
   std::string TokenFor(const std::string& caller) {
@@ -94,18 +103,24 @@ class AuthorizerTest : public ::testing::Test {
   std::unique_ptr<Authorizer> authorizer_;
 };
 
-std::vector<std::string> MethodsOf(const google::protobuf::ServiceDescriptor* s) {
+std::vector<std::string> MethodsOf(
+    const google::protobuf::ServiceDescriptor* s) {
   std::vector<std::string> out;
-  for (int i = 0; i < s->method_count(); ++i) out.push_back(absl::StrCat(s->full_name(), "/", s->method(i)->name()));
+  for (int i = 0; i < s->method_count(); ++i)
+    out.push_back(absl::StrCat(s->full_name(), "/", s->method(i)->name()));
   return out;
 }
 
 std::vector<std::string> AllMethods() {
   std::vector<std::string> all;
   // Through a message of each file, so the file is linked and registered.
-  for (auto [file, name] : {std::pair{intake::v1::StartScreeningRequest::descriptor()->file(), "IntakeService"},
-                            std::pair{scoring::v1::ScoreAnswersRequest::descriptor()->file(), "ScoringService"},
-                            std::pair{referral::v1::CreateReferralRequest::descriptor()->file(), "ReferralService"}}) {
+  for (auto [file, name] :
+       {std::pair{intake::v1::StartScreeningRequest::descriptor()->file(),
+                  "IntakeService"},
+        std::pair{scoring::v1::ScoreAnswersRequest::descriptor()->file(),
+                  "ScoringService"},
+        std::pair{referral::v1::CreateReferralRequest::descriptor()->file(),
+                  "ReferralService"}}) {
     const auto* s = file->FindServiceByName(name);
     EXPECT_NE(s, nullptr) << name;
     if (s == nullptr) continue;
@@ -118,10 +133,13 @@ TEST_F(AuthorizerTest, EveryMethodOfEveryServiceIsInThePolicyAndTheMatrix) {
   const auto all = AllMethods();
   ASSERT_EQ(all.size(), 23u);
   for (const auto& m : all) {
-    EXPECT_TRUE(Policy().contains("/" + m)) << m << " has no policy row: nobody could call it";
-    EXPECT_TRUE(Expected().count(m)) << m << " is missing from this test's matrix";
+    EXPECT_TRUE(Policy().contains("/" + m))
+        << m << " has no policy row: nobody could call it";
+    EXPECT_TRUE(Expected().count(m))
+        << m << " is missing from this test's matrix";
   }
-  EXPECT_EQ(Policy().size(), all.size()) << "a policy row for a method that does not exist";
+  EXPECT_EQ(Policy().size(), all.size())
+      << "a policy row for a method that does not exist";
 }
 
 TEST_F(AuthorizerTest, RpcByRoleMatrix) {
@@ -129,20 +147,26 @@ TEST_F(AuthorizerTest, RpcByRoleMatrix) {
   for (const auto& method : AllMethods()) {
     const auto& who = Expected().at(method);
     for (const auto& caller : kCallers) {
-      auto id = authorizer_->Check(BearerValue(TokenFor(caller)), "/" + method, kNow);
+      auto id =
+          authorizer_->Check(BearerValue(TokenFor(caller)), "/" + method, kNow);
       if (who.count(caller)) {
         ++allowed;
         ASSERT_THAT(id, IsOk()) << caller << " -> " << method;
-        EXPECT_EQ(absl::StrCat(RoleName(id->role), id->role == Role::kService ? ":" + id->subject : ""), caller);
+        EXPECT_EQ(
+            absl::StrCat(RoleName(id->role),
+                         id->role == Role::kService ? ":" + id->subject : ""),
+            caller);
       } else {
         ++denied;
-        EXPECT_THAT(id, StatusIs(absl::StatusCode::kPermissionDenied)) << caller << " -> " << method;
+        EXPECT_THAT(id, StatusIs(absl::StatusCode::kPermissionDenied))
+            << caller << " -> " << method;
       }
     }
     // No token, and a bad one: UNAUTHENTICATED for every method.
     Rejection why;
     EXPECT_THAT(authorizer_->Check("", "/" + method, kNow, &why),
-                StatusIs(absl::StatusCode::kUnauthenticated, "missing or invalid credentials"));
+                StatusIs(absl::StatusCode::kUnauthenticated,
+                         "missing or invalid credentials"));
     EXPECT_EQ(why, Rejection::kMissing);
   }
   EXPECT_EQ(allowed + denied, 23 * static_cast<int>(kCallers.size()));
@@ -152,22 +176,31 @@ TEST_F(AuthorizerTest, RpcByRoleMatrix) {
 TEST_F(AuthorizerTest, CredentialsOtherThanAValidBearerTokenSayNothingMore) {
   const std::string method = "/aqueduct.intake.v1.IntakeService/GetScreening";
   const std::string token = TokenFor("patient");
-  EXPECT_THAT(authorizer_->Check("bearer " + token, method, kNow), IsOk()) << "the scheme is case-insensitive";
-  for (const std::string& header : {std::string("Basic dTE6cHc="), std::string("Bearer"), std::string("Bearer "),
-                                    token, "Bearer " + token.substr(0, token.size() - 3)}) {
+  EXPECT_THAT(authorizer_->Check("bearer " + token, method, kNow), IsOk())
+      << "the scheme is case-insensitive";
+  for (const std::string& header :
+       {std::string("Basic dTE6cHc="), std::string("Bearer"),
+        std::string("Bearer "), token,
+        "Bearer " + token.substr(0, token.size() - 3)}) {
     Rejection why;
     auto id = authorizer_->Check(header, method, kNow, &why);
-    EXPECT_THAT(id, StatusIs(absl::StatusCode::kUnauthenticated, "missing or invalid credentials")) << header;
+    EXPECT_THAT(id, StatusIs(absl::StatusCode::kUnauthenticated,
+                             "missing or invalid credentials"))
+        << header;
     EXPECT_THAT(std::string(id.status().message()), Not(HasSubstr("u1")));
   }
-  EXPECT_THAT(authorizer_->Check(BearerValue(token), method, kNow + absl::Hours(1)),
-              StatusIs(absl::StatusCode::kUnauthenticated, "missing or invalid credentials"))
+  EXPECT_THAT(
+      authorizer_->Check(BearerValue(token), method, kNow + absl::Hours(1)),
+      StatusIs(absl::StatusCode::kUnauthenticated,
+               "missing or invalid credentials"))
       << "expired";
 }
 
 TEST_F(AuthorizerTest, UnknownMethodsAreDeniedByDefault) {
-  EXPECT_THAT(authorizer_->Check(BearerValue(TokenFor("operator")), "/aqueduct.admin.v1.Admin/DropAll", kNow),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("DropAll is not open to any caller")));
+  EXPECT_THAT(authorizer_->Check(BearerValue(TokenFor("operator")),
+                                 "/aqueduct.admin.v1.Admin/DropAll", kNow),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("DropAll is not open to any caller")));
 }
 
 }  // namespace

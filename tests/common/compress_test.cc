@@ -73,7 +73,8 @@ TEST(CompressTest, ResultsShrinkAndComeBackExactly) {
     EXPECT_EQ(*back, r);
   }
   // Dictionary 1 (deflate, a list of ruleset texts) reached under a third.
-  EXPECT_LT(packed * 10, raw) << "packed " << packed << " of " << raw << " bytes";
+  EXPECT_LT(packed * 10, raw)
+      << "packed " << packed << " of " << raw << " bytes";
 }
 
 // Values written in 2026-11 with dictionary 1 stay readable after Pack
@@ -95,11 +96,13 @@ TEST(CompressTest, ValuesPackedWithDictionaryOneStillRead) {
   auto back = Unpack(old);
   ASSERT_THAT(back, IsOk());
   EXPECT_EQ(*back, "hello hello hello");
-  EXPECT_EQ(PackWith(9, "plain"), "plain") << "an unknown dictionary packs nothing";
+  EXPECT_EQ(PackWith(9, "plain"), "plain")
+      << "an unknown dictionary packs nothing";
 }
 
 TEST(CompressTest, UnpackedValuesReadAsTheyAre) {
-  for (const std::string& v : {std::string(), std::string("\x0a\x02v1", 4), std::string("plain text")}) {
+  for (const std::string& v : {std::string(), std::string("\x0a\x02v1", 4),
+                               std::string("plain text")}) {
     auto back = Unpack(v);
     ASSERT_THAT(back, IsOk());
     EXPECT_EQ(*back, v);
@@ -110,7 +113,8 @@ TEST(CompressTest, AnyBytesRoundTrip) {
   std::mt19937 rng(7);
   for (int n = 0; n < 200; ++n) {
     std::string v(rng() % 3000, '\0');
-    for (auto& c : v) c = static_cast<char>(n % 2 == 0 ? rng() : "abc\0"[rng() % 4]);
+    for (auto& c : v)
+      c = static_cast<char>(n % 2 == 0 ? rng() : "abc\0"[rng() % 4]);
     if (n % 5 == 0 && !v.empty()) v[0] = '\0';  // looks packed: must be packed
     auto back = Unpack(Pack(v));
     ASSERT_THAT(back, IsOk()) << n;
@@ -126,7 +130,8 @@ TEST(CompressTest, DamageIsRefused) {
     ASSERT_EQ(p[1], static_cast<char>(id));
     EXPECT_THAT(Unpack(p.substr(0, 1)), StatusIs(absl::StatusCode::kDataLoss));
     EXPECT_THAT(Unpack(p.substr(0, 2)), StatusIs(absl::StatusCode::kDataLoss));
-    EXPECT_THAT(Unpack(p.substr(0, p.size() / 2)), StatusIs(absl::StatusCode::kDataLoss));
+    EXPECT_THAT(Unpack(p.substr(0, p.size() / 2)),
+                StatusIs(absl::StatusCode::kDataLoss));
     EXPECT_THAT(Unpack(p + "x"), StatusIs(absl::StatusCode::kDataLoss));
     std::string flipped = p;
     flipped[p.size() / 2] ^= 0x5a;
@@ -136,12 +141,15 @@ TEST(CompressTest, DamageIsRefused) {
     EXPECT_TRUE(!back.ok() || *back != r);
     std::string other = p;
     other[1] = '\7';
-    EXPECT_THAT(Unpack(other), StatusIs(absl::StatusCode::kDataLoss, "packed value: unknown dictionary 7"));
+    EXPECT_THAT(Unpack(other), StatusIs(absl::StatusCode::kDataLoss,
+                                        "packed value: unknown dictionary 7"));
     // A stream that would unpack past the limit (megabytes of one letter
     // pack to almost nothing) is refused, not unpacked.
-    const std::string bomb = PackWith(id, std::string(kMaxUnpackedBytes + 1, 'z'));
+    const std::string bomb =
+        PackWith(id, std::string(kMaxUnpackedBytes + 1, 'z'));
     EXPECT_LT(bomb.size(), 64u << 10);
-    EXPECT_THAT(Unpack(bomb), StatusIs(absl::StatusCode::kDataLoss, "packed value: longer than allowed"));
+    EXPECT_THAT(Unpack(bomb), StatusIs(absl::StatusCode::kDataLoss,
+                                       "packed value: longer than allowed"));
   }
 }
 
@@ -168,7 +176,8 @@ TEST(CompressTest, DictionaryOneNeverChanges) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   ASSERT_EQ(EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr), 1);
-  EXPECT_EQ(absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), len)),
+  EXPECT_EQ(absl::BytesToHexString(
+                absl::string_view(reinterpret_cast<const char*>(md), len)),
             "f8016191f2265bebb73ac388456fc6bc0f13a9d2bbe61bb7a2030d3615335caf");
 }
 
@@ -181,7 +190,8 @@ TEST(CompressTest, DictionaryTwoNeverChanges) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   ASSERT_EQ(EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr), 1);
-  EXPECT_EQ(absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), len)),
+  EXPECT_EQ(absl::BytesToHexString(
+                absl::string_view(reinterpret_cast<const char*>(md), len)),
             "87d008212fd5a119087ad93b2355397a130adf2b0407314c4c28e59db1dd6f14");
 }
 
@@ -193,7 +203,8 @@ TEST(CompressTest, DictionaryThreeNeverChanges) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   ASSERT_EQ(EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr), 1);
-  EXPECT_EQ(absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), len)),
+  EXPECT_EQ(absl::BytesToHexString(
+                absl::string_view(reinterpret_cast<const char*>(md), len)),
             "b497d10f28edc3517f993aadac8e6887f0b96b0b48e0b6883962373b8f25e8b8");
   EXPECT_EQ(Dictionary(4), "");
 }

@@ -37,17 +37,23 @@ TEST(ParseEndpointTest, UnixSocket) {
 }
 
 TEST(ParseEndpointTest, ErrorsNameTheFlag) {
-  EXPECT_THAT(ParseEndpoint("", "--redis"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--redis")));
-  EXPECT_THAT(ParseEndpoint("localhost", "--redis"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no port")));
-  EXPECT_THAT(ParseEndpoint("h:99999", "--scoring"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--scoring")));
-  EXPECT_THAT(ParseEndpoint("h:abc", "--x"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a port")));
-  EXPECT_THAT(ParseEndpoint("unix:relative.sock", "--x"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("absolute")));
-  EXPECT_THAT(ParseEndpoint(":80", "--x"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      ParseEndpoint("", "--redis"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--redis")));
+  EXPECT_THAT(
+      ParseEndpoint("localhost", "--redis"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no port")));
+  EXPECT_THAT(
+      ParseEndpoint("h:99999", "--scoring"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--scoring")));
+  EXPECT_THAT(
+      ParseEndpoint("h:abc", "--x"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a port")));
+  EXPECT_THAT(
+      ParseEndpoint("unix:relative.sock", "--x"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("absolute")));
+  EXPECT_THAT(ParseEndpoint(":80", "--x"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(EnvTest, EnvOrFallsBackWhenUnsetOrEmpty) {
@@ -67,7 +73,8 @@ TEST(PositiveMillisTest, RejectsZeroAndNegative) {
   EXPECT_EQ(*PositiveMillis(250, "--t"), absl::Milliseconds(250));
   EXPECT_THAT(PositiveMillis(0, "--t"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--t")));
-  EXPECT_THAT(PositiveMillis(-5, "--t"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(PositiveMillis(-5, "--t"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace
@@ -78,8 +85,9 @@ namespace {
 
 TEST(FirstErrorTest, ReturnsTheFirstFailingCheck) {
   EXPECT_TRUE(FirstError({absl::OkStatus(), absl::OkStatus()}).ok());
-  absl::Status s = FirstError({absl::OkStatus(), absl::InvalidArgumentError("--redis: bad"),
-                               absl::InvalidArgumentError("--listen: bad")});
+  absl::Status s =
+      FirstError({absl::OkStatus(), absl::InvalidArgumentError("--redis: bad"),
+                  absl::InvalidArgumentError("--listen: bad")});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), "--redis: bad");
 }

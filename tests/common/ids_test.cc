@@ -27,30 +27,38 @@ TEST(NewIdTest, DoesNotRepeat) {
 }
 
 TEST(ValidateTest, IdSegments) {
-  EXPECT_THAT(ValidateIdSegment("", "parent"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
-  EXPECT_THAT(ValidateIdSegment("Bob", "parent"), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidateIdSegment("a/b", "parent"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      ValidateIdSegment("", "parent"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
+  EXPECT_THAT(ValidateIdSegment("Bob", "parent"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ValidateIdSegment("a/b", "parent"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ValidateIdSegment(std::string(65, 'a'), "p"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ValidateIdSegment("user-1_a", "p"), IsOk());
 }
 
 TEST(ValidateTest, RequestIds) {
-  EXPECT_THAT(ValidateRequestId("", "request_id"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  EXPECT_THAT(
+      ValidateRequestId("", "request_id"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
   EXPECT_THAT(ValidateRequestId("has space", "request_id"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ValidateRequestId(std::string(65, 'x'), "request_id"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidateRequestId("6f1c0b9e-7d4e-4a52-9c1f-1b2c3d4e5f60", "r"), IsOk());
+  EXPECT_THAT(ValidateRequestId("6f1c0b9e-7d4e-4a52-9c1f-1b2c3d4e5f60", "r"),
+              IsOk());
 }
 
 TEST(NamesTest, InUserNamespaceReplacesOnlyTheUser) {
-  EXPECT_EQ(InUserNamespace("users/bob/screenings/s1", "alice"), "users/alice/screenings/s1");
+  EXPECT_EQ(InUserNamespace("users/bob/screenings/s1", "alice"),
+            "users/alice/screenings/s1");
   EXPECT_EQ(InUserNamespace("users/bob", "alice"), "users/alice");
-  EXPECT_EQ(InUserNamespace("users//screenings/s1", "alice"), "users/alice/screenings/s1");
-  EXPECT_EQ(InUserNamespace("referrals/r1", "alice"), "referrals/r1") << "not a user name: unchanged";
+  EXPECT_EQ(InUserNamespace("users//screenings/s1", "alice"),
+            "users/alice/screenings/s1");
+  EXPECT_EQ(InUserNamespace("referrals/r1", "alice"), "referrals/r1")
+      << "not a user name: unchanged";
   EXPECT_EQ(InUserNamespace("", "alice"), "");
 }
 
@@ -60,9 +68,9 @@ TEST(NamesTest, ParsesScreeningNames) {
   EXPECT_EQ(n->user_id, "alice");
   EXPECT_EQ(n->screening_id, "s1");
   EXPECT_EQ(n->ToString(), "users/alice/screenings/s1");
-  for (const char* bad : {"", "users/alice", "users/alice/screenings/",
-                          "patients/a/screenings/b", "users/a/screenings/b/c",
-                          "users/A/screenings/b"}) {
+  for (const char* bad :
+       {"", "users/alice", "users/alice/screenings/", "patients/a/screenings/b",
+        "users/a/screenings/b/c", "users/A/screenings/b"}) {
     EXPECT_THAT(ParseScreeningName(bad, "name"),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")))
         << bad;
@@ -71,8 +79,9 @@ TEST(NamesTest, ParsesScreeningNames) {
 
 TEST(NamesTest, ParsesUserNames) {
   EXPECT_EQ(*ParseUserName("users/bob", "parent"), "bob");
-  EXPECT_THAT(ParseUserName("bob", "parent"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
+  EXPECT_THAT(
+      ParseUserName("bob", "parent"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
 }
 
 }  // namespace

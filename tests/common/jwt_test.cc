@@ -61,7 +61,8 @@ class JwtTest : public ::testing::Test {
     auto id = MakeVerifier().Verify(token, kNow, &why);
     if (id.ok()) return "ok";
     EXPECT_EQ(id.status().code(), absl::StatusCode::kUnauthenticated);
-    EXPECT_EQ(id.status().message(), RejectionName(why)) << "the message is the reason only";
+    EXPECT_EQ(id.status().message(), RejectionName(why))
+        << "the message is the reason only";
     return std::string(RejectionName(why));
   }
 
@@ -76,7 +77,8 @@ KeyPair* JwtTest::other_ = nullptr;
 std::string B64(const std::string& s) { return absl::WebSafeBase64Escape(s); }
 
 TEST_F(JwtTest, ValidTokensOfEveryRoleAndBothAlgorithmsPass) {
-  for (const char* role : {"patient", "clinician", "physician", "batch", "operator"}) {
+  for (const char* role :
+       {"patient", "clinician", "physician", "batch", "operator"}) {
     for (auto [kid, key] : {std::pair{"ec1", ec_}, std::pair{"rsa1", rsa_}}) {
       auto token = Sign(Good(role), key->private_pem, kid);
       ASSERT_THAT(token, IsOk());
@@ -85,7 +87,8 @@ TEST_F(JwtTest, ValidTokensOfEveryRoleAndBothAlgorithmsPass) {
       EXPECT_EQ(RoleName(id->role), role);
       EXPECT_EQ(id->subject, "u1");
       EXPECT_EQ(id->key_id, kid);
-      if (std::string(role) == "clinician" || std::string(role) == "physician") {
+      if (std::string(role) == "clinician" ||
+          std::string(role) == "physician") {
         EXPECT_EQ(id->licensed_states, (std::vector<std::string>{"NY", "FL"}));
       } else {
         EXPECT_TRUE(id->licensed_states.empty());
@@ -95,8 +98,10 @@ TEST_F(JwtTest, ValidTokensOfEveryRoleAndBothAlgorithmsPass) {
 }
 
 TEST_F(JwtTest, EveryBadTokenKindIsRefusedWithItsReason) {
-  auto sign = [&](const Claims& c, const std::string& kid = "ec1", const std::string& alg = "") {
-    auto t = Sign(c, kid == "rsa1" ? rsa_->private_pem : ec_->private_pem, kid, alg);
+  auto sign = [&](const Claims& c, const std::string& kid = "ec1",
+                  const std::string& alg = "") {
+    auto t =
+        Sign(c, kid == "rsa1" ? rsa_->private_pem : ec_->private_pem, kid, alg);
     EXPECT_THAT(t, IsOk());
     return *t;
   };
@@ -109,29 +114,35 @@ TEST_F(JwtTest, EveryBadTokenKindIsRefusedWithItsReason) {
   EXPECT_EQ(Why("a.b"), "malformed");
   EXPECT_EQ(Why(good + ".x"), "malformed");
   EXPECT_EQ(Why("!!!." + parts[1] + "." + parts[2]), "malformed");
-  EXPECT_EQ(Why(B64("{not json") + "." + parts[1] + "." + parts[2]), "malformed");
+  EXPECT_EQ(Why(B64("{not json") + "." + parts[1] + "." + parts[2]),
+            "malformed");
   EXPECT_EQ(Why(std::string(9000, 'a') + ".b.c"), "malformed");
   // Padding is not base64url as JWS uses it.
   EXPECT_EQ(Why(parts[0] + "=." + parts[1] + "." + parts[2]), "malformed");
 
   // alg none, with and without a signature.
-  const std::string none_header = B64(R"({"alg":"none","typ":"JWT","kid":"ec1"})");
+  const std::string none_header =
+      B64(R"({"alg":"none","typ":"JWT","kid":"ec1"})");
   EXPECT_EQ(Why(none_header + "." + parts[1] + "."), "algorithm");
   EXPECT_EQ(Why(none_header + "." + parts[1] + "." + parts[2]), "algorithm");
   // HS256 "signed" with the public key as the HMAC secret (the classic
   // RS/HS confusion): refused before any HMAC is computed.
-  EXPECT_EQ(Why(B64(R"({"alg":"HS256","kid":"rsa1"})") + "." + parts[1] + "." + parts[2]), "algorithm");
+  EXPECT_EQ(Why(B64(R"({"alg":"HS256","kid":"rsa1"})") + "." + parts[1] + "." +
+                parts[2]),
+            "algorithm");
   // An algorithm other than the one the key pins.
   EXPECT_EQ(Why(sign(Good(), "ec1", "RS256")), "algorithm");
   EXPECT_EQ(Why(sign(Good(), "rsa1", "ES256")), "algorithm");
-  EXPECT_EQ(Why(B64(R"({"alg":"ES256","kid":"ec1","crit":["exp"]})") + "." + parts[1] + "." + parts[2]),
+  EXPECT_EQ(Why(B64(R"({"alg":"ES256","kid":"ec1","crit":["exp"]})") + "." +
+                parts[1] + "." + parts[2]),
             "malformed");
 
   // Keys.
   EXPECT_EQ(Why(sign(Good(), "")), "unknown_key");
   auto unknown = Sign(Good(), other_->private_pem, "ec-retired");
   EXPECT_EQ(Why(*unknown), "unknown_key");
-  auto wrong_key = Sign(Good(), other_->private_pem, "ec1");  // claims to be ec1
+  auto wrong_key =
+      Sign(Good(), other_->private_pem, "ec1");  // claims to be ec1
   EXPECT_EQ(Why(*wrong_key), "signature");
 
   // Tampering: change the payload, keep the signature.
@@ -142,7 +153,8 @@ TEST_F(JwtTest, EveryBadTokenKindIsRefusedWithItsReason) {
   std::string flipped = parts[2];
   flipped[5] = flipped[5] == 'A' ? 'B' : 'A';
   EXPECT_EQ(Why(parts[0] + "." + parts[1] + "." + flipped), "signature");
-  EXPECT_EQ(Why(parts[0] + "." + parts[1] + "." + parts[2].substr(0, 40)), "signature");
+  EXPECT_EQ(Why(parts[0] + "." + parts[1] + "." + parts[2].substr(0, 40)),
+            "signature");
 
   // Time.
   Claims c = Good();
@@ -185,7 +197,8 @@ TEST_F(JwtTest, NoMutationOfAValidTokenGetsAnotherIdentityThrough) {
   Verifier v = MakeVerifier();
   for (auto [kid, key] : {std::pair{"ec1", ec_}, std::pair{"rsa1", rsa_}}) {
     const std::string good = *Sign(Good("clinician"), key->private_pem, kid);
-    const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=";
+    const std::string alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=";
     int refused = 0;
     for (int n = 0; n < 1000; ++n) {
       std::string t = good;
@@ -246,10 +259,13 @@ TEST_F(JwtTest, RememberedTokensAreStillCheckedForTimeAndIdentity) {
   EXPECT_EQ(why, Rejection::kNotYetValid);
   EXPECT_FALSE(v.Verify(token_a, kNow + absl::Minutes(12), &why).ok());
   EXPECT_EQ(why, Rejection::kExpired);
-  EXPECT_THAT(v.Verify(token_a, kNow + absl::Minutes(10) + absl::Seconds(30)), IsOk()) << "inside the leeway";
+  EXPECT_THAT(v.Verify(token_a, kNow + absl::Minutes(10) + absl::Seconds(30)),
+              IsOk())
+      << "inside the leeway";
   // A remembered token with its signature changed is checked afresh.
   std::string tampered = token_a;
-  tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+  tampered[tampered.size() - 5] =
+      tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
   EXPECT_FALSE(v.Verify(tampered, kNow + absl::Minutes(7), &why).ok());
   EXPECT_EQ(why, Rejection::kSignature);
   // Another verifier (another key set) remembers nothing of this one's.
@@ -267,10 +283,12 @@ TEST_F(JwtTest, AudienceMayBeAList) {
   std::vector<std::string> parts = absl::StrSplit(*token, '.');
   std::string payload;
   ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &payload));
-  EXPECT_THAT(payload, HasSubstr("\"aud\":[\"portal\",\"mobile\",\"aqueduct\"]"));
+  EXPECT_THAT(payload,
+              HasSubstr("\"aud\":[\"portal\",\"mobile\",\"aqueduct\"]"));
   EXPECT_EQ(Why(*token), "ok");
   c.audience = "";
-  EXPECT_EQ(Why(*Sign(c, ec_->private_pem, "ec1")), "audience") << "a list without ours";
+  EXPECT_EQ(Why(*Sign(c, ec_->private_pem, "ec1")), "audience")
+      << "a list without ours";
 }
 
 TEST_F(JwtTest, KeysRotateByKeyId) {
@@ -282,27 +300,41 @@ TEST_F(JwtTest, KeysRotateByKeyId) {
   ASSERT_THAT(keys, IsOk());
   EXPECT_EQ(keys->size(), 2u);
   Verifier v(std::move(*keys), "https://aqueduct.test", "aqueduct");
-  EXPECT_THAT(v.Verify(*Sign(Good(), ec_->private_pem, "2026-10"), kNow), IsOk()) << "old key still valid";
-  EXPECT_THAT(v.Verify(*Sign(Good(), other_->private_pem, "2026-11"), kNow), IsOk()) << "new key valid";
+  EXPECT_THAT(v.Verify(*Sign(Good(), ec_->private_pem, "2026-10"), kNow),
+              IsOk())
+      << "old key still valid";
+  EXPECT_THAT(v.Verify(*Sign(Good(), other_->private_pem, "2026-11"), kNow),
+              IsOk())
+      << "new key valid";
   EXPECT_THAT(v.Verify(*Sign(Good(), other_->private_pem, "2026-10"), kNow),
               StatusIs(absl::StatusCode::kUnauthenticated, "signature"));
 }
 
 TEST_F(JwtTest, KeySetRefusesWeakOrBrokenKeys) {
   KeySet keys;
-  EXPECT_THAT(keys.Add("k", "not a pem"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("k: not a PEM public key")));
-  EXPECT_THAT(keys.Add("k", ec_->private_pem), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(keys.Add("k", "not a pem"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("k: not a PEM public key")));
+  EXPECT_THAT(keys.Add("k", ec_->private_pem),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_THAT(keys.Add("k", ec_->public_pem), IsOk());
-  EXPECT_THAT(keys.Add("k", rsa_->public_pem), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate")));
+  EXPECT_THAT(
+      keys.Add("k", rsa_->public_pem),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate")));
   aqueduct::testing::TempDir empty;
   EXPECT_THAT(KeySet::LoadDirectory(empty.path()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no <key id>.pem public keys")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no <key id>.pem public keys")));
   EXPECT_THAT(KeySet::LoadDirectory(empty.path() + "/missing"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot read the key directory")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cannot read the key directory")));
   aqueduct::testing::TempDir bad;
-  std::ofstream(bad.path() + "/broken.pem") << "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
-  EXPECT_THAT(KeySet::LoadDirectory(bad.path()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("broken.pem: key broken: not a PEM public key")));
+  std::ofstream(bad.path() + "/broken.pem")
+      << "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+  EXPECT_THAT(
+      KeySet::LoadDirectory(bad.path()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("broken.pem: key broken: not a PEM public key")));
 }
 
 }  // namespace

@@ -43,15 +43,17 @@ TEST_F(RedisClientTest, SetAndGetAreBinarySafe) {
 
 TEST_F(RedisClientTest, ErrorReplyBecomesInternalWithRedisMessage) {
   ASSERT_THAT(client_->Command({"SET", "s", "x"}, Soon()), IsOk());
-  EXPECT_THAT(client_->Command({"INCR", "s"}, Soon()),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("not an integer")));
+  EXPECT_THAT(
+      client_->Command({"INCR", "s"}, Soon()),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("not an integer")));
   // The connection is still usable afterwards.
   EXPECT_THAT(client_->Ping(Soon()), IsOk());
 }
 
 TEST_F(RedisClientTest, PipelineKeepsEveryReplyInOrder) {
   auto replies = client_->Pipeline(
-      {{"SET", "a", "1"}, {"INCR", "a"}, {"HSET", "a", "f", "v"}, {"GET", "a"}}, Soon());
+      {{"SET", "a", "1"}, {"INCR", "a"}, {"HSET", "a", "f", "v"}, {"GET", "a"}},
+      Soon());
   ASSERT_THAT(replies, IsOk());
   ASSERT_EQ(replies->size(), 4u);
   EXPECT_EQ((*replies)[0].str, "OK");
@@ -82,11 +84,13 @@ TEST_F(RedisClientTest, ArraysAreCopiedRecursively) {
 
 TEST_F(RedisClientTest, BlockingCommandMayWaitLongerThanTheCommandTimeout) {
   // command timeout is 500 ms in the test options; block for 800 ms.
-  auto r = client_->BlockingCommand({"BLPOP", "nothing-here", "0.8"}, absl::Milliseconds(800), Soon());
+  auto r = client_->BlockingCommand({"BLPOP", "nothing-here", "0.8"},
+                                    absl::Milliseconds(800), Soon());
   ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(r->is_nil() || r->elements.empty());
-  EXPECT_THAT(client_->Command({"BLPOP", "nothing-here", "0.8"}, Soon()),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")))
+  EXPECT_THAT(
+      client_->Command({"BLPOP", "nothing-here", "0.8"}, Soon()),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")))
       << "a plain command still times out";
 }
 
@@ -100,7 +104,8 @@ TEST_F(RedisClientTest, KeysShareTheOwnersHashTag) {
   EXPECT_EQ(GlobalKey("referral", "queue"), "aq:referral:queue");
   // Redis Cluster hashes only what is inside the first {...}: every key of
   // one owner carries exactly the owner's id there.
-  for (const std::string& k : {Key("intake", "s1", "session"), Key("intake", "s1", "req:x")}) {
+  for (const std::string& k :
+       {Key("intake", "s1", "session"), Key("intake", "s1", "req:x")}) {
     size_t open = k.find('{');
     size_t close = k.find('}');
     ASSERT_NE(open, std::string::npos);
@@ -117,12 +122,16 @@ TEST_F(RedisClientTest, HungRedisGivesUnavailableWithinCommandTimeout) {
   auto r = client_->Command({"PING"}, absl::Now() + absl::Seconds(5));
   absl::Duration took = absl::Now() - start;
   redis().Resume();
-  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
-  EXPECT_LT(took, absl::Seconds(5)) << "must not wait for the caller's whole deadline";
-  EXPECT_THAT(client_->Ping(Soon()), IsOk()) << "a broken connection is replaced";
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
+  EXPECT_LT(took, absl::Seconds(5))
+      << "must not wait for the caller's whole deadline";
+  EXPECT_THAT(client_->Ping(Soon()), IsOk())
+      << "a broken connection is replaced";
 }
 
-TEST_F(RedisClientTest, CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
+TEST_F(RedisClientTest,
+       CallerDeadlineShorterThanCommandTimeoutIsDeadlineExceeded) {
   ASSERT_THAT(client_->Ping(Soon()), IsOk());
   redis().Pause();
   auto r = client_->Command({"PING"}, absl::Now() + absl::Milliseconds(100));
@@ -137,7 +146,8 @@ TEST_F(RedisClientTest, StoppedRedisGivesUnavailableAndClientRecovers) {
   ASSERT_THAT(client_->Command({"SET", "durable", "yes"}, Soon()), IsOk());
   ASSERT_THAT(redis().Stop(), IsOk());
   auto down = client_->Command({"GET", "durable"}, Soon());
-  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(redis().socket())));
+  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable,
+                             HasSubstr(redis().socket())));
   EXPECT_THAT(client_->Ping(Soon()), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
   auto back = client_->Command({"GET", "durable"}, Soon());
@@ -168,7 +178,8 @@ TEST(RedisClientAclTest, SignsInAsTheAclUserWhoseKeyPatternsApply) {
   auto server = aqueduct::testing::RedisServer::Start(dir.path(), "admin-pass");
   ASSERT_THAT(server, IsOk());
   Client admin((*server)->ClientOptions());
-  ASSERT_THAT(admin.Command({"ACL", "SETUSER", "intake", "on", ">intake-pass", "~aq:intake:*", "+@all"},
+  ASSERT_THAT(admin.Command({"ACL", "SETUSER", "intake", "on", ">intake-pass",
+                             "~aq:intake:*", "+@all"},
                             absl::Now() + absl::Seconds(2)),
               IsOk());
   Options as_intake = (*server)->ClientOptions();
@@ -176,7 +187,8 @@ TEST(RedisClientAclTest, SignsInAsTheAclUserWhoseKeyPatternsApply) {
   as_intake.password = "intake-pass";
   Client intake(as_intake);
   const absl::Time soon = absl::Now() + absl::Seconds(5);
-  EXPECT_THAT(intake.Command({"SET", "aq:intake:{s}:session", "x"}, soon), IsOk());
+  EXPECT_THAT(intake.Command({"SET", "aq:intake:{s}:session", "x"}, soon),
+              IsOk());
   auto whoami = intake.Command({"ACL", "WHOAMI"}, soon);
   ASSERT_THAT(whoami, IsOk());
   EXPECT_EQ(whoami->str, "intake");
@@ -188,7 +200,8 @@ TEST(RedisClientAclTest, SignsInAsTheAclUserWhoseKeyPatternsApply) {
   wrong.password = "admin-pass";  // the default user's, not this user's
   Client refused(wrong);
   auto r = refused.Ping(soon);
-  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("authentication failed")));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable,
+                          HasSubstr("authentication failed")));
   EXPECT_THAT(r.message(), Not(HasSubstr("admin-pass")));
 }
 
@@ -214,22 +227,24 @@ TEST(RedisCredentialsTest, FromTheEnvironmentWithClearErrors) {
   ASSERT_THAT(both, IsOk());
   EXPECT_EQ(both->user, "referral");
   EXPECT_EQ(both->password, "pw-only");
-  const Options options = MakeOptions(config::Endpoint{}, absl::Seconds(1), 2, *both);
+  const Options options =
+      MakeOptions(config::Endpoint{}, absl::Seconds(1), 2, *both);
   EXPECT_EQ(options.user, "referral");
   EXPECT_EQ(options.password, "pw-only");
 
   for (const char* bad : {"", "two words", "tab\there"}) {
     setenv("AQUEDUCT_REDIS_USER", bad, 1);
     auto refused = CredentialsFromEnv();
-    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("AQUEDUCT_REDIS_USER")))
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("AQUEDUCT_REDIS_USER")))
         << "user \"" << bad << "\"";
     EXPECT_THAT(refused.status().message(), Not(HasSubstr("pw-only")));
   }
 
   setenv("AQUEDUCT_REDIS_USER", "referral", 1);
   unsetenv("AQUEDUCT_REDIS_PASSWORD");
-  EXPECT_THAT(CredentialsFromEnv(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no password")));
+  EXPECT_THAT(CredentialsFromEnv(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("no password")));
   unsetenv("AQUEDUCT_REDIS_USER");
 }
 

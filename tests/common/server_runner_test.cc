@@ -35,12 +35,15 @@ TEST(ServerRunnerTest, HealthFollowsReadinessCheck) {
   options.port_file = dir.path() + "/port";
   options.health_interval = absl::Milliseconds(50);
   auto runner = ServerRunner::Start(options, {}, [&ready]() -> absl::Status {
-    return ready ? absl::OkStatus() : absl::UnavailableError("redis at x: down");
+    return ready ? absl::OkStatus()
+                 : absl::UnavailableError("redis at x: down");
   });
   ASSERT_TRUE(runner.ok()) << runner.status();
   const int port = (*runner)->port();
   ASSERT_GT(port, 0);
-  EXPECT_EQ(aqueduct::testing::WaitForPortFile(options.port_file, absl::Seconds(1)), port);
+  EXPECT_EQ(
+      aqueduct::testing::WaitForPortFile(options.port_file, absl::Seconds(1)),
+      port);
 
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                                      grpc::InsecureChannelCredentials());
@@ -55,7 +58,8 @@ TEST(ServerRunnerTest, HealthFollowsReadinessCheck) {
 
   ready = false;
   (*runner)->CheckNow();
-  EXPECT_FALSE(*CheckHealth(channel, "", Soon())) << "and back when it goes down";
+  EXPECT_FALSE(*CheckHealth(channel, "", Soon()))
+      << "and back when it goes down";
 
   (*runner)->Shutdown();
   EXPECT_THAT(CheckHealth(channel, "", absl::Now() + absl::Milliseconds(500)),
@@ -72,7 +76,8 @@ TEST(ServerRunnerTest, BackgroundLoopPicksUpRecovery) {
   ASSERT_TRUE(runner.ok());
   ready = true;
   const absl::Time end = absl::Now() + absl::Seconds(5);
-  while (!(*runner)->serving() && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
+  while (!(*runner)->serving() && absl::Now() < end)
+    absl::SleepFor(absl::Milliseconds(10));
   EXPECT_TRUE((*runner)->serving());
 }
 
@@ -83,14 +88,16 @@ TEST(ServerRunnerTest, ReflectionListsRegisteredServices) {
   ServerOptions options;
   auto runner = ServerRunner::Start(options, {}, nullptr);
   ASSERT_TRUE(runner.ok());
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                          grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(Soon()));
   grpc::CompletionQueue cq;
   auto call = stub.PrepareCall(
-      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      &cq);
   void* tag;
   bool ok;
   call->StartCall(reinterpret_cast<void*>(1));
@@ -106,9 +113,11 @@ TEST(ServerRunnerTest, ReflectionListsRegisteredServices) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const auto& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
-  EXPECT_NE(bytes.find("grpc.reflection.v1alpha.ServerReflection"), std::string::npos);
+  EXPECT_NE(bytes.find("grpc.reflection.v1alpha.ServerReflection"),
+            std::string::npos);
   call->WritesDone(reinterpret_cast<void*>(4));
   cq.Next(&tag, &ok);
   grpc::Status status;
@@ -122,7 +131,8 @@ TEST(ServerRunnerTest, ReflectionListsRegisteredServices) {
 // A handler that takes a while, to have a call in flight during shutdown.
 class SlowReferral final : public referral::v1::ReferralService::Service {
  public:
-  grpc::Status ListQueue(grpc::ServerContext*, const referral::v1::ListQueueRequest*,
+  grpc::Status ListQueue(grpc::ServerContext*,
+                         const referral::v1::ListQueueRequest*,
                          referral::v1::ListQueueResponse* response) override {
     started.Notify();
     absl::SleepFor(absl::Milliseconds(500));
@@ -138,15 +148,17 @@ TEST(ServerRunnerTest, ShutdownLetsInFlightCallsFinishAndRefusesNewOnes) {
   options.shutdown_grace = absl::Seconds(5);
   auto runner = ServerRunner::Start(options, {&slow}, nullptr);
   ASSERT_TRUE(runner.ok());
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                          grpc::InsecureChannelCredentials());
   auto stub = referral::v1::ReferralService::NewStub(channel);
   grpc::Status in_flight;
   referral::v1::ListQueueResponse response;
   std::thread caller([&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(Soon()));
-    in_flight = stub->ListQueue(&ctx, referral::v1::ListQueueRequest(), &response);
+    in_flight =
+        stub->ListQueue(&ctx, referral::v1::ListQueueRequest(), &response);
   });
   slow.started.WaitForNotification();
   (*runner)->Shutdown();  // returns once drained
@@ -156,7 +168,8 @@ TEST(ServerRunnerTest, ShutdownLetsInFlightCallsFinishAndRefusesNewOnes) {
   grpc::ClientContext late;
   late.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
   referral::v1::ListQueueResponse ignored;
-  EXPECT_FALSE(stub->ListQueue(&late, referral::v1::ListQueueRequest(), &ignored).ok());
+  EXPECT_FALSE(
+      stub->ListQueue(&late, referral::v1::ListQueueRequest(), &ignored).ok());
 }
 
 // Many calls held open at once (watching portals, a burst at shift change)
@@ -172,7 +185,10 @@ class GatheringEcho final : public bench::v1::EchoService::Service {
     ++inside_;
     max_inside_ = std::max(max_inside_, inside_);
     mu_.AwaitWithTimeout(absl::Condition(
-                             +[](GatheringEcho* self) { return self->max_inside_ >= self->expected_; }, this),
+                             +[](GatheringEcho* self) {
+                               return self->max_inside_ >= self->expected_;
+                             },
+                             this),
                          absl::Seconds(10));
     --inside_;
     response->set_payload(request->payload());
@@ -195,8 +211,9 @@ TEST(ServerRunnerTest, ServesAHundredCallsAtOnce) {
   GatheringEcho echo(kCalls);
   auto runner = ServerRunner::Start(ServerOptions(), {&echo}, nullptr);
   ASSERT_TRUE(runner.ok());
-  auto stub = bench::v1::EchoService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string((*runner)->port()), grpc::InsecureChannelCredentials()));
+  auto stub = bench::v1::EchoService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*runner)->port()),
+                          grpc::InsecureChannelCredentials()));
   std::vector<grpc::Status> statuses(kCalls);
   std::vector<std::thread> callers;
   for (int i = 0; i < kCalls; ++i) {
@@ -207,14 +224,18 @@ TEST(ServerRunnerTest, ServesAHundredCallsAtOnce) {
       req.set_payload(std::to_string(i));
       bench::v1::EchoResponse resp;
       statuses[i] = stub->Echo(&ctx, req, &resp);
-      if (statuses[i].ok() && resp.payload() != req.payload()) statuses[i] = grpc::Status(grpc::StatusCode::DATA_LOSS, "payload");
+      if (statuses[i].ok() && resp.payload() != req.payload())
+        statuses[i] = grpc::Status(grpc::StatusCode::DATA_LOSS, "payload");
     });
   }
   for (auto& t : callers) t.join();
   for (int i = 0; i < kCalls; ++i) {
-    EXPECT_TRUE(statuses[i].ok()) << "call " << i << ": " << statuses[i].error_code() << " " << statuses[i].error_message();
+    EXPECT_TRUE(statuses[i].ok())
+        << "call " << i << ": " << statuses[i].error_code() << " "
+        << statuses[i].error_message();
   }
-  EXPECT_EQ(echo.max_inside(), kCalls) << "all calls were inside their handlers at the same time";
+  EXPECT_EQ(echo.max_inside(), kCalls)
+      << "all calls were inside their handlers at the same time";
   (*runner)->Shutdown();
 }
 
@@ -227,13 +248,17 @@ TEST(ServerRunnerTest, HealthOnlyListenerMirrorsHealthAndServesNothingElse) {
   ServerOptions options;
   options.health_listen_address = "127.0.0.1:0";
   options.health_port_file = dir.path() + "/health.port";
-  auto runner = ServerRunner::Start(options, {&slow}, [&ready]() -> absl::Status {
-    return ready ? absl::OkStatus() : absl::UnavailableError("redis at test: down");
-  });
+  auto runner =
+      ServerRunner::Start(options, {&slow}, [&ready]() -> absl::Status {
+        return ready ? absl::OkStatus()
+                     : absl::UnavailableError("redis at test: down");
+      });
   ASSERT_TRUE(runner.ok()) << runner.status();
-  const int port = aqueduct::testing::WaitForPortFile(options.health_port_file, absl::Seconds(5));
+  const int port = aqueduct::testing::WaitForPortFile(options.health_port_file,
+                                                      absl::Seconds(5));
   ASSERT_GT(port, 0);
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
   EXPECT_FALSE(*CheckHealth(channel, "", Soon()));
   ready = true;
   (*runner)->CheckNow();
@@ -241,7 +266,8 @@ TEST(ServerRunnerTest, HealthOnlyListenerMirrorsHealthAndServesNothingElse) {
   auto stub = referral::v1::ReferralService::NewStub(channel);
   grpc::ClientContext ctx;
   referral::v1::Referral out;
-  EXPECT_EQ(stub->GetCase(&ctx, {}, &out).error_code(), grpc::StatusCode::UNIMPLEMENTED)
+  EXPECT_EQ(stub->GetCase(&ctx, {}, &out).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED)
       << "the application is not on the health port";
 }
 

@@ -20,17 +20,16 @@ TEST_P(StatusMappingTest, RoundTripsCodeAndMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllErrorCodes, StatusMappingTest,
-    ::testing::Values(absl::StatusCode::kCancelled, absl::StatusCode::kUnknown,
-                      absl::StatusCode::kInvalidArgument,
-                      absl::StatusCode::kDeadlineExceeded,
-                      absl::StatusCode::kNotFound, absl::StatusCode::kAlreadyExists,
-                      absl::StatusCode::kPermissionDenied,
-                      absl::StatusCode::kResourceExhausted,
-                      absl::StatusCode::kFailedPrecondition,
-                      absl::StatusCode::kAborted, absl::StatusCode::kOutOfRange,
-                      absl::StatusCode::kUnimplemented, absl::StatusCode::kInternal,
-                      absl::StatusCode::kUnavailable, absl::StatusCode::kDataLoss,
-                      absl::StatusCode::kUnauthenticated),
+    ::testing::Values(
+        absl::StatusCode::kCancelled, absl::StatusCode::kUnknown,
+        absl::StatusCode::kInvalidArgument, absl::StatusCode::kDeadlineExceeded,
+        absl::StatusCode::kNotFound, absl::StatusCode::kAlreadyExists,
+        absl::StatusCode::kPermissionDenied,
+        absl::StatusCode::kResourceExhausted,
+        absl::StatusCode::kFailedPrecondition, absl::StatusCode::kAborted,
+        absl::StatusCode::kOutOfRange, absl::StatusCode::kUnimplemented,
+        absl::StatusCode::kInternal, absl::StatusCode::kUnavailable,
+        absl::StatusCode::kDataLoss, absl::StatusCode::kUnauthenticated),
     [](const auto& info) { return absl::StatusCodeToString(info.param); });
 
 TEST(StatusMappingTest, OkMapsToOk) {
@@ -48,7 +47,8 @@ TEST(StatusMappingTest, NamedGrpcCodesMatch) {
 }
 
 TEST(AnnotateTest, KeepsCodeAndPrefixesMessage) {
-  absl::Status s = Annotate(absl::UnavailableError("connection refused"), "scoring at h:1");
+  absl::Status s =
+      Annotate(absl::UnavailableError("connection refused"), "scoring at h:1");
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(s.message(), "scoring at h:1: connection refused");
   EXPECT_TRUE(Annotate(absl::OkStatus(), "x").ok());

@@ -34,7 +34,8 @@ TEST(WorkerPoolTest, AFullQueueRefusesAtOnceAndDropsTheWork) {
   EXPECT_TRUE(pool.Schedule([&] { ++ran; }));
   EXPECT_TRUE(pool.Schedule([&] { ++ran; }));
   EXPECT_EQ(pool.queued(), 2u);
-  EXPECT_FALSE(pool.Schedule([&] { ran += 100; })) << "the third waiting item is over the bound";
+  EXPECT_FALSE(pool.Schedule([&] { ran += 100; }))
+      << "the third waiting item is over the bound";
   release.Notify();
   while (pool.queued() > 0) absl::SleepFor(absl::Milliseconds(1));
   absl::Notification last;

@@ -2,6 +2,7 @@
 // binaries: every RPC x every caller, patient A against patient B's
 // screening, result and referral, and no token in any log line.
 
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -10,8 +11,6 @@
 #include <functional>
 #include <map>
 #include <set>
-
-#include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -43,23 +42,32 @@ class AuthE2eTest : public ::testing::Test {
     auto redis = t::RedisServer::Start(dir_.path());
     ASSERT_TRUE(redis.ok()) << redis.status();
     redis_ = std::move(*redis);
-    scoring_ = Start("scoring", "services/scoring/aqueduct-scoring",
-                     {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
-                      "--rulesets=" + t::SourcePath("data/rulesets")});
-    referral_ = Start("referral", "services/referral/aqueduct-referral", {"--redis=" + redis_->address()});
-    intake_ = Start("intake", "services/intake/aqueduct-intake",
-                    {"--redis=" + redis_->address(), "--scoring=" + scoring_.address,
-                     "--referral=" + referral_.address, "--service_key=" + auth_.private_key_file(),
-                     std::string("--service_key_id=") + t::TestAuth::kKeyId});
-    for (Service* s : {&scoring_, &referral_, &intake_}) ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
+    scoring_ =
+        Start("scoring", "services/scoring/aqueduct-scoring",
+              {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+               "--rulesets=" + t::SourcePath("data/rulesets")});
+    referral_ = Start("referral", "services/referral/aqueduct-referral",
+                      {"--redis=" + redis_->address()});
+    intake_ =
+        Start("intake", "services/intake/aqueduct-intake",
+              {"--redis=" + redis_->address(), "--scoring=" + scoring_.address,
+               "--referral=" + referral_.address,
+               "--service_key=" + auth_.private_key_file(),
+               std::string("--service_key_id=") + t::TestAuth::kKeyId});
+    for (Service* s : {&scoring_, &referral_, &intake_})
+      ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
     intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
-    scoring_stub_ = scoring::v1::ScoringService::NewStub(Channel(scoring_.address));
-    referral_stub_ = referral::v1::ReferralService::NewStub(Channel(referral_.address));
+    scoring_stub_ =
+        scoring::v1::ScoringService::NewStub(Channel(scoring_.address));
+    referral_stub_ =
+        referral::v1::ReferralService::NewStub(Channel(referral_.address));
   }
 
-  Service Start(const std::string& name, const std::string& binary, std::vector<std::string> args,
+  Service Start(const std::string& name, const std::string& binary,
+                std::vector<std::string> args,
                 std::vector<std::string> env = {}) {
-    args.insert(args.begin(), {"--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
+    args.insert(args.begin(),
+                {"--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
     env.push_back(t::DataKeysEnv());
     auto s = t::StartService(dir_.path(), name, binary, args, env);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -68,21 +76,26 @@ class AuthE2eTest : public ::testing::Test {
   static std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
     return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
   }
-  bool WaitServing(const std::string& address) { return t::WaitServing(Channel(address)); }
+  bool WaitServing(const std::string& address) {
+    return t::WaitServing(Channel(address));
+  }
 
   // A call context for `caller`: "" (no token), "bad" (a token signed by
   // another key), "<role>" or "<role>:<subject>".
-  std::unique_ptr<grpc::ClientContext> As(const std::string& caller, absl::Duration d = absl::Seconds(5)) {
+  std::unique_ptr<grpc::ClientContext> As(const std::string& caller,
+                                          absl::Duration d = absl::Seconds(5)) {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(absl::ToChronoTime(absl::Now() + d));
     if (caller.empty()) return c;
     if (caller == "bad") {
-      c->AddMetadata("authorization", auth::BearerValue(other_key_.Token("operator", "ops")));
+      c->AddMetadata("authorization",
+                     auth::BearerValue(other_key_.Token("operator", "ops")));
       return c;
     }
     const size_t colon = caller.find(':');
     const std::string role = caller.substr(0, colon);
-    const std::string subject = colon == std::string::npos ? "someone" : caller.substr(colon + 1);
+    const std::string subject =
+        colon == std::string::npos ? "someone" : caller.substr(colon + 1);
     const std::string token = auth_.Token(role, subject);
     tokens_used_.insert(token);
     c->AddMetadata("authorization", auth::BearerValue(token));
@@ -90,28 +103,39 @@ class AuthE2eTest : public ::testing::Test {
   }
 
   // Takes a whole screening as `user` over gRPC; returns its name.
-  std::string CompleteScreening(const std::string& user, const std::vector<int>& phq9) {
+  std::string CompleteScreening(const std::string& user,
+                                const std::vector<int>& phq9) {
     intake::v1::StartScreeningRequest start;
     start.set_parent("users/" + user);
     start.set_consent_version("c1");
     intake::v1::Screening s;
-    EXPECT_TRUE(intake_stub_->StartScreening(As("patient:" + user).get(), start, &s).ok());
+    EXPECT_TRUE(
+        intake_stub_->StartScreening(As("patient:" + user).get(), start, &s)
+            .ok());
     tools::Overrides o = t::AdultContext("NY");
-    for (size_t i = 0; i < phq9.size(); ++i) o["phq9." + std::to_string(i + 1)] = std::to_string(phq9[i]);
+    for (size_t i = 0; i < phq9.size(); ++i)
+      o["phq9." + std::to_string(i + 1)] = std::to_string(phq9[i]);
     std::string etag = s.etag();
     for (int page = 0; page < 20; ++page) {
       intake::v1::GetNextItemsRequest next_req;
       next_req.set_name(s.name());
       intake::v1::NextItems next;
-      EXPECT_TRUE(intake_stub_->GetNextItems(As("patient:" + user).get(), next_req, &next).ok());
+      EXPECT_TRUE(
+          intake_stub_
+              ->GetNextItems(As("patient:" + user).get(), next_req, &next)
+              .ok());
       if (next.items().empty()) break;
       intake::v1::SubmitAnswersRequest submit;
       submit.set_name(s.name());
       submit.set_etag(next.etag());
       submit.set_request_id(absl::StrCat("p", page));
-      for (const auto& ask : next.items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+      for (const auto& ask : next.items())
+        *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
       intake::v1::SubmitAnswersResponse submitted;
-      EXPECT_TRUE(intake_stub_->SubmitAnswers(As("patient:" + user).get(), submit, &submitted).ok());
+      EXPECT_TRUE(
+          intake_stub_
+              ->SubmitAnswers(As("patient:" + user).get(), submit, &submitted)
+              .ok());
       etag = submitted.screening().etag();
     }
     intake::v1::CompleteScreeningRequest complete;
@@ -119,14 +143,16 @@ class AuthE2eTest : public ::testing::Test {
     complete.set_etag(etag);
     complete.set_request_id("c");
     intake::v1::CompleteScreeningResponse done;
-    grpc::Status st = intake_stub_->CompleteScreening(As("patient:" + user, absl::Seconds(10)).get(), complete, &done);
+    grpc::Status st = intake_stub_->CompleteScreening(
+        As("patient:" + user, absl::Seconds(10)).get(), complete, &done);
     EXPECT_TRUE(st.ok()) << st.error_message();
     return s.name();
   }
 
   t::TempDir dir_;
   t::TestAuth auth_;
-  t::TestAuth other_key_;  // same issuer and audience, a key the services do not trust
+  t::TestAuth
+      other_key_;  // same issuer and audience, a key the services do not trust
   std::unique_ptr<t::RedisServer> redis_;
   Service scoring_, referral_, intake_;
   std::unique_ptr<intake::v1::IntakeService::Stub> intake_stub_;
@@ -148,24 +174,43 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
     return [method](grpc::ClientContext* ctx) { return method(ctx); };
   };
   const std::map<std::string, Call> calls = {
-      {"aqueduct.intake.v1.IntakeService/StartScreening",
-       unary([&](auto* c) { iv::Screening r; return intake_stub_->StartScreening(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/GetScreening",
-       unary([&](auto* c) { iv::Screening r; return intake_stub_->GetScreening(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/GetNextItems",
-       unary([&](auto* c) { iv::NextItems r; return intake_stub_->GetNextItems(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/SubmitAnswers",
-       unary([&](auto* c) { iv::SubmitAnswersResponse r; return intake_stub_->SubmitAnswers(c, {}, &r); })},
+      {"aqueduct.intake.v1.IntakeService/StartScreening", unary([&](auto* c) {
+         iv::Screening r;
+         return intake_stub_->StartScreening(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/GetScreening", unary([&](auto* c) {
+         iv::Screening r;
+         return intake_stub_->GetScreening(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/GetNextItems", unary([&](auto* c) {
+         iv::NextItems r;
+         return intake_stub_->GetNextItems(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/SubmitAnswers", unary([&](auto* c) {
+         iv::SubmitAnswersResponse r;
+         return intake_stub_->SubmitAnswers(c, {}, &r);
+       })},
       {"aqueduct.intake.v1.IntakeService/CompleteScreening",
-       unary([&](auto* c) { iv::CompleteScreeningResponse r; return intake_stub_->CompleteScreening(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/AbandonScreening",
-       unary([&](auto* c) { iv::Screening r; return intake_stub_->AbandonScreening(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/ListMyResults",
-       unary([&](auto* c) { iv::ListMyResultsResponse r; return intake_stub_->ListMyResults(c, {}, &r); })},
-      {"aqueduct.intake.v1.IntakeService/GetMyResult",
-       unary([&](auto* c) { iv::ScreeningResult r; return intake_stub_->GetMyResult(c, {}, &r); })},
-      {"aqueduct.scoring.v1.ScoringService/ScoreAnswers",
-       unary([&](auto* c) { sv::ScoringResult r; return scoring_stub_->ScoreAnswers(c, {}, &r); })},
+       unary([&](auto* c) {
+         iv::CompleteScreeningResponse r;
+         return intake_stub_->CompleteScreening(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/AbandonScreening", unary([&](auto* c) {
+         iv::Screening r;
+         return intake_stub_->AbandonScreening(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/ListMyResults", unary([&](auto* c) {
+         iv::ListMyResultsResponse r;
+         return intake_stub_->ListMyResults(c, {}, &r);
+       })},
+      {"aqueduct.intake.v1.IntakeService/GetMyResult", unary([&](auto* c) {
+         iv::ScreeningResult r;
+         return intake_stub_->GetMyResult(c, {}, &r);
+       })},
+      {"aqueduct.scoring.v1.ScoringService/ScoreAnswers", unary([&](auto* c) {
+         sv::ScoringResult r;
+         return scoring_stub_->ScoreAnswers(c, {}, &r);
+       })},
       {"aqueduct.scoring.v1.ScoringService/ScoreBatch",
        [&](grpc::ClientContext* c) {
          auto stream = scoring_stub_->ScoreBatch(c);
@@ -179,80 +224,131 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
          return stream->Finish();
        }},
       {"aqueduct.scoring.v1.ScoringService/DescribeCatalog",
-       unary([&](auto* c) { sv::Catalog r; return scoring_stub_->DescribeCatalog(c, {}, &r); })},
-      {"aqueduct.scoring.v1.ScoringService/ListRulesets",
-       unary([&](auto* c) { sv::ListRulesetsResponse r; return scoring_stub_->ListRulesets(c, {}, &r); })},
+       unary([&](auto* c) {
+         sv::Catalog r;
+         return scoring_stub_->DescribeCatalog(c, {}, &r);
+       })},
+      {"aqueduct.scoring.v1.ScoringService/ListRulesets", unary([&](auto* c) {
+         sv::ListRulesetsResponse r;
+         return scoring_stub_->ListRulesets(c, {}, &r);
+       })},
       {"aqueduct.referral.v1.ReferralService/CreateReferral",
-       unary([&](auto* c) { rv::Referral r; return referral_stub_->CreateReferral(c, {}, &r); })},
+       unary([&](auto* c) {
+         rv::Referral r;
+         return referral_stub_->CreateReferral(c, {}, &r);
+       })},
       {"aqueduct.referral.v1.ReferralService/CreateReferrals",
-       unary([&](auto* c) { rv::CreateReferralsResponse r; return referral_stub_->CreateReferrals(c, {}, &r); })},
-      {"aqueduct.referral.v1.ReferralService/ListQueue",
-       unary([&](auto* c) { rv::ListQueueResponse r; return referral_stub_->ListQueue(c, {}, &r); })},
-      {"aqueduct.referral.v1.ReferralService/ClaimCase",
-       unary([&](auto* c) { rv::Referral r; return referral_stub_->ClaimCase(c, {}, &r); })},
-      {"aqueduct.referral.v1.ReferralService/ReleaseCase",
-       unary([&](auto* c) { rv::Referral r; return referral_stub_->ReleaseCase(c, {}, &r); })},
-      {"aqueduct.referral.v1.ReferralService/DecideCase",
-       unary([&](auto* c) { rv::Referral r; return referral_stub_->DecideCase(c, {}, &r); })},
-      {"aqueduct.referral.v1.ReferralService/GetCase",
-       unary([&](auto* c) { rv::Referral r; return referral_stub_->GetCase(c, {}, &r); })},
+       unary([&](auto* c) {
+         rv::CreateReferralsResponse r;
+         return referral_stub_->CreateReferrals(c, {}, &r);
+       })},
+      {"aqueduct.referral.v1.ReferralService/ListQueue", unary([&](auto* c) {
+         rv::ListQueueResponse r;
+         return referral_stub_->ListQueue(c, {}, &r);
+       })},
+      {"aqueduct.referral.v1.ReferralService/ClaimCase", unary([&](auto* c) {
+         rv::Referral r;
+         return referral_stub_->ClaimCase(c, {}, &r);
+       })},
+      {"aqueduct.referral.v1.ReferralService/ReleaseCase", unary([&](auto* c) {
+         rv::Referral r;
+         return referral_stub_->ReleaseCase(c, {}, &r);
+       })},
+      {"aqueduct.referral.v1.ReferralService/DecideCase", unary([&](auto* c) {
+         rv::Referral r;
+         return referral_stub_->DecideCase(c, {}, &r);
+       })},
+      {"aqueduct.referral.v1.ReferralService/GetCase", unary([&](auto* c) {
+         rv::Referral r;
+         return referral_stub_->GetCase(c, {}, &r);
+       })},
       {"aqueduct.referral.v1.ReferralService/ListAuditEvents",
-       unary([&](auto* c) { rv::ListAuditEventsResponse r; return referral_stub_->ListAuditEvents(c, {}, &r); })},
+       unary([&](auto* c) {
+         rv::ListAuditEventsResponse r;
+         return referral_stub_->ListAuditEvents(c, {}, &r);
+       })},
       {"aqueduct.referral.v1.ReferralService/WatchQueue",
        [&](grpc::ClientContext* c) {
          auto reader = referral_stub_->WatchQueue(c, rv::WatchQueueRequest());
          rv::QueueEvent e;
-         if (reader->Read(&e)) c->TryCancel();  // got past the check: the watch started
+         if (reader->Read(&e))
+           c->TryCancel();  // got past the check: the watch started
          return reader->Finish();
        }},
       {"aqueduct.referral.v1.ReferralService/GetMyReferral",
-       unary([&](auto* c) { rv::MyReferral r; return referral_stub_->GetMyReferral(c, {}, &r); })},
+       unary([&](auto* c) {
+         rv::MyReferral r;
+         return referral_stub_->GetMyReferral(c, {}, &r);
+       })},
   };
   // The table covers every method the protos define.
   int methods = 0;
   for (auto [file, name] :
-       {std::pair{iv::StartScreeningRequest::descriptor()->file(), "IntakeService"},
-        std::pair{sv::ScoreAnswersRequest::descriptor()->file(), "ScoringService"},
-        std::pair{rv::CreateReferralRequest::descriptor()->file(), "ReferralService"}}) {
+       {std::pair{iv::StartScreeningRequest::descriptor()->file(),
+                  "IntakeService"},
+        std::pair{sv::ScoreAnswersRequest::descriptor()->file(),
+                  "ScoringService"},
+        std::pair{rv::CreateReferralRequest::descriptor()->file(),
+                  "ReferralService"}}) {
     const auto* service = file->FindServiceByName(name);
     ASSERT_NE(service, nullptr);
     for (int i = 0; i < service->method_count(); ++i) {
       ++methods;
-      EXPECT_TRUE(calls.count(absl::StrCat(service->full_name(), "/", service->method(i)->name())))
+      EXPECT_TRUE(calls.count(
+          absl::StrCat(service->full_name(), "/", service->method(i)->name())))
           << service->method(i)->full_name();
     }
   }
   EXPECT_EQ(methods, static_cast<int>(calls.size()));
 
-  const std::vector<std::string> callers = {"",       "bad",      "patient",        "clinician",       "physician",
-                                            "batch", "operator", "service:intake", "service:referral"};
+  const std::vector<std::string> callers = {
+      "",      "bad",      "patient",        "clinician",       "physician",
+      "batch", "operator", "service:intake", "service:referral"};
   // What an allowed caller gets past the checks with an empty request: the
   // handler's own answer (INVALID_ARGUMENT for a missing name, OK where an
   // empty request is a valid one, CANCELLED for the watch this test ends).
   const std::map<std::string, grpc::StatusCode> past_the_checks = {
-      {"aqueduct.intake.v1.IntakeService/StartScreening", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/GetScreening", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/GetNextItems", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/SubmitAnswers", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/CompleteScreening", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/AbandonScreening", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/ListMyResults", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.intake.v1.IntakeService/GetMyResult", grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/StartScreening",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/GetScreening",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/GetNextItems",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/SubmitAnswers",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/CompleteScreening",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/AbandonScreening",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/ListMyResults",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.intake.v1.IntakeService/GetMyResult",
+       grpc::StatusCode::INVALID_ARGUMENT},
       {"aqueduct.scoring.v1.ScoringService/ScoreAnswers", grpc::StatusCode::OK},
       {"aqueduct.scoring.v1.ScoringService/ScoreBatch", grpc::StatusCode::OK},
       {"aqueduct.scoring.v1.ScoringService/Rescore", grpc::StatusCode::OK},
-      {"aqueduct.scoring.v1.ScoringService/DescribeCatalog", grpc::StatusCode::OK},
+      {"aqueduct.scoring.v1.ScoringService/DescribeCatalog",
+       grpc::StatusCode::OK},
       {"aqueduct.scoring.v1.ScoringService/ListRulesets", grpc::StatusCode::OK},
-      {"aqueduct.referral.v1.ReferralService/CreateReferral", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/CreateReferrals", grpc::StatusCode::OK},
+      {"aqueduct.referral.v1.ReferralService/CreateReferral",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/CreateReferrals",
+       grpc::StatusCode::OK},
       {"aqueduct.referral.v1.ReferralService/ListQueue", grpc::StatusCode::OK},
-      {"aqueduct.referral.v1.ReferralService/ClaimCase", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/ReleaseCase", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/DecideCase", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/GetCase", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/ListAuditEvents", grpc::StatusCode::INVALID_ARGUMENT},
-      {"aqueduct.referral.v1.ReferralService/WatchQueue", grpc::StatusCode::CANCELLED},
-      {"aqueduct.referral.v1.ReferralService/GetMyReferral", grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/ClaimCase",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/ReleaseCase",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/DecideCase",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/GetCase",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/ListAuditEvents",
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"aqueduct.referral.v1.ReferralService/WatchQueue",
+       grpc::StatusCode::CANCELLED},
+      {"aqueduct.referral.v1.ReferralService/GetMyReferral",
+       grpc::StatusCode::INVALID_ARGUMENT},
   };
   int allowed = 0;
   for (const auto& [method, call] : calls) {
@@ -261,22 +357,27 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
       auto ctx = As(caller, absl::Seconds(3));
       const grpc::StatusCode code = call(ctx.get()).error_code();
       if (caller.empty() || caller == "bad") {
-        EXPECT_EQ(code, grpc::StatusCode::UNAUTHENTICATED) << caller << " -> " << method;
+        EXPECT_EQ(code, grpc::StatusCode::UNAUTHENTICATED)
+            << caller << " -> " << method;
         continue;
       }
       const std::string role = caller.substr(0, caller.find(':'));
       auth::Role r;
       ASSERT_TRUE(auth::ParseRole(role, &r));
-      bool may = std::find(access.roles.begin(), access.roles.end(), r) != access.roles.end();
+      bool may = std::find(access.roles.begin(), access.roles.end(), r) !=
+                 access.roles.end();
       if (may && r == auth::Role::kService) {
-        may = std::find(access.services.begin(), access.services.end(), caller.substr(caller.find(':') + 1)) !=
+        may = std::find(access.services.begin(), access.services.end(),
+                        caller.substr(caller.find(':') + 1)) !=
               access.services.end();
       }
       if (may) {
         ++allowed;
-        EXPECT_EQ(code, past_the_checks.at(method)) << caller << " -> " << method;
+        EXPECT_EQ(code, past_the_checks.at(method))
+            << caller << " -> " << method;
       } else {
-        EXPECT_EQ(code, grpc::StatusCode::PERMISSION_DENIED) << caller << " -> " << method;
+        EXPECT_EQ(code, grpc::StatusCode::PERMISSION_DENIED)
+            << caller << " -> " << method;
       }
     }
   }
@@ -289,12 +390,15 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
 // a well-formed create still works over the wire.
 TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
   grpc::GenericStub stub(Channel(referral_.address));
-  auto call = [&](const std::string& caller, const std::string& method, const std::string& bytes) {
+  auto call = [&](const std::string& caller, const std::string& method,
+                  const std::string& bytes) {
     grpc::Slice slice(bytes);
     grpc::ByteBuffer request(&slice, 1), response;
     auto ctx = As(caller);
     grpc::CompletionQueue cq;
-    auto rpc = stub.PrepareUnaryCall(ctx.get(), "/aqueduct.referral.v1.ReferralService/" + method, request, &cq);
+    auto rpc = stub.PrepareUnaryCall(
+        ctx.get(), "/aqueduct.referral.v1.ReferralService/" + method, request,
+        &cq);
     rpc->StartCall();
     grpc::Status status;
     rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
@@ -303,21 +407,28 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
     EXPECT_TRUE(cq.Next(&tag, &ok));
     return status;
   };
-  const std::string garbage("\xff\xff\xff\xff", 4);  // field 0x1fffffff... with no end: not a message
+  const std::string garbage(
+      "\xff\xff\xff\xff", 4);  // field 0x1fffffff... with no end: not a message
   grpc::Status one = call("service:intake", "CreateReferral", garbage);
-  EXPECT_EQ(one.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << one.error_message();
-  EXPECT_THAT(one.error_message(), HasSubstr("request: not a CreateReferralRequest message"));
+  EXPECT_EQ(one.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << one.error_message();
+  EXPECT_THAT(one.error_message(),
+              HasSubstr("request: not a CreateReferralRequest message"));
   grpc::Status many = call("batch:rescore", "CreateReferrals", garbage);
-  EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << many.error_message();
-  EXPECT_THAT(many.error_message(), HasSubstr("request: not a CreateReferralsRequest message"));
+  EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << many.error_message();
+  EXPECT_THAT(many.error_message(),
+              HasSubstr("request: not a CreateReferralsRequest message"));
   // The caller is checked first: no token is UNAUTHENTICATED whatever the body.
-  EXPECT_EQ(call("", "CreateReferral", garbage).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call("", "CreateReferral", garbage).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 
   // A well-formed batch over the wire: each case holds both results whole.
   auto engine = t::LoadRepositoryEngine();
   ASSERT_THAT(engine, t::IsOk());
   tools::Overrides o = t::AdultContext("NY");
-  for (int i = 1; i <= 9; ++i) o["phq9." + std::to_string(i)] = i <= 5 ? "2" : "0";
+  for (int i = 1; i <= 9; ++i)
+    o["phq9." + std::to_string(i)] = i <= 5 ? "2" : "0";
   auto answers = t::ScriptedScreening(**engine, o);
   ASSERT_THAT(answers, t::IsOk());
   auto result = (*engine)->Score(*answers);
@@ -334,13 +445,15 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
     req->add_changes("a change");
   }
   referral::v1::CreateReferralsResponse created;
-  grpc::Status s = referral_stub_->CreateReferrals(As("batch:rescore").get(), batch, &created);
+  grpc::Status s = referral_stub_->CreateReferrals(As("batch:rescore").get(),
+                                                   batch, &created);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(created.referrals_size(), 2);
   for (const auto& r : created.referrals()) {
     EXPECT_EQ(r.result().scores_size(), result->scores_size());
     EXPECT_EQ(r.result().ruleset_version(), "v9");
-    EXPECT_EQ(r.previous_result().SerializeAsString(), result->SerializeAsString());
+    EXPECT_EQ(r.previous_result().SerializeAsString(),
+              result->SerializeAsString());
     EXPECT_THAT(r.changes(), ::testing::ElementsAre("a change"));
   }
 }
@@ -349,15 +462,18 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
 // and write answers exactly as for a screening that does not exist, and A's
 // data is untouched.
 TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
-  const std::string a_name = CompleteScreening("alice", {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: a referral
+  const std::string a_name = CompleteScreening(
+      "alice", {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: a referral
   const std::string missing = "users/alice/screenings/doesnotexist";
   // What B gets for A's screening must equal what B gets for a missing one.
-  auto same_as_missing = [&](const std::function<grpc::Status(const std::string&)>& call, const char* what) {
-    const grpc::Status real = call(a_name), none = call(missing);
-    EXPECT_EQ(real.error_code(), grpc::StatusCode::NOT_FOUND) << what;
-    EXPECT_EQ(real.error_code(), none.error_code()) << what;
-    EXPECT_EQ(real.error_message(), none.error_message()) << what;
-  };
+  auto same_as_missing =
+      [&](const std::function<grpc::Status(const std::string&)>& call,
+          const char* what) {
+        const grpc::Status real = call(a_name), none = call(missing);
+        EXPECT_EQ(real.error_code(), grpc::StatusCode::NOT_FOUND) << what;
+        EXPECT_EQ(real.error_code(), none.error_code()) << what;
+        EXPECT_EQ(real.error_message(), none.error_message()) << what;
+      };
   same_as_missing(
       [&](const std::string& n) {
         intake::v1::GetScreeningRequest r;
@@ -394,7 +510,8 @@ TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
         r.set_etag("1");
         r.set_request_id("x2");
         intake::v1::CompleteScreeningResponse out;
-        return intake_stub_->CompleteScreening(As("patient:bob").get(), r, &out);
+        return intake_stub_->CompleteScreening(As("patient:bob").get(), r,
+                                               &out);
       },
       "CompleteScreening");
   same_as_missing(
@@ -426,14 +543,17 @@ TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
     intake::v1::ListMyResultsRequest list;
     list.set_parent(parent);
     intake::v1::ListMyResultsResponse results;
-    EXPECT_EQ(intake_stub_->ListMyResults(As("patient:bob").get(), list, &results).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED)
+    EXPECT_EQ(
+        intake_stub_->ListMyResults(As("patient:bob").get(), list, &results)
+            .error_code(),
+        grpc::StatusCode::PERMISSION_DENIED)
         << parent;
     intake::v1::StartScreeningRequest start;
     start.set_parent(parent);
     start.set_consent_version("c1");
     intake::v1::Screening s;
-    EXPECT_EQ(intake_stub_->StartScreening(As("patient:bob").get(), start, &s).error_code(),
+    EXPECT_EQ(intake_stub_->StartScreening(As("patient:bob").get(), start, &s)
+                  .error_code(),
               grpc::StatusCode::PERMISSION_DENIED)
         << parent;
   }
@@ -441,16 +561,21 @@ TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
   intake::v1::GetMyResultRequest mine;
   mine.set_name(a_name);
   intake::v1::ScreeningResult result;
-  ASSERT_TRUE(intake_stub_->GetMyResult(As("patient:alice").get(), mine, &result).ok());
+  ASSERT_TRUE(
+      intake_stub_->GetMyResult(As("patient:alice").get(), mine, &result).ok());
   EXPECT_EQ(result.name(), a_name);
   referral::v1::GetMyReferralRequest my_ref;
   my_ref.set_screening(a_name);
   referral::v1::MyReferral view;
-  EXPECT_TRUE(referral_stub_->GetMyReferral(As("patient:alice").get(), my_ref, &view).ok());
+  EXPECT_TRUE(
+      referral_stub_->GetMyReferral(As("patient:alice").get(), my_ref, &view)
+          .ok());
   intake::v1::ListMyResultsRequest list;
   list.set_parent("users/alice");
   intake::v1::ListMyResultsResponse results;
-  ASSERT_TRUE(intake_stub_->ListMyResults(As("patient:alice").get(), list, &results).ok());
+  ASSERT_TRUE(
+      intake_stub_->ListMyResults(As("patient:alice").get(), list, &results)
+          .ok());
   EXPECT_EQ(results.results_size(), 1);
 }
 
@@ -461,15 +586,20 @@ TEST_F(AuthE2eTest, PatientBCannotReachPatientAsScreeningResultOrReferral) {
 TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
   const std::string user = "vivian-7f3k2p9q";
   const std::string reason = "spoke-by-phone-safety-plan-zq81";
-  const std::string name = CompleteScreening(user, {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: reviewed
+  const std::string name = CompleteScreening(
+      user, {2, 2, 2, 2, 1, 1, 1, 0, 0, 2});  // therapy: reviewed
   referral::v1::ListQueueResponse queue;
-  ASSERT_TRUE(referral_stub_->ListQueue(As("physician:dr-dump").get(), {}, &queue).ok());
+  ASSERT_TRUE(
+      referral_stub_->ListQueue(As("physician:dr-dump").get(), {}, &queue)
+          .ok());
   ASSERT_EQ(queue.cases_size(), 1);
   referral::v1::ClaimCaseRequest claim;
   claim.set_name(queue.cases(0).name());
   claim.set_request_id("claim-1");
   referral::v1::Referral held;
-  ASSERT_TRUE(referral_stub_->ClaimCase(As("physician:dr-dump").get(), claim, &held).ok());
+  ASSERT_TRUE(
+      referral_stub_->ClaimCase(As("physician:dr-dump").get(), claim, &held)
+          .ok());
   referral::v1::DecideCaseRequest decide;
   decide.set_name(held.name());
   decide.set_request_id("decide-1");
@@ -477,39 +607,45 @@ TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
   decide.mutable_decision()->set_action(referral::v1::Decision::CONFIRM);
   decide.mutable_decision()->set_reason(reason);
   referral::v1::Referral decided;
-  grpc::Status st = referral_stub_->DecideCase(As("physician:dr-dump").get(), decide, &decided);
+  grpc::Status st = referral_stub_->DecideCase(As("physician:dr-dump").get(),
+                                               decide, &decided);
   ASSERT_TRUE(st.ok()) << st.error_message();
 
   // Plaintext that would betray the person: their id, item ids of answers
   // (every answer and score carries one), the reason, result wording.
-  const std::vector<std::string> secrets = {user, reason, "phq9.", "gad7.", "Moderate", "therapy"};
+  const std::vector<std::string> secrets = {user,    reason,     "phq9.",
+                                            "gad7.", "Moderate", "therapy"};
   redis::Client client(redis_->ClientOptions());
   std::string everything;
   std::string cursor = "0";
   int keys = 0;
   do {
-    auto r = client.Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    auto r = client.Command({"SCAN", cursor, "COUNT", "1000"},
+                            absl::Now() + absl::Seconds(5));
     ASSERT_TRUE(r.ok());
     cursor = r->elements[0].str;
     for (const auto& k : r->elements[1].elements) {
       ++keys;
       everything += k.str + "\n";
-      auto type = client.Command({"TYPE", k.str}, absl::Now() + absl::Seconds(5));
+      auto type =
+          client.Command({"TYPE", k.str}, absl::Now() + absl::Seconds(5));
       ASSERT_TRUE(type.ok());
       std::vector<std::string> read;
       if (type->str == "hash") read = {"HGETALL", k.str};
       if (type->str == "list") read = {"LRANGE", k.str, "0", "-1"};
-      if (type->str == "zset") read = {"ZRANGE", k.str, "0", "-1", "WITHSCORES"};
+      if (type->str == "zset")
+        read = {"ZRANGE", k.str, "0", "-1", "WITHSCORES"};
       if (type->str == "set") read = {"SMEMBERS", k.str};
       if (type->str == "string") read = {"GET", k.str};
       if (type->str == "stream") read = {"XRANGE", k.str, "-", "+"};
       ASSERT_FALSE(read.empty()) << type->str;
       auto v = client.Command(read, absl::Now() + absl::Seconds(5));
       ASSERT_TRUE(v.ok());
-      std::function<void(const redis::Reply&)> add = [&](const redis::Reply& x) {
-        everything += x.str + "\n";
-        for (const auto& e : x.elements) add(e);
-      };
+      std::function<void(const redis::Reply&)> add =
+          [&](const redis::Reply& x) {
+            everything += x.str + "\n";
+            for (const auto& e : x.elements) add(e);
+          };
       add(*v);
     }
   } while (cursor != "0");
@@ -518,7 +654,8 @@ TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
   absl::SleepFor(absl::Milliseconds(1200));  // appendfsync everysec
   const std::string aof_dir = dir_.path() + "/appendonlydir";
   std::string aof;
-  for (const auto& entry : std::filesystem::directory_iterator(aof_dir)) aof += t::ReadFile(entry.path().string());
+  for (const auto& entry : std::filesystem::directory_iterator(aof_dir))
+    aof += t::ReadFile(entry.path().string());
   EXPECT_GT(aof.size(), 1000u);
   for (const auto& secret : secrets) {
     EXPECT_THAT(everything, Not(HasSubstr(secret))) << secret;
@@ -526,7 +663,8 @@ TEST_F(AuthE2eTest, RedisAndLogsHoldNoAnswersReasonsOrIds) {
   }
   for (Service* s : {&scoring_, &referral_, &intake_}) {
     const std::string log = t::ReadFile(s->log);
-    for (const auto& secret : secrets) EXPECT_THAT(log, Not(HasSubstr(secret))) << s->log;
+    for (const auto& secret : secrets)
+      EXPECT_THAT(log, Not(HasSubstr(secret))) << s->log;
     EXPECT_THAT(log, Not(HasSubstr("eyJ"))) << "no token";
   }
 }
@@ -536,17 +674,22 @@ TEST_F(AuthE2eTest, LogsCarryNoTokens) {
   CompleteScreening("carol-secret-id", {1, 1, 1, 1, 1, 1, 1, 1, 0, 1});
   scoring::v1::Catalog catalog;
   (void)scoring_stub_->DescribeCatalog(As("bad").get(), {}, &catalog);
-  (void)scoring_stub_->DescribeCatalog(As("patient:carol-secret-id").get(), {}, &catalog);
+  (void)scoring_stub_->DescribeCatalog(As("patient:carol-secret-id").get(), {},
+                                       &catalog);
   ASSERT_FALSE(tokens_used_.empty());
   for (Service* s : {&scoring_, &referral_, &intake_}) {
     const std::string log = t::ReadFile(s->log);
-    EXPECT_THAT(log, Not(HasSubstr("eyJ"))) << s->log << ": a JWT (base64 of '{\"')";
+    EXPECT_THAT(log, Not(HasSubstr("eyJ")))
+        << s->log << ": a JWT (base64 of '{\"')";
     EXPECT_THAT(log, Not(HasSubstr("carol-secret-id"))) << s->log;
-    for (const auto& token : tokens_used_) EXPECT_THAT(log, Not(HasSubstr(token.substr(token.rfind('.') + 1))));
+    for (const auto& token : tokens_used_)
+      EXPECT_THAT(log, Not(HasSubstr(token.substr(token.rfind('.') + 1))));
   }
-  EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("call refused: credentials"));
+  EXPECT_THAT(t::ReadFile(scoring_.log),
+              HasSubstr("call refused: credentials"));
   EXPECT_THAT(t::ReadFile(scoring_.log), HasSubstr("\"why\":\"signature\""))
-      << "the other key signs under the same key id: its signature does not verify";
+      << "the other key signs under the same key id: its signature does not "
+         "verify";
 }
 
 // Redis with a password (the run command starts its Redis with one): a
@@ -560,8 +703,10 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
   for (const std::string password : {"s3cret-redis-pw", "wrong-guess-pw"}) {
     const std::string file = locked_dir.path() + "/pw-" + password;
     std::ofstream(file) << password << "\n";
-    Service referral = Start("referral-" + password, "services/referral/aqueduct-referral",
-                             {"--redis=" + (*locked)->address()}, {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
+    Service referral =
+        Start("referral-" + password, "services/referral/aqueduct-referral",
+              {"--redis=" + (*locked)->address()},
+              {"AQUEDUCT_REDIS_PASSWORD_FILE=" + file});
     ASSERT_TRUE(referral.process != nullptr);
     const std::string& addr = referral.address;
     const std::string& log = referral.log;
@@ -569,7 +714,8 @@ TEST_F(AuthE2eTest, RedisPasswordComesFromAFile) {
       EXPECT_TRUE(WaitServing(addr)) << t::ReadFile(log);
     } else {
       absl::SleepFor(absl::Seconds(1));
-      auto h = server::CheckHealth(Channel(addr), "", absl::Now() + absl::Seconds(1));
+      auto h = server::CheckHealth(Channel(addr), "",
+                                   absl::Now() + absl::Seconds(1));
       ASSERT_TRUE(h.ok());
       EXPECT_FALSE(*h) << "NOT_SERVING with the wrong password";
       EXPECT_THAT(t::ReadFile(log), HasSubstr("authentication failed"));
@@ -590,32 +736,42 @@ TEST_F(AuthE2eTest, EachServiceCanSignInAsAnAclUserReachingOnlyItsOwnKeys) {
   std::map<std::string, std::vector<std::string>> env;
   for (const std::string service : {"intake", "referral"}) {
     const std::string password = service + "-redis-pw";
-    ASSERT_TRUE(admin.Command({"ACL", "SETUSER", service, "on", ">" + password, "~aq:" + service + ":*", "+@all"},
-                              soon).ok());
+    ASSERT_TRUE(admin
+                    .Command({"ACL", "SETUSER", service, "on", ">" + password,
+                              "~aq:" + service + ":*", "+@all"},
+                             soon)
+                    .ok());
     const std::string file = acl_dir.path() + "/" + service + "-pw";
     std::ofstream(file) << password << "\n";
-    env[service] = {"AQUEDUCT_REDIS_USER=" + service, "AQUEDUCT_REDIS_PASSWORD_FILE=" + file};
+    env[service] = {"AQUEDUCT_REDIS_USER=" + service,
+                    "AQUEDUCT_REDIS_PASSWORD_FILE=" + file};
   }
-  referral_ = Start("referral-acl", "services/referral/aqueduct-referral", {"--redis=" + (*locked)->address()},
-                    env["referral"]);
-  intake_ = Start("intake-acl", "services/intake/aqueduct-intake",
-                  {"--redis=" + (*locked)->address(), "--scoring=" + scoring_.address,
-                   "--referral=" + referral_.address, "--service_key=" + auth_.private_key_file(),
-                   std::string("--service_key_id=") + t::TestAuth::kKeyId},
-                  env["intake"]);
-  for (Service* s : {&referral_, &intake_}) ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
+  referral_ = Start("referral-acl", "services/referral/aqueduct-referral",
+                    {"--redis=" + (*locked)->address()}, env["referral"]);
+  intake_ =
+      Start("intake-acl", "services/intake/aqueduct-intake",
+            {"--redis=" + (*locked)->address(), "--scoring=" + scoring_.address,
+             "--referral=" + referral_.address,
+             "--service_key=" + auth_.private_key_file(),
+             std::string("--service_key_id=") + t::TestAuth::kKeyId},
+            env["intake"]);
+  for (Service* s : {&referral_, &intake_})
+    ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
   intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
 
   CompleteScreening("acl-person", {2, 2, 2, 2, 2, 1, 1, 1, 0});
-  EXPECT_EQ(admin.Command({"ZCARD", "aq:intake:outbox"}, soon)->integer, 0) << "handed off: out of the outbox";
+  EXPECT_EQ(admin.Command({"ZCARD", "aq:intake:outbox"}, soon)->integer, 0)
+      << "handed off: out of the outbox";
   auto cases = admin.Command({"KEYS", "aq:referral:*"}, soon);
   ASSERT_TRUE(cases.ok());
-  EXPECT_FALSE(cases->elements.empty()) << "referral stored the case as its own user";
+  EXPECT_FALSE(cases->elements.empty())
+      << "referral stored the case as its own user";
   auto sessions = admin.Command({"KEYS", "aq:intake:*"}, soon);
   ASSERT_TRUE(sessions.ok());
   EXPECT_FALSE(sessions->elements.empty());
   // Each user is refused the other's keys (Redis's own check of the ACL).
-  auto crossed = admin.Command({"ACL", "DRYRUN", "intake", "GET", "aq:referral:{x}:case"}, soon);
+  auto crossed = admin.Command(
+      {"ACL", "DRYRUN", "intake", "GET", "aq:referral:{x}:case"}, soon);
   ASSERT_TRUE(crossed.ok());
   EXPECT_THAT(crossed->str, HasSubstr("no permissions"));
   for (const Service* s : {&referral_, &intake_}) {

@@ -43,7 +43,8 @@ class RescoreTest : public ::testing::Test {
     // screenings still complete under v1; the job names it explicitly.
     rulesets_ = dir_.path() + "/rulesets";
     ASSERT_EQ(mkdir(rulesets_.c_str(), 0755), 0);
-    const std::string v1 = t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
+    const std::string v1 =
+        t::ReadFile(t::SourcePath("data/rulesets/v1.textproto"));
     std::ofstream(rulesets_ + "/v1.textproto") << v1;
     scoring::v1::Ruleset v2;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(v1, &v2));
@@ -55,25 +56,32 @@ class RescoreTest : public ::testing::Test {
     std::string text;
     google::protobuf::TextFormat::PrintToString(v2, &text);
     std::ofstream(rulesets_ + "/v2-test.textproto") << text;
-    scoring_addr_ = Start("scoring", "services/scoring/aqueduct-scoring",
-                          {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
-                           "--rulesets=" + rulesets_, "--auth_keys=" + auth_.keys_dir()});
-    referral_addr_ = Start("referral", "services/referral/aqueduct-referral",
-                           {"--redis=" + redis_->address(), "--auth_keys=" + auth_.keys_dir()});
+    scoring_addr_ =
+        Start("scoring", "services/scoring/aqueduct-scoring",
+              {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+               "--rulesets=" + rulesets_, "--auth_keys=" + auth_.keys_dir()});
+    referral_addr_ = Start(
+        "referral", "services/referral/aqueduct-referral",
+        {"--redis=" + redis_->address(), "--auth_keys=" + auth_.keys_dir()});
     ASSERT_FALSE(scoring_addr_.empty());
     ASSERT_FALSE(referral_addr_.empty());
 
     client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
     store_ = std::make_unique<intake::RedisSessionStore>(client_.get(), &keys_);
-    scoring_peer_ = std::make_unique<intake::GrpcScoringPeer>(server::PeerChannel(scoring_addr_),
-                                                              scoring_addr_, absl::Seconds(5), &intake_token_);
-    referral_peer_ = std::make_unique<intake::GrpcReferralPeer>(server::PeerChannel(referral_addr_),
-                                                                referral_addr_, absl::Seconds(5), &intake_token_);
-    ASSERT_THAT(catalog_.LoadFrom(*scoring_peer_, absl::Now() + absl::Seconds(10)), t::IsOk());
+    scoring_peer_ = std::make_unique<intake::GrpcScoringPeer>(
+        server::PeerChannel(scoring_addr_), scoring_addr_, absl::Seconds(5),
+        &intake_token_);
+    referral_peer_ = std::make_unique<intake::GrpcReferralPeer>(
+        server::PeerChannel(referral_addr_), referral_addr_, absl::Seconds(5),
+        &intake_token_);
+    ASSERT_THAT(
+        catalog_.LoadFrom(*scoring_peer_, absl::Now() + absl::Seconds(10)),
+        t::IsOk());
     intake::IntakeConfig config;
     config.max_open_sessions = 100;
-    core_ = std::make_unique<intake::IntakeCore>(store_.get(), scoring_peer_.get(), referral_peer_.get(),
-                                                 &catalog_, &RealClock(), config);
+    core_ = std::make_unique<intake::IntakeCore>(
+        store_.get(), scoring_peer_.get(), referral_peer_.get(), &catalog_,
+        &RealClock(), config);
     // Screenings with PHQ-9 totals 6..13 over and over; exactly those at 10
     // and 11 cross the moved threshold.
     for (int i = 0; i < kScreenings; ++i) {
@@ -83,13 +91,16 @@ class RescoreTest : public ::testing::Test {
     }
   }
 
-  std::string Start(const std::string& name, const std::string& binary, std::vector<std::string> args) {
+  std::string Start(const std::string& name, const std::string& binary,
+                    std::vector<std::string> args) {
     args.push_back("--insecure_plaintext");  // TLS is tested in tls_e2e_test
-    auto s = t::StartService(dir_.path(), name, binary, args, {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
+    auto s = t::StartService(dir_.path(), name, binary, args,
+                             {"AQUEDUCT_DATA_KEYS=" + keys_.ToText()});
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return "";
     processes_.push_back(std::move(s->process));
-    EXPECT_TRUE(t::WaitServing(grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials())))
+    EXPECT_TRUE(t::WaitServing(
+        grpc::CreateChannel(s->address, grpc::InsecureChannelCredentials())))
         << t::ReadFile(s->log);
     return s->address;
   }
@@ -118,8 +129,10 @@ class RescoreTest : public ::testing::Test {
       submit.set_name(s->name());
       submit.set_etag(next->etag());
       submit.set_request_id("p" + std::to_string(page));
-      for (const auto& ask : next->items()) *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
-      auto done = t::SubmitAndWait(*core_, submit, absl::Now() + absl::Seconds(5), &pool_);
+      for (const auto& ask : next->items())
+        *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+      auto done = t::SubmitAndWait(*core_, submit,
+                                   absl::Now() + absl::Seconds(5), &pool_);
       ASSERT_TRUE(done.ok()) << done.status();
       etag = done->screening().etag();
     }
@@ -127,26 +140,34 @@ class RescoreTest : public ::testing::Test {
     complete.set_name(s->name());
     complete.set_etag(etag);
     complete.set_request_id("c");
-    auto done = core_->CompleteScreening(complete, absl::Now() + absl::Seconds(10));
+    auto done =
+        core_->CompleteScreening(complete, absl::Now() + absl::Seconds(10));
     ASSERT_TRUE(done.ok()) << done.status();
     ASSERT_EQ(done->result().scoring().ruleset_version(), "v1");
   }
 
   // Runs "aqueductctl rescore" as a process; returns its exit status.
-  std::unique_ptr<t::Subprocess> Rescore(std::vector<std::string> extra, const std::string& summary,
+  std::unique_ptr<t::Subprocess> Rescore(std::vector<std::string> extra,
+                                         const std::string& summary,
                                          std::vector<std::string> env = {}) {
-    std::vector<std::string> args = {t::BinaryPath("tools/aqueductctl/aqueductctl"), "rescore",
-                                     "--ruleset=v2-test", "--redis=" + redis_->address(),
-                                     "--scoring=" + scoring_addr_, "--referral=" + referral_addr_,
-                                     "--summary_json=" + summary, "--token=" + auth_.Token("batch", "rescore"),
-                                     "--insecure_plaintext"};
+    std::vector<std::string> args = {
+        t::BinaryPath("tools/aqueductctl/aqueductctl"),
+        "rescore",
+        "--ruleset=v2-test",
+        "--redis=" + redis_->address(),
+        "--scoring=" + scoring_addr_,
+        "--referral=" + referral_addr_,
+        "--summary_json=" + summary,
+        "--token=" + auth_.Token("batch", "rescore"),
+        "--insecure_plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
     env.push_back("AQUEDUCT_DATA_KEYS=" + keys_.ToText());
     auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", env);
     EXPECT_TRUE(p.ok());
     return std::move(*p);
   }
-  int RunToEnd(std::vector<std::string> extra, const std::string& summary, std::vector<std::string> env = {}) {
+  int RunToEnd(std::vector<std::string> extra, const std::string& summary,
+               std::vector<std::string> env = {}) {
     auto p = Rescore(std::move(extra), summary, std::move(env));
     auto status = p->Wait(absl::Seconds(120));
     EXPECT_TRUE(status.has_value());
@@ -158,12 +179,14 @@ class RescoreTest : public ::testing::Test {
     std::map<std::string, std::string> out;
     std::string cursor = "0";
     do {
-      auto r = client_->Command({"SCAN", cursor, "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+      auto r = client_->Command({"SCAN", cursor, "COUNT", "1000"},
+                                absl::Now() + absl::Seconds(5));
       EXPECT_TRUE(r.ok());
       if (!r.ok()) break;
       cursor = r->elements[0].str;
       for (const auto& k : r->elements[1].elements) {
-        auto dump = client_->Command({"DUMP", k.str}, absl::Now() + absl::Seconds(5));
+        auto dump =
+            client_->Command({"DUMP", k.str}, absl::Now() + absl::Seconds(5));
         out[k.str] = dump.ok() ? dump->str : "?";
       }
     } while (cursor != "0");
@@ -171,7 +194,8 @@ class RescoreTest : public ::testing::Test {
   }
 
   std::vector<referral::v1::Referral> ReReviewCases() {
-    auto stub = referral::v1::ReferralService::NewStub(server::PeerChannel(referral_addr_));
+    auto stub = referral::v1::ReferralService::NewStub(
+        server::PeerChannel(referral_addr_));
     grpc::ClientContext ctx;
     auth_.Attach(ctx, "physician", "dr-all");
     referral::v1::ListQueueRequest req;
@@ -186,12 +210,15 @@ class RescoreTest : public ::testing::Test {
   }
 
   int64_t OutcomesStored() {
-    auto ids = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 1000, absl::Now() + absl::Seconds(5));
+    auto ids = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 1000,
+                                     absl::Now() + absl::Seconds(5));
     EXPECT_TRUE(ids.ok());
     int64_t n = 0;
     for (const auto& e : *ids) {
-      auto r = client_->Command({"HEXISTS", redis::Key("intake", e.screening_id, "session"), "o:v2-test"},
-                                absl::Now() + absl::Seconds(5));
+      auto r = client_->Command(
+          {"HEXISTS", redis::Key("intake", e.screening_id, "session"),
+           "o:v2-test"},
+          absl::Now() + absl::Seconds(5));
       n += r.ok() && r->integer == 1;
     }
     return n;
@@ -218,55 +245,76 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
   ASSERT_EQ(expected_changes_, 10);
   const auto before = Snapshot();
   const std::string summary = dir_.path() + "/dry.json";
-  ASSERT_EQ(RunToEnd({"--dry_run"}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  ASSERT_EQ(RunToEnd({"--dry_run"}, summary), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
   EXPECT_EQ(Snapshot(), before) << "a dry run writes nothing";
   const std::string json = t::ReadFile(summary);
   EXPECT_THAT(json, HasSubstr("\"dry_run\":true"));
   EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
-  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json,
+              HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
   EXPECT_THAT(json, HasSubstr("\"cases_opened\":0"));
 }
 
 // The job as a Redis ACL user reaching only intake's keys and its own
 // checkpoints (AQUEDUCT_REDIS_USER; common/auth/README.md).
 TEST_F(RescoreTest, RunsAsAnAclUserReachingOnlyIntakesKeysAndItsCheckpoints) {
-  ASSERT_TRUE(client_->Command({"ACL", "SETUSER", "rescore", "on", ">rescore-redis-pw", "~aq:intake:*",
-                                "~aq:rescore:*", "+@all"},
-                               absl::Now() + absl::Seconds(5))
-                  .ok());
+  ASSERT_TRUE(
+      client_
+          ->Command({"ACL", "SETUSER", "rescore", "on", ">rescore-redis-pw",
+                     "~aq:intake:*", "~aq:rescore:*", "+@all"},
+                    absl::Now() + absl::Seconds(5))
+          .ok());
   const std::string summary = dir_.path() + "/acl.json";
-  ASSERT_EQ(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore", "AQUEDUCT_REDIS_PASSWORD=rescore-redis-pw"}), 0)
+  ASSERT_EQ(RunToEnd({}, summary,
+                     {"AQUEDUCT_REDIS_USER=rescore",
+                      "AQUEDUCT_REDIS_PASSWORD=rescore-redis-pw"}),
+            0)
       << t::ReadFile(dir_.path() + "/rescore.log");
   EXPECT_EQ(OutcomesStored(), kScreenings);
-  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), Not(HasSubstr("rescore-redis-pw")));
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
+              Not(HasSubstr("rescore-redis-pw")));
   // The user, not the default one (which here has no password and would
   // take any), is who signs in: a wrong password for it is refused.
-  EXPECT_NE(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore", "AQUEDUCT_REDIS_PASSWORD=not-its-password"}), 0);
-  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), HasSubstr("authentication failed"));
+  EXPECT_NE(RunToEnd({}, summary,
+                     {"AQUEDUCT_REDIS_USER=rescore",
+                      "AQUEDUCT_REDIS_PASSWORD=not-its-password"}),
+            0);
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
+              HasSubstr("authentication failed"));
   // The same user without the password it signs in with: refused at once.
   EXPECT_EQ(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore"}), 2);
-  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"), HasSubstr("AQUEDUCT_REDIS_USER is set but no password"));
+  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
+              HasSubstr("AQUEDUCT_REDIS_USER is set but no password"));
 }
 
 TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
   const std::string summary = dir_.path() + "/run.json";
-  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  ASSERT_EQ(RunToEnd({}, summary), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
   const std::string json = t::ReadFile(summary);
   EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
-  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json,
+              HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
   EXPECT_THAT(json, HasSubstr("\"changed_band\":0"));
-  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
-  EXPECT_EQ(OutcomesStored(), kScreenings) << "a new outcome next to every original";
+  EXPECT_THAT(json,
+              HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  EXPECT_EQ(OutcomesStored(), kScreenings)
+      << "a new outcome next to every original";
   auto cases = ReReviewCases();
   ASSERT_EQ(static_cast<int>(cases.size()), expected_changes_);
   for (const auto& c : cases) {
     const auto* phq9 = &c.previous_result().scores(1);
     ASSERT_EQ(phq9->instrument_id(), "phq9");
     EXPECT_TRUE(phq9->total() == 10 || phq9->total() == 11) << phq9->total();
-    EXPECT_EQ(c.previous_result().routing().primary_route(), common::v1::THERAPY);
+    EXPECT_EQ(c.previous_result().routing().primary_route(),
+              common::v1::THERAPY);
     EXPECT_EQ(c.current_route(), common::v1::SELF_HELP);
     ASSERT_FALSE(c.changes().empty());
-    EXPECT_THAT(c.changes(0), HasSubstr("route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)"));
+    EXPECT_THAT(
+        c.changes(0),
+        HasSubstr(
+            "route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)"));
   }
   // The original results are untouched, and running again changes nothing.
   ASSERT_EQ(RunToEnd({}, summary), 0);
@@ -280,33 +328,43 @@ TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
 // them, each with both results whole.
 TEST_F(RescoreTest, CasesAreOpenedFromOutcomesStoredBeforeACrash) {
   const std::string summary = dir_.path() + "/run.json";
-  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  ASSERT_EQ(RunToEnd({}, summary), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
   ASSERT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_);
   // Take the cases and the checkpoint away; the outcomes stay.
   std::string cursor = "0";
   do {
-    auto r = client_->Command({"SCAN", cursor, "MATCH", "aq:referral:*", "COUNT", "1000"}, absl::Now() + absl::Seconds(5));
+    auto r = client_->Command(
+        {"SCAN", cursor, "MATCH", "aq:referral:*", "COUNT", "1000"},
+        absl::Now() + absl::Seconds(5));
     ASSERT_THAT(r, t::IsOk());
     cursor = r->elements[0].str;
     for (const auto& k : r->elements[1].elements) {
-      ASSERT_THAT(client_->Command({"DEL", k.str}, absl::Now() + absl::Seconds(5)), t::IsOk());
+      ASSERT_THAT(
+          client_->Command({"DEL", k.str}, absl::Now() + absl::Seconds(5)),
+          t::IsOk());
     }
   } while (cursor != "0");
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("rescore", "rescore-v2-test", "checkpoint")},
+  ASSERT_THAT(client_->Command({"DEL", redis::Key("rescore", "rescore-v2-test",
+                                                  "checkpoint")},
                                absl::Now() + absl::Seconds(5)),
               t::IsOk());
   ASSERT_TRUE(ReReviewCases().empty());
   ASSERT_EQ(OutcomesStored(), kScreenings);
 
-  ASSERT_EQ(RunToEnd({}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
-  EXPECT_THAT(t::ReadFile(summary), HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  ASSERT_EQ(RunToEnd({}, summary), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
+  EXPECT_THAT(t::ReadFile(summary),
+              HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
   auto cases = ReReviewCases();
   ASSERT_EQ(static_cast<int>(cases.size()), expected_changes_);
   for (const auto& c : cases) {
     EXPECT_EQ(c.result().ruleset_version(), "v2-test");
     EXPECT_EQ(c.result().routing().primary_route(), common::v1::SELF_HELP);
-    EXPECT_FALSE(c.result().scores().empty()) << "the full new result, from the stored outcome";
-    EXPECT_EQ(c.previous_result().routing().primary_route(), common::v1::THERAPY);
+    EXPECT_FALSE(c.result().scores().empty())
+        << "the full new result, from the stored outcome";
+    EXPECT_EQ(c.previous_result().routing().primary_route(),
+              common::v1::THERAPY);
   }
 }
 
@@ -314,13 +372,15 @@ TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
   const std::string summary = dir_.path() + "/killed.json";
   auto p = Rescore({"--batch=4", "--max_per_second=12"}, summary);
   // Wait for a checkpoint part-way, then kill without warning.
-  const std::string key = redis::Key("rescore", "rescore-v2-test", "checkpoint");
+  const std::string key =
+      redis::Key("rescore", "rescore-v2-test", "checkpoint");
   const absl::Time end = absl::Now() + absl::Seconds(20);
   int64_t screened = 0;
   while (absl::Now() < end) {
     auto r = client_->Command({"GET", key}, absl::Now() + absl::Seconds(2));
     storage::v1::RescoreCheckpoint cp;
-    if (r.ok() && !r->is_nil() && cp.ParseFromString(r->str) && cp.screened() >= 12) {
+    if (r.ok() && !r->is_nil() && cp.ParseFromString(r->str) &&
+        cp.screened() >= 12) {
       screened = cp.screened();
       break;
     }
@@ -331,13 +391,17 @@ TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
   p->Wait(absl::Seconds(5));
   ASSERT_LT(OutcomesStored(), kScreenings) << "killed part-way";
   // Run again: picks up at the checkpoint and finishes.
-  ASSERT_EQ(RunToEnd({"--batch=4"}, summary), 0) << t::ReadFile(dir_.path() + "/rescore.log");
+  ASSERT_EQ(RunToEnd({"--batch=4"}, summary), 0)
+      << t::ReadFile(dir_.path() + "/rescore.log");
   const std::string json = t::ReadFile(summary);
   EXPECT_THAT(json, HasSubstr(absl::StrCat("\"screened\":", kScreenings)));
-  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
-  EXPECT_THAT(json, HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
+  EXPECT_THAT(json,
+              HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
+  EXPECT_THAT(json,
+              HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
   EXPECT_EQ(OutcomesStored(), kScreenings);
-  EXPECT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_) << "no duplicate cases";
+  EXPECT_EQ(static_cast<int>(ReReviewCases().size()), expected_changes_)
+      << "no duplicate cases";
 }
 
 }  // namespace

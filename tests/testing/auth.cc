@@ -21,7 +21,8 @@ TestAuth::TestAuth() {
   auth::KeySet keys;
   if (!keys.Add(kKeyId, key_.public_pem).ok()) std::abort();
   authorizer_ = std::make_shared<const auth::Authorizer>(
-      std::make_shared<const auth::Verifier>(std::move(keys), kIssuer, kAudience));
+      std::make_shared<const auth::Verifier>(std::move(keys), kIssuer,
+                                             kAudience));
 }
 
 std::string TestAuth::Token(const std::string& role, const std::string& subject,
@@ -37,7 +38,8 @@ std::string TestAuth::Token(const std::string& role, const std::string& subject,
   return token.ok() ? *token : "";
 }
 
-void TestAuth::Attach(grpc::ClientContext& ctx, const std::string& role, const std::string& subject) const {
+void TestAuth::Attach(grpc::ClientContext& ctx, const std::string& role,
+                      const std::string& subject) const {
   ctx.AddMetadata("authorization", auth::BearerValue(Token(role, subject)));
 }
 
@@ -46,6 +48,8 @@ const crypto::DataKeys& TestDataKeys() {
   return *keys;
 }
 
-std::string DataKeysEnv() { return "AQUEDUCT_DATA_KEYS=" + TestDataKeys().ToText(); }
+std::string DataKeysEnv() {
+  return "AQUEDUCT_DATA_KEYS=" + TestDataKeys().ToText();
+}
 
 }  // namespace aqueduct::testing

@@ -4,11 +4,11 @@
 // Test identities: a signing key made for the test, the key directory the
 // services verify with (--auth_keys), and tokens for any role.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "common/auth/authorizer.h"
 #include "common/auth/jwt.h"
@@ -29,14 +29,18 @@ class TestAuth {
   // The private key as a PEM file (for intake's --service_key, whose key id
   // is then "test": pass --service_key_id=test).
   const std::string& private_key_file() const { return private_key_file_; }
-  std::shared_ptr<const auth::Authorizer> authorizer() const { return authorizer_; }
+  std::shared_ptr<const auth::Authorizer> authorizer() const {
+    return authorizer_;
+  }
 
   // A token valid for an hour. Clinicians and physicians get `states`
   // (default every state the tests use).
   std::string Token(const std::string& role, const std::string& subject,
-                    std::vector<std::string> states = {"NY", "NJ", "FL", "TX", "CA"}) const;
+                    std::vector<std::string> states = {"NY", "NJ", "FL", "TX",
+                                                       "CA"}) const;
   // Adds "authorization: Bearer <token>" for that identity.
-  void Attach(grpc::ClientContext& ctx, const std::string& role, const std::string& subject) const;
+  void Attach(grpc::ClientContext& ctx, const std::string& role,
+              const std::string& subject) const;
 
  private:
   TempDir dir_;

@@ -1,7 +1,5 @@
 #include "tests/testing/process.h"
 
-#include "common/server/health_client.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -22,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/server/health_client.h"
 
 extern char** environ;
 
@@ -31,7 +30,8 @@ TempDir::TempDir() {
   // Unix socket paths are limited to 107 bytes (sun_path); Bazel's
   // TEST_TMPDIR is often deeper than that, so use it only when short.
   const char* base = std::getenv("TEST_TMPDIR");
-  std::string root = (base != nullptr && std::strlen(base) < 60) ? base : "/tmp";
+  std::string root =
+      (base != nullptr && std::strlen(base) < 60) ? base : "/tmp";
   std::string tmpl = absl::StrCat(root, "/aq-XXXXXX");
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
@@ -49,8 +49,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     const std::vector<std::string>& extra_env, const std::string& stdin_path) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, stdin_path.empty() ? "/dev/null" : stdin_path.c_str(),
-                                   O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(
+      &actions, 0, stdin_path.empty() ? "/dev/null" : stdin_path.c_str(),
+      O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
@@ -74,11 +75,13 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   env.push_back(nullptr);
 
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
+  int rc =
+      posix_spawnp(&pid, args[0], &actions, &attr, args.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+    return absl::InternalError(
+        absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
   }
   auto p = std::unique_ptr<Subprocess>(new Subprocess());
   p->pid_ = pid;
@@ -144,7 +147,8 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-bool WaitServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout) {
+bool WaitServing(const std::shared_ptr<grpc::Channel>& channel,
+                 absl::Duration timeout) {
   const absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {
     auto h = server::CheckHealth(channel, "", absl::Now() + absl::Seconds(1));
@@ -165,26 +169,34 @@ int WaitForPortFile(const std::string& path, absl::Duration timeout) {
   return 0;
 }
 
-absl::StatusOr<ServiceProcess> StartService(const std::string& dir, const std::string& name,
-                                            const std::string& binary, const std::vector<std::string>& args,
-                                            const std::vector<std::string>& env, const std::string& listen) {
+absl::StatusOr<ServiceProcess> StartService(
+    const std::string& dir, const std::string& name, const std::string& binary,
+    const std::vector<std::string>& args, const std::vector<std::string>& env,
+    const std::string& listen) {
   ServiceProcess s;
   s.log = dir + "/" + name + ".log";
   const std::string port_file = dir + "/" + name + ".port";
-  std::remove(port_file.c_str());  // a restart under the same name waits for its own port
-  std::vector<std::string> argv = {BinaryPath(binary), "--listen=" + listen, "--port_file=" + port_file};
+  std::remove(
+      port_file
+          .c_str());  // a restart under the same name waits for its own port
+  std::vector<std::string> argv = {BinaryPath(binary), "--listen=" + listen,
+                                   "--port_file=" + port_file};
   argv.insert(argv.end(), args.begin(), args.end());
   auto p = Subprocess::Start(argv, s.log, env);
-  if (!p.ok()) return absl::InternalError(absl::StrCat(binary, ": ", p.status().message()));
+  if (!p.ok())
+    return absl::InternalError(
+        absl::StrCat(binary, ": ", p.status().message()));
   s.process = std::move(*p);
   const int port = WaitForPortFile(port_file, absl::Seconds(10));
-  if (port == 0) return absl::DeadlineExceededError(absl::StrCat(binary, " wrote no port:\n", ReadFile(s.log)));
+  if (port == 0)
+    return absl::DeadlineExceededError(
+        absl::StrCat(binary, " wrote no port:\n", ReadFile(s.log)));
   s.address = absl::StrCat("127.0.0.1:", port);
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::string& dir,
-                                                                const std::string& password) {
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
+    const std::string& dir, const std::string& password) {
   auto server = std::unique_ptr<RedisServer>(new RedisServer());
   server->dir_ = dir;
   server->password_ = password;
@@ -194,9 +206,23 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const std::strin
 }
 
 absl::Status RedisServer::Launch() {
-  std::vector<std::string> argv = {"redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm",
-                                   "700", "--dir", dir_, "--appendonly", "yes", "--save", "", "--daemonize",
-                                   "no", "--hash-max-listpack-value", "2048"};
+  std::vector<std::string> argv = {"redis-server",
+                                   "--port",
+                                   "0",
+                                   "--unixsocket",
+                                   socket_,
+                                   "--unixsocketperm",
+                                   "700",
+                                   "--dir",
+                                   dir_,
+                                   "--appendonly",
+                                   "yes",
+                                   "--save",
+                                   "",
+                                   "--daemonize",
+                                   "no",
+                                   "--hash-max-listpack-value",
+                                   "2048"};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/redis.log"));
   if (!p.ok()) return p.status();
@@ -204,11 +230,13 @@ absl::Status RedisServer::Launch() {
   redis::Client client(ClientOptions());
   const absl::Time end = absl::Now() + absl::Seconds(10);
   while (absl::Now() < end) {
-    if (client.Ping(absl::Now() + absl::Milliseconds(200)).ok()) return absl::OkStatus();
+    if (client.Ping(absl::Now() + absl::Milliseconds(200)).ok())
+      return absl::OkStatus();
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::UnavailableError(absl::StrCat("redis-server did not answer on ", socket_,
-                                             "; see ", dir_, "/redis.log"));
+  return absl::UnavailableError(absl::StrCat("redis-server did not answer on ",
+                                             socket_, "; see ", dir_,
+                                             "/redis.log"));
 }
 
 RedisServer::~RedisServer() = default;
@@ -248,7 +276,8 @@ absl::Status RedisServer::FlushAll() {
   return client.Command({"FLUSHALL"}, absl::Now() + absl::Seconds(5)).status();
 }
 
-absl::StatusOr<std::string> RedisInfoField(redis::Client& client, const std::string& section,
+absl::StatusOr<std::string> RedisInfoField(redis::Client& client,
+                                           const std::string& section,
                                            const std::string& field) {
   auto info = client.Command({"INFO", section}, absl::Now() + absl::Seconds(5));
   if (!info.ok()) return info.status();
@@ -256,7 +285,8 @@ absl::StatusOr<std::string> RedisInfoField(redis::Client& client, const std::str
   const std::string key = absl::StrCat("\n", field, ":");
   const size_t at = info->str.find(key);
   if (at == std::string::npos) {
-    return absl::NotFoundError(absl::StrCat("redis INFO ", section, " has no ", field));
+    return absl::NotFoundError(
+        absl::StrCat("redis INFO ", section, " has no ", field));
   }
   const size_t begin = at + key.size();
   return info->str.substr(begin, info->str.find('\r', begin) - begin);

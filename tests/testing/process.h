@@ -1,9 +1,8 @@
 #ifndef AQUEDUCT_TESTS_TESTING_PROCESS_H_
 #define AQUEDUCT_TESTS_TESTING_PROCESS_H_
 
-#include <sys/types.h>
-
 #include <grpcpp/grpcpp.h>
+#include <sys/types.h>
 
 #include <memory>
 #include <optional>
@@ -32,7 +31,8 @@ class Subprocess {
  public:
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
       const std::vector<std::string>& argv, const std::string& log_path,
-      const std::vector<std::string>& extra_env = {}, const std::string& stdin_path = "");
+      const std::vector<std::string>& extra_env = {},
+      const std::string& stdin_path = "");
   ~Subprocess();  // SIGKILL if still running
 
   pid_t pid() const { return pid_; }
@@ -67,14 +67,15 @@ struct ServiceProcess {
 // and --port_file=<dir>/<name>.port ahead of `args`, and waits up to 10 s
 // for the port. An error that names the binary and holds its log when it
 // did not start or wrote no port.
-absl::StatusOr<ServiceProcess> StartService(const std::string& dir, const std::string& name,
-                                            const std::string& binary, const std::vector<std::string>& args,
-                                            const std::vector<std::string>& env,
-                                            const std::string& listen = "127.0.0.1:0");
+absl::StatusOr<ServiceProcess> StartService(
+    const std::string& dir, const std::string& name, const std::string& binary,
+    const std::vector<std::string>& args, const std::vector<std::string>& env,
+    const std::string& listen = "127.0.0.1:0");
 // Polls the health service over `channel` until it reports SERVING; false
 // after `timeout` (health is checked in the background every 500 ms: this
 // waits, it does not time the service).
-bool WaitServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout = absl::Seconds(15));
+bool WaitServing(const std::shared_ptr<grpc::Channel>& channel,
+                 absl::Duration timeout = absl::Seconds(15));
 
 // A real redis-server on a Unix socket (no TCP port, so no collisions), with
 // AOF on under its own directory so a restart keeps the data.
@@ -82,8 +83,8 @@ class RedisServer {
  public:
   // With `password`, Redis requires AUTH (requirepass) and ClientOptions()
   // carries it.
-  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(const std::string& dir,
-                                                            const std::string& password = "");
+  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(
+      const std::string& dir, const std::string& password = "");
   ~RedisServer();
 
   std::string address() const { return "unix:" + socket_; }
@@ -113,7 +114,8 @@ std::string SourcePath(const std::string& relative);
 // One field of Redis's INFO `section` as text, e.g. ("memory",
 // "used_memory") -> "1234567", ("commandstats", "cmdstat_hmget") ->
 // "calls=3,usec=...". NOT_FOUND when the section has no such field.
-absl::StatusOr<std::string> RedisInfoField(redis::Client& client, const std::string& section,
+absl::StatusOr<std::string> RedisInfoField(redis::Client& client,
+                                           const std::string& section,
                                            const std::string& field);
 
 }  // namespace aqueduct::testing

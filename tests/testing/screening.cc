@@ -9,13 +9,18 @@
 namespace aqueduct::testing {
 
 absl::StatusOr<std::unique_ptr<scoring::ScoringEngine>> LoadRepositoryEngine() {
-  return scoring::ScoringEngine::Load(SourcePath("data/catalog/catalog.textproto"),
-                                      SourcePath("data/rulesets"));
+  return scoring::ScoringEngine::Load(
+      SourcePath("data/catalog/catalog.textproto"),
+      SourcePath("data/rulesets"));
 }
 
 tools::Overrides AdultContext(const std::string& state) {
-  return {{"ctx.role", "other"}, {"ctx.works", "yes"}, {"ctx.works_with_clients", "no"},
-          {"ctx.state", state},  {"ctx.age", "35"},    {"ctx.sex", "not_stated"}};
+  return {{"ctx.role", "other"},
+          {"ctx.works", "yes"},
+          {"ctx.works_with_clients", "no"},
+          {"ctx.state", state},
+          {"ctx.age", "35"},
+          {"ctx.sex", "not_stated"}};
 }
 
 absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
@@ -30,10 +35,12 @@ absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
       for (const auto& info : engine.catalog().instruments()) {
         for (const auto& item : info.items) {
           auto it = answers.find(item.def->id());
-          if (it != answers.end()) *request.mutable_answers()->add_answers() = it->second;
+          if (it != answers.end())
+            *request.mutable_answers()->add_answers() = it->second;
         }
       }
-      for (const auto& id : flow->instruments) request.add_administered_instruments(id);
+      for (const auto& id : flow->instruments)
+        request.add_administered_instruments(id);
       return request;
     }
     for (const auto& ask : flow->page) {
@@ -45,24 +52,29 @@ absl::StatusOr<scoring::v1::ScoreAnswersRequest> ScriptedScreening(
   return absl::InternalError("flow did not end after 50 pages");
 }
 
-absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(intake::IntakeCore& core,
-                                                                const intake::v1::SubmitAnswersRequest& request,
-                                                                absl::Time deadline, server::WorkerPool* pool) {
+absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(
+    intake::IntakeCore& core, const intake::v1::SubmitAnswersRequest& request,
+    absl::Time deadline, server::WorkerPool* pool) {
   struct Reply {
     absl::Notification done;
     absl::Mutex mu;
-    absl::StatusOr<intake::v1::SubmitAnswersResponse> value = absl::InternalError("no reply");
+    absl::StatusOr<intake::v1::SubmitAnswersResponse> value =
+        absl::InternalError("no reply");
   };
-  auto reply = std::make_shared<Reply>();  // outlives a reply that comes too late
-  core.SubmitAnswersAsync(std::make_shared<const intake::v1::SubmitAnswersRequest>(request), deadline, pool,
-                          [reply](absl::StatusOr<intake::v1::SubmitAnswersResponse> r) {
-                            {
-                              absl::MutexLock lock(&reply->mu);
-                              reply->value = std::move(r);
-                            }
-                            reply->done.Notify();
-                          });
-  if (!reply->done.WaitForNotificationWithTimeout(absl::Seconds(30))) return absl::InternalError("no reply");
+  auto reply =
+      std::make_shared<Reply>();  // outlives a reply that comes too late
+  core.SubmitAnswersAsync(
+      std::make_shared<const intake::v1::SubmitAnswersRequest>(request),
+      deadline, pool,
+      [reply](absl::StatusOr<intake::v1::SubmitAnswersResponse> r) {
+        {
+          absl::MutexLock lock(&reply->mu);
+          reply->value = std::move(r);
+        }
+        reply->done.Notify();
+      });
+  if (!reply->done.WaitForNotificationWithTimeout(absl::Seconds(30)))
+    return absl::InternalError("no reply");
   absl::MutexLock lock(&reply->mu);
   return reply->value;
 }

@@ -5,9 +5,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "protos/scoring/v1/scoring_service.pb.h"
 #include "absl/time/time.h"
 #include "common/server/worker_pool.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/intake/intake_core.h"
 #include "services/scoring/scoring_engine.h"
 #include "tools/aqueductctl/scripted_answers.h"
@@ -29,9 +29,9 @@ tools::Overrides AdultContext(const std::string& state = "NY");
 
 // IntakeCore::SubmitAnswersAsync as the gRPC handler calls it (its blocking
 // steps on `pool`), waited for: INTERNAL "no reply" if it never answers.
-absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(intake::IntakeCore& core,
-                                                                const intake::v1::SubmitAnswersRequest& request,
-                                                                absl::Time deadline, server::WorkerPool* pool);
+absl::StatusOr<intake::v1::SubmitAnswersResponse> SubmitAndWait(
+    intake::IntakeCore& core, const intake::v1::SubmitAnswersRequest& request,
+    absl::Time deadline, server::WorkerPool* pool);
 
 }  // namespace aqueduct::testing
 

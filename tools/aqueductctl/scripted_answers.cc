@@ -21,27 +21,32 @@ absl::StatusOr<common::v1::Answer> ScriptedAnswer(const scoring::v1::Item& item,
   switch (item.kind()) {
     case scoring::v1::CHOICE: {
       if (it == overrides.end()) {
-        auto lowest = std::min_element(item.options().begin(), item.options().end(),
-                                       [](const auto& x, const auto& y) { return x.value() < y.value(); });
-        auto highest = std::max_element(item.options().begin(), item.options().end(),
-                                        [](const auto& x, const auto& y) { return x.value() < y.value(); });
-        a.set_option_value(item.reverse_scored() ? highest->value() : lowest->value());
+        auto lowest = std::min_element(
+            item.options().begin(), item.options().end(),
+            [](const auto& x, const auto& y) { return x.value() < y.value(); });
+        auto highest = std::max_element(
+            item.options().begin(), item.options().end(),
+            [](const auto& x, const auto& y) { return x.value() < y.value(); });
+        a.set_option_value(item.reverse_scored() ? highest->value()
+                                                 : lowest->value());
         return a;
       }
       int v = 0;
       for (const auto& o : item.options()) {
-        if (o.code() == it->second || (absl::SimpleAtoi(it->second, &v) && v == o.value())) {
+        if (o.code() == it->second ||
+            (absl::SimpleAtoi(it->second, &v) && v == o.value())) {
           a.set_option_value(o.value());
           return a;
         }
       }
-      return absl::InvalidArgumentError(
-          absl::StrCat(item.id(), "=", it->second, ": not an option of ", item.id()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          item.id(), "=", it->second, ": not an option of ", item.id()));
     }
     case scoring::v1::INTEGER: {
       int v = std::max(0, item.min_value());
       if (it != overrides.end() && !absl::SimpleAtoi(it->second, &v)) {
-        return absl::InvalidArgumentError(absl::StrCat(item.id(), "=", it->second, ": not a number"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(item.id(), "=", it->second, ": not a number"));
       }
       a.set_integer_value(v);
       return a;
@@ -50,7 +55,8 @@ absl::StatusOr<common::v1::Answer> ScriptedAnswer(const scoring::v1::Item& item,
       a.set_code_value(it != overrides.end() ? it->second : item.codes(0));
       return a;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(item.id(), ": unknown answer kind"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(item.id(), ": unknown answer kind"));
   }
 }
 
@@ -59,7 +65,8 @@ absl::StatusOr<Overrides> ParseOverrides(const std::string& text) {
   for (absl::string_view pair : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::vector<std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
     if (kv.size() != 2 || kv[0].empty() || kv[1].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", pair, "\": expected item=value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", pair, "\": expected item=value"));
     }
     out[kv[0]] = kv[1];
   }

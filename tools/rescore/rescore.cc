@@ -32,11 +32,18 @@ struct Batch {
   std::vector<intake::SessionStore::ForRescore> stored;
   std::vector<size_t> sent;
   // kStreamEnded: scoring ended the stream (its status says why).
-  enum class Kind { kBatch, kEnd, kStopped, kError, kStreamEnded } kind = Kind::kBatch;
+  enum class Kind {
+    kBatch,
+    kEnd,
+    kStopped,
+    kError,
+    kStreamEnded
+  } kind = Kind::kBatch;
   absl::Status error;
   // Filled by the scorer once the outcomes are stored: the counts and what
   // changed (indexes into entries, with the lines describing each change).
-  int64_t screened = 0, failed = 0, changed_route = 0, changed_band = 0, changed_flags = 0;
+  int64_t screened = 0, failed = 0, changed_route = 0, changed_band = 0,
+          changed_flags = 0;
   std::vector<size_t> changed;
   std::vector<std::vector<std::string>> change_lines;
 };
@@ -49,7 +56,10 @@ class BatchQueue {
   bool Push(Batch b) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](BatchQueue* q) { return q->closed_ || q->queue_.size() < q->capacity_; }, this));
+        +[](BatchQueue* q) {
+          return q->closed_ || q->queue_.size() < q->capacity_;
+        },
+        this));
     if (closed_) return false;
     queue_.push_back(std::move(b));
     return true;
@@ -57,7 +67,8 @@ class BatchQueue {
   // kStopped once closed and empty.
   Batch Pop() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](BatchQueue* q) { return q->closed_ || !q->queue_.empty(); }, this));
+    mu_.Await(absl::Condition(
+        +[](BatchQueue* q) { return q->closed_ || !q->queue_.empty(); }, this));
     if (queue_.empty()) return Batch{.kind = Batch::Kind::kStopped};
     Batch b = std::move(queue_.front());
     queue_.pop_front();
@@ -101,7 +112,8 @@ class Workers {
 
   template <typename F>
   auto Run(F f) -> std::future<decltype(f())> {
-    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+    auto task =
+        std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
     auto result = task->get_future();
     absl::MutexLock lock(&mu_);
     tasks_.push_back([task] { (*task)(); });
@@ -114,7 +126,9 @@ class Workers {
       std::function<void()> task;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(+[](Workers* w) { return w->closed_ || !w->tasks_.empty(); }, this));
+        mu_.Await(absl::Condition(
+            +[](Workers* w) { return w->closed_ || !w->tasks_.empty(); },
+            this));
         if (tasks_.empty()) return;  // closed, nothing left
         task = std::move(tasks_.front());
         tasks_.pop_front();
@@ -141,13 +155,18 @@ google::protobuf::ArenaOptions ArenaOn(std::vector<char>& block) {
 
 }  // namespace
 
-absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
-                                             const std::function<void(const RescoreProgress&)>& progress) {
-  if (options_.ruleset_version.empty()) return absl::InvalidArgumentError("--ruleset: is required");
+absl::StatusOr<RescoreSummary> Rescorer::Run(
+    const std::atomic<bool>& stop,
+    const std::function<void(const RescoreProgress&)>& progress) {
+  if (options_.ruleset_version.empty())
+    return absl::InvalidArgumentError("--ruleset: is required");
   if (options_.batch < 1 || options_.batch > kMaxBatch) {
-    return absl::InvalidArgumentError(absl::StrCat("--batch: must be 1..", kMaxBatch));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch: must be 1..", kMaxBatch));
   }
-  const std::string job = options_.job.empty() ? absl::StrCat("rescore-", options_.ruleset_version) : options_.job;
+  const std::string job =
+      options_.job.empty() ? absl::StrCat("rescore-", options_.ruleset_version)
+                           : options_.job;
   if (absl::Status s = ValidateIdSegment(job, "--job"); !s.ok()) return s;
   const absl::Time started = absl::Now();
   auto deadline = [] { return absl::Now() + absl::Seconds(30); };
@@ -159,14 +178,16 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     if (!saved.ok()) return saved.status();
     if (saved->has_value()) {
       if ((*saved)->ruleset_version() != options_.ruleset_version) {
-        return absl::FailedPreconditionError(absl::StrCat("job ", job, " was for ruleset ",
-                                                          (*saved)->ruleset_version(), "; use another --job"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", job, " was for ruleset ",
+                         (*saved)->ruleset_version(), "; use another --job"));
       }
       cp = **saved;
     }
   }
   RescoreSummary summary;
-  auto total = store_->CountCompleted(options_.from_ms, options_.to_ms, deadline());
+  auto total =
+      store_->CountCompleted(options_.from_ms, options_.to_ms, deadline());
   if (!total.ok()) return total.status();
   if (cp.done()) {
     summary.counts = cp;
@@ -178,13 +199,15 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
   // away fails the stream, and the job stops with the error (and resumes
   // from its checkpoint when run again).
   grpc::ClientContext stream_ctx;
-  if (absl::Status t = auth::Attach(stream_ctx, *token_); !t.ok()) return Annotate(t, "scoring (re-scoring stream)");
+  if (absl::Status t = auth::Attach(stream_ctx, *token_); !t.ok())
+    return Annotate(t, "scoring (re-scoring stream)");
   auto stream = scoring_->Rescore(&stream_ctx);
   BatchQueue queue(/*capacity=*/4);
 
   // Reader: scans the index, reads the stored answers and digests, and sends
   // what still needs scoring, staying up to four batches ahead.
-  std::thread reader([&, after_ms = cp.after_time_ms(), after_member = cp.after_member()]() mutable {
+  std::thread reader([&, after_ms = cp.after_time_ms(),
+                      after_member = cp.after_member()]() mutable {
     // Each batch's request is built on an arena that is reset, not freed.
     std::vector<char> block(4 << 20);
     google::protobuf::Arena arena(ArenaOn(block));
@@ -194,7 +217,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       // other stage follows, stays under max_per_second.
       if (options_.max_per_second > 0) {
         // In short naps, so a stop or a failure elsewhere is seen at once.
-        const absl::Time until = started + absl::Seconds(read_this_run / options_.max_per_second);
+        const absl::Time until =
+            started + absl::Seconds(read_this_run / options_.max_per_second);
         while (absl::Now() < until && !stop.load() && !queue.closed()) {
           absl::SleepFor(std::min(until - absl::Now(), absl::Milliseconds(50)));
         }
@@ -205,11 +229,13 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         return;
       }
       Batch b;
-      auto entries = store_->ScanCompleted(options_.from_ms, options_.to_ms, after_ms, after_member,
-                                           options_.batch, deadline());
+      auto entries =
+          store_->ScanCompleted(options_.from_ms, options_.to_ms, after_ms,
+                                after_member, options_.batch, deadline());
       if (!entries.ok()) {
         stream->WritesDone();
-        queue.Push(Batch{.kind = Batch::Kind::kError, .error = entries.status()});
+        queue.Push(
+            Batch{.kind = Batch::Kind::kError, .error = entries.status()});
         return;
       }
       if (entries->empty()) {
@@ -224,23 +250,30 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       std::vector<std::string> ids;
       ids.reserve(b.entries.size());
       for (const auto& e : b.entries) ids.push_back(e.screening_id);
-      auto stored = store_->ReadForRescore(ids, options_.ruleset_version, deadline());
+      auto stored =
+          store_->ReadForRescore(ids, options_.ruleset_version, deadline());
       if (!stored.ok()) {
         stream->WritesDone();
-        queue.Push(Batch{.kind = Batch::Kind::kError, .error = stored.status()});
+        queue.Push(
+            Batch{.kind = Batch::Kind::kError, .error = stored.status()});
         return;
       }
       b.stored = std::move(*stored);
       // Score what has no outcome under this version yet (a resumed batch
       // reuses the outcomes stored before the interruption).
       arena.Reset();
-      auto& request = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreRequest>(&arena);
+      auto& request =
+          *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreRequest>(
+              &arena);
       request.set_ruleset_version(options_.ruleset_version);
       request.mutable_items()->Reserve(static_cast<int>(b.entries.size()));
       for (size_t i = 0; i < b.entries.size(); ++i) {
         auto& fr = b.stored[i];
-        if (!fr.completed || fr.outcome.has_value()) continue;  // not completed: indexed before a commit
-        if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
+        if (!fr.completed || fr.outcome.has_value())
+          continue;  // not completed: indexed before a commit
+        if (options_.route.has_value() &&
+            fr.before.primary_route() != *options_.route)
+          continue;
         scoring::v1::RescoreItem* item = request.add_items();
         item->set_correlation_id(b.entries[i].member);
         item->set_packed_request(std::move(fr.packed_request));
@@ -249,7 +282,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       }
       if (!b.sent.empty() && !stream->Write(request)) {
         queue.Push(Batch{.kind = Batch::Kind::kError,
-                         .error = absl::UnavailableError("scoring: the re-scoring stream closed")});
+                         .error = absl::UnavailableError(
+                             "scoring: the re-scoring stream closed")});
         return;
       }
       if (!queue.Push(std::move(b))) {
@@ -272,23 +306,29 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         return;
       }
       response_arena.Reset();
-      auto& response = *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(&response_arena);
+      auto& response =
+          *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(
+              &response_arena);
       if (!b.sent.empty()) {
         if (!stream->Read(&response)) {
           scored.Push(Batch{.kind = Batch::Kind::kStreamEnded});
           return;
         }
         if (response.items_size() != static_cast<int>(b.sent.size())) {
-          scored.Push(Batch{.kind = Batch::Kind::kError,
-                            .error = absl::InternalError("scoring: re-scoring response does not match its request")});
+          scored.Push(Batch{
+              .kind = Batch::Kind::kError,
+              .error = absl::InternalError(
+                  "scoring: re-scoring response does not match its request")});
           return;
         }
       }
       // New outcomes, stored write-once next to the original.
-      std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>> outcomes;
+      std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
+          outcomes;
       const int64_t now = absl::ToUnixMillis(absl::Now());
       for (size_t k = 0; k < b.sent.size(); ++k) {
-        scoring::v1::RescoredItem* item = response.mutable_items(static_cast<int>(k));
+        scoring::v1::RescoredItem* item =
+            response.mutable_items(static_cast<int>(k));
         const size_t i = b.sent[k];
         if (item->has_error()) {
           ++b.failed;
@@ -300,12 +340,17 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         o.set_time_ms(now);
         o.mutable_digest()->CopyFrom(item->after());
         o.set_changed(item->changed());
-        if (item->changed()) o.mutable_changed_result()->CopyFrom(item->result());
+        if (item->changed())
+          o.mutable_changed_result()->CopyFrom(item->result());
         b.stored[i].outcome = std::move(o);
-        if (!options_.dry_run) outcomes.emplace_back(b.entries[i].screening_id, &*b.stored[i].outcome);
+        if (!options_.dry_run)
+          outcomes.emplace_back(b.entries[i].screening_id,
+                                &*b.stored[i].outcome);
       }
       if (!outcomes.empty()) {
-        if (absl::Status s = store_->PutOutcomes(outcomes, options_.ruleset_version, deadline()); !s.ok()) {
+        if (absl::Status s = store_->PutOutcomes(
+                outcomes, options_.ruleset_version, deadline());
+            !s.ok()) {
           scored.Push(Batch{.kind = Batch::Kind::kError, .error = s});
           return;
         }
@@ -314,10 +359,13 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       for (size_t i = 0; i < b.entries.size(); ++i) {
         const auto& fr = b.stored[i];
         if (!fr.completed || !fr.outcome.has_value()) continue;
-        if (options_.route.has_value() && fr.before.primary_route() != *options_.route) continue;
+        if (options_.route.has_value() &&
+            fr.before.primary_route() != *options_.route)
+          continue;
         ++b.screened;
         if (!fr.outcome->changed()) continue;
-        scoring::DigestChanges changes = scoring::CompareDigests(fr.before, fr.outcome->digest());
+        scoring::DigestChanges changes =
+            scoring::CompareDigests(fr.before, fr.outcome->digest());
         if (!changes.any()) continue;
         b.changed_route += changes.route;
         b.changed_band += changes.band;
@@ -342,8 +390,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
 
   // This thread: for each scored batch, reads the changed sessions and sends
   // their re-review cases to referral on one of three threads kept for the
-  // job, so at most three batches' cases are in flight; batches are checkpointed in order, each
-  // once its cases are open.
+  // job, so at most three batches' cases are in flight; batches are
+  // checkpointed in order, each once its cases are open.
   struct Pending {
     Batch batch;  // its counts and last entry
     std::future<absl::StatusOr<int64_t>> opened;
@@ -370,11 +418,13 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     cp.set_after_time_ms(b.entries.back().time_ms);
     cp.set_after_member(b.entries.back().member);
     if (!options_.dry_run) {
-      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) return s;
+      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok())
+        return s;
     }
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
     if (progress) {
-      progress(RescoreProgress{cp.screened(), *total, elapsed > 0 ? done_this_run / elapsed : 0});
+      progress(RescoreProgress{cp.screened(), *total,
+                               elapsed > 0 ? done_this_run / elapsed : 0});
     }
     return absl::OkStatus();
   };
@@ -406,7 +456,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         pending.pop_front();
       }
       grpc::Status s = shut_down(/*cancel=*/false);
-      return Annotate(s.ok() ? absl::UnavailableError("the stream ended early") : ToAbslStatus(s),
+      return Annotate(s.ok() ? absl::UnavailableError("the stream ended early")
+                             : ToAbslStatus(s),
                       "scoring (re-scoring stream)");
     }
     if (b.kind == Batch::Kind::kError) {
@@ -420,16 +471,19 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
       }
       return b.error;
     }
-    for (size_t k = 0; k < b.change_lines.size() && summary.sample_changes.size() < 5; ++k) {
+    for (size_t k = 0;
+         k < b.change_lines.size() && summary.sample_changes.size() < 5; ++k) {
       summary.sample_changes.push_back(absl::StrJoin(b.change_lines[k], "; "));
     }
     referral::v1::CreateReferralsRequest cases;
-    cases.set_view(referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
+    cases.set_view(
+        referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
     if (!options_.dry_run && !b.changed.empty()) {
       // The case shows both results in full: read the originals (and where
       // the person is) for the changed screenings only.
       std::vector<std::string> changed_ids;
-      for (size_t i : b.changed) changed_ids.push_back(b.entries[i].screening_id);
+      for (size_t i : b.changed)
+        changed_ids.push_back(b.entries[i].screening_id);
       auto sessions = store_->GetManyWithoutAnswers(changed_ids, deadline());
       if (!sessions.ok()) return fail(sessions.status());
       // Both results move into the case (all on the heap, so a Swap moves
@@ -439,10 +493,15 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
         if (!session.has_value() || !session->result.has_value()) continue;
         const size_t i = b.changed[k];
         referral::v1::CreateReferralRequest* req = cases.add_requests();
-        req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version, "-", changed_ids[k]));
-        req->set_screening(ScreeningName{session->record.user_id(), changed_ids[k]}.ToString());
-        req->mutable_result()->Swap(b.stored[i].outcome->mutable_changed_result());
-        req->mutable_previous_result()->Swap(session->result->mutable_scoring());
+        req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version,
+                                         "-", changed_ids[k]));
+        req->set_screening(
+            ScreeningName{session->record.user_id(), changed_ids[k]}
+                .ToString());
+        req->mutable_result()->Swap(
+            b.stored[i].outcome->mutable_changed_result());
+        req->mutable_previous_result()->Swap(
+            session->result->mutable_scoring());
         for (auto& line : b.change_lines[k]) req->add_changes(std::move(line));
         req->set_location_state(intake::LocationStateOf(session->record));
       }
@@ -451,21 +510,26 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     // call, well under referral's request limit); creation is idempotent
     // per screening and ruleset version, so a batch retried after a crash
     // creates nothing twice.
-    auto open_cases = [this](referral::v1::CreateReferralsRequest cases) -> absl::StatusOr<int64_t> {
+    auto open_cases = [this](referral::v1::CreateReferralsRequest cases)
+        -> absl::StatusOr<int64_t> {
       int64_t opened = 0;
       constexpr int kCasesPerCall = 200;
-      for (int begin = 0; begin < cases.requests_size(); begin += kCasesPerCall) {
+      for (int begin = 0; begin < cases.requests_size();
+           begin += kCasesPerCall) {
         referral::v1::CreateReferralsRequest chunk;
         chunk.set_view(cases.view());
-        for (int k = begin; k < std::min(cases.requests_size(), begin + kCasesPerCall); ++k) {
+        for (int k = begin;
+             k < std::min(cases.requests_size(), begin + kCasesPerCall); ++k) {
           chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
         }
         grpc::ClientContext ctx;
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-        if (absl::Status t = auth::Attach(ctx, *token_); !t.ok()) return Annotate(t, "referral (re-review cases)");
+        if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
+          return Annotate(t, "referral (re-review cases)");
         referral::v1::CreateReferralsResponse created;
         grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
-        if (!s.ok()) return Annotate(ToAbslStatus(s), "referral (re-review cases)");
+        if (!s.ok())
+          return Annotate(ToAbslStatus(s), "referral (re-review cases)");
         opened += created.referrals_size();
       }
       return opened;
@@ -473,7 +537,9 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     Pending p;
     if (cases.requests_size() > 0) {
       p.opened = case_senders.Run(
-          [open_cases, batch_cases = std::move(cases)]() mutable { return open_cases(std::move(batch_cases)); });
+          [open_cases, batch_cases = std::move(cases)]() mutable {
+            return open_cases(std::move(batch_cases));
+          });
     } else {
       std::promise<absl::StatusOr<int64_t>> none;
       none.set_value(0);
@@ -486,23 +552,29 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(const std::atomic<bool>& stop,
     }
   }
   grpc::Status finished = shut_down(/*cancel=*/false);
-  if (!finished.ok() && cp.done()) return Annotate(ToAbslStatus(finished), "scoring (re-scoring stream)");
+  if (!finished.ok() && cp.done())
+    return Annotate(ToAbslStatus(finished), "scoring (re-scoring stream)");
   if (cp.done() && !options_.dry_run) {
-    if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok()) return s;
+    if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok())
+      return s;
   }
   summary.counts = cp;
   summary.seconds = absl::ToDoubleSeconds(absl::Now() - started);
   return summary;
 }
 
-std::string SummaryJson(const RescoreSummary& s, const RescoreOptions& options) {
+std::string SummaryJson(const RescoreSummary& s,
+                        const RescoreOptions& options) {
   const auto& c = s.counts;
   return absl::StrFormat(
-      "{\"ruleset_version\":\"%s\",\"dry_run\":%s,\"interrupted\":%s,\"done\":%s,\"screened\":%d,"
-      "\"changed_route\":%d,\"changed_band\":%d,\"changed_flags\":%d,\"failed\":%d,"
+      "{\"ruleset_version\":\"%s\",\"dry_run\":%s,\"interrupted\":%s,\"done\":%"
+      "s,\"screened\":%d,"
+      "\"changed_route\":%d,\"changed_band\":%d,\"changed_flags\":%d,"
+      "\"failed\":%d,"
       "\"cases_opened\":%d,\"seconds\":%.3f}\n",
-      c.ruleset_version(), options.dry_run ? "true" : "false", s.interrupted ? "true" : "false",
-      c.done() ? "true" : "false", c.screened(), c.changed_route(), c.changed_band(), c.changed_flags(),
+      c.ruleset_version(), options.dry_run ? "true" : "false",
+      s.interrupted ? "true" : "false", c.done() ? "true" : "false",
+      c.screened(), c.changed_route(), c.changed_band(), c.changed_flags(),
       c.failed(), c.cases_opened(), s.seconds);
 }
 

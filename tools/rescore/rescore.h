@@ -24,15 +24,17 @@ struct RescoreOptions {
   std::string job;              // checkpoint name; default "rescore-<version>"
   int64_t from_ms = 0;          // completion time range (inclusive)
   int64_t to_ms = std::numeric_limits<int64_t>::max() / 2;
-  std::optional<common::v1::Route> route;  // only screenings whose route is this
-  bool dry_run = false;         // compute and report, write nothing
-  double max_per_second = 0;    // 0 = as fast as possible
-  int batch = 1000;             // screenings per read and per scoring message (<= 5000)
+  std::optional<common::v1::Route>
+      route;                  // only screenings whose route is this
+  bool dry_run = false;       // compute and report, write nothing
+  double max_per_second = 0;  // 0 = as fast as possible
+  int batch = 1000;  // screenings per read and per scoring message (<= 5000)
 };
 
 struct RescoreProgress {
   int64_t done = 0;
-  int64_t total = 0;  // completed screenings in range (an upper bound with filters)
+  int64_t total =
+      0;  // completed screenings in range (an upper bound with filters)
   double per_second = 0;
 };
 
@@ -40,7 +42,8 @@ struct RescoreSummary {
   storage::v1::RescoreCheckpoint counts;
   double seconds = 0;
   bool interrupted = false;
-  std::vector<std::string> sample_changes;  // a few, for the report (no identities)
+  std::vector<std::string>
+      sample_changes;  // a few, for the report (no identities)
 };
 
 // The batch re-scoring job: reads completed screenings from the store,
@@ -61,14 +64,21 @@ struct RescoreSummary {
 class Rescorer {
  public:
   // `token` (not owned) gives the batch identity's token for every call.
-  Rescorer(intake::SessionStore* store, scoring::v1::ScoringService::StubInterface* scoring,
-           referral::v1::ReferralService::StubInterface* referral, auth::TokenSource* token, RescoreOptions options)
-      : store_(store), scoring_(scoring), referral_(referral), token_(token), options_(std::move(options)) {}
+  Rescorer(intake::SessionStore* store,
+           scoring::v1::ScoringService::StubInterface* scoring,
+           referral::v1::ReferralService::StubInterface* referral,
+           auth::TokenSource* token, RescoreOptions options)
+      : store_(store),
+        scoring_(scoring),
+        referral_(referral),
+        token_(token),
+        options_(std::move(options)) {}
 
   // Runs to the end, or until `stop` is set (then the last full batch is
   // checkpointed and `interrupted` is set).
-  absl::StatusOr<RescoreSummary> Run(const std::atomic<bool>& stop,
-                                     const std::function<void(const RescoreProgress&)>& progress = {});
+  absl::StatusOr<RescoreSummary> Run(
+      const std::atomic<bool>& stop,
+      const std::function<void(const RescoreProgress&)>& progress = {});
 
  private:
   intake::SessionStore* store_;
@@ -79,7 +89,8 @@ class Rescorer {
 };
 
 // Renders the summary as JSON (counts, rate, interrupted).
-std::string SummaryJson(const RescoreSummary& summary, const RescoreOptions& options);
+std::string SummaryJson(const RescoreSummary& summary,
+                        const RescoreOptions& options);
 
 }  // namespace aqueduct::tools
 

@@ -8,16 +8,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
-
 #include "absl/time/clock.h"
+#include "common/compress/compress.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/intake/intake_core.h"
+#include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
-#include "services/intake/intake_core.h"
-#include "common/compress/compress.h"
-#include "services/intake/redis_session_store.h"
 #include "services/scoring/scoring_engine.h"
 #include "tests/testing/process.h"
 #include "tests/testing/redis_fixture.h"
@@ -33,7 +32,8 @@ using ::testing::HasSubstr;
 
 class EngineScoringPeer : public ScoringPeer {
  public:
-  explicit EngineScoringPeer(std::shared_ptr<const scoring::ScoringEngine> engine)
+  explicit EngineScoringPeer(
+      std::shared_ptr<const scoring::ScoringEngine> engine)
       : engine_(std::move(engine)) {}
   absl::StatusOr<scoring::v1::ScoringResult> Score(
       const scoring::v1::ScoreAnswersRequest& request, absl::Time) override {
@@ -44,7 +44,8 @@ class EngineScoringPeer : public ScoringPeer {
   absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(absl::Time) override {
     return engine_->catalog().catalog();
   }
-  absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(absl::Time) override {
+  absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
+      absl::Time) override {
     return engine_->Rulesets();
   }
   std::string Describe() const override { return "scoring at test"; }
@@ -58,7 +59,8 @@ class EngineScoringPeer : public ScoringPeer {
 class RecordingReferralPeer : public ReferralPeer {
  public:
   absl::StatusOr<referral::v1::Referral> CreateReferral(
-      const referral::v1::CreateReferralRequest& request, absl::Time deadline) override {
+      const referral::v1::CreateReferralRequest& request,
+      absl::Time deadline) override {
     ++calls;
     last_budget = deadline - absl::Now();
     if (hung) {  // a peer that never answers: the caller's deadline ends it
@@ -72,8 +74,10 @@ class RecordingReferralPeer : public ReferralPeer {
       delivered.push_back(request);
     }
     referral::v1::Referral r;
-    r.set_name("referrals/" + request.screening().substr(request.screening().rfind('/') + 1) +
-               (request.unfinished() || request.early_risk_raised() ? "-risk" : "-v"));
+    r.set_name(
+        "referrals/" +
+        request.screening().substr(request.screening().rfind('/') + 1) +
+        (request.unfinished() || request.early_risk_raised() ? "-risk" : "-v"));
     r.set_screening(request.screening());
     return r;
   }
@@ -88,7 +92,8 @@ class RecordingReferralPeer : public ReferralPeer {
   absl::Duration last_budget;
   referral::v1::CreateReferralRequest last;
   absl::Mutex mu;
-  std::vector<referral::v1::CreateReferralRequest> delivered ABSL_GUARDED_BY(mu);
+  std::vector<referral::v1::CreateReferralRequest> delivered
+      ABSL_GUARDED_BY(mu);
 };
 
 class IntakeTest : public aqueduct::testing::RedisTest {
@@ -101,14 +106,16 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     ASSERT_THAT(catalog_.LoadFrom(*scoring_, Soon()), IsOk());
     client_ = std::make_unique<redis::Client>(redis().ClientOptions());
     async_ = std::make_unique<redis::AsyncClient>(redis().ClientOptions());
-    store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_, absl::Hours(24), async_.get());
+    store_ = std::make_unique<RedisSessionStore>(client_.get(), &keys_,
+                                                 absl::Hours(24), async_.get());
     core_ = Replica();
   }
   void Reconfigure(IntakeConfig config) { core_ = Replica(config); }
   // Another replica on the same Redis, scoring and referral, with its own
   // session cache (none with NoCache()).
   std::unique_ptr<IntakeCore> Replica(IntakeConfig config = IntakeConfig()) {
-    return std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_, &RealClock(),
+    return std::make_unique<IntakeCore>(store_.get(), scoring_.get(),
+                                        &referral_, &catalog_, &RealClock(),
                                         config);
   }
   static IntakeConfig NoCache() {
@@ -117,14 +124,18 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     return config;
   }
   // The screening id of "users/{user}/screenings/{id}".
-  static std::string IdOf(const v1::Screening& s) { return s.name().substr(s.name().rfind('/') + 1); }
+  static std::string IdOf(const v1::Screening& s) {
+    return s.name().substr(s.name().rfind('/') + 1);
+  }
 
-  absl::StatusOr<v1::SubmitAnswersResponse> Submit(IntakeCore& core, const v1::SubmitAnswersRequest& req,
-                                                   absl::Time deadline) {
+  absl::StatusOr<v1::SubmitAnswersResponse> Submit(
+      IntakeCore& core, const v1::SubmitAnswersRequest& req,
+      absl::Time deadline) {
     return aqueduct::testing::SubmitAndWait(core, req, deadline, &pool_);
   }
 
-  v1::Screening Start(const std::string& user = "alice", const std::string& rid = "") {
+  v1::Screening Start(const std::string& user = "alice",
+                      const std::string& rid = "") {
     v1::StartScreeningRequest req;
     req.set_parent("users/" + user);
     req.set_consent_version("c1");
@@ -136,7 +147,8 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   }
   static v1::SubmitAnswersRequest Answers(const v1::Screening& s,
                                           const std::vector<int>& values,
-                                          const std::string& rid, int first = 1) {
+                                          const std::string& rid,
+                                          int first = 1) {
     v1::SubmitAnswersRequest req;
     req.set_name(s.name());
     req.set_etag(s.etag());
@@ -150,7 +162,8 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   }
   // Answers every page the flow asks, as an app would; returns the etag
   // after the last page.
-  std::string AnswerAll(const v1::Screening& s, const tools::Overrides& overrides) {
+  std::string AnswerAll(const v1::Screening& s,
+                        const tools::Overrides& overrides) {
     std::string etag = s.etag();
     for (int page = 0; page < 30; ++page) {
       auto done = AnswerNextPage(s, overrides, "page-" + std::to_string(page));
@@ -162,8 +175,9 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   // Answers the next page as an app would, from `overrides` over an adult
   // in FL (lowest answers otherwise); nullopt when nothing is left to ask
   // (or a call failed: the test has failed then).
-  std::optional<v1::SubmitAnswersResponse> AnswerNextPage(const v1::Screening& s, const tools::Overrides& overrides,
-                                                          const std::string& rid) {
+  std::optional<v1::SubmitAnswersResponse> AnswerNextPage(
+      const v1::Screening& s, const tools::Overrides& overrides,
+      const std::string& rid) {
     tools::Overrides all = aqueduct::testing::AdultContext("FL");
     for (const auto& [k, v] : overrides) all[k] = v;
     v1::GetNextItemsRequest next_req;
@@ -185,7 +199,8 @@ class IntakeTest : public aqueduct::testing::RedisTest {
     if (!done.ok()) return std::nullopt;
     return *done;
   }
-  v1::CompleteScreeningRequest Complete(const std::string& name, const std::string& etag,
+  v1::CompleteScreeningRequest Complete(const std::string& name,
+                                        const std::string& etag,
                                         const std::string& rid) {
     v1::CompleteScreeningRequest req;
     req.set_name(name);
@@ -210,7 +225,8 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   EXPECT_THAT(s.name(), HasSubstr("users/alice/screenings/"));
   EXPECT_EQ(s.state(), v1::IN_PROGRESS);
   EXPECT_EQ(s.etag(), "1");
-  EXPECT_EQ(s.progress().answered(), 1) << "the state came with the start context";
+  EXPECT_EQ(s.progress().answered(), 1)
+      << "the state came with the start context";
   EXPECT_GT(s.progress().remaining(), 30);
   EXPECT_GT(s.expire_time_ms(), s.create_time_ms());
   v1::GetNextItemsRequest next;
@@ -221,10 +237,12 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   // already said (the state); "works with clients" waits for "works".
   std::vector<std::string> ids;
   for (const auto& i : items->items()) ids.push_back(i.item().id());
-  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.age", "ctx.sex"));
+  EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.age",
+                                          "ctx.sex"));
   EXPECT_FALSE(items->ready_to_complete());
   // The session lives in Redis with a TTL (expires when idle).
-  auto ttl = client_->Command({"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
+  auto ttl = client_->Command(
+      {"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
   ASSERT_THAT(ttl, IsOk());
   EXPECT_GT(ttl->integer, 0);
 }
@@ -238,35 +256,44 @@ TEST_F(IntakeTest, StartIsIdempotentByRequestId) {
   v1::Screening d = Start("bob");  // no request id: always a new one
   // Each started screening holds one of bob's open slots, once.
   const std::string owner = store_->OwnerOf("bob");
-  auto listed = client_->Command({"ZRANGE", redis::Key("intake", owner, "open"), "0", "-1"}, Soon());
+  auto listed = client_->Command(
+      {"ZRANGE", redis::Key("intake", owner, "open"), "0", "-1"}, Soon());
   ASSERT_THAT(listed, IsOk());
   std::vector<std::string> ids;
   for (const auto& e : listed->elements) ids.push_back(e.str);
   EXPECT_THAT(ids, ::testing::UnorderedElementsAre(IdOf(a), IdOf(c), IdOf(d)));
   // No per-person index of every screening started (nothing read it).
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", owner, "screenings")}, Soon())->integer, 0);
+  EXPECT_EQ(client_
+                ->Command({"EXISTS", redis::Key("intake", owner, "screenings")},
+                          Soon())
+                ->integer,
+            0);
 }
 
 TEST_F(IntakeTest, StartValidatesFields) {
   v1::StartScreeningRequest req;
   req.set_parent("users/alice");
   EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("consent_version")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("consent_version")));
   req.set_consent_version("c1");
   req.set_parent("alice");
-  EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
+  EXPECT_THAT(
+      core_->StartScreening(req, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parent")));
   req.set_parent("users/alice");
   req.mutable_context()->set_location_state("Florida");
   EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.location_state")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("context.location_state")));
 }
 
 TEST_F(IntakeTest, UnknownAndOtherUsersScreeningsAreNotFound) {
   v1::Screening s = Start("alice");
   v1::GetScreeningRequest get;
   get.set_name("users/alice/screenings/doesnotexist");
-  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_->GetScreening(get, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
   // Same id under another user: exactly the same answer as a missing one.
   std::string id = IdOf(s);
   get.set_name("users/mallory/screenings/" + id);
@@ -324,7 +351,8 @@ TEST_F(IntakeTest, StoreKnowsTheAppliedRequestsAndKeepsNoReplies) {
   EXPECT_EQ(store_->Get("st1", "w7", Soon())->applied, Applied::kEarlier);
   EXPECT_EQ(store_->Get("st1", "w6", Soon())->applied, Applied::kNo);
   EXPECT_EQ(store_->Get("st1", "x", Soon())->applied, Applied::kNo);
-  auto h = client_->Command({"HSTRLEN", redis::Key("intake", "st1", "session"), "h"}, Soon());
+  auto h = client_->Command(
+      {"HSTRLEN", redis::Key("intake", "st1", "session"), "h"}, Soon());
   EXPECT_EQ(h->integer, 256);
   // No key per request: the session hash is the only key.
   auto keys = client_->Command({"KEYS", "*st1*"}, Soon());
@@ -338,13 +366,17 @@ TEST_F(IntakeTest, CompletionWithAPagesRequestIdIsRefused) {
   v1::Screening s = Start();
   std::string etag = AnswerAll(s, {{"phq9.1", "1"}});
   for (const char* used : {"page-0", "page-3"}) {
-    EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), etag, used), Soon()),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id"))) << used;
+    EXPECT_THAT(
+        core_->CompleteScreening(Complete(s.name(), etag, used), Soon()),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")))
+        << used;
   }
   v1::GetScreeningRequest get;
   get.set_name(s.name());
   EXPECT_EQ(core_->GetScreening(get, Soon())->state(), v1::IN_PROGRESS);
-  EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "complete"), Soon()), IsOk());
+  EXPECT_THAT(
+      core_->CompleteScreening(Complete(s.name(), etag, "complete"), Soon()),
+      IsOk());
   EXPECT_EQ(referral_.calls.load(), 1);
 }
 
@@ -368,13 +400,15 @@ TEST_F(IntakeTest, StaleEtagIsAbortedWithTheCurrentOne) {
   ASSERT_THAT(Submit(*core_, Answers(s, {1}, "device-a"), Soon()), IsOk());
   // A second device still holding etag 1 must not overwrite silently.
   auto stale = Submit(*core_, Answers(s, {3}, "device-b"), Soon());
-  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted,
+                              HasSubstr("current etag \"2\"")));
 }
 
 // How many times Redis ran `command` (commands a script runs count too),
 // or -1 when INFO does not say.
 int64_t CommandCalls(redis::Client& client, const std::string& command) {
-  auto stats = aqueduct::testing::RedisInfoField(client, "commandstats", "cmdstat_" + command);
+  auto stats = aqueduct::testing::RedisInfoField(client, "commandstats",
+                                                 "cmdstat_" + command);
   if (absl::IsNotFound(stats.status())) return 0;  // never run yet
   int64_t calls = -1;
   if (!stats.ok() || !absl::StartsWith(*stats, "calls=") ||
@@ -391,15 +425,18 @@ TEST_F(IntakeTest, NextPageSkipsTheSessionReadOnTheReplicaThatWroteIt) {
   int64_t before = CommandCalls(*client_, "hmget");
   auto first = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(first, IsOk());
-  EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1) << "the write script's own check only";
+  EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1)
+      << "the write script's own check only";
   before = CommandCalls(*client_, "hmget");
-  auto second = Submit(*core_, Answers(first->screening(), {2}, "p2", 2), Soon());
+  auto second =
+      Submit(*core_, Answers(first->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(second, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 1);
   // Without the cache, every page reads the session first.
   Reconfigure(NoCache());
   before = CommandCalls(*client_, "hmget");
-  auto third = Submit(*core_, Answers(second->screening(), {3}, "p3", 3), Soon());
+  auto third =
+      Submit(*core_, Answers(second->screening(), {3}, "p3", 3), Soon());
   ASSERT_THAT(third, IsOk());
   EXPECT_EQ(CommandCalls(*client_, "hmget") - before, 2);
   // Either way Redis holds every page.
@@ -423,7 +460,8 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
 
   // A retry of a page the other replica applied: the reply it gave.
   v1::Screening s = Start("carol");
-  auto a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());  // cached here at version 2
+  auto a1 = Submit(*core_, Answers(s, {1}, "p1"),
+                   Soon());  // cached here at version 2
   ASSERT_THAT(a1, IsOk());
   auto b2 = Submit(*other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
@@ -438,9 +476,12 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
   ASSERT_THAT(a1, IsOk());
   b2 = Submit(*other, Answers(a1->screening(), {2}, "p2", 2), Soon());
   ASSERT_THAT(b2, IsOk());
-  auto stale = Submit(*core_, Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
-  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
-  auto stale_cold = Submit(*cold, Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
+  auto stale =
+      Submit(*core_, Answers(a1->screening(), {0}, "p2-phone", 2), Soon());
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted,
+                              HasSubstr("current etag \"3\"")));
+  auto stale_cold =
+      Submit(*cold, Answers(a1->screening(), {0}, "p2-tablet", 2), Soon());
   EXPECT_EQ(stale.status(), stale_cold.status());
   auto stored = store_->Get(IdOf(s), "", Soon());
   ASSERT_THAT(stored, IsOk());
@@ -455,18 +496,27 @@ TEST_F(IntakeTest, ASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
   abandon.set_name(s.name());
   ASSERT_THAT(other->AbandonScreening(abandon, Soon()), IsOk());
   auto late = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
-  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
-  EXPECT_EQ(late.status(), Submit(*cold, Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition,
+                             HasSubstr("ABANDONED")));
+  EXPECT_EQ(
+      late.status(),
+      Submit(*cold, Answers(a1->screening(), {2}, "p2b", 2), Soon()).status());
 
   // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
   s = Start("frank");
   a1 = Submit(*core_, Answers(s, {1}, "p1"), Soon());
   ASSERT_THAT(a1, IsOk());
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command(
+                  {"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()),
+              IsOk());
   auto gone = Submit(*core_, Answers(a1->screening(), {2}, "p2", 2), Soon());
   EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(gone.status().message(), "name: no such screening");
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")}, Soon())->integer, 0);
+  EXPECT_EQ(client_
+                ->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")},
+                          Soon())
+                ->integer,
+            0);
 }
 
 TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
@@ -474,11 +524,13 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   auto req = Answers(s, {1, 2, 3}, "r1");
   req.mutable_answers(1)->set_option_value(9);
   EXPECT_THAT(Submit(*core_, req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[1].option_value")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("answers[1].option_value")));
   req = Answers(s, {1}, "r2");
   req.mutable_answers(0)->set_item_id("mbi.1");
   EXPECT_THAT(Submit(*core_, req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers[0].item_id")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("answers[0].item_id")));
   // An item that does not apply given the same page's answers.
   req = Answers(s, {}, "r2b");
   auto* works = req.add_answers();
@@ -489,13 +541,16 @@ TEST_F(IntakeTest, BadAnswerNamesTheFieldAndStoresNothingOfThePage) {
   cbi->set_option_value(50);
   EXPECT_THAT(Submit(*core_, req, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       ::testing::AllOf(HasSubstr("answers[1].item_id"), HasSubstr("does not apply"))));
+                       ::testing::AllOf(HasSubstr("answers[1].item_id"),
+                                        HasSubstr("does not apply"))));
   req = Answers(s, {}, "r3");
-  EXPECT_THAT(Submit(*core_, req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers")));
+  EXPECT_THAT(
+      Submit(*core_, req, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answers")));
   req = Answers(s, {1}, "");
-  EXPECT_THAT(Submit(*core_, req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  EXPECT_THAT(
+      Submit(*core_, req, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
   req = Answers(s, {1}, "r4");
   req.set_etag("abc");
   EXPECT_THAT(Submit(*core_, req, Soon()),
@@ -535,7 +590,8 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
   a->set_option_value(0);
   auto changed = Submit(*core_, change, Soon());
   ASSERT_THAT(changed, IsOk());
-  EXPECT_LT(changed->next().progress().answered(), before->progress().answered());
+  EXPECT_LT(changed->next().progress().answered(),
+            before->progress().answered());
   EXPECT_TRUE(changed->next().ready_to_complete());
   // The reply is what a fresh read says (the flow after the moot answers
   // went, not before).
@@ -544,8 +600,10 @@ TEST_F(IntakeTest, ChangedAnswerDropsAnswersItMadeMoot) {
   auto fresh = core_->GetNextItems(next_req, Soon());
   ASSERT_THAT(fresh, IsOk());
   EXPECT_EQ(changed->next().SerializeAsString(), fresh->SerializeAsString());
-  EXPECT_EQ(changed->screening().progress().SerializeAsString(), fresh->progress().SerializeAsString());
-  auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c1"), Soon());
+  EXPECT_EQ(changed->screening().progress().SerializeAsString(),
+            fresh->progress().SerializeAsString());
+  auto done = core_->CompleteScreening(
+      Complete(s.name(), changed->screening().etag(), "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   for (const auto& score : done->result().scoring().scores()) {
     if (score.instrument_id() == "cbi_work") {
@@ -558,9 +616,12 @@ TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
   v1::Screening s = Start();
   auto a = Submit(*core_, Answers(s, {0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
   ASSERT_THAT(a, IsOk());
-  auto incomplete = core_->CompleteScreening(Complete(s.name(), a->screening().etag(), "c1"), Soon());
-  EXPECT_THAT(incomplete, StatusIs(absl::StatusCode::kFailedPrecondition,
-                                   ::testing::AllOf(HasSubstr("ctx.role"), HasSubstr("phq9.9, phq9.10"))));
+  auto incomplete = core_->CompleteScreening(
+      Complete(s.name(), a->screening().etag(), "c1"), Soon());
+  EXPECT_THAT(incomplete,
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::AllOf(HasSubstr("ctx.role"),
+                                        HasSubstr("phq9.9, phq9.10"))));
   EXPECT_EQ(scoring_->calls.load(), 0);
 }
 
@@ -568,7 +629,8 @@ TEST_F(IntakeTest, CompleteNeedsEveryRequiredItem) {
 // loopback each of intake's pipelines arrives in one read), and one for
 // the INFO that asks.
 int64_t RedisReads(redis::Client& client) {
-  auto reads = aqueduct::testing::RedisInfoField(client, "stats", "total_reads_processed");
+  auto reads = aqueduct::testing::RedisInfoField(client, "stats",
+                                                 "total_reads_processed");
   int64_t n = -1;
   if (!reads.ok() || !absl::SimpleAtoi(*reads, &n)) return -1;
   return n;
@@ -579,7 +641,8 @@ int64_t RedisReads(redis::Client& client) {
 // with the hand-off's: two round trips to Redis in all (five until the
 // sixth session of 2026-12-02). Without the session cached, one more: the
 // read. What is stored is the same either way.
-TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips) {
+TEST_F(IntakeTest,
+       ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips) {
   for (const bool cached : {true, false}) {
     SCOPED_TRACE(cached ? "cached" : "not cached");
     Reconfigure(cached ? IntakeConfig() : NoCache());
@@ -587,20 +650,37 @@ TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips
     v1::Screening s = Start(user);
     const std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
     const int64_t before = RedisReads(*client_);
-    auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+    auto done =
+        core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
     const int64_t after = RedisReads(*client_);
     ASSERT_THAT(done, IsOk());
     ASSERT_GE(before, 0);
-    EXPECT_EQ(after - before - 1, cached ? 2 : 3) << "the INFO that asks is one read";
+    EXPECT_EQ(after - before - 1, cached ? 2 : 3)
+        << "the INFO that asks is one read";
     EXPECT_EQ(done->handoff(), v1::DELIVERED);
     EXPECT_EQ(done->screening().state(), v1::COMPLETED);
     const std::string id = IdOf(s);
     const std::string owner = store_->OwnerOf(user);
-    EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
-    EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id}, Soon())->is_nil());
-    EXPECT_TRUE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "outbox"), absl::StrCat(owner, "/", id)},
-                                 Soon())->is_nil());
-    EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())->is_nil());
+    EXPECT_FALSE(
+        client_
+            ->Command({"ZSCORE", redis::Key("intake", owner, "results"), id},
+                      Soon())
+            ->is_nil());
+    EXPECT_FALSE(
+        client_
+            ->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id},
+                      Soon())
+            ->is_nil());
+    EXPECT_TRUE(client_
+                    ->Command({"ZSCORE", redis::GlobalKey("intake", "outbox"),
+                               absl::StrCat(owner, "/", id)},
+                              Soon())
+                    ->is_nil());
+    EXPECT_TRUE(
+        client_
+            ->Command({"ZSCORE", redis::Key("intake", owner, "open"), id},
+                      Soon())
+            ->is_nil());
     auto stored = store_->Get(id, "", Soon());
     ASSERT_THAT(stored, IsOk());
     ASSERT_TRUE(stored->session.has_value());
@@ -615,12 +695,15 @@ TEST_F(IntakeTest, ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips
 // A completion on a replica whose cached session changed elsewhere
 // meanwhile stores nothing of its own and gets exactly the answer a replica
 // without the cache gives.
-TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
+TEST_F(IntakeTest,
+       ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadWouldGive) {
   auto other = Replica();
   auto cold = Replica(NoCache());
   auto state_of = [&](const v1::Screening& s) {
     auto read = store_->Get(IdOf(s), "", Soon());
-    return read.ok() && read->session.has_value() ? read->session->record.state() : v1::SCREENING_STATE_UNSPECIFIED;
+    return read.ok() && read->session.has_value()
+               ? read->session->record.state()
+               : v1::SCREENING_STATE_UNSPECIFIED;
   };
 
   // Another page on the last etag, through the other replica: ABORTED naming
@@ -633,18 +716,25 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   auto changed = Submit(*other, Answers(at, {3}, "p-other"), Soon());
   ASSERT_THAT(changed, IsOk());
   auto stale = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
-  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kAborted,
-                              HasSubstr(absl::StrCat("current etag \"", changed->screening().etag(), "\""))));
-  EXPECT_EQ(stale.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1-cold"), Soon()).status());
+  EXPECT_THAT(
+      stale,
+      StatusIs(absl::StatusCode::kAborted,
+               HasSubstr(absl::StrCat("current etag \"",
+                                      changed->screening().etag(), "\""))));
+  EXPECT_EQ(stale.status(),
+            cold->CompleteScreening(Complete(s.name(), etag, "c1-cold"), Soon())
+                .status());
   EXPECT_EQ(state_of(s), v1::IN_PROGRESS);
   v1::ListMyResultsRequest list;
   list.set_parent("users/carol");
   auto results = core_->ListMyResults(list, Soon());
   ASSERT_THAT(results, IsOk());
   EXPECT_EQ(results->results_size(), 0);
-  EXPECT_EQ(scoring_->calls.load(), 1) << "scored by the cached try, refused at its write; nothing kept";
+  EXPECT_EQ(scoring_->calls.load(), 1)
+      << "scored by the cached try, refused at its write; nothing kept";
   // On the current etag it completes.
-  auto done = core_->CompleteScreening(Complete(s.name(), changed->screening().etag(), "c2"), Soon());
+  auto done = core_->CompleteScreening(
+      Complete(s.name(), changed->screening().etag(), "c2"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->screening().state(), v1::COMPLETED);
 
@@ -656,15 +746,21 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   ASSERT_THAT(first, IsOk());
   auto again = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(again, IsOk());
-  EXPECT_EQ(again->result().SerializeAsString(), first->result().SerializeAsString());
-  EXPECT_EQ(again->screening().SerializeAsString(), first->screening().SerializeAsString());
+  EXPECT_EQ(again->result().SerializeAsString(),
+            first->result().SerializeAsString());
+  EXPECT_EQ(again->screening().SerializeAsString(),
+            first->screening().SerializeAsString());
   // ... and by another request: already completed.
   s = Start("dave2");
   etag = AnswerAll(s, {});
-  ASSERT_THAT(other->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
+  ASSERT_THAT(other->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()),
+              IsOk());
   auto twice = core_->CompleteScreening(Complete(s.name(), etag, "c2"), Soon());
-  EXPECT_THAT(twice, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
-  EXPECT_EQ(twice.status(), cold->CompleteScreening(Complete(s.name(), etag, "c3"), Soon()).status());
+  EXPECT_THAT(twice, StatusIs(absl::StatusCode::kFailedPrecondition,
+                              HasSubstr("already completed")));
+  EXPECT_EQ(
+      twice.status(),
+      cold->CompleteScreening(Complete(s.name(), etag, "c3"), Soon()).status());
 
   // Abandoned elsewhere: FAILED_PRECONDITION, as without the cache.
   s = Start("erin");
@@ -673,28 +769,46 @@ TEST_F(IntakeTest, ACompletionOfASessionChangedElsewhereGetsTheAnswerARedisReadW
   abandon.set_name(s.name());
   ASSERT_THAT(other->AbandonScreening(abandon, Soon()), IsOk());
   auto late = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
-  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ABANDONED")));
-  EXPECT_EQ(late.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kFailedPrecondition,
+                             HasSubstr("ABANDONED")));
+  EXPECT_EQ(
+      late.status(),
+      cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
   EXPECT_EQ(state_of(s), v1::ABANDONED);
 
   // Gone from Redis (expired): NOT_FOUND, and nothing is recreated.
   s = Start("frank");
   etag = AnswerAll(s, {});
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command(
+                  {"DEL", redis::Key("intake", IdOf(s), "session")}, Soon()),
+              IsOk());
   auto gone = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_EQ(gone.status(), cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")}, Soon())->integer, 0);
+  EXPECT_EQ(
+      gone.status(),
+      cold->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()).status());
+  EXPECT_EQ(client_
+                ->Command({"EXISTS", redis::Key("intake", IdOf(s), "session")},
+                          Soon())
+                ->integer,
+            0);
 }
 
 TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   v1::Screening s = Start();
-  std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
-                                   {"phq9.5", "1"}, {"phq9.6", "1"}, {"phq9.7", "1"}, {"phq9.10", "1"}});
+  std::string etag = AnswerAll(s, {{"phq9.1", "2"},
+                                   {"phq9.2", "2"},
+                                   {"phq9.3", "2"},
+                                   {"phq9.4", "2"},
+                                   {"phq9.5", "1"},
+                                   {"phq9.6", "1"},
+                                   {"phq9.7", "1"},
+                                   {"phq9.10", "1"}});
   auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->screening().state(), v1::COMPLETED);
-  ASSERT_EQ(done->result().scoring().scores(0).instrument_id(), "phq9") << "the person's own scores";
+  ASSERT_EQ(done->result().scoring().scores(0).instrument_id(), "phq9")
+      << "the person's own scores";
   EXPECT_EQ(done->result().scoring().scores(0).total(), 11);
   EXPECT_EQ(done->route().route(), common::v1::THERAPY);
   EXPECT_TRUE(done->route().pending_review());
@@ -709,23 +823,36 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
     auto now = core_->GetScreening(get, Soon());
     ASSERT_THAT(now, IsOk());
     EXPECT_GT(done->screening().progress().answered(), 0);
-    EXPECT_EQ(done->screening().progress().SerializeAsString(), now->progress().SerializeAsString())
+    EXPECT_EQ(done->screening().progress().SerializeAsString(),
+              now->progress().SerializeAsString())
         << "the reply's progress is what a fresh read says";
   }
-  EXPECT_EQ(referral_.last.location_state(), "FL") << "the state the start context gave";
+  EXPECT_EQ(referral_.last.location_state(), "FL")
+      << "the state the start context gave";
   // The completed result does not expire.
   std::string id = IdOf(s);
-  auto ttl = client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
+  auto ttl =
+      client_->Command({"PTTL", redis::Key("intake", id, "session")}, Soon());
   EXPECT_EQ(ttl->integer, -1);
   // Indexed for the person and for re-scoring; delivered, so out of the
   // outbox; no longer an open screening.
   const std::string owner = store_->OwnerOf("alice");
-  EXPECT_FALSE(client_->Command({"ZSCORE", redis::Key("intake", owner, "results"), id}, Soon())->is_nil());
-  EXPECT_FALSE(client_->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id}, Soon())->is_nil())
+  EXPECT_FALSE(
+      client_
+          ->Command({"ZSCORE", redis::Key("intake", owner, "results"), id},
+                    Soon())
+          ->is_nil());
+  EXPECT_FALSE(
+      client_
+          ->Command({"ZSCORE", redis::GlobalKey("intake", "completed"), id},
+                    Soon())
+          ->is_nil())
       << "the screening id alone";
   // What re-scoring walks: this entry, and one in the form written before
   // 2026-11-22 ("<owner>/<screening>"), in time order.
-  ASSERT_THAT(client_->Command({"ZADD", redis::GlobalKey("intake", "completed"), "1", "someone/older"}, Soon()),
+  ASSERT_THAT(client_->Command({"ZADD", redis::GlobalKey("intake", "completed"),
+                                "1", "someone/older"},
+                               Soon()),
               IsOk());
   auto walked = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 10, Soon());
   ASSERT_THAT(walked, IsOk());
@@ -734,18 +861,30 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
   EXPECT_EQ((*walked)[0].owner, "someone");
   EXPECT_EQ((*walked)[1].screening_id, id);
   EXPECT_EQ((*walked)[1].member, id);
-  ASSERT_THAT(client_->Command({"ZREM", redis::GlobalKey("intake", "completed"), "someone/older"}, Soon()), IsOk());
-  EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())->integer, 0);
-  EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())->is_nil());
+  ASSERT_THAT(client_->Command({"ZREM", redis::GlobalKey("intake", "completed"),
+                                "someone/older"},
+                               Soon()),
+              IsOk());
+  EXPECT_EQ(
+      client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())
+          ->integer,
+      0);
+  EXPECT_TRUE(
+      client_
+          ->Command({"ZSCORE", redis::Key("intake", owner, "open"), id}, Soon())
+          ->is_nil());
 
   // Same request id: the stored result again, without scoring again.
-  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  auto replay =
+      core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(replay, IsOk());
-  EXPECT_EQ(replay->result().SerializeAsString(), done->result().SerializeAsString());
+  EXPECT_EQ(replay->result().SerializeAsString(),
+            done->result().SerializeAsString());
   EXPECT_EQ(scoring_->calls.load(), 1);
   // Another request id: already completed.
   EXPECT_THAT(core_->CompleteScreening(Complete(s.name(), "9", "c2"), Soon()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("already completed")));
   // And answers can no longer change.
   EXPECT_THAT(Submit(*core_, Answers(done->screening(), {0}, "late"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -774,14 +913,16 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   for (int f = 0; f < 4; ++f) {
     auto plain = keys_.Open(sealed->elements[f].str, key + "#" + names[f]);
     ASSERT_THAT(plain, IsOk()) << names[f];
-    EXPECT_FALSE(keys_.Open(sealed->elements[f].str, key + "#x").ok()) << names[f] << " opens only in its place";
+    EXPECT_FALSE(keys_.Open(sealed->elements[f].str, key + "#x").ok())
+        << names[f] << " opens only in its place";
     opened.elements[f].str = *plain;
   }
   // What a completed session keeps for good is packed (common/compress):
   // the record and the answers here, the result below (not the digest:
   // ~80 B, too small to pay for it).
   for (int f : {0, 1}) {
-    EXPECT_EQ(opened.elements[f].str.substr(0, 2), std::string("\0\3", 2)) << names[f] << " packed, dictionary 3";
+    EXPECT_EQ(opened.elements[f].str.substr(0, 2), std::string("\0\3", 2))
+        << names[f] << " packed, dictionary 3";
     auto plain = compress::Unpack(opened.elements[f].str);
     ASSERT_THAT(plain, IsOk()) << names[f];
     opened.elements[f].str = *plain;
@@ -792,13 +933,18 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_TRUE(record.answers().empty()) << "answers are not stored twice";
   scoring::v1::ScoreAnswersRequest packed;
   ASSERT_TRUE(packed.ParseFromString(raw->elements[1].str));
-  EXPECT_EQ(packed.answers().answers_size(), 0) << "the answers are in the packed form";
+  EXPECT_EQ(packed.answers().answers_size(), 0)
+      << "the answers are in the packed form";
   EXPECT_EQ(packed.administered_instruments_size(), 0);
   common::v1::AnswerSet unpacked;
   std::vector<std::string> administered;
-  ASSERT_THAT(scoring::packed::Unpack(packed.packed_answers(), &unpacked, &administered), IsOk());
-  EXPECT_EQ(unpacked.answers_size(), static_cast<int>(answers_in_progress.size()));
-  EXPECT_THAT(administered, ::testing::IsSupersetOf(before->session->record.instruments()));
+  ASSERT_THAT(scoring::packed::Unpack(packed.packed_answers(), &unpacked,
+                                      &administered),
+              IsOk());
+  EXPECT_EQ(unpacked.answers_size(),
+            static_cast<int>(answers_in_progress.size()));
+  EXPECT_THAT(administered,
+              ::testing::IsSupersetOf(before->session->record.instruments()));
   EXPECT_LT(packed.packed_answers().size(), answers_in_progress.size() * 6)
       << "a few bytes per answer, not the item id and a message each";
   // The full result is packed (common/compress): under a sixth of its size
@@ -809,14 +955,18 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_LT(raw->elements[3].str.size() * 6, result_bytes->size());
   storage::v1::ResultRecord result;
   ASSERT_TRUE(result.ParseFromString(*result_bytes));
-  EXPECT_EQ(raw->elements[2].str, scoring::DigestOf(result.scoring()).SerializeAsString());
+  EXPECT_EQ(raw->elements[2].str,
+            scoring::DigestOf(result.scoring()).SerializeAsString());
 
   // Read back whole: the record has its answers again.
   auto after = store_->Get(id, "", Soon());
   ASSERT_THAT(after, IsOk());
-  ASSERT_EQ(after->session->record.answers().size(), answers_in_progress.size());
+  ASSERT_EQ(after->session->record.answers().size(),
+            answers_in_progress.size());
   for (const auto& [item, answer] : answers_in_progress) {
-    EXPECT_EQ(after->session->record.answers().at(item).SerializeAsString(), answer.SerializeAsString()) << item;
+    EXPECT_EQ(after->session->record.answers().at(item).SerializeAsString(),
+              answer.SerializeAsString())
+        << item;
   }
   auto many = store_->GetMany({id, "missing"}, Soon());
   ASSERT_THAT(many, IsOk());
@@ -836,19 +986,28 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   // Field a as a plain answer list (before the packed form): read back whole.
   scoring::v1::ScoreAnswersRequest plain;
   *plain.mutable_answers() = unpacked;
-  ASSERT_THAT(client_->Command({"HSET", key, "a", store_->SealField(id, "a", plain.SerializeAsString())}, Soon()),
-              IsOk());
+  ASSERT_THAT(
+      client_->Command({"HSET", key, "a",
+                        store_->SealField(id, "a", plain.SerializeAsString())},
+                       Soon()),
+      IsOk());
   auto from_plain = store_->Get(id, "", Soon());
   ASSERT_THAT(from_plain, IsOk());
-  ASSERT_EQ(from_plain->session->record.answers().size(), answers_in_progress.size());
+  ASSERT_EQ(from_plain->session->record.answers().size(),
+            answers_in_progress.size());
   for (const auto& [item, answer] : answers_in_progress) {
-    EXPECT_EQ(from_plain->session->record.answers().at(item).SerializeAsString(), answer.SerializeAsString())
+    EXPECT_EQ(
+        from_plain->session->record.answers().at(item).SerializeAsString(),
+        answer.SerializeAsString())
         << item;
   }
 
   storage::v1::SessionRecord old_layout = after->session->record;
   ASSERT_THAT(client_->Command({"HDEL", key, "a", "s"}, Soon()), IsOk());
-  ASSERT_THAT(client_->Command({"HSET", key, "d", store_->SealField(id, "d", old_layout.SerializeAsString())}, Soon()),
+  ASSERT_THAT(client_->Command(
+                  {"HSET", key, "d",
+                   store_->SealField(id, "d", old_layout.SerializeAsString())},
+                  Soon()),
               IsOk());
   auto legacy = store_->ReadForRescore({id}, "v2", Soon());
   ASSERT_THAT(legacy, IsOk());
@@ -891,25 +1050,32 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   auto read_unchanged = store_->ReadForRescore({id}, "v4", Soon());
   ASSERT_THAT(read_unchanged, IsOk());
   ASSERT_TRUE((*read_unchanged)[0].outcome.has_value());
-  EXPECT_EQ((*read_unchanged)[0].outcome->SerializeAsString(), unchanged.SerializeAsString());
+  EXPECT_EQ((*read_unchanged)[0].outcome->SerializeAsString(),
+            unchanged.SerializeAsString());
   auto read_changed = store_->ReadForRescore({id}, "v3", Soon());
   ASSERT_THAT(read_changed, IsOk());
   ASSERT_TRUE((*read_changed)[0].outcome.has_value());
-  EXPECT_EQ((*read_changed)[0].outcome->SerializeAsString(), changed.SerializeAsString());
+  EXPECT_EQ((*read_changed)[0].outcome->SerializeAsString(),
+            changed.SerializeAsString());
   auto stored_changed = client_->Command({"HGET", key, "o:v3"}, Soon());
   ASSERT_THAT(stored_changed, IsOk());
   auto plain_changed = store_->OpenField(id, "o:v3", stored_changed->str);
   ASSERT_THAT(plain_changed, IsOk());
-  EXPECT_EQ(plain_changed->substr(0, 2), std::string("\0\3", 2)) << "packed, dictionary 3";
-  EXPECT_LT(plain_changed->size() * 4, changed.ByteSizeLong()) << "the full result packs to under a quarter";
+  EXPECT_EQ(plain_changed->substr(0, 2), std::string("\0\3", 2))
+      << "packed, dictionary 3";
+  EXPECT_LT(plain_changed->size() * 4, changed.ByteSizeLong())
+      << "the full result packs to under a quarter";
   // A changed outcome stored unpacked (before 2026-12) reads the same.
-  ASSERT_THAT(client_->Command({"HSET", key, "o:v5", store_->SealField(id, "o:v5", changed.SerializeAsString())},
-                               Soon()),
+  ASSERT_THAT(client_->Command(
+                  {"HSET", key, "o:v5",
+                   store_->SealField(id, "o:v5", changed.SerializeAsString())},
+                  Soon()),
               IsOk());
   auto read_unpacked = store_->ReadForRescore({id}, "v5", Soon());
   ASSERT_THAT(read_unpacked, IsOk());
   ASSERT_TRUE((*read_unpacked)[0].outcome.has_value());
-  EXPECT_EQ((*read_unpacked)[0].outcome->SerializeAsString(), changed.SerializeAsString());
+  EXPECT_EQ((*read_unpacked)[0].outcome->SerializeAsString(),
+            changed.SerializeAsString());
 }
 
 // Per-user rate limits: over the limit is RESOURCE_EXHAUSTED saying when to
@@ -918,13 +1084,15 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
 TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
   struct SettableClock : Clock {
     absl::Time Now() const override { return now; }
-    absl::Time now = absl::FromUnixSeconds(1'800'000'000);  // on an hour boundary
+    absl::Time now =
+        absl::FromUnixSeconds(1'800'000'000);  // on an hour boundary
   } clock;
   IntakeConfig config;
   config.max_open_sessions = 10;
   config.start_limit_per_hour = 3;
   config.submit_limit_per_minute = 2;
-  core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_, &catalog_, &clock, config);
+  core_ = std::make_unique<IntakeCore>(store_.get(), scoring_.get(), &referral_,
+                                       &catalog_, &clock, config);
   std::vector<v1::Screening> started;
   for (int i = 0; i < 3; ++i) started.push_back(Start("rita"));
   v1::StartScreeningRequest req;
@@ -932,8 +1100,9 @@ TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
   req.set_consent_version("c1");
   clock.now += absl::Minutes(20);
   EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("try again in 2400 s")));
-  Start("sam");  // someone else: unaffected
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("try again in 2400 s")));
+  Start("sam");                    // someone else: unaffected
   clock.now += absl::Minutes(40);  // the next hour
   started.push_back(Start("rita"));
 
@@ -944,16 +1113,21 @@ TEST_F(IntakeTest, StartsAndSubmitsAreRateLimitedPerPerson) {
   ASSERT_THAT(before, IsOk());
   auto first = Submit(*core_, Answers(s, {1}, "a1"), Soon());
   ASSERT_THAT(first, IsOk());
-  auto second = Submit(*core_, Answers(first->screening(), {2}, "a2", 2), Soon());
+  auto second =
+      Submit(*core_, Answers(first->screening(), {2}, "a2", 2), Soon());
   ASSERT_THAT(second, IsOk());
-  EXPECT_THAT(Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("submit")));
+  EXPECT_THAT(
+      Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("submit")));
   auto kept = store_->Get(id, "", Soon());
   ASSERT_THAT(kept, IsOk());
-  EXPECT_EQ(kept->session->record.answers().size(), before->session->record.answers().size() + 2)
+  EXPECT_EQ(kept->session->record.answers().size(),
+            before->session->record.answers().size() + 2)
       << "what was accepted stays";
   clock.now += absl::Minutes(1);
-  EXPECT_THAT(Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()), IsOk());
+  EXPECT_THAT(
+      Submit(*core_, Answers(second->screening(), {3}, "a3", 3), Soon()),
+      IsOk());
 }
 
 TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
@@ -968,8 +1142,13 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   EXPECT_EQ(done->handoff(), v1::PENDING);
   EXPECT_EQ(done->screening().state(), v1::COMPLETED) << "the result is kept";
   const std::string id = IdOf(s);
-  EXPECT_TRUE(client_->Command({"ZSCORE", redis::Key("intake", store_->OwnerOf("alice"), "open"), id}, Soon())
-                  ->is_nil())
+  EXPECT_TRUE(
+      client_
+          ->Command(
+              {"ZSCORE", redis::Key("intake", store_->OwnerOf("alice"), "open"),
+               id},
+              Soon())
+          ->is_nil())
       << "no longer an open screening, though the hand-off waits";
 
   // Referral back: retrying the completion delivers the hand-off once.
@@ -980,18 +1159,23 @@ TEST_F(IntakeTest, Item9ShowsCrisisResourcesEvenWhenReferralIsDown) {
   EXPECT_TRUE(retry->has_crisis_resources());
   auto third = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   EXPECT_EQ(third->handoff(), v1::DELIVERED);
-  EXPECT_EQ(referral_.calls.load(), 2) << "one failed try, one delivery, no more";
+  EXPECT_EQ(referral_.calls.load(), 2)
+      << "one failed try, one delivery, no more";
 }
 
 TEST_F(IntakeTest, HungReferralDoesNotHoldTheCompletionReply) {
   referral_.hung = true;
   v1::Screening s = Start();
   std::string etag = AnswerAll(s, {{"phq9.9", "2"}});
-  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), absl::Now() + absl::Seconds(10));
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"),
+                                       absl::Now() + absl::Seconds(10));
   ASSERT_THAT(done, IsOk());
   EXPECT_TRUE(done->has_crisis_resources());
   EXPECT_EQ(done->handoff(), v1::PENDING) << "left to the outbox";
-  EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())->integer, 1);
+  EXPECT_EQ(
+      client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())
+          ->integer,
+      1);
   // The hand-off got the short inline budget, not the call's 10 s.
   EXPECT_LE(referral_.last_budget, IntakeConfig().handoff_inline_budget);
 }
@@ -1003,27 +1187,37 @@ TEST_F(IntakeTest, ThePersonNeverSeesAKetamineReviewOrClinicalDetail) {
   start.mutable_context()->set_location_state("FL");
   auto s = core_->StartScreening(start, Soon());
   ASSERT_THAT(s, IsOk());
-  std::string etag = AnswerAll(*s, {{"ctx.state", "FL"}, {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"},
-                                    {"phq9.4", "2"}, {"phq9.5", "2"}, {"ket.trials", "two_or_more"},
+  std::string etag = AnswerAll(*s, {{"ctx.state", "FL"},
+                                    {"phq9.1", "2"},
+                                    {"phq9.2", "2"},
+                                    {"phq9.3", "2"},
+                                    {"phq9.4", "2"},
+                                    {"phq9.5", "2"},
+                                    {"ket.trials", "two_or_more"},
                                     {"ket.pregnant", "no"}});
   auto done = core_->CompleteScreening(Complete(s->name(), etag, "c1"), Soon());
   ASSERT_THAT(done, IsOk());
-  ASSERT_EQ(referral_.last.result().routing().primary_route(), common::v1::KETAMINE_REVIEW)
+  ASSERT_EQ(referral_.last.result().routing().primary_route(),
+            common::v1::KETAMINE_REVIEW)
       << "the clinician side has it";
   v1::ListMyResultsRequest list;
   list.set_parent("users/ket");
   auto results = core_->ListMyResults(list, Soon());
   ASSERT_THAT(results, IsOk());
-  for (const std::string& text : {done->DebugString(), results->DebugString()}) {
+  for (const std::string& text :
+       {done->DebugString(), results->DebugString()}) {
     EXPECT_THAT(text, ::testing::Not(HasSubstr("KETAMINE"))) << text;
     EXPECT_THAT(text, ::testing::Not(HasSubstr("ket."))) << text;
     EXPECT_THAT(text, ::testing::Not(HasSubstr("ketamine"))) << text;
-    EXPECT_THAT(text, ::testing::Not(HasSubstr("DEPRESSION"))) << "no diagnosis-like labels";
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("DEPRESSION")))
+        << "no diagnosis-like labels";
     EXPECT_THAT(text, ::testing::Not(HasSubstr("rule_id")));
   }
-  EXPECT_THAT(done->route().message(), HasSubstr("under review by a physician"));
+  EXPECT_THAT(done->route().message(),
+              HasSubstr("under review by a physician"));
   EXPECT_EQ(done->result().scoring().scores(0).instrument_id(), "phq9");
-  EXPECT_EQ(done->result().scoring().scores(0).total(), 10) << "their own scores are theirs to see";
+  EXPECT_EQ(done->result().scoring().scores(0).total(), 10)
+      << "their own scores are theirs to see";
 }
 
 TEST_F(IntakeTest, ScoringDownLosesNothing) {
@@ -1046,23 +1240,27 @@ TEST_F(IntakeTest, ScoringDownLosesNothing) {
 // UNAVAILABLE at once, storing nothing.
 TEST_F(IntakeTest, TheUsualPageHoldsNoThreadAndWhatMustBlockGoesToThePool) {
   server::WorkerPool refusing(1, /*max_queued=*/0);  // every Schedule fails
-  auto submit_with = [&](IntakeCore& core, server::WorkerPool* pool, const v1::SubmitAnswersRequest& req) {
+  auto submit_with = [&](IntakeCore& core, server::WorkerPool* pool,
+                         const v1::SubmitAnswersRequest& req) {
     return aqueduct::testing::SubmitAndWait(core, req, Soon(), pool);
   };
   v1::Screening s = Start();  // cached as started
   auto first = submit_with(*core_, &refusing, Answers(s, {1}, "p1"));
   ASSERT_THAT(first, IsOk()) << "a cached session's page needs no pool thread";
-  auto second = submit_with(*core_, &refusing, Answers(first->screening(), {2}, "p2", 2));
+  auto second =
+      submit_with(*core_, &refusing, Answers(first->screening(), {2}, "p2", 2));
   ASSERT_THAT(second, IsOk());
 
   auto cold = Replica(NoCache());
-  EXPECT_THAT(submit_with(*cold, &refusing, Answers(second->screening(), {3}, "p3", 3)),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("overloaded")));
+  EXPECT_THAT(
+      submit_with(*cold, &refusing, Answers(second->screening(), {3}, "p3", 3)),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("overloaded")));
   const std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 3) << "the refused page stored nothing";
-  auto third = submit_with(*cold, &pool_, Answers(second->screening(), {3}, "p3", 3));
+  auto third =
+      submit_with(*cold, &pool_, Answers(second->screening(), {3}, "p3", 3));
   ASSERT_THAT(third, IsOk()) << "read from Redis on a pool thread";
   EXPECT_EQ(third->screening().etag(), "4");
 }
@@ -1071,14 +1269,17 @@ TEST_F(IntakeTest, TheUsualPageHoldsNoThreadAndWhatMustBlockGoesToThePool) {
 // the command timeout (500 ms here), not the caller's whole deadline. The
 // app retries the same request once Redis is back, and the page is stored
 // exactly once, whether or not the first write reached Redis.
-TEST_F(IntakeTest, AHungRedisMidWriteIsUnavailableAndTheRetryStoresThePageOnce) {
+TEST_F(IntakeTest,
+       AHungRedisMidWriteIsUnavailableAndTheRetryStoresThePageOnce) {
   v1::Screening s = Start();
   redis().Pause();
   const absl::Time start = absl::Now();
-  auto hung = Submit(*core_, Answers(s, {2}, "r1"), absl::Now() + absl::Seconds(8));
+  auto hung =
+      Submit(*core_, Answers(s, {2}, "r1"), absl::Now() + absl::Seconds(8));
   const absl::Duration took = absl::Now() - start;
   redis().Resume();
-  EXPECT_THAT(hung, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("did not answer")));
+  EXPECT_THAT(hung, StatusIs(absl::StatusCode::kUnavailable,
+                             HasSubstr("did not answer")));
   EXPECT_LT(took, absl::Seconds(4));
   auto retried = Submit(*core_, Answers(s, {2}, "r1"), Soon());
   ASSERT_THAT(retried, IsOk());
@@ -1095,7 +1296,8 @@ TEST_F(IntakeTest, RedisDownIsUnavailableAndRecovers) {
   ASSERT_THAT(redis().Stop(), IsOk());
   v1::GetScreeningRequest get;
   get.set_name(s.name());
-  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(core_->GetScreening(get, Soon()),
+              StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(Submit(*core_, Answers(s, {1}, "r1"), Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
@@ -1106,16 +1308,18 @@ TEST_F(IntakeTest, RedisDownIsUnavailableAndRecovers) {
 
 TEST_F(IntakeTest, NotReadyWithoutCatalog) {
   CatalogHolder empty;
-  IntakeCore core(store_.get(), scoring_.get(), &referral_, &empty, &RealClock(), IntakeConfig());
+  IntakeCore core(store_.get(), scoring_.get(), &referral_, &empty,
+                  &RealClock(), IntakeConfig());
   v1::StartScreeningRequest req;
   req.set_parent("users/alice");
   req.set_consent_version("c1");
   EXPECT_THAT(core.StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("catalog not loaded")));
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("catalog not loaded")));
 }
 
-
-// ---- Issue 4: the session lifecycle ------------------------------------------
+// ---- Issue 4: the session lifecycle
+// ------------------------------------------
 
 TEST_F(IntakeTest, OpenSessionLimitPerUser) {
   IntakeConfig config;
@@ -1127,22 +1331,28 @@ TEST_F(IntakeTest, OpenSessionLimitPerUser) {
   third.set_parent("users/lim");
   third.set_consent_version("c1");
   EXPECT_THAT(core_->StartScreening(third, Soon()),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("open screenings")));
-  EXPECT_THAT(core_->StartScreening([] {
-                v1::StartScreeningRequest r;
-                r.set_parent("users/other");
-                r.set_consent_version("c1");
-                return r;
-              }(), Soon()),
-              IsOk()) << "the limit is per user";
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("open screenings")));
+  EXPECT_THAT(core_->StartScreening(
+                  [] {
+                    v1::StartScreeningRequest r;
+                    r.set_parent("users/other");
+                    r.set_consent_version("c1");
+                    return r;
+                  }(),
+                  Soon()),
+              IsOk())
+      << "the limit is per user";
   // Abandoning one frees a slot; completing one does too.
   v1::AbandonScreeningRequest abandon;
   abandon.set_name(a.name());
   ASSERT_THAT(core_->AbandonScreening(abandon, Soon()), IsOk());
   EXPECT_THAT(core_->StartScreening(third, Soon()), IsOk());
-  EXPECT_THAT(core_->StartScreening(third, Soon()), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(core_->StartScreening(third, Soon()),
+              StatusIs(absl::StatusCode::kResourceExhausted));
   std::string etag = AnswerAll(b, {});
-  ASSERT_THAT(core_->CompleteScreening(Complete(b.name(), etag, "c1"), Soon()), IsOk());
+  ASSERT_THAT(core_->CompleteScreening(Complete(b.name(), etag, "c1"), Soon()),
+              IsOk());
   EXPECT_THAT(core_->StartScreening(third, Soon()), IsOk());
 }
 
@@ -1160,18 +1370,22 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_TRUE(stored->session->record.answers().empty());
-  EXPECT_THAT(core_->AbandonScreening(req, Soon()), IsOk()) << "abandoning again is the same";
+  EXPECT_THAT(core_->AbandonScreening(req, Soon()), IsOk())
+      << "abandoning again is the same";
   v1::GetNextItemsRequest next;
   next.set_name(s.name());
-  EXPECT_THAT(core_->GetNextItems(next, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(core_->GetNextItems(next, Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(Submit(*core_, Answers(*abandoned, {1}, "r2"), Soon()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // A completed screening cannot be abandoned.
   v1::Screening c = Start();
   std::string etag = AnswerAll(c, {});
-  ASSERT_THAT(core_->CompleteScreening(Complete(c.name(), etag, "c1"), Soon()), IsOk());
+  ASSERT_THAT(core_->CompleteScreening(Complete(c.name(), etag, "c1"), Soon()),
+              IsOk());
   req.set_name(c.name());
-  EXPECT_THAT(core_->AbandonScreening(req, Soon()), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(core_->AbandonScreening(req, Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 // Each page moves the screening's open-slot expiry (the user's open zset)
@@ -1179,7 +1393,8 @@ TEST_F(IntakeTest, AbandonAndDeleteAnswers) {
 TEST_F(IntakeTest, EachPageMovesTheOpenSlotExpiry) {
   v1::Screening s = Start();
   const std::string id = IdOf(s);
-  const std::string open = redis::Key("intake", store_->OwnerOf("alice"), "open");
+  const std::string open =
+      redis::Key("intake", store_->OwnerOf("alice"), "open");
   auto before = client_->Command({"ZSCORE", open, id}, Soon());
   ASSERT_THAT(before, IsOk());
   ASSERT_FALSE(before->is_nil());
@@ -1193,7 +1408,9 @@ TEST_F(IntakeTest, EachPageMovesTheOpenSlotExpiry) {
   ASSERT_TRUE(absl::SimpleAtoi(before->str, &before_ms));
   ASSERT_TRUE(absl::SimpleAtoi(after->str, &after_ms));
   EXPECT_GT(after_ms, before_ms);
-  EXPECT_EQ(after_ms, stored->session->record.update_time_ms() + absl::ToInt64Milliseconds(IntakeConfig().session_ttl));
+  EXPECT_EQ(after_ms,
+            stored->session->record.update_time_ms() +
+                absl::ToInt64Milliseconds(IntakeConfig().session_ttl));
 }
 
 TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
@@ -1206,14 +1423,17 @@ TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
   ASSERT_THAT(a, IsOk());
   absl::SleepFor(absl::Milliseconds(700));
   // Activity refreshes the expiry...
-  ASSERT_THAT(Submit(*core_, Answers(a->screening(), {2}, "r2"), Soon()), IsOk());
+  ASSERT_THAT(Submit(*core_, Answers(a->screening(), {2}, "r2"), Soon()),
+              IsOk());
   absl::SleepFor(absl::Milliseconds(700));
   v1::GetScreeningRequest get;
   get.set_name(s.name());
-  EXPECT_THAT(core_->GetScreening(get, Soon()), IsOk()) << "1.4 s after start, 0.7 s idle";
+  EXPECT_THAT(core_->GetScreening(get, Soon()), IsOk())
+      << "1.4 s after start, 0.7 s idle";
   // ...idleness ends it.
   absl::SleepFor(absl::Milliseconds(1300));
-  EXPECT_THAT(core_->GetScreening(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_->GetScreening(get, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(Submit(*core_, Answers(a->screening(), {0}, "r3"), Soon()),
               StatusIs(absl::StatusCode::kNotFound));
 }
@@ -1221,13 +1441,15 @@ TEST_F(IntakeTest, IdleScreeningExpiresToNotFound) {
 TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
   v1::Screening s = Start();
   const int kClients = 8;
-  std::vector<absl::StatusOr<v1::SubmitAnswersResponse>> results(kClients, absl::UnknownError("unset"));
+  std::vector<absl::StatusOr<v1::SubmitAnswersResponse>> results(
+      kClients, absl::UnknownError("unset"));
   std::vector<std::thread> threads;
   absl::Notification go;
   for (int i = 0; i < kClients; ++i) {
     threads.emplace_back([&, i] {
       go.WaitForNotification();
-      results[i] = Submit(*core_, Answers(s, {i % 4}, "device-" + std::to_string(i)), Soon());
+      results[i] = Submit(
+          *core_, Answers(s, {i % 4}, "device-" + std::to_string(i)), Soon());
     });
   }
   go.Notify();
@@ -1238,7 +1460,8 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
       EXPECT_EQ(won, -1) << "two writers won";
       won = i;
     } else {
-      EXPECT_THAT(results[i], StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"2\"")));
+      EXPECT_THAT(results[i], StatusIs(absl::StatusCode::kAborted,
+                                       HasSubstr("current etag \"2\"")));
       ++aborted;
     }
   }
@@ -1249,7 +1472,8 @@ TEST_F(IntakeTest, ConcurrentSubmitsOnOneVersionExactlyOneWins) {
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->session->version, 2);
-  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), won % 4);
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(),
+            won % 4);
 }
 
 // Four devices complete one screening at once, each through its own
@@ -1261,15 +1485,17 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
   const std::string etag = AnswerAll(s, {{"phq9.1", "2"}, {"phq9.2", "2"}});
   std::vector<std::unique_ptr<IntakeCore>> others;
   for (int i = 0; i < 3; ++i) others.push_back(Replica());
-  std::vector<IntakeCore*> replicas = {core_.get(), others[0].get(), others[1].get(), others[2].get()};
-  std::vector<absl::StatusOr<v1::CompleteScreeningResponse>> results(replicas.size(),
-                                                                     absl::UnknownError("unset"));
+  std::vector<IntakeCore*> replicas = {core_.get(), others[0].get(),
+                                       others[1].get(), others[2].get()};
+  std::vector<absl::StatusOr<v1::CompleteScreeningResponse>> results(
+      replicas.size(), absl::UnknownError("unset"));
   std::vector<std::thread> threads;
   absl::Notification go;
   for (size_t i = 0; i < replicas.size(); ++i) {
     threads.emplace_back([&, i] {
       go.WaitForNotification();
-      results[i] = replicas[i]->CompleteScreening(Complete(s.name(), etag, absl::StrCat("device-", i)), Soon());
+      results[i] = replicas[i]->CompleteScreening(
+          Complete(s.name(), etag, absl::StrCat("device-", i)), Soon());
     });
   }
   go.Notify();
@@ -1282,7 +1508,8 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
       EXPECT_EQ(results[i]->handoff(), v1::DELIVERED);
     } else {
       EXPECT_THAT(results[i].status().code(),
-                  ::testing::AnyOf(absl::StatusCode::kAborted, absl::StatusCode::kFailedPrecondition))
+                  ::testing::AnyOf(absl::StatusCode::kAborted,
+                                   absl::StatusCode::kFailedPrecondition))
           << results[i].status();
     }
   }
@@ -1292,17 +1519,28 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
   ASSERT_THAT(stored, IsOk());
   ASSERT_TRUE(stored->session.has_value());
   EXPECT_EQ(stored->session->record.state(), v1::COMPLETED);
-  EXPECT_EQ(stored->session->record.complete_request_id(), absl::StrCat("device-", won));
+  EXPECT_EQ(stored->session->record.complete_request_id(),
+            absl::StrCat("device-", won));
   EXPECT_EQ(stored->session->record.handoff(), v1::DELIVERED);
   const std::string owner = store_->OwnerOf("alice");
-  EXPECT_EQ(client_->Command({"ZCARD", redis::Key("intake", owner, "results")}, Soon())->integer, 1);
-  EXPECT_EQ(client_->Command({"ZCARD", redis::Key("intake", owner, "open")}, Soon())->integer, 0);
+  EXPECT_EQ(
+      client_
+          ->Command({"ZCARD", redis::Key("intake", owner, "results")}, Soon())
+          ->integer,
+      1);
+  EXPECT_EQ(
+      client_->Command({"ZCARD", redis::Key("intake", owner, "open")}, Soon())
+          ->integer,
+      0);
   // A loser's indexes, sent ahead of its refused write, may land after the
   // winner's hand-off took the screening out of the outbox: the worker
   // then finds it delivered and drops the entry without calling referral.
   const std::string outbox = redis::GlobalKey("intake", "outbox");
   if (client_->Command({"ZCARD", outbox}, Soon())->integer > 0) {
-    ASSERT_THAT(client_->Command({"ZADD", outbox, "XX", "0", absl::StrCat(owner, "/", IdOf(s))}, Soon()), IsOk());
+    ASSERT_THAT(client_->Command({"ZADD", outbox, "XX", "0",
+                                  absl::StrCat(owner, "/", IdOf(s))},
+                                 Soon()),
+                IsOk());
     auto delivered = core_->DeliverPendingHandoffs(10, Soon());
     ASSERT_THAT(delivered, IsOk());
     EXPECT_EQ(*delivered, 0);
@@ -1311,7 +1549,10 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
   EXPECT_EQ(referral_.calls.load(), 1);
   // ... and its index time, a few ms off, does not make the screening its
   // own previous one.
-  ASSERT_THAT(client_->Command({"ZADD", redis::Key("intake", owner, "results"), "1", IdOf(s)}, Soon()), IsOk())
+  ASSERT_THAT(client_->Command({"ZADD", redis::Key("intake", owner, "results"),
+                                "1", IdOf(s)},
+                               Soon()),
+              IsOk())
       << "as if a losing attempt had indexed it earlier than the winner's time";
   v1::GetMyResultRequest get;
   get.set_name(s.name());
@@ -1321,8 +1562,11 @@ TEST_F(IntakeTest, ConcurrentCompletionsExactlyOneIsCommittedAndHandedOff) {
   // A loser's retry with its own request id: already completed, as for anyone.
   for (size_t i = 0; i < replicas.size(); ++i) {
     if (static_cast<int>(i) == won) continue;
-    EXPECT_THAT(replicas[i]->CompleteScreening(Complete(s.name(), etag, absl::StrCat("device-", i)), Soon()),
-                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already completed")));
+    EXPECT_THAT(
+        replicas[i]->CompleteScreening(
+            Complete(s.name(), etag, absl::StrCat("device-", i)), Soon()),
+        StatusIs(absl::StatusCode::kFailedPrecondition,
+                 HasSubstr("already completed")));
   }
 }
 
@@ -1333,17 +1577,23 @@ TEST_F(IntakeTest, ResultPagesFollowTheIndexWhereItsTimeDiffersFromTheRecord) {
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
     v1::Screening s = Start("pat");
-    ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), AnswerAll(s, {}), "c"), Soon()), IsOk());
+    ASSERT_THAT(core_->CompleteScreening(
+                    Complete(s.name(), AnswerAll(s, {}), "c"), Soon()),
+                IsOk());
     ids.push_back(IdOf(s));
     absl::SleepFor(absl::Milliseconds(5));
   }
   // The middle one's index entry moves past the newest one's time.
-  const std::string results = redis::Key("intake", store_->OwnerOf("pat"), "results");
+  const std::string results =
+      redis::Key("intake", store_->OwnerOf("pat"), "results");
   auto newest = client_->Command({"ZSCORE", results, ids[2]}, Soon());
   ASSERT_THAT(newest, IsOk());
   int64_t newest_ms = 0;
   ASSERT_TRUE(absl::SimpleAtoi(newest->str, &newest_ms));
-  ASSERT_THAT(client_->Command({"ZADD", results, "XX", absl::StrCat(newest_ms + 1000), ids[1]}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"ZADD", results, "XX",
+                                absl::StrCat(newest_ms + 1000), ids[1]},
+                               Soon()),
+              IsOk());
   std::vector<std::string> listed;
   v1::ListMyResultsRequest list;
   list.set_parent("users/pat");
@@ -1351,7 +1601,8 @@ TEST_F(IntakeTest, ResultPagesFollowTheIndexWhereItsTimeDiffersFromTheRecord) {
   for (int page = 0; page < 5; ++page) {
     auto got = core_->ListMyResults(list, Soon());
     ASSERT_THAT(got, IsOk());
-    for (const auto& r : got->results()) listed.push_back(r.name().substr(r.name().rfind('/') + 1));
+    for (const auto& r : got->results())
+      listed.push_back(r.name().substr(r.name().rfind('/') + 1));
     if (got->next_page_token().empty()) break;
     list.set_page_token(got->next_page_token());
   }
@@ -1363,20 +1614,24 @@ TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {
   auto first = Submit(*core_, Answers(s, {2}, "once"), Soon());
   ASSERT_THAT(first, IsOk());
   std::string etag = AnswerAll(s, {{"phq9.1", "2"}});
-  ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()), IsOk());
+  ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon()),
+              IsOk());
   v1::GetScreeningRequest get;
   get.set_name(s.name());
   const std::string etag_after = core_->GetScreening(get, Soon())->etag();
   // A page's late retry after completion: the pages' request tags are not
   // kept for good, so it is refused like any page of a completed screening,
   // and changes nothing.
-  EXPECT_THAT(Submit(*core_, Answers(s, {2}, "once"), Soon()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("COMPLETED")));
+  EXPECT_THAT(
+      Submit(*core_, Answers(s, {2}, "once"), Soon()),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("COMPLETED")));
   EXPECT_EQ(referral_.calls.load(), 1);
-  EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), etag_after) << "nothing written";
+  EXPECT_EQ(core_->GetScreening(get, Soon())->etag(), etag_after)
+      << "nothing written";
   const std::string key = redis::Key("intake", IdOf(s), "session");
   // At most the completion's own tag, moved there by the hand-off's write.
-  EXPECT_LE(client_->Command({"HSTRLEN", key, "h"}, Soon())->integer, 8) << "no page tags kept";
+  EXPECT_LE(client_->Command({"HSTRLEN", key, "h"}, Soon())->integer, 8)
+      << "no page tags kept";
   // The completion's own retry still gets its reply.
   auto again = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(again, IsOk());
@@ -1399,24 +1654,29 @@ TEST_F(IntakeTest, RetryOfAnEarlierPageChangesNothing) {
   auto late = Submit(*core_, Answers(s, {1}, "page-1"), Soon());
   ASSERT_THAT(late, IsOk());
   EXPECT_EQ(late->screening().etag(), second->screening().etag());
-  EXPECT_EQ(late->next().SerializeAsString(), second->next().SerializeAsString());
+  EXPECT_EQ(late->next().SerializeAsString(),
+            second->next().SerializeAsString());
   std::string id = IdOf(s);
   auto stored = store_->Get(id, "", Soon());
   ASSERT_THAT(stored, IsOk());
-  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 3) << "the later answer stands";
+  EXPECT_EQ(stored->session->record.answers().at("phq9.1").option_value(), 3)
+      << "the later answer stands";
   EXPECT_EQ(stored->session->version, 3);
 
   auto again = Submit(*core_, second_req, Soon());
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->SerializeAsString(), second->SerializeAsString());
   // A new request id with the old etag is a stale write, not a retry.
-  EXPECT_THAT(Submit(*core_, Answers(s, {2}, "page-1b"), Soon()),
-              StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
+  EXPECT_THAT(
+      Submit(*core_, Answers(s, {2}, "page-1b"), Soon()),
+      StatusIs(absl::StatusCode::kAborted, HasSubstr("current etag \"3\"")));
 }
 
 TEST_F(IntakeTest, AnswersToItemsNotOfferedAreRejected) {
   v1::Screening s = Start();
-  ASSERT_THAT(Submit(*core_, Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon()), IsOk());
+  ASSERT_THAT(
+      Submit(*core_, Answers(s, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon()),
+      IsOk());
   auto asq = Answers(s, {}, "r2");
   asq.set_etag("2");
   auto* a = asq.add_answers();
@@ -1424,21 +1684,28 @@ TEST_F(IntakeTest, AnswersToItemsNotOfferedAreRejected) {
   a->set_option_value(0);
   EXPECT_THAT(Submit(*core_, asq, Soon()),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       ::testing::AllOf(HasSubstr("answers[0].item_id"), HasSubstr("not offered"))));
+                       ::testing::AllOf(HasSubstr("answers[0].item_id"),
+                                        HasSubstr("not offered"))));
   a->set_item_id("ket.trials");
   EXPECT_THAT(Submit(*core_, asq, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"ket.trials\" is not offered")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"ket.trials\" is not offered")));
 }
 
 TEST_F(IntakeTest, CrisisResourcesTheMomentItem9IsAnswered) {
   v1::Screening s = Start();
-  auto low = Submit(*core_, Answers(s, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
+  auto low =
+      Submit(*core_, Answers(s, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, "r1"), Soon());
   ASSERT_THAT(low, IsOk());
   EXPECT_FALSE(low->next().has_crisis_resources());
-  auto risk = Submit(*core_, Answers(low->screening(), {1, 1, 0, 0, 0, 0, 0, 0, 1, 0}, "r2"), Soon());
+  auto risk = Submit(
+      *core_, Answers(low->screening(), {1, 1, 0, 0, 0, 0, 0, 0, 1, 0}, "r2"),
+      Soon());
   ASSERT_THAT(risk, IsOk());
-  ASSERT_TRUE(risk->next().has_crisis_resources()) << "before completion, before the ASQ";
-  EXPECT_THAT(risk->next().crisis_resources().contacts(0).how(), HasSubstr("988"));
+  ASSERT_TRUE(risk->next().has_crisis_resources())
+      << "before completion, before the ASQ";
+  EXPECT_THAT(risk->next().crisis_resources().contacts(0).how(),
+              HasSubstr("988"));
   // Even with scoring down: the check is local.
   scoring_->down = true;
   v1::GetNextItemsRequest next;
@@ -1466,13 +1733,15 @@ TEST_F(IntakeTest, StartContextPrefillsContextItems) {
   for (const auto& i : items->items()) ids.push_back(i.item().id());
   EXPECT_THAT(ids, ::testing::ElementsAre("ctx.age", "ctx.sex"));
   req.mutable_context()->set_role("astronaut");
-  EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.role")));
+  EXPECT_THAT(
+      core_->StartScreening(req, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.role")));
   req.mutable_context()->set_role("other");
   req.mutable_context()->set_works(false);
   req.mutable_context()->set_works_with_clients(true);
   EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.works_with_clients")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("context.works_with_clients")));
   // Age and sex too: then the context asks nothing more.
   req.mutable_context()->clear_works_with_clients();
   req.mutable_context()->set_age(40);
@@ -1487,11 +1756,13 @@ TEST_F(IntakeTest, StartContextPrefillsContextItems) {
   EXPECT_EQ(items->items(0).instrument_id(), "phq9");
   req.mutable_context()->set_age(7);
   EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.age: 7 is outside 12..120")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("context.age: 7 is outside 12..120")));
   req.mutable_context()->set_age(40);
   req.mutable_context()->set_sex("robot");
-  EXPECT_THAT(core_->StartScreening(req, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
+  EXPECT_THAT(
+      core_->StartScreening(req, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
 }
 
 TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {
@@ -1510,31 +1781,45 @@ TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {
   ASSERT_THAT(attempt, IsOk());
   EXPECT_EQ(*attempt, 0) << "referral still down";
   referral_.down = false;
-  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "not due again yet";
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0)
+      << "not due again yet";
   absl::SleepFor(absl::Milliseconds(80));
   EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 1);
   absl::SleepFor(absl::Milliseconds(80));
-  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "delivered once, then gone";
-  EXPECT_EQ(referral_.calls.load(), 3) << "inline try, worker retry while down, delivery";
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0)
+      << "delivered once, then gone";
+  EXPECT_EQ(referral_.calls.load(), 3)
+      << "inline try, worker retry while down, delivery";
   EXPECT_EQ(referral_.last.screening(), s.name());
-  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  auto replay =
+      core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(replay, IsOk());
   EXPECT_EQ(replay->handoff(), v1::DELIVERED);
-  EXPECT_EQ(referral_.calls.load(), 3) << "a delivered hand-off is not sent again";
+  EXPECT_EQ(referral_.calls.load(), 3)
+      << "a delivered hand-off is not sent again";
 }
 
 TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
-  const std::vector<std::vector<std::pair<std::string, std::string>>> screenings = {
-      {{"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}, {"phq9.4", "3"}, {"phq9.5", "3"}},  // 15
-      {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}},                  // 8
-      {{"phq9.1", "1"}, {"phq9.2", "1"}, {"phq9.3", "1"}},                                   // 3
-  };
+  const std::vector<std::vector<std::pair<std::string, std::string>>>
+      screenings = {
+          {{"phq9.1", "3"},
+           {"phq9.2", "3"},
+           {"phq9.3", "3"},
+           {"phq9.4", "3"},
+           {"phq9.5", "3"}},  // 15
+          {{"phq9.1", "2"},
+           {"phq9.2", "2"},
+           {"phq9.3", "2"},
+           {"phq9.4", "2"}},                                    // 8
+          {{"phq9.1", "1"}, {"phq9.2", "1"}, {"phq9.3", "1"}},  // 3
+      };
   std::vector<std::string> names;
   for (const auto& answers : screenings) {
     v1::Screening s = Start("hist");
     tools::Overrides o(answers.begin(), answers.end());
     std::string etag = AnswerAll(s, o);
-    ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c"), Soon()), IsOk());
+    ASSERT_THAT(core_->CompleteScreening(Complete(s.name(), etag, "c"), Soon()),
+                IsOk());
     names.push_back(s.name());
     absl::SleepFor(absl::Milliseconds(3));
   }
@@ -1581,12 +1866,16 @@ TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
   auto one = core_->GetMyResult(get, Soon());
   ASSERT_THAT(one, IsOk());
   EXPECT_EQ(one->trend().phq9_change(), -7);
-  get.set_name("users/mallory" + names[1].substr(names[1].find("/screenings/")));
-  EXPECT_THAT(core_->GetMyResult(get, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  get.set_name("users/mallory" +
+               names[1].substr(names[1].find("/screenings/")));
+  EXPECT_THAT(core_->GetMyResult(get, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
   v1::ListMyResultsRequest bad;
   bad.set_parent("users/hist");
   bad.set_page_token("zz!");
-  EXPECT_THAT(core_->ListMyResults(bad, Soon()), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+  EXPECT_THAT(
+      core_->ListMyResults(bad, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
 // Each adaptive branch of the flow, decided by the catalog's data.
@@ -1596,7 +1885,8 @@ struct Branch {
   const char* instrument;
   bool asked;
 };
-class FlowBranchTest : public IntakeTest, public ::testing::WithParamInterface<Branch> {};
+class FlowBranchTest : public IntakeTest,
+                       public ::testing::WithParamInterface<Branch> {};
 
 TEST_P(FlowBranchTest, InstrumentAskedOnlyWhenItsConditionHolds) {
   v1::StartScreeningRequest req;
@@ -1618,10 +1908,14 @@ TEST_P(FlowBranchTest, InstrumentAskedOnlyWhenItsConditionHolds) {
   EXPECT_EQ(asked, GetParam().asked);
 }
 
-const std::vector<std::pair<std::string, std::string>> kTen = {
-    {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}, {"phq9.5", "2"}};
-std::vector<std::pair<std::string, std::string>> With(std::vector<std::pair<std::string, std::string>> base,
-                                                      std::vector<std::pair<std::string, std::string>> more) {
+const std::vector<std::pair<std::string, std::string>> kTen = {{"phq9.1", "2"},
+                                                               {"phq9.2", "2"},
+                                                               {"phq9.3", "2"},
+                                                               {"phq9.4", "2"},
+                                                               {"phq9.5", "2"}};
+std::vector<std::pair<std::string, std::string>> With(
+    std::vector<std::pair<std::string, std::string>> base,
+    std::vector<std::pair<std::string, std::string>> more) {
   base.insert(base.end(), more.begin(), more.end());
   return base;
 }
@@ -1631,16 +1925,36 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Branch{"item9_zero_no_asq", {{"phq9.9", "0"}}, "asq", false},
         Branch{"item9_above_zero_asq", {{"phq9.9", "1"}}, "asq", true},
-        Branch{"phq9_9_no_ketamine", {{"ctx.state", "FL"}, {"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}}, "ket", false},
-        Branch{"phq9_10_ketamine", With(kTen, {{"ctx.state", "FL"}}), "ket", true},
-        Branch{"state_not_covered", With(kTen, {{"ctx.state", "NY"}}), "ket", false},
-        Branch{"state_covered_nj", With(kTen, {{"ctx.state", "NJ"}}), "ket", true},
-        Branch{"age_17", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "17"}}), "ket", false},
-        Branch{"age_18", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "18"}}), "ket", true},
-        Branch{"not_working_no_work_cbi", {{"ctx.works", "no"}}, "cbi_work", false},
+        Branch{"phq9_9_no_ketamine",
+               {{"ctx.state", "FL"},
+                {"phq9.1", "3"},
+                {"phq9.2", "3"},
+                {"phq9.3", "3"}},
+               "ket",
+               false},
+        Branch{"phq9_10_ketamine", With(kTen, {{"ctx.state", "FL"}}), "ket",
+               true},
+        Branch{"state_not_covered", With(kTen, {{"ctx.state", "NY"}}), "ket",
+               false},
+        Branch{"state_covered_nj", With(kTen, {{"ctx.state", "NJ"}}), "ket",
+               true},
+        Branch{"age_17", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "17"}}),
+               "ket", false},
+        Branch{"age_18", With(kTen, {{"ctx.state", "FL"}, {"ctx.age", "18"}}),
+               "ket", true},
+        Branch{"not_working_no_work_cbi",
+               {{"ctx.works", "no"}},
+               "cbi_work",
+               false},
         Branch{"working_work_cbi", {{"ctx.works", "yes"}}, "cbi_work", true},
-        Branch{"no_clients_no_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "no"}}, "cbi_client", false},
-        Branch{"clients_client_cbi", {{"ctx.works", "yes"}, {"ctx.works_with_clients", "yes"}}, "cbi_client", true}),
+        Branch{"no_clients_no_client_cbi",
+               {{"ctx.works", "yes"}, {"ctx.works_with_clients", "no"}},
+               "cbi_client",
+               false},
+        Branch{"clients_client_cbi",
+               {{"ctx.works", "yes"}, {"ctx.works_with_clients", "yes"}},
+               "cbi_client",
+               true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
@@ -1653,7 +1967,8 @@ namespace {
 
 class EarlyRiskTest : public IntakeTest {
  protected:
-  v1::SubmitAnswersResponse Page(const v1::Screening& s, const tools::Overrides& overrides,
+  v1::SubmitAnswersResponse Page(const v1::Screening& s,
+                                 const tools::Overrides& overrides,
                                  const std::string& rid) {
     auto done = AnswerNextPage(s, overrides, rid);
     EXPECT_TRUE(done.has_value());
@@ -1666,7 +1981,8 @@ class EarlyRiskTest : public IntakeTest {
       next_req.set_name(s.name());
       auto next = core_->GetNextItems(next_req, Soon());
       ASSERT_THAT(next, IsOk());
-      if (!next->items().empty() && next->items(0).instrument_id() == "phq9") return;
+      if (!next->items().empty() && next->items(0).instrument_id() == "phq9")
+        return;
       EXPECT_FALSE(next->has_crisis_resources());
       Page(s, {}, "ctx-" + std::to_string(page));
     }
@@ -1679,7 +1995,8 @@ class EarlyRiskTest : public IntakeTest {
   }
   // The session hash's remaining time to live, ms (-1: none).
   int64_t Ttl(const v1::Screening& s) {
-    auto r = client_->Command({"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
+    auto r = client_->Command(
+        {"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
     EXPECT_THAT(r, IsOk());
     return r.ok() ? r->integer : -2;
   }
@@ -1691,41 +2008,50 @@ TEST_F(EarlyRiskTest, TheAsqIsTheVeryNextPageAfterARiskAnswer) {
     v1::Screening s = Start(item9 == "1" ? "bob" : "carol");
     ToPhq9(s);
     auto phq9 = Page(s, {{"phq9.9", item9}}, "p2");
-    EXPECT_THAT(Ids(phq9.next()), ::testing::ElementsAre("asq.1", "asq.2", "asq.3", "asq.4"))
+    EXPECT_THAT(Ids(phq9.next()),
+                ::testing::ElementsAre("asq.1", "asq.2", "asq.3", "asq.4"))
         << "before GAD-7, CBI, AUDIT-C";
     ASSERT_TRUE(phq9.next().has_crisis_resources()) << "988 at once";
-    EXPECT_THAT(phq9.next().crisis_resources().contacts(0).how(), HasSubstr("988"));
+    EXPECT_THAT(phq9.next().crisis_resources().contacts(0).how(),
+                HasSubstr("988"));
     auto asq = Page(s, {{"phq9.9", item9}}, "p3");
-    EXPECT_THAT(Ids(asq.next()), ::testing::Contains("gad7.1")) << "then the rest, in order";
-    EXPECT_TRUE(asq.next().has_crisis_resources()) << "crisis resources stay on every reply";
+    EXPECT_THAT(Ids(asq.next()), ::testing::Contains("gad7.1"))
+        << "then the rest, in order";
+    EXPECT_TRUE(asq.next().has_crisis_resources())
+        << "crisis resources stay on every reply";
   }
 }
 
 TEST_F(EarlyRiskTest, AnAcutePositiveAsksNothingMoreAndOffersToFinish) {
   // PHQ-9 at 12 in FL: without the acute answer the ketamine pre-screen
   // would follow.
-  tools::Overrides o = {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"},
-                        {"phq9.5", "2"}, {"phq9.9", "2"}, {"asq.1", "yes"}, {"asq.5", "yes"}};
+  tools::Overrides o = {{"phq9.1", "2"},  {"phq9.2", "2"}, {"phq9.3", "2"},
+                        {"phq9.4", "2"},  {"phq9.5", "2"}, {"phq9.9", "2"},
+                        {"asq.1", "yes"}, {"asq.5", "yes"}};
   v1::Screening s = Start();
   ToPhq9(s);
   Page(s, o, "p2");
   auto q14 = Page(s, o, "p3");
   EXPECT_THAT(Ids(q14.next()), ::testing::ElementsAre("asq.5"));
   auto q5 = Page(s, o, "p4");
-  EXPECT_TRUE(q5.next().items().empty()) << "no further module, no ketamine pre-screen";
+  EXPECT_TRUE(q5.next().items().empty())
+      << "no further module, no ketamine pre-screen";
   EXPECT_TRUE(q5.next().ready_to_complete());
   EXPECT_TRUE(q5.next().has_crisis_resources());
-  auto done = core_->CompleteScreening(Complete(s.name(), q5.screening().etag(), "c1"), Soon());
+  auto done = core_->CompleteScreening(
+      Complete(s.name(), q5.screening().etag(), "c1"), Soon());
   ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->route().route(), common::v1::CRISIS_ACUTE);
   EXPECT_TRUE(done->has_crisis_resources());
   for (const auto& score : done->result().scoring().scores()) {
     EXPECT_NE(score.instrument_id(), "ket");
-    EXPECT_NE(score.instrument_id(), "gad7") << "never asked, so never shown as a score";
+    EXPECT_NE(score.instrument_id(), "gad7")
+        << "never asked, so never shown as a score";
   }
 }
 
-TEST_F(EarlyRiskTest, ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBack) {
+TEST_F(EarlyRiskTest,
+       ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBack) {
   IntakeConfig config;
   config.handoff_retry = absl::Milliseconds(50);
   Reconfigure(config);
@@ -1742,18 +2068,21 @@ TEST_F(EarlyRiskTest, ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBac
   EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0);
   EXPECT_EQ(referral_.calls.load(), 1);
   referral_.down = false;
-  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "not due again yet";
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0)
+      << "not due again yet";
   absl::SleepFor(absl::Milliseconds(80));
   EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 1);
   absl::SleepFor(absl::Milliseconds(80));
-  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0) << "delivered once, then gone";
+  EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0)
+      << "delivered once, then gone";
   auto delivered = referral_.Delivered();
   ASSERT_EQ(delivered.size(), 1u);
   const auto& early = delivered[0];
   EXPECT_TRUE(early.unfinished());
   EXPECT_EQ(early.screening(), s.name());
   EXPECT_EQ(early.location_state(), "FL");
-  EXPECT_EQ(early.result().routing().primary_route(), common::v1::CRISIS_URGENT);
+  EXPECT_EQ(early.result().routing().primary_route(),
+            common::v1::CRISIS_URGENT);
   ASSERT_EQ(early.risk_answers_size(), 1);
   EXPECT_EQ(early.risk_answers(0).item_id(), "phq9.9");
   EXPECT_EQ(early.risk_answers(0).answer(), "Several days");
@@ -1768,9 +2097,11 @@ TEST_F(EarlyRiskTest, ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBac
   EXPECT_GE(*core_->DeliverPendingHandoffs(10, Soon()), 1);
   delivered = referral_.Delivered();
   ASSERT_GE(delivered.size(), 2u);
-  EXPECT_EQ(delivered.back().result().routing().primary_route(), common::v1::CRISIS_ACUTE);
+  EXPECT_EQ(delivered.back().result().routing().primary_route(),
+            common::v1::CRISIS_ACUTE);
   std::vector<std::string> risk_ids;
-  for (const auto& a : delivered.back().risk_answers()) risk_ids.push_back(a.item_id());
+  for (const auto& a : delivered.back().risk_answers())
+    risk_ids.push_back(a.item_id());
   EXPECT_THAT(risk_ids, ::testing::IsSupersetOf({"phq9.9", "asq.1", "asq.5"}));
 
   // Abandoning with deletion keeps the answers behind the case, and only
@@ -1782,9 +2113,12 @@ TEST_F(EarlyRiskTest, ARiskAnswerQueuesAnEarlyCaseDeliveredOnceWhenReferralIsBac
   auto after = store_->Get(IdOf(s), "", Soon());
   ASSERT_THAT(after, IsOk());
   std::vector<std::string> kept;
-  for (const auto& [id, a] : after->session->record.answers()) kept.push_back(id);
-  EXPECT_THAT(kept, ::testing::UnorderedElementsAre("phq9.9", "asq.1", "asq.2", "asq.3", "asq.4", "asq.5"));
-  EXPECT_EQ(after->session->record.early_risk_route(), common::v1::CRISIS_ACUTE);
+  for (const auto& [id, a] : after->session->record.answers())
+    kept.push_back(id);
+  EXPECT_THAT(kept, ::testing::UnorderedElementsAre("phq9.9", "asq.1", "asq.2",
+                                                    "asq.3", "asq.4", "asq.5"));
+  EXPECT_EQ(after->session->record.early_risk_route(),
+            common::v1::CRISIS_ACUTE);
 }
 
 TEST_F(EarlyRiskTest, CompletionSendsItsResultToTheEarlyCase) {
@@ -1803,7 +2137,8 @@ TEST_F(EarlyRiskTest, CompletionSendsItsResultToTheEarlyCase) {
   const int before = static_cast<int>(referral_.Delivered().size());
   EXPECT_EQ(*core_->DeliverPendingHandoffs(10, Soon()), 0);
   EXPECT_EQ(static_cast<int>(referral_.Delivered().size()), before);
-  auto replay = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  auto replay =
+      core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
   ASSERT_THAT(replay, IsOk());
   EXPECT_EQ(replay->case_name(), done->case_name());
 }

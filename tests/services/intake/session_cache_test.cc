@@ -14,7 +14,8 @@ StoredSession At(int64_t version, const std::string& user = "alice") {
   StoredSession s;
   s.version = version;
   s.record.set_user_id(user);
-  (*s.record.mutable_answers())["phq9.1"].set_option_value(static_cast<int32_t>(version % 4));
+  (*s.record.mutable_answers())["phq9.1"].set_option_value(
+      static_cast<int32_t>(version % 4));
   return s;
 }
 
@@ -27,15 +28,18 @@ TEST(SessionCacheTest, TakeGivesTheEntryOnlyAtTheVersionAskedAndOnlyOnce) {
   EXPECT_EQ(taken->version, 3);
   EXPECT_EQ(taken->record.user_id(), "alice");
   EXPECT_EQ(taken->record.answers().at("phq9.1").option_value(), 3);
-  EXPECT_FALSE(cache.Take("s1", 3).has_value()) << "taken: the writer puts it back after writing";
+  EXPECT_FALSE(cache.Take("s1", 3).has_value())
+      << "taken: the writer puts it back after writing";
   EXPECT_EQ(cache.size(), 0u);
 }
 
 TEST(SessionCacheTest, AnotherVersionIsAMissAndIsDropped) {
   SessionCache cache(64);
   cache.Put("s1", At(3));
-  EXPECT_FALSE(cache.Take("s1", 4).has_value()) << "the etag names a version this replica did not write";
-  EXPECT_FALSE(cache.Take("s1", 3).has_value()) << "the stale entry went with the miss";
+  EXPECT_FALSE(cache.Take("s1", 4).has_value())
+      << "the etag names a version this replica did not write";
+  EXPECT_FALSE(cache.Take("s1", 3).has_value())
+      << "the stale entry went with the miss";
 }
 
 TEST(SessionCacheTest, PutReplacesEraseRemoves) {
@@ -54,7 +58,8 @@ TEST(SessionCacheTest, HoldsNoMoreThanItsBound) {
   EXPECT_EQ(cache.max_entries(), 32u);
   for (int i = 0; i < 1000; ++i) cache.Put(absl::StrCat("s", i), At(i + 1));
   EXPECT_LE(cache.size(), 32u);
-  EXPECT_GE(cache.size(), 16u) << "evicts one per put when full, not everything";
+  EXPECT_GE(cache.size(), 16u)
+      << "evicts one per put when full, not everything";
   // The newest entry is there (eviction happens before it goes in).
   EXPECT_TRUE(cache.Take("s999", 1000).has_value());
 }

@@ -1,15 +1,14 @@
 // ReferralCore over the Redis store against a real redis-server.
 
+#include <map>
 #include <set>
 #include <thread>
 
-#include <map>
-
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/compress/compress.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/compress/compress.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
 #include "tests/testing/process.h"
@@ -64,19 +63,23 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     req.mutable_result()->mutable_routing()->set_primary_route(route);
     return req;
   }
-  absl::StatusOr<v1::Referral> Create(const std::string& id, common::v1::Route route,
+  absl::StatusOr<v1::Referral> Create(const std::string& id,
+                                      common::v1::Route route,
                                       const std::string& state = "FL") {
     clock_.now += absl::Seconds(1);
-    return core_->CreateReferral(Request(id, route, state), Actor{"intake", "service", {}}, Soon());
+    return core_->CreateReferral(Request(id, route, state),
+                                 Actor{"intake", "service", {}}, Soon());
   }
-  absl::StatusOr<v1::Referral> GetCaseAs(const std::string& who, const v1::Referral& r) {
+  absl::StatusOr<v1::Referral> GetCaseAs(const std::string& who,
+                                         const v1::Referral& r) {
     v1::GetCaseRequest req;
     req.set_name(r.name());
     return core_->GetCase(req, As(who), Soon());
   }
   std::vector<std::string> Screenings(const v1::ListQueueResponse& page) {
     std::vector<std::string> out;
-    for (const auto& c : page.cases()) out.push_back(c.screening().substr(c.screening().rfind('/') + 1));
+    for (const auto& c : page.cases())
+      out.push_back(c.screening().substr(c.screening().rfind('/') + 1));
     return out;
   }
 
@@ -102,9 +105,15 @@ TEST_F(ReferralTest, CreateStoresCaseWithAuditEvent) {
   ASSERT_EQ(audit->elements.size(), 3u);
   EXPECT_EQ(audit->elements[0].str, "1");
   EXPECT_TRUE(audit->elements[2].is_nil());
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "s1-v0-skeleton", "audit")}, Soon())->integer, 0);
+  EXPECT_EQ(client_
+                ->Command({"EXISTS",
+                           redis::Key("referral", "s1-v0-skeleton", "audit")},
+                          Soon())
+                ->integer,
+            0);
   v1::AuditEvent e;
-  auto plain = keys_.Open(audit->elements[1].str, redis::Key("referral", "s1-v0-skeleton", "audit"));
+  auto plain = keys_.Open(audit->elements[1].str,
+                          redis::Key("referral", "s1-v0-skeleton", "audit"));
   ASSERT_THAT(plain, IsOk()) << "audit events are sealed";
   ASSERT_TRUE(e.ParseFromString(*plain));
   EXPECT_EQ(e.kind(), "created");
@@ -131,7 +140,9 @@ TEST_F(ReferralTest, CaseRecordsArePackedAndOlderOnesStillRead) {
   ASSERT_TRUE(stored.ParseFromString(*plain));
   EXPECT_EQ(stored.name(), r->name());
   // The earlier layout: the record sealed without packing.
-  ASSERT_THAT(client_->Command({"HSET", key, "d", keys_.Seal(*plain, key + "#d")}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command(
+                  {"HSET", key, "d", keys_.Seal(*plain, key + "#d")}, Soon()),
+              IsOk());
   auto read = store_->Get("s1-v0-skeleton", Soon());
   ASSERT_THAT(read, IsOk());
   ASSERT_TRUE(read->has_value());
@@ -154,8 +165,10 @@ TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
     if (old_layout) {
       auto e1 = client_->Command({"HGET", case_key, "e1"}, Soon());
       ASSERT_THAT(e1, IsOk());
-      ASSERT_THAT(client_->Command({"RPUSH", list_key, e1->str}, Soon()), IsOk());
-      ASSERT_THAT(client_->Command({"HDEL", case_key, "n", "e1"}, Soon()), IsOk());
+      ASSERT_THAT(client_->Command({"RPUSH", list_key, e1->str}, Soon()),
+                  IsOk());
+      ASSERT_THAT(client_->Command({"HDEL", case_key, "n", "e1"}, Soon()),
+                  IsOk());
     }
     for (int i = 0; i < 4; ++i) {
       v1::AuditEvent e;
@@ -178,13 +191,22 @@ TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
     ASSERT_EQ(rest->first.size(), 4u);
     EXPECT_EQ(rest->first[2].actor(), "dr-3");
     EXPECT_EQ(rest->first[3].kind(), "claimed");
-    EXPECT_EQ(client_->Command({"EXISTS", list_key}, Soon())->integer, old_layout ? 1 : 0);
-    EXPECT_EQ(client_->Command({"HEXISTS", case_key, "n"}, Soon())->integer, old_layout ? 0 : 1);
+    EXPECT_EQ(client_->Command({"EXISTS", list_key}, Soon())->integer,
+              old_layout ? 1 : 0);
+    EXPECT_EQ(client_->Command({"HEXISTS", case_key, "n"}, Soon())->integer,
+              old_layout ? 0 : 1);
   }
   v1::AuditEvent e;
   e.set_kind("viewed");
-  EXPECT_THAT(store_->AppendAudit("missing-v0-skeleton", e, Soon()), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "missing-v0-skeleton", "audit")}, Soon())->integer, 0)
+  EXPECT_THAT(store_->AppendAudit("missing-v0-skeleton", e, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(
+      client_
+          ->Command({"EXISTS",
+                     redis::Key("referral", "missing-v0-skeleton", "audit")},
+                    Soon())
+          ->integer,
+      0)
       << "no trail for a case that does not exist";
 }
 
@@ -196,19 +218,29 @@ TEST_F(ReferralTest, CasesOfAScreeningNeedNoKeyPerScreening) {
   ASSERT_THAT(Create("s8", common::v1::THERAPY), IsOk());
   auto rereview = Request("s7", common::v1::KETAMINE_REVIEW);
   rereview.mutable_result()->set_ruleset_version("V2.1");
-  ASSERT_THAT(core_->CreateReferral(rereview, Actor{"rescore", "batch", {}}, Soon()), IsOk());
-  EXPECT_EQ(client_->Command({"EXISTS", redis::Key("referral", "s7", "cases")}, Soon())->integer, 0);
+  ASSERT_THAT(
+      core_->CreateReferral(rereview, Actor{"rescore", "batch", {}}, Soon()),
+      IsOk());
+  EXPECT_EQ(
+      client_
+          ->Command({"EXISTS", redis::Key("referral", "s7", "cases")}, Soon())
+          ->integer,
+      0);
   auto ids = store_->CasesOfScreening("s7", Soon());
   ASSERT_THAT(ids, IsOk());
   EXPECT_THAT(*ids, ::testing::ElementsAre("s7-v0-skeleton", "s7-v2-1"));
   ids = store_->CasesOfScreening("s8", Soon());
   ASSERT_THAT(ids, IsOk());
-  EXPECT_THAT(*ids, ::testing::ElementsAre("s8-v0-skeleton")) << "only the cases that exist";
-  ASSERT_THAT(client_->Command({"SADD", redis::Key("referral", "s7", "cases"), "s7-v0-skeleton", "s7-a-older"}, Soon()),
+  EXPECT_THAT(*ids, ::testing::ElementsAre("s8-v0-skeleton"))
+      << "only the cases that exist";
+  ASSERT_THAT(client_->Command({"SADD", redis::Key("referral", "s7", "cases"),
+                                "s7-v0-skeleton", "s7-a-older"},
+                               Soon()),
               IsOk());
   ids = store_->CasesOfScreening("s7", Soon());
   ASSERT_THAT(ids, IsOk());
-  EXPECT_THAT(*ids, ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton", "s7-v2-1"))
+  EXPECT_THAT(*ids,
+              ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton", "s7-v2-1"))
       << "both ways, once each, in order";
   ids = store_->CasesOfScreening("none", Soon());
   ASSERT_THAT(ids, IsOk());
@@ -221,71 +253,105 @@ TEST_F(ReferralTest, RetriedHandOffNeverMakesTwo) {
   ASSERT_THAT(a, IsOk());
   ASSERT_THAT(b, IsOk());
   EXPECT_EQ(a->name(), b->name());
-  EXPECT_EQ(a->create_time_ms(), b->create_time_ms()) << "the existing case is returned";
-  EXPECT_EQ(client_->Command({"ZCARD", redis::GlobalKey("referral", "queue")}, Soon())->integer, 1);
-  EXPECT_EQ(client_->Command({"HGET", redis::Key("referral", "s1-v0-skeleton", "case"), "n"}, Soon())->str, "1");
+  EXPECT_EQ(a->create_time_ms(), b->create_time_ms())
+      << "the existing case is returned";
+  EXPECT_EQ(
+      client_->Command({"ZCARD", redis::GlobalKey("referral", "queue")}, Soon())
+          ->integer,
+      1);
+  EXPECT_EQ(
+      client_
+          ->Command(
+              {"HGET", redis::Key("referral", "s1-v0-skeleton", "case"), "n"},
+              Soon())
+          ->str,
+      "1");
 }
 
 TEST_F(ReferralTest, BatchCreateIsAllOrNothingAndIdempotent) {
   v1::CreateReferralsRequest batch;
   for (int i = 0; i < 30; ++i) {
-    *batch.add_requests() = Request("b" + std::to_string(i),
-                                    i % 3 == 0 ? common::v1::CRISIS_URGENT : common::v1::THERAPY);
+    *batch.add_requests() =
+        Request("b" + std::to_string(i),
+                i % 3 == 0 ? common::v1::CRISIS_URGENT : common::v1::THERAPY);
   }
   batch.mutable_requests(17)->set_location_state("florida");
-  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("requests[17].location_state")));
-  EXPECT_TRUE(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty()) << "nothing written";
+  EXPECT_THAT(
+      core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("requests[17].location_state")));
+  EXPECT_TRUE(
+      core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty())
+      << "nothing written";
   batch.mutable_requests(17)->set_location_state("FL");
-  auto first = core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
+  auto first =
+      core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
   ASSERT_THAT(first, IsOk());
   ASSERT_EQ(first->referrals_size(), 30);
-  EXPECT_EQ(first->referrals(5).screening(), "users/u1/screenings/b5") << "request order";
+  EXPECT_EQ(first->referrals(5).screening(), "users/u1/screenings/b5")
+      << "request order";
   EXPECT_TRUE(first->referrals(5).has_result()) << "the full view by default";
   batch.set_view(v1::REFERRAL_VIEW_BASIC);
-  auto again = core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
+  auto again =
+      core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon());
   ASSERT_THAT(again, IsOk());
-  EXPECT_EQ(again->referrals(5).create_time_ms(), first->referrals(5).create_time_ms());
+  EXPECT_EQ(again->referrals(5).create_time_ms(),
+            first->referrals(5).create_time_ms());
   // The basic view: the case without its results.
   EXPECT_EQ(again->referrals(5).name(), first->referrals(5).name());
   EXPECT_EQ(again->referrals(5).state(), first->referrals(5).state());
-  EXPECT_EQ(again->referrals(5).current_route(), first->referrals(5).current_route());
+  EXPECT_EQ(again->referrals(5).current_route(),
+            first->referrals(5).current_route());
   EXPECT_FALSE(again->referrals(5).has_result());
   EXPECT_FALSE(again->referrals(5).has_previous_result());
   v1::ListQueueRequest all;
   all.set_page_size(100);
-  EXPECT_EQ(core_->ListQueue(all, kAll, Soon())->cases_size(), 30) << "no duplicates";
-  EXPECT_EQ(client_->Command({"HGET", redis::Key("referral", "b3-v0-skeleton", "case"), "n"}, Soon())->str, "1");
+  EXPECT_EQ(core_->ListQueue(all, kAll, Soon())->cases_size(), 30)
+      << "no duplicates";
+  EXPECT_EQ(
+      client_
+          ->Command(
+              {"HGET", redis::Key("referral", "b3-v0-skeleton", "case"), "n"},
+              Soon())
+          ->str,
+      "1");
   // Urgent ones got their overdue timer like a single create.
   clock_.now += absl::Minutes(16);
   ReferralConfig config;
   ReferralCore sweeper(store_.get(), &clock_, config);
   EXPECT_EQ(*sweeper.Sweep(Soon()), 10);
   v1::CreateReferralsRequest too_many;
-  for (int i = 0; i <= ReferralCore::kMaxBatch; ++i) *too_many.add_requests() = Request("x", common::v1::THERAPY);
-  EXPECT_THAT(core_->CreateReferrals(too_many, Actor{"rescore", "batch", {}}, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
+  for (int i = 0; i <= ReferralCore::kMaxBatch; ++i)
+    *too_many.add_requests() = Request("x", common::v1::THERAPY);
+  EXPECT_THAT(
+      core_->CreateReferrals(too_many, Actor{"rescore", "batch", {}}, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
 }
 
 TEST_F(ReferralTest, CreateValidatesFields) {
   auto req = Request("s1", common::v1::THERAPY);
   req.set_screening("s1");
-  EXPECT_THAT(core_->CreateReferral(req, Actor(), Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("screening")));
+  EXPECT_THAT(
+      core_->CreateReferral(req, Actor(), Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("screening")));
   req = Request("s1", common::v1::ROUTE_UNSPECIFIED);
-  EXPECT_THAT(core_->CreateReferral(req, Actor(), Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("primary_route")));
+  EXPECT_THAT(
+      core_->CreateReferral(req, Actor(), Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("primary_route")));
   req = Request("s1", common::v1::THERAPY);
   req.mutable_result()->clear_ruleset_version();
   EXPECT_THAT(core_->CreateReferral(req, Actor(), Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ruleset_version")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ruleset_version")));
   req = Request("s1", common::v1::THERAPY, "fl");
   EXPECT_THAT(core_->CreateReferral(req, Actor(), Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("location_state")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("location_state")));
   req = Request("s1", common::v1::THERAPY);
   req.clear_result();
-  EXPECT_THAT(core_->CreateReferral(req, Actor(), Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("result")));
+  EXPECT_THAT(
+      core_->CreateReferral(req, Actor(), Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("result")));
 }
 
 TEST_F(ReferralTest, QueueOrdersByPriorityThenAge) {
@@ -296,8 +362,9 @@ TEST_F(ReferralTest, QueueOrdersByPriorityThenAge) {
   ASSERT_THAT(Create("acute1", common::v1::CRISIS_ACUTE), IsOk());
   auto page = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(page, IsOk());
-  EXPECT_THAT(Screenings(*page),
-              ::testing::ElementsAre("acute1", "urg1", "ther1", "ther2", "help1"));
+  EXPECT_THAT(
+      Screenings(*page),
+      ::testing::ElementsAre("acute1", "urg1", "ther1", "ther2", "help1"));
   EXPECT_TRUE(page->next_page_token().empty());
 }
 
@@ -313,7 +380,8 @@ TEST_F(ReferralTest, AcuteRiskIsAboveUrgentHoweverOldTheUrgentCase) {
 }
 
 TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
-  for (int i = 0; i < 7; ++i) ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
+  for (int i = 0; i < 7; ++i)
+    ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
   v1::ListQueueRequest req;
   req.set_page_size(3);
   std::vector<std::string> all;
@@ -325,14 +393,17 @@ TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
     if (page->next_page_token().empty()) break;
     req.set_page_token(page->next_page_token());
   }
-  EXPECT_THAT(all, ::testing::ElementsAre("c0", "c1", "c2", "c3", "c4", "c5", "c6"));
+  EXPECT_THAT(all,
+              ::testing::ElementsAre("c0", "c1", "c2", "c3", "c4", "c5", "c6"));
 }
 
 TEST_F(ReferralTest, EqualScoresArePagedByIdWithoutLoss) {
   // Same creation time: the queue breaks ties by id, and paging must not
   // skip or repeat any of them.
   for (const char* id : {"b", "a", "d", "c"}) {
-    ASSERT_THAT(core_->CreateReferral(Request(id, common::v1::THERAPY), Actor(), Soon()), IsOk());
+    ASSERT_THAT(core_->CreateReferral(Request(id, common::v1::THERAPY), Actor(),
+                                      Soon()),
+                IsOk());
   }
   v1::ListQueueRequest req;
   req.set_page_size(1);
@@ -353,31 +424,38 @@ TEST_F(ReferralTest, FiltersByRouteStateAndPriority) {
   ASSERT_THAT(Create("nj2", common::v1::CRISIS_URGENT, "NJ"), IsOk());
   v1::ListQueueRequest req;
   req.add_location_states("NJ");
-  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())), ::testing::ElementsAre("nj2", "nj1"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())),
+              ::testing::ElementsAre("nj2", "nj1"));
   req.add_routes(common::v1::THERAPY);
-  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())), ::testing::ElementsAre("nj1"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(req, kAll, Soon())),
+              ::testing::ElementsAre("nj1"));
   v1::ListQueueRequest urgent;
   urgent.set_priority(v1::URGENT);
-  EXPECT_THAT(Screenings(*core_->ListQueue(urgent, kAll, Soon())), ::testing::ElementsAre("nj2"));
+  EXPECT_THAT(Screenings(*core_->ListQueue(urgent, kAll, Soon())),
+              ::testing::ElementsAre("nj2"));
 }
 
 TEST_F(ReferralTest, BadListArgumentsAreInvalid) {
   v1::ListQueueRequest req;
   req.set_page_token("not-a-token!");
-  EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+  EXPECT_THAT(
+      core_->ListQueue(req, kAll, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
   req.Clear();
   req.set_page_size(-1);
-  EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+  EXPECT_THAT(
+      core_->ListQueue(req, kAll, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
   req.Clear();
   req.add_location_states("Florida");
   EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("location_states[0]")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("location_states[0]")));
 }
 
 TEST_F(ReferralTest, PageSizeIsCoercedToTheMaximum) {
-  for (int i = 0; i < 3; ++i) ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_THAT(Create("c" + std::to_string(i), common::v1::THERAPY), IsOk());
   v1::ListQueueRequest req;
   req.set_page_size(100000);
   auto page = core_->ListQueue(req, kAll, Soon());
@@ -390,33 +468,37 @@ TEST_F(ReferralTest, RedisDownIsUnavailable) {
   ASSERT_THAT(redis().Stop(), IsOk());
   EXPECT_THAT(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon()),
               StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(Create("s2", common::v1::THERAPY), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(Create("s2", common::v1::THERAPY),
+              StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
   auto page = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(page, IsOk());
   EXPECT_THAT(Screenings(*page), ::testing::ElementsAre("s1"));
 }
 
-
-// ---- Issue 5: clinician control -----------------------------------------------
+// ---- Issue 5: clinician control
+// -----------------------------------------------
 
 class CaseTest : public ReferralTest {
  protected:
-  v1::Referral Make(const std::string& id, common::v1::Route route, const std::string& state = "FL") {
+  v1::Referral Make(const std::string& id, common::v1::Route route,
+                    const std::string& state = "FL") {
     auto r = Create(id, route, state);
     EXPECT_THAT(r, IsOk());
     return r.ok() ? *r : v1::Referral();
   }
-  absl::StatusOr<v1::Referral> Claim(const std::string& who, const v1::Referral& r, int lease_s = 0) {
+  absl::StatusOr<v1::Referral> Claim(const std::string& who,
+                                     const v1::Referral& r, int lease_s = 0) {
     v1::ClaimCaseRequest req;
     req.set_name(r.name());
     req.set_lease_seconds(lease_s);
     return core_->ClaimCase(req, As(who), Soon());
   }
-  absl::StatusOr<v1::Referral> Decide(const std::string& who, const v1::Referral& r,
-                                      v1::Decision::Action action, const std::string& reason = "seen",
-                                      common::v1::Route new_route = common::v1::ROUTE_UNSPECIFIED,
-                                      const std::string& request_id = "d1") {
+  absl::StatusOr<v1::Referral> Decide(
+      const std::string& who, const v1::Referral& r,
+      v1::Decision::Action action, const std::string& reason = "seen",
+      common::v1::Route new_route = common::v1::ROUTE_UNSPECIFIED,
+      const std::string& request_id = "d1") {
     v1::DecideCaseRequest req;
     req.set_name(r.name());
     req.set_etag(r.etag());
@@ -433,7 +515,8 @@ class CaseTest : public ReferralTest {
     EXPECT_THAT(page, IsOk());
     std::vector<std::string> out;
     if (page.ok()) {
-      for (const auto& e : page->events()) out.push_back(e.kind() + ":" + e.actor());
+      for (const auto& e : page->events())
+        out.push_back(e.kind() + ":" + e.actor());
     }
     return out;
   }
@@ -449,34 +532,45 @@ class CaseTest : public ReferralTest {
 TEST_F(CaseTest, LicensureAndRoleGating) {
   v1::Referral fl = Make("fl1", common::v1::THERAPY, "FL");
   v1::Referral ket = Make("ket1", common::v1::KETAMINE_REVIEW, "FL");
-  EXPECT_THAT(Claim("nurse-ny", fl), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("licensed")));
-  EXPECT_THAT(Claim("stranger", fl), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(
+      Claim("nurse-ny", fl),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("licensed")));
+  EXPECT_THAT(Claim("stranger", fl),
+              StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_THAT(Claim("", fl), StatusIs(absl::StatusCode::kUnauthenticated));
-  EXPECT_THAT(Claim("cl-fl", ket), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("physician")));
+  EXPECT_THAT(Claim("cl-fl", ket), StatusIs(absl::StatusCode::kPermissionDenied,
+                                            HasSubstr("physician")));
   // The queue lists only what the caller may act on.
   auto fl_queue = core_->ListQueue(v1::ListQueueRequest(), As("cl-fl"), Soon());
   ASSERT_THAT(fl_queue, IsOk());
   EXPECT_THAT(Screenings(*fl_queue), ::testing::ElementsAre("fl1"));
-  auto ny_queue = core_->ListQueue(v1::ListQueueRequest(), As("nurse-ny"), Soon());
+  auto ny_queue =
+      core_->ListQueue(v1::ListQueueRequest(), As("nurse-ny"), Soon());
   ASSERT_THAT(ny_queue, IsOk());
   EXPECT_TRUE(ny_queue->cases().empty());
   auto dr_queue = core_->ListQueue(v1::ListQueueRequest(), As("dr-fl"), Soon());
-  EXPECT_THAT(Screenings(*dr_queue), ::testing::UnorderedElementsAre("fl1", "ket1"));
+  EXPECT_THAT(Screenings(*dr_queue),
+              ::testing::UnorderedElementsAre("fl1", "ket1"));
   // A physician decides the ketamine review; a clinician may not route to one.
   auto claimed = Claim("dr-fl", ket);
   ASSERT_THAT(claimed, IsOk());
-  EXPECT_THAT(Decide("dr-fl", *claimed, v1::Decision::CONFIRM, "eligible for evaluation"), IsOk());
+  EXPECT_THAT(Decide("dr-fl", *claimed, v1::Decision::CONFIRM,
+                     "eligible for evaluation"),
+              IsOk());
   auto mine = Claim("cl-fl", fl);
   ASSERT_THAT(mine, IsOk());
-  EXPECT_THAT(Decide("cl-fl", *mine, v1::Decision::CHANGE_ROUTE, "try ketamine", common::v1::KETAMINE_REVIEW),
+  EXPECT_THAT(Decide("cl-fl", *mine, v1::Decision::CHANGE_ROUTE, "try ketamine",
+                     common::v1::KETAMINE_REVIEW),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(GetCaseAs("nurse-ny", fl), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(GetCaseAs("nurse-ny", fl),
+              StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(CaseTest, ManyClinciansRacingExactlyOneHolds) {
   v1::Referral r = Make("race", common::v1::CRISIS_URGENT, "FL");
   const std::vector<std::string> who = {"dr-all", "cl-all", "dr-fl", "cl-fl"};
-  std::vector<absl::StatusOr<v1::Referral>> results(16, absl::UnknownError("unset"));
+  std::vector<absl::StatusOr<v1::Referral>> results(
+      16, absl::UnknownError("unset"));
   std::vector<std::thread> threads;
   absl::Notification go;
   for (int i = 0; i < 16; ++i) {
@@ -489,8 +583,10 @@ TEST_F(CaseTest, ManyClinciansRacingExactlyOneHolds) {
   for (auto& t : threads) t.join();
   std::set<std::string> holders;
   for (const auto& res : results) {
-    if (res.ok()) holders.insert(res->claimed_by());
-    else EXPECT_THAT(res, StatusIs(absl::StatusCode::kAborted));
+    if (res.ok())
+      holders.insert(res->claimed_by());
+    else
+      EXPECT_THAT(res, StatusIs(absl::StatusCode::kAborted));
   }
   ASSERT_EQ(holders.size(), 1u) << "exactly one holder";
   auto stored = store_->Get("race-v0-skeleton", Soon());
@@ -502,57 +598,75 @@ TEST_F(CaseTest, ExpiredLeaseReturnsTheCaseToTheQueue) {
   v1::Referral r = Make("lease", common::v1::THERAPY, "FL");
   auto held = Claim("cl-fl", r, 60);
   ASSERT_THAT(held, IsOk());
-  EXPECT_THAT(Claim("dr-fl", r), StatusIs(absl::StatusCode::kAborted, HasSubstr("held by another")));
+  EXPECT_THAT(Claim("dr-fl", r), StatusIs(absl::StatusCode::kAborted,
+                                          HasSubstr("held by another")));
   v1::ListQueueRequest open_only;
-  EXPECT_TRUE(core_->ListQueue(open_only, As("dr-fl"), Soon())->cases().empty());
+  EXPECT_TRUE(
+      core_->ListQueue(open_only, As("dr-fl"), Soon())->cases().empty());
   clock_.now += absl::Seconds(61);
   auto queue = core_->ListQueue(open_only, As("dr-fl"), Soon());
   ASSERT_THAT(queue, IsOk());
-  ASSERT_EQ(queue->cases_size(), 1) << "back in the queue once the lease ran out";
+  ASSERT_EQ(queue->cases_size(), 1)
+      << "back in the queue once the lease ran out";
   EXPECT_EQ(queue->cases(0).state(), v1::OPEN);
   // The sweeper records it and tells watchers.
   auto swept = core_->Sweep(Soon());
   ASSERT_THAT(swept, IsOk());
   EXPECT_EQ(*swept, 1);
-  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "claimed:cl-fl", "lease_expired:system"));
+  EXPECT_THAT(AuditKinds(r),
+              ::testing::ElementsAre("created:intake", "claimed:cl-fl",
+                                     "lease_expired:system"));
   // The old holder can no longer decide; another clinician can claim.
-  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(Claim("dr-fl", r), IsOk());
 }
 
 TEST_F(CaseTest, DecisionsNeedTheCaseAReasonAndTheCurrentEtag) {
   v1::Referral r = Make("dec", common::v1::THERAPY, "FL");
-  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                                                  HasSubstr("do not hold")));
+  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("do not hold")));
   auto held = Claim("cl-fl", r);
   ASSERT_THAT(held, IsOk());
   EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM, "   "),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.reason")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("decision.reason")));
   EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::ACTION_UNSPECIFIED),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.action")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("decision.action")));
   EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decision.new_route")));
-  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kAborted, HasSubstr("etag")));
-  EXPECT_THAT(Decide("dr-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kFailedPrecondition));
-  auto decided = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE, "self-help first", common::v1::SELF_HELP);
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("decision.new_route")));
+  EXPECT_THAT(Decide("cl-fl", r, v1::Decision::CONFIRM),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("etag")));
+  EXPECT_THAT(Decide("dr-fl", *held, v1::Decision::CONFIRM),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  auto decided = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE,
+                        "self-help first", common::v1::SELF_HELP);
   ASSERT_THAT(decided, IsOk());
   EXPECT_EQ(decided->state(), v1::DECIDED);
   EXPECT_EQ(decided->current_route(), common::v1::SELF_HELP);
   EXPECT_EQ(decided->proposed_route(), common::v1::THERAPY);
   EXPECT_EQ(decided->decision().decided_by(), "cl-fl");
   // The same decision again has one effect.
-  auto again = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE, "self-help first", common::v1::SELF_HELP);
+  auto again = Decide("cl-fl", *held, v1::Decision::CHANGE_ROUTE,
+                      "self-help first", common::v1::SELF_HELP);
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->etag(), decided->etag());
-  EXPECT_THAT(Claim("cl-fl", r), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already decided")));
-  EXPECT_TRUE(core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty()) << "out of the queue";
+  EXPECT_THAT(Claim("cl-fl", r), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr("already decided")));
+  EXPECT_TRUE(
+      core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty())
+      << "out of the queue";
 }
 
 TEST_F(CaseTest, UrgentCaseNotClaimedInTimeIsOverdue) {
   v1::Referral late = Make("late", common::v1::CRISIS_URGENT, "FL");
   v1::Referral seen = Make("seen", common::v1::CRISIS_URGENT, "FL");
   v1::Referral routine = Make("routine", common::v1::THERAPY, "FL");
-  ASSERT_THAT(Claim("cl-fl", seen, 3600), IsOk());  // a lease longer than the wait
+  ASSERT_THAT(Claim("cl-fl", seen, 3600),
+              IsOk());  // a lease longer than the wait
   clock_.now += absl::Minutes(14);
   EXPECT_EQ(*core_->Sweep(Soon()), 0);
   clock_.now += absl::Minutes(2);
@@ -563,7 +677,8 @@ TEST_F(CaseTest, UrgentCaseNotClaimedInTimeIsOverdue) {
   EXPECT_EQ(queue->cases(0).screening(), late.screening()) << "stays on top";
   EXPECT_TRUE(queue->cases(0).overdue());
   EXPECT_FALSE(queue->cases(1).overdue());
-  EXPECT_THAT(AuditKinds(late), ::testing::ElementsAre("created:intake", "overdue:system"));
+  EXPECT_THAT(AuditKinds(late),
+              ::testing::ElementsAre("created:intake", "overdue:system"));
   EXPECT_EQ(*core_->Sweep(Soon()), 0) << "marked once";
 }
 
@@ -577,11 +692,13 @@ TEST_F(CaseTest, AuditTrailHoldsExactlyTheScriptedSequence) {
   ASSERT_THAT(core_->ReleaseCase(release, As("nurse-ny"), Soon()), IsOk());
   auto b = Claim("cl-all", r);
   ASSERT_THAT(b, IsOk());
-  ASSERT_THAT(Decide("cl-all", *b, v1::Decision::CHANGE_ROUTE, "more than exhaustion", common::v1::THERAPY),
+  ASSERT_THAT(Decide("cl-all", *b, v1::Decision::CHANGE_ROUTE,
+                     "more than exhaustion", common::v1::THERAPY),
               IsOk());
-  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "read:nurse-ny", "claimed:nurse-ny",
-                                                    "released:nurse-ny", "claimed:cl-all",
-                                                    "overridden:cl-all"));
+  EXPECT_THAT(AuditKinds(r),
+              ::testing::ElementsAre("created:intake", "read:nurse-ny",
+                                     "claimed:nurse-ny", "released:nurse-ny",
+                                     "claimed:cl-all", "overridden:cl-all"));
   v1::ListAuditEventsRequest page;
   page.set_parent(r.name());
   page.set_page_size(2);
@@ -611,13 +728,16 @@ TEST_F(CaseTest, NoHalfWrittenDecisionWhenRedisFails) {
   auto held = Claim("cl-fl", r);
   ASSERT_THAT(held, IsOk());
   ASSERT_THAT(redis().Stop(), IsOk());
-  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM),
+              StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_THAT(redis().Restart(), IsOk());
   auto stored = store_->Get("atomic-v0-skeleton", Soon());
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ((*stored)->state(), v1::CLAIMED);
-  EXPECT_THAT(AuditKinds(r), ::testing::ElementsAre("created:intake", "claimed:cl-fl"));
-  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), IsOk()) << "and it can be decided after";
+  EXPECT_THAT(AuditKinds(r),
+              ::testing::ElementsAre("created:intake", "claimed:cl-fl"));
+  EXPECT_THAT(Decide("cl-fl", *held, v1::Decision::CONFIRM), IsOk())
+      << "and it can be decided after";
 }
 
 TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
@@ -629,23 +749,29 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
 
   v1::Referral ket = Make("p-ket", common::v1::KETAMINE_REVIEW);
   v = View(ket);
-  EXPECT_EQ(v.route(), common::v1::UNDER_PHYSICIAN_REVIEW) << "no eligibility before a physician confirms";
+  EXPECT_EQ(v.route(), common::v1::UNDER_PHYSICIAN_REVIEW)
+      << "no eligibility before a physician confirms";
   EXPECT_THAT(v.message(), HasSubstr("under review by a physician"));
   EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("ketamine")));
   auto held = Claim("dr-fl", ket);
   ASSERT_THAT(held, IsOk());
-  ASSERT_THAT(Decide("dr-fl", *held, v1::Decision::CONFIRM, "private note: BP fine"), IsOk());
+  ASSERT_THAT(
+      Decide("dr-fl", *held, v1::Decision::CONFIRM, "private note: BP fine"),
+      IsOk());
   v = View(ket);
   EXPECT_EQ(v.route(), common::v1::KETAMINE_REVIEW);
   EXPECT_FALSE(v.pending_review());
   EXPECT_THAT(v.message(), HasSubstr("in-person evaluation"));
-  EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("private note"))) << "never internal notes";
+  EXPECT_THAT(v.message(), ::testing::Not(HasSubstr("private note")))
+      << "never internal notes";
 
   auto req = Request("p-help", common::v1::SELF_HELP);
   auto* item = req.mutable_result()->mutable_routing()->add_self_help_plan();
   item->set_id("rest_window");
   item->set_title("A 24-hour rest window");
-  ASSERT_THAT(core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon()), IsOk());
+  ASSERT_THAT(
+      core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon()),
+      IsOk());
   v1::GetMyReferralRequest mine;
   mine.set_screening(req.screening());
   auto help = core_->GetMyReferral(mine, Soon());
@@ -659,9 +785,11 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
 
   // Another person's screening answers like a missing one.
   mine.set_screening("users/mallory/screenings/p-therapy");
-  EXPECT_THAT(core_->GetMyReferral(mine, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_->GetMyReferral(mine, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
   mine.set_screening("users/u1/screenings/nothing");
-  EXPECT_THAT(core_->GetMyReferral(mine, Soon()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_->GetMyReferral(mine, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
@@ -670,12 +798,16 @@ TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
   ASSERT_THAT(cursor, IsOk());
   std::vector<std::string> seen;
   auto collect = [&](const v1::QueueEvent& e) {
-    seen.push_back(e.kind() + ":" + e.referral().screening().substr(e.referral().screening().rfind('/') + 1));
+    seen.push_back(e.kind() + ":" +
+                   e.referral().screening().substr(
+                       e.referral().screening().rfind('/') + 1));
     return true;
   };
   v1::Referral a = Make("w1", common::v1::THERAPY);
   std::string position = *cursor;
-  ASSERT_THAT(core_->WatchStep(watch, kAll, &position, absl::Milliseconds(200), collect, Soon()), IsOk());
+  ASSERT_THAT(core_->WatchStep(watch, kAll, &position, absl::Milliseconds(200),
+                               collect, Soon()),
+              IsOk());
   EXPECT_THAT(seen, ::testing::ElementsAre("created:w1"));
   // The portal disconnects here, remembering `position`; things happen.
   auto held = Claim("cl-fl", a);
@@ -686,17 +818,28 @@ TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
   // Reconnecting with the cursor: every event since, in order.
   seen.clear();
   for (int i = 0; i < 3 && seen.size() < 4; ++i) {
-    ASSERT_THAT(core_->WatchStep(watch, kAll, &position, absl::Milliseconds(200), collect, Soon()), IsOk());
+    ASSERT_THAT(core_->WatchStep(watch, kAll, &position,
+                                 absl::Milliseconds(200), collect, Soon()),
+                IsOk());
   }
-  EXPECT_THAT(seen, ::testing::ElementsAre("claimed:w1", "created:w2", "decided:w1", "created:ny-only"));
+  EXPECT_THAT(seen, ::testing::ElementsAre("claimed:w1", "created:w2",
+                                           "decided:w1", "created:ny-only"));
   // A watcher sees only what it may act on.
   std::string fl_position = *cursor;
   seen.clear();
-  ASSERT_THAT(core_->WatchStep(watch, As("cl-fl"), &fl_position, absl::Milliseconds(200), collect, Soon()),
+  ASSERT_THAT(core_->WatchStep(watch, As("cl-fl"), &fl_position,
+                               absl::Milliseconds(200), collect, Soon()),
               IsOk());
   EXPECT_THAT(seen, ::testing::Not(::testing::Contains("created:ny-only")));
-  EXPECT_THAT(core_->StartWatch([] { v1::WatchQueueRequest w; w.set_cursor("nonsense"); return w; }(), kAll, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
+  EXPECT_THAT(
+      core_->StartWatch(
+          [] {
+            v1::WatchQueueRequest w;
+            w.set_cursor("nonsense");
+            return w;
+          }(),
+          kAll, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
 }
 
 }  // namespace
@@ -709,7 +852,8 @@ namespace {
 
 class RiskCaseTest : public CaseTest {
  protected:
-  absl::StatusOr<v1::Referral> Early(const std::string& id, common::v1::Route route) {
+  absl::StatusOr<v1::Referral> Early(const std::string& id,
+                                     common::v1::Route route) {
     clock_.now += absl::Seconds(1);
     v1::CreateReferralRequest req = Request(id, route);
     req.set_unfinished(true);
@@ -719,7 +863,8 @@ class RiskCaseTest : public CaseTest {
     a->set_answer(route == common::v1::CRISIS_ACUTE ? "Yes" : "Several days");
     return core_->CreateReferral(req, Actor{"intake", "service", {}}, Soon());
   }
-  absl::StatusOr<v1::Referral> Completed(const std::string& id, common::v1::Route route) {
+  absl::StatusOr<v1::Referral> Completed(const std::string& id,
+                                         common::v1::Route route) {
     clock_.now += absl::Seconds(1);
     v1::CreateReferralRequest req = Request(id, route);
     req.mutable_result()->set_ruleset_version("v2");
@@ -729,13 +874,14 @@ class RiskCaseTest : public CaseTest {
   std::vector<std::string> Events(const std::string& cursor) {
     std::vector<std::string> out;
     std::string at = cursor;
-    EXPECT_THAT(core_->WatchStep(v1::WatchQueueRequest(), kAll, &at, absl::Milliseconds(50),
-                                 [&](const v1::QueueEvent& e) {
-                                   // (The case as it is now, not as it was then.)
-                                   out.push_back(e.kind());
-                                   return true;
-                                 },
-                                 Soon()),
+    EXPECT_THAT(core_->WatchStep(
+                    v1::WatchQueueRequest(), kAll, &at, absl::Milliseconds(50),
+                    [&](const v1::QueueEvent& e) {
+                      // (The case as it is now, not as it was then.)
+                      out.push_back(e.kind());
+                      return true;
+                    },
+                    Soon()),
                 IsOk());
     return out;
   }
@@ -749,7 +895,8 @@ TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
   EXPECT_EQ(early->name(), "referrals/s1-risk");
   EXPECT_EQ(early->priority(), v1::URGENT);
   EXPECT_TRUE(early->opened_early());
-  EXPECT_FALSE(early->screening_finished()) << "the case says the screening is not finished";
+  EXPECT_FALSE(early->screening_finished())
+      << "the case says the screening is not finished";
   ASSERT_EQ(early->risk_answers_size(), 1);
   EXPECT_EQ(early->risk_answers(0).answer(), "Several days");
   // A retry changes nothing; a routine case opened later sorts below it.
@@ -767,7 +914,8 @@ TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
   EXPECT_EQ(raised->risk_answers(0).item_id(), "asq.5");
   auto lower = Early("s1", common::v1::CRISIS_URGENT);
   ASSERT_THAT(lower, IsOk());
-  EXPECT_EQ(lower->current_route(), common::v1::CRISIS_ACUTE) << "never lowered";
+  EXPECT_EQ(lower->current_route(), common::v1::CRISIS_ACUTE)
+      << "never lowered";
 
   // Completion attaches the full result (route THERAPY: an answer changed)
   // and keeps the acute route.
@@ -779,9 +927,12 @@ TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
   EXPECT_EQ(done->ruleset_version(), "v2");
   auto again = Completed("s1", common::v1::THERAPY);
   ASSERT_THAT(again, IsOk());
-  EXPECT_EQ(again->etag(), done->etag()) << "a retried hand-off changes nothing";
-  EXPECT_THAT(AuditKinds(*done), ::testing::ElementsAre("opened_early_risk:intake", "escalated:intake",
-                                                         "result_attached:intake"));
+  EXPECT_EQ(again->etag(), done->etag())
+      << "a retried hand-off changes nothing";
+  EXPECT_THAT(
+      AuditKinds(*done),
+      ::testing::ElementsAre("opened_early_risk:intake", "escalated:intake",
+                             "result_attached:intake"));
 
   v1::ListQueueRequest mine;
   mine.set_screening("users/u1/screenings/s1");
@@ -791,10 +942,12 @@ TEST_F(RiskCaseTest, OneCaseRaisedByLaterAnswersAndCompletedByTheResult) {
   EXPECT_EQ(one->cases(0).name(), "referrals/s1-risk");
   queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(queue, IsOk());
-  EXPECT_THAT(Screenings(*queue), ::testing::ElementsAre("s1", "s2", "s3")) << "acute first";
+  EXPECT_THAT(Screenings(*queue), ::testing::ElementsAre("s1", "s2", "s3"))
+      << "acute first";
 
   EXPECT_THAT(Events(*cursor),
-              ::testing::ElementsAre("created", "created", "created", "escalated", "updated"));
+              ::testing::ElementsAre("created", "created", "created",
+                                     "escalated", "updated"));
 }
 
 TEST_F(RiskCaseTest, CompletionFirstThenTheLateEarlyDeliveryChangesNothing) {
@@ -806,7 +959,8 @@ TEST_F(RiskCaseTest, CompletionFirstThenTheLateEarlyDeliveryChangesNothing) {
   auto late = Early("s1", common::v1::CRISIS_ACUTE);
   ASSERT_THAT(late, IsOk());
   EXPECT_EQ(late->etag(), done->etag());
-  EXPECT_EQ(late->current_route(), common::v1::CRISIS_URGENT) << "the finished result decides";
+  EXPECT_EQ(late->current_route(), common::v1::CRISIS_URGENT)
+      << "the finished result decides";
   EXPECT_THAT(AuditKinds(*late), ::testing::ElementsAre("created:intake"));
 }
 
@@ -826,7 +980,8 @@ TEST_F(RiskCaseTest, AnAcuteAnswerReopensADecidedCase) {
   ASSERT_THAT(core_->DecideCase(decide, kAll, Soon()), IsOk());
   auto raised = Early("s1", common::v1::CRISIS_ACUTE);
   ASSERT_THAT(raised, IsOk());
-  EXPECT_EQ(raised->state(), v1::OPEN) << "imminent risk goes back to the queue";
+  EXPECT_EQ(raised->state(), v1::OPEN)
+      << "imminent risk goes back to the queue";
   EXPECT_EQ(raised->current_route(), common::v1::CRISIS_ACUTE);
   auto queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
   ASSERT_THAT(queue, IsOk());
@@ -835,18 +990,23 @@ TEST_F(RiskCaseTest, AnAcuteAnswerReopensADecidedCase) {
 
 TEST_F(RiskCaseTest, BadRiskRequestsNameWhatIsWrong) {
   EXPECT_THAT(Early("s1", common::v1::THERAPY),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CRISIS_URGENT or CRISIS_ACUTE")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("CRISIS_URGENT or CRISIS_ACUTE")));
   EXPECT_THAT(Create("s1", common::v1::UNDER_PHYSICIAN_REVIEW),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UNDER_PHYSICIAN_REVIEW")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("UNDER_PHYSICIAN_REVIEW")));
   v1::CreateReferralsRequest batch;
   *batch.add_requests() = Request("s1", common::v1::CRISIS_URGENT);
   batch.mutable_requests(0)->set_unfinished(true);
-  EXPECT_THAT(core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("requests[0].unfinished")));
+  EXPECT_THAT(
+      core_->CreateReferrals(batch, Actor{"rescore", "batch", {}}, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("requests[0].unfinished")));
   v1::ListQueueRequest bad;
   bad.set_screening("s1");
-  EXPECT_THAT(core_->ListQueue(bad, kAll, Soon()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("screening")));
+  EXPECT_THAT(
+      core_->ListQueue(bad, kAll, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("screening")));
 }
 
 }  // namespace

@@ -120,14 +120,16 @@ TEST_F(ExprTest, LoadTimeChecksNameTheProblem) {
       {"flag.x flag.x", "unexpected text"},
   };
   for (const auto& c : cases) {
-    EXPECT_THAT(Expr::Compile(c.text, schema_),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+    EXPECT_THAT(
+        Expr::Compile(c.text, schema_),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
         << c.text;
   }
 }
 
 TEST_F(ExprTest, RecordsInputsForExplanations) {
-  auto e = Expr::Compile("q.total >= 10 || (q.2 >= 2 && q.total >= 5) || flag.x", schema_);
+  auto e = Expr::Compile(
+      "q.total >= 10 || (q.2 >= 2 && q.total >= 5) || flag.x", schema_);
   ASSERT_THAT(e, IsOk());
   EXPECT_THAT(e->slots(), ::testing::ElementsAre(total_, b_, flag_));
   EXPECT_EQ(e->text(), "q.total >= 10 || (q.2 >= 2 && q.total >= 5) || flag.x");

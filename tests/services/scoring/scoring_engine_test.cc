@@ -4,19 +4,19 @@
 // properties over generated answer sets, and versioned rulesets.
 
 #include "services/scoring/scoring_engine.h"
-#include "services/scoring/packed_answers.h"
 
 #include <google/protobuf/arena.h>
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
-#include <set>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/scoring/packed_answers.h"
 #include "tests/testing/process.h"
 #include "tests/testing/scoring_fixture.h"
 #include "tests/testing/screening.h"
@@ -33,11 +33,14 @@ using tools::Overrides;
 // This suite pins ruleset v1 (what it documents; v2 has its own suite).
 class ScoringTest : public aqueduct::testing::ScoringFixture {
  protected:
-  static v1::ScoringResult Screen(Overrides overrides, const std::string& ruleset = "v1") {
+  static v1::ScoringResult Screen(Overrides overrides,
+                                  const std::string& ruleset = "v1") {
     return ScreenUnder(std::move(overrides), ruleset);
   }
   // Answers for the listed items only ("item=value").
-  static v1::ScoreAnswersRequest Direct(const Overrides& answers) { return DirectUnder(answers, "v1"); }
+  static v1::ScoreAnswersRequest Direct(const Overrides& answers) {
+    return DirectUnder(answers, "v1");
+  }
   // Every item of `instrument` answered so the scored items sum to `total`
   // (filled in order at the highest option), others at their lowest.
   static Overrides WithTotal(const std::string& instrument, int total) {
@@ -59,7 +62,8 @@ class ScoringTest : public aqueduct::testing::ScoringFixture {
     }
     return -1;
   }
-  static const v1::RuleEvaluation* Rule(const v1::ScoringResult& r, const std::string& id) {
+  static const v1::RuleEvaluation* Rule(const v1::ScoringResult& r,
+                                        const std::string& id) {
     for (const auto& rule : r.rules()) {
       if (rule.rule_id() == id) return &rule;
     }
@@ -75,7 +79,8 @@ struct Edge {
   const char* band;
   bool positive;
 };
-class SumBandTest : public ScoringTest, public ::testing::WithParamInterface<Edge> {};
+class SumBandTest : public ScoringTest,
+                    public ::testing::WithParamInterface<Edge> {};
 
 TEST_P(SumBandTest, TotalBandAndScreenPositivity) {
   const Edge& e = GetParam();
@@ -90,17 +95,21 @@ TEST_P(SumBandTest, TotalBandAndScreenPositivity) {
 
 INSTANTIATE_TEST_SUITE_P(
     Phq9AndGad7, SumBandTest,
-    ::testing::Values(Edge{"phq9", 0, "minimal", false}, Edge{"phq9", 4, "minimal", false},
-                      Edge{"phq9", 5, "mild", false}, Edge{"phq9", 9, "mild", false},
-                      Edge{"phq9", 10, "moderate", true}, Edge{"phq9", 14, "moderate", true},
-                      Edge{"phq9", 15, "moderately_severe", true},
-                      Edge{"phq9", 19, "moderately_severe", true},
-                      Edge{"phq9", 20, "severe", true}, Edge{"phq9", 27, "severe", true},
-                      Edge{"gad7", 0, "minimal", false}, Edge{"gad7", 4, "minimal", false},
-                      Edge{"gad7", 5, "mild", false}, Edge{"gad7", 9, "mild", false},
-                      Edge{"gad7", 10, "moderate", true}, Edge{"gad7", 14, "moderate", true},
-                      Edge{"gad7", 15, "severe", true}, Edge{"gad7", 21, "severe", true}),
-    [](const auto& info) { return std::string(info.param.instrument) + "_" + std::to_string(info.param.total); });
+    ::testing::Values(
+        Edge{"phq9", 0, "minimal", false}, Edge{"phq9", 4, "minimal", false},
+        Edge{"phq9", 5, "mild", false}, Edge{"phq9", 9, "mild", false},
+        Edge{"phq9", 10, "moderate", true}, Edge{"phq9", 14, "moderate", true},
+        Edge{"phq9", 15, "moderately_severe", true},
+        Edge{"phq9", 19, "moderately_severe", true},
+        Edge{"phq9", 20, "severe", true}, Edge{"phq9", 27, "severe", true},
+        Edge{"gad7", 0, "minimal", false}, Edge{"gad7", 4, "minimal", false},
+        Edge{"gad7", 5, "mild", false}, Edge{"gad7", 9, "mild", false},
+        Edge{"gad7", 10, "moderate", true}, Edge{"gad7", 14, "moderate", true},
+        Edge{"gad7", 15, "severe", true}, Edge{"gad7", 21, "severe", true}),
+    [](const auto& info) {
+      return std::string(info.param.instrument) + "_" +
+             std::to_string(info.param.total);
+    });
 
 struct ShortEdge {
   const char* first;
@@ -109,24 +118,28 @@ struct ShortEdge {
   int item1, item2;
   bool positive;
 };
-class ShortFormTest : public ScoringTest, public ::testing::WithParamInterface<ShortEdge> {};
+class ShortFormTest : public ScoringTest,
+                      public ::testing::WithParamInterface<ShortEdge> {};
 
 TEST_P(ShortFormTest, TwoOrThreeIsTheCutOff) {
   const auto& p = GetParam();
-  const std::string parent = std::string(p.first).substr(0, std::string(p.first).find('.'));
+  const std::string parent =
+      std::string(p.first).substr(0, std::string(p.first).find('.'));
   Overrides o = WithTotal(parent, 0);
   o[p.first] = std::to_string(p.item1);
   o[p.second] = std::to_string(p.item2);
   auto result = engine_->Score(Direct(o));
   ASSERT_THAT(result, IsOk());
-  EXPECT_EQ(Derived(Score(*result, parent), std::string(p.name) + ".total"), p.item1 + p.item2);
+  EXPECT_EQ(Derived(Score(*result, parent), std::string(p.name) + ".total"),
+            p.item1 + p.item2);
   // What rules see: <name>.positive.
   const auto& schema = engine_->newest().schema();
   std::vector<expr::Value> values(schema.size());
   v1::ScoringResult scores;
   auto req = Direct(o);
-  ASSERT_THAT(engine_->catalog().ScoreInstruments(req.answers().answers(), req.administered_instruments(),
-                                                  engine_->newest().sets(), values.data(), &scores),
+  ASSERT_THAT(engine_->catalog().ScoreInstruments(
+                  req.answers().answers(), req.administered_instruments(),
+                  engine_->newest().sets(), values.data(), &scores),
               IsOk());
   int slot = -1;
   ASSERT_NE(schema.Find(std::string(p.name) + ".positive", &slot), nullptr);
@@ -140,7 +153,10 @@ INSTANTIATE_TEST_SUITE_P(
                       ShortEdge{"phq9.1", "phq9.2", "phq2", 2, 1, true},
                       ShortEdge{"gad7.1", "gad7.2", "gad2", 2, 0, false},
                       ShortEdge{"gad7.1", "gad7.2", "gad2", 0, 3, true}),
-    [](const auto& info) { return std::string(info.param.name) + "_" + std::to_string(info.param.item1 + info.param.item2); });
+    [](const auto& info) {
+      return std::string(info.param.name) + "_" +
+             std::to_string(info.param.item1 + info.param.item2);
+    });
 
 TEST_F(ScoringTest, ShortFormPositivityDrivesRules) {
   // PHQ-2 >= 3 is available to rules: check it through an expression.
@@ -155,17 +171,21 @@ TEST_F(ScoringTest, ShortFormPositivityDrivesRules) {
   std::vector<expr::Value> values(schema.size());
   v1::ScoringResult scores;
   auto req = Direct(o);
-  ASSERT_THAT(engine_->catalog().ScoreInstruments(req.answers().answers(), req.administered_instruments(),
-                                                  engine_->newest().sets(), values.data(), &scores),
+  ASSERT_THAT(engine_->catalog().ScoreInstruments(
+                  req.answers().answers(), req.administered_instruments(),
+                  engine_->newest().sets(), values.data(), &scores),
               IsOk());
-  EXPECT_EQ(e->Eval(values.data(), engine_->newest().sets()), expr::Truth::kTrue);
+  EXPECT_EQ(e->Eval(values.data(), engine_->newest().sets()),
+            expr::Truth::kTrue);
   values.assign(schema.size(), expr::Value::Unknown());
   o["phq9.2"] = "0";
   req = Direct(o);
-  ASSERT_THAT(engine_->catalog().ScoreInstruments(req.answers().answers(), req.administered_instruments(),
-                                                  engine_->newest().sets(), values.data(), &scores),
+  ASSERT_THAT(engine_->catalog().ScoreInstruments(
+                  req.answers().answers(), req.administered_instruments(),
+                  engine_->newest().sets(), values.data(), &scores),
               IsOk());
-  EXPECT_EQ(e->Eval(values.data(), engine_->newest().sets()), expr::Truth::kFalse);
+  EXPECT_EQ(e->Eval(values.data(), engine_->newest().sets()),
+            expr::Truth::kFalse);
 }
 
 // ---- AUDIT-C threshold by sex ----------------------------------------------
@@ -175,7 +195,8 @@ struct AuditCase {
   int total;
   bool positive;
 };
-class AuditCTest : public ScoringTest, public ::testing::WithParamInterface<AuditCase> {};
+class AuditCTest : public ScoringTest,
+                   public ::testing::WithParamInterface<AuditCase> {};
 
 TEST_P(AuditCTest, FourForMenThreeForEveryoneElse) {
   Overrides o = WithTotal("auditc", GetParam().total);
@@ -189,27 +210,33 @@ TEST_P(AuditCTest, FourForMenThreeForEveryoneElse) {
 INSTANTIATE_TEST_SUITE_P(
     BySex, AuditCTest,
     ::testing::Values(AuditCase{"male", 3, false}, AuditCase{"male", 4, true},
-                      AuditCase{"female", 2, false}, AuditCase{"female", 3, true},
-                      AuditCase{"another", 3, true}, AuditCase{"not_stated", 3, true},
+                      AuditCase{"female", 2, false},
+                      AuditCase{"female", 3, true},
+                      AuditCase{"another", 3, true},
+                      AuditCase{"not_stated", 3, true},
                       AuditCase{"not_stated", 2, false}, AuditCase{"", 3, true},
                       AuditCase{"male", 12, true}),
     [](const auto& info) {
-      return std::string(*info.param.sex ? info.param.sex : "unanswered") + "_" + std::to_string(info.param.total);
+      return std::string(*info.param.sex ? info.param.sex : "unanswered") +
+             "_" + std::to_string(info.param.total);
     });
 
-// ---- CBI means, bands, reverse scoring ---------------------------------------
+// ---- CBI means, bands, reverse scoring
+// ---------------------------------------
 
 struct CbiCase {
   std::vector<int> values;
   double mean;
   const char* band;
 };
-class CbiTest : public ScoringTest, public ::testing::WithParamInterface<CbiCase> {};
+class CbiTest : public ScoringTest,
+                public ::testing::WithParamInterface<CbiCase> {};
 
 TEST_P(CbiTest, MeanOfItemsAndBand) {
   Overrides o;
   for (size_t i = 0; i < GetParam().values.size(); ++i) {
-    o["cbi_personal." + std::to_string(i + 1)] = std::to_string(GetParam().values[i]);
+    o["cbi_personal." + std::to_string(i + 1)] =
+        std::to_string(GetParam().values[i]);
   }
   auto result = engine_->Score(Direct(o));
   ASSERT_THAT(result, IsOk());
@@ -269,14 +296,17 @@ TEST_F(ScoringTest, Phq9ProvisionalMajorDepressiveSyndrome) {
   EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.mdd_count"), 5);
   EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.provisional_mdd"), 1);
   o = WithTotal("phq9", 0);
-  for (const char* id : {"phq9.3", "phq9.4", "phq9.5", "phq9.6", "phq9.7"}) o[id] = "2";
+  for (const char* id : {"phq9.3", "phq9.4", "phq9.5", "phq9.6", "phq9.7"})
+    o[id] = "2";
   result = engine_->Score(Direct(o));
   EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.mdd_count"), 5);
-  EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.provisional_mdd"), 0) << "no core symptom";
+  EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.provisional_mdd"), 0)
+      << "no core symptom";
   o = WithTotal("phq9", 0);
   for (int i = 1; i <= 8; ++i) o["phq9." + std::to_string(i)] = "1";
   result = engine_->Score(Direct(o));
-  EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.mdd_count"), 0) << "'several days' does not count";
+  EXPECT_EQ(Derived(Score(*result, "phq9"), "phq9.mdd_count"), 0)
+      << "'several days' does not count";
 }
 
 TEST_F(ScoringTest, IncompletePhq9IsNeverALowScore) {
@@ -300,26 +330,37 @@ TEST_F(ScoringTest, IncompletePhq9IsNeverALowScore) {
               HasSecondary(screened, "undecided.route.therapy"));
 }
 
-// ---- Applicability and the ASQ branch ----------------------------------------
+// ---- Applicability and the ASQ branch
+// ----------------------------------------
 
 TEST_F(ScoringTest, AnswersToItemsThatDoNotApplyAreRejectedByName) {
   Overrides o = {{"ctx.works", "no"}, {"cbi_work.1", "50"}};
   EXPECT_THAT(engine_->Score(Direct(o)),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       ::testing::AllOf(HasSubstr("cbi_work.1"), HasSubstr("does not apply"))));
-  o = {{"ctx.works", "yes"}, {"ctx.works_with_clients", "no"}, {"cbi_client.2", "50"}};
-  EXPECT_THAT(engine_->Score(Direct(o)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cbi_client.2")));
+                       ::testing::AllOf(HasSubstr("cbi_work.1"),
+                                        HasSubstr("does not apply"))));
+  o = {{"ctx.works", "yes"},
+       {"ctx.works_with_clients", "no"},
+       {"cbi_client.2", "50"}};
+  EXPECT_THAT(
+      engine_->Score(Direct(o)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cbi_client.2")));
   o = {{"ctx.works", "no"}, {"ctx.works_with_clients", "yes"}};
   EXPECT_THAT(engine_->Score(Direct(o)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ctx.works_with_clients")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ctx.works_with_clients")));
 }
 
 TEST_F(ScoringTest, AsqItem5OnlyAfterAYes) {
-  Overrides o = {{"asq.1", "no"}, {"asq.2", "no"}, {"asq.3", "no"}, {"asq.4", "no"}, {"asq.5", "no"}};
+  Overrides o = {{"asq.1", "no"},
+                 {"asq.2", "no"},
+                 {"asq.3", "no"},
+                 {"asq.4", "no"},
+                 {"asq.5", "no"}};
   EXPECT_THAT(engine_->Score(Direct(o)),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       ::testing::AllOf(HasSubstr("asq.5"), HasSubstr("does not apply"))));
+                       ::testing::AllOf(HasSubstr("asq.5"),
+                                        HasSubstr("does not apply"))));
   o["asq.3"] = "yes";
   auto result = engine_->Score(Direct(o));
   ASSERT_THAT(result, IsOk());
@@ -333,28 +374,34 @@ TEST_F(ScoringTest, AsqItem5OnlyAfterAYes) {
 TEST_F(ScoringTest, InvalidInputNamesTheField) {
   auto req = Direct(WithTotal("phq9", 0));
   req.mutable_answers()->mutable_answers(3)->set_option_value(4);
-  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("answers.answers[3].option_value")));
+  EXPECT_THAT(engine_->Score(req),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("answers.answers[3].option_value")));
   req = Direct(WithTotal("phq9", 0));
   req.mutable_answers()->mutable_answers(0)->set_item_id("phq9.11");
-  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("answers.answers[0].item_id")));
+  EXPECT_THAT(engine_->Score(req),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("answers.answers[0].item_id")));
   req = Direct(WithTotal("phq9", 0));
   req.mutable_answers()->mutable_answers(1)->set_item_id("phq9.1");
-  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("answered twice")));
+  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("answered twice")));
   req = Direct(WithTotal("phq9", 0));
   req.add_administered_instruments("mbi");
-  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("administered_instruments[0]")));
+  EXPECT_THAT(engine_->Score(req),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("administered_instruments[0]")));
   req = Direct({{"ctx.age", "200"}});
-  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("integer_value")));
+  EXPECT_THAT(engine_->Score(req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("integer_value")));
 }
 
 // ---- Safety ---------------------------------------------------------------
 
 TEST_F(ScoringTest, Item9WithNegativeAsqIsCrisisUrgentNeverCleared) {
   auto r = Screen({{"phq9.9", "1"}});
-  EXPECT_EQ(Score(r, "asq").completeness(), v1::COMPLETE) << "the flow asked the ASQ";
+  EXPECT_EQ(Score(r, "asq").completeness(), v1::COMPLETE)
+      << "the flow asked the ASQ";
   EXPECT_FALSE(Score(r, "asq").screen_positive());
   EXPECT_TRUE(HasFlag(r, v1::PHQ9_ITEM9_POSITIVE));
   EXPECT_TRUE(HasFlag(r, v1::ITEM9_WITH_NEGATIVE_ASQ));
@@ -379,7 +426,8 @@ TEST_F(ScoringTest, AsqNonAcuteAndAcute) {
 
 TEST_F(ScoringTest, DeclinedItem9ShowsCrisisResourcesAndAsksForReview) {
   auto r = Screen({{"phq9.9", "declined"}});
-  EXPECT_EQ(Score(r, "asq").completeness(), v1::COMPLETE) << "the ASQ is asked when item 9 is declined";
+  EXPECT_EQ(Score(r, "asq").completeness(), v1::COMPLETE)
+      << "the ASQ is asked when item 9 is declined";
   EXPECT_TRUE(r.has_crisis_resources());
   EXPECT_EQ(RouteOf(r), common::v1::THERAPY);
   EXPECT_TRUE(HasSecondary(r, "undecided.route.crisis_urgent"));
@@ -393,7 +441,8 @@ TEST_F(ScoringTest, DeclinedItem9ShowsCrisisResourcesAndAsksForReview) {
 TEST_F(ScoringTest, Item9WithMissingAsqStaysCrisisUrgent) {
   Overrides o = WithTotal("phq9", 0);
   o["phq9.9"] = "1";
-  auto r = engine_->Score(Direct(o));  // PHQ-9 only: the ASQ was expected, not given
+  auto r =
+      engine_->Score(Direct(o));  // PHQ-9 only: the ASQ was expected, not given
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(Score(*r, "asq").completeness(), v1::NOT_ADMINISTERED);
   EXPECT_EQ(RouteOf(*r), common::v1::CRISIS_URGENT);
@@ -414,7 +463,8 @@ TEST_F(ScoringTest, NoRiskNoCrisisResources) {
 
 Overrides CbiPersonalAt(int value) {
   Overrides o;
-  for (int i = 1; i <= 6; ++i) o["cbi_personal." + std::to_string(i)] = std::to_string(value);
+  for (int i = 1; i <= 6; ++i)
+    o["cbi_personal." + std::to_string(i)] = std::to_string(value);
   return o;
 }
 
@@ -422,7 +472,8 @@ TEST_F(ScoringTest, LowProfileGetsSelfHelpAtOnce) {
   auto r = Screen({});
   EXPECT_EQ(r.profile(), v1::LOW);
   EXPECT_EQ(RouteOf(r), common::v1::SELF_HELP);
-  EXPECT_EQ(r.routing().required_reviewer(), common::v1::REVIEWER_ROLE_UNSPECIFIED);
+  EXPECT_EQ(r.routing().required_reviewer(),
+            common::v1::REVIEWER_ROLE_UNSPECIFIED);
   EXPECT_EQ(r.routing().rescreen_after_days(), 14);
   std::vector<std::string> plan;
   for (const auto& p : r.routing().self_help_plan()) plan.push_back(p.id());
@@ -438,19 +489,24 @@ TEST_F(ScoringTest, OverloadProfileGetsSelfHelpForTheConditions) {
   EXPECT_EQ(RouteOf(r), common::v1::SELF_HELP);
   std::vector<std::string> plan;
   for (const auto& p : r.routing().self_help_plan()) plan.push_back(p.id());
-  EXPECT_THAT(plan, ::testing::IsSupersetOf({"energy_inventory", "boundary_statement", "rest_window"}));
+  EXPECT_THAT(plan,
+              ::testing::IsSupersetOf(
+                  {"energy_inventory", "boundary_statement", "rest_window"}));
   std::vector<std::string> signals;
-  for (const auto& s : r.profile_signals()) signals.push_back(s.name() + "=" + s.value());
+  for (const auto& s : r.profile_signals())
+    signals.push_back(s.name() + "=" + s.value());
   EXPECT_THAT(signals, ::testing::Contains("overload_signal=true"));
 }
 
 TEST_F(ScoringTest, DepressionAndMixedProfilesGoToTherapy) {
-  Overrides dep = {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}, {"phq9.5", "2"}, {"phq9.6", "2"}};
+  Overrides dep = {{"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"},
+                   {"phq9.4", "2"}, {"phq9.5", "2"}, {"phq9.6", "2"}};
   auto r = Screen(dep);
   EXPECT_EQ(r.profile(), v1::DEPRESSION);
   EXPECT_EQ(RouteOf(r), common::v1::THERAPY);
   std::vector<std::string> modalities;
-  for (const auto& m : r.routing().modality_suggestions()) modalities.push_back(m.modality());
+  for (const auto& m : r.routing().modality_suggestions())
+    modalities.push_back(m.modality());
   EXPECT_THAT(modalities, ::testing::Contains("depression_treatment"));
   Overrides mixed = dep;
   for (auto& [k, v] : CbiPersonalAt(75)) mixed[k] = v;
@@ -460,7 +516,8 @@ TEST_F(ScoringTest, DepressionAndMixedProfilesGoToTherapy) {
 }
 
 TEST_F(ScoringTest, LowMoodWithMarkedDifficultyIsDepressionBelowTen) {
-  auto r = Screen({{"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "1"}, {"phq9.10", "2"}});
+  auto r = Screen(
+      {{"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "1"}, {"phq9.10", "2"}});
   EXPECT_EQ(Score(r, "phq9").total(), 5);
   EXPECT_EQ(r.profile(), v1::DEPRESSION);
   EXPECT_EQ(RouteOf(r), common::v1::THERAPY);
@@ -471,7 +528,9 @@ struct TherapyTrigger {
   Overrides answers;
   const char* secondary;  // expected secondary flag, or ""
 };
-class TherapyTriggerTest : public ScoringTest, public ::testing::WithParamInterface<TherapyTrigger> {};
+class TherapyTriggerTest
+    : public ScoringTest,
+      public ::testing::WithParamInterface<TherapyTrigger> {};
 
 TEST_P(TherapyTriggerTest, EachTriggerAloneRoutesToTherapy) {
   auto r = Screen(GetParam().answers);
@@ -490,18 +549,29 @@ TEST_P(TherapyTriggerTest, EachTriggerAloneRoutesToTherapy) {
 INSTANTIATE_TEST_SUITE_P(
     V1, TherapyTriggerTest,
     ::testing::Values(
-        TherapyTrigger{"gad7", {{"gad7.1", "3"}, {"gad7.2", "3"}, {"gad7.3", "3"}, {"gad7.4", "1"}}, "anxiety.gad7"},
-        TherapyTrigger{"auditc", {{"auditc.1", "2"}, {"auditc.2", "1"}}, "caution.auditc"},
+        TherapyTrigger{"gad7",
+                       {{"gad7.1", "3"},
+                        {"gad7.2", "3"},
+                        {"gad7.3", "3"},
+                        {"gad7.4", "1"}},
+                       "anxiety.gad7"},
+        TherapyTrigger{
+            "auditc", {{"auditc.1", "2"}, {"auditc.2", "1"}}, "caution.auditc"},
         TherapyTrigger{"drug", {{"drug.1", "2"}}, "caution.drug_screen"},
         TherapyTrigger{"difficulty", {{"phq9.10", "3"}}, ""},
-        TherapyTrigger{"depression", {{"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}, {"phq9.4", "1"}}, ""}),
+        TherapyTrigger{"depression",
+                       {{"phq9.1", "3"},
+                        {"phq9.2", "3"},
+                        {"phq9.3", "3"},
+                        {"phq9.4", "1"}},
+                       ""}),
     [](const auto& info) { return std::string(info.param.name); });
 
 Overrides TrdIn(const std::string& state, int age = 40) {
-  return {{"ctx.state", state},
-          {"ctx.age", std::to_string(age)},
-          {"phq9.1", "2"}, {"phq9.2", "2"}, {"phq9.3", "2"}, {"phq9.4", "2"}, {"phq9.5", "2"},
-          {"ket.trials", "two_or_more"}};
+  return {{"ctx.state", state}, {"ctx.age", std::to_string(age)},
+          {"phq9.1", "2"},      {"phq9.2", "2"},
+          {"phq9.3", "2"},      {"phq9.4", "2"},
+          {"phq9.5", "2"},      {"ket.trials", "two_or_more"}};
 }
 
 TEST_F(ScoringTest, KetamineReviewForCoveredAdultsWithTrd) {
@@ -513,13 +583,18 @@ TEST_F(ScoringTest, KetamineReviewForCoveredAdultsWithTrd) {
     EXPECT_EQ(r.routing().fallback_route(), common::v1::THERAPY);
     EXPECT_FALSE(r.has_crisis_resources());
   }
-  auto r = Screen([] { auto o = TrdIn("FL"); o["ket.trials"] = "one"; return o; }());
+  auto r = Screen([] {
+    auto o = TrdIn("FL");
+    o["ket.trials"] = "one";
+    return o;
+  }());
   EXPECT_EQ(RouteOf(r), common::v1::THERAPY) << "one failed trial is not TRD";
 }
 
 TEST_F(ScoringTest, OutsideCoverageOrUnder18NeverKetamine) {
   auto r = Screen(TrdIn("NY"));
-  EXPECT_EQ(Score(r, "ket").completeness(), v1::NOT_ADMINISTERED) << "the module is not asked";
+  EXPECT_EQ(Score(r, "ket").completeness(), v1::NOT_ADMINISTERED)
+      << "the module is not asked";
   EXPECT_EQ(RouteOf(r), common::v1::THERAPY);
   r = Screen(TrdIn("FL", 17));
   EXPECT_EQ(Score(r, "ket").completeness(), v1::NOT_ADMINISTERED);
@@ -543,7 +618,9 @@ struct Exclusion {
   const char* item;
   const char* flag;
 };
-class KetamineExclusionTest : public ScoringTest, public ::testing::WithParamInterface<Exclusion> {};
+class KetamineExclusionTest : public ScoringTest,
+                              public ::testing::WithParamInterface<Exclusion> {
+};
 
 TEST_P(KetamineExclusionTest, AbsoluteExclusionSendsToTherapyWithTheReason) {
   Overrides o = TrdIn("FL");
@@ -559,10 +636,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Exclusion{"ket.ich", "ketamine_excluded.ich"},
                       Exclusion{"ket.psychosis", "ketamine_excluded.psychosis"},
                       Exclusion{"ket.pregnant", "ketamine_excluded.pregnancy"},
-                      Exclusion{"ket.hypersensitivity", "ketamine_excluded.hypersensitivity"}),
+                      Exclusion{"ket.hypersensitivity",
+                                "ketamine_excluded.hypersensitivity"}),
     [](const auto& info) { return std::string(info.param.item).substr(4); });
 
-class KetamineCautionTest : public ScoringTest, public ::testing::WithParamInterface<Exclusion> {};
+class KetamineCautionTest : public ScoringTest,
+                            public ::testing::WithParamInterface<Exclusion> {};
 
 TEST_P(KetamineCautionTest, CautionQueuesForThePhysicianWithTheFlag) {
   Overrides o = TrdIn("NJ");
@@ -592,7 +671,8 @@ TEST_F(ScoringTest, CrisisBeatsEverything) {
   Overrides o = TrdIn("FL");
   o["phq9.9"] = "1";
   auto r = Screen(o);
-  EXPECT_EQ(RouteOf(r), common::v1::CRISIS_URGENT) << "crisis before the ketamine review";
+  EXPECT_EQ(RouteOf(r), common::v1::CRISIS_URGENT)
+      << "crisis before the ketamine review";
   EXPECT_TRUE(HasSecondary(r, "ketamine_after_crisis"));
   EXPECT_TRUE(r.has_crisis_resources());
   o["asq.1"] = "yes";
@@ -611,7 +691,8 @@ TEST_F(ScoringTest, CrisisBeatsEverything) {
 
 TEST_F(ScoringTest, EveryExplainedRuleIsListedUnderTheSameId) {
   std::set<std::string> listed;
-  const auto rulesets = engine_->Rulesets();  // keep the response alive while iterating
+  const auto rulesets =
+      engine_->Rulesets();  // keep the response alive while iterating
   for (const auto& r : rulesets.rulesets(0).rules()) listed.insert(r.rule_id());
   EXPECT_TRUE(listed.contains("flag.phq9_item9"));
   EXPECT_TRUE(listed.contains("signal.burnout_high"));
@@ -619,8 +700,9 @@ TEST_F(ScoringTest, EveryExplainedRuleIsListedUnderTheSameId) {
   EXPECT_TRUE(listed.contains("modality.cbt"));
   EXPECT_TRUE(listed.contains("plan.checkin_5min"));
   int checked = 0;
-  for (const Overrides& o : {Overrides{{"phq9.9", "1"}, {"auditc.1", "3"}}, TrdIn("FL"), CbiPersonalAt(75),
-                             Overrides{{"phq9.4", "declined"}}}) {
+  for (const Overrides& o :
+       {Overrides{{"phq9.9", "1"}, {"auditc.1", "3"}}, TrdIn("FL"),
+        CbiPersonalAt(75), Overrides{{"phq9.4", "declined"}}}) {
     const v1::ScoringResult result = Screen(o);
     for (const auto& rule : result.rules()) {
       EXPECT_TRUE(listed.contains(rule.rule_id())) << rule.rule_id();
@@ -631,7 +713,8 @@ TEST_F(ScoringTest, EveryExplainedRuleIsListedUnderTheSameId) {
 }
 
 TEST_F(ScoringTest, EveryResultCarriesVersionsAndTheDecidingRule) {
-  for (const Overrides& o : {Overrides{}, Overrides{{"phq9.9", "1"}}, TrdIn("FL")}) {
+  for (const Overrides& o :
+       {Overrides{}, Overrides{{"phq9.9", "1"}}, TrdIn("FL")}) {
     auto r = Screen(o);
     EXPECT_EQ(r.ruleset_version(), "v1");
     EXPECT_EQ(r.catalog_version(), "2026-11.1");
@@ -655,7 +738,8 @@ class GeneratedTest : public ScoringTest {
   // asks.
   v1::ScoreAnswersRequest Random(std::mt19937& rng) {
     Overrides o;
-    o["ctx.state"] = std::vector<std::string>{"FL", "NJ", "NY", "TX"}[rng() % 4];
+    o["ctx.state"] =
+        std::vector<std::string>{"FL", "NJ", "NY", "TX"}[rng() % 4];
     o["ctx.age"] = std::to_string(16 + rng() % 50);
     for (const auto& info : engine_->catalog().instruments()) {
       for (const auto& item : info.items) {
@@ -665,7 +749,9 @@ class GeneratedTest : public ScoringTest {
           int pick = (rng() % 3 == 0) ? rng() % def.options_size() : 0;
           o.try_emplace(def.id(), std::to_string(def.options(pick).value()));
         } else if (def.kind() == v1::INTEGER) {
-          o.try_emplace(def.id(), std::to_string(std::max(def.min_value(), static_cast<int>(rng() % 3))));
+          o.try_emplace(def.id(),
+                        std::to_string(std::max(def.min_value(),
+                                                static_cast<int>(rng() % 3))));
         }
       }
     }
@@ -688,17 +774,21 @@ TEST_F(GeneratedTest, RaisingAnyAnswerNeverLowersATotal) {
       if (item->kind() != v1::CHOICE || item->unscored()) continue;
       int next = -1;
       for (const auto& o : item->options()) {
-        if (o.value() > a.option_value() && (next < 0 || o.value() < next)) next = o.value();
+        if (o.value() > a.option_value() && (next < 0 || o.value() < next))
+          next = o.value();
       }
       if (next < 0) continue;
       auto raised = req;
       raised.mutable_answers()->mutable_answers(i)->set_option_value(next);
       auto after = engine_->Score(raised);
       if (!after.ok()) continue;  // e.g. a new yes makes ASQ item 5 apply
-      const std::string ins = engine_->catalog().InstrumentOfItem(a.item_id())->id();
+      const std::string ins =
+          engine_->catalog().InstrumentOfItem(a.item_id())->id();
       const auto& before_s = Score(*base, ins);
       const auto& after_s = Score(*after, ins);
-      if (before_s.completeness() != v1::COMPLETE || after_s.completeness() != v1::COMPLETE) continue;
+      if (before_s.completeness() != v1::COMPLETE ||
+          after_s.completeness() != v1::COMPLETE)
+        continue;
       ++compared;
       if (item->reverse_scored()) {
         EXPECT_LE(after_s.mean(), before_s.mean()) << a.item_id();
@@ -729,12 +819,14 @@ TEST_F(GeneratedTest, ACrisisFlagIsNeverRemovedByOtherAnswers) {
       if (a.item_id() == "phq9.9" || item->kind() != v1::CHOICE) continue;
       for (const auto& o : item->options()) {
         auto changed = req;
-        changed.mutable_answers()->mutable_answers(i)->set_option_value(o.value());
+        changed.mutable_answers()->mutable_answers(i)->set_option_value(
+            o.value());
         auto r = engine_->Score(changed);
         if (!r.ok()) continue;  // the change made another answer inapplicable
         ++checked;
         EXPECT_TRUE(HasFlag(*r, v1::PHQ9_ITEM9_POSITIVE)) << a.item_id();
-        EXPECT_TRUE(RouteOf(*r) == common::v1::CRISIS_URGENT || RouteOf(*r) == common::v1::CRISIS_ACUTE)
+        EXPECT_TRUE(RouteOf(*r) == common::v1::CRISIS_URGENT ||
+                    RouteOf(*r) == common::v1::CRISIS_ACUTE)
             << a.item_id();
         EXPECT_TRUE(r->has_crisis_resources()) << a.item_id();
       }
@@ -772,7 +864,8 @@ TEST_F(GeneratedTest, DigestWithoutExplanationsEqualsTheFullResultsDigest) {
         if (a.item_id() == "phq9.9") a.set_option_value(1 + rng() % 3);
       }
     }
-    if (n % 5 == 0 && req.answers().answers_size() > 12) {  // and incomplete ones
+    if (n % 5 == 0 &&
+        req.answers().answers_size() > 12) {  // and incomplete ones
       req.mutable_answers()->mutable_answers()->DeleteSubrange(10, 1);
     }
     auto full = engine_->Score(req);
@@ -781,7 +874,8 @@ TEST_F(GeneratedTest, DigestWithoutExplanationsEqualsTheFullResultsDigest) {
     ASSERT_EQ(s.ok(), full.ok()) << s;
     if (!full.ok()) continue;
     routes.insert(full->routing().primary_route());
-    EXPECT_EQ(lean.SerializeAsString(), DigestOf(*full).SerializeAsString()) << lean.ShortDebugString();
+    EXPECT_EQ(lean.SerializeAsString(), DigestOf(*full).SerializeAsString())
+        << lean.ShortDebugString();
   }
   EXPECT_GE(routes.size(), 3u);  // the generator reaches several routes
 }
@@ -795,7 +889,8 @@ TEST_F(GeneratedTest, AReusedResultScoresExactlyLikeAFreshOne) {
   std::mt19937 rng(1202);
   google::protobuf::Arena arena;
   v1::ScoringResult heap_result;
-  auto* arena_result = google::protobuf::Arena::CreateMessage<v1::ScoringResult>(&arena);
+  auto* arena_result =
+      google::protobuf::Arena::CreateMessage<v1::ScoringResult>(&arena);
   int crisis = 0, calm_after_crisis = 0, errors = 0;
   bool last_was_crisis = false;
   for (int n = 0; n < 300; ++n) {
@@ -805,14 +900,17 @@ TEST_F(GeneratedTest, AReusedResultScoresExactlyLikeAFreshOne) {
         if (a.item_id() == "phq9.9") a.set_option_value(1 + rng() % 3);
       }
     }
-    if (n % 13 == 0) req.mutable_answers()->mutable_answers(3)->set_option_value(9);  // not an option
+    if (n % 13 == 0)
+      req.mutable_answers()->mutable_answers(3)->set_option_value(
+          9);  // not an option
     const auto fresh = engine_->Score(req);
     for (v1::ScoringResult* reused : {&heap_result, arena_result}) {
       const absl::Status s = engine_->ScoreInto(req, reused);
       ASSERT_EQ(s.code(), fresh.status().code()) << s;
       if (!fresh.ok()) continue;
       EXPECT_EQ(reused->has_crisis_resources(), fresh->has_crisis_resources());
-      EXPECT_EQ(reused->SerializeAsString(), fresh->SerializeAsString()) << "screening " << n;
+      EXPECT_EQ(reused->SerializeAsString(), fresh->SerializeAsString())
+          << "screening " << n;
     }
     if (!fresh.ok()) {
       ++errors;
@@ -833,8 +931,9 @@ TEST_F(GeneratedTest, AReusedResultScoresExactlyLikeAFreshOne) {
 v1::ScoreAnswersRequest PackedOf(const v1::ScoreAnswersRequest& req) {
   std::vector<const common::v1::Answer*> answers;
   for (const auto& a : req.answers().answers()) answers.push_back(&a);
-  std::vector<absl::string_view> administered(req.administered_instruments().begin(),
-                                              req.administered_instruments().end());
+  std::vector<absl::string_view> administered(
+      req.administered_instruments().begin(),
+      req.administered_instruments().end());
   auto bytes = packed::Pack(answers, administered);
   EXPECT_THAT(bytes, IsOk());
   v1::ScoreAnswersRequest out;
@@ -856,11 +955,15 @@ TEST_F(GeneratedTest, PackedAnswersScoreExactlyLikeTheAnswerList) {
     if (n % 5 == 0 && req.answers().answers_size() > 12) {  // incomplete
       req.mutable_answers()->mutable_answers()->DeleteSubrange(10, 1);
     }
-    if (n % 7 == 0) req.mutable_answers()->mutable_answers(3)->set_option_value(9);  // not an option
-    if (n % 11 == 0) req.mutable_answers()->mutable_answers(0)->set_declined(true);
+    if (n % 7 == 0)
+      req.mutable_answers()->mutable_answers(3)->set_option_value(
+          9);  // not an option
+    if (n % 11 == 0)
+      req.mutable_answers()->mutable_answers(0)->set_declined(true);
     const auto list = engine_->Score(req);
     const auto packed = engine_->Score(PackedOf(req));
-    ASSERT_EQ(packed.status().code(), list.status().code()) << packed.status() << " / " << list.status();
+    ASSERT_EQ(packed.status().code(), list.status().code())
+        << packed.status() << " / " << list.status();
     if (!list.ok()) {
       ++errors;
       continue;
@@ -888,18 +991,25 @@ TEST_F(ScoringTest, EveryCodeCheckedAndPackedGroupsReadInAnyOrder) {
   EXPECT_THAT(engine_->Score(with_state("FL")), IsOk());
   const absl::Status list = engine_->Score(with_state("ZQ")).status();
   EXPECT_THAT(list, StatusIs(absl::StatusCode::kInvalidArgument,
-                             HasSubstr("answers.answers[0].code_value: not an allowed code of ctx.state")));
+                             HasSubstr("answers.answers[0].code_value: not an "
+                                       "allowed code of ctx.state")));
   EXPECT_THAT(std::string(list.message()), ::testing::Not(HasSubstr("ZQ")));
-  const absl::Status packed = engine_->Score(PackedOf(with_state("ZQ"))).status();
-  EXPECT_THAT(packed, StatusIs(absl::StatusCode::kInvalidArgument,
-                               HasSubstr("packed_answers[ctx.state].code_value: not an allowed code")));
+  const absl::Status packed =
+      engine_->Score(PackedOf(with_state("ZQ"))).status();
+  EXPECT_THAT(
+      packed,
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          HasSubstr(
+              "packed_answers[ctx.state].code_value: not an allowed code")));
   EXPECT_THAT(std::string(packed.message()), ::testing::Not(HasSubstr("ZQ")));
   v1::ScoreAnswersRequest code_for_choice;
   common::v1::Answer* a = code_for_choice.mutable_answers()->add_answers();
   a->set_item_id("phq9.1");
   a->set_code_value("FL");
   EXPECT_THAT(engine_->Score(code_for_choice),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("option_value: is required")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("option_value: is required")));
 
   // PHQ-9 items 9 down to 1, each at its own value, in one packed group.
   const auto list_form = Direct(WithTotal("phq9", 13));
@@ -910,7 +1020,8 @@ TEST_F(ScoringTest, EveryCodeCheckedAndPackedGroupsReadInAnyOrder) {
     items.emplace_back(answer.item_id().substr(5), answer.option_value());
   }
   ASSERT_GE(items.size(), 9u);
-  std::sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  std::sort(items.begin(), items.end(),
+            [](const auto& x, const auto& y) { return x.first > y.first; });
   reversed += static_cast<char>(items.size());
   for (const auto& [part, value] : items) {
     reversed += static_cast<char>(part.size());
@@ -929,43 +1040,58 @@ TEST_F(ScoringTest, EveryCodeCheckedAndPackedGroupsReadInAnyOrder) {
 }
 
 TEST_F(ScoringTest, PackedAnswersErrorsNameTheItemNotTheValue) {
-  auto base = aqueduct::testing::ScriptedScreening(*engine_, aqueduct::testing::AdultContext("NY"));
+  auto base = aqueduct::testing::ScriptedScreening(
+      *engine_, aqueduct::testing::AdultContext("NY"));
   ASSERT_THAT(base, IsOk());
   auto with = [&](auto edit) {
     v1::ScoreAnswersRequest r = *base;
     edit(r);
     return engine_->Score(PackedOf(r)).status();
   };
-  EXPECT_THAT(with([](auto& r) { r.mutable_answers()->mutable_answers(0)->set_item_id("nope.1"); }),
+  EXPECT_THAT(
+      with([](auto& r) {
+        r.mutable_answers()->mutable_answers(0)->set_item_id("nope.1");
+      }),
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          HasSubstr("packed_answers: \"nope\" is not a catalog instrument")));
+  EXPECT_THAT(with([](auto& r) {
+                r.mutable_answers()->add_answers()->set_item_id("phq9.99");
+              }),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("packed_answers: \"nope\" is not a catalog instrument")));
-  EXPECT_THAT(with([](auto& r) { r.mutable_answers()->add_answers()->set_item_id("phq9.99"); }),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("packed_answers[phq9.99].item_id: \"phq9.99\" is not a catalog item")));
+                       HasSubstr("packed_answers[phq9.99].item_id: \"phq9.99\" "
+                                 "is not a catalog item")));
   EXPECT_THAT(with([](auto& r) {
                 for (auto& a : *r.mutable_answers()->mutable_answers()) {
                   if (a.item_id() == "phq9.4") a.set_option_value(7);
                 }
               }),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("packed_answers[phq9.4].option_value: not one of the options of phq9.4")));
-  EXPECT_THAT(with([](auto& r) { *r.mutable_answers()->add_answers() = r.answers().answers(0); }),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is answered twice")));
+                       HasSubstr("packed_answers[phq9.4].option_value: not one "
+                                 "of the options of phq9.4")));
+  EXPECT_THAT(with([](auto& r) {
+                *r.mutable_answers()->add_answers() = r.answers().answers(0);
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is answered twice")));
   // A packed form with two groups for one instrument (Pack never writes it).
   v1::ScoreAnswersRequest twice;
   twice.set_packed_answers(std::string("\x01\x04phq9\x00\x04phq9\x00", 13));
   EXPECT_THAT(engine_->Score(twice),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("instrument phq9 appears twice")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("instrument phq9 appears twice")));
   // Both forms at once.
   v1::ScoreAnswersRequest both = PackedOf(*base);
   *both.mutable_answers() = base->answers();
-  EXPECT_THAT(engine_->Score(both), StatusIs(absl::StatusCode::kInvalidArgument,
-                                             HasSubstr("packed_answers: set together with answers")));
+  EXPECT_THAT(engine_->Score(both),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("packed_answers: set together with answers")));
   // Malformed bytes.
   v1::ScoreAnswersRequest bad;
   bad.set_packed_answers("\x07");
-  EXPECT_THAT(engine_->Score(bad), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("packed_answers: byte 0: format version 7")));
+  EXPECT_THAT(engine_->Score(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("packed_answers: byte 0: format version 7")));
 }
 
 TEST_F(ScoringTest, DigestIsCanonical) {
@@ -977,8 +1103,11 @@ TEST_F(ScoringTest, DigestIsCanonical) {
   auto* undecided = r.add_rules();
   undecided->set_rule_id("route.self_help");
   undecided->set_undecided(true);
-  for (auto [id, band] : std::vector<std::pair<std::string, std::string>>{
-           {"phq9", "moderate"}, {"auditc", ""}, {"gad7", "mild"}, {"cbi_work", "high"}}) {
+  for (auto [id, band] :
+       std::vector<std::pair<std::string, std::string>>{{"phq9", "moderate"},
+                                                        {"auditc", ""},
+                                                        {"gad7", "mild"},
+                                                        {"cbi_work", "high"}}) {
     auto* sc = r.add_scores();
     sc->set_instrument_id(id);
     sc->set_band(band);
@@ -988,7 +1117,9 @@ TEST_F(ScoringTest, DigestIsCanonical) {
   const v1::ResultDigest d = DigestOf(r);
   EXPECT_EQ(d.primary_route(), common::v1::THERAPY);
   EXPECT_EQ(d.route_rule(), "route.therapy");
-  EXPECT_EQ(d.bands(), "cbi_work=high,gad7=mild,phq9=moderate");  // by id; no band, no entry
+  EXPECT_EQ(
+      d.bands(),
+      "cbi_work=high,gad7=mild,phq9=moderate");  // by id; no band, no entry
   ASSERT_EQ(d.safety_flags_size(), 2);
   EXPECT_EQ(d.safety_flags(0), v1::PHQ9_ITEM9_POSITIVE);
   EXPECT_EQ(d.safety_flags(1), v1::ITEM9_WITH_NEGATIVE_ASQ);
@@ -1015,13 +1146,17 @@ TEST(DigestCompareTest, NamesEachChangeAndNothingElse) {
   EXPECT_TRUE(DigestsDiffer(before, after));
   const DigestChanges c = CompareDigests(before, after);
   EXPECT_TRUE(c.route && c.band && c.flags);
-  EXPECT_THAT(c.lines, ::testing::ElementsAre(
-                           "route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)",
-                           "auditc band: none -> low", "gad7 band: mild -> none", "phq9 band: moderate -> mild",
-                           "safety flags: [] -> [PHQ9_ITEM9_POSITIVE]"));
+  EXPECT_THAT(
+      c.lines,
+      ::testing::ElementsAre(
+          "route: THERAPY -> SELF_HELP (route.therapy -> route.self_help)",
+          "auditc band: none -> low", "gad7 band: mild -> none",
+          "phq9 band: moderate -> mild",
+          "safety flags: [] -> [PHQ9_ITEM9_POSITIVE]"));
   // The default route has no rule.
   after.clear_route_rule();
-  EXPECT_THAT(CompareDigests(before, after).lines[0], HasSubstr("(route.therapy -> default route)"));
+  EXPECT_THAT(CompareDigests(before, after).lines[0],
+              HasSubstr("(route.therapy -> default route)"));
   // Only flags.
   v1::ResultDigest flagged = before;
   flagged.add_safety_flags(v1::ASQ_ACUTE_POSITIVE);
@@ -1030,7 +1165,8 @@ TEST(DigestCompareTest, NamesEachChangeAndNothingElse) {
   EXPECT_FALSE(f.route || f.band);
 }
 
-// ---- Versioned rulesets -------------------------------------------------------
+// ---- Versioned rulesets
+// -------------------------------------------------------
 
 v1::Ruleset ReadV1() {
   std::ifstream in(aqueduct::testing::SourcePath("data/rulesets/v1.textproto"));
@@ -1042,7 +1178,8 @@ v1::Ruleset ReadV1() {
 }
 
 std::shared_ptr<const CatalogIndex> RepoCatalog() {
-  auto c = CatalogIndex::LoadFile(aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
+  auto c = CatalogIndex::LoadFile(
+      aqueduct::testing::SourcePath("data/catalog/catalog.textproto"));
   EXPECT_THAT(c, IsOk());
   return *c;
 }
@@ -1068,7 +1205,8 @@ TEST(RulesetVersionsTest, SecondVersionSideBySideCallersChoose) {
   EXPECT_GT(list.rulesets(1).rules_size(), 20);
 
   Overrides o = aqueduct::testing::AdultContext();
-  for (const char* id : {"phq9.1", "phq9.3", "phq9.4", "phq9.5", "phq9.6"}) o[id] = "2";
+  for (const char* id : {"phq9.1", "phq9.3", "phq9.4", "phq9.5", "phq9.6"})
+    o[id] = "2";
   o["phq9.7"] = "1";  // total 11: depression under v1, not under v2
   auto req = aqueduct::testing::ScriptedScreening(**engine, o);
   ASSERT_THAT(req, IsOk());
@@ -1084,7 +1222,8 @@ TEST(RulesetVersionsTest, SecondVersionSideBySideCallersChoose) {
   EXPECT_EQ(old->routing().primary_route(), common::v1::THERAPY);
   req->set_ruleset_version("v9");
   EXPECT_THAT((*engine)->Score(*req),
-              StatusIs(absl::StatusCode::kNotFound, ::testing::AllOf(HasSubstr("v9"), HasSubstr("v1"))));
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::AllOf(HasSubstr("v9"), HasSubstr("v1"))));
 }
 
 TEST(RulesetValidationTest, ProblemsAreNamed) {
@@ -1093,24 +1232,37 @@ TEST(RulesetValidationTest, ProblemsAreNamed) {
     std::function<void(v1::Ruleset&)> mutate;
     const char* message;
   } cases[] = {
-      {[](v1::Ruleset& r) { r.mutable_routes(3)->set_when("gad8.total >= 10"); },
+      {[](v1::Ruleset& r) {
+         r.mutable_routes(3)->set_when("gad8.total >= 10");
+       },
        "route.therapy: column 1: unknown name \"gad8.total\""},
-      {[](v1::Ruleset& r) { r.mutable_routes(0)->clear_when(); }, "route.crisis_acute: has no condition"},
-      {[](v1::Ruleset& r) { r.set_catalog_version("2020-01.0"); }, "written for catalog \"2020-01.0\""},
+      {[](v1::Ruleset& r) { r.mutable_routes(0)->clear_when(); },
+       "route.crisis_acute: has no condition"},
+      {[](v1::Ruleset& r) { r.set_catalog_version("2020-01.0"); },
+       "written for catalog \"2020-01.0\""},
       {[](v1::Ruleset& r) { r.clear_sets(); }, "set \"ketamine_states\""},
-      {[](v1::Ruleset& r) { r.mutable_default_route()->set_route(common::v1::SELF_HELP); }, "default_route"},
-      {[](v1::Ruleset& r) { r.mutable_signals(0)->set_when("depression_signal"); },
+      {[](v1::Ruleset& r) {
+         r.mutable_default_route()->set_route(common::v1::SELF_HELP);
+       },
+       "default_route"},
+      {[](v1::Ruleset& r) {
+         r.mutable_signals(0)->set_when("depression_signal");
+       },
        "unknown name \"depression_signal\""},  // used before it is defined
-      {[](v1::Ruleset& r) { r.mutable_routes(2)->clear_reviewer(); }, "needs a reviewer"},
+      {[](v1::Ruleset& r) { r.mutable_routes(2)->clear_reviewer(); },
+       "needs a reviewer"},
       {[](v1::Ruleset& r) { r.set_published("soon"); }, "published"},
-      {[](v1::Ruleset& r) { r.mutable_flags(0)->set_when("phq9.9 > high"); }, "is a number"},
-      {[](v1::Ruleset& r) { r.mutable_routes(3)->set_id("therapy"); }, "must start with \"route.\""},
+      {[](v1::Ruleset& r) { r.mutable_flags(0)->set_when("phq9.9 > high"); },
+       "is a number"},
+      {[](v1::Ruleset& r) { r.mutable_routes(3)->set_id("therapy"); },
+       "must start with \"route.\""},
   };
   for (auto& c : cases) {
     v1::Ruleset r = ReadV1();
     c.mutate(r);
-    EXPECT_THAT(RulesetIndex::Build(r, catalog),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+    EXPECT_THAT(
+        RulesetIndex::Build(r, catalog),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
         << c.message;
   }
 }
@@ -1125,7 +1277,9 @@ TEST(RulesetVersionsTest, LoadingADirectoryWithTwoVersions) {
   google::protobuf::TextFormat::PrintToString(v2, &t2);
   std::ofstream(dir.path() + "/v1.textproto") << t1;
   std::ofstream(dir.path() + "/v2-test.textproto") << t2;
-  auto engine = ScoringEngine::Load(aqueduct::testing::SourcePath("data/catalog/catalog.textproto"), dir.path());
+  auto engine = ScoringEngine::Load(
+      aqueduct::testing::SourcePath("data/catalog/catalog.textproto"),
+      dir.path());
   ASSERT_THAT(engine, IsOk());
   auto list = (*engine)->Rulesets();
   ASSERT_EQ(list.rulesets_size(), 2);
@@ -1139,21 +1293,25 @@ TEST(RulesetValidationTest, LoadDirNamesTheFile) {
   aqueduct::testing::TempDir dir;
   std::string text;
   google::protobuf::TextFormat::PrintToString(ReadV1(), &text);
-  {
-    std::ofstream(dir.path() + "/a.textproto") << text;
-  }
+  { std::ofstream(dir.path() + "/a.textproto") << text; }
   EXPECT_THAT(RulesetIndex::LoadDir(dir.path(), catalog), IsOk());
   {
     std::ofstream(dir.path() + "/b.textproto") << text;  // same version again
   }
-  EXPECT_THAT(RulesetIndex::LoadDir(dir.path(), catalog),
-              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::AllOf(HasSubstr("b.textproto"), HasSubstr("twice"))));
+  EXPECT_THAT(
+      RulesetIndex::LoadDir(dir.path(), catalog),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               ::testing::AllOf(HasSubstr("b.textproto"), HasSubstr("twice"))));
   {
-    std::ofstream(dir.path() + "/b.textproto") << "version: \"v3\"\nroutes { nonsense: 1 }\n";
+    std::ofstream(dir.path() + "/b.textproto")
+        << "version: \"v3\"\nroutes { nonsense: 1 }\n";
   }
   EXPECT_THAT(RulesetIndex::LoadDir(dir.path(), catalog),
-              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::AllOf(HasSubstr("b.textproto"), HasSubstr("line 2"))));
-  EXPECT_THAT(RulesetIndex::LoadDir(dir.path() + "/none", catalog), StatusIs(absl::StatusCode::kNotFound));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("b.textproto"),
+                                        HasSubstr("line 2"))));
+  EXPECT_THAT(RulesetIndex::LoadDir(dir.path() + "/none", catalog),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

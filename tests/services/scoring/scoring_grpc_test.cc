@@ -2,13 +2,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
+#include "common/server/channels.h"
 #include "common/server/server_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/scoring_service.h"
-#include "absl/strings/str_cat.h"
-#include "common/server/channels.h"
 #include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
@@ -26,21 +26,28 @@ class ScoringGrpcTest : public ::testing::Test {
     auto engine = aqueduct::testing::LoadRepositoryEngine();
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    service_ = std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer());
+    service_ =
+        std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer());
     server::ServerOptions options;
-    options.max_receive_message_bytes = ScoringServiceImpl::kMaxRequestBytes;  // as main.cc sets it
-    auto runner = server::ServerRunner::Start(options, {service_.get()}, nullptr);
+    options.max_receive_message_bytes =
+        ScoringServiceImpl::kMaxRequestBytes;  // as main.cc sets it
+    auto runner =
+        server::ServerRunner::Start(options, {service_.get()}, nullptr);
     ASSERT_TRUE(runner.ok()) << runner.status();
     runner_ = std::move(*runner);
     // As the re-scoring job connects: a batch channel.
     stub_ = v1::ScoringService::NewStub(
-        server::PeerChannel("127.0.0.1:" + std::to_string(runner_->port()), nullptr, server::kBatchMaxReceiveBytes));
+        server::PeerChannel("127.0.0.1:" + std::to_string(runner_->port()),
+                            nullptr, server::kBatchMaxReceiveBytes));
   }
   // A call as `role` (the scoring RPCs' callers: intake's service identity
   // by default; batch jobs for the streams).
-  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& role = "service", const std::string& subject = "intake") {
+  std::unique_ptr<grpc::ClientContext> Ctx(
+      const std::string& role = "service",
+      const std::string& subject = "intake") {
     auto c = std::make_unique<grpc::ClientContext>();
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    c->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10));
     if (!role.empty()) auth_.Attach(*c, role, subject);
     return c;
   }
@@ -60,7 +67,9 @@ class ScoringGrpcTest : public ::testing::Test {
 
 TEST_F(ScoringGrpcTest, ScoresAFullScreening) {
   v1::ScoringResult result;
-  ASSERT_TRUE(stub_->ScoreAnswers(Ctx().get(), Screening({{"phq9.9", "2"}}), &result).ok());
+  ASSERT_TRUE(
+      stub_->ScoreAnswers(Ctx().get(), Screening({{"phq9.9", "2"}}), &result)
+          .ok());
   EXPECT_EQ(result.ruleset_version(), "v2") << "the newest is the default";
   EXPECT_EQ(result.engine_version(), ScoringEngine::kEngineVersion);
   EXPECT_EQ(result.routing().primary_route(), common::v1::CRISIS_URGENT);
@@ -82,19 +91,26 @@ TEST_F(ScoringGrpcTest, UnknownRulesetIsNotFound) {
   v1::ScoreAnswersRequest req;
   req.set_ruleset_version("v7");
   v1::ScoringResult result;
-  EXPECT_THAT(stub_->ScoreAnswers(Ctx().get(), req, &result), GrpcIs(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx().get(), req, &result),
+              GrpcIs(grpc::StatusCode::NOT_FOUND));
 }
 
 TEST_F(ScoringGrpcTest, DescribesCatalogAndRulesets) {
   v1::Catalog catalog;
-  ASSERT_TRUE(stub_->DescribeCatalog(Ctx().get(), v1::DescribeCatalogRequest(), &catalog).ok());
+  ASSERT_TRUE(
+      stub_
+          ->DescribeCatalog(Ctx().get(), v1::DescribeCatalogRequest(), &catalog)
+          .ok());
   EXPECT_EQ(catalog.version(), "2026-11.1");
   EXPECT_EQ(catalog.instruments_size(), 10);
   v1::DescribeCatalogRequest old;
   old.set_version("1999");
-  EXPECT_THAT(stub_->DescribeCatalog(Ctx().get(), old, &catalog), GrpcIs(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(stub_->DescribeCatalog(Ctx().get(), old, &catalog),
+              GrpcIs(grpc::StatusCode::NOT_FOUND));
   v1::ListRulesetsResponse rulesets;
-  ASSERT_TRUE(stub_->ListRulesets(Ctx().get(), v1::ListRulesetsRequest(), &rulesets).ok());
+  ASSERT_TRUE(
+      stub_->ListRulesets(Ctx().get(), v1::ListRulesetsRequest(), &rulesets)
+          .ok());
   ASSERT_EQ(rulesets.rulesets_size(), 2);
   EXPECT_EQ(rulesets.rulesets(0).version(), "v2") << "newest first";
   EXPECT_EQ(rulesets.rulesets(1).version(), "v1");
@@ -113,7 +129,9 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
     r.set_correlation_id("s" + std::to_string(i));
     *r.mutable_request() = Screening({{"phq9.9", i % 3 == 0 ? "1" : "0"}});
     const bool broken = i % 50 == 7 || i == 11;
-    if (i % 50 == 7) r.mutable_request()->mutable_answers()->mutable_answers(0)->set_item_id("nope.1");
+    if (i % 50 == 7)
+      r.mutable_request()->mutable_answers()->mutable_answers(0)->set_item_id(
+          "nope.1");
     if (i == 11) r.clear_correlation_id();
     want_errors += broken;
     want_crisis += !broken && i % 3 == 0;
@@ -131,12 +149,15 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
     order.push_back(response.correlation_id());
     if (response.has_error()) {
       ++errors;
-      EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-      EXPECT_THAT(response.error().message(),
-                  ::testing::AnyOf(HasSubstr("nope.1"), HasSubstr("correlation_id")));
+      EXPECT_EQ(response.error().code(),
+                static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      EXPECT_THAT(
+          response.error().message(),
+          ::testing::AnyOf(HasSubstr("nope.1"), HasSubstr("correlation_id")));
     } else {
       ++ok;
-      crisis += response.result().routing().primary_route() == common::v1::CRISIS_URGENT;
+      crisis += response.result().routing().primary_route() ==
+                common::v1::CRISIS_URGENT;
     }
   }
   writer.join();
@@ -159,14 +180,17 @@ TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
   ASSERT_TRUE(calm_result.ok());
   v1::RescoreRequest req;
   req.set_ruleset_version("v1");
-  auto add = [&](const std::string& id, const v1::ScoreAnswersRequest& answers, const v1::ResultDigest& before) {
+  auto add = [&](const std::string& id, const v1::ScoreAnswersRequest& answers,
+                 const v1::ResultDigest& before) {
     auto* item = req.add_items();
     item->set_correlation_id(id);
     item->set_packed_request(answers.SerializeAsString());
     *item->mutable_before() = before;
   };
-  add("same", calm, DigestOf(*calm_result));  // stored digest matches: unchanged
-  add("moved", risk, DigestOf(*calm_result));  // stored as calm, now a crisis: changed
+  add("same", calm,
+      DigestOf(*calm_result));  // stored digest matches: unchanged
+  add("moved", risk,
+      DigestOf(*calm_result));  // stored as calm, now a crisis: changed
   add("garbage", calm, DigestOf(*calm_result));
   req.mutable_items(2)->set_packed_request("\xff\xff not a message");
   add("", calm, DigestOf(*calm_result));
@@ -179,13 +203,17 @@ TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
   ASSERT_EQ(resp.items_size(), 5);
   EXPECT_EQ(resp.items(0).correlation_id(), "same");
   EXPECT_FALSE(resp.items(0).changed());
-  EXPECT_FALSE(resp.items(0).has_result()) << "unchanged items carry the digest only";
-  EXPECT_EQ(resp.items(0).after().SerializeAsString(), DigestOf(*calm_result).SerializeAsString());
+  EXPECT_FALSE(resp.items(0).has_result())
+      << "unchanged items carry the digest only";
+  EXPECT_EQ(resp.items(0).after().SerializeAsString(),
+            DigestOf(*calm_result).SerializeAsString());
   EXPECT_TRUE(resp.items(1).changed());
   EXPECT_EQ(resp.items(1).after().primary_route(), common::v1::CRISIS_URGENT);
-  EXPECT_EQ(resp.items(1).result().routing().primary_route(), common::v1::CRISIS_URGENT);
+  EXPECT_EQ(resp.items(1).result().routing().primary_route(),
+            common::v1::CRISIS_URGENT);
   EXPECT_TRUE(resp.items(1).result().has_crisis_resources());
-  EXPECT_EQ(resp.items(2).error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(resp.items(2).error().code(),
+            static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
   EXPECT_THAT(resp.items(2).error().message(), HasSubstr("packed_request"));
   EXPECT_THAT(resp.items(3).error().message(), HasSubstr("correlation_id"));
   EXPECT_THAT(resp.items(4).error().message(), HasSubstr("nope.1"));
@@ -226,10 +254,12 @@ TEST_F(ScoringGrpcTest, AFullBatchInTheLargestFormFitsBothWays) {
   ASSERT_TRUE(stream->Write(req));
   v1::RescoreResponse resp;
   ASSERT_TRUE(stream->Read(&resp)) << stream->Finish().error_message();
-  EXPECT_GT(resp.ByteSizeLong(), 4u << 20) << "over gRPC's default receive limit";
+  EXPECT_GT(resp.ByteSizeLong(), 4u << 20)
+      << "over gRPC's default receive limit";
   ASSERT_EQ(resp.items_size(), 5000);
   int changed = 0;
-  for (const auto& item : resp.items()) changed += item.changed() && item.has_result();
+  for (const auto& item : resp.items())
+    changed += item.changed() && item.has_result();
   EXPECT_EQ(changed, 2500);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
@@ -279,22 +309,30 @@ TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
 // end-to-end auth test).
 TEST_F(ScoringGrpcTest, CallsWithoutTheRightTokenAreRefused) {
   v1::ScoringResult result;
-  EXPECT_THAT(stub_->ScoreAnswers(Ctx("").get(), Screening({}), &result), GrpcIs(grpc::StatusCode::UNAUTHENTICATED));
-  EXPECT_THAT(stub_->ScoreAnswers(Ctx("patient", "u1").get(), Screening({}), &result),
-              GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
-  EXPECT_THAT(stub_->ScoreAnswers(Ctx("service", "referral").get(), Screening({}), &result),
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx("").get(), Screening({}), &result),
+              GrpcIs(grpc::StatusCode::UNAUTHENTICATED));
+  EXPECT_THAT(
+      stub_->ScoreAnswers(Ctx("patient", "u1").get(), Screening({}), &result),
+      GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_THAT(stub_->ScoreAnswers(Ctx("service", "referral").get(),
+                                  Screening({}), &result),
               GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
   v1::Catalog catalog;
-  EXPECT_THAT(stub_->DescribeCatalog(Ctx("patient", "u1").get(), v1::DescribeCatalogRequest(), &catalog),
+  EXPECT_THAT(stub_->DescribeCatalog(Ctx("patient", "u1").get(),
+                                     v1::DescribeCatalogRequest(), &catalog),
               GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
-  EXPECT_TRUE(stub_->DescribeCatalog(Ctx("operator", "ops1").get(), v1::DescribeCatalogRequest(), &catalog).ok());
+  EXPECT_TRUE(stub_
+                  ->DescribeCatalog(Ctx("operator", "ops1").get(),
+                                    v1::DescribeCatalogRequest(), &catalog)
+                  .ok());
   for (const std::string role : {"", "service", "clinician"}) {
     auto ctx = Ctx(role, "intake");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreResponse response;
     EXPECT_FALSE(stream->Read(&response));
-    EXPECT_THAT(stream->Finish(), GrpcIs(role.empty() ? grpc::StatusCode::UNAUTHENTICATED
-                                                      : grpc::StatusCode::PERMISSION_DENIED))
+    EXPECT_THAT(stream->Finish(),
+                GrpcIs(role.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                    : grpc::StatusCode::PERMISSION_DENIED))
         << role;
   }
 }
