@@ -266,6 +266,14 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
   return grpc::CreateChannel(addr, ChannelCredentials());
 }
 
+// What a person's route waits for, after the route's name.
+const char* PendingNote(const intake::PersonRoute& route) {
+  if (!route.pending_review()) return "";
+  return route.route() == aqueduct::common::v1::UNDER_PHYSICIAN_REVIEW
+             ? " (pending physician review)"
+             : " (pending clinician review)";
+}
+
 int Demo() {
   std::vector<std::string> parts =
       absl::StrSplit(absl::GetFlag(FLAGS_answers), ',', absl::SkipEmpty());
@@ -355,15 +363,10 @@ int Demo() {
                   score.screen_positive() ? " (screen positive)" : "");
     }
   }
-  std::cout << "profile: "
-            << aqueduct::scoring::v1::Profile_Name(
-                   done.result().scoring().profile())
-            << "\n";
+  // (The person's view carries no profile: that is for clinicians.)
   std::cout << "route: "
             << aqueduct::common::v1::Route_Name(done.route().route())
-            << (done.route().pending_review() ? " (pending clinician review)"
-                                              : "")
-            << "\n"
+            << PendingNote(done.route()) << "\n"
             << done.route().message() << "\n";
   for (const auto& item : done.route().self_help_plan()) {
     std::cout << "  - " << item.title() << ": " << item.text() << "\n";
@@ -693,10 +696,9 @@ int Screen() {
   for (const auto& item : done.route().self_help_plan()) {
     std::printf("  - %s: %s\n", item.title().c_str(), item.text().c_str());
   }
-  std::printf(
-      "route: %s%s\n",
-      aqueduct::common::v1::Route_Name(done.route().route()).c_str(),
-      done.route().pending_review() ? " (pending clinician review)" : "");
+  std::printf("route: %s%s\n",
+              aqueduct::common::v1::Route_Name(done.route().route()).c_str(),
+              PendingNote(done.route()));
   return 0;
 }
 
