@@ -49,8 +49,17 @@ using namespace aqueduct;  // NOLINT: a benchmark program
 namespace {
 
 // The data keys the services and the seeding share.
+// The data keys this run seals with: those of the environment when it has
+// them (the harness runs this with its own, which the services started here
+// inherit), else fresh ones.
 const crypto::DataKeys& BenchKeys() {
-  static const auto* keys = new crypto::DataKeys(crypto::DataKeys::Random());
+  static const auto* keys = [] {
+    if (getenv("AQUEDUCT_DATA_KEYS") != nullptr) {
+      auto from_env = crypto::DataKeys::FromEnvironment();
+      if (from_env.ok()) return new crypto::DataKeys(*std::move(from_env));
+    }
+    return new crypto::DataKeys(crypto::DataKeys::Random());
+  }();
   return *keys;
 }
 
@@ -210,41 +219,23 @@ int main(int argc, char** argv) {
   redis::Options opts = (*redis)->ClientOptions();
   opts.command_timeout = absl::Seconds(30);
   redis::Client client(opts);
-  // Seeds what intake writes, sealed as intake seals it.
+  // Seeds through intake's own store, as a completion stores a screening.
   intake::RedisSessionStore store(&client, &BenchKeys());
   const absl::Time seed_start = absl::Now();
-  for (int64_t base = 0; base < n; base += 1000) {
-    std::vector<std::vector<std::string>> cmds;
-    for (int64_t i = base; i < std::min(n, base + 1000); ++i) {
+  for (int64_t base = 0; base < n; base += 10000) {
+    std::vector<intake::RedisSessionStore::Imported> batch;
+    for (int64_t i = base; i < std::min(n, base + 10000); ++i) {
       auto [rec, result] = shapes[(i * 7) % shapes.size()];
-      const std::string sid = absl::StrCat("s", i),
-                        user = absl::StrCat("u", i % 10000);
-      rec.set_screening_id(sid);
-      rec.set_user_id(user);
+      rec.set_screening_id(absl::StrCat("s", i));
+      rec.set_user_id(absl::StrCat("u", i % 10000));
       result.set_complete_time_ms(1000 + i);
-      // What intake's store writes at completion: the record without its
-      // answers, the answers in scoring's packed form and the result, each
-      // packed (common/compress) and sealed; the digest sealed; the
-      // completed index holds the screening id.
-      const std::string packed = intake::RedisSessionStore::PackAnswers(rec);
-      rec.clear_answers();
-      cmds.push_back(
-          {"HSET", redis::Key("intake", sid, "session"), "v", "2", "d",
-           store.SealField(sid, "d", compress::Pack(rec.SerializeAsString())),
-           "r",
-           store.SealField(sid, "r",
-                           compress::Pack(result.SerializeAsString())),
-           "a", store.SealField(sid, "a", compress::Pack(packed)), "s",
-           store.SealField(
-               sid, "s",
-               scoring::DigestOf(result.scoring()).SerializeAsString())});
-      cmds.push_back({"ZADD", redis::GlobalKey("intake", "completed"),
-                      absl::StrCat(1000 + i), sid});
+      batch.push_back({std::move(rec), std::move(result)});
     }
-    auto r = client.Pipeline(cmds, absl::Now() + absl::Seconds(60));
-    if (!r.ok()) {
+    if (absl::Status s =
+            store.ImportCompleted(batch, absl::Now() + absl::Seconds(120));
+        !s.ok()) {
       std::fprintf(stderr, "seeding failed: %s\n",
-                   std::string(r.status().message()).c_str());
+                   std::string(s.message()).c_str());
       return 1;
     }
   }
@@ -272,6 +263,17 @@ int main(int argc, char** argv) {
   std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n",
               static_cast<long long>(n), seed_s, used.c_str());
   std::fflush(stdout);
+  // Intake serves the job its completed screenings (the job holds a token
+  // and nothing else); its handler work is part of the figure.
+  const std::string intake_addr = StartService(
+      dir, "intake", "services/intake/aqueduct-intake",
+      {"--redis=" + (*redis)->address(), "--scoring=" + scoring_addr,
+       "--referral=" + referral_addr, "--auth_keys=" + auth.keys_dir(),
+       "--service_key=" + auth.private_key_file(),
+       std::string("--service_key_id=") + t::TestAuth::kKeyId},
+      processes);
+  auto intake_stub = intake::v1::RescoreService::NewStub(
+      server::PeerChannel(intake_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(
       scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(
@@ -281,8 +283,8 @@ int main(int argc, char** argv) {
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
   auth::StaticToken batch_token(auth.Token("batch", "rescore"));
-  tools::Rescorer job(&store, scoring.get(), referral.get(), &batch_token,
-                      options);
+  tools::Rescorer job(intake_stub.get(), scoring.get(), referral.get(),
+                      &batch_token, options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
   // services, and Redis.

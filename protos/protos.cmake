@@ -10,6 +10,7 @@ set(AQUEDUCT_PROTOS
   scoring/v1/ruleset.proto
   scoring/v1/scoring_service.proto
   intake/v1/intake_service.proto
+  intake/v1/rescore_service.proto
   referral/v1/referral_service.proto
   storage/v1/records.proto
   bench/v1/echo.proto

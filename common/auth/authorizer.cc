@@ -12,6 +12,7 @@ namespace {
 constexpr char kIntake[] = "/aqueduct.intake.v1.IntakeService/";
 constexpr char kScoring[] = "/aqueduct.scoring.v1.ScoringService/";
 constexpr char kReferral[] = "/aqueduct.referral.v1.ReferralService/";
+constexpr char kRescore[] = "/aqueduct.intake.v1.RescoreService/";
 
 absl::flat_hash_map<std::string, Access> BuildPolicy() {
   const std::vector<Role> clinicians = {Role::kClinician, Role::kPhysician};
@@ -27,6 +28,12 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
                         "SubmitAnswers", "CompleteScreening",
                         "AbandonScreening", "ListMyResults", "GetMyResult"}) {
     p[absl::StrCat(kIntake, m)] = patient_own;
+  }
+  // Intake's completed screenings, for batch re-scoring jobs only.
+  for (const char* m :
+       {"GetRescoreJob", "SaveRescoreCheckpoint", "ListCompletedScreenings",
+        "StoreRescoreOutcomes", "GetReviewContexts"}) {
+    p[absl::StrCat(kRescore, m)] = {{Role::kBatch}, {}, ""};
   }
   // Scoring: intake scores completed screenings; batch jobs re-score;
   // the catalog and rulesets are not personal data.

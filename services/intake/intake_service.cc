@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/grpc_auth.h"
+#include "common/server/callback.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
@@ -31,37 +32,46 @@ absl::StatusOr<Request> IntakeServiceImpl::Own(
   return own;
 }
 
-grpc::Status IntakeServiceImpl::StartScreening(
-    grpc::ServerContext* context, const v1::StartScreeningRequest* request,
-    v1::Screening* response) {
+grpc::ServerUnaryReactor* IntakeServiceImpl::StartScreening(
+    grpc::CallbackServerContext* context,
+    const v1::StartScreeningRequest* request, v1::Screening* response) {
   auto own = Own(*context, "StartScreening", *request,
                  &v1::StartScreeningRequest::mutable_parent);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(
-      core_->StartScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->StartScreening(own, deadline), response);
+      });
 }
 
-grpc::Status IntakeServiceImpl::GetScreening(
-    grpc::ServerContext* context, const v1::GetScreeningRequest* request,
-    v1::Screening* response) {
+grpc::ServerUnaryReactor* IntakeServiceImpl::GetScreening(
+    grpc::CallbackServerContext* context,
+    const v1::GetScreeningRequest* request, v1::Screening* response) {
   auto own = Own(*context, "GetScreening", *request,
                  &v1::GetScreeningRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(
-      core_->GetScreening(*own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->GetScreening(own, deadline), response);
+      });
 }
 
-grpc::Status IntakeServiceImpl::GetNextItems(
-    grpc::ServerContext* context, const v1::GetNextItemsRequest* request,
-    v1::NextItems* response) {
+grpc::ServerUnaryReactor* IntakeServiceImpl::GetNextItems(
+    grpc::CallbackServerContext* context,
+    const v1::GetNextItemsRequest* request, v1::NextItems* response) {
   auto own = Own(*context, "GetNextItems", *request,
                  &v1::GetNextItemsRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(
-      core_->GetNextItems(*own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->GetNextItems(own, deadline), response);
+      });
 }
 
 grpc::ServerUnaryReactor* IntakeServiceImpl::SubmitAnswers(
@@ -78,55 +88,69 @@ grpc::ServerUnaryReactor* IntakeServiceImpl::SubmitAnswers(
   // `response` lives until Finish; the owned request until `done` has run.
   core_->SubmitAnswersAsync(
       std::make_shared<const v1::SubmitAnswersRequest>(std::move(*own)),
-      server::RpcDeadline(*context, max_rpc_time_), submit_pool_,
+      server::RpcDeadline(*context, max_rpc_time_), pool_,
       [reactor, response](absl::StatusOr<v1::SubmitAnswersResponse> reply) {
         reactor->Finish(ReplyFrom(std::move(reply), response));
       });
   return reactor;
 }
 
-grpc::Status IntakeServiceImpl::CompleteScreening(
-    grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
+grpc::ServerUnaryReactor* IntakeServiceImpl::CompleteScreening(
+    grpc::CallbackServerContext* context,
+    const v1::CompleteScreeningRequest* request,
     v1::CompleteScreeningResponse* response) {
   auto own = Own(*context, "CompleteScreening", *request,
                  &v1::CompleteScreeningRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->CompleteScreening(
-                       *own, server::RpcDeadline(*context, max_rpc_time_)),
-                   response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->CompleteScreening(own, deadline), response);
+      });
 }
 
-grpc::Status IntakeServiceImpl::AbandonScreening(
-    grpc::ServerContext* context, const v1::AbandonScreeningRequest* request,
-    v1::Screening* response) {
+grpc::ServerUnaryReactor* IntakeServiceImpl::AbandonScreening(
+    grpc::CallbackServerContext* context,
+    const v1::AbandonScreeningRequest* request, v1::Screening* response) {
   auto own = Own(*context, "AbandonScreening", *request,
                  &v1::AbandonScreeningRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(core_->AbandonScreening(
-                       *own, server::RpcDeadline(*context, max_rpc_time_)),
-                   response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->AbandonScreening(own, deadline), response);
+      });
 }
 
-grpc::Status IntakeServiceImpl::ListMyResults(
-    grpc::ServerContext* context, const v1::ListMyResultsRequest* request,
+grpc::ServerUnaryReactor* IntakeServiceImpl::ListMyResults(
+    grpc::CallbackServerContext* context,
+    const v1::ListMyResultsRequest* request,
     v1::ListMyResultsResponse* response) {
   auto own = Own(*context, "ListMyResults", *request,
                  &v1::ListMyResultsRequest::mutable_parent);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(
-      core_->ListMyResults(*own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->ListMyResults(own, deadline), response);
+      });
 }
 
-grpc::Status IntakeServiceImpl::GetMyResult(
-    grpc::ServerContext* context, const v1::GetMyResultRequest* request,
+grpc::ServerUnaryReactor* IntakeServiceImpl::GetMyResult(
+    grpc::CallbackServerContext* context, const v1::GetMyResultRequest* request,
     v1::ScreeningResult* response) {
   auto own = Own(*context, "GetMyResult", *request,
                  &v1::GetMyResultRequest::mutable_name);
-  if (!own.ok()) return ToGrpcStatus(own.status());
-  return ReplyFrom(
-      core_->GetMyResult(*own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  if (!own.ok()) return server::FinishNow(context, ToGrpcStatus(own.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = *std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->GetMyResult(own, deadline), response);
+      });
 }
 
 }  // namespace aqueduct::intake

@@ -10,16 +10,14 @@
 
 namespace aqueduct::intake {
 
-// gRPC adapter over IntakeCore. Synchronous API for every method but one:
-// handlers block on Redis and on scoring/referral calls, and on gRPC 1.51
-// blocking inside a callback reactor starves the server (grpc/grpc#36609).
-// The sync API runs each call on a pool thread (ServerOptions::max_threads).
-// SubmitAnswers, the call made on every page, is on the callback API: its
-// usual path blocks nowhere (IntakeCore::SubmitAnswersAsync), and what must
-// block runs on `submit_pool`, never on gRPC's threads.
-class IntakeServiceImpl final
-    : public v1::IntakeService::WithCallbackMethod_SubmitAnswers<
-          v1::IntakeService::Service> {
+// gRPC adapter over IntakeCore, on gRPC's callback API like every service
+// here (README, "One serving style"). No handler blocks a gRPC thread: the
+// caller's token is checked inline, then the work, which blocks on Redis and
+// on scoring and referral, runs on `pool` (common/server/callback.h). The
+// usual SubmitAnswers page blocks nowhere (IntakeCore::SubmitAnswersAsync)
+// and takes a pool thread only for what must block. A full pool answers
+// UNAVAILABLE at once.
+class IntakeServiceImpl final : public v1::IntakeService::CallbackService {
  public:
   // Every call is checked against the caller's token first (common/auth):
   // only the person screened calls intake, and only in their own namespace
@@ -27,38 +25,41 @@ class IntakeServiceImpl final
   // like a missing one.
   IntakeServiceImpl(IntakeCore* core,
                     std::shared_ptr<const auth::Authorizer> authorizer,
-                    absl::Duration max_rpc_time,
-                    server::WorkerPool* submit_pool)
+                    absl::Duration max_rpc_time, server::WorkerPool* pool)
       : core_(core),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
-        submit_pool_(submit_pool) {}
+        pool_(pool) {}
 
-  grpc::Status StartScreening(grpc::ServerContext* context,
-                              const v1::StartScreeningRequest* request,
-                              v1::Screening* response) override;
-  grpc::Status GetScreening(grpc::ServerContext* context,
-                            const v1::GetScreeningRequest* request,
-                            v1::Screening* response) override;
-  grpc::Status GetNextItems(grpc::ServerContext* context,
-                            const v1::GetNextItemsRequest* request,
-                            v1::NextItems* response) override;
+  grpc::ServerUnaryReactor* StartScreening(
+      grpc::CallbackServerContext* context,
+      const v1::StartScreeningRequest* request,
+      v1::Screening* response) override;
+  grpc::ServerUnaryReactor* GetScreening(grpc::CallbackServerContext* context,
+                                         const v1::GetScreeningRequest* request,
+                                         v1::Screening* response) override;
+  grpc::ServerUnaryReactor* GetNextItems(grpc::CallbackServerContext* context,
+                                         const v1::GetNextItemsRequest* request,
+                                         v1::NextItems* response) override;
   grpc::ServerUnaryReactor* SubmitAnswers(
       grpc::CallbackServerContext* context,
       const v1::SubmitAnswersRequest* request,
       v1::SubmitAnswersResponse* response) override;
-  grpc::Status CompleteScreening(
-      grpc::ServerContext* context, const v1::CompleteScreeningRequest* request,
+  grpc::ServerUnaryReactor* CompleteScreening(
+      grpc::CallbackServerContext* context,
+      const v1::CompleteScreeningRequest* request,
       v1::CompleteScreeningResponse* response) override;
-  grpc::Status AbandonScreening(grpc::ServerContext* context,
-                                const v1::AbandonScreeningRequest* request,
-                                v1::Screening* response) override;
-  grpc::Status ListMyResults(grpc::ServerContext* context,
-                             const v1::ListMyResultsRequest* request,
-                             v1::ListMyResultsResponse* response) override;
-  grpc::Status GetMyResult(grpc::ServerContext* context,
-                           const v1::GetMyResultRequest* request,
-                           v1::ScreeningResult* response) override;
+  grpc::ServerUnaryReactor* AbandonScreening(
+      grpc::CallbackServerContext* context,
+      const v1::AbandonScreeningRequest* request,
+      v1::Screening* response) override;
+  grpc::ServerUnaryReactor* ListMyResults(
+      grpc::CallbackServerContext* context,
+      const v1::ListMyResultsRequest* request,
+      v1::ListMyResultsResponse* response) override;
+  grpc::ServerUnaryReactor* GetMyResult(grpc::CallbackServerContext* context,
+                                        const v1::GetMyResultRequest* request,
+                                        v1::ScreeningResult* response) override;
 
  private:
   // The request with its screening name moved into the caller's namespace
@@ -73,7 +74,7 @@ class IntakeServiceImpl final
   IntakeCore* core_;
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
-  server::WorkerPool* submit_pool_;
+  server::WorkerPool* pool_;
 };
 
 }  // namespace aqueduct::intake

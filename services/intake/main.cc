@@ -24,6 +24,7 @@
 #include "common/server/worker_pool.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
+#include "services/intake/rescore_service.h"
 
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
@@ -64,8 +65,13 @@ ABSL_FLAG(
     int64_t, session_ttl_seconds, EnvOrInt("AQUEDUCT_SESSION_TTL_SECONDS", 0),
     "Idle seconds before an in-progress screening expires; overrides "
     "--session_ttl_hours when set (tests). Env AQUEDUCT_SESSION_TTL_SECONDS.");
-ABSL_FLAG(int32_t, threads, 256,
-          "Maximum threads serving calls, and Redis connections at most.");
+ABSL_FLAG(int32_t, threads, EnvOrInt("AQUEDUCT_THREADS", 64),
+          "Threads for the calls' blocking work (Redis round trips, calls to "
+          "scoring and referral), and Redis connections at most; the usual "
+          "page needs none. Env AQUEDUCT_THREADS.");
+ABSL_FLAG(int32_t, queue, EnvOrInt("AQUEDUCT_QUEUE", 1024),
+          "Calls that may wait for one of those threads; beyond it they are "
+          "answered UNAVAILABLE at once. Env AQUEDUCT_QUEUE.");
 ABSL_FLAG(int32_t, start_limit_per_hour,
           EnvOrInt("AQUEDUCT_START_LIMIT_PER_HOUR", 20),
           "Screenings a person may start per hour (0 = no limit). Env "
@@ -74,18 +80,6 @@ ABSL_FLAG(int32_t, submit_limit_per_minute,
           EnvOrInt("AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE", 60),
           "Answer submissions a person may make per minute (0 = no limit). Env "
           "AQUEDUCT_SUBMIT_LIMIT_PER_MINUTE.");
-ABSL_FLAG(int32_t, submit_pool_threads,
-          EnvOrInt("AQUEDUCT_SUBMIT_POOL_THREADS", 32),
-          "Threads for the SubmitAnswers work that must block (reading a "
-          "session this replica has "
-          "not cached, starting over after a lost race); the usual page writes "
-          "without one. Env "
-          "AQUEDUCT_SUBMIT_POOL_THREADS.");
-ABSL_FLAG(int32_t, submit_pool_queue,
-          EnvOrInt("AQUEDUCT_SUBMIT_POOL_QUEUE", 1024),
-          "SubmitAnswers calls that may wait for a --submit_pool_threads "
-          "thread; beyond it they are "
-          "answered UNAVAILABLE at once. Env AQUEDUCT_SUBMIT_POOL_QUEUE.");
 ABSL_FLAG(int32_t, session_cache_entries,
           EnvOrInt("AQUEDUCT_SESSION_CACHE_ENTRIES", 4096),
           "In-progress sessions kept in memory as this replica wrote them, so "
@@ -178,6 +172,12 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (absl::GetFlag(FLAGS_threads) < 1 || absl::GetFlag(FLAGS_queue) < 1) {
+    log::Error(
+        "bad configuration",
+        {{"error", std::string("--threads and --queue must be positive")}});
+    return 2;
+  }
   auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
   if (!redis_credentials.ok()) {
     log::Error("bad configuration",
@@ -242,19 +242,14 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
                                     &aqueduct::RealClock(), intake_config);
-  if (absl::GetFlag(FLAGS_submit_pool_threads) < 1 ||
-      absl::GetFlag(FLAGS_submit_pool_queue) < 1) {
-    log::Error(
-        "bad configuration",
-        {{"error", std::string("--submit_pool_threads and --submit_pool_queue "
-                               "must be positive")}});
-    return 2;
-  }
-  aqueduct::server::WorkerPool submit_pool(
-      absl::GetFlag(FLAGS_submit_pool_threads),
-      static_cast<size_t>(absl::GetFlag(FLAGS_submit_pool_queue)));
+  aqueduct::server::WorkerPool pool(
+      absl::GetFlag(FLAGS_threads),
+      static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer,
-                                              *max_rpc, &submit_pool);
+                                              *max_rpc, &pool);
+  aqueduct::intake::RescoreSource rescore_source(&store);
+  aqueduct::intake::RescoreServiceImpl rescore_service(
+      &rescore_source, checks->authorizer, *max_rpc, &pool);
 
   // Load the catalog in the background, retrying until scoring answers.
   absl::Notification stop;
@@ -313,9 +308,8 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
-  options.max_threads = absl::GetFlag(FLAGS_threads);
   auto runner = aqueduct::server::ServerRunner::Start(
-      options, {&service}, [&]() -> absl::Status {
+      options, {&service, &rescore_service}, [&]() -> absl::Status {
         if (catalog.Get() == nullptr) {
           return absl::UnavailableError(
               absl::StrCat("catalog not loaded yet from ", scoring.Describe()));

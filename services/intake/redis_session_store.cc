@@ -9,6 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "common/compress/compress.h"
 #include "common/crypto/sha256.h"
+#include "common/status/status_macros.h"
+#include "common/util/ids.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
@@ -917,10 +919,41 @@ absl::Status RedisSessionStore::PutOutcomes(
   return absl::OkStatus();
 }
 
+absl::Status RedisSessionStore::ImportCompleted(
+    const std::vector<Imported>& screenings, absl::Time deadline) {
+  for (size_t base = 0; base < screenings.size(); base += 1000) {
+    std::vector<std::vector<std::string>> commands;
+    for (size_t i = base; i < std::min(screenings.size(), base + 1000); ++i) {
+      const Imported& in = screenings[i];
+      const std::string& id = in.record.screening_id();
+      RETURN_IF_ERROR(ValidateIdSegment(id, "record.screening_id"));
+      storage::v1::SessionRecord record = in.record;
+      const std::string packed = PackAnswers(record);
+      record.clear_answers();
+      commands.push_back(
+          {"HSET", SessionKey(id), "v", "2", "d",
+           SealField(id, "d", compress::Pack(record.SerializeAsString())), "r",
+           SealField(id, "r", compress::Pack(in.result.SerializeAsString())),
+           "a", SealField(id, "a", compress::Pack(packed)), "s",
+           SealField(
+               id, "s",
+               scoring::DigestOf(in.result.scoring()).SerializeAsString())});
+      commands.push_back({"ZADD", redis::GlobalKey(kService, "completed"),
+                          absl::StrCat(in.result.complete_time_ms()), id});
+    }
+    ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
+    for (const auto& r : replies) {
+      if (r.is_error())
+        return absl::InternalError(absl::StrCat("redis: ", r.str));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
 RedisSessionStore::GetCheckpoint(const std::string& job, absl::Time deadline) {
-  auto r = client_->Command({"GET", redis::Key("rescore", job, "checkpoint")},
-                            deadline);
+  auto r = client_->Command(
+      {"GET", redis::Key(kService, job, "rescore-checkpoint")}, deadline);
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
   storage::v1::RescoreCheckpoint c;
@@ -933,7 +966,7 @@ absl::Status RedisSessionStore::PutCheckpoint(
     const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
     absl::Time deadline) {
   return client_
-      ->Command({"SET", redis::Key("rescore", job, "checkpoint"),
+      ->Command({"SET", redis::Key(kService, job, "rescore-checkpoint"),
                  checkpoint.SerializeAsString()},
                 deadline)
       .status();

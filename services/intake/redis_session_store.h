@@ -34,7 +34,7 @@ namespace aqueduct::intake {
 // <owner> is the user id's keyed pseudonym (OwnerOf), never the id itself;
 // every value is sealed (crypto::DataKeys).
 //   aq:intake:{<screening>}:session     field o:<ruleset> = re-scoring outcome
-//   aq:rescore:{<job>}:checkpoint       a batch job's RescoreCheckpoint
+//   aq:intake:{<job>}:rescore-checkpoint  a batch job's RescoreCheckpoint
 class RedisSessionStore : public SessionStore {
  public:
   // Every stored record, result, answer set, digest, outcome and reply is
@@ -128,6 +128,19 @@ class RedisSessionStore : public SessionStore {
   // version). Public so seeding tools write exactly what intake writes.
   // Reads also accept the earlier layout (a plain answer list).
   static std::string PackAnswers(const storage::v1::SessionRecord& record);
+  // Bulk import of completed screenings, stored as a completion stores them
+  // (the record without its answers, the packed answers, the result and its
+  // digest, each sealed; the completed index at the result's
+  // complete_time_ms), in pipelines of 1000: for seeding a store in
+  // benchmarks and data migrations. Not for serving: no version check,
+  // hand-off or per-person index; `record` carries its answers.
+  struct Imported {
+    storage::v1::SessionRecord record;
+    storage::v1::ResultRecord result;
+  };
+  absl::Status ImportCompleted(const std::vector<Imported>& screenings,
+                               absl::Time deadline);
+
   absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>> GetCheckpoint(
       const std::string& job, absl::Time deadline) override;
   absl::Status PutCheckpoint(const std::string& job,

@@ -18,6 +18,7 @@
 #include "common/redis/redis_client.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
+#include "common/server/worker_pool.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_service.h"
 
@@ -36,9 +37,16 @@ ABSL_FLAG(int64_t, redis_timeout_ms,
           "Per-command Redis timeout. Env AQUEDUCT_REDIS_TIMEOUT_MS.");
 ABSL_FLAG(int64_t, max_rpc_ms, EnvOrInt("AQUEDUCT_MAX_RPC_MS", 10000),
           "Server-side cap on any call's duration. Env AQUEDUCT_MAX_RPC_MS.");
-ABSL_FLAG(int32_t, threads, 256,
-          "Maximum threads serving calls (each watching portal holds one), and "
-          "Redis connections at most.");
+ABSL_FLAG(int32_t, threads, EnvOrInt("AQUEDUCT_THREADS", 64),
+          "Threads for the calls' blocking work (Redis round trips), and Redis "
+          "connections at most. Env AQUEDUCT_THREADS.");
+ABSL_FLAG(int32_t, queue, EnvOrInt("AQUEDUCT_QUEUE", 1024),
+          "Calls that may wait for one of those threads; beyond it they are "
+          "answered UNAVAILABLE at once. Env AQUEDUCT_QUEUE.");
+ABSL_FLAG(int32_t, watch_threads, EnvOrInt("AQUEDUCT_WATCH_THREADS", 64),
+          "Threads for WatchQueue streams' waits for queue events (a watching "
+          "portal holds one while it waits, up to 500 ms at a time), and "
+          "Redis connections for them at most. Env AQUEDUCT_WATCH_THREADS.");
 ABSL_FLAG(int64_t, overdue_after_ms,
           EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
           "Urgent cases not claimed within this time are marked overdue. Env "
@@ -73,6 +81,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (absl::GetFlag(FLAGS_threads) < 1 || absl::GetFlag(FLAGS_queue) < 1 ||
+      absl::GetFlag(FLAGS_watch_threads) < 1) {
+    log::Error("bad configuration",
+               {{"error", std::string("--threads, --watch_threads and --queue "
+                                      "must be positive")}});
+    return 2;
+  }
   auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
   if (!redis_credentials.ok()) {
     log::Error("bad configuration",
@@ -84,7 +99,9 @@ int main(int argc, char** argv) {
       *redis_credentials);
   aqueduct::redis::Client redis(redis_options);
   // Watch streams block on Redis for up to 500 ms a read: their own pool.
-  aqueduct::redis::Client watch_redis(redis_options);
+  aqueduct::redis::Options watch_options = redis_options;
+  watch_options.pool_size = absl::GetFlag(FLAGS_watch_threads);
+  aqueduct::redis::Client watch_redis(watch_options);
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) {
@@ -109,15 +126,20 @@ int main(int argc, char** argv) {
   config.default_lease =
       absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
   aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);
+  aqueduct::server::WorkerPool pool(
+      absl::GetFlag(FLAGS_threads),
+      static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
+  aqueduct::server::WorkerPool watch_pool(
+      absl::GetFlag(FLAGS_watch_threads),
+      static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer,
-                                                  *max_rpc);
+                                                  *max_rpc, &pool, &watch_pool);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
-  options.max_threads = absl::GetFlag(FLAGS_threads);
   options.max_receive_message_bytes =
       aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(

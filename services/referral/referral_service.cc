@@ -1,8 +1,14 @@
 #include "services/referral/referral_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/auth/grpc_auth.h"
+#include "common/server/callback.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
@@ -11,173 +17,252 @@ namespace aqueduct::referral {
 namespace {
 constexpr char kService[] = "/aqueduct.referral.v1.ReferralService/";
 
-// A streamed unary handler's request, read into a message it owns.
-// INVALID_ARGUMENT for bytes that are not the message (a plain handler
-// never runs then); a caller that went away gets nothing either way.
-template <typename Request, typename Response>
-absl::Status ReadRequest(grpc::ServerUnaryStreamer<Request, Response>* stream,
-                         Request* request) {
-  if (stream->Read(request)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "request: not a ", Request::descriptor()->name(), " message"));
-}
+// How long one watch step waits for queue events before it looks again
+// (so a cancelled or shut-down stream is noticed within this).
+constexpr absl::Duration kWatchBlock = absl::Milliseconds(500);
 
-// ReplyFrom for a streamed unary handler.
-template <typename Result, typename Request, typename Response>
-grpc::Status WriteReply(Result result,
-                        grpc::ServerUnaryStreamer<Request, Response>* stream) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  if (!stream->Write(*result))
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the reply could not be sent");
-  return grpc::Status::OK;
-}
+// One WatchQueue stream. The steps alternate: a step on the watch pool
+// waits for events (ReferralCore::WatchStep, up to kWatchBlock) and keeps
+// those the caller may see; the writes then go out one by one without a
+// thread; when the last is written the next step is scheduled. At most one
+// step or write is in progress, so the fields need no lock but `cancelled_`.
+// Finish is called once, from whichever stage ends the stream; gRPC calls
+// OnDone after it, when nothing of this stream is running any more.
+class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
+ public:
+  QueueWatcher(ReferralCore* core, server::WorkerPool* pool,
+               v1::WatchQueueRequest request, Actor actor,
+               absl::Duration max_rpc_time)
+      : core_(core),
+        pool_(pool),
+        request_(std::move(request)),
+        actor_(std::move(actor)),
+        max_rpc_time_(max_rpc_time) {
+    if (!pool_->Schedule([this] { Start(); })) Finish(server::BusyStatus());
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);  // the portal went away
+      return;
+    }
+    if (++next_ < events_.size()) {
+      StartWrite(&events_[next_]);
+      return;
+    }
+    if (!pool_->Schedule([this] { Step(); })) Finish(server::BusyStatus());
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  bool cancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  // Resolves the starting cursor and sends it first, so a portal can
+  // resume from it even if nothing happens before it disconnects.
+  void Start() {
+    auto cursor =
+        core_->StartWatch(request_, actor_, absl::Now() + max_rpc_time_);
+    if (!cursor.ok()) {
+      Finish(ToGrpcStatus(cursor.status()));
+      return;
+    }
+    position_ = *cursor;
+    events_.assign(1, v1::QueueEvent());
+    events_[0].set_cursor(position_);
+    events_[0].set_kind("watching");
+    next_ = 0;
+    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
+  }
+
+  // Waits for the next events; writes them, or looks again.
+  void Step() {
+    while (true) {
+      if (cancelled()) {
+        Finish(grpc::Status::CANCELLED);
+        return;
+      }
+      events_.clear();
+      absl::Status s = core_->WatchStep(
+          request_, actor_, &position_, kWatchBlock,
+          [this](const v1::QueueEvent& e) {
+            events_.push_back(e);
+            return true;
+          },
+          absl::Now() + absl::Seconds(5));
+      if (!s.ok()) {
+        // e.g. Redis down: the portal reconnects with its last cursor.
+        Finish(ToGrpcStatus(s));
+        return;
+      }
+      if (!events_.empty()) break;
+    }
+    next_ = 0;
+    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
+  }
+
+  ReferralCore* const core_;
+  server::WorkerPool* const pool_;
+  const v1::WatchQueueRequest request_;
+  const Actor actor_;
+  const absl::Duration max_rpc_time_;
+  std::string position_;
+  std::vector<v1::QueueEvent> events_;
+  size_t next_ = 0;
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stream refused before it starts (no token, wrong role).
+class RefusedWatch final : public grpc::ServerWriteReactor<v1::QueueEvent> {
+ public:
+  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 }  // namespace
 
 absl::StatusOr<Actor> ReferralServiceImpl::Caller(
-    const grpc::ServerContext& context, const char* rpc) const {
+    const grpc::ServerContextBase& context, const char* rpc) const {
   auto id = auth::CheckCall(*authorizer_, context, absl::StrCat(kService, rpc));
   if (!id.ok()) return id.status();
   return Actor{id->subject, std::string(auth::RoleName(id->role)),
                id->licensed_states};
 }
 
-grpc::Status ReferralServiceImpl::StreamedCreateReferral(
-    grpc::ServerContext* context,
-    grpc::ServerUnaryStreamer<v1::CreateReferralRequest, v1::Referral>*
-        stream) {
-  auto actor =
-      Caller(*context, "CreateReferral");  // before the request is read
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  v1::CreateReferralRequest request;
-  if (absl::Status s = ReadRequest(stream, &request); !s.ok())
-    return ToGrpcStatus(s);
-  return WriteReply(
-      core_->CreateReferral(std::move(request), *actor,
-                            server::RpcDeadline(*context, max_rpc_time_)),
-      stream);
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* ReferralServiceImpl::ServeCreate(
+    grpc::CallbackServerContext* context, const char* rpc,
+    CreateCall<Request, Response> create, const grpc::ByteBuffer* body,
+    grpc::ByteBuffer* reply) {
+  auto actor = Caller(*context, rpc);  // before the body is read
+  if (!actor.ok())
+    return server::FinishNow(context, ToGrpcStatus(actor.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, create, body, reply, actor = *std::move(actor),
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        grpc::ByteBuffer bytes = *body;  // shares the slices
+        Request request;
+        if (!grpc::SerializationTraits<Request>::Deserialize(&bytes, &request)
+                 .ok()) {
+          return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+              "request: not a ", Request::descriptor()->name(), " message")));
+        }
+        absl::StatusOr<Response> result =
+            (core_->*create)(std::move(request), actor, deadline);
+        if (!result.ok()) return ToGrpcStatus(result.status());
+        bool own_buffer = false;
+        return grpc::SerializationTraits<Response>::Serialize(*result, reply,
+                                                              &own_buffer);
+      });
 }
 
-grpc::Status ReferralServiceImpl::StreamedCreateReferrals(
-    grpc::ServerContext* context,
-    grpc::ServerUnaryStreamer<v1::CreateReferralsRequest,
-                              v1::CreateReferralsResponse>* stream) {
-  auto actor = Caller(*context, "CreateReferrals");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  v1::CreateReferralsRequest request;
-  if (absl::Status s = ReadRequest(stream, &request); !s.ok())
-    return ToGrpcStatus(s);
-  return WriteReply(
-      core_->CreateReferrals(std::move(request), *actor,
-                             server::RpcDeadline(*context, max_rpc_time_)),
-      stream);
-}
-
-grpc::Status ReferralServiceImpl::ListQueue(grpc::ServerContext* context,
-                                            const v1::ListQueueRequest* request,
-                                            v1::ListQueueResponse* response) {
-  auto actor = Caller(*context, "ListQueue");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(
-      core_->ListQueue(*request, *actor,
-                       server::RpcDeadline(*context, max_rpc_time_)),
+grpc::ServerUnaryReactor* ReferralServiceImpl::CreateReferral(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeCreate<v1::CreateReferralRequest, v1::Referral>(
+      context, "CreateReferral", &ReferralCore::CreateReferral, request,
       response);
 }
 
-grpc::Status ReferralServiceImpl::ClaimCase(grpc::ServerContext* context,
-                                            const v1::ClaimCaseRequest* request,
-                                            v1::Referral* response) {
-  auto actor = Caller(*context, "ClaimCase");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(
-      core_->ClaimCase(*request, *actor,
-                       server::RpcDeadline(*context, max_rpc_time_)),
+grpc::ServerUnaryReactor* ReferralServiceImpl::CreateReferrals(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ServeCreate<v1::CreateReferralsRequest, v1::CreateReferralsResponse>(
+      context, "CreateReferrals", &ReferralCore::CreateReferrals, request,
       response);
 }
 
-grpc::Status ReferralServiceImpl::ReleaseCase(
-    grpc::ServerContext* context, const v1::ReleaseCaseRequest* request,
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* ReferralServiceImpl::ServeStaff(
+    grpc::CallbackServerContext* context, const char* rpc,
+    CoreCall<Request, Response> call, const Request* request,
+    Response* response) {
+  auto actor = Caller(*context, rpc);
+  if (!actor.ok())
+    return server::FinishNow(context, ToGrpcStatus(actor.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, call, request, response, actor = *std::move(actor),
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom((core_->*call)(*request, actor, deadline), response);
+      });
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::ListQueue(
+    grpc::CallbackServerContext* context, const v1::ListQueueRequest* request,
+    v1::ListQueueResponse* response) {
+  return ServeStaff(context, "ListQueue", &ReferralCore::ListQueue, request,
+                    response);
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::ClaimCase(
+    grpc::CallbackServerContext* context, const v1::ClaimCaseRequest* request,
     v1::Referral* response) {
-  auto actor = Caller(*context, "ReleaseCase");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(
-      core_->ReleaseCase(*request, *actor,
-                         server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  return ServeStaff(context, "ClaimCase", &ReferralCore::ClaimCase, request,
+                    response);
 }
 
-grpc::Status ReferralServiceImpl::DecideCase(
-    grpc::ServerContext* context, const v1::DecideCaseRequest* request,
+grpc::ServerUnaryReactor* ReferralServiceImpl::ReleaseCase(
+    grpc::CallbackServerContext* context, const v1::ReleaseCaseRequest* request,
     v1::Referral* response) {
-  auto actor = Caller(*context, "DecideCase");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(
-      core_->DecideCase(*request, *actor,
-                        server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  return ServeStaff(context, "ReleaseCase", &ReferralCore::ReleaseCase, request,
+                    response);
 }
 
-grpc::Status ReferralServiceImpl::GetCase(grpc::ServerContext* context,
-                                          const v1::GetCaseRequest* request,
-                                          v1::Referral* response) {
-  auto actor = Caller(*context, "GetCase");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(core_->GetCase(*request, *actor,
-                                  server::RpcDeadline(*context, max_rpc_time_)),
-                   response);
+grpc::ServerUnaryReactor* ReferralServiceImpl::DecideCase(
+    grpc::CallbackServerContext* context, const v1::DecideCaseRequest* request,
+    v1::Referral* response) {
+  return ServeStaff(context, "DecideCase", &ReferralCore::DecideCase, request,
+                    response);
 }
 
-grpc::Status ReferralServiceImpl::ListAuditEvents(
-    grpc::ServerContext* context, const v1::ListAuditEventsRequest* request,
+grpc::ServerUnaryReactor* ReferralServiceImpl::GetCase(
+    grpc::CallbackServerContext* context, const v1::GetCaseRequest* request,
+    v1::Referral* response) {
+  return ServeStaff(context, "GetCase", &ReferralCore::GetCase, request,
+                    response);
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::ListAuditEvents(
+    grpc::CallbackServerContext* context,
+    const v1::ListAuditEventsRequest* request,
     v1::ListAuditEventsResponse* response) {
-  auto actor = Caller(*context, "ListAuditEvents");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
-  return ReplyFrom(
-      core_->ListAuditEvents(*request, *actor,
-                             server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  return ServeStaff(context, "ListAuditEvents", &ReferralCore::ListAuditEvents,
+                    request, response);
 }
 
-grpc::Status ReferralServiceImpl::GetMyReferral(
-    grpc::ServerContext* context, const v1::GetMyReferralRequest* request,
-    v1::MyReferral* response) {
+grpc::ServerUnaryReactor* ReferralServiceImpl::GetMyReferral(
+    grpc::CallbackServerContext* context,
+    const v1::GetMyReferralRequest* request, v1::MyReferral* response) {
   auto actor = Caller(*context, "GetMyReferral");
-  if (!actor.ok()) return ToGrpcStatus(actor.status());
+  if (!actor.ok())
+    return server::FinishNow(context, ToGrpcStatus(actor.status()));
   // A person reads only their own: the screening is looked up in the
   // caller's namespace, so another person's answers like a missing one.
   v1::GetMyReferralRequest own = *request;
   own.set_screening(InUserNamespace(request->screening(), actor->id));
-  return ReplyFrom(
-      core_->GetMyReferral(own, server::RpcDeadline(*context, max_rpc_time_)),
-      response);
+  return server::FinishOnPool(
+      context, pool_,
+      [this, own = std::move(own), response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom(core_->GetMyReferral(own, deadline), response);
+      });
 }
 
-grpc::Status ReferralServiceImpl::WatchQueue(
-    grpc::ServerContext* context, const v1::WatchQueueRequest* request,
-    grpc::ServerWriter<v1::QueueEvent>* writer) {
+grpc::ServerWriteReactor<v1::QueueEvent>* ReferralServiceImpl::WatchQueue(
+    grpc::CallbackServerContext* context,
+    const v1::WatchQueueRequest* request) {
   auto caller = Caller(*context, "WatchQueue");
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  const Actor actor = *std::move(caller);
-  auto cursor = core_->StartWatch(*request, actor, absl::Now() + max_rpc_time_);
-  if (!cursor.ok()) return ToGrpcStatus(cursor.status());
-  // Send the starting cursor first so a portal can resume from it even if
-  // nothing happens before it disconnects.
-  v1::QueueEvent hello;
-  hello.set_cursor(*cursor);
-  hello.set_kind("watching");
-  if (!writer->Write(hello)) return grpc::Status::CANCELLED;
-  std::string position = *cursor;
-  while (!context->IsCancelled()) {
-    absl::Status s = core_->WatchStep(
-        *request, actor, &position, absl::Milliseconds(500),
-        [&](const v1::QueueEvent& e) { return writer->Write(e); },
-        absl::Now() + absl::Seconds(5));
-    if (s.code() == absl::StatusCode::kCancelled)
-      return grpc::Status::CANCELLED;
-    if (!s.ok())
-      return ToGrpcStatus(s);  // e.g. Redis down: reconnect with the cursor
-  }
-  return grpc::Status::CANCELLED;
+  if (!caller.ok()) return new RefusedWatch(ToGrpcStatus(caller.status()));
+  return new QueueWatcher(core_, watch_pool_, *request, *std::move(caller),
+                          max_rpc_time_);
 }
 
 }  // namespace aqueduct::referral

@@ -5,28 +5,33 @@
 
 #include "absl/time/time.h"
 #include "common/auth/authorizer.h"
+#include "common/server/worker_pool.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "services/referral/referral_core.h"
 
 namespace aqueduct::referral {
 
-// gRPC adapter over ReferralCore. Uses the synchronous API: every handler
-// makes blocking Redis round trips, and on gRPC 1.51 blocking inside a
-// callback reactor starves the server (grpc/grpc#36609); the sync API gives
-// each call its own thread from a pool sized by ServerOptions::max_threads.
-// WatchQueue holds its thread for the life of the stream (blocking reads of
-// the Redis stream, 500 ms at a time, so it notices cancellation and
-// shutdown quickly): size --threads for the expected number of portals.
+// gRPC adapter over ReferralCore, on gRPC's callback API like every service
+// here (README, "One serving style"). No handler blocks a gRPC thread: the
+// caller's token is checked inline, then the work, which makes blocking
+// Redis round trips, runs on `pool` (common/server/callback.h); a full pool
+// answers UNAVAILABLE at once.
 //
-// The two creates are sync "streamed unary" handlers: the same unary RPC on
-// the wire, but the handler reads the request into a message of its own,
-// so the core moves the results (each ~1.8 kB in ~100 allocations) into the
-// case instead of copying them out of the const request a plain handler
-// gets. A re-scoring batch sends two full results per case.
+// WatchQueue streams on a reactor (QueueWatcher in the .cc): each step waits
+// up to 500 ms for queue events on `watch_pool`, then writes what it found
+// without holding a thread, so a watching portal holds a thread only while
+// a step waits; size --watch_threads for the expected number of portals.
+//
+// The two creates are raw callback methods: the handler parses the body
+// into a message of its own (after checking the caller; bytes that are not
+// the message get INVALID_ARGUMENT naming it), so the core moves the
+// results (each ~1.8 kB in ~100 allocations) into the case instead of
+// copying them out of a const request. A re-scoring batch sends two full
+// results per case.
 class ReferralServiceImpl final
-    : public v1::ReferralService::WithStreamedUnaryMethod_CreateReferral<
-          v1::ReferralService::WithStreamedUnaryMethod_CreateReferrals<
-              v1::ReferralService::Service>> {
+    : public v1::ReferralService::WithRawCallbackMethod_CreateReferral<
+          v1::ReferralService::WithRawCallbackMethod_CreateReferrals<
+              v1::ReferralService::CallbackService>> {
  public:
   // Largest request accepted: CreateReferrals carries up to 1000 cases,
   // each with two full results (~3.5 kB); batch jobs send 200 at a time.
@@ -34,53 +39,83 @@ class ReferralServiceImpl final
 
   ReferralServiceImpl(ReferralCore* core,
                       std::shared_ptr<const auth::Authorizer> authorizer,
-                      absl::Duration max_rpc_time)
+                      absl::Duration max_rpc_time, server::WorkerPool* pool,
+                      server::WorkerPool* watch_pool)
       : core_(core),
         authorizer_(std::move(authorizer)),
-        max_rpc_time_(max_rpc_time) {}
+        max_rpc_time_(max_rpc_time),
+        pool_(pool),
+        watch_pool_(watch_pool) {}
 
-  grpc::Status StreamedCreateReferral(
-      grpc::ServerContext* context,
-      grpc::ServerUnaryStreamer<v1::CreateReferralRequest, v1::Referral>*
-          stream) override;
-  grpc::Status StreamedCreateReferrals(
-      grpc::ServerContext* context,
-      grpc::ServerUnaryStreamer<v1::CreateReferralsRequest,
-                                v1::CreateReferralsResponse>* stream) override;
-  grpc::Status ListQueue(grpc::ServerContext* context,
-                         const v1::ListQueueRequest* request,
-                         v1::ListQueueResponse* response) override;
-  grpc::Status ClaimCase(grpc::ServerContext* context,
-                         const v1::ClaimCaseRequest* request,
-                         v1::Referral* response) override;
-  grpc::Status ReleaseCase(grpc::ServerContext* context,
-                           const v1::ReleaseCaseRequest* request,
-                           v1::Referral* response) override;
-  grpc::Status DecideCase(grpc::ServerContext* context,
-                          const v1::DecideCaseRequest* request,
-                          v1::Referral* response) override;
-  grpc::Status GetCase(grpc::ServerContext* context,
-                       const v1::GetCaseRequest* request,
-                       v1::Referral* response) override;
-  grpc::Status ListAuditEvents(grpc::ServerContext* context,
-                               const v1::ListAuditEventsRequest* request,
-                               v1::ListAuditEventsResponse* response) override;
-  grpc::Status WatchQueue(grpc::ServerContext* context,
-                          const v1::WatchQueueRequest* request,
-                          grpc::ServerWriter<v1::QueueEvent>* writer) override;
-  grpc::Status GetMyReferral(grpc::ServerContext* context,
-                             const v1::GetMyReferralRequest* request,
-                             v1::MyReferral* response) override;
+  grpc::ServerUnaryReactor* CreateReferral(grpc::CallbackServerContext* context,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* CreateReferrals(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListQueue(grpc::CallbackServerContext* context,
+                                      const v1::ListQueueRequest* request,
+                                      v1::ListQueueResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimCase(grpc::CallbackServerContext* context,
+                                      const v1::ClaimCaseRequest* request,
+                                      v1::Referral* response) override;
+  grpc::ServerUnaryReactor* ReleaseCase(grpc::CallbackServerContext* context,
+                                        const v1::ReleaseCaseRequest* request,
+                                        v1::Referral* response) override;
+  grpc::ServerUnaryReactor* DecideCase(grpc::CallbackServerContext* context,
+                                       const v1::DecideCaseRequest* request,
+                                       v1::Referral* response) override;
+  grpc::ServerUnaryReactor* GetCase(grpc::CallbackServerContext* context,
+                                    const v1::GetCaseRequest* request,
+                                    v1::Referral* response) override;
+  grpc::ServerUnaryReactor* ListAuditEvents(
+      grpc::CallbackServerContext* context,
+      const v1::ListAuditEventsRequest* request,
+      v1::ListAuditEventsResponse* response) override;
+  grpc::ServerWriteReactor<v1::QueueEvent>* WatchQueue(
+      grpc::CallbackServerContext* context,
+      const v1::WatchQueueRequest* request) override;
+  grpc::ServerUnaryReactor* GetMyReferral(
+      grpc::CallbackServerContext* context,
+      const v1::GetMyReferralRequest* request,
+      v1::MyReferral* response) override;
 
  private:
   // The verified caller of `rpc` (common/auth: token, then the RPC x role
   // policy), or the status to answer with.
-  absl::StatusOr<Actor> Caller(const grpc::ServerContext& context,
+  absl::StatusOr<Actor> Caller(const grpc::ServerContextBase& context,
                                const char* rpc) const;
+
+  // A create: the caller checked inline; on the pool, the body parsed into
+  // a Request the core may move from, `create` run, its reply serialized.
+  template <typename Request, typename Response>
+  using CreateCall = absl::StatusOr<Response> (ReferralCore::*)(Request,
+                                                                const Actor&,
+                                                                absl::Time);
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* ServeCreate(grpc::CallbackServerContext* context,
+                                        const char* rpc,
+                                        CreateCall<Request, Response> create,
+                                        const grpc::ByteBuffer* body,
+                                        grpc::ByteBuffer* reply);
+  template <typename Request, typename Response>
+  using CoreCall = absl::StatusOr<Response> (ReferralCore::*)(const Request&,
+                                                              const Actor&,
+                                                              absl::Time);
+  // A staff call: the caller checked inline, then `call` on the pool with
+  // the request as gRPC holds it (alive until the call finishes).
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* ServeStaff(grpc::CallbackServerContext* context,
+                                       const char* rpc,
+                                       CoreCall<Request, Response> call,
+                                       const Request* request,
+                                       Response* response);
 
   ReferralCore* core_;
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
+  server::WorkerPool* pool_;
+  server::WorkerPool* watch_pool_;
 };
 
 }  // namespace aqueduct::referral

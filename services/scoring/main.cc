@@ -20,6 +20,7 @@
 #endif
 
 using aqueduct::config::EnvOr;
+using aqueduct::config::EnvOrInt;
 
 ABSL_FLAG(std::string, listen,
           EnvOr("AQUEDUCT_SCORING_LISTEN", "127.0.0.1:7101"),
@@ -38,6 +39,14 @@ ABSL_FLAG(
           std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/rulesets"),
     "Directory of ruleset files (*.textproto); all are loaded, the newest is "
     "the default. Env AQUEDUCT_RULESETS.");
+
+ABSL_FLAG(int32_t, batch_threads, EnvOrInt("AQUEDUCT_BATCH_THREADS", 2),
+          "Threads scoring re-scoring messages (up to 5000 screenings each); "
+          "calls scoring one screening run inline. Env "
+          "AQUEDUCT_BATCH_THREADS.");
+ABSL_FLAG(int32_t, batch_queue, EnvOrInt("AQUEDUCT_BATCH_QUEUE", 64),
+          "Re-scoring messages that may wait for one of those threads; beyond "
+          "it the stream ends UNAVAILABLE. Env AQUEDUCT_BATCH_QUEUE.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct scoring service");
@@ -65,7 +74,18 @@ int main(int argc, char** argv) {
                {{"error", std::string(checks.status().message())}});
     return 2;
   }
-  aqueduct::scoring::ScoringServiceImpl service(engine, checks->authorizer);
+  if (absl::GetFlag(FLAGS_batch_threads) < 1 ||
+      absl::GetFlag(FLAGS_batch_queue) < 1) {
+    log::Error("bad configuration",
+               {{"error", std::string("--batch_threads and --batch_queue must "
+                                      "be positive")}});
+    return 2;
+  }
+  aqueduct::server::WorkerPool batch_pool(
+      absl::GetFlag(FLAGS_batch_threads),
+      static_cast<size_t>(absl::GetFlag(FLAGS_batch_queue)));
+  aqueduct::scoring::ScoringServiceImpl service(engine, checks->authorizer,
+                                                &batch_pool);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/auth/grpc_auth.h"
+#include "common/server/callback.h"
 #include "common/status/status_util.h"
 #include "services/scoring/digest.h"
 
@@ -12,8 +13,8 @@ namespace {
 
 // Reads one request, scores it, writes one response, and repeats: at most
 // one read or write is outstanding, so a slow reader applies back-pressure.
-// Scoring is pure CPU work and finishes in microseconds, so it runs inline
-// on the reactor thread.
+// One screening a message is what ScoreAnswers scores (microseconds of pure
+// CPU work), so it runs inline on the reactor thread, as ScoreAnswers does.
 class BatchReactor final
     : public grpc::ServerBidiReactor<v1::ScoreBatchRequest,
                                      v1::ScoreBatchResponse> {
@@ -64,15 +65,20 @@ constexpr int kMaxRescoreItems = 5000;
 
 // Re-scoring for batch jobs: one request message carries up to 5000 stored
 // screenings and gets one response message. Like BatchReactor, one read or
-// write at a time (back-pressure) and the CPU work inline. Messages live on
+// write at a time (back-pressure); the CPU work, up to ~30 ms a message,
+// runs on the batch pool, never on a gRPC thread (a full pool ends the
+// stream with UNAVAILABLE; the job resumes from its checkpoint). While a
+// message is scored no read or write is outstanding, so gRPC cannot finish
+// the stream under it. Messages live on
 // arenas that are reset, not freed: the request's between reads, the
 // response's between batches, and each item's parsed answers and result on a
 // scratch arena reset per item, so a long job costs almost no malloc/free.
 class RescoreReactor final
     : public grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse> {
  public:
-  explicit RescoreReactor(const ScoringEngine* engine)
+  RescoreReactor(const ScoringEngine* engine, server::WorkerPool* pool)
       : engine_(engine),
+        pool_(pool),
         request_block_(4 << 20),
         response_block_(2 << 20),
         scratch_block_(256 << 10),
@@ -104,6 +110,28 @@ class RescoreReactor final
                        " in one message; at most ", kMaxRescoreItems))));
       return;
     }
+    if (!pool_->Schedule([this] {
+          ScoreMessage();
+          StartWrite(response_);  // last: OnWriteDone may run at once
+        })) {
+      Finish(server::BusyStatus());
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "stream closed while writing"));
+      return;
+    }
+    NextRead();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Scores the request's items into a new response_.
+  void ScoreMessage() {
     response_arena_.Reset();
     response_ = google::protobuf::Arena::CreateMessage<v1::RescoreResponse>(
         &response_arena_);
@@ -140,21 +168,8 @@ class RescoreReactor final
         continue;
       }
     }
-    StartWrite(response_);
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "stream closed while writing"));
-      return;
-    }
-    NextRead();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
   // An arena whose first block is ours: Reset() keeps it, so a batch that
   // fits allocates nothing from the heap.
   static google::protobuf::ArenaOptions ArenaOptions(std::vector<char>& block) {
@@ -172,6 +187,7 @@ class RescoreReactor final
   }
 
   const ScoringEngine* engine_;
+  server::WorkerPool* pool_;
   std::vector<char> request_block_, response_block_, scratch_block_;
   google::protobuf::Arena request_arena_, response_arena_, scratch_arena_;
   v1::RescoreRequest* request_ = nullptr;
@@ -200,7 +216,7 @@ ScoringServiceImpl::Rescore(grpc::CallbackServerContext* context) {
     return new RefusedStream<v1::RescoreRequest, v1::RescoreResponse>(
         who.status());
   }
-  return new RescoreReactor(engine_.get());
+  return new RescoreReactor(engine_.get(), batch_pool_);
 }
 
 grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*

@@ -4,13 +4,18 @@
 #include <memory>
 
 #include "common/auth/authorizer.h"
+#include "common/server/worker_pool.h"
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "services/scoring/scoring_engine.h"
 
 namespace aqueduct::scoring {
 
-// gRPC adapter over ScoringEngine. Scoring is pure CPU work with no I/O, so
-// the handlers use the callback API and finish inline: nothing blocks. Every
+// gRPC adapter over ScoringEngine, on gRPC's callback API like every service
+// here (README, "One serving style"). Scoring is pure CPU work with no I/O:
+// a call that scores one screening (ScoreAnswers, a ScoreBatch message) or
+// reads the catalog finishes inline in microseconds; a Rescore message, up
+// to 5000 screenings, is scored on `batch_pool`, so a batch job never holds
+// the threads that serve intake's calls. Every
 // call is checked first against the caller's token (common/auth: intake
 // scores, batch jobs re-score, the catalog and rulesets are for any service
 // or staff role).
@@ -22,8 +27,11 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
   static constexpr int kMaxRequestBytes = 8 << 20;
 
   ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine,
-                     std::shared_ptr<const auth::Authorizer> authorizer)
-      : engine_(std::move(engine)), authorizer_(std::move(authorizer)) {}
+                     std::shared_ptr<const auth::Authorizer> authorizer,
+                     server::WorkerPool* batch_pool)
+      : engine_(std::move(engine)),
+        authorizer_(std::move(authorizer)),
+        batch_pool_(batch_pool) {}
 
   grpc::ServerUnaryReactor* ScoreAnswers(grpc::CallbackServerContext* context,
                                          const v1::ScoreAnswersRequest* request,
@@ -47,6 +55,7 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
  private:
   std::shared_ptr<const ScoringEngine> engine_;
   std::shared_ptr<const auth::Authorizer> authorizer_;
+  server::WorkerPool* batch_pool_;
 };
 
 }  // namespace aqueduct::scoring

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/intake/v1/intake_service.pb.h"
+#include "protos/intake/v1/rescore_service.pb.h"
 #include "protos/referral/v1/referral_service.pb.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "tests/testing/status_matchers.h"
@@ -44,6 +45,11 @@ const std::map<std::string, std::set<std::string>>& Expected() {
       {"aqueduct.intake.v1.IntakeService/AbandonScreening", {"patient"}},
       {"aqueduct.intake.v1.IntakeService/ListMyResults", {"patient"}},
       {"aqueduct.intake.v1.IntakeService/GetMyResult", {"patient"}},
+      {"aqueduct.intake.v1.RescoreService/GetRescoreJob", {"batch"}},
+      {"aqueduct.intake.v1.RescoreService/SaveRescoreCheckpoint", {"batch"}},
+      {"aqueduct.intake.v1.RescoreService/ListCompletedScreenings", {"batch"}},
+      {"aqueduct.intake.v1.RescoreService/StoreRescoreOutcomes", {"batch"}},
+      {"aqueduct.intake.v1.RescoreService/GetReviewContexts", {"batch"}},
       {"aqueduct.scoring.v1.ScoringService/ScoreAnswers", {"service:intake"}},
       {"aqueduct.scoring.v1.ScoringService/ScoreBatch", {"batch"}},
       {"aqueduct.scoring.v1.ScoringService/Rescore", {"batch"}},
@@ -117,6 +123,8 @@ std::vector<std::string> AllMethods() {
   for (auto [file, name] :
        {std::pair{intake::v1::StartScreeningRequest::descriptor()->file(),
                   "IntakeService"},
+        std::pair{intake::v1::GetRescoreJobRequest::descriptor()->file(),
+                  "RescoreService"},
         std::pair{scoring::v1::ScoreAnswersRequest::descriptor()->file(),
                   "ScoringService"},
         std::pair{referral::v1::CreateReferralRequest::descriptor()->file(),
@@ -131,7 +139,7 @@ std::vector<std::string> AllMethods() {
 
 TEST_F(AuthorizerTest, EveryMethodOfEveryServiceIsInThePolicyAndTheMatrix) {
   const auto all = AllMethods();
-  ASSERT_EQ(all.size(), 23u);
+  ASSERT_EQ(all.size(), 28u);
   for (const auto& m : all) {
     EXPECT_TRUE(Policy().contains("/" + m))
         << m << " has no policy row: nobody could call it";
@@ -169,8 +177,8 @@ TEST_F(AuthorizerTest, RpcByRoleMatrix) {
                          "missing or invalid credentials"));
     EXPECT_EQ(why, Rejection::kMissing);
   }
-  EXPECT_EQ(allowed + denied, 23 * static_cast<int>(kCallers.size()));
-  EXPECT_EQ(allowed, 8 + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1);
+  EXPECT_EQ(allowed + denied, 28 * static_cast<int>(kCallers.size()));
+  EXPECT_EQ(allowed, 8 + 5 + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1);
 }
 
 TEST_F(AuthorizerTest, CredentialsOtherThanAValidBearerTokenSayNothingMore) {

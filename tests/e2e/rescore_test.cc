@@ -1,6 +1,7 @@
-// Batch re-scoring end to end: real redis-server, real scoring and referral
-// binaries, screenings completed through intake, and the aqueductctl
-// process running the job (killed and resumed in one test).
+// Batch re-scoring end to end: real redis-server, real scoring, referral
+// and intake binaries, screenings completed through intake, and the
+// aqueductctl process running the job with a batch token and nothing else
+// (killed and resumed in one test).
 
 #include <google/protobuf/text_format.h>
 #include <grpcpp/grpcpp.h>
@@ -16,6 +17,7 @@
 #include "common/server/channels.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protos/intake/v1/rescore_service.grpc.pb.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "tests/testing/auth.h"
@@ -65,6 +67,16 @@ class RescoreTest : public ::testing::Test {
         {"--redis=" + redis_->address(), "--auth_keys=" + auth_.keys_dir()});
     ASSERT_FALSE(scoring_addr_.empty());
     ASSERT_FALSE(referral_addr_.empty());
+    // The intake the job reads from and writes through (the screenings
+    // below are completed by an in-process replica of it on the same
+    // Redis).
+    intake_addr_ = Start(
+        "intake", "services/intake/aqueduct-intake",
+        {"--redis=" + redis_->address(), "--scoring=" + scoring_addr_,
+         "--referral=" + referral_addr_, "--auth_keys=" + auth_.keys_dir(),
+         "--service_key=" + auth_.private_key_file(),
+         std::string("--service_key_id=") + t::TestAuth::kKeyId});
+    ASSERT_FALSE(intake_addr_.empty());
 
     client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
     store_ = std::make_unique<intake::RedisSessionStore>(client_.get(), &keys_);
@@ -154,14 +166,15 @@ class RescoreTest : public ::testing::Test {
         t::BinaryPath("tools/aqueductctl/aqueductctl"),
         "rescore",
         "--ruleset=v2-test",
-        "--redis=" + redis_->address(),
+        "--intake=" + intake_addr_,
         "--scoring=" + scoring_addr_,
         "--referral=" + referral_addr_,
         "--summary_json=" + summary,
         "--token=" + auth_.Token("batch", "rescore"),
         "--insecure_plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
-    env.push_back("AQUEDUCT_DATA_KEYS=" + keys_.ToText());
+    // No Redis address, no data keys: the job holds a token and nothing
+    // else.
     auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", env);
     EXPECT_TRUE(p.ok());
     return std::move(*p);
@@ -209,19 +222,27 @@ class RescoreTest : public ::testing::Test {
     return out;
   }
 
+  // Outcomes stored under v2-test, read through intake's store.
   int64_t OutcomesStored() {
-    auto ids = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 1000,
-                                     absl::Now() + absl::Seconds(5));
-    EXPECT_TRUE(ids.ok());
+    auto entries = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 1000,
+                                         absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(entries.ok());
+    if (!entries.ok()) return -1;
+    std::vector<std::string> ids;
+    for (const auto& e : *entries) ids.push_back(e.screening_id);
+    auto stored =
+        store_->ReadForRescore(ids, "v2-test", absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(stored.ok());
+    if (!stored.ok()) return -1;
     int64_t n = 0;
-    for (const auto& e : *ids) {
-      auto r = client_->Command(
-          {"HEXISTS", redis::Key("intake", e.screening_id, "session"),
-           "o:v2-test"},
-          absl::Now() + absl::Seconds(5));
-      n += r.ok() && r->integer == 1;
-    }
+    for (const auto& fr : *stored) n += fr.outcome.has_value();
     return n;
+  }
+
+  // The job's checkpoint as intake stores it (absent: screened 0).
+  int64_t CheckpointScreened(const std::string& job) {
+    auto cp = store_->GetCheckpoint(job, absl::Now() + absl::Seconds(2));
+    return cp.ok() && cp->has_value() ? (*cp)->screened() : 0;
   }
 
   t::TempDir dir_;
@@ -229,7 +250,7 @@ class RescoreTest : public ::testing::Test {
   crypto::DataKeys keys_ = crypto::DataKeys::Random();
   auth::StaticToken intake_token_{auth_.Token("service", "intake")};
   std::unique_ptr<t::RedisServer> redis_;
-  std::string rulesets_, scoring_addr_, referral_addr_;
+  std::string rulesets_, scoring_addr_, referral_addr_, intake_addr_;
   std::vector<std::unique_ptr<t::Subprocess>> processes_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<intake::RedisSessionStore> store_;
@@ -256,36 +277,61 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
   EXPECT_THAT(json, HasSubstr("\"cases_opened\":0"));
 }
 
-// The job as a Redis ACL user reaching only intake's keys and its own
-// checkpoints (AQUEDUCT_REDIS_USER; common/auth/README.md).
-TEST_F(RescoreTest, RunsAsAnAclUserReachingOnlyIntakesKeysAndItsCheckpoints) {
-  ASSERT_TRUE(
-      client_
-          ->Command({"ACL", "SETUSER", "rescore", "on", ">rescore-redis-pw",
-                     "~aq:intake:*", "~aq:rescore:*", "+@all"},
-                    absl::Now() + absl::Seconds(5))
-          .ok());
-  const std::string summary = dir_.path() + "/acl.json";
-  ASSERT_EQ(RunToEnd({}, summary,
-                     {"AQUEDUCT_REDIS_USER=rescore",
-                      "AQUEDUCT_REDIS_PASSWORD=rescore-redis-pw"}),
-            0)
-      << t::ReadFile(dir_.path() + "/rescore.log");
-  EXPECT_EQ(OutcomesStored(), kScreenings);
-  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
-              Not(HasSubstr("rescore-redis-pw")));
-  // The user, not the default one (which here has no password and would
-  // take any), is who signs in: a wrong password for it is refused.
-  EXPECT_NE(RunToEnd({}, summary,
-                     {"AQUEDUCT_REDIS_USER=rescore",
-                      "AQUEDUCT_REDIS_PASSWORD=not-its-password"}),
+// The job reaches intake's data only through intake's RescoreService, which
+// answers the batch role alone: a person, a clinician, intake's own service
+// identity and a caller without a token are all refused, and so is the job
+// run with any of their tokens.
+TEST_F(RescoreTest, OnlyTheBatchRoleReachesIntakesCompletedScreenings) {
+  auto stub = intake::v1::RescoreService::NewStub(
+      grpc::CreateChannel(intake_addr_, grpc::InsecureChannelCredentials()));
+  intake::v1::ListCompletedScreeningsRequest list;
+  list.set_to_time_ms(INT64_MAX / 2);
+  list.set_page_size(100);
+  list.set_ruleset_version("v2-test");
+  for (const std::string who :
+       {"patient:u1", "clinician:c1", "physician:dr-all", "service:intake"}) {
+    grpc::ClientContext ctx;
+    const size_t colon = who.find(':');
+    auth_.Attach(ctx, who.substr(0, colon), who.substr(colon + 1));
+    intake::v1::ListCompletedScreeningsResponse page;
+    grpc::Status s = stub->ListCompletedScreenings(&ctx, list, &page);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
+    EXPECT_EQ(page.screenings_size(), 0) << who;
+  }
+  {
+    grpc::ClientContext ctx;
+    intake::v1::ListCompletedScreeningsResponse page;
+    EXPECT_EQ(stub->ListCompletedScreenings(&ctx, list, &page).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // The batch role reads every completed screening, in pages.
+  grpc::ClientContext ctx;
+  auth_.Attach(ctx, "batch", "rescore");
+  list.set_page_size(kScreenings / 2);
+  intake::v1::ListCompletedScreeningsResponse page;
+  ASSERT_TRUE(stub->ListCompletedScreenings(&ctx, list, &page).ok());
+  EXPECT_EQ(page.screenings_size(), kScreenings / 2);
+  EXPECT_FALSE(page.next_page_token().empty());
+  for (const auto& s : page.screenings()) {
+    EXPECT_TRUE(s.completed());
+    EXPECT_FALSE(s.packed_request().empty());
+  }
+  // A bad argument names its field.
+  grpc::ClientContext bad_ctx;
+  auth_.Attach(bad_ctx, "batch", "rescore");
+  list.set_page_size(0);
+  grpc::Status bad = stub->ListCompletedScreenings(&bad_ctx, list, &page);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("page_size"));
+
+  // The job itself with a person's token: refused, nothing written.
+  const auto before = Snapshot();
+  EXPECT_NE(RunToEnd({"--token=" + auth_.Token("patient", "u1")},
+                     dir_.path() + "/refused.json"),
             0);
   EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
-              HasSubstr("authentication failed"));
-  // The same user without the password it signs in with: refused at once.
-  EXPECT_EQ(RunToEnd({}, summary, {"AQUEDUCT_REDIS_USER=rescore"}), 2);
-  EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
-              HasSubstr("AQUEDUCT_REDIS_USER is set but no password"));
+              HasSubstr("role patient may not call GetRescoreJob"));
+  EXPECT_EQ(Snapshot(), before);
 }
 
 TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
@@ -345,14 +391,12 @@ TEST_F(RescoreTest, CasesAreOpenedFromOutcomesStoredBeforeACrash) {
           t::IsOk());
     }
   } while (cursor != "0");
-  ASSERT_THAT(client_->Command({"DEL", redis::Key("rescore", "rescore-v2-test",
-                                                  "checkpoint")},
-                               absl::Now() + absl::Seconds(5)),
-              t::IsOk());
+  // A job of another name starts with no checkpoint: the state of the first
+  // job killed before its first checkpoint.
   ASSERT_TRUE(ReReviewCases().empty());
   ASSERT_EQ(OutcomesStored(), kScreenings);
 
-  ASSERT_EQ(RunToEnd({}, summary), 0)
+  ASSERT_EQ(RunToEnd({"--job=second"}, summary), 0)
       << t::ReadFile(dir_.path() + "/rescore.log");
   EXPECT_THAT(t::ReadFile(summary),
               HasSubstr(absl::StrCat("\"cases_opened\":", expected_changes_)));
@@ -372,18 +416,11 @@ TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
   const std::string summary = dir_.path() + "/killed.json";
   auto p = Rescore({"--batch=4", "--max_per_second=12"}, summary);
   // Wait for a checkpoint part-way, then kill without warning.
-  const std::string key =
-      redis::Key("rescore", "rescore-v2-test", "checkpoint");
   const absl::Time end = absl::Now() + absl::Seconds(20);
   int64_t screened = 0;
   while (absl::Now() < end) {
-    auto r = client_->Command({"GET", key}, absl::Now() + absl::Seconds(2));
-    storage::v1::RescoreCheckpoint cp;
-    if (r.ok() && !r->is_nil() && cp.ParseFromString(r->str) &&
-        cp.screened() >= 12) {
-      screened = cp.screened();
-      break;
-    }
+    screened = CheckpointScreened("rescore-v2-test");
+    if (screened >= 12) break;
     absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_GE(screened, 12);

@@ -41,8 +41,6 @@
 #include "absl/time/time.h"
 #include "common/auth/grpc_auth.h"
 #include "common/config/config.h"
-#include "common/crypto/data_keys.h"
-#include "common/redis/redis_client.h"
 #include "common/server/channels.h"
 #include "common/server/health_client.h"
 #include "common/server/server_runner.h"
@@ -50,7 +48,6 @@
 #include "common/util/ids.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
-#include "services/intake/redis_session_store.h"
 #include "tools/aqueductctl/scripted_answers.h"
 #include "tools/rescore/rescore.h"
 
@@ -112,9 +109,6 @@ ABSL_FLAG(std::string, audience, EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct"),
           "Audience of minted tokens (the services' --auth_audience). Env "
           "AQUEDUCT_AUTH_AUDIENCE.");
 ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
-ABSL_FLAG(
-    std::string, redis, EnvOr("AQUEDUCT_REDIS", "127.0.0.1:6390"),
-    "rescore: Redis address (host:port or unix:/path). Env AQUEDUCT_REDIS.");
 ABSL_FLAG(std::string, ruleset, "",
           "rescore: ruleset version to apply (required).");
 ABSL_FLAG(std::string, from, "",
@@ -466,27 +460,12 @@ int Rescore() {
     }
     options.route = route;
   }
-  auto endpoint =
-      aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
-  if (!endpoint.ok()) {
-    std::cerr << "aqueductctl rescore: " << endpoint.status().message() << "\n";
-    return 2;
-  }
-  auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
-  if (!redis_credentials.ok()) {
-    std::cerr << "aqueductctl rescore: " << redis_credentials.status().message()
-              << "\n";
-    return 2;
-  }
-  aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
-      *endpoint, absl::Seconds(5), /*pool_size=*/8, *redis_credentials));
-  auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
-  if (!data_keys.ok()) {
-    std::cerr << "aqueductctl rescore: " << data_keys.status().message()
-              << "\n";
-    return 2;
-  }
-  aqueduct::intake::RedisSessionStore store(&redis, &*data_keys);
+  // Everything the job reads and writes is intake's, through intake's
+  // RescoreService: the job holds its token and nothing else.
+  auto intake = aqueduct::intake::v1::RescoreService::NewStub(
+      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_intake),
+                                    ChannelCredentials(),
+                                    aqueduct::server::kBatchMaxReceiveBytes));
   // Batch channels: a Rescore response can carry thousands of full results.
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
       aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring),
@@ -498,7 +477,7 @@ int Rescore() {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const bool tty = isatty(STDOUT_FILENO);
-  aqueduct::tools::Rescorer job(&store, scoring.get(), referral.get(),
+  aqueduct::tools::Rescorer job(intake.get(), scoring.get(), referral.get(),
                                 g_token.get(), options);
   auto summary =
       job.Run(g_stop, [&](const aqueduct::tools::RescoreProgress& p) {
@@ -1002,7 +981,7 @@ int main(int argc, char** argv) {
       "  rescore --ruleset=v2 [--from=YYYY-MM-DD] [--to=YYYY-MM-DD] "
       "[--route=THERAPY]\n"
       "          [--dry_run] [--max_per_second=N] [--summary_json=FILE] "
-      "[--redis=ADDR]");
+      "");
   aqueduct::server::ConfigureProcess();
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {

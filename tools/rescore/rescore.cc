@@ -15,21 +15,29 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/status/status_macros.h"
 #include "common/status/status_util.h"
+#include "common/util/ids.h"
 #include "common/util/names.h"
-#include "services/intake/intake_core.h"
 
 namespace aqueduct::tools {
 namespace {
 
 constexpr int kMaxBatch = 5000;  // scoring's limit per Rescore message
+// Outcomes per StoreRescoreOutcomes call: intake's limit, and bytes well
+// under its 1 MiB request limit (a changed outcome carries a full result).
+constexpr int kOutcomesPerCall = 1000;
+// Ids per GetReviewContexts call (intake's limit).
+constexpr size_t kContextsPerCall = 1000;
+constexpr size_t kBytesPerCall = 512 << 10;
 
 // One batch on its way through the job: what the reader found, and which
-// entries went to scoring (in request order).
+// screenings went to scoring (in request order).
 struct Batch {
-  // Filled by the reader.
-  std::vector<intake::SessionStore::CompletedEntry> entries;
-  std::vector<intake::SessionStore::ForRescore> stored;
+  // Filled by the reader: intake's page (each screening's outcome is filled
+  // in by the scorer), the token after it, and which screenings went to
+  // scoring.
+  intake::v1::ListCompletedScreeningsResponse page;
   std::vector<size_t> sent;
   // kStreamEnded: scoring ended the stream (its status says why).
   enum class Kind {
@@ -41,7 +49,7 @@ struct Batch {
   } kind = Kind::kBatch;
   absl::Status error;
   // Filled by the scorer once the outcomes are stored: the counts and what
-  // changed (indexes into entries, with the lines describing each change).
+  // changed (indexes into the page, with the lines describing each change).
   int64_t screened = 0, failed = 0, changed_route = 0, changed_band = 0,
           changed_flags = 0;
   std::vector<size_t> changed;
@@ -169,26 +177,32 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
                            : options_.job;
   if (absl::Status s = ValidateIdSegment(job, "--job"); !s.ok()) return s;
   const absl::Time started = absl::Now();
-  auto deadline = [] { return absl::Now() + absl::Seconds(30); };
 
   storage::v1::RescoreCheckpoint cp;
   cp.set_ruleset_version(options_.ruleset_version);
-  if (!options_.dry_run) {
-    auto saved = store_->GetCheckpoint(job, deadline());
-    if (!saved.ok()) return saved.status();
-    if (saved->has_value()) {
-      if ((*saved)->ruleset_version() != options_.ruleset_version) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("job ", job, " was for ruleset ",
-                         (*saved)->ruleset_version(), "; use another --job"));
-      }
-      cp = **saved;
+  intake::v1::GetRescoreJobRequest job_request;
+  job_request.set_job(job);
+  job_request.set_from_time_ms(options_.from_ms);
+  job_request.set_to_time_ms(options_.to_ms);
+  intake::v1::RescoreJob saved;
+  if (absl::Status s = CallIntake("reading the job's checkpoint",
+                                  [&](grpc::ClientContext* ctx) {
+                                    return intake_->GetRescoreJob(
+                                        ctx, job_request, &saved);
+                                  });
+      !s.ok()) {
+    return s;
+  }
+  if (!options_.dry_run && saved.has_checkpoint()) {
+    if (saved.checkpoint().ruleset_version() != options_.ruleset_version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job, " was for ruleset ",
+          saved.checkpoint().ruleset_version(), "; use another --job"));
     }
+    cp = saved.checkpoint();
   }
   RescoreSummary summary;
-  auto total =
-      store_->CountCompleted(options_.from_ms, options_.to_ms, deadline());
-  if (!total.ok()) return total.status();
+  const int64_t total = saved.completed_in_range();
   if (cp.done()) {
     summary.counts = cp;
     return summary;
@@ -206,15 +220,15 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
 
   // Reader: scans the index, reads the stored answers and digests, and sends
   // what still needs scoring, staying up to four batches ahead.
-  std::thread reader([&, after_ms = cp.after_time_ms(),
-                      after_member = cp.after_member()]() mutable {
+  std::thread reader([&, after_token = cp.after_page_token()]() mutable {
     // Each batch's request is built on an arena that is reset, not freed.
     std::vector<char> block(4 << 20);
     google::protobuf::Arena arena(ArenaOn(block));
     int64_t read_this_run = 0;
+    bool last_page = false;
     while (true) {
-      // Rate limit (protects a production Redis): the reader, which every
-      // other stage follows, stays under max_per_second.
+      // Rate limit (protects a production Redis behind intake): the reader,
+      // which every other stage follows, stays under max_per_second.
       if (options_.max_per_second > 0) {
         // In short naps, so a stop or a failure elsewhere is seen at once.
         const absl::Time until =
@@ -228,37 +242,36 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
         queue.Push(Batch{.kind = Batch::Kind::kStopped});
         return;
       }
-      Batch b;
-      auto entries =
-          store_->ScanCompleted(options_.from_ms, options_.to_ms, after_ms,
-                                after_member, options_.batch, deadline());
-      if (!entries.ok()) {
-        stream->WritesDone();
-        queue.Push(
-            Batch{.kind = Batch::Kind::kError, .error = entries.status()});
-        return;
-      }
-      if (entries->empty()) {
+      if (last_page) {
         stream->WritesDone();
         queue.Push(Batch{.kind = Batch::Kind::kEnd});
         return;
       }
-      b.entries = std::move(*entries);
-      read_this_run += static_cast<int64_t>(b.entries.size());
-      after_ms = b.entries.back().time_ms;
-      after_member = b.entries.back().member;
-      std::vector<std::string> ids;
-      ids.reserve(b.entries.size());
-      for (const auto& e : b.entries) ids.push_back(e.screening_id);
-      auto stored =
-          store_->ReadForRescore(ids, options_.ruleset_version, deadline());
-      if (!stored.ok()) {
+      Batch b;
+      intake::v1::ListCompletedScreeningsRequest list;
+      list.set_from_time_ms(options_.from_ms);
+      list.set_to_time_ms(options_.to_ms);
+      list.set_page_size(options_.batch);
+      list.set_page_token(after_token);
+      list.set_ruleset_version(options_.ruleset_version);
+      if (absl::Status s = CallIntake("reading completed screenings",
+                                      [&](grpc::ClientContext* ctx) {
+                                        return intake_->ListCompletedScreenings(
+                                            ctx, list, &b.page);
+                                      });
+          !s.ok()) {
         stream->WritesDone();
-        queue.Push(
-            Batch{.kind = Batch::Kind::kError, .error = stored.status()});
+        queue.Push(Batch{.kind = Batch::Kind::kError, .error = s});
         return;
       }
-      b.stored = std::move(*stored);
+      if (b.page.screenings().empty()) {
+        stream->WritesDone();
+        queue.Push(Batch{.kind = Batch::Kind::kEnd});
+        return;
+      }
+      read_this_run += b.page.screenings_size();
+      last_page = b.page.next_page_token().empty();
+      after_token = b.page.next_page_token();
       // Score what has no outcome under this version yet (a resumed batch
       // reuses the outcomes stored before the interruption).
       arena.Reset();
@@ -266,19 +279,19 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
           *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreRequest>(
               &arena);
       request.set_ruleset_version(options_.ruleset_version);
-      request.mutable_items()->Reserve(static_cast<int>(b.entries.size()));
-      for (size_t i = 0; i < b.entries.size(); ++i) {
-        auto& fr = b.stored[i];
-        if (!fr.completed || fr.outcome.has_value())
+      request.mutable_items()->Reserve(b.page.screenings_size());
+      for (int i = 0; i < b.page.screenings_size(); ++i) {
+        intake::v1::CompletedScreening& sc = *b.page.mutable_screenings(i);
+        if (!sc.completed() || sc.has_outcome())
           continue;  // not completed: indexed before a commit
         if (options_.route.has_value() &&
-            fr.before.primary_route() != *options_.route)
+            sc.before().primary_route() != *options_.route)
           continue;
         scoring::v1::RescoreItem* item = request.add_items();
-        item->set_correlation_id(b.entries[i].member);
-        item->set_packed_request(std::move(fr.packed_request));
-        *item->mutable_before() = fr.before;
-        b.sent.push_back(i);
+        item->set_correlation_id(sc.screening_id());
+        item->set_packed_request(std::move(*sc.mutable_packed_request()));
+        *item->mutable_before() = sc.before();
+        b.sent.push_back(static_cast<size_t>(i));
       }
       if (!b.sent.empty() && !stream->Write(request)) {
         queue.Push(Batch{.kind = Batch::Kind::kError,
@@ -322,55 +335,70 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
           return;
         }
       }
-      // New outcomes, stored write-once next to the original.
-      std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
-          outcomes;
+      // New outcomes, stored write-once next to the original (through
+      // intake, in calls under its request size limit).
       const int64_t now = absl::ToUnixMillis(absl::Now());
+      std::vector<intake::v1::StoreRescoreOutcomesRequest> stores(1);
+      size_t store_bytes = 0;
       for (size_t k = 0; k < b.sent.size(); ++k) {
         scoring::v1::RescoredItem* item =
             response.mutable_items(static_cast<int>(k));
-        const size_t i = b.sent[k];
+        intake::v1::CompletedScreening& sc =
+            *b.page.mutable_screenings(static_cast<int>(b.sent[k]));
         if (item->has_error()) {
           ++b.failed;
           continue;
         }
         // Copied once out of the response's arena (a Swap between an arena
         // and the heap copies both ways).
-        storage::v1::RescoreOutcome o;
+        storage::v1::RescoreOutcome& o = *sc.mutable_outcome();
         o.set_time_ms(now);
         o.mutable_digest()->CopyFrom(item->after());
         o.set_changed(item->changed());
         if (item->changed())
           o.mutable_changed_result()->CopyFrom(item->result());
-        b.stored[i].outcome = std::move(o);
-        if (!options_.dry_run)
-          outcomes.emplace_back(b.entries[i].screening_id,
-                                &*b.stored[i].outcome);
+        if (options_.dry_run) continue;
+        const size_t bytes = o.ByteSizeLong() + sc.screening_id().size() + 8;
+        if (stores.back().outcomes_size() >= kOutcomesPerCall ||
+            store_bytes + bytes > kBytesPerCall) {
+          stores.emplace_back();
+          store_bytes = 0;
+        }
+        intake::v1::ScreeningOutcome* out = stores.back().add_outcomes();
+        out->set_screening_id(sc.screening_id());
+        *out->mutable_outcome() = o;
+        store_bytes += bytes;
       }
-      if (!outcomes.empty()) {
-        if (absl::Status s = store_->PutOutcomes(
-                outcomes, options_.ruleset_version, deadline());
+      for (auto& store : stores) {
+        if (store.outcomes().empty()) continue;
+        store.set_ruleset_version(options_.ruleset_version);
+        intake::v1::StoreRescoreOutcomesResponse stored;
+        if (absl::Status s = CallIntake("storing outcomes",
+                                        [&](grpc::ClientContext* ctx) {
+                                          return intake_->StoreRescoreOutcomes(
+                                              ctx, store, &stored);
+                                        });
             !s.ok()) {
           scored.Push(Batch{.kind = Batch::Kind::kError, .error = s});
           return;
         }
       }
       // Compare and count.
-      for (size_t i = 0; i < b.entries.size(); ++i) {
-        const auto& fr = b.stored[i];
-        if (!fr.completed || !fr.outcome.has_value()) continue;
+      for (int i = 0; i < b.page.screenings_size(); ++i) {
+        const intake::v1::CompletedScreening& sc = b.page.screenings(i);
+        if (!sc.completed() || !sc.has_outcome()) continue;
         if (options_.route.has_value() &&
-            fr.before.primary_route() != *options_.route)
+            sc.before().primary_route() != *options_.route)
           continue;
         ++b.screened;
-        if (!fr.outcome->changed()) continue;
+        if (!sc.outcome().changed()) continue;
         scoring::DigestChanges changes =
-            scoring::CompareDigests(fr.before, fr.outcome->digest());
+            scoring::CompareDigests(sc.before(), sc.outcome().digest());
         if (!changes.any()) continue;
         b.changed_route += changes.route;
         b.changed_band += changes.band;
         b.changed_flags += changes.flags;
-        b.changed.push_back(i);
+        b.changed.push_back(static_cast<size_t>(i));
         b.change_lines.push_back(std::move(changes.lines));
       }
       if (!scored.Push(std::move(b))) return;
@@ -415,15 +443,15 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
     done_this_run += b.screened;
     // The checkpoint moves past a batch only once its outcomes are stored
     // and its cases open.
-    cp.set_after_time_ms(b.entries.back().time_ms);
-    cp.set_after_member(b.entries.back().member);
-    if (!options_.dry_run) {
-      if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok())
-        return s;
-    }
+    // (The last page has no token after it: its checkpoint keeps the one
+    // before, so a job stopped before it is marked done redoes that page,
+    // which changes nothing.)
+    if (!b.page.next_page_token().empty())
+      cp.set_after_page_token(b.page.next_page_token());
+    if (!options_.dry_run) RETURN_IF_ERROR(SaveCheckpoint(job, cp));
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
     if (progress) {
-      progress(RescoreProgress{cp.screened(), *total,
+      progress(RescoreProgress{cp.screened(), total,
                                elapsed > 0 ? done_this_run / elapsed : 0});
     }
     return absl::OkStatus();
@@ -481,29 +509,43 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
     if (!options_.dry_run && !b.changed.empty()) {
       // The case shows both results in full: read the originals (and where
       // the person is) for the changed screenings only.
-      std::vector<std::string> changed_ids;
-      for (size_t i : b.changed)
-        changed_ids.push_back(b.entries[i].screening_id);
-      auto sessions = store_->GetManyWithoutAnswers(changed_ids, deadline());
-      if (!sessions.ok()) return fail(sessions.status());
+      std::vector<intake::v1::ReviewContext> contexts;
+      for (size_t begin = 0; begin < b.changed.size();
+           begin += kContextsPerCall) {
+        intake::v1::GetReviewContextsRequest ask;
+        for (size_t k = begin;
+             k < std::min(b.changed.size(), begin + kContextsPerCall); ++k) {
+          ask.add_screening_ids(
+              b.page.screenings(static_cast<int>(b.changed[k])).screening_id());
+        }
+        intake::v1::GetReviewContextsResponse got;
+        if (absl::Status s = CallIntake("reading the changed screenings",
+                                        [&](grpc::ClientContext* ctx) {
+                                          return intake_->GetReviewContexts(
+                                              ctx, ask, &got);
+                                        });
+            !s.ok()) {
+          return fail(s);
+        }
+        for (auto& c : *got.mutable_contexts())
+          contexts.push_back(std::move(c));
+      }
       // Both results move into the case (all on the heap, so a Swap moves
       // pointers): the batch keeps only its counts from here on.
-      for (size_t k = 0; k < b.changed.size(); ++k) {
-        auto& session = (*sessions)[k];
-        if (!session.has_value() || !session->result.has_value()) continue;
-        const size_t i = b.changed[k];
+      for (size_t k = 0; k < b.changed.size() && k < contexts.size(); ++k) {
+        intake::v1::ReviewContext& context = contexts[k];
+        if (!context.found()) continue;
+        intake::v1::CompletedScreening& sc =
+            *b.page.mutable_screenings(static_cast<int>(b.changed[k]));
         referral::v1::CreateReferralRequest* req = cases.add_requests();
         req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version,
-                                         "-", changed_ids[k]));
-        req->set_screening(
-            ScreeningName{session->record.user_id(), changed_ids[k]}
-                .ToString());
+                                         "-", sc.screening_id()));
+        req->set_screening(context.screening());
         req->mutable_result()->Swap(
-            b.stored[i].outcome->mutable_changed_result());
-        req->mutable_previous_result()->Swap(
-            session->result->mutable_scoring());
+            sc.mutable_outcome()->mutable_changed_result());
+        req->mutable_previous_result()->Swap(context.mutable_result());
         for (auto& line : b.change_lines[k]) req->add_changes(std::move(line));
-        req->set_location_state(intake::LocationStateOf(session->record));
+        req->set_location_state(context.location_state());
       }
     }
     // One call per 200 cases (each carries two full results: ~700 kB a
@@ -554,13 +596,34 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
   grpc::Status finished = shut_down(/*cancel=*/false);
   if (!finished.ok() && cp.done())
     return Annotate(ToAbslStatus(finished), "scoring (re-scoring stream)");
-  if (cp.done() && !options_.dry_run) {
-    if (absl::Status s = store_->PutCheckpoint(job, cp, deadline()); !s.ok())
-      return s;
-  }
+  if (cp.done() && !options_.dry_run) RETURN_IF_ERROR(SaveCheckpoint(job, cp));
   summary.counts = cp;
   summary.seconds = absl::ToDoubleSeconds(absl::Now() - started);
   return summary;
+}
+
+absl::Status Rescorer::CallIntake(
+    absl::string_view what,
+    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
+    return Annotate(t, absl::StrCat("intake (", what, ")"));
+  grpc::Status s = call(&ctx);
+  if (!s.ok())
+    return Annotate(ToAbslStatus(s), absl::StrCat("intake (", what, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status Rescorer::SaveCheckpoint(
+    const std::string& job, const storage::v1::RescoreCheckpoint& cp) {
+  intake::v1::SaveRescoreCheckpointRequest save;
+  save.set_job(job);
+  *save.mutable_checkpoint() = cp;
+  intake::v1::RescoreJob saved;
+  return CallIntake("saving the checkpoint", [&](grpc::ClientContext* ctx) {
+    return intake_->SaveRescoreCheckpoint(ctx, save, &saved);
+  });
 }
 
 std::string SummaryJson(const RescoreSummary& s,

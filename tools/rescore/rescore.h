@@ -11,10 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/auth/grpc_auth.h"
+#include "protos/intake/v1/rescore_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "protos/storage/v1/records.pb.h"
-#include "services/intake/session_store.h"
 #include "services/scoring/digest.h"
 
 namespace aqueduct::tools {
@@ -46,9 +46,10 @@ struct RescoreSummary {
       sample_changes;  // a few, for the report (no identities)
 };
 
-// The batch re-scoring job: reads completed screenings from the store,
-// scores them through scoring's streaming Rescore RPC under one ruleset
-// version, stores each new outcome next to the original (write-once), and
+// The batch re-scoring job: reads completed screenings from intake (its
+// RescoreService: the job holds a batch token and nothing else), scores
+// them through scoring's streaming Rescore RPC under one ruleset version,
+// has intake store each new outcome next to the original (write-once), and
 // opens a re-review case in referral for every screening whose route,
 // severity band or safety flags changed. Resumable: a checkpoint after every
 // batch, and every write is idempotent, so a killed job run again ends in the
@@ -64,11 +65,11 @@ struct RescoreSummary {
 class Rescorer {
  public:
   // `token` (not owned) gives the batch identity's token for every call.
-  Rescorer(intake::SessionStore* store,
+  Rescorer(intake::v1::RescoreService::StubInterface* intake,
            scoring::v1::ScoringService::StubInterface* scoring,
            referral::v1::ReferralService::StubInterface* referral,
            auth::TokenSource* token, RescoreOptions options)
-      : store_(store),
+      : intake_(intake),
         scoring_(scoring),
         referral_(referral),
         token_(token),
@@ -81,7 +82,15 @@ class Rescorer {
       const std::function<void(const RescoreProgress&)>& progress = {});
 
  private:
-  intake::SessionStore* store_;
+  // One call to intake with the job's token and a 30 s deadline; errors
+  // name intake and `what` the job was doing.
+  absl::Status CallIntake(
+      absl::string_view what,
+      const std::function<grpc::Status(grpc::ClientContext*)>& call);
+  absl::Status SaveCheckpoint(const std::string& job,
+                              const storage::v1::RescoreCheckpoint& cp);
+
+  intake::v1::RescoreService::StubInterface* intake_;
   scoring::v1::ScoringService::StubInterface* scoring_;
   referral::v1::ReferralService::StubInterface* referral_;
   auth::TokenSource* token_;

@@ -26,8 +26,8 @@ class ScoringGrpcTest : public ::testing::Test {
     auto engine = aqueduct::testing::LoadRepositoryEngine();
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    service_ =
-        std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer());
+    service_ = std::make_unique<ScoringServiceImpl>(engine_, auth_.authorizer(),
+                                                    &batch_pool_);
     server::ServerOptions options;
     options.max_receive_message_bytes =
         ScoringServiceImpl::kMaxRequestBytes;  // as main.cc sets it
@@ -60,6 +60,7 @@ class ScoringGrpcTest : public ::testing::Test {
   }
   aqueduct::testing::TestAuth auth_;
   std::shared_ptr<const ScoringEngine> engine_;
+  server::WorkerPool batch_pool_{2, 64};  // as main.cc's defaults
   std::unique_ptr<ScoringServiceImpl> service_;
   std::unique_ptr<server::ServerRunner> runner_;
   std::unique_ptr<v1::ScoringService::Stub> stub_;

@@ -1,0 +1,50 @@
+#ifndef AQUEDUCT_COMMON_SERVER_CALLBACK_H_
+#define AQUEDUCT_COMMON_SERVER_CALLBACK_H_
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <utility>
+
+#include "common/server/worker_pool.h"
+
+namespace aqueduct::server {
+
+// The answer when the pool's queue is full: the caller retries later (gRPC
+// clients and the apps treat UNAVAILABLE as "try again").
+inline grpc::Status BusyStatus() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the service is busy: try again shortly");
+}
+
+// Serves a unary call on gRPC's callback API whose work blocks (Redis round
+// trips, calls to peers): `work` runs on `pool`, never on one of gRPC's
+// threads, and its status finishes the call. `work` fills the response the
+// handler was given, which lives until the call finishes. A full pool
+// answers UNAVAILABLE at once instead of queueing without bound.
+//
+// Every service uses this one shape, so a handler reads: check the caller
+// inline (cheap, no I/O), then hand the rest to the pool.
+template <typename Work>
+grpc::ServerUnaryReactor* FinishOnPool(grpc::CallbackServerContext* context,
+                                       WorkerPool* pool, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!pool->Schedule([reactor, work = std::move(work)]() mutable {
+        reactor->Finish(work());
+      })) {
+    reactor->Finish(BusyStatus());
+  }
+  return reactor;
+}
+
+// A unary call answered at once (a refusal, or work that never blocks).
+inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                           grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+}  // namespace aqueduct::server
+
+#endif  // AQUEDUCT_COMMON_SERVER_CALLBACK_H_

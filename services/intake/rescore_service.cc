@@ -1,0 +1,66 @@
+#include "services/intake/rescore_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/auth/grpc_auth.h"
+#include "common/server/callback.h"
+#include "common/server/deadlines.h"
+#include "common/status/status_util.h"
+
+namespace aqueduct::intake {
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* RescoreServiceImpl::Serve(
+    grpc::CallbackServerContext* context, const char* rpc,
+    SourceCall<Request, Response> call, const Request* request,
+    Response* response) {
+  auto who =
+      auth::CheckCall(*authorizer_, *context,
+                      absl::StrCat("/aqueduct.intake.v1.RescoreService/", rpc));
+  if (!who.ok()) return server::FinishNow(context, ToGrpcStatus(who.status()));
+  return server::FinishOnPool(
+      context, pool_,
+      [this, call, request, response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ReplyFrom((source_->*call)(*request, deadline), response);
+      });
+}
+
+grpc::ServerUnaryReactor* RescoreServiceImpl::GetRescoreJob(
+    grpc::CallbackServerContext* context,
+    const v1::GetRescoreJobRequest* request, v1::RescoreJob* response) {
+  return Serve(context, "GetRescoreJob", &RescoreSource::GetJob, request,
+               response);
+}
+
+grpc::ServerUnaryReactor* RescoreServiceImpl::SaveRescoreCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::SaveRescoreCheckpointRequest* request, v1::RescoreJob* response) {
+  return Serve(context, "SaveRescoreCheckpoint", &RescoreSource::SaveCheckpoint,
+               request, response);
+}
+
+grpc::ServerUnaryReactor* RescoreServiceImpl::ListCompletedScreenings(
+    grpc::CallbackServerContext* context,
+    const v1::ListCompletedScreeningsRequest* request,
+    v1::ListCompletedScreeningsResponse* response) {
+  return Serve(context, "ListCompletedScreenings",
+               &RescoreSource::ListCompleted, request, response);
+}
+
+grpc::ServerUnaryReactor* RescoreServiceImpl::StoreRescoreOutcomes(
+    grpc::CallbackServerContext* context,
+    const v1::StoreRescoreOutcomesRequest* request,
+    v1::StoreRescoreOutcomesResponse* response) {
+  return Serve(context, "StoreRescoreOutcomes", &RescoreSource::StoreOutcomes,
+               request, response);
+}
+
+grpc::ServerUnaryReactor* RescoreServiceImpl::GetReviewContexts(
+    grpc::CallbackServerContext* context,
+    const v1::GetReviewContextsRequest* request,
+    v1::GetReviewContextsResponse* response) {
+  return Serve(context, "GetReviewContexts", &RescoreSource::GetReviewContexts,
+               request, response);
+}
+
+}  // namespace aqueduct::intake

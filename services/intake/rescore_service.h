@@ -1,0 +1,66 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_RESCORE_SERVICE_H_
+#define AQUEDUCT_SERVICES_INTAKE_RESCORE_SERVICE_H_
+
+#include <memory>
+
+#include "absl/time/time.h"
+#include "common/auth/authorizer.h"
+#include "common/server/worker_pool.h"
+#include "protos/intake/v1/rescore_service.grpc.pb.h"
+#include "services/intake/rescore_source.h"
+
+namespace aqueduct::intake {
+
+// gRPC adapter over RescoreSource, on the callback API as every service:
+// the caller (the batch role only) is checked inline, the store's work runs
+// on `pool`.
+class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
+ public:
+  RescoreServiceImpl(RescoreSource* source,
+                     std::shared_ptr<const auth::Authorizer> authorizer,
+                     absl::Duration max_rpc_time, server::WorkerPool* pool)
+      : source_(source),
+        authorizer_(std::move(authorizer)),
+        max_rpc_time_(max_rpc_time),
+        pool_(pool) {}
+
+  grpc::ServerUnaryReactor* GetRescoreJob(
+      grpc::CallbackServerContext* context,
+      const v1::GetRescoreJobRequest* request,
+      v1::RescoreJob* response) override;
+  grpc::ServerUnaryReactor* SaveRescoreCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::SaveRescoreCheckpointRequest* request,
+      v1::RescoreJob* response) override;
+  grpc::ServerUnaryReactor* ListCompletedScreenings(
+      grpc::CallbackServerContext* context,
+      const v1::ListCompletedScreeningsRequest* request,
+      v1::ListCompletedScreeningsResponse* response) override;
+  grpc::ServerUnaryReactor* StoreRescoreOutcomes(
+      grpc::CallbackServerContext* context,
+      const v1::StoreRescoreOutcomesRequest* request,
+      v1::StoreRescoreOutcomesResponse* response) override;
+  grpc::ServerUnaryReactor* GetReviewContexts(
+      grpc::CallbackServerContext* context,
+      const v1::GetReviewContextsRequest* request,
+      v1::GetReviewContextsResponse* response) override;
+
+ private:
+  template <typename Request, typename Response>
+  using SourceCall = absl::StatusOr<Response> (RescoreSource::*)(const Request&,
+                                                                 absl::Time);
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
+                                  const char* rpc,
+                                  SourceCall<Request, Response> call,
+                                  const Request* request, Response* response);
+
+  RescoreSource* source_;
+  std::shared_ptr<const auth::Authorizer> authorizer_;
+  absl::Duration max_rpc_time_;
+  server::WorkerPool* pool_;
+};
+
+}  // namespace aqueduct::intake
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_RESCORE_SERVICE_H_
