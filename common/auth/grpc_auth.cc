@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 #include "common/status/status_util.h"
 
 namespace aqueduct::auth {
@@ -104,17 +105,15 @@ absl::StatusOr<std::string> MintingTokenSource::Token() {
   if (now < expires_ - lifetime_ / 3) return token_;
   Claims c = claims_;
   c.expires = now + lifetime_;
-  auto token = Sign(c, private_key_pem_, key_id_);
-  if (!token.ok()) return token.status();
-  token_ = std::move(*token);
+  ASSIGN_OR_RETURN(auto token, Sign(c, private_key_pem_, key_id_));
+  token_ = std::move(token);
   expires_ = c.expires;
   return token_;
 }
 
 absl::Status Attach(grpc::ClientContext& context, TokenSource& source) {
-  auto token = source.Token();
-  if (!token.ok()) return token.status();
-  context.AddMetadata("authorization", BearerValue(*token));
+  ASSIGN_OR_RETURN(auto token, source.Token());
+  context.AddMetadata("authorization", BearerValue(token));
   return absl::OkStatus();
 }
 

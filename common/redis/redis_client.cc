@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
 #include "common/redis/internal.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::redis {
 namespace {
@@ -233,9 +234,8 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
     return absl::DeadlineExceededError(
         absl::StrCat(Describe(), ": deadline passed before sending"));
   }
-  auto conn_or = Acquire(deadline);
-  if (!conn_or.ok()) return conn_or.status();
-  std::unique_ptr<Connection> conn = std::move(*conn_or);
+  ASSIGN_OR_RETURN(auto conn_or, Acquire(deadline));
+  std::unique_ptr<Connection> conn = std::move(conn_or);
 
   absl::Duration remaining = deadline - absl::Now();
   const absl::Duration command_timeout = options_.command_timeout + extra_wait;
@@ -294,9 +294,8 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
 absl::StatusOr<Reply> Client::BlockingCommand(
     const std::vector<std::string>& argv, absl::Duration block,
     absl::Time deadline) {
-  auto replies = Run({argv}, deadline, block);
-  if (!replies.ok()) return replies.status();
-  Reply& r = (*replies)[0];
+  ASSIGN_OR_RETURN(auto replies, Run({argv}, deadline, block));
+  Reply& r = replies[0];
   if (r.is_error())
     return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
   return std::move(r);
@@ -304,9 +303,8 @@ absl::StatusOr<Reply> Client::BlockingCommand(
 
 absl::StatusOr<Reply> Client::Command(const std::vector<std::string>& argv,
                                       absl::Time deadline) {
-  auto replies = Run({argv}, deadline);
-  if (!replies.ok()) return replies.status();
-  Reply& r = (*replies)[0];
+  ASSIGN_OR_RETURN(auto replies, Run({argv}, deadline));
+  Reply& r = replies[0];
   if (r.is_error()) return internal::ErrorReplyStatus(Describe(), r.str);
   return std::move(r);
 }
@@ -329,9 +327,9 @@ absl::StatusOr<Reply> Client::Eval(const Script& script,
       sha = script.sha_;
     }
     if (sha.empty()) {
-      auto loaded = Command({"SCRIPT", "LOAD", script.source()}, deadline);
-      if (!loaded.ok()) return loaded.status();
-      sha = loaded->str;
+      ASSIGN_OR_RETURN(auto loaded,
+                       Command({"SCRIPT", "LOAD", script.source()}, deadline));
+      sha = loaded.str;
       absl::MutexLock lock(&script.mu_);
       script.sha_ = sha;
     }
@@ -354,10 +352,10 @@ absl::StatusOr<std::string> Client::LoadScript(const Script& script,
     absl::MutexLock lock(&script.mu_);
     if (!script.sha_.empty()) return script.sha_;
   }
-  auto loaded = Command({"SCRIPT", "LOAD", script.source()}, deadline);
-  if (!loaded.ok()) return loaded.status();
+  ASSIGN_OR_RETURN(auto loaded,
+                   Command({"SCRIPT", "LOAD", script.source()}, deadline));
   absl::MutexLock lock(&script.mu_);
-  script.sha_ = loaded->str;
+  script.sha_ = loaded.str;
   return script.sha_;
 }
 
@@ -367,9 +365,8 @@ void Client::ForgetScript(const Script& script) {
 }
 
 absl::Status Client::Ping(absl::Time deadline) {
-  auto r = Command({"PING"}, deadline);
-  if (!r.ok()) return r.status();
-  if (r->str != "PONG") {
+  ASSIGN_OR_RETURN(auto r, Command({"PING"}, deadline));
+  if (r.str != "PONG") {
     return absl::UnavailableError(
         absl::StrCat(Describe(), ": unexpected PING reply"));
   }

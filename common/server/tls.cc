@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 
 ABSL_FLAG(std::string, tls_cert,
           aqueduct::config::EnvOr("AQUEDUCT_TLS_CERT", ""),
@@ -84,10 +85,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
     const TlsConfig& config) {
   if (config.insecure_plaintext) return grpc::InsecureChannelCredentials();
-  auto ca = ReadPem(config.ca_file, "--tls_ca");
-  if (!ca.ok()) return ca.status();
+  ASSIGN_OR_RETURN(auto ca, ReadPem(config.ca_file, "--tls_ca"));
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = *ca;
+  options.pem_root_certs = ca;
   if (!config.cert_file.empty() || !config.key_file.empty()) {
     auto cert = ReadPem(config.cert_file, "--tls_cert");
     auto key = ReadPem(config.key_file, "--tls_key");

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status/status_macros.h"
 #include "common/util/ids.h"
 
 namespace aqueduct {
@@ -25,7 +26,7 @@ absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": expected \"", collection, "/{id}\""));
   }
-  if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateIdSegment(parts[1], field));
   return std::string(parts[1]);
 }
 
@@ -44,8 +45,8 @@ absl::StatusOr<ScreeningName> ParseScreeningName(absl::string_view name,
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": expected \"users/{user}/screenings/{screening}\""));
   }
-  if (absl::Status s = ValidateIdSegment(parts[1], field); !s.ok()) return s;
-  if (absl::Status s = ValidateIdSegment(parts[3], field); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateIdSegment(parts[1], field));
+  RETURN_IF_ERROR(ValidateIdSegment(parts[3], field));
   return ScreeningName{std::string(parts[1]), std::string(parts[3])};
 }
 

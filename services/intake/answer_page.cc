@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
 
@@ -25,9 +26,9 @@ using Kind = SessionStore::WriteOutcome::Kind;
 
 absl::StatusOr<v1::NextItems> IntakeCore::NextItemsOf(
     const StoredSession& s, const Clinical& clinical) const {
-  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, s.record.answers());
-  if (!flow.ok()) return flow.status();
-  return NextItemsFrom(s, clinical, *flow);
+  ASSIGN_OR_RETURN(auto flow, ComputeFlow(*clinical.catalog, clinical.sets,
+                                          s.record.answers()));
+  return NextItemsFrom(s, clinical, flow);
 }
 
 v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s,
@@ -89,16 +90,14 @@ v1::NextItems IntakeCore::NextItemsFrom(const StoredSession& s,
 
 absl::StatusOr<v1::NextItems> IntakeCore::GetNextItems(
     const v1::GetNextItemsRequest& request, absl::Time deadline) {
-  auto catalog = Catalog();
-  if (!catalog.ok()) return catalog.status();
-  auto session = Load(request.name(), "name", deadline);
-  if (!session.ok()) return session.status();
-  if (session->record.state() != v1::IN_PROGRESS) {
+  ASSIGN_OR_RETURN(auto catalog, Catalog());
+  ASSIGN_OR_RETURN(auto session, Load(request.name(), "name", deadline));
+  if (session.record.state() != v1::IN_PROGRESS) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "name: screening is ", v1::ScreeningState_Name(session->record.state()),
+        "name: screening is ", v1::ScreeningState_Name(session.record.state()),
         "; there are no items to ask"));
   }
-  return NextItemsOf(*session, **catalog);
+  return NextItemsOf(session, *catalog);
 }
 
 // The reply to a retry of a page applied already: the screening as it is
@@ -133,26 +132,25 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitChecked(
           cache_->Take(name.screening_id, expected);
       cached.has_value() && cached->record.user_id() == name.user_id &&
       cached->record.state() == v1::IN_PROGRESS) {
-    auto applied =
-        ApplyAnswers(request, name, expected, clinical, std::move(*cached),
-                     /*from_cache=*/true, deadline);
-    if (!applied.ok()) return applied.status();
-    if (applied->has_value()) return std::move(**applied);
+    ASSIGN_OR_RETURN(auto applied, ApplyAnswers(request, name, expected,
+                                                clinical, std::move(*cached),
+                                                /*from_cache=*/true, deadline));
+    if (applied.has_value()) return std::move(*applied);
   }
 
-  auto read = store_->Get(name.screening_id, request.request_id(), deadline);
-  if (!read.ok()) return read.status();
-  if (!read->session.has_value() ||
-      read->session->record.user_id() != name.user_id) {
+  ASSIGN_OR_RETURN(auto read, store_->Get(name.screening_id,
+                                          request.request_id(), deadline));
+  if (!read.session.has_value() ||
+      read.session->record.user_id() != name.user_id) {
     return absl::NotFoundError("name: no such screening");
   }
   // A retry of a page already applied changes nothing. Of the latest write
   // the session is exactly as it left it, so the rebuilt reply is the one
   // sent the first time, byte for byte; of an earlier one, it is the
   // screening as it is now.
-  if (read->applied != SessionStore::Applied::kNo)
-    return AppliedReply(*read->session, clinical);
-  StoredSession session = std::move(*read->session);
+  if (read.applied != SessionStore::Applied::kNo)
+    return AppliedReply(*read.session, clinical);
+  StoredSession session = std::move(*read.session);
   if (session.record.state() != v1::IN_PROGRESS) {
     return absl::FailedPreconditionError(absl::StrCat(
         "name: screening is ", v1::ScreeningState_Name(session.record.state()),
@@ -161,11 +159,10 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitChecked(
   if (session.version != expected) {
     return StaleEtag(request.etag(), session.version);
   }
-  auto applied =
-      ApplyAnswers(request, name, expected, clinical, std::move(session),
-                   /*from_cache=*/false, deadline);
-  if (!applied.ok()) return applied.status();
-  return std::move(**applied);  // set whenever the session was read
+  ASSIGN_OR_RETURN(auto applied, ApplyAnswers(request, name, expected, clinical,
+                                              std::move(session),
+                                              /*from_cache=*/false, deadline));
+  return std::move(*applied);  // set whenever the session was read
 }
 
 struct IntakeCore::AsyncSubmit {
@@ -281,7 +278,7 @@ absl::StatusOr<IntakeCore::PreparedPage> IntakeCore::PreparePage(
   for (int i = 0; i < request.answers_size(); ++i) {
     const auto& a = request.answers(i);
     const std::string field = absl::StrCat("answers[", i, "]");
-    if (absl::Status s = catalog.ValidateAnswer(a, field); !s.ok()) return s;
+    RETURN_IF_ERROR(catalog.ValidateAnswer(a, field));
     if (!seen.insert(a.item_id()).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".item_id: \"", a.item_id(), "\" appears twice in this page"));
@@ -373,34 +370,33 @@ IntakeCore::ApplyAnswers(const v1::SubmitAnswersRequest& request,
                          const ScreeningName& name, int64_t expected,
                          const Clinical& clinical, StoredSession session,
                          bool from_cache, absl::Time deadline) {
-  auto prepared = PreparePage(request, expected, clinical, std::move(session));
-  if (!prepared.ok()) return prepared.status();
-  v1::SubmitAnswersResponse& response = prepared->response;
-  SessionStore::WriteRequest& write = prepared->write;
-  auto outcome = store_->Write(name.screening_id, write, deadline);
-  if (!outcome.ok()) return outcome.status();
+  ASSIGN_OR_RETURN(auto prepared, PreparePage(request, expected, clinical,
+                                              std::move(session)));
+  v1::SubmitAnswersResponse& response = prepared.response;
+  SessionStore::WriteRequest& write = prepared.write;
+  ASSIGN_OR_RETURN(auto outcome,
+                   store_->Write(name.screening_id, write, deadline));
   if (from_cache &&
-      (outcome->kind == Kind::kConflict || outcome->kind == Kind::kMissing)) {
+      (outcome.kind == Kind::kConflict || outcome.kind == Kind::kMissing)) {
     return std::optional<v1::SubmitAnswersResponse>();  // changed elsewhere:
                                                         // start over from Redis
   }
-  switch (outcome->kind) {
+  switch (outcome.kind) {
     case Kind::kWritten:
-      PageStored(*prepared);
+      PageStored(prepared);
       // The next page of this session, on this replica, need not read it.
       cache_->Put(name.screening_id, StoredSession{std::move(write.record),
                                                    expected + 1, std::nullopt});
       return std::move(response);
     case Kind::kLatest:
     case Kind::kApplied: {  // a concurrent retry got there first
-      auto now = store_->Get(name.screening_id, "", deadline);
-      if (!now.ok()) return now.status();
-      if (!now->session.has_value())
+      ASSIGN_OR_RETURN(auto now, store_->Get(name.screening_id, "", deadline));
+      if (!now.session.has_value())
         return absl::NotFoundError("name: no such screening (expired?)");
-      return AppliedReply(*now->session, clinical);
+      return AppliedReply(*now.session, clinical);
     }
     case Kind::kConflict:
-      return StaleEtag(request.etag(), outcome->version);
+      return StaleEtag(request.etag(), outcome.version);
     case Kind::kMissing:
       return absl::NotFoundError("name: no such screening (expired?)");
     default:

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::intake {
 
@@ -21,27 +22,25 @@ absl::Status CatalogHolder::LoadFrom(ScoringPeer& scoring,
                                      absl::Time deadline) {
   auto catalog = scoring.DescribeCatalog(deadline);
   if (!catalog.ok()) return catalog.status();
-  auto rulesets = scoring.ListRulesets(deadline);
-  if (!rulesets.ok()) return rulesets.status();
-  if (rulesets->rulesets().empty()) {
+  ASSIGN_OR_RETURN(auto rulesets, scoring.ListRulesets(deadline));
+  if (rulesets.rulesets().empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(scoring.Describe(), " has no ruleset loaded"));
   }
-  auto index = scoring::CatalogIndex::Build(std::move(*catalog));
-  if (!index.ok()) return index.status();
+  ASSIGN_OR_RETURN(auto index,
+                   scoring::CatalogIndex::Build(std::move(*catalog)));
   auto clinical = std::make_shared<Clinical>();
-  clinical->catalog = std::move(*index);
-  const auto& newest = rulesets->rulesets(0);
+  clinical->catalog = std::move(index);
+  const auto& newest = rulesets.rulesets(0);
   clinical->default_ruleset = newest.version();
   for (const auto& set : newest.sets()) {
     clinical->sets.emplace_back(
         set.name(),
         std::vector<std::string>(set.values().begin(), set.values().end()));
   }
-  auto ruleset =
-      scoring::RulesetIndex::Build(newest.definition(), clinical->catalog);
-  if (!ruleset.ok()) return ruleset.status();
-  auto engine = scoring::ScoringEngine::Create(clinical->catalog, {*ruleset});
+  ASSIGN_OR_RETURN(auto ruleset, scoring::RulesetIndex::Build(
+                                     newest.definition(), clinical->catalog));
+  auto engine = scoring::ScoringEngine::Create(clinical->catalog, {ruleset});
   if (!engine.ok()) return engine.status();
   clinical->engine = std::move(*engine);
   Set(std::move(clinical));

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/person_view.h"
@@ -96,11 +97,9 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session,
 
 absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
     const v1::CompleteScreeningRequest& request, absl::Time deadline) {
-  auto target =
-      ParseWrite(request.name(), request.request_id(), request.etag());
-  if (!target.ok()) return target.status();
-  auto catalog = Catalog();
-  if (!catalog.ok()) return catalog.status();
+  ASSIGN_OR_RETURN(auto target, ParseWrite(request.name(), request.request_id(),
+                                           request.etag()));
+  ASSIGN_OR_RETURN(auto catalog, Catalog());
   // The session as this replica wrote it last, when the etag names that
   // version (the usual case: it wrote the last page), as in SubmitChecked:
   // the completion's write is checked against Redis's version all the same,
@@ -108,17 +107,16 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   // written and the completion starts over from what Redis holds. Either
   // way the entry goes: a completed session is not cached.
   if (std::optional<StoredSession> cached =
-          cache_->Take(target->name.screening_id, target->expected_version);
-      cached.has_value() && cached->record.user_id() == target->name.user_id &&
+          cache_->Take(target.name.screening_id, target.expected_version);
+      cached.has_value() && cached->record.user_id() == target.name.user_id &&
       cached->record.state() == v1::IN_PROGRESS) {
-    auto completed = Complete(request, *target, **catalog, std::move(*cached),
-                              /*from_cache=*/true, deadline);
-    if (!completed.ok()) return completed.status();
-    if (completed->has_value()) return std::move(**completed);
+    ASSIGN_OR_RETURN(auto completed,
+                     Complete(request, target, *catalog, std::move(*cached),
+                              /*from_cache=*/true, deadline));
+    if (completed.has_value()) return std::move(*completed);
   }
-  auto loaded = Load(request.name(), "name", deadline);
-  if (!loaded.ok()) return loaded.status();
-  StoredSession session = std::move(*loaded);
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), "name", deadline));
+  StoredSession session = std::move(loaded);
   const auto& r = session.record;
 
   if (r.state() == v1::COMPLETED) {
@@ -140,15 +138,15 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
         absl::StrCat("name: screening is ", v1::ScreeningState_Name(r.state()),
                      "; it cannot be completed"));
   }
-  if (session.version != target->expected_version) {
+  if (session.version != target.expected_version) {
     return StaleEtag(request.etag(), session.version);
   }
-  auto completed = Complete(request, *target, **catalog, std::move(session),
-                            /*from_cache=*/false, deadline);
-  if (!completed.ok()) return completed.status();
-  if (!completed->has_value())
+  ASSIGN_OR_RETURN(auto completed,
+                   Complete(request, target, *catalog, std::move(session),
+                            /*from_cache=*/false, deadline));
+  if (!completed.has_value())
     return absl::InternalError("completion: nothing to start over from");
-  return std::move(**completed);
+  return std::move(*completed);
 }
 
 absl::StatusOr<std::optional<v1::CompleteScreeningResponse>>
@@ -158,17 +156,17 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
                      absl::Time deadline) {
   const ScreeningName& name = target.name;
   const auto& r = session.record;
-  auto flow = ComputeFlow(*clinical.catalog, clinical.sets, r.answers());
-  if (!flow.ok()) return flow.status();
-  if (!flow->missing_required.empty()) {
+  ASSIGN_OR_RETURN(auto flow,
+                   ComputeFlow(*clinical.catalog, clinical.sets, r.answers()));
+  if (!flow.missing_required.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("required items not answered: ",
-                     absl::StrJoin(flow->missing_required, ", ")));
+                     absl::StrJoin(flow.missing_required, ", ")));
   }
 
   scoring::v1::ScoreAnswersRequest score_req;
-  const absl::flat_hash_set<std::string> dropped(flow->inapplicable.begin(),
-                                                 flow->inapplicable.end());
+  const absl::flat_hash_set<std::string> dropped(flow.inapplicable.begin(),
+                                                 flow.inapplicable.end());
   for (const auto& info : clinical.catalog->instruments()) {
     for (const auto& item : info.items) {
       auto it = r.answers().find(item.def->id());
@@ -177,7 +175,7 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
       }
     }
   }
-  for (const auto& id : flow->instruments)
+  for (const auto& id : flow.instruments)
     score_req.add_administered_instruments(id);
   auto scored = scoring_->Score(score_req, deadline);
   if (!scored.ok()) {
@@ -200,7 +198,7 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
   record.set_complete_request_id(request.request_id());
   record.set_handoff(v1::PENDING);
   record.clear_instruments();
-  for (const auto& id : flow->instruments) record.add_instruments(id);
+  for (const auto& id : flow.instruments) record.add_instruments(id);
 
   // The result is indexed and its hand-off queued ahead of the commit, in
   // the same round trip (WriteRequest::index_completion).
@@ -212,39 +210,38 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
   write.ttl = absl::ZeroDuration();  // completed results do not expire
   write.index_completion = SessionStore::WriteRequest::CompletionIndex{
       now, now + absl::ToInt64Milliseconds(config_.handoff_retry)};
-  auto outcome = store_->Write(name.screening_id, write, deadline);
-  if (!outcome.ok()) return outcome.status();
+  ASSIGN_OR_RETURN(auto outcome,
+                   store_->Write(name.screening_id, write, deadline));
   if (from_cache &&
-      (outcome->kind == Kind::kConflict || outcome->kind == Kind::kMissing)) {
+      (outcome.kind == Kind::kConflict || outcome.kind == Kind::kMissing)) {
     return std::optional<v1::CompleteScreeningResponse>();  // changed
                                                             // elsewhere: start
                                                             // over from Redis
   }
-  if (outcome->kind == Kind::kConflict) {
-    return StaleEtag(request.etag(), outcome->version);
+  if (outcome.kind == Kind::kConflict) {
+    return StaleEtag(request.etag(), outcome.version);
   }
-  if (outcome->kind == Kind::kMissing) {
+  if (outcome.kind == Kind::kMissing) {
     return absl::NotFoundError("name: no such screening (expired?)");
   }
-  if (outcome->kind == Kind::kLatest || outcome->kind == Kind::kApplied) {
+  if (outcome.kind == Kind::kLatest || outcome.kind == Kind::kApplied) {
     // The same completion racing its own retry (which won), or a request id
     // already used for a page.
-    auto now = store_->Get(name.screening_id, "", deadline);
-    if (!now.ok()) return now.status();
-    if (now->session.has_value() &&
-        now->session->record.state() == v1::COMPLETED &&
-        now->session->record.complete_request_id() == request.request_id()) {
-      return CompletionResponse(*now->session);
+    ASSIGN_OR_RETURN(auto now, store_->Get(name.screening_id, "", deadline));
+    if (now.session.has_value() &&
+        now.session->record.state() == v1::COMPLETED &&
+        now.session->record.complete_request_id() == request.request_id()) {
+      return CompletionResponse(*now.session);
     }
     return absl::InvalidArgumentError(
         "request_id: already used by another request to this screening");
   }
-  if (outcome->kind != Kind::kWritten) {
+  if (outcome.kind != Kind::kWritten) {
     return absl::InternalError("unexpected outcome completing a screening");
   }
   session.record = std::move(write.record);
   session.result = std::move(write.result);
-  session.version = outcome->version;
+  session.version = outcome.version;
   log::Info(
       "screening completed",
       {{"route", common::v1::Route_Name(
@@ -260,8 +257,8 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
   // The answers did not change at completion: the flow checked above gives
   // the progress.
   v1::Progress progress;
-  progress.set_answered(flow->answered);
-  progress.set_remaining(flow->remaining);
+  progress.set_answered(flow.answered);
+  progress.set_remaining(flow.remaining);
   return CompletionResponse(session, &progress);
 }
 
@@ -382,32 +379,32 @@ absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit,
                                                        absl::Time deadline) {
   const int64_t now = clock_->NowMillis();
   // Early risk cases first: they are what a clinician must see soonest.
-  auto risks = store_->ClaimDueRiskEntries(
-      now, now + absl::ToInt64Milliseconds(config_.handoff_retry), limit,
-      deadline);
-  if (!risks.ok()) return risks.status();
+  ASSIGN_OR_RETURN(
+      auto risks,
+      store_->ClaimDueRiskEntries(
+          now, now + absl::ToInt64Milliseconds(config_.handoff_retry), limit,
+          deadline));
   int delivered = 0;
-  for (const auto& entry : *risks) {
+  for (const auto& entry : risks) {
     const RiskDelivery outcome = DeliverEarlyRisk(entry, deadline);
     if (outcome == RiskDelivery::kRetry)
       continue;  // claimed until its retry time
     (void)store_->RemoveRiskEntry(entry.member, deadline);
     if (outcome == RiskDelivery::kDelivered) ++delivered;
   }
-  auto due = store_->ClaimDueHandoffs(
-      now, now + absl::ToInt64Milliseconds(config_.handoff_retry), limit,
-      deadline);
-  if (!due.ok()) return due.status();
-  for (const auto& entry : *due) {
-    auto read = store_->Get(entry.screening_id, "", deadline);
-    if (!read.ok()) return read.status();
-    if (!read->session.has_value() ||
-        store_->OwnerOf(read->session->record.user_id()) != entry.owner ||
-        read->session->record.state() == v1::ABANDONED) {
+  ASSIGN_OR_RETURN(
+      auto due, store_->ClaimDueHandoffs(
+                    now, now + absl::ToInt64Milliseconds(config_.handoff_retry),
+                    limit, deadline));
+  for (const auto& entry : due) {
+    ASSIGN_OR_RETURN(auto read, store_->Get(entry.screening_id, "", deadline));
+    if (!read.session.has_value() ||
+        store_->OwnerOf(read.session->record.user_id()) != entry.owner ||
+        read.session->record.state() == v1::ABANDONED) {
       (void)store_->RemoveHandoff(entry.owner, entry.screening_id, deadline);
       continue;
     }
-    StoredSession& session = *read->session;
+    StoredSession& session = *read.session;
     if (session.record.state() != v1::COMPLETED)
       continue;  // completion may still commit
     if (session.record.handoff() == v1::DELIVERED ||

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/container/flat_hash_set.h"
+#include "common/status/status_macros.h"
 #include "protos/scoring/v1/result.pb.h"
 
 namespace aqueduct::intake {
@@ -40,11 +41,8 @@ absl::StatusOr<Flow> ComputeFlow(
       google::protobuf::Arena::CreateMessage<scoring::v1::ScoringResult>(
           &arena);
   google::protobuf::RepeatedPtrField<std::string> none;
-  if (absl::Status s = catalog.ScoreInstruments(
-          *ordered, none, sets, values.data(), scores, &flow.inapplicable);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(catalog.ScoreInstruments(*ordered, none, sets, values.data(),
+                                           scores, &flow.inapplicable));
   const absl::flat_hash_set<std::string> dropped(flow.inapplicable.begin(),
                                                  flow.inapplicable.end());
   auto answered = [&](const std::string& id) {

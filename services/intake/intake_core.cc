@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 #include "common/util/names.h"
 
 namespace aqueduct::intake {
@@ -112,13 +113,10 @@ std::string LocationStateOf(const storage::v1::SessionRecord& record) {
 absl::StatusOr<WriteTarget> ParseWrite(const std::string& name,
                                        const std::string& request_id,
                                        const std::string& etag) {
-  auto parsed = ParseScreeningName(name, "name");
-  if (!parsed.ok()) return parsed.status();
-  if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok())
-    return s;
-  auto version = ParseEtag(etag);
-  if (!version.ok()) return version.status();
-  return WriteTarget{std::move(*parsed), *version};
+  ASSIGN_OR_RETURN(auto parsed, ParseScreeningName(name, "name"));
+  RETURN_IF_ERROR(ValidateRequestId(request_id, "request_id"));
+  ASSIGN_OR_RETURN(auto version, ParseEtag(etag));
+  return WriteTarget{std::move(parsed), version};
 }
 
 absl::StatusOr<int64_t> ParseEtag(const std::string& etag) {
@@ -144,15 +142,13 @@ absl::StatusOr<std::shared_ptr<const Clinical>> IntakeCore::Catalog() const {
 absl::StatusOr<StoredSession> IntakeCore::Load(const std::string& name,
                                                const std::string& field,
                                                absl::Time deadline) {
-  auto parsed = ParseScreeningName(name, field);
-  if (!parsed.ok()) return parsed.status();
-  auto read = store_->Get(parsed->screening_id, "", deadline);
-  if (!read.ok()) return read.status();
-  if (!read->session.has_value() ||
-      read->session->record.user_id() != parsed->user_id) {
+  ASSIGN_OR_RETURN(auto parsed, ParseScreeningName(name, field));
+  ASSIGN_OR_RETURN(auto read, store_->Get(parsed.screening_id, "", deadline));
+  if (!read.session.has_value() ||
+      read.session->record.user_id() != parsed.user_id) {
     return absl::NotFoundError(absl::StrCat(field, ": no such screening"));
   }
-  return std::move(*read->session);
+  return std::move(*read.session);
 }
 
 v1::Screening IntakeCore::ToScreening(const StoredSession& s,
@@ -210,8 +206,7 @@ absl::Status IntakeCore::RateVerdict(absl::StatusOr<int64_t> count,
 
 absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     const v1::StartScreeningRequest& request, absl::Time deadline) {
-  auto user = ParseUserName(request.parent(), "parent");
-  if (!user.ok()) return user.status();
+  ASSIGN_OR_RETURN(auto user, ParseUserName(request.parent(), "parent"));
   if (request.consent_version().empty()) {
     return absl::InvalidArgumentError("consent_version: is required");
   }
@@ -224,39 +219,29 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   }
   const auto& state = request.context().location_state();
   if (!state.empty()) {
-    if (absl::Status s = ValidateStateCode(state, "context.location_state");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(ValidateStateCode(state, "context.location_state"));
   }
   std::string request_id = request.request_id();
   if (!request_id.empty()) {
-    if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok())
-      return s;
+    RETURN_IF_ERROR(ValidateRequestId(request_id, "request_id"));
   }
-  auto catalog = Catalog();
-  if (!catalog.ok()) return catalog.status();
-  if (absl::Status s = RateLimit(*user, "start", config_.start_limit_per_hour,
-                                 absl::Hours(1), deadline);
-      !s.ok()) {
-    return s;
-  }
+  ASSIGN_OR_RETURN(auto catalog, Catalog());
+  RETURN_IF_ERROR(RateLimit(user, "start", config_.start_limit_per_hour,
+                            absl::Hours(1), deadline));
 
   std::string screening_id = NewId();
   if (!request_id.empty()) {
-    auto bound =
-        store_->ClaimStartRequest(*user, request_id, screening_id, deadline);
-    if (!bound.ok()) return bound.status();
-    screening_id = *bound;
+    ASSIGN_OR_RETURN(auto bound, store_->ClaimStartRequest(
+                                     user, request_id, screening_id, deadline));
+    screening_id = bound;
     // A retried start finds the session made by the first attempt.
-    auto existing = store_->Get(screening_id, "", deadline);
-    if (!existing.ok()) return existing.status();
-    if (existing->session.has_value()) {
-      if (existing->session->record.user_id() != *user) {
+    ASSIGN_OR_RETURN(auto existing, store_->Get(screening_id, "", deadline));
+    if (existing.session.has_value()) {
+      if (existing.session->record.user_id() != user) {
         return absl::InternalError(
             "start request bound to another user's screening");
       }
-      return ToScreening(*existing->session);
+      return ToScreening(*existing.session);
     }
   } else {
     request_id =
@@ -267,25 +252,22 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   StoredSession session;
   auto& r = session.record;
   r.set_screening_id(screening_id);
-  r.set_user_id(*user);
+  r.set_user_id(user);
   r.set_state(v1::IN_PROGRESS);
   r.set_consent_version(request.consent_version());
   r.set_locale(request.locale().empty() ? "en-US" : request.locale());
-  r.set_catalog_version((*catalog)->catalog->catalog().version());
+  r.set_catalog_version(catalog->catalog->catalog().version());
   *r.mutable_context() = request.context();
   r.set_create_time_ms(now);
   r.set_update_time_ms(now);
-  if (absl::Status s =
-          PrefillContext(request.context(), *(*catalog)->catalog, r);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(PrefillContext(request.context(), *catalog->catalog, r));
 
-  auto reserved = store_->ReserveOpenSlot(
-      *user, screening_id, now + absl::ToInt64Milliseconds(config_.session_ttl),
-      config_.max_open_sessions, now, deadline);
-  if (!reserved.ok()) return reserved.status();
-  if (!*reserved) {
+  ASSIGN_OR_RETURN(auto reserved,
+                   store_->ReserveOpenSlot(
+                       user, screening_id,
+                       now + absl::ToInt64Milliseconds(config_.session_ttl),
+                       config_.max_open_sessions, now, deadline));
+  if (!reserved) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "parent: already ", config_.max_open_sessions,
         " open screenings; complete or abandon one before starting another"));
@@ -295,20 +277,18 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   write.record = r;
   write.request_id = request_id;
   write.ttl = config_.session_ttl;
-  auto outcome = store_->Write(screening_id, write, deadline);
-  if (!outcome.ok()) return outcome.status();
-  if (outcome->kind == Kind::kExists ||
-      outcome->kind == Kind::kLatest) {  // a concurrent retry won the race
-    auto again = store_->Get(screening_id, "", deadline);
-    if (!again.ok()) return again.status();
-    if (!again->session.has_value())
+  ASSIGN_OR_RETURN(auto outcome, store_->Write(screening_id, write, deadline));
+  if (outcome.kind == Kind::kExists ||
+      outcome.kind == Kind::kLatest) {  // a concurrent retry won the race
+    ASSIGN_OR_RETURN(auto again, store_->Get(screening_id, "", deadline));
+    if (!again.session.has_value())
       return absl::AbortedError("start raced; retry");
-    return ToScreening(*again->session);
+    return ToScreening(*again.session);
   }
-  if (outcome->kind != Kind::kWritten) {
+  if (outcome.kind != Kind::kWritten) {
     return absl::InternalError("unexpected outcome creating a screening");
   }
-  session.version = outcome->version;
+  session.version = outcome.version;
   log::Info("screening started", {{"catalog_version", r.catalog_version()}});
   v1::Screening started = ToScreening(session);
   cache_->Put(screening_id,
@@ -318,23 +298,19 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
 
 absl::StatusOr<v1::Screening> IntakeCore::GetScreening(
     const v1::GetScreeningRequest& request, absl::Time deadline) {
-  auto session = Load(request.name(), "name", deadline);
-  if (!session.ok()) return session.status();
-  return ToScreening(*session);
+  ASSIGN_OR_RETURN(auto session, Load(request.name(), "name", deadline));
+  return ToScreening(session);
 }
 absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
     const v1::AbandonScreeningRequest& request, absl::Time deadline) {
-  auto name = ParseScreeningName(request.name(), "name");
-  if (!name.ok()) return name.status();
+  ASSIGN_OR_RETURN(auto name, ParseScreeningName(request.name(), "name"));
   std::string request_id = request.request_id();
   if (!request_id.empty()) {
-    if (absl::Status s = ValidateRequestId(request_id, "request_id"); !s.ok())
-      return s;
+    RETURN_IF_ERROR(ValidateRequestId(request_id, "request_id"));
   }
-  cache_->Erase(name->screening_id);
-  auto loaded = Load(request.name(), "name", deadline);
-  if (!loaded.ok()) return loaded.status();
-  StoredSession session = std::move(*loaded);
+  cache_->Erase(name.screening_id);
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), "name", deadline));
+  StoredSession session = std::move(loaded);
   if (session.record.state() == v1::COMPLETED) {
     return absl::FailedPreconditionError(
         "name: screening is completed; a completed result cannot be abandoned");
@@ -371,15 +347,15 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
                          ? absl::StrCat("abandon-", session.version)
                          : request_id;
   write.ttl = config_.session_ttl;  // an abandoned screening expires too
-  auto outcome = store_->Write(name->screening_id, write, deadline);
-  if (!outcome.ok()) return outcome.status();
-  if (outcome->kind == Kind::kConflict) {
+  ASSIGN_OR_RETURN(auto outcome,
+                   store_->Write(name.screening_id, write, deadline));
+  if (outcome.kind == Kind::kConflict) {
     return absl::AbortedError("name: the screening changed meanwhile; retry");
   }
-  if (outcome->kind == Kind::kMissing)
+  if (outcome.kind == Kind::kMissing)
     return absl::NotFoundError("name: no such screening");
-  if (outcome->kind == Kind::kWritten) session.version = outcome->version;
-  (void)store_->ReleaseOpenSlot(name->user_id, name->screening_id, deadline);
+  if (outcome.kind == Kind::kWritten) session.version = outcome.version;
+  (void)store_->ReleaseOpenSlot(name.user_id, name.screening_id, deadline);
   log::Info("screening abandoned",
             {{"answers_deleted", request.delete_answers()}});
   return ToScreening(session);

@@ -5,6 +5,7 @@
 #include "common/auth/grpc_auth.h"
 #include "common/server/callback.h"
 #include "common/server/deadlines.h"
+#include "common/status/status_macros.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
 
@@ -14,13 +15,13 @@ template <class Request>
 absl::StatusOr<Request> IntakeServiceImpl::Own(
     const grpc::ServerContextBase& context, const char* rpc,
     const Request& request, std::string* (Request::*mutable_name)()) const {
-  auto who =
+  ASSIGN_OR_RETURN(
+      auto who,
       auth::CheckCall(*authorizer_, context,
-                      absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc));
-  if (!who.ok()) return who.status();
+                      absl::StrCat("/aqueduct.intake.v1.IntakeService/", rpc)));
   Request own = request;
   std::string* name = (own.*mutable_name)();
-  const std::string moved = InUserNamespace(*name, who->subject);
+  const std::string moved = InUserNamespace(*name, who.subject);
   if (absl::StartsWith(*name, "users/") &&
       name->find('/', 6) == std::string::npos && moved != *name) {
     // A parent ("users/{user}") names whose screenings to start or list: only

@@ -118,13 +118,13 @@ absl::StatusOr<std::string> RedisSessionStore::ClaimStartRequest(
   const std::string key = redis::Key(kService, OwnerOf(user_id),
                                      absl::StrCat("start:", request_id));
   // SET NX GET is Redis 7: one round trip tells us who owns the request id.
-  auto reply =
+  ASSIGN_OR_RETURN(
+      auto reply,
       client_->Command({"SET", key, proposed_id, "NX", "GET", "PX",
                         absl::StrCat(absl::ToInt64Milliseconds(reply_ttl_))},
-                       deadline);
-  if (!reply.ok()) return reply.status();
-  if (reply->is_nil()) return proposed_id;  // we set it
-  return reply->str;
+                       deadline));
+  if (reply.is_nil()) return proposed_id;  // we set it
+  return reply.str;
 }
 
 namespace {
@@ -309,17 +309,16 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
     command.push_back("qi");
     command.push_back("h");
   }
-  auto reply = client_->Command(command, deadline);
-  if (!reply.ok()) return reply.status();
+  ASSIGN_OR_RETURN(auto reply, client_->Command(command, deadline));
   Read out;
-  auto session = ParseSession(screening_id, *reply,
+  auto session = ParseSession(screening_id, reply,
                               [&](absl::string_view f, absl::string_view v) {
                                 return OpenField(screening_id, f, v);
                               });
   if (!session.ok()) return session.status();
   out.session = std::move(*session);
   if (request_id.empty() || !out.session.has_value()) return out;
-  const auto& fields = reply->elements;
+  const auto& fields = reply.elements;
   if (fields.size() != 6)
     return absl::InternalError("session read: unexpected reply");
   const std::string tag = RequestTag(request_id);
@@ -338,12 +337,11 @@ RedisSessionStore::ReadMany(const std::vector<std::string>& screening_ids,
   commands.reserve(screening_ids.size());
   for (const auto& id : screening_ids)
     commands.push_back(SessionFields(id, answers));
-  auto replies = client_->Pipeline(commands, deadline);
-  if (!replies.ok()) return replies.status();
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
   std::vector<std::optional<StoredSession>> out;
   out.reserve(screening_ids.size());
-  for (size_t i = 0; i < replies->size(); ++i) {
-    auto session = ParseSession(screening_ids[i], (*replies)[i],
+  for (size_t i = 0; i < replies.size(); ++i) {
+    auto session = ParseSession(screening_ids[i], replies[i],
                                 [&](absl::string_view f, absl::string_view v) {
                                   return OpenField(screening_ids[i], f, v);
                                 });
@@ -509,12 +507,10 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::Write(
   }
   WriteBatch batch = WriteCommands(screening_id, request);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto sha = client_->LoadScript(WriteScript(), deadline);
-    if (!sha.ok()) return sha.status();
-    batch.commands[batch.script][1] = *sha;
-    auto replies = client_->Pipeline(batch.commands, deadline);
-    if (!replies.ok()) return replies.status();
-    auto outcome = ParseWriteReplies(*replies, batch.script);
+    ASSIGN_OR_RETURN(auto sha, client_->LoadScript(WriteScript(), deadline));
+    batch.commands[batch.script][1] = sha;
+    ASSIGN_OR_RETURN(auto replies, client_->Pipeline(batch.commands, deadline));
+    auto outcome = ParseWriteReplies(replies, batch.script);
     if (outcome.status().code() != absl::StatusCode::kNotFound) return outcome;
     client_->ForgetScript(WriteScript());  // NOSCRIPT: load again, retry once
   }
@@ -608,12 +604,12 @@ return due
 absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(
     const std::string& user_id, const std::string& screening_id,
     int64_t expire_time_ms, int limit, int64_t now_ms, absl::Time deadline) {
-  auto r = client_->Eval(ReserveScript(), {OpenKey(OwnerOf(user_id))},
-                         {absl::StrCat(now_ms), absl::StrCat(expire_time_ms),
-                          screening_id, absl::StrCat(limit)},
-                         deadline);
-  if (!r.ok()) return r.status();
-  return r->integer == 1;
+  ASSIGN_OR_RETURN(
+      auto r, client_->Eval(ReserveScript(), {OpenKey(OwnerOf(user_id))},
+                            {absl::StrCat(now_ms), absl::StrCat(expire_time_ms),
+                             screening_id, absl::StrCat(limit)},
+                            deadline));
+  return r.integer == 1;
 }
 
 absl::Status RedisSessionStore::ReleaseOpenSlot(const std::string& user_id,
@@ -633,12 +629,13 @@ RedisSessionStore::ListResults(const std::string& user_id, int64_t before_ms,
   int offset = 0;
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto r = client_->Command(
-        {"ZREVRANGEBYSCORE", ResultsKey(OwnerOf(user_id)), max, "-inf",
-         "WITHSCORES", "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
-        deadline);
-    if (!r.ok()) return r.status();
-    const auto& el = r->elements;
+    ASSIGN_OR_RETURN(
+        auto r,
+        client_->Command(
+            {"ZREVRANGEBYSCORE", ResultsKey(OwnerOf(user_id)), max, "-inf",
+             "WITHSCORES", "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
+            deadline));
+    const auto& el = r.elements;
     for (size_t i = 0;
          i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
       IndexEntry e;
@@ -661,13 +658,13 @@ RedisSessionStore::ListResults(const std::string& user_id, int64_t before_ms,
 absl::StatusOr<std::vector<SessionStore::RiskEntry>>
 RedisSessionStore::ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms,
                                        int limit, absl::Time deadline) {
-  auto r = client_->Eval(
-      ClaimScript(), {RiskOutboxKey()},
-      {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
-      deadline);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r,
+                   client_->Eval(ClaimScript(), {RiskOutboxKey()},
+                                 {absl::StrCat(now_ms), absl::StrCat(retry_ms),
+                                  absl::StrCat(limit)},
+                                 deadline));
   std::vector<RiskEntry> out;
-  for (const auto& e : r->elements) {
+  for (const auto& e : r.elements) {
     std::vector<std::string> parts = absl::StrSplit(e.str, '/');
     int route = 0;
     if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &route) ||
@@ -716,13 +713,13 @@ absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
 absl::StatusOr<std::vector<SessionStore::HandoffEntry>>
 RedisSessionStore::ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms, int limit,
                                     absl::Time deadline) {
-  auto r = client_->Eval(
-      ClaimScript(), {OutboxKey()},
-      {absl::StrCat(now_ms), absl::StrCat(retry_ms), absl::StrCat(limit)},
-      deadline);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r,
+                   client_->Eval(ClaimScript(), {OutboxKey()},
+                                 {absl::StrCat(now_ms), absl::StrCat(retry_ms),
+                                  absl::StrCat(limit)},
+                                 deadline));
   std::vector<HandoffEntry> out;
-  for (const auto& e : r->elements) {
+  for (const auto& e : r.elements) {
     size_t slash = e.str.find('/');
     if (slash == std::string::npos) continue;
     out.push_back(
@@ -743,11 +740,12 @@ absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
 absl::StatusOr<int64_t> RedisSessionStore::CountCompleted(int64_t from_ms,
                                                           int64_t to_ms,
                                                           absl::Time deadline) {
-  auto r = client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"),
-                             absl::StrCat(from_ms), absl::StrCat(to_ms)},
-                            deadline);
-  if (!r.ok()) return r.status();
-  return r->integer;
+  ASSIGN_OR_RETURN(
+      auto r,
+      client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"),
+                        absl::StrCat(from_ms), absl::StrCat(to_ms)},
+                       deadline));
+  return r.integer;
 }
 
 absl::StatusOr<std::vector<SessionStore::CompletedEntry>>
@@ -761,13 +759,13 @@ RedisSessionStore::ScanCompleted(int64_t from_ms, int64_t to_ms,
   int offset = 0;
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto r = client_->Command(
-        {"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
-         absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES", "LIMIT",
-         absl::StrCat(offset), absl::StrCat(want)},
-        deadline);
-    if (!r.ok()) return r.status();
-    const auto& el = r->elements;
+    ASSIGN_OR_RETURN(
+        auto r, client_->Command(
+                    {"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
+                     absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES",
+                     "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
+                    deadline));
+    const auto& el = r.elements;
     for (size_t i = 0;
          i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
       CompletedEntry e;
@@ -818,15 +816,14 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
   for (const auto& id : screening_ids) {
     commands.push_back({"HMGET", SessionKey(id), "a", "s", outcome_field});
   }
-  auto replies = client_->Pipeline(commands, deadline);
-  if (!replies.ok()) return replies.status();
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
   std::vector<ForRescore> out(screening_ids.size());
   std::vector<size_t>
       older;  // completed before answers moved to field a (or not completed)
-  for (size_t i = 0; i < replies->size(); ++i) {
-    auto& f = (*replies)[i].elements;
-    if ((*replies)[i].is_error())
-      return absl::InternalError(absl::StrCat("redis: ", (*replies)[i].str));
+  for (size_t i = 0; i < replies.size(); ++i) {
+    auto& f = replies[i].elements;
+    if (replies[i].is_error())
+      return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
     if (f.size() != 3)
       return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
@@ -866,10 +863,9 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
   // Sessions without fields a and s: read the whole record.
   std::vector<std::string> ids;
   for (size_t i : older) ids.push_back(screening_ids[i]);
-  auto sessions = GetMany(ids, deadline);
-  if (!sessions.ok()) return sessions.status();
+  ASSIGN_OR_RETURN(auto sessions, GetMany(ids, deadline));
   for (size_t k = 0; k < older.size(); ++k) {
-    const auto& s = (*sessions)[k];
+    const auto& s = sessions[k];
     if (!s.has_value() || s->record.state() != v1::COMPLETED ||
         !s->result.has_value())
       continue;
@@ -910,9 +906,8 @@ absl::Status RedisSessionStore::PutOutcomes(
     commands.push_back(
         {"HSETNX", SessionKey(id), field, SealField(id, field, plain)});
   }
-  auto replies = client_->Pipeline(commands, deadline);
-  if (!replies.ok()) return replies.status();
-  for (const auto& r : *replies) {
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
+  for (const auto& r : replies) {
     if (r.is_error())
       return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
@@ -952,12 +947,13 @@ absl::Status RedisSessionStore::ImportCompleted(
 
 absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
 RedisSessionStore::GetCheckpoint(const std::string& job, absl::Time deadline) {
-  auto r = client_->Command(
-      {"GET", redis::Key(kService, job, "rescore-checkpoint")}, deadline);
-  if (!r.ok()) return r.status();
-  if (r->is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
+  ASSIGN_OR_RETURN(
+      auto r,
+      client_->Command({"GET", redis::Key(kService, job, "rescore-checkpoint")},
+                       deadline));
+  if (r.is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
   storage::v1::RescoreCheckpoint c;
-  if (!c.ParseFromString(r->str))
+  if (!c.ParseFromString(r.str))
     return absl::DataLossError("checkpoint does not parse");
   return std::optional<storage::v1::RescoreCheckpoint>(std::move(c));
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
+#include "common/status/status_macros.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/person_view.h"
@@ -45,22 +46,21 @@ absl::StatusOr<std::optional<StoredSession>> IntakeCore::PreviousResult(
   std::string before_id = session.record.screening_id();
   int64_t before_ms = session.record.complete_time_ms();
   for (int round = 0; round < 10; ++round) {
-    auto entries = store_->ListResults(session.record.user_id(), before_ms,
-                                       before_id, 5, deadline);
-    if (!entries.ok()) return entries.status();
-    if (entries->empty()) return std::optional<StoredSession>();
-    for (const auto& e : *entries) {
+    ASSIGN_OR_RETURN(auto entries,
+                     store_->ListResults(session.record.user_id(), before_ms,
+                                         before_id, 5, deadline));
+    if (entries.empty()) return std::optional<StoredSession>();
+    for (const auto& e : entries) {
       before_id = e.screening_id;
       before_ms = e.time_ms;
       // Its own entry can sort before it: a completion that lost a race
       // re-indexes the screening at its own time, a few ms off.
       if (e.screening_id == session.record.screening_id()) continue;
-      auto read = store_->Get(e.screening_id, "", deadline);
-      if (!read.ok()) return read.status();
-      if (read->session.has_value() &&
-          read->session->record.state() == v1::COMPLETED &&
-          read->session->result.has_value()) {
-        return std::optional<StoredSession>(std::move(*read->session));
+      ASSIGN_OR_RETURN(auto read, store_->Get(e.screening_id, "", deadline));
+      if (read.session.has_value() &&
+          read.session->record.state() == v1::COMPLETED &&
+          read.session->result.has_value()) {
+        return std::optional<StoredSession>(std::move(*read.session));
       }
     }
   }
@@ -87,8 +87,7 @@ std::string EncodeResultsToken(int64_t ms, const std::string& id) {
 
 absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
     const v1::ListMyResultsRequest& request, absl::Time deadline) {
-  auto user = ParseUserName(request.parent(), "parent");
-  if (!user.ok()) return user.status();
+  ASSIGN_OR_RETURN(auto user, ParseUserName(request.parent(), "parent"));
   if (request.page_size() < 0)
     return absl::InvalidArgumentError("page_size: must not be negative");
   const int page_size =
@@ -116,22 +115,20 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
       found_at;  // each one's time in the index, which orders the pages
   bool exhausted = false;
   while (static_cast<int>(found.size()) <= page_size && !exhausted) {
-    auto entries = store_->ListResults(*user, before_ms, before_id,
-                                       page_size + 1, deadline);
-    if (!entries.ok()) return entries.status();
-    exhausted = static_cast<int>(entries->size()) < page_size + 1;
-    for (const auto& e : *entries) {
+    ASSIGN_OR_RETURN(auto entries,
+                     store_->ListResults(user, before_ms, before_id,
+                                         page_size + 1, deadline));
+    exhausted = static_cast<int>(entries.size()) < page_size + 1;
+    for (const auto& e : entries) {
       before_ms = e.time_ms;
       before_id = e.screening_id;
-      auto read = store_->Get(e.screening_id, "", deadline);
-      if (!read.ok()) return read.status();
-      if (!read->session.has_value() ||
-          read->session->record.user_id() != *user ||
-          read->session->record.state() != v1::COMPLETED ||
-          !read->session->result.has_value()) {
+      ASSIGN_OR_RETURN(auto read, store_->Get(e.screening_id, "", deadline));
+      if (!read.session.has_value() || read.session->record.user_id() != user ||
+          read.session->record.state() != v1::COMPLETED ||
+          !read.session->result.has_value()) {
         continue;  // indexed before a completion that did not commit
       }
-      found.push_back(std::move(*read->session));
+      found.push_back(std::move(*read.session));
       found_at.push_back(e.time_ms);
       if (static_cast<int>(found.size()) > page_size) break;
     }
@@ -163,20 +160,18 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
 
 absl::StatusOr<v1::ScreeningResult> IntakeCore::GetMyResult(
     const v1::GetMyResultRequest& request, absl::Time deadline) {
-  auto loaded = Load(request.name(), "name", deadline);
-  if (!loaded.ok()) return loaded.status();
-  if (loaded->record.state() != v1::COMPLETED || !loaded->result.has_value()) {
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), "name", deadline));
+  if (loaded.record.state() != v1::COMPLETED || !loaded.result.has_value()) {
     return absl::NotFoundError("name: no completed result for this screening");
   }
   const auto clinical = catalog_->Get();
-  v1::ScreeningResult out = ResultOf(
-      *loaded, clinical != nullptr ? clinical->catalog.get() : nullptr);
-  auto prev = PreviousResult(*loaded, deadline);
-  if (!prev.ok()) return prev.status();
-  if (prev->has_value()) {
+  v1::ScreeningResult out =
+      ResultOf(loaded, clinical != nullptr ? clinical->catalog.get() : nullptr);
+  ASSIGN_OR_RETURN(auto prev, PreviousResult(loaded, deadline));
+  if (prev.has_value()) {
     *out.mutable_trend() = TrendBetween(
-        *loaded->result, *(*prev)->result,
-        ScreeningName{(*prev)->record.user_id(), (*prev)->record.screening_id()}
+        *loaded.result, *prev->result,
+        ScreeningName{prev->record.user_id(), prev->record.screening_id()}
             .ToString());
   }
   return out;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/compress/compress.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::referral {
 namespace {
@@ -132,13 +133,12 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
   // Pass 1: the atomic create of each case with its audit record.
   absl::StatusOr<std::vector<redis::Reply>> replies;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto sha = client_->LoadScript(CreateScript(), deadline);
-    if (!sha.ok()) return sha.status();
+    ASSIGN_OR_RETURN(auto sha, client_->LoadScript(CreateScript(), deadline));
     std::vector<std::vector<std::string>> evals;
     evals.reserve(items.size());
     for (const auto& item : items) {
       evals.push_back(
-          {"EVALSHA", *sha, "2", CaseKey(item.id), AuditKey(item.id),
+          {"EVALSHA", sha, "2", CaseKey(item.id), AuditKey(item.id),
            keys_->Seal(compress::Pack(item.referral.SerializeAsString()),
                        CaseData(item.id)),
            keys_->Seal(item.created_event.SerializeAsString(),
@@ -171,10 +171,9 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
     } else {
       if (r.elements.size() != 3)
         return absl::InternalError("referral create: unexpected script reply");
-      auto existing =
-          Parse(*keys_, r.elements[1].str, r.elements[2].str, items[i].id);
-      if (!existing.ok()) return existing.status();
-      o.referral = std::move(*existing);
+      ASSIGN_OR_RETURN(auto existing, Parse(*keys_, r.elements[1].str,
+                                            r.elements[2].str, items[i].id));
+      o.referral = std::move(existing);
     }
     out.push_back(std::move(o));
   }
@@ -199,9 +198,8 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
     rest.push_back({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*", "kind",
                     "created", "id", item.id});
   }
-  auto indexed = client_->Pipeline(rest, deadline);
-  if (!indexed.ok()) return indexed.status();
-  for (const auto& r : *indexed) {
+  ASSIGN_OR_RETURN(auto indexed, client_->Pipeline(rest, deadline));
+  for (const auto& r : indexed) {
     if (r.is_error())
       return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
@@ -210,14 +208,14 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
 
 absl::StatusOr<std::optional<v1::Referral>> RedisReferralStore::Get(
     const std::string& id, absl::Time deadline) {
-  auto reply = client_->Command({"HMGET", CaseKey(id), "v", "d"}, deadline);
-  if (!reply.ok()) return reply.status();
-  if (reply->elements.size() != 2 || reply->elements[0].is_nil()) {
+  ASSIGN_OR_RETURN(
+      auto reply, client_->Command({"HMGET", CaseKey(id), "v", "d"}, deadline));
+  if (reply.elements.size() != 2 || reply.elements[0].is_nil()) {
     return std::optional<v1::Referral>();
   }
-  auto r = Parse(*keys_, reply->elements[0].str, reply->elements[1].str, id);
-  if (!r.ok()) return r.status();
-  return std::optional<v1::Referral>(std::move(*r));
+  ASSIGN_OR_RETURN(
+      auto r, Parse(*keys_, reply.elements[0].str, reply.elements[1].str, id));
+  return std::optional<v1::Referral>(std::move(r));
 }
 
 absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
@@ -229,12 +227,12 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
   // keep reading until `limit` entries past the cursor are found.
   while (static_cast<int>(out.size()) < limit) {
     const int want = limit - static_cast<int>(out.size()) + 1;
-    auto reply = client_->Command(
-        {"ZRANGEBYSCORE", QueueKey(), min, "+inf", "WITHSCORES", "LIMIT",
-         absl::StrCat(offset), absl::StrCat(want)},
-        deadline);
-    if (!reply.ok()) return reply.status();
-    const auto& el = reply->elements;
+    ASSIGN_OR_RETURN(
+        auto reply, client_->Command(
+                        {"ZRANGEBYSCORE", QueueKey(), min, "+inf", "WITHSCORES",
+                         "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
+                        deadline));
+    const auto& el = reply.elements;
     if (el.empty()) break;
     std::vector<QueueCursor> positions;
     for (size_t i = 0; i + 1 < el.size(); i += 2) {
@@ -253,19 +251,17 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
       std::vector<std::vector<std::string>> gets;
       for (const auto& p : positions)
         gets.push_back({"HMGET", CaseKey(p.id), "v", "d"});
-      auto records = client_->Pipeline(gets, deadline);
-      if (!records.ok()) return records.status();
+      ASSIGN_OR_RETURN(auto records, client_->Pipeline(gets, deadline));
       for (size_t i = 0;
            i < positions.size() && static_cast<int>(out.size()) < limit; ++i) {
-        const auto& rec = (*records)[i];
+        const auto& rec = records[i];
         if (rec.is_error() || rec.elements.size() != 2 ||
             rec.elements[0].is_nil()) {
           continue;  // index entry without a case: skip, never fail the page
         }
-        auto r = Parse(*keys_, rec.elements[0].str, rec.elements[1].str,
-                       positions[i].id);
-        if (!r.ok()) return r.status();
-        out.push_back(QueueEntry{positions[i], std::move(*r)});
+        ASSIGN_OR_RETURN(auto r, Parse(*keys_, rec.elements[0].str,
+                                       rec.elements[1].str, positions[i].id));
+        out.push_back(QueueEntry{positions[i], std::move(r)});
       }
     }
     if (static_cast<int>(el.size() / 2) < want) break;  // end of the queue
@@ -314,29 +310,30 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(
       keys_->Seal(compress::Pack(stored.SerializeAsString()), CaseData(id))};
   for (const auto& e : audit)
     args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
-  auto r = client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args,
-                         deadline);
-  if (!r.ok()) return r.status();
-  if (r->elements.size() != 2)
+  ASSIGN_OR_RETURN(
+      auto r, client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args,
+                            deadline));
+  if (r.elements.size() != 2)
     return absl::InternalError("referral update: unexpected script reply");
-  if (r->elements[0].integer != 1) {
-    if (r->elements[1].integer == 0)
+  if (r.elements[0].integer != 1) {
+    if (r.elements[1].integer == 0)
       return absl::NotFoundError("name: no such case");
     return absl::AbortedError(
         absl::StrCat("the case changed meanwhile (current etag \"",
-                     r->elements[1].integer, "\"); read it and retry"));
+                     r.elements[1].integer, "\"); read it and retry"));
   }
-  return r->elements[1].integer;
+  return r.elements[1].integer;
 }
 
 absl::Status RedisReferralStore::AppendAudit(const std::string& id,
                                              const v1::AuditEvent& event,
                                              absl::Time deadline) {
-  auto r = client_->Eval(AppendScript(), {CaseKey(id), AuditKey(id)},
-                         {keys_->Seal(event.SerializeAsString(), AuditKey(id))},
-                         deadline);
-  if (!r.ok()) return r.status();
-  if (r->integer != 1) return absl::NotFoundError("name: no such case");
+  ASSIGN_OR_RETURN(
+      auto r,
+      client_->Eval(AppendScript(), {CaseKey(id), AuditKey(id)},
+                    {keys_->Seal(event.SerializeAsString(), AuditKey(id))},
+                    deadline));
+  if (r.integer != 1) return absl::NotFoundError("name: no such case");
   return absl::OkStatus();
 }
 
@@ -350,18 +347,18 @@ RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
   std::vector<std::string> hmget = {"HMGET", CaseKey(id), "n"};
   for (int64_t k = offset + 1; k <= offset + limit; ++k)
     hmget.push_back(absl::StrCat("e", k));
-  auto replies =
+  ASSIGN_OR_RETURN(
+      auto replies,
       client_->Pipeline({std::move(hmget),
                          {"LRANGE", AuditKey(id), absl::StrCat(offset),
                           absl::StrCat(offset + limit - 1)},
                          {"LLEN", AuditKey(id)}},
-                        deadline);
-  if (!replies.ok()) return replies.status();
-  for (const auto& r : *replies) {
+                        deadline));
+  for (const auto& r : replies) {
     if (r.is_error())
       return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
-  const auto& fields = (*replies)[0].elements;
+  const auto& fields = replies[0].elements;
   int64_t total = 0;
   std::vector<const redis::Reply*> sealed;
   if (!fields.empty() && !fields[0].is_nil()) {
@@ -370,8 +367,8 @@ RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
     for (size_t i = 1; i < fields.size() && !fields[i].is_nil(); ++i)
       sealed.push_back(&fields[i]);
   } else {
-    total = (*replies)[2].integer;
-    for (const auto& e : (*replies)[1].elements) sealed.push_back(&e);
+    total = replies[2].integer;
+    for (const auto& e : replies[1].elements) sealed.push_back(&e);
   }
   std::vector<v1::AuditEvent> events;
   for (const redis::Reply* e : sealed) {
@@ -410,13 +407,12 @@ absl::Status RedisReferralStore::ClearTimer(Timer timer, const std::string& id,
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::DueTimers(
     Timer timer, int64_t now_ms, int limit, absl::Time deadline) {
-  auto r = client_->Command(
-      {"ZRANGEBYSCORE", TimerKey(timer), "-inf", absl::StrCat(now_ms), "LIMIT",
-       "0", absl::StrCat(limit)},
-      deadline);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, client_->Command({"ZRANGEBYSCORE", TimerKey(timer),
+                                             "-inf", absl::StrCat(now_ms),
+                                             "LIMIT", "0", absl::StrCat(limit)},
+                                            deadline));
   std::vector<std::string> out;
-  for (const auto& e : r->elements) out.push_back(e.str);
+  for (const auto& e : r.elements) out.push_back(e.str);
   return out;
 }
 
@@ -424,11 +420,11 @@ absl::StatusOr<std::string> RedisReferralStore::Publish(const std::string& kind,
                                                         const std::string& id,
                                                         absl::Time deadline) {
   // Capped: portals that fall more than ~100k events behind re-list the queue.
-  auto r = client_->Command({"XADD", EventsKey(), "MAXLEN", "~", "100000", "*",
-                             "kind", kind, "id", id},
-                            deadline);
-  if (!r.ok()) return r.status();
-  return r->str;
+  ASSIGN_OR_RETURN(
+      auto r, client_->Command({"XADD", EventsKey(), "MAXLEN", "~", "100000",
+                                "*", "kind", kind, "id", id},
+                               deadline));
+  return r.str;
 }
 
 absl::StatusOr<std::vector<ReferralStore::Event>>
@@ -436,16 +432,17 @@ RedisReferralStore::ReadEvents(const std::string& cursor, int limit,
                                absl::Duration block, absl::Time deadline) {
   if (!ValidStreamId(cursor))
     return absl::InvalidArgumentError("cursor: malformed");
-  auto r = blocking_->BlockingCommand(
-      {"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
-       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
-       "STREAMS", EventsKey(), cursor},
-      block, deadline);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(
+      auto r,
+      blocking_->BlockingCommand(
+          {"XREAD", "COUNT", absl::StrCat(limit), "BLOCK",
+           absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(block))),
+           "STREAMS", EventsKey(), cursor},
+          block, deadline));
   std::vector<Event> out;
-  if (r->is_nil() || r->elements.empty()) return out;  // nothing new
+  if (r.is_nil() || r.elements.empty()) return out;  // nothing new
   // [[key, [[id, [f, v, f, v]], ...]]]
-  for (const auto& entry : r->elements[0].elements[1].elements) {
+  for (const auto& entry : r.elements[0].elements[1].elements) {
     Event e;
     e.cursor = entry.elements[0].str;
     const auto& fields = entry.elements[1].elements;
@@ -460,39 +457,39 @@ RedisReferralStore::ReadEvents(const std::string& cursor, int limit,
 
 absl::StatusOr<std::string> RedisReferralStore::LatestCursor(
     absl::Time deadline) {
-  auto r = client_->Command({"XREVRANGE", EventsKey(), "+", "-", "COUNT", "1"},
-                            deadline);
-  if (!r.ok()) return r.status();
-  if (r->elements.empty()) return std::string("0-0");
-  return r->elements[0].elements[0].str;
+  ASSIGN_OR_RETURN(auto r, client_->Command({"XREVRANGE", EventsKey(), "+", "-",
+                                             "COUNT", "1"},
+                                            deadline));
+  if (r.elements.empty()) return std::string("0-0");
+  return r.elements[0].elements[0].str;
 }
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  auto r = client_->Pipeline({{"SMEMBERS", RulesetsKey()},
-                              {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
-                             deadline);
-  if (!r.ok()) return r.status();
-  for (const auto& reply : *r) {
+  ASSIGN_OR_RETURN(
+      auto r,
+      client_->Pipeline({{"SMEMBERS", RulesetsKey()},
+                         {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
+                        deadline));
+  for (const auto& reply : r) {
     if (reply.is_error())
       return absl::InternalError(absl::StrCat("redis: ", reply.str));
   }
   std::vector<std::string> out;
-  for (const auto& e : (*r)[1].elements) out.push_back(e.str);
+  for (const auto& e : r[1].elements) out.push_back(e.str);
   // Which of the candidate ids exist (a handful: one per ruleset version).
   std::vector<std::string> candidates;
   std::vector<std::vector<std::string>> probes;
-  for (const auto& e : (*r)[0].elements) {
+  for (const auto& e : r[0].elements) {
     candidates.push_back(absl::StrCat(screening_id, "-", e.str));
     probes.push_back({"EXISTS", CaseKey(candidates.back())});
   }
   if (!probes.empty()) {
-    auto exists = client_->Pipeline(probes, deadline);
-    if (!exists.ok()) return exists.status();
+    ASSIGN_OR_RETURN(auto exists, client_->Pipeline(probes, deadline));
     for (size_t i = 0; i < candidates.size(); ++i) {
-      if ((*exists)[i].is_error())
-        return absl::InternalError(absl::StrCat("redis: ", (*exists)[i].str));
-      if ((*exists)[i].integer == 1) out.push_back(std::move(candidates[i]));
+      if (exists[i].is_error())
+        return absl::InternalError(absl::StrCat("redis: ", exists[i].str));
+      if (exists[i].integer == 1) out.push_back(std::move(candidates[i]));
     }
   }
   std::sort(out.begin(), out.end());

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/status/status_macros.h"
 #include "common/util/names.h"
 
 namespace aqueduct::referral {
@@ -99,8 +100,8 @@ std::string ReferralCore::ReferralId(const std::string& screening_id,
 absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
     v1::CreateReferralRequest& request, const Actor& actor,
     const std::string& field) const {
-  auto screening = ParseScreeningName(request.screening(), field + "screening");
-  if (!screening.ok()) return screening.status();
+  ASSIGN_OR_RETURN(auto screening, ParseScreeningName(request.screening(),
+                                                      field + "screening"));
   if (!request.has_result()) {
     return absl::InvalidArgumentError(field + "result: is required");
   }
@@ -139,22 +140,19 @@ absl::StatusOr<ReferralStore::CreateItem> ReferralCore::Prepare(
         field + "early_risk_raised: not with previous_result");
   }
   if (!request.location_state().empty()) {
-    if (absl::Status s = ValidateStateCode(request.location_state(),
-                                           field + "location_state");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(
+        ValidateStateCode(request.location_state(), field + "location_state"));
   }
   const bool risk_case = request.unfinished() || request.early_risk_raised();
   ReferralStore::CreateItem item;
   item.id = risk_case
-                ? RiskCaseId(screening->screening_id)
-                : ReferralId(screening->screening_id, result.ruleset_version());
-  item.screening_id = screening->screening_id;
+                ? RiskCaseId(screening.screening_id)
+                : ReferralId(screening.screening_id, result.ruleset_version());
+  item.screening_id = screening.screening_id;
   const int64_t now_ms = clock_->NowMillis();
   v1::Referral& referral = item.referral;
   referral.set_name(absl::StrCat("referrals/", item.id));
-  referral.set_screening(screening->ToString());
+  referral.set_screening(screening.ToString());
   referral.set_proposed_route(route);
   referral.set_current_route(route);
   referral.set_required_reviewer(result.routing().required_reviewer());
@@ -244,28 +242,26 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(
     v1::CreateReferralRequest request, const Actor& actor,
     absl::Time deadline) {
   const bool unfinished = request.unfinished();
-  auto item = Prepare(request, actor, "");
-  if (!item.ok()) return item.status();
-  const std::string id = item->id;
+  ASSIGN_OR_RETURN(auto item, Prepare(request, actor, ""));
+  const std::string id = item.id;
   // A lost race (another delivery of the same screening created the case, or
   // changed it) starts over from the stored case.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    auto existing = store_->Get(id, deadline);
-    if (!existing.ok()) return existing.status();
-    if (!existing->has_value()) {
+    ASSIGN_OR_RETURN(auto existing, store_->Get(id, deadline));
+    if (!existing.has_value()) {
       ReferralStore::CreateItem fresh =
-          *item;  // kept for a retry after a lost race
+          item;  // kept for a retry after a lost race
       std::vector<ReferralStore::CreateItem> one;
       one.push_back(std::move(fresh));
-      auto outcomes = store_->CreateMany(std::move(one), deadline);
-      if (!outcomes.ok()) return outcomes.status();
-      if ((*outcomes)[0].created) return std::move((*outcomes)[0].referral);
+      ASSIGN_OR_RETURN(auto outcomes,
+                       store_->CreateMany(std::move(one), deadline));
+      if (outcomes[0].created) return std::move(outcomes[0].referral);
       continue;
     }
     std::optional<RiskMerge> merge =
-        MergeRisk(**existing, item->referral, unfinished, actor);
-    if (!merge.has_value()) return std::move(**existing);
-    auto written = Write(id, **existing, merge->after, merge->audit, deadline);
+        MergeRisk(*existing, item.referral, unfinished, actor);
+    if (!merge.has_value()) return std::move(*existing);
+    auto written = Write(id, *existing, merge->after, merge->audit, deadline);
     if (!written.ok()) {
       if (written.status().code() == absl::StatusCode::kAborted) continue;
       return written.status();
@@ -291,14 +287,12 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
   if (request.unfinished() || request.early_risk_raised()) {
     return CreateOrAttachRisk(std::move(request), actor, deadline);
   }
-  auto item = Prepare(request, actor, "");
-  if (!item.ok()) return item.status();
+  ASSIGN_OR_RETURN(auto item, Prepare(request, actor, ""));
   std::vector<ReferralStore::CreateItem>
       one;  // (a braced list would copy the item)
-  one.push_back(std::move(*item));
-  auto outcomes = store_->CreateMany(std::move(one), deadline);
-  if (!outcomes.ok()) return outcomes.status();
-  return std::move((*outcomes)[0].referral);
+  one.push_back(std::move(item));
+  ASSIGN_OR_RETURN(auto outcomes, store_->CreateMany(std::move(one), deadline));
+  return std::move(outcomes[0].referral);
 }
 
 absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
@@ -323,10 +317,10 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
     if (!item.ok()) return item.status();  // checked before anything is written
     items.push_back(std::move(*item));
   }
-  auto outcomes = store_->CreateMany(std::move(items), deadline);
-  if (!outcomes.ok()) return outcomes.status();
+  ASSIGN_OR_RETURN(auto outcomes,
+                   store_->CreateMany(std::move(items), deadline));
   v1::CreateReferralsResponse response;
-  for (auto& o : *outcomes) {
+  for (auto& o : outcomes) {
     v1::Referral* r = response.add_referrals();
     *r = std::move(o.referral);
     if (request.view() == v1::REFERRAL_VIEW_BASIC) {
@@ -342,48 +336,41 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
 absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
     const v1::ListQueueRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError("page_size: must not be negative");
   }
   for (int i = 0; i < request.location_states_size(); ++i) {
-    if (absl::Status s =
-            ValidateStateCode(request.location_states(i),
-                              absl::StrCat("location_states[", i, "]"));
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(ValidateStateCode(
+        request.location_states(i), absl::StrCat("location_states[", i, "]")));
   }
   const int page_size = request.page_size() == 0
                             ? kDefaultPageSize
                             : std::min(request.page_size(), kMaxPageSize);
   std::optional<QueueCursor> cursor;
   if (!request.page_token().empty()) {
-    auto decoded = DecodeToken(request.page_token());
-    if (!decoded.ok()) return decoded.status();
-    cursor = *decoded;
+    ASSIGN_OR_RETURN(auto decoded, DecodeToken(request.page_token()));
+    cursor = decoded;
   }
 
   v1::ListQueueResponse response;
   if (!request.screening().empty())
-    return ListScreeningCases(request, *clinician, deadline);
+    return ListScreeningCases(request, clinician, deadline);
   // Read in batches until the page is full or the queue ends; filtered-out
   // cases only advance the cursor.
   bool more = true;
   while (response.cases_size() < page_size && more) {
     const int batch = std::max(page_size, 50);
-    auto entries = store_->ScanQueue(cursor, batch, deadline);
-    if (!entries.ok()) return entries.status();
-    more = static_cast<int>(entries->size()) == batch;
-    for (size_t i = 0; i < entries->size(); ++i) {
-      QueueEntry& e = (*entries)[i];
+    ASSIGN_OR_RETURN(auto entries, store_->ScanQueue(cursor, batch, deadline));
+    more = static_cast<int>(entries.size()) == batch;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      QueueEntry& e = entries[i];
       cursor = e.position;
       Normalize(e.referral);
-      if (Matches(e.referral, request, *clinician)) {
+      if (Matches(e.referral, request, clinician)) {
         *response.add_cases() = e.referral;
         if (response.cases_size() == page_size) {
-          more = more || i + 1 < entries->size();
+          more = more || i + 1 < entries.size();
           break;
         }
       }
@@ -398,21 +385,20 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
 absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(
     const v1::ListQueueRequest& request, const Clinician& clinician,
     absl::Time deadline) {
-  auto screening = ParseScreeningName(request.screening(), "screening");
-  if (!screening.ok()) return screening.status();
+  ASSIGN_OR_RETURN(auto screening,
+                   ParseScreeningName(request.screening(), "screening"));
   if (!request.page_token().empty()) {
     return absl::InvalidArgumentError(
         "page_token: a screening's cases come in one page");
   }
-  auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
-  if (!ids.ok()) return ids.status();
+  ASSIGN_OR_RETURN(auto ids,
+                   store_->CasesOfScreening(screening.screening_id, deadline));
   std::vector<v1::Referral> found;
-  for (const auto& id : *ids) {
-    auto r = store_->Get(id, deadline);
-    if (!r.ok()) return r.status();
-    if (!r->has_value() || (*r)->screening() != request.screening()) continue;
-    Normalize(**r);
-    if (Matches(**r, request, clinician)) found.push_back(std::move(**r));
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(auto r, store_->Get(id, deadline));
+    if (!r.has_value() || r->screening() != request.screening()) continue;
+    Normalize(*r);
+    if (Matches(*r, request, clinician)) found.push_back(std::move(*r));
   }
   // Queue order: priority, then age.
   std::sort(
@@ -456,12 +442,10 @@ void ReferralCore::Normalize(v1::Referral& r) const {
 
 absl::StatusOr<v1::Referral> ReferralCore::Load(const std::string& name,
                                                 absl::Time deadline) {
-  auto id = ParseSimpleName(name, "referrals", "name");
-  if (!id.ok()) return id.status();
-  auto r = store_->Get(*id, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_value()) return absl::NotFoundError("name: no such case");
-  return std::move(**r);
+  ASSIGN_OR_RETURN(auto id, ParseSimpleName(name, "referrals", "name"));
+  ASSIGN_OR_RETURN(auto r, store_->Get(id, deadline));
+  if (!r.has_value()) return absl::NotFoundError("name: no such case");
+  return std::move(*r);
 }
 
 v1::AuditEvent ReferralCore::Audit(absl::string_view kind, const Actor& actor,
@@ -485,9 +469,9 @@ absl::StatusOr<v1::Referral> ReferralCore::Write(
   int64_t version = 0;
   if (!absl::SimpleAtoi(before.etag(), &version))
     return absl::InternalError("case without a version");
-  auto written = store_->Update(id, version, after, audit, deadline);
-  if (!written.ok()) return written.status();
-  after.set_etag(absl::StrCat(*written));
+  ASSIGN_OR_RETURN(auto written,
+                   store_->Update(id, version, after, audit, deadline));
+  after.set_etag(absl::StrCat(written));
   return after;
 }
 
@@ -502,19 +486,17 @@ std::string IdOf(const v1::Referral& r) {
 absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
     const v1::ClaimCaseRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
   if (request.lease_seconds() < 0) {
     return absl::InvalidArgumentError("lease_seconds: must not be negative");
   }
-  auto loaded = Load(request.name(), deadline);
-  if (!loaded.ok()) return loaded.status();
-  v1::Referral before = *loaded;
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), deadline));
+  v1::Referral before = loaded;
   Normalize(before);
-  if (!CanAct(*clinician, before)) {
+  if (!CanAct(clinician, before)) {
     return absl::PermissionDeniedError(
         before.current_route() == common::v1::KETAMINE_REVIEW &&
-                CanSee(*clinician, before)
+                CanSee(clinician, before)
             ? "only a physician may act on a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
@@ -538,9 +520,9 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
   after.set_claimed_by(actor.id);
   after.set_lease_expire_time_ms(now + absl::ToInt64Milliseconds(lease));
   // Two claims racing on the same version: the store lets exactly one write.
-  auto written = Write(IdOf(before), *loaded, after,
+  auto written = Write(IdOf(before), loaded, after,
                        {Audit(renew ? "renewed" : "claimed", actor,
-                              clinician->role, before, after)},
+                              clinician.role, before, after)},
                        deadline);
   if (!written.ok()) {
     if (written.status().code() == absl::StatusCode::kAborted) {
@@ -560,11 +542,9 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
 absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(
     const v1::ReleaseCaseRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
-  auto loaded = Load(request.name(), deadline);
-  if (!loaded.ok()) return loaded.status();
-  v1::Referral before = *loaded;
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), deadline));
+  v1::Referral before = loaded;
   Normalize(before);
   if (before.state() != v1::CLAIMED || before.claimed_by() != actor.id) {
     return absl::FailedPreconditionError("name: you do not hold this case");
@@ -576,10 +556,11 @@ absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(
                       : v1::OPEN);
   after.clear_claimed_by();
   after.clear_lease_expire_time_ms();
-  auto written = Write(
-      IdOf(before), *loaded, after,
-      {Audit("released", actor, clinician->role, before, after)}, deadline);
-  if (!written.ok()) return written.status();
+  ASSIGN_OR_RETURN(
+      auto written,
+      Write(IdOf(before), loaded, after,
+            {Audit("released", actor, clinician.role, before, after)},
+            deadline));
   (void)store_->ClearTimer(ReferralStore::Timer::kLease, IdOf(before),
                            deadline);
   (void)store_->Publish("released", IdOf(before), deadline);
@@ -589,11 +570,8 @@ absl::StatusOr<v1::Referral> ReferralCore::ReleaseCase(
 absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
     const v1::DecideCaseRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
-  if (absl::Status s = ValidateRequestId(request.request_id(), "request_id");
-      !s.ok())
-    return s;
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
   const v1::Decision& d = request.decision();
   if (d.action() == v1::Decision::ACTION_UNSPECIFIED ||
       !v1::Decision::Action_IsValid(d.action())) {
@@ -610,19 +588,18 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
   }
   if (request.etag().empty())
     return absl::InvalidArgumentError("etag: is required");
-  auto loaded = Load(request.name(), deadline);
-  if (!loaded.ok()) return loaded.status();
-  v1::Referral before = *loaded;
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), deadline));
+  v1::Referral before = loaded;
   Normalize(before);
   if (before.has_decision() &&
       before.decision().request_id() == request.request_id() &&
       before.decision().decided_by() == actor.id) {
     return before;  // the same decision again: one effect
   }
-  if (!CanAct(*clinician, before)) {
+  if (!CanAct(clinician, before)) {
     return absl::PermissionDeniedError(
         before.current_route() == common::v1::KETAMINE_REVIEW &&
-                CanSee(*clinician, before)
+                CanSee(clinician, before)
             ? "only a physician may decide a ketamine-eligibility review"
             : "not licensed in the case's state");
   }
@@ -642,7 +619,7 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
           "decision.new_route: is the current route; use CONFIRM");
     }
     if (d.new_route() == common::v1::KETAMINE_REVIEW &&
-        !clinician->physician()) {
+        !clinician.physician()) {
       return absl::PermissionDeniedError(
           "only a physician may route to a ketamine-eligibility review");
     }
@@ -651,9 +628,9 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
     return absl::FailedPreconditionError(
         "name: you do not hold this case; claim it first");
   }
-  if (request.etag() != loaded->etag()) {
+  if (request.etag() != loaded.etag()) {
     return absl::AbortedError(
-        absl::StrCat("etag: the case changed (current etag \"", loaded->etag(),
+        absl::StrCat("etag: the case changed (current etag \"", loaded.etag(),
                      "\"); read it and decide again"));
   }
   v1::Referral after = before;
@@ -678,10 +655,10 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
       after.set_state(v1::WITHDRAWN);
       kind = "withdrawn";
   }
-  auto written =
-      Write(IdOf(before), *loaded, after,
-            {Audit(kind, actor, clinician->role, before, after)}, deadline);
-  if (!written.ok()) return written.status();
+  ASSIGN_OR_RETURN(
+      auto written,
+      Write(IdOf(before), loaded, after,
+            {Audit(kind, actor, clinician.role, before, after)}, deadline));
   const std::string id = IdOf(before);
   (void)store_->Dequeue(id, deadline);
   (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
@@ -693,16 +670,14 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
 absl::StatusOr<v1::Referral> ReferralCore::GetCase(
     const v1::GetCaseRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
-  auto loaded = Load(request.name(), deadline);
-  if (!loaded.ok()) return loaded.status();
-  Normalize(*loaded);
-  if (!CanSee(*clinician, *loaded))
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  ASSIGN_OR_RETURN(auto loaded, Load(request.name(), deadline));
+  Normalize(loaded);
+  if (!CanSee(clinician, loaded))
     return absl::PermissionDeniedError("not licensed in the case's state");
   if (absl::Status s = store_->AppendAudit(
-          IdOf(*loaded),
-          Audit("read", actor, clinician->role, *loaded, *loaded), deadline);
+          IdOf(loaded), Audit("read", actor, clinician.role, loaded, loaded),
+          deadline);
       !s.ok()) {
     return s;  // no unrecorded reads
   }
@@ -712,8 +687,7 @@ absl::StatusOr<v1::Referral> ReferralCore::GetCase(
 absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
     const v1::ListAuditEventsRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
   if (request.page_size() < 0)
     return absl::InvalidArgumentError("page_size: must not be negative");
   const int page_size = request.page_size() == 0
@@ -727,38 +701,35 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
       return absl::InvalidArgumentError("page_token: malformed");
     }
   }
-  auto loaded = Load(request.parent(), deadline);
-  if (!loaded.ok()) return loaded.status();
-  if (!CanSee(*clinician, *loaded))
+  ASSIGN_OR_RETURN(auto loaded, Load(request.parent(), deadline));
+  if (!CanSee(clinician, loaded))
     return absl::PermissionDeniedError("not licensed in the case's state");
-  auto page = store_->ListAudit(IdOf(*loaded), offset, page_size, deadline);
-  if (!page.ok()) return page.status();
+  ASSIGN_OR_RETURN(
+      auto page, store_->ListAudit(IdOf(loaded), offset, page_size, deadline));
   v1::ListAuditEventsResponse response;
   int64_t n = offset;
-  for (auto& e : page->first) {
-    e.set_name(absl::StrCat(loaded->name(), "/auditEvents/", ++n));
+  for (auto& e : page.first) {
+    e.set_name(absl::StrCat(loaded.name(), "/auditEvents/", ++n));
     *response.add_events() = std::move(e);
   }
-  if (n < page->second)
+  if (n < page.second)
     response.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(n)));
   return response;
 }
 
 absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(
     const v1::GetMyReferralRequest& request, absl::Time deadline) {
-  auto screening = ParseScreeningName(request.screening(), "screening");
-  if (!screening.ok()) return screening.status();
-  auto ids = store_->CasesOfScreening(screening->screening_id, deadline);
-  if (!ids.ok()) return ids.status();
+  ASSIGN_OR_RETURN(auto screening,
+                   ParseScreeningName(request.screening(), "screening"));
+  ASSIGN_OR_RETURN(auto ids,
+                   store_->CasesOfScreening(screening.screening_id, deadline));
   std::optional<v1::Referral> latest;
-  for (const auto& id : *ids) {
-    auto r = store_->Get(id, deadline);
-    if (!r.ok()) return r.status();
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(auto r, store_->Get(id, deadline));
     // Another person's screening id answers exactly like a missing one.
-    if (!r->has_value() || (*r)->screening() != request.screening()) continue;
-    if (!latest.has_value() ||
-        (*r)->create_time_ms() > latest->create_time_ms())
-      latest = **r;
+    if (!r.has_value() || r->screening() != request.screening()) continue;
+    if (!latest.has_value() || r->create_time_ms() > latest->create_time_ms())
+      latest = *r;
   }
   if (!latest.has_value())
     return absl::NotFoundError("screening: no referral for this screening");
@@ -845,26 +816,24 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
   const int64_t now = clock_->NowMillis();
   const Actor system{"system", "system"};
   int changes = 0;
-  auto leases =
-      store_->DueTimers(ReferralStore::Timer::kLease, now, 100, deadline);
-  if (!leases.ok()) return leases.status();
-  for (const std::string& id : *leases) {
-    auto r = store_->Get(id, deadline);
-    if (!r.ok()) return r.status();
-    if (!r->has_value() || (*r)->state() != v1::CLAIMED) {
+  ASSIGN_OR_RETURN(auto leases, store_->DueTimers(ReferralStore::Timer::kLease,
+                                                  now, 100, deadline));
+  for (const std::string& id : leases) {
+    ASSIGN_OR_RETURN(auto r, store_->Get(id, deadline));
+    if (!r.has_value() || r->state() != v1::CLAIMED) {
       (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
       continue;
     }
-    if ((*r)->lease_expire_time_ms() > now) {  // renewed meanwhile
+    if (r->lease_expire_time_ms() > now) {  // renewed meanwhile
       (void)store_->SetTimer(ReferralStore::Timer::kLease, id,
-                             (*r)->lease_expire_time_ms(), deadline);
+                             r->lease_expire_time_ms(), deadline);
       continue;
     }
-    v1::Referral after = **r;
+    v1::Referral after = *r;
     Normalize(after);
     auto written =
-        Write(id, **r, after,
-              {Audit("lease_expired", system, "system", **r, after)}, deadline);
+        Write(id, *r, after,
+              {Audit("lease_expired", system, "system", *r, after)}, deadline);
     if (!written.ok() && written.status().code() != absl::StatusCode::kAborted)
       return written.status();
     if (written.ok()) {
@@ -873,22 +842,21 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
       ++changes;
     }
   }
-  auto overdue =
-      store_->DueTimers(ReferralStore::Timer::kOverdue, now, 100, deadline);
-  if (!overdue.ok()) return overdue.status();
-  for (const std::string& id : *overdue) {
-    auto r = store_->Get(id, deadline);
-    if (!r.ok()) return r.status();
-    v1::Referral current = r->has_value() ? **r : v1::Referral();
-    if (r->has_value()) Normalize(current);
-    if (!r->has_value() || current.state() != v1::OPEN || current.overdue()) {
+  ASSIGN_OR_RETURN(
+      auto overdue,
+      store_->DueTimers(ReferralStore::Timer::kOverdue, now, 100, deadline));
+  for (const std::string& id : overdue) {
+    ASSIGN_OR_RETURN(auto r, store_->Get(id, deadline));
+    v1::Referral current = r.has_value() ? *r : v1::Referral();
+    if (r.has_value()) Normalize(current);
+    if (!r.has_value() || current.state() != v1::OPEN || current.overdue()) {
       (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
       continue;
     }
     v1::Referral after = current;
     after.set_overdue(true);
     auto written =
-        Write(id, **r, after,
+        Write(id, *r, after,
               {Audit("overdue", system, "system", current, after)}, deadline);
     if (!written.ok() && written.status().code() != absl::StatusCode::kAborted)
       return written.status();
@@ -904,21 +872,16 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
 absl::StatusOr<std::string> ReferralCore::StartWatch(
     const v1::WatchQueueRequest& request, const Actor& actor,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
   for (int i = 0; i < request.location_states_size(); ++i) {
-    if (absl::Status s =
-            ValidateStateCode(request.location_states(i),
-                              absl::StrCat("location_states[", i, "]"));
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(ValidateStateCode(
+        request.location_states(i), absl::StrCat("location_states[", i, "]")));
   }
   if (!request.cursor().empty()) {
     // Validate by reading nothing from it.
-    auto probe = store_->ReadEvents(request.cursor(), 1, absl::Milliseconds(1),
-                                    deadline);
-    if (!probe.ok()) return probe.status();
+    ASSIGN_OR_RETURN(auto probe,
+                     store_->ReadEvents(request.cursor(), 1,
+                                        absl::Milliseconds(1), deadline));
     return request.cursor();
   }
   return store_->LatestCursor(deadline);
@@ -929,18 +892,16 @@ absl::Status ReferralCore::WatchStep(
     std::string* cursor, absl::Duration block,
     const std::function<bool(const v1::QueueEvent&)>& send,
     absl::Time deadline) {
-  auto clinician = ClinicianOf(actor);
-  if (!clinician.ok()) return clinician.status();
-  auto events = store_->ReadEvents(*cursor, 100, block, deadline);
-  if (!events.ok()) return events.status();
-  for (const auto& e : *events) {
-    auto r = store_->Get(e.id, deadline);
-    if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  ASSIGN_OR_RETURN(auto events,
+                   store_->ReadEvents(*cursor, 100, block, deadline));
+  for (const auto& e : events) {
+    ASSIGN_OR_RETURN(auto r, store_->Get(e.id, deadline));
     *cursor = e.cursor;
-    if (!r->has_value()) continue;
-    v1::Referral referral = std::move(**r);
+    if (!r.has_value()) continue;
+    v1::Referral referral = std::move(*r);
     Normalize(referral);
-    if (!CanAct(*clinician, referral)) continue;
+    if (!CanAct(clinician, referral)) continue;
     if (!request.routes().empty() &&
         std::find(request.routes().begin(), request.routes().end(),
                   referral.current_route()) == request.routes().end()) {

@@ -10,6 +10,7 @@
 #include "common/auth/grpc_auth.h"
 #include "common/server/callback.h"
 #include "common/server/deadlines.h"
+#include "common/status/status_macros.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
 
@@ -129,10 +130,10 @@ class RefusedWatch final : public grpc::ServerWriteReactor<v1::QueueEvent> {
 
 absl::StatusOr<Actor> ReferralServiceImpl::Caller(
     const grpc::ServerContextBase& context, const char* rpc) const {
-  auto id = auth::CheckCall(*authorizer_, context, absl::StrCat(kService, rpc));
-  if (!id.ok()) return id.status();
-  return Actor{id->subject, std::string(auth::RoleName(id->role)),
-               id->licensed_states};
+  ASSIGN_OR_RETURN(auto id, auth::CheckCall(*authorizer_, context,
+                                            absl::StrCat(kService, rpc)));
+  return Actor{id.subject, std::string(auth::RoleName(id.role)),
+               id.licensed_states};
 }
 
 template <typename Request, typename Response>

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::scoring {
 namespace {
@@ -129,7 +130,7 @@ absl::Status CatalogIndex::Index() {
     info.def = &ins;
     for (int j = 0; j < ins.items_size(); ++j) {
       const Item& item = ins.items(j);
-      if (absl::Status s = ValidateItem(item); !s.ok()) return s;
+      RETURN_IF_ERROR(ValidateItem(item));
       // Item ids are "<instrument id>.<item>": answers are grouped under
       // their instrument by that prefix (packed_answers.h).
       if (!absl::StartsWith(item.id(), ins.id() + ".") ||
@@ -170,7 +171,7 @@ absl::Status CatalogIndex::Index() {
     std::sort(info.by_part.begin(), info.by_part.end(), [&info](int a, int b) {
       return info.items[a].part < info.items[b].part;
     });
-    if (absl::Status s = ValidateBands(ins); !s.ok()) return s;
+    RETURN_IF_ERROR(ValidateBands(ins));
     auto declare =
         [&](const std::string& name, expr::Type type,
             std::vector<std::string> codes = {}) -> absl::StatusOr<int> {
@@ -180,15 +181,15 @@ absl::Status CatalogIndex::Index() {
     };
     switch (ins.scoring()) {
       case scoring::v1::SUM: {
-        auto s = declare(ins.id() + ".total", expr::Type::kNumber);
-        if (!s.ok()) return s.status();
-        info.total_slot = *s;
+        ASSIGN_OR_RETURN(auto s,
+                         declare(ins.id() + ".total", expr::Type::kNumber));
+        info.total_slot = s;
         break;
       }
       case scoring::v1::MEAN_0_100: {
-        auto s = declare(ins.id() + ".mean", expr::Type::kNumber);
-        if (!s.ok()) return s.status();
-        info.mean_slot = *s;
+        ASSIGN_OR_RETURN(auto s,
+                         declare(ins.id() + ".mean", expr::Type::kNumber));
+        info.mean_slot = s;
         for (const Item& item : ins.items()) {
           if (item.kind() != scoring::v1::CHOICE)
             return Invalid(item.id(), "MEAN_0_100 needs choice items");
@@ -211,18 +212,18 @@ absl::Status CatalogIndex::Index() {
     if (!ins.bands().empty()) {
       std::vector<std::string> ids;
       for (const auto& b : ins.bands()) ids.push_back(b.id());
-      auto s = declare(ins.id() + ".band", expr::Type::kCode, ids);
-      if (!s.ok()) return s.status();
-      info.band_slot = *s;
+      ASSIGN_OR_RETURN(auto s,
+                       declare(ins.id() + ".band", expr::Type::kCode, ids));
+      info.band_slot = s;
     }
     if (!ins.positive_if().empty()) {
-      auto s = declare(ins.id() + ".positive", expr::Type::kBool);
-      if (!s.ok()) return s.status();
-      info.positive_slot = *s;
+      ASSIGN_OR_RETURN(auto s,
+                       declare(ins.id() + ".positive", expr::Type::kBool));
+      info.positive_slot = s;
     }
-    auto complete = declare(ins.id() + ".complete", expr::Type::kBool);
-    if (!complete.ok()) return complete.status();
-    info.complete_slot = *complete;
+    ASSIGN_OR_RETURN(auto complete,
+                     declare(ins.id() + ".complete", expr::Type::kBool));
+    info.complete_slot = complete;
     for (int extra : ins.extras()) {
       if (extra == scoring::v1::PHQ9_MDD_COUNT) {
         if (ins.items_size() < 9)
@@ -288,15 +289,15 @@ absl::Status CatalogIndex::Index() {
     if (!ask.ok()) return ask.status();
     if (!applies.ok()) return applies.status();
     if (!positive.ok()) return positive.status();
-    auto ends = CompileIn(ins.ends_flow_if(), schema_,
-                          absl::StrCat(ins.id(), " ends_flow_if"));
-    if (!ends.ok()) return ends.status();
+    ASSIGN_OR_RETURN(auto ends,
+                     CompileIn(ins.ends_flow_if(), schema_,
+                               absl::StrCat(ins.id(), " ends_flow_if")));
     if (ins.asked_first() && ins.ask_if().empty()) {
       return Invalid(ins.id(),
                      "asked_first needs an ask_if (it moves the instrument up "
                      "once that holds)");
     }
-    info.ends_flow_if = std::move(*ends);
+    info.ends_flow_if = std::move(ends);
     note_sets(info.ends_flow_if);
     info.ask_if = std::move(*ask);
     info.applies_if = std::move(*applies);
@@ -305,10 +306,10 @@ absl::Status CatalogIndex::Index() {
     note_sets(info.applies_if);
     note_sets(info.positive_if);
     for (ItemInfo& item : info.items) {
-      auto a = CompileIn(item.def->applies_if(), schema_,
-                         absl::StrCat(item.def->id(), " applies_if"));
-      if (!a.ok()) return a.status();
-      item.applies_if = std::move(*a);
+      ASSIGN_OR_RETURN(auto a,
+                       CompileIn(item.def->applies_if(), schema_,
+                                 absl::StrCat(item.def->id(), " applies_if")));
+      item.applies_if = std::move(a);
       note_sets(item.applies_if);
     }
   }

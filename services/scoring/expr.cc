@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::scoring::expr {
 
@@ -423,9 +424,8 @@ absl::StatusOr<Expr> Expr::Compile(absl::string_view text,
   out.text_ = std::string(text);
   if (absl::StripAsciiWhitespace(text).empty()) return out;
   Parser parser(text, schema);
-  auto root = parser.ParseAll();
-  if (!root.ok()) return root.status();
-  out.root_ = std::make_unique<Node>(std::move(*root));
+  ASSIGN_OR_RETURN(auto root, parser.ParseAll());
+  out.root_ = std::make_unique<Node>(std::move(root));
   out.slots_ = std::move(parser.slots);
   out.set_names_ = std::move(parser.set_names);
   return out;

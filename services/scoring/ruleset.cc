@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::scoring {
 namespace {
@@ -83,10 +84,9 @@ absl::Status RulesetIndex::Index() {
     if (f.id().empty()) return Invalid("flags", "a flag needs an id");
     if (f.kind() == scoring::v1::SAFETY_FLAG_KIND_UNSPECIFIED)
       return Invalid(f.id(), "kind not set");
-    auto c = CompileRule(absl::StrCat("flag.", f.id()), f.description(),
-                         f.when(), schema_);
-    if (!c.ok()) return c.status();
-    flags_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c, CompileRule(absl::StrCat("flag.", f.id()),
+                                         f.description(), f.when(), schema_));
+    flags_.push_back(std::move(c));
   }
   for (const auto& f : rs.flags()) {
     auto slot = schema_.Declare("flag." + f.id(), expr::Type::kBool);
@@ -96,10 +96,10 @@ absl::Status RulesetIndex::Index() {
   // Signals see flags and the signals before them.
   for (const auto& sig : rs.signals()) {
     if (sig.id().empty()) return Invalid("signals", "a signal needs an id");
-    auto c = CompileRule(absl::StrCat("signal.", sig.id()), sig.description(),
-                         sig.when(), schema_);
-    if (!c.ok()) return c.status();
-    signals_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c,
+                     CompileRule(absl::StrCat("signal.", sig.id()),
+                                 sig.description(), sig.when(), schema_));
+    signals_.push_back(std::move(c));
     auto slot = schema_.Declare(sig.id(), expr::Type::kBool);
     if (!slot.ok()) return Invalid(sig.id(), slot.status().message());
     signal_slots_.push_back(*slot);
@@ -111,9 +111,9 @@ absl::Status RulesetIndex::Index() {
       return Invalid(p.id(),
                      "profile must be OVERLOAD, DEPRESSION, MIXED or LOW");
     }
-    auto c = CompileRule(p.id(), p.description(), p.when(), schema_);
-    if (!c.ok()) return c.status();
-    profiles_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c,
+                     CompileRule(p.id(), p.description(), p.when(), schema_));
+    profiles_.push_back(std::move(c));
   }
   auto profile = schema_.Declare("profile", expr::Type::kCode,
                                  {"OVERLOAD", "DEPRESSION", "MIXED", "LOW"});
@@ -138,9 +138,9 @@ absl::Status RulesetIndex::Index() {
         r.reviewer() == common::v1::REVIEWER_ROLE_UNSPECIFIED) {
       return Invalid(r.id(), "every route but self-help needs a reviewer");
     }
-    auto c = CompileRule(r.id(), r.description(), r.when(), schema_);
-    if (!c.ok()) return c.status();
-    routes_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c,
+                     CompileRule(r.id(), r.description(), r.when(), schema_));
+    routes_.push_back(std::move(c));
   }
   // Later rules may ask which route was chosen (e.g. cautions only on a
   // ketamine review: reference section 9.7).
@@ -184,26 +184,24 @@ absl::Status RulesetIndex::Index() {
   for (const auto& f : rs.secondary_flags()) {
     if (f.code().empty() || f.text().empty())
       return Invalid("secondary_flags", "needs a code and a text");
-    auto c = CompileRule(absl::StrCat("secondary.", f.code()), f.text(),
-                         f.when(), schema_);
-    if (!c.ok()) return c.status();
-    secondary_flags_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c, CompileRule(absl::StrCat("secondary.", f.code()),
+                                         f.text(), f.when(), schema_));
+    secondary_flags_.push_back(std::move(c));
   }
   for (const auto& m : rs.modalities()) {
     if (m.modality().empty())
       return Invalid("modalities", "needs a modality id");
-    auto c = CompileRule(absl::StrCat("modality.", m.modality()), m.reason(),
-                         m.when(), schema_);
-    if (!c.ok()) return c.status();
-    modalities_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(
+        auto c, CompileRule(absl::StrCat("modality.", m.modality()), m.reason(),
+                            m.when(), schema_));
+    modalities_.push_back(std::move(c));
   }
   for (const auto& p : rs.plan()) {
     if (p.item().id().empty() || p.item().title().empty())
       return Invalid("plan", "an item needs an id and a title");
-    auto c = CompileRule(absl::StrCat("plan.", p.item().id()), p.item().title(),
-                         p.when(), schema_);
-    if (!c.ok()) return c.status();
-    plan_.push_back(std::move(*c));
+    ASSIGN_OR_RETURN(auto c, CompileRule(absl::StrCat("plan.", p.item().id()),
+                                         p.item().title(), p.when(), schema_));
+    plan_.push_back(std::move(c));
   }
   if (rs.crisis_when().empty() || rs.crisis_resources().contacts().empty()) {
     return Invalid("crisis_resources",
@@ -249,7 +247,7 @@ RulesetIndex::LoadDir(const std::string& dir,
   absl::flat_hash_set<std::string> versions;
   for (const std::string& path : files) {
     scoring::v1::Ruleset ruleset;
-    if (absl::Status s = ReadTextProto(path, &ruleset); !s.ok()) return s;
+    RETURN_IF_ERROR(ReadTextProto(path, &ruleset));
     auto built = Build(std::move(ruleset), catalog);
     if (!built.ok())
       return absl::InvalidArgumentError(

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::scoring {
 namespace {
@@ -121,11 +122,9 @@ absl::StatusOr<std::unique_ptr<ScoringEngine>> ScoringEngine::Create(
 
 absl::StatusOr<std::unique_ptr<ScoringEngine>> ScoringEngine::Load(
     const std::string& catalog_path, const std::string& rulesets_dir) {
-  auto catalog = CatalogIndex::LoadFile(catalog_path);
-  if (!catalog.ok()) return catalog.status();
-  auto rulesets = RulesetIndex::LoadDir(rulesets_dir, *catalog);
-  if (!rulesets.ok()) return rulesets.status();
-  return Create(*catalog, std::move(*rulesets));
+  ASSIGN_OR_RETURN(auto catalog, CatalogIndex::LoadFile(catalog_path));
+  ASSIGN_OR_RETURN(auto rulesets, RulesetIndex::LoadDir(rulesets_dir, catalog));
+  return Create(catalog, std::move(rulesets));
 }
 
 const RulesetIndex* ScoringEngine::Find(const std::string& version) const {
@@ -163,7 +162,7 @@ v1::ListRulesetsResponse ScoringEngine::Rulesets() const {
 absl::StatusOr<ScoringResult> ScoringEngine::Score(
     const v1::ScoreAnswersRequest& request) const {
   ScoringResult result;
-  if (absl::Status s = ScoreInto(request, &result); !s.ok()) return s;
+  RETURN_IF_ERROR(ScoreInto(request, &result));
   return result;
 }
 
@@ -178,10 +177,8 @@ absl::Status ScoringEngine::DigestInto(const v1::ScoreAnswersRequest& request,
   thread_local ScoringResult lean;
   std::string route_rule;
   Truth crisis = Truth::kUnknown;
-  if (absl::Status s =
-          Evaluate(request, /*full=*/false, &lean, &route_rule, &crisis);
-      !s.ok())
-    return s;
+  RETURN_IF_ERROR(
+      Evaluate(request, /*full=*/false, &lean, &route_rule, &crisis));
   if (crisis_certain != nullptr) *crisis_certain = crisis == Truth::kTrue;
   scoring::DigestInto(lean, digest);
   digest->set_route_rule(std::move(route_rule));
@@ -222,19 +219,12 @@ absl::Status ScoringEngine::Evaluate(const v1::ScoreAnswersRequest& request,
           "packed_answers: set together with answers or "
           "administered_instruments (use one form)");
     }
-    if (absl::Status st =
-            cat.ScorePacked(request.packed_answers(), sets, values, &result,
-                            full, &rs->min_answered());
-        !st.ok()) {
-      return st;
-    }
-  } else if (absl::Status st = cat.ScoreInstruments(
-                 request.answers().answers(),
-                 request.administered_instruments(), sets, values, &result,
-                 nullptr, full, &rs->min_answered());
-             !st.ok()) {
-    return st;
-  }
+    RETURN_IF_ERROR(cat.ScorePacked(request.packed_answers(), sets, values,
+                                    &result, full, &rs->min_answered()));
+  } else
+    RETURN_IF_ERROR(cat.ScoreInstruments(
+        request.answers().answers(), request.administered_instruments(), sets,
+        values, &result, nullptr, full, &rs->min_answered()));
 
   // Safety flags.
   for (size_t i = 0; i < rs->flags().size(); ++i) {

@@ -175,7 +175,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
   const std::string job =
       options_.job.empty() ? absl::StrCat("rescore-", options_.ruleset_version)
                            : options_.job;
-  if (absl::Status s = ValidateIdSegment(job, "--job"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateIdSegment(job, "--job"));
   const absl::Time started = absl::Now();
 
   storage::v1::RescoreCheckpoint cp;
