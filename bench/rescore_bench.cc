@@ -287,7 +287,7 @@ int main(int argc, char** argv) {
                       &batch_token, options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
-  // services, and Redis.
+  // services (scoring, referral, intake, in start order), and Redis.
   std::vector<pid_t> pids = {getpid()};
   for (const auto& p : processes) pids.push_back(p->pid());
   pids.push_back((*redis)->pid());
@@ -313,11 +313,11 @@ int main(int argc, char** argv) {
       static_cast<long long>(c.cases_opened()),
       static_cast<long long>(c.failed()));
   std::printf(
-      "CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, redis "
-      "%.2f; per screening %.1f us\n",
-      cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3],
-      (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3]) * 1e6 /
-          std::max<int64_t>(1, c.screened()));
+      "CPU during the run (s): job %.2f, scoring %.2f, referral %.2f, intake "
+      "%.2f, redis %.2f; per screening %.1f us\n",
+      cpu_used[0], cpu_used[1], cpu_used[2], cpu_used[3], cpu_used[4],
+      (cpu_used[0] + cpu_used[1] + cpu_used[2] + cpu_used[3] + cpu_used[4]) *
+          1e6 / std::max<int64_t>(1, c.screened()));
   if (repository_v2) {
     // The same change computed in-process, per seeded person, weighted by
     // how often each was seeded: the job's counts must agree.

@@ -120,18 +120,13 @@ absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::AppliedReply(
 absl::StatusOr<v1::SubmitAnswersResponse> IntakeCore::SubmitChecked(
     const v1::SubmitAnswersRequest& request, const ScreeningName& name,
     int64_t expected, const Clinical& clinical, absl::Time deadline) {
-  // The session as this replica wrote it last, when the etag names that
-  // version: no read from Redis. The write below is checked against Redis's
-  // version all the same; if the session changed elsewhere meanwhile (or
-  // expired), that write stores nothing and the page starts over from what
-  // Redis holds, so the reply is the one a read would have given. (One
-  // difference: a page with a bad answer is refused against the version its
-  // etag names even if Redis has moved on, INVALID_ARGUMENT where a read
-  // would have said ABORTED; nothing is stored either way.)
-  if (std::optional<StoredSession> cached =
-          cache_->Take(name.screening_id, expected);
-      cached.has_value() && cached->record.user_id() == name.user_id &&
-      cached->record.state() == v1::IN_PROGRESS) {
+  // The session this replica wrote last, when the etag names it: no read
+  // from Redis (TakeCached's rule). (One difference from a read: a page with
+  // a bad answer is refused against the version its etag names even if
+  // Redis has moved on, INVALID_ARGUMENT where a read would have said
+  // ABORTED; nothing is stored either way.)
+  if (std::optional<StoredSession> cached = TakeCached(name, expected);
+      cached.has_value()) {
     ASSIGN_OR_RETURN(auto applied, ApplyAnswers(request, name, expected,
                                                 clinical, std::move(*cached),
                                                 /*from_cache=*/true, deadline));
@@ -216,10 +211,8 @@ void IntakeCore::SubmitAnswersAsync(
 // goes to the pool.
 void IntakeCore::SubmitFromCacheAsync(std::shared_ptr<AsyncSubmit> call) {
   const ScreeningName& name = call->name;
-  std::optional<StoredSession> cached =
-      cache_->Take(name.screening_id, call->expected);
-  if (!cached.has_value() || cached->record.user_id() != name.user_id ||
-      cached->record.state() != v1::IN_PROGRESS) {
+  std::optional<StoredSession> cached = TakeCached(name, call->expected);
+  if (!cached.has_value()) {
     return SubmitOnPool(std::move(call));  // read from Redis: blocking
   }
   auto prepared = PreparePage(*call->request, call->expected, *call->clinical,

@@ -100,16 +100,12 @@ absl::StatusOr<v1::CompleteScreeningResponse> IntakeCore::CompleteScreening(
   ASSIGN_OR_RETURN(auto target, ParseWrite(request.name(), request.request_id(),
                                            request.etag()));
   ASSIGN_OR_RETURN(auto catalog, Catalog());
-  // The session as this replica wrote it last, when the etag names that
-  // version (the usual case: it wrote the last page), as in SubmitChecked:
-  // the completion's write is checked against Redis's version all the same,
-  // and when the session changed or went elsewhere meanwhile nothing is
-  // written and the completion starts over from what Redis holds. Either
-  // way the entry goes: a completed session is not cached.
+  // The session this replica wrote last, when the etag names it (the usual
+  // case: it wrote the last page): TakeCached's rule. Either way the entry
+  // goes: a completed session is not cached.
   if (std::optional<StoredSession> cached =
-          cache_->Take(target.name.screening_id, target.expected_version);
-      cached.has_value() && cached->record.user_id() == target.name.user_id &&
-      cached->record.state() == v1::IN_PROGRESS) {
+          TakeCached(target.name, target.expected_version);
+      cached.has_value()) {
     ASSIGN_OR_RETURN(auto completed,
                      Complete(request, target, *catalog, std::move(*cached),
                               /*from_cache=*/true, deadline));

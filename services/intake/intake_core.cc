@@ -361,4 +361,15 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
   return ToScreening(session);
 }
 
+std::optional<StoredSession> IntakeCore::TakeCached(const ScreeningName& name,
+                                                    int64_t expected) {
+  std::optional<StoredSession> cached =
+      cache_->Take(name.screening_id, expected);
+  if (!cached.has_value() || cached->record.user_id() != name.user_id ||
+      cached->record.state() != v1::IN_PROGRESS) {
+    return std::nullopt;
+  }
+  return cached;
+}
+
 }  // namespace aqueduct::intake

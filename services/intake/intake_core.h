@@ -155,6 +155,16 @@ class IntakeCore {
       const storage::v1::SessionRecord& record,
       const scoring::CatalogIndex& catalog,
       google::protobuf::RepeatedPtrField<referral::v1::RiskAnswer>* out);
+  // The one rule for using a cached session: the session as this replica
+  // wrote it last, when `expected` (the etag's version) names that version
+  // and it is `name`'s person's screening still in progress; nullopt
+  // otherwise, and the caller reads Redis. The entry is taken out. A write
+  // based on it is checked against Redis's version all the same: when the
+  // session changed elsewhere meanwhile (or expired) that write stores
+  // nothing and the caller starts over from what Redis holds, so the reply
+  // is the one a read would have given.
+  std::optional<StoredSession> TakeCached(const ScreeningName& name,
+                                          int64_t expected);
   // SubmitAnswers past its checks of the request: validates the page
   // against `session` (at version `expected`), writes, and builds the reply.
   // With `from_cache`, nullopt when the write found the session changed or

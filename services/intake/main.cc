@@ -3,14 +3,10 @@
 // NOT_SERVING, the log names what is missing and where, and it keeps
 // retrying (the catalog from scoring every second until it loads).
 
-#include <thread>
-
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/auth/auth_flags.h"
 #include "common/config/config.h"
@@ -22,6 +18,7 @@
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
+#include "services/intake/background.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
 #include "services/intake/rescore_service.h"
@@ -251,57 +248,13 @@ int main(int argc, char** argv) {
   aqueduct::intake::RescoreServiceImpl rescore_service(
       &rescore_source, checks->authorizer, *max_rpc, &pool);
 
-  // Load the catalog in the background, retrying until scoring answers.
-  absl::Notification stop;
-  std::thread catalog_loader([&] {
-    int attempts = 0;
-    while (!stop.HasBeenNotified()) {
-      absl::Status s =
-          catalog.LoadFrom(scoring, absl::Now() + absl::Seconds(2));
-      if (s.ok()) {
-        log::Info(
-            "catalog loaded",
-            {{"from", scoring.Describe()},
-             {"catalog_version", catalog.Get()->catalog->catalog().version()},
-             {"default_ruleset", catalog.Get()->default_ruleset}});
-        return;
-      }
-      if (attempts++ % 10 == 0) {
-        log::Warn("catalog not loaded yet; retrying every second",
-                  {{"from", scoring.Describe()},
-                   {"error", std::string(s.message())}});
-      }
-      stop.WaitForNotificationWithTimeout(absl::Seconds(1));
-    }
-  });
-
-  // The outbox worker: retries hand-offs that referral did not take at
-  // completion, until it does (every replica runs one; claims do not
-  // collide, and referral de-duplicates per screening and ruleset).
-  // A page that raises an early risk case wakes it at once: the case must
-  // be in the clinician queue within seconds, not a tick later.
-  absl::Mutex wake_mu;
-  bool wake = false;
-  core.set_on_early_risk([&] {
-    absl::MutexLock lock(&wake_mu);
-    wake = true;
-  });
-  std::thread outbox([&] {
-    const absl::Duration tick =
-        std::min(absl::Seconds(1), intake_config.handoff_retry);
-    while (!stop.HasBeenNotified()) {
-      {
-        absl::MutexLock lock(&wake_mu);
-        wake_mu.AwaitWithTimeout(absl::Condition(&wake), tick);
-        wake = false;
-      }
-      if (stop.HasBeenNotified()) break;
-      if (catalog.Get() == nullptr) continue;
-      auto delivered =
-          core.DeliverPendingHandoffs(50, absl::Now() + absl::Seconds(5));
-      (void)delivered;  // failures are retried next tick; HandOff logs them
-    }
-  });
+  // The catalog in the background, retried until scoring answers; the
+  // outbox worker, woken at once by a page that raises an early risk case.
+  aqueduct::intake::CatalogLoader catalog_loader(&catalog, &scoring,
+                                                 absl::Seconds(1));
+  aqueduct::intake::HandoffWorker outbox(
+      &core, &catalog, std::min(absl::Seconds(1), intake_config.handoff_retry));
+  core.set_on_early_risk([&outbox] { outbox.Wake(); });
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -319,9 +272,6 @@ int main(int argc, char** argv) {
   if (!runner.ok()) {
     log::Error("cannot start",
                {{"error", std::string(runner.status().message())}});
-    stop.Notify();
-    catalog_loader.join();
-    outbox.join();
     return 1;
   }
   log::Info("intake listening", {{"port", (*runner)->port()},
@@ -330,9 +280,6 @@ int main(int argc, char** argv) {
                                  {"referral", referral_addr}});
   int sig = aqueduct::server::WaitForTerminationSignal();
   log::Info("signal received", {{"signal", sig}});
-  stop.Notify();
-  catalog_loader.join();
-  outbox.join();
   (*runner)->Shutdown();
   return 0;
 }

@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <memory>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/auth/auth_flags.h"
 #include "common/config/config.h"
@@ -21,6 +19,7 @@
 #include "common/server/worker_pool.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_service.h"
+#include "services/referral/sweeper.h"
 
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
@@ -153,19 +152,11 @@ int main(int argc, char** argv) {
   log::Info("referral listening",
             {{"port", (*runner)->port()}, {"redis", endpoint->ToString()}});
   // The sweeper: expired leases back to the queue, overdue urgent cases.
-  absl::Notification stop;
-  std::thread sweeper([&] {
-    const absl::Duration tick = absl::Milliseconds(
-        std::max<int64_t>(50, absl::GetFlag(FLAGS_sweep_interval_ms)));
-    while (!stop.WaitForNotificationWithTimeout(tick)) {
-      (void)core.Sweep(absl::Now() +
-                       absl::Seconds(5));  // retried next tick on failure
-    }
-  });
+  aqueduct::referral::Sweeper sweeper(
+      &core, absl::Milliseconds(std::max<int64_t>(
+                 50, absl::GetFlag(FLAGS_sweep_interval_ms))));
   int sig = aqueduct::server::WaitForTerminationSignal();
   log::Info("signal received", {{"signal", sig}});
-  stop.Notify();
-  sweeper.join();
   (*runner)->Shutdown();
   return 0;
 }

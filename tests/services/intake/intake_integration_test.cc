@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/intake/background.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
@@ -42,6 +43,7 @@ class EngineScoringPeer : public ScoringPeer {
     return engine_->Score(request);
   }
   absl::StatusOr<scoring::v1::Catalog> DescribeCatalog(absl::Time) override {
+    if (catalog_down) return absl::UnavailableError("scoring at test: down");
     return engine_->catalog().catalog();
   }
   absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
@@ -50,6 +52,7 @@ class EngineScoringPeer : public ScoringPeer {
   }
   std::string Describe() const override { return "scoring at test"; }
   std::atomic<bool> down{false};
+  std::atomic<bool> catalog_down{false};
   std::atomic<int> calls{0};
 
  private:
@@ -1763,6 +1766,51 @@ TEST_F(IntakeTest, StartContextPrefillsContextItems) {
   EXPECT_THAT(
       core_->StartScreening(req, Soon()),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.sex")));
+}
+
+// Waits up to 5 s for `done` (a background loop's timing is not asserted,
+// only what it must do eventually).
+template <typename F>
+bool Eventually(F done) {
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < end && !done()) absl::SleepFor(absl::Milliseconds(5));
+  return done();
+}
+
+TEST_F(IntakeTest, CatalogLoaderRetriesUntilScoringAnswersThenEnds) {
+  scoring_->catalog_down = true;
+  CatalogHolder catalog;
+  CatalogLoader loader(&catalog, scoring_.get(), absl::Milliseconds(5));
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(catalog.Get(), nullptr) << "scoring is down";
+  EXPECT_FALSE(loader.loaded());
+  scoring_->catalog_down = false;
+  ASSERT_TRUE(Eventually([&] { return loader.loaded(); }));
+  ASSERT_NE(catalog.Get(), nullptr);
+  EXPECT_FALSE(catalog.Get()->default_ruleset.empty());
+}
+
+// The worker a completion left a pending hand-off to delivers it by itself
+// once referral is back, and a wake-up runs a round at once.
+TEST_F(IntakeTest, HandoffWorkerDeliversWhatCompletionLeftPending) {
+  IntakeConfig config;
+  config.handoff_retry = absl::Milliseconds(20);
+  Reconfigure(config);
+  referral_.down = true;
+  v1::Screening s = Start();
+  std::string etag = AnswerAll(s, {});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  ASSERT_EQ(done->handoff(), v1::PENDING);
+  // A tick no test waits for: rounds run only when woken.
+  HandoffWorker worker(core_.get(), &catalog_, absl::Hours(1));
+  ASSERT_TRUE(Eventually([&] { return worker.rounds() >= 1; }));
+  referral_.down = false;
+  absl::SleepFor(absl::Milliseconds(30));  // past the retry delay
+  EXPECT_TRUE(referral_.Delivered().empty()) << "no round ran unwoken";
+  worker.Wake();
+  ASSERT_TRUE(Eventually([&] { return !referral_.Delivered().empty(); }));
+  EXPECT_EQ(referral_.Delivered()[0].screening(), s.name());
 }
 
 TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
+#include "services/referral/sweeper.h"
 #include "tests/testing/process.h"
 #include "tests/testing/redis_fixture.h"
 #include "tests/testing/status_matchers.h"
@@ -680,6 +681,29 @@ TEST_F(CaseTest, UrgentCaseNotClaimedInTimeIsOverdue) {
   EXPECT_THAT(AuditKinds(late),
               ::testing::ElementsAre("created:intake", "overdue:system"));
   EXPECT_EQ(*core_->Sweep(Soon()), 0) << "marked once";
+}
+
+// The sweeper runs Sweep by itself, every tick, and goes on after a sweep.
+TEST_F(CaseTest, SweeperMarksAnUnclaimedUrgentCaseOverdueByItself) {
+  v1::Referral late = Make("late-bg", common::v1::CRISIS_URGENT, "FL");
+  clock_.now += absl::Minutes(16);
+  Sweeper sweeper(core_.get(), absl::Milliseconds(5));
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  bool overdue = false;
+  while (!overdue && absl::Now() < end) {
+    auto queue = core_->ListQueue(v1::ListQueueRequest(), kAll, Soon());
+    ASSERT_THAT(queue, IsOk());
+    overdue = queue->cases_size() > 0 && queue->cases(0).overdue();
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_TRUE(overdue);
+  const int64_t sweeps = sweeper.sweeps();
+  while (sweeper.sweeps() < sweeps + 2 && absl::Now() < end)
+    absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_GE(sweeper.sweeps(), sweeps + 2) << "the loop goes on";
+  EXPECT_THAT(AuditKinds(late),
+              ::testing::ElementsAre("created:intake", "overdue:system"))
+      << "marked once, however many sweeps";
 }
 
 TEST_F(CaseTest, AuditTrailHoldsExactlyTheScriptedSequence) {
