@@ -184,10 +184,10 @@ export AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT
 CTL=$BUILD_DIR/tools/aqueductctl/aqueductctl
 ready=0
 for _ in $(seq 60); do
-  if "$CTL" health --timeout_s=1 >/dev/null 2>&1; then ready=1; break; fi
+  if "$CTL" health --timeout=1 >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.5
 done
-"$CTL" health --timeout_s=1 || true
+"$CTL" health --timeout=1 || true
 ((ready)) || die "the stack did not become healthy in 30 s; see the logs in $LOGS"
 
 cat <<INFO
@@ -203,17 +203,19 @@ Try it from another terminal (every call carries a token; with
 AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for
 screen/results/demo, a physician licensed everywhere for the queue, the
 batch identity for rescore):
-  export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT AQUEDUCT_REDIS=$REDIS
-  export AQUEDUCT_TLS_CA=$TLS/ca.pem AQUEDUCT_DATA_KEYS_FILE=$AUTH/data-keys AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev${AQUEDUCT_REDIS_PASSWORD_FILE:+ AQUEDUCT_REDIS_PASSWORD_FILE=$AQUEDUCT_REDIS_PASSWORD_FILE}
+  export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT AQUEDUCT_REFERRAL_ADDR=127.0.0.1:$REFERRAL_PORT AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT
+  export AQUEDUCT_TLS_CA=$TLS/ca.pem AQUEDUCT_DEV_KEY=$AUTH/dev-signing.pem AQUEDUCT_DEV_KEY_ID=dev
   $CTL demo --answers=1,1,0,1,1,0,0,0,0,1           # mild: self-help plan
   $CTL demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL # moderate: therapy, pending review
   $CTL demo --answers=1,1,0,1,0,0,0,0,1,1           # item 9 > 0: crisis resources (988)
-  $CTL queue --actor=dr-demo                         # the clinician queue
+  $CTL queue --actor=dr-demo                         # the clinician queue (-o json, --all)
   $CTL queue --actor=nurse --role=clinician --states=NY  # a clinician licensed in NY only
+  $CTL claim referrals/<id>                          # claim a case from the queue
   $CTL screen --user=me                              # take a screening in the terminal
-  $CTL rescore --ruleset=v1 --dry_run                # what a re-score would change
+  $CTL rescore --ruleset=v1 --dry-run                # what a re-score would change
   $CTL token --role=patient --sub=me                 # a token for any gRPC client
   $CTL health
+  $CTL help                                          # every command; help <command> for one
 
 Any gRPC client works from the protos in protos/ (server reflection is on):
 TLS, trusting $TLS/ca.pem, with "authorization: Bearer <token>".

@@ -169,9 +169,9 @@ class RescoreTest : public ::testing::Test {
         "--intake=" + intake_addr_,
         "--scoring=" + scoring_addr_,
         "--referral=" + referral_addr_,
-        "--summary_json=" + summary,
+        "--summary-json=" + summary,
         "--token=" + auth_.Token("batch", "rescore"),
-        "--insecure_plaintext"};
+        "--insecure-plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
     // No Redis address, no data keys: the job holds a token and nothing
     // else.
@@ -266,7 +266,7 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
   ASSERT_EQ(expected_changes_, 10);
   const auto before = Snapshot();
   const std::string summary = dir_.path() + "/dry.json";
-  ASSERT_EQ(RunToEnd({"--dry_run"}, summary), 0)
+  ASSERT_EQ(RunToEnd({"--dry-run"}, summary), 0)
       << t::ReadFile(dir_.path() + "/rescore.log");
   EXPECT_EQ(Snapshot(), before) << "a dry run writes nothing";
   const std::string json = t::ReadFile(summary);
@@ -414,7 +414,7 @@ TEST_F(RescoreTest, CasesAreOpenedFromOutcomesStoredBeforeACrash) {
 
 TEST_F(RescoreTest, KilledMidRunThenRunAgainEndsInTheCleanRunState) {
   const std::string summary = dir_.path() + "/killed.json";
-  auto p = Rescore({"--batch=4", "--max_per_second=12"}, summary);
+  auto p = Rescore({"--batch=4", "--max-per-second=12"}, summary);
   // Wait for a checkpoint part-way, then kill without warning.
   const absl::Time end = absl::Now() + absl::Seconds(20);
   int64_t screened = 0;

@@ -786,15 +786,16 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   EXPECT_THAT(
       run({"queue", "--actor=cl-nj", "--role=clinician", "--states=NJ"}),
       HasSubstr(name));
-  EXPECT_THAT(run({"claim", "--actor=cl-nj", "--role=clinician", "--states=NJ",
-                   "--case_name=" + name}),
-              HasSubstr("claimed until"));
-  EXPECT_THAT(run({"decide", "--actor=cl-nj", "--role=clinician", "--states=NJ",
-                   "--case_name=" + name, "--action=confirm",
-                   "--reason=called; safety plan agreed"}),
-              HasSubstr("DECIDED"));
-  const std::string shown = run({"case", "--actor=cl-nj", "--role=clinician",
-                                 "--states=NJ", "--case_name=" + name});
+  EXPECT_THAT(
+      run({"claim", name, "--actor=cl-nj", "--role=clinician", "--states=NJ"}),
+      HasSubstr("claimed until"));
+  EXPECT_THAT(run({"--actor=cl-nj", "--role", "clinician", "--states=NJ",
+                   "decide", name.substr(name.find('/') + 1),
+                   "--action=confirm", "--reason=called; safety plan agreed"}),
+              HasSubstr("DECIDED"))
+      << "global flags before the command, the NAME without referrals/";
+  const std::string shown =
+      run({"case", name, "--actor=cl-nj", "--role=clinician", "--states=NJ"});
   EXPECT_THAT(shown, HasSubstr("fired route.crisis_urgent"));
   EXPECT_THAT(shown, HasSubstr("decided"));
 

@@ -1,18 +1,12 @@
-// aqueductctl: a terminal client of the Aqueduct services, written only from
-// the protos. Foundation subcommands:
-//   aqueductctl demo --answers=1,2,0,1,1,0,0,0,1,1 [--user=demo] [--state=FL]
-//       takes a PHQ-9 screening end to end (start, submit, complete) and
-//       prints the result, the route and any crisis resources.
-//   aqueductctl queue [--page_size=20]
-//       lists the clinician queue.
-//   aqueductctl health
-//       asks each service's grpc.health.v1 status.
-//   aqueductctl rescore --ruleset=v2 [--dry_run] ...
-//       re-scores stored screenings under a ruleset version (batch job).
-// Connection settings: --intake/--referral/--scoring or the environment
-// (AQUEDUCT_INTAKE_ADDR, AQUEDUCT_REFERRAL_ADDR, AQUEDUCT_SCORING_ADDR);
-// defaults match the local stack that deploy/run-local.sh starts.
+// aqueductctl: a terminal client of the Aqueduct services, written only
+// from the protos, in the shape kubectl and grpcurl users know:
+//   aqueductctl [global flags] <command> [NAME] [flags]
+// `aqueductctl help` lists the commands, global flags and exit codes;
+// `aqueductctl help <command>` gives a command's flags and examples (the
+// tables below, tools/aqueductctl/cli.h). Connection defaults match the
+// local stack that deploy/run-local.sh starts.
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -28,11 +22,10 @@
 #include <thread>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -48,98 +41,11 @@
 #include "common/util/ids.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "tools/aqueductctl/cli.h"
 #include "tools/aqueductctl/scripted_answers.h"
 #include "tools/rescore/rescore.h"
 
 using aqueduct::config::EnvOr;
-
-ABSL_FLAG(std::string, intake, EnvOr("AQUEDUCT_INTAKE_ADDR", "127.0.0.1:7100"),
-          "Intake address. Env AQUEDUCT_INTAKE_ADDR.");
-ABSL_FLAG(std::string, referral,
-          EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102"),
-          "Referral address. Env AQUEDUCT_REFERRAL_ADDR.");
-ABSL_FLAG(std::string, scoring,
-          EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101"),
-          "Scoring address. Env AQUEDUCT_SCORING_ADDR.");
-ABSL_FLAG(
-    std::string, answers, "",
-    "demo: PHQ-9 answers, ten comma-separated values 0-3 (items 1-9, then "
-    "the difficulty item 10).");
-ABSL_FLAG(std::string, user, "",
-          "screen/results/demo: the person (users/<user>); default: the "
-          "subject of --token, or "
-          "\"demo\" with --dev_key.");
-ABSL_FLAG(std::string, state, "NY", "demo: two-letter US state of location.");
-ABSL_FLAG(
-    std::string, set, "",
-    "demo: more answers as item=value pairs, e.g. "
-    "--set=ctx.age=40,gad7.1=3,asq.1=yes,ket.trials=two_or_more. Items not "
-    "given get the lowest-burden answer.");
-ABSL_FLAG(int32_t, page_size, 20, "queue: cases per page.");
-ABSL_FLAG(std::string, actor, EnvOr("AQUEDUCT_ACTOR", "dr-demo"),
-          "Clinician commands with --dev_key: the clinician's id. Env "
-          "AQUEDUCT_ACTOR.");
-ABSL_FLAG(std::string, role, EnvOr("AQUEDUCT_ROLE", ""),
-          "token: the role (patient, clinician, physician, batch, operator, "
-          "service). Clinician "
-          "commands with --dev_key: clinician or physician (default "
-          "physician). Env AQUEDUCT_ROLE.");
-ABSL_FLAG(std::string, states, EnvOr("AQUEDUCT_STATES", ""),
-          "token / clinician commands with --dev_key: licensed US states, "
-          "comma-separated "
-          "(default: every state). Env AQUEDUCT_STATES.");
-ABSL_FLAG(std::string, sub, "",
-          "token: the subject (user id, clinician id or service name).");
-ABSL_FLAG(int32_t, ttl_s, 3600, "token: lifetime in seconds.");
-ABSL_FLAG(std::string, token, EnvOr("AQUEDUCT_TOKEN", ""),
-          "Bearer token for every call (from your identity provider, or "
-          "`aqueductctl token`). Env "
-          "AQUEDUCT_TOKEN.");
-ABSL_FLAG(std::string, dev_key, EnvOr("AQUEDUCT_DEV_KEY", ""),
-          "Local development only: a PEM private key to mint tokens with (the "
-          "run command creates "
-          "one and prints it); used when --token is not given. Env "
-          "AQUEDUCT_DEV_KEY.");
-ABSL_FLAG(std::string, dev_key_id, EnvOr("AQUEDUCT_DEV_KEY_ID", "dev"),
-          "Key id of --dev_key. Env AQUEDUCT_DEV_KEY_ID.");
-ABSL_FLAG(std::string, issuer, EnvOr("AQUEDUCT_AUTH_ISSUER", "aqueduct-local"),
-          "Issuer of minted tokens (the services' --auth_issuer). Env "
-          "AQUEDUCT_AUTH_ISSUER.");
-ABSL_FLAG(std::string, audience, EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct"),
-          "Audience of minted tokens (the services' --auth_audience). Env "
-          "AQUEDUCT_AUTH_AUDIENCE.");
-ABSL_FLAG(int32_t, timeout_s, 10, "Deadline of each call, seconds.");
-ABSL_FLAG(std::string, ruleset, "",
-          "rescore: ruleset version to apply (required).");
-ABSL_FLAG(std::string, from, "",
-          "rescore: only screenings completed on or after YYYY-MM-DD (UTC).");
-ABSL_FLAG(std::string, to, "",
-          "rescore: only screenings completed on or before YYYY-MM-DD (UTC).");
-ABSL_FLAG(
-    std::string, route, "",
-    "rescore: only screenings whose current route is this (e.g. THERAPY).");
-ABSL_FLAG(bool, dry_run, false,
-          "rescore: compute and report the changes, write nothing.");
-ABSL_FLAG(double, max_per_second, 0,
-          "rescore: rate limit in screenings per second (0 = none).");
-ABSL_FLAG(int32_t, batch, 1000,
-          "rescore: screenings per batch (and per checkpoint), 1..5000.");
-ABSL_FLAG(std::string, job, "",
-          "rescore: job name for the checkpoint (default rescore-<ruleset>).");
-ABSL_FLAG(std::string, summary_json, "",
-          "rescore: also write the summary as JSON to this file.");
-ABSL_FLAG(std::string, screening, "",
-          "screen: resume this screening (users/<user>/screenings/<id>) "
-          "instead of starting one.");
-ABSL_FLAG(std::string, case_name, "",
-          "claim/decide/case: the case, referrals/<id>.");
-ABSL_FLAG(int32_t, lease_s, 0,
-          "claim: lease in seconds (0 = the service default).");
-ABSL_FLAG(std::string, action, "", "decide: confirm, change or withdraw.");
-ABSL_FLAG(std::string, new_route, "",
-          "decide: the new route for --action=change (e.g. THERAPY).");
-ABSL_FLAG(std::string, reason, "", "decide: the written reason (required).");
-ABSL_FLAG(std::string, cursor, "", "watch: resume after this cursor.");
 
 namespace {
 
@@ -155,6 +61,36 @@ constexpr char kAllStates[] =
 // The token every call of this command carries (set up in main).
 std::unique_ptr<aqueduct::auth::TokenSource> g_token;
 
+// The parsed command line (set up in main) and its flags' values; numbers
+// are checked in main before any command runs.
+const aqueduct::tools::Invocation* g_inv = nullptr;
+const std::string& Str(const std::string& flag) { return g_inv->Str(flag); }
+bool Bool(const std::string& flag) { return g_inv->Bool(flag); }
+int64_t IntFlag(const std::string& flag) { return g_inv->Int(flag).value(); }
+double DoubleFlag(const std::string& flag) {
+  return g_inv->Double(flag).value();
+}
+bool JsonOut() { return g_inv->Str("output") == "json"; }
+
+// NAME of claim, decide and case: "referrals/<id>", or the id alone.
+std::string CaseName() {
+  if (g_inv->args.empty()) return "";
+  const std::string& n = g_inv->args[0];
+  return absl::StartsWith(n, "referrals/") ? n : "referrals/" + n;
+}
+// NAME of screen: a screening to resume ("" starts one).
+std::string ScreeningArg() { return g_inv->args.empty() ? "" : g_inv->args[0]; }
+
+// Prints a message as one line of JSON (fields named as in the protos'
+// JSON mapping), for -o json.
+void PrintJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  std::printf("%s\n", out.c_str());
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -165,59 +101,43 @@ std::string ReadFileOrEmpty(const std::string& path) {
 aqueduct::auth::Claims DevClaims(const std::string& role,
                                  const std::string& subject) {
   aqueduct::auth::Claims c;
-  c.issuer = absl::GetFlag(FLAGS_issuer);
-  c.audience = absl::GetFlag(FLAGS_audience);
+  c.issuer = Str("issuer");
+  c.audience = Str("audience");
   c.role = role;
   c.subject = subject;
   if (role == "clinician" || role == "physician") {
-    const std::string states = absl::GetFlag(FLAGS_states).empty()
-                                   ? kAllStates
-                                   : absl::GetFlag(FLAGS_states);
+    const std::string states =
+        Str("states").empty() ? kAllStates : Str("states");
     c.states = absl::StrSplit(states, ',', absl::SkipEmpty());
   }
   return c;
 }
 
-// --token as given; else, with --dev_key, a token minted for `role` and
+// --token as given; else, with --dev-key, a token minted for `role` and
 // `subject`; else an error saying how to get one.
 absl::StatusOr<std::unique_ptr<aqueduct::auth::TokenSource>> TokenSourceFor(
     const std::string& role, const std::string& subject) {
-  if (!absl::GetFlag(FLAGS_token).empty()) {
-    return std::make_unique<aqueduct::auth::StaticToken>(
-        absl::GetFlag(FLAGS_token));
+  if (!Str("token").empty()) {
+    return std::make_unique<aqueduct::auth::StaticToken>(Str("token"));
   }
-  if (!absl::GetFlag(FLAGS_dev_key).empty()) {
+  if (!Str("dev-key").empty()) {
     auto source = aqueduct::auth::MintingTokenSource::FromFile(
-        absl::GetFlag(FLAGS_dev_key), absl::GetFlag(FLAGS_dev_key_id),
-        DevClaims(role, subject));
+        Str("dev-key"), Str("dev-key-id"), DevClaims(role, subject));
     if (!source.ok())
       return absl::InvalidArgumentError(
-          absl::StrCat("--dev_key: ", source.status().message()));
+          absl::StrCat("--dev-key: ", source.status().message()));
     return std::unique_ptr<aqueduct::auth::TokenSource>(std::move(*source));
   }
   return absl::UnauthenticatedError(
-      "no token: pass --token (or AQUEDUCT_TOKEN), or --dev_key "
+      "no token: pass --token (or AQUEDUCT_TOKEN), or --dev-key "
       "(AQUEDUCT_DEV_KEY) on the local stack, "
       "which the run command prints");
 }
 
-// The subject a token names, read without verifying (the services verify):
-// the default user for a person's commands.
-std::string SubjectOf(const std::string& token) {
-  std::vector<std::string> parts = absl::StrSplit(token, '.');
-  std::string payload;
-  if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[1], &payload))
-    return "";
-  const size_t at = payload.find("\"sub\":\"");
-  if (at == std::string::npos) return "";
-  const size_t end = payload.find('"', at + 7);
-  return end == std::string::npos ? "" : payload.substr(at + 7, end - at - 7);
-}
-
 std::string UserId() {
-  if (!absl::GetFlag(FLAGS_user).empty()) return absl::GetFlag(FLAGS_user);
-  if (!absl::GetFlag(FLAGS_token).empty()) {
-    std::string sub = SubjectOf(absl::GetFlag(FLAGS_token));
+  if (!Str("user").empty()) return Str("user");
+  if (!Str("token").empty()) {
+    std::string sub = aqueduct::tools::TokenSubject(Str("token"));
     if (!sub.empty()) return sub;
   }
   return "demo";
@@ -225,8 +145,8 @@ std::string UserId() {
 
 std::unique_ptr<grpc::ClientContext> Ctx() {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(
-      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_s))));
+  ctx->set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(IntFlag("timeout"))));
   if (g_token != nullptr) {
     if (absl::Status s = aqueduct::auth::Attach(*ctx, *g_token); !s.ok()) {
       std::cerr << "aqueductctl: " << s.message() << "\n";
@@ -235,18 +155,24 @@ std::unique_ptr<grpc::ClientContext> Ctx() {
   return ctx;
 }
 
+// A failed call: "Error: <CODE>: <message> (<rpc>)" on stderr, and the exit
+// code 64 + the gRPC status code (cli.h).
 int Fail(const std::string& what, const grpc::Status& s) {
-  std::cerr << "aqueductctl: " << what << " failed: " << s.error_code() << " "
-            << s.error_message() << "\n";
-  return 1;
+  std::cerr << "Error: "
+            << absl::StatusCodeToString(
+                   static_cast<absl::StatusCode>(s.error_code()))
+            << ": " << s.error_message() << " (" << what << ")\n";
+  return aqueduct::tools::kExitCallBase + static_cast<int>(s.error_code());
 }
 
 // TLS with --tls_ca (the local stack's CA: the run command prints it), or
 // plaintext with --insecure_plaintext (development).
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() {
   static auto* creds = [] {
-    auto c = aqueduct::server::ChannelCredentialsFor(
-        aqueduct::server::TlsConfigFromFlags());
+    aqueduct::server::TlsConfig tls;
+    tls.ca_file = Str("tls-ca");
+    tls.insecure_plaintext = Bool("insecure-plaintext");
+    auto c = aqueduct::server::ChannelCredentialsFor(tls);
     if (!c.ok()) {
       std::cerr << "aqueductctl: " << c.status().message() << "\n";
       std::exit(2);
@@ -270,31 +196,30 @@ const char* PendingNote(const intake::PersonRoute& route) {
 
 int Demo() {
   std::vector<std::string> parts =
-      absl::StrSplit(absl::GetFlag(FLAGS_answers), ',', absl::SkipEmpty());
+      absl::StrSplit(Str("answers"), ',', absl::SkipEmpty());
   if (!parts.empty() && parts.size() != 10) {
     std::cerr << "aqueductctl demo: --answers needs 10 values 0-3 "
                  "(PHQ-9 items 1-9, then item 10), e.g. "
                  "--answers=1,2,0,1,1,0,0,0,0,1\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
-  auto overrides = aqueduct::tools::ParseOverrides(absl::GetFlag(FLAGS_set));
+  auto overrides = aqueduct::tools::ParseOverrides(Str("set"));
   if (!overrides.ok()) {
     std::cerr << "aqueductctl demo: --set: " << overrides.status().message()
               << "\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
   for (size_t i = 0; i < parts.size(); ++i)
     (*overrides)[absl::StrCat("phq9.", i + 1)] = parts[i];
   // Context answers from flags unless --set gives them.
-  overrides->try_emplace("ctx.state", absl::GetFlag(FLAGS_state));
+  overrides->try_emplace("ctx.state", Str("state"));
   overrides->try_emplace("ctx.age", "35");
   overrides->try_emplace("ctx.role", "other");
   overrides->try_emplace("ctx.works", "yes");
   overrides->try_emplace("ctx.works_with_clients", "no");
   overrides->try_emplace("ctx.sex", "not_stated");
 
-  auto stub =
-      intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
+  auto stub = intake::IntakeService::NewStub(Channel(Str("intake")));
   intake::StartScreeningRequest start;
   start.set_parent(absl::StrCat("users/", UserId()));
   start.set_request_id(aqueduct::NewId());
@@ -322,7 +247,7 @@ int Demo() {
       auto answer = aqueduct::tools::ScriptedAnswer(ask.item(), *overrides);
       if (!answer.ok()) {
         std::cerr << "aqueductctl demo: " << answer.status().message() << "\n";
-        return 2;
+        return aqueduct::tools::kExitUsage;
       }
       *submit.add_answers() = *answer;
     }
@@ -380,28 +305,43 @@ int Demo() {
 }
 
 int Queue() {
-  auto stub = referral::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
+  auto stub = referral::ReferralService::NewStub(Channel(Str("referral")));
   referral::ListQueueRequest req;
-  req.set_page_size(absl::GetFlag(FLAGS_page_size));
-  referral::ListQueueResponse resp;
-  auto ctx = Ctx();
-  if (auto s = stub->ListQueue(ctx.get(), req, &resp); !s.ok()) {
-    return Fail("ListQueue", s);
+  req.set_page_size(static_cast<int32_t>(IntFlag("page-size")));
+  req.set_page_token(Str("page-token"));
+  int shown = 0;
+  if (!JsonOut()) {
+    std::printf("%-8s %-16s %-20s %-5s %s\n", "PRIORITY", "ROUTE", "STATE",
+                "LOC", "CASE");
   }
-  std::printf("%-8s %-16s %-20s %-5s %s\n", "PRIORITY", "ROUTE", "STATE", "LOC",
-              "CASE");
-  for (const auto& c : resp.cases()) {
-    std::printf("%-8s %-16s %-20s %-5s %s\n",
-                referral::Priority_Name(c.priority()).c_str(),
-                aqueduct::common::v1::Route_Name(c.current_route()).c_str(),
-                referral::CaseState_Name(c.state()).c_str(),
-                c.location_state().empty() ? "-" : c.location_state().c_str(),
-                c.name().c_str());
+  while (true) {
+    referral::ListQueueResponse resp;
+    if (auto s = stub->ListQueue(Ctx().get(), req, &resp); !s.ok())
+      return Fail("ListQueue", s);
+    for (const auto& c : resp.cases()) {
+      ++shown;
+      if (JsonOut()) {
+        PrintJson(c);
+        continue;
+      }
+      std::printf("%-8s %-16s %-20s %-5s %s\n",
+                  referral::Priority_Name(c.priority()).c_str(),
+                  aqueduct::common::v1::Route_Name(c.current_route()).c_str(),
+                  referral::CaseState_Name(c.state()).c_str(),
+                  c.location_state().empty() ? "-" : c.location_state().c_str(),
+                  c.name().c_str());
+    }
+    if (resp.next_page_token().empty()) break;
+    if (!Bool("all")) {
+      if (!JsonOut()) {
+        std::printf("(more: --page-token=%s, or --all)\n",
+                    resp.next_page_token().c_str());
+      }
+      break;
+    }
+    req.set_page_token(resp.next_page_token());
   }
-  if (resp.cases().empty()) std::printf("(queue is empty)\n");
-  if (!resp.next_page_token().empty())
-    std::printf("(more cases: ask for a larger --page_size)\n");
+  if (shown == 0 && !JsonOut()) std::printf("(queue is empty)\n");
   return 0;
 }
 
@@ -422,57 +362,54 @@ absl::StatusOr<int64_t> DayMillis(const std::string& day, bool end_of_day,
 
 int Rescore() {
   aqueduct::tools::RescoreOptions options;
-  options.ruleset_version = absl::GetFlag(FLAGS_ruleset);
-  options.job = absl::GetFlag(FLAGS_job);
-  options.dry_run = absl::GetFlag(FLAGS_dry_run);
-  options.max_per_second = absl::GetFlag(FLAGS_max_per_second);
-  options.batch = absl::GetFlag(FLAGS_batch);
+  options.ruleset_version = Str("ruleset");
+  options.job = Str("job");
+  options.dry_run = Bool("dry-run");
+  options.max_per_second = DoubleFlag("max-per-second");
+  options.batch = IntFlag("batch");
   if (options.ruleset_version.empty()) {
     std::cerr << "aqueductctl rescore: --ruleset is required (see ListRulesets "
                  "/ aqueductctl health)\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
-  if (!absl::GetFlag(FLAGS_from).empty()) {
-    auto ms = DayMillis(absl::GetFlag(FLAGS_from), false, "--from");
+  if (!Str("from").empty()) {
+    auto ms = DayMillis(Str("from"), false, "--from");
     if (!ms.ok()) {
       std::cerr << "aqueductctl rescore: " << ms.status().message() << "\n";
-      return 2;
+      return aqueduct::tools::kExitUsage;
     }
     options.from_ms = *ms;
   }
-  if (!absl::GetFlag(FLAGS_to).empty()) {
-    auto ms = DayMillis(absl::GetFlag(FLAGS_to), true, "--to");
+  if (!Str("to").empty()) {
+    auto ms = DayMillis(Str("to"), true, "--to");
     if (!ms.ok()) {
       std::cerr << "aqueductctl rescore: " << ms.status().message() << "\n";
-      return 2;
+      return aqueduct::tools::kExitUsage;
     }
     options.to_ms = *ms;
   }
-  if (!absl::GetFlag(FLAGS_route).empty()) {
+  if (!Str("route").empty()) {
     aqueduct::common::v1::Route route;
-    if (!aqueduct::common::v1::Route_Parse(absl::GetFlag(FLAGS_route),
-                                           &route) ||
+    if (!aqueduct::common::v1::Route_Parse(Str("route"), &route) ||
         route == aqueduct::common::v1::ROUTE_UNSPECIFIED) {
       std::cerr << "aqueductctl rescore: --route: not a route (SELF_HELP, "
                    "THERAPY, KETAMINE_REVIEW, "
                    "CRISIS_URGENT, CRISIS_ACUTE)\n";
-      return 2;
+      return aqueduct::tools::kExitUsage;
     }
     options.route = route;
   }
   // Everything the job reads and writes is intake's, through intake's
   // RescoreService: the job holds its token and nothing else.
   auto intake = aqueduct::intake::v1::RescoreService::NewStub(
-      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_intake),
-                                    ChannelCredentials(),
+      aqueduct::server::PeerChannel(Str("intake"), ChannelCredentials(),
                                     aqueduct::server::kBatchMaxReceiveBytes));
   // Batch channels: a Rescore response can carry thousands of full results.
   auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
-      aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring),
-                                    ChannelCredentials(),
+      aqueduct::server::PeerChannel(Str("scoring"), ChannelCredentials(),
                                     aqueduct::server::kBatchMaxReceiveBytes));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
+      Channel(Str("referral")));
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -520,8 +457,8 @@ int Rescore() {
               summary->seconds > 0 ? c.screened() / summary->seconds : 0.0);
   for (const auto& line : summary->sample_changes)
     std::printf("  e.g. %s\n", line.c_str());
-  if (!absl::GetFlag(FLAGS_summary_json).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_summary_json))
+  if (!Str("summary-json").empty()) {
+    std::ofstream(Str("summary-json"))
         << aqueduct::tools::SummaryJson(*summary, options);
   }
   if (summary->interrupted) {
@@ -595,16 +532,15 @@ void PrintCrisis(const aqueduct::common::v1::CrisisResources& c) {
 }
 
 int Screen() {
-  auto stub =
-      intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
-  std::string name = absl::GetFlag(FLAGS_screening);
+  auto stub = intake::IntakeService::NewStub(Channel(Str("intake")));
+  std::string name = ScreeningArg();
   if (name.empty()) {
     intake::StartScreeningRequest start;
     start.set_parent(absl::StrCat("users/", UserId()));
     start.set_request_id(aqueduct::NewId());
     start.set_consent_version("cli-consent-1");
-    if (!absl::GetFlag(FLAGS_state).empty())
-      start.mutable_context()->set_location_state(absl::GetFlag(FLAGS_state));
+    if (!Str("state").empty())
+      start.mutable_context()->set_location_state(Str("state"));
     intake::Screening screening;
     if (auto s = stub->StartScreening(Ctx().get(), start, &screening); !s.ok())
       return Fail("StartScreening", s);
@@ -613,9 +549,8 @@ int Screen() {
         "This is a screening, not a diagnosis. If you are in danger, call or "
         "text 988 or call 911.\n");
   }
-  std::printf(
-      "Screening %s\n(to continue later: aqueductctl screen --screening=%s)\n",
-      name.c_str(), name.c_str());
+  std::printf("Screening %s\n(to continue later: aqueductctl screen %s)\n",
+              name.c_str(), name.c_str());
   bool crisis_shown = false;
   std::string last_instrument;
   std::string etag;
@@ -647,9 +582,8 @@ int Screen() {
     for (const auto& ask : next.items()) {
       auto a = AskItem(ask);
       if (!a.has_value()) {
-        std::printf(
-            "\nPaused. Continue with: aqueductctl screen --screening=%s\n",
-            name.c_str());
+        std::printf("\nPaused. Continue with: aqueductctl screen %s\n",
+                    name.c_str());
         return 0;
       }
       *submit.add_answers() = *a;
@@ -723,20 +657,11 @@ void PrintCase(const referral::Referral& c) {
   }
 }
 
-int NeedCase(const char* cmd) {
-  std::cerr
-      << "aqueductctl " << cmd
-      << ": --case_name=referrals/<id> is required (see aqueductctl queue)\n";
-  return 2;
-}
-
 int Claim() {
-  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("claim");
-  auto stub = referral::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
+  auto stub = referral::ReferralService::NewStub(Channel(Str("referral")));
   referral::ClaimCaseRequest req;
-  req.set_name(absl::GetFlag(FLAGS_case_name));
-  req.set_lease_seconds(absl::GetFlag(FLAGS_lease_s));
+  req.set_name(CaseName());
+  req.set_lease_seconds(IntFlag("lease"));
   referral::Referral c;
   if (auto s = stub->ClaimCase(AsClinician().get(), req, &c); !s.ok())
     return Fail("ClaimCase", s);
@@ -748,19 +673,17 @@ int Claim() {
 }
 
 int Decide() {
-  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("decide");
-  const std::string action = absl::GetFlag(FLAGS_action);
+  const std::string action = Str("action");
   referral::DecideCaseRequest req;
   if (action == "confirm") {
     req.mutable_decision()->set_action(referral::Decision::CONFIRM);
   } else if (action == "change") {
     req.mutable_decision()->set_action(referral::Decision::CHANGE_ROUTE);
     aqueduct::common::v1::Route route;
-    if (!aqueduct::common::v1::Route_Parse(absl::GetFlag(FLAGS_new_route),
-                                           &route)) {
-      std::cerr << "aqueductctl decide: --new_route: not a route (SELF_HELP, "
+    if (!aqueduct::common::v1::Route_Parse(Str("new-route"), &route)) {
+      std::cerr << "aqueductctl decide: --new-route: not a route (SELF_HELP, "
                    "THERAPY, KETAMINE_REVIEW, ...)\n";
-      return 2;
+      return aqueduct::tools::kExitUsage;
     }
     req.mutable_decision()->set_new_route(route);
   } else if (action == "withdraw") {
@@ -768,13 +691,12 @@ int Decide() {
   } else {
     std::cerr
         << "aqueductctl decide: --action must be confirm, change or withdraw\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
-  req.mutable_decision()->set_reason(absl::GetFlag(FLAGS_reason));
-  auto stub = referral::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
+  req.mutable_decision()->set_reason(Str("reason"));
+  auto stub = referral::ReferralService::NewStub(Channel(Str("referral")));
   referral::GetCaseRequest get;
-  get.set_name(absl::GetFlag(FLAGS_case_name));
+  get.set_name(CaseName());
   referral::Referral current;
   if (auto s = stub->GetCase(AsClinician().get(), get, &current); !s.ok())
     return Fail("GetCase", s);
@@ -789,15 +711,17 @@ int Decide() {
 }
 
 int Case() {
-  if (absl::GetFlag(FLAGS_case_name).empty()) return NeedCase("case");
-  auto stub = referral::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
+  auto stub = referral::ReferralService::NewStub(Channel(Str("referral")));
   referral::GetCaseRequest get;
-  get.set_name(absl::GetFlag(FLAGS_case_name));
+  get.set_name(CaseName());
   referral::Referral c;
   if (auto s = stub->GetCase(AsClinician().get(), get, &c); !s.ok())
     return Fail("GetCase", s);
-  PrintCase(c);
+  if (JsonOut()) {
+    PrintJson(c);  // then its audit events, one a line
+  } else {
+    PrintCase(c);
+  }
   referral::ListAuditEventsRequest audit;
   audit.set_parent(c.name());
   for (;;) {
@@ -806,6 +730,10 @@ int Case() {
         !s.ok())
       return Fail("ListAuditEvents", s);
     for (const auto& e : page.events()) {
+      if (JsonOut()) {
+        PrintJson(e);
+        continue;
+      }
       std::printf("  %s  %-16s %-10s %-9s %s -> %s\n",
                   absl::FormatTime("%Y-%m-%d %H:%M:%S",
                                    absl::FromUnixMillis(e.time_ms()),
@@ -822,9 +750,8 @@ int Case() {
 }
 
 int Watch() {
-  auto stub = referral::ReferralService::NewStub(
-      Channel(absl::GetFlag(FLAGS_referral)));
-  std::string cursor = absl::GetFlag(FLAGS_cursor);
+  auto stub = referral::ReferralService::NewStub(Channel(Str("referral")));
+  std::string cursor = Str("cursor");
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) {
@@ -841,8 +768,12 @@ int Watch() {
     while (stream->Read(&e)) {
       cursor = e.cursor();
       if (e.kind() == "watching") continue;
-      std::printf("%-9s ", e.kind().c_str());
-      PrintCase(e.referral());
+      if (JsonOut()) {
+        PrintJson(e);
+      } else {
+        std::printf("%-9s ", e.kind().c_str());
+        PrintCase(e.referral());
+      }
       std::fflush(stdout);
     }
     grpc::Status s = stream->Finish();
@@ -855,19 +786,23 @@ int Watch() {
     }
     canceller.join();
   }
-  std::printf("stopped; resume with --cursor=%s\n", cursor.c_str());
+  std::fprintf(JsonOut() ? stderr : stdout,
+               "stopped; resume with --cursor=%s\n", cursor.c_str());
   return 0;
 }
 
 int Results() {
-  auto stub =
-      intake::IntakeService::NewStub(Channel(absl::GetFlag(FLAGS_intake)));
+  auto stub = intake::IntakeService::NewStub(Channel(Str("intake")));
   intake::ListMyResultsRequest req;
   req.set_parent(absl::StrCat("users/", UserId()));
-  req.set_page_size(absl::GetFlag(FLAGS_page_size));
+  req.set_page_size(IntFlag("page-size"));
   intake::ListMyResultsResponse resp;
   if (auto s = stub->ListMyResults(Ctx().get(), req, &resp); !s.ok())
     return Fail("ListMyResults", s);
+  if (JsonOut()) {
+    for (const auto& r : resp.results()) PrintJson(r);
+    return 0;
+  }
   if (resp.results().empty()) std::printf("(no completed screenings)\n");
   for (const auto& r : resp.results()) {
     int phq9 = -1;
@@ -899,33 +834,32 @@ int Results() {
   return 0;
 }
 
-// Mints a development token with --dev_key and prints it.
+// Mints a development token with --dev-key and prints it.
 int Token() {
-  if (absl::GetFlag(FLAGS_dev_key).empty()) {
-    std::cerr << "aqueductctl token: --dev_key (AQUEDUCT_DEV_KEY) is required: "
+  if (Str("dev-key").empty()) {
+    std::cerr << "aqueductctl token: --dev-key (AQUEDUCT_DEV_KEY) is required: "
                  "the local dev signing key\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
   aqueduct::auth::Role role;
-  if (!aqueduct::auth::ParseRole(absl::GetFlag(FLAGS_role), &role)) {
+  if (!aqueduct::auth::ParseRole(Str("role"), &role)) {
     std::cerr << "aqueductctl token: --role: one of patient, clinician, "
                  "physician, batch, operator, service\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
-  if (absl::GetFlag(FLAGS_sub).empty() || absl::GetFlag(FLAGS_ttl_s) <= 0) {
-    std::cerr << "aqueductctl token: --sub is required and --ttl_s must be "
+  if (Str("sub").empty() || IntFlag("ttl") <= 0) {
+    std::cerr << "aqueductctl token: --sub is required and --ttl must be "
                  "positive\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
-  aqueduct::auth::Claims c =
-      DevClaims(absl::GetFlag(FLAGS_role), absl::GetFlag(FLAGS_sub));
-  c.expires = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_ttl_s));
-  const std::string pem = ReadFileOrEmpty(absl::GetFlag(FLAGS_dev_key));
-  auto token = aqueduct::auth::Sign(c, pem, absl::GetFlag(FLAGS_dev_key_id));
+  aqueduct::auth::Claims c = DevClaims(Str("role"), Str("sub"));
+  c.expires = absl::Now() + absl::Seconds(IntFlag("ttl"));
+  const std::string pem = ReadFileOrEmpty(Str("dev-key"));
+  auto token = aqueduct::auth::Sign(c, pem, Str("dev-key-id"));
   if (!token.ok()) {
-    std::cerr << "aqueductctl token: " << absl::GetFlag(FLAGS_dev_key) << ": "
+    std::cerr << "aqueductctl token: " << Str("dev-key") << ": "
               << token.status().message() << "\n";
-    return 2;
+    return aqueduct::tools::kExitUsage;
   }
   std::cout << *token << "\n";
   return 0;
@@ -935,78 +869,292 @@ int Health() {
   int bad = 0;
   for (const auto& [name, addr] :
        std::vector<std::pair<std::string, std::string>>{
-           {"intake", absl::GetFlag(FLAGS_intake)},
-           {"scoring", absl::GetFlag(FLAGS_scoring)},
-           {"referral", absl::GetFlag(FLAGS_referral)}}) {
+           {"intake", Str("intake")},
+           {"scoring", Str("scoring")},
+           {"referral", Str("referral")}}) {
     auto serving = aqueduct::server::CheckHealth(
-        Channel(addr), "",
-        absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
+        Channel(addr), "", absl::Now() + absl::Seconds(IntFlag("timeout")));
     std::string state = !serving.ok() ? "UNREACHABLE"
                         : *serving    ? "SERVING"
                                       : "NOT_SERVING";
     if (state != "SERVING") ++bad;
-    std::printf("%-9s %-22s %s\n", name.c_str(), addr.c_str(), state.c_str());
+    if (JsonOut()) {
+      std::printf("{\"service\":\"%s\",\"address\":\"%s\",\"status\":\"%s\"}\n",
+                  name.c_str(), absl::CEscape(addr).c_str(), state.c_str());
+    } else {
+      std::printf("%-9s %-22s %s\n", name.c_str(), addr.c_str(), state.c_str());
+    }
   }
   return bad == 0 ? 0 : 1;
+}
+
+// The command line: global flags, then each command's own (cli.h).
+aqueduct::tools::Cli MakeCli() {
+  using aqueduct::tools::FlagSpec;
+  using aqueduct::tools::VerbSpec;
+  std::vector<FlagSpec> globals = {
+      {"intake", "ADDR", "intake's address (env AQUEDUCT_INTAKE_ADDR)",
+       EnvOr("AQUEDUCT_INTAKE_ADDR", "127.0.0.1:7100")},
+      {"referral", "ADDR", "referral's address (env AQUEDUCT_REFERRAL_ADDR)",
+       EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102")},
+      {"scoring", "ADDR", "scoring's address (env AQUEDUCT_SCORING_ADDR)",
+       EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101")},
+      {"token", "JWT",
+       "bearer token every call carries, from your identity provider or "
+       "'token' (env AQUEDUCT_TOKEN)",
+       EnvOr("AQUEDUCT_TOKEN", "")},
+      {"dev-key", "PEM",
+       "local development only: a private key to mint a token per command "
+       "with, when --token is not given (env AQUEDUCT_DEV_KEY)",
+       EnvOr("AQUEDUCT_DEV_KEY", "")},
+      {"dev-key-id", "ID", "key id of --dev-key (env AQUEDUCT_DEV_KEY_ID)",
+       EnvOr("AQUEDUCT_DEV_KEY_ID", "dev")},
+      {"issuer", "ISS", "issuer of minted tokens (env AQUEDUCT_AUTH_ISSUER)",
+       EnvOr("AQUEDUCT_AUTH_ISSUER", "aqueduct-local")},
+      {"audience", "AUD",
+       "audience of minted tokens (env AQUEDUCT_AUTH_AUDIENCE)",
+       EnvOr("AQUEDUCT_AUTH_AUDIENCE", "aqueduct")},
+      {"user", "ID",
+       "the person, for a person's commands; default: the subject of "
+       "--token, or \"demo\" with --dev-key",
+       ""},
+      {"actor", "ID",
+       "with --dev-key, the clinician for clinician commands (env "
+       "AQUEDUCT_ACTOR)",
+       EnvOr("AQUEDUCT_ACTOR", "dr-demo")},
+      {"role", "ROLE",
+       "with --dev-key: clinician or physician for clinician commands "
+       "(default physician); any role for 'token' (env AQUEDUCT_ROLE)",
+       EnvOr("AQUEDUCT_ROLE", "")},
+      {"states", "LIST",
+       "with --dev-key, licensed US states, comma-separated (default every "
+       "state; env AQUEDUCT_STATES)",
+       EnvOr("AQUEDUCT_STATES", "")},
+      {"tls-ca", "PEM",
+       "the CA the services' certificates are checked against (env "
+       "AQUEDUCT_TLS_CA)",
+       EnvOr("AQUEDUCT_TLS_CA", "")},
+      {"insecure-plaintext", "",
+       "development only: no TLS (env AQUEDUCT_INSECURE_PLAINTEXT=1)",
+       EnvOr("AQUEDUCT_INSECURE_PLAINTEXT", "") == "1" ? "true" : "false"},
+      {"timeout", "SECONDS", "deadline of each call", "10"},
+  };
+  std::vector<VerbSpec> verbs = {
+      {"screen",
+       "[SCREENING]",
+       0,
+       1,
+       "take a screening in the terminal, or resume one",
+       "Asks each question and reads the answer's number from stdin; an empty "
+       "input pauses. SCREENING (users/<user>/screenings/<id>) resumes one.",
+       {"aqueductctl screen --user=me",
+        "aqueductctl screen users/me/screenings/4f2a9c"},
+       {{"state", "XX", "your US state, two letters", ""}}},
+      {"results",
+       "",
+       0,
+       0,
+       "your completed screenings and PHQ-9 trend",
+       "",
+       {"aqueductctl results --user=me", "aqueductctl results -o json"},
+       {{"page-size", "N", "results per page", "20"}},
+       true},
+      {"demo",
+       "",
+       0,
+       0,
+       "a whole screening from scripted answers",
+       "Starts, answers and completes a screening, then prints the scores, "
+       "the route and any crisis resources. Items not given get the "
+       "lowest-burden answer.",
+       {"aqueductctl demo --answers=1,1,0,1,1,0,0,0,0,1",
+        "aqueductctl demo --answers=2,2,2,2,1,1,1,0,0,2 --state=FL",
+        "aqueductctl demo --set=ctx.age=40,asq.1=yes"},
+       {{"answers", "LIST",
+         "PHQ-9 answers: ten values 0-3 (items 1-9, then item 10)", ""},
+        {"set", "PAIRS", "more answers as item=value pairs, comma-separated",
+         ""},
+        {"state", "XX", "the person's US state", "NY"}}},
+      {"queue",
+       "",
+       0,
+       0,
+       "the clinician queue, most urgent first",
+       "",
+       {"aqueductctl queue", "aqueductctl queue --all -o json",
+        "aqueductctl queue --actor=nurse --role=clinician --states=NY"},
+       {{"page-size", "N", "cases per page", "20"},
+        {"page-token", "TOKEN", "the page to show (from the page before)", ""},
+        {"all", "", "every page", ""}},
+       true},
+      {"claim",
+       "NAME",
+       1,
+       1,
+       "claim a case (referrals/<id>, or the id)",
+       "",
+       {"aqueductctl claim referrals/4f2a9c-v1",
+        "aqueductctl claim 4f2a9c-v1 --lease=900"},
+       {{"lease", "SECONDS", "how long the claim holds (0: the default)",
+         "0"}}},
+      {"decide",
+       "NAME",
+       1,
+       1,
+       "decide a claimed case",
+       "Every decision needs a written reason; ketamine reviews are for "
+       "physicians only.",
+       {"aqueductctl decide referrals/4f2a9c-v1 --action=confirm "
+        "--reason=\"called; plan agreed\"",
+        "aqueductctl decide 4f2a9c-v1 --action=change --new-route=THERAPY "
+        "--reason=\"prefers therapy\""},
+       {{"action", "ACTION", "confirm, change or withdraw", ""},
+        {"new-route", "ROUTE", "the route for --action=change (e.g. THERAPY)",
+         ""},
+        {"reason", "TEXT", "the written reason (required)", ""}}},
+      {"case",
+       "NAME",
+       1,
+       1,
+       "a case and its audit trail",
+       "",
+       {"aqueductctl case referrals/4f2a9c-v1",
+        "aqueductctl case 4f2a9c-v1 -o json"},
+       {},
+       true},
+      {"watch",
+       "",
+       0,
+       0,
+       "follow queue changes live (Ctrl-C stops)",
+       "",
+       {"aqueductctl watch", "aqueductctl watch --cursor=1733300000000-0"},
+       {{"cursor", "CURSOR", "resume after this cursor", ""}},
+       true},
+      {"rescore",
+       "",
+       0,
+       0,
+       "re-score stored screenings under a ruleset (batch job)",
+       "Runs as the batch identity through intake, scoring and referral; "
+       "checkpointed: run the same command again to resume.",
+       {"aqueductctl rescore --ruleset=v2 --dry-run",
+        "aqueductctl rescore --ruleset=v2 --from=2026-11-01 "
+        "--max-per-second=500"},
+       {{"ruleset", "VERSION", "the ruleset version to apply (required)", ""},
+        {"from", "DAY",
+         "only screenings completed on or after YYYY-MM-DD "
+         "(UTC)",
+         ""},
+        {"to", "DAY", "only screenings completed on or before YYYY-MM-DD", ""},
+        {"route", "ROUTE", "only screenings whose route is this", ""},
+        {"dry-run", "", "compute and report, write nothing", ""},
+        {"max-per-second", "RATE", "rate limit (0: none)", "0"},
+        {"batch", "N", "screenings per batch and checkpoint, 1..5000", "1000"},
+        {"job", "NAME", "checkpoint name (default rescore-<ruleset>)", ""},
+        {"summary-json", "FILE", "also write the summary as JSON here", ""}}},
+      {"token",
+       "",
+       0,
+       0,
+       "mint a development token with --dev-key",
+       "",
+       {"aqueductctl token --role=patient --sub=me",
+        "aqueductctl token --role=clinician --sub=nurse --states=NY,NJ"},
+       {{"sub", "ID", "the subject (user, clinician or service id)", ""},
+        {"ttl", "SECONDS", "lifetime", "3600"}}},
+      {"health",
+       "",
+       0,
+       0,
+       "each service's health",
+       "",
+       {"aqueductctl health", "aqueductctl health -o json"},
+       {},
+       true},
+      {"completion",
+       "SHELL",
+       1,
+       1,
+       "shell completion (bash)",
+       "",
+       {"source <(aqueductctl completion bash)"},
+       {}},
+  };
+  return aqueduct::tools::Cli("aqueductctl", std::move(globals),
+                              std::move(verbs));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "aqueductctl <command> [flags]\n"
-      "  screen  [--user=me] [--state=NY] | "
-      "--screening=users/me/screenings/<id>   take or resume a screening\n"
-      "  results [--user=me]                                              your "
-      "results and trend\n"
-      "  queue   [--actor=dr-demo] [--role=physician] [--states=NY,FL]      "
-      "the clinician queue\n"
-      "  claim   --case_name=referrals/<id> [--lease_s=600]\n"
-      "  decide  --case_name=referrals/<id> --action=confirm|change|withdraw "
-      "[--new_route=THERAPY] --reason=\"...\"\n"
-      "  case    --case_name=referrals/<id>                               the "
-      "case and its audit trail\n"
-      "  watch   [--cursor=...]                                           live "
-      "queue changes\n"
-      "  demo   --answers=1,2,0,1,1,0,0,0,0,1 [--set=item=value,...] "
-      "[--user=demo] [--state=FL]\n"
-      "  queue  [--page_size=20] [--actor=dr-demo]\n"
-      "  health\n"
-      "  token   --role=patient|clinician|physician|batch|operator|service "
-      "--sub=<id> [--states=NY,FL] [--ttl_s=3600]\n"
-      "          mints a development token with --dev_key (the local stack's "
-      "key)\n"
-      "Every call carries --token (AQUEDUCT_TOKEN), or one minted with "
-      "--dev_key (AQUEDUCT_DEV_KEY).\n"
-      "  rescore --ruleset=v2 [--from=YYYY-MM-DD] [--to=YYYY-MM-DD] "
-      "[--route=THERAPY]\n"
-      "          [--dry_run] [--max_per_second=N] [--summary_json=FILE] "
-      "");
   aqueduct::server::ConfigureProcess();
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2) {
-    std::cerr << absl::ProgramUsageMessage() << "\n";
-    return 2;
+  const aqueduct::tools::Cli cli = MakeCli();
+  auto inv = cli.Parse(std::vector<std::string>(argv + 1, argv + argc));
+  if (!inv.ok()) {
+    std::cerr << "Error: " << inv.status().message() << "\n";
+    return aqueduct::tools::kExitUsage;
   }
-  std::string cmd = args[1];
+  g_inv = &*inv;
+  const std::string& cmd = inv->verb;
+  if (cmd == "help") {
+    if (inv->args.empty()) {
+      std::cout << cli.Usage();
+      return 0;
+    }
+    auto help = cli.Help(inv->args[0]);
+    if (!help.ok()) {
+      std::cerr << "Error: " << help.status().message() << "\n";
+      return aqueduct::tools::kExitUsage;
+    }
+    std::cout << *help;
+    return 0;
+  }
+  // Numbers first, so no command starts with a bad one.
+  for (const auto& v : cli.verbs()) {
+    if (v.name != cmd) continue;
+    for (const auto& f : v.flags) {
+      if (f.value == "N" || f.value == "SECONDS") {
+        if (auto n = inv->Int(f.name); !n.ok()) {
+          std::cerr << "Error: " << n.status().message() << "\n";
+          return aqueduct::tools::kExitUsage;
+        }
+      } else if (f.value == "RATE") {
+        if (auto d = inv->Double(f.name); !d.ok()) {
+          std::cerr << "Error: " << d.status().message() << "\n";
+          return aqueduct::tools::kExitUsage;
+        }
+      }
+    }
+  }
+  if (auto t = inv->Int("timeout"); !t.ok() || *t <= 0) {
+    std::cerr << "Error: --timeout: a positive number of seconds\n";
+    return aqueduct::tools::kExitUsage;
+  }
+  if (cmd == "completion") {
+    if (inv->args[0] != "bash") {
+      std::cerr << "Error: completion: only bash is supported\n";
+      return aqueduct::tools::kExitUsage;
+    }
+    std::cout << cli.BashCompletion();
+    return 0;
+  }
   if (cmd == "token") return Token();
   if (cmd != "health") {
-    // Who each command acts as when minting with --dev_key.
+    // Who each command acts as when minting with --dev-key.
     std::string role = "patient", subject = UserId();
     if (cmd == "queue" || cmd == "claim" || cmd == "decide" || cmd == "case" ||
         cmd == "watch") {
-      role = absl::GetFlag(FLAGS_role).empty() ? "physician"
-                                               : absl::GetFlag(FLAGS_role);
-      subject = absl::GetFlag(FLAGS_actor);
+      role = Str("role").empty() ? "physician" : Str("role");
+      subject = Str("actor");
     } else if (cmd == "rescore") {
       role = "batch";
       subject = "rescore";
     }
     auto source = TokenSourceFor(role, subject);
     if (!source.ok()) {
-      std::cerr << "aqueductctl " << cmd << ": " << source.status().message()
-                << "\n";
-      return 2;
+      std::cerr << "Error: " << source.status().message() << "\n";
+      return aqueduct::tools::kExitUsage;
     }
     g_token = std::move(*source);
   }
@@ -1020,7 +1168,6 @@ int main(int argc, char** argv) {
   if (cmd == "case") return Case();
   if (cmd == "watch") return Watch();
   if (cmd == "results") return Results();
-  std::cerr << "aqueductctl: unknown command \"" << cmd << "\"\n"
-            << absl::ProgramUsageMessage() << "\n";
-  return 2;
+  std::cerr << "Error: no command \"" << cmd << "\"\n";
+  return aqueduct::tools::kExitUsage;
 }
