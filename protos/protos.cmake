@@ -5,6 +5,7 @@
 # grpc_cpp_plugin into <build>/protos/..., included as "protos/.../x.pb.h".
 set(AQUEDUCT_PROTOS
   common/v1/common.proto
+  common/v1/person_texts.proto
   scoring/v1/catalog.proto
   scoring/v1/result.proto
   scoring/v1/ruleset.proto

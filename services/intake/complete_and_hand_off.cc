@@ -38,7 +38,8 @@ v1::CompleteScreeningResponse IntakeCore::CompletionResponse(
     *result->mutable_scoring() =
         ForThePerson(s.result->scoring(),
                      clinical != nullptr ? clinical->catalog.get() : nullptr);
-    *response.mutable_route() = PersonRouteOf(s.result->scoring());
+    *response.mutable_route() =
+        PersonRouteOf(s.result->scoring(), *config_.person_texts);
     if (s.result->scoring().has_crisis_resources()) {
       *response.mutable_crisis_resources() =
           s.result->scoring().crisis_resources();

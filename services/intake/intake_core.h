@@ -17,6 +17,7 @@
 #include "services/intake/clinical.h"
 #include "services/intake/flow.h"
 #include "services/intake/peers.h"
+#include "services/intake/person_view.h"
 #include "services/intake/session_cache.h"
 #include "services/intake/session_store.h"
 #include "services/scoring/catalog.h"
@@ -46,6 +47,8 @@ struct IntakeConfig {
   // In-progress sessions this replica remembers as it wrote them, so the
   // next page skips reading the session back (SessionCache); 0 = none.
   size_t session_cache_entries = 4096;
+  // What the person reads (data/texts/); null: the repository's texts.
+  std::shared_ptr<const texts::PersonTexts> person_texts;
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.
@@ -60,7 +63,10 @@ class IntakeCore {
         catalog_(catalog),
         clock_(clock),
         config_(config),
-        cache_(std::make_unique<SessionCache>(config.session_cache_entries)) {}
+        cache_(std::make_unique<SessionCache>(config.session_cache_entries)) {
+    if (config_.person_texts == nullptr)
+      config_.person_texts = DefaultIntakeTexts();
+  }
 
   absl::StatusOr<v1::Screening> StartScreening(
       const v1::StartScreeningRequest& request, absl::Time deadline);

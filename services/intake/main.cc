@@ -18,6 +18,7 @@
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
+#include "common/texts/person_texts.h"
 #include "services/intake/background.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
@@ -26,6 +27,11 @@
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
+ABSL_FLAG(std::string, person_texts,
+          EnvOr("AQUEDUCT_PERSON_TEXTS",
+                aqueduct::texts::PersonTexts::DefaultPath()),
+          "What a person reads (protobuf text format, "
+          "data/texts/person_texts.textproto). Env AQUEDUCT_PERSON_TEXTS.");
 ABSL_FLAG(std::string, listen,
           EnvOr("AQUEDUCT_INTAKE_LISTEN", "127.0.0.1:7100"),
           "Address to serve on. Env AQUEDUCT_INTAKE_LISTEN.");
@@ -209,6 +215,17 @@ int main(int argc, char** argv) {
 
   aqueduct::intake::CatalogHolder catalog;
   aqueduct::intake::IntakeConfig intake_config;
+  {
+    auto texts = aqueduct::texts::PersonTexts::Load(
+        absl::GetFlag(FLAGS_person_texts), aqueduct::intake::IntakeTextKeys());
+    if (!texts.ok()) {
+      log::Error("bad configuration",
+                 {{"error", std::string(texts.status().message())}});
+      return 2;
+    }
+    log::Info("person texts loaded", {{"version", (*texts)->version()}});
+    intake_config.person_texts = *std::move(texts);
+  }
   intake_config.session_ttl =
       absl::GetFlag(FLAGS_session_ttl_seconds) > 0
           ? absl::Seconds(absl::GetFlag(FLAGS_session_ttl_seconds))

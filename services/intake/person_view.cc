@@ -1,7 +1,5 @@
 #include "services/intake/person_view.h"
 
-#include "absl/strings/str_cat.h"
-
 namespace aqueduct::intake {
 
 // What a person may see of their own scoring result: their instrument
@@ -38,47 +36,52 @@ scoring::v1::ScoringResult ForThePerson(const scoring::v1::ScoringResult& full,
   return out;
 }
 
-v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result) {
+const std::vector<std::string>& IntakeTextKeys() {
+  static const auto* keys = new std::vector<std::string>{
+      "route.self_help", "route.therapy", "route.physician_review",
+      "route.crisis", "route.other"};
+  return *keys;
+}
+
+std::shared_ptr<const texts::PersonTexts> DefaultIntakeTexts() {
+  static const auto* texts = new std::shared_ptr<const texts::PersonTexts>(
+      texts::PersonTexts::Load(texts::PersonTexts::DefaultPath(),
+                               IntakeTextKeys())
+          .value());
+  return *texts;
+}
+
+v1::PersonRoute PersonRouteOf(const scoring::v1::ScoringResult& result,
+                              const texts::PersonTexts& texts) {
   v1::PersonRoute route;
   const auto primary = result.routing().primary_route();
   switch (primary) {
     case common::v1::SELF_HELP:
       route.set_route(primary);
-      route.set_message(absl::StrCat(
-          kDisclaimer,
-          " Here is a self-help plan you can start today. We will remind you "
-          "to check in again in two weeks."));
+      route.set_message(texts.Message("route.self_help"));
       *route.mutable_self_help_plan() = result.routing().self_help_plan();
       break;
     case common::v1::THERAPY:
       route.set_route(primary);
       route.set_pending_review(true);
-      route.set_message(absl::StrCat(
-          kDisclaimer,
-          " A licensed clinician will review your answers and follow up about "
-          "next steps."));
+      route.set_message(texts.Message("route.therapy"));
       break;
     case common::v1::KETAMINE_REVIEW:
       // Nothing about eligibility reaches the person before a physician
       // confirms it: only that a physician is reviewing.
       route.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
       route.set_pending_review(true);
-      route.set_message(absl::StrCat(
-          kDisclaimer, " Your answers are under review by a physician."));
+      route.set_message(texts.Message("route.physician_review"));
       break;
     case common::v1::CRISIS_URGENT:
     case common::v1::CRISIS_ACUTE:
       route.set_route(primary);
       route.set_pending_review(true);
-      route.set_message(absl::StrCat(
-          kDisclaimer,
-          " Please reach out to the crisis resources below now; you do not "
-          "have to wait. A clinician will review your answers urgently."));
+      route.set_message(texts.Message("route.crisis"));
       break;
     default:
       route.set_pending_review(true);
-      route.set_message(
-          absl::StrCat(kDisclaimer, " A clinician will review your answers."));
+      route.set_message(texts.Message("route.other"));
   }
   return route;
 }

@@ -17,6 +17,7 @@
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
+#include "common/texts/person_texts.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_service.h"
 #include "services/referral/sweeper.h"
@@ -24,6 +25,11 @@
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
+ABSL_FLAG(std::string, person_texts,
+          EnvOr("AQUEDUCT_PERSON_TEXTS",
+                aqueduct::texts::PersonTexts::DefaultPath()),
+          "What a person reads (protobuf text format, "
+          "data/texts/person_texts.textproto). Env AQUEDUCT_PERSON_TEXTS.");
 ABSL_FLAG(std::string, listen,
           EnvOr("AQUEDUCT_REFERRAL_LISTEN", "127.0.0.1:7102"),
           "Address to serve on. Env AQUEDUCT_REFERRAL_LISTEN.");
@@ -120,6 +126,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   aqueduct::referral::ReferralConfig config;
+  {
+    auto texts = aqueduct::texts::PersonTexts::Load(
+        absl::GetFlag(FLAGS_person_texts),
+        aqueduct::referral::ReferralTextKeys());
+    if (!texts.ok()) {
+      log::Error("bad configuration",
+                 {{"error", std::string(texts.status().message())}});
+      return 2;
+    }
+    log::Info("person texts loaded", {{"version", (*texts)->version()}});
+    config.person_texts = *std::move(texts);
+  }
   config.overdue_after =
       absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
   config.default_lease =

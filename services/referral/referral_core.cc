@@ -16,6 +16,29 @@
 #include "common/util/names.h"
 
 namespace aqueduct::referral {
+
+const std::vector<std::string>& ReferralTextKeys() {
+  static const auto* keys = new std::vector<std::string>{
+      "referral.withdrawn",        "referral.delivered_self_help",
+      "referral.physician_review", "referral.ketamine_decided",
+      "referral.therapy_decided",  "referral.therapy_pending",
+      "referral.crisis_decided",   "referral.crisis_pending",
+      "referral.self_help",        "referral.other"};
+  return *keys;
+}
+
+ReferralCore::ReferralCore(ReferralStore* store, const Clock* clock,
+                           ReferralConfig config)
+    : store_(store), clock_(clock), config_(std::move(config)) {
+  // The repository's texts when none are given; a missing data directory
+  // is an installation that cannot serve.
+  if (config_.person_texts == nullptr) {
+    config_.person_texts =
+        texts::PersonTexts::Load(texts::PersonTexts::DefaultPath(),
+                                 ReferralTextKeys())
+            .value();
+  }
+}
 namespace {
 
 using common::v1::Route;
@@ -735,7 +758,7 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(
     return absl::NotFoundError("screening: no referral for this screening");
   Normalize(*latest);
   const v1::Referral& r = *latest;
-  constexpr char kDisclaimer[] = "This is a screening, not a diagnosis.";
+  const texts::PersonTexts& texts = *config_.person_texts;
   v1::MyReferral view;
   view.set_screening(r.screening());
   view.set_case_name(r.name());
@@ -743,18 +766,11 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(
   view.set_pending_review(r.state() == v1::OPEN || r.state() == v1::CLAIMED);
   switch (r.state()) {
     case v1::WITHDRAWN:
-      view.set_message(
-          absl::StrCat(kDisclaimer,
-                       " Your clinician has closed this referral. If things "
-                       "get harder, you can screen again at any time, or call "
-                       "or text 988."));
+      view.set_message(texts.Message("referral.withdrawn"));
       return view;
     case v1::DELIVERED_SELF_HELP:
       view.set_route(common::v1::SELF_HELP);
-      view.set_message(
-          absl::StrCat(kDisclaimer,
-                       " Here is your self-help plan. A clinician can see it "
-                       "and may get in touch."));
+      view.set_message(texts.Message("referral.delivered_self_help"));
       *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
       return view;
     default:
@@ -766,48 +782,30 @@ absl::StatusOr<v1::MyReferral> ReferralCore::GetMyReferral(
       if (!decided) {
         // Nothing about eligibility before a physician has confirmed it.
         view.set_route(common::v1::UNDER_PHYSICIAN_REVIEW);
-        view.set_message(absl::StrCat(
-            kDisclaimer, " Your answers are under review by a physician."));
+        view.set_message(texts.Message("referral.physician_review"));
         return view;
       }
       view.set_route(route);
-      view.set_message(
-          absl::StrCat(kDisclaimer,
-                       " A physician has reviewed your answers and recommends "
-                       "an in-person evaluation. The clinic will contact you "
-                       "to arrange it."));
+      view.set_message(texts.Message("referral.ketamine_decided"));
       return view;
     case common::v1::THERAPY:
       view.set_route(route);
-      view.set_message(
-          decided
-              ? absl::StrCat(kDisclaimer,
-                             " A clinician recommends therapy. They will "
-                             "contact you about next steps.")
-              : absl::StrCat(kDisclaimer,
-                             " A licensed clinician is reviewing your "
-                             "answers and will follow up about next steps."));
+      view.set_message(texts.Message(decided ? "referral.therapy_decided"
+                                             : "referral.therapy_pending"));
       return view;
     case common::v1::CRISIS_ACUTE:
     case common::v1::CRISIS_URGENT:
       view.set_route(route);
-      view.set_message(absl::StrCat(
-          kDisclaimer,
-          " If you are thinking about suicide or about hurting "
-          "yourself, call or text 988 now, or call 911 if you are in danger. ",
-          decided
-              ? "A clinician has reviewed your answers and will stay in touch."
-              : "A clinician is reviewing your answers urgently."));
+      view.set_message(texts.Message(decided ? "referral.crisis_decided"
+                                             : "referral.crisis_pending"));
       return view;
     case common::v1::SELF_HELP:
       view.set_route(route);
-      view.set_message(
-          absl::StrCat(kDisclaimer, " Here is your self-help plan."));
+      view.set_message(texts.Message("referral.self_help"));
       *view.mutable_self_help_plan() = r.result().routing().self_help_plan();
       return view;
     default:
-      view.set_message(
-          absl::StrCat(kDisclaimer, " A clinician is reviewing your answers."));
+      view.set_message(texts.Message("referral.other"));
       return view;
   }
 }

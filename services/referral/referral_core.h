@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/texts/person_texts.h"
 #include "common/util/ids.h"
 #include "protos/referral/v1/referral_service.pb.h"
 #include "services/referral/clinicians.h"
@@ -27,14 +28,20 @@ struct ReferralConfig {
   absl::Duration max_lease = absl::Hours(1);
   // An urgent case not claimed within this time is marked overdue.
   absl::Duration overdue_after = absl::Minutes(15);
+  // What a person reads of their referral (data/texts/); null: the
+  // repository's texts.
+  std::shared_ptr<const texts::PersonTexts> person_texts;
 };
+
+// The person-facing texts referral shows (GetMyReferral); referral loads
+// them at start and refuses to start without any of them.
+const std::vector<std::string>& ReferralTextKeys();
 
 // Referral logic above the store; no gRPC types, so tests build it directly.
 class ReferralCore {
  public:
   ReferralCore(ReferralStore* store, const Clock* clock,
-               ReferralConfig config = {})
-      : store_(store), clock_(clock), config_(config) {}
+               ReferralConfig config = {});
 
   // Idempotent per screening and ruleset version. Takes the request by
   // value: its results move into the case. An early risk case (`unfinished`)
