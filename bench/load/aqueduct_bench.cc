@@ -879,8 +879,7 @@ int Main() {
     rss.emplace_back(p.name, PeakRssMiB(p.pid()));
   // The services are done: stop them so the next rows have the cores, and
   // their Redis too: whatever it still does after the load (an AOF rewrite
-  // the load set off, say) must not compete with the scoring row (one run
-  // showed 129k/s there against 204-216k/s before and after).
+  // the load set off, say) must not compete with the scoring row.
   running.processes.clear();
   (void)(*redis)->Stop();
 

@@ -24,9 +24,9 @@ constexpr unsigned char kDictionary2[] = {
 constexpr unsigned char kDictionary3[] = {
 #include "common/compress/dictionary_3.inc"
 };
-// zstd level for the zstd dictionaries: measured on held-out values (see
-// bench/dictionary/make.sh), level 6 packs a result to ~60% of what level 3
-// gives, for a few microseconds more once per completion.
+// zstd level for the zstd dictionaries: chosen on held-out values
+// (bench/dictionary/make.sh; the figures are in bench/RESULTS.md), trading
+// a few microseconds once per completion for smaller stored results.
 constexpr int kZstdLevel = 6;
 // A zstd dictionary by id (2 or 3), digested once per process (entropy
 // tables, match tables); each thread's contexts reference it, so a value

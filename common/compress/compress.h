@@ -7,8 +7,8 @@
 // plan texts, rule thresholds) in a few dozen fixed shapes; a dictionary
 // trained on such values takes it to well under 0.2 kB.
 //
-// Layout: 0x00, the dictionary id, the stream. Dictionary 1 (2026-11, read
-// only now): raw deflate (zlib) with a list of ruleset texts. Dictionaries 2
+// Layout: 0x00, the dictionary id, the stream. Dictionary 1 (read only):
+// raw deflate (zlib) with a list of ruleset texts. Dictionaries 2
 // (read only now) and 3 (current): a zstd frame (no checksum: the seal
 // authenticates) with a dictionary trained by bench/dictionary/make.sh on
 // the values intake and referral store (3: on results of ruleset v2 and

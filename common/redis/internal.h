@@ -33,9 +33,9 @@ struct Argv {
 Argv AuthCommand(const Options& options);
 // Appends `command` to `out` in Redis's wire format (RESP: an array of bulk
 // strings), for hiredis's *FormattedCommand calls. hiredis's own formatting
-// (redisFormatSdsCommandArgv) builds each length with sdscatfmt, ~7% of the
-// re-scoring job's CPU (perf); this is one reserve and plain appends, and a
-// pipeline is formatted into one buffer.
+// (redisFormatSdsCommandArgv) builds each length with sdscatfmt, which
+// showed in profiles of the re-scoring job; this is one reserve and plain
+// appends, and a pipeline is formatted into one buffer.
 void AppendCommand(const std::vector<std::string>& command, std::string* out);
 
 // hiredis writes with plain write(2): a Redis that closed the connection

@@ -55,8 +55,8 @@ bool HasTag(absl::string_view tags, absl::string_view tag) {
 // reply rebuilt from it; a retry of one of the 32 before is known as applied
 // and gets the screening as it is now. Older retries carry an etag long
 // superseded and get ABORTED: the etag alone keeps any retry from being
-// applied twice; the tags spare the app an error. (Until 2026-11 each reply
-// was a `req:<id>` key kept 24 h: ~2.4 kB per page, 19 kB per screening.)
+// applied twice; the tags spare the app an error. No key per request: the
+// tags cost a few bytes in the session, not a key per page.
 //
 // KEYS: session.
 // ARGV: expected version (0 = create), record, ttl ms (0 = persist),
@@ -142,9 +142,8 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(
   if (fields.size() < 3 || fields[0].is_nil())
     return std::optional<StoredSession>();
   StoredSession s;
-  // A completed session's record and answers are packed (common/compress)
-  // since 2026-11-22; earlier values, and every in-progress record, read as
-  // they are.
+  // A completed session's record and answers are packed (common/compress);
+  // an unpacked value (every in-progress record) reads as it is.
   auto sealed_record = open("d", fields[1].str);
   auto record =
       sealed_record.ok() ? compress::Unpack(*sealed_record) : sealed_record;
@@ -162,8 +161,7 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(
     if (!sealed.ok())
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
                                               sealed.status().message()));
-    auto plain = compress::Unpack(
-        *sealed);  // packed since 2026-11; earlier values read as they are
+    auto plain = compress::Unpack(*sealed);  // an unpacked value reads as is
     if (!plain.ok())
       return absl::DataLossError(absl::StrCat("screening ", screening_id, ": ",
                                               plain.status().message()));
@@ -368,7 +366,7 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
   // A completed session keeps its answers in field a, in the form scoring
   // takes, so re-scoring forwards them without decoding the record. What a
   // completed session keeps for good (record, answers, result) is packed
-  // (common/compress: ~1.2 kB less per screening); an in-progress record,
+  // (common/compress); an in-progress record,
   // rewritten on every page and gone after its TTL, is not.
   std::string record, packed, digest;
   if (request.record.state() == v1::COMPLETED) {
@@ -381,9 +379,10 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
   }
   std::string result;
   if (request.result.has_value()) {
-    // The digest (~80 B) is not packed: packing saved 5 B of it for a
-    // compression per completion and an unpacking per re-scoring read.
-    // Reads unpack anyway (values written packed on 2026-11-22 read too).
+    // The digest is not packed: it is small and mostly hashes, so packing
+    // would cost a compression per completion and an unpacking per
+    // re-scoring read for almost nothing. Reads unpack anyway, so a packed
+    // digest reads too.
     digest = SealField(
         screening_id, "s",
         scoring::DigestOf(request.result->scoring()).SerializeAsString());
@@ -412,9 +411,9 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
       indexes ? OwnerOf(request.record.user_id()) : std::string();
   if (request.index_completion.has_value()) {
     // Ahead of the write (see WriteRequest::index_completion). The completed
-    // index holds the screening id alone (re-scoring needs no more; until
-    // 2026-11-22 "<owner>/<screening>", which reads the same): 32 B less
-    // per screening in an index that is never trimmed.
+    // index holds the screening id alone: re-scoring needs no more, and the
+    // index is never trimmed. (An "<owner>/<screening>" member reads the
+    // same: ScanCompleted.)
     const std::string at =
         absl::StrCat(request.index_completion->complete_time_ms);
     batch.commands.push_back({"ZADD", ResultsKey(owner), at, screening_id});
@@ -778,7 +777,7 @@ RedisSessionStore::ScanCompleted(int64_t from_ms, int64_t to_ms,
       const size_t slash = e.member.find('/');
       if (slash == std::string::npos) {
         e.screening_id = e.member;
-      } else {  // written before 2026-11-22
+      } else {  // "<owner>/<screening>": the same screening
         e.owner = e.member.substr(0, slash);
         e.screening_id = e.member.substr(slash + 1);
       }
@@ -889,12 +888,10 @@ absl::Status RedisSessionStore::PutOutcomes(
   storage::v1::RescoreOutcome slim;
   for (const auto& [id, record] : outcomes) {
     // Most outcomes are unchanged, and an unchanged outcome's digest is the
-    // original's (field s): stored without it, the field is ~40 B instead of
-    // ~120 and a re-scoring grows Redis ~65 B less per screening
-    // (rescore_bench; ReadForRescore puts the digest back).
-    // A changed outcome carries the full new result (~1.8 kB): packed like
-    // field r, it is ~0.3 kB (until 2026-12 it was stored unpacked, and such
-    // outcomes still read).
+    // original's (field s): it is stored without it (ReadForRescore puts the
+    // digest back), so a re-scoring grows Redis by a time stamp per
+    // unchanged screening. A changed outcome carries the full new result,
+    // packed like field r (an unpacked one reads too).
     std::string plain;
     if (record->changed()) {
       plain = compress::Pack(record->SerializeAsString());

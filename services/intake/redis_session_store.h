@@ -29,8 +29,8 @@ namespace aqueduct::intake {
 //                                       number>" by next attempt: early risk
 //                                       cases owed to referral (global)
 //   aq:intake:completed                 zset "<screening>" by completion
-//                                       ("<owner>/<screening>" before
-//                                       2026-11-22, read the same)
+//                                       (an "<owner>/<screening>" member
+//                                       reads the same)
 // <owner> is the user id's keyed pseudonym (OwnerOf), never the id itself;
 // every value is sealed (crypto::DataKeys).
 //   aq:intake:{<screening>}:session     field o:<ruleset> = re-scoring outcome

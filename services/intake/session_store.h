@@ -214,12 +214,13 @@ class SessionStore {
   // Every completed screening by completion time (for batch re-scoring;
   // WriteRequest::index_completion writes it).
   struct CompletedEntry {
-    std::string
-        owner;  // OwnerOf(user id); "" in entries written since 2026-11-22
+    // OwnerOf(user id) when the member names it ("<owner>/<screening>"),
+    // else "".
+    std::string owner;
     std::string screening_id;
     int64_t time_ms = 0;
-    std::string member;  // "<screening>" ("<owner>/<screening>" before
-                         // 2026-11-22), the index position
+    std::string member;  // the index position: "<screening>" (or
+                         // "<owner>/<screening>")
   };
   // How many completed screenings fall in [from_ms, to_ms].
   virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,

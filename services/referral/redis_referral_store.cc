@@ -29,9 +29,8 @@ std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
 // A case's id is its screening's id, '-', and the ruleset version it was
 // scored under (ReferralCore::ReferralId), so the cases of a screening are
 // found from the few versions any case was made under, kept in one small
-// set: no key per screening. Until 2026-11-22 each screening had a set of
-// its case ids under ":cases" (~250 B of Redis each); CasesOfScreening
-// still reads those.
+// set: no key per screening. A screening's set of case ids under ":cases"
+// (the older layout) is still read by CasesOfScreening.
 std::string RulesetsKey() { return redis::GlobalKey(kService, "rulesets"); }
 std::string OldScreeningCasesKey(const std::string& screening_id) {
   return redis::Key(kService, screening_id, "cases");
@@ -47,9 +46,9 @@ std::string RulesetSuffix(const std::string& id,
 }
 
 // The audit trail lives in the case's own hash: n = the number of events,
-// e<k> = event k (1-based). Until 2026-11-22 it was a list under the audit
-// key (~280 B of Redis per case for the key alone); a case without n keeps
-// its list, which every script and read below still uses for it.
+// e<k> = event k (1-based): no key of its own. A case without n (the older
+// layout) keeps its trail in a list under the audit key, which every script
+// and read below still uses for it.
 
 // KEYS: case, audit. ARGV: serialized referral, serialized audit event.
 // Returns {1} when created, {0, version, data} when it already existed.
@@ -343,7 +342,7 @@ RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
   if (offset < 0 || limit <= 0)
     return std::make_pair(std::vector<v1::AuditEvent>(), int64_t{0});
   // One round trip for either layout: the events in the case's hash, and
-  // the list a case from before 2026-11-22 keeps them in.
+  // the list a case without n keeps them in.
   std::vector<std::string> hmget = {"HMGET", CaseKey(id), "n"};
   for (int64_t k = offset + 1; k <= offset + limit; ++k)
     hmget.push_back(absl::StrCat("e", k));

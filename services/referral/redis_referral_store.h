@@ -11,9 +11,9 @@ namespace aqueduct::referral {
 //   aq:referral:{<id>}:case    hash  v = version, d = serialized Referral,
 //                                    n = audit events, e<k> = event k
 //                                    (serialized AuditEvent, append-only)
-//   aq:referral:{<id>}:audit   list  the audit trail of a case from before
-//                                    2026-11-22 (one without n), still read
-//                                    and appended to
+//   aq:referral:{<id>}:audit   list  the audit trail of a case without n
+//                                    (the older layout), still read and
+//                                    appended to
 //   aq:referral:queue          zset  id scored by priority * 1e13 + created ms
 //   aq:referral:leases         zset  claimed case ids by lease expiry
 //   aq:referral:overdue        zset  urgent case ids by when they become
@@ -22,7 +22,8 @@ namespace aqueduct::referral {
 //                                    (<screening>-<ruleset>): a screening's
 //                                    cases are found by probing each
 //   aq:referral:{<screening>}:cases  set of case ids made from a screening
-//                                    (written until 2026-11-22, still read)
+//                                    (the older layout: no longer written,
+//                                    still read)
 // The case and its audit trail share a hash tag, so they are written
 // atomically; the queue is a global index, written after and idempotently,
 // so a crash between the two is repaired by the caller's retry.

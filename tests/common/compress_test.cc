@@ -77,8 +77,8 @@ TEST(CompressTest, ResultsShrinkAndComeBackExactly) {
       << "packed " << packed << " of " << raw << " bytes";
 }
 
-// Values written in 2026-11 with dictionary 1 stay readable after Pack
-// moved to dictionary 2.
+// Values packed with dictionary 1 stay readable now that Pack uses a
+// later one.
 TEST(CompressTest, ValuesPackedWithDictionaryOneStillRead) {
   const auto results = Results();
   ASSERT_FALSE(results.empty());

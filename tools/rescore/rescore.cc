@@ -98,11 +98,9 @@ class BatchQueue {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Runs tasks on threads kept for the whole job. (A thread started per
-// batch, as std::async did, cost each batch a thread's start and exit: perf
-// showed the exit's allocator cleanup, its madvise and the TLB shootdowns
-// that follow, at ~7% of the job's CPU.) The destructor runs what is queued,
-// then joins.
+// Runs tasks on threads kept for the whole job, so no batch pays a thread's
+// start and exit (the exit's allocator cleanup, madvise and TLB shootdowns).
+// The destructor runs what is queued, then joins.
 class Workers {
  public:
   explicit Workers(int n) {

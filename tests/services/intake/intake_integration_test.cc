@@ -641,8 +641,8 @@ int64_t RedisReads(redis::Client& client) {
 
 // A completion on the replica that wrote the last page reads nothing back,
 // the result's indexes ride with its write and the open slot's release
-// with the hand-off's: two round trips to Redis in all (five until the
-// sixth session of 2026-12-02). Without the session cached, one more: the
+// with the hand-off's: two round trips to Redis in all. Without the
+// session cached, one more: the
 // read. What is stored is the same either way.
 TEST_F(IntakeTest,
        ACompletionOnTheReplicaThatWroteTheLastPageTakesTwoRoundTrips) {
@@ -851,8 +851,8 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
                     Soon())
           ->is_nil())
       << "the screening id alone";
-  // What re-scoring walks: this entry, and one in the form written before
-  // 2026-11-22 ("<owner>/<screening>"), in time order.
+  // What re-scoring walks: this entry, and one in the older member form
+  // ("<owner>/<screening>"), in time order.
   ASSERT_THAT(client_->Command({"ZADD", redis::GlobalKey("intake", "completed"),
                                 "1", "someone/older"},
                                Soon()),
@@ -1068,7 +1068,7 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
       << "packed, dictionary 3";
   EXPECT_LT(plain_changed->size() * 4, changed.ByteSizeLong())
       << "the full result packs to under a quarter";
-  // A changed outcome stored unpacked (before 2026-12) reads the same.
+  // A changed outcome stored unpacked reads the same.
   ASSERT_THAT(client_->Command(
                   {"HSET", key, "o:v5",
                    store_->SealField(id, "o:v5", changed.SerializeAsString())},

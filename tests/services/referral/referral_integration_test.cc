@@ -152,8 +152,8 @@ TEST_F(ReferralTest, CaseRecordsArePackedAndOlderOnesStillRead) {
 }
 
 // Events append in order to the case's hash and page back in order; a case
-// from before 2026-11-22, whose trail is a list of its own, keeps reading
-// and appending there.
+// in the older layout, whose trail is a list of its own, keeps reading and
+// appending there.
 TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
   for (const bool old_layout : {false, true}) {
     SCOPED_TRACE(old_layout ? "list layout" : "hash layout");
@@ -212,8 +212,8 @@ TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
 }
 
 // A screening's cases are found from the ruleset versions cases were made
-// under, with no key per screening; the per-screening set of the layout
-// before 2026-11-22 still counts.
+// under, with no key per screening; the per-screening set of the older
+// layout still counts.
 TEST_F(ReferralTest, CasesOfAScreeningNeedNoKeyPerScreening) {
   ASSERT_THAT(Create("s7", common::v1::THERAPY), IsOk());
   ASSERT_THAT(Create("s8", common::v1::THERAPY), IsOk());
