@@ -27,6 +27,11 @@
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
+ABSL_FLAG(bool, migrate, false,
+          "Upgrade data written by older builds of intake to the layout this "
+          "build reads (RedisSessionStore::MigrateOlderLayouts), then exit "
+          "without serving. Idempotent; run once before serving with a new "
+          "build.");
 ABSL_FLAG(std::string, person_texts,
           EnvOr("AQUEDUCT_PERSON_TEXTS",
                 aqueduct::texts::PersonTexts::DefaultPath()),
@@ -203,6 +208,18 @@ int main(int argc, char** argv) {
       *endpoint, *redis_timeout, 1, *redis_credentials));
   aqueduct::intake::RedisSessionStore store(&redis, &*data_keys,
                                             absl::Hours(24), &redis_async);
+  if (absl::GetFlag(FLAGS_migrate)) {
+    // The one-shot upgrade of data older builds wrote; then exit.
+    auto report = store.MigrateOlderLayouts(absl::Now() + absl::Hours(1));
+    if (!report.ok()) {
+      log::Error("migration failed (run it again: it is idempotent)",
+                 {{"error", std::string(report.status().message())}});
+      return 1;
+    }
+    log::Info("migration done", {{"index_members", report->index_members},
+                                 {"sessions", report->sessions}});
+    return 0;
+  }
 
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();

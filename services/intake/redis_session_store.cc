@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -412,8 +413,7 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
   if (request.index_completion.has_value()) {
     // Ahead of the write (see WriteRequest::index_completion). The completed
     // index holds the screening id alone: re-scoring needs no more, and the
-    // index is never trimmed. (An "<owner>/<screening>" member reads the
-    // same: ScanCompleted.)
+    // index is never trimmed.
     const std::string at =
         absl::StrCat(request.index_completion->complete_time_ms);
     batch.commands.push_back({"ZADD", ResultsKey(owner), at, screening_id});
@@ -774,13 +774,7 @@ RedisSessionStore::ScanCompleted(int64_t from_ms, int64_t to_ms,
       if (!after_member.empty() && e.time_ms == after_ms &&
           e.member <= after_member)
         continue;
-      const size_t slash = e.member.find('/');
-      if (slash == std::string::npos) {
-        e.screening_id = e.member;
-      } else {  // "<owner>/<screening>": the same screening
-        e.owner = e.member.substr(0, slash);
-        e.screening_id = e.member.substr(slash + 1);
-      }
+      e.screening_id = e.member;
       if (e.screening_id.empty()) continue;
       out.push_back(std::move(e));
     }
@@ -817,8 +811,6 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
   }
   ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
   std::vector<ForRescore> out(screening_ids.size());
-  std::vector<size_t>
-      older;  // completed before answers moved to field a (or not completed)
   for (size_t i = 0; i < replies.size(); ++i) {
     auto& f = replies[i].elements;
     if (replies[i].is_error())
@@ -836,10 +828,9 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
       }
       out[i].outcome = std::move(o);
     }
-    if (f[0].is_nil() || f[1].is_nil()) {
-      older.push_back(i);
-      continue;
-    }
+    // Without fields a and s a session is not completed (every completion
+    // writes both; MigrateOlderLayouts adds them to older data).
+    if (f[0].is_nil() || f[1].is_nil()) continue;
     auto sealed_digest = OpenField(screening_ids[i], "s", f[1].str);
     auto before =
         sealed_digest.ok() ? compress::Unpack(*sealed_digest) : sealed_digest;
@@ -854,24 +845,6 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
     }
     out[i].packed_request = *std::move(packed);
     out[i].completed = true;
-  }
-  if (older.empty()) {
-    FillUnchangedDigests(out);
-    return out;
-  }
-  // Sessions without fields a and s: read the whole record.
-  std::vector<std::string> ids;
-  for (size_t i : older) ids.push_back(screening_ids[i]);
-  ASSIGN_OR_RETURN(auto sessions, GetMany(ids, deadline));
-  for (size_t k = 0; k < older.size(); ++k) {
-    const auto& s = sessions[k];
-    if (!s.has_value() || s->record.state() != v1::COMPLETED ||
-        !s->result.has_value())
-      continue;
-    ForRescore& r = out[older[k]];
-    r.packed_request = PackAnswers(s->record);
-    r.before = scoring::DigestOf(s->result->scoring());
-    r.completed = true;
   }
   FillUnchangedDigests(out);
   return out;
@@ -909,6 +882,93 @@ absl::Status RedisSessionStore::PutOutcomes(
       return absl::InternalError(absl::StrCat("redis: ", r.str));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<RedisSessionStore::MigrationReport>
+RedisSessionStore::MigrateOlderLayouts(absl::Time deadline) {
+  MigrationReport report;
+  const std::string index = redis::GlobalKey(kService, "completed");
+  // 1. Index members "<owner>/<screening>" become "<screening>", same time.
+  std::string cursor = "0";
+  do {
+    ASSIGN_OR_RETURN(
+        auto page,
+        client_->Command({"ZSCAN", index, cursor, "COUNT", "1000"}, deadline));
+    if (page.elements.size() != 2)
+      return absl::InternalError("migration: unexpected ZSCAN reply");
+    cursor = page.elements[0].str;
+    std::vector<std::vector<std::string>> commands;
+    const auto& el = page.elements[1].elements;
+    for (size_t i = 0; i + 1 < el.size(); i += 2) {
+      const std::string& member = el[i].str;
+      const size_t slash = member.find('/');
+      if (slash == std::string::npos) continue;
+      commands.push_back(
+          {"ZADD", index, el[i + 1].str, member.substr(slash + 1)});
+      commands.push_back({"ZREM", index, member});
+      ++report.index_members;
+    }
+    if (!commands.empty()) {
+      ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
+      for (const auto& r : replies) {
+        if (r.is_error())
+          return absl::InternalError(absl::StrCat("redis: ", r.str));
+      }
+    }
+  } while (cursor != "0");
+  // 2. Completed sessions without the re-scoring fields (a, s): stored as a
+  // completion stores them now. A completed session is never written again
+  // by serving code, so rewriting it needs no version check.
+  int64_t after_ms = 0;
+  std::string after_member;
+  while (true) {
+    ASSIGN_OR_RETURN(auto entries,
+                     ScanCompleted(0, std::numeric_limits<int64_t>::max() / 2,
+                                   after_ms, after_member, 1000, deadline));
+    if (entries.empty()) break;
+    after_ms = entries.back().time_ms;
+    after_member = entries.back().member;
+    std::vector<std::vector<std::string>> probes;
+    for (const auto& e : entries)
+      probes.push_back({"HMGET", SessionKey(e.screening_id), "a", "s"});
+    ASSIGN_OR_RETURN(auto fields, client_->Pipeline(probes, deadline));
+    std::vector<std::string> older;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto& f = fields[i].elements;
+      if (f.size() == 2 && (f[0].is_nil() || f[1].is_nil()))
+        older.push_back(entries[i].screening_id);
+    }
+    if (older.empty()) continue;
+    ASSIGN_OR_RETURN(auto sessions, GetMany(older, deadline));
+    std::vector<std::vector<std::string>> writes;
+    for (size_t k = 0; k < older.size(); ++k) {
+      const auto& s = sessions[k];
+      if (!s.has_value() || s->record.state() != v1::COMPLETED ||
+          !s->result.has_value())
+        continue;  // not completed: a completion that did not commit
+      const std::string& id = older[k];
+      storage::v1::SessionRecord without_answers = s->record;
+      without_answers.clear_answers();
+      writes.push_back(
+          {"HSET", SessionKey(id), "a",
+           SealField(id, "a", compress::Pack(PackAnswers(s->record))), "s",
+           SealField(
+               id, "s",
+               scoring::DigestOf(s->result->scoring()).SerializeAsString()),
+           "d",
+           SealField(id, "d",
+                     compress::Pack(without_answers.SerializeAsString()))});
+      ++report.sessions;
+    }
+    if (!writes.empty()) {
+      ASSIGN_OR_RETURN(auto replies, client_->Pipeline(writes, deadline));
+      for (const auto& r : replies) {
+        if (r.is_error())
+          return absl::InternalError(absl::StrCat("redis: ", r.str));
+      }
+    }
+  }
+  return report;
 }
 
 absl::Status RedisSessionStore::ImportCompleted(

@@ -128,6 +128,19 @@ class RedisSessionStore : public SessionStore {
   // version). Public so seeding tools write exactly what intake writes.
   // Reads also accept the earlier layout (a plain answer list).
   static std::string PackAnswers(const storage::v1::SessionRecord& record);
+  // The one migration step for data written by older builds of intake
+  // (README, "Upgrading stored data"): every completed-index member
+  // "<owner>/<screening>" becomes "<screening>" at the same time, and every
+  // completed session without its re-scoring fields (a, s) gets them, its
+  // record stored without answers and packed, as a completion stores it
+  // now. Readers know only the current layout. Idempotent: a second run
+  // changes nothing.
+  struct MigrationReport {
+    int64_t index_members = 0;  // index entries rewritten
+    int64_t sessions = 0;       // sessions given fields a and s
+  };
+  absl::StatusOr<MigrationReport> MigrateOlderLayouts(absl::Time deadline);
+
   // Bulk import of completed screenings, stored as a completion stores them
   // (the record without its answers, the packed answers, the result and its
   // digest, each sealed; the completed index at the result's

@@ -212,15 +212,12 @@ class SessionStore {
                                    absl::Duration ttl, absl::Time deadline) = 0;
 
   // Every completed screening by completion time (for batch re-scoring;
-  // WriteRequest::index_completion writes it).
+  // WriteRequest::index_completion writes it), in the layout this build
+  // writes (RedisSessionStore::MigrateOlderLayouts rewrites older data).
   struct CompletedEntry {
-    // OwnerOf(user id) when the member names it ("<owner>/<screening>"),
-    // else "".
-    std::string owner;
     std::string screening_id;
     int64_t time_ms = 0;
-    std::string member;  // the index position: "<screening>" (or
-                         // "<owner>/<screening>")
+    std::string member;  // the index position: the screening id
   };
   // How many completed screenings fall in [from_ms, to_ms].
   virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,
@@ -231,12 +228,11 @@ class SessionStore {
       int64_t from_ms, int64_t to_ms, int64_t after_ms,
       const std::string& after_member, int limit, absl::Time deadline) = 0;
 
-  // What re-scoring needs of many completed screenings, in one round trip
-  // for screenings completed by this version of intake: the answers as
-  // stored (a serialized ScoreAnswersRequest, forwarded to scoring as is),
-  // the digest of the original result, and the outcome already stored under
-  // `ruleset_version`, if any. `completed` is false for ids that are missing
-  // or not completed.
+  // What re-scoring needs of many completed screenings, in one round trip:
+  // the answers as stored (a serialized ScoreAnswersRequest, forwarded to
+  // scoring as is), the digest of the original result, and the outcome
+  // already stored under `ruleset_version`, if any. `completed` is false for
+  // ids that are missing or not completed.
   struct ForRescore {
     bool completed = false;
     std::string packed_request;

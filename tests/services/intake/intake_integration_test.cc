@@ -851,23 +851,12 @@ TEST_F(IntakeTest, CompleteScoresStoresAndHandsOff) {
                     Soon())
           ->is_nil())
       << "the screening id alone";
-  // What re-scoring walks: this entry, and one in the older member form
-  // ("<owner>/<screening>"), in time order.
-  ASSERT_THAT(client_->Command({"ZADD", redis::GlobalKey("intake", "completed"),
-                                "1", "someone/older"},
-                               Soon()),
-              IsOk());
+  // What re-scoring walks: this entry.
   auto walked = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 10, Soon());
   ASSERT_THAT(walked, IsOk());
-  ASSERT_EQ(walked->size(), 2u);
-  EXPECT_EQ((*walked)[0].screening_id, "older");
-  EXPECT_EQ((*walked)[0].owner, "someone");
-  EXPECT_EQ((*walked)[1].screening_id, id);
-  EXPECT_EQ((*walked)[1].member, id);
-  ASSERT_THAT(client_->Command({"ZREM", redis::GlobalKey("intake", "completed"),
-                                "someone/older"},
-                               Soon()),
-              IsOk());
+  ASSERT_EQ(walked->size(), 1u);
+  EXPECT_EQ((*walked)[0].screening_id, id);
+  EXPECT_EQ((*walked)[0].member, id);
   EXPECT_EQ(
       client_->Command({"ZCARD", redis::GlobalKey("intake", "outbox")}, Soon())
           ->integer,
@@ -1005,6 +994,10 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
         << item;
   }
 
+  // The layout older builds wrote (the answers in the record, no fields a
+  // and s, an "<owner>/<screening>" index member) is not read as completed
+  // until the migration step rewrites it; then it reads as a completion
+  // writes it now, and a second run changes nothing.
   storage::v1::SessionRecord old_layout = after->session->record;
   ASSERT_THAT(client_->Command({"HDEL", key, "a", "s"}, Soon()), IsOk());
   ASSERT_THAT(client_->Command(
@@ -1012,11 +1005,33 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
                    store_->SealField(id, "d", old_layout.SerializeAsString())},
                   Soon()),
               IsOk());
-  auto legacy = store_->ReadForRescore({id}, "v2", Soon());
-  ASSERT_THAT(legacy, IsOk());
-  ASSERT_TRUE((*legacy)[0].completed);
-  EXPECT_EQ((*legacy)[0].packed_request, raw->elements[1].str);
-  EXPECT_EQ((*legacy)[0].before.SerializeAsString(), raw->elements[2].str);
+  const std::string index = redis::GlobalKey("intake", "completed");
+  auto score = client_->Command({"ZSCORE", index, id}, Soon());
+  ASSERT_THAT(score, IsOk());
+  ASSERT_THAT(client_->Command({"ZREM", index, id}, Soon()), IsOk());
+  ASSERT_THAT(
+      client_->Command({"ZADD", index, score->str, "someone/" + id}, Soon()),
+      IsOk());
+  auto unmigrated = store_->ReadForRescore({id}, "v2", Soon());
+  ASSERT_THAT(unmigrated, IsOk());
+  EXPECT_FALSE((*unmigrated)[0].completed);
+  auto report = store_->MigrateOlderLayouts(Soon());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_EQ(report->index_members, 1);
+  EXPECT_EQ(report->sessions, 1);
+  auto rewalked = store_->ScanCompleted(0, INT64_MAX / 2, 0, "", 10, Soon());
+  ASSERT_THAT(rewalked, IsOk());
+  ASSERT_EQ(rewalked->size(), 1u);
+  EXPECT_EQ((*rewalked)[0].member, id);
+  auto migrated = store_->ReadForRescore({id}, "v2", Soon());
+  ASSERT_THAT(migrated, IsOk());
+  ASSERT_TRUE((*migrated)[0].completed);
+  EXPECT_EQ((*migrated)[0].packed_request, raw->elements[1].str);
+  EXPECT_EQ((*migrated)[0].before.SerializeAsString(), raw->elements[2].str);
+  auto again_report = store_->MigrateOlderLayouts(Soon());
+  ASSERT_THAT(again_report, IsOk());
+  EXPECT_EQ(again_report->index_members, 0);
+  EXPECT_EQ(again_report->sessions, 0);
 
   // Outcomes are write-once per version.
   storage::v1::RescoreOutcome first, second;
@@ -1033,7 +1048,7 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   // read back with it; a changed one is stored whole, packed.
   storage::v1::RescoreOutcome unchanged, changed;
   unchanged.set_time_ms(3);
-  *unchanged.mutable_digest() = (*legacy)[0].before;
+  *unchanged.mutable_digest() = (*migrated)[0].before;
   changed.set_time_ms(4);
   changed.set_changed(true);
   changed.mutable_digest()->set_bands("phq9=severe");
