@@ -1,7 +1,9 @@
 #ifndef AQUEDUCT_COMMON_SERVER_CALLBACK_H_
 #define AQUEDUCT_COMMON_SERVER_CALLBACK_H_
 
+#include <google/protobuf/arena.h>
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/message_allocator.h>
 #include <grpcpp/support/server_callback.h>
 
 #include <utility>
@@ -44,6 +46,42 @@ inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   reactor->Finish(std::move(status));
   return reactor;
 }
+
+// A call's request and response on a protobuf arena of the call's own,
+// freed in one go when the call ends: for callback methods whose messages
+// hold thousands of small parts (pages of a batch job), which would
+// otherwise be allocated and destroyed one by one. Set with the generated
+// SetMessageAllocatorFor_<Method>; the handler then fills the response it is
+// given in place (moving a heap message into it would copy).
+template <typename Request, typename Response>
+class ArenaMessageAllocator final
+    : public grpc::MessageAllocator<Request, Response> {
+ public:
+  grpc::MessageHolder<Request, Response>* AllocateMessages() override {
+    return new Holder();
+  }
+
+ private:
+  class Holder final : public grpc::MessageHolder<Request, Response> {
+   public:
+    Holder() : arena_(Options()) {
+      this->set_request(
+          google::protobuf::Arena::CreateMessage<Request>(&arena_));
+      this->set_response(
+          google::protobuf::Arena::CreateMessage<Response>(&arena_));
+    }
+    void Release() override { delete this; }
+
+   private:
+    static google::protobuf::ArenaOptions Options() {
+      google::protobuf::ArenaOptions o;
+      o.start_block_size = 64 << 10;
+      o.max_block_size = 1 << 20;
+      return o;
+    }
+    google::protobuf::Arena arena_;
+  };
+};
 
 }  // namespace aqueduct::server
 

@@ -43,8 +43,18 @@ grpc::ServerUnaryReactor* RescoreServiceImpl::ListCompletedScreenings(
     grpc::CallbackServerContext* context,
     const v1::ListCompletedScreeningsRequest* request,
     v1::ListCompletedScreeningsResponse* response) {
-  return Serve(context, "ListCompletedScreenings",
-               &RescoreSource::ListCompleted, request, response);
+  auto who = auth::CheckCall(
+      *authorizer_, *context,
+      "/aqueduct.intake.v1.RescoreService/ListCompletedScreenings");
+  if (!who.ok()) return server::FinishNow(context, ToGrpcStatus(who.status()));
+  // Filled in place: the response is on the call's arena.
+  return server::FinishOnPool(
+      context, pool_,
+      [this, request, response,
+       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
+        return ToGrpcStatus(
+            source_->ListCompleted(*request, deadline, response));
+      });
 }
 
 grpc::ServerUnaryReactor* RescoreServiceImpl::StoreRescoreOutcomes(

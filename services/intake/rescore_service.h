@@ -5,6 +5,7 @@
 
 #include "absl/time/time.h"
 #include "common/auth/authorizer.h"
+#include "common/server/callback.h"
 #include "common/server/worker_pool.h"
 #include "protos/intake/v1/rescore_service.grpc.pb.h"
 #include "services/intake/rescore_source.h"
@@ -22,7 +23,11 @@ class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
       : source_(source),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
-        pool_(pool) {}
+        pool_(pool) {
+    // Pages and outcome batches are thousands of small messages each.
+    SetMessageAllocatorFor_ListCompletedScreenings(&page_allocator_);
+    SetMessageAllocatorFor_StoreRescoreOutcomes(&outcomes_allocator_);
+  }
 
   grpc::ServerUnaryReactor* GetRescoreJob(
       grpc::CallbackServerContext* context,
@@ -59,6 +64,12 @@ class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
   server::WorkerPool* pool_;
+  server::ArenaMessageAllocator<v1::ListCompletedScreeningsRequest,
+                                v1::ListCompletedScreeningsResponse>
+      page_allocator_;
+  server::ArenaMessageAllocator<v1::StoreRescoreOutcomesRequest,
+                                v1::StoreRescoreOutcomesResponse>
+      outcomes_allocator_;
 };
 
 }  // namespace aqueduct::intake

@@ -78,9 +78,9 @@ absl::StatusOr<v1::RescoreJob> RescoreSource::SaveCheckpoint(
   return job;
 }
 
-absl::StatusOr<v1::ListCompletedScreeningsResponse>
-RescoreSource::ListCompleted(const v1::ListCompletedScreeningsRequest& request,
-                             absl::Time deadline) {
+absl::Status RescoreSource::ListCompleted(
+    const v1::ListCompletedScreeningsRequest& request, absl::Time deadline,
+    v1::ListCompletedScreeningsResponse* response) {
   RETURN_IF_ERROR(CheckRange(request.from_time_ms(), request.to_time_ms()));
   if (request.page_size() < 1 || request.page_size() > kMaxPageSize) {
     return absl::InvalidArgumentError(
@@ -96,17 +96,17 @@ RescoreSource::ListCompleted(const v1::ListCompletedScreeningsRequest& request,
                    store_->ScanCompleted(
                        request.from_time_ms(), request.to_time_ms(), after_ms,
                        after_member, request.page_size(), deadline));
-  v1::ListCompletedScreeningsResponse response;
-  if (entries.empty()) return response;
+  response->Clear();
+  if (entries.empty()) return absl::OkStatus();
   std::vector<std::string> ids;
   ids.reserve(entries.size());
   for (const auto& e : entries) ids.push_back(e.screening_id);
   ASSIGN_OR_RETURN(
       std::vector<SessionStore::ForRescore> stored,
       store_->ReadForRescore(ids, request.ruleset_version(), deadline));
-  response.mutable_screenings()->Reserve(static_cast<int>(entries.size()));
+  response->mutable_screenings()->Reserve(static_cast<int>(entries.size()));
   for (size_t i = 0; i < entries.size(); ++i) {
-    v1::CompletedScreening* out = response.add_screenings();
+    v1::CompletedScreening* out = response->add_screenings();
     out->set_screening_id(std::move(ids[i]));
     SessionStore::ForRescore& fr = stored[i];
     if (!fr.completed) continue;
@@ -118,10 +118,10 @@ RescoreSource::ListCompleted(const v1::ListCompletedScreeningsRequest& request,
   }
   // A short page is the last one.
   if (static_cast<int>(entries.size()) == request.page_size()) {
-    response.set_next_page_token(
+    response->set_next_page_token(
         PageToken(entries.back().time_ms, entries.back().member));
   }
-  return response;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::StoreRescoreOutcomesResponse> RescoreSource::StoreOutcomes(

@@ -25,8 +25,10 @@ class RescoreSource {
                                         absl::Time deadline);
   absl::StatusOr<v1::RescoreJob> SaveCheckpoint(
       const v1::SaveRescoreCheckpointRequest& request, absl::Time deadline);
-  absl::StatusOr<v1::ListCompletedScreeningsResponse> ListCompleted(
-      const v1::ListCompletedScreeningsRequest& request, absl::Time deadline);
+  // Fills `response` in place (the service's is on the call's arena).
+  absl::Status ListCompleted(const v1::ListCompletedScreeningsRequest& request,
+                             absl::Time deadline,
+                             v1::ListCompletedScreeningsResponse* response);
   absl::StatusOr<v1::StoreRescoreOutcomesResponse> StoreOutcomes(
       const v1::StoreRescoreOutcomesRequest& request, absl::Time deadline);
   absl::StatusOr<v1::GetReviewContextsResponse> GetReviewContexts(

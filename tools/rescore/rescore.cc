@@ -36,8 +36,10 @@ constexpr size_t kBytesPerCall = 512 << 10;
 struct Batch {
   // Filled by the reader: intake's page (each screening's outcome is filled
   // in by the scorer), the token after it, and which screenings went to
-  // scoring.
-  intake::v1::ListCompletedScreeningsResponse page;
+  // scoring. The page lives on the batch's own arena, freed in one go with
+  // the batch (a page is thousands of small messages).
+  std::unique_ptr<google::protobuf::Arena> arena;
+  intake::v1::ListCompletedScreeningsResponse* page = nullptr;
   std::vector<size_t> sent;
   // kStreamEnded: scoring ended the stream (its status says why).
   enum class Kind {
@@ -246,6 +248,12 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
         return;
       }
       Batch b;
+      google::protobuf::ArenaOptions page_arena;
+      page_arena.start_block_size = 256 << 10;
+      page_arena.max_block_size = 1 << 20;
+      b.arena = std::make_unique<google::protobuf::Arena>(page_arena);
+      b.page = google::protobuf::Arena::CreateMessage<
+          intake::v1::ListCompletedScreeningsResponse>(b.arena.get());
       intake::v1::ListCompletedScreeningsRequest list;
       list.set_from_time_ms(options_.from_ms);
       list.set_to_time_ms(options_.to_ms);
@@ -255,21 +263,21 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
       if (absl::Status s = CallIntake("reading completed screenings",
                                       [&](grpc::ClientContext* ctx) {
                                         return intake_->ListCompletedScreenings(
-                                            ctx, list, &b.page);
+                                            ctx, list, b.page);
                                       });
           !s.ok()) {
         stream->WritesDone();
         queue.Push(Batch{.kind = Batch::Kind::kError, .error = s});
         return;
       }
-      if (b.page.screenings().empty()) {
+      if (b.page->screenings().empty()) {
         stream->WritesDone();
         queue.Push(Batch{.kind = Batch::Kind::kEnd});
         return;
       }
-      read_this_run += b.page.screenings_size();
-      last_page = b.page.next_page_token().empty();
-      after_token = b.page.next_page_token();
+      read_this_run += b.page->screenings_size();
+      last_page = b.page->next_page_token().empty();
+      after_token = b.page->next_page_token();
       // Score what has no outcome under this version yet (a resumed batch
       // reuses the outcomes stored before the interruption).
       arena.Reset();
@@ -277,9 +285,9 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
           *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreRequest>(
               &arena);
       request.set_ruleset_version(options_.ruleset_version);
-      request.mutable_items()->Reserve(b.page.screenings_size());
-      for (int i = 0; i < b.page.screenings_size(); ++i) {
-        intake::v1::CompletedScreening& sc = *b.page.mutable_screenings(i);
+      request.mutable_items()->Reserve(b.page->screenings_size());
+      for (int i = 0; i < b.page->screenings_size(); ++i) {
+        intake::v1::CompletedScreening& sc = *b.page->mutable_screenings(i);
         if (!sc.completed() || sc.has_outcome())
           continue;  // not completed: indexed before a commit
         if (options_.route.has_value() &&
@@ -336,13 +344,18 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
       // New outcomes, stored write-once next to the original (through
       // intake, in calls under its request size limit).
       const int64_t now = absl::ToUnixMillis(absl::Now());
-      std::vector<intake::v1::StoreRescoreOutcomesRequest> stores(1);
+      auto new_store = [&b] {
+        return google::protobuf::Arena::CreateMessage<
+            intake::v1::StoreRescoreOutcomesRequest>(b.arena.get());
+      };
+      std::vector<intake::v1::StoreRescoreOutcomesRequest*> stores = {
+          new_store()};
       size_t store_bytes = 0;
       for (size_t k = 0; k < b.sent.size(); ++k) {
         scoring::v1::RescoredItem* item =
             response.mutable_items(static_cast<int>(k));
         intake::v1::CompletedScreening& sc =
-            *b.page.mutable_screenings(static_cast<int>(b.sent[k]));
+            *b.page->mutable_screenings(static_cast<int>(b.sent[k]));
         if (item->has_error()) {
           ++b.failed;
           continue;
@@ -357,24 +370,24 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
           o.mutable_changed_result()->CopyFrom(item->result());
         if (options_.dry_run) continue;
         const size_t bytes = o.ByteSizeLong() + sc.screening_id().size() + 8;
-        if (stores.back().outcomes_size() >= kOutcomesPerCall ||
+        if (stores.back()->outcomes_size() >= kOutcomesPerCall ||
             store_bytes + bytes > kBytesPerCall) {
-          stores.emplace_back();
+          stores.push_back(new_store());
           store_bytes = 0;
         }
-        intake::v1::ScreeningOutcome* out = stores.back().add_outcomes();
+        intake::v1::ScreeningOutcome* out = stores.back()->add_outcomes();
         out->set_screening_id(sc.screening_id());
         *out->mutable_outcome() = o;
         store_bytes += bytes;
       }
-      for (auto& store : stores) {
-        if (store.outcomes().empty()) continue;
-        store.set_ruleset_version(options_.ruleset_version);
+      for (intake::v1::StoreRescoreOutcomesRequest* store : stores) {
+        if (store->outcomes().empty()) continue;
+        store->set_ruleset_version(options_.ruleset_version);
         intake::v1::StoreRescoreOutcomesResponse stored;
         if (absl::Status s = CallIntake("storing outcomes",
                                         [&](grpc::ClientContext* ctx) {
                                           return intake_->StoreRescoreOutcomes(
-                                              ctx, store, &stored);
+                                              ctx, *store, &stored);
                                         });
             !s.ok()) {
           scored.Push(Batch{.kind = Batch::Kind::kError, .error = s});
@@ -382,8 +395,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
         }
       }
       // Compare and count.
-      for (int i = 0; i < b.page.screenings_size(); ++i) {
-        const intake::v1::CompletedScreening& sc = b.page.screenings(i);
+      for (int i = 0; i < b.page->screenings_size(); ++i) {
+        const intake::v1::CompletedScreening& sc = b.page->screenings(i);
         if (!sc.completed() || !sc.has_outcome()) continue;
         if (options_.route.has_value() &&
             sc.before().primary_route() != *options_.route)
@@ -444,8 +457,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
     // (The last page has no token after it: its checkpoint keeps the one
     // before, so a job stopped before it is marked done redoes that page,
     // which changes nothing.)
-    if (!b.page.next_page_token().empty())
-      cp.set_after_page_token(b.page.next_page_token());
+    if (!b.page->next_page_token().empty())
+      cp.set_after_page_token(b.page->next_page_token());
     if (!options_.dry_run) RETURN_IF_ERROR(SaveCheckpoint(job, cp));
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
     if (progress) {
@@ -514,7 +527,8 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
         for (size_t k = begin;
              k < std::min(b.changed.size(), begin + kContextsPerCall); ++k) {
           ask.add_screening_ids(
-              b.page.screenings(static_cast<int>(b.changed[k])).screening_id());
+              b.page->screenings(static_cast<int>(b.changed[k]))
+                  .screening_id());
         }
         intake::v1::GetReviewContextsResponse got;
         if (absl::Status s = CallIntake("reading the changed screenings",
@@ -534,7 +548,7 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
         intake::v1::ReviewContext& context = contexts[k];
         if (!context.found()) continue;
         intake::v1::CompletedScreening& sc =
-            *b.page.mutable_screenings(static_cast<int>(b.changed[k]));
+            *b.page->mutable_screenings(static_cast<int>(b.changed[k]));
         referral::v1::CreateReferralRequest* req = cases.add_requests();
         req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version,
                                          "-", sc.screening_id()));
