@@ -13,27 +13,22 @@
 #include "common/status/status_macros.h"
 #include "common/util/ids.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
+#include "services/intake/redis_keys.h"
 #include "services/scoring/digest.h"
 #include "services/scoring/packed_answers.h"
 
 namespace aqueduct::intake {
+
+using redis_keys::CheckpointKey;
+using redis_keys::CompletedKey;
+using redis_keys::kService;
+using redis_keys::OpenKey;
+using redis_keys::OutboxKey;
+using redis_keys::ResultsKey;
+using redis_keys::RiskOutboxKey;
+using redis_keys::SessionKey;
 namespace {
 
-constexpr char kService[] = "intake";
-
-std::string SessionKey(const std::string& id) {
-  return redis::Key(kService, id, "session");
-}
-std::string OpenKey(const std::string& owner) {
-  return redis::Key(kService, owner, "open");
-}
-std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
-std::string RiskOutboxKey() {
-  return redis::GlobalKey(kService, "risk-outbox");
-}
-std::string ResultsKey(const std::string& owner) {
-  return redis::Key(kService, owner, "results");
-}
 // A request id's tag: the first 8 bytes of its SHA-256 (fixed size, so the
 // history of a screening's writes stays small; a collision between two
 // request ids of one screening is a 1 in 2^64 chance per pair).
@@ -417,8 +412,7 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
     const std::string at =
         absl::StrCat(request.index_completion->complete_time_ms);
     batch.commands.push_back({"ZADD", ResultsKey(owner), at, screening_id});
-    batch.commands.push_back(
-        {"ZADD", redis::GlobalKey(kService, "completed"), at, screening_id});
+    batch.commands.push_back({"ZADD", CompletedKey(), at, screening_id});
     batch.commands.push_back(
         {"ZADD", OutboxKey(),
          absl::StrCat(request.index_completion->handoff_due_ms),
@@ -585,19 +579,6 @@ return 1
   return *script;
 }
 
-// KEYS: outbox. ARGV: now ms, retry ms, limit. Claims due entries by moving
-// their score to the retry time, atomically, so replicas do not collide.
-const redis::Script& ClaimScript() {
-  static const redis::Script* script = new redis::Script(R"lua(
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
-end
-return due
-)lua");
-  return *script;
-}
-
 }  // namespace
 
 absl::StatusOr<bool> RedisSessionStore::ReserveOpenSlot(
@@ -654,30 +635,6 @@ RedisSessionStore::ListResults(const std::string& user_id, int64_t before_ms,
   return out;
 }
 
-absl::StatusOr<std::vector<SessionStore::RiskEntry>>
-RedisSessionStore::ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms,
-                                       int limit, absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto r,
-                   client_->Eval(ClaimScript(), {RiskOutboxKey()},
-                                 {absl::StrCat(now_ms), absl::StrCat(retry_ms),
-                                  absl::StrCat(limit)},
-                                 deadline));
-  std::vector<RiskEntry> out;
-  for (const auto& e : r.elements) {
-    std::vector<std::string> parts = absl::StrSplit(e.str, '/');
-    int route = 0;
-    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &route) ||
-        !common::v1::Route_IsValid(route)) {
-      // Not an entry this code writes: drop it rather than claim it forever.
-      (void)client_->Command({"ZREM", RiskOutboxKey(), e.str}, deadline);
-      continue;
-    }
-    out.push_back(RiskEntry{parts[0], parts[1],
-                            static_cast<common::v1::Route>(route), e.str});
-  }
-  return out;
-}
-
 namespace {
 
 // KEYS: session. ARGV: '1' = persist, else the expiry in ms. A completed
@@ -701,327 +658,6 @@ absl::Status RedisSessionStore::KeepSession(const std::string& screening_id,
       ->Eval(KeepScript(), {SessionKey(screening_id)},
              {keep ? "1" : "0", absl::StrCat(absl::ToInt64Milliseconds(ttl))},
              deadline)
-      .status();
-}
-
-absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
-                                                absl::Time deadline) {
-  return client_->Command({"ZREM", RiskOutboxKey(), member}, deadline).status();
-}
-
-absl::StatusOr<std::vector<SessionStore::HandoffEntry>>
-RedisSessionStore::ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms, int limit,
-                                    absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto r,
-                   client_->Eval(ClaimScript(), {OutboxKey()},
-                                 {absl::StrCat(now_ms), absl::StrCat(retry_ms),
-                                  absl::StrCat(limit)},
-                                 deadline));
-  std::vector<HandoffEntry> out;
-  for (const auto& e : r.elements) {
-    size_t slash = e.str.find('/');
-    if (slash == std::string::npos) continue;
-    out.push_back(
-        HandoffEntry{e.str.substr(0, slash), e.str.substr(slash + 1)});
-  }
-  return out;
-}
-
-absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
-                                              const std::string& screening_id,
-                                              absl::Time deadline) {
-  return client_
-      ->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)},
-                deadline)
-      .status();
-}
-
-absl::StatusOr<int64_t> RedisSessionStore::CountCompleted(int64_t from_ms,
-                                                          int64_t to_ms,
-                                                          absl::Time deadline) {
-  ASSIGN_OR_RETURN(
-      auto r,
-      client_->Command({"ZCOUNT", redis::GlobalKey(kService, "completed"),
-                        absl::StrCat(from_ms), absl::StrCat(to_ms)},
-                       deadline));
-  return r.integer;
-}
-
-absl::StatusOr<std::vector<SessionStore::CompletedEntry>>
-RedisSessionStore::ScanCompleted(int64_t from_ms, int64_t to_ms,
-                                 int64_t after_ms,
-                                 const std::string& after_member, int limit,
-                                 absl::Time deadline) {
-  std::vector<CompletedEntry> out;
-  const int64_t start =
-      after_member.empty() ? from_ms : std::max(from_ms, after_ms);
-  int offset = 0;
-  while (static_cast<int>(out.size()) < limit) {
-    const int want = limit - static_cast<int>(out.size()) + 1;
-    ASSIGN_OR_RETURN(
-        auto r, client_->Command(
-                    {"ZRANGEBYSCORE", redis::GlobalKey(kService, "completed"),
-                     absl::StrCat(start), absl::StrCat(to_ms), "WITHSCORES",
-                     "LIMIT", absl::StrCat(offset), absl::StrCat(want)},
-                    deadline));
-    const auto& el = r.elements;
-    for (size_t i = 0;
-         i + 1 < el.size() && static_cast<int>(out.size()) < limit; i += 2) {
-      CompletedEntry e;
-      e.member = el[i].str;
-      if (!absl::SimpleAtoi(el[i + 1].str, &e.time_ms))
-        return absl::InternalError("completed index: bad score");
-      if (!after_member.empty() && e.time_ms == after_ms &&
-          e.member <= after_member)
-        continue;
-      e.screening_id = e.member;
-      if (e.screening_id.empty()) continue;
-      out.push_back(std::move(e));
-    }
-    offset += static_cast<int>(el.size() / 2);
-    if (static_cast<int>(el.size() / 2) < want) break;
-  }
-  return out;
-}
-
-namespace {
-
-// An unchanged outcome is stored without its digest (PutOutcomes): it is the
-// original's, field s. Puts it back so readers always see a whole outcome.
-void FillUnchangedDigests(std::vector<SessionStore::ForRescore>& read) {
-  for (auto& r : read) {
-    if (r.completed && r.outcome.has_value() && !r.outcome->changed() &&
-        !r.outcome->has_digest()) {
-      *r.outcome->mutable_digest() = r.before;
-    }
-  }
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<SessionStore::ForRescore>>
-RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
-                                  const std::string& ruleset_version,
-                                  absl::Time deadline) {
-  std::vector<std::vector<std::string>> commands;
-  commands.reserve(screening_ids.size());
-  const std::string outcome_field = absl::StrCat("o:", ruleset_version);
-  for (const auto& id : screening_ids) {
-    commands.push_back({"HMGET", SessionKey(id), "a", "s", outcome_field});
-  }
-  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
-  std::vector<ForRescore> out(screening_ids.size());
-  for (size_t i = 0; i < replies.size(); ++i) {
-    auto& f = replies[i].elements;
-    if (replies[i].is_error())
-      return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
-    if (f.size() != 3)
-      return absl::InternalError("re-scoring read: unexpected reply");
-    if (!f[2].is_nil()) {
-      storage::v1::RescoreOutcome o;
-      auto sealed = OpenField(screening_ids[i], outcome_field, f[2].str);
-      auto plain = sealed.ok() ? compress::Unpack(*sealed)
-                               : sealed;  // one stored unpacked reads as it is
-      if (!plain.ok() || !o.ParseFromString(*plain)) {
-        return absl::DataLossError(absl::StrCat(
-            "screening ", screening_ids[i], ": stored outcome does not parse"));
-      }
-      out[i].outcome = std::move(o);
-    }
-    // Without fields a and s a session is not completed (every completion
-    // writes both; MigrateOlderLayouts adds them to older data).
-    if (f[0].is_nil() || f[1].is_nil()) continue;
-    auto sealed_digest = OpenField(screening_ids[i], "s", f[1].str);
-    auto before =
-        sealed_digest.ok() ? compress::Unpack(*sealed_digest) : sealed_digest;
-    auto sealed_answers = OpenField(screening_ids[i], "a", f[0].str);
-    auto packed = sealed_answers.ok() ? compress::Unpack(*sealed_answers)
-                                      : sealed_answers;
-    if (!before.ok() || !packed.ok() ||
-        !out[i].before.ParseFromString(*before)) {
-      return absl::DataLossError(
-          absl::StrCat("screening ", screening_ids[i],
-                       ": stored digest or answers do not open"));
-    }
-    out[i].packed_request = *std::move(packed);
-    out[i].completed = true;
-  }
-  FillUnchangedDigests(out);
-  return out;
-}
-
-absl::Status RedisSessionStore::PutOutcomes(
-    const std::vector<
-        std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
-    const std::string& ruleset_version, absl::Time deadline) {
-  if (outcomes.empty()) return absl::OkStatus();
-  std::vector<std::vector<std::string>> commands;
-  commands.reserve(outcomes.size());
-  const std::string field = absl::StrCat("o:", ruleset_version);
-  storage::v1::RescoreOutcome slim;
-  for (const auto& [id, record] : outcomes) {
-    // Most outcomes are unchanged, and an unchanged outcome's digest is the
-    // original's (field s): it is stored without it (ReadForRescore puts the
-    // digest back), so a re-scoring grows Redis by a time stamp per
-    // unchanged screening. A changed outcome carries the full new result,
-    // packed like field r (an unpacked one reads too).
-    std::string plain;
-    if (record->changed()) {
-      plain = compress::Pack(record->SerializeAsString());
-    } else {
-      slim.Clear();
-      slim.set_time_ms(record->time_ms());
-      plain = slim.SerializeAsString();
-    }
-    commands.push_back(
-        {"HSETNX", SessionKey(id), field, SealField(id, field, plain)});
-  }
-  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
-  for (const auto& r : replies) {
-    if (r.is_error())
-      return absl::InternalError(absl::StrCat("redis: ", r.str));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<RedisSessionStore::MigrationReport>
-RedisSessionStore::MigrateOlderLayouts(absl::Time deadline) {
-  MigrationReport report;
-  const std::string index = redis::GlobalKey(kService, "completed");
-  // 1. Index members "<owner>/<screening>" become "<screening>", same time.
-  std::string cursor = "0";
-  do {
-    ASSIGN_OR_RETURN(
-        auto page,
-        client_->Command({"ZSCAN", index, cursor, "COUNT", "1000"}, deadline));
-    if (page.elements.size() != 2)
-      return absl::InternalError("migration: unexpected ZSCAN reply");
-    cursor = page.elements[0].str;
-    std::vector<std::vector<std::string>> commands;
-    const auto& el = page.elements[1].elements;
-    for (size_t i = 0; i + 1 < el.size(); i += 2) {
-      const std::string& member = el[i].str;
-      const size_t slash = member.find('/');
-      if (slash == std::string::npos) continue;
-      commands.push_back(
-          {"ZADD", index, el[i + 1].str, member.substr(slash + 1)});
-      commands.push_back({"ZREM", index, member});
-      ++report.index_members;
-    }
-    if (!commands.empty()) {
-      ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
-      for (const auto& r : replies) {
-        if (r.is_error())
-          return absl::InternalError(absl::StrCat("redis: ", r.str));
-      }
-    }
-  } while (cursor != "0");
-  // 2. Completed sessions without the re-scoring fields (a, s): stored as a
-  // completion stores them now. A completed session is never written again
-  // by serving code, so rewriting it needs no version check.
-  int64_t after_ms = 0;
-  std::string after_member;
-  while (true) {
-    ASSIGN_OR_RETURN(auto entries,
-                     ScanCompleted(0, std::numeric_limits<int64_t>::max() / 2,
-                                   after_ms, after_member, 1000, deadline));
-    if (entries.empty()) break;
-    after_ms = entries.back().time_ms;
-    after_member = entries.back().member;
-    std::vector<std::vector<std::string>> probes;
-    for (const auto& e : entries)
-      probes.push_back({"HMGET", SessionKey(e.screening_id), "a", "s"});
-    ASSIGN_OR_RETURN(auto fields, client_->Pipeline(probes, deadline));
-    std::vector<std::string> older;
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const auto& f = fields[i].elements;
-      if (f.size() == 2 && (f[0].is_nil() || f[1].is_nil()))
-        older.push_back(entries[i].screening_id);
-    }
-    if (older.empty()) continue;
-    ASSIGN_OR_RETURN(auto sessions, GetMany(older, deadline));
-    std::vector<std::vector<std::string>> writes;
-    for (size_t k = 0; k < older.size(); ++k) {
-      const auto& s = sessions[k];
-      if (!s.has_value() || s->record.state() != v1::COMPLETED ||
-          !s->result.has_value())
-        continue;  // not completed: a completion that did not commit
-      const std::string& id = older[k];
-      storage::v1::SessionRecord without_answers = s->record;
-      without_answers.clear_answers();
-      writes.push_back(
-          {"HSET", SessionKey(id), "a",
-           SealField(id, "a", compress::Pack(PackAnswers(s->record))), "s",
-           SealField(
-               id, "s",
-               scoring::DigestOf(s->result->scoring()).SerializeAsString()),
-           "d",
-           SealField(id, "d",
-                     compress::Pack(without_answers.SerializeAsString()))});
-      ++report.sessions;
-    }
-    if (!writes.empty()) {
-      ASSIGN_OR_RETURN(auto replies, client_->Pipeline(writes, deadline));
-      for (const auto& r : replies) {
-        if (r.is_error())
-          return absl::InternalError(absl::StrCat("redis: ", r.str));
-      }
-    }
-  }
-  return report;
-}
-
-absl::Status RedisSessionStore::ImportCompleted(
-    const std::vector<Imported>& screenings, absl::Time deadline) {
-  for (size_t base = 0; base < screenings.size(); base += 1000) {
-    std::vector<std::vector<std::string>> commands;
-    for (size_t i = base; i < std::min(screenings.size(), base + 1000); ++i) {
-      const Imported& in = screenings[i];
-      const std::string& id = in.record.screening_id();
-      RETURN_IF_ERROR(ValidateIdSegment(id, "record.screening_id"));
-      storage::v1::SessionRecord record = in.record;
-      const std::string packed = PackAnswers(record);
-      record.clear_answers();
-      commands.push_back(
-          {"HSET", SessionKey(id), "v", "2", "d",
-           SealField(id, "d", compress::Pack(record.SerializeAsString())), "r",
-           SealField(id, "r", compress::Pack(in.result.SerializeAsString())),
-           "a", SealField(id, "a", compress::Pack(packed)), "s",
-           SealField(
-               id, "s",
-               scoring::DigestOf(in.result.scoring()).SerializeAsString())});
-      commands.push_back({"ZADD", redis::GlobalKey(kService, "completed"),
-                          absl::StrCat(in.result.complete_time_ms()), id});
-    }
-    ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
-    for (const auto& r : replies) {
-      if (r.is_error())
-        return absl::InternalError(absl::StrCat("redis: ", r.str));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
-RedisSessionStore::GetCheckpoint(const std::string& job, absl::Time deadline) {
-  ASSIGN_OR_RETURN(
-      auto r,
-      client_->Command({"GET", redis::Key(kService, job, "rescore-checkpoint")},
-                       deadline));
-  if (r.is_nil()) return std::optional<storage::v1::RescoreCheckpoint>();
-  storage::v1::RescoreCheckpoint c;
-  if (!c.ParseFromString(r.str))
-    return absl::DataLossError("checkpoint does not parse");
-  return std::optional<storage::v1::RescoreCheckpoint>(std::move(c));
-}
-
-absl::Status RedisSessionStore::PutCheckpoint(
-    const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
-    absl::Time deadline) {
-  return client_
-      ->Command({"SET", redis::Key(kService, job, "rescore-checkpoint"),
-                 checkpoint.SerializeAsString()},
-                deadline)
       .status();
 }
 

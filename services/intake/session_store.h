@@ -11,6 +11,10 @@
 #include "absl/time/time.h"
 #include "protos/scoring/v1/result.pb.h"
 #include "protos/storage/v1/records.pb.h"
+#include "services/intake/completed_screenings.h"
+#include "services/intake/outboxes.h"
+#include "services/intake/rate_limits.h"
+#include "services/intake/results_index.h"
 
 namespace aqueduct::intake {
 
@@ -22,8 +26,16 @@ struct StoredSession {
 
 // Storage of screening sessions. All state lives here, so any replica can
 // continue any session (intake's SessionCache only spares a read; every
-// write is checked against the version stored here).
-class SessionStore {
+// write is checked against the version stored here). The sessions are
+// declared here; what else intake stores has an interface of its own by
+// kind (rate limits, each person's results index, the outboxes, the
+// completed screenings re-scoring walks), which a user of one kind alone
+// takes instead of the whole store. A session's write touches several
+// kinds in one round trip (WriteRequest), so one store holds them all.
+class SessionStore : public RateLimits,
+                     public ResultsIndex,
+                     public Outboxes,
+                     public CompletedScreenings {
  public:
   virtual ~SessionStore() = default;
 
@@ -45,15 +57,6 @@ class SessionStore {
   virtual absl::StatusOr<Read> Get(const std::string& screening_id,
                                    const std::string& request_id,
                                    absl::Time deadline) = 0;
-
-  // Counts one more `what` (e.g. "start") for the user in fixed window
-  // number `window` and returns the count so far in it; the counter
-  // expires after `ttl`. Per-user rate limits (OWASP API4).
-  virtual absl::StatusOr<int64_t> CountInWindow(const std::string& user_id,
-                                                const std::string& what,
-                                                int64_t window,
-                                                absl::Duration ttl,
-                                                absl::Time deadline) = 0;
 
   struct WriteRequest {
     int64_t expected_version = 0;  // 0 = create (fails if it exists)
@@ -129,81 +132,12 @@ class SessionStore {
                           WriteDone done) {
     std::move(done)(Write(screening_id, request, deadline));
   }
-  using CountDone = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
-  virtual void CountInWindowAsync(const std::string& user_id,
-                                  const std::string& what, int64_t window,
-                                  absl::Duration ttl, absl::Time deadline,
-                                  CountDone done) {
-    std::move(done)(CountInWindow(user_id, what, window, ttl, deadline));
-  }
-
-  // Open-session accounting per user: reserves a slot for `screening_id`
-  // (true), or false when the user already has `limit` open screenings.
-  // Expired entries are pruned first; reserving again for the same id is a
-  // no-op that succeeds.
-  virtual absl::StatusOr<bool> ReserveOpenSlot(const std::string& user_id,
-                                               const std::string& screening_id,
-                                               int64_t expire_time_ms,
-                                               int limit, int64_t now_ms,
-                                               absl::Time deadline) = 0;
-  // (Activity moves an open screening's expiry with its write:
-  // WriteRequest::touch_open_slot_until_ms.)
-  // Frees the slot (completed or abandoned).
-  virtual absl::Status ReleaseOpenSlot(const std::string& user_id,
-                                       const std::string& screening_id,
-                                       absl::Time deadline) = 0;
-
-  // The user's completed screenings (WriteRequest::index_completion), newest
-  // first.
-  struct IndexEntry {
-    std::string screening_id;
-    int64_t time_ms = 0;
-  };
-  // Up to `limit` result entries strictly older than (`before_ms`,
-  // `before_id`) in (time desc, id desc) order; from the newest when
-  // `before_id` is empty.
-  virtual absl::StatusOr<std::vector<IndexEntry>> ListResults(
-      const std::string& user_id, int64_t before_ms,
-      const std::string& before_id, int limit, absl::Time deadline) = 0;
-
   // How the store names a user in key names and global indexes: a keyed
   // pseudonym, so a dump of the store does not list who was screened.
   // Methods taking a user id pseudonymise it themselves; index entries
   // (HandoffEntry, CompletedEntry) carry the pseudonym as `owner`.
   virtual std::string OwnerOf(const std::string& user_id) const = 0;
 
-  // The hand-off outbox: screenings whose result must reach referral.
-  // Enqueued with the completion's write, ahead of it
-  // (WriteRequest::index_completion: a crash between the two loses
-  // nothing), removed once referral has the result.
-  struct HandoffEntry {
-    std::string owner;  // OwnerOf(user id)
-    std::string screening_id;
-  };
-  // Claims up to `limit` entries due by `now_ms`, pushing each one's next
-  // attempt to `retry_ms` so other replicas skip it meanwhile.
-  virtual absl::StatusOr<std::vector<HandoffEntry>> ClaimDueHandoffs(
-      int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
-  // `owner` is OwnerOf(the user id), as HandoffEntry carries it.
-  virtual absl::Status RemoveHandoff(const std::string& owner,
-                                     const std::string& screening_id,
-                                     absl::Time deadline) = 0;
-
-  // The risk outbox: early risk cases owed to referral
-  // (WriteRequest::queue_early_risk). One entry per screening and crisis
-  // route, so a raise to CRISIS_ACUTE is its own entry and a worker that
-  // removes the entry it delivered never removes a newer one.
-  struct RiskEntry {
-    std::string owner;  // OwnerOf(user id)
-    std::string screening_id;
-    common::v1::Route route = common::v1::ROUTE_UNSPECIFIED;
-    std::string member;  // the entry as stored, for RemoveRiskEntry
-  };
-  // As ClaimDueHandoffs, for the risk outbox.
-  virtual absl::StatusOr<std::vector<RiskEntry>> ClaimDueRiskEntries(
-      int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
-  virtual absl::Status RemoveRiskEntry(const std::string& member,
-                                       absl::Time deadline) = 0;
   // Without a version change (a page's etag stays valid): `keep` makes an
   // unfinished session never expire (an early risk case is still owed);
   // otherwise it expires after `ttl` as any idle one does. A completed
@@ -211,37 +145,6 @@ class SessionStore {
   virtual absl::Status KeepSession(const std::string& screening_id, bool keep,
                                    absl::Duration ttl, absl::Time deadline) = 0;
 
-  // Every completed screening by completion time (for batch re-scoring;
-  // WriteRequest::index_completion writes it), in the layout this build
-  // writes (RedisSessionStore::MigrateOlderLayouts rewrites older data).
-  struct CompletedEntry {
-    std::string screening_id;
-    int64_t time_ms = 0;
-    std::string member;  // the index position: the screening id
-  };
-  // How many completed screenings fall in [from_ms, to_ms].
-  virtual absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,
-                                                 absl::Time deadline) = 0;
-  // Up to `limit` entries with from_ms <= time <= to_ms strictly after
-  // (after_ms, after_member), oldest first.
-  virtual absl::StatusOr<std::vector<CompletedEntry>> ScanCompleted(
-      int64_t from_ms, int64_t to_ms, int64_t after_ms,
-      const std::string& after_member, int limit, absl::Time deadline) = 0;
-
-  // What re-scoring needs of many completed screenings, in one round trip:
-  // the answers as stored (a serialized ScoreAnswersRequest, forwarded to
-  // scoring as is), the digest of the original result, and the outcome
-  // already stored under `ruleset_version`, if any. `completed` is false for
-  // ids that are missing or not completed.
-  struct ForRescore {
-    bool completed = false;
-    std::string packed_request;
-    scoring::v1::ResultDigest before;
-    std::optional<storage::v1::RescoreOutcome> outcome;
-  };
-  virtual absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
-      const std::vector<std::string>& screening_ids,
-      const std::string& ruleset_version, absl::Time deadline) = 0;
   // Many sessions in one round trip (nullopt where missing), as Get reads them.
   virtual absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
       const std::vector<std::string>& screening_ids, absl::Time deadline) = 0;
@@ -250,18 +153,6 @@ class SessionStore {
   virtual absl::StatusOr<std::vector<std::optional<StoredSession>>>
   GetManyWithoutAnswers(const std::vector<std::string>& screening_ids,
                         absl::Time deadline) = 0;
-  // Stores re-scoring outcomes next to the original result, write-once per
-  // ruleset version (the original and earlier outcomes are never rewritten).
-  virtual absl::Status PutOutcomes(
-      const std::vector<
-          std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
-      const std::string& ruleset_version, absl::Time deadline) = 0;
-
-  virtual absl::StatusOr<std::optional<storage::v1::RescoreCheckpoint>>
-  GetCheckpoint(const std::string& job, absl::Time deadline) = 0;
-  virtual absl::Status PutCheckpoint(
-      const std::string& job, const storage::v1::RescoreCheckpoint& checkpoint,
-      absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake
