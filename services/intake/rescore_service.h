@@ -51,13 +51,10 @@ class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
       v1::GetReviewContextsResponse* response) override;
 
  private:
-  template <typename Request, typename Response>
-  using SourceCall = absl::StatusOr<Response> (RescoreSource::*)(const Request&,
-                                                                 absl::Time);
-  template <typename Request, typename Response>
+  // The caller checked inline, then `call(request, deadline)` on the pool.
+  template <typename Request, typename Response, typename Call>
   grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
-                                  const char* rpc,
-                                  SourceCall<Request, Response> call,
+                                  const char* rpc, Call call,
                                   const Request* request, Response* response);
 
   RescoreSource* source_;

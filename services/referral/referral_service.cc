@@ -136,17 +136,16 @@ absl::StatusOr<Actor> ReferralServiceImpl::Caller(
                id.licensed_states};
 }
 
-template <typename Request, typename Response>
+template <typename Request, typename Response, typename Create>
 grpc::ServerUnaryReactor* ReferralServiceImpl::ServeCreate(
-    grpc::CallbackServerContext* context, const char* rpc,
-    CreateCall<Request, Response> create, const grpc::ByteBuffer* body,
-    grpc::ByteBuffer* reply) {
+    grpc::CallbackServerContext* context, const char* rpc, Create create,
+    const grpc::ByteBuffer* body, grpc::ByteBuffer* reply) {
   auto actor = Caller(*context, rpc);  // before the body is read
   if (!actor.ok())
     return server::FinishNow(context, ToGrpcStatus(actor.status()));
   return server::FinishOnPool(
       context, pool_,
-      [this, create, body, reply, actor = *std::move(actor),
+      [create, body, reply, actor = *std::move(actor),
        deadline = server::RpcDeadline(*context, max_rpc_time_)] {
         grpc::ByteBuffer bytes = *body;  // shares the slices
         Request request;
@@ -156,7 +155,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ServeCreate(
               "request: not a ", Request::descriptor()->name(), " message")));
         }
         absl::StatusOr<Response> result =
-            (core_->*create)(std::move(request), actor, deadline);
+            create(std::move(request), actor, deadline);
         if (!result.ok()) return ToGrpcStatus(result.status());
         bool own_buffer = false;
         return grpc::SerializationTraits<Response>::Serialize(*result, reply,
@@ -168,75 +167,104 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::CreateReferral(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeCreate<v1::CreateReferralRequest, v1::Referral>(
-      context, "CreateReferral", &ReferralCore::CreateReferral, request,
-      response);
+      context, "CreateReferral",
+      [this](v1::CreateReferralRequest r, const Actor& a, absl::Time d) {
+        return core_->CreateReferral(std::move(r), a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::CreateReferrals(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeCreate<v1::CreateReferralsRequest, v1::CreateReferralsResponse>(
-      context, "CreateReferrals", &ReferralCore::CreateReferrals, request,
-      response);
+      context, "CreateReferrals",
+      [this](v1::CreateReferralsRequest r, const Actor& a, absl::Time d) {
+        return core_->CreateReferrals(std::move(r), a, d);
+      },
+      request, response);
 }
 
-template <typename Request, typename Response>
+template <typename Request, typename Response, typename Call>
 grpc::ServerUnaryReactor* ReferralServiceImpl::ServeStaff(
-    grpc::CallbackServerContext* context, const char* rpc,
-    CoreCall<Request, Response> call, const Request* request,
-    Response* response) {
+    grpc::CallbackServerContext* context, const char* rpc, Call call,
+    const Request* request, Response* response) {
   auto actor = Caller(*context, rpc);
   if (!actor.ok())
     return server::FinishNow(context, ToGrpcStatus(actor.status()));
   return server::FinishOnPool(
       context, pool_,
-      [this, call, request, response, actor = *std::move(actor),
+      [call, request, response, actor = *std::move(actor),
        deadline = server::RpcDeadline(*context, max_rpc_time_)] {
-        return ReplyFrom((core_->*call)(*request, actor, deadline), response);
+        return ReplyFrom(call(*request, actor, deadline), response);
       });
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::ListQueue(
     grpc::CallbackServerContext* context, const v1::ListQueueRequest* request,
     v1::ListQueueResponse* response) {
-  return ServeStaff(context, "ListQueue", &ReferralCore::ListQueue, request,
-                    response);
+  return ServeStaff(
+      context, "ListQueue",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->ListQueue(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::ClaimCase(
     grpc::CallbackServerContext* context, const v1::ClaimCaseRequest* request,
     v1::Referral* response) {
-  return ServeStaff(context, "ClaimCase", &ReferralCore::ClaimCase, request,
-                    response);
+  return ServeStaff(
+      context, "ClaimCase",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->ClaimCase(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::ReleaseCase(
     grpc::CallbackServerContext* context, const v1::ReleaseCaseRequest* request,
     v1::Referral* response) {
-  return ServeStaff(context, "ReleaseCase", &ReferralCore::ReleaseCase, request,
-                    response);
+  return ServeStaff(
+      context, "ReleaseCase",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->ReleaseCase(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::DecideCase(
     grpc::CallbackServerContext* context, const v1::DecideCaseRequest* request,
     v1::Referral* response) {
-  return ServeStaff(context, "DecideCase", &ReferralCore::DecideCase, request,
-                    response);
+  return ServeStaff(
+      context, "DecideCase",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->DecideCase(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::GetCase(
     grpc::CallbackServerContext* context, const v1::GetCaseRequest* request,
     v1::Referral* response) {
-  return ServeStaff(context, "GetCase", &ReferralCore::GetCase, request,
-                    response);
+  return ServeStaff(
+      context, "GetCase",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->GetCase(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::ListAuditEvents(
     grpc::CallbackServerContext* context,
     const v1::ListAuditEventsRequest* request,
     v1::ListAuditEventsResponse* response) {
-  return ServeStaff(context, "ListAuditEvents", &ReferralCore::ListAuditEvents,
-                    request, response);
+  return ServeStaff(
+      context, "ListAuditEvents",
+      [this](const auto& r, const Actor& a, absl::Time d) {
+        return core_->ListAuditEvents(r, a, d);
+      },
+      request, response);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::GetMyReferral(

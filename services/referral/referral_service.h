@@ -87,27 +87,19 @@ class ReferralServiceImpl final
                                const char* rpc) const;
 
   // A create: the caller checked inline; on the pool, the body parsed into
-  // a Request the core may move from, `create` run, its reply serialized.
-  template <typename Request, typename Response>
-  using CreateCall = absl::StatusOr<Response> (ReferralCore::*)(Request,
-                                                                const Actor&,
-                                                                absl::Time);
-  template <typename Request, typename Response>
+  // a Request that `create(request, actor, deadline)` may move from, and its
+  // reply serialized.
+  template <typename Request, typename Response, typename Create>
   grpc::ServerUnaryReactor* ServeCreate(grpc::CallbackServerContext* context,
-                                        const char* rpc,
-                                        CreateCall<Request, Response> create,
+                                        const char* rpc, Create create,
                                         const grpc::ByteBuffer* body,
                                         grpc::ByteBuffer* reply);
-  template <typename Request, typename Response>
-  using CoreCall = absl::StatusOr<Response> (ReferralCore::*)(const Request&,
-                                                              const Actor&,
-                                                              absl::Time);
-  // A staff call: the caller checked inline, then `call` on the pool with
-  // the request as gRPC holds it (alive until the call finishes).
-  template <typename Request, typename Response>
+  // A staff call: the caller checked inline, then `call(request, actor,
+  // deadline)` on the pool with the request as gRPC holds it (alive until
+  // the call finishes).
+  template <typename Request, typename Response, typename Call>
   grpc::ServerUnaryReactor* ServeStaff(grpc::CallbackServerContext* context,
-                                       const char* rpc,
-                                       CoreCall<Request, Response> call,
+                                       const char* rpc, Call call,
                                        const Request* request,
                                        Response* response);
 
