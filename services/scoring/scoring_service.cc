@@ -65,7 +65,7 @@ constexpr int kMaxRescoreItems = 5000;
 
 // Re-scoring for batch jobs: one request message carries up to 5000 stored
 // screenings and gets one response message. Like BatchReactor, one read or
-// write at a time (back-pressure); the CPU work, up to ~30 ms a message,
+// write at a time (back-pressure); the CPU work, a whole message at a time,
 // runs on the batch pool, never on a gRPC thread (a full pool ends the
 // stream with UNAVAILABLE; the job resumes from its checkpoint). While a
 // message is scored no read or write is outstanding, so gRPC cannot finish
