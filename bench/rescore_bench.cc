@@ -263,8 +263,8 @@ int main(int argc, char** argv) {
   std::printf("seeded %lld screenings in %.1f s (redis used_memory %s)\n",
               static_cast<long long>(n), seed_s, used.c_str());
   std::fflush(stdout);
-  // Intake serves the job its completed screenings (the job holds a token
-  // and nothing else); its handler work is part of the figure.
+  // Intake re-scores its completed screenings for the job (the job holds a
+  // token and nothing else); its work is part of the figure.
   const std::string intake_addr = StartService(
       dir, "intake", "services/intake/aqueduct-intake",
       {"--redis=" + (*redis)->address(), "--scoring=" + scoring_addr,
@@ -274,8 +274,6 @@ int main(int argc, char** argv) {
       processes);
   auto intake_stub = intake::v1::RescoreService::NewStub(
       server::PeerChannel(intake_addr, nullptr, server::kBatchMaxReceiveBytes));
-  auto scoring = scoring::v1::ScoringService::NewStub(server::PeerChannel(
-      scoring_addr, nullptr, server::kBatchMaxReceiveBytes));
   auto referral = referral::v1::ReferralService::NewStub(
       server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
@@ -283,8 +281,7 @@ int main(int argc, char** argv) {
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
   auth::StaticToken batch_token(auth.Token("batch", "rescore"));
-  tools::Rescorer job(intake_stub.get(), scoring.get(), referral.get(),
-                      &batch_token, options);
+  tools::Rescorer job(intake_stub.get(), referral.get(), &batch_token, options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
   // services (scoring, referral, intake, in start order), and Redis.

@@ -31,16 +31,16 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
   }
   // Intake's completed screenings, for batch re-scoring jobs only.
   for (const char* m :
-       {"GetRescoreJob", "SaveRescoreCheckpoint", "ListCompletedScreenings",
-        "StoreRescoreOutcomes", "GetReviewContexts"}) {
+       {"GetRescoreJob", "SaveRescoreCheckpoint", "RescoreScreenings"}) {
     p[absl::StrCat(kRescore, m)] = {{Role::kBatch}, {}, ""};
   }
-  // Scoring: intake scores completed screenings; batch jobs re-score;
+  // Scoring: intake scores completed screenings, and re-scores them for
+  // batch jobs (RescoreScreenings);
   // the catalog and rulesets are not personal data.
   p[absl::StrCat(kScoring, "ScoreAnswers")] = {
       {Role::kService}, {"intake"}, ""};
   p[absl::StrCat(kScoring, "ScoreBatch")] = {{Role::kBatch}, {}, ""};
-  p[absl::StrCat(kScoring, "Rescore")] = {{Role::kBatch}, {}, ""};
+  p[absl::StrCat(kScoring, "Rescore")] = {{Role::kService}, {"intake"}, ""};
   const Access reference{{Role::kService, Role::kBatch, Role::kClinician,
                           Role::kPhysician, Role::kOperator},
                          {"intake"},

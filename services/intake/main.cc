@@ -224,7 +224,8 @@ int main(int argc, char** argv) {
   const std::string scoring_addr = scoring_ep->ToString();
   const std::string referral_addr = referral_ep->ToString();
   aqueduct::intake::GrpcScoringPeer scoring(
-      aqueduct::server::PeerChannel(scoring_addr, *peer_credentials),
+      aqueduct::server::PeerChannel(scoring_addr, *peer_credentials,
+                                    aqueduct::server::kBatchMaxReceiveBytes),
       scoring_addr, *peer_timeout, own_token->get());
   aqueduct::intake::GrpcReferralPeer referral(
       aqueduct::server::PeerChannel(referral_addr, *peer_credentials),
@@ -278,7 +279,7 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer,
                                               *max_rpc, &pool);
-  aqueduct::intake::RescoreSource rescore_source(&store);
+  aqueduct::intake::RescoreSource rescore_source(&store, &scoring);
   aqueduct::intake::RescoreServiceImpl rescore_service(
       &rescore_source, checks->authorizer, *max_rpc, &pool);
 

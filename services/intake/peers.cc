@@ -58,6 +58,48 @@ absl::StatusOr<scoring::v1::ListRulesetsResponse> GrpcScoringPeer::ListRulesets(
   return out;
 }
 
+namespace {
+
+class GrpcRescoreStream final : public RescoreStream {
+ public:
+  GrpcRescoreStream(std::unique_ptr<grpc::ClientContext> context,
+                    scoring::v1::ScoringService::Stub* stub,
+                    std::string describe)
+      : context_(std::move(context)),
+        stream_(stub->Rescore(context_.get())),
+        describe_(std::move(describe)) {}
+  bool Write(const scoring::v1::RescoreRequest& request) override {
+    return stream_->Write(request);
+  }
+  bool Read(scoring::v1::RescoreResponse* response) override {
+    return stream_->Read(response);
+  }
+  void Cancel() override { context_->TryCancel(); }
+  absl::Status Finish() override {
+    stream_->WritesDone();
+    grpc::Status s = stream_->Finish();
+    if (!s.ok()) return Annotate(ToAbslStatus(s), describe_);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<scoring::v1::RescoreRequest,
+                                           scoring::v1::RescoreResponse>>
+      stream_;
+  std::string describe_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RescoreStream>> GrpcScoringPeer::OpenRescore() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (absl::Status t = auth::Attach(*ctx, *token_); !t.ok())
+    return Annotate(t, Describe());
+  return std::make_unique<GrpcRescoreStream>(std::move(ctx), stub_.get(),
+                                             Describe());
+}
+
 GrpcReferralPeer::GrpcReferralPeer(std::shared_ptr<grpc::Channel> channel,
                                    std::string address, absl::Duration per_call,
                                    auth::TokenSource* token)

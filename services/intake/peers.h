@@ -14,6 +14,19 @@
 
 namespace aqueduct::intake {
 
+// One scoring Rescore stream, for a batch re-scoring job served by intake:
+// requests written in order, each answered by one response in order. Write
+// and Read block; Cancel (from any thread) makes both return false.
+class RescoreStream {
+ public:
+  virtual ~RescoreStream() = default;
+  virtual bool Write(const scoring::v1::RescoreRequest& request) = 0;
+  virtual bool Read(scoring::v1::RescoreResponse* response) = 0;
+  virtual void Cancel() = 0;
+  // After the last Read (or a Cancel): why the stream ended.
+  virtual absl::Status Finish() = 0;
+};
+
 // The services intake calls, behind interfaces so the core is testable
 // without them. Every call takes the caller's remaining budget.
 class ScoringPeer {
@@ -25,6 +38,11 @@ class ScoringPeer {
       absl::Time deadline) = 0;
   virtual absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
       absl::Time deadline) = 0;
+  // A stream with no deadline of its own (a job runs for minutes): a
+  // scoring service that goes away fails it.
+  virtual absl::StatusOr<std::unique_ptr<RescoreStream>> OpenRescore() {
+    return absl::UnimplementedError("re-scoring: no scoring stream");
+  }
   virtual std::string Describe() const = 0;
 };
 
@@ -52,6 +70,7 @@ class GrpcScoringPeer : public ScoringPeer {
       absl::Time deadline) override;
   absl::StatusOr<scoring::v1::ListRulesetsResponse> ListRulesets(
       absl::Time deadline) override;
+  absl::StatusOr<std::unique_ptr<RescoreStream>> OpenRescore() override;
   std::string Describe() const override;
 
  private:

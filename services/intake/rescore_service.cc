@@ -1,5 +1,9 @@
 #include "services/intake/rescore_service.h"
 
+#include <atomic>
+#include <functional>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "common/auth/grpc_auth.h"
 #include "common/server/callback.h"
@@ -44,46 +48,107 @@ grpc::ServerUnaryReactor* RescoreServiceImpl::SaveRescoreCheckpoint(
       request, response);
 }
 
-grpc::ServerUnaryReactor* RescoreServiceImpl::ListCompletedScreenings(
+namespace {
+
+// One RescoreScreenings stream. RescoreSource::Run runs on a thread of the
+// stream's own and hands each page to Send, which writes it and waits for
+// the write to finish (so the job's reading paces intake's). Finish is
+// called once, by that thread, as its last use of the reactor; gRPC calls
+// OnDone after it.
+class RescoreWriter final : public grpc::ServerWriteReactor<v1::RescoredPage> {
+ public:
+  RescoreWriter(RescoreSource* source, v1::RescoreScreeningsRequest request,
+                std::function<void()> on_exit)
+      : source_(source),
+        request_(std::move(request)),
+        on_exit_(std::move(on_exit)) {
+    std::thread([this] { Run(); }).detach();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) stop_.store(true);  // the job went away
+  }
+  void OnCancel() override { stop_.store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Run() {
+    absl::Status s = source_->Run(
+        request_, stop_,
+        [this](v1::RescoredPage page) { return Send(std::move(page)); });
+    std::function<void()> on_exit = std::move(on_exit_);
+    if (stop_.load()) {
+      Finish(grpc::Status::CANCELLED);
+    } else {
+      Finish(ToGrpcStatus(s));
+    }
+    on_exit();  // `this` may be gone already
+  }
+
+  bool Send(v1::RescoredPage page) {
+    if (stop_.load()) return false;
+    page_ = std::move(page);
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;
+    }
+    StartWrite(&page_);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](bool* writing) { return !*writing; }, &writing_));
+    return !stop_.load();
+  }
+
+  RescoreSource* const source_;
+  const v1::RescoreScreeningsRequest request_;
+  std::function<void()> on_exit_;
+  std::atomic<bool> stop_{false};
+  v1::RescoredPage page_;
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stream refused before it starts.
+class RefusedRescore final : public grpc::ServerWriteReactor<v1::RescoredPage> {
+ public:
+  explicit RefusedRescore(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::RescoredPage>*
+RescoreServiceImpl::RescoreScreenings(
     grpc::CallbackServerContext* context,
-    const v1::ListCompletedScreeningsRequest* request,
-    v1::ListCompletedScreeningsResponse* response) {
-  auto who = auth::CheckCall(
-      *authorizer_, *context,
-      "/aqueduct.intake.v1.RescoreService/ListCompletedScreenings");
-  if (!who.ok()) return server::FinishNow(context, ToGrpcStatus(who.status()));
-  // Filled in place: the response is on the call's arena.
-  return server::FinishOnPool(
-      context, pool_,
-      [this, request, response,
-       deadline = server::RpcDeadline(*context, max_rpc_time_)] {
-        return ToGrpcStatus(
-            source_->ListCompleted(*request, deadline, response));
-      });
+    const v1::RescoreScreeningsRequest* request) {
+  auto who =
+      auth::CheckCall(*authorizer_, *context,
+                      "/aqueduct.intake.v1.RescoreService/RescoreScreenings");
+  if (!who.ok()) return new RefusedRescore(ToGrpcStatus(who.status()));
+  if (absl::Status bad = RescoreSource::Validate(*request); !bad.ok())
+    return new RefusedRescore(ToGrpcStatus(bad));
+  {
+    absl::MutexLock lock(&mu_);
+    if (streams_ >= kMaxStreams) {
+      return new RefusedRescore(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("intake runs at most ", kMaxStreams,
+                       " re-scoring jobs at once: try again when one ends")));
+    }
+    ++streams_;
+  }
+  return new RescoreWriter(source_, *request, [this] {
+    absl::MutexLock lock(&mu_);
+    --streams_;
+  });
 }
 
-grpc::ServerUnaryReactor* RescoreServiceImpl::StoreRescoreOutcomes(
-    grpc::CallbackServerContext* context,
-    const v1::StoreRescoreOutcomesRequest* request,
-    v1::StoreRescoreOutcomesResponse* response) {
-  return Serve(
-      context, "StoreRescoreOutcomes",
-      [this](const auto& r, absl::Time d) {
-        return source_->StoreOutcomes(r, d);
-      },
-      request, response);
-}
-
-grpc::ServerUnaryReactor* RescoreServiceImpl::GetReviewContexts(
-    grpc::CallbackServerContext* context,
-    const v1::GetReviewContextsRequest* request,
-    v1::GetReviewContextsResponse* response) {
-  return Serve(
-      context, "GetReviewContexts",
-      [this](const auto& r, absl::Time d) {
-        return source_->GetReviewContexts(r, d);
-      },
-      request, response);
+RescoreServiceImpl::~RescoreServiceImpl() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* streams) { return *streams == 0; }, &streams_));
 }
 
 }  // namespace aqueduct::intake

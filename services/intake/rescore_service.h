@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/auth/authorizer.h"
 #include "common/server/callback.h"
@@ -13,21 +14,23 @@
 namespace aqueduct::intake {
 
 // gRPC adapter over RescoreSource, on the callback API as every service:
-// the caller (the batch role only) is checked inline, the store's work runs
-// on `pool`.
+// the caller (the batch role only) is checked inline; the checkpoint calls
+// run on `pool`, and each RescoreScreenings stream on a thread of its own
+// (at most kMaxStreams at once: a job's stream runs for minutes, and would
+// hold a pool thread as long).
 class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
  public:
+  static constexpr int kMaxStreams = 2;
+
   RescoreServiceImpl(RescoreSource* source,
                      std::shared_ptr<const auth::Authorizer> authorizer,
                      absl::Duration max_rpc_time, server::WorkerPool* pool)
       : source_(source),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
-        pool_(pool) {
-    // Pages and outcome batches are thousands of small messages each.
-    SetMessageAllocatorFor_ListCompletedScreenings(&page_allocator_);
-    SetMessageAllocatorFor_StoreRescoreOutcomes(&outcomes_allocator_);
-  }
+        pool_(pool) {}
+  // Waits for the streams' threads (the server's shutdown cancels them).
+  ~RescoreServiceImpl() override;
 
   grpc::ServerUnaryReactor* GetRescoreJob(
       grpc::CallbackServerContext* context,
@@ -37,18 +40,9 @@ class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::SaveRescoreCheckpointRequest* request,
       v1::RescoreJob* response) override;
-  grpc::ServerUnaryReactor* ListCompletedScreenings(
+  grpc::ServerWriteReactor<v1::RescoredPage>* RescoreScreenings(
       grpc::CallbackServerContext* context,
-      const v1::ListCompletedScreeningsRequest* request,
-      v1::ListCompletedScreeningsResponse* response) override;
-  grpc::ServerUnaryReactor* StoreRescoreOutcomes(
-      grpc::CallbackServerContext* context,
-      const v1::StoreRescoreOutcomesRequest* request,
-      v1::StoreRescoreOutcomesResponse* response) override;
-  grpc::ServerUnaryReactor* GetReviewContexts(
-      grpc::CallbackServerContext* context,
-      const v1::GetReviewContextsRequest* request,
-      v1::GetReviewContextsResponse* response) override;
+      const v1::RescoreScreeningsRequest* request) override;
 
  private:
   // The caller checked inline, then `call(request, deadline)` on the pool.
@@ -61,12 +55,8 @@ class RescoreServiceImpl final : public v1::RescoreService::CallbackService {
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
   server::WorkerPool* pool_;
-  server::ArenaMessageAllocator<v1::ListCompletedScreeningsRequest,
-                                v1::ListCompletedScreeningsResponse>
-      page_allocator_;
-  server::ArenaMessageAllocator<v1::StoreRescoreOutcomesRequest,
-                                v1::StoreRescoreOutcomesResponse>
-      outcomes_allocator_;
+  absl::Mutex mu_;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace aqueduct::intake

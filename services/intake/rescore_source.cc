@@ -1,16 +1,23 @@
 #include "services/intake/rescore_source.h"
 
+#include <algorithm>
+#include <deque>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/status/status_macros.h"
 #include "common/util/ids.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
+#include "services/scoring/digest.h"
 
 namespace aqueduct::intake {
 namespace {
@@ -32,7 +39,7 @@ absl::Status ParsePageToken(const std::string& token, int64_t* time_ms,
       absl::StrSplit(token, absl::MaxSplits(':', 1));
   if (!absl::SimpleAtoi(parts.first, time_ms) || parts.second.empty()) {
     return absl::InvalidArgumentError(
-        "page_token: not a next_page_token of ListCompletedScreenings");
+        "page_token: not a next_page_token of RescoreScreenings");
   }
   *member = std::move(parts.second);
   return absl::OkStatus();
@@ -45,6 +52,66 @@ absl::Status CheckRange(int64_t from_ms, int64_t to_ms) {
   }
   return absl::OkStatus();
 }
+
+// Each Redis step of a page (a read, a write) gets this long.
+constexpr absl::Duration kStepTime = absl::Seconds(10);
+// How far the reader may get ahead of the pages sent.
+constexpr size_t kPagesAhead = 4;
+
+// One page on its way from the reader to the sender.
+struct Page {
+  // kStreamEnded: scoring's stream failed (its Finish says why).
+  enum class Kind { kPage, kEnd, kError, kStreamEnded } kind = Kind::kPage;
+  absl::Status error;
+  std::vector<std::string> ids;  // the page's screening ids, in order
+  std::vector<SessionStore::ForRescore> stored;
+  std::vector<size_t> sent;  // indexes into `ids` sent to scoring, in order
+  std::string next_page_token;
+};
+
+// A bounded hand-over from the reader to the sender.
+class PageQueue {
+ public:
+  explicit PageQueue(size_t capacity) : capacity_(capacity) {}
+  // False when the sender has gone (nothing more is wanted).
+  bool Push(Page page) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](PageQueue* q) {
+          return q->closed_ || q->pages_.size() < q->capacity_;
+        },
+        this));
+    if (closed_) return false;
+    pages_.push_back(std::move(page));
+    return true;
+  }
+  Page Pop() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](PageQueue* q) { return q->closed_ || !q->pages_.empty(); }, this));
+    if (pages_.empty()) {
+      return Page{.kind = Page::Kind::kError,
+                  .error = absl::CancelledError("re-scoring stopped")};
+    }
+    Page page = std::move(pages_.front());
+    pages_.pop_front();
+    return page;
+  }
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  bool closed() {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+
+ private:
+  const size_t capacity_;
+  absl::Mutex mu_;
+  std::deque<Page> pages_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 
@@ -78,103 +145,234 @@ absl::StatusOr<v1::RescoreJob> RescoreSource::SaveCheckpoint(
   return job;
 }
 
-absl::Status RescoreSource::ListCompleted(
-    const v1::ListCompletedScreeningsRequest& request, absl::Time deadline,
-    v1::ListCompletedScreeningsResponse* response) {
+absl::Status RescoreSource::Validate(
+    const v1::RescoreScreeningsRequest& request) {
+  if (request.ruleset_version().empty())
+    return absl::InvalidArgumentError("ruleset_version: is required");
   RETURN_IF_ERROR(CheckRange(request.from_time_ms(), request.to_time_ms()));
   if (request.page_size() < 1 || request.page_size() > kMaxPageSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: must be 1..", kMaxPageSize));
   }
-  if (request.ruleset_version().empty())
-    return absl::InvalidArgumentError("ruleset_version: is required");
+  if (!(request.max_per_second() >= 0)) {
+    return absl::InvalidArgumentError(
+        "max_per_second: must be 0 (no limit) or more");
+  }
   int64_t after_ms = 0;
   std::string after_member;
-  RETURN_IF_ERROR(
-      ParsePageToken(request.page_token(), &after_ms, &after_member));
-  ASSIGN_OR_RETURN(std::vector<SessionStore::CompletedEntry> entries,
-                   store_->ScanCompleted(
-                       request.from_time_ms(), request.to_time_ms(), after_ms,
-                       after_member, request.page_size(), deadline));
-  response->Clear();
-  if (entries.empty()) return absl::OkStatus();
-  std::vector<std::string> ids;
-  ids.reserve(entries.size());
-  for (const auto& e : entries) ids.push_back(e.screening_id);
-  ASSIGN_OR_RETURN(
-      std::vector<SessionStore::ForRescore> stored,
-      store_->ReadForRescore(ids, request.ruleset_version(), deadline));
-  response->mutable_screenings()->Reserve(static_cast<int>(entries.size()));
-  for (size_t i = 0; i < entries.size(); ++i) {
-    v1::CompletedScreening* out = response->add_screenings();
-    out->set_screening_id(std::move(ids[i]));
-    SessionStore::ForRescore& fr = stored[i];
-    if (!fr.completed) continue;
-    out->set_completed(true);
-    out->set_packed_request(std::move(fr.packed_request));
-    *out->mutable_before() = std::move(fr.before);
-    if (fr.outcome.has_value())
-      *out->mutable_outcome() = *std::move(fr.outcome);
-  }
-  // A short page is the last one.
-  if (static_cast<int>(entries.size()) == request.page_size()) {
-    response->set_next_page_token(
-        PageToken(entries.back().time_ms, entries.back().member));
-  }
-  return absl::OkStatus();
+  return ParsePageToken(request.page_token(), &after_ms, &after_member);
 }
 
-absl::StatusOr<v1::StoreRescoreOutcomesResponse> RescoreSource::StoreOutcomes(
-    const v1::StoreRescoreOutcomesRequest& request, absl::Time deadline) {
-  if (request.ruleset_version().empty())
-    return absl::InvalidArgumentError("ruleset_version: is required");
-  if (request.outcomes_size() > kMaxPerCall) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("outcomes: at most ", kMaxPerCall, " a call"));
-  }
-  std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
-      outcomes;
-  outcomes.reserve(request.outcomes_size());
-  for (int i = 0; i < request.outcomes_size(); ++i) {
-    const v1::ScreeningOutcome& o = request.outcomes(i);
-    RETURN_IF_ERROR(ValidateIdSegment(
-        o.screening_id(), absl::StrCat("outcomes[", i, "].screening_id")));
-    outcomes.emplace_back(o.screening_id(), &o.outcome());
-  }
-  if (!outcomes.empty()) {
-    RETURN_IF_ERROR(
-        store_->PutOutcomes(outcomes, request.ruleset_version(), deadline));
-  }
-  return v1::StoreRescoreOutcomesResponse();
-}
+absl::Status RescoreSource::Run(
+    const v1::RescoreScreeningsRequest& request, const std::atomic<bool>& stop,
+    const std::function<bool(v1::RescoredPage)>& send) {
+  RETURN_IF_ERROR(Validate(request));
+  ASSIGN_OR_RETURN(std::unique_ptr<RescoreStream> stream,
+                   scoring_->OpenRescore());
+  const std::string& version = request.ruleset_version();
+  auto in_filter = [&request](const scoring::v1::ResultDigest& before) {
+    return !request.has_route() || before.primary_route() == request.route();
+  };
+  const absl::Time started = absl::Now();
+  PageQueue queue(kPagesAhead);
 
-absl::StatusOr<v1::GetReviewContextsResponse> RescoreSource::GetReviewContexts(
-    const v1::GetReviewContextsRequest& request, absl::Time deadline) {
-  if (request.screening_ids_size() > kMaxPerCall) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("screening_ids: at most ", kMaxPerCall, " a call"));
+  // Reader: the index, then each page's stored answers, digests and earlier
+  // outcomes in one round trip; what still needs scoring goes to scoring.
+  std::thread reader([&] {
+    int64_t after_ms = 0;
+    std::string after_member;
+    (void)ParsePageToken(request.page_token(), &after_ms,
+                         &after_member);  // checked by Validate
+    scoring::v1::RescoreRequest to_score;
+    to_score.set_ruleset_version(version);
+    int64_t read = 0;
+    while (true) {
+      if (request.max_per_second() > 0) {
+        // In short naps, so a stop is seen at once.
+        const absl::Time until =
+            started + absl::Seconds(read / request.max_per_second());
+        while (absl::Now() < until && !stop.load() && !queue.closed())
+          absl::SleepFor(std::min(until - absl::Now(), absl::Milliseconds(50)));
+      }
+      if (stop.load()) {
+        queue.Push(Page{.kind = Page::Kind::kError,
+                        .error = absl::CancelledError("re-scoring stopped")});
+        return;
+      }
+      Page page;
+      const absl::Time deadline = absl::Now() + kStepTime;
+      auto entries = store_->ScanCompleted(
+          request.from_time_ms(), request.to_time_ms(), after_ms, after_member,
+          request.page_size(), deadline);
+      if (!entries.ok()) {
+        queue.Push(Page{.kind = Page::Kind::kError, .error = entries.status()});
+        return;
+      }
+      if (entries->empty()) {
+        queue.Push(Page{.kind = Page::Kind::kEnd});
+        return;
+      }
+      std::vector<std::string> ids;
+      ids.reserve(entries->size());
+      for (const auto& e : *entries) ids.push_back(e.screening_id);
+      auto stored = store_->ReadForRescore(ids, version, deadline);
+      if (!stored.ok()) {
+        queue.Push(Page{.kind = Page::Kind::kError, .error = stored.status()});
+        return;
+      }
+      page.stored = *std::move(stored);
+      page.ids = std::move(ids);
+      // Scoring gets what has no outcome under this version yet (a page
+      // done before reuses what was stored then).
+      to_score.clear_items();
+      for (size_t i = 0; i < page.stored.size(); ++i) {
+        SessionStore::ForRescore& fr = page.stored[i];
+        if (!fr.completed || fr.outcome.has_value() || !in_filter(fr.before))
+          continue;  // not completed: indexed before a commit
+        scoring::v1::RescoreItem* item = to_score.add_items();
+        item->set_correlation_id(page.ids[i]);
+        item->set_packed_request(std::move(fr.packed_request));
+        *item->mutable_before() = fr.before;
+        page.sent.push_back(i);
+      }
+      // A short page is the last one.
+      const bool last = static_cast<int>(entries->size()) < request.page_size();
+      if (!last) {
+        after_ms = entries->back().time_ms;
+        after_member = entries->back().member;
+        page.next_page_token = PageToken(after_ms, after_member);
+      }
+      read += static_cast<int64_t>(entries->size());
+      if (!page.sent.empty() && !stream->Write(to_score)) {
+        queue.Push(Page{.kind = Page::Kind::kStreamEnded});
+        return;
+      }
+      if (!queue.Push(std::move(page))) return;
+      if (last) {
+        queue.Push(Page{.kind = Page::Kind::kEnd});
+        return;
+      }
+    }
+  });
+
+  // This thread: scoring's answer to each page, the outcomes stored, the
+  // page's counts and changed screenings sent.
+  absl::Status result;
+  bool stream_ended = false;
+  scoring::v1::RescoreResponse response;
+  while (true) {
+    Page page = queue.Pop();
+    if (page.kind == Page::Kind::kEnd) break;
+    if (page.kind == Page::Kind::kError) {
+      result = page.error;
+      break;
+    }
+    if (page.kind == Page::Kind::kStreamEnded) {
+      stream_ended = true;
+      break;
+    }
+    response.Clear();
+    if (!page.sent.empty()) {
+      if (!stream->Read(&response)) {
+        stream_ended = true;
+        break;
+      }
+      if (response.items_size() != static_cast<int>(page.sent.size())) {
+        result = absl::InternalError(
+            "scoring: re-scoring response does not match its request");
+        break;
+      }
+    }
+    v1::RescoredPage out;
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
+        to_store;
+    to_store.reserve(page.sent.size());
+    for (size_t k = 0; k < page.sent.size(); ++k) {
+      scoring::v1::RescoredItem* item =
+          response.mutable_items(static_cast<int>(k));
+      if (item->has_error()) {
+        out.set_failed(out.failed() + 1);
+        continue;
+      }
+      const size_t i = page.sent[k];
+      storage::v1::RescoreOutcome& o = page.stored[i].outcome.emplace();
+      o.set_time_ms(now);
+      o.mutable_digest()->Swap(item->mutable_after());
+      o.set_changed(item->changed());
+      if (item->changed())
+        o.mutable_changed_result()->Swap(item->mutable_result());
+      to_store.emplace_back(page.ids[i], &o);
+    }
+    if (!request.dry_run() && !to_store.empty()) {
+      result = store_->PutOutcomes(to_store, version, absl::Now() + kStepTime);
+      if (!result.ok()) break;
+    }
+    // Count, and collect what changed.
+    std::vector<size_t> changed;
+    std::vector<std::vector<std::string>> lines;
+    for (size_t i = 0; i < page.stored.size(); ++i) {
+      const SessionStore::ForRescore& fr = page.stored[i];
+      if (!fr.completed || !fr.outcome.has_value() || !in_filter(fr.before))
+        continue;
+      out.set_screened(out.screened() + 1);
+      if (!fr.outcome->changed()) continue;
+      scoring::DigestChanges changes =
+          scoring::CompareDigests(fr.before, fr.outcome->digest());
+      if (!changes.any()) continue;
+      out.set_changed_route(out.changed_route() + changes.route);
+      out.set_changed_band(out.changed_band() + changes.band);
+      out.set_changed_flags(out.changed_flags() + changes.flags);
+      changed.push_back(i);
+      lines.push_back(std::move(changes.lines));
+    }
+    // A re-review case shows both results in full: the originals (and where
+    // the person is) are read for the changed screenings only. A dry run
+    // opens no cases and sends only the counts and the change lines.
+    if (!changed.empty()) {
+      std::vector<std::string> ids;
+      for (size_t i : changed) ids.push_back(page.ids[i]);
+      std::vector<std::optional<StoredSession>> sessions(ids.size());
+      if (!request.dry_run()) {
+        auto got = store_->GetManyWithoutAnswers(ids, absl::Now() + kStepTime);
+        if (!got.ok()) {
+          result = got.status();
+          break;
+        }
+        sessions = *std::move(got);
+      }
+      for (size_t k = 0; k < changed.size(); ++k) {
+        v1::ChangedScreening* c = out.add_changed();
+        c->set_screening_id(ids[k]);
+        for (auto& line : lines[k]) c->add_changes(std::move(line));
+        auto& session = sessions[k];
+        if (!session.has_value() || !session->result.has_value()) continue;
+        c->set_screening(
+            ScreeningName{session->record.user_id(), ids[k]}.ToString());
+        c->mutable_previous_result()->Swap(session->result->mutable_scoring());
+        c->mutable_result()->Swap(
+            page.stored[changed[k]].outcome->mutable_changed_result());
+        c->set_location_state(LocationStateOf(session->record));
+      }
+    }
+    out.set_next_page_token(std::move(page.next_page_token));
+    if (!send(std::move(out))) {
+      result = absl::CancelledError("the job went away");
+      break;
+    }
   }
-  std::vector<std::string> ids;
-  for (int i = 0; i < request.screening_ids_size(); ++i) {
-    RETURN_IF_ERROR(ValidateIdSegment(request.screening_ids(i),
-                                      absl::StrCat("screening_ids[", i, "]")));
-    ids.push_back(request.screening_ids(i));
+  // Ends the reader: a full hand-over wakes, a Write in progress fails.
+  queue.Close();
+  if (!stream_ended && !result.ok()) stream->Cancel();
+  reader.join();
+  absl::Status finished = stream->Finish();
+  if (stream_ended) {
+    return finished.ok() ? absl::UnavailableError(
+                               "scoring: the re-scoring stream ended early")
+                         : finished;
   }
-  v1::GetReviewContextsResponse response;
-  if (ids.empty()) return response;
-  ASSIGN_OR_RETURN(auto sessions, store_->GetManyWithoutAnswers(ids, deadline));
-  for (size_t i = 0; i < ids.size(); ++i) {
-    v1::ReviewContext* out = response.add_contexts();
-    out->set_screening_id(ids[i]);
-    auto& session = sessions[i];
-    if (!session.has_value() || !session->result.has_value()) continue;
-    out->set_found(true);
-    out->set_screening(
-        ScreeningName{session->record.user_id(), ids[i]}.ToString());
-    out->mutable_result()->Swap(session->result->mutable_scoring());
-    out->set_location_state(LocationStateOf(session->record));
-  }
-  return response;
+  if (!result.ok()) return result;
+  return finished;
 }
 
 }  // namespace aqueduct::intake

@@ -1,41 +1,51 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_RESCORE_SOURCE_H_
 #define AQUEDUCT_SERVICES_INTAKE_RESCORE_SOURCE_H_
 
+#include <atomic>
+#include <functional>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "protos/intake/v1/rescore_service.pb.h"
+#include "services/intake/peers.h"
 #include "services/intake/session_store.h"
 
 namespace aqueduct::intake {
 
 // The use case "serve a batch re-scoring job": intake's completed
-// screenings read in pages, the outcomes under a new ruleset stored next to
-// them, and the job's checkpoint, all through intake's own store (the
-// RescoreService RPCs, protos/intake/v1/rescore_service.proto, are a thin
-// adapter over this). Arguments are checked here; INVALID_ARGUMENT names
-// the field.
+// screenings re-scored in pages under a new ruleset (read from intake's own
+// store, scored by scoring's Rescore stream, outcomes stored next to the
+// originals), and the job's checkpoint. The RescoreService RPCs
+// (protos/intake/v1/rescore_service.proto) are a thin adapter over this.
+// Arguments are checked here; INVALID_ARGUMENT names the field.
 class RescoreSource {
  public:
   static constexpr int kMaxPageSize = 5000;  // scoring's limit per message
-  static constexpr int kMaxPerCall = 1000;   // outcomes or contexts a call
 
-  explicit RescoreSource(SessionStore* store) : store_(store) {}
+  RescoreSource(SessionStore* store, ScoringPeer* scoring)
+      : store_(store), scoring_(scoring) {}
 
   absl::StatusOr<v1::RescoreJob> GetJob(const v1::GetRescoreJobRequest& request,
                                         absl::Time deadline);
   absl::StatusOr<v1::RescoreJob> SaveCheckpoint(
       const v1::SaveRescoreCheckpointRequest& request, absl::Time deadline);
-  // Fills `response` in place (the service's is on the call's arena).
-  absl::Status ListCompleted(const v1::ListCompletedScreeningsRequest& request,
-                             absl::Time deadline,
-                             v1::ListCompletedScreeningsResponse* response);
-  absl::StatusOr<v1::StoreRescoreOutcomesResponse> StoreOutcomes(
-      const v1::StoreRescoreOutcomesRequest& request, absl::Time deadline);
-  absl::StatusOr<v1::GetReviewContextsResponse> GetReviewContexts(
-      const v1::GetReviewContextsRequest& request, absl::Time deadline);
+
+  // Checks a RescoreScreenings request (before a stream starts).
+  static absl::Status Validate(const v1::RescoreScreeningsRequest& request);
+
+  // Runs a RescoreScreenings request to its last page, handing each page to
+  // `send` in order; stops early (OK) when `send` returns false or `stop`
+  // is set, and with the error when Redis or scoring fails. Two stages
+  // overlap: a reader thread reads pages and writes them to scoring (at
+  // most kPagesAhead ahead), and the calling thread reads scoring's
+  // answers, stores the outcomes, builds the page and sends it.
+  absl::Status Run(const v1::RescoreScreeningsRequest& request,
+                   const std::atomic<bool>& stop,
+                   const std::function<bool(v1::RescoredPage)>& send);
 
  private:
   SessionStore* store_;
+  ScoringPeer* scoring_;
 };
 
 }  // namespace aqueduct::intake

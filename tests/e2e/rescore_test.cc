@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/intake/v1/rescore_service.grpc.pb.h"
+#include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "tests/testing/auth.h"
@@ -167,7 +168,6 @@ class RescoreTest : public ::testing::Test {
         "rescore",
         "--ruleset=v2-test",
         "--intake=" + intake_addr_,
-        "--scoring=" + scoring_addr_,
         "--referral=" + referral_addr_,
         "--summary-json=" + summary,
         "--token=" + auth_.Token("batch", "rescore"),
@@ -280,58 +280,146 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
 // The job reaches intake's data only through intake's RescoreService, which
 // answers the batch role alone: a person, a clinician, intake's own service
 // identity and a caller without a token are all refused, and so is the job
-// run with any of their tokens.
+// run with any of their tokens. Scoring's Rescore answers intake alone, so
+// a batch token cannot go around intake either.
 TEST_F(RescoreTest, OnlyTheBatchRoleReachesIntakesCompletedScreenings) {
   auto stub = intake::v1::RescoreService::NewStub(
       grpc::CreateChannel(intake_addr_, grpc::InsecureChannelCredentials()));
-  intake::v1::ListCompletedScreeningsRequest list;
-  list.set_to_time_ms(INT64_MAX / 2);
-  list.set_page_size(100);
-  list.set_ruleset_version("v2-test");
+  intake::v1::RescoreScreeningsRequest request;
+  request.set_ruleset_version("v2-test");
+  request.set_to_time_ms(INT64_MAX / 2);
+  request.set_page_size(kScreenings / 2);
+  request.set_dry_run(true);
+  // Reads a whole stream: its pages and how it ended.
+  auto run = [&](grpc::ClientContext* ctx,
+                 std::vector<intake::v1::RescoredPage>* pages) {
+    auto reader = stub->RescoreScreenings(ctx, request);
+    intake::v1::RescoredPage page;
+    while (reader->Read(&page)) pages->push_back(page);
+    return reader->Finish();
+  };
+  const auto before = Snapshot();
   for (const std::string who :
        {"patient:u1", "clinician:c1", "physician:dr-all", "service:intake"}) {
     grpc::ClientContext ctx;
     const size_t colon = who.find(':');
     auth_.Attach(ctx, who.substr(0, colon), who.substr(colon + 1));
-    intake::v1::ListCompletedScreeningsResponse page;
-    grpc::Status s = stub->ListCompletedScreenings(&ctx, list, &page);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who;
-    EXPECT_EQ(page.screenings_size(), 0) << who;
+    std::vector<intake::v1::RescoredPage> pages;
+    EXPECT_EQ(run(&ctx, &pages).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
+        << who;
+    EXPECT_TRUE(pages.empty()) << who;
   }
   {
     grpc::ClientContext ctx;
-    intake::v1::ListCompletedScreeningsResponse page;
-    EXPECT_EQ(stub->ListCompletedScreenings(&ctx, list, &page).error_code(),
+    std::vector<intake::v1::RescoredPage> pages;
+    EXPECT_EQ(run(&ctx, &pages).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
   }
-  // The batch role reads every completed screening, in pages.
-  grpc::ClientContext ctx;
-  auth_.Attach(ctx, "batch", "rescore");
-  list.set_page_size(kScreenings / 2);
-  intake::v1::ListCompletedScreeningsResponse page;
-  ASSERT_TRUE(stub->ListCompletedScreenings(&ctx, list, &page).ok());
-  EXPECT_EQ(page.screenings_size(), kScreenings / 2);
-  EXPECT_FALSE(page.next_page_token().empty());
-  for (const auto& s : page.screenings()) {
-    EXPECT_TRUE(s.completed());
-    EXPECT_FALSE(s.packed_request().empty());
+  // The batch role gets every completed screening re-scored, in pages (a
+  // dry run: counted, nothing stored).
+  {
+    grpc::ClientContext ctx;
+    auth_.Attach(ctx, "batch", "rescore");
+    std::vector<intake::v1::RescoredPage> pages;
+    grpc::Status ok = run(&ctx, &pages);
+    ASSERT_TRUE(ok.ok()) << ok.error_message();
+    ASSERT_EQ(pages.size(), 2u);
+    EXPECT_FALSE(pages[0].next_page_token().empty());
+    int64_t screened = 0, changed = 0;
+    for (const auto& p : pages) {
+      screened += p.screened();
+      changed += p.changed_route();
+      for (const auto& c : p.changed()) {
+        ASSERT_FALSE(c.changes().empty());
+        EXPECT_THAT(c.changes(0), HasSubstr("route: THERAPY -> SELF_HELP"));
+      }
+    }
+    EXPECT_EQ(screened, kScreenings);
+    EXPECT_EQ(changed, expected_changes_);
   }
+  EXPECT_EQ(Snapshot(), before) << "a dry run writes nothing";
   // A bad argument names its field.
-  grpc::ClientContext bad_ctx;
-  auth_.Attach(bad_ctx, "batch", "rescore");
-  list.set_page_size(0);
-  grpc::Status bad = stub->ListCompletedScreenings(&bad_ctx, list, &page);
-  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(bad.error_message(), HasSubstr("page_size"));
+  {
+    grpc::ClientContext ctx;
+    auth_.Attach(ctx, "batch", "rescore");
+    request.set_page_size(0);
+    std::vector<intake::v1::RescoredPage> pages;
+    grpc::Status bad = run(&ctx, &pages);
+    EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(bad.error_message(), HasSubstr("page_size"));
+    request.set_page_size(kScreenings / 2);
+  }
+  // Scoring's Rescore is intake's: a batch token is refused there.
+  {
+    auto scoring = scoring::v1::ScoringService::NewStub(
+        grpc::CreateChannel(scoring_addr_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    auth_.Attach(ctx, "batch", "rescore");
+    auto stream = scoring->Rescore(&ctx);
+    stream->WritesDone();
+    EXPECT_EQ(stream->Finish().error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
 
   // The job itself with a person's token: refused, nothing written.
-  const auto before = Snapshot();
   EXPECT_NE(RunToEnd({"--token=" + auth_.Token("patient", "u1")},
                      dir_.path() + "/refused.json"),
             0);
   EXPECT_THAT(t::ReadFile(dir_.path() + "/rescore.log"),
               HasSubstr("role patient may not call GetRescoreJob"));
   EXPECT_EQ(Snapshot(), before);
+}
+
+// A job's stream runs on a thread of its own, so intake bounds how many run
+// at once: a third while two run is UNAVAILABLE and says why, and a job that
+// goes away frees its place.
+TEST_F(RescoreTest, AtMostTwoStreamsRunAtOnce) {
+  auto stub = intake::v1::RescoreService::NewStub(
+      grpc::CreateChannel(intake_addr_, grpc::InsecureChannelCredentials()));
+  intake::v1::RescoreScreeningsRequest slow;
+  slow.set_ruleset_version("v2-test");
+  slow.set_to_time_ms(INT64_MAX / 2);
+  slow.set_page_size(1);
+  slow.set_dry_run(true);
+  slow.set_max_per_second(1);
+  struct Open {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<intake::v1::RescoredPage>> reader;
+  };
+  std::vector<std::unique_ptr<Open>> open;
+  for (int i = 0; i < 2; ++i) {
+    auto o = std::make_unique<Open>();
+    auth_.Attach(o->ctx, "batch", "rescore");
+    o->reader = stub->RescoreScreenings(&o->ctx, slow);
+    intake::v1::RescoredPage page;
+    ASSERT_TRUE(o->reader->Read(&page)) << "stream " << i << " started";
+    open.push_back(std::move(o));
+  }
+  auto third = [&] {
+    grpc::ClientContext ctx;
+    auth_.Attach(ctx, "batch", "rescore");
+    auto reader = stub->RescoreScreenings(&ctx, slow);
+    intake::v1::RescoredPage page;
+    const bool got = reader->Read(&page);
+    if (got) ctx.TryCancel();
+    return std::make_pair(got, reader->Finish());
+  };
+  auto [got, refused] = third();
+  EXPECT_FALSE(got);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.error_message(), HasSubstr("at most 2 re-scoring jobs"));
+  // One job goes away: its place frees once intake sees it.
+  open[0]->ctx.TryCancel();
+  (void)open[0]->reader->Finish();
+  bool started = false;
+  for (int i = 0; i < 50 && !started; ++i) {
+    started = third().first;
+    if (!started) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(started);
+  open[1]->ctx.TryCancel();
+  (void)open[1]->reader->Finish();
 }
 
 TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {

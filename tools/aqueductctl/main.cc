@@ -400,13 +400,10 @@ int Rescore() {
     options.route = route;
   }
   // Everything the job reads and writes is intake's, through intake's
-  // RescoreService: the job holds its token and nothing else.
+  // RescoreService: the job holds its token and nothing else. A batch
+  // channel: a page can carry thousands of full results.
   auto intake = aqueduct::intake::v1::RescoreService::NewStub(
       aqueduct::server::PeerChannel(Str("intake"), ChannelCredentials(),
-                                    aqueduct::server::kBatchMaxReceiveBytes));
-  // Batch channels: a Rescore response can carry thousands of full results.
-  auto scoring = aqueduct::scoring::v1::ScoringService::NewStub(
-      aqueduct::server::PeerChannel(Str("scoring"), ChannelCredentials(),
                                     aqueduct::server::kBatchMaxReceiveBytes));
   auto referral = aqueduct::referral::v1::ReferralService::NewStub(
       Channel(Str("referral")));
@@ -414,8 +411,8 @@ int Rescore() {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const bool tty = isatty(STDOUT_FILENO);
-  aqueduct::tools::Rescorer job(intake.get(), scoring.get(), referral.get(),
-                                g_token.get(), options);
+  aqueduct::tools::Rescorer job(intake.get(), referral.get(), g_token.get(),
+                                options);
   auto summary =
       job.Run(g_stop, [&](const aqueduct::tools::RescoreProgress& p) {
         if (!tty) return;
@@ -1036,7 +1033,8 @@ aqueduct::tools::Cli MakeCli() {
        0,
        0,
        "re-score stored screenings under a ruleset (batch job)",
-       "Runs as the batch identity through intake, scoring and referral; "
+       "Runs as the batch identity through intake (which has scoring "
+       "re-score) and referral; "
        "checkpointed: run the same command again to resume.",
        {"aqueductctl rescore --ruleset=v2 --dry-run",
         "aqueductctl rescore --ruleset=v2 --from=2026-11-01 "
@@ -1050,7 +1048,7 @@ aqueduct::tools::Cli MakeCli() {
         {"route", "ROUTE", "only screenings whose route is this", ""},
         {"dry-run", "", "compute and report, write nothing", ""},
         {"max-per-second", "RATE", "rate limit (0: none)", "0"},
-        {"batch", "N", "screenings per batch and checkpoint, 1..5000", "1000"},
+        {"batch", "N", "screenings per page and checkpoint, 1..5000", "1000"},
         {"job", "NAME", "checkpoint name (default rescore-<ruleset>)", ""},
         {"summary-json", "FILE", "also write the summary as JSON here", ""}}},
       {"token",

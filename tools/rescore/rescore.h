@@ -11,11 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/auth/grpc_auth.h"
+#include "protos/common/v1/common.pb.h"
 #include "protos/intake/v1/rescore_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
-#include "protos/scoring/v1/scoring_service.grpc.pb.h"
 #include "protos/storage/v1/records.pb.h"
-#include "services/scoring/digest.h"
 
 namespace aqueduct::tools {
 
@@ -28,7 +27,7 @@ struct RescoreOptions {
       route;                  // only screenings whose route is this
   bool dry_run = false;       // compute and report, write nothing
   double max_per_second = 0;  // 0 = as fast as possible
-  int batch = 1000;  // screenings per read and per scoring message (<= 5000)
+  int batch = 1000;           // screenings per page (<= 5000)
 };
 
 struct RescoreProgress {
@@ -46,37 +45,31 @@ struct RescoreSummary {
       sample_changes;  // a few, for the report (no identities)
 };
 
-// The batch re-scoring job: reads completed screenings from intake (its
-// RescoreService: the job holds a batch token and nothing else), scores
-// them through scoring's streaming Rescore RPC under one ruleset version,
-// has intake store each new outcome next to the original (write-once), and
-// opens a re-review case in referral for every screening whose route,
-// severity band or safety flags changed. Resumable: a checkpoint after every
-// batch, and every write is idempotent, so a killed job run again ends in the
-// same state as one clean run.
+// The batch re-scoring job: has intake re-score its completed screenings
+// under one ruleset version (intake's RescoreScreenings stream: intake reads
+// them, scoring scores them, intake stores each new outcome next to the
+// original, write-once), and opens a re-review case in referral for every
+// screening whose route, severity band or safety flags changed. The job
+// holds a batch token and nothing else. Resumable: a checkpoint (kept by
+// intake) after every page, and every write is idempotent, so a killed job
+// run again ends in the same state as one clean run.
 //
-// Throughput: the stored answers go to scoring as stored (no decoding here),
-// results are compared by digest and only changed ones travel in full, and
-// the stages overlap: a reader thread reads batches and sends them to
-// scoring, a scorer thread reads the responses and stores the outcomes, and
-// the calling thread sends each batch's re-review cases to referral (up to
-// three batches' calls in flight) and writes the checkpoints in order; each
-// stage is at most four batches behind the one before.
+// The stages overlap: intake reads ahead and scores while the job opens one
+// page's cases (up to three pages' calls in flight) and checkpoints the
+// pages in order.
 class Rescorer {
  public:
   // `token` (not owned) gives the batch identity's token for every call.
   Rescorer(intake::v1::RescoreService::StubInterface* intake,
-           scoring::v1::ScoringService::StubInterface* scoring,
            referral::v1::ReferralService::StubInterface* referral,
            auth::TokenSource* token, RescoreOptions options)
       : intake_(intake),
-        scoring_(scoring),
         referral_(referral),
         token_(token),
         options_(std::move(options)) {}
 
-  // Runs to the end, or until `stop` is set (then the last full batch is
-  // checkpointed and `interrupted` is set).
+  // Runs to the end, or until `stop` is set (then the pages already read
+  // are checkpointed and `interrupted` is set).
   absl::StatusOr<RescoreSummary> Run(
       const std::atomic<bool>& stop,
       const std::function<void(const RescoreProgress&)>& progress = {});
@@ -91,7 +84,6 @@ class Rescorer {
                               const storage::v1::RescoreCheckpoint& cp);
 
   intake::v1::RescoreService::StubInterface* intake_;
-  scoring::v1::ScoringService::StubInterface* scoring_;
   referral::v1::ReferralService::StubInterface* referral_;
   auth::TokenSource* token_;
   RescoreOptions options_;
