@@ -25,6 +25,11 @@
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
 
+ABSL_FLAG(bool, migrate, false,
+          "Upgrade data written by older builds of referral to the layout "
+          "this build reads (RedisReferralStore::MigrateOlderLayouts), then "
+          "exit without serving. Idempotent; run once before serving with a "
+          "new build.");
 ABSL_FLAG(std::string, person_texts,
           EnvOr("AQUEDUCT_PERSON_TEXTS",
                 aqueduct::texts::PersonTexts::DefaultPath()),
@@ -116,6 +121,18 @@ int main(int argc, char** argv) {
   }
   aqueduct::referral::RedisReferralStore store(&redis, &*data_keys,
                                                &watch_redis);
+  if (absl::GetFlag(FLAGS_migrate)) {
+    // The one-shot upgrade of data older builds wrote; then exit.
+    auto report = store.MigrateOlderLayouts(absl::Now() + absl::Hours(1));
+    if (!report.ok()) {
+      log::Error("migration failed (run it again: it is idempotent)",
+                 {{"error", std::string(report.status().message())}});
+      return 1;
+    }
+    log::Info("migration done", {{"audit_trails", report->audit_trails},
+                                 {"screening_sets", report->screening_sets}});
+    return 0;
+  }
   // Who calls, and their role and licensed states, come from their tokens.
   // TLS (mutual for services) unless the development plaintext flag says
   // otherwise; service identities are then bound to their certificates.

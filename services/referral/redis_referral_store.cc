@@ -1,6 +1,7 @@
 #include "services/referral/redis_referral_store.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -17,6 +18,9 @@ constexpr char kService[] = "referral";
 std::string CaseKey(const std::string& id) {
   return redis::Key(kService, id, "case");
 }
+// What each audit event is sealed under (binding it to its case). No key of
+// this name is written: the trail lives in the case's hash. Older builds
+// kept it in a list under this key; MigrateOlderLayouts moves such lists.
 std::string AuditKey(const std::string& id) {
   return redis::Key(kService, id, "audit");
 }
@@ -29,12 +33,9 @@ std::string EventsKey() { return redis::GlobalKey(kService, "events"); }
 // A case's id is its screening's id, '-', and the ruleset version it was
 // scored under (ReferralCore::ReferralId), so the cases of a screening are
 // found from the few versions any case was made under, kept in one small
-// set: no key per screening. A screening's set of case ids under ":cases"
-// (the older layout) is still read by CasesOfScreening.
+// set: no key per screening. (Older builds kept a set of case ids per
+// screening under "{<screening>}:cases"; MigrateOlderLayouts folds them in.)
 std::string RulesetsKey() { return redis::GlobalKey(kService, "rulesets"); }
-std::string OldScreeningCasesKey(const std::string& screening_id) {
-  return redis::Key(kService, screening_id, "cases");
-}
 // The ruleset part of a case id made from `screening_id` ("" if it is not).
 std::string RulesetSuffix(const std::string& id,
                           const std::string& screening_id) {
@@ -46,11 +47,9 @@ std::string RulesetSuffix(const std::string& id,
 }
 
 // The audit trail lives in the case's own hash: n = the number of events,
-// e<k> = event k (1-based): no key of its own. A case without n (the older
-// layout) keeps its trail in a list under the audit key, which every script
-// and read below still uses for it.
+// e<k> = event k (1-based): no key of its own.
 
-// KEYS: case, audit. ARGV: serialized referral, serialized audit event.
+// KEYS: case. ARGV: serialized referral, serialized audit event.
 // Returns {1} when created, {0, version, data} when it already existed.
 const redis::Script& CreateScript() {
   static const redis::Script* script = new redis::Script(R"lua(
@@ -64,17 +63,11 @@ return {1}
   return *script;
 }
 
-// Lua shared by the scripts that append to a trail (KEYS: case, audit):
-// append_events(first) appends ARGV[first..] to the case's hash, or to its
-// list when the case predates n.
+// Lua shared by the scripts that append to a trail (KEYS: case):
+// append_events(first) appends ARGV[first..] to the case's hash.
 constexpr char kAppendEventsLua[] = R"lua(
 local function append_events(first)
-  local n = redis.call('HGET', KEYS[1], 'n')
-  if not n then
-    for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-    return
-  end
-  n = tonumber(n)
+  local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
   for i = first, #ARGV do
     n = n + 1
     redis.call('HSET', KEYS[1], 'e' .. n, ARGV[i])
@@ -83,7 +76,7 @@ local function append_events(first)
 end
 )lua";
 
-// KEYS: case, audit. ARGV: events. Appends them to the case's trail.
+// KEYS: case. ARGV: events. Appends them to the case's trail.
 // Returns 0 when the case does not exist.
 const redis::Script& AppendScript() {
   static const redis::Script* script =
@@ -137,7 +130,7 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
     evals.reserve(items.size());
     for (const auto& item : items) {
       evals.push_back(
-          {"EVALSHA", sha, "2", CaseKey(item.id), AuditKey(item.id),
+          {"EVALSHA", sha, "1", CaseKey(item.id),
            keys_->Seal(compress::Pack(item.referral.SerializeAsString()),
                        CaseData(item.id)),
            keys_->Seal(item.created_event.SerializeAsString(),
@@ -270,7 +263,7 @@ absl::StatusOr<std::vector<QueueEntry>> RedisReferralStore::ScanQueue(
 
 namespace {
 
-// KEYS: case, audit. ARGV: expected version, data, events...
+// KEYS: case. ARGV: expected version, data, events...
 // Returns {1, new version} or {0, current version} (0 when missing).
 const redis::Script& UpdateScript() {
   static const redis::Script* script =
@@ -310,8 +303,7 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(
   for (const auto& e : audit)
     args.push_back(keys_->Seal(e.SerializeAsString(), AuditKey(id)));
   ASSIGN_OR_RETURN(
-      auto r, client_->Eval(UpdateScript(), {CaseKey(id), AuditKey(id)}, args,
-                            deadline));
+      auto r, client_->Eval(UpdateScript(), {CaseKey(id)}, args, deadline));
   if (r.elements.size() != 2)
     return absl::InternalError("referral update: unexpected script reply");
   if (r.elements[0].integer != 1) {
@@ -329,7 +321,7 @@ absl::Status RedisReferralStore::AppendAudit(const std::string& id,
                                              absl::Time deadline) {
   ASSIGN_OR_RETURN(
       auto r,
-      client_->Eval(AppendScript(), {CaseKey(id), AuditKey(id)},
+      client_->Eval(AppendScript(), {CaseKey(id)},
                     {keys_->Seal(event.SerializeAsString(), AuditKey(id))},
                     deadline));
   if (r.integer != 1) return absl::NotFoundError("name: no such case");
@@ -341,23 +333,11 @@ RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
                               absl::Time deadline) {
   if (offset < 0 || limit <= 0)
     return std::make_pair(std::vector<v1::AuditEvent>(), int64_t{0});
-  // One round trip for either layout: the events in the case's hash, and
-  // the list a case without n keeps them in.
   std::vector<std::string> hmget = {"HMGET", CaseKey(id), "n"};
   for (int64_t k = offset + 1; k <= offset + limit; ++k)
     hmget.push_back(absl::StrCat("e", k));
-  ASSIGN_OR_RETURN(
-      auto replies,
-      client_->Pipeline({std::move(hmget),
-                         {"LRANGE", AuditKey(id), absl::StrCat(offset),
-                          absl::StrCat(offset + limit - 1)},
-                         {"LLEN", AuditKey(id)}},
-                        deadline));
-  for (const auto& r : replies) {
-    if (r.is_error())
-      return absl::InternalError(absl::StrCat("redis: ", r.str));
-  }
-  const auto& fields = replies[0].elements;
+  ASSIGN_OR_RETURN(auto reply, client_->Command(hmget, deadline));
+  const auto& fields = reply.elements;
   int64_t total = 0;
   std::vector<const redis::Reply*> sealed;
   if (!fields.empty() && !fields[0].is_nil()) {
@@ -365,9 +345,6 @@ RedisReferralStore::ListAudit(const std::string& id, int64_t offset, int limit,
       return absl::DataLossError("audit count does not parse");
     for (size_t i = 1; i < fields.size() && !fields[i].is_nil(); ++i)
       sealed.push_back(&fields[i]);
-  } else {
-    total = replies[2].integer;
-    for (const auto& e : replies[1].elements) sealed.push_back(&e);
   }
   std::vector<v1::AuditEvent> events;
   for (const redis::Reply* e : sealed) {
@@ -465,24 +442,16 @@ absl::StatusOr<std::string> RedisReferralStore::LatestCursor(
 
 absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     const std::string& screening_id, absl::Time deadline) {
-  ASSIGN_OR_RETURN(
-      auto r,
-      client_->Pipeline({{"SMEMBERS", RulesetsKey()},
-                         {"SMEMBERS", OldScreeningCasesKey(screening_id)}},
-                        deadline));
-  for (const auto& reply : r) {
-    if (reply.is_error())
-      return absl::InternalError(absl::StrCat("redis: ", reply.str));
-  }
-  std::vector<std::string> out;
-  for (const auto& e : r[1].elements) out.push_back(e.str);
+  ASSIGN_OR_RETURN(auto rulesets,
+                   client_->Command({"SMEMBERS", RulesetsKey()}, deadline));
   // Which of the candidate ids exist (a handful: one per ruleset version).
   std::vector<std::string> candidates;
   std::vector<std::vector<std::string>> probes;
-  for (const auto& e : r[0].elements) {
+  for (const auto& e : rulesets.elements) {
     candidates.push_back(absl::StrCat(screening_id, "-", e.str));
     probes.push_back({"EXISTS", CaseKey(candidates.back())});
   }
+  std::vector<std::string> out;
   if (!probes.empty()) {
     ASSIGN_OR_RETURN(auto exists, client_->Pipeline(probes, deadline));
     for (size_t i = 0; i < candidates.size(); ++i) {
@@ -492,8 +461,98 @@ absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
     }
   }
   std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+namespace {
+
+// KEYS: case, older audit list. Moves the list's events into the case's
+// hash (e1..en, n) and deletes the list; a case that already has n, or a
+// list without its case, is left alone. Returns 1 when moved.
+const redis::Script& MoveAuditListScript() {
+  static const redis::Script* script = new redis::Script(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'n') == 1 then return 0 end
+local events = redis.call('LRANGE', KEYS[2], 0, -1)
+for i, e in ipairs(events) do redis.call('HSET', KEYS[1], 'e' .. i, e) end
+redis.call('HSET', KEYS[1], 'n', tostring(#events))
+redis.call('DEL', KEYS[2])
+return 1
+)lua");
+  return *script;
+}
+
+// The part between the braces of a key "aq:referral:{<part>}:<suffix>".
+std::string HashTagOf(const std::string& key) {
+  const size_t open = key.find('{');
+  const size_t close = key.find('}', open);
+  if (open == std::string::npos || close == std::string::npos) return "";
+  return key.substr(open + 1, close - open - 1);
+}
+
+}  // namespace
+
+absl::StatusOr<RedisReferralStore::MigrationReport>
+RedisReferralStore::MigrateOlderLayouts(absl::Time deadline) {
+  MigrationReport report;
+  // Every key of one older kind, a page at a time.
+  auto each_key = [&](const std::string& pattern, const std::string& type,
+                      const std::function<absl::Status(const std::string&)>& f)
+      -> absl::Status {
+    std::string cursor = "0";
+    do {
+      ASSIGN_OR_RETURN(auto page,
+                       client_->Command({"SCAN", cursor, "MATCH", pattern,
+                                         "COUNT", "1000", "TYPE", type},
+                                        deadline));
+      if (page.elements.size() != 2)
+        return absl::InternalError("migration: unexpected SCAN reply");
+      cursor = page.elements[0].str;
+      for (const auto& key : page.elements[1].elements)
+        RETURN_IF_ERROR(f(key.str));
+    } while (cursor != "0");
+    return absl::OkStatus();
+  };
+  // 1. Audit trails kept in a list of their own move into the case's hash
+  // (the events keep their seal: it names the case, not the key).
+  RETURN_IF_ERROR(each_key(
+      AuditKey("*"), "list", [&](const std::string& key) -> absl::Status {
+        const std::string id = HashTagOf(key);
+        if (id.empty()) return absl::OkStatus();
+        ASSIGN_OR_RETURN(
+            auto moved, client_->Eval(MoveAuditListScript(), {CaseKey(id), key},
+                                      {}, deadline));
+        report.audit_trails += moved.integer;
+        return absl::OkStatus();
+      }));
+  // 2. Per-screening sets of case ids: their ruleset parts join the one
+  // set CasesOfScreening probes, then the set goes. A member that is not
+  // "<screening>-<ruleset>" stops the migration with its key named (its
+  // case could not be found without the set).
+  RETURN_IF_ERROR(each_key(
+      redis::Key(kService, "*", "cases"), "set",
+      [&](const std::string& key) -> absl::Status {
+        const std::string screening = HashTagOf(key);
+        ASSIGN_OR_RETURN(auto members,
+                         client_->Command({"SMEMBERS", key}, deadline));
+        std::vector<std::string> add = {"SADD", RulesetsKey()};
+        for (const auto& m : members.elements) {
+          const std::string ruleset = RulesetSuffix(m.str, screening);
+          if (ruleset.empty()) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("migration: ", key,
+                             " names a case not made from its screening; "
+                             "left as it is"));
+          }
+          add.push_back(ruleset);
+        }
+        if (add.size() > 2)
+          RETURN_IF_ERROR(client_->Command(add, deadline).status());
+        RETURN_IF_ERROR(client_->Command({"DEL", key}, deadline).status());
+        ++report.screening_sets;
+        return absl::OkStatus();
+      }));
+  return report;
 }
 
 }  // namespace aqueduct::referral

@@ -8,22 +8,17 @@
 namespace aqueduct::referral {
 
 // Keys:
-//   aq:referral:{<id>}:case    hash  v = version, d = serialized Referral,
-//                                    n = audit events, e<k> = event k
-//                                    (serialized AuditEvent, append-only)
-//   aq:referral:{<id>}:audit   list  the audit trail of a case without n
-//                                    (the older layout), still read and
-//                                    appended to
-//   aq:referral:queue          zset  id scored by priority * 1e13 + created ms
-//   aq:referral:leases         zset  claimed case ids by lease expiry
-//   aq:referral:overdue        zset  urgent case ids by when they become
-//   overdue aq:referral:events         stream of queue changes (kind, id),
-//   capped aq:referral:rulesets       set   the ruleset parts of every case id
-//                                    (<screening>-<ruleset>): a screening's
-//                                    cases are found by probing each
-//   aq:referral:{<screening>}:cases  set of case ids made from a screening
-//                                    (the older layout: no longer written,
-//                                    still read)
+//   aq:referral:{<id>}:case  hash: v = version, d = serialized Referral,
+//       n = audit events, e<k> = event k (serialized AuditEvent,
+//       append-only)
+//   aq:referral:queue        zset: id scored by priority * 1e13 + created ms
+//   aq:referral:leases       zset: claimed case ids by lease expiry
+//   aq:referral:overdue      zset: urgent case ids by when they become
+//       overdue
+//   aq:referral:events       stream of queue changes (kind, id), capped
+//   aq:referral:rulesets     set: the ruleset parts of every case id
+//       (<screening>-<ruleset>): a screening's cases are found by probing
+//       each
 // The case and its audit trail share a hash tag, so they are written
 // atomically; the queue is a global index, written after and idempotently,
 // so a crash between the two is repaired by the caller's retry.
@@ -74,6 +69,17 @@ class RedisReferralStore : public ReferralStore {
   absl::StatusOr<std::string> LatestCursor(absl::Time deadline) override;
   absl::StatusOr<std::vector<std::string>> CasesOfScreening(
       const std::string& screening_id, absl::Time deadline) override;
+
+  // The one-shot upgrade of data older builds wrote (aqueduct-referral
+  // --migrate): audit trails kept in a list of their own (a case without
+  // n) move into the case's hash, and per-screening sets of case ids fold
+  // into the rulesets set. Idempotent: a second run changes nothing, and a
+  // run stopped part-way is finished by the next.
+  struct MigrationReport {
+    int64_t audit_trails = 0;
+    int64_t screening_sets = 0;
+  };
+  absl::StatusOr<MigrationReport> MigrateOlderLayouts(absl::Time deadline);
 
  private:
   redis::Client* client_;

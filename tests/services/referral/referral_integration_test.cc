@@ -151,69 +151,123 @@ TEST_F(ReferralTest, CaseRecordsArePackedAndOlderOnesStillRead) {
   EXPECT_EQ((*read)->current_route(), common::v1::THERAPY);
 }
 
-// Events append in order to the case's hash and page back in order; a case
-// in the older layout, whose trail is a list of its own, keeps reading and
-// appending there.
-TEST_F(ReferralTest, AuditTrailsAppendAndPageInEitherLayout) {
-  for (const bool old_layout : {false, true}) {
-    SCOPED_TRACE(old_layout ? "list layout" : "hash layout");
-    const std::string screening = old_layout ? "old1" : "new1";
-    auto r = Create(screening, common::v1::THERAPY);
-    ASSERT_THAT(r, IsOk());
-    const std::string id = screening + "-v0-skeleton";
-    const std::string case_key = redis::Key("referral", id, "case");
-    const std::string list_key = redis::Key("referral", id, "audit");
-    if (old_layout) {
-      auto e1 = client_->Command({"HGET", case_key, "e1"}, Soon());
-      ASSERT_THAT(e1, IsOk());
-      ASSERT_THAT(client_->Command({"RPUSH", list_key, e1->str}, Soon()),
-                  IsOk());
-      ASSERT_THAT(client_->Command({"HDEL", case_key, "n", "e1"}, Soon()),
-                  IsOk());
-    }
-    for (int i = 0; i < 4; ++i) {
-      v1::AuditEvent e;
-      e.set_kind("viewed");
-      e.set_actor("dr-" + std::to_string(i));
-      ASSERT_THAT(store_->AppendAudit(id, e, Soon()), IsOk());
-    }
-    v1::AuditEvent changed;
-    changed.set_kind("claimed");
-    changed.set_actor("dr-9");
-    ASSERT_THAT(store_->Update(id, 1, *r, {changed}, Soon()), IsOk());
-    auto first = store_->ListAudit(id, 0, 2, Soon());
-    ASSERT_THAT(first, IsOk());
-    EXPECT_EQ(first->second, 6) << "created, four views, the claim";
-    ASSERT_EQ(first->first.size(), 2u);
-    EXPECT_EQ(first->first[0].kind(), "created");
-    EXPECT_EQ(first->first[1].actor(), "dr-0");
-    auto rest = store_->ListAudit(id, 2, 10, Soon());
-    ASSERT_THAT(rest, IsOk());
-    ASSERT_EQ(rest->first.size(), 4u);
-    EXPECT_EQ(rest->first[2].actor(), "dr-3");
-    EXPECT_EQ(rest->first[3].kind(), "claimed");
-    EXPECT_EQ(client_->Command({"EXISTS", list_key}, Soon())->integer,
-              old_layout ? 1 : 0);
-    EXPECT_EQ(client_->Command({"HEXISTS", case_key, "n"}, Soon())->integer,
-              old_layout ? 0 : 1);
+// Events append in order to the case's hash and page back in order, with
+// no key of their own.
+TEST_F(ReferralTest, AuditTrailsAppendAndPageInOrder) {
+  auto r = Create("new1", common::v1::THERAPY);
+  ASSERT_THAT(r, IsOk());
+  const std::string id = "new1-v0-skeleton";
+  const std::string case_key = redis::Key("referral", id, "case");
+  for (int i = 0; i < 4; ++i) {
+    v1::AuditEvent e;
+    e.set_kind("viewed");
+    e.set_actor("dr-" + std::to_string(i));
+    ASSERT_THAT(store_->AppendAudit(id, e, Soon()), IsOk());
   }
+  v1::AuditEvent changed;
+  changed.set_kind("claimed");
+  changed.set_actor("dr-9");
+  ASSERT_THAT(store_->Update(id, 1, *r, {changed}, Soon()), IsOk());
+  auto first = store_->ListAudit(id, 0, 2, Soon());
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->second, 6) << "created, four views, the claim";
+  ASSERT_EQ(first->first.size(), 2u);
+  EXPECT_EQ(first->first[0].kind(), "created");
+  EXPECT_EQ(first->first[1].actor(), "dr-0");
+  auto rest = store_->ListAudit(id, 2, 10, Soon());
+  ASSERT_THAT(rest, IsOk());
+  ASSERT_EQ(rest->first.size(), 4u);
+  EXPECT_EQ(rest->first[2].actor(), "dr-3");
+  EXPECT_EQ(rest->first[3].kind(), "claimed");
+  EXPECT_EQ(client_->Command({"HGET", case_key, "n"}, Soon())->str, "6");
+  EXPECT_EQ(
+      client_->Command({"EXISTS", redis::Key("referral", id, "audit")}, Soon())
+          ->integer,
+      0);
   v1::AuditEvent e;
   e.set_kind("viewed");
   EXPECT_THAT(store_->AppendAudit("missing-v0-skeleton", e, Soon()),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_EQ(
-      client_
-          ->Command({"EXISTS",
-                     redis::Key("referral", "missing-v0-skeleton", "audit")},
-                    Soon())
-          ->integer,
-      0)
-      << "no trail for a case that does not exist";
+}
+
+// aqueduct-referral --migrate: an audit trail an older build kept in a
+// list of its own moves into the case's hash (and reads and appends there
+// after), a per-screening set of case ids folds into the rulesets set (its
+// case is found again), and a second run changes nothing. This build reads
+// neither older layout: before the migration they are not seen.
+TEST_F(ReferralTest, MigrationMovesOlderLayoutsOnce) {
+  // A case whose trail an older build kept in a list.
+  ASSERT_THAT(Create("old1", common::v1::THERAPY), IsOk());
+  const std::string id = "old1-v0-skeleton";
+  const std::string case_key = redis::Key("referral", id, "case");
+  const std::string list_key = redis::Key("referral", id, "audit");
+  auto e1 = client_->Command({"HGET", case_key, "e1"}, Soon());
+  ASSERT_THAT(e1, IsOk());
+  v1::AuditEvent viewed;
+  viewed.set_kind("viewed");
+  viewed.set_actor("dr-1");
+  ASSERT_THAT(
+      client_->Command({"RPUSH", list_key, e1->str,
+                        keys_.Seal(viewed.SerializeAsString(), list_key)},
+                       Soon()),
+      IsOk());
+  ASSERT_THAT(client_->Command({"HDEL", case_key, "n", "e1"}, Soon()), IsOk());
+  // A case an older build indexed only in its screening's own set.
+  auto older = Request("s9", common::v1::THERAPY);
+  older.mutable_result()->set_ruleset_version("vOld");
+  ASSERT_THAT(
+      core_->CreateReferral(older, Actor{"intake", "service", {}}, Soon()),
+      IsOk());
+  const std::string rulesets = redis::GlobalKey("referral", "rulesets");
+  const std::string set_key = redis::Key("referral", "s9", "cases");
+  ASSERT_THAT(client_->Command({"SREM", rulesets, "vold"}, Soon()), IsOk());
+  ASSERT_THAT(client_->Command({"SADD", set_key, "s9-vold"}, Soon()), IsOk());
+  auto before = store_->CasesOfScreening("s9", Soon());
+  ASSERT_THAT(before, IsOk());
+  EXPECT_TRUE(before->empty()) << "the older set is not read";
+  auto unread = store_->ListAudit(id, 0, 10, Soon());
+  ASSERT_THAT(unread, IsOk());
+  EXPECT_EQ(unread->second, 0) << "the older list is not read";
+
+  auto report = store_->MigrateOlderLayouts(Soon());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_EQ(report->audit_trails, 1);
+  EXPECT_EQ(report->screening_sets, 1);
+  EXPECT_EQ(client_->Command({"EXISTS", list_key}, Soon())->integer, 0);
+  EXPECT_EQ(client_->Command({"EXISTS", set_key}, Soon())->integer, 0);
+  auto trail = store_->ListAudit(id, 0, 10, Soon());
+  ASSERT_THAT(trail, IsOk());
+  ASSERT_EQ(trail->second, 2);
+  EXPECT_EQ(trail->first[0].kind(), "created");
+  EXPECT_EQ(trail->first[1].actor(), "dr-1");
+  v1::AuditEvent later;
+  later.set_kind("claimed");
+  ASSERT_THAT(store_->AppendAudit(id, later, Soon()), IsOk());
+  trail = store_->ListAudit(id, 2, 10, Soon());
+  ASSERT_THAT(trail, IsOk());
+  ASSERT_EQ(trail->first.size(), 1u);
+  EXPECT_EQ(trail->first[0].kind(), "claimed");
+  auto after = store_->CasesOfScreening("s9", Soon());
+  ASSERT_THAT(after, IsOk());
+  EXPECT_THAT(*after, ::testing::ElementsAre("s9-vold"));
+
+  auto again = store_->MigrateOlderLayouts(Soon());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->audit_trails, 0);
+  EXPECT_EQ(again->screening_sets, 0);
+
+  // A set naming a case not made from its screening stops the migration,
+  // names the key, and is left for a person to look at.
+  const std::string odd = redis::Key("referral", "s10", "cases");
+  ASSERT_THAT(client_->Command({"SADD", odd, "other-v1"}, Soon()), IsOk());
+  EXPECT_THAT(store_->MigrateOlderLayouts(Soon()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr(odd)));
+  EXPECT_EQ(client_->Command({"EXISTS", odd}, Soon())->integer, 1);
 }
 
 // A screening's cases are found from the ruleset versions cases were made
-// under, with no key per screening; the per-screening set of the older
-// layout still counts.
+// under, with no key per screening.
 TEST_F(ReferralTest, CasesOfAScreeningNeedNoKeyPerScreening) {
   ASSERT_THAT(Create("s7", common::v1::THERAPY), IsOk());
   ASSERT_THAT(Create("s8", common::v1::THERAPY), IsOk());
@@ -234,15 +288,6 @@ TEST_F(ReferralTest, CasesOfAScreeningNeedNoKeyPerScreening) {
   ASSERT_THAT(ids, IsOk());
   EXPECT_THAT(*ids, ::testing::ElementsAre("s8-v0-skeleton"))
       << "only the cases that exist";
-  ASSERT_THAT(client_->Command({"SADD", redis::Key("referral", "s7", "cases"),
-                                "s7-v0-skeleton", "s7-a-older"},
-                               Soon()),
-              IsOk());
-  ids = store_->CasesOfScreening("s7", Soon());
-  ASSERT_THAT(ids, IsOk());
-  EXPECT_THAT(*ids,
-              ::testing::ElementsAre("s7-a-older", "s7-v0-skeleton", "s7-v2-1"))
-      << "both ways, once each, in order";
   ids = store_->CasesOfScreening("none", Soon());
   ASSERT_THAT(ids, IsOk());
   EXPECT_TRUE(ids->empty());
