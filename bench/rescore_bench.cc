@@ -274,14 +274,12 @@ int main(int argc, char** argv) {
       processes);
   auto intake_stub = intake::v1::RescoreService::NewStub(
       server::PeerChannel(intake_addr, nullptr, server::kBatchMaxReceiveBytes));
-  auto referral = referral::v1::ReferralService::NewStub(
-      server::PeerChannel(referral_addr));
   tools::RescoreOptions options;
   options.ruleset_version = repository_v2 ? "v2" : "v2-bench";
   options.batch = 1000;
   options.dry_run = getenv("DRY") != nullptr;
   auth::StaticToken batch_token(auth.Token("batch", "rescore"));
-  tools::Rescorer job(intake_stub.get(), referral.get(), &batch_token, options);
+  tools::Rescorer job(intake_stub.get(), &batch_token, options);
   std::atomic<bool> stop{false};
   // Where the CPU goes while the job runs: this process (the job), the
   // services (scoring, referral, intake, in start order), and Redis.

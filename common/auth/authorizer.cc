@@ -47,11 +47,13 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
                          ""};
   p[absl::StrCat(kScoring, "DescribeCatalog")] = reference;
   p[absl::StrCat(kScoring, "ListRulesets")] = reference;
-  // Referral: intake hands completed screenings over; batch jobs open
-  // re-reviews; clinicians work the queue; a person reads their own.
+  // Referral: intake hands completed screenings over and opens re-reviews
+  // (for batch jobs' RescoreScreenings); clinicians work the queue; a
+  // person reads their own.
   p[absl::StrCat(kReferral, "CreateReferral")] = {
       {Role::kService}, {"intake"}, ""};
-  p[absl::StrCat(kReferral, "CreateReferrals")] = {{Role::kBatch}, {}, ""};
+  p[absl::StrCat(kReferral, "CreateReferrals")] = {
+      {Role::kService}, {"intake"}, ""};
   for (const char* m : {"ListQueue", "ClaimCase", "ReleaseCase", "GetCase",
                         "ListAuditEvents", "WatchQueue"}) {
     p[absl::StrCat(kReferral, m)] = queue;

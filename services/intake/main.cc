@@ -279,7 +279,7 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer,
                                               *max_rpc, &pool);
-  aqueduct::intake::RescoreSource rescore_source(&store, &scoring);
+  aqueduct::intake::RescoreSource rescore_source(&store, &scoring, &referral);
   aqueduct::intake::RescoreServiceImpl rescore_service(
       &rescore_source, checks->authorizer, *max_rpc, &pool);
 

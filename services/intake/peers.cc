@@ -124,4 +124,17 @@ absl::StatusOr<referral::v1::Referral> GrpcReferralPeer::CreateReferral(
   return out;
 }
 
+absl::StatusOr<referral::v1::CreateReferralsResponse>
+GrpcReferralPeer::CreateReferrals(
+    const referral::v1::CreateReferralsRequest& request, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
+    return Annotate(t, Describe());
+  referral::v1::CreateReferralsResponse out;
+  grpc::Status s = stub_->CreateReferrals(&ctx, request, &out);
+  if (!s.ok()) return Annotate(ToAbslStatus(s), Describe());
+  return out;
+}
+
 }  // namespace aqueduct::intake

@@ -52,6 +52,13 @@ class ReferralPeer {
   virtual absl::StatusOr<referral::v1::Referral> CreateReferral(
       const referral::v1::CreateReferralRequest& request,
       absl::Time deadline) = 0;
+  // Many at once (re-review cases of a re-scoring page), each exactly as
+  // CreateReferral would; at most 1000.
+  virtual absl::StatusOr<referral::v1::CreateReferralsResponse> CreateReferrals(
+      const referral::v1::CreateReferralsRequest& request,
+      absl::Time deadline) {
+    return absl::UnimplementedError("re-scoring: no referral batch call");
+  }
   virtual std::string Describe() const = 0;
 };
 
@@ -86,6 +93,9 @@ class GrpcReferralPeer : public ReferralPeer {
                    absl::Duration per_call, auth::TokenSource* token);
   absl::StatusOr<referral::v1::Referral> CreateReferral(
       const referral::v1::CreateReferralRequest& request,
+      absl::Time deadline) override;
+  absl::StatusOr<referral::v1::CreateReferralsResponse> CreateReferrals(
+      const referral::v1::CreateReferralsRequest& request,
       absl::Time deadline) override;
   std::string Describe() const override;
 

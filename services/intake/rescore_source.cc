@@ -55,10 +55,12 @@ absl::Status CheckRange(int64_t from_ms, int64_t to_ms) {
 
 // Each Redis step of a page (a read, a write) gets this long.
 constexpr absl::Duration kStepTime = absl::Seconds(10);
-// How far the reader may get ahead of the pages sent.
+// How far each stage may get ahead of the next.
 constexpr size_t kPagesAhead = 4;
+// Re-review cases per CreateReferrals call (~700 kB with both results).
+constexpr int kCasesPerCall = 200;
 
-// One page on its way from the reader to the sender.
+// One page on its way from the reader through the storer to the sender.
 struct Page {
   // kStreamEnded: scoring's stream failed (its Finish says why).
   enum class Kind { kPage, kEnd, kError, kStreamEnded } kind = Kind::kPage;
@@ -67,9 +69,14 @@ struct Page {
   std::vector<SessionStore::ForRescore> stored;
   std::vector<size_t> sent;  // indexes into `ids` sent to scoring, in order
   std::string next_page_token;
+  // Filled by the storer: the page's counts, and which screenings changed
+  // (indexes into `ids`) with the lines describing each change.
+  v1::RescoredPage out;
+  std::vector<size_t> changed;
+  std::vector<std::vector<std::string>> lines;
 };
 
-// A bounded hand-over from the reader to the sender.
+// A bounded hand-over from one stage to the next.
 class PageQueue {
  public:
   explicit PageQueue(size_t capacity) : capacity_(capacity) {}
@@ -143,6 +150,27 @@ absl::StatusOr<v1::RescoreJob> RescoreSource::SaveCheckpoint(
   v1::RescoreJob job;
   *job.mutable_checkpoint() = request.checkpoint();
   return job;
+}
+
+absl::StatusOr<int64_t> RescoreSource::OpenCases(
+    referral::v1::CreateReferralsRequest cases) {
+  // Calls of kCasesPerCall: each case carries two full results, so a call
+  // stays well under referral's request limit. Creation is idempotent per
+  // screening and ruleset version, so a page done again creates nothing
+  // twice.
+  int64_t opened = 0;
+  for (int begin = 0; begin < cases.requests_size(); begin += kCasesPerCall) {
+    referral::v1::CreateReferralsRequest chunk;
+    chunk.set_view(cases.view());
+    for (int k = begin;
+         k < std::min(cases.requests_size(), begin + kCasesPerCall); ++k) {
+      chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
+    }
+    ASSIGN_OR_RETURN(auto created, referral_->CreateReferrals(
+                                       chunk, absl::Now() + kStepTime));
+    opened += created.referrals_size();
+  }
+  return opened;
 }
 
 absl::Status RescoreSource::Validate(
@@ -255,13 +283,85 @@ absl::Status RescoreSource::Run(
     }
   });
 
-  // This thread: scoring's answer to each page, the outcomes stored, the
-  // page's counts and changed screenings sent.
+  // Storer: scoring's answer to each page, the outcomes stored, the page
+  // counted and what changed picked out.
+  PageQueue stored(kPagesAhead);
+  std::thread storer([&] {
+    scoring::v1::RescoreResponse response;
+    while (true) {
+      Page page = queue.Pop();
+      if (page.kind != Page::Kind::kPage) {
+        stored.Push(std::move(page));
+        return;
+      }
+      response.Clear();
+      if (!page.sent.empty()) {
+        if (!stream->Read(&response)) {
+          stored.Push(Page{.kind = Page::Kind::kStreamEnded});
+          return;
+        }
+        if (response.items_size() != static_cast<int>(page.sent.size())) {
+          stored.Push(Page{
+              .kind = Page::Kind::kError,
+              .error = absl::InternalError(
+                  "scoring: re-scoring response does not match its request")});
+          return;
+        }
+      }
+      v1::RescoredPage& out = page.out;
+      const int64_t now = absl::ToUnixMillis(absl::Now());
+      std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
+          to_store;
+      to_store.reserve(page.sent.size());
+      for (size_t k = 0; k < page.sent.size(); ++k) {
+        scoring::v1::RescoredItem* item =
+            response.mutable_items(static_cast<int>(k));
+        if (item->has_error()) {
+          out.set_failed(out.failed() + 1);
+          continue;
+        }
+        const size_t i = page.sent[k];
+        storage::v1::RescoreOutcome& o = page.stored[i].outcome.emplace();
+        o.set_time_ms(now);
+        o.mutable_digest()->Swap(item->mutable_after());
+        o.set_changed(item->changed());
+        if (item->changed())
+          o.mutable_changed_result()->Swap(item->mutable_result());
+        to_store.emplace_back(page.ids[i], &o);
+      }
+      if (!request.dry_run() && !to_store.empty()) {
+        absl::Status s =
+            store_->PutOutcomes(to_store, version, absl::Now() + kStepTime);
+        if (!s.ok()) {
+          stored.Push(Page{.kind = Page::Kind::kError, .error = s});
+          return;
+        }
+      }
+      for (size_t i = 0; i < page.stored.size(); ++i) {
+        const SessionStore::ForRescore& fr = page.stored[i];
+        if (!fr.completed || !fr.outcome.has_value() || !in_filter(fr.before))
+          continue;
+        out.set_screened(out.screened() + 1);
+        if (!fr.outcome->changed()) continue;
+        scoring::DigestChanges changes =
+            scoring::CompareDigests(fr.before, fr.outcome->digest());
+        if (!changes.any()) continue;
+        out.set_changed_route(out.changed_route() + changes.route);
+        out.set_changed_band(out.changed_band() + changes.band);
+        out.set_changed_flags(out.changed_flags() + changes.flags);
+        page.changed.push_back(i);
+        page.lines.push_back(std::move(changes.lines));
+      }
+      if (!stored.Push(std::move(page))) return;
+    }
+  });
+
+  // This thread: each stored page with what a re-review case needs of its
+  // changed screenings, sent in order.
   absl::Status result;
   bool stream_ended = false;
-  scoring::v1::RescoreResponse response;
   while (true) {
-    Page page = queue.Pop();
+    Page page = stored.Pop();
     if (page.kind == Page::Kind::kEnd) break;
     if (page.kind == Page::Kind::kError) {
       result = page.error;
@@ -271,89 +371,46 @@ absl::Status RescoreSource::Run(
       stream_ended = true;
       break;
     }
-    response.Clear();
-    if (!page.sent.empty()) {
-      if (!stream->Read(&response)) {
-        stream_ended = true;
-        break;
-      }
-      if (response.items_size() != static_cast<int>(page.sent.size())) {
-        result = absl::InternalError(
-            "scoring: re-scoring response does not match its request");
-        break;
-      }
-    }
-    v1::RescoredPage out;
-    const int64_t now = absl::ToUnixMillis(absl::Now());
-    std::vector<std::pair<std::string, const storage::v1::RescoreOutcome*>>
-        to_store;
-    to_store.reserve(page.sent.size());
-    for (size_t k = 0; k < page.sent.size(); ++k) {
-      scoring::v1::RescoredItem* item =
-          response.mutable_items(static_cast<int>(k));
-      if (item->has_error()) {
-        out.set_failed(out.failed() + 1);
-        continue;
-      }
-      const size_t i = page.sent[k];
-      storage::v1::RescoreOutcome& o = page.stored[i].outcome.emplace();
-      o.set_time_ms(now);
-      o.mutable_digest()->Swap(item->mutable_after());
-      o.set_changed(item->changed());
-      if (item->changed())
-        o.mutable_changed_result()->Swap(item->mutable_result());
-      to_store.emplace_back(page.ids[i], &o);
-    }
-    if (!request.dry_run() && !to_store.empty()) {
-      result = store_->PutOutcomes(to_store, version, absl::Now() + kStepTime);
-      if (!result.ok()) break;
-    }
-    // Count, and collect what changed.
-    std::vector<size_t> changed;
-    std::vector<std::vector<std::string>> lines;
-    for (size_t i = 0; i < page.stored.size(); ++i) {
-      const SessionStore::ForRescore& fr = page.stored[i];
-      if (!fr.completed || !fr.outcome.has_value() || !in_filter(fr.before))
-        continue;
-      out.set_screened(out.screened() + 1);
-      if (!fr.outcome->changed()) continue;
-      scoring::DigestChanges changes =
-          scoring::CompareDigests(fr.before, fr.outcome->digest());
-      if (!changes.any()) continue;
-      out.set_changed_route(out.changed_route() + changes.route);
-      out.set_changed_band(out.changed_band() + changes.band);
-      out.set_changed_flags(out.changed_flags() + changes.flags);
-      changed.push_back(i);
-      lines.push_back(std::move(changes.lines));
-    }
+    v1::RescoredPage& out = page.out;
     // A re-review case shows both results in full: the originals (and where
     // the person is) are read for the changed screenings only. A dry run
     // opens no cases and sends only the counts and the change lines.
-    if (!changed.empty()) {
+    if (!page.changed.empty() && !request.dry_run()) {
       std::vector<std::string> ids;
-      for (size_t i : changed) ids.push_back(page.ids[i]);
-      std::vector<std::optional<StoredSession>> sessions(ids.size());
-      if (!request.dry_run()) {
-        auto got = store_->GetManyWithoutAnswers(ids, absl::Now() + kStepTime);
-        if (!got.ok()) {
-          result = got.status();
-          break;
-        }
-        sessions = *std::move(got);
+      for (size_t i : page.changed) ids.push_back(page.ids[i]);
+      auto sessions =
+          store_->GetManyWithoutAnswers(ids, absl::Now() + kStepTime);
+      if (!sessions.ok()) {
+        result = sessions.status();
+        break;
       }
-      for (size_t k = 0; k < changed.size(); ++k) {
-        v1::ChangedScreening* c = out.add_changed();
-        c->set_screening_id(ids[k]);
-        for (auto& line : lines[k]) c->add_changes(std::move(line));
-        auto& session = sessions[k];
-        if (!session.has_value() || !session->result.has_value()) continue;
+      referral::v1::CreateReferralsRequest cases;
+      cases.set_view(referral::v1::REFERRAL_VIEW_BASIC);  // counted only
+      for (size_t k = 0; k < page.changed.size(); ++k) {
+        auto& session = (*sessions)[k];
+        if (!session.has_value() || !session->result.has_value())
+          continue;  // gone meanwhile
+        referral::v1::CreateReferralRequest* c = cases.add_requests();
+        c->set_request_id(absl::StrCat("rescore-", version, "-", ids[k]));
         c->set_screening(
             ScreeningName{session->record.user_id(), ids[k]}.ToString());
         c->mutable_previous_result()->Swap(session->result->mutable_scoring());
         c->mutable_result()->Swap(
-            page.stored[changed[k]].outcome->mutable_changed_result());
+            page.stored[page.changed[k]].outcome->mutable_changed_result());
+        for (const auto& line : page.lines[k]) c->add_changes(line);
         c->set_location_state(LocationStateOf(session->record));
       }
+      absl::StatusOr<int64_t> opened = OpenCases(std::move(cases));
+      if (!opened.ok()) {
+        result = opened.status();
+        break;
+      }
+      out.set_cases_opened(*opened);
+    }
+    for (size_t k = 0; k < page.changed.size(); ++k) {
+      v1::ChangedScreening* c = out.add_changed();
+      c->set_screening_id(page.ids[page.changed[k]]);
+      for (auto& line : page.lines[k]) c->add_changes(std::move(line));
     }
     out.set_next_page_token(std::move(page.next_page_token));
     if (!send(std::move(out))) {
@@ -361,10 +418,13 @@ absl::Status RescoreSource::Run(
       break;
     }
   }
-  // Ends the reader: a full hand-over wakes, a Write in progress fails.
+  // Ends the reader and the storer: a full hand-over wakes, a Write or Read
+  // in progress fails.
   queue.Close();
+  stored.Close();
   if (!stream_ended && !result.ok()) stream->Cancel();
   reader.join();
+  storer.join();
   absl::Status finished = stream->Finish();
   if (stream_ended) {
     return finished.ok() ? absl::UnavailableError(

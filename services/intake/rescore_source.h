@@ -15,15 +15,17 @@ namespace aqueduct::intake {
 // The use case "serve a batch re-scoring job": intake's completed
 // screenings re-scored in pages under a new ruleset (read from intake's own
 // store, scored by scoring's Rescore stream, outcomes stored next to the
-// originals), and the job's checkpoint. The RescoreService RPCs
+// originals, a re-review case opened in referral wherever care changed),
+// and the job's checkpoint. The RescoreService RPCs
 // (protos/intake/v1/rescore_service.proto) are a thin adapter over this.
 // Arguments are checked here; INVALID_ARGUMENT names the field.
 class RescoreSource {
  public:
   static constexpr int kMaxPageSize = 5000;  // scoring's limit per message
 
-  RescoreSource(SessionStore* store, ScoringPeer* scoring)
-      : store_(store), scoring_(scoring) {}
+  RescoreSource(SessionStore* store, ScoringPeer* scoring,
+                ReferralPeer* referral)
+      : store_(store), scoring_(scoring), referral_(referral) {}
 
   absl::StatusOr<v1::RescoreJob> GetJob(const v1::GetRescoreJobRequest& request,
                                         absl::Time deadline);
@@ -35,17 +37,22 @@ class RescoreSource {
 
   // Runs a RescoreScreenings request to its last page, handing each page to
   // `send` in order; stops early (OK) when `send` returns false or `stop`
-  // is set, and with the error when Redis or scoring fails. Two stages
-  // overlap: a reader thread reads pages and writes them to scoring (at
-  // most kPagesAhead ahead), and the calling thread reads scoring's
-  // answers, stores the outcomes, builds the page and sends it.
+  // is set, and with the error when Redis or scoring fails. Three stages
+  // overlap, each at most four pages ahead of the next: a reader thread
+  // reads pages and writes them to scoring, a storer thread reads scoring's
+  // answers and stores the outcomes, and the calling thread opens the
+  // changed screenings' re-review cases and sends the page.
   absl::Status Run(const v1::RescoreScreeningsRequest& request,
                    const std::atomic<bool>& stop,
                    const std::function<bool(v1::RescoredPage)>& send);
 
  private:
+  // Opens re-review cases in referral; how many are open.
+  absl::StatusOr<int64_t> OpenCases(referral::v1::CreateReferralsRequest cases);
+
   SessionStore* store_;
   ScoringPeer* scoring_;
+  ReferralPeer* referral_;
 };
 
 }  // namespace aqueduct::intake

@@ -414,7 +414,7 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
       << one.error_message();
   EXPECT_THAT(one.error_message(),
               HasSubstr("request: not a CreateReferralRequest message"));
-  grpc::Status many = call("batch:rescore", "CreateReferrals", garbage);
+  grpc::Status many = call("service:intake", "CreateReferrals", garbage);
   EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << many.error_message();
   EXPECT_THAT(many.error_message(),
@@ -445,7 +445,7 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
     req->add_changes("a change");
   }
   referral::v1::CreateReferralsResponse created;
-  grpc::Status s = referral_stub_->CreateReferrals(As("batch:rescore").get(),
+  grpc::Status s = referral_stub_->CreateReferrals(As("service:intake").get(),
                                                    batch, &created);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(created.referrals_size(), 2);

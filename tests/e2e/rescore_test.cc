@@ -168,13 +168,12 @@ class RescoreTest : public ::testing::Test {
         "rescore",
         "--ruleset=v2-test",
         "--intake=" + intake_addr_,
-        "--referral=" + referral_addr_,
         "--summary-json=" + summary,
         "--token=" + auth_.Token("batch", "rescore"),
         "--insecure-plaintext"};
     args.insert(args.end(), extra.begin(), extra.end());
-    // No Redis address, no data keys: the job holds a token and nothing
-    // else.
+    // No Redis address, no data keys, no other service's address: the job
+    // holds a token and talks to intake alone.
     auto p = t::Subprocess::Start(args, dir_.path() + "/rescore.log", env);
     EXPECT_TRUE(p.ok());
     return std::move(*p);

@@ -405,14 +405,10 @@ int Rescore() {
   auto intake = aqueduct::intake::v1::RescoreService::NewStub(
       aqueduct::server::PeerChannel(Str("intake"), ChannelCredentials(),
                                     aqueduct::server::kBatchMaxReceiveBytes));
-  auto referral = aqueduct::referral::v1::ReferralService::NewStub(
-      Channel(Str("referral")));
-
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const bool tty = isatty(STDOUT_FILENO);
-  aqueduct::tools::Rescorer job(intake.get(), referral.get(), g_token.get(),
-                                options);
+  aqueduct::tools::Rescorer job(intake.get(), g_token.get(), options);
   auto summary =
       job.Run(g_stop, [&](const aqueduct::tools::RescoreProgress& p) {
         if (!tty) return;
@@ -1033,8 +1029,8 @@ aqueduct::tools::Cli MakeCli() {
        0,
        0,
        "re-score stored screenings under a ruleset (batch job)",
-       "Runs as the batch identity through intake (which has scoring "
-       "re-score) and referral; "
+       "Runs as the batch identity through intake alone (intake has scoring "
+       "re-score and opens the re-review cases in referral); "
        "checkpointed: run the same command again to resume.",
        {"aqueductctl rescore --ruleset=v2 --dry-run",
         "aqueductctl rescore --ruleset=v2 --from=2026-11-01 "

@@ -1,9 +1,7 @@
 #include "tools/rescore/rescore.h"
 
 #include <algorithm>
-#include <deque>
 #include <functional>
-#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -11,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/status/status_macros.h"
 #include "common/status/status_util.h"
@@ -21,57 +18,6 @@ namespace aqueduct::tools {
 namespace {
 
 constexpr int kMaxBatch = 5000;  // scoring's limit per Rescore message
-
-// Runs tasks on threads kept for the whole job, so no batch pays a thread's
-// start and exit (the exit's allocator cleanup, madvise and TLB shootdowns).
-// The destructor runs what is queued, then joins.
-class Workers {
- public:
-  explicit Workers(int n) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
-  }
-  ~Workers() {
-    {
-      absl::MutexLock lock(&mu_);
-      closed_ = true;
-    }
-    for (auto& t : threads_) t.join();
-  }
-  Workers(const Workers&) = delete;
-  Workers& operator=(const Workers&) = delete;
-
-  template <typename F>
-  auto Run(F f) -> std::future<decltype(f())> {
-    auto task =
-        std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
-    auto result = task->get_future();
-    absl::MutexLock lock(&mu_);
-    tasks_.push_back([task] { (*task)(); });
-    return result;
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::function<void()> task;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](Workers* w) { return w->closed_ || !w->tasks_.empty(); },
-            this));
-        if (tasks_.empty()) return;  // closed, nothing left
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-
-  absl::Mutex mu_;
-  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
-};
 
 }  // namespace
 
@@ -147,90 +93,12 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
     }
   });
 
-  // For each page, its re-review cases go to referral on one of three
-  // threads kept for the job, so at most three pages' cases are in flight;
-  // pages are checkpointed in order, each once its cases are open.
-  struct Pending {
-    intake::v1::RescoredPage page;  // its counts and next token
-    std::future<absl::StatusOr<int64_t>> opened;
-  };
-  Workers case_senders(/*n=*/3);
-  std::deque<Pending> pending;
+  // Each page is checkpointed as it arrives: intake stored its outcomes and
+  // opened its cases before sending it. (The last page has no token after
+  // it: its checkpoint keeps the one before, so a job stopped before it is
+  // marked done redoes that page, which changes nothing.)
   int64_t done_this_run = 0;
-  // Waits for the oldest page's cases and checkpoints it.
-  auto finish_oldest = [&]() -> absl::Status {
-    Pending p = std::move(pending.front());
-    pending.pop_front();
-    absl::StatusOr<int64_t> opened = p.opened.get();
-    if (!opened.ok()) return opened.status();
-    const intake::v1::RescoredPage& page = p.page;
-    cp.set_failed(cp.failed() + page.failed());
-    cp.set_screened(cp.screened() + page.screened());
-    cp.set_changed_route(cp.changed_route() + page.changed_route());
-    cp.set_changed_band(cp.changed_band() + page.changed_band());
-    cp.set_changed_flags(cp.changed_flags() + page.changed_flags());
-    cp.set_cases_opened(cp.cases_opened() + *opened);
-    done_this_run += page.screened();
-    // The checkpoint moves past a page only once its outcomes are stored
-    // (intake stores them before sending the page) and its cases are open.
-    // The last page has no token after it: its checkpoint keeps the one
-    // before, so a job stopped before it is marked done redoes that page,
-    // which changes nothing.
-    if (!page.next_page_token().empty())
-      cp.set_after_page_token(page.next_page_token());
-    if (!options_.dry_run) RETURN_IF_ERROR(SaveCheckpoint(job, cp));
-    const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
-    if (progress) {
-      progress(RescoreProgress{cp.screened(), total,
-                               elapsed > 0 ? done_this_run / elapsed : 0});
-    }
-    return absl::OkStatus();
-  };
-  // Ends the stream and the stopper; returns the stream's status.
-  auto end_stream = [&](bool cancel) {
-    if (cancel) stream_ctx.TryCancel();
-    finished_reading.store(true);
-    stopper.join();
-    return stream->Finish();
-  };
-  // On an error: let the calls in flight end, then end the stream.
-  auto fail = [&](absl::Status error) {
-    while (!pending.empty()) {
-      pending.front().opened.wait();
-      pending.pop_front();
-    }
-    end_stream(/*cancel=*/true);
-    return error;
-  };
-
-  // One call per 200 cases (each carries two full results: ~700 kB a call,
-  // well under referral's request limit); creation is idempotent per
-  // screening and ruleset version, so a page done again after a crash
-  // creates nothing twice.
-  auto open_cases = [this](referral::v1::CreateReferralsRequest cases)
-      -> absl::StatusOr<int64_t> {
-    int64_t opened = 0;
-    constexpr int kCasesPerCall = 200;
-    for (int begin = 0; begin < cases.requests_size(); begin += kCasesPerCall) {
-      referral::v1::CreateReferralsRequest chunk;
-      chunk.set_view(cases.view());
-      for (int k = begin;
-           k < std::min(cases.requests_size(), begin + kCasesPerCall); ++k) {
-        chunk.mutable_requests()->Add()->Swap(cases.mutable_requests(k));
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-      if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
-        return Annotate(t, "referral (re-review cases)");
-      referral::v1::CreateReferralsResponse created;
-      grpc::Status s = referral_->CreateReferrals(&ctx, chunk, &created);
-      if (!s.ok())
-        return Annotate(ToAbslStatus(s), "referral (re-review cases)");
-      opened += created.referrals_size();
-    }
-    return opened;
-  };
-
+  absl::Status failed;
   intake::v1::RescoredPage page;
   while (stream->Read(&page)) {
     for (int k = 0;
@@ -238,48 +106,31 @@ absl::StatusOr<RescoreSummary> Rescorer::Run(
       summary.sample_changes.push_back(
           absl::StrJoin(page.changed(k).changes(), "; "));
     }
-    referral::v1::CreateReferralsRequest cases;
-    cases.set_view(
-        referral::v1::REFERRAL_VIEW_BASIC);  // the job reads only how many
+    cp.set_failed(cp.failed() + page.failed());
+    cp.set_screened(cp.screened() + page.screened());
+    cp.set_changed_route(cp.changed_route() + page.changed_route());
+    cp.set_changed_band(cp.changed_band() + page.changed_band());
+    cp.set_changed_flags(cp.changed_flags() + page.changed_flags());
+    cp.set_cases_opened(cp.cases_opened() + page.cases_opened());
+    done_this_run += page.screened();
+    if (!page.next_page_token().empty())
+      cp.set_after_page_token(page.next_page_token());
     if (!options_.dry_run) {
-      // Both results move into the case: the page keeps only its counts.
-      for (intake::v1::ChangedScreening& c : *page.mutable_changed()) {
-        if (c.screening().empty()) continue;  // gone meanwhile
-        referral::v1::CreateReferralRequest* req = cases.add_requests();
-        req->set_request_id(absl::StrCat("rescore-", options_.ruleset_version,
-                                         "-", c.screening_id()));
-        req->set_screening(c.screening());
-        req->mutable_result()->Swap(c.mutable_result());
-        req->mutable_previous_result()->Swap(c.mutable_previous_result());
-        req->mutable_changes()->Swap(c.mutable_changes());
-        req->set_location_state(c.location_state());
-      }
+      failed = SaveCheckpoint(job, cp);
+      if (!failed.ok()) break;
     }
-    page.clear_changed();
-    Pending p;
-    if (cases.requests_size() > 0) {
-      p.opened = case_senders.Run(
-          [open_cases, batch_cases = std::move(cases)]() mutable {
-            return open_cases(std::move(batch_cases));
-          });
-    } else {
-      std::promise<absl::StatusOr<int64_t>> none;
-      none.set_value(0);
-      p.opened = none.get_future();
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
+    if (progress) {
+      progress(RescoreProgress{cp.screened(), total,
+                               elapsed > 0 ? done_this_run / elapsed : 0});
     }
-    p.page = std::move(page);
-    page = intake::v1::RescoredPage();
-    pending.push_back(std::move(p));
-    if (pending.size() > 2) {
-      if (absl::Status s = finish_oldest(); !s.ok()) return fail(s);
-    }
-  }
-  // The stream ended: finish what was read, then see why it ended.
-  while (!pending.empty()) {
-    if (absl::Status s = finish_oldest(); !s.ok()) return fail(s);
   }
   const bool stopped = stop.load();
-  grpc::Status ended = end_stream(/*cancel=*/false);
+  if (!failed.ok()) stream_ctx.TryCancel();
+  finished_reading.store(true);
+  stopper.join();
+  grpc::Status ended = stream->Finish();
+  if (!failed.ok()) return failed;
   if (ended.ok()) {
     cp.set_done(true);
     if (!options_.dry_run) RETURN_IF_ERROR(SaveCheckpoint(job, cp));

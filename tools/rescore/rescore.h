@@ -13,7 +13,6 @@
 #include "common/auth/grpc_auth.h"
 #include "protos/common/v1/common.pb.h"
 #include "protos/intake/v1/rescore_service.grpc.pb.h"
-#include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "protos/storage/v1/records.pb.h"
 
 namespace aqueduct::tools {
@@ -46,30 +45,23 @@ struct RescoreSummary {
 };
 
 // The batch re-scoring job: has intake re-score its completed screenings
-// under one ruleset version (intake's RescoreScreenings stream: intake reads
-// them, scoring scores them, intake stores each new outcome next to the
-// original, write-once), and opens a re-review case in referral for every
-// screening whose route, severity band or safety flags changed. The job
-// holds a batch token and nothing else. Resumable: a checkpoint (kept by
-// intake) after every page, and every write is idempotent, so a killed job
-// run again ends in the same state as one clean run.
-//
-// The stages overlap: intake reads ahead and scores while the job opens one
-// page's cases (up to three pages' calls in flight) and checkpoints the
-// pages in order.
+// under one ruleset version through intake's RescoreScreenings stream
+// (intake reads them, scoring scores them, intake stores each new outcome
+// next to the original, write-once, and opens a re-review case in referral
+// for every screening whose route, severity band or safety flags changed),
+// and keeps the job's counts and checkpoint. The job holds a batch token
+// and nothing else, and talks to intake only. Resumable: a checkpoint (kept
+// by intake) after every page, and every write is idempotent, so a killed
+// job run again ends in the same state as one clean run.
 class Rescorer {
  public:
   // `token` (not owned) gives the batch identity's token for every call.
   Rescorer(intake::v1::RescoreService::StubInterface* intake,
-           referral::v1::ReferralService::StubInterface* referral,
            auth::TokenSource* token, RescoreOptions options)
-      : intake_(intake),
-        referral_(referral),
-        token_(token),
-        options_(std::move(options)) {}
+      : intake_(intake), token_(token), options_(std::move(options)) {}
 
-  // Runs to the end, or until `stop` is set (then the pages already read
-  // are checkpointed and `interrupted` is set).
+  // Runs to the end, or until `stop` is set (then every page read is
+  // checkpointed and `interrupted` is set).
   absl::StatusOr<RescoreSummary> Run(
       const std::atomic<bool>& stop,
       const std::function<void(const RescoreProgress&)>& progress = {});
@@ -84,7 +76,6 @@ class Rescorer {
                               const storage::v1::RescoreCheckpoint& cp);
 
   intake::v1::RescoreService::StubInterface* intake_;
-  referral::v1::ReferralService::StubInterface* referral_;
   auth::TokenSource* token_;
   RescoreOptions options_;
 };

@@ -173,7 +173,7 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
 }
 
 TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
-  auto ctx = Ctx("batch", "rescore");
+  auto ctx = Ctx("service", "intake");
   auto stream = stub_->Rescore(ctx.get());
   const auto calm = Screening({});
   const auto risk = Screening({{"phq9.9", "2"}});
@@ -236,7 +236,7 @@ TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
 // response where half of them changed (2500 full results, over gRPC's
 // default 4 MiB) reaches the job.
 TEST_F(ScoringGrpcTest, AFullBatchInTheLargestFormFitsBothWays) {
-  auto ctx = Ctx("batch", "rescore");
+  auto ctx = Ctx("service", "intake");
   auto stream = stub_->Rescore(ctx.get());
   const auto calm = Screening({});
   const auto risk = Screening({{"phq9.9", "2"}});
@@ -268,7 +268,7 @@ TEST_F(ScoringGrpcTest, AFullBatchInTheLargestFormFitsBothWays) {
 
 TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
   {
-    auto ctx = Ctx("batch", "rescore");
+    auto ctx = Ctx("service", "intake");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;
     req.set_ruleset_version("v7");
@@ -281,7 +281,7 @@ TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
     EXPECT_THAT(s.error_message(), HasSubstr("v7"));
   }
   {
-    auto ctx = Ctx("batch", "rescore");
+    auto ctx = Ctx("service", "intake");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;
     req.set_ruleset_version("v1");
@@ -294,7 +294,7 @@ TEST_F(ScoringGrpcTest, RescoreRejectsAnUnknownVersionAndOversizedBatches) {
     EXPECT_THAT(s.error_message(), HasSubstr("at most 5000"));
   }
   {
-    auto ctx = Ctx("batch", "rescore");
+    auto ctx = Ctx("service", "intake");
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreRequest req;  // no version
     stream->Write(req);
@@ -326,8 +326,15 @@ TEST_F(ScoringGrpcTest, CallsWithoutTheRightTokenAreRefused) {
                   ->DescribeCatalog(Ctx("operator", "ops1").get(),
                                     v1::DescribeCatalogRequest(), &catalog)
                   .ok());
-  for (const std::string role : {"", "service", "clinician"}) {
-    auto ctx = Ctx(role, "intake");
+  // Rescore is intake's (it re-scores for batch jobs): the batch role
+  // itself, another service and a clinician are refused.
+  for (const auto& [role, subject] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"", "intake"},
+           {"batch", "rescore"},
+           {"service", "referral"},
+           {"clinician", "intake"}}) {
+    auto ctx = Ctx(role, subject);
     auto stream = stub_->Rescore(ctx.get());
     v1::RescoreResponse response;
     EXPECT_FALSE(stream->Read(&response));
