@@ -14,6 +14,9 @@
 #                         password made on first use
 #   AQUEDUCT_REDIS_PORT   port of the private Redis (default: first free port
 #                         from 6390; never 6379, so a system Redis is left alone)
+#   AQUEDUCT_REDIS_FSYNC  the private Redis's appendfsync: always (default:
+#                         no acknowledged write lost in a crash) or everysec
+#                         (faster, can lose up to a second of them)
 #   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
 #                         service ports (defaults 7100 / 7101 / 7102)
 #   AQUEDUCT_STATE_DIR    where Redis data, logs and the local keys go
@@ -135,6 +138,12 @@ if [[ -n "${AQUEDUCT_REDIS:-}" ]]; then
   say "using the configured Redis at $REDIS"
 else
   REDIS_PORT=${AQUEDUCT_REDIS_PORT:-6390}
+  # Zero acknowledged-write loss by default (README "Durability").
+  REDIS_FSYNC=${AQUEDUCT_REDIS_FSYNC:-always}
+  case "$REDIS_FSYNC" in
+    always | everysec) ;;
+    *) die "AQUEDUCT_REDIS_FSYNC=$REDIS_FSYNC: must be always or everysec" ;;
+  esac
   if [[ -z "${AQUEDUCT_REDIS_PORT:-}" ]]; then
     while port_busy "$REDIS_PORT"; do REDIS_PORT=$((REDIS_PORT + 1)); done
   elif port_busy "$REDIS_PORT"; then
@@ -150,7 +159,7 @@ else
   (umask 077 && printf 'requirepass %s\n' "$(cat "$AUTH/redis-password")" >"$AUTH/redis.conf")
   export AQUEDUCT_REDIS_PASSWORD_FILE=$AUTH/redis-password
   redis-server "$AUTH/redis.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-    --dir "$STATE/redis" --appendonly yes --appendfsync everysec --save "" \
+    --dir "$STATE/redis" --appendonly yes --appendfsync "$REDIS_FSYNC" --save "" \
     --hash-max-listpack-value 2048 --daemonize no >"$LOGS/redis.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do
@@ -159,7 +168,7 @@ else
   done
   REDISCLI_AUTH=$(cat "$AUTH/redis-password") redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 \
     || die "redis-server did not start; see $LOGS/redis.log"
-  say "redis-server on $REDIS (loopback only, password in $AUTH/redis-password, AOF on, data in $STATE/redis)"
+  say "redis-server on $REDIS (loopback only, password in $AUTH/redis-password, AOF fsynced $REDIS_FSYNC, data in $STATE/redis)"
 fi
 
 export AQUEDUCT_REDIS=$REDIS

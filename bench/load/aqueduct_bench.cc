@@ -11,7 +11,7 @@
 // end to end, scoring in-process, batch re-scoring, Redis bytes per completed
 // screening, each service's peak RSS. bench/run.sh builds Release and runs it:
 //   aqueduct_bench [--seconds=5] [--concurrency=24] [--rescore=1000000]
-//                  [--figures=echo,redis,submit,whole,scoring,rescore]
+//                  [--figures=echo,redis,submit,whole,fsync,scoring,rescore]
 // Each load figure also prints the CPU every process spent per call or per
 // screening, and the memory rows break Redis down by key kind: what limits
 // a figure is in the same output as the figure.
@@ -71,10 +71,10 @@ ABSL_FLAG(int32_t, scoring_repetitions, 3,
           "profile's median (this machine has "
           "slow spells of several seconds), with the range of its repetitions "
           "beneath.");
-ABSL_FLAG(
-    std::string, figures, "all",
-    "Which figures, comma-separated: echo,redis,submit,whole,scoring,rescore "
-    "(for profiling one of them).");
+ABSL_FLAG(std::string, figures, "all",
+          "Which figures, comma-separated: "
+          "echo,redis,submit,whole,fsync,scoring,rescore "
+          "(for profiling one of them).");
 ABSL_FLAG(int32_t, redis_requests, 200000,
           "Requests per test for the redis-benchmark context rows.");
 ABSL_FLAG(int32_t, slices, 5,
@@ -738,6 +738,24 @@ int Main() {
   }
   CpuMeter submit_cpu(running, (*redis)->pid());
   submit_cpu.Pause();
+  // Durability's cost, in the same slices: Redis runs with appendfsync
+  // always (every acknowledged write on disk, the project's default
+  // everywhere); each slice also runs SubmitAnswers with everysec, set live
+  // with CONFIG SET and set back at once.
+  redis::Client fsync_client((*redis)->ClientOptions());
+  auto set_fsync = [&fsync_client](const char* mode) {
+    auto r = fsync_client.Command({"CONFIG", "SET", "appendfsync", mode},
+                                  absl::Now() + absl::Seconds(5));
+    if (!r.ok() || r->is_error()) {
+      std::fprintf(stderr, "CONFIG SET appendfsync %s failed\n", mode);
+      return false;
+    }
+    return true;
+  };
+  const bool compare_fsync = Want("fsync");
+  LoadResult submit_everysec;
+  CpuMeter submit_everysec_cpu(running, (*redis)->pid());
+  submit_everysec_cpu.Pause();
   for (int i = 0; i < slices; ++i) {
     for (size_t e = 0; echo_on && e < echoes.size(); ++e) {
       echo_cpu[e]->Resume();
@@ -750,6 +768,13 @@ int Main() {
       submit.Add(SubmitLoad(intake_stubs, submit_slots, duration / slices,
                             submit_error));
       submit_cpu.Pause();
+    }
+    if (submit_on && compare_fsync && set_fsync("everysec")) {
+      submit_everysec_cpu.Resume();
+      submit_everysec.Add(SubmitLoad(intake_stubs, submit_slots,
+                                     duration / slices, submit_error));
+      submit_everysec_cpu.Pause();
+      if (!set_fsync("always")) return 1;
     }
   }
   const LoadResult& ceiling = echoes[0]->result;
@@ -819,6 +844,19 @@ int Main() {
     }
     if (!submit_error.Get().empty())
       std::printf("  first error: %s\n", submit_error.Get().c_str());
+    if (submit_everysec.calls > 0) {
+      Row("SubmitAnswers, fsync everysec (context)", submit_everysec,
+          ceiling.per_second(), "", false);
+      std::printf("  %s\n",
+                  submit_everysec_cpu
+                      .PerUnit(submit_everysec.calls + submit_everysec.errors)
+                      .c_str());
+      std::printf(
+          "  = appendfsync always (the default) gives %.0f%% of everysec's "
+          "SubmitAnswers throughput, p99 %.2f ms against %.2f ms\n",
+          100.0 * submit.per_second() / submit_everysec.per_second(),
+          submit.Percentile(99), submit_everysec.Percentile(99));
+    }
   }
 
   // The echo servers are done: their peak RSS is read now and they stop, so
@@ -863,6 +901,29 @@ int Main() {
   const RedisMemory redis_after = UsedMemory(redis_client);
   const auto by_kind = Want("whole") ? MemoryByKind(redis_client)
                                      : decltype(MemoryByKind(redis_client)){};
+  // The same whole screenings with appendfsync everysec, after the memory
+  // is read (their keys add to it, not to the figure above).
+  if (Want("whole") && compare_fsync && whole.calls > 0 &&
+      set_fsync("everysec")) {
+    CpuMeter cpu(running, (*redis)->pid());
+    LoadResult completions, whole_everysec;
+    FirstError everysec_error;
+    whole_everysec = WholeScreenings(intake_stubs, auth, concurrency, duration,
+                                     everysec_error, completions);
+    if (!set_fsync("always")) return 1;
+    Row("whole screenings, fsync everysec (context)", whole_everysec, 0, "",
+        false);
+    std::printf(
+        "  %s\n",
+        cpu.PerUnit(whole_everysec.calls + whole_everysec.errors).c_str());
+    if (whole_everysec.calls > 0) {
+      std::printf(
+          "  = appendfsync always (the default) gives %.0f%% of everysec's "
+          "whole screenings a second, p99 %.1f ms against %.1f ms\n",
+          100.0 * whole.per_second() / whole_everysec.per_second(),
+          whole.Percentile(99), whole_everysec.Percentile(99));
+    }
+  }
 
   // Memory, read now (peak RSS stays the peak), printed after the table.
   auto per_screening = [&](int64_t before, int64_t after) {

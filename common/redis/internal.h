@@ -18,8 +18,9 @@ namespace aqueduct::redis::internal {
 Reply CopyReply(const redisReply* r);
 
 // The status for an error reply to a single command: NOSCRIPT -> NOT_FOUND
-// (the script is loaded again), LOADING / MASTERDOWN / READONLY ->
-// UNAVAILABLE (retry later), anything else -> INTERNAL with Redis's message.
+// (the script is loaded again), LOADING / MASTERDOWN / READONLY / BUSY /
+// TRYAGAIN / OOM / CLUSTERDOWN / NOREPLICAS -> UNAVAILABLE (retry later),
+// anything else -> INTERNAL with Redis's message.
 absl::Status ErrorReplyStatus(const std::string& describe,
                               const std::string& error);
 

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -81,11 +82,13 @@ absl::Status ErrorReplyStatus(const std::string& describe,
   if (absl::StartsWith(error, "NOSCRIPT")) {
     return absl::NotFoundError(error);  // the script is loaded again
   }
-  if (absl::StartsWith(error, "LOADING") ||
-      absl::StartsWith(error, "MASTERDOWN") ||
-      absl::StartsWith(error, "READONLY")) {
-    // Redis is starting up or failing over: retry later.
-    return absl::UnavailableError(absl::StrCat(describe, ": ", error));
+  for (const char* retryable :
+       {"LOADING", "MASTERDOWN", "READONLY", "BUSY", "TRYAGAIN", "OOM",
+        "CLUSTERDOWN", "NOREPLICAS"}) {
+    // Redis is starting up, failing over, running a long script or out of
+    // memory: the same call can succeed later.
+    if (absl::StartsWith(error, retryable))
+      return absl::UnavailableError(absl::StrCat(describe, ": ", error));
   }
   return absl::InternalError(absl::StrCat(describe, ": ", error));
 }
@@ -157,8 +160,32 @@ std::string Client::Describe() const {
   return absl::StrCat("redis at ", options_.endpoint.ToString());
 }
 
+absl::Status Client::ErrorOf(const Reply& reply) const {
+  return internal::ErrorReplyStatus(Describe(), reply.str);
+}
+
+absl::Status ErrorReplyStatus(const Reply& reply) {
+  return internal::ErrorReplyStatus("redis", reply.str);
+}
+
+namespace {
+
+// Whether an idle pooled connection's peer is gone (Redis restarted or
+// closed it while it sat in the pool): the socket reads as at its end, or
+// has bytes no command asked for. One non-blocking peek, no round trip.
+bool PeerGone(redisContext* c) {
+  char byte;
+  const ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;  // orderly close
+  if (n > 0) return true;   // stray bytes: out of step with its replies
+  return errno != EAGAIN && errno != EWOULDBLOCK;  // reset, or worse
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
     absl::Time deadline) {
+  std::vector<std::unique_ptr<Connection>> stale;  // closed outside the lock
   {
     absl::MutexLock lock(&mu_);
     auto can_proceed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -169,10 +196,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
           absl::StrCat(Describe(), ": all ", options_.pool_size,
                        " connections busy until the deadline"));
     }
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      return conn;
+      if (!PeerGone(conn->get())) return conn;
+      // Replaced by a new connection in the same slot (below), so the
+      // first call after a Redis restart does not fail on it.
+      stale.push_back(std::move(conn));
+      --open_;
     }
     ++open_;  // reserve a slot; released below on failure
   }
@@ -276,7 +307,9 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
             absl::StrCat(Describe(), ": did not answer within ",
                          absl::FormatDuration(options_.command_timeout)));
       } else if (c->err == REDIS_ERR_PROTOCOL) {
-        failure = absl::InternalError(
+        // A torn reply (the server died mid-write): the connection is
+        // dropped, and the call can be retried on a new one.
+        failure = absl::UnavailableError(
             absl::StrCat(Describe(), ": protocol error: ", c->errstr));
       } else {
         failure = absl::UnavailableError(
@@ -296,8 +329,7 @@ absl::StatusOr<Reply> Client::BlockingCommand(
     absl::Time deadline) {
   ASSIGN_OR_RETURN(auto replies, Run({argv}, deadline, block));
   Reply& r = replies[0];
-  if (r.is_error())
-    return absl::InternalError(absl::StrCat(Describe(), ": ", r.str));
+  if (r.is_error()) return ErrorOf(r);
   return std::move(r);
 }
 

@@ -98,7 +98,9 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Runs one command given as argv (binary-safe; never a format string).
-  // An error reply becomes INTERNAL with Redis's message.
+  // An error reply becomes a status (ErrorOf): UNAVAILABLE when a retry can
+  // succeed, else INTERNAL with Redis's message. An idle pooled connection
+  // whose peer has gone is replaced before use.
   absl::StatusOr<Reply> Command(const std::vector<std::string>& argv,
                                 absl::Time deadline = absl::InfiniteFuture());
 
@@ -134,6 +136,11 @@ class Client {
   // "redis at <address>", for messages.
   std::string Describe() const;
 
+  // The status for an error reply found in a Pipeline's replies, as
+  // Command gives it: UNAVAILABLE for what a caller can retry (LOADING,
+  // READONLY, MASTERDOWN, BUSY, OOM...), INTERNAL for the rest.
+  absl::Status ErrorOf(const Reply& reply) const;
+
  private:
   absl::StatusOr<std::unique_ptr<Connection>> Acquire(absl::Time deadline);
   void Release(std::unique_ptr<Connection> conn);
@@ -146,6 +153,10 @@ class Client {
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// ErrorOf without a client at hand: the same codes, the message naming
+// "redis".
+absl::Status ErrorReplyStatus(const Reply& reply);
 
 // Key helpers. Every key is "aq:<service>:{<tag>}:<rest>": the braces make
 // Redis Cluster hash only <tag>, so all keys of one owner (a session, a

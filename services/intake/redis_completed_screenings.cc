@@ -102,8 +102,7 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
   std::vector<ForRescore> out(screening_ids.size());
   for (size_t i = 0; i < replies.size(); ++i) {
     auto& f = replies[i].elements;
-    if (replies[i].is_error())
-      return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
+    if (replies[i].is_error()) return client_->ErrorOf(replies[i]);
     if (f.size() != 3)
       return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
@@ -167,8 +166,7 @@ absl::Status RedisSessionStore::PutOutcomes(
   }
   ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
   for (const auto& r : replies) {
-    if (r.is_error())
-      return absl::InternalError(absl::StrCat("redis: ", r.str));
+    if (r.is_error()) return client_->ErrorOf(r);
   }
   return absl::OkStatus();
 }
@@ -200,8 +198,7 @@ RedisSessionStore::MigrateOlderLayouts(absl::Time deadline) {
     if (!commands.empty()) {
       ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
       for (const auto& r : replies) {
-        if (r.is_error())
-          return absl::InternalError(absl::StrCat("redis: ", r.str));
+        if (r.is_error()) return client_->ErrorOf(r);
       }
     }
   } while (cursor != "0");
@@ -252,8 +249,7 @@ RedisSessionStore::MigrateOlderLayouts(absl::Time deadline) {
     if (!writes.empty()) {
       ASSIGN_OR_RETURN(auto replies, client_->Pipeline(writes, deadline));
       for (const auto& r : replies) {
-        if (r.is_error())
-          return absl::InternalError(absl::StrCat("redis: ", r.str));
+        if (r.is_error()) return client_->ErrorOf(r);
       }
     }
   }
@@ -284,8 +280,7 @@ absl::Status RedisSessionStore::ImportCompleted(
     }
     ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
     for (const auto& r : replies) {
-      if (r.is_error())
-        return absl::InternalError(absl::StrCat("redis: ", r.str));
+      if (r.is_error()) return client_->ErrorOf(r);
     }
   }
   return absl::OkStatus();

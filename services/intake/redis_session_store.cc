@@ -132,8 +132,7 @@ using Opener = std::function<absl::StatusOr<std::string>(
 absl::StatusOr<std::optional<StoredSession>> ParseSession(
     const std::string& screening_id, const redis::Reply& reply,
     const Opener& open) {
-  if (reply.is_error())
-    return absl::InternalError(absl::StrCat("redis: ", reply.str));
+  if (reply.is_error()) return redis::ErrorReplyStatus(reply);
   const auto& fields = reply.elements;
   if (fields.size() < 3 || fields[0].is_nil())
     return std::optional<StoredSession>();
@@ -264,8 +263,7 @@ namespace {
 absl::StatusOr<int64_t> CountFrom(
     absl::StatusOr<std::vector<redis::Reply>> replies) {
   if (!replies.ok()) return replies.status();
-  if ((*replies)[0].is_error())
-    return absl::InternalError(absl::StrCat("redis: ", (*replies)[0].str));
+  if ((*replies)[0].is_error()) return redis::ErrorReplyStatus((*replies)[0]);
   return (*replies)[0].integer;
 }
 
@@ -459,10 +457,9 @@ absl::StatusOr<SessionStore::WriteOutcome> RedisSessionStore::ParseWriteReplies(
   // script as well).
   for (size_t i = 0; i < replies.size(); ++i) {
     if (i != script && replies[i].is_error())
-      return absl::InternalError(absl::StrCat("redis: ", replies[i].str));
+      return redis::ErrorReplyStatus(replies[i]);
   }
-  if (reply.is_error())
-    return absl::InternalError(absl::StrCat("redis: ", reply.str));
+  if (reply.is_error()) return redis::ErrorReplyStatus(reply);
   const auto& el = reply.elements;
   if (reply.type != redis::Reply::Type::kArray || el.empty()) {
     return absl::InternalError("session write: unexpected script reply");

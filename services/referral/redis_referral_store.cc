@@ -149,11 +149,9 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
   out.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const redis::Reply& r = (*replies)[i];
-    if (r.is_error() || r.type != redis::Reply::Type::kArray ||
-        r.elements.empty()) {
-      return absl::InternalError(absl::StrCat(
-          "referral create: ", r.is_error() ? r.str : "unexpected reply"));
-    }
+    if (r.is_error()) return client_->ErrorOf(r);
+    if (r.type != redis::Reply::Type::kArray || r.elements.empty())
+      return absl::InternalError("referral create: unexpected reply");
     CreateOutcome o;
     o.created = r.elements[0].integer == 1;
     if (o.created) {
@@ -192,8 +190,7 @@ RedisReferralStore::CreateMany(std::vector<CreateItem> items,
   }
   ASSIGN_OR_RETURN(auto indexed, client_->Pipeline(rest, deadline));
   for (const auto& r : indexed) {
-    if (r.is_error())
-      return absl::InternalError(absl::StrCat("redis: ", r.str));
+    if (r.is_error()) return client_->ErrorOf(r);
   }
   return out;
 }
@@ -455,8 +452,7 @@ absl::StatusOr<std::vector<std::string>> RedisReferralStore::CasesOfScreening(
   if (!probes.empty()) {
     ASSIGN_OR_RETURN(auto exists, client_->Pipeline(probes, deadline));
     for (size_t i = 0; i < candidates.size(); ++i) {
-      if (exists[i].is_error())
-        return absl::InternalError(absl::StrCat("redis: ", exists[i].str));
+      if (exists[i].is_error()) return client_->ErrorOf(exists[i]);
       if (exists[i].integer == 1) out.push_back(std::move(candidates[i]));
     }
   }

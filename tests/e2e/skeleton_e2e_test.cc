@@ -6,12 +6,17 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
+#include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -352,6 +357,160 @@ TEST_F(SkeletonE2eTest, RedisDownThenBack) {
   EXPECT_EQ(queue.cases_size(), 1);
   auto after = Screen({1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
   EXPECT_EQ(after.handoff(), intake::v1::DELIVERED);
+}
+
+// Redis SIGKILLed twice while people answer (appendfsync always, as the
+// project runs it): every call answers OK, UNAVAILABLE or DEADLINE_EXCEEDED,
+// never INTERNAL; no acknowledged answer is lost; every screening goes on
+// once Redis is back; the first calls after a crash find no stale pooled
+// connection; and a Redis refusing writes (out of memory) is UNAVAILABLE.
+TEST_F(SkeletonE2eTest, RedisKilledUnderLoadLosesNoAcknowledgedAnswer) {
+  constexpr int kPeople = 4;
+  std::atomic<bool> stop{false};
+  absl::Mutex mu;
+  std::map<std::string, int> codes;  // gRPC code name -> calls
+  auto count = [&](const grpc::Status& s) {
+    absl::MutexLock lock(&mu);
+    ++codes[absl::StatusCodeToString(
+        static_cast<absl::StatusCode>(s.error_code()))];
+    return s.ok();
+  };
+  struct Person {
+    std::string name;
+    int acknowledged = 0;  // answers the last OK SubmitAnswers reported
+  };
+  std::vector<Person> people(kPeople);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kPeople; ++i) {
+    threads.emplace_back([&, i] {
+      Person& p = people[i];
+      const std::string user = absl::StrCat("load", i);
+      tools::Overrides o = t::AdultContext("NJ");
+      while (!stop.load()) {
+        if (p.name.empty()) {
+          intake::v1::StartScreeningRequest start;
+          start.set_parent("users/" + user);
+          start.set_consent_version("c1");
+          intake::v1::Screening started;
+          if (count(intake_stub_->StartScreening(
+                  Ctx(user, absl::Seconds(2)).get(), start, &started))) {
+            p.name = started.name();
+          } else {
+            absl::SleepFor(absl::Milliseconds(20));
+          }
+          continue;
+        }
+        intake::v1::GetNextItemsRequest next_req;
+        next_req.set_name(p.name);
+        intake::v1::NextItems next;
+        if (!count(intake_stub_->GetNextItems(Ctx(user, absl::Seconds(2)).get(),
+                                              next_req, &next))) {
+          absl::SleepFor(absl::Milliseconds(20));
+          continue;
+        }
+        if (next.items().empty()) return;  // all asked: this person is done
+        intake::v1::SubmitAnswersRequest submit;
+        submit.set_name(p.name);
+        submit.set_etag(next.etag());
+        submit.set_request_id(absl::StrCat("p", next.etag()));
+        for (const auto& ask : next.items())
+          *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+        intake::v1::SubmitAnswersResponse submitted;
+        if (count(intake_stub_->SubmitAnswers(Ctx(user, absl::Seconds(2)).get(),
+                                              submit, &submitted))) {
+          p.acknowledged = submitted.screening().progress().answered();
+        } else {
+          absl::SleepFor(absl::Milliseconds(20));
+        }
+        absl::SleepFor(absl::Milliseconds(30));  // a person reads the page
+      }
+    });
+  }
+  for (int round = 0; round < 2; ++round) {
+    absl::SleepFor(absl::Milliseconds(700));
+    ASSERT_THAT(redis_->Kill(), t::IsOk());
+    absl::SleepFor(absl::Milliseconds(500));
+    ASSERT_THAT(redis_->Restart(), t::IsOk());
+  }
+  ASSERT_TRUE(WaitHealth(intake_.address, true));
+  absl::SleepFor(absl::Milliseconds(700));
+  stop.store(true);
+  for (auto& th : threads) th.join();
+
+  {
+    absl::MutexLock lock(&mu);
+    std::string seen;
+    for (const auto& [code, n] : codes)
+      absl::StrAppend(&seen, code, "=", n, " ");
+    for (const auto& [code, n] : codes) {
+      EXPECT_TRUE(code == "OK" || code == "UNAVAILABLE" ||
+                  code == "DEADLINE_EXCEEDED")
+          << code << " x" << n << " (all: " << seen << ")";
+    }
+    EXPECT_GT(codes["OK"], 20) << seen;
+  }
+  // A crash with no load: every pooled connection is idle and stale when
+  // Redis is back, and the first calls after it still succeed.
+  ASSERT_THAT(redis_->Kill(), t::IsOk());
+  ASSERT_THAT(redis_->Restart(), t::IsOk());
+  ASSERT_TRUE(WaitHealth(intake_.address, true));
+  ASSERT_TRUE(WaitHealth(referral_.address, true));
+  // (Eight at once, so every pooled connection is taken, not only the one
+  // the health check renewed.)
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 8; ++c) {
+    callers.emplace_back([&, c] {
+      for (int i = 0; i < 4; ++i) {
+        intake::v1::ListMyResultsRequest mine;
+        mine.set_parent(absl::StrCat("users/load", c % kPeople));
+        intake::v1::ListMyResultsResponse results;
+        grpc::Status s = intake_stub_->ListMyResults(
+            Ctx(absl::StrCat("load", c % kPeople)).get(), mine, &results);
+        EXPECT_TRUE(s.ok()) << "intake call " << i << ": " << s.error_message();
+        referral::v1::ListQueueResponse queue;
+        s = referral_stub_->ListQueue(As("dr-all").get(),
+                                      referral::v1::ListQueueRequest(), &queue);
+        EXPECT_TRUE(s.ok())
+            << "referral call " << i << ": " << s.error_message();
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  // Redis refusing writes (out of memory) is a condition a caller retries:
+  // UNAVAILABLE, for the pipelined writes and the SubmitAnswers path alike.
+  redis::Client admin(redis_->ClientOptions());
+  auto set_max = [&](const char* bytes) {
+    return admin.Command({"CONFIG", "SET", "maxmemory", bytes},
+                         absl::Now() + absl::Seconds(5));
+  };
+  ASSERT_THAT(set_max("1"), t::IsOk());
+  {
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/oom");
+    start.set_consent_version("c1");
+    intake::v1::Screening started;
+    grpc::Status s =
+        intake_stub_->StartScreening(Ctx("oom").get(), start, &started);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("OOM"));
+  }
+  ASSERT_THAT(set_max("0"), t::IsOk());
+
+  // Every acknowledged answer is still there, and every screening goes on.
+  for (const Person& p : people) {
+    if (p.name.empty()) continue;
+    intake::v1::GetScreeningRequest get;
+    get.set_name(p.name);
+    intake::v1::Screening now;
+    grpc::Status s = intake_stub_->GetScreening(Ctx(p.name).get(), get, &now);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_GE(now.progress().answered(), p.acknowledged) << p.name;
+    EXPECT_EQ(AnswerPages(*intake_stub_, p.name, t::AdultContext("NJ"), 1) +
+                  (now.progress().remaining() == 0 ? 1 : 0),
+              1)
+        << p.name << " goes on";
+  }
 }
 
 TEST_F(SkeletonE2eTest, ReferralDownThenBackGetsTheCaseExactlyOnce) {

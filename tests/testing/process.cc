@@ -206,23 +206,14 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
 }
 
 absl::Status RedisServer::Launch() {
-  std::vector<std::string> argv = {"redis-server",
-                                   "--port",
-                                   "0",
-                                   "--unixsocket",
-                                   socket_,
-                                   "--unixsocketperm",
-                                   "700",
-                                   "--dir",
-                                   dir_,
-                                   "--appendonly",
-                                   "yes",
-                                   "--save",
-                                   "",
-                                   "--daemonize",
-                                   "no",
-                                   "--hash-max-listpack-value",
-                                   "2048"};
+  std::vector<std::string> argv = {
+      "redis-server", "--port", "0",
+      "--unixsocket", socket_,  "--unixsocketperm",
+      "700",          "--dir",  dir_,
+      "--appendonly", "yes",    "--appendfsync",
+      "always",       "--save", "",
+      "--daemonize",  "no",     "--hash-max-listpack-value",
+      "2048"};
   if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
   auto p = Subprocess::Start(argv, absl::StrCat(dir_, "/redis.log"));
   if (!p.ok()) return p.status();
@@ -258,6 +249,16 @@ absl::Status RedisServer::Stop() {
   process_->Signal(SIGTERM);
   if (!process_->Wait(absl::Seconds(10)).has_value()) {
     return absl::DeadlineExceededError("redis-server did not stop");
+  }
+  process_.reset();
+  return absl::OkStatus();
+}
+
+absl::Status RedisServer::Kill() {
+  if (process_ == nullptr) return absl::OkStatus();
+  process_->Signal(SIGKILL);
+  if (!process_->Wait(absl::Seconds(10)).has_value()) {
+    return absl::DeadlineExceededError("redis-server did not die");
   }
   process_.reset();
   return absl::OkStatus();

@@ -78,7 +78,9 @@ bool WaitServing(const std::shared_ptr<grpc::Channel>& channel,
                  absl::Duration timeout = absl::Seconds(15));
 
 // A real redis-server on a Unix socket (no TCP port, so no collisions), with
-// AOF on under its own directory so a restart keeps the data.
+// AOF on under its own directory so a restart keeps the data, fsynced on
+// every write (appendfsync always) as the project runs Redis everywhere: an
+// acknowledged write survives a SIGKILL.
 class RedisServer {
  public:
   // With `password`, Redis requires AUTH (requirepass) and ClientOptions()
@@ -92,6 +94,7 @@ class RedisServer {
   redis::Options ClientOptions() const;
 
   absl::Status Stop();     // SIGTERM and wait (AOF is flushed)
+  absl::Status Kill();     // SIGKILL and wait: a crash (Restart() after)
   absl::Status Restart();  // start again on the same socket and data
   void Pause();            // SIGSTOP: alive but not answering
   void Resume();           // SIGCONT
