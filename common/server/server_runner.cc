@@ -1,5 +1,6 @@
 #include "common/server/server_runner.h"
 
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/support/server_interceptor.h>
@@ -7,6 +8,7 @@
 
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -15,13 +17,37 @@
 namespace aqueduct::server {
 namespace {
 
+// The method's name as logged: a method this binary defines (its services'
+// protos, or gRPC's health and reflection), else a placeholder. A caller
+// chooses the path it sends, so an unknown one is text from outside and
+// never reaches a log.
+std::string LoggableMethod(const char* path) {
+  if (path == nullptr) return "(none)";
+  const absl::string_view p(path);
+  if (absl::StartsWith(p, "/grpc.health.v1.Health/") ||
+      absl::StartsWith(p, "/grpc.reflection.")) {
+    return std::string(p);
+  }
+  // "/pkg.Service/Method" is the descriptor "pkg.Service.Method".
+  const size_t slash = p.rfind('/');
+  if (p.size() > 1 && p[0] == '/' && slash != 0 &&
+      slash != absl::string_view::npos) {
+    const std::string full =
+        absl::StrCat(p.substr(1, slash - 1), ".", p.substr(slash + 1));
+    if (google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+            full) != nullptr) {
+      return std::string(p);
+    }
+  }
+  return "(not a method of this service)";
+}
+
 // One line per finished RPC: method, code, latency. The status message is
 // not logged: it may name a field, and values must never reach a log.
 class AccessLogInterceptor : public grpc::experimental::Interceptor {
  public:
   explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : method_(info->method() != nullptr ? info->method() : "?"),
-        start_(absl::Now()) {}
+      : method_(LoggableMethod(info->method())), start_(absl::Now()) {}
 
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {

@@ -692,6 +692,41 @@ TEST_F(AuthE2eTest, LogsCarryNoTokens) {
          "verify";
 }
 
+// A caller without a token chooses the method path it sends: an unknown
+// one is answered UNIMPLEMENTED and its text never reaches the log, while a
+// real method is still logged by name.
+TEST_F(AuthE2eTest, LogsNameOnlyTheServicesOwnMethods) {
+  grpc::GenericStub stub(Channel(intake_.address));
+  auto call = [&](const std::string& method) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    grpc::Slice slice(std::string(""));  // an empty message
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::CompletionQueue cq;
+    auto rpc = stub.PrepareUnaryCall(&ctx, method, request, &cq);
+    rpc->StartCall();
+    grpc::Status status;
+    rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag;
+    bool ok;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    return status;
+  };
+  EXPECT_EQ(call("/aqueduct.intake.v1.IntakeService/WROTE-THIS-INTO-LOGS")
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(call("/attacker.Chosen-Text/Method").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(call("/aqueduct.intake.v1.IntakeService/GetScreening").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  absl::SleepFor(absl::Milliseconds(200));  // the log lines are written
+  const std::string log = t::ReadFile(intake_.log);
+  EXPECT_THAT(log, Not(HasSubstr("WROTE-THIS-INTO-LOGS")));
+  EXPECT_THAT(log, Not(HasSubstr("Chosen-Text")));
+  EXPECT_THAT(log, HasSubstr("not a method of this service"));
+  EXPECT_THAT(log, HasSubstr("/aqueduct.intake.v1.IntakeService/GetScreening"));
+}
+
 // Redis with a password (the run command starts its Redis with one): a
 // service given it in a file (AQUEDUCT_REDIS_PASSWORD_FILE, so it is in no
 // command line) serves; given a wrong one it stays NOT_SERVING and says
