@@ -7,8 +7,18 @@ namespace aqueduct {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
+  absl::string_view message = status.message();
+  if (message.size() <= kMaxErrorMessageBytes) {
+    return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                        std::string(message));
+  }
+  constexpr absl::string_view kCut = "... (cut)";
+  size_t keep = kMaxErrorMessageBytes - kCut.size();
+  // Back to the start of a UTF-8 character (never inside one).
+  while (keep > 0 && (static_cast<unsigned char>(message[keep]) & 0xC0) == 0x80)
+    --keep;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      absl::StrCat(message.substr(0, keep), kCut));
 }
 
 absl::Status ToAbslStatus(const grpc::Status& status) {

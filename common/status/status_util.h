@@ -8,9 +8,15 @@
 
 namespace aqueduct {
 
+// What an error message sent to a caller holds at most: a message may quote
+// what the caller sent (an unknown id, a bad value's field), and a caller
+// must not be able to make an error as large as its request.
+inline constexpr size_t kMaxErrorMessageBytes = 512;
+
 // The one mapping between absl::Status and grpc::Status. Both enums carry the
 // google.rpc.Code numbering, so the mapping is code for code; the message is
-// kept verbatim.
+// kept, cut to kMaxErrorMessageBytes (at a UTF-8 character boundary, ending
+// in "... (cut)") when longer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status ToAbslStatus(const grpc::Status& status);
 

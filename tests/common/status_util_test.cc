@@ -46,6 +46,29 @@ TEST(StatusMappingTest, NamedGrpcCodesMatch) {
             grpc::StatusCode::ABORTED);
 }
 
+// A message quoting a huge input is cut, never inside a UTF-8 character;
+// a short one is kept as it is.
+TEST(StatusMappingTest, LongMessagesAreCut) {
+  const std::string quoted(1 << 20, 'x');
+  grpc::Status g = ToGrpcStatus(absl::InvalidArgumentError(
+      "answers[0].item_id: no item \"" + quoted + "\""));
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LE(g.error_message().size(), kMaxErrorMessageBytes);
+  EXPECT_EQ(g.error_message().rfind("answers[0].item_id: no item", 0), 0u);
+  EXPECT_EQ(g.error_message().substr(g.error_message().size() - 9),
+            "... (cut)");
+  // Two-byte characters ("é") all the way: the cut keeps whole ones.
+  std::string accents;
+  for (int i = 0; i < 1000; ++i) accents += "\xc3\xa9";
+  g = ToGrpcStatus(absl::InvalidArgumentError("x" + accents));
+  const std::string kept =
+      g.error_message().substr(0, g.error_message().size() - 9);
+  ASSERT_FALSE(kept.empty());
+  EXPECT_EQ((kept.size() - 1) % 2, 0u) << "whole characters after the x";
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError("short")).error_message(),
+            "short");
+}
+
 TEST(AnnotateTest, KeepsCodeAndPrefixesMessage) {
   absl::Status s =
       Annotate(absl::UnavailableError("connection refused"), "scoring at h:1");
