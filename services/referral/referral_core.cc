@@ -1,6 +1,7 @@
 #include "services/referral/referral_core.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -77,8 +78,13 @@ absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
     return absl::InvalidArgumentError("page_token: malformed");
   }
   std::vector<std::string> parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
+  // A queue score is a whole number in [0, 1e15) (QueueScore); anything
+  // else (NaN, infinities, negatives) was not made here and never reaches
+  // Redis.
   if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &c.score) ||
-      parts[1].empty()) {
+      !std::isfinite(c.score) || c.score < 0 || c.score >= 1e15 ||
+      c.score != std::floor(c.score) ||
+      !ValidateIdSegment(parts[1], "page_token").ok()) {
     return absl::InvalidArgumentError("page_token: malformed");
   }
   c.id = parts[1];

@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
@@ -441,6 +442,21 @@ TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
   }
   EXPECT_THAT(all,
               ::testing::ElementsAre("c0", "c1", "c2", "c3", "c4", "c5", "c6"));
+}
+
+// A page token this service did not make is INVALID_ARGUMENT naming it, and
+// never reaches Redis (a NaN score once came back as INTERNAL from Redis).
+TEST_F(ReferralTest, ForgedPageTokensAreRefused) {
+  ASSERT_THAT(Create("c0", common::v1::THERAPY), IsOk());
+  for (const std::string raw : {"nan/x", "inf/x", "-1/x", "1e300/x", "1.5/x",
+                                "5/", "5/bad id", "no-slash"}) {
+    v1::ListQueueRequest req;
+    req.set_page_token(absl::WebSafeBase64Escape(raw));
+    EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr("page_token")))
+        << raw;
+  }
 }
 
 TEST_F(ReferralTest, EqualScoresArePagedByIdWithoutLoss) {
