@@ -47,6 +47,18 @@ inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// A server-streaming call answered at once with `status` and no message (a
+// refusal before the stream starts: no token, wrong role, a bad request,
+// too many streams). Deletes itself when gRPC is done with it.
+template <typename Response>
+class RefusedWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedWriter(grpc::Status status) {
+    this->Finish(std::move(status));
+  }
+  void OnDone() override { delete this; }
+};
+
 // A call's request and response on a protobuf arena of the call's own,
 // freed in one go when the call ends: for callback methods whose messages
 // hold thousands of small parts (pages of a batch job), which would

@@ -110,13 +110,6 @@ class RescoreWriter final : public grpc::ServerWriteReactor<v1::RescoredPage> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A stream refused before it starts.
-class RefusedRescore final : public grpc::ServerWriteReactor<v1::RescoredPage> {
- public:
-  explicit RefusedRescore(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
 }  // namespace
 
 grpc::ServerWriteReactor<v1::RescoredPage>*
@@ -126,13 +119,15 @@ RescoreServiceImpl::RescoreScreenings(
   auto who =
       auth::CheckCall(*authorizer_, *context,
                       "/aqueduct.intake.v1.RescoreService/RescoreScreenings");
-  if (!who.ok()) return new RefusedRescore(ToGrpcStatus(who.status()));
+  if (!who.ok())
+    return new server::RefusedWriter<v1::RescoredPage>(
+        ToGrpcStatus(who.status()));
   if (absl::Status bad = RescoreSource::Validate(*request); !bad.ok())
-    return new RefusedRescore(ToGrpcStatus(bad));
+    return new server::RefusedWriter<v1::RescoredPage>(ToGrpcStatus(bad));
   {
     absl::MutexLock lock(&mu_);
     if (streams_ >= kMaxStreams) {
-      return new RefusedRescore(grpc::Status(
+      return new server::RefusedWriter<v1::RescoredPage>(grpc::Status(
           grpc::StatusCode::UNAVAILABLE,
           absl::StrCat("intake runs at most ", kMaxStreams,
                        " re-scoring jobs at once: try again when one ends")));

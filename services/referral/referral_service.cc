@@ -119,13 +119,6 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
-
-// A stream refused before it starts (no token, wrong role).
-class RefusedWatch final : public grpc::ServerWriteReactor<v1::QueueEvent> {
- public:
-  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
 }  // namespace
 
 absl::StatusOr<Actor> ReferralServiceImpl::Caller(
@@ -289,7 +282,9 @@ grpc::ServerWriteReactor<v1::QueueEvent>* ReferralServiceImpl::WatchQueue(
     grpc::CallbackServerContext* context,
     const v1::WatchQueueRequest* request) {
   auto caller = Caller(*context, "WatchQueue");
-  if (!caller.ok()) return new RefusedWatch(ToGrpcStatus(caller.status()));
+  if (!caller.ok())
+    return new server::RefusedWriter<v1::QueueEvent>(
+        ToGrpcStatus(caller.status()));
   return new QueueWatcher(core_, watch_pool_, *request, *std::move(caller),
                           max_rpc_time_);
 }

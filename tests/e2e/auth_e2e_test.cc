@@ -159,6 +159,26 @@ class AuthE2eTest : public ::testing::Test {
   std::unique_ptr<scoring::v1::ScoringService::Stub> scoring_stub_;
   std::unique_ptr<referral::v1::ReferralService::Stub> referral_stub_;
   std::set<std::string> tokens_used_;
+
+  // A unary call with `bytes` as the request, whatever the method path:
+  // for bodies and paths no generated stub would send.
+  static grpc::Status RawUnary(const std::string& address,
+                               grpc::ClientContext* ctx,
+                               const std::string& method,
+                               const std::string& bytes) {
+    grpc::GenericStub stub(Channel(address));
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::CompletionQueue cq;
+    auto rpc = stub.PrepareUnaryCall(ctx, method, request, &cq);
+    rpc->StartCall();
+    grpc::Status status;
+    rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag;
+    bool ok;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    return status;
+  }
 };
 
 // Every RPC of every service, called with an empty request by every kind of
@@ -389,23 +409,10 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
 // message get INVALID_ARGUMENT naming it, after the caller is checked, and
 // a well-formed create still works over the wire.
 TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
-  grpc::GenericStub stub(Channel(referral_.address));
   auto call = [&](const std::string& caller, const std::string& method,
                   const std::string& bytes) {
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1), response;
-    auto ctx = As(caller);
-    grpc::CompletionQueue cq;
-    auto rpc = stub.PrepareUnaryCall(
-        ctx.get(), "/aqueduct.referral.v1.ReferralService/" + method, request,
-        &cq);
-    rpc->StartCall();
-    grpc::Status status;
-    rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
-    void* tag;
-    bool ok;
-    EXPECT_TRUE(cq.Next(&tag, &ok));
-    return status;
+    return RawUnary(referral_.address, As(caller).get(),
+                    "/aqueduct.referral.v1.ReferralService/" + method, bytes);
   };
   const std::string garbage(
       "\xff\xff\xff\xff", 4);  // field 0x1fffffff... with no end: not a message
@@ -696,21 +703,10 @@ TEST_F(AuthE2eTest, LogsCarryNoTokens) {
 // one is answered UNIMPLEMENTED and its text never reaches the log, while a
 // real method is still logged by name.
 TEST_F(AuthE2eTest, LogsNameOnlyTheServicesOwnMethods) {
-  grpc::GenericStub stub(Channel(intake_.address));
   auto call = [&](const std::string& method) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-    grpc::Slice slice(std::string(""));  // an empty message
-    grpc::ByteBuffer request(&slice, 1), response;
-    grpc::CompletionQueue cq;
-    auto rpc = stub.PrepareUnaryCall(&ctx, method, request, &cq);
-    rpc->StartCall();
-    grpc::Status status;
-    rpc->Finish(&response, &status, reinterpret_cast<void*>(1));
-    void* tag;
-    bool ok;
-    EXPECT_TRUE(cq.Next(&tag, &ok));
-    return status;
+    return RawUnary(intake_.address, &ctx, method, "");  // an empty message
   };
   EXPECT_EQ(call("/aqueduct.intake.v1.IntakeService/WROTE-THIS-INTO-LOGS")
                 .error_code(),
