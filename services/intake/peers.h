@@ -40,9 +40,7 @@ class ScoringPeer {
       absl::Time deadline) = 0;
   // A stream with no deadline of its own (a job runs for minutes): a
   // scoring service that goes away fails it.
-  virtual absl::StatusOr<std::unique_ptr<RescoreStream>> OpenRescore() {
-    return absl::UnimplementedError("re-scoring: no scoring stream");
-  }
+  virtual absl::StatusOr<std::unique_ptr<RescoreStream>> OpenRescore() = 0;
   virtual std::string Describe() const = 0;
 };
 

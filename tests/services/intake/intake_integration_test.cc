@@ -50,6 +50,12 @@ class EngineScoringPeer : public ScoringPeer {
       absl::Time) override {
     return engine_->Rulesets();
   }
+  // Re-scoring is tested end to end (tests/e2e/rescore_test.cc) against
+  // the real scoring service; these tests never open a stream.
+  absl::StatusOr<std::unique_ptr<RescoreStream>> OpenRescore() override {
+    ADD_FAILURE() << "OpenRescore is not part of these tests";
+    return absl::FailedPreconditionError("not part of these tests");
+  }
   std::string Describe() const override { return "scoring at test"; }
   std::atomic<bool> down{false};
   std::atomic<bool> catalog_down{false};
@@ -83,6 +89,12 @@ class RecordingReferralPeer : public ReferralPeer {
         (request.unfinished() || request.early_risk_raised() ? "-risk" : "-v"));
     r.set_screening(request.screening());
     return r;
+  }
+  // Batch creation comes only from re-scoring, tested end to end.
+  absl::StatusOr<referral::v1::CreateReferralsResponse> CreateReferrals(
+      const referral::v1::CreateReferralsRequest&, absl::Time) override {
+    ADD_FAILURE() << "CreateReferrals is not part of these tests";
+    return absl::FailedPreconditionError("not part of these tests");
   }
   std::vector<referral::v1::CreateReferralRequest> Delivered() {
     absl::MutexLock lock(&mu);
