@@ -61,6 +61,15 @@ absl::Status ValidateStateCode(absl::string_view code,
   return absl::OkStatus();
 }
 
+const std::vector<std::string>& UsStateCodes() {
+  static const auto* codes = new std::vector<std::string>(absl::StrSplit(
+      "AL,AK,AZ,AR,CA,CO,CT,DE,DC,FL,GA,HI,ID,IL,IN,IA,KS,KY,LA,ME,MD,MA,MI,"
+      "MN,MS,MO,MT,NE,NV,NH,NJ,NM,NY,NC,ND,OH,OK,OR,PA,RI,SC,SD,TN,TX,UT,VT,"
+      "VA,WA,WV,WI,WY",
+      ','));
+  return *codes;
+}
+
 std::string InUserNamespace(absl::string_view name, absl::string_view user) {
   constexpr absl::string_view kPrefix = "users/";
   if (!absl::StartsWith(name, kPrefix)) return std::string(name);

@@ -2,6 +2,7 @@
 #define AQUEDUCT_COMMON_UTIL_NAMES_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -32,6 +33,9 @@ absl::StatusOr<std::string> ParseSimpleName(absl::string_view name,
 // Checks a US state code ("FL"): two upper-case letters. INVALID_ARGUMENT
 // names `field`. Empty is left to the caller (it usually means "unknown").
 absl::Status ValidateStateCode(absl::string_view code, absl::string_view field);
+
+// The 50 states and DC, as ValidateStateCode spells them.
+const std::vector<std::string>& UsStateCodes();
 
 // `name` ("users/{user}" or "users/{user}/...") with its user replaced by
 // `user`: a person's calls are looked up in their own namespace only, so

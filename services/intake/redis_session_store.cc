@@ -199,9 +199,7 @@ absl::StatusOr<std::optional<StoredSession>> ParseSession(
   return std::optional<StoredSession>(std::move(s));
 }
 
-std::vector<std::string> SessionFields(const std::string& screening_id,
-                                       bool answers = true) {
-  if (!answers) return {"HMGET", SessionKey(screening_id), "v", "d", "r"};
+std::vector<std::string> SessionFields(const std::string& screening_id) {
   return {"HMGET", SessionKey(screening_id), "v", "d", "r", "a"};
 }
 
@@ -323,12 +321,11 @@ absl::StatusOr<SessionStore::Read> RedisSessionStore::Get(
 }
 
 absl::StatusOr<std::vector<std::optional<StoredSession>>>
-RedisSessionStore::ReadMany(const std::vector<std::string>& screening_ids,
-                            bool answers, absl::Time deadline) {
+RedisSessionStore::GetMany(const std::vector<std::string>& screening_ids,
+                           absl::Time deadline) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(screening_ids.size());
-  for (const auto& id : screening_ids)
-    commands.push_back(SessionFields(id, answers));
+  for (const auto& id : screening_ids) commands.push_back(SessionFields(id));
   ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
   std::vector<std::optional<StoredSession>> out;
   out.reserve(screening_ids.size());
@@ -341,18 +338,6 @@ RedisSessionStore::ReadMany(const std::vector<std::string>& screening_ids,
     out.push_back(std::move(*session));
   }
   return out;
-}
-
-absl::StatusOr<std::vector<std::optional<StoredSession>>>
-RedisSessionStore::GetMany(const std::vector<std::string>& screening_ids,
-                           absl::Time deadline) {
-  return ReadMany(screening_ids, /*answers=*/true, deadline);
-}
-
-absl::StatusOr<std::vector<std::optional<StoredSession>>>
-RedisSessionStore::GetManyWithoutAnswers(
-    const std::vector<std::string>& screening_ids, absl::Time deadline) {
-  return ReadMany(screening_ids, /*answers=*/false, deadline);
 }
 
 RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(

@@ -114,9 +114,6 @@ class RedisSessionStore : public SessionStore {
   absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
       const std::vector<std::string>& screening_ids,
       absl::Time deadline) override;
-  absl::StatusOr<std::vector<std::optional<StoredSession>>>
-  GetManyWithoutAnswers(const std::vector<std::string>& screening_ids,
-                        absl::Time deadline) override;
   absl::Status PutOutcomes(
       const std::vector<
           std::pair<std::string, const storage::v1::RescoreOutcome*>>& outcomes,
@@ -161,9 +158,6 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
-  absl::StatusOr<std::vector<std::optional<StoredSession>>> ReadMany(
-      const std::vector<std::string>& screening_ids, bool answers,
-      absl::Time deadline);
   // The write's commands: the completion's indexes (if any), the write
   // script (EVALSHA, its sha left empty: filled in per attempt), then the
   // index updates riding after it.

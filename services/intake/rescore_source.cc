@@ -378,8 +378,9 @@ absl::Status RescoreSource::Run(
     if (!page.changed.empty() && !request.dry_run()) {
       std::vector<std::string> ids;
       for (size_t i : page.changed) ids.push_back(page.ids[i]);
-      auto sessions =
-          store_->GetManyWithoutAnswers(ids, absl::Now() + kStepTime);
+      // With the answers: where the person is may be an answer (ctx.state),
+      // and a re-review case goes to clinicians licensed there.
+      auto sessions = store_->GetMany(ids, absl::Now() + kStepTime);
       if (!sessions.ok()) {
         result = sessions.status();
         break;

@@ -148,11 +148,6 @@ class SessionStore : public RateLimits,
   // Many sessions in one round trip (nullopt where missing), as Get reads them.
   virtual absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
       const std::vector<std::string>& screening_ids, absl::Time deadline) = 0;
-  // The same without reading a completed session's answers (the record and
-  // result only): what a re-review case needs.
-  virtual absl::StatusOr<std::vector<std::optional<StoredSession>>>
-  GetManyWithoutAnswers(const std::vector<std::string>& screening_ids,
-                        absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake

@@ -11,6 +11,9 @@ struct Clinician {
   std::string id;
   std::string role;  // "clinician" or "physician"
   std::vector<std::string> licensed_states;
+  // Whether cases with no location state are this clinician's to see
+  // (ReferralConfig::unlocated_case_states).
+  bool sees_unlocated = false;
 
   bool physician() const { return role == "physician"; }
   bool LicensedIn(const std::string& state) const;

@@ -8,6 +8,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/auth/auth_flags.h"
 #include "common/config/config.h"
@@ -18,6 +20,7 @@
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
 #include "common/texts/person_texts.h"
+#include "common/util/names.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_service.h"
 #include "services/referral/sweeper.h"
@@ -65,6 +68,13 @@ ABSL_FLAG(
     int64_t, default_lease_ms,
     EnvOrInt("AQUEDUCT_DEFAULT_LEASE_MS", 10 * 60 * 1000),
     "Claim lease when the request gives none. Env AQUEDUCT_DEFAULT_LEASE_MS.");
+ABSL_FLAG(std::string, unlocated_case_states,
+          EnvOr("AQUEDUCT_UNLOCATED_CASE_STATES", ""),
+          "Cases with no location state (the person did not say) are seen "
+          "only by clinicians licensed in one of these comma-separated states "
+          "(e.g. your triage team's, \"NY\"); empty: only by clinicians "
+          "licensed in all 50 states and DC. Never by every clinician. Env "
+          "AQUEDUCT_UNLOCATED_CASE_STATES.");
 ABSL_FLAG(int64_t, sweep_interval_ms,
           EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
           "How often expired leases and overdue cases are swept. Env "
@@ -154,6 +164,18 @@ int main(int argc, char** argv) {
     }
     log::Info("person texts loaded", {{"version", (*texts)->version()}});
     config.person_texts = *std::move(texts);
+  }
+  for (absl::string_view state :
+       absl::StrSplit(absl::GetFlag(FLAGS_unlocated_case_states), ',',
+                      absl::SkipWhitespace())) {
+    state = absl::StripAsciiWhitespace(state);
+    if (absl::Status s =
+            aqueduct::ValidateStateCode(state, "--unlocated_case_states");
+        !s.ok()) {
+      log::Error("bad configuration", {{"error", std::string(s.message())}});
+      return 2;
+    }
+    config.unlocated_case_states.emplace_back(state);
   }
   config.overdue_after =
       absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));

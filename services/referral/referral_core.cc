@@ -441,8 +441,22 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListScreeningCases(
   return response;
 }
 
+namespace {
+
+// Why a clinician may not see or act on a case of a state they are not
+// licensed in (or one with no state: ReferralConfig::unlocated_case_states).
+std::string NotLicensedMessage(const v1::Referral& r) {
+  return r.location_state().empty()
+             ? "the case has no location state: it is for the clinicians "
+               "the service names for such cases"
+             : "not licensed in the case's state";
+}
+
+}  // namespace
+
 bool CanSee(const Clinician& c, const v1::Referral& r) {
-  return r.location_state().empty() || c.LicensedIn(r.location_state());
+  return r.location_state().empty() ? c.sees_unlocated
+                                    : c.LicensedIn(r.location_state());
 }
 
 bool CanAct(const Clinician& c, const v1::Referral& r) {
@@ -450,12 +464,21 @@ bool CanAct(const Clinician& c, const v1::Referral& r) {
          (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
 }
 
-absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) {
+absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) const {
   if (actor.id.empty()) return absl::UnauthenticatedError("no caller identity");
   if (actor.role != "clinician" && actor.role != "physician") {
     return absl::PermissionDeniedError("the caller is not a clinician");
   }
-  return Clinician{actor.id, actor.role, actor.licensed_states};
+  Clinician c{actor.id, actor.role, actor.licensed_states};
+  auto licensed = [&c](const std::string& state) {
+    return c.LicensedIn(state);
+  };
+  const std::vector<std::string>& triage = config_.unlocated_case_states;
+  c.sees_unlocated =
+      triage.empty()
+          ? std::all_of(UsStateCodes().begin(), UsStateCodes().end(), licensed)
+          : std::any_of(triage.begin(), triage.end(), licensed);
+  return c;
 }
 
 void ReferralCore::Normalize(v1::Referral& r) const {
@@ -527,7 +550,7 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
         before.current_route() == common::v1::KETAMINE_REVIEW &&
                 CanSee(clinician, before)
             ? "only a physician may act on a ketamine-eligibility review"
-            : "not licensed in the case's state");
+            : NotLicensedMessage(before));
   }
   if (before.state() == v1::DECIDED || before.state() == v1::WITHDRAWN) {
     return absl::FailedPreconditionError("name: the case is already decided");
@@ -630,7 +653,7 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
         before.current_route() == common::v1::KETAMINE_REVIEW &&
                 CanSee(clinician, before)
             ? "only a physician may decide a ketamine-eligibility review"
-            : "not licensed in the case's state");
+            : NotLicensedMessage(before));
   }
   if (d.action() == v1::Decision::CHANGE_ROUTE) {
     if (d.new_route() == common::v1::ROUTE_UNSPECIFIED ||
@@ -703,7 +726,7 @@ absl::StatusOr<v1::Referral> ReferralCore::GetCase(
   ASSIGN_OR_RETURN(auto loaded, Load(request.name(), deadline));
   Normalize(loaded);
   if (!CanSee(clinician, loaded))
-    return absl::PermissionDeniedError("not licensed in the case's state");
+    return absl::PermissionDeniedError(NotLicensedMessage(loaded));
   if (absl::Status s = store_->AppendAudit(
           IdOf(loaded), Audit("read", actor, clinician.role, loaded, loaded),
           deadline);
@@ -732,7 +755,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
   }
   ASSIGN_OR_RETURN(auto loaded, Load(request.parent(), deadline));
   if (!CanSee(clinician, loaded))
-    return absl::PermissionDeniedError("not licensed in the case's state");
+    return absl::PermissionDeniedError(NotLicensedMessage(loaded));
   ASSIGN_OR_RETURN(
       auto page, store_->ListAudit(IdOf(loaded), offset, page_size, deadline));
   v1::ListAuditEventsResponse response;

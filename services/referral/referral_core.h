@@ -28,6 +28,11 @@ struct ReferralConfig {
   absl::Duration max_lease = absl::Hours(1);
   // An urgent case not claimed within this time is marked overdue.
   absl::Duration overdue_after = absl::Minutes(15);
+  // A case with no location state (the person did not say where they are)
+  // is seen only by clinicians licensed in one of these states (a triage
+  // team's); empty: only by clinicians licensed in every state
+  // (UsStateCodes()). Never by every clinician.
+  std::vector<std::string> unlocated_case_states;
   // What a person reads of their referral (data/texts/); null: the
   // repository's texts.
   std::shared_ptr<const texts::PersonTexts> person_texts;
@@ -120,7 +125,7 @@ class ReferralCore {
       v1::CreateReferralRequest& request, const Actor& actor,
       const std::string& field) const;
   // The clinician an actor is; PERMISSION_DENIED for any other role.
-  static absl::StatusOr<Clinician> ClinicianOf(const Actor& actor);
+  absl::StatusOr<Clinician> ClinicianOf(const Actor& actor) const;
   absl::StatusOr<v1::Referral> Load(const std::string& name,
                                     absl::Time deadline);
   // A claim whose lease ran out reads as unclaimed.

@@ -437,6 +437,8 @@ TEST_F(RescoreTest, ExactlyTheScreeningsAcrossTheThresholdGetReReviews) {
   auto cases = ReReviewCases();
   ASSERT_EQ(static_cast<int>(cases.size()), expected_changes_);
   for (const auto& c : cases) {
+    EXPECT_EQ(c.location_state(), "NY")
+        << "a re-review goes to clinicians licensed where the person is";
     const auto* phq9 = &c.previous_result().scores(1);
     ASSERT_EQ(phq9->instrument_id(), "phq9");
     EXPECT_TRUE(phq9->total() == 10 || phq9->total() == 11) << phq9->total();

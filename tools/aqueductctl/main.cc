@@ -39,6 +39,7 @@
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/util/ids.h"
+#include "common/util/names.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "tools/aqueductctl/cli.h"
@@ -51,12 +52,6 @@ namespace {
 
 namespace intake = aqueduct::intake::v1;
 namespace referral = aqueduct::referral::v1;
-
-// Every US state and DC: the dev clinician's default licences.
-constexpr char kAllStates[] =
-    "AL,AK,AZ,AR,CA,CO,CT,DE,DC,FL,GA,HI,ID,IL,IN,IA,KS,KY,LA,ME,MD,MA,MI,MN,"
-    "MS,MO,MT,NE,NV,NH,NJ,NM,NY,NC,"
-    "ND,OH,OK,OR,PA,RI,SC,SD,TN,TX,UT,VT,VA,WA,WV,WI,WY";
 
 // The token every call of this command carries (set up in main).
 std::unique_ptr<aqueduct::auth::TokenSource> g_token;
@@ -106,9 +101,10 @@ aqueduct::auth::Claims DevClaims(const std::string& role,
   c.role = role;
   c.subject = subject;
   if (role == "clinician" || role == "physician") {
-    const std::string states =
-        Str("states").empty() ? kAllStates : Str("states");
-    c.states = absl::StrSplit(states, ',', absl::SkipEmpty());
+    c.states = Str("states").empty()
+                   ? aqueduct::UsStateCodes()
+                   : std::vector<std::string>(
+                         absl::StrSplit(Str("states"), ',', absl::SkipEmpty()));
   }
   return c;
 }

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
+#include "common/util/names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/referral/redis_referral_store.h"
@@ -495,6 +496,40 @@ TEST_F(ReferralTest, FiltersByRouteStateAndPriority) {
   urgent.set_priority(v1::URGENT);
   EXPECT_THAT(Screenings(*core_->ListQueue(urgent, kAll, Soon())),
               ::testing::ElementsAre("nj2"));
+}
+
+// A case whose person did not say where they are goes to the configured
+// triage states' clinicians, by default to those licensed everywhere, and
+// never to every clinician (issue 24: it was visible to all).
+TEST_F(ReferralTest, ACaseWithNoStateGoesToTheFallbackNeverToEveryone) {
+  ASSERT_THAT(Create("fl1", common::v1::THERAPY, "FL"), IsOk());
+  auto nowhere = Create("nowhere", common::v1::CRISIS_URGENT, "");
+  ASSERT_THAT(nowhere, IsOk());
+  const Actor everywhere{"triage", "clinician", UsStateCodes()};
+  auto queue_of = [&](const Actor& who) {
+    auto page = core_->ListQueue(v1::ListQueueRequest(), who, Soon());
+    EXPECT_THAT(page, IsOk());
+    return page.ok() ? Screenings(*page) : std::vector<std::string>{};
+  };
+  EXPECT_THAT(queue_of(As("cl-all")), ::testing::ElementsAre("fl1"));
+  EXPECT_THAT(GetCaseAs("cl-all", *nowhere),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("no location state")));
+  EXPECT_THAT(queue_of(everywhere), ::testing::ElementsAre("nowhere", "fl1"));
+  v1::GetCaseRequest get;
+  get.set_name(nowhere->name());
+  EXPECT_THAT(core_->GetCase(get, everywhere, Soon()), IsOk());
+
+  // Configured: the NY triage team sees it, Florida's clinicians do not.
+  ReferralConfig config;
+  config.unlocated_case_states = {"NY"};
+  ReferralCore triage(store_.get(), &clock_, config);
+  auto ny = triage.ListQueue(v1::ListQueueRequest(), As("nurse-ny"), Soon());
+  ASSERT_THAT(ny, IsOk());
+  EXPECT_THAT(Screenings(*ny), ::testing::ElementsAre("nowhere"));
+  auto fl = triage.ListQueue(v1::ListQueueRequest(), As("cl-fl"), Soon());
+  ASSERT_THAT(fl, IsOk());
+  EXPECT_THAT(Screenings(*fl), ::testing::ElementsAre("fl1"));
 }
 
 TEST_F(ReferralTest, BadListArgumentsAreInvalid) {
