@@ -2,11 +2,13 @@
 // completed screenings into a private redis-server (AOF on, everysec) exactly
 // as intake stores them, starts the real scoring and referral binaries, and
 // runs the re-scoring job under a ruleset that moves the PHQ-9 depression
-// threshold from 10 to T. The seeded PHQ-9 totals run 0..24, each equally
+// threshold from 10 to T. Redis fsyncs as F says (appendfsync, default
+// always as everywhere; everysec to compare with runs measured before that
+// default). The seeded PHQ-9 totals run 0..24, each equally
 // often, so T = 11 changes 1 screening in 25 (route and band, each getting a
 // re-review case); T = 14 changes 4 in 25. Issue 6's target is 100,000/s.
 //
-//   build-release/bench/rescore_bench [N [T]]      (default 100000 11)
+//   build-release/bench/rescore_bench [N [T [F]]]  (default 100000 11 always)
 //
 // With T = "v2" it applies the repository's ruleset v2 instead, to N
 // screenings of 2,000 seeded people whose answers follow a severity each
@@ -34,6 +36,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
+#include "common/redis/redis_client.h"
 #include "common/server/channels.h"
 #include "common/server/server_runner.h"
 #include "services/intake/redis_session_store.h"
@@ -139,14 +142,25 @@ int main(int argc, char** argv) {
   int64_t n = 100000;
   int threshold = 11;
   const bool repository_v2 = argc > 2 && std::string(argv[2]) == "v2";
+  const std::string fsync = argc > 3 ? argv[3] : "always";
   if ((argc > 1 && !absl::SimpleAtoi(argv[1], &n)) ||
-      (argc > 2 && !repository_v2 && !absl::SimpleAtoi(argv[2], &threshold))) {
-    std::fprintf(stderr, "usage: rescore_bench [N [T | v2]]\n");
+      (argc > 2 && !repository_v2 && !absl::SimpleAtoi(argv[2], &threshold)) ||
+      (fsync != "always" && fsync != "everysec")) {
+    std::fprintf(stderr,
+                 "usage: rescore_bench [N [T | v2 [always | everysec]]]\n");
     return 2;
   }
   t::TempDir dir;
   auto redis = t::RedisServer::Start(dir.path());
   if (!redis.ok()) return 1;
+  {
+    redis::Client admin((*redis)->ClientOptions());
+    if (!admin
+             .Command({"CONFIG", "SET", "appendfsync", fsync},
+                      absl::Now() + absl::Seconds(5))
+             .ok())
+      return 1;
+  }
   const std::string rulesets = dir.path() + "/rulesets";
   mkdir(rulesets.c_str(), 0755);
   const std::string v1 =
