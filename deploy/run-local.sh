@@ -70,6 +70,11 @@ for kid in dev intake; do
     say "made the local $kid signing key ($AUTH/$kid-signing.pem)"
   fi
 done
+# What each key may sign (common/auth/README.md): the dev key stands in
+# for an identity provider (people and staff), intake's key only intake's
+# own service tokens.
+echo "patient clinician physician batch operator" > "$AUTH/keys/dev.roles"
+echo "service:intake" > "$AUTH/keys/intake.roles"
 export AQUEDUCT_AUTH_KEYS=$AUTH/keys
 # The keys that seal answers, results and reasons in Redis, and the key
 # that pseudonymises user ids in key names: made once, this user only.

@@ -18,6 +18,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/sha256.h"
 
@@ -155,6 +156,7 @@ absl::Status Reject(Rejection r, Rejection* why) {
 struct KeySet::Key {
   PkeyPtr pkey;
   Alg alg;
+  KeyGrants grants;
 };
 
 KeySet::KeySet() = default;
@@ -213,11 +215,47 @@ absl::string_view RejectionName(Rejection r) {
       return "audience";
     case Rejection::kClaims:
       return "claims";
+    case Rejection::kKeyRole:
+      return "key_role";
   }
   return "?";
 }
 
-absl::Status KeySet::Add(const std::string& key_id, absl::string_view pem) {
+absl::StatusOr<KeyGrants> KeyGrants::Parse(absl::string_view text) {
+  KeyGrants grants;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = line.substr(0, line.find('#'));
+    for (absl::string_view word :
+         absl::StrSplit(line, absl::ByAnyChar(" \t\r,"), absl::SkipEmpty())) {
+      Role role;
+      if (absl::ConsumePrefix(&word, "service:")) {
+        if (word.empty() || word.size() > 128) {
+          return absl::InvalidArgumentError(
+              "service: needs the subject it may name, e.g. service:intake");
+        }
+        grants.services.emplace(word);
+      } else if (ParseRole(word, &role) && role != Role::kService) {
+        grants.roles.insert(role);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "\"", absl::CHexEscape(word.substr(0, 64)),
+            "\": not a role (patient, clinician, physician, batch, operator, "
+            "or service:<subject>)"));
+      }
+    }
+  }
+  if (grants.roles.empty() && grants.services.empty())
+    return absl::InvalidArgumentError("grants no role");
+  return grants;
+}
+
+bool KeyGrants::Allows(Role role, absl::string_view subject) const {
+  if (role == Role::kService) return services.count(subject) > 0;
+  return roles.count(role) > 0;
+}
+
+absl::Status KeySet::Add(const std::string& key_id, absl::string_view pem,
+                         KeyGrants grants) {
   if (key_id.empty()) return absl::InvalidArgumentError("key id: is empty");
   if (keys_.count(key_id) > 0)
     return absl::InvalidArgumentError(
@@ -237,6 +275,7 @@ absl::Status KeySet::Add(const std::string& key_id, absl::string_view pem) {
   auto key = std::make_unique<Key>();
   key->pkey = std::move(pkey);
   key->alg = *alg;
+  key->grants = std::move(grants);
   keys_.emplace(key_id, std::move(key));
   return absl::OkStatus();
 }
@@ -256,7 +295,26 @@ absl::StatusOr<KeySet> KeySet::LoadDirectory(const std::string& dir) {
     std::ifstream in(f);
     std::stringstream text;
     text << in.rdbuf();
-    if (absl::Status s = keys.Add(f.stem().string(), text.str()); !s.ok()) {
+    std::filesystem::path roles_file = f;
+    roles_file.replace_extension(".roles");
+    std::ifstream roles_in(roles_file);
+    if (!roles_in) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          roles_file.string(),
+          ": cannot read it; every key needs one saying which roles it may "
+          "sign, e.g. \"patient clinician physician batch operator\" for "
+          "an identity provider's key, \"service:intake\" for intake's"));
+    }
+    std::stringstream roles_text;
+    roles_text << roles_in.rdbuf();
+    auto grants = KeyGrants::Parse(roles_text.str());
+    if (!grants.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(roles_file.string(), ": ", grants.status().message()));
+    }
+    if (absl::Status s =
+            keys.Add(f.stem().string(), text.str(), *std::move(grants));
+        !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(f.string(), ": ", s.message()));
     }
@@ -423,6 +481,8 @@ absl::StatusOr<Identity> Verifier::VerifyFull(absl::string_view token,
       !ParseRole(role, &id.role)) {
     return Reject(Rejection::kClaims, why);
   }
+  if (!key->grants.Allows(id.role, id.subject))
+    return Reject(Rejection::kKeyRole, why);
   if (id.role == Role::kClinician || id.role == Role::kPhysician) {
     const auto* states = Field(claims, "states");
     if (states == nullptr ||

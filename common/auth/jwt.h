@@ -15,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,8 +50,26 @@ struct Identity {
   std::string key_id;                        // which key signed it
 };
 
-// Public keys by key id. Keys rotate by adding the new key beside the old
-// one, switching the signer, then removing the old key.
+// What tokens one key may sign: a set of roles, and for the service role
+// the subjects it may name. A token outside its key's grants is refused
+// (Rejection::kKeyRole), so intake's own key cannot mint a patient's or a
+// clinician's token, nor the identity provider's a service's.
+struct KeyGrants {
+  std::set<Role> roles;  // never Role::kService: see `services`
+  std::set<std::string, std::less<>> services;  // subjects of role service
+
+  // Grants as written in a `<key id>.roles` file: names separated by white
+  // space or commas, `#` to the end of a line a comment; a role name
+  // (patient, clinician, physician, batch, operator) or `service:<subject>`
+  // (e.g. service:intake). INVALID_ARGUMENT naming the word not understood,
+  // or when nothing is granted.
+  static absl::StatusOr<KeyGrants> Parse(absl::string_view text);
+  bool Allows(Role role, absl::string_view subject) const;
+};
+
+// Public keys by key id, each with what it may sign. Keys rotate by adding
+// the new key beside the old one, switching the signer, then removing the
+// old key.
 class KeySet {
  public:
   KeySet();
@@ -61,9 +80,12 @@ class KeySet {
   // Adds a PEM public key (SubjectPublicKeyInfo). INVALID_ARGUMENT for an
   // unparsable key, a curve other than P-256, RSA under 2048 bits, any other
   // key type, or a duplicate key id.
-  absl::Status Add(const std::string& key_id, absl::string_view pem);
-  // Every `<key id>.pem` file in `dir`; errors name the file. A directory
-  // without keys is an error (nothing could be verified).
+  absl::Status Add(const std::string& key_id, absl::string_view pem,
+                   KeyGrants grants);
+  // Every `<key id>.pem` file in `dir` with its grants from `<key id>.roles`
+  // beside it; errors name the file. A key without a roles file, and a
+  // directory without keys, are errors (what the key may sign would be a
+  // guess; nothing could be verified).
   static absl::StatusOr<KeySet> LoadDirectory(const std::string& dir);
 
   size_t size() const;
@@ -87,6 +109,7 @@ enum class Rejection {
   kIssuer,       // iss is not the configured issuer
   kAudience,     // aud does not include the configured audience
   kClaims,       // sub, role or states missing or not valid
+  kKeyRole,      // the role (or service subject) is not one its key may sign
 };
 absl::string_view RejectionName(Rejection r);
 

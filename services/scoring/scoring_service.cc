@@ -11,21 +11,47 @@
 namespace aqueduct::scoring {
 namespace {
 
+using Bytes = grpc::ByteBuffer;
+
+// Parses message number `n` of a stream (counted from 0) from its bytes;
+// INVALID_ARGUMENT naming it when they are not such a message.
+template <class Message>
+absl::Status ParseStreamed(grpc::ByteBuffer* bytes, int64_t n,
+                           Message* message) {
+  if (grpc::SerializationTraits<Message>::Deserialize(bytes, message).ok())
+    return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "message ", n, " of the stream: not a ", Message::descriptor()->name(),
+      " (bytes that do not parse, or a string that is not "
+      "UTF-8); the messages before it were answered"));
+}
+
+template <class Message>
+grpc::Status SerializeTo(const Message& message, grpc::ByteBuffer* bytes) {
+  bool own_buffer = false;
+  return grpc::SerializationTraits<Message>::Serialize(message, bytes,
+                                                       &own_buffer);
+}
+
 // Reads one request, scores it, writes one response, and repeats: at most
 // one read or write is outstanding, so a slow reader applies back-pressure.
 // One screening a message is what ScoreAnswers scores (microseconds of pure
 // CPU work), so it runs inline on the reactor thread, as ScoreAnswers does.
-class BatchReactor final
-    : public grpc::ServerBidiReactor<v1::ScoreBatchRequest,
-                                     v1::ScoreBatchResponse> {
+class BatchReactor final : public grpc::ServerBidiReactor<Bytes, Bytes> {
  public:
   explicit BatchReactor(const ScoringEngine* engine) : engine_(engine) {
-    StartRead(&request_);
+    StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // client finished writing (or the call is cancelled)
       Finish(grpc::Status::OK);
+      return;
+    }
+    request_.Clear();
+    if (absl::Status parsed = ParseStreamed(&in_, read_++, &request_);
+        !parsed.ok()) {
+      Finish(ToGrpcStatus(parsed));
       return;
     }
     response_.Clear();
@@ -41,7 +67,12 @@ class BatchReactor final
       response_.mutable_error()->set_code(static_cast<int>(s.code()));
       response_.mutable_error()->set_message(std::string(s.message()));
     }
-    StartWrite(&response_);
+    out_.Clear();
+    if (grpc::Status written = SerializeTo(response_, &out_); !written.ok()) {
+      Finish(written);
+      return;
+    }
+    StartWrite(&out_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -50,13 +81,15 @@ class BatchReactor final
                           "stream closed while writing"));
       return;
     }
-    StartRead(&request_);
+    StartRead(&in_);
   }
 
   void OnDone() override { delete this; }
 
  private:
   const ScoringEngine* engine_;
+  Bytes in_, out_;
+  int64_t read_ = 0;  // messages read so far
   v1::ScoreBatchRequest request_;
   v1::ScoreBatchResponse response_;
 };
@@ -73,8 +106,7 @@ constexpr int kMaxRescoreItems = 5000;
 // arenas that are reset, not freed: the request's between reads, the
 // response's between batches, and each item's parsed answers and result on a
 // scratch arena reset per item, so a long job costs almost no malloc/free.
-class RescoreReactor final
-    : public grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse> {
+class RescoreReactor final : public grpc::ServerBidiReactor<Bytes, Bytes> {
  public:
   RescoreReactor(const ScoringEngine* engine, server::WorkerPool* pool)
       : engine_(engine),
@@ -91,6 +123,11 @@ class RescoreReactor final
   void OnReadDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status::OK);
+      return;
+    }
+    if (absl::Status parsed = ParseStreamed(&in_, read_++, request_);
+        !parsed.ok()) {
+      Finish(ToGrpcStatus(parsed));
       return;
     }
     if (request_->ruleset_version().empty()) {
@@ -112,7 +149,12 @@ class RescoreReactor final
     }
     if (!pool_->Schedule([this] {
           ScoreMessage();
-          StartWrite(response_);  // last: OnWriteDone may run at once
+          out_.Clear();
+          if (grpc::Status s = SerializeTo(*response_, &out_); !s.ok()) {
+            Finish(s);
+            return;
+          }
+          StartWrite(&out_);  // last: OnWriteDone may run at once
         })) {
       Finish(server::BusyStatus());
     }
@@ -183,13 +225,15 @@ class RescoreReactor final
     request_arena_.Reset();
     request_ = google::protobuf::Arena::CreateMessage<v1::RescoreRequest>(
         &request_arena_);
-    StartRead(request_);
+    StartRead(&in_);
   }
 
   const ScoringEngine* engine_;
   server::WorkerPool* pool_;
   std::vector<char> request_block_, response_block_, scratch_block_;
   google::protobuf::Arena request_arena_, response_arena_, scratch_arena_;
+  Bytes in_, out_;
+  int64_t read_ = 0;  // messages read so far
   v1::RescoreRequest* request_ = nullptr;
   v1::RescoreResponse* response_ = nullptr;
 };
@@ -208,24 +252,22 @@ constexpr char kService[] = "/aqueduct.scoring.v1.ScoringService/";
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 ScoringServiceImpl::Rescore(grpc::CallbackServerContext* context) {
   if (auto who = auth::CheckCall(*authorizer_, *context,
                                  absl::StrCat(kService, "Rescore"));
       !who.ok()) {
-    return new RefusedStream<v1::RescoreRequest, v1::RescoreResponse>(
-        who.status());
+    return new RefusedStream<Bytes, Bytes>(who.status());
   }
   return new RescoreReactor(engine_.get(), batch_pool_);
 }
 
-grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 ScoringServiceImpl::ScoreBatch(grpc::CallbackServerContext* context) {
   if (auto who = auth::CheckCall(*authorizer_, *context,
                                  absl::StrCat(kService, "ScoreBatch"));
       !who.ok()) {
-    return new RefusedStream<v1::ScoreBatchRequest, v1::ScoreBatchResponse>(
-        who.status());
+    return new RefusedStream<Bytes, Bytes>(who.status());
   }
   return new BatchReactor(engine_.get());
 }

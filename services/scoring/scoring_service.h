@@ -19,7 +19,20 @@ namespace aqueduct::scoring {
 // call is checked first against the caller's token (common/auth: intake
 // scores, batch jobs re-score, the catalog and rulesets are for any service
 // or staff role).
-class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
+//
+// The two streams read their messages as bytes and parse them here, so a
+// message that does not parse (or holds a string that is not UTF-8) ends
+// the stream with INVALID_ARGUMENT naming it; gRPC's own parsing would
+// report it as the end of the stream and a batch job would lose what it sent
+// after it without knowing.
+using ScoringServiceBase = v1::ScoringService::WithCallbackMethod_ScoreAnswers<
+    v1::ScoringService::WithRawCallbackMethod_ScoreBatch<
+        v1::ScoringService::WithRawCallbackMethod_Rescore<
+            v1::ScoringService::WithCallbackMethod_DescribeCatalog<
+                v1::ScoringService::WithCallbackMethod_ListRulesets<
+                    v1::ScoringService::Service>>>>>;
+
+class ScoringServiceImpl final : public ScoringServiceBase {
  public:
   // Largest request accepted: a Rescore message of 5000 stored screenings
   // (~270 bytes each packed) with room to spare; anything larger is
@@ -44,12 +57,13 @@ class ScoringServiceImpl final : public v1::ScoringService::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ListRulesetsRequest* request,
       v1::ListRulesetsResponse* response) override;
-  // One response per request, in order; a bad item answers with its error
-  // and the stream goes on.
-  grpc::ServerBidiReactor<v1::ScoreBatchRequest, v1::ScoreBatchResponse>*
-  ScoreBatch(grpc::CallbackServerContext* context) override;
-  // Many stored screenings per message, compared by digest; see the proto.
-  grpc::ServerBidiReactor<v1::RescoreRequest, v1::RescoreResponse>* Rescore(
+  // ScoreBatchRequest in, ScoreBatchResponse out: one response per request,
+  // in order; a bad item answers with its error and the stream goes on.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ScoreBatch(
+      grpc::CallbackServerContext* context) override;
+  // RescoreRequest in, RescoreResponse out: many stored screenings per
+  // message, compared by digest; see the proto.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Rescore(
       grpc::CallbackServerContext* context) override;
 
  private:

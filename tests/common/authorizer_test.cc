@@ -85,7 +85,11 @@ class AuthorizerTest : public ::testing::Test {
     ASSERT_THAT(pair, IsOk());
     key_ = *pair;
     KeySet keys;
-    ASSERT_THAT(keys.Add("k1", key_.public_pem), IsOk());
+    ASSERT_THAT(keys.Add("k1", key_.public_pem,
+                         *KeyGrants::Parse("patient clinician physician "
+                                           "batch operator service:intake "
+                                           "service:referral")),
+                IsOk());
     authorizer_ = std::make_unique<Authorizer>(std::make_shared<Verifier>(
         std::move(keys), "https://aqueduct.test", "aqueduct"));
   }

@@ -37,10 +37,15 @@ class JwtTest : public ::testing::Test {
     delete other_;
   }
 
+  static KeyGrants Everything() {
+    return *KeyGrants::Parse(
+        "patient clinician physician batch operator service:intake");
+  }
+
   Verifier MakeVerifier() {
     KeySet keys;
-    EXPECT_THAT(keys.Add("ec1", ec_->public_pem), IsOk());
-    EXPECT_THAT(keys.Add("rsa1", rsa_->public_pem), IsOk());
+    EXPECT_THAT(keys.Add("ec1", ec_->public_pem, Everything()), IsOk());
+    EXPECT_THAT(keys.Add("rsa1", rsa_->public_pem, Everything()), IsOk());
     return Verifier(std::move(keys), "https://aqueduct.test", "aqueduct");
   }
 
@@ -270,7 +275,7 @@ TEST_F(JwtTest, RememberedTokensAreStillCheckedForTimeAndIdentity) {
   EXPECT_EQ(why, Rejection::kSignature);
   // Another verifier (another key set) remembers nothing of this one's.
   KeySet other_keys;
-  ASSERT_THAT(other_keys.Add("ec1", other_->public_pem), IsOk());
+  ASSERT_THAT(other_keys.Add("ec1", other_->public_pem, Everything()), IsOk());
   Verifier w(std::move(other_keys), "https://aqueduct.test", "aqueduct");
   EXPECT_FALSE(w.Verify(token_a, kNow + absl::Minutes(7), &why).ok());
   EXPECT_EQ(why, Rejection::kSignature);
@@ -295,6 +300,8 @@ TEST_F(JwtTest, KeysRotateByKeyId) {
   aqueduct::testing::TempDir dir;
   std::ofstream(dir.path() + "/2026-10.pem") << ec_->public_pem;
   std::ofstream(dir.path() + "/2026-11.pem") << other_->public_pem;
+  std::ofstream(dir.path() + "/2026-10.roles") << "patient\n";
+  std::ofstream(dir.path() + "/2026-11.roles") << "patient\n";
   std::ofstream(dir.path() + "/README") << "not a key";
   auto keys = KeySet::LoadDirectory(dir.path());
   ASSERT_THAT(keys, IsOk());
@@ -312,14 +319,14 @@ TEST_F(JwtTest, KeysRotateByKeyId) {
 
 TEST_F(JwtTest, KeySetRefusesWeakOrBrokenKeys) {
   KeySet keys;
-  EXPECT_THAT(keys.Add("k", "not a pem"),
+  EXPECT_THAT(keys.Add("k", "not a pem", Everything()),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("k: not a PEM public key")));
-  EXPECT_THAT(keys.Add("k", ec_->private_pem),
+  EXPECT_THAT(keys.Add("k", ec_->private_pem, Everything()),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  ASSERT_THAT(keys.Add("k", ec_->public_pem), IsOk());
+  ASSERT_THAT(keys.Add("k", ec_->public_pem, Everything()), IsOk());
   EXPECT_THAT(
-      keys.Add("k", rsa_->public_pem),
+      keys.Add("k", rsa_->public_pem, Everything()),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate")));
   aqueduct::testing::TempDir empty;
   EXPECT_THAT(KeySet::LoadDirectory(empty.path()),
@@ -331,10 +338,83 @@ TEST_F(JwtTest, KeySetRefusesWeakOrBrokenKeys) {
   aqueduct::testing::TempDir bad;
   std::ofstream(bad.path() + "/broken.pem")
       << "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+  std::ofstream(bad.path() + "/broken.roles") << "patient\n";
   EXPECT_THAT(
       KeySet::LoadDirectory(bad.path()),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("broken.pem: key broken: not a PEM public key")));
+}
+
+// A key signs only what its grants name: intake's key its own service
+// tokens, the identity provider's people and staff (issue 24: a patient
+// token signed with intake's key was accepted).
+TEST_F(JwtTest, KeysSignOnlyWhatTheyAreGranted) {
+  KeySet keys;
+  ASSERT_THAT(
+      keys.Add("intake", ec_->public_pem, *KeyGrants::Parse("service:intake")),
+      IsOk());
+  ASSERT_THAT(
+      keys.Add("idp", rsa_->public_pem,
+               *KeyGrants::Parse("patient, clinician physician # staff\n"
+                                 "batch operator")),
+      IsOk());
+  Verifier v(std::move(keys), "https://aqueduct.test", "aqueduct");
+  auto with = [&](const KeyPair& key, const std::string& kid,
+                  const std::string& role, const std::string& subject) {
+    Claims c = Good(role);
+    c.subject = subject;
+    Rejection why = Rejection::kMissing;
+    auto id = v.Verify(*Sign(c, key.private_pem, kid), kNow, &why);
+    return id.ok() ? std::string("ok") : std::string(RejectionName(why));
+  };
+  EXPECT_EQ(with(*ec_, "intake", "service", "intake"), "ok");
+  EXPECT_EQ(with(*ec_, "intake", "service", "referral"), "key_role");
+  for (const char* role :
+       {"patient", "clinician", "physician", "batch", "operator"}) {
+    EXPECT_EQ(with(*ec_, "intake", role, "u-1"), "key_role") << role;
+    EXPECT_EQ(with(*rsa_, "idp", role, "u-1"), "ok") << role;
+  }
+  EXPECT_EQ(with(*rsa_, "idp", "service", "intake"), "key_role");
+  // Refused like any other bad token: one message, nothing more.
+  Claims patient = Good("patient");
+  EXPECT_THAT(v.Verify(*Sign(patient, ec_->private_pem, "intake"), kNow),
+              StatusIs(absl::StatusCode::kUnauthenticated, "key_role"));
+}
+
+TEST_F(JwtTest, GrantsAreReadFromTheRolesFileBesideEachKey) {
+  EXPECT_THAT(KeyGrants::Parse(""),
+              StatusIs(absl::StatusCode::kInvalidArgument, "grants no role"));
+  EXPECT_THAT(KeyGrants::Parse("# nothing\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "grants no role"));
+  EXPECT_THAT(KeyGrants::Parse("patient admin"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"admin\": not a role")));
+  EXPECT_THAT(KeyGrants::Parse("service"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"service\": not a role")))
+      << "the service role only with the subject it may name";
+  EXPECT_THAT(KeyGrants::Parse("service:"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("service:intake")));
+
+  aqueduct::testing::TempDir dir;
+  std::ofstream(dir.path() + "/idp.pem") << ec_->public_pem;
+  EXPECT_THAT(KeySet::LoadDirectory(dir.path()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("idp.roles: cannot read it")))
+      << "a key without grants is a start-up error, not a guess";
+  std::ofstream(dir.path() + "/idp.roles") << "patient superuser\n";
+  EXPECT_THAT(KeySet::LoadDirectory(dir.path()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("idp.roles: \"superuser\": not a role")));
+  std::ofstream(dir.path() + "/idp.roles") << "patient\n";
+  auto keys = KeySet::LoadDirectory(dir.path());
+  ASSERT_THAT(keys, IsOk());
+  Verifier v(std::move(*keys), "https://aqueduct.test", "aqueduct");
+  EXPECT_THAT(v.Verify(*Sign(Good("patient"), ec_->private_pem, "idp"), kNow),
+              IsOk());
+  EXPECT_THAT(v.Verify(*Sign(Good("operator"), ec_->private_pem, "idp"), kNow),
+              StatusIs(absl::StatusCode::kUnauthenticated, "key_role"));
 }
 
 }  // namespace

@@ -63,11 +63,14 @@ class AuthE2eTest : public ::testing::Test {
         referral::v1::ReferralService::NewStub(Channel(referral_.address));
   }
 
+  // With `auth`, the service trusts its keys instead of auth_'s.
   Service Start(const std::string& name, const std::string& binary,
                 std::vector<std::string> args,
-                std::vector<std::string> env = {}) {
+                std::vector<std::string> env = {},
+                const t::TestAuth* auth = nullptr) {
     args.insert(args.begin(),
-                {"--auth_keys=" + auth_.keys_dir(), "--insecure_plaintext"});
+                {"--auth_keys=" + (auth ? auth : &auth_)->keys_dir(),
+                 "--insecure_plaintext"});
     env.push_back(t::DataKeysEnv());
     auto s = t::StartService(dir_.path(), name, binary, args, env);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -721,6 +724,169 @@ TEST_F(AuthE2eTest, LogsNameOnlyTheServicesOwnMethods) {
   EXPECT_THAT(log, Not(HasSubstr("Chosen-Text")));
   EXPECT_THAT(log, HasSubstr("not a method of this service"));
   EXPECT_THAT(log, HasSubstr("/aqueduct.intake.v1.IntakeService/GetScreening"));
+}
+
+// Bytes that are not the request message, on the methods gRPC parses for
+// the service (all unary ones but referral's creates): refused, never
+// served, and nothing is written. gRPC's callback API answers them before
+// any service code runs (README, "Failure behaviour", says with what).
+TEST_F(AuthE2eTest, UndecodableRequestsAreRefusedBeforeTheService) {
+  const std::string garbage("\xff\xff\xff\xff", 4);
+  // A string field holding a byte that is not UTF-8: field 1 (parent) of
+  // StartScreeningRequest, 2 (page_token) of ListQueueRequest, 2
+  // (ruleset_version) of ScoreAnswersRequest.
+  auto bad_string = [](char field) {
+    return std::string(1, static_cast<char>(field << 3 | 2)) + "\x01\xff";
+  };
+  for (const bool utf8 : {false, true}) {
+    grpc::Status s =
+        RawUnary(intake_.address, As("patient:u-raw").get(),
+                 "/aqueduct.intake.v1.IntakeService/StartScreening",
+                 utf8 ? bad_string(1) : garbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+        << s.error_message();
+    s = RawUnary(referral_.address, As("clinician").get(),
+                 "/aqueduct.referral.v1.ReferralService/ListQueue",
+                 utf8 ? bad_string(2) : garbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+        << s.error_message();
+    s = RawUnary(scoring_.address, As("service:intake").get(),
+                 "/aqueduct.scoring.v1.ScoringService/ScoreAnswers",
+                 utf8 ? bad_string(2) : garbage);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+        << s.error_message();
+  }
+  redis::Client admin(redis_->ClientOptions());
+  auto keys =
+      admin.Command({"KEYS", "aq:intake:*"}, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(keys.ok());
+  EXPECT_TRUE(keys->elements.empty()) << "no screening was started";
+}
+
+// Keys as deployed: the identity provider's key signs people and staff,
+// intake's key only intake's service tokens. Each key's token of a role it
+// is not granted is UNAUTHENTICATED, like any bad token, and a screening
+// still completes with intake calling scoring and referral on its own key.
+TEST_F(AuthE2eTest, EachKeySignsOnlyTheRolesItIsGranted) {
+  t::TestAuth split(t::TestAuth::Keys::kSplit);
+  Service scoring =
+      Start("scoring-split", "services/scoring/aqueduct-scoring",
+            {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
+             "--rulesets=" + t::SourcePath("data/rulesets")},
+            {}, &split);
+  Service referral =
+      Start("referral-split", "services/referral/aqueduct-referral",
+            {"--redis=" + redis_->address()}, {}, &split);
+  Service intake =
+      Start("intake-split", "services/intake/aqueduct-intake",
+            {"--redis=" + redis_->address(), "--scoring=" + scoring.address,
+             "--referral=" + referral.address,
+             "--service_key=" + split.private_key_file(),
+             "--service_key_id=" + split.service_key_id()},
+            {}, &split);
+  for (Service* s : {&scoring, &referral, &intake})
+    ASSERT_TRUE(WaitServing(s->address)) << t::ReadFile(s->log);
+  auto intake_stub =
+      intake::v1::IntakeService::NewStub(Channel(intake.address));
+  auto scoring_stub =
+      scoring::v1::ScoringService::NewStub(Channel(scoring.address));
+  auto referral_stub =
+      referral::v1::ReferralService::NewStub(Channel(referral.address));
+  auto with = [](const std::string& token) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    c->AddMetadata("authorization", auth::BearerValue(token));
+    return c;
+  };
+
+  // The attack: intake's key minting a person's and a clinician's token.
+  intake::v1::StartScreeningRequest start;
+  start.set_parent("users/u-forged");
+  start.set_consent_version("c1");
+  intake::v1::Screening forged;
+  EXPECT_EQ(
+      intake_stub
+          ->StartScreening(
+              with(split.TokenSignedBy("intake", "patient", "u-forged")).get(),
+              start, &forged)
+          .error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
+  referral::v1::ListQueueRequest queue;
+  referral::v1::ListQueueResponse listed;
+  EXPECT_EQ(referral_stub
+                ->ListQueue(
+                    with(split.TokenSignedBy("intake", "clinician", "c-forged"))
+                        .get(),
+                    queue, &listed)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // And the identity provider's key minting intake's service token.
+  scoring::v1::DescribeCatalogRequest describe;
+  scoring::v1::Catalog catalog;
+  EXPECT_EQ(scoring_stub
+                ->DescribeCatalog(
+                    with(split.TokenSignedBy("idp", "service", "intake")).get(),
+                    describe, &catalog)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // Each key's own roles still work.
+  EXPECT_TRUE(
+      scoring_stub
+          ->DescribeCatalog(
+              with(split.TokenSignedBy("intake", "service", "intake")).get(),
+              describe, &catalog)
+          .ok());
+  EXPECT_TRUE(referral_stub
+                  ->ListQueue(with(split.Token("clinician", "c-1")).get(),
+                              queue, &listed)
+                  .ok());
+  // A whole screening: the person's token from the identity provider's key,
+  // intake's calls to scoring and referral on its own.
+  start.set_parent("users/u-real");
+  intake::v1::Screening screening;
+  ASSERT_TRUE(intake_stub
+                  ->StartScreening(with(split.Token("patient", "u-real")).get(),
+                                   start, &screening)
+                  .ok());
+  tools::Overrides o = t::AdultContext("NY");
+  for (int i = 1; i <= 9; ++i) o["phq9." + std::to_string(i)] = "2";
+  std::string etag = screening.etag();
+  for (int page = 0; page < 20; ++page) {
+    intake::v1::GetNextItemsRequest next_req;
+    next_req.set_name(screening.name());
+    intake::v1::NextItems next;
+    ASSERT_TRUE(intake_stub
+                    ->GetNextItems(with(split.Token("patient", "u-real")).get(),
+                                   next_req, &next)
+                    .ok());
+    if (next.items().empty()) break;
+    intake::v1::SubmitAnswersRequest submit;
+    submit.set_name(screening.name());
+    submit.set_etag(next.etag());
+    submit.set_request_id(absl::StrCat("p", page));
+    for (const auto& ask : next.items())
+      *submit.add_answers() = *tools::ScriptedAnswer(ask.item(), o);
+    intake::v1::SubmitAnswersResponse submitted;
+    ASSERT_TRUE(
+        intake_stub
+            ->SubmitAnswers(with(split.Token("patient", "u-real")).get(),
+                            submit, &submitted)
+            .ok());
+    etag = submitted.screening().etag();
+  }
+  intake::v1::CompleteScreeningRequest complete;
+  complete.set_name(screening.name());
+  complete.set_etag(etag);
+  complete.set_request_id("c");
+  intake::v1::CompleteScreeningResponse done;
+  const grpc::Status completed = intake_stub->CompleteScreening(
+      with(split.Token("patient", "u-real")).get(), complete, &done);
+  ASSERT_TRUE(completed.ok()) << completed.error_message();
+  EXPECT_TRUE(done.has_result()) << "scored by scoring on intake's own key";
+  EXPECT_FALSE(done.case_name().empty()) << "handed off on intake's own key";
+  absl::SleepFor(absl::Milliseconds(200));  // the log lines are written
+  EXPECT_THAT(t::ReadFile(intake.log), HasSubstr("key_role"));
+  EXPECT_THAT(t::ReadFile(scoring.log), HasSubstr("key_role"));
 }
 
 // Redis with a password (the run command starts its Redis with one): a

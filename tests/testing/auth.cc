@@ -9,17 +9,31 @@
 
 namespace aqueduct::testing {
 
-TestAuth::TestAuth() {
-  auto key = auth::GenerateKeyPair("EC");
-  if (!key.ok()) std::abort();
-  key_ = *key;
+TestAuth::TestAuth(Keys mode) {
   keys_dir_ = dir_.path() + "/keys";
   mkdir(keys_dir_.c_str(), 0700);
-  std::ofstream(keys_dir_ + "/" + kKeyId + ".pem") << key_.public_pem;
-  private_key_file_ = dir_.path() + "/signing.pem";
-  std::ofstream(private_key_file_) << key_.private_pem;
+  std::map<std::string, std::string> grants;  // key id -> roles file text
+  if (mode == Keys::kOneKey) {
+    grants[kKeyId] = kGrants;
+    service_key_id_ = kKeyId;
+  } else {
+    grants["idp"] = "patient clinician physician batch operator";
+    grants["intake"] = "service:intake";
+    service_key_id_ = "intake";
+  }
   auth::KeySet keys;
-  if (!keys.Add(kKeyId, key_.public_pem).ok()) std::abort();
+  for (const auto& [kid, roles] : grants) {
+    auto key = auth::GenerateKeyPair("EC");
+    auto parsed = auth::KeyGrants::Parse(roles);
+    if (!key.ok() || !parsed.ok() ||
+        !keys.Add(kid, key->public_pem, *parsed).ok())
+      std::abort();
+    std::ofstream(keys_dir_ + "/" + kid + ".pem") << key->public_pem;
+    std::ofstream(keys_dir_ + "/" + kid + ".roles") << roles << "\n";
+    keys_[kid] = *std::move(key);
+  }
+  private_key_file_ = dir_.path() + "/signing.pem";
+  std::ofstream(private_key_file_) << keys_[service_key_id_].private_pem;
   authorizer_ = std::make_shared<const auth::Authorizer>(
       std::make_shared<const auth::Verifier>(std::move(keys), kIssuer,
                                              kAudience));
@@ -27,6 +41,9 @@ TestAuth::TestAuth() {
 
 std::string TestAuth::Token(const std::string& role, const std::string& subject,
                             std::vector<std::string> states) const {
+  const std::string kid = keys_.count(kKeyId) > 0
+                              ? kKeyId
+                              : (role == "service" ? service_key_id_ : "idp");
   auth::Claims c;
   c.issuer = kIssuer;
   c.audience = kAudience;
@@ -34,7 +51,21 @@ std::string TestAuth::Token(const std::string& role, const std::string& subject,
   c.subject = subject;
   if (role == "clinician" || role == "physician") c.states = std::move(states);
   c.expires = absl::Now() + absl::Hours(1);
-  auto token = auth::Sign(c, key_.private_pem, kKeyId);
+  auto token = auth::Sign(c, keys_.at(kid).private_pem, kid);
+  return token.ok() ? *token : "";
+}
+
+std::string TestAuth::TokenSignedBy(const std::string& key_id,
+                                    const std::string& role,
+                                    const std::string& subject) const {
+  auth::Claims c;
+  c.issuer = kIssuer;
+  c.audience = kAudience;
+  c.role = role;
+  c.subject = subject;
+  if (role == "clinician" || role == "physician") c.states = {"NY"};
+  c.expires = absl::Now() + absl::Hours(1);
+  auto token = auth::Sign(c, keys_.at(key_id).private_pem, key_id);
   return token.ok() ? *token : "";
 }
 

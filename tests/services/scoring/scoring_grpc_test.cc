@@ -1,5 +1,6 @@
 // The scoring service over in-process gRPC (real server on 127.0.0.1:0).
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -170,6 +171,85 @@ TEST_F(ScoringGrpcTest, BatchStreamAnswersEveryItemAndSurvivesBadOnes) {
   ASSERT_EQ(order.size(), static_cast<size_t>(kItems));
   EXPECT_EQ(order[0], "s0");
   EXPECT_EQ(order[199], "s199") << "responses keep request order";
+}
+
+// Sends `messages` as raw bytes on the bidi stream `method` (what no
+// generated stub would send), then reads every response; the status ends it.
+grpc::Status RawStream(grpc::ClientContext* ctx,
+                       std::shared_ptr<grpc::Channel> channel,
+                       const std::string& method,
+                       const std::vector<std::string>& messages,
+                       int* responses) {
+  grpc::GenericStub stub(std::move(channel));
+  grpc::CompletionQueue cq;
+  void* tag;
+  bool ok = false;
+  auto call = stub.PrepareCall(ctx, method, &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  EXPECT_TRUE(cq.Next(&tag, &ok) && ok);
+  for (const auto& m : messages) {
+    grpc::Slice slice(m);
+    grpc::ByteBuffer bytes(&slice, 1);
+    call->Write(bytes, reinterpret_cast<void*>(2));
+    if (!cq.Next(&tag, &ok) || !ok) break;  // the server ended the stream
+  }
+  call->WritesDone(reinterpret_cast<void*>(3));
+  cq.Next(&tag, &ok);
+  *responses = 0;
+  grpc::ByteBuffer response;
+  while (true) {
+    call->Read(&response, reinterpret_cast<void*>(4));
+    if (!cq.Next(&tag, &ok) || !ok) break;
+    ++*responses;
+  }
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  cq.Next(&tag, &ok);
+  return status;
+}
+
+// A message that does not parse ends a stream with INVALID_ARGUMENT naming
+// it, after the ones before it were answered; gRPC's own parsing took it
+// for the end of the stream, which ended OK with the rest silently lost
+// (issue 24).
+TEST_F(ScoringGrpcTest, StreamsRefuseAMessageThatDoesNotParse) {
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(runner_->port()),
+                          grpc::InsecureChannelCredentials());
+  v1::ScoreBatchRequest good;
+  good.set_correlation_id("s0");
+  *good.mutable_request() = Screening({});
+  const std::string garbage("\xff\xff\xff\xff", 4);
+  // correlation_id (field 1) holding a byte that is not UTF-8.
+  const std::string not_utf8("\x0a\x01\xff", 3);
+  int responses = -1;
+  for (const std::string& bad : {garbage, not_utf8}) {
+    auto ctx = Ctx("batch", "rescore");
+    grpc::Status s = RawStream(
+        ctx.get(), channel, "/aqueduct.scoring.v1.ScoringService/ScoreBatch",
+        {good.SerializeAsString(), bad, good.SerializeAsString()}, &responses);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(),
+                HasSubstr("message 1 of the stream: not a ScoreBatchRequest"));
+    EXPECT_EQ(responses, 1) << "the message before it was answered";
+  }
+  auto ctx = Ctx("service", "intake");
+  grpc::Status s = RawStream(ctx.get(), channel,
+                             "/aqueduct.scoring.v1.ScoringService/Rescore",
+                             {garbage}, &responses);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << s.error_message();
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("message 0 of the stream: not a RescoreRequest"));
+  EXPECT_EQ(responses, 0);
+  // The caller is still checked first.
+  auto anonymous = Ctx("");
+  EXPECT_EQ(RawStream(anonymous.get(), channel,
+                      "/aqueduct.scoring.v1.ScoringService/ScoreBatch",
+                      {garbage}, &responses)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(ScoringGrpcTest, RescoreReturnsFullResultsOnlyWhereTheDigestChanged) {
