@@ -1,6 +1,8 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_COMPLETED_SCREENINGS_H_
 #define AQUEDUCT_SERVICES_INTAKE_COMPLETED_SCREENINGS_H_
 
+#include <google/protobuf/arena.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,16 +44,19 @@ class CompletedScreenings {
   // the answers as stored (a serialized ScoreAnswersRequest, forwarded to
   // scoring as is), the digest of the original result, and the outcome
   // already stored under `ruleset_version`, if any. `completed` is false for
-  // ids that are missing or not completed.
+  // ids that are missing or not completed. The messages live on `arena`
+  // (a page's: re-scoring reads thousands a second, and freeing them one by
+  // one cost more than reading them).
   struct ForRescore {
     bool completed = false;
     std::string packed_request;
-    scoring::v1::ResultDigest before;
-    std::optional<storage::v1::RescoreOutcome> outcome;
+    scoring::v1::ResultDigest* before = nullptr;     // set when completed
+    storage::v1::RescoreOutcome* outcome = nullptr;  // null: none stored
   };
   virtual absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
       const std::vector<std::string>& screening_ids,
-      const std::string& ruleset_version, absl::Time deadline) = 0;
+      const std::string& ruleset_version, absl::Time deadline,
+      google::protobuf::Arena* arena) = 0;
   // Stores re-scoring outcomes next to the original result, write-once per
   // ruleset version (the original and earlier outcomes are never rewritten).
   virtual absl::Status PutOutcomes(

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/crypto/page_tokens.h"
 #include "common/server/worker_pool.h"
 #include "common/util/ids.h"
 #include "common/util/names.h"
@@ -49,6 +50,10 @@ struct IntakeConfig {
   size_t session_cache_entries = 4096;
   // What the person reads (data/texts/); null: the repository's texts.
   std::shared_ptr<const texts::PersonTexts> person_texts;
+  // What page tokens are sealed with (crypto::PageTokens): the data keys,
+  // so a token works on every replica. Null: a random key of this process
+  // (tests).
+  const crypto::DataKeys* page_token_keys = nullptr;
 };
 
 // Screening-session logic above the store and the peers; no gRPC types.
@@ -63,7 +68,10 @@ class IntakeCore {
         catalog_(catalog),
         clock_(clock),
         config_(config),
-        cache_(std::make_unique<SessionCache>(config.session_cache_entries)) {
+        cache_(std::make_unique<SessionCache>(config.session_cache_entries)),
+        page_tokens_(config.page_token_keys != nullptr
+                         ? crypto::PageTokens(config.page_token_keys)
+                         : crypto::PageTokens()) {
     if (config_.person_texts == nullptr)
       config_.person_texts = DefaultIntakeTexts();
   }
@@ -230,6 +238,7 @@ class IntakeCore {
   const Clock* clock_;
   IntakeConfig config_;
   std::unique_ptr<SessionCache> cache_;
+  crypto::PageTokens page_tokens_;
   absl::AnyInvocable<void()> on_early_risk_;
 };
 

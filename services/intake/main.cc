@@ -270,6 +270,7 @@ int main(int argc, char** argv) {
         {{"error", std::string("--session_cache_entries must be 0 or more")}});
     return 2;
   }
+  intake_config.page_token_keys = &*data_keys;
   intake_config.session_cache_entries =
       static_cast<size_t>(absl::GetFlag(FLAGS_session_cache_entries));
   aqueduct::intake::IntakeCore core(&store, &scoring, &referral, &catalog,
@@ -279,7 +280,8 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   aqueduct::intake::IntakeServiceImpl service(&core, checks->authorizer,
                                               *max_rpc, &pool);
-  aqueduct::intake::RescoreSource rescore_source(&store, &scoring, &referral);
+  aqueduct::intake::RescoreSource rescore_source(&store, &scoring, &referral,
+                                                 &*data_keys);
   aqueduct::intake::RescoreServiceImpl rescore_service(
       &rescore_source, checks->authorizer, *max_rpc, &pool);
 

@@ -79,9 +79,9 @@ namespace {
 // original's, field s. Puts it back so readers always see a whole outcome.
 void FillUnchangedDigests(std::vector<SessionStore::ForRescore>& read) {
   for (auto& r : read) {
-    if (r.completed && r.outcome.has_value() && !r.outcome->changed() &&
+    if (r.completed && r.outcome != nullptr && !r.outcome->changed() &&
         !r.outcome->has_digest()) {
-      *r.outcome->mutable_digest() = r.before;
+      *r.outcome->mutable_digest() = *r.before;
     }
   }
 }
@@ -91,7 +91,8 @@ void FillUnchangedDigests(std::vector<SessionStore::ForRescore>& read) {
 absl::StatusOr<std::vector<SessionStore::ForRescore>>
 RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
                                   const std::string& ruleset_version,
-                                  absl::Time deadline) {
+                                  absl::Time deadline,
+                                  google::protobuf::Arena* arena) {
   std::vector<std::vector<std::string>> commands;
   commands.reserve(screening_ids.size());
   const std::string outcome_field = absl::StrCat("o:", ruleset_version);
@@ -106,15 +107,17 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
     if (f.size() != 3)
       return absl::InternalError("re-scoring read: unexpected reply");
     if (!f[2].is_nil()) {
-      storage::v1::RescoreOutcome o;
+      auto* o =
+          google::protobuf::Arena::CreateMessage<storage::v1::RescoreOutcome>(
+              arena);
       auto sealed = OpenField(screening_ids[i], outcome_field, f[2].str);
       auto plain = sealed.ok() ? compress::Unpack(*sealed)
                                : sealed;  // one stored unpacked reads as it is
-      if (!plain.ok() || !o.ParseFromString(*plain)) {
+      if (!plain.ok() || !o->ParseFromString(*plain)) {
         return absl::DataLossError(absl::StrCat(
             "screening ", screening_ids[i], ": stored outcome does not parse"));
       }
-      out[i].outcome = std::move(o);
+      out[i].outcome = o;
     }
     // Without fields a and s a session is not completed (every completion
     // writes both; MigrateOlderLayouts adds them to older data).
@@ -125,8 +128,11 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
     auto sealed_answers = OpenField(screening_ids[i], "a", f[0].str);
     auto packed = sealed_answers.ok() ? compress::Unpack(*sealed_answers)
                                       : sealed_answers;
+    out[i].before =
+        google::protobuf::Arena::CreateMessage<scoring::v1::ResultDigest>(
+            arena);
     if (!before.ok() || !packed.ok() ||
-        !out[i].before.ParseFromString(*before)) {
+        !out[i].before->ParseFromString(*before)) {
       return absl::DataLossError(
           absl::StrCat("screening ", screening_ids[i],
                        ": stored digest or answers do not open"));

@@ -110,7 +110,8 @@ class RedisSessionStore : public SessionStore {
       const std::string& after_member, int limit, absl::Time deadline) override;
   absl::StatusOr<std::vector<ForRescore>> ReadForRescore(
       const std::vector<std::string>& screening_ids,
-      const std::string& ruleset_version, absl::Time deadline) override;
+      const std::string& ruleset_version, absl::Time deadline,
+      google::protobuf::Arena* arena) override;
   absl::StatusOr<std::vector<std::optional<StoredSession>>> GetMany(
       const std::vector<std::string>& screening_ids,
       absl::Time deadline) override;

@@ -122,7 +122,7 @@ RescoreServiceImpl::RescoreScreenings(
   if (!who.ok())
     return new server::RefusedWriter<v1::RescoredPage>(
         ToGrpcStatus(who.status()));
-  if (absl::Status bad = RescoreSource::Validate(*request); !bad.ok())
+  if (absl::Status bad = source_->Validate(*request); !bad.ok())
     return new server::RefusedWriter<v1::RescoredPage>(ToGrpcStatus(bad));
   {
     absl::MutexLock lock(&mu_);

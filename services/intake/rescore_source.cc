@@ -1,7 +1,10 @@
 #include "services/intake/rescore_source.h"
 
+#include <google/protobuf/arena.h>
+
 #include <algorithm>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,29 +25,6 @@
 namespace aqueduct::intake {
 namespace {
 
-// A page token is the index position after the page: "<time_ms>:<member>".
-// Callers treat it as opaque.
-std::string PageToken(int64_t time_ms, const std::string& member) {
-  return absl::StrCat(time_ms, ":", member);
-}
-
-absl::Status ParsePageToken(const std::string& token, int64_t* time_ms,
-                            std::string* member) {
-  if (token.empty()) {
-    *time_ms = 0;
-    member->clear();
-    return absl::OkStatus();
-  }
-  std::pair<std::string, std::string> parts =
-      absl::StrSplit(token, absl::MaxSplits(':', 1));
-  if (!absl::SimpleAtoi(parts.first, time_ms) || parts.second.empty()) {
-    return absl::InvalidArgumentError(
-        "page_token: not a next_page_token of RescoreScreenings");
-  }
-  *member = std::move(parts.second);
-  return absl::OkStatus();
-}
-
 absl::Status CheckRange(int64_t from_ms, int64_t to_ms) {
   if (from_ms < 0 || to_ms < from_ms) {
     return absl::InvalidArgumentError(
@@ -60,11 +40,22 @@ constexpr size_t kPagesAhead = 4;
 // Re-review cases per CreateReferrals call (~700 kB with both results).
 constexpr int kCasesPerCall = 200;
 
+// A page's arena: a page of 5000 takes a few MiB, in blocks up to 1 MiB.
+google::protobuf::ArenaOptions PageArena() {
+  google::protobuf::ArenaOptions o;
+  o.start_block_size = 256 << 10;
+  o.max_block_size = 1 << 20;
+  return o;
+}
+
 // One page on its way from the reader through the storer to the sender.
 struct Page {
   // kStreamEnded: scoring's stream failed (its Finish says why).
   enum class Kind { kPage, kEnd, kError, kStreamEnded } kind = Kind::kPage;
   absl::Status error;
+  // What the page reads and scoring answers lives here, freed in one go
+  // when the page is sent.
+  std::unique_ptr<google::protobuf::Arena> arena;
   std::vector<std::string> ids;  // the page's screening ids, in order
   std::vector<SessionStore::ForRescore> stored;
   std::vector<size_t> sent;  // indexes into `ids` sent to scoring, in order
@@ -122,6 +113,34 @@ class PageQueue {
 
 }  // namespace
 
+// A page token seals the index position after the page,
+// "<time_ms>:<member>" (crypto::PageTokens).
+std::string RescoreSource::PageToken(int64_t time_ms,
+                                     const std::string& member) const {
+  return page_tokens_.Make("RescoreScreenings", "",
+                           absl::StrCat(time_ms, ":", member));
+}
+
+absl::Status RescoreSource::ParsePageToken(const std::string& token,
+                                           int64_t* time_ms,
+                                           std::string* member) const {
+  if (token.empty()) {
+    *time_ms = 0;
+    member->clear();
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(std::string position,
+                   page_tokens_.Read("RescoreScreenings", "", token));
+  std::pair<std::string, std::string> parts =
+      absl::StrSplit(position, absl::MaxSplits(':', 1));
+  if (!absl::SimpleAtoi(parts.first, time_ms) || parts.second.empty()) {
+    return absl::InvalidArgumentError(
+        "page_token: not a next_page_token of RescoreScreenings");
+  }
+  *member = std::move(parts.second);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::RescoreJob> RescoreSource::GetJob(
     const v1::GetRescoreJobRequest& request, absl::Time deadline) {
   RETURN_IF_ERROR(ValidateIdSegment(request.job(), "job"));
@@ -174,7 +193,7 @@ absl::StatusOr<int64_t> RescoreSource::OpenCases(
 }
 
 absl::Status RescoreSource::Validate(
-    const v1::RescoreScreeningsRequest& request) {
+    const v1::RescoreScreeningsRequest& request) const {
   if (request.ruleset_version().empty())
     return absl::InvalidArgumentError("ruleset_version: is required");
   RETURN_IF_ERROR(CheckRange(request.from_time_ms(), request.to_time_ms()));
@@ -228,6 +247,7 @@ absl::Status RescoreSource::Run(
         return;
       }
       Page page;
+      page.arena = std::make_unique<google::protobuf::Arena>(PageArena());
       const absl::Time deadline = absl::Now() + kStepTime;
       auto entries = store_->ScanCompleted(
           request.from_time_ms(), request.to_time_ms(), after_ms, after_member,
@@ -243,7 +263,8 @@ absl::Status RescoreSource::Run(
       std::vector<std::string> ids;
       ids.reserve(entries->size());
       for (const auto& e : *entries) ids.push_back(e.screening_id);
-      auto stored = store_->ReadForRescore(ids, version, deadline);
+      auto stored =
+          store_->ReadForRescore(ids, version, deadline, page.arena.get());
       if (!stored.ok()) {
         queue.Push(Page{.kind = Page::Kind::kError, .error = stored.status()});
         return;
@@ -255,12 +276,12 @@ absl::Status RescoreSource::Run(
       to_score.clear_items();
       for (size_t i = 0; i < page.stored.size(); ++i) {
         SessionStore::ForRescore& fr = page.stored[i];
-        if (!fr.completed || fr.outcome.has_value() || !in_filter(fr.before))
+        if (!fr.completed || fr.outcome != nullptr || !in_filter(*fr.before))
           continue;  // not completed: indexed before a commit
         scoring::v1::RescoreItem* item = to_score.add_items();
         item->set_correlation_id(page.ids[i]);
         item->set_packed_request(std::move(fr.packed_request));
-        *item->mutable_before() = fr.before;
+        *item->mutable_before() = *fr.before;
         page.sent.push_back(i);
       }
       // A short page is the last one.
@@ -287,14 +308,15 @@ absl::Status RescoreSource::Run(
   // counted and what changed picked out.
   PageQueue stored(kPagesAhead);
   std::thread storer([&] {
-    scoring::v1::RescoreResponse response;
     while (true) {
       Page page = queue.Pop();
       if (page.kind != Page::Kind::kPage) {
         stored.Push(std::move(page));
         return;
       }
-      response.Clear();
+      auto& response =
+          *google::protobuf::Arena::CreateMessage<scoring::v1::RescoreResponse>(
+              page.arena.get());
       if (!page.sent.empty()) {
         if (!stream->Read(&response)) {
           stored.Push(Page{.kind = Page::Kind::kStreamEnded});
@@ -321,13 +343,16 @@ absl::Status RescoreSource::Run(
           continue;
         }
         const size_t i = page.sent[k];
-        storage::v1::RescoreOutcome& o = page.stored[i].outcome.emplace();
-        o.set_time_ms(now);
-        o.mutable_digest()->Swap(item->mutable_after());
-        o.set_changed(item->changed());
+        auto* o =
+            google::protobuf::Arena::CreateMessage<storage::v1::RescoreOutcome>(
+                page.arena.get());
+        page.stored[i].outcome = o;
+        o->set_time_ms(now);
+        o->mutable_digest()->Swap(item->mutable_after());  // same arena
+        o->set_changed(item->changed());
         if (item->changed())
-          o.mutable_changed_result()->Swap(item->mutable_result());
-        to_store.emplace_back(page.ids[i], &o);
+          o->mutable_changed_result()->Swap(item->mutable_result());
+        to_store.emplace_back(page.ids[i], o);
       }
       if (!request.dry_run() && !to_store.empty()) {
         absl::Status s =
@@ -339,12 +364,12 @@ absl::Status RescoreSource::Run(
       }
       for (size_t i = 0; i < page.stored.size(); ++i) {
         const SessionStore::ForRescore& fr = page.stored[i];
-        if (!fr.completed || !fr.outcome.has_value() || !in_filter(fr.before))
+        if (!fr.completed || fr.outcome == nullptr || !in_filter(*fr.before))
           continue;
         out.set_screened(out.screened() + 1);
         if (!fr.outcome->changed()) continue;
         scoring::DigestChanges changes =
-            scoring::CompareDigests(fr.before, fr.outcome->digest());
+            scoring::CompareDigests(*fr.before, fr.outcome->digest());
         if (!changes.any()) continue;
         out.set_changed_route(out.changed_route() + changes.route);
         out.set_changed_band(out.changed_band() + changes.band);

@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/crypto/page_tokens.h"
 #include "protos/intake/v1/rescore_service.pb.h"
 #include "services/intake/peers.h"
 #include "services/intake/session_store.h"
@@ -23,9 +24,17 @@ class RescoreSource {
  public:
   static constexpr int kMaxPageSize = 5000;  // scoring's limit per message
 
+  // Page tokens are sealed with `page_token_keys` (the data keys, so a job
+  // resumes on any replica); null: a random key of this process (tests).
   RescoreSource(SessionStore* store, ScoringPeer* scoring,
-                ReferralPeer* referral)
-      : store_(store), scoring_(scoring), referral_(referral) {}
+                ReferralPeer* referral,
+                const crypto::DataKeys* page_token_keys = nullptr)
+      : store_(store),
+        scoring_(scoring),
+        referral_(referral),
+        page_tokens_(page_token_keys != nullptr
+                         ? crypto::PageTokens(page_token_keys)
+                         : crypto::PageTokens()) {}
 
   absl::StatusOr<v1::RescoreJob> GetJob(const v1::GetRescoreJobRequest& request,
                                         absl::Time deadline);
@@ -33,7 +42,7 @@ class RescoreSource {
       const v1::SaveRescoreCheckpointRequest& request, absl::Time deadline);
 
   // Checks a RescoreScreenings request (before a stream starts).
-  static absl::Status Validate(const v1::RescoreScreeningsRequest& request);
+  absl::Status Validate(const v1::RescoreScreeningsRequest& request) const;
 
   // Runs a RescoreScreenings request to its last page, handing each page to
   // `send` in order; stops early (OK) when `send` returns false or `stop`
@@ -50,9 +59,15 @@ class RescoreSource {
   // Opens re-review cases in referral; how many are open.
   absl::StatusOr<int64_t> OpenCases(referral::v1::CreateReferralsRequest cases);
 
+  // The page token's position: after (time_ms, member) in the index.
+  std::string PageToken(int64_t time_ms, const std::string& member) const;
+  absl::Status ParsePageToken(const std::string& token, int64_t* time_ms,
+                              std::string* member) const;
+
   SessionStore* store_;
   ScoringPeer* scoring_;
   ReferralPeer* referral_;
+  crypto::PageTokens page_tokens_;
 };
 
 }  // namespace aqueduct::intake

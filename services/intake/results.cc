@@ -79,10 +79,6 @@ v1::ScreeningResult ResultOf(const StoredSession& s,
   return out;
 }
 
-std::string EncodeResultsToken(int64_t ms, const std::string& id) {
-  return absl::WebSafeBase64Escape(absl::StrCat(ms, "/", id));
-}
-
 }  // namespace
 
 absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
@@ -97,11 +93,11 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
   int64_t before_ms = 0;
   std::string before_id;
   if (!request.page_token().empty()) {
-    std::string raw;
-    std::vector<std::string> parts;
-    if (absl::WebSafeBase64Unescape(request.page_token(), &raw)) {
-      parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
-    }
+    // Bound to the person: another's token does not open here.
+    ASSIGN_OR_RETURN(std::string raw, page_tokens_.Read("ListMyResults", user,
+                                                        request.page_token()));
+    std::vector<std::string> parts =
+        absl::StrSplit(raw, absl::MaxSplits('/', 1));
     if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &before_ms) ||
         parts[1].empty()) {
       return absl::InvalidArgumentError("page_token: malformed");
@@ -152,8 +148,10 @@ absl::StatusOr<v1::ListMyResultsResponse> IntakeCore::ListMyResults(
     // The index's time, not the record's: the two can differ by a few ms
     // after a completion race (SessionStore::WriteRequest::index_completion),
     // and the next page must start where this one ended in the index.
-    response.set_next_page_token(EncodeResultsToken(
-        found_at[page_size - 1], last.record.screening_id()));
+    response.set_next_page_token(
+        page_tokens_.Make("ListMyResults", user,
+                          absl::StrCat(found_at[page_size - 1], "/",
+                                       last.record.screening_id())));
   }
   return response;
 }

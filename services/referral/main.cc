@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
   }
   config.overdue_after =
       absl::Milliseconds(absl::GetFlag(FLAGS_overdue_after_ms));
+  config.page_token_keys = &*data_keys;
   config.default_lease =
       absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
   aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);

@@ -30,7 +30,12 @@ const std::vector<std::string>& ReferralTextKeys() {
 
 ReferralCore::ReferralCore(ReferralStore* store, const Clock* clock,
                            ReferralConfig config)
-    : store_(store), clock_(clock), config_(std::move(config)) {
+    : store_(store),
+      clock_(clock),
+      config_(std::move(config)),
+      page_tokens_(config_.page_token_keys != nullptr
+                       ? crypto::PageTokens(config_.page_token_keys)
+                       : crypto::PageTokens()) {
   // The repository's texts when none are given; a missing data directory
   // is an installation that cannot serve.
   if (config_.person_texts == nullptr) {
@@ -66,21 +71,17 @@ double QueueScore(v1::Priority priority, Route route, int64_t created_ms) {
   return static_cast<double>(rank) * 1e13 + static_cast<double>(created_ms);
 }
 
-std::string EncodeToken(const QueueCursor& c) {
-  return absl::WebSafeBase64Escape(
-      absl::StrCat(absl::StrFormat("%.17g", c.score), "/", c.id));
+// A queue position as a page token seals it (crypto::PageTokens).
+std::string QueuePosition(const QueueCursor& c) {
+  return absl::StrCat(absl::StrFormat("%.17g", c.score), "/", c.id);
 }
 
-absl::StatusOr<QueueCursor> DecodeToken(const std::string& token) {
-  std::string raw;
+absl::StatusOr<QueueCursor> ParseQueuePosition(const std::string& raw) {
   QueueCursor c;
-  if (!absl::WebSafeBase64Unescape(token, &raw)) {
-    return absl::InvalidArgumentError("page_token: malformed");
-  }
   std::vector<std::string> parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
   // A queue score is a whole number in [0, 1e15) (QueueScore); anything
   // else (NaN, infinities, negatives) was not made here and never reaches
-  // Redis.
+  // Redis (the seal already keeps out what this service did not make).
   if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &c.score) ||
       !std::isfinite(c.score) || c.score < 0 || c.score >= 1e15 ||
       c.score != std::floor(c.score) ||
@@ -378,7 +379,9 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
                             : std::min(request.page_size(), kMaxPageSize);
   std::optional<QueueCursor> cursor;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto decoded, DecodeToken(request.page_token()));
+    ASSIGN_OR_RETURN(std::string position,
+                     page_tokens_.Read("ListQueue", "", request.page_token()));
+    ASSIGN_OR_RETURN(auto decoded, ParseQueuePosition(position));
     cursor = decoded;
   }
 
@@ -406,7 +409,8 @@ absl::StatusOr<v1::ListQueueResponse> ReferralCore::ListQueue(
     }
   }
   if (more && cursor.has_value()) {
-    response.set_next_page_token(EncodeToken(*cursor));
+    response.set_next_page_token(
+        page_tokens_.Make("ListQueue", "", QueuePosition(*cursor)));
   }
   return response;
 }
@@ -747,11 +751,11 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
                             : std::min(request.page_size(), kMaxAuditPageSize);
   int64_t offset = 0;
   if (!request.page_token().empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw) ||
-        !absl::SimpleAtoi(raw, &offset) || offset < 0) {
+    ASSIGN_OR_RETURN(std::string raw,
+                     page_tokens_.Read("ListAuditEvents", request.parent(),
+                                       request.page_token()));
+    if (!absl::SimpleAtoi(raw, &offset) || offset < 0)
       return absl::InvalidArgumentError("page_token: malformed");
-    }
   }
   ASSIGN_OR_RETURN(auto loaded, Load(request.parent(), deadline));
   if (!CanSee(clinician, loaded))
@@ -764,8 +768,10 @@ absl::StatusOr<v1::ListAuditEventsResponse> ReferralCore::ListAuditEvents(
     e.set_name(absl::StrCat(loaded.name(), "/auditEvents/", ++n));
     *response.add_events() = std::move(e);
   }
-  if (n < page.second)
-    response.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(n)));
+  if (n < page.second) {
+    response.set_next_page_token(page_tokens_.Make(
+        "ListAuditEvents", request.parent(), absl::StrCat(n)));
+  }
   return response;
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/crypto/page_tokens.h"
 #include "common/texts/person_texts.h"
 #include "common/util/ids.h"
 #include "protos/referral/v1/referral_service.pb.h"
@@ -33,6 +34,10 @@ struct ReferralConfig {
   // team's); empty: only by clinicians licensed in every state
   // (UsStateCodes()). Never by every clinician.
   std::vector<std::string> unlocated_case_states;
+  // What page tokens are sealed with (crypto::PageTokens): the data keys,
+  // so a token works on every replica. Null: a random key of this process
+  // (tests).
+  const crypto::DataKeys* page_token_keys = nullptr;
   // What a person reads of their referral (data/texts/); null: the
   // repository's texts.
   std::shared_ptr<const texts::PersonTexts> person_texts;
@@ -162,6 +167,7 @@ class ReferralCore {
   ReferralStore* store_;
   const Clock* clock_;
   ReferralConfig config_;
+  crypto::PageTokens page_tokens_;
 };
 
 // May the clinician see the case (licensed in its state), and act on it

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto/page_tokens.h"
 #include "common/crypto/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -188,6 +190,49 @@ TEST(Sha256Test, StandardVectorsOnEveryThread) {
   }
   for (auto& th : threads) th.join();
   for (const auto& g : got) EXPECT_EQ(hex(g), hex(Sha256("abcx")));
+}
+
+// Page tokens: what a token holds comes back only to the RPC and list it was
+// made for, under the same keys; anything else is INVALID_ARGUMENT naming
+// page_token.
+TEST(PageTokensTest, OpenOnlyWhereTheyWereMadeAndUnchanged) {
+  const DataKeys keys = DataKeys::Random();
+  const PageTokens tokens(&keys);
+  const std::string token = tokens.Make("ListMyResults", "u1", "1700/s9");
+  auto opened = [](const absl::StatusOr<std::string>& read) {
+    return read.ok() ? *read : "error: " + read.status().ToString();
+  };
+  EXPECT_EQ(opened(tokens.Read("ListMyResults", "u1", token)), "1700/s9");
+  EXPECT_EQ(token.find("1700"), std::string::npos) << "opaque";
+  auto refused = [](const absl::StatusOr<std::string>& read) {
+    return !read.ok() &&
+           read.status().code() == absl::StatusCode::kInvalidArgument &&
+           absl::StrContains(read.status().message(),
+                             "page_token: not a next_page_token of");
+  };
+  EXPECT_TRUE(refused(tokens.Read("ListMyResults", "u2", token)))
+      << "another person's list";
+  EXPECT_TRUE(refused(tokens.Read("ListQueue", "u1", token))) << "another RPC";
+  std::string changed = token;
+  changed[changed.size() / 2] = changed[changed.size() / 2] == 'A' ? 'B' : 'A';
+  EXPECT_TRUE(refused(tokens.Read("ListMyResults", "u1", changed)));
+  EXPECT_TRUE(refused(tokens.Read("ListMyResults", "u1", "bmFuL3g=")))
+      << "made up";
+  EXPECT_TRUE(refused(tokens.Read("ListMyResults", "u1", "%%%")));
+  EXPECT_TRUE(
+      refused(tokens.Read("ListMyResults", "u1", std::string(100000, 'A'))))
+      << "long ones are not decoded";
+  const DataKeys other = DataKeys::Random();
+  EXPECT_TRUE(refused(PageTokens(&other).Read("ListMyResults", "u1", token)))
+      << "other keys";
+  // The same keys elsewhere (another replica) open it; a process's own
+  // random keys open only its own.
+  const DataKeys copy = *DataKeys::Parse(keys.ToText());
+  EXPECT_EQ(opened(PageTokens(&copy).Read("ListMyResults", "u1", token)),
+            "1700/s9");
+  const PageTokens random;
+  EXPECT_TRUE(refused(random.Read("ListMyResults", "u1", token)));
+  EXPECT_EQ(opened(random.Read("X", "", random.Make("X", "", "p"))), "p");
 }
 
 }  // namespace

@@ -229,12 +229,12 @@ class RescoreTest : public ::testing::Test {
     if (!entries.ok()) return -1;
     std::vector<std::string> ids;
     for (const auto& e : *entries) ids.push_back(e.screening_id);
-    auto stored =
-        store_->ReadForRescore(ids, "v2-test", absl::Now() + absl::Seconds(5));
+    auto stored = store_->ReadForRescore(
+        ids, "v2-test", absl::Now() + absl::Seconds(5), &arena_);
     EXPECT_TRUE(stored.ok());
     if (!stored.ok()) return -1;
     int64_t n = 0;
-    for (const auto& fr : *stored) n += fr.outcome.has_value();
+    for (const auto& fr : *stored) n += fr.outcome != nullptr;
     return n;
   }
 
@@ -253,6 +253,7 @@ class RescoreTest : public ::testing::Test {
   std::vector<std::unique_ptr<t::Subprocess>> processes_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<intake::RedisSessionStore> store_;
+  google::protobuf::Arena arena_;  // what ReadForRescore reads
   std::unique_ptr<intake::GrpcScoringPeer> scoring_peer_;
   std::unique_ptr<intake::GrpcReferralPeer> referral_peer_;
   intake::CatalogHolder catalog_;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
@@ -231,6 +232,7 @@ class IntakeTest : public aqueduct::testing::RedisTest {
   crypto::DataKeys keys_ = crypto::DataKeys::Random();
   std::unique_ptr<redis::AsyncClient> async_;
   std::unique_ptr<RedisSessionStore> store_;
+  google::protobuf::Arena arena_;  // what ReadForRescore reads
   std::unique_ptr<IntakeCore> core_;
   server::WorkerPool pool_{4, 64};
 };
@@ -979,13 +981,13 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   EXPECT_FALSE((*many)[1].has_value());
 
   // What re-scoring reads, from this layout and from the one before it.
-  auto fast = store_->ReadForRescore({id, "missing"}, "v2", Soon());
+  auto fast = store_->ReadForRescore({id, "missing"}, "v2", Soon(), &arena_);
   ASSERT_THAT(fast, IsOk());
   ASSERT_TRUE((*fast)[0].completed);
   EXPECT_FALSE((*fast)[1].completed);
   EXPECT_EQ((*fast)[0].packed_request, raw->elements[1].str);
-  EXPECT_EQ((*fast)[0].before.SerializeAsString(), raw->elements[2].str);
-  EXPECT_FALSE((*fast)[0].outcome.has_value());
+  EXPECT_EQ((*fast)[0].before->SerializeAsString(), raw->elements[2].str);
+  EXPECT_FALSE((*fast)[0].outcome != nullptr);
 
   // Field a as a plain answer list (before the packed form): read back whole.
   scoring::v1::ScoreAnswersRequest plain;
@@ -1024,7 +1026,7 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_THAT(
       client_->Command({"ZADD", index, score->str, "someone/" + id}, Soon()),
       IsOk());
-  auto unmigrated = store_->ReadForRescore({id}, "v2", Soon());
+  auto unmigrated = store_->ReadForRescore({id}, "v2", Soon(), &arena_);
   ASSERT_THAT(unmigrated, IsOk());
   EXPECT_FALSE((*unmigrated)[0].completed);
   auto report = store_->MigrateOlderLayouts(Soon());
@@ -1035,11 +1037,11 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_THAT(rewalked, IsOk());
   ASSERT_EQ(rewalked->size(), 1u);
   EXPECT_EQ((*rewalked)[0].member, id);
-  auto migrated = store_->ReadForRescore({id}, "v2", Soon());
+  auto migrated = store_->ReadForRescore({id}, "v2", Soon(), &arena_);
   ASSERT_THAT(migrated, IsOk());
   ASSERT_TRUE((*migrated)[0].completed);
   EXPECT_EQ((*migrated)[0].packed_request, raw->elements[1].str);
-  EXPECT_EQ((*migrated)[0].before.SerializeAsString(), raw->elements[2].str);
+  EXPECT_EQ((*migrated)[0].before->SerializeAsString(), raw->elements[2].str);
   auto again_report = store_->MigrateOlderLayouts(Soon());
   ASSERT_THAT(again_report, IsOk());
   EXPECT_EQ(again_report->index_members, 0);
@@ -1051,16 +1053,16 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   second.set_time_ms(2);
   ASSERT_THAT(store_->PutOutcomes({{id, &first}}, "v2", Soon()), IsOk());
   ASSERT_THAT(store_->PutOutcomes({{id, &second}}, "v2", Soon()), IsOk());
-  auto with_outcome = store_->ReadForRescore({id}, "v2", Soon());
+  auto with_outcome = store_->ReadForRescore({id}, "v2", Soon(), &arena_);
   ASSERT_THAT(with_outcome, IsOk());
-  ASSERT_TRUE((*with_outcome)[0].outcome.has_value());
+  ASSERT_TRUE((*with_outcome)[0].outcome != nullptr);
   EXPECT_EQ((*with_outcome)[0].outcome->time_ms(), 1);
 
   // An unchanged outcome is stored without its digest (the original's) and
   // read back with it; a changed one is stored whole, packed.
   storage::v1::RescoreOutcome unchanged, changed;
   unchanged.set_time_ms(3);
-  *unchanged.mutable_digest() = (*migrated)[0].before;
+  *unchanged.mutable_digest() = *(*migrated)[0].before;
   changed.set_time_ms(4);
   changed.set_changed(true);
   changed.mutable_digest()->set_bands("phq9=severe");
@@ -1077,14 +1079,14 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
   ASSERT_TRUE(raw_unchanged.ParseFromString(*plain_unchanged));
   EXPECT_FALSE(raw_unchanged.has_digest()) << "the digest is field s's";
   EXPECT_EQ(raw_unchanged.time_ms(), 3);
-  auto read_unchanged = store_->ReadForRescore({id}, "v4", Soon());
+  auto read_unchanged = store_->ReadForRescore({id}, "v4", Soon(), &arena_);
   ASSERT_THAT(read_unchanged, IsOk());
-  ASSERT_TRUE((*read_unchanged)[0].outcome.has_value());
+  ASSERT_TRUE((*read_unchanged)[0].outcome != nullptr);
   EXPECT_EQ((*read_unchanged)[0].outcome->SerializeAsString(),
             unchanged.SerializeAsString());
-  auto read_changed = store_->ReadForRescore({id}, "v3", Soon());
+  auto read_changed = store_->ReadForRescore({id}, "v3", Soon(), &arena_);
   ASSERT_THAT(read_changed, IsOk());
-  ASSERT_TRUE((*read_changed)[0].outcome.has_value());
+  ASSERT_TRUE((*read_changed)[0].outcome != nullptr);
   EXPECT_EQ((*read_changed)[0].outcome->SerializeAsString(),
             changed.SerializeAsString());
   auto stored_changed = client_->Command({"HGET", key, "o:v3"}, Soon());
@@ -1101,9 +1103,9 @@ TEST_F(IntakeTest, CompletedAnswersAreStoredPackedAndReadBackWhole) {
                    store_->SealField(id, "o:v5", changed.SerializeAsString())},
                   Soon()),
               IsOk());
-  auto read_unpacked = store_->ReadForRescore({id}, "v5", Soon());
+  auto read_unpacked = store_->ReadForRescore({id}, "v5", Soon(), &arena_);
   ASSERT_THAT(read_unpacked, IsOk());
-  ASSERT_TRUE((*read_unpacked)[0].outcome.has_value());
+  ASSERT_TRUE((*read_unpacked)[0].outcome != nullptr);
   EXPECT_EQ((*read_unpacked)[0].outcome->SerializeAsString(),
             changed.SerializeAsString());
 }
@@ -1637,6 +1639,24 @@ TEST_F(IntakeTest, ResultPagesFollowTheIndexWhereItsTimeDiffersFromTheRecord) {
     list.set_page_token(got->next_page_token());
   }
   EXPECT_THAT(listed, ::testing::ElementsAre(ids[1], ids[2], ids[0]));
+
+  // Page tokens are sealed and bound to the person: another person's, and
+  // one made up, are INVALID_ARGUMENT before anything is read.
+  list.clear_page_token();
+  auto first = core_->ListMyResults(list, Soon());
+  ASSERT_THAT(first, IsOk());
+  ASSERT_FALSE(first->next_page_token().empty());
+  v1::ListMyResultsRequest theirs;
+  theirs.set_parent("users/someone-else");
+  theirs.set_page_token(first->next_page_token());
+  EXPECT_THAT(core_->ListMyResults(theirs, Soon()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("page_token: not a next_page_token")));
+  list.set_page_token(absl::WebSafeBase64Escape(
+      absl::StrCat(newest_ms, "/", ids[0])));  // the unsealed form
+  EXPECT_THAT(
+      core_->ListMyResults(list, Soon()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
 TEST_F(IntakeTest, ReplayedRequestsHaveOneEffectEvenAfterCompletion) {

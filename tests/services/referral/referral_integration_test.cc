@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
+#include "common/crypto/page_tokens.h"
 #include "common/util/names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -53,6 +54,7 @@ class ReferralTest : public aqueduct::testing::RedisTest {
     store_ = std::make_unique<RedisReferralStore>(client_.get(), &keys_);
     ReferralConfig config;
     config.overdue_after = absl::Minutes(15);
+    config.page_token_keys = &keys_;  // as main.cc: the data keys
     core_ = std::make_unique<ReferralCore>(store_.get(), &clock_, config);
   }
 
@@ -446,18 +448,56 @@ TEST_F(ReferralTest, PagesCoverTheQueueExactlyOnce) {
 }
 
 // A page token this service did not make is INVALID_ARGUMENT naming it, and
-// never reaches Redis (a NaN score once came back as INTERNAL from Redis).
+// never reaches Redis (a NaN score once came back as INTERNAL from Redis):
+// tokens are sealed, and what a sealed token holds is still checked.
 TEST_F(ReferralTest, ForgedPageTokensAreRefused) {
   ASSERT_THAT(Create("c0", common::v1::THERAPY), IsOk());
+  const crypto::PageTokens sealer(&keys_);  // the service's own keys
   for (const std::string raw : {"nan/x", "inf/x", "-1/x", "1e300/x", "1.5/x",
                                 "5/", "5/bad id", "no-slash"}) {
+    for (const std::string& token :
+         {absl::WebSafeBase64Escape(raw), sealer.Make("ListQueue", "", raw)}) {
+      v1::ListQueueRequest req;
+      req.set_page_token(token);
+      EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
+                  StatusIs(absl::StatusCode::kInvalidArgument,
+                           ::testing::HasSubstr("page_token")))
+          << raw;
+    }
+  }
+  // The earlier, unsealed form of a real position is refused too, and so is
+  // a sealed one from another RPC or made with other keys.
+  const std::string real = "10000000000000/c0-v0-skeleton";
+  crypto::DataKeys other = crypto::DataKeys::Random();
+  for (const std::string& token :
+       {absl::WebSafeBase64Escape(real),
+        sealer.Make("ListAuditEvents", "", real),
+        crypto::PageTokens(&other).Make("ListQueue", "", real)}) {
     v1::ListQueueRequest req;
-    req.set_page_token(absl::WebSafeBase64Escape(raw));
+    req.set_page_token(token);
     EXPECT_THAT(core_->ListQueue(req, kAll, Soon()),
                 StatusIs(absl::StatusCode::kInvalidArgument,
-                         ::testing::HasSubstr("page_token")))
-        << raw;
+                         HasSubstr("page_token: not a next_page_token")));
   }
+}
+
+// Replicas seal with the same data keys: a page token from one pages on at
+// another (a portal's next call may reach any replica).
+TEST_F(ReferralTest, PageTokensWorkOnEveryReplica) {
+  for (int i = 0; i < 3; ++i)
+    ASSERT_THAT(Create("r" + std::to_string(i), common::v1::THERAPY), IsOk());
+  ReferralConfig config;
+  config.page_token_keys = &keys_;
+  ReferralCore replica(store_.get(), &clock_, config);
+  v1::ListQueueRequest req;
+  req.set_page_size(2);
+  auto first = core_->ListQueue(req, kAll, Soon());
+  ASSERT_THAT(first, IsOk());
+  ASSERT_FALSE(first->next_page_token().empty());
+  req.set_page_token(first->next_page_token());
+  auto second = replica.ListQueue(req, kAll, Soon());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_THAT(Screenings(*second), ::testing::ElementsAre("r2"));
 }
 
 TEST_F(ReferralTest, EqualScoresArePagedByIdWithoutLoss) {
