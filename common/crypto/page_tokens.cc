@@ -23,8 +23,7 @@ PageTokens::PageTokens()
 
 std::string PageTokens::Make(absl::string_view rpc, absl::string_view scope,
                              absl::string_view position) const {
-  return absl::WebSafeBase64Escape(
-      keys_->Seal(position, Binding(rpc, scope)));
+  return absl::WebSafeBase64Escape(keys_->Seal(position, Binding(rpc, scope)));
 }
 
 absl::StatusOr<std::string> PageTokens::Read(absl::string_view rpc,
