@@ -18,6 +18,10 @@ PACKAGES=(
 if [[ "${AQUEDUCT_WITH_BAZEL:-0}" == 1 ]]; then
   PACKAGES+=(bazel-bootstrap bazel-rules-java)
 fi
+# The libFuzzer targets (scripts/fuzz.sh): clang and its fuzzing runtime.
+if [[ "${AQUEDUCT_WITH_FUZZ:-0}" == 1 ]]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

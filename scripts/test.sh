@@ -8,17 +8,20 @@
 #   scripts/test.sh                   everything (what CI runs)
 #   scripts/test.sh --no-bazel        skip the Bazel build and tests
 #   scripts/test.sh --no-sanitizers   skip the ASan/UBSan build and run
+#   scripts/test.sh --no-fuzz         skip the libFuzzer build and bounded run
 #   scripts/test.sh -L unit           extra arguments go to ctest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_bazel=1
 with_sanitizers=1
+with_fuzz=1
 ctest_args=()
 for arg in "$@"; do
   case "$arg" in
     --no-bazel) with_bazel=0 ;;
     --no-sanitizers) with_sanitizers=0 ;;
+    --no-fuzz) with_fuzz=0 ;;
     *) ctest_args+=("$arg") ;;
   esac
 done
@@ -26,7 +29,7 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies (Debian packages)"
-AQUEDUCT_WITH_BAZEL=$with_bazel ./scripts/setup.sh
+AQUEDUCT_WITH_BAZEL=$with_bazel AQUEDUCT_WITH_FUZZ=$with_fuzz ./scripts/setup.sh
 
 step "CMake build (-j2)"
 ./scripts/build.sh
@@ -55,6 +58,11 @@ if ((with_sanitizers)); then
   if ((${#ctest_args[@]} == 0)); then
     (cd "$SAN_DIR" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -R '^aqueduct_bench_smoke$')
   fi
+fi
+
+if ((with_fuzz)); then
+  step "libFuzzer targets (clang, ASan/UBSan), 20 s each on their seed corpora"
+  ./scripts/fuzz.sh --seconds=20
 fi
 
 if ((with_bazel)); then
