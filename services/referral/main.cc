@@ -56,10 +56,11 @@ ABSL_FLAG(int32_t, threads, EnvOrInt("AQUEDUCT_THREADS", 64),
 ABSL_FLAG(int32_t, queue, EnvOrInt("AQUEDUCT_QUEUE", 1024),
           "Calls that may wait for one of those threads; beyond it they are "
           "answered UNAVAILABLE at once. Env AQUEDUCT_QUEUE.");
-ABSL_FLAG(int32_t, watch_threads, EnvOrInt("AQUEDUCT_WATCH_THREADS", 64),
-          "Threads for WatchQueue streams' waits for queue events (a watching "
-          "portal holds one while it waits, up to 500 ms at a time), and "
-          "Redis connections for them at most. Env AQUEDUCT_WATCH_THREADS.");
+ABSL_FLAG(int32_t, watch_threads, EnvOrInt("AQUEDUCT_WATCH_THREADS", 8),
+          "Threads for WatchQueue streams' steps (filtering the queue events "
+          "the process's one reader fetched, and catch-up reads for portals "
+          "resuming from an old cursor); a waiting portal holds none. Env "
+          "AQUEDUCT_WATCH_THREADS.");
 ABSL_FLAG(int64_t, overdue_after_ms,
           EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
           "Urgent cases not claimed within this time are marked overdue. Env "
@@ -118,9 +119,11 @@ int main(int argc, char** argv) {
       *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads),
       *redis_credentials);
   aqueduct::redis::Client redis(redis_options);
-  // Watch streams block on Redis for up to 500 ms a read: their own pool.
+  // The queue feed blocks on Redis for up to 500 ms a read, and portals
+  // resuming from an old cursor read a batch each: their own pool.
   aqueduct::redis::Options watch_options = redis_options;
-  watch_options.pool_size = absl::GetFlag(FLAGS_watch_threads);
+  watch_options.pool_size =
+      absl::GetFlag(FLAGS_watch_threads) + 1;  // + the feed
   aqueduct::redis::Client watch_redis(watch_options);
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
@@ -186,11 +189,20 @@ int main(int argc, char** argv) {
   aqueduct::server::WorkerPool pool(
       absl::GetFlag(FLAGS_threads),
       static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
+  // A new event wakes every waiting portal at once: each queues a step, so
+  // the watch pool's queue holds one per portal up to this many (a closure
+  // each); beyond it a portal is answered UNAVAILABLE and resumes from its
+  // cursor.
+  constexpr size_t kMaxWatchSteps = 20000;
   aqueduct::server::WorkerPool watch_pool(
       absl::GetFlag(FLAGS_watch_threads),
-      static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
-  aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer,
-                                                  *max_rpc, &pool, &watch_pool);
+      std::max(kMaxWatchSteps,
+               static_cast<size_t>(absl::GetFlag(FLAGS_queue))));
+  // One reader of the queue's events for every watching portal.
+  aqueduct::referral::QueueFeed feed(&store);
+  feed.Start();
+  aqueduct::referral::ReferralServiceImpl service(
+      &core, checks->authorizer, *max_rpc, &pool, &watch_pool, &feed);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);

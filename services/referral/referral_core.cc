@@ -920,37 +920,49 @@ absl::StatusOr<std::string> ReferralCore::StartWatch(
   return store_->LatestCursor(deadline);
 }
 
+std::optional<v1::QueueEvent> ReferralCore::WatchEvent(
+    const v1::WatchQueueRequest& request, const Actor& actor,
+    const std::string& cursor, const std::string& kind,
+    const v1::Referral& referral) const {
+  auto clinician = ClinicianOf(actor);
+  if (!clinician.ok()) return std::nullopt;
+  v1::Referral seen = referral;
+  Normalize(seen);
+  if (!CanAct(*clinician, seen)) return std::nullopt;
+  if (!request.routes().empty() &&
+      std::find(request.routes().begin(), request.routes().end(),
+                seen.current_route()) == request.routes().end()) {
+    return std::nullopt;
+  }
+  if (!request.location_states().empty() &&
+      std::find(request.location_states().begin(),
+                request.location_states().end(),
+                seen.location_state()) == request.location_states().end()) {
+    return std::nullopt;
+  }
+  v1::QueueEvent event;
+  event.set_cursor(cursor);
+  event.set_kind(kind);
+  *event.mutable_referral() = std::move(seen);
+  return event;
+}
+
 absl::Status ReferralCore::WatchStep(
     const v1::WatchQueueRequest& request, const Actor& actor,
     std::string* cursor, absl::Duration block,
     const std::function<bool(const v1::QueueEvent&)>& send,
     absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  RETURN_IF_ERROR(ClinicianOf(actor).status());
   ASSIGN_OR_RETURN(auto events,
                    store_->ReadEvents(*cursor, 100, block, deadline));
   for (const auto& e : events) {
     ASSIGN_OR_RETURN(auto r, store_->Get(e.id, deadline));
     *cursor = e.cursor;
     if (!r.has_value()) continue;
-    v1::Referral referral = std::move(*r);
-    Normalize(referral);
-    if (!CanAct(clinician, referral)) continue;
-    if (!request.routes().empty() &&
-        std::find(request.routes().begin(), request.routes().end(),
-                  referral.current_route()) == request.routes().end()) {
-      continue;
-    }
-    if (!request.location_states().empty() &&
-        std::find(request.location_states().begin(),
-                  request.location_states().end(), referral.location_state()) ==
-            request.location_states().end()) {
-      continue;
-    }
-    v1::QueueEvent event;
-    event.set_cursor(e.cursor);
-    event.set_kind(e.kind);
-    *event.mutable_referral() = std::move(referral);
-    if (!send(event)) return absl::CancelledError("watcher went away");
+    std::optional<v1::QueueEvent> event =
+        WatchEvent(request, actor, e.cursor, e.kind, *r);
+    if (event.has_value() && !send(*event))
+      return absl::CancelledError("watcher went away");
   }
   return absl::OkStatus();
 }

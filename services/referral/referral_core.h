@@ -109,6 +109,14 @@ class ReferralCore {
                          absl::Duration block,
                          const std::function<bool(const v1::QueueEvent&)>& send,
                          absl::Time deadline);
+  // What a watcher sees of one event (a `kind` change at `cursor` that left
+  // the case as `referral`): the event, or nullopt when the caller may not
+  // act on the case or the request's filters leave it out.
+  std::optional<v1::QueueEvent> WatchEvent(const v1::WatchQueueRequest& request,
+                                           const Actor& actor,
+                                           const std::string& cursor,
+                                           const std::string& kind,
+                                           const v1::Referral& referral) const;
 
   // The referral id for a screening and ruleset version (deterministic, so
   // a retried hand-off finds the same case).

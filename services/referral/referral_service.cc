@@ -18,27 +18,36 @@ namespace aqueduct::referral {
 namespace {
 constexpr char kService[] = "/aqueduct.referral.v1.ReferralService/";
 
-// How long one watch step waits for queue events before it looks again
-// (so a cancelled or shut-down stream is noticed within this).
-constexpr absl::Duration kWatchBlock = absl::Milliseconds(500);
+// How long a catch-up read from Redis waits (it reads what is there).
+constexpr absl::Duration kCatchUpBlock = absl::Milliseconds(1);
+// Events a watcher takes at a time (its own buffer, at most this many).
+constexpr size_t kWatchBatch = 100;
 
-// One WatchQueue stream. The steps alternate: a step on the watch pool
-// waits for events (ReferralCore::WatchStep, up to kWatchBlock) and keeps
-// those the caller may see; the writes then go out one by one without a
-// thread; when the last is written the next step is scheduled. At most one
-// step or write is in progress, so the fields need no lock but `cancelled_`.
+// One WatchQueue stream, fed by the process's QueueFeed: a step (on the
+// watch pool, never blocking but for a catch-up read) takes the events
+// after the stream's cursor, keeps those the caller may see and writes
+// them one by one without a thread; when the last is written the next step
+// runs. With nothing new the stream holds no thread: the feed's wake-up
+// schedules the next step. A stream whose cursor is older than the feed's
+// window (a portal resuming from an old cursor, or one too slow to keep
+// up) catches up from Redis itself, a batch at a time; no watcher ever
+// waits for another. At most one step or write is in progress, so the
+// fields need no lock but what the wake-up and OnCancel share (`state_`).
 // Finish is called once, from whichever stage ends the stream; gRPC calls
 // OnDone after it, when nothing of this stream is running any more.
 class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
  public:
-  QueueWatcher(ReferralCore* core, server::WorkerPool* pool,
+  QueueWatcher(ReferralCore* core, QueueFeed* feed, server::WorkerPool* pool,
                v1::WatchQueueRequest request, Actor actor,
                absl::Duration max_rpc_time)
       : core_(core),
+        feed_(feed),
         pool_(pool),
         request_(std::move(request)),
         actor_(std::move(actor)),
-        max_rpc_time_(max_rpc_time) {
+        max_rpc_time_(max_rpc_time),
+        state_(std::make_shared<State>()) {
+    state_->watcher = this;
     if (!pool_->Schedule([this] { Start(); })) Finish(server::BusyStatus());
   }
 
@@ -54,15 +63,33 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
     if (!pool_->Schedule([this] { Step(); })) Finish(server::BusyStatus());
   }
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
+    absl::MutexLock lock(&state_->mu);
+    state_->cancelled = true;
+    if (state_->waiting) {  // no step runs: end it here
+      state_->waiting = false;
+      Finish(grpc::Status::CANCELLED);
+    }
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->watcher = nullptr;  // a late wake-up finds no one
+    }
+    delete this;
+  }
 
  private:
+  // What the feed's wake-up shares with the stream; outlives it.
+  struct State {
+    absl::Mutex mu;
+    QueueWatcher* watcher ABSL_GUARDED_BY(mu) = nullptr;
+    bool waiting ABSL_GUARDED_BY(mu) = false;  // a wake-up is registered
+    bool cancelled ABSL_GUARDED_BY(mu) = false;
+  };
+
   bool cancelled() {
-    absl::MutexLock lock(&mu_);
-    return cancelled_;
+    absl::MutexLock lock(&state_->mu);
+    return state_->cancelled;
   }
 
   // Resolves the starting cursor and sends it first, so a portal can
@@ -82,25 +109,47 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
     StartWrite(&events_[0]);  // last: OnWriteDone may run at once
   }
 
-  // Waits for the next events; writes them, or looks again.
+  // Takes the next events the caller may see and writes them; or waits for
+  // the feed's wake-up without a thread.
   void Step() {
+    std::vector<QueueFeed::Event> got;
     while (true) {
       if (cancelled()) {
         Finish(grpc::Status::CANCELLED);
         return;
       }
       events_.clear();
-      absl::Status s = core_->WatchStep(
-          request_, actor_, &position_, kWatchBlock,
-          [this](const v1::QueueEvent& e) {
-            events_.push_back(e);
-            return true;
-          },
-          absl::Now() + absl::Seconds(5));
-      if (!s.ok()) {
-        // e.g. Redis down: the portal reconnects with its last cursor.
-        Finish(ToGrpcStatus(s));
-        return;
+      {
+        absl::MutexLock lock(&state_->mu);
+        state_->waiting = true;  // before the feed can call the wake-up
+      }
+      const QueueFeed::Read read = feed_->After(
+          position_, kWatchBatch, &got, [state = state_, pool = pool_] {
+            QueueWatcher* w = nullptr;
+            {
+              absl::MutexLock lock(&state->mu);
+              if (state->watcher == nullptr || !state->waiting) return;
+              state->waiting = false;
+              w = state->watcher;
+            }
+            if (!pool->Schedule([w] { w->Step(); }))
+              w->Finish(server::BusyStatus());
+          });
+      if (read == QueueFeed::Read::kNothingYet) return;  // the wake-up steps
+      {
+        absl::MutexLock lock(&state_->mu);
+        state_->waiting = false;
+      }
+      if (read == QueueFeed::Read::kEvents) {
+        for (const auto& e : got) {
+          position_ = e.cursor;
+          if (e.referral == nullptr) continue;  // the case is gone
+          auto seen = core_->WatchEvent(request_, actor_, e.cursor, e.kind,
+                                        *e.referral);
+          if (seen.has_value()) events_.push_back(*std::move(seen));
+        }
+      } else if (!CatchUp()) {
+        return;  // finished
       }
       if (!events_.empty()) break;
     }
@@ -108,16 +157,39 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
     StartWrite(&events_[0]);  // last: OnWriteDone may run at once
   }
 
+  // Behind the feed's window: one batch from Redis. False when the stream
+  // was finished (e.g. Redis down: the portal reconnects with its cursor).
+  bool CatchUp() {
+    const std::string before = position_;
+    absl::Status s = core_->WatchStep(
+        request_, actor_, &position_, kCatchUpBlock,
+        [this](const v1::QueueEvent& e) {
+          events_.push_back(e);
+          return true;
+        },
+        absl::Now() + absl::Seconds(5));
+    if (!s.ok()) {
+      Finish(ToGrpcStatus(s));
+      return false;
+    }
+    // Nothing in Redis between here and the window: go on from its start.
+    if (position_ == before) {
+      const std::string floor = feed_->floor();
+      if (QueueFeed::Older(position_, floor)) position_ = floor;
+    }
+    return true;
+  }
+
   ReferralCore* const core_;
+  QueueFeed* const feed_;
   server::WorkerPool* const pool_;
   const v1::WatchQueueRequest request_;
   const Actor actor_;
   const absl::Duration max_rpc_time_;
+  const std::shared_ptr<State> state_;
   std::string position_;
   std::vector<v1::QueueEvent> events_;
   size_t next_ = 0;
-  absl::Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 }  // namespace
 
@@ -285,8 +357,8 @@ grpc::ServerWriteReactor<v1::QueueEvent>* ReferralServiceImpl::WatchQueue(
   if (!caller.ok())
     return new server::RefusedWriter<v1::QueueEvent>(
         ToGrpcStatus(caller.status()));
-  return new QueueWatcher(core_, watch_pool_, *request, *std::move(caller),
-                          max_rpc_time_);
+  return new QueueWatcher(core_, feed_, watch_pool_, *request,
+                          *std::move(caller), max_rpc_time_);
 }
 
 }  // namespace aqueduct::referral

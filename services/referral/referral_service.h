@@ -7,6 +7,7 @@
 #include "common/auth/authorizer.h"
 #include "common/server/worker_pool.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
+#include "services/referral/queue_feed.h"
 #include "services/referral/referral_core.h"
 
 namespace aqueduct::referral {
@@ -17,10 +18,11 @@ namespace aqueduct::referral {
 // Redis round trips, runs on `pool` (common/server/callback.h); a full pool
 // answers UNAVAILABLE at once.
 //
-// WatchQueue streams on a reactor (QueueWatcher in the .cc): each step waits
-// up to 500 ms for queue events on `watch_pool`, then writes what it found
-// without holding a thread, so a watching portal holds a thread only while
-// a step waits; size --watch_threads for the expected number of portals.
+// WatchQueue streams on a reactor (QueueWatcher in the .cc), fed by the
+// process's one QueueFeed: a watching portal holds no thread and no Redis
+// connection while it waits; its steps (filtering what the feed read, and
+// a portal's catch-up reads from Redis when it resumes from an old cursor)
+// run on `watch_pool`.
 //
 // The two creates are raw callback methods: the handler parses the body
 // into a message of its own (after checking the caller; bytes that are not
@@ -40,12 +42,13 @@ class ReferralServiceImpl final
   ReferralServiceImpl(ReferralCore* core,
                       std::shared_ptr<const auth::Authorizer> authorizer,
                       absl::Duration max_rpc_time, server::WorkerPool* pool,
-                      server::WorkerPool* watch_pool)
+                      server::WorkerPool* watch_pool, QueueFeed* feed)
       : core_(core),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
         pool_(pool),
-        watch_pool_(watch_pool) {}
+        watch_pool_(watch_pool),
+        feed_(feed) {}
 
   grpc::ServerUnaryReactor* CreateReferral(grpc::CallbackServerContext* context,
                                            const grpc::ByteBuffer* request,
@@ -108,6 +111,7 @@ class ReferralServiceImpl final
   absl::Duration max_rpc_time_;
   server::WorkerPool* pool_;
   server::WorkerPool* watch_pool_;
+  QueueFeed* feed_;
 };
 
 }  // namespace aqueduct::referral

@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -822,6 +825,144 @@ INSTANTIATE_TEST_SUITE_P(
                                 "988",
                                 "988"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// One watching portal on gRPC's callback client API (no thread of its
+// own): counts what it reads, and notes the screening of each created case.
+class PortalWatch final
+    : public grpc::ClientReadReactor<referral::v1::QueueEvent> {
+ public:
+  // A `stalled` portal reads the first event and never another: its
+  // unread events back up in its own stream only.
+  PortalWatch(referral::v1::ReferralService::Stub* stub,
+              std::unique_ptr<grpc::ClientContext> ctx, bool stalled)
+      : ctx_(std::move(ctx)), stalled_(stalled) {
+    stub->async()->WatchQueue(ctx_.get(), &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    {
+      absl::MutexLock lock(&mu_);
+      if (event_.kind() == "watching") watching_ = true;
+      if (event_.kind() == "created")
+        created_.push_back(event_.referral().screening());
+    }
+    if (!stalled_) StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = s;
+  }
+  bool watching() {
+    absl::MutexLock lock(&mu_);
+    return watching_;
+  }
+  bool Saw(const std::string& screening) {
+    absl::MutexLock lock(&mu_);
+    return std::find(created_.begin(), created_.end(), screening) !=
+           created_.end();
+  }
+  void Cancel() { ctx_->TryCancel(); }
+  bool WaitDone(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), d);
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  const bool stalled_;
+  referral::v1::WatchQueueRequest request_;
+  referral::v1::QueueEvent event_;
+  absl::Mutex mu_;
+  bool watching_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> created_ ABSL_GUARDED_BY(mu_);
+};
+
+// A referral process's threads and resident memory, from /proc.
+std::pair<int64_t, int64_t> ThreadsAndRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  int64_t threads = -1, rss = -1;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "Threads:"))
+      threads = std::stoll(line.substr(8));
+    if (absl::StartsWith(line, "VmRSS:")) rss = std::stoll(line.substr(6));
+  }
+  return {threads, rss};
+}
+
+// Issue 24 §3: 2,000 portals watch one referral process. They share the
+// process's one reader of queue events and hold no thread while they wait
+// (referral's thread count stays that of an idle process), a stalled portal
+// holds back no one, every portal sees a new case, and the clinicians'
+// ListQueue is answered meanwhile. Prints referral's threads and RSS.
+TEST_F(SkeletonE2eTest, TwoThousandPortalsWatchOneReferralProcess) {
+  constexpr int kPortals = 2000;
+  constexpr int kChannels = 16;  // separate connections, as portals have
+  const pid_t pid = referral_.process->pid();
+  const auto idle = ThreadsAndRssKiB(pid);
+  std::vector<std::unique_ptr<referral::v1::ReferralService::Stub>> stubs;
+  for (int c = 0; c < kChannels; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("aqueduct.test.connection", c);  // no shared connection
+    stubs.push_back(
+        referral::v1::ReferralService::NewStub(grpc::CreateCustomChannel(
+            referral_.address, grpc::InsecureChannelCredentials(), args)));
+  }
+  std::vector<std::unique_ptr<PortalWatch>> portals;
+  for (int i = 0; i < kPortals; ++i) {
+    portals.push_back(std::make_unique<PortalWatch>(
+        stubs[i % kChannels].get(), As("dr-all", absl::Seconds(120)),
+        /*stalled=*/i == 0));
+  }
+  auto all = [&](const std::function<bool(PortalWatch&)>& ok,
+                 absl::Duration within) {
+    const absl::Time end = absl::Now() + within;
+    int missing = kPortals;
+    while (absl::Now() < end) {
+      missing = 0;
+      for (auto& p : portals) missing += !ok(*p);
+      if (missing == 0) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return missing;
+  };
+  EXPECT_EQ(all([](PortalWatch& p) { return p.watching(); }, absl::Seconds(60)),
+            0)
+      << "every portal's stream started";
+  const auto watching = ThreadsAndRssKiB(pid);
+
+  // A new case while they watch; ListQueue answered meanwhile.
+  auto done = Screen({2, 2, 2, 2, 1, 1, 1, 0, 0, 2}, "watched");
+  referral::v1::ListQueueResponse queue;
+  EXPECT_TRUE(referral_stub_
+                  ->ListQueue(As("dr-all").get(),
+                              referral::v1::ListQueueRequest(), &queue)
+                  .ok());
+  const std::string screening = done.screening().name();
+  const int missed = all(
+      [&](PortalWatch& p) {
+        return &p == portals[0].get() || p.Saw(screening);
+      },
+      absl::Seconds(60));
+  EXPECT_EQ(missed, 0) << "portals that never saw the new case";
+  const auto after = ThreadsAndRssKiB(pid);
+  std::printf(
+      "referral with %d portals watching: threads %lld (idle %lld), RSS "
+      "%lld KiB (idle %lld, %lld with all watching)\n",
+      kPortals, static_cast<long long>(after.first),
+      static_cast<long long>(idle.first), static_cast<long long>(after.second),
+      static_cast<long long>(idle.second),
+      static_cast<long long>(watching.second));
+  EXPECT_LE(watching.first, idle.first + 8)
+      << "a waiting portal holds no thread";
+  for (auto& p : portals) p->Cancel();
+  for (auto& p : portals) EXPECT_TRUE(p->WaitDone(absl::Seconds(30)));
+}
 
 TEST_F(SkeletonE2eTest, WatchReconnectsWithItsCursorAndMissesNoEvent) {
   auto watch_ctx = As("dr-all", absl::Seconds(30));

@@ -12,6 +12,7 @@
 #include "common/util/names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/referral/queue_feed.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
 #include "services/referral/sweeper.h"
@@ -950,6 +951,63 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
   mine.set_screening("users/u1/screenings/nothing");
   EXPECT_THAT(core_->GetMyReferral(mine, Soon()),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+// The process's one reader of queue events: every watcher takes what is
+// after its cursor from the feed's window without Redis; one with nothing
+// new registers a wake-up instead of holding a thread; one older than the
+// window is told to catch up from Redis.
+TEST_F(CaseTest, QueueFeedFansOutEventsAndSaysWhoIsBehind) {
+  QueueFeed feed(store_.get(), /*window=*/3);
+  feed.Start();
+  std::vector<QueueFeed::Event> got;
+  const std::string first_cursor = *core_->StartWatch({}, kAll, Soon());
+  for (int i = 0; i < 200 && feed.floor().empty(); ++i)
+    absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_FALSE(feed.floor().empty()) << "the reader resolves where it starts";
+
+  absl::Notification woken;
+  EXPECT_EQ(feed.After(feed.floor(), 10, &got, [&] { woken.Notify(); }),
+            QueueFeed::Read::kNothingYet);
+  EXPECT_EQ(feed.waiting(), 1u);
+  Make("f1", common::v1::THERAPY);
+  ASSERT_TRUE(woken.WaitForNotificationWithTimeout(absl::Seconds(5)))
+      << "a new event wakes the waiting watcher";
+  EXPECT_EQ(feed.waiting(), 0u);
+  ASSERT_EQ(feed.After(first_cursor, 10, &got, nullptr),
+            QueueFeed::Read::kEvents);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].kind, "created");
+  ASSERT_NE(got[0].referral, nullptr) << "the case, read once for everyone";
+  EXPECT_EQ(got[0].referral->screening(), "users/u1/screenings/f1");
+  const std::string after_f1 = got[0].cursor;
+
+  // Four more events: the window keeps three; a cursor older than it is
+  // behind, one inside it gets the rest in order.
+  for (const char* id : {"f2", "f3", "f4", "f5"}) {
+    Make(id, common::v1::THERAPY);
+  }
+  for (int i = 0; i < 200; ++i) {
+    if (feed.After(after_f1, 10, &got, nullptr) == QueueFeed::Read::kBehind)
+      break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(feed.After(after_f1, 10, &got, nullptr), QueueFeed::Read::kBehind);
+  EXPECT_EQ(feed.After(feed.floor(), 10, &got, nullptr),
+            QueueFeed::Read::kEvents);
+  std::vector<std::string> ids;
+  for (const auto& e : got) ids.push_back(e.referral->screening());
+  EXPECT_THAT(ids, ::testing::ElementsAre("users/u1/screenings/f3",
+                                          "users/u1/screenings/f4",
+                                          "users/u1/screenings/f5"));
+  // At most `max` at a time, oldest first.
+  EXPECT_EQ(feed.After(feed.floor(), 2, &got, nullptr),
+            QueueFeed::Read::kEvents);
+  EXPECT_EQ(got.size(), 2u);
+  EXPECT_TRUE(QueueFeed::Older("1-9", "2-0"));
+  EXPECT_TRUE(QueueFeed::Older("5-1", "5-2"));
+  EXPECT_FALSE(QueueFeed::Older("5-2", "5-2"));
+  EXPECT_FALSE(QueueFeed::Older("bad", "5-2"));
 }
 
 TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
