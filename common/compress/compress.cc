@@ -140,6 +140,12 @@ absl::StatusOr<std::string> UnpackZstd(int id, absl::string_view stream) {
   }
   if (size > kMaxUnpackedBytes)
     return absl::DataLossError("packed value: longer than allowed");
+  // No zstd frame expands more than one full block (128 KiB, as an RLE
+  // block) per four bytes of stream: a header claiming more is damaged, and
+  // refusing it here keeps a few crafted bytes from allocating megabytes.
+  constexpr unsigned long long kMaxBlockBytes = 128 * 1024;
+  if (size > (stream.size() / 4 + 1) * kMaxBlockBytes)
+    return absl::DataLossError("packed value: damaged");
   std::string out(size, '\0');
   const size_t n = ZSTD_decompressDCtx(z.d, out.data(), out.size(),
                                        stream.data(), stream.size());

@@ -153,6 +153,23 @@ TEST(CompressTest, DamageIsRefused) {
   }
 }
 
+// The most compressible value allowed (one letter, at the limit) comes
+// back: the ratio bound that refuses crafted headers before allocating
+// does not refuse what zstd itself writes. Its header alone is refused.
+TEST(CompressTest, MostCompressibleValueAtTheLimitRoundTrips) {
+  for (int id : {2, 3}) {
+    SCOPED_TRACE(id);
+    const std::string v(kMaxUnpackedBytes, 'z');
+    const std::string p = PackWith(id, v);
+    ASSERT_EQ(p[1], static_cast<char>(id));
+    auto back = Unpack(p);
+    ASSERT_THAT(back, IsOk());
+    EXPECT_TRUE(*back == v);
+    EXPECT_THAT(Unpack(p.substr(0, 12)),
+                StatusIs(absl::StatusCode::kDataLoss, "packed value: damaged"));
+  }
+}
+
 TEST(CompressTest, ThreadsPackAndUnpackIndependently) {
   const auto results = Results();
   std::vector<std::thread> threads;
