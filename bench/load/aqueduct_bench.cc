@@ -11,7 +11,8 @@
 // end to end, scoring in-process, batch re-scoring, Redis bytes per completed
 // screening, each service's peak RSS. bench/run.sh builds Release and runs it:
 //   aqueduct_bench [--seconds=5] [--concurrency=24] [--rescore=1000000]
-//                  [--figures=echo,redis,submit,whole,fsync,scoring,rescore]
+//                  [--figures=echo,redis,submit,whole,fsync,watch,scoring,rescore]
+//                  [--watchers=2000]
 // Each load figure also prints the CPU every process spent per call or per
 // screening, and the memory rows break Redis down by key kind: what limits
 // a figure is in the same output as the figure.
@@ -24,6 +25,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -47,6 +49,7 @@
 #include "absl/time/clock.h"
 #include "bench/load/echo_keys.h"
 #include "bench/load/loadgen.h"
+#include "bench/load/watch_load.h"
 #include "common/auth/authorizer.h"
 #include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
@@ -75,6 +78,13 @@ ABSL_FLAG(std::string, figures, "all",
           "Which figures, comma-separated: "
           "echo,redis,submit,whole,fsync,scoring,rescore "
           "(for profiling one of them).");
+ABSL_FLAG(int32_t, watchers, 2000,
+          "Portals watching the queue in the watch figure's second phase.");
+ABSL_FLAG(std::string, portals_of, "",
+          "Internal: run as the watch figure's portals, watching this "
+          "referral address.");
+ABSL_FLAG(std::string, portals_ready, "",
+          "Internal: where the portals process writes how many watch.");
 ABSL_FLAG(int32_t, redis_requests, 200000,
           "Requests per test for the redis-benchmark context rows.");
 ABSL_FLAG(int32_t, slices, 5,
@@ -925,6 +935,78 @@ int Main() {
     }
   }
 
+  // The peak RSS rows are read before the watch figure, which reports
+  // referral's memory with thousands of streams open on its own rows.
+  for (const auto& p : running.processes)
+    rss.emplace_back(p.name, PeakRssMiB(p.pid()));
+
+  // Thousands of open WatchQueue streams against the calls that must not
+  // wait for them: ListQueue and crisis hand-offs, with none and with
+  // --watchers portals watching (issue 24 §3).
+  bool watch_ok = !Want("watch");
+  if (Want("watch")) {
+    const pid_t referral_pid = [&] {
+      for (const auto& p : running.processes)
+        if (p.name == "referral") return p.pid();
+      return pid_t{-1};
+    }();
+    const int watchers = absl::GetFlag(FLAGS_watchers);
+    const WatchFigure w = MeasureWatchers(
+        std::filesystem::read_symlink("/proc/self/exe").string(), dir.path(),
+        intake, referral, referral_pid, auth, watchers,
+        /*list_per_second=*/100, duration);
+    const double list_ratio = w.quiet.list_queue.Percentile(99) > 0
+                                  ? w.watched.list_queue.Percentile(99) /
+                                        w.quiet.list_queue.Percentile(99)
+                                  : 0;
+    const double handoff_ratio =
+        w.quiet.handoff.Percentile(99) > 0
+            ? w.watched.handoff.Percentile(99) / w.quiet.handoff.Percentile(99)
+            : 0;
+    Row("ListQueue, no portal watching", w.quiet.list_queue, 0, "", false);
+    Row(absl::StrCat("ListQueue, ", w.watchers_open, " portals watching"),
+        w.watched.list_queue, 0, "p99 <= 1.5x unwatched",
+        list_ratio > 0 && list_ratio <= 1.5);
+    Row("crisis hand-off, no portal watching", w.quiet.handoff, 0, "", false);
+    Row(absl::StrCat("crisis hand-off, ", w.watchers_open, " watching"),
+        w.watched.handoff, 0, "p99 <= 1.5x unwatched",
+        handoff_ratio > 0 && handoff_ratio <= 1.5);
+    std::printf(
+        "  hand-off: a page with a suicide-risk answer submitted to intake, "
+        "until its case is on a watching clinician's stream; p99 %.2fx and "
+        "ListQueue p99 %.2fx the unwatched phase's\n",
+        handoff_ratio, list_ratio);
+    std::printf(
+        "  referral: %lld threads and %.1f MiB RSS with no portal watching, "
+        "%lld threads and %.1f MiB with %d of %d portals watching (target "
+        "<= 100 MiB: %s)\n",
+        static_cast<long long>(w.quiet.referral_threads),
+        w.quiet.referral_rss_mib,
+        static_cast<long long>(w.watched.referral_threads),
+        w.watched.referral_rss_mib, w.watchers_open, watchers,
+        w.watched.referral_rss_mib <= 100 ? "met" : "NOT MET");
+    const int64_t events = w.watched.handoff.calls + w.watched.handoff.errors;
+    if (events > 0) {
+      std::printf(
+          "  referral CPU: %.0f ms a second unwatched, %.0f ms watched; "
+          "%.1f us more for each hand-off event and each portal it went "
+          "to\n",
+          1e3 * w.quiet.referral_cpu_seconds / w.quiet.list_queue.seconds,
+          1e3 * w.watched.referral_cpu_seconds / w.watched.list_queue.seconds,
+          1e6 *
+              (w.watched.referral_cpu_seconds - w.quiet.referral_cpu_seconds) /
+              (static_cast<double>(events) * std::max(1, w.watchers_open)));
+    }
+    for (const WatchPhase* phase : {&w.quiet, &w.watched}) {
+      if (!phase->first_error.empty())
+        std::printf("  first error: %s\n", phase->first_error.c_str());
+    }
+    watch_ok = w.watchers_open == watchers && w.quiet.list_queue.calls > 0 &&
+               w.watched.list_queue.calls > 0 && w.quiet.handoff.calls > 0 &&
+               w.watched.handoff.calls > 0 && w.quiet.first_error.empty() &&
+               w.watched.first_error.empty();
+  }
+
   // Memory, read now (peak RSS stays the peak), printed after the table.
   auto per_screening = [&](int64_t before, int64_t after) {
     return whole.calls > 0 && before > 0 && after > 0
@@ -936,8 +1018,6 @@ int Main() {
       per_screening(redis_before.stored(), redis_after.stored());
   const double redis_used_per_screening =
       per_screening(redis_before.used, redis_after.used);
-  for (const auto& p : running.processes)
-    rss.emplace_back(p.name, PeakRssMiB(p.pid()));
   // The services are done: stop them so the next rows have the cores, and
   // their Redis too: whatever it still does after the load (an AOF rewrite
   // the load set off, say) must not compete with the scoring row.
@@ -1037,7 +1117,7 @@ int Main() {
                                     })) &&
       (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
       (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
-  return (load_ok && redis_ok && scoring_ok && rescore_ok) ? 0 : 1;
+  return (load_ok && redis_ok && watch_ok && scoring_ok && rescore_ok) ? 0 : 1;
 }
 
 }  // namespace
@@ -1047,5 +1127,10 @@ int main(int argc, char** argv) {
   aqueduct::server::ConfigureProcess();  // the load generator pays no more for
                                          // gRPC's locks than the servers
   absl::ParseCommandLine(argc, argv);
+  if (!absl::GetFlag(FLAGS_portals_of).empty()) {
+    return aqueduct::bench::PortalsMain(absl::GetFlag(FLAGS_portals_of),
+                                        absl::GetFlag(FLAGS_watchers),
+                                        absl::GetFlag(FLAGS_portals_ready));
+  }
   return aqueduct::bench::Main();
 }

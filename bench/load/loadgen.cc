@@ -89,4 +89,43 @@ LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
   return out;
 }
 
+LoadResult RunOpenLoop(double per_second, absl::Duration duration,
+                       const StartCall& start) {
+  auto shared = std::make_shared<Shared>();
+  const absl::Time begin = absl::Now();
+  const absl::Duration every = absl::Seconds(1.0 / std::max(per_second, 1e-3));
+  int slot = 0;
+  for (absl::Time due = begin; due < begin + duration; due += every, ++slot) {
+    absl::SleepFor(due - absl::Now());
+    {
+      absl::MutexLock lock(&shared->mu);
+      ++shared->running;
+    }
+    start(slot, [shared, due](bool ok) {
+      const absl::Time now = absl::Now();
+      absl::MutexLock lock(&shared->mu);
+      if (ok) {
+        shared->latencies.push_back(absl::ToDoubleMilliseconds(now - due));
+      } else {
+        ++shared->errors;
+      }
+      --shared->running;
+    });
+  }
+  LoadResult out;
+  {
+    absl::MutexLock lock(&shared->mu);
+    shared->mu.Await(absl::Condition(
+        +[](Shared* s)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; },
+        shared.get()));
+    out.latencies_ms = std::move(shared->latencies);
+    out.errors = shared->errors;
+  }
+  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  out.calls = static_cast<int64_t>(out.latencies_ms.size());
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
+}
+
 }  // namespace aqueduct::bench

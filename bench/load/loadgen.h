@@ -37,6 +37,13 @@ using StartCall =
 LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
                          const StartCall& start);
 
+// Open loop: a call every 1/`per_second` for `duration`, whether or not the
+// earlier ones have ended (as independent clinicians' refreshes arrive);
+// each latency counts from when its call was due, so a server that falls
+// behind shows it. Waits for the last call. `slot` counts the calls.
+LoadResult RunOpenLoop(double per_second, absl::Duration duration,
+                       const StartCall& start);
+
 }  // namespace aqueduct::bench
 
 #endif  // AQUEDUCT_BENCH_LOAD_LOADGEN_H_

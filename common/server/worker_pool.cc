@@ -1,14 +1,25 @@
 #include "common/server/worker_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <utility>
 
 namespace aqueduct::server {
 
-WorkerPool::WorkerPool(int threads, size_t max_queued)
+WorkerPool::WorkerPool(int threads, size_t max_queued, int nice)
     : max_queued_(max_queued) {
   if (threads < 1) threads = 1;
   threads_.reserve(static_cast<size_t>(threads));
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, nice] {
+      // A failure leaves the thread at the process's priority: slower to
+      // yield, never wrong.
+      if (nice > 0)
+        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
+      Run();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {

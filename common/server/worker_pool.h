@@ -18,7 +18,11 @@ namespace aqueduct::server {
 // letting work wait without limit behind a slow dependency.
 class WorkerPool {
  public:
-  WorkerPool(int threads, size_t max_queued);
+  // `nice` > 0 runs the threads at that lower priority (Linux: per-thread
+  // nice; no privilege needed to lower it): work that must yield the CPU to
+  // the calls a person or clinician waits on, e.g. fanning one event out to
+  // thousands of watching portals.
+  WorkerPool(int threads, size_t max_queued, int nice = 0);
   // Runs the work already queued, then stops the threads.
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;

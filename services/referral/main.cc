@@ -56,10 +56,13 @@ ABSL_FLAG(int32_t, threads, EnvOrInt("AQUEDUCT_THREADS", 64),
 ABSL_FLAG(int32_t, queue, EnvOrInt("AQUEDUCT_QUEUE", 1024),
           "Calls that may wait for one of those threads; beyond it they are "
           "answered UNAVAILABLE at once. Env AQUEDUCT_QUEUE.");
-ABSL_FLAG(int32_t, watch_threads, EnvOrInt("AQUEDUCT_WATCH_THREADS", 8),
-          "Threads for WatchQueue streams' steps (filtering the queue events "
-          "the process's one reader fetched, and catch-up reads for portals "
-          "resuming from an old cursor); a waiting portal holds none. Env "
+ABSL_FLAG(int32_t, fanout_threads, EnvOrInt("AQUEDUCT_FANOUT_THREADS", 1),
+          "Threads, at a lower priority, that send each queue event the "
+          "process's one reader fetched to every WatchQueue stream that sees "
+          "it; a waiting portal holds none. Env AQUEDUCT_FANOUT_THREADS.");
+ABSL_FLAG(int32_t, watch_threads, EnvOrInt("AQUEDUCT_WATCH_THREADS", 4),
+          "Threads for catch-up reads from Redis, for portals resuming from a "
+          "cursor older than what the reader keeps. Env "
           "AQUEDUCT_WATCH_THREADS.");
 ABSL_FLAG(int64_t, overdue_after_ms,
           EnvOrInt("AQUEDUCT_OVERDUE_AFTER_MS", 15 * 60 * 1000),
@@ -103,10 +106,12 @@ int main(int argc, char** argv) {
   }
 
   if (absl::GetFlag(FLAGS_threads) < 1 || absl::GetFlag(FLAGS_queue) < 1 ||
-      absl::GetFlag(FLAGS_watch_threads) < 1) {
+      absl::GetFlag(FLAGS_watch_threads) < 1 ||
+      absl::GetFlag(FLAGS_fanout_threads) < 1) {
     log::Error("bad configuration",
-               {{"error", std::string("--threads, --watch_threads and --queue "
-                                      "must be positive")}});
+               {{"error", std::string("--threads, --watch_threads, "
+                                      "--fanout_threads and --queue must be "
+                                      "positive")}});
     return 2;
   }
   auto redis_credentials = aqueduct::redis::CredentialsFromEnv();
@@ -189,20 +194,29 @@ int main(int argc, char** argv) {
   aqueduct::server::WorkerPool pool(
       absl::GetFlag(FLAGS_threads),
       static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
-  // A new event wakes every waiting portal at once: each queues a step, so
-  // the watch pool's queue holds one per portal up to this many (a closure
-  // each); beyond it a portal is answered UNAVAILABLE and resumes from its
-  // cursor.
+  // A new event wakes every waiting portal at once: each queues a step on
+  // the fan-out pool, whose queue holds one per portal up to this many (a
+  // closure each); beyond it a portal is answered UNAVAILABLE and resumes
+  // from its cursor. Its threads run at a lower priority, and by default
+  // there is one: fanning an event out to thousands of portals takes at
+  // most one core, and yields it to the calls clinicians and intake's
+  // crisis hand-offs wait on (issue 24 §3). Catch-up reads from Redis block,
+  // so they have a pool of their own.
   constexpr size_t kMaxWatchSteps = 20000;
-  aqueduct::server::WorkerPool watch_pool(
+  constexpr int kFanoutNice = 10;
+  aqueduct::server::WorkerPool fanout_pool(
+      absl::GetFlag(FLAGS_fanout_threads),
+      std::max(kMaxWatchSteps, static_cast<size_t>(absl::GetFlag(FLAGS_queue))),
+      kFanoutNice);
+  aqueduct::server::WorkerPool catchup_pool(
       absl::GetFlag(FLAGS_watch_threads),
-      std::max(kMaxWatchSteps,
-               static_cast<size_t>(absl::GetFlag(FLAGS_queue))));
+      static_cast<size_t>(absl::GetFlag(FLAGS_queue)));
   // One reader of the queue's events for every watching portal.
-  aqueduct::referral::QueueFeed feed(&store);
+  aqueduct::referral::QueueFeed feed(&store, &core);
   feed.Start();
-  aqueduct::referral::ReferralServiceImpl service(
-      &core, checks->authorizer, *max_rpc, &pool, &watch_pool, &feed);
+  aqueduct::referral::ReferralServiceImpl service(&core, checks->authorizer,
+                                                  *max_rpc, &pool, &fanout_pool,
+                                                  &catchup_pool, &feed);
 
   aqueduct::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);

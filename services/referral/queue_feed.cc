@@ -29,8 +29,9 @@ bool QueueFeed::Older(const std::string& a, const std::string& b) {
   return a_ms < b_ms || (a_ms == b_ms && a_seq < b_seq);
 }
 
-QueueFeed::QueueFeed(ReferralStore* store, size_t window)
-    : store_(store), window_(std::max<size_t>(window, 1)) {}
+QueueFeed::QueueFeed(ReferralStore* store, const ReferralCore* core,
+                     size_t window)
+    : store_(store), core_(core), window_(std::max<size_t>(window, 1)) {}
 
 QueueFeed::~QueueFeed() {
   stop_.Notify();
@@ -110,11 +111,15 @@ void QueueFeed::Run() {
     for (auto& e : *read) {
       auto loaded = store_->Get(e.id, absl::Now() + absl::Seconds(5));
       if (!loaded.ok()) break;
-      Event event{std::move(e.cursor), std::move(e.kind), std::move(e.id),
-                  nullptr};
-      if (loaded->has_value())
-        event.referral =
-            std::make_shared<const v1::Referral>(*std::move(*loaded));
+      Event event{e.cursor, e.kind, std::move(e.id), nullptr, nullptr};
+      if (loaded->has_value()) {
+        v1::QueueEvent seen = core_->FeedEvent(
+            std::move(e.cursor), std::move(e.kind), *std::move(*loaded));
+        event.wire =
+            std::make_shared<const std::string>(seen.SerializeAsString());
+        event.referral = std::make_shared<const v1::Referral>(
+            std::move(*seen.mutable_referral()));
+      }
       fresh.push_back(std::move(event));
     }
     if (fresh.empty()) {

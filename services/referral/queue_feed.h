@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "protos/referral/v1/referral_service.pb.h"
+#include "services/referral/referral_core.h"
 #include "services/referral/referral_store.h"
 
 namespace aqueduct::referral {
@@ -31,8 +32,12 @@ class QueueFeed {
     std::string cursor;
     std::string kind;
     std::string id;
-    // The case as it was read after the event; null when it is gone.
+    // The case as it was read after the event, as watchers see it
+    // (ReferralCore::FeedEvent); null when it is gone.
     std::shared_ptr<const v1::Referral> referral;
+    // The QueueEvent every watcher that sees it is sent, serialized once
+    // for all of them; null when the case is gone.
+    std::shared_ptr<const std::string> wire;
   };
   enum class Read {
     kEvents,      // `out` holds events after the cursor
@@ -40,8 +45,10 @@ class QueueFeed {
     kBehind,      // the cursor is older than the window: read from Redis
   };
 
-  // `window`: events kept (each holds its case, a few kB).
-  explicit QueueFeed(ReferralStore* store, size_t window = 2048);
+  // `core` makes each event as watchers see it; `window`: events kept (each
+  // holds its case twice, as a message and serialized, a few kB).
+  QueueFeed(ReferralStore* store, const ReferralCore* core,
+            size_t window = 2048);
   ~QueueFeed();  // stops the reader
   QueueFeed(const QueueFeed&) = delete;
   QueueFeed& operator=(const QueueFeed&) = delete;
@@ -71,6 +78,7 @@ class QueueFeed {
   void Run();
 
   ReferralStore* const store_;
+  const ReferralCore* const core_;
   const size_t window_;
   absl::Notification stop_;
   std::thread reader_;

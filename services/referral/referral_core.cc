@@ -926,25 +926,34 @@ std::optional<v1::QueueEvent> ReferralCore::WatchEvent(
     const v1::Referral& referral) const {
   auto clinician = ClinicianOf(actor);
   if (!clinician.ok()) return std::nullopt;
-  v1::Referral seen = referral;
-  Normalize(seen);
-  if (!CanAct(*clinician, seen)) return std::nullopt;
+  v1::QueueEvent event = FeedEvent(cursor, kind, referral);
+  if (!Watches(request, *clinician, event.referral())) return std::nullopt;
+  return event;
+}
+
+v1::QueueEvent ReferralCore::FeedEvent(std::string cursor, std::string kind,
+                                       v1::Referral referral) const {
+  Normalize(referral);
+  v1::QueueEvent event;
+  event.set_cursor(std::move(cursor));
+  event.set_kind(std::move(kind));
+  *event.mutable_referral() = std::move(referral);
+  return event;
+}
+
+bool ReferralCore::Watches(const v1::WatchQueueRequest& request,
+                           const Clinician& clinician,
+                           const v1::Referral& seen) {
+  if (!CanAct(clinician, seen)) return false;
   if (!request.routes().empty() &&
       std::find(request.routes().begin(), request.routes().end(),
                 seen.current_route()) == request.routes().end()) {
-    return std::nullopt;
+    return false;
   }
-  if (!request.location_states().empty() &&
-      std::find(request.location_states().begin(),
-                request.location_states().end(),
-                seen.location_state()) == request.location_states().end()) {
-    return std::nullopt;
-  }
-  v1::QueueEvent event;
-  event.set_cursor(cursor);
-  event.set_kind(kind);
-  *event.mutable_referral() = std::move(seen);
-  return event;
+  return request.location_states().empty() ||
+         std::find(request.location_states().begin(),
+                   request.location_states().end(),
+                   seen.location_state()) != request.location_states().end();
 }
 
 absl::Status ReferralCore::WatchStep(

@@ -117,6 +117,17 @@ class ReferralCore {
                                            const std::string& cursor,
                                            const std::string& kind,
                                            const v1::Referral& referral) const;
+  // The same in two halves, for the process's one queue reader
+  // (QueueFeed): the event as every watcher is sent it, made once when it
+  // is read (the case as it reads then: a lapsed claim reads unclaimed);
+  // and whether one watcher, `clinician` (ClinicianOf, once per stream),
+  // with `request`'s filters, sees it.
+  v1::QueueEvent FeedEvent(std::string cursor, std::string kind,
+                           v1::Referral referral) const;
+  static bool Watches(const v1::WatchQueueRequest& request,
+                      const Clinician& clinician, const v1::Referral& seen);
+  // The clinician an actor is; PERMISSION_DENIED for any other role.
+  absl::StatusOr<Clinician> ClinicianOf(const Actor& actor) const;
 
   // The referral id for a screening and ruleset version (deterministic, so
   // a retried hand-off finds the same case).
@@ -137,8 +148,6 @@ class ReferralCore {
   absl::StatusOr<ReferralStore::CreateItem> Prepare(
       v1::CreateReferralRequest& request, const Actor& actor,
       const std::string& field) const;
-  // The clinician an actor is; PERMISSION_DENIED for any other role.
-  absl::StatusOr<Clinician> ClinicianOf(const Actor& actor) const;
   absl::StatusOr<v1::Referral> Load(const std::string& name,
                                     absl::Time deadline);
   // A claim whose lease ran out reads as unclaimed.

@@ -1,6 +1,7 @@
 #include "services/referral/referral_service.h"
 
 #include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
 
 #include <vector>
 
@@ -23,32 +24,60 @@ constexpr absl::Duration kCatchUpBlock = absl::Milliseconds(1);
 // Events a watcher takes at a time (its own buffer, at most this many).
 constexpr size_t kWatchBatch = 100;
 
+// A message's bytes as gRPC sends them.
+grpc::ByteBuffer Serialized(const google::protobuf::MessageLite& message) {
+  grpc::ByteBuffer out;
+  bool own_buffer = false;
+  (void)grpc::GenericSerialize<grpc::ProtoBufferWriter,
+                               google::protobuf::MessageLite>(message, &out,
+                                                              &own_buffer);
+  return out;
+}
+
+// Bytes shared by every stream that sends them: the slice holds a reference
+// to `bytes`, not a copy.
+grpc::ByteBuffer Shared(std::shared_ptr<const std::string> bytes) {
+  auto* held = new std::shared_ptr<const std::string>(std::move(bytes));
+  grpc::Slice slice(
+      const_cast<char*>((*held)->data()), (*held)->size(),
+      [](void* p) {
+        delete static_cast<std::shared_ptr<const std::string>*>(p);
+      },
+      held);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 // One WatchQueue stream, fed by the process's QueueFeed: a step (on the
-// watch pool, never blocking but for a catch-up read) takes the events
-// after the stream's cursor, keeps those the caller may see and writes
-// them one by one without a thread; when the last is written the next step
-// runs. With nothing new the stream holds no thread: the feed's wake-up
-// schedules the next step. A stream whose cursor is older than the feed's
-// window (a portal resuming from an old cursor, or one too slow to keep
-// up) catches up from Redis itself, a batch at a time; no watcher ever
-// waits for another. At most one step or write is in progress, so the
-// fields need no lock but what the wake-up and OnCancel share (`state_`).
-// Finish is called once, from whichever stage ends the stream; gRPC calls
-// OnDone after it, when nothing of this stream is running any more.
-class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
+// fan-out pool, never blocking) takes the events after the stream's cursor,
+// keeps those the caller may see (who the caller is, resolved once when the
+// stream starts) and writes them one by one without a thread; when the last
+// is written the next step runs. Each event was serialized once by the feed
+// for every stream that sends it. With nothing new the stream holds no
+// thread: the feed's wake-up schedules the next step. A stream whose cursor
+// is older than the feed's window (a portal resuming from an old cursor, or
+// one too slow to keep up) catches up from Redis itself, a batch at a time,
+// on the catch-up pool; no watcher ever waits for another's read. At most one
+// step or write is in progress, so the fields need no lock but what the wake-up
+// and OnCancel share (`state_`). Finish is called once, from whichever stage
+// ends the stream; gRPC calls OnDone after it, when nothing of this stream is
+// running any more.
+class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   QueueWatcher(ReferralCore* core, QueueFeed* feed, server::WorkerPool* pool,
-               v1::WatchQueueRequest request, Actor actor,
-               absl::Duration max_rpc_time)
+               server::WorkerPool* catchup_pool, v1::WatchQueueRequest request,
+               Actor actor, absl::Duration max_rpc_time)
       : core_(core),
         feed_(feed),
         pool_(pool),
+        catchup_pool_(catchup_pool),
         request_(std::move(request)),
         actor_(std::move(actor)),
         max_rpc_time_(max_rpc_time),
         state_(std::make_shared<State>()) {
     state_->watcher = this;
-    if (!pool_->Schedule([this] { Start(); })) Finish(server::BusyStatus());
+    // Start reads Redis (the starting cursor): a blocking step.
+    if (!catchup_pool_->Schedule([this] { Start(); }))
+      Finish(server::BusyStatus());
   }
 
   void OnWriteDone(bool ok) override {
@@ -92,19 +121,23 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
     return state_->cancelled;
   }
 
-  // Resolves the starting cursor and sends it first, so a portal can
-  // resume from it even if nothing happens before it disconnects.
+  // Resolves the caller and the starting cursor and sends the cursor
+  // first, so a portal can resume from it even if nothing happens before
+  // it disconnects.
   void Start() {
     auto cursor =
         core_->StartWatch(request_, actor_, absl::Now() + max_rpc_time_);
-    if (!cursor.ok()) {
-      Finish(ToGrpcStatus(cursor.status()));
+    auto clinician = core_->ClinicianOf(actor_);
+    if (!cursor.ok() || !clinician.ok()) {
+      Finish(ToGrpcStatus(!cursor.ok() ? cursor.status() : clinician.status()));
       return;
     }
     position_ = *cursor;
-    events_.assign(1, v1::QueueEvent());
-    events_[0].set_cursor(position_);
-    events_[0].set_kind("watching");
+    clinician_ = *std::move(clinician);
+    v1::QueueEvent watching;
+    watching.set_cursor(position_);
+    watching.set_kind("watching");
+    events_.assign(1, Serialized(watching));
     next_ = 0;
     StartWrite(&events_[0]);  // last: OnWriteDone may run at once
   }
@@ -140,16 +173,16 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
         absl::MutexLock lock(&state_->mu);
         state_->waiting = false;
       }
-      if (read == QueueFeed::Read::kEvents) {
-        for (const auto& e : got) {
-          position_ = e.cursor;
-          if (e.referral == nullptr) continue;  // the case is gone
-          auto seen = core_->WatchEvent(request_, actor_, e.cursor, e.kind,
-                                        *e.referral);
-          if (seen.has_value()) events_.push_back(*std::move(seen));
-        }
-      } else if (!CatchUp()) {
-        return;  // finished
+      if (read == QueueFeed::Read::kBehind) {
+        if (!catchup_pool_->Schedule([this] { CatchUp(); }))
+          Finish(server::BusyStatus());
+        return;  // the catch-up goes on from here
+      }
+      for (auto& e : got) {
+        position_ = e.cursor;
+        if (e.referral == nullptr) continue;  // the case is gone
+        if (ReferralCore::Watches(request_, clinician_, *e.referral))
+          events_.push_back(Shared(std::move(e.wire)));
       }
       if (!events_.empty()) break;
     }
@@ -157,38 +190,51 @@ class QueueWatcher final : public grpc::ServerWriteReactor<v1::QueueEvent> {
     StartWrite(&events_[0]);  // last: OnWriteDone may run at once
   }
 
-  // Behind the feed's window: one batch from Redis. False when the stream
-  // was finished (e.g. Redis down: the portal reconnects with its cursor).
-  bool CatchUp() {
+  // Behind the feed's window: one batch from Redis, written; or the next
+  // step when the batch had nothing for this caller. Finishes the stream
+  // when Redis fails (the portal reconnects with its cursor).
+  void CatchUp() {
+    if (cancelled()) {
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    events_.clear();
     const std::string before = position_;
     absl::Status s = core_->WatchStep(
         request_, actor_, &position_, kCatchUpBlock,
         [this](const v1::QueueEvent& e) {
-          events_.push_back(e);
+          events_.push_back(Serialized(e));
           return true;
         },
         absl::Now() + absl::Seconds(5));
     if (!s.ok()) {
       Finish(ToGrpcStatus(s));
-      return false;
+      return;
     }
     // Nothing in Redis between here and the window: go on from its start.
     if (position_ == before) {
       const std::string floor = feed_->floor();
       if (QueueFeed::Older(position_, floor)) position_ = floor;
     }
-    return true;
+    if (events_.empty()) {
+      if (!pool_->Schedule([this] { Step(); })) Finish(server::BusyStatus());
+      return;
+    }
+    next_ = 0;
+    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
   }
 
   ReferralCore* const core_;
   QueueFeed* const feed_;
   server::WorkerPool* const pool_;
+  server::WorkerPool* const catchup_pool_;
   const v1::WatchQueueRequest request_;
   const Actor actor_;
   const absl::Duration max_rpc_time_;
   const std::shared_ptr<State> state_;
+  Clinician clinician_;  // set by Start
   std::string position_;
-  std::vector<v1::QueueEvent> events_;
+  std::vector<grpc::ByteBuffer> events_;
   size_t next_ = 0;
 };
 }  // namespace
@@ -350,15 +396,24 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::GetMyReferral(
       });
 }
 
-grpc::ServerWriteReactor<v1::QueueEvent>* ReferralServiceImpl::WatchQueue(
-    grpc::CallbackServerContext* context,
-    const v1::WatchQueueRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ReferralServiceImpl::WatchQueue(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* body) {
   auto caller = Caller(*context, "WatchQueue");
   if (!caller.ok())
-    return new server::RefusedWriter<v1::QueueEvent>(
+    return new server::RefusedWriter<grpc::ByteBuffer>(
         ToGrpcStatus(caller.status()));
-  return new QueueWatcher(core_, feed_, watch_pool_, *request,
-                          *std::move(caller), max_rpc_time_);
+  grpc::ByteBuffer bytes = *body;  // shares the slices
+  v1::WatchQueueRequest request;
+  if (!grpc::SerializationTraits<v1::WatchQueueRequest>::Deserialize(&bytes,
+                                                                     &request)
+           .ok()) {
+    return new server::RefusedWriter<grpc::ByteBuffer>(
+        ToGrpcStatus(absl::InvalidArgumentError(
+            "request: not a WatchQueueRequest message")));
+  }
+  return new QueueWatcher(core_, feed_, fanout_pool_, catchup_pool_,
+                          std::move(request), *std::move(caller),
+                          max_rpc_time_);
 }
 
 }  // namespace aqueduct::referral

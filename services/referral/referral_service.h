@@ -20,9 +20,9 @@ namespace aqueduct::referral {
 //
 // WatchQueue streams on a reactor (QueueWatcher in the .cc), fed by the
 // process's one QueueFeed: a watching portal holds no thread and no Redis
-// connection while it waits; its steps (filtering what the feed read, and
-// a portal's catch-up reads from Redis when it resumes from an old cursor)
-// run on `watch_pool`.
+// connection while it waits; its steps (filtering what the feed read and
+// writing it) run on `fanout_pool`, and a portal's catch-up reads from
+// Redis, when it resumes from an old cursor, on `catchup_pool`.
 //
 // The two creates are raw callback methods: the handler parses the body
 // into a message of its own (after checking the caller; bytes that are not
@@ -30,10 +30,17 @@ namespace aqueduct::referral {
 // results (each ~1.8 kB in ~100 allocations) into the case instead of
 // copying them out of a const request. A re-scoring batch sends two full
 // results per case.
-class ReferralServiceImpl final
-    : public v1::ReferralService::WithRawCallbackMethod_CreateReferral<
-          v1::ReferralService::WithRawCallbackMethod_CreateReferrals<
-              v1::ReferralService::CallbackService>> {
+//
+// WatchQueue is raw too: each event goes out as the bytes the feed
+// serialized once for every stream (the request is parsed here, INVALID_
+// ARGUMENT when it is not one).
+using ReferralServiceBase =
+    v1::ReferralService::WithRawCallbackMethod_CreateReferral<
+        v1::ReferralService::WithRawCallbackMethod_CreateReferrals<
+            v1::ReferralService::WithRawCallbackMethod_WatchQueue<
+                v1::ReferralService::CallbackService>>>;
+
+class ReferralServiceImpl final : public ReferralServiceBase {
  public:
   // Largest request accepted: CreateReferrals carries up to 1000 cases,
   // each with two full results (~3.5 kB); batch jobs send 200 at a time.
@@ -42,12 +49,14 @@ class ReferralServiceImpl final
   ReferralServiceImpl(ReferralCore* core,
                       std::shared_ptr<const auth::Authorizer> authorizer,
                       absl::Duration max_rpc_time, server::WorkerPool* pool,
-                      server::WorkerPool* watch_pool, QueueFeed* feed)
+                      server::WorkerPool* fanout_pool,
+                      server::WorkerPool* catchup_pool, QueueFeed* feed)
       : core_(core),
         authorizer_(std::move(authorizer)),
         max_rpc_time_(max_rpc_time),
         pool_(pool),
-        watch_pool_(watch_pool),
+        fanout_pool_(fanout_pool),
+        catchup_pool_(catchup_pool),
         feed_(feed) {}
 
   grpc::ServerUnaryReactor* CreateReferral(grpc::CallbackServerContext* context,
@@ -75,9 +84,9 @@ class ReferralServiceImpl final
       grpc::CallbackServerContext* context,
       const v1::ListAuditEventsRequest* request,
       v1::ListAuditEventsResponse* response) override;
-  grpc::ServerWriteReactor<v1::QueueEvent>* WatchQueue(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchQueue(
       grpc::CallbackServerContext* context,
-      const v1::WatchQueueRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetMyReferral(
       grpc::CallbackServerContext* context,
       const v1::GetMyReferralRequest* request,
@@ -110,7 +119,8 @@ class ReferralServiceImpl final
   std::shared_ptr<const auth::Authorizer> authorizer_;
   absl::Duration max_rpc_time_;
   server::WorkerPool* pool_;
-  server::WorkerPool* watch_pool_;
+  server::WorkerPool* fanout_pool_;
+  server::WorkerPool* catchup_pool_;
   QueueFeed* feed_;
 };
 

@@ -408,9 +408,10 @@ TEST_F(AuthE2eTest, EveryRpcByEveryCaller) {
 }
 
 // Referral's two creates read their request themselves (streamed unary
-// handlers, so the results move into the case): bytes that are not the
-// message get INVALID_ARGUMENT naming it, after the caller is checked, and
-// a well-formed create still works over the wire.
+// handlers, so the results move into the case), and so does WatchQueue
+// (its events go out as bytes serialized once for every portal): bytes
+// that are not the message get INVALID_ARGUMENT naming it, after the caller
+// is checked, and a well-formed create still works over the wire.
 TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
   auto call = [&](const std::string& caller, const std::string& method,
                   const std::string& bytes) {
@@ -429,8 +430,15 @@ TEST_F(AuthE2eTest, CreatesRefuseABodyThatIsNotTheirMessage) {
       << many.error_message();
   EXPECT_THAT(many.error_message(),
               HasSubstr("request: not a CreateReferralsRequest message"));
+  grpc::Status watch = call("physician", "WatchQueue", garbage);
+  EXPECT_EQ(watch.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << watch.error_message();
+  EXPECT_THAT(watch.error_message(),
+              HasSubstr("request: not a WatchQueueRequest message"));
   // The caller is checked first: no token is UNAUTHENTICATED whatever the body.
   EXPECT_EQ(call("", "CreateReferral", garbage).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call("", "WatchQueue", garbage).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 
   // A well-formed batch over the wire: each case holds both results whole.

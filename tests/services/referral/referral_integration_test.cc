@@ -958,7 +958,7 @@ TEST_F(CaseTest, ThePersonsViewInPlainLanguage) {
 // new registers a wake-up instead of holding a thread; one older than the
 // window is told to catch up from Redis.
 TEST_F(CaseTest, QueueFeedFansOutEventsAndSaysWhoIsBehind) {
-  QueueFeed feed(store_.get(), /*window=*/3);
+  QueueFeed feed(store_.get(), core_.get(), /*window=*/3);
   feed.Start();
   std::vector<QueueFeed::Event> got;
   const std::string first_cursor = *core_->StartWatch({}, kAll, Soon());
@@ -980,6 +980,13 @@ TEST_F(CaseTest, QueueFeedFansOutEventsAndSaysWhoIsBehind) {
   EXPECT_EQ(got[0].kind, "created");
   ASSERT_NE(got[0].referral, nullptr) << "the case, read once for everyone";
   EXPECT_EQ(got[0].referral->screening(), "users/u1/screenings/f1");
+  // Serialized once, for every watcher that sees it: the event as sent.
+  ASSERT_NE(got[0].wire, nullptr);
+  v1::QueueEvent sent;
+  ASSERT_TRUE(sent.ParseFromString(*got[0].wire));
+  EXPECT_EQ(sent.cursor(), got[0].cursor);
+  EXPECT_EQ(sent.kind(), "created");
+  EXPECT_EQ(sent.referral().screening(), "users/u1/screenings/f1");
   const std::string after_f1 = got[0].cursor;
 
   // Four more events: the window keeps three; a cursor older than it is
