@@ -213,11 +213,27 @@ class Parser {
     if (n.kids.size() == 1) return std::move(n.kids[0]);
     return n;
   }
+  // Parentheses and '!' nest by recursion: deeper than this is refused
+  // rather than allowed to exhaust the stack (no real rule comes close).
+  static constexpr int kMaxNesting = 64;
+  class Nested {
+   public:
+    explicit Nested(int* depth) : depth_(depth) { ++*depth_; }
+    ~Nested() { --*depth_; }
+    bool too_deep() const { return *depth_ > kMaxNesting; }
+
+   private:
+    int* depth_;
+  };
+
   absl::StatusOr<Node> ParseNot() {
     SkipSpace();
     if (pos_ < text_.size() && text_[pos_] == '!' &&
         (pos_ + 1 >= text_.size() || text_[pos_ + 1] != '=')) {
       ++pos_;
+      const Nested nested(&depth_);
+      if (nested.too_deep())
+        return Error(absl::StrCat("nested more than ", kMaxNesting, " deep"));
       auto inner = ParseNot();
       if (!inner.ok()) return inner;
       Node n{Op::kNot};
@@ -228,6 +244,9 @@ class Parser {
   }
   absl::StatusOr<Node> ParseAtom() {
     if (Eat("(")) {
+      const Nested nested(&depth_);
+      if (nested.too_deep())
+        return Error(absl::StrCat("nested more than ", kMaxNesting, " deep"));
       auto inner = ParseOr();
       if (!inner.ok()) return inner;
       if (!Eat(")")) return Error("missing ')'");
@@ -343,6 +362,7 @@ class Parser {
   absl::string_view text_;
   const Schema& schema_;
   size_t pos_ = 0;
+  int depth_ = 0;  // parentheses and "!" open at pos_
 };
 
 }  // namespace

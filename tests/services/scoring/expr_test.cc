@@ -127,6 +127,26 @@ TEST_F(ExprTest, LoadTimeChecksNameTheProblem) {
   }
 }
 
+// Found by the rules fuzzer: nesting is by recursion, so a long run of
+// '(' or '!' exhausted the stack. Deep nesting is refused with a message;
+// nesting up to the limit still compiles.
+TEST_F(ExprTest, NestingDeeperThanTheLimitIsRefusedNotACrash) {
+  for (const char* open : {"(", "!"}) {
+    SCOPED_TRACE(open);
+    std::string deep;
+    for (int i = 0; i < 100000; ++i) deep += open;
+    EXPECT_THAT(Expr::Compile(deep + "flag.x", schema_),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("nested more than 64 deep")));
+  }
+  std::string ok;
+  for (int i = 0; i < 64; ++i) ok += "(";
+  ok += "flag.x";
+  for (int i = 0; i < 64; ++i) ok += ")";
+  EXPECT_THAT(Expr::Compile(ok, schema_), IsOk());
+  EXPECT_THAT(Expr::Compile(std::string(64, '!') + "flag.x", schema_), IsOk());
+}
+
 TEST_F(ExprTest, RecordsInputsForExplanations) {
   auto e = Expr::Compile(
       "q.total >= 10 || (q.2 >= 2 && q.total >= 5) || flag.x", schema_);
