@@ -12,7 +12,7 @@
 // screening, each service's peak RSS. bench/run.sh builds Release and runs it:
 //   aqueduct_bench [--seconds=5] [--concurrency=24] [--rescore=1000000]
 //                  [--figures=echo,redis,submit,whole,fsync,watch,scoring,rescore]
-//                  [--watchers=2000]
+//                  [--watchers=2000] [--callers=500]
 // Each load figure also prints the CPU every process spent per call or per
 // screening, and the memory rows break Redis down by key kind: what limits
 // a figure is in the same output as the figure.
@@ -49,6 +49,7 @@
 #include "absl/time/clock.h"
 #include "bench/load/echo_keys.h"
 #include "bench/load/loadgen.h"
+#include "bench/load/memory_load.h"
 #include "bench/load/watch_load.h"
 #include "common/auth/authorizer.h"
 #include "common/redis/redis_client.h"
@@ -56,6 +57,8 @@
 #include "common/server/server_runner.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
+#include "protos/referral/v1/referral_service.pb.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
 #include "tests/testing/auth.h"
 #include "tests/testing/process.h"
 #include "tests/testing/screening.h"
@@ -80,6 +83,9 @@ ABSL_FLAG(std::string, figures, "all",
           "(for profiling one of them).");
 ABSL_FLAG(int32_t, watchers, 2000,
           "Portals watching the queue in the watch figure's second phase.");
+ABSL_FLAG(int32_t, callers, 500,
+          "Concurrent callers in the memory figure (many callers, and each "
+          "flood of requests at a service's size limit).");
 ABSL_FLAG(std::string, portals_of, "",
           "Internal: run as the watch figure's portals, watching this "
           "referral address.");
@@ -1007,6 +1013,104 @@ int Main() {
                w.watched.first_error.empty();
   }
 
+  // Memory under load (issue 24 §4): each service's peak RSS with
+  // --callers people taking whole screenings at once, and under a flood of
+  // requests at its size limit from as many callers; each phase's peak on
+  // its own (the kernel's high-water mark reset before it).
+  std::vector<std::string> memory_rows;
+  bool memory_ok = !Want("memory");
+  if (Want("memory")) {
+    memory_ok = true;
+    const int callers = absl::GetFlag(FLAGS_callers);
+    const int connections_for_callers = std::max(1, callers / 10);
+    auto pid_of = [&](const std::string& name) {
+      for (const auto& p : running.processes)
+        if (p.name == name) return p.pid();
+      return pid_t{-1};
+    };
+    auto reset = [&] {
+      for (const auto& p : running.processes) ResetPeakRss(p.pid());
+    };
+    auto peaks = [&] {
+      std::string out;
+      for (const char* name : {"intake", "referral", "scoring"}) {
+        const double mib = PeakRssMiB(pid_of(name));
+        absl::StrAppend(&out, out.empty() ? "" : ", ", name, " ",
+                        absl::StrFormat("%.1f", mib), " MiB",
+                        mib <= 100 ? "" : " (over the 100 MiB target)");
+        memory_ok = memory_ok && mib >= 0;  // the process is still there
+      }
+      return out;
+    };
+    reset();
+    {
+      // Lives to the end, like the other stubs (callbacks still unwinding).
+      static const auto* many =
+          new Stubs<intake::v1::IntakeService>(intake, connections_for_callers);
+      FirstError error;
+      LoadResult completions;
+      const LoadResult r =
+          WholeScreenings(*many, auth, callers, duration, error, completions);
+      Row(absl::StrCat("whole screenings, ", callers, " callers"), r, 0, "",
+          false);
+      memory_rows.push_back(
+          absl::StrCat(callers, " people screening at once: ", peaks()));
+      if (!error.Get().empty())
+        memory_rows.back() += absl::StrCat(" (first error: ", error.Get(), ")");
+    }
+    // The floods: bytes that decode, with one field filled to just under
+    // the service's size limit (kMaxRequestBytes of IntakeServiceImpl,
+    // ReferralServiceImpl, ScoringServiceImpl: 256 KiB, 6 MiB, 4 MiB), as
+    // the service's own callers could send them.
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/flood");
+    start.set_consent_version("c1");
+    intake::v1::Screening flood_screening;
+    const std::string flood_patient =
+        auth::BearerValue(auth.Token("patient", "flood"));
+    {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", flood_patient);
+      (void)intake_stubs.For(0)->StartScreening(&ctx, start, &flood_screening);
+    }
+    intake::v1::SubmitAnswersRequest submit;
+    submit.set_name(flood_screening.name());
+    submit.set_etag(flood_screening.etag());
+    submit.set_request_id("flood");
+    submit.add_answers()->set_item_id(std::string((256 << 10) - 256, 'x'));
+    referral::v1::CreateReferralRequest create;
+    create.set_request_id("flood");
+    create.set_screening(std::string((6 << 20) - 256, 'x'));
+    scoring::v1::ScoreAnswersRequest score;
+    score.set_ruleset_version(std::string((4 << 20) - 256, 'x'));
+    const std::string service =
+        auth::BearerValue(auth.Token("service", "intake"));
+    struct FloodCase {
+      const char* row;
+      std::string address, method, token, bytes;
+    };
+    for (const FloodCase& f : std::vector<FloodCase>{
+             {"intake SubmitAnswers", intake,
+              "/aqueduct.intake.v1.IntakeService/SubmitAnswers", flood_patient,
+              submit.SerializeAsString()},
+             {"referral CreateReferral", referral,
+              "/aqueduct.referral.v1.ReferralService/CreateReferral", service,
+              create.SerializeAsString()},
+             {"scoring ScoreAnswers", scoring,
+              "/aqueduct.scoring.v1.ScoringService/ScoreAnswers", service,
+              score.SerializeAsString()}}) {
+      reset();
+      const FloodResult r = Flood(f.address, f.method, f.token, f.bytes,
+                                  callers, connections_for_callers, duration);
+      memory_rows.push_back(absl::StrFormat(
+          "%s, %d callers each sending %.1f MiB: %s; answered %s%s", f.row,
+          callers, f.bytes.size() / 1048576.0, peaks(), CodesText(r.codes),
+          r.first_error.empty()
+              ? ""
+              : absl::StrCat(" (e.g. \"", r.first_error, "\")")));
+    }
+  }
+
   // Memory, read now (peak RSS stays the peak), printed after the table.
   auto per_screening = [&](int64_t before, int64_t after) {
     return whole.calls > 0 && before > 0 && after > 0
@@ -1091,6 +1195,8 @@ int Main() {
                 static_cast<double>(usage.first) / whole.calls,
                 static_cast<double>(usage.second) / whole.calls);
   }
+  for (const std::string& row : memory_rows)
+    std::printf("peak RSS under %s\n", row.c_str());
   for (const auto& [name, mib] : rss) {
     std::printf(
         "%-36s %9.1f MiB  %-22s %s\n", absl::StrCat(name, " peak RSS").c_str(),
@@ -1117,7 +1223,10 @@ int Main() {
                                     })) &&
       (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
       (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
-  return (load_ok && redis_ok && watch_ok && scoring_ok && rescore_ok) ? 0 : 1;
+  return (load_ok && redis_ok && watch_ok && memory_ok && scoring_ok &&
+          rescore_ok)
+             ? 0
+             : 1;
 }
 
 }  // namespace

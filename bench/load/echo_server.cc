@@ -28,6 +28,7 @@
 #include "common/logging/logging.h"
 #include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
+#include "common/server/malloc_conf.h"
 #include "common/server/server_runner.h"
 #include "protos/bench/v1/echo.grpc.pb.h"
 
@@ -105,6 +106,8 @@ class CallbackEchoService final
 };
 
 }  // namespace
+
+AQUEDUCT_JEMALLOC_CONF;
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);

@@ -102,6 +102,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   for (grpc::Service* s : services) builder.RegisterService(s);
   grpc::ResourceQuota quota("aqueduct");
   quota.SetMaxThreads(options.max_threads);
+  if (options.memory_quota_bytes > 0)
+    quota.Resize(static_cast<size_t>(options.memory_quota_bytes));
   builder.SetResourceQuota(quota);
   // The sync server's threads wait for calls as "pollers". gRPC's defaults
   // (1 to 2 pollers) make every thread above two exit after its call and a

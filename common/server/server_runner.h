@@ -34,6 +34,11 @@ struct ServerOptions {
   int min_pollers = 4;
   // Largest request accepted (OWASP API4).
   int max_receive_message_bytes = 1 << 20;
+  // What gRPC's own buffers (requests being received, replies being sent)
+  // may hold at once, across every connection; beyond it gRPC stops
+  // reading and cancels streams (RESOURCE_EXHAUSTED) rather than grow.
+  // 0 = no limit.
+  int64_t memory_quota_bytes = 0;
   // How long in-flight calls may finish on shutdown.
   absl::Duration shutdown_grace = absl::Seconds(5);
   // How often the readiness check runs.

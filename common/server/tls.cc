@@ -1,5 +1,7 @@
 #include "common/server/tls.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -29,10 +31,21 @@ ABSL_FLAG(std::string, health_listen,
           "host:port (for probes that "
           "cannot speak TLS; no data, no tokens). Env AQUEDUCT_HEALTH_LISTEN.");
 
+ABSL_FLAG(int64_t, grpc_memory_mb,
+          aqueduct::config::EnvOrInt("AQUEDUCT_GRPC_MEMORY_MB", 32),
+          "What gRPC's buffers (requests being received, replies being sent) "
+          "may hold at once, in MiB; beyond it the service stops reading and "
+          "refuses calls with RESOURCE_EXHAUSTED instead of growing. 0 = no "
+          "limit. Env AQUEDUCT_GRPC_MEMORY_MB.");
+
 namespace aqueduct::server {
 
 std::string HealthListenFromFlags() {
   return absl::GetFlag(FLAGS_health_listen);
+}
+
+int64_t MemoryQuotaFromFlags() {
+  return std::max<int64_t>(0, absl::GetFlag(FLAGS_grpc_memory_mb)) << 20;
 }
 
 namespace {

@@ -34,6 +34,10 @@ TlsConfig TlsConfigFromFlags();
 // or "" for none.
 std::string HealthListenFromFlags();
 
+// --grpc_memory_mb (env AQUEDUCT_GRPC_MEMORY_MB, default 32), in bytes, for
+// ServerOptions::memory_quota_bytes.
+int64_t MemoryQuotaFromFlags();
+
 // Server credentials: TLS with the certificate and key, verifying any client
 // certificate against the CA. INVALID_ARGUMENT names the missing or
 // unreadable file; plaintext (insecure_plaintext) is logged as a warning

@@ -19,6 +19,13 @@ namespace aqueduct::intake {
 // UNAVAILABLE at once.
 class IntakeServiceImpl final : public v1::IntakeService::CallbackService {
  public:
+  // Largest request accepted by the intake process (its RescoreService
+  // too): a page of answers is a few kB, the largest request any caller
+  // needs; anything larger is RESOURCE_EXHAUSTED before it is read. It
+  // bounds what a flood of large requests can make the process hold (with
+  // --grpc_memory_mb).
+  static constexpr int kMaxRequestBytes = 256 << 10;
+
   // Every call is checked against the caller's token first (common/auth):
   // only the person screened calls intake, and only in their own namespace
   // (users/{their id}/...), so another person's screening answers exactly

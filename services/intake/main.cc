@@ -15,6 +15,7 @@
 #include "common/redis/async_client.h"
 #include "common/redis/redis_client.h"
 #include "common/server/channels.h"
+#include "common/server/malloc_conf.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
@@ -107,6 +108,8 @@ ABSL_FLAG(std::string, service_key_id,
           "Key id (kid) of --service_key, the file name of its public key in "
           "--auth_keys. Env "
           "AQUEDUCT_SERVICE_KEY_ID.");
+
+AQUEDUCT_JEMALLOC_CONF;
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct intake service");
@@ -298,6 +301,9 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
+  options.memory_quota_bytes = aqueduct::server::MemoryQuotaFromFlags();
+  options.max_receive_message_bytes =
+      aqueduct::intake::IntakeServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(
       options, {&service, &rescore_service}, [&]() -> absl::Status {
         if (catalog.Get() == nullptr) {

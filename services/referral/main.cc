@@ -16,6 +16,7 @@
 #include "common/crypto/data_keys.h"
 #include "common/logging/logging.h"
 #include "common/redis/redis_client.h"
+#include "common/server/malloc_conf.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "common/server/worker_pool.h"
@@ -83,6 +84,8 @@ ABSL_FLAG(int64_t, sweep_interval_ms,
           EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
           "How often expired leases and overdue cases are swept. Env "
           "AQUEDUCT_SWEEP_INTERVAL_MS.");
+
+AQUEDUCT_JEMALLOC_CONF;
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct referral service");
@@ -223,6 +226,7 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
+  options.memory_quota_bytes = aqueduct::server::MemoryQuotaFromFlags();
   options.max_receive_message_bytes =
       aqueduct::referral::ReferralServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(

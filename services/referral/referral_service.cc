@@ -152,12 +152,19 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         return;
       }
       events_.clear();
+      // Once `waiting` is set, OnCancel may finish the stream and gRPC may
+      // delete it at any moment, until this step takes `waiting` back
+      // below: only these copies are touched in between.
+      const std::string position = position_;
+      QueueFeed* const feed = feed_;
+      server::WorkerPool* const pool = pool_;
+      const std::shared_ptr<State> state = state_;
       {
-        absl::MutexLock lock(&state_->mu);
-        state_->waiting = true;  // before the feed can call the wake-up
+        absl::MutexLock lock(&state->mu);
+        state->waiting = true;  // before the feed can call the wake-up
       }
-      const QueueFeed::Read read = feed_->After(
-          position_, kWatchBatch, &got, [state = state_, pool = pool_] {
+      const QueueFeed::Read read =
+          feed->After(position, kWatchBatch, &got, [state, pool] {
             QueueWatcher* w = nullptr;
             {
               absl::MutexLock lock(&state->mu);
@@ -170,8 +177,9 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           });
       if (read == QueueFeed::Read::kNothingYet) return;  // the wake-up steps
       {
-        absl::MutexLock lock(&state_->mu);
-        state_->waiting = false;
+        absl::MutexLock lock(&state->mu);
+        if (!state->waiting) return;  // OnCancel finished the stream
+        state->waiting = false;
       }
       if (read == QueueFeed::Read::kBehind) {
         if (!catchup_pool_->Schedule([this] { CatchUp(); }))

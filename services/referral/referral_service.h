@@ -43,8 +43,10 @@ using ReferralServiceBase =
 class ReferralServiceImpl final : public ReferralServiceBase {
  public:
   // Largest request accepted: CreateReferrals carries up to 1000 cases,
-  // each with two full results (~3.5 kB); batch jobs send 200 at a time.
-  static constexpr int kMaxRequestBytes = 8 << 20;
+  // each with two full results (~3.5 kB, 3.5 MB in all) with room to spare;
+  // batch jobs send 200 at a time. It bounds what a flood of large requests
+  // can make the process hold (with --grpc_memory_mb).
+  static constexpr int kMaxRequestBytes = 6 << 20;
 
   ReferralServiceImpl(ReferralCore* core,
                       std::shared_ptr<const auth::Authorizer> authorizer,

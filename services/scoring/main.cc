@@ -11,6 +11,7 @@
 #include "common/auth/auth_flags.h"
 #include "common/config/config.h"
 #include "common/logging/logging.h"
+#include "common/server/malloc_conf.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "services/scoring/scoring_service.h"
@@ -47,6 +48,8 @@ ABSL_FLAG(int32_t, batch_threads, EnvOrInt("AQUEDUCT_BATCH_THREADS", 2),
 ABSL_FLAG(int32_t, batch_queue, EnvOrInt("AQUEDUCT_BATCH_QUEUE", 64),
           "Re-scoring messages that may wait for one of those threads; beyond "
           "it the stream ends UNAVAILABLE. Env AQUEDUCT_BATCH_QUEUE.");
+
+AQUEDUCT_JEMALLOC_CONF;
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Aqueduct scoring service");
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
+  options.memory_quota_bytes = aqueduct::server::MemoryQuotaFromFlags();
   options.max_receive_message_bytes =
       aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;
   auto runner =

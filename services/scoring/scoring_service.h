@@ -35,9 +35,10 @@ using ScoringServiceBase = v1::ScoringService::WithCallbackMethod_ScoreAnswers<
 class ScoringServiceImpl final : public ScoringServiceBase {
  public:
   // Largest request accepted: a Rescore message of 5000 stored screenings
-  // (~270 bytes each packed) with room to spare; anything larger is
-  // RESOURCE_EXHAUSTED before it is read.
-  static constexpr int kMaxRequestBytes = 8 << 20;
+  // (~270 bytes each packed, 1.3 MB) with room to spare; anything larger
+  // is RESOURCE_EXHAUSTED before it is read. It bounds what a flood of
+  // large requests can make the process hold (with --grpc_memory_mb).
+  static constexpr int kMaxRequestBytes = 4 << 20;
 
   ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine,
                      std::shared_ptr<const auth::Authorizer> authorizer,
