@@ -10,9 +10,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/redis/internal.h"
+#include "common/redis/sentinel.h"
+#include "common/status/status_macros.h"
 
 namespace aqueduct::redis {
 
@@ -31,6 +34,7 @@ struct AsyncClient::Call {
   // connection is stuck, whether or not the caller has given up already.
   absl::Time timeout_at;
   bool finished = false;  // `done` has been queued to run
+  bool waits = false;     // the last command is WAIT (Options::wait_replicas)
 };
 
 namespace {
@@ -49,7 +53,9 @@ absl::StatusOr<Reply> Single(const std::string& describe,
 
 AsyncClient::AsyncClient(Options options)
     : options_(std::move(options)),
-      describe_(absl::StrCat("redis at ", options_.endpoint.ToString())) {
+      describe_(options_.primary != nullptr
+                    ? absl::StrCat("redis: ", options_.primary->Describe())
+                    : absl::StrCat("redis at ", options_.endpoint.ToString())) {
   internal::IgnoreSigpipe();
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -163,8 +169,14 @@ void AsyncClient::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
                     self->Describe(), ": ", self->LostReasonLocked(ac))));
     } else {
       call->replies.push_back(internal::CopyReply(r));
+      const Reply& last = call->replies.back();
+      if (last.is_error() && absl::StartsWith(last.str, "READONLY")) {
+        // A demoted primary: dropped once hiredis returns, and the
+        // Sentinels asked again on the next connect.
+        self->readonly_seen_ = true;
+      }
       if (call->replies.size() == call->expected)
-        self->FinishLocked(call, std::move(call->replies));
+        self->FinishLocked(call, self->Acknowledged(call));
     }
   }
   if (--call->outstanding == 0) {
@@ -190,8 +202,23 @@ void AsyncClient::FinishLocked(Call* call,
   ready_.emplace_back(std::move(call->done), std::move(result));
 }
 
+absl::StatusOr<std::vector<Reply>> AsyncClient::Acknowledged(Call* call) {
+  if (!call->waits) return std::move(call->replies);
+  const Reply acked = std::move(call->replies.back());
+  call->replies.pop_back();
+  if (acked.type != Reply::Type::kInteger ||
+      acked.integer < options_.wait_replicas) {
+    return absl::UnavailableError(absl::StrCat(
+        Describe(), ": written, but no replica acknowledged it within ",
+        absl::FormatDuration(options_.wait_timeout),
+        "; retry (every write here is idempotent)"));
+  }
+  return std::move(call->replies);
+}
+
 void AsyncClient::DropConnectionLocked(std::string reason) {
   if (ctx_ == nullptr) return;
+  if (options_.primary != nullptr) options_.primary->Forget(endpoint_);
   fail_reason_ = std::move(reason);
   // Runs every pending hiredis callback with no reply (each waiting call
   // fails with fail_reason_), then Cleanup; the descriptor is closed.
@@ -200,9 +227,17 @@ void AsyncClient::DropConnectionLocked(std::string reason) {
 }
 
 absl::Status AsyncClient::ConnectLocked() {
-  const config::Endpoint& ep = options_.endpoint;
+  config::Endpoint ep = options_.endpoint;
+  if (options_.primary != nullptr) {
+    // Asked of the Sentinels only after the last primary failed; bounded
+    // by the connect timeout, like the connect itself.
+    ASSIGN_OR_RETURN(
+        ep, options_.primary->Primary(absl::Now() + options_.connect_timeout));
+  }
+  endpoint_ = ep;
   fail_reason_.clear();
   auth_failed_ = false;
+  readonly_seen_ = false;
   redisAsyncContext* ac = ep.is_unix
                               ? redisAsyncConnectUnix(ep.path.c_str())
                               : redisAsyncConnect(ep.host.c_str(), ep.port);
@@ -270,6 +305,14 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands,
       auto call = std::make_unique<Call>();
       Call* c = call.get();
       c->done = std::move(done);
+      c->waits = options_.wait_replicas > 0 &&
+                 std::any_of(commands.begin(), commands.end(),
+                             [](const auto& cmd) { return MayWrite(cmd); });
+      if (c->waits) {
+        commands.push_back(
+            {"WAIT", absl::StrCat(options_.wait_replicas),
+             absl::StrCat(absl::ToInt64Milliseconds(options_.wait_timeout))});
+      }
       c->expected = commands.size();
       const absl::Time timeout_at = now + options_.command_timeout;
       c->callers_deadline = deadline < timeout_at;
@@ -420,6 +463,8 @@ void AsyncClient::Loop() {
         if (ctx_ != nullptr && (e & EPOLLOUT)) redisAsyncHandleWrite(ctx_);
         if (ctx_ != nullptr && auth_failed_)
           DropConnectionLocked("authentication failed");
+        if (ctx_ != nullptr && readonly_seen_)
+          DropConnectionLocked("the primary was demoted (READONLY)");
       }
       ExpireLocked(absl::Now());
       SyncInterestLocked();

@@ -85,6 +85,10 @@ class AsyncClient {
   // Everything below with "Locked" runs with mu_ held; hiredis is only
   // touched with mu_ held.
   absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A finished call's replies, without the WAIT reply when it waited;
+  // UNAVAILABLE when fewer replicas than Options::wait_replicas acked.
+  absl::StatusOr<std::vector<Reply>> Acknowledged(Call* call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(Call* call, absl::StatusOr<std::vector<Reply>> result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropConnectionLocked(std::string reason)
@@ -127,6 +131,10 @@ class AsyncClient {
   bool want_write_ ABSL_GUARDED_BY(mu_) = false;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool auth_failed_ ABSL_GUARDED_BY(mu_) = false;
+  // A reply said READONLY: the connection is dropped once hiredis returns.
+  bool readonly_seen_ ABSL_GUARDED_BY(mu_) = false;
+  // Where ctx_ connects (under Sentinel: the primary when it connected).
+  config::Endpoint endpoint_ ABSL_GUARDED_BY(mu_);
   absl::Time connect_deadline_ ABSL_GUARDED_BY(mu_);
   std::string fail_reason_ ABSL_GUARDED_BY(mu_);  // why ctx_ is being dropped
   // Calls in the order sent; a call leaves when its last reply (or the

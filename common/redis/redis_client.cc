@@ -9,12 +9,15 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
 #include "common/redis/internal.h"
+#include "common/redis/sentinel.h"
 #include "common/status/status_macros.h"
 
 namespace aqueduct::redis {
@@ -132,8 +135,11 @@ using internal::CopyReply;
 // not thread-safe). `broken` is set on any error so it is never reused.
 class Connection {
  public:
-  explicit Connection(ContextPtr ctx) : ctx_(std::move(ctx)) {}
+  Connection(ContextPtr ctx, config::Endpoint endpoint)
+      : ctx_(std::move(ctx)), endpoint_(std::move(endpoint)) {}
   redisContext* get() { return ctx_.get(); }
+  // Where it is connected (under Sentinel: the primary when it was made).
+  const config::Endpoint& endpoint() const { return endpoint_; }
   bool broken() const { return broken_ || ctx_->err != 0; }
   void mark_broken() { broken_ = true; }
   // Sets the socket's send and receive timeouts, unless they are already
@@ -147,6 +153,7 @@ class Connection {
 
  private:
   ContextPtr ctx_;
+  const config::Endpoint endpoint_;
   bool broken_ = false;
   absl::Duration timeout_ = absl::ZeroDuration();  // none set yet
 };
@@ -157,6 +164,8 @@ Client::Client(Options options) : options_(std::move(options)) {
 Client::~Client() = default;
 
 std::string Client::Describe() const {
+  if (options_.primary != nullptr)
+    return absl::StrCat("redis: ", options_.primary->Describe());
   return absl::StrCat("redis at ", options_.endpoint.ToString());
 }
 
@@ -186,6 +195,11 @@ bool PeerGone(redisContext* c) {
 absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
     absl::Time deadline) {
   std::vector<std::unique_ptr<Connection>> stale;  // closed outside the lock
+  // Under Sentinel, where the primary is now (asked only after a failure).
+  config::Endpoint ep = options_.endpoint;
+  if (options_.primary != nullptr) {
+    ASSIGN_OR_RETURN(ep, options_.primary->Primary(deadline));
+  }
   {
     absl::MutexLock lock(&mu_);
     auto can_proceed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -199,9 +213,11 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
     while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      if (!PeerGone(conn->get())) return conn;
+      if (!PeerGone(conn->get()) && SameEndpoint(conn->endpoint(), ep))
+        return conn;
       // Replaced by a new connection in the same slot (below), so the
-      // first call after a Redis restart does not fail on it.
+      // first call after a Redis restart (or a failover, which moved the
+      // primary) does not fail on it.
       stale.push_back(std::move(conn));
       --open_;
     }
@@ -211,6 +227,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
   absl::Duration budget =
       std::min(options_.connect_timeout, deadline - absl::Now());
   auto fail = [&](absl::Status s) {
+    if (options_.primary != nullptr) options_.primary->Forget(ep);
     absl::MutexLock lock(&mu_);
     --open_;
     return s;
@@ -220,7 +237,6 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
         absl::StrCat(Describe(), ": deadline passed before connecting")));
   }
   timeval tv = TimevalOf(budget);
-  const config::Endpoint& ep = options_.endpoint;
   ContextPtr ctx(ep.is_unix
                      ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
                      : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
@@ -233,7 +249,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Client::Acquire(
         absl::StrCat(Describe(), ": cannot connect: ", ctx->errstr)));
   }
   if (!ep.is_unix) redisEnableKeepAlive(ctx.get());
-  auto conn = std::make_unique<Connection>(std::move(ctx));
+  auto conn = std::make_unique<Connection>(std::move(ctx), ep);
   if (internal::Argv auth = internal::AuthCommand(options_);
       !auth.argv.empty()) {
     redisSetTimeout(conn->get(), tv);
@@ -281,13 +297,26 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   conn->SetTimeout(timeout);
 
   std::string wire;
-  for (const auto& command : commands) internal::AppendCommand(command, &wire);
+  bool writes = false;
+  for (const auto& command : commands) {
+    internal::AppendCommand(command, &wire);
+    writes = writes || MayWrite(command);
+  }
+  // Acknowledged only once on a replica too (Options::wait_replicas).
+  const bool wait = writes && options_.wait_replicas > 0;
+  if (wait) {
+    internal::AppendCommand(
+        {"WAIT", absl::StrCat(options_.wait_replicas),
+         absl::StrCat(absl::ToInt64Milliseconds(options_.wait_timeout))},
+        &wire);
+  }
   redisAppendFormattedCommand(c, wire.data(), wire.size());
 
   std::vector<Reply> replies;
-  replies.reserve(commands.size());
+  const size_t expected = commands.size() + (wait ? 1 : 0);
+  replies.reserve(expected);
   absl::Status failure;
-  for (size_t i = 0; i < commands.size(); ++i) {
+  for (size_t i = 0; i < expected; ++i) {
     void* raw = nullptr;
     errno = 0;
     int rc = redisGetReply(c, &raw);
@@ -319,8 +348,31 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
     }
     replies.push_back(CopyReply(reply.get()));
   }
+  if (!failure.ok() && options_.primary != nullptr)
+    options_.primary->Forget(conn->endpoint());
+  // A demoted primary answers writes READONLY: the failover moved the
+  // primary, so ask the Sentinels again and drop this connection.
+  for (const Reply& r : replies) {
+    if (r.is_error() && absl::StartsWith(r.str, "READONLY")) {
+      conn->mark_broken();
+      if (options_.primary != nullptr)
+        options_.primary->Forget(conn->endpoint());
+      break;
+    }
+  }
   Release(std::move(conn));
   if (!failure.ok()) return failure;
+  if (wait) {
+    const Reply acked = std::move(replies.back());
+    replies.pop_back();
+    if (acked.type != Reply::Type::kInteger ||
+        acked.integer < options_.wait_replicas) {
+      return absl::UnavailableError(absl::StrCat(
+          Describe(), ": written, but no replica acknowledged it within ",
+          absl::FormatDuration(options_.wait_timeout),
+          "; retry (every write here is idempotent)"));
+    }
+  }
   return replies;
 }
 
@@ -433,11 +485,59 @@ absl::StatusOr<Credentials> CredentialsFromEnv() {
   return out;
 }
 
+absl::StatusOr<Failover> FailoverFromEnv(const Credentials& data,
+                                         absl::Duration connect_timeout) {
+  Failover out;
+  const std::string list = config::EnvOr("AQUEDUCT_REDIS_SENTINELS", "");
+  std::vector<config::Endpoint> sentinels;
+  for (absl::string_view one :
+       absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    ASSIGN_OR_RETURN(auto ep,
+                     config::ParseEndpoint(absl::StripAsciiWhitespace(one),
+                                           "AQUEDUCT_REDIS_SENTINELS"));
+    sentinels.push_back(std::move(ep));
+  }
+  const int64_t wait = config::EnvOrInt("AQUEDUCT_REDIS_WAIT_REPLICAS",
+                                        sentinels.empty() ? 0 : 1);
+  const int64_t wait_ms =
+      config::EnvOrInt("AQUEDUCT_REDIS_WAIT_TIMEOUT_MS", 500);
+  if (wait < 0 || wait > 16) {
+    return absl::InvalidArgumentError(
+        "AQUEDUCT_REDIS_WAIT_REPLICAS: must be 0..16");
+  }
+  if (wait_ms < 1) {
+    return absl::InvalidArgumentError(
+        "AQUEDUCT_REDIS_WAIT_TIMEOUT_MS: must be positive");
+  }
+  out.wait_replicas = static_cast<int>(wait);
+  out.wait_timeout = absl::Milliseconds(wait_ms);
+  if (sentinels.empty()) return out;
+  const std::string master = config::EnvOr("AQUEDUCT_REDIS_MASTER", "aqueduct");
+  for (const unsigned char c : master) {
+    if (c <= ' ' || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          "AQUEDUCT_REDIS_MASTER: a master name has no spaces or control "
+          "characters");
+    }
+  }
+  ASSIGN_OR_RETURN(std::string password,
+                   config::SecretFromEnv("AQUEDUCT_REDIS_SENTINEL_PASSWORD"));
+  // Without a Sentinel password of their own, Sentinels take the data
+  // nodes' (the default user's: Sentinel ACL users are not supported here).
+  out.primary = std::make_shared<PrimaryFinder>(
+      std::move(sentinels), master, "",
+      password.empty() ? data.password : password, connect_timeout);
+  return out;
+}
+
 Options MakeOptions(const config::Endpoint& endpoint,
                     absl::Duration command_timeout, int pool_size,
-                    Credentials credentials) {
+                    Credentials credentials, const Failover& failover) {
   Options o;
   o.endpoint = endpoint;
+  o.primary = failover.primary;
+  o.wait_replicas = failover.wait_replicas;
+  o.wait_timeout = failover.wait_timeout;
   o.command_timeout = command_timeout;
   o.pool_size = pool_size;
   o.user = std::move(credentials.user);

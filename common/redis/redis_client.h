@@ -39,8 +39,23 @@ struct Reply {
   bool is_error() const { return type == Type::kError; }
 };
 
+class PrimaryFinder;
+
 struct Options {
+  // The Redis to use; unused when `primary` is set.
   config::Endpoint endpoint;
+  // Redis under Sentinel (issue 24 §2): the primary is asked of the
+  // Sentinels, and asked again after a connection to it is lost or it
+  // answers READONLY (a failover demoted it). Shared by every client of
+  // the process.
+  std::shared_ptr<PrimaryFinder> primary;
+  // Replicas a write must reach before it is acknowledged: WAIT follows
+  // every pipeline with a command that may write, and fewer acknowledgements
+  // than this within `wait_timeout` fail the call UNAVAILABLE (written on
+  // the primary, not yet on a replica; a retry is safe, every write here
+  // being idempotent). 0: no waiting.
+  int wait_replicas = 0;
+  absl::Duration wait_timeout = absl::Milliseconds(500);
   absl::Duration connect_timeout = absl::Milliseconds(500);
   absl::Duration command_timeout = absl::Milliseconds(1000);
   // Connections kept open at most; callers beyond it wait for a free one.
@@ -65,11 +80,29 @@ struct Credentials {
 // echoes the password.
 absl::StatusOr<Credentials> CredentialsFromEnv();
 
+// Redis under Sentinel, from the environment: AQUEDUCT_REDIS_SENTINELS
+// ("host:port,host:port,..."; unset: no Sentinel, the --redis address is
+// the primary), AQUEDUCT_REDIS_MASTER (the monitored master's name,
+// default "aqueduct"), the Sentinels' password from
+// AQUEDUCT_REDIS_SENTINEL_PASSWORD_FILE or AQUEDUCT_REDIS_SENTINEL_PASSWORD
+// (default: the data nodes' password, `data`), and the replicas a write
+// waits for, AQUEDUCT_REDIS_WAIT_REPLICAS (default 1 with Sentinels, else
+// 0) within AQUEDUCT_REDIS_WAIT_TIMEOUT_MS (default 500). INVALID_ARGUMENT
+// names the variable that is wrong.
+struct Failover {
+  std::shared_ptr<PrimaryFinder> primary;  // null: no Sentinels
+  int wait_replicas = 0;
+  absl::Duration wait_timeout = absl::Milliseconds(500);
+};
+absl::StatusOr<Failover> FailoverFromEnv(const Credentials& data,
+                                         absl::Duration connect_timeout);
+
 // Options for a service's client: `pool_size` connections (one per serving
-// thread), the credentials if any (never logged).
+// thread), the credentials if any (never logged), and where the primary is
+// under Sentinel (`failover`, shared by the process's clients).
 Options MakeOptions(const config::Endpoint& endpoint,
                     absl::Duration command_timeout, int pool_size,
-                    Credentials credentials);
+                    Credentials credentials, const Failover& failover = {});
 
 // A Lua script run with EVALSHA, loaded on first use and again after a
 // NOSCRIPT reply (Redis restarted or SCRIPT FLUSH).

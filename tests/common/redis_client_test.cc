@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/time/clock.h"
+#include "common/redis/sentinel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
@@ -246,6 +247,66 @@ TEST(RedisCredentialsTest, FromTheEnvironmentWithClearErrors) {
   EXPECT_THAT(CredentialsFromEnv(), StatusIs(absl::StatusCode::kInvalidArgument,
                                              HasSubstr("no password")));
   unsetenv("AQUEDUCT_REDIS_USER");
+}
+
+// AQUEDUCT_REDIS_SENTINELS and its companions (issue 24 §2): none set is a
+// single Redis with no waiting; Sentinels mean a shared primary finder and
+// writes waiting for one replica by default; each bad value is refused by
+// the variable's name, and no Sentinel answering is UNAVAILABLE naming the
+// master. Commands that may write are the ones WAIT follows.
+TEST(RedisFailoverTest, FromTheEnvironmentWithClearErrors) {
+  for (const char* v :
+       {"AQUEDUCT_REDIS_SENTINELS", "AQUEDUCT_REDIS_MASTER",
+        "AQUEDUCT_REDIS_SENTINEL_PASSWORD",
+        "AQUEDUCT_REDIS_SENTINEL_PASSWORD_FILE", "AQUEDUCT_REDIS_WAIT_REPLICAS",
+        "AQUEDUCT_REDIS_WAIT_TIMEOUT_MS"})
+    unsetenv(v);
+  auto single = FailoverFromEnv({}, absl::Milliseconds(200));
+  ASSERT_THAT(single, IsOk());
+  EXPECT_EQ(single->primary, nullptr);
+  EXPECT_EQ(single->wait_replicas, 0);
+
+  setenv("AQUEDUCT_REDIS_SENTINELS", "127.0.0.1:1, 127.0.0.1:2", 1);
+  auto sentinels = FailoverFromEnv({"", "data-pw"}, absl::Milliseconds(200));
+  ASSERT_THAT(sentinels, IsOk());
+  ASSERT_NE(sentinels->primary, nullptr);
+  EXPECT_EQ(sentinels->primary->master_name(), "aqueduct");
+  EXPECT_EQ(sentinels->wait_replicas, 1);
+  const Options options =
+      MakeOptions(config::Endpoint{}, absl::Seconds(1), 2, {}, *sentinels);
+  EXPECT_EQ(options.primary, sentinels->primary) << "shared, not copied";
+  // Nothing listens on those ports.
+  Client client(options);
+  EXPECT_THAT(client.Ping(absl::Now() + absl::Seconds(2)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("the primary of aqueduct")));
+
+  struct Bad {
+    const char* variable;
+    const char* value;
+  } bad[] = {{"AQUEDUCT_REDIS_SENTINELS", "nowhere"},
+             {"AQUEDUCT_REDIS_MASTER", "two words"},
+             {"AQUEDUCT_REDIS_WAIT_REPLICAS", "-1"},
+             {"AQUEDUCT_REDIS_WAIT_TIMEOUT_MS", "0"}};
+  for (const Bad& b : bad) {
+    setenv(b.variable, b.value, 1);
+    EXPECT_THAT(
+        FailoverFromEnv({}, absl::Milliseconds(200)),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(b.variable)))
+        << b.value;
+    if (std::string(b.variable) == "AQUEDUCT_REDIS_SENTINELS")
+      setenv(b.variable, "127.0.0.1:1", 1);
+    else
+      unsetenv(b.variable);
+  }
+  unsetenv("AQUEDUCT_REDIS_SENTINELS");
+
+  EXPECT_TRUE(MayWrite({"SET", "k", "v"}));
+  EXPECT_TRUE(MayWrite({"evalsha", "abc", "0"}));
+  EXPECT_TRUE(MayWrite({"XADD", "s", "*", "f", "v"}));
+  EXPECT_FALSE(MayWrite({"GET", "k"}));
+  EXPECT_FALSE(MayWrite({"xread", "BLOCK", "1", "STREAMS", "s", "$"}));
+  EXPECT_FALSE(MayWrite({"PING"}));
 }
 
 TEST(RedisClientNoServerTest, UnreachableAddressIsUnavailableAndNamed) {
