@@ -195,9 +195,18 @@ int main(int argc, char** argv) {
                {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
+  // Under Sentinel, the primary and the replicas a write waits for; shared
+  // by every Redis client of the process.
+  auto redis_failover = aqueduct::redis::FailoverFromEnv(
+      *redis_credentials, aqueduct::redis::Options().connect_timeout);
+  if (!redis_failover.ok()) {
+    log::Error("bad configuration",
+               {{"error", std::string(redis_failover.status().message())}});
+    return 2;
+  }
   aqueduct::redis::Client redis(aqueduct::redis::MakeOptions(
       *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads),
-      *redis_credentials));
+      *redis_credentials, *redis_failover));
   // PHI at rest: sealed with the data keys (a file or the environment).
   auto data_keys = aqueduct::crypto::DataKeys::FromEnvironment();
   if (!data_keys.ok()) {
@@ -208,7 +217,7 @@ int main(int argc, char** argv) {
   // SubmitAnswers writes over one non-blocking pipelined connection (the
   // same address, timeout and credentials): a page write holds no thread.
   aqueduct::redis::AsyncClient redis_async(aqueduct::redis::MakeOptions(
-      *endpoint, *redis_timeout, 1, *redis_credentials));
+      *endpoint, *redis_timeout, 1, *redis_credentials, *redis_failover));
   aqueduct::intake::RedisSessionStore store(&redis, &*data_keys,
                                             absl::Hours(24), &redis_async);
   if (absl::GetFlag(FLAGS_migrate)) {

@@ -123,9 +123,18 @@ int main(int argc, char** argv) {
                {{"error", std::string(redis_credentials.status().message())}});
     return 2;
   }
+  // Under Sentinel, the primary and the replicas a write waits for; shared
+  // by every Redis client of the process.
+  auto redis_failover = aqueduct::redis::FailoverFromEnv(
+      *redis_credentials, aqueduct::redis::Options().connect_timeout);
+  if (!redis_failover.ok()) {
+    log::Error("bad configuration",
+               {{"error", std::string(redis_failover.status().message())}});
+    return 2;
+  }
   const aqueduct::redis::Options redis_options = aqueduct::redis::MakeOptions(
       *endpoint, *redis_timeout, absl::GetFlag(FLAGS_threads),
-      *redis_credentials);
+      *redis_credentials, *redis_failover);
   aqueduct::redis::Client redis(redis_options);
   // The queue feed blocks on Redis for up to 500 ms a read, and portals
   // resuming from an old cursor read a batch each: their own pool.
