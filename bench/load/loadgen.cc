@@ -60,6 +60,24 @@ void Issue(const std::shared_ptr<Shared>& shared, int slot) {
   });
 }
 
+// Waits for every call still running, then the figure since `begin`.
+LoadResult Collect(Shared& shared, absl::Time begin) {
+  LoadResult out;
+  {
+    absl::MutexLock lock(&shared.mu);
+    shared.mu.Await(absl::Condition(
+        +[](Shared* s)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; },
+        &shared));
+    out.latencies_ms = std::move(shared.latencies);
+    out.errors = shared.errors;
+  }
+  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+  out.calls = static_cast<int64_t>(out.latencies_ms.size());
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
+}
+
 }  // namespace
 
 LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
@@ -73,20 +91,7 @@ LoadResult RunClosedLoop(int concurrency, absl::Duration duration,
     shared->running = concurrency;
   }
   for (int slot = 0; slot < concurrency; ++slot) Issue(shared, slot);
-  LoadResult out;
-  {
-    absl::MutexLock lock(&shared->mu);
-    shared->mu.Await(absl::Condition(
-        +[](Shared* s)
-             ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; },
-        shared.get()));
-    out.latencies_ms = std::move(shared->latencies);
-    out.errors = shared->errors;
-  }
-  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  out.calls = static_cast<int64_t>(out.latencies_ms.size());
-  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
-  return out;
+  return Collect(*shared, begin);
 }
 
 LoadResult RunOpenLoop(double per_second, absl::Duration duration,
@@ -112,20 +117,7 @@ LoadResult RunOpenLoop(double per_second, absl::Duration duration,
       --shared->running;
     });
   }
-  LoadResult out;
-  {
-    absl::MutexLock lock(&shared->mu);
-    shared->mu.Await(absl::Condition(
-        +[](Shared* s)
-             ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->running == 0; },
-        shared.get()));
-    out.latencies_ms = std::move(shared->latencies);
-    out.errors = shared->errors;
-  }
-  out.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  out.calls = static_cast<int64_t>(out.latencies_ms.size());
-  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
-  return out;
+  return Collect(*shared, begin);
 }
 
 }  // namespace aqueduct::bench

@@ -206,13 +206,7 @@ absl::StatusOr<std::vector<Reply>> AsyncClient::Acknowledged(Call* call) {
   if (!call->waits) return std::move(call->replies);
   const Reply acked = std::move(call->replies.back());
   call->replies.pop_back();
-  if (acked.type != Reply::Type::kInteger ||
-      acked.integer < options_.wait_replicas) {
-    return absl::UnavailableError(absl::StrCat(
-        Describe(), ": written, but no replica acknowledged it within ",
-        absl::FormatDuration(options_.wait_timeout),
-        "; retry (every write here is idempotent)"));
-  }
+  RETURN_IF_ERROR(internal::Replicated(Describe(), options_, acked));
   return std::move(call->replies);
 }
 
@@ -309,9 +303,7 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands,
                  std::any_of(commands.begin(), commands.end(),
                              [](const auto& cmd) { return MayWrite(cmd); });
       if (c->waits) {
-        commands.push_back(
-            {"WAIT", absl::StrCat(options_.wait_replicas),
-             absl::StrCat(absl::ToInt64Milliseconds(options_.wait_timeout))});
+        commands.push_back(internal::WaitCommand(options_));
       }
       c->expected = commands.size();
       const absl::Time timeout_at = now + options_.command_timeout;

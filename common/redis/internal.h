@@ -39,6 +39,14 @@ Argv AuthCommand(const Options& options);
 // appends, and a pipeline is formatted into one buffer.
 void AppendCommand(const std::vector<std::string>& command, std::string* out);
 
+// WAIT for Options::wait_replicas within Options::wait_timeout, sent after
+// a pipeline that may write; and the status its reply means: OK, or
+// UNAVAILABLE (written on the primary, not yet on enough replicas; a retry
+// is safe).
+std::vector<std::string> WaitCommand(const Options& options);
+absl::Status Replicated(const std::string& describe, const Options& options,
+                        const Reply& wait_reply);
+
 // hiredis writes with plain write(2): a Redis that closed the connection
 // would kill the process with SIGPIPE instead of giving an error. Ignored
 // process-wide, once (gRPC does the same for itself).

@@ -119,6 +119,22 @@ void AppendCommand(const std::vector<std::string>& command, std::string* out) {
     absl::StrAppend(out, "$", a.size(), "\r\n", a, "\r\n");
 }
 
+std::vector<std::string> WaitCommand(const Options& options) {
+  return {"WAIT", absl::StrCat(options.wait_replicas),
+          absl::StrCat(absl::ToInt64Milliseconds(options.wait_timeout))};
+}
+
+absl::Status Replicated(const std::string& describe, const Options& options,
+                        const Reply& wait_reply) {
+  if (wait_reply.type == Reply::Type::kInteger &&
+      wait_reply.integer >= options.wait_replicas)
+    return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      describe, ": written, but no replica acknowledged it within ",
+      absl::FormatDuration(options.wait_timeout),
+      "; retry (every write here is idempotent)"));
+}
+
 void IgnoreSigpipe() {
   static const bool ignored = [] {
     signal(SIGPIPE, SIG_IGN);
@@ -305,10 +321,7 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   // Acknowledged only once on a replica too (Options::wait_replicas).
   const bool wait = writes && options_.wait_replicas > 0;
   if (wait) {
-    internal::AppendCommand(
-        {"WAIT", absl::StrCat(options_.wait_replicas),
-         absl::StrCat(absl::ToInt64Milliseconds(options_.wait_timeout))},
-        &wire);
+    internal::AppendCommand(internal::WaitCommand(options_), &wire);
   }
   redisAppendFormattedCommand(c, wire.data(), wire.size());
 
@@ -365,13 +378,7 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   if (wait) {
     const Reply acked = std::move(replies.back());
     replies.pop_back();
-    if (acked.type != Reply::Type::kInteger ||
-        acked.integer < options_.wait_replicas) {
-      return absl::UnavailableError(absl::StrCat(
-          Describe(), ": written, but no replica acknowledged it within ",
-          absl::FormatDuration(options_.wait_timeout),
-          "; retry (every write here is idempotent)"));
-    }
+    RETURN_IF_ERROR(internal::Replicated(Describe(), options_, acked));
   }
   return replies;
 }
