@@ -368,7 +368,9 @@ TEST_F(SentinelE2eTest, PrimaryKilledUnderLoadLosesNoAcknowledgedAnswer) {
       acknowledged += sc.acknowledged;
       if (now.progress().answered() < sc.acknowledged)
         lost += sc.acknowledged - now.progress().answered();
-      if (sc.completed) EXPECT_EQ(now.state(), intake::v1::COMPLETED);
+      if (sc.completed) {
+        EXPECT_EQ(now.state(), intake::v1::COMPLETED);
+      }
     }
     for (int i = 0; i < 60 && step(p, true); ++i) {
     }
