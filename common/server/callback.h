@@ -10,7 +10,34 @@
 
 #include "common/server/worker_pool.h"
 
+#if defined(AQUEDUCT_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace aqueduct::server {
+
+// gRPC orders a reactor's operations: what a thread did before
+// StartWrite/StartRead/Finish happens before the matching
+// OnWriteDone/OnReadDone/OnDone, on whichever thread that runs. Debian's
+// gRPC is not built with ThreadSanitizer, which therefore cannot see that
+// order; a reactor that starts operations from its own threads (a worker
+// pool) calls HappensBefore(this) before starting one and HappensAfter(this)
+// first thing in the callback, so the TSan build (AQUEDUCT_TSAN) checks
+// its fields against every other thread. Both are empty in other builds.
+inline void HappensBefore(const void* object) {
+#if defined(AQUEDUCT_TSAN)
+  __tsan_release(const_cast<void*>(object));
+#else
+  (void)object;
+#endif
+}
+inline void HappensAfter(const void* object) {
+#if defined(AQUEDUCT_TSAN)
+  __tsan_acquire(const_cast<void*>(object));
+#else
+  (void)object;
+#endif
+}
 
 // The answer when the pool's queue is full: the caller retries later (gRPC
 // clients and the apps treat UNAVAILABLE as "try again").

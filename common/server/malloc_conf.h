@@ -19,7 +19,10 @@ inline constexpr char kMallocConf[] =
 }  // namespace aqueduct::server
 
 // Defines jemalloc's configuration symbol; used once, in a main.cc.
-#define AQUEDUCT_JEMALLOC_CONF \
-  extern "C" const char* malloc_conf = ::aqueduct::server::kMallocConf
+#define AQUEDUCT_JEMALLOC_CONF                               \
+  extern "C" {                                               \
+  const char* malloc_conf = ::aqueduct::server::kMallocConf; \
+  }                                                          \
+  static_assert(true)
 
 #endif  // AQUEDUCT_COMMON_SERVER_MALLOC_CONF_H_

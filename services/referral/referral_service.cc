@@ -77,29 +77,31 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     state_->watcher = this;
     // Start reads Redis (the starting cursor): a blocking step.
     if (!catchup_pool_->Schedule([this] { Start(); }))
-      Finish(server::BusyStatus());
+      End(server::BusyStatus());
   }
 
   void OnWriteDone(bool ok) override {
+    server::HappensAfter(this);
     if (!ok) {
-      Finish(grpc::Status::CANCELLED);  // the portal went away
+      End(grpc::Status::CANCELLED);  // the portal went away
       return;
     }
     if (++next_ < events_.size()) {
-      StartWrite(&events_[next_]);
+      Write(&events_[next_]);
       return;
     }
-    if (!pool_->Schedule([this] { Step(); })) Finish(server::BusyStatus());
+    if (!pool_->Schedule([this] { Step(); })) End(server::BusyStatus());
   }
   void OnCancel() override {
     absl::MutexLock lock(&state_->mu);
     state_->cancelled = true;
     if (state_->waiting) {  // no step runs: end it here
       state_->waiting = false;
-      Finish(grpc::Status::CANCELLED);
+      End(grpc::Status::CANCELLED);
     }
   }
   void OnDone() override {
+    server::HappensAfter(this);
     {
       absl::MutexLock lock(&state_->mu);
       state_->watcher = nullptr;  // a late wake-up finds no one
@@ -121,6 +123,17 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     return state_->cancelled;
   }
 
+  // StartWrite and Finish, telling the TSan build the order gRPC gives
+  // them (server::HappensBefore): steps run on the pools' threads.
+  void Write(const grpc::ByteBuffer* event) {
+    server::HappensBefore(this);
+    StartWrite(event);
+  }
+  void End(grpc::Status status) {
+    server::HappensBefore(this);
+    Finish(std::move(status));
+  }
+
   // Resolves the caller and the starting cursor and sends the cursor
   // first, so a portal can resume from it even if nothing happens before
   // it disconnects.
@@ -129,7 +142,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         core_->StartWatch(request_, actor_, absl::Now() + max_rpc_time_);
     auto clinician = core_->ClinicianOf(actor_);
     if (!cursor.ok() || !clinician.ok()) {
-      Finish(ToGrpcStatus(!cursor.ok() ? cursor.status() : clinician.status()));
+      End(ToGrpcStatus(!cursor.ok() ? cursor.status() : clinician.status()));
       return;
     }
     position_ = *cursor;
@@ -139,7 +152,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     watching.set_kind("watching");
     events_.assign(1, Serialized(watching));
     next_ = 0;
-    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
+    Write(&events_[0]);  // last: OnWriteDone may run at once
   }
 
   // Takes the next events the caller may see and writes them; or waits for
@@ -148,7 +161,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     std::vector<QueueFeed::Event> got;
     while (true) {
       if (cancelled()) {
-        Finish(grpc::Status::CANCELLED);
+        End(grpc::Status::CANCELLED);
         return;
       }
       events_.clear();
@@ -173,7 +186,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
               w = state->watcher;
             }
             if (!pool->Schedule([w] { w->Step(); }))
-              w->Finish(server::BusyStatus());
+              w->End(server::BusyStatus());
           });
       if (read == QueueFeed::Read::kNothingYet) return;  // the wake-up steps
       {
@@ -183,7 +196,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       }
       if (read == QueueFeed::Read::kBehind) {
         if (!catchup_pool_->Schedule([this] { CatchUp(); }))
-          Finish(server::BusyStatus());
+          End(server::BusyStatus());
         return;  // the catch-up goes on from here
       }
       for (auto& e : got) {
@@ -195,7 +208,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (!events_.empty()) break;
     }
     next_ = 0;
-    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
+    Write(&events_[0]);  // last: OnWriteDone may run at once
   }
 
   // Behind the feed's window: one batch from Redis, written; or the next
@@ -203,7 +216,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // when Redis fails (the portal reconnects with its cursor).
   void CatchUp() {
     if (cancelled()) {
-      Finish(grpc::Status::CANCELLED);
+      End(grpc::Status::CANCELLED);
       return;
     }
     events_.clear();
@@ -216,7 +229,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         },
         absl::Now() + absl::Seconds(5));
     if (!s.ok()) {
-      Finish(ToGrpcStatus(s));
+      End(ToGrpcStatus(s));
       return;
     }
     // Nothing in Redis between here and the window: go on from its start.
@@ -225,11 +238,11 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (QueueFeed::Older(position_, floor)) position_ = floor;
     }
     if (events_.empty()) {
-      if (!pool_->Schedule([this] { Step(); })) Finish(server::BusyStatus());
+      if (!pool_->Schedule([this] { Step(); })) End(server::BusyStatus());
       return;
     }
     next_ = 0;
-    StartWrite(&events_[0]);  // last: OnWriteDone may run at once
+    Write(&events_[0]);  // last: OnWriteDone may run at once
   }
 
   ReferralCore* const core_;
