@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -223,10 +224,18 @@ void AsyncClient::DropConnectionLocked(std::string reason) {
 absl::Status AsyncClient::ConnectLocked() {
   config::Endpoint ep = options_.endpoint;
   if (options_.primary != nullptr) {
-    // Asked of the Sentinels only after the last primary failed; bounded
-    // by the connect timeout, like the connect itself.
-    ASSIGN_OR_RETURN(
-        ep, options_.primary->Primary(absl::Now() + options_.connect_timeout));
+    // Asking the Sentinels blocks (up to the connect timeout per
+    // Sentinel): the I/O thread does it; this caller is answered at once.
+    std::optional<config::Endpoint> known = options_.primary->Known();
+    if (!known.has_value()) {
+      if (!lookup_wanted_) {
+        lookup_wanted_ = true;
+        Wake();
+      }
+      return absl::UnavailableError(
+          absl::StrCat(Describe(), ": looking up the primary; try again"));
+    }
+    ep = *std::move(known);
   }
   endpoint_ = ep;
   fail_reason_.clear();
@@ -428,6 +437,19 @@ void AsyncClient::Loop() {
   epoll_event events[kMaxEvents];
   for (;;) {
     int timeout_ms = 0;
+    bool look_up = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      look_up = lookup_wanted_;
+      lookup_wanted_ = false;
+    }
+    if (look_up) {
+      // Learned for every client sharing the finder; a failure is asked
+      // again by the next call. Calls still waiting are on no connection
+      // (there is none without a primary), so nothing waits on this.
+      (void)options_.primary->Primary(absl::Now() + options_.connect_timeout);
+    }
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;

@@ -39,6 +39,10 @@ namespace aqueduct::redis {
 // The password (Options::password) is sent with AUTH first on every
 // connection and never logged.
 //
+// Under Sentinel (Options::primary), the primary is asked of the Sentinels
+// on the I/O thread, never on a caller's: while it is not known, calls fail
+// at once with UNAVAILABLE ("looking up the primary").
+//
 // Threads: every callback runs exactly once, on the I/O thread or, when the
 // call fails before anything is sent, on the calling thread before the call
 // returns. Callbacks must not block (hand blocking work to a pool); they
@@ -133,6 +137,10 @@ class AsyncClient {
   bool auth_failed_ ABSL_GUARDED_BY(mu_) = false;
   // A reply said READONLY: the connection is dropped once hiredis returns.
   bool readonly_seen_ ABSL_GUARDED_BY(mu_) = false;
+  // Under Sentinel, no primary is known: the I/O thread asks the Sentinels
+  // (blocking, so never on a caller's thread) and calls fail UNAVAILABLE
+  // until it knows.
+  bool lookup_wanted_ ABSL_GUARDED_BY(mu_) = false;
   // Where ctx_ connects (under Sentinel: the primary when it connected).
   config::Endpoint endpoint_ ABSL_GUARDED_BY(mu_);
   absl::Time connect_deadline_ ABSL_GUARDED_BY(mu_);

@@ -133,6 +133,11 @@ absl::StatusOr<config::Endpoint> PrimaryFinder::Primary(absl::Time deadline) {
       absl::StrCat(Describe(), ": no Sentinel answered (last: ", last, ")"));
 }
 
+std::optional<config::Endpoint> PrimaryFinder::Known() {
+  absl::MutexLock lock(&mu_);
+  return primary_;
+}
+
 void PrimaryFinder::Forget(const config::Endpoint& endpoint) {
   absl::MutexLock lock(&mu_);
   if (primary_.has_value() && SameEndpoint(*primary_, endpoint))

@@ -30,6 +30,10 @@ class PrimaryFinder {
   // Sentinel's failure when none knows it; DEADLINE_EXCEEDED when the
   // deadline ran out first.
   absl::StatusOr<config::Endpoint> Primary(absl::Time deadline);
+  // The primary as last learned, without asking anyone: for a caller that
+  // must not block (the non-blocking client asks Primary on its own I/O
+  // thread when this has nothing).
+  std::optional<config::Endpoint> Known();
 
   // `endpoint` failed as the primary (connection lost or refused, or it
   // answered READONLY: it was demoted): the next Primary asks again.

@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/redis/sentinel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
@@ -250,6 +251,36 @@ TEST_F(AsyncClientTest, ShuttingDownFailsCallsStillWaiting) {
   redis().Resume();
   EXPECT_THAT(waiting.Get(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shut down")));
+}
+
+// Under Sentinel, asking the Sentinels blocks (up to the connect timeout
+// each); a caller of the non-blocking client (a gRPC callback thread) must
+// not wait for it. Here the only "Sentinel" is a Redis that does not answer
+// (SIGSTOP): every call is answered on the caller's thread before Command
+// returns, UNAVAILABLE, while the I/O thread waits for the Sentinel.
+TEST_F(AsyncClientTest, SentinelLookupNeverBlocksTheCaller) {
+  Options o = redis().ClientOptions();
+  o.connect_timeout = absl::Seconds(2);
+  o.primary =
+      std::make_shared<PrimaryFinder>(std::vector<config::Endpoint>{o.endpoint},
+                                      "aqueduct", "", "", o.connect_timeout);
+  redis().Pause();
+  {
+    AsyncClient client(o);
+    for (int i = 0; i < 3; ++i) {
+      bool answered = false;
+      absl::Status status;
+      client.Command({"PING"}, absl::Now() + absl::Seconds(5),
+                     [&](absl::StatusOr<Reply> r) {
+                       answered = true;
+                       status = r.status();
+                     });
+      EXPECT_TRUE(answered) << "call " << i << " waited for the Sentinel";
+      EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
+                                   HasSubstr("looking up the primary")));
+    }
+  }  // joins the I/O thread once its lookup gives up
+  redis().Resume();
 }
 
 TEST(AsyncClientNoServerTest, UnreachableAddressIsUnavailableAndNamed) {
