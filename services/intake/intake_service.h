@@ -21,9 +21,10 @@ class IntakeServiceImpl final : public v1::IntakeService::CallbackService {
  public:
   // Largest request accepted by the intake process (its RescoreService
   // too): a page of answers is a few kB, the largest request any caller
-  // needs; anything larger is RESOURCE_EXHAUSTED before it is read. It
-  // bounds what a flood of large requests can make the process hold (with
-  // --grpc_memory_mb).
+  // needs; anything larger is RESOURCE_EXHAUSTED before it is parsed (gRPC
+  // still receives it first). With --grpc_memory_mb it bounds what one
+  // request can make the process hold; what a flood holds grows with the
+  // requests in flight (bench/RESULTS.md, memory).
   static constexpr int kMaxRequestBytes = 256 << 10;
 
   // Every call is checked against the caller's token first (common/auth):

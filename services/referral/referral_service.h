@@ -44,8 +44,11 @@ class ReferralServiceImpl final : public ReferralServiceBase {
  public:
   // Largest request accepted: CreateReferrals carries up to 1000 cases,
   // each with two full results (~3.5 kB, 3.5 MB in all) with room to spare;
-  // batch jobs send 200 at a time. It bounds what a flood of large requests
-  // can make the process hold (with --grpc_memory_mb).
+  // batch jobs send 200 at a time. Anything larger is RESOURCE_EXHAUSTED
+  // before it is parsed (gRPC still receives it first). With
+  // --grpc_memory_mb it bounds what one request can make the process hold;
+  // what a flood holds grows with the requests in flight (bench/RESULTS.md,
+  // memory).
   static constexpr int kMaxRequestBytes = 6 << 20;
 
   ReferralServiceImpl(ReferralCore* core,

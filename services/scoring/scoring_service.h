@@ -36,8 +36,10 @@ class ScoringServiceImpl final : public ScoringServiceBase {
  public:
   // Largest request accepted: a Rescore message of 5000 stored screenings
   // (~270 bytes each packed, 1.3 MB) with room to spare; anything larger
-  // is RESOURCE_EXHAUSTED before it is read. It bounds what a flood of
-  // large requests can make the process hold (with --grpc_memory_mb).
+  // is RESOURCE_EXHAUSTED before it is parsed (gRPC still receives it
+  // first). With --grpc_memory_mb it bounds what one request can make the
+  // process hold; what a flood holds grows with the requests in flight
+  // (bench/RESULTS.md, memory).
   static constexpr int kMaxRequestBytes = 4 << 20;
 
   ScoringServiceImpl(std::shared_ptr<const ScoringEngine> engine,
