@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -441,23 +442,19 @@ void AsyncClient::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
-      look_up = lookup_wanted_;
-      lookup_wanted_ = false;
-    }
-    if (look_up) {
-      // Learned for every client sharing the finder; a failure is asked
-      // again by the next call. Calls still waiting are on no connection
-      // (there is none without a primary), so nothing waits on this.
-      (void)options_.primary->Primary(absl::Now() + options_.connect_timeout);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
+      look_up = std::exchange(lookup_wanted_, false);
       const absl::Time now = absl::Now();
       wake_at_ = NextWakeLocked(now);
       timeout_ms = static_cast<int>(
           std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(
                                    wake_at_ - now, absl::Milliseconds(1)))));
+    }
+    if (look_up) {
+      // Learned for every client sharing the finder; a failure is asked
+      // again by the next call. No call waits on this: there is no
+      // connection without a primary. Then round again for the timers.
+      (void)options_.primary->Primary(absl::Now() + options_.connect_timeout);
+      continue;
     }
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
     Ready ready;
