@@ -41,6 +41,10 @@ BUILD_DIR=${AQUEDUCT_BUILD_DIR:-$ROOT/build}
 INTAKE_PORT=${AQUEDUCT_INTAKE_PORT:-7100}
 SCORING_PORT=${AQUEDUCT_SCORING_PORT:-7101}
 REFERRAL_PORT=${AQUEDUCT_REFERRAL_PORT:-7102}
+# Prometheus metrics, plaintext HTTP on loopback: /metrics of each service.
+INTAKE_METRICS_PORT=${AQUEDUCT_INTAKE_METRICS_PORT:-9100}
+SCORING_METRICS_PORT=${AQUEDUCT_SCORING_METRICS_PORT:-9101}
+REFERRAL_METRICS_PORT=${AQUEDUCT_REFERRAL_METRICS_PORT:-9102}
 
 say() { printf '[run-local] %s\n' "$*"; }
 die() { printf '[run-local] error: %s\n' "$*" >&2; exit 1; }
@@ -179,17 +183,18 @@ fi
 export AQUEDUCT_REDIS=$REDIS
 "$BUILD_DIR/services/scoring/aqueduct-scoring" --listen "127.0.0.1:$SCORING_PORT" \
   --tls_cert "$TLS/scoring.pem" --tls_key "$TLS/scoring-key.pem" \
-  --catalog "$ROOT/data/catalog/catalog.textproto" >"$LOGS/scoring.log" 2>&1 &
+  --catalog "$ROOT/data/catalog/catalog.textproto" \
+  --metrics_listen "127.0.0.1:$SCORING_METRICS_PORT" >"$LOGS/scoring.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/referral/aqueduct-referral" --listen "127.0.0.1:$REFERRAL_PORT" \
   --tls_cert "$TLS/referral.pem" --tls_key "$TLS/referral-key.pem" \
-  >"$LOGS/referral.log" 2>&1 &
+  --metrics_listen "127.0.0.1:$REFERRAL_METRICS_PORT" >"$LOGS/referral.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/intake/aqueduct-intake" --listen "127.0.0.1:$INTAKE_PORT" \
   --scoring "127.0.0.1:$SCORING_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
   --service_key "$AUTH/intake-signing.pem" --service_key_id intake \
   --tls_cert "$TLS/intake.pem" --tls_key "$TLS/intake-key.pem" \
-  >"$LOGS/intake.log" 2>&1 &
+  --metrics_listen "127.0.0.1:$INTAKE_METRICS_PORT" >"$LOGS/intake.log" 2>&1 &
 pids+=($!)
 
 export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT
@@ -212,6 +217,8 @@ Aqueduct is running.
   referral  127.0.0.1:$REFERRAL_PORT   (aqueduct.referral.v1.ReferralService)
   redis     $REDIS
   logs      $LOGS/*.log  (JSON lines; never answers or identities)
+  metrics   http://127.0.0.1:$INTAKE_METRICS_PORT/metrics, :$SCORING_METRICS_PORT (scoring), :$REFERRAL_METRICS_PORT (referral)
+            (Prometheus text; alerting rules in deploy/prometheus/alerts.yml)
 
 Try it from another terminal (every call carries a token; with
 AQUEDUCT_DEV_KEY set, aqueductctl mints one for each command: a patient for

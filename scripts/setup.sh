@@ -11,7 +11,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev openssl redis-server redis-tools
+  prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
+  prometheus
   procps
 )
 # The Bazel build (CI builds both); the run command does not need it.

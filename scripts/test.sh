@@ -39,10 +39,14 @@ step "CMake build (-j2)"
 step "ctest"
 (cd "${AQUEDUCT_BUILD_DIR:-build}" && ctest -j2 --output-on-failure "${ctest_args[@]}")
 
-step "static checks (build parity, API comments, C++ format)"
+step "static checks (build parity, API comments, C++ format, alerting rules)"
 ./scripts/check-build-parity.sh
 ./scripts/check-proto-comments.sh
 ./scripts/check-format.sh
+# The alerting rules parse, and fire (or stay quiet) on the series their
+# unit tests feed them (Debian's promtool, from the prometheus package).
+promtool check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && promtool test rules alerts_test.yml)
 
 if ((with_sanitizers)); then
   step "AddressSanitizer + UndefinedBehaviorSanitizer build and ctest"

@@ -37,6 +37,7 @@ struct AsyncClient::Call {
   absl::Time timeout_at;
   bool finished = false;  // `done` has been queued to run
   bool waits = false;     // the last command is WAIT (Options::wait_replicas)
+  absl::Time sent;        // for the round trip's metrics
 };
 
 namespace {
@@ -201,6 +202,7 @@ std::string AsyncClient::LostReasonLocked(const redisAsyncContext* ac) const {
 void AsyncClient::FinishLocked(Call* call,
                                absl::StatusOr<std::vector<Reply>> result) {
   call->finished = true;
+  internal::RecordRoundTrip("async", absl::Now() - call->sent, result.status());
   ready_.emplace_back(std::move(call->done), std::move(result));
 }
 
@@ -320,6 +322,7 @@ void AsyncClient::Pipeline(std::vector<std::vector<std::string>> commands,
       c->callers_deadline = deadline < timeout_at;
       c->give_up = std::min(deadline, timeout_at);
       c->timeout_at = timeout_at;
+      c->sent = now;
       inflight_.push_back(std::move(call));
       std::string wire;
       for (const auto& command : commands) {

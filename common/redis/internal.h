@@ -17,6 +17,13 @@ namespace aqueduct::redis::internal {
 // An owned copy of a hiredis reply (arrays recursively).
 Reply CopyReply(const redisReply* r);
 
+// Metrics of one round trip to Redis (a command or a pipeline), from the
+// client `kind` ("sync" or "async"): its latency, and its failure by status
+// code name when it got no reply (UNAVAILABLE, DEADLINE_EXCEEDED). Error
+// replies (a wrong type, a script error) are answers, not failures.
+void RecordRoundTrip(const char* kind, absl::Duration latency,
+                     const absl::Status& status);
+
 // The status for an error reply to a single command: NOSCRIPT -> NOT_FOUND
 // (the script is loaded again), LOADING / MASTERDOWN / READONLY / BUSY /
 // TRYAGAIN / OOM / CLUSTERDOWN / NOREPLICAS -> UNAVAILABLE (retry later),

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
+#include "common/metrics/metrics.h"
 #include "common/redis/internal.h"
 #include "common/redis/sentinel.h"
 #include "common/status/status_macros.h"
@@ -45,6 +46,38 @@ timeval TimevalOf(absl::Duration d) {
 }  // namespace
 
 namespace internal {
+
+void RecordRoundTrip(const char* kind, absl::Duration latency,
+                     const absl::Status& status) {
+  static auto& seconds = metrics::HistogramFamily(
+      "aqueduct_redis_round_trip_seconds",
+      "Round trips to Redis (a command or a pipeline), from sending to the "
+      "last reply, in seconds.");
+  static auto& failures = metrics::CounterFamily(
+      "aqueduct_redis_failures_total",
+      "Round trips to Redis that got no reply, by status code name.");
+  struct Kind {
+    prometheus::Histogram* seconds;
+    prometheus::Counter* unavailable;
+    prometheus::Counter* deadline;
+  };
+  // Two fixed kinds, made once.
+  static const Kind sync = {
+      &seconds.Add({{"client", "sync"}}, metrics::LatencyBuckets()),
+      &failures.Add({{"client", "sync"}, {"code", "UNAVAILABLE"}}),
+      &failures.Add({{"client", "sync"}, {"code", "DEADLINE_EXCEEDED"}})};
+  static const Kind async = {
+      &seconds.Add({{"client", "async"}}, metrics::LatencyBuckets()),
+      &failures.Add({{"client", "async"}, {"code", "UNAVAILABLE"}}),
+      &failures.Add({{"client", "async"}, {"code", "DEADLINE_EXCEEDED"}})};
+  const Kind& k = kind[0] == 'a' ? async : sync;
+  k.seconds->Observe(absl::ToDoubleSeconds(latency));
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    k.deadline->Increment();
+  } else if (!status.ok()) {
+    k.unavailable->Increment();
+  }
+}
 
 Reply CopyReply(const redisReply* r) {
   Reply out;
@@ -312,6 +345,7 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
   redisContext* c = conn->get();
   conn->SetTimeout(timeout);
 
+  const absl::Time sent = absl::Now();
   std::string wire;
   bool writes = false;
   for (const auto& command : commands) {
@@ -361,6 +395,7 @@ absl::StatusOr<std::vector<Reply>> Client::Run(
     }
     replies.push_back(CopyReply(reply.get()));
   }
+  internal::RecordRoundTrip("sync", absl::Now() - sent, failure);
   if (!failure.ok() && options_.primary != nullptr)
     options_.primary->Forget(conn->endpoint());
   // A demoted primary answers writes READONLY: the failover moved the

@@ -6,7 +6,11 @@
 #include <grpcpp/support/server_interceptor.h>
 #include <signal.h>
 
+#include <array>
+#include <atomic>
 #include <fstream>
+#include <map>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -62,15 +66,138 @@ using grpc::experimental::InterceptorBatchMethods;
   methods->Proceed();
 }
 
-// One line per finished RPC: method, code, latency. The status message is
-// not logged: it may name a field, and values must never reach a log.
+// "INVALID_ARGUMENT" for grpc::StatusCode::INVALID_ARGUMENT: gRPC's and
+// Abseil's codes are the same numbers with the same names.
+std::string StatusCodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// The grpc_server_* metrics of one method (the names and labels of
+// go-grpc-prometheus, which Prometheus users' dashboards expect). Label
+// values are the method's own name or a placeholder for a path this binary
+// does not define (LoggableMethod), and the status code's name.
+class MethodMetrics {
+ public:
+  // The metrics of `path` (an RPC of `type`), made on first use and kept
+  // for the process's lifetime.
+  static MethodMetrics& For(const std::string& loggable_method,
+                            grpc::experimental::ServerRpcInfo::Type type) {
+    static absl::Mutex mu;
+    static auto* all = new std::map<std::pair<std::string, int>,
+                                    std::unique_ptr<MethodMetrics>>();
+    absl::MutexLock lock(&mu);
+    auto& slot = (*all)[{loggable_method, static_cast<int>(type)}];
+    if (slot == nullptr)
+      slot.reset(new MethodMetrics(loggable_method, TypeName(type)));
+    return *slot;
+  }
+
+  void Started() { started_.Increment(); }
+  void Handled(grpc::StatusCode code, double seconds) {
+    const int index = static_cast<int>(code);
+    if (index >= 0 && index < kCodes) {
+      prometheus::Counter* counter = handled_[index].load();
+      if (counter == nullptr) {
+        // Family::Add returns the same counter for the same labels, so two
+        // threads racing here store the same pointer.
+        counter =
+            &Handled().Add({{"grpc_type", type_},
+                            {"grpc_service", service_},
+                            {"grpc_method", method_},
+                            {"grpc_code", std::string(StatusCodeName(code))}});
+        handled_[index].store(counter);
+      }
+      counter->Increment();
+    }
+    seconds_.Observe(seconds);
+  }
+
+ private:
+  static constexpr int kCodes = 17;
+
+  MethodMetrics(const std::string& loggable_method, const char* type)
+      : type_(type),
+        service_(ServiceOf(loggable_method)),
+        method_(MethodOf(loggable_method)),
+        started_(Started(type_, service_, method_)),
+        seconds_(Seconds(type_, service_, method_)) {
+    for (auto& h : handled_) h.store(nullptr);
+  }
+
+  static const char* TypeName(grpc::experimental::ServerRpcInfo::Type type) {
+    using Type = grpc::experimental::ServerRpcInfo::Type;
+    switch (type) {
+      case Type::UNARY:
+        return "unary";
+      case Type::CLIENT_STREAMING:
+        return "client_stream";
+      case Type::SERVER_STREAMING:
+        return "server_stream";
+      case Type::BIDI_STREAMING:
+        return "bidi_stream";
+    }
+    return "unknown";
+  }
+  // "/pkg.Service/Method" -> "pkg.Service" and "Method"; the placeholder
+  // for an unknown path -> "unknown" for both.
+  static std::string ServiceOf(const std::string& m) {
+    const size_t slash = m.rfind('/');
+    if (m.empty() || m[0] != '/' || slash == 0 || slash == std::string::npos)
+      return "unknown";
+    return m.substr(1, slash - 1);
+  }
+  static std::string MethodOf(const std::string& m) {
+    const size_t slash = m.rfind('/');
+    if (m.empty() || m[0] != '/' || slash == 0 || slash == std::string::npos)
+      return "unknown";
+    return m.substr(slash + 1);
+  }
+  static prometheus::Family<prometheus::Counter>& Handled() {
+    static auto& family = metrics::CounterFamily(
+        "grpc_server_handled_total",
+        "RPCs completed on the server, by status code name.");
+    return family;
+  }
+  static prometheus::Counter& Started(const std::string& type,
+                                      const std::string& service,
+                                      const std::string& method) {
+    static auto& family = metrics::CounterFamily("grpc_server_started_total",
+                                                 "RPCs started on the server.");
+    return family.Add({{"grpc_type", type},
+                       {"grpc_service", service},
+                       {"grpc_method", method}});
+  }
+  static prometheus::Histogram& Seconds(const std::string& type,
+                                        const std::string& service,
+                                        const std::string& method) {
+    static auto& family = metrics::HistogramFamily(
+        "grpc_server_handling_seconds",
+        "Time from the call's start to its status being sent, in seconds.");
+    return family.Add({{"grpc_type", type},
+                       {"grpc_service", service},
+                       {"grpc_method", method}},
+                      metrics::LatencyBuckets());
+  }
+
+  const std::string type_, service_, method_;
+  prometheus::Counter& started_;
+  prometheus::Histogram& seconds_;
+  std::array<std::atomic<prometheus::Counter*>, kCodes> handled_;
+};
+
+// One line per finished RPC: method, code, latency; and its metrics. The status
+// message is not logged: it may name a field, and values must never reach a
+// log.
 class AccessLogInterceptor : public grpc::experimental::Interceptor {
  public:
   // gRPC creates the interceptor on one thread and may run Intercept on
   // another, ordered by its own (uninstrumented) hand-off: the annotations
   // state that order for the TSan build.
   explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : method_(LoggableMethod(info->method())), start_(absl::Now()) {
+      : method_(LoggableMethod(info->method())),
+        metrics_(MethodMetrics::For(method_, info->type())),
+        start_(absl::Now()) {
+    metrics_.Started();
     HappensBefore(this);
   }
 
@@ -78,12 +205,13 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
     HappensAfter(this);
     if (GrpcBatchAt(methods, InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::StatusCode code = GrpcBatchSendCode(methods);
+      const absl::Duration latency = absl::Now() - start_;
+      metrics_.Handled(code, absl::ToDoubleSeconds(latency));
       // Health probes arrive every few hundred ms; logging them is noise.
       if (method_.rfind("/grpc.health.v1.", 0) != 0) {
         log::Info("rpc", {{"method", method_},
                           {"code", static_cast<int>(code)},
-                          {"latency_ms",
-                           absl::ToDoubleMilliseconds(absl::Now() - start_)}});
+                          {"latency_ms", absl::ToDoubleMilliseconds(latency)}});
       }
     }
     GrpcBatchProceed(methods);
@@ -91,6 +219,7 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
 
  private:
   std::string method_;
+  MethodMetrics& metrics_;
   absl::Time start_;
 };
 
@@ -181,6 +310,12 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
       std::rename((options.health_port_file + ".tmp").c_str(),
                   options.health_port_file.c_str());
     }
+  }
+  if (!options.metrics_listen_address.empty()) {
+    auto metrics_server = metrics::MetricsServer::Start(
+        options.metrics_listen_address, options.metrics_port_file);
+    if (!metrics_server.ok()) return metrics_server.status();
+    runner->metrics_server_ = std::move(*metrics_server);
   }
   // Health starts NOT_SERVING until the first readiness check passes.
   runner->server_->GetHealthCheckService()->SetServingStatus(false);

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/metrics/metrics.h"
 
 // Server bootstrap shared by every service: listening port, health service
 // fed by a real readiness check, reflection, message-size and thread limits,
@@ -54,6 +55,12 @@ struct ServerOptions {
   std::string health_listen_address;
   // Its bound port is written here (tests).
   std::string health_port_file;
+  // If set ("host:port"), Prometheus metrics over plaintext HTTP at
+  // /metrics (common/metrics): the process's registry, which includes the
+  // grpc_server_* metrics of every call this server answers.
+  std::string metrics_listen_address;
+  // Its bound port is written here (tests).
+  std::string metrics_port_file;
 };
 
 // Returns OK when the service can do its work (e.g. Redis answers PING).
@@ -92,6 +99,7 @@ class ServerRunner {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server>
       health_server_;  // optional plaintext health-only listener
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;  // optional
   ReadinessCheck readiness_;
   int port_ = 0;
   absl::Notification stop_;

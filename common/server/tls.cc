@@ -31,6 +31,14 @@ ABSL_FLAG(std::string, health_listen,
           "host:port (for probes that "
           "cannot speak TLS; no data, no tokens). Env AQUEDUCT_HEALTH_LISTEN.");
 
+ABSL_FLAG(std::string, metrics_listen,
+          aqueduct::config::EnvOr("AQUEDUCT_METRICS_LISTEN", ""),
+          "Serve Prometheus metrics at http://<host:port>/metrics, in "
+          "plaintext (counts and latencies only: no data, no tokens). Env "
+          "AQUEDUCT_METRICS_LISTEN.");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "Write the metrics listener's bound port to this file (tests).");
+
 ABSL_FLAG(int64_t, grpc_memory_mb,
           aqueduct::config::EnvOrInt("AQUEDUCT_GRPC_MEMORY_MB", 32),
           "What gRPC's buffers (requests being received, replies being sent) "
@@ -42,6 +50,14 @@ namespace aqueduct::server {
 
 std::string HealthListenFromFlags() {
   return absl::GetFlag(FLAGS_health_listen);
+}
+
+std::string MetricsListenFromFlags() {
+  return absl::GetFlag(FLAGS_metrics_listen);
+}
+
+std::string MetricsPortFileFromFlags() {
+  return absl::GetFlag(FLAGS_metrics_port_file);
 }
 
 int64_t MemoryQuotaFromFlags() {

@@ -34,6 +34,12 @@ TlsConfig TlsConfigFromFlags();
 // or "" for none.
 std::string HealthListenFromFlags();
 
+// --metrics_listen (env AQUEDUCT_METRICS_LISTEN): "host:port" of a plaintext
+// HTTP listener serving Prometheus metrics at /metrics, or "" for none; and
+// --metrics_port_file, where its bound port is written (tests).
+std::string MetricsListenFromFlags();
+std::string MetricsPortFileFromFlags();
+
 // --grpc_memory_mb (env AQUEDUCT_GRPC_MEMORY_MB, default 32), in bytes, for
 // ServerOptions::memory_quota_bytes.
 int64_t MemoryQuotaFromFlags();

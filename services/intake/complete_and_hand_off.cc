@@ -17,6 +17,7 @@
 #include "common/status/status_macros.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
+#include "services/intake/intake_metrics.h"
 #include "services/intake/person_view.h"
 
 namespace aqueduct::intake {
@@ -251,6 +252,8 @@ IntakeCore::Complete(const v1::CompleteScreeningRequest& request,
   if (handoff != v1::DELIVERED)
     (void)store_->ReleaseOpenSlot(name.user_id, name.screening_id, deadline);
   session.record.set_handoff(handoff);
+  metrics::ScreeningCompleted(
+      session.result->scoring().routing().primary_route(), handoff);
   // The answers did not change at completion: the flow checked above gives
   // the progress.
   v1::Progress progress;
@@ -367,6 +370,7 @@ IntakeCore::RiskDelivery IntakeCore::DeliverEarlyRisk(
   }
   log::Info("early risk case delivered",
             {{"route", common::v1::Route_Name(entry.route)}});
+  metrics::EarlyRiskCaseDelivered();
   (void)store_->KeepSession(r.screening_id(), false, config_.session_ttl,
                             deadline);
   return RiskDelivery::kDelivered;
@@ -413,6 +417,10 @@ absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit,
   }
   if (delivered > 0)
     log::Info("outbox: hand-offs delivered", {{"count", delivered}});
+  // What is still owed, for the outbox gauges (a failed read keeps the last
+  // values; the Redis failure metrics say why).
+  if (auto sizes = store_->OutboxSizes(deadline); sizes.ok())
+    metrics::OutboxEntries(sizes->handoffs, sizes->risk_cases);
   return delivered;
 }
 

@@ -14,6 +14,7 @@
 #include "common/logging/logging.h"
 #include "common/status/status_macros.h"
 #include "common/util/names.h"
+#include "services/intake/intake_metrics.h"
 
 namespace aqueduct::intake {
 namespace {
@@ -290,6 +291,7 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   }
   session.version = outcome.version;
   log::Info("screening started", {{"catalog_version", r.catalog_version()}});
+  metrics::ScreeningStarted();
   v1::Screening started = ToScreening(session);
   cache_->Put(screening_id,
               std::move(session));  // the first page need not read it back

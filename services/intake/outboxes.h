@@ -53,6 +53,13 @@ class Outboxes {
       int64_t now_ms, int64_t retry_ms, int limit, absl::Time deadline) = 0;
   virtual absl::Status RemoveRiskEntry(const std::string& member,
                                        absl::Time deadline) = 0;
+
+  // How many entries each outbox holds, for metrics.
+  struct Sizes {
+    int64_t handoffs = 0;
+    int64_t risk_cases = 0;
+  };
+  virtual absl::StatusOr<Sizes> OutboxSizes(absl::Time deadline) = 0;
 };
 
 }  // namespace aqueduct::intake

@@ -87,6 +87,16 @@ RedisSessionStore::ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms, int limit,
   return out;
 }
 
+absl::StatusOr<Outboxes::Sizes> RedisSessionStore::OutboxSizes(
+    absl::Time deadline) {
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline({{"ZCARD", OutboxKey()},
+                                                    {"ZCARD", RiskOutboxKey()}},
+                                                   deadline));
+  if (replies.size() != 2 || replies[0].is_error() || replies[1].is_error())
+    return absl::UnavailableError("outbox sizes: unexpected reply");
+  return Sizes{replies[0].integer, replies[1].integer};
+}
+
 absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {

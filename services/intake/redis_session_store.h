@@ -101,6 +101,7 @@ class RedisSessionStore : public SessionStore {
       absl::Time deadline) override;
   absl::Status RemoveRiskEntry(const std::string& member,
                                absl::Time deadline) override;
+  absl::StatusOr<Sizes> OutboxSizes(absl::Time deadline) override;
   absl::Status KeepSession(const std::string& screening_id, bool keep,
                            absl::Duration ttl, absl::Time deadline) override;
   absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/status/status_macros.h"
 #include "common/util/names.h"
+#include "services/referral/referral_metrics.h"
 
 namespace aqueduct::referral {
 
@@ -285,6 +286,7 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateOrAttachRisk(
       one.push_back(std::move(fresh));
       ASSIGN_OR_RETURN(auto outcomes,
                        store_->CreateMany(std::move(one), deadline));
+      metrics::CasesOpened(outcomes);
       if (outcomes[0].created) return std::move(outcomes[0].referral);
       continue;
     }
@@ -322,6 +324,7 @@ absl::StatusOr<v1::Referral> ReferralCore::CreateReferral(
       one;  // (a braced list would copy the item)
   one.push_back(std::move(item));
   ASSIGN_OR_RETURN(auto outcomes, store_->CreateMany(std::move(one), deadline));
+  metrics::CasesOpened(outcomes);
   return std::move(outcomes[0].referral);
 }
 
@@ -349,6 +352,7 @@ absl::StatusOr<v1::CreateReferralsResponse> ReferralCore::CreateReferrals(
   }
   ASSIGN_OR_RETURN(auto outcomes,
                    store_->CreateMany(std::move(items), deadline));
+  metrics::CasesOpened(outcomes);
   v1::CreateReferralsResponse response;
   for (auto& o : outcomes) {
     v1::Referral* r = response.add_referrals();
@@ -715,6 +719,7 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
       auto written,
       Write(IdOf(before), loaded, after,
             {Audit(kind, actor, clinician.role, before, after)}, deadline));
+  metrics::CaseDecided(d.action());
   const std::string id = IdOf(before);
   (void)store_->Dequeue(id, deadline);
   (void)store_->ClearTimer(ReferralStore::Timer::kLease, id, deadline);
@@ -896,6 +901,7 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
     if (written.ok()) {
       (void)store_->ClearTimer(ReferralStore::Timer::kOverdue, id, deadline);
       (void)store_->Publish("overdue", id, deadline);
+      metrics::CaseOverdue(after.priority());
       ++changes;
     }
   }

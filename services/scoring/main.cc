@@ -95,6 +95,8 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
+  options.metrics_listen_address = aqueduct::server::MetricsListenFromFlags();
+  options.metrics_port_file = aqueduct::server::MetricsPortFileFromFlags();
   options.memory_quota_bytes = aqueduct::server::MemoryQuotaFromFlags();
   options.max_receive_message_bytes =
       aqueduct::scoring::ScoringServiceImpl::kMaxRequestBytes;

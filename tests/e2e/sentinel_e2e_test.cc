@@ -8,8 +8,6 @@
 // answer was lost and that every screening goes on to completion.
 
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,23 +43,6 @@ constexpr char kPassword[] = "data-node-secret";
 constexpr char kSentinelPassword[] = "sentinel-secret";
 constexpr char kMaster[] = "aqueduct";
 
-// A TCP port free on loopback now (Redis needs a number of its own).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 redis::Options At(int port, const std::string& password) {
   redis::Options o;
   o.endpoint.host = "127.0.0.1";
@@ -74,8 +55,9 @@ redis::Options At(int port, const std::string& password) {
 class SentinelE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (int i = 0; i < 3; ++i) node_ports_.push_back(FreePort());
-    for (int i = 0; i < 3; ++i) sentinel_ports_.push_back(FreePort());
+    for (int i = 0; i < 3; ++i) node_ports_.push_back(t::FreeLoopbackPort());
+    for (int i = 0; i < 3; ++i)
+      sentinel_ports_.push_back(t::FreeLoopbackPort());
     for (int i = 0; i < 3; ++i) {
       const std::string d = absl::StrCat(dir_.path(), "/node", i);
       ASSERT_EQ(system(("mkdir -p " + d).c_str()), 0);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -16,12 +17,16 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/redis/redis_client.h"
 #include "common/server/health_client.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
@@ -70,6 +75,8 @@ class SkeletonE2eTest : public ::testing::Test {
     // its own calls with it too.
     args.push_back("--auth_keys=" + Auth().keys_dir());
     args.push_back("--insecure_plaintext");  // TLS is tested in tls_e2e_test
+    args.push_back("--metrics_listen=127.0.0.1:0");
+    args.push_back("--metrics_port_file=" + MetricsPortFile(name));
     if (binary == "services/intake/aqueduct-intake") {
       args.push_back("--service_key=" + Auth().private_key_file());
       args.push_back(std::string("--service_key_id=") + t::TestAuth::kKeyId);
@@ -78,6 +85,10 @@ class SkeletonE2eTest : public ::testing::Test {
                              {t::DataKeysEnv()}, listen);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : Service{};
+  }
+
+  std::string MetricsPortFile(const std::string& name) const {
+    return dir_.path() + "/" + name + ".metrics_port";
   }
 
   Service StartIntake(const std::string& name) {
@@ -1124,6 +1135,145 @@ TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
     EXPECT_THAT(log, ::testing::Not(HasSubstr("secretuser"))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr(id))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr("option_value"))) << s->log;
+  }
+}
+
+// The number in a Prometheus instant query's answer (the sum of its
+// series), or an error naming what came back.
+absl::StatusOr<double> PrometheusValue(int port, const std::string& query) {
+  std::string escaped;
+  for (unsigned char c : query) {
+    if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
+      escaped += static_cast<char>(c);
+    } else {
+      escaped += absl::StrFormat("%%%02X", c);
+    }
+  }
+  auto body =
+      t::HttpGet(port, "/api/v1/query?query=" + escaped, absl::Seconds(5));
+  if (!body.ok()) return body.status();
+  google::protobuf::Struct answer;
+  if (!google::protobuf::util::JsonStringToMessage(*body, &answer).ok())
+    return absl::InternalError("not JSON: " + *body);
+  const auto& fields = answer.fields();
+  if (fields.count("status") == 0 ||
+      fields.at("status").string_value() != "success" ||
+      fields.count("data") == 0)
+    return absl::InternalError("query failed: " + *body);
+  const auto& result =
+      fields.at("data").struct_value().fields().at("result").list_value();
+  if (result.values_size() == 0)
+    return absl::NotFoundError("no series for " + query);
+  double sum = 0;
+  for (const auto& series : result.values()) {
+    const auto& value = series.struct_value().fields().at("value").list_value();
+    double v = 0;
+    if (value.values_size() != 2 ||
+        !absl::SimpleAtod(value.values(1).string_value(), &v))
+      return absl::InternalError("unexpected sample: " + *body);
+    sum += v;
+  }
+  return sum;
+}
+
+// Issue 26 §1: a real Prometheus (Debian's) scrapes the three services'
+// /metrics, and a screening taken through intake shows up in the
+// grpc_server_* counters it answers queries with: every service's calls,
+// status codes by name, latencies; Redis round trips; and no name or id in
+// any label.
+TEST_F(SkeletonE2eTest, PrometheusScrapesEveryService) {
+  std::map<std::string, int> metrics_port;
+  for (const char* name : {"scoring", "referral", "intake"}) {
+    metrics_port[name] =
+        t::WaitForPortFile(MetricsPortFile(name), absl::Seconds(10));
+    ASSERT_GT(metrics_port[name], 0) << name;
+  }
+  const int prometheus_port = t::FreeLoopbackPort();
+  ASSERT_GT(prometheus_port, 0);
+  const std::string config = dir_.path() + "/prometheus.yml";
+  {
+    std::ofstream out(config);
+    out << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        << "scrape_configs:\n";
+    for (const auto& [name, port] : metrics_port) {
+      out << "  - job_name: " << name << "\n    static_configs:\n"
+          << "      - targets: ['127.0.0.1:" << port << "']\n";
+    }
+  }
+  auto prometheus = t::Subprocess::Start(
+      {"/usr/bin/prometheus", "--config.file=" + config,
+       "--storage.tsdb.path=" + dir_.path() + "/prometheus-data",
+       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+      dir_.path() + "/prometheus.log");
+  ASSERT_TRUE(prometheus.ok()) << prometheus.status();
+
+  auto done = Screen({1, 2, 1, 2, 1, 1, 1, 1, 0, 1}, "metricsuser");
+  ASSERT_EQ(done.handoff(), intake::v1::DELIVERED);
+  // One refused call, to see a code by its name.
+  intake::v1::GetNextItemsRequest bad;
+  bad.set_name("users/metricsuser/screenings/");
+  intake::v1::NextItems ignored;
+  EXPECT_THAT(
+      intake_stub_->GetNextItems(Ctx("metricsuser").get(), bad, &ignored),
+      GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+
+  // Each query must reach its floor within the wait (scrapes run every
+  // second; this waits, it does not time anything).
+  const std::vector<std::pair<std::string, double>> expected = {
+      {"sum(up)", 3},
+      {"sum(grpc_server_handled_total{job=\"intake\",grpc_service="
+       "\"aqueduct.intake.v1.IntakeService\",grpc_method="
+       "\"CompleteScreening\",grpc_code=\"OK\",grpc_type=\"unary\"})",
+       1},
+      {"sum(grpc_server_handled_total{job=\"intake\",grpc_method="
+       "\"GetNextItems\",grpc_code=\"INVALID_ARGUMENT\"})",
+       1},
+      {"sum(grpc_server_started_total{job=\"intake\",grpc_method="
+       "\"SubmitAnswers\"})",
+       2},
+      {"sum(grpc_server_handling_seconds_count{job=\"intake\",grpc_method="
+       "\"SubmitAnswers\"})",
+       2},
+      {"sum(grpc_server_handled_total{job=\"referral\",grpc_service="
+       "\"aqueduct.referral.v1.ReferralService\",grpc_code=\"OK\"})",
+       1},
+      {"sum(aqueduct_intake_screenings_started_total{job=\"intake\"})", 1},
+      {"sum(aqueduct_intake_screenings_completed_total{job=\"intake\","
+       "route=\"THERAPY\",handoff=\"DELIVERED\"})",
+       1},
+      {"sum(aqueduct_referral_cases_opened_total{job=\"referral\","
+       "route=\"THERAPY\"})",
+       1},
+      // A gauge the hand-off worker sets every round: present, and empty
+      // once the hand-off was delivered.
+      {"count(aqueduct_intake_outbox_entries{job=\"intake\"} == 0)", 2},
+      {"sum(aqueduct_redis_round_trip_seconds_count{job=\"intake\"})", 1},
+      {"sum(aqueduct_redis_round_trip_seconds_count{job=\"referral\"})", 1},
+      {"sum(grpc_server_handled_total{job=\"scoring\",grpc_service="
+       "\"aqueduct.scoring.v1.ScoringService\",grpc_code=\"OK\"})",
+       1},
+  };
+  const absl::Time end = absl::Now() + absl::Seconds(45);
+  for (const auto& [query, floor] : expected) {
+    absl::StatusOr<double> value = absl::UnavailableError("not asked yet");
+    while (absl::Now() < end) {
+      value = PrometheusValue(prometheus_port, query);
+      if (value.ok() && *value >= floor) break;
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+    ASSERT_TRUE(value.ok()) << query << ": " << value.status() << "\n"
+                            << t::ReadFile(dir_.path() + "/prometheus.log");
+    EXPECT_GE(*value, floor) << query;
+  }
+  // What the services serve names no person and no screening.
+  const std::string id =
+      done.screening().name().substr(done.screening().name().rfind('/') + 1);
+  for (const auto& [name, port] : metrics_port) {
+    auto text = t::HttpGet(port, "/metrics", absl::Seconds(5));
+    ASSERT_TRUE(text.ok()) << name << ": " << text.status();
+    EXPECT_THAT(*text, HasSubstr("grpc_server_handled_total")) << name;
+    EXPECT_THAT(*text, ::testing::Not(HasSubstr("metricsuser"))) << name;
+    EXPECT_THAT(*text, ::testing::Not(HasSubstr(id))) << name;
   }
 }
 

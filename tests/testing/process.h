@@ -57,6 +57,15 @@ std::string ReadFile(const std::string& path);
 // Waits until `path` holds a port number; 0 on timeout.
 int WaitForPortFile(const std::string& path, absl::Duration timeout);
 
+// A loopback TCP port that was free a moment ago, for a program that
+// cannot pick its own and report it (Prometheus). 0 when none was found.
+int FreeLoopbackPort();
+
+// GET http://127.0.0.1:<port><path> over HTTP/1.0; the response body when
+// the status is 200, else UNAVAILABLE naming the status line or the error.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path,
+                                    absl::Duration timeout);
+
 // One of the project's service binaries, on a loopback port it picks.
 struct ServiceProcess {
   std::unique_ptr<Subprocess> process;

@@ -1,0 +1,50 @@
+#include "services/intake/intake_metrics.h"
+
+#include "common/metrics/metrics.h"
+
+namespace aqueduct::intake::metrics {
+
+using aqueduct::metrics::CounterFamily;
+using aqueduct::metrics::GaugeFamily;
+
+void ScreeningStarted() {
+  static auto& started =
+      CounterFamily("aqueduct_intake_screenings_started_total",
+                    "Screenings started (a retried start counts once).")
+          .Add({});
+  started.Increment();
+}
+
+void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff) {
+  static auto& completed = CounterFamily(
+      "aqueduct_intake_screenings_completed_total",
+      "Screenings completed, by route and by whether the result reached "
+      "referral at once (handoff DELIVERED) or waits in the outbox.");
+  completed
+      .Add({{"route", common::v1::Route_Name(route)},
+            {"handoff", v1::HandoffState_Name(handoff)}})
+      .Increment();
+}
+
+void EarlyRiskCaseDelivered() {
+  static auto& delivered =
+      CounterFamily(
+          "aqueduct_intake_early_risk_cases_total",
+          "Early risk cases (unfinished screenings with a safety flag) "
+          "delivered to referral.")
+          .Add({});
+  delivered.Increment();
+}
+
+void OutboxEntries(int64_t handoffs, int64_t risk_cases) {
+  static auto& family = GaugeFamily(
+      "aqueduct_intake_outbox_entries",
+      "What intake owes referral and has not delivered yet: completed "
+      "results (outbox=\"handoff\") and early risk cases (outbox=\"risk\").");
+  static auto& handoff = family.Add({{"outbox", "handoff"}});
+  static auto& risk = family.Add({{"outbox", "risk"}});
+  handoff.Set(static_cast<double>(handoffs));
+  risk.Set(static_cast<double>(risk_cases));
+}
+
+}  // namespace aqueduct::intake::metrics

@@ -1,0 +1,28 @@
+#ifndef AQUEDUCT_SERVICES_INTAKE_INTAKE_METRICS_H_
+#define AQUEDUCT_SERVICES_INTAKE_INTAKE_METRICS_H_
+
+// Intake's own Prometheus metrics (common/metrics): screenings started and
+// completed (by route), early risk cases delivered to referral, and what
+// the outboxes hold. Every call is also counted by the grpc_server_*
+// metrics. Labels are enum names only.
+
+#include <cstdint>
+
+#include "protos/common/v1/common.pb.h"
+#include "protos/intake/v1/intake_service.pb.h"
+
+namespace aqueduct::intake::metrics {
+
+void ScreeningStarted();
+// A completion committed now (not a retry of one), its route and whether
+// its result reached referral at once.
+void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff);
+// An early risk case referral now holds (an unfinished screening that
+// raised a safety flag, reference §10).
+void EarlyRiskCaseDelivered();
+// What the outboxes hold, read from Redis by the hand-off worker.
+void OutboxEntries(int64_t handoffs, int64_t risk_cases);
+
+}  // namespace aqueduct::intake::metrics
+
+#endif  // AQUEDUCT_SERVICES_INTAKE_INTAKE_METRICS_H_

@@ -1,0 +1,38 @@
+#include "services/referral/referral_metrics.h"
+
+#include "common/metrics/metrics.h"
+
+namespace aqueduct::referral::metrics {
+
+void CasesOpened(const std::vector<ReferralStore::CreateOutcome>& outcomes) {
+  static auto& opened = aqueduct::metrics::CounterFamily(
+      "aqueduct_referral_cases_opened_total",
+      "Cases opened for clinicians' review, by route and queue priority "
+      "(early risk cases included).");
+  for (const auto& o : outcomes) {
+    if (!o.created) continue;
+    // Family::Add finds the existing counter for labels it has seen.
+    opened
+        .Add({{"route", common::v1::Route_Name(o.referral.current_route())},
+              {"priority", v1::Priority_Name(o.referral.priority())}})
+        .Increment();
+  }
+}
+
+void CaseDecided(v1::Decision::Action action) {
+  static auto& decided = aqueduct::metrics::CounterFamily(
+      "aqueduct_referral_decisions_total",
+      "Clinicians' decisions on cases, by action (CONFIRM, CHANGE_ROUTE, "
+      "WITHDRAW).");
+  decided.Add({{"action", v1::Decision::Action_Name(action)}}).Increment();
+}
+
+void CaseOverdue(v1::Priority priority) {
+  static auto& overdue = aqueduct::metrics::CounterFamily(
+      "aqueduct_referral_cases_overdue_total",
+      "Open cases that passed their review deadline (marked overdue), by "
+      "queue priority.");
+  overdue.Add({{"priority", v1::Priority_Name(priority)}}).Increment();
+}
+
+}  // namespace aqueduct::referral::metrics
