@@ -320,6 +320,7 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
   if (session.record.state() == v1::ABANDONED && !request.delete_answers()) {
     return ToScreening(session);  // already done: same answer again
   }
+  const bool newly_abandoned = session.record.state() != v1::ABANDONED;
   session.record.set_state(v1::ABANDONED);
   session.record.set_update_time_ms(clock_->NowMillis());
   if (request.delete_answers()) {
@@ -360,6 +361,8 @@ absl::StatusOr<v1::Screening> IntakeCore::AbandonScreening(
   (void)store_->ReleaseOpenSlot(name.user_id, name.screening_id, deadline);
   log::Info("screening abandoned",
             {{"answers_deleted", request.delete_answers()}});
+  if (newly_abandoned && outcome.kind == Kind::kWritten)
+    metrics::ScreeningAbandoned(session.record.early_risk_route());
   return ToScreening(session);
 }
 

@@ -26,6 +26,16 @@ void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff) {
       .Increment();
 }
 
+void ScreeningAbandoned(common::v1::Route early_risk_route) {
+  static auto& abandoned = CounterFamily(
+      "aqueduct_intake_screenings_abandoned_total",
+      "Screenings the person abandoned, by the route of their early risk case "
+      "(ROUTE_UNSPECIFIED: none).");
+  abandoned
+      .Add({{"early_risk_route", common::v1::Route_Name(early_risk_route)}})
+      .Increment();
+}
+
 void EarlyRiskCaseDelivered() {
   static auto& delivered =
       CounterFamily(

@@ -17,6 +17,10 @@ void ScreeningStarted();
 // A completion committed now (not a retry of one), its route and whether
 // its result reached referral at once.
 void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff);
+// A person abandoned a screening (AbandonScreening); `early_risk_route` is
+// the crisis route of its early risk case, ROUTE_UNSPECIFIED when none. A
+// screening left to expire is not counted (Redis drops it unseen).
+void ScreeningAbandoned(common::v1::Route early_risk_route);
 // An early risk case referral now holds (an unfinished screening that
 // raised a safety flag, reference §10).
 void EarlyRiskCaseDelivered();

@@ -359,6 +359,23 @@ absl::Status RedisReferralStore::Dequeue(const std::string& id,
   return client_->Command({"ZREM", QueueKey(), id}, deadline).status();
 }
 
+absl::StatusOr<std::vector<int64_t>> RedisReferralStore::CountQueued(
+    const std::vector<std::pair<double, double>>& ranges, absl::Time deadline) {
+  std::vector<std::vector<std::string>> commands;
+  for (const auto& [min, max] : ranges) {
+    commands.push_back(
+        {"ZCOUNT", QueueKey(), FormatScore(min), "(" + FormatScore(max)});
+  }
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline(commands, deadline));
+  std::vector<int64_t> counts;
+  for (const auto& r : replies) {
+    if (r.is_error())
+      return absl::UnavailableError("queue counts: unexpected reply");
+    counts.push_back(r.integer);
+  }
+  return counts;
+}
+
 absl::Status RedisReferralStore::Requeue(const std::string& id, double score,
                                          absl::Time deadline) {
   return client_

@@ -52,6 +52,9 @@ class RedisReferralStore : public ReferralStore {
       const std::string& id, int64_t offset, int limit,
       absl::Time deadline) override;
   absl::Status Dequeue(const std::string& id, absl::Time deadline) override;
+  absl::StatusOr<std::vector<int64_t>> CountQueued(
+      const std::vector<std::pair<double, double>>& ranges,
+      absl::Time deadline) override;
   absl::Status Requeue(const std::string& id, double score,
                        absl::Time deadline) override;
   absl::Status SetTimer(Timer timer, const std::string& id, int64_t due_ms,

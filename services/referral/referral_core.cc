@@ -905,6 +905,22 @@ absl::StatusOr<int> ReferralCore::Sweep(absl::Time deadline) {
       ++changes;
     }
   }
+  // The queue's depth by priority, for the metrics (a failed read keeps the
+  // last values).
+  static constexpr v1::Priority kPriorities[] = {v1::URGENT, v1::ROUTINE,
+                                                 v1::LOW};
+  std::vector<std::pair<double, double>> ranges;
+  for (v1::Priority p : kPriorities) {
+    // Both ranks of the priority (QueueScore): crisis-acute and the rest.
+    ranges.push_back(
+        {QueueScore(p, common::v1::CRISIS_ACUTE, 0),
+         QueueScore(v1::Priority(p + 1), common::v1::CRISIS_ACUTE, 0)});
+  }
+  if (auto counts = store_->CountQueued(ranges, deadline);
+      counts.ok() && counts->size() == ranges.size()) {
+    for (size_t i = 0; i < ranges.size(); ++i)
+      metrics::QueueDepth(kPriorities[i], (*counts)[i]);
+  }
   return changes;
 }
 

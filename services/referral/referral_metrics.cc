@@ -35,4 +35,13 @@ void CaseOverdue(v1::Priority priority) {
   overdue.Add({{"priority", v1::Priority_Name(priority)}}).Increment();
 }
 
+void QueueDepth(v1::Priority priority, int64_t cases) {
+  static auto& depth = aqueduct::metrics::GaugeFamily(
+      "aqueduct_referral_queue_cases",
+      "Cases waiting for a clinician's decision (open or claimed), by queue "
+      "priority, as the sweeper last read them.");
+  depth.Add({{"priority", v1::Priority_Name(priority)}})
+      .Set(static_cast<double>(cases));
+}
+
 }  // namespace aqueduct::referral::metrics

@@ -6,6 +6,7 @@
 // every other call are counted by the grpc_server_* metrics. Labels are
 // enum names only.
 
+#include <cstdint>
 #include <vector>
 
 #include "protos/referral/v1/referral_service.pb.h"
@@ -19,6 +20,9 @@ void CaseDecided(v1::Decision::Action action);
 // An open case passed its review deadline unclaimed and undecided (the
 // sweeper marks it overdue once).
 void CaseOverdue(v1::Priority priority);
+// Cases in the queue (open or claimed, not yet decided) of `priority`, as
+// the sweeper read them last.
+void QueueDepth(v1::Priority priority, int64_t cases);
 
 }  // namespace aqueduct::referral::metrics
 

@@ -77,6 +77,11 @@ class ReferralStore {
             absl::Time deadline) = 0;
   // Drops a decided case from the queue index.
   virtual absl::Status Dequeue(const std::string& id, absl::Time deadline) = 0;
+  // How many cases the queue index holds with a score in each [min, max)
+  // range, in order (for metrics).
+  virtual absl::StatusOr<std::vector<int64_t>> CountQueued(
+      const std::vector<std::pair<double, double>>& ranges,
+      absl::Time deadline) = 0;
   // Puts a case in the queue at `score` (moving it when it is there: an
   // early risk case raised to CRISIS_ACUTE moves up).
   virtual absl::Status Requeue(const std::string& id, double score,

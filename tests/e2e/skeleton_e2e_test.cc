@@ -1209,6 +1209,23 @@ TEST_F(SkeletonE2eTest, PrometheusScrapesEveryService) {
 
   auto done = Screen({1, 2, 1, 2, 1, 1, 1, 1, 0, 1}, "metricsuser");
   ASSERT_EQ(done.handoff(), intake::v1::DELIVERED);
+  // One screening started and abandoned.
+  {
+    intake::v1::StartScreeningRequest start;
+    start.set_parent("users/metricsuser");
+    start.set_consent_version("c1");
+    intake::v1::Screening started;
+    ASSERT_TRUE(
+        intake_stub_->StartScreening(Ctx("metricsuser").get(), start, &started)
+            .ok());
+    intake::v1::AbandonScreeningRequest abandon;
+    abandon.set_name(started.name());
+    intake::v1::Screening abandoned;
+    ASSERT_TRUE(
+        intake_stub_
+            ->AbandonScreening(Ctx("metricsuser").get(), abandon, &abandoned)
+            .ok());
+  }
   // One refused call, to see a code by its name.
   intake::v1::GetNextItemsRequest bad;
   bad.set_name("users/metricsuser/screenings/");
@@ -1237,12 +1254,18 @@ TEST_F(SkeletonE2eTest, PrometheusScrapesEveryService) {
       {"sum(grpc_server_handled_total{job=\"referral\",grpc_service="
        "\"aqueduct.referral.v1.ReferralService\",grpc_code=\"OK\"})",
        1},
-      {"sum(aqueduct_intake_screenings_started_total{job=\"intake\"})", 1},
+      {"sum(aqueduct_intake_screenings_started_total{job=\"intake\"})", 2},
+      {"sum(aqueduct_intake_screenings_abandoned_total{job=\"intake\","
+       "early_risk_route=\"ROUTE_UNSPECIFIED\"})",
+       1},
       {"sum(aqueduct_intake_screenings_completed_total{job=\"intake\","
        "route=\"THERAPY\",handoff=\"DELIVERED\"})",
        1},
       {"sum(aqueduct_referral_cases_opened_total{job=\"referral\","
        "route=\"THERAPY\"})",
+       1},
+      {"sum(aqueduct_referral_queue_cases{job=\"referral\","
+       "priority=\"ROUTINE\"})",
        1},
       // A gauge the hand-off worker sets every round: present, and empty
       // once the hand-off was delivered.
