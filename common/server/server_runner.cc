@@ -210,7 +210,7 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
       // Health probes arrive every few hundred ms; logging them is noise.
       if (method_.rfind("/grpc.health.v1.", 0) != 0) {
         log::Info("rpc", {{"method", method_},
-                          {"code", static_cast<int>(code)},
+                          {"code", StatusCodeName(code)},
                           {"latency_ms", absl::ToDoubleMilliseconds(latency)}});
       }
     }

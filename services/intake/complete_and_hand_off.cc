@@ -72,7 +72,7 @@ v1::HandoffState IntakeCore::HandOff(StoredSession& session,
   auto created = referral_->CreateReferral(req, deadline);
   if (!created.ok()) {
     log::Warn("referral hand-off pending",
-              {{"code", static_cast<int>(created.status().code())},
+              {{"code", absl::StatusCodeToString(created.status().code())},
                {"peer", referral_->Describe()}});
     return v1::PENDING;
   }
@@ -339,7 +339,7 @@ IntakeCore::RiskDelivery IntakeCore::DeliverEarlyRisk(
   auto scored = clinical->engine->Score(AnswersSoFar(r, *clinical->catalog));
   if (!scored.ok()) {
     log::Error("early risk case: stored answers do not score",
-               {{"code", static_cast<int>(scored.status().code())}});
+               {{"code", absl::StatusCodeToString(scored.status().code())}});
     return RiskDelivery::kRetry;
   }
   referral::v1::CreateReferralRequest req;
@@ -361,7 +361,7 @@ IntakeCore::RiskDelivery IntakeCore::DeliverEarlyRisk(
   auto created = referral_->CreateReferral(req, deadline);
   if (!created.ok()) {
     log::Warn("early risk case pending",
-              {{"code", static_cast<int>(created.status().code())},
+              {{"code", absl::StatusCodeToString(created.status().code())},
                {"peer", referral_->Describe()}});
     // Owed still: the session must outlive the wait.
     (void)store_->KeepSession(r.screening_id(), true, config_.session_ttl,

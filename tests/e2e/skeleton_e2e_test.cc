@@ -1132,6 +1132,8 @@ TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
   for (Service* s : {&scoring_, &referral_, &intake_}) {
     const std::string log = t::ReadFile(s->log);
     EXPECT_THAT(log, HasSubstr("\"msg\":\"rpc\"")) << s->log;
+    // Status codes by name, as operators search for them.
+    EXPECT_THAT(log, HasSubstr("\"code\":\"OK\"")) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr("secretuser"))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr(id))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr("option_value"))) << s->log;
