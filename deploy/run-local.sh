@@ -19,6 +19,9 @@
 #                         (faster, can lose up to a second of them)
 #   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
 #                         service ports (defaults 7100 / 7101 / 7102)
+#   AQUEDUCT_INTAKE_METRICS_PORT / AQUEDUCT_SCORING_METRICS_PORT /
+#   AQUEDUCT_REFERRAL_METRICS_PORT
+#                         Prometheus /metrics ports (defaults 7110 / 7111 / 7112)
 #   AQUEDUCT_STATE_DIR    where Redis data, logs and the local keys go
 #                         (default ./.aqueduct)
 #
@@ -41,10 +44,11 @@ BUILD_DIR=${AQUEDUCT_BUILD_DIR:-$ROOT/build}
 INTAKE_PORT=${AQUEDUCT_INTAKE_PORT:-7100}
 SCORING_PORT=${AQUEDUCT_SCORING_PORT:-7101}
 REFERRAL_PORT=${AQUEDUCT_REFERRAL_PORT:-7102}
-# Prometheus metrics, plaintext HTTP on loopback: /metrics of each service.
-INTAKE_METRICS_PORT=${AQUEDUCT_INTAKE_METRICS_PORT:-9100}
-SCORING_METRICS_PORT=${AQUEDUCT_SCORING_METRICS_PORT:-9101}
-REFERRAL_METRICS_PORT=${AQUEDUCT_REFERRAL_METRICS_PORT:-9102}
+# Prometheus metrics, plaintext HTTP on loopback: /metrics of each service
+# (next to the service ports; 9100 would meet node_exporter's).
+INTAKE_METRICS_PORT=${AQUEDUCT_INTAKE_METRICS_PORT:-7110}
+SCORING_METRICS_PORT=${AQUEDUCT_SCORING_METRICS_PORT:-7111}
+REFERRAL_METRICS_PORT=${AQUEDUCT_REFERRAL_METRICS_PORT:-7112}
 
 say() { printf '[run-local] %s\n' "$*"; }
 die() { printf '[run-local] error: %s\n' "$*" >&2; exit 1; }
@@ -58,6 +62,9 @@ AQUEDUCT_BUILD_DIR=$BUILD_DIR ./scripts/build.sh aqueduct-intake aqueduct-scorin
 
 for p in "$INTAKE_PORT" "$SCORING_PORT" "$REFERRAL_PORT"; do
   port_busy "$p" && die "port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT."
+done
+for p in "$INTAKE_METRICS_PORT" "$SCORING_METRICS_PORT" "$REFERRAL_METRICS_PORT"; do
+  port_busy "$p" && die "metrics port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_METRICS_PORT / AQUEDUCT_SCORING_METRICS_PORT / AQUEDUCT_REFERRAL_METRICS_PORT."
 done
 mkdir -p "$STATE/redis" "$LOGS"
 
