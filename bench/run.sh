@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds Aqueduct in Release (build-release/, -j2) and prints the whole
-# benchmark table of issue 8 in one run: the echo ceiling, Redis's own
-# ceiling, SubmitAnswers, whole screenings, scoring in-process, re-scoring
-# of 1,000,000 stored screenings, Redis bytes per screening and each
-# service's peak RSS, each with its target. Everything runs on loopback and
-# stops by itself (about 3 minutes on a 2-core machine after the build).
+# benchmark table in one run: the echo ceiling, Redis's own ceiling,
+# SubmitAnswers, whole screenings, scoring in-process, re-scoring of
+# 1,000,000 stored screenings, Redis bytes per screening and each service's
+# peak RSS, each with its target, then issue 25's ratios, each to a ceiling
+# measured in the same run. Everything runs on loopback and stops by itself
+# (about 5 minutes on a 2-core machine after the build).
 # Arguments go to aqueduct_bench, e.g. bench/run.sh --seconds=10 --rescore=300000
 set -euo pipefail
 cd "$(dirname "$0")/.."

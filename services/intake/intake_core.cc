@@ -242,7 +242,7 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
         return absl::InternalError(
             "start request bound to another user's screening");
       }
-      return ToScreening(*existing.session);
+      return StartedReply(*existing.session, *catalog);
     }
   } else {
     request_id =
@@ -284,7 +284,7 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
     ASSIGN_OR_RETURN(auto again, store_->Get(screening_id, "", deadline));
     if (!again.session.has_value())
       return absl::AbortedError("start raced; retry");
-    return ToScreening(*again.session);
+    return StartedReply(*again.session, *catalog);
   }
   if (outcome.kind != Kind::kWritten) {
     return absl::InternalError("unexpected outcome creating a screening");
@@ -292,9 +292,18 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
   session.version = outcome.version;
   log::Info("screening started", {{"catalog_version", r.catalog_version()}});
   metrics::ScreeningStarted();
-  v1::Screening started = ToScreening(session);
+  ASSIGN_OR_RETURN(v1::Screening started, StartedReply(session, *catalog));
   cache_->Put(screening_id,
               std::move(session));  // the first page need not read it back
+  return started;
+}
+
+absl::StatusOr<v1::Screening> IntakeCore::StartedReply(
+    const StoredSession& session, const Clinical& clinical) const {
+  if (session.record.state() != v1::IN_PROGRESS) return ToScreening(session);
+  ASSIGN_OR_RETURN(v1::NextItems next, NextItemsOf(session, clinical));
+  v1::Screening started = ToScreening(session, &next.progress());
+  *started.mutable_next() = std::move(next);
   return started;
 }
 

@@ -212,6 +212,10 @@ class IntakeCore {
   void SubmitOnPool(std::shared_ptr<AsyncSubmit> call);
   absl::StatusOr<v1::SubmitAnswersResponse> AppliedReply(
       const StoredSession& session, const Clinical& clinical) const;
+  // StartScreening's reply: the screening and, while it is in progress, its
+  // first page.
+  absl::StatusOr<v1::Screening> StartedReply(const StoredSession& session,
+                                             const Clinical& clinical) const;
   // CompleteScreening past its checks: scores `session` (at the etag's
   // version), commits the result and hands it off. With `from_cache`,
   // nullopt when the write found the session changed or gone in Redis

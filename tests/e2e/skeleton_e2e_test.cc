@@ -1123,6 +1123,15 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   EXPECT_THAT(watched, HasSubstr("claimed"));
   EXPECT_THAT(watched, HasSubstr("decided"));
   EXPECT_THAT(watched, HasSubstr("resume with --cursor="));
+
+  // The README's demo: the whole screening from the start's first page on,
+  // one call per page; item 9 above 0 shows 988.
+  const std::string demo =
+      run({"demo", "--answers=1,1,0,1,0,0,0,0,1,1", "--user=demo"});
+  EXPECT_THAT(demo, HasSubstr("page 1 ("));
+  EXPECT_THAT(demo, HasSubstr("page 2 ("));
+  EXPECT_THAT(demo, HasSubstr("988"));
+  EXPECT_THAT(demo, HasSubstr("referral hand-off: DELIVERED"));
 }
 
 TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {

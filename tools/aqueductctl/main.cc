@@ -227,13 +227,9 @@ int Demo() {
   std::cout << "started " << screening.name() << "\n";
 
   std::string etag = screening.etag();
+  // The start's reply holds the first page and each submit's the next one.
+  intake::NextItems next = screening.next();
   for (int page = 0; page < 40; ++page) {
-    intake::GetNextItemsRequest next_req;
-    next_req.set_name(screening.name());
-    intake::NextItems next;
-    if (auto s = stub->GetNextItems(Ctx().get(), next_req, &next); !s.ok()) {
-      return Fail("GetNextItems", s);
-    }
     if (next.items().empty()) break;
     intake::SubmitAnswersRequest submit;
     submit.set_name(screening.name());
@@ -257,6 +253,7 @@ int Demo() {
               << "): answered " << submitted.next().progress().answered()
               << ", remaining " << submitted.next().progress().remaining()
               << "\n";
+    next = submitted.next();
   }
 
   intake::CompleteScreeningRequest complete;

@@ -257,6 +257,16 @@ TEST_F(IntakeTest, StartCreatesAnInProgressScreeningWithFirstPage) {
   EXPECT_THAT(ids, ::testing::ElementsAre("ctx.role", "ctx.works", "ctx.age",
                                           "ctx.sex"));
   EXPECT_FALSE(items->ready_to_complete());
+  // The start's reply carried that page already: the app needs no
+  // GetNextItems call.
+  EXPECT_EQ(s.next().SerializeAsString(), items->SerializeAsString());
+  EXPECT_EQ(s.next().etag(), s.etag());
+  // GetScreening's reply does not carry it.
+  v1::GetScreeningRequest get;
+  get.set_name(s.name());
+  auto got = core_->GetScreening(get, Soon());
+  ASSERT_THAT(got, IsOk());
+  EXPECT_FALSE(got->has_next());
   // The session lives in Redis with a TTL (expires when idle).
   auto ttl = client_->Command(
       {"PTTL", redis::Key("intake", IdOf(s), "session")}, Soon());
@@ -268,6 +278,9 @@ TEST_F(IntakeTest, StartIsIdempotentByRequestId) {
   v1::Screening a = Start("bob", "start-1");
   v1::Screening b = Start("bob", "start-1");
   EXPECT_EQ(a.name(), b.name());
+  // The retry's reply carries the same first page.
+  EXPECT_FALSE(b.next().items().empty());
+  EXPECT_EQ(a.next().SerializeAsString(), b.next().SerializeAsString());
   v1::Screening c = Start("bob", "start-2");
   EXPECT_NE(a.name(), c.name());
   v1::Screening d = Start("bob");  // no request id: always a new one
