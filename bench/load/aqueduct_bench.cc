@@ -124,7 +124,8 @@ std::string Start(t::TempDir& dir, Running& running, const std::string& name,
   const std::string port_file = dir.path() + "/" + name + ".port";
   args.insert(args.begin(), {t::BinaryPath(binary), "--listen=127.0.0.1:0",
                              "--port_file=" + port_file});
-  if (!absl::StartsWith(name, "echo")) {
+  if (!absl::StartsWith(name, "echo") &&
+      std::find(args.begin(), args.end(), "--nometrics") == args.end()) {
     // The services' own count of the calls they served (MetricsPort).
     args.insert(args.begin() + 1,
                 {"--metrics_listen=127.0.0.1:0",
@@ -764,17 +765,26 @@ int Main() {
   const std::string referral =
       Start(dir, running, "referral", "services/referral/aqueduct-referral",
             with({"--redis=" + (*redis)->address()}));
-  const std::string intake = Start(
-      dir, running, "intake", "services/intake/aqueduct-intake",
-      with({"--redis=" + (*redis)->address(), "--scoring=" + scoring,
-            "--referral=" + referral,
-            "--service_key=" + auth.private_key_file(),
-            std::string("--service_key_id=") + t::TestAuth::kKeyId,
-            // The benchmark is one client hammering: per-person limits off.
-            "--start_limit_per_hour=0", "--submit_limit_per_minute=0",
-            "--max_open_sessions=1000000"}));
+  const std::vector<std::string> intake_args = {
+      "--redis=" + (*redis)->address(), "--scoring=" + scoring,
+      "--referral=" + referral, "--service_key=" + auth.private_key_file(),
+      std::string("--service_key_id=") + t::TestAuth::kKeyId,
+      // The benchmark is one client hammering: per-person limits off.
+      "--start_limit_per_hour=0", "--submit_limit_per_minute=0",
+      "--max_open_sessions=1000000"};
+  const std::string intake =
+      Start(dir, running, "intake", "services/intake/aqueduct-intake",
+            with(intake_args));
+  // The same intake recording no metrics, for what they cost (issue 26):
+  // SubmitAnswers runs against both in the same slices.
+  std::vector<std::string> quiet_args = with(intake_args);
+  quiet_args.push_back("--nometrics");
+  const std::string intake_nometrics =
+      Want("submit") ? Start(dir, running, "intake-nometrics",
+                             "services/intake/aqueduct-intake", quiet_args)
+                     : "";
   if (!echoes_started || scoring.empty() || referral.empty() ||
-      intake.empty()) {
+      intake.empty() || (Want("submit") && intake_nometrics.empty())) {
     std::fprintf(stderr, "a process did not start; logs in %s\n",
                  dir.path().c_str());
     return 1;
@@ -798,10 +808,17 @@ int Main() {
   // compare like with like; each figure's CPU is counted over its own
   // slices only.
   const bool echo_on = Want("echo");
-  std::vector<SubmitSlot> submit_slots;
-  if (Want("submit"))
+  std::vector<SubmitSlot> submit_slots, nometrics_slots;
+  FirstError nometrics_error;
+  std::unique_ptr<Stubs<intake::v1::IntakeService>> nometrics_stubs;
+  if (Want("submit")) {
     submit_slots =
         StartSubmitSlots(intake_stubs, auth, concurrency, submit_error);
+    nometrics_stubs = std::make_unique<Stubs<intake::v1::IntakeService>>(
+        intake_nometrics, connections);
+    nometrics_slots =
+        StartSubmitSlots(*nometrics_stubs, auth, concurrency, nometrics_error);
+  }
   const bool submit_on = !submit_slots.empty();
   const int slices =
       echo_on && submit_on ? std::max(1, absl::GetFlag(FLAGS_slices)) : 1;
@@ -812,6 +829,9 @@ int Main() {
   }
   CpuMeter submit_cpu(running, (*redis)->pid());
   submit_cpu.Pause();
+  LoadResult submit_nometrics;
+  CpuMeter nometrics_cpu(running, (*redis)->pid());
+  nometrics_cpu.Pause();
   // Durability's cost, in the same slices: Redis runs with appendfsync
   // always (every acknowledged write on disk, the project's default
   // everywhere); each slice also runs SubmitAnswers with everysec, set live
@@ -842,6 +862,12 @@ int Main() {
       submit.Add(SubmitLoad(intake_stubs, submit_slots, duration / slices,
                             submit_error));
       submit_cpu.Pause();
+    }
+    if (submit_on && !nometrics_slots.empty()) {
+      nometrics_cpu.Resume();
+      submit_nometrics.Add(SubmitLoad(*nometrics_stubs, nometrics_slots,
+                                      duration / slices, nometrics_error));
+      nometrics_cpu.Pause();
     }
     if (submit_on && compare_fsync && set_fsync("everysec")) {
       submit_everysec_cpu.Resume();
@@ -948,6 +974,27 @@ int Main() {
     }
     if (!submit_error.Get().empty())
       std::printf("  first error: %s\n", submit_error.Get().c_str());
+    if (submit_nometrics.calls > 0 && submit.calls > 0) {
+      Row("SubmitAnswers, intake --nometrics", submit_nometrics,
+          ceiling.per_second(), "", false);
+      std::printf("  %s\n",
+                  nometrics_cpu
+                      .PerUnit(submit_nometrics.calls + submit_nometrics.errors)
+                      .c_str());
+      const double on_us = 1e6 * submit_cpu.Seconds("intake") /
+                           static_cast<double>(submit.calls);
+      const double off_us = 1e6 * nometrics_cpu.Seconds("intake-nometrics") /
+                            static_cast<double>(submit_nometrics.calls);
+      std::printf(
+          "  = metrics cost intake %.1f us of CPU per SubmitAnswers (%.0f "
+          "us with, %.0f without: %.1f%%); throughput %.0f%% of the "
+          "same without\n",
+          on_us - off_us, on_us, off_us, 100 * (on_us - off_us) / off_us,
+          100.0 * submit.per_second() / submit_nometrics.per_second());
+    }
+    if (!nometrics_error.Get().empty())
+      std::printf("  first error (--nometrics): %s\n",
+                  nometrics_error.Get().c_str());
     if (submit_everysec.calls > 0) {
       Row("SubmitAnswers, fsync everysec (context)", submit_everysec,
           ceiling.per_second(), "", false);
@@ -963,11 +1010,13 @@ int Main() {
     }
   }
 
-  // The echo servers are done: their peak RSS is read now and they stop, so
+  // The echo servers (and the intake without metrics) are done: the
+  // echoes' peak RSS is read now and they stop, so
   // the idle callback server's pollers (~1% of a core) take nothing from
   // the rows below.
   std::vector<std::pair<std::string, double>> rss;
   std::erase_if(running.processes, [&](const Process& p) {
+    if (p.name == "intake-nometrics") return true;
     if (!absl::StartsWith(p.name, "echo")) return false;
     rss.emplace_back(p.name, PeakRssMiB(p.pid()));
     return true;
@@ -1445,7 +1494,9 @@ int Main() {
                                       return e->result.calls > 0 &&
                                              e->result.errors == 0;
                                     })) &&
-      (!Want("submit") || (submit.calls > 0 && submit.errors == 0)) &&
+      (!Want("submit") ||
+       (submit.calls > 0 && submit.errors == 0 && submit_nometrics.calls > 0 &&
+        submit_nometrics.errors == 0)) &&
       (!Want("whole") || (whole.calls > 0 && whole.errors == 0));
   return (load_ok && redis_ok && watch_ok && memory_ok && scoring_ok &&
           rescore_ok)

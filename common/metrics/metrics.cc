@@ -1,5 +1,6 @@
 #include "common/metrics/metrics.h"
 
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -9,6 +10,13 @@
 #include "prometheus/exposer.h"
 
 namespace aqueduct::metrics {
+
+namespace {
+std::atomic<bool> enabled{true};
+}  // namespace
+
+bool Enabled() { return enabled.load(std::memory_order_relaxed); }
+void SetEnabled(bool on) { enabled.store(on, std::memory_order_relaxed); }
 
 const std::shared_ptr<prometheus::Registry>& Registry() {
   static const auto* registry = new std::shared_ptr<prometheus::Registry>(

@@ -26,6 +26,12 @@ class Exposer;
 
 namespace aqueduct::metrics {
 
+// Whether this process records metrics (default yes). Off (--nometrics),
+// every recording site returns at once, so the benchmark can measure what
+// recording costs; set once at start, before any call is served.
+bool Enabled();
+void SetEnabled(bool enabled);
+
 // The process's one registry, which /metrics serves.
 const std::shared_ptr<prometheus::Registry>& Registry();
 

@@ -49,6 +49,7 @@ namespace internal {
 
 void RecordRoundTrip(const char* kind, absl::Duration latency,
                      const absl::Status& status) {
+  if (!metrics::Enabled()) return;
   static auto& seconds = metrics::HistogramFamily(
       "aqueduct_redis_round_trip_seconds",
       "Round trips to Redis (a command or a pipeline), from sending to the "

@@ -85,8 +85,15 @@ class MethodMetrics {
     static absl::Mutex mu;
     static auto* all = new std::map<std::pair<std::string, int>,
                                     std::unique_ptr<MethodMetrics>>();
+    const std::pair<std::string, int> key(loggable_method,
+                                          static_cast<int>(type));
+    {
+      // Every call after a method's first only reads: shared.
+      absl::ReaderMutexLock lock(&mu);
+      if (auto it = all->find(key); it != all->end()) return *it->second;
+    }
     absl::MutexLock lock(&mu);
-    auto& slot = (*all)[{loggable_method, static_cast<int>(type)}];
+    auto& slot = (*all)[key];
     if (slot == nullptr)
       slot.reset(new MethodMetrics(loggable_method, TypeName(type)));
     return *slot;
@@ -195,9 +202,10 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
   // state that order for the TSan build.
   explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
       : method_(LoggableMethod(info->method())),
-        metrics_(MethodMetrics::For(method_, info->type())),
+        metrics_(metrics::Enabled() ? &MethodMetrics::For(method_, info->type())
+                                    : nullptr),
         start_(absl::Now()) {
-    metrics_.Started();
+    if (metrics_ != nullptr) metrics_->Started();
     HappensBefore(this);
   }
 
@@ -206,7 +214,8 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
     if (GrpcBatchAt(methods, InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::StatusCode code = GrpcBatchSendCode(methods);
       const absl::Duration latency = absl::Now() - start_;
-      metrics_.Handled(code, absl::ToDoubleSeconds(latency));
+      if (metrics_ != nullptr)
+        metrics_->Handled(code, absl::ToDoubleSeconds(latency));
       // Health probes arrive every few hundred ms; logging them is noise.
       if (method_.rfind("/grpc.health.v1.", 0) != 0) {
         log::Info("rpc", {{"method", method_},
@@ -219,7 +228,7 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
 
  private:
   std::string method_;
-  MethodMetrics& metrics_;
+  MethodMetrics* metrics_;  // null when metrics are off
   absl::Time start_;
 };
 
@@ -237,6 +246,11 @@ class AccessLogFactory
 absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     const ServerOptions& options, std::vector<grpc::Service*> services,
     ReadinessCheck readiness) {
+  if (!options.metrics && !options.metrics_listen_address.empty()) {
+    return absl::InvalidArgumentError(
+        "metrics_listen: set while metrics are off (--nometrics); drop one");
+  }
+  metrics::SetEnabled(options.metrics);
   std::unique_ptr<ServerRunner> runner(new ServerRunner());
   runner->options_ = options;
   runner->readiness_ = std::move(readiness);

@@ -59,6 +59,9 @@ struct ServerOptions {
   // /metrics (common/metrics): the process's registry, which includes the
   // grpc_server_* metrics of every call this server answers.
   std::string metrics_listen_address;
+  // Whether the process records metrics at all (metrics::SetEnabled, at
+  // Start). Off, a metrics_listen_address is refused.
+  bool metrics = true;
   // Its bound port is written here (tests).
   std::string metrics_port_file;
 };

@@ -36,6 +36,11 @@ ABSL_FLAG(std::string, metrics_listen,
           "Serve Prometheus metrics at http://<host:port>/metrics, in "
           "plaintext (counts and latencies only: no data, no tokens). Env "
           "AQUEDUCT_METRICS_LISTEN.");
+ABSL_FLAG(bool, metrics,
+          aqueduct::config::EnvOr("AQUEDUCT_METRICS", "1") != "0",
+          "Record Prometheus metrics. --nometrics records none and serves no "
+          "/metrics: only for measuring what recording costs. Env "
+          "AQUEDUCT_METRICS=0.");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "Write the metrics listener's bound port to this file (tests).");
 
@@ -55,6 +60,8 @@ std::string HealthListenFromFlags() {
 std::string MetricsListenFromFlags() {
   return absl::GetFlag(FLAGS_metrics_listen);
 }
+
+bool MetricsFromFlags() { return absl::GetFlag(FLAGS_metrics); }
 
 std::string MetricsPortFileFromFlags() {
   return absl::GetFlag(FLAGS_metrics_port_file);

@@ -39,6 +39,8 @@ std::string HealthListenFromFlags();
 // --metrics_port_file, where its bound port is written (tests).
 std::string MetricsListenFromFlags();
 std::string MetricsPortFileFromFlags();
+// --metrics (env AQUEDUCT_METRICS, default on), for ServerOptions::metrics.
+bool MetricsFromFlags();
 
 // --grpc_memory_mb (env AQUEDUCT_GRPC_MEMORY_MB, default 32), in bytes, for
 // ServerOptions::memory_quota_bytes.

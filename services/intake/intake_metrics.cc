@@ -8,6 +8,7 @@ using aqueduct::metrics::CounterFamily;
 using aqueduct::metrics::GaugeFamily;
 
 void ScreeningStarted() {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& started =
       CounterFamily("aqueduct_intake_screenings_started_total",
                     "Screenings started (a retried start counts once).")
@@ -16,6 +17,7 @@ void ScreeningStarted() {
 }
 
 void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& completed = CounterFamily(
       "aqueduct_intake_screenings_completed_total",
       "Screenings completed, by route and by whether the result reached "
@@ -27,6 +29,7 @@ void ScreeningCompleted(common::v1::Route route, v1::HandoffState handoff) {
 }
 
 void ScreeningAbandoned(common::v1::Route early_risk_route) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& abandoned = CounterFamily(
       "aqueduct_intake_screenings_abandoned_total",
       "Screenings the person abandoned, by the route of their early risk case "
@@ -37,6 +40,7 @@ void ScreeningAbandoned(common::v1::Route early_risk_route) {
 }
 
 void EarlyRiskCaseDelivered() {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& delivered =
       CounterFamily(
           "aqueduct_intake_early_risk_cases_total",
@@ -47,6 +51,7 @@ void EarlyRiskCaseDelivered() {
 }
 
 void OutboxEntries(int64_t handoffs, int64_t risk_cases) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& family = GaugeFamily(
       "aqueduct_intake_outbox_entries",
       "What intake owes referral and has not delivered yet: completed "

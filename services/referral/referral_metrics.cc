@@ -5,6 +5,7 @@
 namespace aqueduct::referral::metrics {
 
 void CasesOpened(const std::vector<ReferralStore::CreateOutcome>& outcomes) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& opened = aqueduct::metrics::CounterFamily(
       "aqueduct_referral_cases_opened_total",
       "Cases opened for clinicians' review, by route and queue priority "
@@ -20,6 +21,7 @@ void CasesOpened(const std::vector<ReferralStore::CreateOutcome>& outcomes) {
 }
 
 void CaseDecided(v1::Decision::Action action) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& decided = aqueduct::metrics::CounterFamily(
       "aqueduct_referral_decisions_total",
       "Clinicians' decisions on cases, by action (CONFIRM, CHANGE_ROUTE, "
@@ -28,6 +30,7 @@ void CaseDecided(v1::Decision::Action action) {
 }
 
 void CaseOverdue(v1::Priority priority) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& overdue = aqueduct::metrics::CounterFamily(
       "aqueduct_referral_cases_overdue_total",
       "Open cases that passed their review deadline (marked overdue), by "
@@ -36,6 +39,7 @@ void CaseOverdue(v1::Priority priority) {
 }
 
 void QueueDepth(v1::Priority priority, int64_t cases) {
+  if (!aqueduct::metrics::Enabled()) return;
   static auto& depth = aqueduct::metrics::GaugeFamily(
       "aqueduct_referral_queue_cases",
       "Cases waiting for a clinician's decision (open or claimed), by queue "

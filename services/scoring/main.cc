@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   options.credentials = checks->credentials;
   options.health_listen_address = aqueduct::server::HealthListenFromFlags();
   options.metrics_listen_address = aqueduct::server::MetricsListenFromFlags();
+  options.metrics = aqueduct::server::MetricsFromFlags();
   options.metrics_port_file = aqueduct::server::MetricsPortFileFromFlags();
   options.memory_quota_bytes = aqueduct::server::MemoryQuotaFromFlags();
   options.max_receive_message_bytes =

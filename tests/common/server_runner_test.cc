@@ -282,5 +282,45 @@ TEST(ServerRunnerTest, BusyPortIsAClearError) {
                           ::testing::HasSubstr(second.listen_address)));
 }
 
+// The sum of every series of counter `name` in the process's registry.
+double CounterSum(const std::string& name) {
+  double sum = 0;
+  for (const auto& family : metrics::Registry()->Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) sum += m.counter.value;
+  }
+  return sum;
+}
+
+TEST(ServerRunnerTest, NoMetricsRecordsNothingAndRefusesAMetricsPort) {
+  ServerOptions off;
+  off.metrics = false;
+  off.metrics_listen_address = "127.0.0.1:0";
+  EXPECT_THAT(ServerRunner::Start(off, {}, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("metrics_listen")));
+  off.metrics_listen_address.clear();
+  for (bool on : {false, true}) {
+    ServerOptions options;
+    options.metrics = on;
+    auto runner = ServerRunner::Start(options, {}, nullptr);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    EXPECT_EQ(metrics::Enabled(), on);
+    const double before = CounterSum("grpc_server_started_total");
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*runner)->port()),
+                            grpc::InsecureChannelCredentials());
+    for (int i = 0; i < 3; ++i)
+      ASSERT_TRUE(CheckHealth(channel, "", Soon()).ok());
+    const double after = CounterSum("grpc_server_started_total");
+    if (on) {
+      EXPECT_EQ(after - before, 3) << "each call counted";
+    } else {
+      EXPECT_EQ(after, before) << "--nometrics: nothing recorded";
+    }
+  }
+  EXPECT_TRUE(metrics::Enabled()) << "left on for the tests after this one";
+}
+
 }  // namespace
 }  // namespace aqueduct::server
