@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -88,7 +89,16 @@ void AppendValue(std::string& out, const Field& f) {
   }
 }
 
+thread_local std::string current_trace;
+
 }  // namespace
+
+absl::string_view CurrentTraceId() { return current_trace; }
+
+TraceScope::TraceScope(std::string trace_id)
+    : previous_(std::exchange(current_trace, std::move(trace_id))) {}
+
+TraceScope::~TraceScope() { current_trace = std::move(previous_); }
 
 bool IsRedactedKey(absl::string_view key) {
   static constexpr absl::string_view kDenied[] = {
@@ -145,6 +155,10 @@ std::string FormatLine(Severity severity, absl::string_view msg,
   AppendJsonString(out, SeverityName(severity));
   out += ",\"service\":";
   AppendJsonString(out, service);
+  if (!current_trace.empty()) {
+    out += ",\"trace_id\":";
+    AppendJsonString(out, current_trace);
+  }
   out += ",\"msg\":";
   AppendJsonString(out, msg);
   for (const Field& f : fields) {

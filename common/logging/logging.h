@@ -10,7 +10,8 @@
 #include "absl/time/time.h"
 
 // The one logging facade: JSON lines on stderr, one object per event, with
-// "ts", "severity", "service", "msg" and the given fields.
+// "ts", "severity", "service", "trace_id" (inside a TraceScope), "msg" and
+// the given fields.
 //
 // Mental-health data must never reach a log. Log operational facts only
 // (method, status code, latency, counts, addresses). As a second line of
@@ -63,6 +64,24 @@ inline void Warn(absl::string_view msg, std::initializer_list<Field> f = {}) {
 inline void Error(absl::string_view msg, std::initializer_list<Field> f = {}) {
   Write(Severity::kError, msg, f);
 }
+
+// The W3C trace id (32 lowercase hex digits) every line this thread writes
+// carries as "trace_id" while a TraceScope is alive; "" outside any.
+absl::string_view CurrentTraceId();
+
+// Sets the thread's trace id for the scope's lifetime, restoring the one
+// before it after (scopes nest). Work that hops threads carries the id
+// along (server::FinishOnPool does) and opens a scope on arrival.
+class TraceScope {
+ public:
+  explicit TraceScope(std::string trace_id);
+  ~TraceScope();
+  TraceScope(const TraceScope&) = delete;
+  TraceScope& operator=(const TraceScope&) = delete;
+
+ private:
+  std::string previous_;
+};
 
 // True for key names that must never carry a value into a log.
 bool IsRedactedKey(absl::string_view key);

@@ -2,6 +2,9 @@
 
 #include <utility>
 
+#include "common/logging/logging.h"
+#include "common/server/trace.h"
+
 namespace aqueduct::server {
 
 BackgroundLoop::BackgroundLoop(absl::Duration tick,
@@ -35,7 +38,13 @@ bool BackgroundLoop::done() const {
 
 void BackgroundLoop::Run() {
   while (true) {
-    const bool more = step_();
+    bool more;
+    {
+      // Each step is a trace of its own: its lines, and the calls it makes
+      // to other services (an outbox delivery), share one id.
+      log::TraceScope trace(NewTraceId());
+      more = step_();
+    }
     absl::MutexLock lock(&mu_);
     ++steps_;
     if (!more) break;

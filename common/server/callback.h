@@ -8,6 +8,8 @@
 
 #include <utility>
 
+#include "common/logging/logging.h"
+#include "common/server/trace.h"
 #include "common/server/worker_pool.h"
 
 #if defined(AQUEDUCT_TSAN)
@@ -48,7 +50,8 @@ inline grpc::Status BusyStatus() {
 
 // Serves a unary call on gRPC's callback API whose work blocks (Redis round
 // trips, calls to peers): `work` runs on `pool`, never on one of gRPC's
-// threads, and its status finishes the call. `work` fills the response the
+// threads, in the call's trace (log::TraceScope), and its status finishes
+// the call. `work` fills the response the
 // handler was given, which lives until the call finishes. A full pool
 // answers UNAVAILABLE at once instead of queueing without bound.
 //
@@ -58,7 +61,10 @@ template <typename Work>
 grpc::ServerUnaryReactor* FinishOnPool(grpc::CallbackServerContext* context,
                                        WorkerPool* pool, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!pool->Schedule([reactor, work = std::move(work)]() mutable {
+  // The work's log lines and the calls it makes carry the call's trace.
+  if (!pool->Schedule([reactor, work = std::move(work),
+                       trace = TraceIdOf(*context)]() mutable {
+        log::TraceScope scope(std::move(trace));
         reactor->Finish(work());
       })) {
     reactor->Finish(BusyStatus());

@@ -1,6 +1,8 @@
 #include "common/server/server_runner.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/stubs/logging.h>
+#include <grpc/support/log.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/support/server_interceptor.h>
@@ -18,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "common/logging/logging.h"
 #include "common/server/callback.h"
+#include "common/server/trace.h"
 
 namespace aqueduct::server {
 namespace {
@@ -201,7 +204,8 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
   // another, ordered by its own (uninstrumented) hand-off: the annotations
   // state that order for the TSan build.
   explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : method_(LoggableMethod(info->method())),
+      : context_(info->server_context()),
+        method_(LoggableMethod(info->method())),
         metrics_(metrics::Enabled() ? &MethodMetrics::For(method_, info->type())
                                     : nullptr),
         start_(absl::Now()) {
@@ -209,8 +213,20 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
     HappensBefore(this);
   }
 
+  ~AccessLogInterceptor() override {
+    if (!trace_id_.empty()) UnbindTrace(context_, trace_id_);
+  }
+
   void Intercept(InterceptorBatchMethods* methods) override {
     HappensAfter(this);
+    if (GrpcBatchAt(methods,
+                    InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      // The call's trace, for the handler (TraceIdOf) and this line. Read
+      // on the thread that runs the handler next, as the handler reads the
+      // same metadata for its token.
+      trace_id_ = TraceIdFromMetadata(*context_);
+      BindTrace(context_, trace_id_);
+    }
     if (GrpcBatchAt(methods, InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::StatusCode code = GrpcBatchSendCode(methods);
       const absl::Duration latency = absl::Now() - start_;
@@ -218,6 +234,7 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
         metrics_->Handled(code, absl::ToDoubleSeconds(latency));
       // Health probes arrive every few hundred ms; logging them is noise.
       if (method_.rfind("/grpc.health.v1.", 0) != 0) {
+        log::TraceScope trace(trace_id_);
         log::Info("rpc", {{"method", method_},
                           {"code", StatusCodeName(code)},
                           {"latency_ms", absl::ToDoubleMilliseconds(latency)}});
@@ -227,9 +244,11 @@ class AccessLogInterceptor : public grpc::experimental::Interceptor {
   }
 
  private:
+  const grpc::ServerContextBase* context_;
   std::string method_;
   MethodMetrics* metrics_;  // null when metrics are off
   absl::Time start_;
+  std::string trace_id_;  // set once the call's metadata is in
 };
 
 class AccessLogFactory
@@ -405,6 +424,38 @@ void ServerRunner::Shutdown() {
 
 void ConfigureProcess() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
+
+namespace {
+
+void GrpcLogToJson(gpr_log_func_args* args) {
+  const log::Severity severity =
+      args->severity == GPR_LOG_SEVERITY_ERROR  ? log::Severity::kError
+      : args->severity == GPR_LOG_SEVERITY_INFO ? log::Severity::kInfo
+                                                : log::Severity::kDebug;
+  log::Write(severity, "grpc",
+             {{"detail", args->message != nullptr ? args->message : ""},
+              {"file", args->file != nullptr ? args->file : ""},
+              {"line", args->line}});
+}
+
+void ProtobufLogToJson(google::protobuf::LogLevel level, const char* filename,
+                       int line, const std::string& message) {
+  const log::Severity severity =
+      level >= google::protobuf::LOGLEVEL_ERROR     ? log::Severity::kError
+      : level == google::protobuf::LOGLEVEL_WARNING ? log::Severity::kWarning
+                                                    : log::Severity::kInfo;
+  log::Write(severity, "protobuf",
+             {{"detail", message},
+              {"file", filename != nullptr ? filename : ""},
+              {"line", line}});
+}
+
+}  // namespace
+
+void RouteLibraryLogs() {
+  gpr_set_log_function(&GrpcLogToJson);
+  google::protobuf::SetLogHandler(&ProtobufLogToJson);
 }
 
 void BlockTerminationSignals() {

@@ -126,6 +126,13 @@ void BlockTerminationSignals();
 // it, so lock-order mistakes still surface there.
 void ConfigureProcess();
 
+// Sends gRPC's and protobuf's own messages (gpr_log, GOOGLE_LOG) through
+// log::Write, so every line a service writes is one JSON object: msg
+// "grpc" or "protobuf", the library's text as "detail", and its source
+// file and line. The services call it right after log::Init; the command
+// line client does not (its people read plain text).
+void RouteLibraryLogs();
+
 // Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals) and
 // returns its number.
 int WaitForTerminationSignal();

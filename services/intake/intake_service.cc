@@ -3,8 +3,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/grpc_auth.h"
+#include "common/logging/logging.h"
 #include "common/server/callback.h"
 #include "common/server/deadlines.h"
+#include "common/server/trace.h"
 #include "common/status/status_macros.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
@@ -80,6 +82,7 @@ grpc::ServerUnaryReactor* IntakeServiceImpl::SubmitAnswers(
     const v1::SubmitAnswersRequest* request,
     v1::SubmitAnswersResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  log::TraceScope trace(server::TraceIdOf(*context));
   auto own = Own(*context, "SubmitAnswers", *request,
                  &v1::SubmitAnswersRequest::mutable_name);
   if (!own.ok()) {

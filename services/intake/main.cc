@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
   namespace log = aqueduct::log;
   namespace config = aqueduct::config;
   log::Init("intake");
+  aqueduct::server::RouteLibraryLogs();
 
   auto endpoint = config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");
   auto scoring_ep =

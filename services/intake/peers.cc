@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/server/deadlines.h"
+#include "common/server/trace.h"
 #include "common/status/status_util.h"
 
 namespace aqueduct::intake {
@@ -22,6 +23,7 @@ absl::StatusOr<scoring::v1::ScoringResult> GrpcScoringPeer::Score(
     const scoring::v1::ScoreAnswersRequest& request, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  server::PropagateTrace(ctx);
   if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   scoring::v1::ScoringResult result;
@@ -34,6 +36,7 @@ absl::StatusOr<scoring::v1::Catalog> GrpcScoringPeer::DescribeCatalog(
     absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  server::PropagateTrace(ctx);
   if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   ctx.set_wait_for_ready(true);  // start-up: wait for scoring to come up
@@ -48,6 +51,7 @@ absl::StatusOr<scoring::v1::ListRulesetsResponse> GrpcScoringPeer::ListRulesets(
     absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  server::PropagateTrace(ctx);
   if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   ctx.set_wait_for_ready(true);
@@ -94,6 +98,7 @@ class GrpcRescoreStream final : public RescoreStream {
 
 absl::StatusOr<std::unique_ptr<RescoreStream>> GrpcScoringPeer::OpenRescore() {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  server::PropagateTrace(*ctx);
   if (absl::Status t = auth::Attach(*ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   return std::make_unique<GrpcRescoreStream>(std::move(ctx), stub_.get(),
@@ -116,6 +121,7 @@ absl::StatusOr<referral::v1::Referral> GrpcReferralPeer::CreateReferral(
     const referral::v1::CreateReferralRequest& request, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  server::PropagateTrace(ctx);
   if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   referral::v1::Referral out;
@@ -129,6 +135,7 @@ GrpcReferralPeer::CreateReferrals(
     const referral::v1::CreateReferralsRequest& request, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::SetOutgoingDeadline(ctx, deadline, per_call_);
+  server::PropagateTrace(ctx);
   if (absl::Status t = auth::Attach(ctx, *token_); !t.ok())
     return Annotate(t, Describe());
   referral::v1::CreateReferralsResponse out;

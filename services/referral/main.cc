@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   aqueduct::server::BlockTerminationSignals();
   namespace log = aqueduct::log;
   log::Init("referral");
+  aqueduct::server::RouteLibraryLogs();
 
   auto endpoint =
       aqueduct::config::ParseEndpoint(absl::GetFlag(FLAGS_redis), "--redis");

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   aqueduct::server::BlockTerminationSignals();
   namespace log = aqueduct::log;
   log::Init("scoring");
+  aqueduct::server::RouteLibraryLogs();
 
   // Never run half-loaded: any file that does not validate stops start-up.
   auto loaded = aqueduct::scoring::ScoringEngine::Load(

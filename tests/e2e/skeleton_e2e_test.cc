@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/redis/redis_client.h"
@@ -150,10 +151,17 @@ class SkeletonE2eTest : public ::testing::Test {
   }
   // A person's call: a patient token for `user` (a user id, or a name
   // "users/{user}/...").
+  // A traceparent the person's calls send while set (LogsFollowOneTrace).
+  static std::string& CallerTraceparent() {
+    static auto* value = new std::string();
+    return *value;
+  }
   static std::unique_ptr<grpc::ClientContext> Ctx(
       const std::string& user = "e2e", absl::Duration d = absl::Seconds(5)) {
     auto c = std::make_unique<grpc::ClientContext>();
     c->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    if (!CallerTraceparent().empty())
+      c->AddMetadata("traceparent", CallerTraceparent());
     std::string id = user;
     if (absl::StartsWith(id, "users/")) id = id.substr(6, id.find('/', 6) - 6);
     c->AddMetadata("authorization",
@@ -1147,6 +1155,41 @@ TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
     EXPECT_THAT(log, ::testing::Not(HasSubstr(id))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr("option_value"))) << s->log;
   }
+}
+
+// A caller's W3C traceparent reaches every service the screening touches:
+// intake's lines for the person's calls, and scoring's and referral's for
+// the calls intake made on its behalf, carry the caller's trace id. Every
+// line any service wrote is one JSON object (gRPC's and protobuf's own
+// messages included).
+TEST_F(SkeletonE2eTest, LogsFollowOneTraceAcrossServices) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  CallerTraceparent() = "00-" + trace + "-00f067aa0ba902b7-01";
+  auto done = Screen({1, 1, 1, 1, 1, 1, 1, 1, 0, 1}, "traced");
+  CallerTraceparent().clear();
+  EXPECT_EQ(done.handoff(), intake::v1::DELIVERED);
+  // A call that sends none starts a trace of its own.
+  Screen({0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "untraced");
+  const std::string field = "\"trace_id\":\"" + trace + "\"";
+  for (Service* s : {&intake_, &scoring_, &referral_}) {
+    const std::string log = t::ReadFile(s->log);
+    int traced_rpcs = 0, rpcs = 0;
+    for (absl::string_view line :
+         absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+      ASSERT_TRUE(absl::StartsWith(line, "{") && absl::EndsWith(line, "}"))
+          << s->log << ": not a JSON line: " << line;
+      if (!absl::StrContains(line, "\"msg\":\"rpc\"")) continue;
+      ++rpcs;
+      EXPECT_THAT(std::string(line), HasSubstr("\"trace_id\":\""))
+          << "every call's line has a trace id";
+      if (absl::StrContains(line, field)) ++traced_rpcs;
+    }
+    EXPECT_GT(traced_rpcs, 0) << s->log;
+    EXPECT_LT(traced_rpcs, rpcs) << "the untraced screening's calls differ";
+  }
+  // Intake's own lines inside the calls carry it too.
+  EXPECT_THAT(t::ReadFile(intake_.log),
+              HasSubstr(field + ",\"msg\":\"screening started\""));
 }
 
 // The number in a Prometheus instant query's answer (the sum of its
