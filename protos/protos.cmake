@@ -29,3 +29,35 @@ protobuf_generate(TARGET api_cc_proto LANGUAGE grpc
   PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
   IMPORT_DIRS ${PROJECT_SOURCE_DIR}
   PROTOC_OUT_DIR ${PROJECT_BINARY_DIR})
+
+# google.rpc.Status and its error details (BadRequest, RetryInfo,
+# ErrorInfo: AIP-193), as googleapis publishes them and Debian's
+# golang-github-gogo-googleapis-dev installs them (scripts/setup.sh; the
+# copy in golang-github-grpc-ecosystem-grpc-gateway-dev predates
+# ErrorInfo). These files import only protobuf's own types. Included as
+# "google/rpc/status.pb.h".
+set(AQUEDUCT_GOOGLEAPIS_DIR /usr/share/gocode/src/github.com/gogo/googleapis)
+if(NOT EXISTS ${AQUEDUCT_GOOGLEAPIS_DIR}/google/rpc/error_details.proto)
+  message(FATAL_ERROR "google/rpc/error_details.proto is not under "
+    "${AQUEDUCT_GOOGLEAPIS_DIR}: run scripts/setup.sh (it installs "
+    "golang-github-gogo-googleapis-dev)")
+endif()
+set(_googleapis_out ${PROJECT_BINARY_DIR}/googleapis)
+set(_googleapis_generated)
+foreach(_name status error_details)
+  list(APPEND _googleapis_generated
+    ${_googleapis_out}/google/rpc/${_name}.pb.cc
+    ${_googleapis_out}/google/rpc/${_name}.pb.h)
+endforeach()
+# protoc by hand: protobuf_generate places outputs for sources outside the
+# source tree by the source tree's path.
+add_custom_command(OUTPUT ${_googleapis_generated}
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${_googleapis_out}
+  COMMAND $<TARGET_FILE:protobuf::protoc> -I${AQUEDUCT_GOOGLEAPIS_DIR}
+    --cpp_out=${_googleapis_out} google/rpc/status.proto google/rpc/error_details.proto
+  DEPENDS ${AQUEDUCT_GOOGLEAPIS_DIR}/google/rpc/status.proto
+    ${AQUEDUCT_GOOGLEAPIS_DIR}/google/rpc/error_details.proto
+  COMMENT "protoc: google/rpc/status.proto, google/rpc/error_details.proto")
+add_library(googleapis_rpc_cc_proto STATIC ${_googleapis_generated})
+target_link_libraries(googleapis_rpc_cc_proto PUBLIC protobuf::libprotobuf)
+target_include_directories(googleapis_rpc_cc_proto PUBLIC ${_googleapis_out})

@@ -12,6 +12,9 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev openssl redis-server redis-tools
   prometheus-cpp-dev
+  # googleapis' google/rpc/*.proto (error details on every failed call);
+  # grpc-gateway's copy predates google.rpc.ErrorInfo
+  golang-github-gogo-googleapis-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   prometheus
   procps

@@ -11,6 +11,7 @@
 #include "common/logging/logging.h"
 #include "common/server/trace.h"
 #include "common/server/worker_pool.h"
+#include "common/status/status_util.h"
 
 #if defined(AQUEDUCT_TSAN)
 #include <sanitizer/tsan_interface.h>
@@ -42,10 +43,12 @@ inline void HappensAfter(const void* object) {
 }
 
 // The answer when the pool's queue is full: the caller retries later (gRPC
-// clients and the apps treat UNAVAILABLE as "try again").
+// clients and the apps treat UNAVAILABLE as "try again"; the RetryInfo
+// says after a second).
 inline grpc::Status BusyStatus() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      "the service is busy: try again shortly");
+  return ToGrpcStatus(WithRetryDelay(
+      absl::UnavailableError("the service is busy: try again shortly"),
+      absl::Seconds(1)));
 }
 
 // Serves a unary call on gRPC's callback API whose work blocks (Redis round

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 #include "common/util/names.h"
 #include "services/intake/intake_core.h"
 
@@ -254,8 +255,10 @@ void IntakeCore::SubmitOnPool(std::shared_ptr<AsyncSubmit> call) {
                                         call->deadline));
   };
   if (!pool->Schedule(std::move(work))) {
-    std::move(call->done)(absl::UnavailableError(
-        "intake is overloaded: too many answers waiting; retry shortly"));
+    std::move(call->done)(WithRetryDelay(
+        absl::UnavailableError(
+            "intake is overloaded: too many answers waiting; retry shortly"),
+        absl::Seconds(1)));
   }
 }
 

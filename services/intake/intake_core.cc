@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging/logging.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 #include "common/util/names.h"
 #include "services/intake/intake_metrics.h"
 
@@ -24,9 +25,11 @@ using Kind = SessionStore::WriteOutcome::Kind;
 }  // namespace
 
 absl::Status StaleEtag(const std::string& given, int64_t current) {
-  return absl::AbortedError(absl::StrCat(
-      "etag: the screening changed since etag \"", given, "\" (current etag \"",
-      current, "\"); fetch it and resubmit"));
+  return WithErrorInfo(
+      absl::AbortedError(absl::StrCat(
+          "etag: the screening changed since etag \"", given,
+          "\" (current etag \"", current, "\"); fetch it and resubmit")),
+      "ETAG_MISMATCH", {{"etag", absl::StrCat(current)}});
 }
 absl::Status PrefillContext(const v1::ScreeningContext& context,
                             const scoring::CatalogIndex& catalog,
@@ -200,9 +203,11 @@ absl::Status IntakeCore::RateVerdict(absl::StatusOr<int64_t> count,
   if (*count <= limit) return absl::OkStatus();
   const int64_t window_ms = absl::ToInt64Milliseconds(window);
   const int64_t wait_s = (window_ms - now_ms % window_ms + 999) / 1000;
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "too many ", what, " requests (at most ", limit, " per ",
-      absl::FormatDuration(window), "); try again in ", wait_s, " s"));
+  return WithRetryDelay(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "too many ", what, " requests (at most ", limit, " per ",
+          absl::FormatDuration(window), "); try again in ", wait_s, " s")),
+      absl::Seconds(wait_s));
 }
 
 absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
@@ -269,9 +274,14 @@ absl::StatusOr<v1::Screening> IntakeCore::StartScreening(
                        now + absl::ToInt64Milliseconds(config_.session_ttl),
                        config_.max_open_sessions, now, deadline));
   if (!reserved) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "parent: already ", config_.max_open_sessions,
-        " open screenings; complete or abandon one before starting another"));
+    // Waiting does not help: no RetryInfo; the reason says what does.
+    return WithErrorInfo(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "parent: already ", config_.max_open_sessions,
+            " open screenings; complete or abandon one before starting "
+            "another")),
+        "TOO_MANY_OPEN_SCREENINGS",
+        {{"max_open_screenings", absl::StrCat(config_.max_open_sessions)}});
   }
   SessionStore::WriteRequest write;
   write.expected_version = 0;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/compress/compress.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 
 namespace aqueduct::referral {
 namespace {
@@ -306,9 +307,11 @@ absl::StatusOr<int64_t> RedisReferralStore::Update(
   if (r.elements[0].integer != 1) {
     if (r.elements[1].integer == 0)
       return absl::NotFoundError("name: no such case");
-    return absl::AbortedError(
-        absl::StrCat("the case changed meanwhile (current etag \"",
-                     r.elements[1].integer, "\"); read it and retry"));
+    return WithErrorInfo(absl::AbortedError(absl::StrCat(
+                             "the case changed meanwhile (current etag \"",
+                             r.elements[1].integer, "\"); read it and retry")),
+                         "ETAG_MISMATCH",
+                         {{"etag", absl::StrCat(r.elements[1].integer)}});
   }
   return r.elements[1].integer;
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 #include "common/util/names.h"
 #include "services/referral/referral_metrics.h"
 
@@ -567,9 +568,14 @@ absl::StatusOr<v1::Referral> ReferralCore::ClaimCase(
   const bool renew =
       before.state() == v1::CLAIMED && before.claimed_by() == actor.id;
   if (before.state() == v1::CLAIMED && !renew) {
-    return absl::AbortedError(absl::StrCat(
-        "name: the case is held by another clinician until ",
-        absl::FormatTime(absl::FromUnixMillis(before.lease_expire_time_ms()))));
+    return WithErrorInfo(
+        absl::AbortedError(absl::StrCat(
+            "name: the case is held by another clinician until ",
+            absl::FormatTime(
+                absl::FromUnixMillis(before.lease_expire_time_ms())))),
+        "CASE_HELD",
+        {{"lease_expire_time_ms",
+          absl::StrCat(before.lease_expire_time_ms())}});
   }
   absl::Duration lease = request.lease_seconds() == 0
                              ? config_.default_lease
@@ -689,9 +695,10 @@ absl::StatusOr<v1::Referral> ReferralCore::DecideCase(
         "name: you do not hold this case; claim it first");
   }
   if (request.etag() != loaded.etag()) {
-    return absl::AbortedError(
-        absl::StrCat("etag: the case changed (current etag \"", loaded.etag(),
-                     "\"); read it and decide again"));
+    return WithErrorInfo(absl::AbortedError(absl::StrCat(
+                             "etag: the case changed (current etag \"",
+                             loaded.etag(), "\"); read it and decide again")),
+                         "ETAG_MISMATCH", {{"etag", loaded.etag()}});
   }
   v1::Referral after = before;
   v1::Decision* decision = after.mutable_decision();

@@ -1,6 +1,10 @@
 #include "common/status/status_util.h"
 
+#include <optional>
+
 #include "common/status/status_macros.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 
 namespace aqueduct {
@@ -75,6 +79,74 @@ TEST(AnnotateTest, KeepsCodeAndPrefixesMessage) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(s.message(), "scoring at h:1: connection refused");
   EXPECT_TRUE(Annotate(absl::OkStatus(), "x").ok());
+}
+
+// The google.rpc.Status a failed call carries, or nullopt when none.
+std::optional<google::rpc::Status> DetailsOf(const grpc::Status& s) {
+  if (s.error_details().empty()) return std::nullopt;
+  google::rpc::Status out;
+  if (!out.ParseFromString(s.error_details())) return std::nullopt;
+  return out;
+}
+
+TEST(ErrorDetailsTest, InvalidArgumentNamesItsFieldInABadRequest) {
+  const grpc::Status s = ToGrpcStatus(absl::InvalidArgumentError(
+      "answers[2].item_id: \"phq9.99\" is not in the catalog"));
+  auto details = DetailsOf(s);
+  ASSERT_TRUE(details.has_value());
+  EXPECT_EQ(details->code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(details->message(), s.error_message());
+  ASSERT_EQ(details->details_size(), 1);
+  google::rpc::BadRequest bad;
+  ASSERT_TRUE(details->details(0).UnpackTo(&bad));
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_EQ(bad.field_violations(0).field(), "answers[2].item_id");
+  EXPECT_EQ(bad.field_violations(0).description(),
+            "\"phq9.99\" is not in the catalog");
+  // A message that names no field gets no BadRequest (and no details).
+  EXPECT_TRUE(ToGrpcStatus(absl::InvalidArgumentError("body is not a request"))
+                  .error_details()
+                  .empty());
+  EXPECT_TRUE(ToGrpcStatus(absl::NotFoundError("name: no such screening"))
+                  .error_details()
+                  .empty())
+      << "a field is a BadRequest only for INVALID_ARGUMENT";
+}
+
+TEST(ErrorDetailsTest, RetryInfoAndErrorInfoTravelToTheCaller) {
+  const grpc::Status limited = ToGrpcStatus(WithRetryDelay(
+      absl::ResourceExhaustedError("too many requests; try again in 42 s"),
+      absl::Seconds(42)));
+  auto details = DetailsOf(limited);
+  ASSERT_TRUE(details.has_value());
+  ASSERT_EQ(details->details_size(), 1);
+  google::rpc::RetryInfo retry;
+  ASSERT_TRUE(details->details(0).UnpackTo(&retry));
+  EXPECT_EQ(retry.retry_delay().seconds(), 42);
+
+  const grpc::Status stale = ToGrpcStatus(
+      WithErrorInfo(absl::AbortedError("etag: changed (current etag \"7\")"),
+                    "ETAG_MISMATCH", {{"etag", "7"}}));
+  details = DetailsOf(stale);
+  ASSERT_TRUE(details.has_value());
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details->details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "ETAG_MISMATCH");
+  EXPECT_EQ(info.domain(), "aqueduct");
+  EXPECT_EQ(info.metadata().at("etag"), "7");
+
+  // Annotating keeps them; passing a peer's failure on keeps only when to
+  // retry (the rest describes the peer's own request).
+  EXPECT_FALSE(
+      ToGrpcStatus(Annotate(WithRetryDelay(absl::UnavailableError("busy"),
+                                           absl::Seconds(1)),
+                            "scoring at h:1"))
+          .error_details()
+          .empty());
+  const absl::Status passed_on = ToAbslStatus(stale);
+  EXPECT_EQ(passed_on.code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(ToGrpcStatus(passed_on).error_details().empty());
+  EXPECT_FALSE(ToGrpcStatus(ToAbslStatus(limited)).error_details().empty());
 }
 
 absl::StatusOr<int> Half(int x) {

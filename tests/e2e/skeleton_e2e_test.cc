@@ -28,6 +28,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
@@ -1155,6 +1157,89 @@ TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
     EXPECT_THAT(log, ::testing::Not(HasSubstr(id))) << s->log;
     EXPECT_THAT(log, ::testing::Not(HasSubstr("option_value"))) << s->log;
   }
+}
+
+// The google.rpc.Status a failed call carried (grpc-status-details-bin),
+// with the one detail of type T unpacked into `out`; false when absent.
+template <typename T>
+bool DetailOf(const grpc::Status& s, T* out) {
+  google::rpc::Status details;
+  if (s.error_details().empty() || !details.ParseFromString(s.error_details()))
+    return false;
+  if (details.code() != s.error_code() ||
+      details.message() != s.error_message())
+    return false;
+  for (const auto& any : details.details()) {
+    if (any.UnpackTo(out)) return true;
+  }
+  return false;
+}
+
+// What a client program can act on without reading prose: the field of a
+// bad request, the current etag of a conflict, why a start is refused, and
+// when to retry past a rate limit.
+TEST_F(SkeletonE2eTest, FailuresCarryMachineReadableDetails) {
+  const std::string user = "details";
+  intake::v1::StartScreeningRequest start;
+  start.set_parent("users/" + user);
+  start.set_consent_version("c1");
+  intake::v1::Screening screening;
+  ASSERT_TRUE(
+      intake_stub_->StartScreening(Ctx(user).get(), start, &screening).ok());
+
+  intake::v1::SubmitAnswersRequest submit;
+  submit.set_name(screening.name());
+  submit.set_etag(screening.etag());
+  submit.set_request_id("bad-item");
+  submit.add_answers()->set_item_id("phq9.99");
+  intake::v1::SubmitAnswersResponse out;
+  grpc::Status s = intake_stub_->SubmitAnswers(Ctx(user).get(), submit, &out);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  google::rpc::BadRequest bad;
+  ASSERT_TRUE(DetailOf(s, &bad)) << s.error_message();
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_EQ(bad.field_violations(0).field(), "answers[0].item_id");
+  EXPECT_FALSE(bad.field_violations(0).description().empty());
+
+  submit.set_etag("999");
+  submit.set_request_id("stale");
+  submit.mutable_answers(0)->set_item_id(screening.next().items(0).item().id());
+  submit.mutable_answers(0)->set_option_value(
+      screening.next().items(0).item().options(0).value());
+  s = intake_stub_->SubmitAnswers(Ctx(user).get(), submit, &out);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(DetailOf(s, &info)) << s.error_message();
+  EXPECT_EQ(info.reason(), "ETAG_MISMATCH");
+  EXPECT_EQ(info.domain(), "aqueduct");
+  EXPECT_EQ(info.metadata().at("etag"), screening.etag())
+      << "the etag to resubmit with";
+
+  for (int i = 0; i < 2; ++i) {
+    intake::v1::Screening more;
+    ASSERT_TRUE(
+        intake_stub_->StartScreening(Ctx(user).get(), start, &more).ok());
+  }
+  s = intake_stub_->StartScreening(Ctx(user).get(), start, &screening);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  info.Clear();
+  ASSERT_TRUE(DetailOf(s, &info)) << s.error_message();
+  EXPECT_EQ(info.reason(), "TOO_MANY_OPEN_SCREENINGS");
+  EXPECT_EQ(info.metadata().at("max_open_screenings"), "3");
+  google::rpc::RetryInfo retry;
+  EXPECT_FALSE(DetailOf(s, &retry)) << "waiting does not help here";
+
+  // Past --submit_limit_per_minute (60): when the window ends.
+  s = grpc::Status::OK;
+  for (int i = 0;
+       i < 70 && s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+    submit.set_request_id("flood-" + std::to_string(i));
+    s = intake_stub_->SubmitAnswers(Ctx(user).get(), submit, &out);
+  }
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(DetailOf(s, &retry)) << s.error_message();
+  EXPECT_GT(retry.retry_delay().seconds(), 0);
+  EXPECT_LE(retry.retry_delay().seconds(), 60);
 }
 
 // A caller's W3C traceparent reaches every service the screening touches:
