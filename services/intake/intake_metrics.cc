@@ -62,4 +62,32 @@ void OutboxEntries(int64_t handoffs, int64_t risk_cases) {
   risk.Set(static_cast<double>(risk_cases));
 }
 
+void RescoredPage(const v1::RescoredPage& page) {
+  if (!aqueduct::metrics::Enabled()) return;
+  static auto& screenings = CounterFamily(
+      "aqueduct_intake_rescore_screenings_total",
+      "Stored screenings re-scoring jobs went through, by outcome: "
+      "\"rescored\" (re-scored, or already under this ruleset version) or "
+      "\"failed\" (scoring could not; the original stands).");
+  static auto& rescored = screenings.Add({{"outcome", "rescored"}});
+  static auto& failed = screenings.Add({{"outcome", "failed"}});
+  static auto& changed =
+      CounterFamily("aqueduct_intake_rescore_route_changes_total",
+                    "Re-scored screenings whose route changed (each gets a "
+                    "re-review case unless the job is a dry run).")
+          .Add({});
+  rescored.Increment(static_cast<double>(page.screened()));
+  failed.Increment(static_cast<double>(page.failed()));
+  changed.Increment(static_cast<double>(page.changed_route()));
+}
+
+void RescoreJobs(int running) {
+  if (!aqueduct::metrics::Enabled()) return;
+  static auto& jobs =
+      GaugeFamily("aqueduct_intake_rescore_jobs",
+                  "Re-scoring jobs (RescoreScreenings streams) running now.")
+          .Add({});
+  jobs.Set(running);
+}
+
 }  // namespace aqueduct::intake::metrics

@@ -2,14 +2,15 @@
 #define AQUEDUCT_SERVICES_INTAKE_INTAKE_METRICS_H_
 
 // Intake's own Prometheus metrics (common/metrics): screenings started and
-// completed (by route), early risk cases delivered to referral, and what
-// the outboxes hold. Every call is also counted by the grpc_server_*
-// metrics. Labels are enum names only.
+// completed (by route), early risk cases delivered to referral, what the
+// outboxes hold, and re-scoring progress. Every call is also counted by the
+// grpc_server_* metrics. Labels are enum names only.
 
 #include <cstdint>
 
 #include "protos/common/v1/common.pb.h"
 #include "protos/intake/v1/intake_service.pb.h"
+#include "protos/intake/v1/rescore_service.pb.h"
 
 namespace aqueduct::intake::metrics {
 
@@ -26,6 +27,10 @@ void ScreeningAbandoned(common::v1::Route early_risk_route);
 void EarlyRiskCaseDelivered();
 // What the outboxes hold, read from Redis by the hand-off worker.
 void OutboxEntries(int64_t handoffs, int64_t risk_cases);
+// Re-scoring progress: a page of a re-scoring job sent to its caller
+// (RescoreService), and the jobs running now.
+void RescoredPage(const v1::RescoredPage& page);
+void RescoreJobs(int running);
 
 }  // namespace aqueduct::intake::metrics
 

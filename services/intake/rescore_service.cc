@@ -9,6 +9,7 @@
 #include "common/server/callback.h"
 #include "common/server/deadlines.h"
 #include "common/status/status_util.h"
+#include "services/intake/intake_metrics.h"
 
 namespace aqueduct::intake {
 
@@ -89,6 +90,7 @@ class RescoreWriter final : public grpc::ServerWriteReactor<v1::RescoredPage> {
 
   bool Send(v1::RescoredPage page) {
     if (stop_.load()) return false;
+    metrics::RescoredPage(page);
     page_ = std::move(page);
     {
       absl::MutexLock lock(&mu_);
@@ -132,11 +134,11 @@ RescoreServiceImpl::RescoreScreenings(
           absl::StrCat("intake runs at most ", kMaxStreams,
                        " re-scoring jobs at once: try again when one ends")));
     }
-    ++streams_;
+    metrics::RescoreJobs(++streams_);
   }
   return new RescoreWriter(source_, *request, [this] {
     absl::MutexLock lock(&mu_);
-    --streams_;
+    metrics::RescoreJobs(--streams_);
   });
 }
 

@@ -76,7 +76,9 @@ class RescoreTest : public ::testing::Test {
         {"--redis=" + redis_->address(), "--scoring=" + scoring_addr_,
          "--referral=" + referral_addr_, "--auth_keys=" + auth_.keys_dir(),
          "--service_key=" + auth_.private_key_file(),
-         std::string("--service_key_id=") + t::TestAuth::kKeyId});
+         std::string("--service_key_id=") + t::TestAuth::kKeyId,
+         "--metrics_listen=127.0.0.1:0",
+         "--metrics_port_file=" + dir_.path() + "/intake.metrics"});
     ASSERT_FALSE(intake_addr_.empty());
 
     client_ = std::make_unique<redis::Client>(redis_->ClientOptions());
@@ -275,6 +277,24 @@ TEST_F(RescoreTest, DryRunReportsTheDiffAndWritesNothing) {
   EXPECT_THAT(json,
               HasSubstr(absl::StrCat("\"changed_route\":", expected_changes_)));
   EXPECT_THAT(json, HasSubstr("\"cases_opened\":0"));
+  // Progress, as an operator watches it: intake's own counters.
+  const int port =
+      t::WaitForPortFile(dir_.path() + "/intake.metrics", absl::Seconds(5));
+  auto metrics = t::HttpGet(port, "/metrics", absl::Seconds(5));
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(
+      *metrics,
+      HasSubstr(absl::StrCat(
+          "aqueduct_intake_rescore_screenings_total{outcome=\"rescored\"} ",
+          kScreenings)));
+  EXPECT_THAT(*metrics,
+              HasSubstr("aqueduct_intake_rescore_screenings_total{outcome="
+                        "\"failed\"} 0"));
+  EXPECT_THAT(*metrics, HasSubstr(absl::StrCat(
+                            "aqueduct_intake_rescore_route_changes_total ",
+                            expected_changes_)));
+  EXPECT_THAT(*metrics, HasSubstr("aqueduct_intake_rescore_jobs 0"))
+      << "the job has ended";
 }
 
 // The job reaches intake's data only through intake's RescoreService, which
