@@ -6,19 +6,35 @@ set -euo pipefail
 #
 #   scripts/setup.sh                        build, test and run dependencies
 #   AQUEDUCT_WITH_BAZEL=1 scripts/setup.sh  also Bazel (what CI needs)
+#   AQUEDUCT_BUILD_ONLY=1 scripts/setup.sh  only what building the binaries
+#                                           needs (the image's build stage)
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
-  libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev openssl redis-server redis-tools
+  libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev
   prometheus-cpp-dev
   # googleapis' google/rpc/*.proto (error details on every failed call);
   # grpc-gateway's copy predates google.rpc.ErrorInfo
   golang-github-gogo-googleapis-dev
+)
+if [[ "${AQUEDUCT_BUILD_ONLY:-0}" != 1 ]]; then
+PACKAGES+=(
+  openssl redis-server redis-tools
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   prometheus
   procps
+  # The image's root file system (deploy/image/build-rootfs.sh) and its test
+  debootstrap
 )
+# Test-time tools that may come from elsewhere on a developer's machine:
+# Debian's only when the command is missing. kubectl builds the Kubernetes
+# overlays (kubectl kustomize); node and npm run the manifests' schema
+# check (tests/kubernetes).
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
+fi
 # The Bazel build (CI builds both); the run command does not need it.
 if [[ "${AQUEDUCT_WITH_BAZEL:-0}" == 1 ]]; then
   PACKAGES+=(bazel-bootstrap bazel-rules-java)

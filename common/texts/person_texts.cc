@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/config/data_dir.h"
 
 namespace aqueduct::texts {
 
@@ -43,7 +44,7 @@ std::string PersonTexts::DefaultPath() {
       env != nullptr && *env != '\0') {
     return env;
   }
-  return std::string(AQUEDUCT_TEXTS_DATA_DIR) + "/texts/person_texts.textproto";
+  return config::DataDir() + "/texts/person_texts.textproto";
 }
 
 std::string PersonTexts::Message(const std::string& key) const {

@@ -20,8 +20,9 @@ class PersonTexts {
   // error names the file and what is missing.
   static absl::StatusOr<std::shared_ptr<const PersonTexts>> Load(
       const std::string& path, const std::vector<std::string>& required);
-  // The repository's file (data/texts/person_texts.textproto, or
-  // AQUEDUCT_PERSON_TEXTS when set): the services' default.
+  // texts/person_texts.textproto under config::DataDir() (the installed
+  // copy, or the repository's), or AQUEDUCT_PERSON_TEXTS when set: the
+  // services' default.
   static std::string DefaultPath();
 
   // The disclaimer, a space, and the message under `key` (one of the

@@ -419,8 +419,11 @@ absl::StatusOr<int> IntakeCore::DeliverPendingHandoffs(int limit,
     log::Info("outbox: hand-offs delivered", {{"count", delivered}});
   // What is still owed, for the outbox gauges (a failed read keeps the last
   // values; the Redis failure metrics say why).
-  if (auto sizes = store_->OutboxSizes(deadline); sizes.ok())
-    metrics::OutboxEntries(sizes->handoffs, sizes->risk_cases);
+  if (auto sizes = store_->OutboxSizes(deadline); sizes.ok()) {
+    metrics::OutboxEntries(sizes->handoffs, sizes->risk_cases,
+                           sizes->oldest_handoff_ms, sizes->oldest_risk_ms,
+                           absl::ToUnixMillis(absl::Now()));
+  }
   return delivered;
 }
 

@@ -1,5 +1,7 @@
 #include "services/intake/intake_metrics.h"
 
+#include <algorithm>
+
 #include "common/metrics/metrics.h"
 
 namespace aqueduct::intake::metrics {
@@ -50,8 +52,24 @@ void EarlyRiskCaseDelivered() {
   delivered.Increment();
 }
 
-void OutboxEntries(int64_t handoffs, int64_t risk_cases) {
+void OutboxEntries(int64_t handoffs, int64_t risk_cases,
+                   int64_t oldest_handoff_ms, int64_t oldest_risk_ms,
+                   int64_t now_ms) {
   if (!aqueduct::metrics::Enabled()) return;
+  static auto& ages = GaugeFamily(
+      "aqueduct_intake_outbox_oldest_age_seconds",
+      "How long the oldest entry of each outbox has waited since it was "
+      "first queued (0 when the outbox is empty).");
+  static auto& handoff_age = ages.Add({{"outbox", "handoff"}});
+  static auto& risk_age = ages.Add({{"outbox", "risk"}});
+  auto age = [now_ms](int64_t since_ms) {
+    return since_ms <= 0
+               ? 0.0
+               : static_cast<double>(std::max<int64_t>(0, now_ms - since_ms)) /
+                     1000.0;
+  };
+  handoff_age.Set(handoffs > 0 ? age(oldest_handoff_ms) : 0.0);
+  risk_age.Set(risk_cases > 0 ? age(oldest_risk_ms) : 0.0);
   static auto& family = GaugeFamily(
       "aqueduct_intake_outbox_entries",
       "What intake owes referral and has not delivered yet: completed "

@@ -25,8 +25,11 @@ void ScreeningAbandoned(common::v1::Route early_risk_route);
 // An early risk case referral now holds (an unfinished screening that
 // raised a safety flag, reference §10).
 void EarlyRiskCaseDelivered();
-// What the outboxes hold, read from Redis by the hand-off worker.
-void OutboxEntries(int64_t handoffs, int64_t risk_cases);
+// What the outboxes hold, read from Redis by the hand-off worker, and when
+// each one's oldest entry was first queued (Unix ms, 0 when not known).
+void OutboxEntries(int64_t handoffs, int64_t risk_cases,
+                   int64_t oldest_handoff_ms, int64_t oldest_risk_ms,
+                   int64_t now_ms);
 // Re-scoring progress: a page of a re-scoring job sent to its caller
 // (RescoreService), and the jobs running now.
 void RescoredPage(const v1::RescoredPage& page);

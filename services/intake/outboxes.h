@@ -54,10 +54,13 @@ class Outboxes {
   virtual absl::Status RemoveRiskEntry(const std::string& member,
                                        absl::Time deadline) = 0;
 
-  // How many entries each outbox holds, for metrics.
+  // How many entries each outbox holds, and when its oldest entry was
+  // first queued (Unix ms; 0 when empty or not known), for metrics.
   struct Sizes {
     int64_t handoffs = 0;
     int64_t risk_cases = 0;
+    int64_t oldest_handoff_ms = 0;
+    int64_t oldest_risk_ms = 0;
   };
   virtual absl::StatusOr<Sizes> OutboxSizes(absl::Time deadline) = 0;
 };

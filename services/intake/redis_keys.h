@@ -22,6 +22,15 @@ inline std::string OutboxKey() { return redis::GlobalKey(kService, "outbox"); }
 inline std::string RiskOutboxKey() {
   return redis::GlobalKey(kService, "risk-outbox");
 }
+// When each outbox entry was first queued (member as in the outbox, score
+// ms): the outboxes' own scores are when an entry is next due, which a
+// retry moves. Read for the oldest entry's age (a metric) only.
+inline std::string OutboxSinceKey() {
+  return redis::GlobalKey(kService, "outbox-since");
+}
+inline std::string RiskOutboxSinceKey() {
+  return redis::GlobalKey(kService, "risk-outbox-since");
+}
 inline std::string ResultsKey(const std::string& owner) {
   return redis::Key(kService, owner, "results");
 }

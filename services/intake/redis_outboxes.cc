@@ -17,8 +17,10 @@ using redis_keys::CompletedKey;
 using redis_keys::kService;
 using redis_keys::OpenKey;
 using redis_keys::OutboxKey;
+using redis_keys::OutboxSinceKey;
 using redis_keys::ResultsKey;
 using redis_keys::RiskOutboxKey;
+using redis_keys::RiskOutboxSinceKey;
 using redis_keys::SessionKey;
 
 // RedisSessionStore's outboxes (Outboxes): what intake owes referral.
@@ -66,7 +68,14 @@ RedisSessionStore::ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms,
 
 absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
                                                 absl::Time deadline) {
-  return client_->Command({"ZREM", RiskOutboxKey(), member}, deadline).status();
+  ASSIGN_OR_RETURN(auto replies,
+                   client_->Pipeline({{"ZREM", RiskOutboxKey(), member},
+                                      {"ZREM", RiskOutboxSinceKey(), member}},
+                                     deadline));
+  for (const auto& r : replies) {
+    if (r.is_error()) return client_->ErrorOf(r);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<SessionStore::HandoffEntry>>
@@ -87,23 +96,90 @@ RedisSessionStore::ClaimDueHandoffs(int64_t now_ms, int64_t retry_ms, int limit,
   return out;
 }
 
+namespace {
+
+// How many of the oldest "since" entries one reading checks against the
+// outbox (and drops when the outbox no longer has them).
+constexpr int kSinceProbe = 16;
+
+}  // namespace
+
+// The oldest entry's queue time: the first of the oldest since-entries that
+// the outbox still holds. Since-entries whose outbox entry is gone (removed
+// by a path that did not also remove them, or a crash between the two) are
+// dropped here, so they never make an outbox look old. An entry queued
+// without a since-entry (a crash between the two ZADDs) is not seen: the
+// age errs young, never old.
+absl::StatusOr<int64_t> RedisSessionStore::OldestQueuedMs(
+    const std::string& outbox, const std::string& since,
+    const redis::Reply& oldest, absl::Time deadline) {
+  if (oldest.elements.empty()) return 0;
+  std::vector<std::string> members;
+  std::vector<int64_t> times;
+  for (size_t i = 0; i + 1 < oldest.elements.size(); i += 2) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(oldest.elements[i + 1].str, &ms)) continue;
+    members.push_back(oldest.elements[i].str);
+    times.push_back(ms);
+  }
+  if (members.empty()) return 0;
+  std::vector<std::string> zmscore = {"ZMSCORE", outbox};
+  zmscore.insert(zmscore.end(), members.begin(), members.end());
+  ASSIGN_OR_RETURN(auto present, client_->Command(zmscore, deadline));
+  if (present.elements.size() != members.size())
+    return absl::UnavailableError("outbox age: unexpected reply");
+  std::vector<std::string> stale = {"ZREM", since};
+  int64_t oldest_ms = 0;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (present.elements[i].is_nil()) {
+      stale.push_back(members[i]);
+    } else if (oldest_ms == 0) {
+      oldest_ms = times[i];
+    }
+  }
+  if (stale.size() > 2) (void)client_->Command(stale, deadline);
+  return oldest_ms;
+}
+
 absl::StatusOr<Outboxes::Sizes> RedisSessionStore::OutboxSizes(
     absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto replies, client_->Pipeline({{"ZCARD", OutboxKey()},
-                                                    {"ZCARD", RiskOutboxKey()}},
-                                                   deadline));
-  if (replies.size() != 2 || replies[0].is_error() || replies[1].is_error())
+  const std::string probe = absl::StrCat(kSinceProbe - 1);
+  ASSIGN_OR_RETURN(
+      auto replies,
+      client_->Pipeline(
+          {{"ZCARD", OutboxKey()},
+           {"ZCARD", RiskOutboxKey()},
+           {"ZRANGE", OutboxSinceKey(), "0", probe, "WITHSCORES"},
+           {"ZRANGE", RiskOutboxSinceKey(), "0", probe, "WITHSCORES"}},
+          deadline));
+  if (replies.size() != 4) {
     return absl::UnavailableError("outbox sizes: unexpected reply");
-  return Sizes{replies[0].integer, replies[1].integer};
+  }
+  for (const auto& r : replies) {
+    if (r.is_error()) return client_->ErrorOf(r);
+  }
+  Sizes sizes{replies[0].integer, replies[1].integer};
+  ASSIGN_OR_RETURN(
+      sizes.oldest_handoff_ms,
+      OldestQueuedMs(OutboxKey(), OutboxSinceKey(), replies[2], deadline));
+  ASSIGN_OR_RETURN(sizes.oldest_risk_ms,
+                   OldestQueuedMs(RiskOutboxKey(), RiskOutboxSinceKey(),
+                                  replies[3], deadline));
+  return sizes;
 }
 
 absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
-  return client_
-      ->Command({"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)},
-                deadline)
-      .status();
+  const std::string member = absl::StrCat(owner, "/", screening_id);
+  ASSIGN_OR_RETURN(auto replies,
+                   client_->Pipeline({{"ZREM", OutboxKey(), member},
+                                      {"ZREM", OutboxSinceKey(), member}},
+                                     deadline));
+  for (const auto& r : replies) {
+    if (r.is_error()) return client_->ErrorOf(r);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace aqueduct::intake

@@ -24,8 +24,10 @@ using redis_keys::CompletedKey;
 using redis_keys::kService;
 using redis_keys::OpenKey;
 using redis_keys::OutboxKey;
+using redis_keys::OutboxSinceKey;
 using redis_keys::ResultsKey;
 using redis_keys::RiskOutboxKey;
+using redis_keys::RiskOutboxSinceKey;
 using redis_keys::SessionKey;
 namespace {
 
@@ -400,14 +402,19 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
         {"ZADD", OutboxKey(),
          absl::StrCat(request.index_completion->handoff_due_ms),
          absl::StrCat(owner, "/", screening_id)});
+    batch.commands.push_back({"ZADD", OutboxSinceKey(), "NX", at,
+                              absl::StrCat(owner, "/", screening_id)});
   }
   if (request.queue_early_risk.has_value()) {
     // Due at once (score 0 sorts first): the worker delivers it on its next
     // tick. Ahead of the write, as the completion's indexes are.
-    batch.commands.push_back(
-        {"ZADD", RiskOutboxKey(), "NX", "0",
-         absl::StrCat(owner, "/", screening_id, "/",
-                      static_cast<int>(*request.queue_early_risk))});
+    const std::string member =
+        absl::StrCat(owner, "/", screening_id, "/",
+                     static_cast<int>(*request.queue_early_risk));
+    batch.commands.push_back({"ZADD", RiskOutboxKey(), "NX", "0", member});
+    batch.commands.push_back({"ZADD", RiskOutboxSinceKey(), "NX",
+                              absl::StrCat(absl::ToUnixMillis(absl::Now())),
+                              member});
   }
   batch.script = batch.commands.size();
   batch.commands.push_back(std::move(eval));
@@ -421,6 +428,8 @@ RedisSessionStore::WriteBatch RedisSessionStore::WriteCommands(
   if (request.remove_handoff) {
     batch.commands.push_back(
         {"ZREM", OutboxKey(), absl::StrCat(owner, "/", screening_id)});
+    batch.commands.push_back(
+        {"ZREM", OutboxSinceKey(), absl::StrCat(owner, "/", screening_id)});
   }
   if (request.release_open_slot) {
     batch.commands.push_back({"ZREM", OpenKey(owner), screening_id});

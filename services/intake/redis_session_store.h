@@ -28,6 +28,10 @@ namespace aqueduct::intake {
 //   aq:intake:risk-outbox               zset "<owner>/<screening>/<route
 //                                       number>" by next attempt: early risk
 //                                       cases owed to referral (global)
+//   aq:intake:outbox-since, aq:intake:risk-outbox-since
+//                                       zsets of the same members by when
+//                                       each was first queued (the oldest
+//                                       entry's age, a metric)
 //   aq:intake:completed                 zset "<screening>" by completion
 //                                       (an "<owner>/<screening>" member
 //                                       reads the same)
@@ -160,6 +164,13 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
+  // OutboxSizes' oldest queue time of one outbox, from the ZRANGE WITHSCORES
+  // reply `oldest` of its since-set (redis_outboxes.cc).
+  absl::StatusOr<int64_t> OldestQueuedMs(const std::string& outbox,
+                                         const std::string& since,
+                                         const redis::Reply& oldest,
+                                         absl::Time deadline);
+
   // The write's commands: the completion's indexes (if any), the write
   // script (EVALSHA, its sha left empty: filled in per attempt), then the
   // index updates riding after it.

@@ -84,6 +84,11 @@ ABSL_FLAG(int64_t, sweep_interval_ms,
           EnvOrInt("AQUEDUCT_SWEEP_INTERVAL_MS", 1000),
           "How often expired leases and overdue cases are swept. Env "
           "AQUEDUCT_SWEEP_INTERVAL_MS.");
+ABSL_FLAG(int64_t, route_count_interval_ms,
+          EnvOrInt("AQUEDUCT_ROUTE_COUNT_INTERVAL_MS", 30 * 1000),
+          "How often the sweeper counts the queue by route for the metric "
+          "aqueduct_referral_queue_cases_by_route (it reads every queued "
+          "case, up to 20,000). Env AQUEDUCT_ROUTE_COUNT_INTERVAL_MS.");
 
 AQUEDUCT_JEMALLOC_CONF;
 
@@ -203,6 +208,8 @@ int main(int argc, char** argv) {
   config.page_token_keys = &*data_keys;
   config.default_lease =
       absl::Milliseconds(absl::GetFlag(FLAGS_default_lease_ms));
+  config.route_count_interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_route_count_interval_ms));
   aqueduct::referral::ReferralCore core(&store, &aqueduct::RealClock(), config);
   aqueduct::server::WorkerPool pool(
       absl::GetFlag(FLAGS_threads),

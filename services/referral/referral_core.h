@@ -1,6 +1,8 @@
 #ifndef AQUEDUCT_SERVICES_REFERRAL_REFERRAL_CORE_H_
 #define AQUEDUCT_SERVICES_REFERRAL_REFERRAL_CORE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -41,6 +43,10 @@ struct ReferralConfig {
   // What a person reads of their referral (data/texts/); null: the
   // repository's texts.
   std::shared_ptr<const texts::PersonTexts> person_texts;
+  // How often the sweeper counts the queue by route for the metrics (it
+  // reads every queued case), and the most cases one count reads.
+  absl::Duration route_count_interval = absl::Seconds(30);
+  int route_count_max = 20000;
 };
 
 // The person-facing texts referral shows (GetMyReferral); referral loads
@@ -181,10 +187,15 @@ class ReferralCore {
       const v1::ListQueueRequest& request, const Clinician& clinician,
       absl::Time deadline);
 
+  // The queue's cases waiting for a decision, by route and priority, for
+  // the metrics (part of Sweep, every config_.route_count_interval).
+  void CountQueueByRoute(absl::Time deadline);
+
   ReferralStore* store_;
   const Clock* clock_;
   ReferralConfig config_;
   crypto::PageTokens page_tokens_;
+  std::atomic<int64_t> next_route_count_ms_{0};
 };
 
 // May the clinician see the case (licensed in its state), and act on it

@@ -1,5 +1,8 @@
 #include "services/referral/referral_metrics.h"
 
+#include <set>
+
+#include "absl/synchronization/mutex.h"
 #include "common/metrics/metrics.h"
 
 namespace aqueduct::referral::metrics {
@@ -46,6 +49,36 @@ void QueueDepth(v1::Priority priority, int64_t cases) {
       "priority, as the sweeper last read them.");
   depth.Add({{"priority", v1::Priority_Name(priority)}})
       .Set(static_cast<double>(cases));
+}
+
+void QueueDepthByRoute(
+    const std::map<std::pair<common::v1::Route, v1::Priority>, int64_t>&
+        counts) {
+  if (!aqueduct::metrics::Enabled()) return;
+  static auto& depth = aqueduct::metrics::GaugeFamily(
+      "aqueduct_referral_queue_cases_by_route",
+      "Cases waiting for a clinician's decision (open or claimed), by route "
+      "and queue priority, as the sweeper last counted them (every 30 s by "
+      "default).");
+  static absl::Mutex mu;
+  static auto* seen =
+      new std::set<std::pair<common::v1::Route, v1::Priority>>();
+  absl::MutexLock lock(&mu);
+  for (const auto& key : *seen) {
+    if (counts.find(key) == counts.end()) {
+      depth
+          .Add({{"route", common::v1::Route_Name(key.first)},
+                {"priority", v1::Priority_Name(key.second)}})
+          .Set(0);
+    }
+  }
+  for (const auto& [key, cases] : counts) {
+    depth
+        .Add({{"route", common::v1::Route_Name(key.first)},
+              {"priority", v1::Priority_Name(key.second)}})
+        .Set(static_cast<double>(cases));
+    seen->insert(key);
+  }
 }
 
 }  // namespace aqueduct::referral::metrics

@@ -7,6 +7,8 @@
 // enum names only.
 
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "protos/referral/v1/referral_service.pb.h"
@@ -23,6 +25,11 @@ void CaseOverdue(v1::Priority priority);
 // Cases in the queue (open or claimed, not yet decided) of `priority`, as
 // the sweeper read them last.
 void QueueDepth(v1::Priority priority, int64_t cases);
+// Cases in the queue waiting for a decision by route and priority, from the
+// sweeper's periodic count; a pair counted before and absent now reads 0.
+void QueueDepthByRoute(
+    const std::map<std::pair<common::v1::Route, v1::Priority>, int64_t>&
+        counts);
 
 }  // namespace aqueduct::referral::metrics
 

@@ -10,15 +10,12 @@
 #include "absl/flags/usage.h"
 #include "common/auth/auth_flags.h"
 #include "common/config/config.h"
+#include "common/config/data_dir.h"
 #include "common/logging/logging.h"
 #include "common/server/malloc_conf.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
 #include "services/scoring/scoring_service.h"
-
-#ifndef AQUEDUCT_DEFAULT_DATA_DIR
-#define AQUEDUCT_DEFAULT_DATA_DIR "data"
-#endif
 
 using aqueduct::config::EnvOr;
 using aqueduct::config::EnvOrInt;
@@ -31,13 +28,12 @@ ABSL_FLAG(std::string, port_file, "",
           "Write the bound port to this file once listening.");
 ABSL_FLAG(
     std::string, catalog,
-    EnvOr("AQUEDUCT_CATALOG", std::string(AQUEDUCT_DEFAULT_DATA_DIR) +
-                                  "/catalog/catalog.textproto"),
+    EnvOr("AQUEDUCT_CATALOG",
+          aqueduct::config::DataDir() + "/catalog/catalog.textproto"),
     "Instrument catalog file (protobuf text format). Env AQUEDUCT_CATALOG.");
 ABSL_FLAG(
     std::string, rulesets,
-    EnvOr("AQUEDUCT_RULESETS",
-          std::string(AQUEDUCT_DEFAULT_DATA_DIR) + "/rulesets"),
+    EnvOr("AQUEDUCT_RULESETS", aqueduct::config::DataDir() + "/rulesets"),
     "Directory of ruleset files (*.textproto); all are loaded, the newest is "
     "the default. Env AQUEDUCT_RULESETS.");
 

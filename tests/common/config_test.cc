@@ -1,9 +1,12 @@
 #include "common/config/config.h"
 
 #include <cstdlib>
+#include <filesystem>
 
+#include "common/config/data_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
 namespace aqueduct::config {
@@ -75,6 +78,27 @@ TEST(PositiveMillisTest, RejectsZeroAndNegative) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--t")));
   EXPECT_THAT(PositiveMillis(-5, "--t"),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(DataDirTest, EnvironmentWins) {
+  EXPECT_EQ(DataDirFor("/srv/aqueduct-data", "/usr/bin/aqueduct-scoring"),
+            "/srv/aqueduct-data");
+}
+
+TEST(DataDirTest, InstalledCopyBesideTheBinaryThenTheSourceTree) {
+  testing::TempDir prefix;
+  const std::string exe = prefix.path() + "/bin/aqueduct-scoring";
+  // Nothing installed: the build's own default (the source tree's data/).
+  const std::string source = DataDirFor("", exe);
+  EXPECT_NE(source.find("data"), std::string::npos) << source;
+  EXPECT_EQ(source.find(prefix.path()), std::string::npos) << source;
+
+  std::filesystem::create_directories(prefix.path() + "/bin");
+  std::filesystem::create_directories(prefix.path() + "/share/aqueduct");
+  const std::string installed = DataDirFor("", exe);
+  EXPECT_TRUE(
+      std::filesystem::equivalent(installed, prefix.path() + "/share/aqueduct"))
+      << installed;
 }
 
 }  // namespace

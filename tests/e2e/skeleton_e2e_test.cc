@@ -57,9 +57,10 @@ class SkeletonE2eTest : public ::testing::Test {
         "scoring", "services/scoring/aqueduct-scoring",
         {"--catalog=" + t::SourcePath("data/catalog/catalog.textproto"),
          "--rulesets=" + t::SourcePath("data/rulesets")});
-    referral_ = StartService(
-        "referral", "services/referral/aqueduct-referral",
-        {"--redis=" + redis_->address(), "--redis_timeout_ms=300"});
+    referral_ =
+        StartService("referral", "services/referral/aqueduct-referral",
+                     {"--redis=" + redis_->address(), "--redis_timeout_ms=300",
+                      "--route_count_interval_ms=500"});
     intake_ = StartIntake("intake");
     ASSERT_FALSE(intake_.address.empty());
     intake_stub_ = intake::v1::IntakeService::NewStub(Channel(intake_.address));
@@ -1406,9 +1407,15 @@ TEST_F(SkeletonE2eTest, PrometheusScrapesEveryService) {
       {"sum(aqueduct_referral_queue_cases{job=\"referral\","
        "priority=\"ROUTINE\"})",
        1},
+      {"sum(aqueduct_referral_queue_cases_by_route{job=\"referral\","
+       "route=\"THERAPY\",priority=\"ROUTINE\"})",
+       1},
       // A gauge the hand-off worker sets every round: present, and empty
       // once the hand-off was delivered.
       {"count(aqueduct_intake_outbox_entries{job=\"intake\"} == 0)", 2},
+      {"count(aqueduct_intake_outbox_oldest_age_seconds{job=\"intake\"} == "
+       "0)",
+       2},
       {"sum(aqueduct_redis_round_trip_seconds_count{job=\"intake\"})", 1},
       {"sum(aqueduct_redis_round_trip_seconds_count{job=\"referral\"})", 1},
       {"sum(grpc_server_handled_total{job=\"scoring\",grpc_service="

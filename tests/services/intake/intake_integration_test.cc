@@ -1907,6 +1907,69 @@ TEST_F(IntakeTest, OutboxDeliversPendingHandOffExactlyOnce) {
       << "a delivered hand-off is not sent again";
 }
 
+TEST_F(IntakeTest, OutboxAgeIsItsOldestEntrysWaitAndForgetsDeliveredOnes) {
+  IntakeConfig config;
+  config.handoff_retry = absl::Milliseconds(1);
+  Reconfigure(config);
+  referral_.down = true;
+  auto sizes = store_->OutboxSizes(Soon());
+  ASSERT_THAT(sizes, IsOk());
+  EXPECT_EQ(sizes->handoffs, 0);
+  EXPECT_EQ(sizes->oldest_handoff_ms, 0) << "empty: no age";
+  const int64_t before_ms = absl::ToUnixMillis(absl::Now());
+  v1::Screening first = Start("age1");
+  std::string etag = AnswerAll(first, {});
+  ASSERT_THAT(
+      core_->CompleteScreening(Complete(first.name(), etag, "c1"), Soon()),
+      IsOk());
+  absl::SleepFor(absl::Milliseconds(20));
+  v1::Screening second = Start("age2");
+  etag = AnswerAll(second, {});
+  ASSERT_THAT(
+      core_->CompleteScreening(Complete(second.name(), etag, "c2"), Soon()),
+      IsOk());
+  const int64_t after_ms = absl::ToUnixMillis(absl::Now());
+  sizes = store_->OutboxSizes(Soon());
+  ASSERT_THAT(sizes, IsOk());
+  EXPECT_EQ(sizes->handoffs, 2);
+  EXPECT_GE(sizes->oldest_handoff_ms, before_ms) << "the first one's";
+  EXPECT_LT(sizes->oldest_handoff_ms, after_ms - 15) << "not the second's";
+  const int64_t first_ms = sizes->oldest_handoff_ms;
+
+  // A retry moves an entry's due time, not its age.
+  absl::SleepFor(absl::Milliseconds(5));
+  auto attempt = core_->DeliverPendingHandoffs(10, Soon());
+  ASSERT_THAT(attempt, IsOk());
+  EXPECT_EQ(*attempt, 0) << "referral still down";
+  EXPECT_GE(referral_.calls.load(), 4) << "both tried inline and again";
+  sizes = store_->OutboxSizes(Soon());
+  ASSERT_THAT(sizes, IsOk());
+  EXPECT_EQ(sizes->oldest_handoff_ms, first_ms);
+
+  // A since-entry left behind by an outbox entry removed some other way
+  // never makes the outbox look old; it is dropped when seen.
+  const std::string since = redis::GlobalKey("intake", "outbox-since");
+  ASSERT_THAT(client_->Command({"ZADD", since, "1", "ghost/screening"}, Soon()),
+              IsOk());
+  sizes = store_->OutboxSizes(Soon());
+  ASSERT_THAT(sizes, IsOk());
+  EXPECT_EQ(sizes->oldest_handoff_ms, first_ms);
+  EXPECT_TRUE(
+      client_->Command({"ZSCORE", since, "ghost/screening"}, Soon())->is_nil());
+
+  // Delivered: gone from both, so the age is the next one's, then none.
+  referral_.down = false;
+  absl::SleepFor(absl::Milliseconds(5));
+  auto delivered = core_->DeliverPendingHandoffs(10, Soon());
+  ASSERT_THAT(delivered, IsOk());
+  EXPECT_EQ(*delivered, 2);
+  sizes = store_->OutboxSizes(Soon());
+  ASSERT_THAT(sizes, IsOk());
+  EXPECT_EQ(sizes->handoffs, 0);
+  EXPECT_EQ(sizes->oldest_handoff_ms, 0);
+  EXPECT_EQ(client_->Command({"ZCARD", since}, Soon())->integer, 0);
+}
+
 TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
   const std::vector<std::vector<std::pair<std::string, std::string>>>
       screenings = {

@@ -9,9 +9,11 @@
 #include "absl/time/clock.h"
 #include "common/compress/compress.h"
 #include "common/crypto/page_tokens.h"
+#include "common/metrics/metrics.h"
 #include "common/util/names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 #include "services/referral/queue_feed.h"
 #include "services/referral/redis_referral_store.h"
 #include "services/referral/referral_core.h"
@@ -797,6 +799,62 @@ TEST_F(CaseTest, DecisionsNeedTheCaseAReasonAndTheCurrentEtag) {
   EXPECT_TRUE(
       core_->ListQueue(v1::ListQueueRequest(), kAll, Soon())->cases().empty())
       << "out of the queue";
+}
+
+// The value this process's registry holds for a gauge with exactly these
+// labels (-1 when there is none).
+double GaugeValue(const std::string& family,
+                  const std::map<std::string, std::string>& labels) {
+  for (const auto& f : aqueduct::metrics::Registry()->Collect()) {
+    if (f.name != family) continue;
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> got;
+      for (const auto& l : m.label) got[l.name] = l.value;
+      if (got == labels) return m.gauge.value;
+    }
+  }
+  return -1;
+}
+
+TEST_F(CaseTest, SweeperCountsTheQueueByRouteAndPriority) {
+  v1::Referral t1 = Make("rt1", common::v1::THERAPY);
+  Make("rt2", common::v1::THERAPY);
+  Make("rk1", common::v1::KETAMINE_REVIEW);
+  Make("ru1", common::v1::CRISIS_URGENT);
+  auto held = Claim("cl-fl", t1);
+  ASSERT_THAT(held, IsOk());
+  ASSERT_THAT(core_->Sweep(Soon()), IsOk());
+  const std::string family = "aqueduct_referral_queue_cases_by_route";
+  EXPECT_EQ(GaugeValue(family, {{"route", "THERAPY"}, {"priority", "ROUTINE"}}),
+            2)
+      << "open and claimed both wait for a decision";
+  EXPECT_EQ(GaugeValue(family,
+                       {{"route", "KETAMINE_REVIEW"}, {"priority", "ROUTINE"}}),
+            1);
+  EXPECT_EQ(
+      GaugeValue(family, {{"route", "CRISIS_URGENT"}, {"priority", "URGENT"}}),
+      1);
+
+  // Decided: no longer counted, even when a failed dequeue left it in the
+  // queue index; and not counted again before the interval has passed.
+  auto decided = Decide("cl-fl", *held, v1::Decision::CONFIRM);
+  ASSERT_THAT(decided, IsOk());
+  ASSERT_THAT(
+      client_->Command({"ZADD", redis::GlobalKey("referral", "queue"), "NX",
+                        "1", t1.name().substr(t1.name().rfind('/') + 1)},
+                       Soon()),
+      IsOk());
+  ASSERT_THAT(core_->Sweep(Soon()), IsOk());
+  EXPECT_EQ(GaugeValue(family, {{"route", "THERAPY"}, {"priority", "ROUTINE"}}),
+            2)
+      << "the last count stands until the next one is due";
+  clock_.now += ReferralConfig().route_count_interval;
+  ASSERT_THAT(core_->Sweep(Soon()), IsOk());
+  EXPECT_EQ(GaugeValue(family, {{"route", "THERAPY"}, {"priority", "ROUTINE"}}),
+            1);
+  EXPECT_EQ(GaugeValue(family,
+                       {{"route", "KETAMINE_REVIEW"}, {"priority", "ROUTINE"}}),
+            1);
 }
 
 TEST_F(CaseTest, UrgentCaseNotClaimedInTimeIsOverdue) {
