@@ -66,16 +66,23 @@ RedisSessionStore::ClaimDueRiskEntries(int64_t now_ms, int64_t retry_ms,
   return out;
 }
 
-absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
-                                                absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto replies,
-                   client_->Pipeline({{"ZREM", RiskOutboxKey(), member},
-                                      {"ZREM", RiskOutboxSinceKey(), member}},
-                                     deadline));
+absl::Status RedisSessionStore::RemoveFromOutbox(const std::string& outbox,
+                                                 const std::string& since,
+                                                 const std::string& member,
+                                                 absl::Time deadline) {
+  ASSIGN_OR_RETURN(auto replies, client_->Pipeline({{"ZREM", outbox, member},
+                                                    {"ZREM", since, member}},
+                                                   deadline));
   for (const auto& r : replies) {
     if (r.is_error()) return client_->ErrorOf(r);
   }
   return absl::OkStatus();
+}
+
+absl::Status RedisSessionStore::RemoveRiskEntry(const std::string& member,
+                                                absl::Time deadline) {
+  return RemoveFromOutbox(RiskOutboxKey(), RiskOutboxSinceKey(), member,
+                          deadline);
 }
 
 absl::StatusOr<std::vector<SessionStore::HandoffEntry>>
@@ -171,15 +178,8 @@ absl::StatusOr<Outboxes::Sizes> RedisSessionStore::OutboxSizes(
 absl::Status RedisSessionStore::RemoveHandoff(const std::string& owner,
                                               const std::string& screening_id,
                                               absl::Time deadline) {
-  const std::string member = absl::StrCat(owner, "/", screening_id);
-  ASSIGN_OR_RETURN(auto replies,
-                   client_->Pipeline({{"ZREM", OutboxKey(), member},
-                                      {"ZREM", OutboxSinceKey(), member}},
-                                     deadline));
-  for (const auto& r : replies) {
-    if (r.is_error()) return client_->ErrorOf(r);
-  }
-  return absl::OkStatus();
+  return RemoveFromOutbox(OutboxKey(), OutboxSinceKey(),
+                          absl::StrCat(owner, "/", screening_id), deadline);
 }
 
 }  // namespace aqueduct::intake

@@ -164,6 +164,10 @@ class RedisSessionStore : public SessionStore {
                              absl::Time deadline) override;
 
  private:
+  // Removes `member` from an outbox and its since-set.
+  absl::Status RemoveFromOutbox(const std::string& outbox,
+                                const std::string& since,
+                                const std::string& member, absl::Time deadline);
   // OutboxSizes' oldest queue time of one outbox, from the ZRANGE WITHSCORES
   // reply `oldest` of its since-set (redis_outboxes.cc).
   absl::StatusOr<int64_t> OldestQueuedMs(const std::string& outbox,

@@ -4,16 +4,7 @@
 # if this is redis-0 and as its replica otherwise. Secrets go into a
 # config file (mode 0600), never on the command line.
 set -eu
-SECRET=/etc/redis/secret
-DOMAIN=redis-headless.${POD_NAMESPACE}.svc.cluster.local
-SELF=${HOSTNAME:-$(hostname)}.$DOMAIN
-primary=""
-for i in 0 1 2; do
-  primary=$(REDISCLI_AUTH="$(cat $SECRET/sentinel-client-password)" timeout 3 \
-    redis-cli -h "redis-$i.$DOMAIN" -p 26379 --raw SENTINEL get-master-addr-by-name aqueduct 2>/dev/null | head -1) || primary=""
-  [ -n "$primary" ] && break
-done
-[ -n "$primary" ] || primary=redis-0.$DOMAIN
+. /scripts/find-primary.sh
 umask 077
 mkdir -p /conf
 {
