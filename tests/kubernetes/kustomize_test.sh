@@ -3,8 +3,7 @@
 # deploy/make-secrets.sh, every overlay (and the re-scoring Job) built with
 # `kubectl kustomize`, each object validated against the Kubernetes schema
 # (validate.cjs, kubernetes-models) and the operator's promises checked
-# (invariants.cjs). Test-time npm packages are installed from the pinned
-# lock file into the build tree.
+# (invariants.cjs). Test-time npm packages come from tests/npm.
 #
 #   tests/kubernetes/kustomize_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -16,14 +15,9 @@ for tool in kubectl node npm openssl; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/setup.sh installs it)"
 done
 
-# The validator's packages, once per lock file.
-TOOLS=$BUILD/kubernetes-tools
-if ! cmp -s "$SRC/tests/kubernetes/package-lock.json" "$TOOLS/package-lock.json" || [[ ! -d "$TOOLS/node_modules" ]]; then
-  rm -rf "$TOOLS" && mkdir -p "$TOOLS"
-  cp "$SRC/tests/kubernetes/package.json" "$SRC/tests/kubernetes/package-lock.json" "$TOOLS/"
-  (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci of the validator's packages failed"
-fi
-export NODE_PATH=$TOOLS/node_modules
+# The validator's packages (tests/npm), once per lock file.
+NODE_PATH=$("$SRC/tests/npm/install.sh" "$BUILD") || fail "could not install the validator's npm packages"
+export NODE_PATH
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
