@@ -12,6 +12,7 @@ set(AQUEDUCT_PROTOS
   scoring/v1/scoring_service.proto
   intake/v1/intake_service.proto
   intake/v1/rescore_service.proto
+  intake/v1/fhir_export_service.proto
   referral/v1/referral_service.proto
   storage/v1/records.proto
   bench/v1/echo.proto

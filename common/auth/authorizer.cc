@@ -13,6 +13,7 @@ constexpr char kIntake[] = "/aqueduct.intake.v1.IntakeService/";
 constexpr char kScoring[] = "/aqueduct.scoring.v1.ScoringService/";
 constexpr char kReferral[] = "/aqueduct.referral.v1.ReferralService/";
 constexpr char kRescore[] = "/aqueduct.intake.v1.RescoreService/";
+constexpr char kFhir[] = "/aqueduct.intake.v1.FhirExportService/";
 
 absl::flat_hash_map<std::string, Access> BuildPolicy() {
   const std::vector<Role> clinicians = {Role::kClinician, Role::kPhysician};
@@ -34,6 +35,21 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
        {"GetRescoreJob", "SaveRescoreCheckpoint", "RescoreScreenings"}) {
     p[absl::StrCat(kRescore, m)] = {{Role::kBatch}, {}, ""};
   }
+  // FHIR export: the Questionnaires are reference data; one screening for
+  // the person (their own), clinicians (their licensed states), the batch
+  // identity and operators; ranges for the batch identity and operators.
+  p[absl::StrCat(kFhir, "GetQuestionnaires")] = {
+      {Role::kPatient, Role::kClinician, Role::kPhysician, Role::kBatch,
+       Role::kOperator},
+      {},
+      ""};
+  p[absl::StrCat(kFhir, "ExportScreening")] = {
+      {Role::kPatient, Role::kClinician, Role::kPhysician, Role::kBatch,
+       Role::kOperator},
+      {},
+      "the person's own; clinicians the states they are licensed in"};
+  p[absl::StrCat(kFhir, "ExportScreenings")] = {
+      {Role::kBatch, Role::kOperator}, {}, ""};
   // Scoring: intake scores completed screenings, and re-scores them for
   // batch jobs (RescoreScreenings);
   // the catalog and rulesets are not personal data.

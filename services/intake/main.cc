@@ -21,6 +21,7 @@
 #include "common/server/worker_pool.h"
 #include "common/texts/person_texts.h"
 #include "services/intake/background.h"
+#include "services/intake/fhir_export_service.h"
 #include "services/intake/intake_service.h"
 #include "services/intake/redis_session_store.h"
 #include "services/intake/rescore_service.h"
@@ -38,6 +39,15 @@ ABSL_FLAG(std::string, person_texts,
                 aqueduct::texts::PersonTexts::DefaultPath()),
           "What a person reads (protobuf text format, "
           "data/texts/person_texts.textproto). Env AQUEDUCT_PERSON_TEXTS.");
+ABSL_FLAG(std::string, fhir_base,
+          EnvOr("AQUEDUCT_FHIR_BASE", "https://aqueduct.example/fhir"),
+          "Base of the FHIR export's canonical URLs (Questionnaires) and of "
+          "its code systems: your organisation's. Env AQUEDUCT_FHIR_BASE.");
+ABSL_FLAG(std::string, fhir_patient_prefix,
+          EnvOr("AQUEDUCT_FHIR_PATIENT_PREFIX", "Patient/"),
+          "What the FHIR export puts before the person's pseudonym in "
+          "subject.reference (the EHR maps it to its Patient). Env "
+          "AQUEDUCT_FHIR_PATIENT_PREFIX.");
 ABSL_FLAG(std::string, listen,
           EnvOr("AQUEDUCT_INTAKE_LISTEN", "127.0.0.1:7100"),
           "Address to serve on. Env AQUEDUCT_INTAKE_LISTEN.");
@@ -297,6 +307,14 @@ int main(int argc, char** argv) {
                                                  &*data_keys);
   aqueduct::intake::RescoreServiceImpl rescore_service(
       &rescore_source, checks->authorizer, *max_rpc, &pool);
+  aqueduct::intake::fhir::ExportOptions fhir_options;
+  fhir_options.base = absl::GetFlag(FLAGS_fhir_base);
+  fhir_options.patient_prefix = absl::GetFlag(FLAGS_fhir_patient_prefix);
+  aqueduct::intake::FhirExporter fhir_exporter(
+      &store, &catalog, aqueduct::crypto::PageTokens(&*data_keys),
+      fhir_options);
+  aqueduct::intake::FhirExportServiceImpl fhir_service(
+      &fhir_exporter, checks->authorizer, *max_rpc, &pool);
 
   // The catalog in the background, retried until scoring answers; the
   // outbox worker, woken at once by a page that raises an early risk case.
@@ -318,7 +336,8 @@ int main(int argc, char** argv) {
   options.max_receive_message_bytes =
       aqueduct::intake::IntakeServiceImpl::kMaxRequestBytes;
   auto runner = aqueduct::server::ServerRunner::Start(
-      options, {&service, &rescore_service}, [&]() -> absl::Status {
+      options, {&service, &rescore_service, &fhir_service},
+      [&]() -> absl::Status {
         if (catalog.Get() == nullptr) {
           return absl::UnavailableError(
               absl::StrCat("catalog not loaded yet from ", scoring.Describe()));

@@ -31,6 +31,9 @@ inline std::string OutboxSinceKey() {
 inline std::string RiskOutboxSinceKey() {
   return redis::GlobalKey(kService, "risk-outbox-since");
 }
+inline std::string ExportAuditKey() {
+  return redis::GlobalKey(kService, "export-audit");
+}
 inline std::string ResultsKey(const std::string& owner) {
   return redis::Key(kService, owner, "results");
 }

@@ -32,6 +32,8 @@ namespace aqueduct::intake {
 //                                       zsets of the same members by when
 //                                       each was first queued (the oldest
 //                                       entry's age, a metric)
+//   aq:intake:export-audit              stream of sealed ExportAuditEvents
+//                                       (field e), capped at ~1M entries
 //   aq:intake:completed                 zset "<screening>" by completion
 //                                       (an "<owner>/<screening>" member
 //                                       reads the same)
@@ -106,6 +108,10 @@ class RedisSessionStore : public SessionStore {
   absl::Status RemoveRiskEntry(const std::string& member,
                                absl::Time deadline) override;
   absl::StatusOr<Sizes> OutboxSizes(absl::Time deadline) override;
+  absl::Status RecordExport(const storage::v1::ExportAuditEvent& event,
+                            absl::Time deadline) override;
+  absl::StatusOr<std::vector<storage::v1::ExportAuditEvent>> RecentExports(
+      int limit, absl::Time deadline) override;
   absl::Status KeepSession(const std::string& screening_id, bool keep,
                            absl::Duration ttl, absl::Time deadline) override;
   absl::StatusOr<int64_t> CountCompleted(int64_t from_ms, int64_t to_ms,

@@ -12,6 +12,7 @@
 #include "protos/scoring/v1/result.pb.h"
 #include "protos/storage/v1/records.pb.h"
 #include "services/intake/completed_screenings.h"
+#include "services/intake/export_audit.h"
 #include "services/intake/outboxes.h"
 #include "services/intake/rate_limits.h"
 #include "services/intake/results_index.h"
@@ -35,7 +36,8 @@ struct StoredSession {
 class SessionStore : public RateLimits,
                      public ResultsIndex,
                      public Outboxes,
-                     public CompletedScreenings {
+                     public CompletedScreenings,
+                     public ExportAudit {
  public:
   virtual ~SessionStore() = default;
 

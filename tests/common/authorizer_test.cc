@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protos/intake/v1/fhir_export_service.pb.h"
 #include "protos/intake/v1/intake_service.pb.h"
 #include "protos/intake/v1/rescore_service.pb.h"
 #include "protos/referral/v1/referral_service.pb.h"
@@ -48,6 +49,12 @@ const std::map<std::string, std::set<std::string>>& Expected() {
       {"aqueduct.intake.v1.RescoreService/GetRescoreJob", {"batch"}},
       {"aqueduct.intake.v1.RescoreService/SaveRescoreCheckpoint", {"batch"}},
       {"aqueduct.intake.v1.RescoreService/RescoreScreenings", {"batch"}},
+      {"aqueduct.intake.v1.FhirExportService/GetQuestionnaires",
+       {"patient", "clinician", "physician", "batch", "operator"}},
+      {"aqueduct.intake.v1.FhirExportService/ExportScreening",
+       {"patient", "clinician", "physician", "batch", "operator"}},
+      {"aqueduct.intake.v1.FhirExportService/ExportScreenings",
+       {"batch", "operator"}},
       {"aqueduct.scoring.v1.ScoringService/ScoreAnswers", {"service:intake"}},
       {"aqueduct.scoring.v1.ScoringService/ScoreBatch", {"batch"}},
       {"aqueduct.scoring.v1.ScoringService/Rescore", {"service:intake"}},
@@ -128,6 +135,8 @@ std::vector<std::string> AllMethods() {
                   "IntakeService"},
         std::pair{intake::v1::GetRescoreJobRequest::descriptor()->file(),
                   "RescoreService"},
+        std::pair{intake::v1::ExportScreeningRequest::descriptor()->file(),
+                  "FhirExportService"},
         std::pair{scoring::v1::ScoreAnswersRequest::descriptor()->file(),
                   "ScoringService"},
         std::pair{referral::v1::CreateReferralRequest::descriptor()->file(),
@@ -142,7 +151,7 @@ std::vector<std::string> AllMethods() {
 
 TEST_F(AuthorizerTest, EveryMethodOfEveryServiceIsInThePolicyAndTheMatrix) {
   const auto all = AllMethods();
-  ASSERT_EQ(all.size(), 26u);
+  ASSERT_EQ(all.size(), 29u);
   for (const auto& m : all) {
     EXPECT_TRUE(Policy().contains("/" + m))
         << m << " has no policy row: nobody could call it";
@@ -180,8 +189,9 @@ TEST_F(AuthorizerTest, RpcByRoleMatrix) {
                          "missing or invalid credentials"));
     EXPECT_EQ(why, Rejection::kMissing);
   }
-  EXPECT_EQ(allowed + denied, 26 * static_cast<int>(kCallers.size()));
-  EXPECT_EQ(allowed, 8 + 3 + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1);
+  EXPECT_EQ(allowed + denied, 29 * static_cast<int>(kCallers.size()));
+  // intake, re-scoring, FHIR export, scoring, referral
+  EXPECT_EQ(allowed, 8 + 3 + (5 + 5 + 2) + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1);
 }
 
 TEST_F(AuthorizerTest, CredentialsOtherThanAValidBearerTokenSayNothingMore) {

@@ -1145,6 +1145,102 @@ TEST_F(SkeletonE2eTest, CommandLineClient) {
   EXPECT_THAT(demo, HasSubstr("referral hand-off: DELIVERED"));
 }
 
+// FHIR export through intake, as the CLI runs it: one screening to the
+// person and to a clinician licensed in their state (not one licensed
+// elsewhere, nor another person), a completion range as NDJSON that
+// validates against FHIR R4, and every export recorded, sealed, in the
+// export audit.
+TEST_F(SkeletonE2eTest, FhirExportThroughTheCommandLine) {
+  auto crisis = Screen({1, 1, 0, 1, 0, 0, 0, 0, 2, 1}, "fhiruser",
+                       {{"asq.1", "yes"}, {"asq.5", "no"}});
+  auto therapy = Screen({3, 3, 3, 1, 0, 0, 0, 0, 0, 1}, "fhiruser2");
+  const std::string name = crisis.screening().name();
+  const std::string id = name.substr(name.rfind('/') + 1);
+
+  const std::string ctl = t::BinaryPath("tools/aqueductctl/aqueductctl");
+  const std::vector<std::string> env = {
+      "AQUEDUCT_INTAKE_ADDR=" + intake_.address,
+      "AQUEDUCT_DEV_KEY=" + Auth().private_key_file(),
+      std::string("AQUEDUCT_DEV_KEY_ID=") + t::TestAuth::kKeyId,
+      "AQUEDUCT_INSECURE_PLAINTEXT=1"};
+  // Runs the CLI; returns its exit code and output.
+  auto run = [&](std::vector<std::string> args) {
+    const std::string out = dir_.path() + "/export.out";
+    std::remove(out.c_str());
+    args.insert(args.begin(), ctl);
+    auto p = t::Subprocess::Start(args, out, env);
+    EXPECT_TRUE(p.ok());
+    auto status = (*p)->Wait(absl::Seconds(30));
+    const int code =
+        status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    return std::make_pair(code, t::ReadFile(out));
+  };
+
+  auto [own_code, own] = run({"export", "--fhir", name, "--role=patient",
+                              "--user=fhiruser", "--bundle=transaction"});
+  ASSERT_EQ(own_code, 0) << own;
+  EXPECT_THAT(own, HasSubstr("\"type\":\"transaction\""));
+  EXPECT_THAT(own, HasSubstr("\"method\":\"PUT\""));
+  EXPECT_THAT(own, HasSubstr("\"code\":\"44249-1\"")) << "the PHQ-9 panel";
+  EXPECT_THAT(own, HasSubstr("\"resourceType\":\"RiskAssessment\""));
+  EXPECT_THAT(own, HasSubstr("CRISIS_URGENT"));
+  EXPECT_THAT(own, ::testing::Not(HasSubstr("fhiruser")))
+      << "the subject is the person's pseudonym";
+
+  auto [other_code, other] =
+      run({"export", "--fhir", name, "--role=patient", "--user=someone"});
+  EXPECT_NE(other_code, 0);
+  EXPECT_THAT(other, HasSubstr("NOT_FOUND"));
+  auto [far_code, far] = run({"export", "--fhir", name, "--role=clinician",
+                              "--actor=cl-ca", "--states=CA"});
+  EXPECT_NE(far_code, 0) << "licensed elsewhere";
+  EXPECT_THAT(far, HasSubstr("NOT_FOUND"));
+  auto [near_code, near] = run({"export", "--fhir", name, "--role=clinician",
+                                "--actor=cl-nj", "--states=NJ"});
+  EXPECT_EQ(near_code, 0) << near;
+  EXPECT_THAT(near, HasSubstr("\"type\":\"collection\""));
+
+  const std::string out = dir_.path() + "/fhir-export";
+  auto [range_code, range] = run({"export", "--fhir", "--out=" + out});
+  ASSERT_EQ(range_code, 0) << range;
+  EXPECT_THAT(range, HasSubstr("exported 2 screenings"));
+  std::vector<std::string> files;
+  for (const char* type : {"Questionnaire", "QuestionnaireResponse",
+                           "Observation", "RiskAssessment"}) {
+    const std::string f = absl::StrCat(out, "/", type, ".ndjson");
+    EXPECT_FALSE(t::ReadFile(f).empty()) << f;
+    files.push_back(f);
+  }
+  EXPECT_THAT(t::ReadFile(out + "/Observation.ndjson"),
+              HasSubstr(therapy.screening().name().substr(
+                  therapy.screening().name().rfind('/') + 1)));
+  // Valid FHIR R4 (tests/fhir/validate.cjs).
+  const std::string log = dir_.path() + "/validate.log";
+  std::string command =
+      absl::StrCat("export NODE_PATH=$(", t::SourcePath("tests/npm/install.sh"),
+                   " ", std::getenv("AQUEDUCT_BINARY_DIR"), ") && node ",
+                   t::SourcePath("tests/fhir/validate.cjs"));
+  for (const auto& f : files) absl::StrAppend(&command, " ", f);
+  absl::StrAppend(&command, " >", log, " 2>&1");
+  EXPECT_EQ(std::system(command.c_str()), 0) << t::ReadFile(log);
+
+  // Each export recorded (the person's, the near clinician's, the range),
+  // the refused ones not; sealed, so the stream holds no id in the clear.
+  redis::Client admin(redis_->ClientOptions());
+  auto audit = admin.Command(
+      {"XRANGE", redis::GlobalKey("intake", "export-audit"), "-", "+"},
+      absl::Now() + absl::Seconds(2));
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_EQ(audit->elements.size(), 3u);
+  for (const auto& entry : audit->elements) {
+    for (const auto& field : entry.elements[1].elements) {
+      EXPECT_THAT(field.str, ::testing::Not(HasSubstr(id)));
+    }
+  }
+  EXPECT_THAT(t::ReadFile(intake_.log), HasSubstr("\"msg\":\"fhir export\""));
+  EXPECT_THAT(t::ReadFile(intake_.log), ::testing::Not(HasSubstr(id)));
+}
+
 TEST_F(SkeletonE2eTest, LogsCarryNoAnswersOrIdentities) {
   auto done = Screen({3, 3, 3, 3, 3, 3, 3, 3, 3, 3}, "secretuser");
   const std::string id =

@@ -8,14 +8,18 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -40,6 +44,7 @@
 #include "common/server/tls.h"
 #include "common/util/ids.h"
 #include "common/util/names.h"
+#include "protos/intake/v1/fhir_export_service.grpc.pb.h"
 #include "protos/intake/v1/intake_service.grpc.pb.h"
 #include "protos/referral/v1/referral_service.grpc.pb.h"
 #include "tools/aqueductctl/cli.h"
@@ -351,6 +356,87 @@ absl::StatusOr<int64_t> DayMillis(const std::string& day, bool end_of_day,
   }
   if (end_of_day) t += absl::Hours(24) - absl::Milliseconds(1);
   return absl::ToUnixMillis(t);
+}
+
+// export --fhir: one screening's Bundle to stdout, or a completion range
+// as NDJSON, one file per resource type (the FHIR Bulk Data layout), in
+// --out.
+int Export() {
+  if (!Bool("fhir")) {
+    std::cerr << "aqueductctl export: --fhir is required (the only format)\n";
+    return aqueduct::tools::kExitUsage;
+  }
+  auto stub = intake::FhirExportService::NewStub(Channel(Str("intake")));
+  if (!g_inv->args.empty()) {
+    intake::ExportScreeningRequest req;
+    req.set_name(g_inv->args[0]);
+    req.set_bundle_type(Str("bundle"));
+    intake::FhirJson bundle;
+    if (auto s = stub->ExportScreening(Ctx().get(), req, &bundle); !s.ok())
+      return Fail("ExportScreening", s);
+    std::cout << bundle.json() << "\n";
+    return 0;
+  }
+  const std::string dir = Str("out");
+  if (dir.empty()) {
+    std::cerr << "aqueductctl export: give a screening name, or --out=DIR "
+                 "for a range\n";
+    return aqueduct::tools::kExitUsage;
+  }
+  intake::ExportScreeningsRequest req;
+  for (const auto& [flag, end] : {std::pair<const char*, bool>{"from", false},
+                                  std::pair<const char*, bool>{"to", true}}) {
+    if (Str(flag).empty()) continue;
+    auto ms = DayMillis(Str(flag), end, flag);
+    if (!ms.ok()) {
+      std::cerr << "aqueductctl export: --" << ms.status().message() << "\n";
+      return aqueduct::tools::kExitUsage;
+    }
+    end ? req.set_to_time_ms(*ms) : req.set_from_time_ms(*ms);
+  }
+  req.set_page_size(static_cast<int32_t>(IntFlag("page-size")));
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    std::cerr << "aqueductctl export: cannot make " << dir << "\n";
+    return aqueduct::tools::kExitUsage;
+  }
+  // Raw answers leave here: files this user alone can read.
+  ::umask(077);
+  std::map<std::string, std::unique_ptr<std::ofstream>> files;
+  std::map<std::string, int64_t> counts;
+  auto write = [&](const std::string& type, const std::string& json) {
+    auto& f = files[type];
+    if (f == nullptr) {
+      f = std::make_unique<std::ofstream>(dir + "/" + type + ".ndjson",
+                                          std::ios::trunc);
+    }
+    *f << json << "\n";
+    ++counts[type];
+  };
+  {
+    intake::GetQuestionnairesRequest qreq;
+    intake::FhirPage questionnaires;
+    if (auto s = stub->GetQuestionnaires(Ctx().get(), qreq, &questionnaires);
+        !s.ok())
+      return Fail("GetQuestionnaires", s);
+    for (const auto& r : questionnaires.resources())
+      write(r.resource_type(), r.json());
+  }
+  auto ctx = Ctx();
+  auto reader = stub->ExportScreenings(ctx.get(), req);
+  intake::FhirPage page;
+  int64_t screenings = 0;
+  while (reader->Read(&page)) {
+    screenings += page.screenings();
+    for (const auto& r : page.resources()) write(r.resource_type(), r.json());
+  }
+  if (auto s = reader->Finish(); !s.ok()) return Fail("ExportScreenings", s);
+  for (auto& [type, f] : files) f->close();
+  std::printf("exported %lld screenings to %s:\n",
+              static_cast<long long>(screenings), dir.c_str());
+  for (const auto& [type, n] : counts)
+    std::printf("  %-24s %lld\n", (type + ".ndjson").c_str(),
+                static_cast<long long>(n));
+  return 0;
 }
 
 int Rescore() {
@@ -1040,6 +1126,29 @@ aqueduct::tools::Cli MakeCli() {
         {"batch", "N", "screenings per page and checkpoint, 1..5000", "1000"},
         {"job", "NAME", "checkpoint name (default rescore-<ruleset>)", ""},
         {"summary-json", "FILE", "also write the summary as JSON here", ""}}},
+      {"export",
+       "[NAME]",
+       0,
+       1,
+       "export completed screenings as FHIR R4",
+       "With NAME (users/{user}/screenings/{id}), that screening's resources "
+       "as one Bundle on stdout. Without, every screening completed in "
+       "--from..--to as NDJSON in --out, one file per resource type (FHIR "
+       "Bulk Data), the catalog's Questionnaires included. Every export is "
+       "recorded in intake's export audit. With --dev-key it acts as --role "
+       "(the batch identity by default; --role=patient --user=ID for a "
+       "person's own, --role=clinician|physician --actor=ID --states=... for "
+       "a clinician's).",
+       {"aqueductctl export --fhir --from=2026-12-01 --out=export/",
+        "aqueductctl export --fhir users/me/screenings/4f2a9c --role=patient "
+        "--user=me --bundle=transaction"},
+       {{"fhir", "", "FHIR R4 (required: the only format)", ""},
+        {"from", "DAY", "completed on or after YYYY-MM-DD (UTC)", ""},
+        {"to", "DAY", "completed on or before YYYY-MM-DD (default: now)", ""},
+        {"out", "DIR", "where the NDJSON files go (a range)", ""},
+        {"bundle", "TYPE", "collection or transaction (one screening)",
+         "collection"},
+        {"page-size", "N", "screenings per page, 1..500", "100"}}},
       {"token",
        "",
        0,
@@ -1137,6 +1246,11 @@ int main(int argc, char** argv) {
     } else if (cmd == "rescore") {
       role = "batch";
       subject = "rescore";
+    } else if (cmd == "export") {
+      role = Str("role").empty() ? "batch" : Str("role");
+      subject = role == "patient" ? UserId()
+                : role == "batch" ? std::string("export")
+                                  : Str("actor");
     }
     auto source = TokenSourceFor(role, subject);
     if (!source.ok()) {
@@ -1149,6 +1263,7 @@ int main(int argc, char** argv) {
   if (cmd == "queue") return Queue();
   if (cmd == "health") return Health();
   if (cmd == "rescore") return Rescore();
+  if (cmd == "export") return Export();
   if (cmd == "screen") return Screen();
   if (cmd == "claim") return Claim();
   if (cmd == "decide") return Decide();
