@@ -4,6 +4,7 @@
 #include <google/protobuf/arena.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ class CompletedScreenings {
       const std::vector<std::string>& screening_ids,
       const std::string& ruleset_version, absl::Time deadline,
       google::protobuf::Arena* arena) = 0;
+  // Every re-scoring outcome stored beside each screening's original
+  // result, by ruleset version (empty where none or missing), for exports.
+  virtual absl::StatusOr<
+      std::vector<std::map<std::string, storage::v1::RescoreOutcome>>>
+  ReadOutcomes(const std::vector<std::string>& screening_ids,
+               absl::Time deadline) = 0;
   // Stores re-scoring outcomes next to the original result, write-once per
   // ruleset version (the original and earlier outcomes are never rewritten).
   virtual absl::Status PutOutcomes(

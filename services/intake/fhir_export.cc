@@ -297,165 +297,175 @@ std::vector<Value> ScreeningResources(const scoring::v1::Catalog& catalog,
              {"item", it->second}}));
   }
 
-  // What the ruleset derived: per scored instrument a panel and its score.
-  const std::string derived = FhirId(absl::StrCat(
-      s.id, "-",
-      s.result.ruleset_version().empty() ? std::string("unversioned")
-                                         : s.result.ruleset_version()));
-  const Value meta = Meta(s.result, o);
-  for (const auto& score : s.result.scores()) {
-    if (score.completeness() == scoring::v1::NOT_ADMINISTERED ||
-        score.completeness() == scoring::v1::COMPLETENESS_UNSPECIFIED) {
-      continue;
-    }
-    auto in_it = instruments.find(score.instrument_id());
-    if (in_it == instruments.end()) continue;
-    const scoring::v1::Instrument& in = *in_it->second;
-    const std::string base_id =
-        FhirId(absl::StrCat(derived, "-", score.instrument_id()));
-    Value derived_from = Arr();
-    if (auto r = response_id.find(in.id()); r != response_id.end())
-      Append(derived_from, Reference("QuestionnaireResponse", r->second));
-
-    const bool mean = in.scoring() == scoring::v1::MEAN_0_100;
-    const std::string total_code =
-        !score.loinc_total().empty() ? score.loinc_total() : in.loinc_total();
-    Value score_obs = Obj(
-        {{"resourceType", Str("Observation")},
-         {"id", Str(base_id + "-score")},
-         {"meta", meta},
-         {"status", Str("final")},
-         {"category", SurveyCategory()},
-         {"code",
-          Concept(
-              total_code.empty()
-                  ? Coding(LocalSystem(o),
-                           absl::StrCat(in.id(), mean ? ".mean" : ".total"),
-                           absl::StrCat(in.title(), mean ? " mean score (0-100)"
-                                                         : " total score"))
-                  : Coding(kLoinc, total_code,
-                           absl::StrCat(in.title(), " total score")))},
-         {"subject", subject},
-         {"effectiveDateTime", Str(authored)},
-         {"derivedFrom", derived_from}});
-    if (score.completeness() == scoring::v1::COMPLETE &&
-        (mean || score.has_total())) {
-      if (mean) {
-        Set(score_obs, "valueQuantity",
-            Obj({{"value", Num(score.mean())},
-                 {"unit", Str("score")},
-                 {"system", Str("http://unitsofmeasure.org")},
-                 {"code", Str("{score}")}}));
-      } else {
-        Set(score_obs, "valueInteger", Num(score.total()));
+  // What each ruleset derived: the original result's, then each re-score's
+  // (new Observations beside the old, the responses untouched).
+  std::vector<const scoring::v1::ScoringResult*> results = {&s.result};
+  for (const auto& r : s.rescored) results.push_back(&r);
+  for (const scoring::v1::ScoringResult* derived_from_result : results) {
+    const scoring::v1::ScoringResult& result = *derived_from_result;
+    // What the ruleset derived: per scored instrument a panel and its score.
+    const std::string derived = FhirId(absl::StrCat(
+        s.id, "-",
+        result.ruleset_version().empty() ? std::string("unversioned")
+                                         : result.ruleset_version()));
+    const Value meta = Meta(result, o);
+    for (const auto& score : result.scores()) {
+      if (score.completeness() == scoring::v1::NOT_ADMINISTERED ||
+          score.completeness() == scoring::v1::COMPLETENESS_UNSPECIFIED) {
+        continue;
       }
-      Value interpretation = Arr();
-      if (!score.band().empty()) {
-        Append(interpretation,
-               Concept(Coding(LocalSystem(o),
-                              absl::StrCat(in.id(), ".band=", score.band()),
-                              score.band_label()),
-                       score.band_label()));
-      }
-      if (score.screen_positive()) {
-        Append(interpretation, Concept(Coding(LocalSystem(o), "screen-positive",
-                                              "Screen positive")));
-      }
-      if (interpretation.list_value().values_size() > 0)
-        Set(score_obs, "interpretation", std::move(interpretation));
-    } else {
-      // Incomplete: no score is reported (reference §2: never a low score).
-      Set(score_obs, "dataAbsentReason",
-          Concept(Coding("http://terminology.hl7.org/CodeSystem/"
-                         "data-absent-reason",
-                         "not-performed", "Not Performed"),
-                  "incomplete: a score is reported only when enough items "
-                  "are answered"));
-    }
-    Value panel = Obj(
-        {{"resourceType", Str("Observation")},
-         {"id", Str(base_id)},
-         {"meta", meta},
-         {"status", Str("final")},
-         {"category", SurveyCategory()},
-         {"code", Concept(in.loinc_panel().empty()
-                              ? Coding(LocalSystem(o), in.id(), in.title())
-                              : Coding(kLoinc, in.loinc_panel(), in.title()))},
-         {"subject", subject},
-         {"effectiveDateTime", Str(authored)},
-         {"hasMember", Arr({Reference("Observation", base_id + "-score")})},
-         {"derivedFrom", derived_from}});
-    out.push_back(std::move(panel));
-    out.push_back(std::move(score_obs));
-  }
+      auto in_it = instruments.find(score.instrument_id());
+      if (in_it == instruments.end()) continue;
+      const scoring::v1::Instrument& in = *in_it->second;
+      const std::string base_id =
+          FhirId(absl::StrCat(derived, "-", score.instrument_id()));
+      Value derived_from = Arr();
+      if (auto r = response_id.find(in.id()); r != response_id.end())
+        Append(derived_from, Reference("QuestionnaireResponse", r->second));
 
-  // Safety flags: a suicide-risk assessment for the clinician.
-  if (s.result.safety_flags_size() > 0) {
-    bool acute = false;
-    Value notes = Arr();
-    for (const auto& f : s.result.safety_flags()) {
-      acute = acute || f.kind() == scoring::v1::ASQ_ACUTE_POSITIVE;
-      Append(notes,
-             Obj({{"text",
-                   Str(absl::StrCat(scoring::v1::SafetyFlagKind_Name(f.kind()),
-                                    ": ", f.explanation()))}}));
-    }
-    Value basis = Arr();
-    for (const char* id : {"phq9", "asq"}) {
-      if (auto r = response_id.find(id); r != response_id.end())
-        Append(basis, Reference("QuestionnaireResponse", r->second));
-    }
-    out.push_back(Obj(
-        {{"resourceType", Str("RiskAssessment")},
-         {"id", Str(FhirId(derived + "-suicide-risk"))},
-         {"meta", meta},
-         {"status", Str("final")},
-         {"code", Concept(Coding(LocalSystem(o), "suicide-risk-screen",
-                                 "Suicide risk screen (PHQ-9 item 9, ASQ)"))},
-         {"subject", subject},
-         {"occurrenceDateTime", Str(authored)},
-         {"basis", basis},
-         {"prediction",
-          Arr({Obj({{"outcome", Obj({{"text", Str("Suicide or self-harm")}})},
-                    {"qualitativeRisk",
-                     Concept(acute ? Coding(kRiskProbability, "high",
-                                            "High likelihood")
-                                   : Coding(kRiskProbability, "moderate",
-                                            "Moderate likelihood"))}})})},
-         {"note", notes}}));
-  }
-
-  // The proposed route: preliminary until a clinician decides in referral.
-  const auto& routing = s.result.routing();
-  Value all_responses = Arr();
-  for (const auto& [instrument, id] : response_id)
-    Append(all_responses, Reference("QuestionnaireResponse", id));
-  Value route =
-      Obj({{"resourceType", Str("Observation")},
-           {"id", Str(FhirId(derived + "-route"))},
+      const bool mean = in.scoring() == scoring::v1::MEAN_0_100;
+      const std::string total_code =
+          !score.loinc_total().empty() ? score.loinc_total() : in.loinc_total();
+      Value score_obs = Obj(
+          {{"resourceType", Str("Observation")},
+           {"id", Str(base_id + "-score")},
            {"meta", meta},
-           {"status", Str("preliminary")},
+           {"status", Str("final")},
            {"category", SurveyCategory()},
            {"code",
-            Concept(Coding(LocalSystem(o), "route", "Proposed care route"))},
+            Concept(
+                total_code.empty()
+                    ? Coding(
+                          LocalSystem(o),
+                          absl::StrCat(in.id(), mean ? ".mean" : ".total"),
+                          absl::StrCat(in.title(), mean ? " mean score (0-100)"
+                                                        : " total score"))
+                    : Coding(kLoinc, total_code,
+                             absl::StrCat(in.title(), " total score")))},
            {"subject", subject},
            {"effectiveDateTime", Str(authored)},
-           {"valueCodeableConcept",
-            Concept(Coding(RouteSystem(o),
-                           common::v1::Route_Name(routing.primary_route())))},
-           {"derivedFrom", all_responses}});
-  if (routing.required_reviewer() != common::v1::REVIEWER_ROLE_UNSPECIFIED) {
-    Set(route, "component",
-        Arr({Obj({{"code", Concept(Coding(LocalSystem(o), "required-reviewer",
-                                          "Required reviewer"))},
-                  {"valueCodeableConcept",
-                   Concept(Coding(
-                       LocalSystem(o),
-                       absl::StrCat("reviewer=",
-                                    common::v1::ReviewerRole_Name(
-                                        routing.required_reviewer()))))}})}));
+           {"derivedFrom", derived_from}});
+      if (score.completeness() == scoring::v1::COMPLETE &&
+          (mean || score.has_total())) {
+        if (mean) {
+          Set(score_obs, "valueQuantity",
+              Obj({{"value", Num(score.mean())},
+                   {"unit", Str("score")},
+                   {"system", Str("http://unitsofmeasure.org")},
+                   {"code", Str("{score}")}}));
+        } else {
+          Set(score_obs, "valueInteger", Num(score.total()));
+        }
+        Value interpretation = Arr();
+        if (!score.band().empty()) {
+          Append(interpretation,
+                 Concept(Coding(LocalSystem(o),
+                                absl::StrCat(in.id(), ".band=", score.band()),
+                                score.band_label()),
+                         score.band_label()));
+        }
+        if (score.screen_positive()) {
+          Append(interpretation,
+                 Concept(Coding(LocalSystem(o), "screen-positive",
+                                "Screen positive")));
+        }
+        if (interpretation.list_value().values_size() > 0)
+          Set(score_obs, "interpretation", std::move(interpretation));
+      } else {
+        // Incomplete: no score is reported (reference §2: never a low score).
+        Set(score_obs, "dataAbsentReason",
+            Concept(Coding("http://terminology.hl7.org/CodeSystem/"
+                           "data-absent-reason",
+                           "not-performed", "Not Performed"),
+                    "incomplete: a score is reported only when enough items "
+                    "are answered"));
+      }
+      Value panel = Obj(
+          {{"resourceType", Str("Observation")},
+           {"id", Str(base_id)},
+           {"meta", meta},
+           {"status", Str("final")},
+           {"category", SurveyCategory()},
+           {"code",
+            Concept(in.loinc_panel().empty()
+                        ? Coding(LocalSystem(o), in.id(), in.title())
+                        : Coding(kLoinc, in.loinc_panel(), in.title()))},
+           {"subject", subject},
+           {"effectiveDateTime", Str(authored)},
+           {"hasMember", Arr({Reference("Observation", base_id + "-score")})},
+           {"derivedFrom", derived_from}});
+      out.push_back(std::move(panel));
+      out.push_back(std::move(score_obs));
+    }
+
+    // Safety flags: a suicide-risk assessment for the clinician.
+    if (result.safety_flags_size() > 0) {
+      bool acute = false;
+      Value notes = Arr();
+      for (const auto& f : result.safety_flags()) {
+        acute = acute || f.kind() == scoring::v1::ASQ_ACUTE_POSITIVE;
+        Append(notes,
+               Obj({{"text", Str(absl::StrCat(
+                                 scoring::v1::SafetyFlagKind_Name(f.kind()),
+                                 ": ", f.explanation()))}}));
+      }
+      Value basis = Arr();
+      for (const char* id : {"phq9", "asq"}) {
+        if (auto r = response_id.find(id); r != response_id.end())
+          Append(basis, Reference("QuestionnaireResponse", r->second));
+      }
+      out.push_back(Obj(
+          {{"resourceType", Str("RiskAssessment")},
+           {"id", Str(FhirId(derived + "-suicide-risk"))},
+           {"meta", meta},
+           {"status", Str("final")},
+           {"code", Concept(Coding(LocalSystem(o), "suicide-risk-screen",
+                                   "Suicide risk screen (PHQ-9 item 9, ASQ)"))},
+           {"subject", subject},
+           {"occurrenceDateTime", Str(authored)},
+           {"basis", basis},
+           {"prediction",
+            Arr({Obj({{"outcome", Obj({{"text", Str("Suicide or self-harm")}})},
+                      {"qualitativeRisk",
+                       Concept(acute ? Coding(kRiskProbability, "high",
+                                              "High likelihood")
+                                     : Coding(kRiskProbability, "moderate",
+                                              "Moderate likelihood"))}})})},
+           {"note", notes}}));
+    }
+
+    // The proposed route: preliminary until a clinician decides in referral.
+    const auto& routing = result.routing();
+    Value all_responses = Arr();
+    for (const auto& [instrument, id] : response_id)
+      Append(all_responses, Reference("QuestionnaireResponse", id));
+    Value route =
+        Obj({{"resourceType", Str("Observation")},
+             {"id", Str(FhirId(derived + "-route"))},
+             {"meta", meta},
+             {"status", Str("preliminary")},
+             {"category", SurveyCategory()},
+             {"code",
+              Concept(Coding(LocalSystem(o), "route", "Proposed care route"))},
+             {"subject", subject},
+             {"effectiveDateTime", Str(authored)},
+             {"valueCodeableConcept",
+              Concept(Coding(RouteSystem(o),
+                             common::v1::Route_Name(routing.primary_route())))},
+             {"derivedFrom", all_responses}});
+    if (routing.required_reviewer() != common::v1::REVIEWER_ROLE_UNSPECIFIED) {
+      Set(route, "component",
+          Arr({Obj({{"code", Concept(Coding(LocalSystem(o), "required-reviewer",
+                                            "Required reviewer"))},
+                    {"valueCodeableConcept",
+                     Concept(Coding(
+                         LocalSystem(o),
+                         absl::StrCat("reviewer=",
+                                      common::v1::ReviewerRole_Name(
+                                          routing.required_reviewer()))))}})}));
+    }
+    out.push_back(std::move(route));
   }
-  out.push_back(std::move(route));
   return out;
 }
 

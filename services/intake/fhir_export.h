@@ -46,6 +46,9 @@ struct CompletedScreening {
   common::v1::AnswerSet answers;
   std::vector<std::string> administered;  // instruments asked, in order
   scoring::v1::ScoringResult result;      // under result.ruleset_version()
+  // Results under later rulesets (re-scoring), each exported beside the
+  // original with its own ruleset version.
+  std::vector<scoring::v1::ScoringResult> rescored;
 };
 
 // The Questionnaire of one instrument.

@@ -55,7 +55,8 @@ bool MaySee(const auth::Identity& caller,
 }  // namespace
 
 fhir::CompletedScreening FhirExporter::ForExport(
-    const StoredSession& s, const scoring::CatalogIndex& catalog) const {
+    const StoredSession& s, const scoring::CatalogIndex& catalog,
+    const std::map<std::string, storage::v1::RescoreOutcome>& outcomes) const {
   fhir::CompletedScreening out;
   out.id = s.record.screening_id();
   out.subject = store_->OwnerOf(s.record.user_id());
@@ -65,6 +66,20 @@ fhir::CompletedScreening FhirExporter::ForExport(
       std::move(*answers.mutable_answers()->mutable_answers());
   for (const auto& id : s.record.instruments()) out.administered.push_back(id);
   out.result = s.result->scoring();
+  for (const auto& [version, outcome] : outcomes) {
+    if (version == out.result.ruleset_version()) continue;
+    if (outcome.has_changed_result()) {
+      out.rescored.push_back(outcome.changed_result());
+      continue;
+    }
+    // Unchanged in care terms: the same scores, bands, flags and route
+    // (what the export carries) under the new version. The engine that
+    // re-scored it is not recorded, so no engine tag.
+    scoring::v1::ScoringResult same = out.result;
+    same.set_ruleset_version(version);
+    same.clear_engine_version();
+    out.rescored.push_back(std::move(same));
+  }
   return out;
 }
 
@@ -103,6 +118,8 @@ absl::StatusOr<v1::FhirJson> FhirExporter::ExportScreening(
       !MaySee(caller, read.session->record)) {
     return absl::NotFoundError("name: no completed screening you may export");
   }
+  ASSIGN_OR_RETURN(auto outcomes,
+                   store_->ReadOutcomes({name.screening_id}, deadline));
   storage::v1::ExportAuditEvent event;
   event.set_time_ms(absl::ToUnixMillis(absl::Now()));
   event.set_actor(caller.subject);
@@ -115,9 +132,9 @@ absl::StatusOr<v1::FhirJson> FhirExporter::ExportScreening(
                             {"screenings", 1}});
   v1::FhirJson out;
   out.set_json(fhir::ToJson(fhir::Bundle(
-      fhir::ScreeningResources(clinical->catalog->catalog(),
-                               ForExport(*read.session, *clinical->catalog),
-                               options_),
+      fhir::ScreeningResources(
+          clinical->catalog->catalog(),
+          ForExport(*read.session, *clinical->catalog, outcomes[0]), options_),
       type, options_)));
   return out;
 }
@@ -162,18 +179,20 @@ absl::StatusOr<v1::FhirPage> FhirExporter::ExportPage(
   std::vector<std::string> ids;
   for (const auto& e : entries) ids.push_back(e.screening_id);
   ASSIGN_OR_RETURN(auto sessions, store_->GetMany(ids, deadline));
+  ASSIGN_OR_RETURN(auto outcomes, store_->ReadOutcomes(ids, deadline));
   v1::FhirPage page;
   storage::v1::ExportAuditEvent event;
   std::vector<std::vector<google::protobuf::Value>> per_screening;
-  for (auto& s : sessions) {
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    const auto& s = sessions[i];
     if (!s.has_value() || s->record.state() != v1::COMPLETED ||
         !s->result.has_value() || !MaySee(caller, s->record)) {
       continue;  // indexed before a completion that did not commit
     }
     event.add_screening_ids(s->record.screening_id());
-    per_screening.push_back(
-        fhir::ScreeningResources(clinical->catalog->catalog(),
-                                 ForExport(*s, *clinical->catalog), options_));
+    per_screening.push_back(fhir::ScreeningResources(
+        clinical->catalog->catalog(),
+        ForExport(*s, *clinical->catalog, outcomes[i]), options_));
   }
   if (event.screening_ids_size() > 0) {
     event.set_time_ms(absl::ToUnixMillis(absl::Now()));

@@ -1,7 +1,9 @@
 #ifndef AQUEDUCT_SERVICES_INTAKE_FHIR_EXPORT_SERVICE_H_
 #define AQUEDUCT_SERVICES_INTAKE_FHIR_EXPORT_SERVICE_H_
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -42,8 +44,10 @@ class FhirExporter {
       absl::Time deadline);
 
  private:
+  // `outcomes`: the screening's re-scoring outcomes by ruleset version.
   fhir::CompletedScreening ForExport(
-      const StoredSession& s, const scoring::CatalogIndex& catalog) const;
+      const StoredSession& s, const scoring::CatalogIndex& catalog,
+      const std::map<std::string, storage::v1::RescoreOutcome>& outcomes) const;
 
   SessionStore* store_;
   const CatalogHolder* catalog_;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -141,6 +142,51 @@ RedisSessionStore::ReadForRescore(const std::vector<std::string>& screening_ids,
     out[i].completed = true;
   }
   FillUnchangedDigests(out);
+  return out;
+}
+
+absl::StatusOr<std::vector<std::map<std::string, storage::v1::RescoreOutcome>>>
+RedisSessionStore::ReadOutcomes(const std::vector<std::string>& screening_ids,
+                                absl::Time deadline) {
+  std::vector<std::map<std::string, storage::v1::RescoreOutcome>> out(
+      screening_ids.size());
+  std::vector<std::vector<std::string>> keys;
+  for (const auto& id : screening_ids)
+    keys.push_back({"HKEYS", SessionKey(id)});
+  ASSIGN_OR_RETURN(auto names, client_->Pipeline(keys, deadline));
+  std::vector<std::vector<std::string>> gets;
+  std::vector<size_t> which;  // screening index of each HMGET
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].is_error()) return client_->ErrorOf(names[i]);
+    std::vector<std::string> get = {"HMGET", SessionKey(screening_ids[i])};
+    for (const auto& f : names[i].elements) {
+      if (absl::StartsWith(f.str, "o:")) get.push_back(f.str);
+    }
+    if (get.size() == 2) continue;
+    gets.push_back(std::move(get));
+    which.push_back(i);
+  }
+  if (gets.empty()) return out;
+  ASSIGN_OR_RETURN(auto values, client_->Pipeline(gets, deadline));
+  for (size_t g = 0; g < values.size(); ++g) {
+    if (values[g].is_error()) return client_->ErrorOf(values[g]);
+    const size_t i = which[g];
+    const auto& fields = gets[g];
+    for (size_t k = 0; k < values[g].elements.size() && k + 2 < fields.size();
+         ++k) {
+      const auto& v = values[g].elements[k];
+      if (v.is_nil()) continue;  // removed between the two reads
+      const std::string& field = fields[k + 2];
+      auto sealed = OpenField(screening_ids[i], field, v.str);
+      auto plain = sealed.ok() ? compress::Unpack(*sealed) : sealed;
+      storage::v1::RescoreOutcome outcome;
+      if (!plain.ok() || !outcome.ParseFromString(*plain)) {
+        return absl::DataLossError(absl::StrCat(
+            "screening ", screening_ids[i], ": stored outcome does not parse"));
+      }
+      out[i][field.substr(2)] = std::move(outcome);
+    }
+  }
   return out;
 }
 

@@ -108,6 +108,10 @@ class RedisSessionStore : public SessionStore {
   absl::Status RemoveRiskEntry(const std::string& member,
                                absl::Time deadline) override;
   absl::StatusOr<Sizes> OutboxSizes(absl::Time deadline) override;
+  absl::StatusOr<
+      std::vector<std::map<std::string, storage::v1::RescoreOutcome>>>
+  ReadOutcomes(const std::vector<std::string>& screening_ids,
+               absl::Time deadline) override;
   absl::Status RecordExport(const storage::v1::ExportAuditEvent& event,
                             absl::Time deadline) override;
   absl::StatusOr<std::vector<storage::v1::ExportAuditEvent>> RecentExports(

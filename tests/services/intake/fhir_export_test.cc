@@ -388,6 +388,19 @@ TEST_F(FhirExportTest, ReScoringAddsObservationsAndNeverRewritesResponses) {
     }
   }
   EXPECT_GE(responses, 3);
+
+  // Both in one export (the original under v1, a re-score under v2):
+  // every resource of each, the responses once.
+  CompletedScreening both = Completed(answers, "v1");
+  both.rescored.push_back(Completed(answers, "v2").result);
+  const auto combined = ById(ScreeningResources(Catalog(), both, options_));
+  for (const auto* one : {&v1, &v2}) {
+    for (const auto& [id, r] : *one) {
+      ASSERT_TRUE(combined.contains(id)) << id;
+      EXPECT_EQ(ToJson(combined.at(id)), ToJson(r)) << id;
+    }
+  }
+  EXPECT_EQ(combined.size(), v1.size() + v2.size() - responses);
 }
 
 // Every resource, alone and in both kinds of Bundle, validates against the

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "protos/scoring/v1/scoring_service.pb.h"
 #include "services/intake/background.h"
+#include "services/intake/fhir_export_service.h"
 #include "services/intake/intake_core.h"
 #include "services/intake/redis_session_store.h"
 #include "services/scoring/digest.h"
@@ -1968,6 +1969,88 @@ TEST_F(IntakeTest, OutboxAgeIsItsOldestEntrysWaitAndForgetsDeliveredOnes) {
   EXPECT_EQ(sizes->handoffs, 0);
   EXPECT_EQ(sizes->oldest_handoff_ms, 0);
   EXPECT_EQ(client_->Command({"ZCARD", since}, Soon())->integer, 0);
+}
+
+// The FHIR export reads the re-scoring outcomes stored beside a result:
+// each ruleset's Observations beside the original's, a changed outcome with
+// its own route, and only what the caller may see.
+TEST_F(IntakeTest, FhirExportCarriesEveryRescoringOutcome) {
+  v1::Screening s = Start("fhir1");
+  std::string etag = AnswerAll(
+      s, {{"phq9.1", "3"}, {"phq9.2", "3"}, {"phq9.3", "3"}, {"phq9.4", "1"}});
+  auto done = core_->CompleteScreening(Complete(s.name(), etag, "c1"), Soon());
+  ASSERT_THAT(done, IsOk());
+  const std::string id = IdOf(s);
+  auto read = store_->Get(id, "", Soon());
+  ASSERT_THAT(read, IsOk());
+  ASSERT_TRUE(read->session->result.has_value());
+  const auto& original = read->session->result->scoring();
+  ASSERT_EQ(original.routing().primary_route(), common::v1::THERAPY);
+
+  // An unchanged outcome under "v8", a changed one under "v9".
+  storage::v1::RescoreOutcome same;
+  same.set_time_ms(1);
+  storage::v1::RescoreOutcome changed;
+  changed.set_time_ms(2);
+  changed.set_changed(true);
+  *changed.mutable_changed_result() = original;
+  changed.mutable_changed_result()->set_ruleset_version("v9");
+  changed.mutable_changed_result()->mutable_routing()->set_primary_route(
+      common::v1::SELF_HELP);
+  ASSERT_THAT(store_->PutOutcomes({{id, &same}}, "v8", Soon()), IsOk());
+  ASSERT_THAT(store_->PutOutcomes({{id, &changed}}, "v9", Soon()), IsOk());
+  auto outcomes = store_->ReadOutcomes({id, "no-such-screening"}, Soon());
+  ASSERT_THAT(outcomes, IsOk());
+  ASSERT_EQ(outcomes->size(), 2u);
+  EXPECT_EQ((*outcomes)[0].size(), 2u);
+  EXPECT_TRUE((*outcomes)[1].empty());
+
+  FhirExporter exporter(store_.get(), &catalog_, crypto::PageTokens(&keys_),
+                        fhir::ExportOptions());
+  auth::Identity batch{"export", auth::Role::kBatch, {}, "k"};
+  v1::ExportScreeningRequest req;
+  req.set_name(s.name());
+  auto bundle = exporter.ExportScreening(req, batch, Soon());
+  ASSERT_THAT(bundle, IsOk());
+  const std::string& json = bundle->json();
+  const std::string route_system =
+      "\"system\":\"https://aqueduct.example/fhir/CodeSystem/route\"";
+  for (const std::string& version :
+       {original.ruleset_version(), std::string("v8"), std::string("v9")}) {
+    EXPECT_THAT(json, HasSubstr("\"id\":\"" + id + "-" + version + "-route\""))
+        << version;
+  }
+  // The original's and v8's route THERAPY, v9's SELF_HELP; the responses
+  // once.
+  size_t therapy = 0, self_help = 0, pos = 0;
+  while ((pos = json.find("\"code\":\"THERAPY\"", pos)) != std::string::npos) {
+    ++therapy;
+    ++pos;
+  }
+  pos = 0;
+  while ((pos = json.find("\"code\":\"SELF_HELP\"", pos)) !=
+         std::string::npos) {
+    ++self_help;
+    ++pos;
+  }
+  EXPECT_EQ(therapy, 2u);
+  EXPECT_EQ(self_help, 1u);
+  EXPECT_EQ(json.find("\"id\":\"" + id + "-phq9\""),
+            json.rfind("\"id\":\"" + id + "-phq9\""))
+      << "one QuestionnaireResponse per instrument, whatever the re-scores";
+
+  // Another person: not found, and nothing recorded for it.
+  auth::Identity other{"someone", auth::Role::kPatient, {}, "k"};
+  EXPECT_THAT(exporter.ExportScreening(req, other, Soon()),
+              StatusIs(absl::StatusCode::kNotFound));
+  auth::Identity owner{"fhir1", auth::Role::kPatient, {}, "k"};
+  EXPECT_THAT(exporter.ExportScreening(req, owner, Soon()), IsOk());
+  auto audit = store_->RecentExports(10, Soon());
+  ASSERT_THAT(audit, IsOk());
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].actor_role(), "patient") << "newest first";
+  EXPECT_EQ((*audit)[1].actor(), "export");
+  EXPECT_THAT((*audit)[1].screening_ids(), ::testing::ElementsAre(id));
 }
 
 TEST_F(IntakeTest, ResultsHistoryNewestFirstWithTrends) {
