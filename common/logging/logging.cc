@@ -43,6 +43,26 @@ absl::string_view SeverityName(Severity s) {
   return "INFO";
 }
 
+void AppendValue(std::string& out, const Field& f) {
+  if (IsRedactedKey(f.key)) {
+    AppendJsonString(out, "[redacted]");
+    return;
+  }
+  if (const auto* s = std::get_if<std::string>(&f.value)) {
+    AppendJsonString(out, *s);
+  } else if (const auto* i = std::get_if<int64_t>(&f.value)) {
+    absl::StrAppend(&out, *i);
+  } else if (const auto* d = std::get_if<double>(&f.value)) {
+    absl::StrAppend(&out, absl::StrFormat("%.3f", *d));
+  } else if (const auto* b = std::get_if<bool>(&f.value)) {
+    out += *b ? "true" : "false";
+  }
+}
+
+thread_local std::string current_trace;
+
+}  // namespace
+
 void AppendJsonString(std::string& out, absl::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
@@ -72,26 +92,6 @@ void AppendJsonString(std::string& out, absl::string_view s) {
   }
   out.push_back('"');
 }
-
-void AppendValue(std::string& out, const Field& f) {
-  if (IsRedactedKey(f.key)) {
-    AppendJsonString(out, "[redacted]");
-    return;
-  }
-  if (const auto* s = std::get_if<std::string>(&f.value)) {
-    AppendJsonString(out, *s);
-  } else if (const auto* i = std::get_if<int64_t>(&f.value)) {
-    absl::StrAppend(&out, *i);
-  } else if (const auto* d = std::get_if<double>(&f.value)) {
-    absl::StrAppend(&out, absl::StrFormat("%.3f", *d));
-  } else if (const auto* b = std::get_if<bool>(&f.value)) {
-    out += *b ? "true" : "false";
-  }
-}
-
-thread_local std::string current_trace;
-
-}  // namespace
 
 absl::string_view CurrentTraceId() { return current_trace; }
 

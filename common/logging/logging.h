@@ -48,6 +48,11 @@ void SetSinkForTest(std::string* sink);
 // "2026-11-22T08:37:44.568Z" (UTC, milliseconds): a line's "ts".
 std::string Timestamp(absl::Time t);
 
+// Appends `s` as a JSON string literal (quotes, backslashes and control
+// characters escaped; UTF-8 passes through), as every log line's values
+// are; also the FHIR export's JSON (services/intake/fhir_export.cc).
+void AppendJsonString(std::string& out, absl::string_view s);
+
 // Renders one line (without the trailing newline); exposed for tests.
 std::string FormatLine(Severity severity, absl::string_view msg,
                        std::initializer_list<Field> fields);

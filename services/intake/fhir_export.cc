@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "common/logging/logging.h"
 
 namespace aqueduct::intake::fhir {
 namespace {
@@ -493,36 +494,6 @@ Value Bundle(const std::vector<Value>& resources, const std::string& type,
 
 namespace {
 
-void AppendJsonString(std::string& out, const std::string& s) {
-  out.push_back('"');
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out.push_back(static_cast<char>(c));  // UTF-8 passes through
-        }
-    }
-  }
-  out.push_back('"');
-}
-
 // Keys in a stable order, resourceType and id first, so the same resource
 // always prints the same bytes (exports can be compared and deduplicated).
 int KeyRank(const std::string& key) {
@@ -534,7 +505,7 @@ int KeyRank(const std::string& key) {
 void AppendJson(std::string& out, const Value& v) {
   switch (v.kind_case()) {
     case Value::kStringValue:
-      AppendJsonString(out, v.string_value());
+      log::AppendJsonString(out, v.string_value());
       break;
     case Value::kNumberValue: {
       const double d = v.number_value();
@@ -560,7 +531,7 @@ void AppendJson(std::string& out, const Value& v) {
       out.push_back('{');
       for (size_t i = 0; i < keys.size(); ++i) {
         if (i > 0) out.push_back(',');
-        AppendJsonString(out, *keys[i]);
+        log::AppendJsonString(out, *keys[i]);
         out.push_back(':');
         AppendJson(out, v.struct_value().fields().at(*keys[i]));
       }
