@@ -302,9 +302,9 @@ std::vector<Value> ScreeningResources(const scoring::v1::Catalog& catalog,
   // (new Observations beside the old, the responses untouched).
   std::vector<const scoring::v1::ScoringResult*> results = {&s.result};
   for (const auto& r : s.rescored) results.push_back(&r);
-  for (const scoring::v1::ScoringResult* derived_from_result : results) {
-    const scoring::v1::ScoringResult& result = *derived_from_result;
-    // What the ruleset derived: per scored instrument a panel and its score.
+  for (const scoring::v1::ScoringResult* each : results) {
+    const scoring::v1::ScoringResult& result = *each;
+    // Per scored instrument a panel and its score.
     const std::string derived = FhirId(absl::StrCat(
         s.id, "-",
         result.ruleset_version().empty() ? std::string("unversioned")
