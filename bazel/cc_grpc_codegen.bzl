@@ -5,8 +5,12 @@ downloads; offline, a genrule running the system compiler works. Generated
 headers keep their repository path ("protos/.../x.pb.h"), as in CMake.
 """
 
-def cc_grpc_codegen(name, srcs, visibility = None):
-    """Generates .pb and .grpc.pb sources for `srcs` into one cc_library."""
+def cc_grpc_codegen(name, srcs, includes = [], deps = [], visibility = None):
+    """Generates .pb and .grpc.pb sources for `srcs` into one cc_library.
+
+    `includes`: further protoc import directories (absolute, system);
+    `deps`: the libraries of what those imports generate.
+    """
     exts = [".pb.h", ".pb.cc", ".grpc.pb.h", ".grpc.pb.cc"]
     outs = []
     for src in srcs:
@@ -16,13 +20,14 @@ def cc_grpc_codegen(name, srcs, visibility = None):
         name = name + "_gen",
         srcs = srcs,
         outs = outs,
-        cmd = ("protoc -I. --cpp_out=$(GENDIR) --grpc_out=$(GENDIR) " +
+        cmd = ("protoc -I. " + "".join(["-I" + i + " " for i in includes]) +
+               "--cpp_out=$(GENDIR) --grpc_out=$(GENDIR) " +
                "--plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) $(SRCS)"),
     )
     native.cc_library(
         name = name,
         srcs = [o for o in outs if o.endswith(".cc")],
         hdrs = [o for o in outs if o.endswith(".h")],
-        deps = ["@system//:grpc"],
+        deps = ["@system//:grpc"] + deps,
         visibility = visibility,
     )

@@ -19,18 +19,6 @@ set(AQUEDUCT_PROTOS
 )
 list(TRANSFORM AQUEDUCT_PROTOS PREPEND protos/)
 
-add_library(api_cc_proto STATIC ${AQUEDUCT_PROTOS})
-target_link_libraries(api_cc_proto PUBLIC protobuf::libprotobuf gRPC::grpc++)
-target_include_directories(api_cc_proto PUBLIC ${PROJECT_BINARY_DIR})
-protobuf_generate(TARGET api_cc_proto LANGUAGE cpp
-  IMPORT_DIRS ${PROJECT_SOURCE_DIR}
-  PROTOC_OUT_DIR ${PROJECT_BINARY_DIR})
-protobuf_generate(TARGET api_cc_proto LANGUAGE grpc
-  GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
-  PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
-  IMPORT_DIRS ${PROJECT_SOURCE_DIR}
-  PROTOC_OUT_DIR ${PROJECT_BINARY_DIR})
-
 # google.rpc.Status and its error details (BadRequest, RetryInfo,
 # ErrorInfo: AIP-193), as googleapis publishes them and Debian's
 # golang-github-gogo-googleapis-dev installs them (scripts/setup.sh; the
@@ -62,3 +50,37 @@ add_custom_command(OUTPUT ${_googleapis_generated}
 add_library(googleapis_rpc_cc_proto STATIC ${_googleapis_generated})
 target_link_libraries(googleapis_rpc_cc_proto PUBLIC protobuf::libprotobuf)
 target_include_directories(googleapis_rpc_cc_proto PUBLIC ${_googleapis_out})
+
+# google.api.http (the HTTP mapping annotations on the API's RPCs: AIP-127,
+# read by the gateway, services/gateway) from the same Debian copy.
+# Included as "google/api/annotations.pb.h".
+set(_googleapis_api_generated)
+foreach(_name annotations http)
+  list(APPEND _googleapis_api_generated
+    ${_googleapis_out}/google/api/${_name}.pb.cc
+    ${_googleapis_out}/google/api/${_name}.pb.h)
+endforeach()
+add_custom_command(OUTPUT ${_googleapis_api_generated}
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${_googleapis_out}
+  COMMAND $<TARGET_FILE:protobuf::protoc> -I${AQUEDUCT_GOOGLEAPIS_DIR}
+    --cpp_out=${_googleapis_out} google/api/annotations.proto google/api/http.proto
+  DEPENDS ${AQUEDUCT_GOOGLEAPIS_DIR}/google/api/annotations.proto
+    ${AQUEDUCT_GOOGLEAPIS_DIR}/google/api/http.proto
+  COMMENT "protoc: google/api/annotations.proto, google/api/http.proto")
+add_library(googleapis_api_cc_proto STATIC ${_googleapis_api_generated})
+target_link_libraries(googleapis_api_cc_proto PUBLIC protobuf::libprotobuf)
+target_include_directories(googleapis_api_cc_proto PUBLIC ${_googleapis_out})
+
+add_library(api_cc_proto STATIC ${AQUEDUCT_PROTOS})
+target_link_libraries(api_cc_proto PUBLIC protobuf::libprotobuf gRPC::grpc++
+  googleapis_api_cc_proto)
+target_include_directories(api_cc_proto PUBLIC ${PROJECT_BINARY_DIR})
+protobuf_generate(TARGET api_cc_proto LANGUAGE cpp
+  IMPORT_DIRS ${PROJECT_SOURCE_DIR} ${AQUEDUCT_GOOGLEAPIS_DIR}
+  PROTOC_OUT_DIR ${PROJECT_BINARY_DIR})
+protobuf_generate(TARGET api_cc_proto LANGUAGE grpc
+  GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
+  PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
+  IMPORT_DIRS ${PROJECT_SOURCE_DIR} ${AQUEDUCT_GOOGLEAPIS_DIR}
+  PROTOC_OUT_DIR ${PROJECT_BINARY_DIR})
+

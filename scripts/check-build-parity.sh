@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake_targets=$(grep -rhoE 'aqueduct_cc_(library|binary|test)\(NAME [A-Za-z0-9_-]+' \
                   --include=CMakeLists.txt . | awk '{print $2}' | sort -u)
-cmake_targets=$(printf '%s\n' $cmake_targets api_cc_proto googleapis_rpc_cc_proto | sort -u)
+cmake_targets=$(printf '%s\n' $cmake_targets api_cc_proto googleapis_rpc_cc_proto googleapis_api_cc_proto | sort -u)
 bazel_targets=$(
   { grep -rhoE '^ *name = "[A-Za-z0-9_-]+"' --include=BUILD.bazel common services tools protos tests bench \
       | sed -E 's/.*"(.*)"/\1/'

@@ -71,9 +71,16 @@ absl::flat_hash_map<std::string, Access> BuildPolicy() {
   p[absl::StrCat(kReferral, "CreateReferrals")] = {
       {Role::kService}, {"intake"}, ""};
   for (const char* m : {"ListQueue", "ClaimCase", "ReleaseCase", "GetCase",
-                        "ListAuditEvents", "WatchQueue"}) {
+                        "ListAuditEvents"}) {
     p[absl::StrCat(kReferral, m)] = queue;
   }
+  // The HTTP gateway relays one stream to its portals, applying each
+  // event's audience to each of them.
+  p[absl::StrCat(kReferral, "WatchQueue")] = {
+      {Role::kClinician, Role::kPhysician, Role::kService},
+      {kGatewayService},
+      "cases in the caller's licensed states only; the gateway's relay "
+      "stream every case, with the audience it applies to each portal"};
   p[absl::StrCat(kReferral, "DecideCase")] = {
       clinicians,
       {},

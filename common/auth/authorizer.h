@@ -59,6 +59,12 @@ class Authorizer {
   bool bind_services_to_certificates_;
 };
 
+// The subject of the HTTP gateway's own service identity
+// (services/gateway). It may call WatchQueue only, and there sees every
+// case with its QueueEvent.audience: it holds one stream for every portal
+// it serves and applies that rule to each of them.
+inline constexpr char kGatewayService[] = "gateway";
+
 // The metadata value for a token: "Bearer <token>".
 std::string BearerValue(absl::string_view token);
 

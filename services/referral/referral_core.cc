@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/auth/authorizer.h"
 #include "common/logging/logging.h"
 #include "common/status/status_macros.h"
 #include "common/status/status_util.h"
@@ -473,6 +474,30 @@ bool CanSee(const Clinician& c, const v1::Referral& r) {
 bool CanAct(const Clinician& c, const v1::Referral& r) {
   return CanSee(c, r) &&
          (r.current_route() != common::v1::KETAMINE_REVIEW || c.physician());
+}
+
+absl::StatusOr<Clinician> ReferralCore::WatcherOf(const Actor& actor) const {
+  if (actor.role == "service" && actor.id == auth::kGatewayService) {
+    Clinician relay{actor.id, actor.role, {}};
+    relay.relay = true;
+    return relay;
+  }
+  return ClinicianOf(actor);
+}
+
+v1::Audience ReferralCore::AudienceOf(const v1::Referral& r) const {
+  v1::Audience audience;
+  if (!r.location_state().empty()) {
+    audience.add_states(r.location_state());
+  } else if (!config_.unlocated_case_states.empty()) {
+    for (const auto& s : config_.unlocated_case_states) audience.add_states(s);
+  } else {
+    for (const auto& s : UsStateCodes()) audience.add_states(std::string(s));
+    audience.set_every_state(true);
+  }
+  audience.set_physicians_only(r.current_route() ==
+                               common::v1::KETAMINE_REVIEW);
+  return audience;
 }
 
 absl::StatusOr<Clinician> ReferralCore::ClinicianOf(const Actor& actor) const {
@@ -970,7 +995,7 @@ void ReferralCore::CountQueueByRoute(absl::Time deadline) {
 absl::StatusOr<std::string> ReferralCore::StartWatch(
     const v1::WatchQueueRequest& request, const Actor& actor,
     absl::Time deadline) {
-  ASSIGN_OR_RETURN(auto clinician, ClinicianOf(actor));
+  ASSIGN_OR_RETURN(auto clinician, WatcherOf(actor));
   for (int i = 0; i < request.location_states_size(); ++i) {
     RETURN_IF_ERROR(ValidateStateCode(
         request.location_states(i), absl::StrCat("location_states[", i, "]")));
@@ -989,7 +1014,7 @@ std::optional<v1::QueueEvent> ReferralCore::WatchEvent(
     const v1::WatchQueueRequest& request, const Actor& actor,
     const std::string& cursor, const std::string& kind,
     const v1::Referral& referral) const {
-  auto clinician = ClinicianOf(actor);
+  auto clinician = WatcherOf(actor);
   if (!clinician.ok()) return std::nullopt;
   v1::QueueEvent event = FeedEvent(cursor, kind, referral);
   if (!Watches(request, *clinician, event.referral())) return std::nullopt;
@@ -1002,6 +1027,7 @@ v1::QueueEvent ReferralCore::FeedEvent(std::string cursor, std::string kind,
   v1::QueueEvent event;
   event.set_cursor(std::move(cursor));
   event.set_kind(std::move(kind));
+  *event.mutable_audience() = AudienceOf(referral);
   *event.mutable_referral() = std::move(referral);
   return event;
 }
@@ -1009,7 +1035,7 @@ v1::QueueEvent ReferralCore::FeedEvent(std::string cursor, std::string kind,
 bool ReferralCore::Watches(const v1::WatchQueueRequest& request,
                            const Clinician& clinician,
                            const v1::Referral& seen) {
-  if (!CanAct(clinician, seen)) return false;
+  if (!clinician.relay && !CanAct(clinician, seen)) return false;
   if (!request.routes().empty() &&
       std::find(request.routes().begin(), request.routes().end(),
                 seen.current_route()) == request.routes().end()) {
@@ -1026,7 +1052,7 @@ absl::Status ReferralCore::WatchStep(
     std::string* cursor, absl::Duration block,
     const std::function<bool(const v1::QueueEvent&)>& send,
     absl::Time deadline) {
-  RETURN_IF_ERROR(ClinicianOf(actor).status());
+  RETURN_IF_ERROR(WatcherOf(actor).status());
   ASSIGN_OR_RETURN(auto events,
                    store_->ReadEvents(*cursor, 100, block, deadline));
   for (const auto& e : events) {

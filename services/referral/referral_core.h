@@ -134,6 +134,11 @@ class ReferralCore {
                       const Clinician& clinician, const v1::Referral& seen);
   // The clinician an actor is; PERMISSION_DENIED for any other role.
   absl::StatusOr<Clinician> ClinicianOf(const Actor& actor) const;
+  // Who watches the queue: a clinician (ClinicianOf), or the HTTP gateway's
+  // relay stream (Clinician::relay).
+  absl::StatusOr<Clinician> WatcherOf(const Actor& actor) const;
+  // Who may see a case (QueueEvent.audience): the rule CanAct applies.
+  v1::Audience AudienceOf(const v1::Referral& referral) const;
 
   // The referral id for a screening and ruleset version (deterministic, so
   // a retried hand-off finds the same case).

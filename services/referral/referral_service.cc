@@ -140,7 +140,7 @@ class QueueWatcher final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void Start() {
     auto cursor =
         core_->StartWatch(request_, actor_, absl::Now() + max_rpc_time_);
-    auto clinician = core_->ClinicianOf(actor_);
+    auto clinician = core_->WatcherOf(actor_);
     if (!cursor.ok() || !clinician.ok()) {
       End(ToGrpcStatus(!cursor.ok() ? cursor.status() : clinician.status()));
       return;

@@ -31,8 +31,8 @@ const absl::Time kNow = absl::FromUnixSeconds(1795000000);
 
 // Callers, as "<role>" or "service:<name>".
 const std::vector<std::string> kCallers = {
-    "patient",  "clinician",      "physician",       "batch",
-    "operator", "service:intake", "service:referral"};
+    "patient",  "clinician",      "physician",        "batch",
+    "operator", "service:intake", "service:referral", "service:gateway"};
 
 // The matrix, written out here independently of policy.cc: who may call
 // each method (everyone else: PERMISSION_DENIED).
@@ -79,7 +79,7 @@ const std::map<std::string, std::set<std::string>>& Expected() {
       {"aqueduct.referral.v1.ReferralService/ListAuditEvents",
        {"clinician", "physician"}},
       {"aqueduct.referral.v1.ReferralService/WatchQueue",
-       {"clinician", "physician"}},
+       {"clinician", "physician", "service:gateway"}},
       {"aqueduct.referral.v1.ReferralService/GetMyReferral", {"patient"}},
   };
   return *m;
@@ -95,7 +95,7 @@ class AuthorizerTest : public ::testing::Test {
     ASSERT_THAT(keys.Add("k1", key_.public_pem,
                          *KeyGrants::Parse("patient clinician physician "
                                            "batch operator service:intake "
-                                           "service:referral")),
+                                           "service:referral service:gateway")),
                 IsOk());
     authorizer_ = std::make_unique<Authorizer>(std::make_shared<Verifier>(
         std::move(keys), "https://aqueduct.test", "aqueduct"));
@@ -190,8 +190,10 @@ TEST_F(AuthorizerTest, RpcByRoleMatrix) {
     EXPECT_EQ(why, Rejection::kMissing);
   }
   EXPECT_EQ(allowed + denied, 29 * static_cast<int>(kCallers.size()));
-  // intake, re-scoring, FHIR export, scoring, referral
-  EXPECT_EQ(allowed, 8 + 3 + (5 + 5 + 2) + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1);
+  // intake, re-scoring, FHIR export, scoring, referral (+ the gateway's
+  // relay stream)
+  EXPECT_EQ(allowed,
+            8 + 3 + (5 + 5 + 2) + 1 + 2 + 2 * 5 + 1 + 1 + 7 * 2 + 1 + 1);
 }
 
 TEST_F(AuthorizerTest, CredentialsOtherThanAValidBearerTokenSayNothingMore) {

@@ -1125,6 +1125,57 @@ TEST_F(CaseTest, WatchResumedFromItsCursorMissesNothing) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
 }
 
+// The HTTP gateway's relay stream sees every case, each event with the
+// audience the service itself applies; no other service may watch.
+TEST_F(CaseTest, TheGatewaysRelayStreamCarriesEachCasesAudience) {
+  const Actor gateway{"gateway", "service", {}};
+  v1::WatchQueueRequest watch;
+  auto cursor = core_->StartWatch(watch, gateway, Soon());
+  ASSERT_THAT(cursor, IsOk());
+  EXPECT_THAT(core_->StartWatch(watch, Actor{"intake", "service", {}}, Soon()),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  Make("ny1", common::v1::THERAPY, "NY");
+  Make("ket1", common::v1::KETAMINE_REVIEW, "FL");
+  Make("nowhere", common::v1::CRISIS_URGENT, "");
+  std::map<std::string, v1::Audience> seen;
+  std::string position = *cursor;
+  for (int i = 0; i < 3 && seen.size() < 3; ++i) {
+    ASSERT_THAT(core_->WatchStep(
+                    watch, gateway, &position, absl::Milliseconds(200),
+                    [&](const v1::QueueEvent& e) {
+                      const std::string& s = e.referral().screening();
+                      seen[s.substr(s.rfind('/') + 1)] = e.audience();
+                      return true;
+                    },
+                    Soon()),
+                IsOk());
+  }
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_THAT(seen["ny1"].states(), ::testing::ElementsAre("NY"));
+  EXPECT_FALSE(seen["ny1"].physicians_only());
+  EXPECT_FALSE(seen["ny1"].every_state());
+  EXPECT_THAT(seen["ket1"].states(), ::testing::ElementsAre("FL"));
+  EXPECT_TRUE(seen["ket1"].physicians_only());
+  // No state, no triage states configured: only clinicians licensed in
+  // every state (ACaseWithNoStateGoesToTheFallbackNeverToEveryone).
+  EXPECT_TRUE(seen["nowhere"].every_state());
+  EXPECT_EQ(seen["nowhere"].states_size(),
+            static_cast<int>(UsStateCodes().size()));
+  // A clinician's own stream carries the same audience.
+  std::string fl_position = *cursor;
+  v1::Audience fl_seen;
+  ASSERT_THAT(core_->WatchStep(
+                  watch, As("dr-fl"), &fl_position, absl::Milliseconds(200),
+                  [&](const v1::QueueEvent& e) {
+                    fl_seen = e.audience();
+                    return false;
+                  },
+                  Soon()),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_TRUE(fl_seen.physicians_only());
+  EXPECT_THAT(fl_seen.states(), ::testing::ElementsAre("FL"));
+}
+
 }  // namespace
 }  // namespace aqueduct::referral
 
