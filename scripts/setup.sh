@@ -14,7 +14,10 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libabsl-dev libhiredis-dev libjemalloc-dev libssl-dev zlib1g-dev libzstd-dev
   prometheus-cpp-dev
-  # googleapis' google/rpc/*.proto (error details on every failed call);
+  # Boost.Beast and Asio (header-only): the HTTP/JSON gateway
+  libboost-dev
+  # googleapis' google/rpc/*.proto (error details on every failed call)
+  # and google/api/{annotations,http}.proto (the HTTP mapping);
   # grpc-gateway's copy predates google.rpc.ErrorInfo
   golang-github-gogo-googleapis-dev
 )
@@ -26,6 +29,11 @@ PACKAGES+=(
   procps
   # The image's root file system (deploy/image/build-rootfs.sh) and its test
   debootstrap
+  # protoc-gen-swagger: the OpenAPI document from the protos' HTTP
+  # annotations (tools/openapi, checked by the test command)
+  golang-grpc-gateway
+  # The clinician console's browser test (tests/gateway): headless Chromium
+  chromium
 )
 # Test-time tools that may come from elsewhere on a developer's machine:
 # Debian's only when the command is missing. kubectl builds the Kubernetes

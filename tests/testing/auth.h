@@ -27,7 +27,7 @@ class TestAuth {
   // both would (tests of key binding make keys of their own).
   static constexpr char kGrants[] =
       "patient clinician physician batch operator service:intake "
-      "service:referral";
+      "service:referral service:gateway";
 
   // kOneKey: one key (kKeyId) signs every role, as both the identity
   // provider and intake would. kSplit: as deployed, key "idp" signs people
