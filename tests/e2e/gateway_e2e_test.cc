@@ -5,6 +5,9 @@
 // tests/gateway/console.cjs, run from here.
 
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -556,6 +559,65 @@ TEST_F(GatewayE2eTest, OpenApiDocumentAndConsoleAreServed) {
   HttpReply root = Call(port_, http::verb::get, "/");
   EXPECT_EQ(root.status, 302);
   EXPECT_EQ(root.headers["Location"], "/console/");
+}
+
+// The reference console in Debian's headless Chromium (tests/gateway/
+// console.cjs): a crisis screening taken through intake appears in the
+// open console, a physician claims (and sees the lease expire) and
+// decides, the audit trail shows it, and a clinician licensed elsewhere
+// never sees the case.
+TEST_F(GatewayE2eTest, ConsoleInARealBrowser) {
+#ifdef AQUEDUCT_SANITIZED
+  GTEST_SKIP() << "the browser test runs in the plain build (Chromium is "
+                  "not what the sanitizers check)";
+#endif
+  const char* source = std::getenv("AQUEDUCT_SOURCE_DIR");
+  const char* binary = std::getenv("AQUEDUCT_BINARY_DIR");
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(binary, nullptr);
+  const std::string chromium = "/usr/bin/chromium";
+  ASSERT_EQ(access(chromium.c_str(), X_OK), 0)
+      << chromium << " is missing: scripts/setup.sh installs Debian's chromium";
+  // The browser driver, from tests/npm (installed into the build tree).
+  const std::string npm_log = dir_.path() + "/npm.log";
+  const std::string modules_file = dir_.path() + "/node_path";
+  ASSERT_EQ(std::system(absl::StrCat(source, "/tests/npm/install.sh ", binary,
+                                     " >", modules_file, " 2>", npm_log)
+                            .c_str()),
+            0)
+      << t::ReadFile(npm_log);
+  std::string node_path = t::ReadFile(modules_file);
+  while (!node_path.empty() && node_path.back() == '\n') node_path.pop_back();
+  const std::string handshake = dir_.path() + "/handshake";
+  ASSERT_EQ(mkdir(handshake.c_str(), 0700), 0);
+  const std::string shots = std::string(binary) + "/console-screenshots";
+  mkdir(shots.c_str(), 0755);
+  const std::string log = dir_.path() + "/console.log";
+  auto node = t::Subprocess::Start(
+      {"/usr/bin/env", "node",
+       std::string(source) + "/tests/gateway/console.cjs"},
+      log,
+      {"NODE_PATH=" + node_path,
+       "GATEWAY_URL=http://127.0.0.1:" + std::to_string(port_),
+       "TOKEN_DR_NJ=" + Auth().Token("physician", "dr-nj", {"NJ"}),
+       "TOKEN_CL_CA=" + Auth().Token("clinician", "cl-ca", {"CA"}),
+       "HANDSHAKE_DIR=" + handshake, "SCREENSHOT_DIR=" + shots,
+       "CHROMIUM=" + chromium});
+  ASSERT_TRUE(node.ok()) << node.status();
+  const absl::Time end = absl::Now() + absl::Seconds(90);
+  while (access((handshake + "/ready").c_str(), F_OK) != 0 &&
+         absl::Now() < end && (*node)->Running()) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(access((handshake + "/ready").c_str(), F_OK), 0)
+      << t::ReadFile(log);
+  Screen("browser1", kCrisis, "NJ");
+  std::ofstream(handshake + "/screened") << "screened\n";
+  auto status = (*node)->Wait(absl::Seconds(120));
+  ASSERT_TRUE(status.has_value()) << "still running\n" << t::ReadFile(log);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << t::ReadFile(log);
+  EXPECT_THAT(t::ReadFile(log), HasSubstr("console test passed"));
 }
 
 }  // namespace
