@@ -2,9 +2,10 @@
 # Brings up the whole Aqueduct stack on this machine and shows how to use it:
 # installs what is missing, builds, starts a private redis-server (AOF on,
 # data under .aqueduct/redis) unless AQUEDUCT_REDIS names one, starts the
-# scoring, referral and intake services, waits until all three report
-# SERVING, prints their addresses and a copy-paste way to try a screening,
-# and stops everything cleanly on Ctrl-C.
+# scoring, referral and intake services and the HTTP/JSON gateway with the
+# clinician console, waits until all report SERVING, prints their addresses
+# and a copy-paste way to try a screening, and stops everything cleanly on
+# Ctrl-C.
 #
 # Settings (environment):
 #   AQUEDUCT_REDIS        use this Redis (host:port or unix:/path) instead of
@@ -19,6 +20,7 @@
 #                         (faster, can lose up to a second of them)
 #   AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT
 #                         service ports (defaults 7100 / 7101 / 7102)
+#   AQUEDUCT_GATEWAY_PORT the HTTP/JSON gateway and console (default 7180)
 #   AQUEDUCT_INTAKE_METRICS_PORT / AQUEDUCT_SCORING_METRICS_PORT /
 #   AQUEDUCT_REFERRAL_METRICS_PORT
 #                         Prometheus /metrics ports (defaults 7110 / 7111 / 7112)
@@ -44,6 +46,7 @@ BUILD_DIR=${AQUEDUCT_BUILD_DIR:-$ROOT/build}
 INTAKE_PORT=${AQUEDUCT_INTAKE_PORT:-7100}
 SCORING_PORT=${AQUEDUCT_SCORING_PORT:-7101}
 REFERRAL_PORT=${AQUEDUCT_REFERRAL_PORT:-7102}
+GATEWAY_PORT=${AQUEDUCT_GATEWAY_PORT:-7180}
 # Prometheus metrics, plaintext HTTP on loopback: /metrics of each service
 # (next to the service ports; 9100 would meet node_exporter's).
 INTAKE_METRICS_PORT=${AQUEDUCT_INTAKE_METRICS_PORT:-7110}
@@ -57,11 +60,11 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 say "checking dependencies"
 ./scripts/setup.sh
 say "building (first time takes a few minutes on 2 cores)"
-AQUEDUCT_BUILD_DIR=$BUILD_DIR ./scripts/build.sh aqueduct-intake aqueduct-scoring aqueduct-referral aqueductctl >/dev/null \
+AQUEDUCT_BUILD_DIR=$BUILD_DIR ./scripts/build.sh aqueduct-intake aqueduct-scoring aqueduct-referral aqueduct-gateway aqueductctl >/dev/null \
   || die "build failed; run ./scripts/build.sh to see why"
 
-for p in "$INTAKE_PORT" "$SCORING_PORT" "$REFERRAL_PORT"; do
-  port_busy "$p" && die "port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT."
+for p in "$INTAKE_PORT" "$SCORING_PORT" "$REFERRAL_PORT" "$GATEWAY_PORT"; do
+  port_busy "$p" && die "port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_PORT / AQUEDUCT_SCORING_PORT / AQUEDUCT_REFERRAL_PORT / AQUEDUCT_GATEWAY_PORT."
 done
 for p in "$INTAKE_METRICS_PORT" "$SCORING_METRICS_PORT" "$REFERRAL_METRICS_PORT"; do
   port_busy "$p" && die "metrics port $p is already in use (another Aqueduct still running?). Stop it, or set AQUEDUCT_INTAKE_METRICS_PORT / AQUEDUCT_SCORING_METRICS_PORT / AQUEDUCT_REFERRAL_METRICS_PORT."
@@ -72,7 +75,7 @@ mkdir -p "$STATE/redis" "$LOGS"
 AUTH=$STATE/auth
 mkdir -p "$AUTH/keys"
 chmod 700 "$AUTH"
-for kid in dev intake; do
+for kid in dev intake gateway; do
   if [[ ! -s "$AUTH/$kid-signing.pem" ]]; then
     (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$AUTH/$kid-signing.pem" 2>/dev/null) \
       || die "openssl could not make a signing key in $AUTH"
@@ -83,9 +86,10 @@ for kid in dev intake; do
 done
 # What each key may sign (common/auth/README.md): the dev key stands in
 # for an identity provider (people and staff), intake's key only intake's
-# own service tokens.
+# own service tokens, the gateway's only its own (its one queue stream).
 echo "patient clinician physician batch operator" > "$AUTH/keys/dev.roles"
 echo "service:intake" > "$AUTH/keys/intake.roles"
+echo "service:gateway" > "$AUTH/keys/gateway.roles"
 export AQUEDUCT_AUTH_KEYS=$AUTH/keys
 # The keys that seal answers, results and reasons in Redis, and the key
 # that pseudonymises user ids in key names: made once, this user only.
@@ -117,7 +121,7 @@ if [[ ! -s "$TLS/ca.pem" ]]; then
     -out "$TLS/ca.pem" 2>/dev/null || die "openssl could not make the local CA"
   say "made a private CA for the local stack ($TLS/ca.pem)"
 fi
-for svc in intake scoring referral; do
+for svc in intake scoring referral gateway; do
   if [[ ! -s "$TLS/$svc.pem" ]]; then
     (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS/$svc-key.pem" 2>/dev/null) \
       || die "openssl could not make the $svc key"
@@ -203,6 +207,13 @@ pids+=($!)
   --tls_cert "$TLS/intake.pem" --tls_key "$TLS/intake-key.pem" \
   --metrics_listen "127.0.0.1:$INTAKE_METRICS_PORT" >"$LOGS/intake.log" 2>&1 &
 pids+=($!)
+# The HTTP/JSON gateway and the console: HTTPS with the local CA's
+# certificate; it calls intake and referral with mutual TLS.
+"$BUILD_DIR/services/gateway/aqueduct-gateway" --listen "127.0.0.1:$GATEWAY_PORT" \
+  --intake "127.0.0.1:$INTAKE_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
+  --service_key "$AUTH/gateway-signing.pem" --service_key_id gateway \
+  --tls_cert "$TLS/gateway.pem" --tls_key "$TLS/gateway-key.pem" >"$LOGS/gateway.log" 2>&1 &
+pids+=($!)
 
 export AQUEDUCT_INTAKE_ADDR=127.0.0.1:$INTAKE_PORT
 export AQUEDUCT_SCORING_ADDR=127.0.0.1:$SCORING_PORT
@@ -215,6 +226,12 @@ for _ in $(seq 60); do
 done
 "$CTL" health --timeout=1 || true
 ((ready)) || die "the stack did not become healthy in 30 s; see the logs in $LOGS"
+gateway=0
+for _ in $(seq 40); do
+  if curl -fsS --cacert "$TLS/ca.pem" "https://localhost:$GATEWAY_PORT/healthz" 2>/dev/null | grep -q following; then gateway=1; break; fi
+  sleep 0.25
+done
+((gateway)) || die "the gateway did not start following the queue in 10 s; see $LOGS/gateway.log"
 
 cat <<INFO
 
@@ -222,6 +239,10 @@ Aqueduct is running.
   intake    127.0.0.1:$INTAKE_PORT   (aqueduct.intake.v1.IntakeService)
   scoring   127.0.0.1:$SCORING_PORT   (aqueduct.scoring.v1.ScoringService)
   referral  127.0.0.1:$REFERRAL_PORT   (aqueduct.referral.v1.ReferralService)
+  gateway   https://localhost:$GATEWAY_PORT   (HTTP/JSON: /v1/..., OpenAPI at /openapi.json)
+  console   https://localhost:$GATEWAY_PORT/console/   (sign in with a token from
+            $CTL token --role=physician --sub=dr-demo --states=NJ,NY,FL;
+            the browser must trust $TLS/ca.pem, or accept its warning)
   redis     $REDIS
   logs      $LOGS/*.log  (JSON lines; never answers or identities)
   metrics   http://127.0.0.1:$INTAKE_METRICS_PORT/metrics, :$SCORING_METRICS_PORT (scoring), :$REFERRAL_METRICS_PORT (referral)
@@ -246,7 +267,8 @@ batch identity for rescore):
   $CTL help                                          # every command; help <command> for one
 
 Any gRPC client works from the protos in protos/ (server reflection is on):
-TLS, trusting $TLS/ca.pem, with "authorization: Bearer <token>".
+TLS, trusting $TLS/ca.pem, with "authorization: Bearer <token>". Or HTTP:
+  curl --cacert $TLS/ca.pem -H "Authorization: Bearer \$($CTL token --role=physician --sub=dr-demo --states=NJ)" https://localhost:$GATEWAY_PORT/v1/referrals
 Press Ctrl-C to stop.
 INFO
 

@@ -27,6 +27,8 @@ PACKAGES+=(
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   prometheus
   procps
+  # deploy/run-local.sh waits for the gateway with it
+  curl
   # The image's root file system (deploy/image/build-rootfs.sh) and its test
   debootstrap
   # protoc-gen-swagger: the OpenAPI document from the protos' HTTP
