@@ -25,9 +25,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/logging/logging.h"
+#include "common/metrics/metrics.h"
 #include "common/status/status_util.h"
 #include "common/util/names.h"
 #include "google/protobuf/dynamic_message.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
 #include "services/gateway/http_errors.h"
 #include "services/gateway/queue_relay.h"
 
@@ -62,6 +66,30 @@ struct StaticFile {
   std::string body;
   std::string content_type;
 };
+
+// Requests by RPC (a method name the protos define, "static" for the
+// console and documents, "none" when no route matched) and HTTP status (a
+// closed set): never a path, a user or a token.
+void Record(const std::string& rpc, int status, absl::Duration took) {
+  if (!metrics::Enabled()) return;
+  static auto& requests =
+      metrics::CounterFamily("aqueduct_gateway_requests_total",
+                             "HTTP requests answered, by RPC and HTTP status");
+  static auto& latency = metrics::HistogramFamily(
+      "aqueduct_gateway_request_seconds",
+      "Time from a request read to its answer, by RPC");
+  requests.Add({{"rpc", rpc}, {"status", std::to_string(status)}}).Increment();
+  latency.Add({{"rpc", rpc}}, metrics::LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(took));
+}
+
+void SetStreams(int n) {
+  if (!metrics::Enabled()) return;
+  static auto& streams = metrics::GaugeFamily(
+      "aqueduct_gateway_queue_streams",
+      "Portals' open queue event streams (Server-Sent Events)");
+  streams.Add({}).Set(n);
+}
 
 }  // namespace
 
@@ -147,6 +175,9 @@ class Gateway::Impl {
   std::unique_ptr<QueueRelay> relay_;
   bool stopped_ = false;  // on the I/O thread
   std::atomic<bool> shut_{false};
+  // Calls to the services not yet completed: their callbacks use this
+  // object, so Shutdown waits for them.
+  std::atomic<int> inflight_{0};
   net::io_context ioc_{1};
   net::executor_work_guard<net::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
@@ -263,7 +294,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   bool OpenStream(const Request& req, const auth::Identity& id,
                   referral::v1::WatchQueueRequest filters) {
     if (gw_->streams_ >= gw_->config_.max_streams) return false;
-    ++gw_->streams_;
+    SetStreams(++gw_->streams_);
     streaming_ = true;
     identity_ = id;
     filters_ = std::move(filters);
@@ -363,7 +394,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     timer_.cancel();
     if (streaming_) {
       gw_->relay_->Unsubscribe(this);
-      --gw_->streams_;
+      SetStreams(--gw_->streams_);
     }
     beast::error_code ignored;
     beast::get_lowest_layer(stream_).socket().shutdown(
@@ -545,6 +576,11 @@ void Gateway::Impl::Shutdown() {
     acceptor_.close(ignored);
   });
   if (relay_ != nullptr) relay_->Stop();
+  // Every call has a deadline (at most --max_rpc_ms): wait for their
+  // callbacks, which use this object.
+  const absl::Time end = absl::Now() + config_.max_rpc + absl::Seconds(1);
+  while (inflight_.load() > 0 && absl::Now() < end)
+    absl::SleepFor(absl::Milliseconds(10));
   work_.reset();
   // Open streams end with the I/O thread.
   ioc_.stop();
@@ -606,6 +642,12 @@ void Gateway::Impl::Handle(
                        referral::v1::WatchQueueRequest)>
         open_stream) {
   (void)tls;
+  // Every answer is counted, by the RPC it resolved to.
+  auto rpc = std::make_shared<std::string>("none");
+  reply = [reply = std::move(reply), rpc, started = absl::Now()](Response res) {
+    Record(*rpc, res.result_int(), absl::Now() - started);
+    reply(std::move(res));
+  };
   const std::string target = Str(req.target());
   const size_t q = target.find('?');
   const std::string path = target.substr(0, q);
@@ -661,6 +703,7 @@ void Gateway::Impl::Handle(
     }
     auto it = files_.find(path);
     if (it != files_.end()) {
+      *rpc = "static";
       Response res{http::status::ok, 11};
       res.set(http::field::content_type, it->second.content_type);
       res.set(http::field::cache_control, "no-cache");
@@ -686,6 +729,7 @@ void Gateway::Impl::Handle(
     return;
   }
   const std::string full_name = resolved->rule->full_name();
+  *rpc = resolved->rule->method->name();
   // The caller, checked here with the services' own policy.
   auth::Rejection why = auth::Rejection::kMissing;
   auto identity = authorizer_->Check(Str(req[http::field::authorization]),
@@ -790,6 +834,7 @@ void Gateway::Impl::CallUnary(const Request& req, const Resolved& resolved,
   if (!traceparent.empty() && traceparent.size() <= 64)
     call->context.AddMetadata("traceparent", traceparent);
   const absl::Time started = absl::Now();
+  inflight_.fetch_add(1);
   auto shared_req = std::make_shared<Request>();
   shared_req->set(http::field::origin, Str(req[http::field::origin]));
   stub->second->UnaryCall(
@@ -843,6 +888,7 @@ void Gateway::Impl::CallUnary(const Request& req, const Resolved& resolved,
                   [reply = std::move(reply), res = std::move(res)]() mutable {
                     reply(std::move(res));
                   });
+        inflight_.fetch_sub(1);  // last: Shutdown may destroy this now
       });
 }
 

@@ -15,6 +15,7 @@
 #include "common/config/config.h"
 #include "common/config/data_dir.h"
 #include "common/logging/logging.h"
+#include "common/metrics/metrics.h"
 #include "common/server/channels.h"
 #include "common/server/server_runner.h"
 #include "common/server/tls.h"
@@ -149,6 +150,17 @@ int main(int argc, char** argv) {
   upstreams.own_token =
       std::shared_ptr<aqueduct::auth::TokenSource>(std::move(*own_token));
 
+  aqueduct::metrics::SetEnabled(aqueduct::server::MetricsFromFlags());
+  std::unique_ptr<aqueduct::metrics::MetricsServer> metrics_server;
+  const std::string metrics_listen = aqueduct::server::MetricsListenFromFlags();
+  if (!metrics_listen.empty()) {
+    if (!aqueduct::metrics::Enabled())
+      return fail("--metrics_listen: set while metrics are off (--nometrics)");
+    auto m = aqueduct::metrics::MetricsServer::Start(
+        metrics_listen, aqueduct::server::MetricsPortFileFromFlags());
+    if (!m.ok()) return fail(m.status().message());
+    metrics_server = *std::move(m);
+  }
   auto gateway = gw::Gateway::Start(config, *std::move(rules),
                                     checks->authorizer, std::move(upstreams));
   if (!gateway.ok()) {

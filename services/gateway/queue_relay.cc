@@ -9,6 +9,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/auth/authorizer.h"
 #include "common/logging/logging.h"
+#include "common/metrics/metrics.h"
+#include "prometheus/gauge.h"
 #include "services/gateway/http_rules.h"
 
 namespace aqueduct::gateway {
@@ -55,6 +57,15 @@ bool ParseCursor(const std::string& c, std::pair<uint64_t, uint64_t>* out) {
       absl::StrSplit(c, absl::MaxSplits('-', 1));
   return absl::SimpleAtoi(parts.first, &out->first) &&
          absl::SimpleAtoi(parts.second, &out->second);
+}
+
+void SetUp(bool up) {
+  if (!metrics::Enabled()) return;
+  static auto& gauge = metrics::GaugeFamily(
+      "aqueduct_gateway_queue_stream_up",
+      "1 while the gateway follows referral's queue stream (portals' live "
+      "updates flow), 0 while it reconnects");
+  gauge.Add({}).Set(up ? 1 : 0);
 }
 
 }  // namespace
@@ -174,6 +185,7 @@ void QueueRelay::OnUpstreamDone(const grpc::Status& status, bool got_events) {
               {{"code", static_cast<int>(status.error_code())}});
   }
   connected_ = false;
+  SetUp(false);
   if (stopping_) {
     if (!ended_.HasBeenNotified()) ended_.Notify();
     return;
@@ -186,6 +198,7 @@ void QueueRelay::OnUpstreamDone(const grpc::Status& status, bool got_events) {
 void QueueRelay::OnEvent(v1::QueueEvent event) {
   if (!connected_) {
     connected_ = true;
+    SetUp(true);
     log::Info("gateway: following the queue");
   }
   if (event.kind() == "watching" || !event.has_referral()) {

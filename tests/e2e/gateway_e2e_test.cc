@@ -213,7 +213,9 @@ class GatewayE2eTest : public ::testing::Test {
         "--openapi=" + t::SourcePath("data/openapi/aqueduct.swagger.json"),
         "--cors_origins=https://portal.example.org",
         "--rate_per_second=1000",
-        "--rate_burst=1000"};
+        "--rate_burst=1000",
+        "--metrics_listen=127.0.0.1:0",
+        "--metrics_port_file=" + dir_.path() + "/gateway.metrics_port"};
     for (auto& a : extra) args.push_back(a);
     auto g = t::StartService(dir_.path(), "gateway",
                              "services/gateway/aqueduct-gateway", args, {});
@@ -447,6 +449,20 @@ TEST_F(GatewayE2eTest, ErrorsAreGoogleRpcStatusWithTheirHttpCodes) {
   ASSERT_EQ(again.status, 200);
   EXPECT_EQ(FromJson<intake::v1::Screening>(again.body).name(),
             screening.name());
+  // Counted by RPC and status, never by path or person.
+  const int metrics_port = t::WaitForPortFile(
+      dir_.path() + "/gateway.metrics_port", absl::Seconds(5));
+  ASSERT_GT(metrics_port, 0);
+  const std::string metrics =
+      Call(metrics_port, http::verb::get, "/metrics").body;
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(
+          "aqueduct_gateway_requests_total{rpc=\"ListQueue\",status=\"403\"}"));
+  EXPECT_THAT(metrics, HasSubstr("aqueduct_gateway_requests_total{rpc="
+                                 "\"SubmitAnswers\",status=\"409\"}"));
+  EXPECT_THAT(metrics, HasSubstr("aqueduct_gateway_queue_stream_up 1"));
+  EXPECT_THAT(metrics, Not(HasSubstr("web3")));
   // Nothing a request held reached the gateway's log.
   const std::string log = t::ReadFile(gateway_.log);
   EXPECT_THAT(log, Not(HasSubstr("web3")));
