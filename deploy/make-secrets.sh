@@ -9,14 +9,17 @@
 # OUT_DIR/
 #   token-keys/      idp.pem + idp.roles (your identity provider's public
 #                    key and the roles it may sign), intake.pem + intake.roles
-#                    (intake's own service-token key): public keys only
-#   tls-intake/, tls-scoring/, tls-referral/
+#                    (intake's own service-token key), gateway.pem +
+#                    gateway.roles (the HTTP gateway's): public keys only
+#   tls-intake/, tls-scoring/, tls-referral/, tls-gateway/
 #                    tls.crt, tls.key, ca.crt: a certificate per service
 #                    (CN and SANs: the service's name and Service DNS names)
 #                    from a private CA
 #   data-keys/       data-keys: the keys that seal PHI in Redis and the
 #                    pseudonym key
 #   intake-signing/  intake-signing.pem: intake's private signing key
+#   gateway-signing/ gateway-signing.pem: the gateway's (its one queue
+#                    stream, service identity gateway)
 #   redis-server/    users.acl (one ACL user per service, the default user
 #                    off), replication-password and sentinel-password (what
 #                    replicas and Sentinels sign in to data nodes with),
@@ -48,7 +51,7 @@ done
 [[ -z "$IDP_PUB" || -s "$IDP_PUB" ]] || { echo "$0: --idp-public-key $IDP_PUB: no such file" >&2; exit 1; }
 
 umask 077
-mkdir -p "$OUT"/{token-keys,data-keys,intake-signing,redis-server,redis-intake,redis-referral}
+mkdir -p "$OUT"/{token-keys,data-keys,intake-signing,gateway-signing,redis-server,redis-intake,redis-referral}
 say() { printf '[make-secrets] %s\n' "$*"; }
 ec_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
@@ -66,6 +69,11 @@ if [[ ! -s "$OUT/intake-signing/intake-signing.pem" ]]; then
 fi
 openssl pkey -in "$OUT/intake-signing/intake-signing.pem" -pubout -out "$OUT/token-keys/intake.pem" 2>/dev/null
 echo "service:intake" >"$OUT/token-keys/intake.roles"
+if [[ ! -s "$OUT/gateway-signing/gateway-signing.pem" ]]; then
+  ec_key "$OUT/gateway-signing/gateway-signing.pem"
+fi
+openssl pkey -in "$OUT/gateway-signing/gateway-signing.pem" -pubout -out "$OUT/token-keys/gateway.pem" 2>/dev/null
+echo "service:gateway" >"$OUT/token-keys/gateway.roles"
 
 # Data keys: the first line seals, later ones only open (rotation).
 if [[ ! -s "$OUT/data-keys/data-keys" ]]; then
@@ -81,7 +89,7 @@ if [[ ! -s "$OUT/ca.crt" ]]; then
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -out "$OUT/ca.crt" 2>/dev/null
 fi
-for svc in intake scoring referral; do
+for svc in intake scoring referral gateway; do
   dir=$OUT/tls-$svc
   mkdir -p "$dir"
   cp "$OUT/ca.crt" "$dir/ca.crt"

@@ -9,8 +9,9 @@
 //    is one the README tells the operator to create), with no placeholder
 //    in its data;
 //  - NetworkPolicies: ingress denied by default; scoring reached only from
-//    intake; referral only from intake and labelled gateways; Redis only
-//    from intake, referral and itself.
+//    intake; referral only from intake and labelled gateways (the HTTP
+//    gateway carries the label); Redis only from intake, referral and
+//    itself.
 //   node invariants.cjs built.yaml [--external NAME,NAME]
 // --external: Secrets and ConfigMaps this build uses that another build
 // (or the operator) makes; the caller checks those exist there.
@@ -114,6 +115,18 @@ if (workloads.some((w) => w.kind === "Deployment")) {
   };
   expect("scoring", 7101, [{app: "intake"}]);
   expect("referral", 7102, [{app: "intake"}, {"aqueduct.example/referral-client": "true"}]);
+  const gateway = objs.find((o) => o.kind === "Deployment" && o.metadata.name === "gateway");
+  if (gateway) {
+    const labels = gateway.spec.template.metadata.labels || {};
+    if (labels["aqueduct.example/referral-client"] !== "true") {
+      problems.push("Deployment gateway: its pods must carry aqueduct.example/referral-client=true to reach referral");
+    }
+    // Its HTTP port is the front door: open to everyone.
+    const got = sourcesOf("gateway", 7180);
+    if (JSON.stringify(got) !== JSON.stringify(["anyone"])) {
+      problems.push(`NetworkPolicy: gateway:7180 is reachable from ${got.join(" ") || "no one"}`);
+    }
+  }
   if (objs.some((o) => o.kind === "StatefulSet" && o.metadata.name === "redis")) {
     expect("redis", 6379, [{app: "intake"}, {app: "referral"}, {app: "redis"}]);
   }
