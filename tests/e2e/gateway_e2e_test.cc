@@ -116,10 +116,12 @@ class SseStream {
     });
   }
   ~SseStream() {
+    // Shutdown ends the reader's blocking read; the socket is closed only
+    // once the reader is gone (closing it under the read is a race).
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
     reader_.join();
+    stream_.socket().close(ec);
   }
   // Waits until the text received holds `what`.
   bool WaitFor(const std::string& what,
