@@ -208,9 +208,9 @@ pids+=($!)
   --metrics_listen "127.0.0.1:$INTAKE_METRICS_PORT" >"$LOGS/intake.log" 2>&1 &
 pids+=($!)
 # The HTTP/JSON gateway and the console: HTTPS with the local CA's
-# certificate; it calls intake and referral with mutual TLS.
+# certificate; it calls intake, referral and scoring with mutual TLS.
 "$BUILD_DIR/services/gateway/aqueduct-gateway" --listen "127.0.0.1:$GATEWAY_PORT" \
-  --intake "127.0.0.1:$INTAKE_PORT" --referral "127.0.0.1:$REFERRAL_PORT" \
+  --intake "127.0.0.1:$INTAKE_PORT" --referral "127.0.0.1:$REFERRAL_PORT" --scoring "127.0.0.1:$SCORING_PORT" \
   --service_key "$AUTH/gateway-signing.pem" --service_key_id gateway \
   --tls_cert "$TLS/gateway.pem" --tls_key "$TLS/gateway-key.pem" >"$LOGS/gateway.log" 2>&1 &
 pids+=($!)

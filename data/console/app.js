@@ -38,6 +38,7 @@ const state = {
   lastEventId: '',
   stream: null, // AbortController of the open event stream
   tick: null,
+  wording: new Map(), // "<ruleset version>/<rule id>" -> its description
 };
 
 // ---- API -------------------------------------------------------------------
@@ -100,6 +101,7 @@ async function signIn(token, lease) {
   state.lease = lease;
   // The gateway is the judge: a refused token ends here.
   await loadQueue();
+  loadWording().catch(showError);
   sessionStorage.setItem('aqueduct.token', token);
   sessionStorage.setItem('aqueduct.lease', String(lease));
   $('sign-in').hidden = true;
@@ -143,6 +145,19 @@ async function loadQueue() {
   }
   state.cases = cases;
   renderQueue();
+}
+
+// Every rule's plain-words description, from the loaded rulesets (results
+// carry only rule ids, conditions and inputs).
+async function loadWording() {
+  const res = await api('GET', '/v1/rulesets');
+  for (const rs of res.rulesets || []) {
+    for (const r of rs.rules || []) {
+      if (r.description) state.wording.set(`${rs.version}/${r.ruleId}`, r.description);
+    }
+  }
+  const c = state.cases.get(state.selected);
+  if (c) renderCase(c);
 }
 
 function rank(c) {
@@ -360,7 +375,11 @@ function renderCase(c) {
   for (const r of result.rules || []) {
     if (!r.fired) continue;
     const inputs = (r.inputs || []).map((i) => `${i.name} = ${i.value}`).join(', ');
-    rules.append(el('li', `${r.description || r.ruleId}: ${r.threshold} (${inputs})${r.outcome ? ` → ${r.outcome}` : ''}`));
+    const words = r.description || state.wording.get(`${result.rulesetVersion}/${r.ruleId}`);
+    const li = el('li');
+    li.append(el('span', words || r.ruleId, 'rule-words'));
+    li.append(el('span', ` Because ${inputs} (${r.ruleId}: ${r.threshold}).`, 'meta'));
+    rules.append(li);
   }
   if (!rules.children.length) rules.append(el('li', 'None.'));
   const secondary = $('secondary');

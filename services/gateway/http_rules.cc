@@ -15,8 +15,10 @@
 #include "google/api/annotations.pb.h"
 #include "google/api/http.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "protos/intake/v1/fhir_export_service.pb.h"
 #include "protos/intake/v1/intake_service.pb.h"
 #include "protos/referral/v1/referral_service.pb.h"
+#include "protos/scoring/v1/scoring_service.pb.h"
 
 namespace aqueduct::gateway {
 
@@ -250,6 +252,18 @@ const pb::ServiceDescriptor* IntakeServiceDescriptor() {
   return intake::v1::StartScreeningRequest::descriptor()
       ->file()
       ->FindServiceByName("IntakeService");
+}
+
+const pb::ServiceDescriptor* FhirExportServiceDescriptor() {
+  return intake::v1::ExportScreeningRequest::descriptor()
+      ->file()
+      ->FindServiceByName("FhirExportService");
+}
+
+const pb::ServiceDescriptor* ScoringServiceDescriptor() {
+  return scoring::v1::ListRulesetsRequest::descriptor()
+      ->file()
+      ->FindServiceByName("ScoringService");
 }
 
 const pb::ServiceDescriptor* ReferralServiceDescriptor() {

@@ -101,7 +101,9 @@ class HttpRules {
 // The services the gateway serves. Through a message of each file, so that
 // the file is linked and in the generated pool.
 const google::protobuf::ServiceDescriptor* IntakeServiceDescriptor();
+const google::protobuf::ServiceDescriptor* FhirExportServiceDescriptor();
 const google::protobuf::ServiceDescriptor* ReferralServiceDescriptor();
+const google::protobuf::ServiceDescriptor* ScoringServiceDescriptor();
 
 // Fills `request` (of the rule's input type) from a resolved request: the
 // JSON body as the rule says (canonical mapping; unknown fields are errors),

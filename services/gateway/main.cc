@@ -34,6 +34,10 @@ ABSL_FLAG(std::string, intake, EnvOr("AQUEDUCT_INTAKE_ADDR", "127.0.0.1:7100"),
 ABSL_FLAG(std::string, referral,
           EnvOr("AQUEDUCT_REFERRAL_ADDR", "127.0.0.1:7102"),
           "Referral's gRPC address. Env AQUEDUCT_REFERRAL_ADDR.");
+ABSL_FLAG(std::string, scoring,
+          EnvOr("AQUEDUCT_SCORING_ADDR", "127.0.0.1:7101"),
+          "Scoring's gRPC address (the rulesets' wording, GET /v1/rulesets). "
+          "Env AQUEDUCT_SCORING_ADDR.");
 ABSL_FLAG(std::string, cors_origins, EnvOr("AQUEDUCT_CORS_ORIGINS", ""),
           "Comma-separated origins (https://portal.example.org) whose pages "
           "may call the API from a browser; empty: none (the console served "
@@ -134,18 +138,21 @@ int main(int argc, char** argv) {
                             ? data + "/openapi/aqueduct.swagger.json"
                             : absl::GetFlag(FLAGS_openapi);
 
-  constexpr char kIntake[] = "aqueduct.intake.v1.IntakeService";
-  constexpr char kReferral[] = "aqueduct.referral.v1.ReferralService";
   auto rules = gw::HttpRules::ForServices(
-      {gw::IntakeServiceDescriptor(), gw::ReferralServiceDescriptor()});
+      {gw::IntakeServiceDescriptor(), gw::FhirExportServiceDescriptor(),
+       gw::ReferralServiceDescriptor(), gw::ScoringServiceDescriptor()});
   if (!rules.ok()) return fail(rules.status().message());
   gw::Upstreams upstreams;
   auto intake = aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_intake),
                                               channel_credentials);
   auto referral = aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_referral),
                                                 channel_credentials);
-  upstreams.channels[kIntake] = intake;
-  upstreams.channels[kReferral] = referral;
+  auto scoring = aqueduct::server::PeerChannel(absl::GetFlag(FLAGS_scoring),
+                                               channel_credentials);
+  upstreams.channels[gw::IntakeServiceDescriptor()->full_name()] = intake;
+  upstreams.channels[gw::FhirExportServiceDescriptor()->full_name()] = intake;
+  upstreams.channels[gw::ReferralServiceDescriptor()->full_name()] = referral;
+  upstreams.channels[gw::ScoringServiceDescriptor()->full_name()] = scoring;
   upstreams.referral = referral;
   upstreams.own_token =
       std::shared_ptr<aqueduct::auth::TokenSource>(std::move(*own_token));

@@ -207,6 +207,7 @@ class GatewayE2eTest : public ::testing::Test {
     std::vector<std::string> args = {
         "--intake=" + intake_.address,
         "--referral=" + referral_.address,
+        "--scoring=" + scoring_.address,
         "--auth_keys=" + Auth().keys_dir(),
         "--insecure_plaintext",
         "--service_key=" + Auth().private_key_file(),
@@ -347,6 +348,16 @@ TEST_F(GatewayE2eTest, AScreeningTakenOverHttpRoutesAsOverGrpc) {
                         Patient("web1"));
   EXPECT_EQ(mine.status, 200) << mine.body;
   EXPECT_THAT(mine.body, HasSubstr("\"pendingReview\":true"));
+  // The person's own screening as a FHIR R4 Bundle.
+  HttpReply fhir =
+      Call(port_, http::verb::get, "/v1/" + name + ":fhir", Patient("web1"));
+  EXPECT_EQ(fhir.status, 200) << fhir.body;
+  EXPECT_THAT(fhir.body, HasSubstr("resourceType"));
+  // The rules' wording, for a clinician's portal (from scoring).
+  HttpReply rulesets = Call(port_, http::verb::get, "/v1/rulesets",
+                            Clinician("cl-nj", "clinician", {"NJ"}));
+  EXPECT_EQ(rulesets.status, 200) << rulesets.body.substr(0, 300);
+  EXPECT_THAT(rulesets.body, HasSubstr("PHQ-9 item 9 above 0"));
   // Another person's: NOT_FOUND, as over gRPC.
   HttpReply theirs =
       Call(port_, http::verb::get, "/v1/" + name + "/result", Patient("web2"));

@@ -79,6 +79,8 @@ async function waitForFile(file, ms) {
     const text = await nj.locator('#case').innerText();
     check(text.includes('PHQ9_ITEM9_POSITIVE'), 'the safety flag is shown');
     check(text.includes('flag.phq9_item9'), 'the rule that fired is shown');
+    await nj.locator('#rules', { hasText: 'PHQ-9 item 9 above 0' }).waitFor({ timeout: 5000 });
+    check(true, 'in plain words (the ruleset\'s own description)');
     check(text.includes('Several days'), 'the risk answer is shown');
     check(text.includes('phq9'), 'the scores are shown');
     await nj.locator('#audit li').first().waitFor();

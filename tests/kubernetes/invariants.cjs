@@ -9,7 +9,7 @@
 //    is one the README tells the operator to create), with no placeholder
 //    in its data;
 //  - NetworkPolicies: ingress denied by default; scoring reached only from
-//    intake; referral only from intake and labelled gateways (the HTTP
+//    intake and the gateway; referral only from intake and labelled gateways (the HTTP
 //    gateway carries the label); Redis only from intake, referral and
 //    itself.
 //   node invariants.cjs built.yaml [--external NAME,NAME]
@@ -113,7 +113,7 @@ if (workloads.some((w) => w.kind === "Deployment")) {
       problems.push(`NetworkPolicy: ${app}:${port} is reachable from ${got.join(" ")}`);
     }
   };
-  expect("scoring", 7101, [{app: "intake"}]);
+  expect("scoring", 7101, [{app: "intake"}, {app: "gateway"}]);
   expect("referral", 7102, [{app: "intake"}, {"aqueduct.example/referral-client": "true"}]);
   const gateway = objs.find((o) => o.kind === "Deployment" && o.metadata.name === "gateway");
   if (gateway) {

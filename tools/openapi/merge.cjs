@@ -6,14 +6,14 @@
 'use strict';
 const fs = require('fs');
 
-const docs = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+const docs = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f.replace(/\.proto$/, '.swagger.json'), 'utf8')));
 const merged = {
   swagger: '2.0',
   info: {
     title: 'Aqueduct HTTP API',
     version: 'v1',
     description: [
-      'The HTTP/JSON face of the Aqueduct intake and referral services, served by',
+      'The HTTP/JSON face of the Aqueduct intake, referral and scoring services, served by',
       'the gateway (services/gateway) and mapped from the protos\' google.api.http',
       'annotations. JSON is protobuf\'s canonical mapping (lowerCamelCase names,',
       'enums by name, 64-bit integers as strings).',

@@ -13,14 +13,15 @@ cd "$(dirname "$0")/../.."
 GOOGLEAPIS=/usr/share/gocode/src/github.com/gogo/googleapis
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for proto in protos/intake/v1/intake_service.proto protos/referral/v1/referral_service.proto; do
+protos=(protos/intake/v1/intake_service.proto protos/intake/v1/fhir_export_service.proto
+  protos/referral/v1/referral_service.proto protos/scoring/v1/scoring_service.proto)
+for proto in "${protos[@]}"; do
   # One file per run: the plugin will not merge across proto packages.
   protoc -I. -I"$GOOGLEAPIS" \
     --plugin=protoc-gen-swagger="$PWD/tools/openapi/protoc-gen-swagger-optional" \
     --swagger_out="$out" "$proto"
 done
-node tools/openapi/merge.cjs "$out/protos/intake/v1/intake_service.swagger.json" \
-  "$out/protos/referral/v1/referral_service.swagger.json" >"$out/aqueduct.swagger.json"
+node tools/openapi/merge.cjs "${protos[@]/#/$out/}" >"$out/aqueduct.swagger.json"
 target=data/openapi/aqueduct.swagger.json
 if [[ "${1:-}" == --check ]]; then
   if ! diff -u "$target" "$out/aqueduct.swagger.json"; then

@@ -58,9 +58,10 @@ TEST(PathTemplateTest, MatchesVariablesVerbsAndNothingElse) {
 
 TEST(HttpRulesTest, EveryAnnotatedRpcResolves) {
   auto rules = HttpRules::ForServices(
-      {IntakeServiceDescriptor(), ReferralServiceDescriptor()});
+      {IntakeServiceDescriptor(), FhirExportServiceDescriptor(),
+       ReferralServiceDescriptor(), ScoringServiceDescriptor()});
   ASSERT_THAT(rules, IsOk());
-  EXPECT_EQ(rules->rules().size(), 16u);
+  EXPECT_EQ(rules->rules().size(), 19u);
   struct Case {
     const char* method;
     const char* path;
@@ -82,6 +83,9 @@ TEST(HttpRulesTest, EveryAnnotatedRpcResolves) {
            {"POST", "/v1/referrals/r1:claim", "ClaimCase"},
            {"POST", "/v1/referrals/r1:decide", "DecideCase"},
            {"GET", "/v1/referrals/r1/auditEvents", "ListAuditEvents"},
+           {"GET", "/v1/rulesets", "ListRulesets"},
+           {"GET", "/v1/fhir/questionnaires", "GetQuestionnaires"},
+           {"GET", "/v1/users/u1/screenings/s1:fhir", "ExportScreening"},
        }) {
     auto r = rules->Resolve(c.method, c.path, nullptr);
     ASSERT_THAT(r, IsOk()) << c.path;
@@ -96,12 +100,15 @@ TEST(HttpRulesTest, EveryAnnotatedRpcResolves) {
   // Service-only RPCs have no HTTP mapping.
   for (const auto& rule : rules->rules()) {
     EXPECT_NE(rule->method->name(), "CreateReferral");
+    EXPECT_NE(rule->method->name(), "ScoreAnswers");
+    EXPECT_NE(rule->method->name(), "ExportScreenings");
   }
 }
 
 TEST(HttpRulesTest, RequestsAreBuiltFromBodyQueryAndPath) {
   auto rules = HttpRules::ForServices(
-      {IntakeServiceDescriptor(), ReferralServiceDescriptor()});
+      {IntakeServiceDescriptor(), FhirExportServiceDescriptor(),
+       ReferralServiceDescriptor(), ScoringServiceDescriptor()});
   ASSERT_THAT(rules, IsOk());
   auto submit = rules->Resolve(
       "POST", "/v1/users/u1/screenings/s1:submitAnswers", nullptr);
