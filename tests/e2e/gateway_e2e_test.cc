@@ -126,13 +126,15 @@ class SseStream {
   // Waits until the text received holds `what`.
   bool WaitFor(const std::string& what,
                absl::Duration timeout = absl::Seconds(10)) {
+    struct Args {
+      const std::string* text;
+      const std::string* what;
+    } args{&text_, &what};
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(
         absl::Condition(
-            +[](std::pair<std::string*, const std::string*>* p) {
-              return absl::StrContains(*p->first, *p->second);
-            },
-            new std::pair<std::string*, const std::string*>(&text_, &what)),
+            +[](Args* a) { return absl::StrContains(*a->text, *a->what); },
+            &args),
         timeout);
   }
   std::string text() {
