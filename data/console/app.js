@@ -39,6 +39,7 @@ const state = {
   stream: null, // AbortController of the open event stream
   tick: null,
   wording: new Map(), // "<ruleset version>/<rule id>" -> its description
+  expired: new Set(), // cases whose lease, held by me, ran out
 };
 
 // ---- API -------------------------------------------------------------------
@@ -299,6 +300,12 @@ function onFrame(frame) {
 
 function onCase(c, kind) {
   const before = state.cases.get(c.name);
+  // My claim ended without my releasing or deciding: its lease ran out
+  // (the service's sweep may say so before this page's clock does).
+  if (before && before.state === 'CLAIMED' && before.claimedBy === state.me.sub &&
+      c.state === 'OPEN' && Number(before.leaseExpireTimeMs) <= Date.now() + 2000) {
+    state.expired.add(c.name);
+  }
   state.cases.set(c.name, c);
   renderQueue();
   if (!before && c.priority === 'URGENT') {
@@ -401,16 +408,20 @@ function renderCase(c) {
 function renderLease() {
   const c = state.cases.get(state.selected);
   const box = $('lease-box');
-  if (!c || c.state !== 'CLAIMED' || c.claimedBy !== state.me.sub) {
+  if (!c) {
     box.textContent = '';
     return;
   }
-  const left = Math.round((Number(c.leaseExpireTimeMs) - Date.now()) / 1000);
-  if (left > 0) {
-    box.textContent = `Held by you: the lease ends in ${left} s.`;
-  } else {
-    box.textContent = 'Lease expired: the case is back in the queue.';
-    // The service has released it (or will at its next sweep): read it.
+  const mine = c.state === 'CLAIMED' && c.claimedBy === state.me.sub;
+  if (mine) {
+    const left = Math.round((Number(c.leaseExpireTimeMs) - Date.now()) / 1000);
+    if (left > 0) {
+      box.textContent = `Held by you: the lease ends in ${left} s.`;
+      return;
+    }
+    // Run out by this page's clock: the service releases it at its next
+    // sweep (an event then confirms it).
+    state.expired.add(c.name);
     c.state = 'OPEN';
     c.claimedBy = '';
     $('claim').hidden = false;
@@ -420,6 +431,9 @@ function renderLease() {
     $('decide-form').hidden = true;
     renderQueue();
   }
+  box.textContent = state.expired.has(c.name) && !FINAL.has(c.state) && c.state !== 'CLAIMED'
+    ? 'Lease expired: the case is back in the queue.'
+    : '';
 }
 
 async function loadAudit(name) {
@@ -442,6 +456,7 @@ async function loadAudit(name) {
 }
 
 async function claim() {
+  state.expired.delete(state.selected);
   try {
     const c = await api('POST', `/v1/${state.selected}:claim`, {
       requestId: requestId(),

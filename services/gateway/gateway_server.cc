@@ -357,13 +357,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   }
 
   void Queue(std::string bytes) {
-    if (closed_) return;
-    backlog_ += bytes.size();
-    if (streaming_ && backlog_ > gw_->config_.max_stream_backlog) {
-      // Too slow to keep up: it reconnects with Last-Event-ID.
-      Close();
+    if (closed_ || dropping_) return;
+    if (streaming_ &&
+        backlog_ + bytes.size() > gw_->config_.max_stream_backlog) {
+      // Too slow to keep up: it reconnects with Last-Event-ID. Closed from
+      // the I/O loop, not here: this may run inside the relay's delivery
+      // loop, which Close (Unsubscribe) must not change under it.
+      dropping_ = true;
+      net::post(stream_.get_executor(),
+                [self = this->shared_from_this()] { self->Close(); });
       return;
     }
+    backlog_ += bytes.size();
     out_.push_back(std::move(bytes));
     if (!writing_) WriteNext();
   }
@@ -375,12 +380,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
       return;
     }
     writing_ = true;
+    // The buffer written is out_.front(): it stays there, untouched, until
+    // this handler runs (Close leaves out_ alone while a write is pending).
     net::async_write(
         stream_, net::buffer(out_.front()),
-        [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-          self->backlog_ -= n;
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+          self->writing_ = false;
+          self->backlog_ -= self->out_.front().size();
           self->out_.pop_front();
-          if (ec) {
+          if (ec || self->closed_) {
             self->Close();
             return;
           }
@@ -400,8 +408,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     beast::get_lowest_layer(stream_).socket().shutdown(
         tcp::socket::shutdown_both, ignored);
     beast::get_lowest_layer(stream_).close();
-    out_.clear();
-    keep_.reset();  // the last reference may be this one
+    if (!writing_) out_.clear();  // else the write's handler still reads it
+    keep_.reset();                // the last reference may be this one
   }
 
   Stream stream_;
@@ -416,6 +424,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   bool writing_ = false;
   bool ending_ = false;
   bool closed_ = false;
+  bool dropping_ = false;  // too far behind: closing
   size_t backlog_ = 0;
   std::deque<std::string> out_;
   std::array<char, 512> drain_;

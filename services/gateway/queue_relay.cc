@@ -240,10 +240,20 @@ void QueueRelay::Subscribe(QueueSubscriber* subscriber,
     // Resumable when nothing after it can have left the window.
     const bool resumable =
         !floor_.empty() && !CursorBefore(last_event_id, floor_);
+    std::vector<const Kept*> missed;
+    size_t bytes = 0;
     if (resumable) {
       for (const Kept& e : window_) {
-        if (CursorBefore(last_event_id, e.cursor)) Deliver(subscriber, e);
+        if (CursorBefore(last_event_id, e.cursor) &&
+            Sees(subscriber->identity(), e.audience) &&
+            Wants(subscriber->filters(), e.referral)) {
+          missed.push_back(&e);
+          bytes += e.frame.size();
+        }
       }
+    }
+    if (resumable && bytes <= options_.max_replay_bytes) {
+      for (const Kept* e : missed) subscriber->Send(e->frame);
     } else {
       subscriber->Send(SseFrame(
           cursor_, "reset",

@@ -65,6 +65,10 @@ class QueueRelay {
  public:
   struct Options {
     size_t window = 4096;  // events kept for resuming portals
+    // A resume that would send more than this gets "reset" instead (the
+    // portal reads the queue afresh): a stream may lag only so far behind
+    // before the gateway drops it (GatewayConfig::max_stream_backlog).
+    size_t max_replay_bytes = 512 << 10;
     absl::Duration min_backoff = absl::Milliseconds(250);
     absl::Duration max_backoff = absl::Seconds(5);
   };
@@ -84,8 +88,9 @@ class QueueRelay {
   void Stop();
 
   // Adds a portal's stream, resuming after `last_event_id` ("" = from now):
-  // sends "watching" (with the newest cursor known), then what it missed
-  // from the window, or "reset" when its cursor is older than the window.
+  // sends "watching", then what it missed from the window, or "reset" when
+  // its cursor is older than the window or what it missed is too much to
+  // replay (Options::max_replay_bytes).
   void Subscribe(QueueSubscriber* subscriber, const std::string& last_event_id);
   void Unsubscribe(QueueSubscriber* subscriber);
 

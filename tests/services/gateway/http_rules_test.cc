@@ -295,5 +295,42 @@ TEST(QueueRelayTest, WindowResumesExactlyAndResetsWhenItCannot) {
   relay.Unsubscribe(&recent);
 }
 
+TEST(QueueRelayTest, TooMuchToReplayIsAReset) {
+  auto event = [](const std::string& cursor) {
+    referral::v1::QueueEvent e;
+    e.set_cursor(cursor);
+    e.set_kind("created");
+    e.mutable_referral()->set_name("referrals/" + cursor);
+    e.mutable_referral()->set_location_state("NJ");
+    return e;
+  };
+  // Room for one frame and a half.
+  const size_t frame = SseFrame("13-0", "queue", ToJson(event("13-0"))).size();
+  QueueRelay::Options options;
+  options.max_replay_bytes = frame + frame / 2;
+  QueueRelay relay(
+      nullptr, nullptr, [](std::function<void()> f) { f(); },
+      [](absl::Duration, std::function<void()>) {}, options);
+  referral::v1::QueueEvent watching;
+  watching.set_kind("watching");
+  watching.set_cursor("10-0");
+  relay.OnEvent(watching);
+  for (const char* cursor : {"11-0", "12-0", "13-0"}) {
+    referral::v1::QueueEvent e = event(cursor);
+    e.mutable_audience()->add_states("NJ");
+    relay.OnEvent(e);
+  }
+  Recorder one({"cl-nj", auth::Role::kClinician, {"NJ"}, "k"});
+  relay.Subscribe(&one, "12-0");  // one frame missed: replayed
+  ASSERT_EQ(one.frames.size(), 2u);
+  EXPECT_THAT(one.frames[1], HasSubstr("id: 13-0\n"));
+  Recorder many({"cl-nj", auth::Role::kClinician, {"NJ"}, "k"});
+  relay.Subscribe(&many, "10-0");  // three: too much, reset
+  ASSERT_EQ(many.frames.size(), 2u);
+  EXPECT_THAT(many.frames[1], HasSubstr("event: reset"));
+  relay.Unsubscribe(&one);
+  relay.Unsubscribe(&many);
+}
+
 }  // namespace
 }  // namespace aqueduct::gateway
