@@ -148,12 +148,16 @@ class Gateway::Impl {
   int port() const { return port_; }
 
   // What a session asks of the gateway; all on the I/O thread.
-  void Handle(Request req, const std::string& peer, bool tls,
+  void Handle(Request req, const std::string& peer,
               std::function<void(Response)> reply,
               std::function<bool(const Request&, const auth::Identity&,
                                  referral::v1::WatchQueueRequest)>
                   open_stream);
   bool Allow(const std::string& peer);
+  bool CorsOrigin(const std::string& origin) const {
+    return std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
+                     origin) != config_.cors_origins.end();
+  }
   void Decorate(const Request& req, Response& res, bool api) const;
   Response Error(const Request& req, const grpc::Status& status) const;
   bool CheckStillValid(const std::string& authorization) const {
@@ -207,11 +211,10 @@ template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>>,
                 public QueueSubscriber {
  public:
-  Session(Stream stream, Gateway::Impl* gw, std::string peer, bool tls)
+  Session(Stream stream, Gateway::Impl* gw, std::string peer)
       : stream_(std::move(stream)),
         gw_(gw),
         peer_(std::move(peer)),
-        tls_(tls),
         timer_(gw->ioc_) {
     ++gw_->connections_;
   }
@@ -263,7 +266,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     const bool keep_alive = req.keep_alive();
     auto self = this->shared_from_this();
     gw_->Handle(
-        std::move(req), peer_, tls_,
+        std::move(req), peer_,
         [self, keep_alive](Response res) {
           self->Write(std::move(res), !keep_alive || self->gw_->stopped_);
         },
@@ -415,7 +418,6 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   Stream stream_;
   Gateway::Impl* const gw_;
   const std::string peer_;
-  const bool tls_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   net::steady_timer timer_;
@@ -548,33 +550,33 @@ absl::Status Gateway::Impl::Init() {
 }
 
 void Gateway::Impl::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec,
-                                                        tcp::socket socket) {
-    if (ec) {
-      if (!stopped_) Accept();
-      return;
-    }
-    if (connections_ >= config_.max_connections) {
-      beast::error_code ignored;
-      socket.close(ignored);
-      Accept();
-      return;
-    }
-    beast::error_code peer_ec;
-    const auto remote = socket.remote_endpoint(peer_ec);
-    std::string peer = peer_ec ? "?" : remote.address().to_string();
-    if (config_.insecure_plaintext) {
-      std::make_shared<Session<beast::tcp_stream>>(
-          beast::tcp_stream(std::move(socket)), this, std::move(peer), false)
-          ->Run();
-    } else {
-      std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-          beast::ssl_stream<beast::tcp_stream>(std::move(socket), ssl_), this,
-          std::move(peer), true)
-          ->Run();
-    }
-    Accept();
-  });
+  acceptor_.async_accept(
+      net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec) {
+          if (!stopped_) Accept();
+          return;
+        }
+        if (connections_ >= config_.max_connections) {
+          beast::error_code ignored;
+          socket.close(ignored);
+          Accept();
+          return;
+        }
+        beast::error_code peer_ec;
+        const auto remote = socket.remote_endpoint(peer_ec);
+        std::string peer = peer_ec ? "?" : remote.address().to_string();
+        if (config_.insecure_plaintext) {
+          std::make_shared<Session<beast::tcp_stream>>(
+              beast::tcp_stream(std::move(socket)), this, std::move(peer))
+              ->Run();
+        } else {
+          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+              beast::ssl_stream<beast::tcp_stream>(std::move(socket), ssl_),
+              this, std::move(peer))
+              ->Run();
+        }
+        Accept();
+      });
 }
 
 void Gateway::Impl::Shutdown() {
@@ -623,9 +625,7 @@ void Gateway::Impl::Decorate(const Request& req, Response& res,
   }
   if (api) res.set(http::field::cache_control, "no-store");
   const std::string origin = Str(req[http::field::origin]);
-  if (!origin.empty() &&
-      std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
-                origin) != config_.cors_origins.end()) {
+  if (!origin.empty() && CorsOrigin(origin)) {
     res.set(http::field::access_control_allow_origin, origin);
     res.set(http::field::vary, "Origin");
     res.set(http::field::access_control_expose_headers, "ETag, Retry-After");
@@ -645,12 +645,10 @@ Response Gateway::Impl::Error(const Request& req,
 }
 
 void Gateway::Impl::Handle(
-    Request req, const std::string& peer, bool tls,
-    std::function<void(Response)> reply,
+    Request req, const std::string& peer, std::function<void(Response)> reply,
     std::function<bool(const Request&, const auth::Identity&,
                        referral::v1::WatchQueueRequest)>
         open_stream) {
-  (void)tls;
   // Every answer is counted, by the RPC it resolved to.
   auto rpc = std::make_shared<std::string>("none");
   reply = [reply = std::move(reply), rpc, started = absl::Now()](Response res) {
@@ -673,9 +671,7 @@ void Gateway::Impl::Handle(
   }
   // CORS preflight.
   if (req.method() == http::verb::options) {
-    const std::string origin = Str(req[http::field::origin]);
-    if (std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
-                  origin) == config_.cors_origins.end()) {
+    if (!CorsOrigin(Str(req[http::field::origin]))) {
       reply(Error(req, ToGrpcStatus(absl::PermissionDeniedError(
                            "origin: not one this gateway serves"))));
       return;

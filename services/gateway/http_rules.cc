@@ -182,6 +182,12 @@ absl::StatusOr<PathTemplate> PathTemplate::Parse(absl::string_view text) {
   return t;
 }
 
+std::vector<std::string> PathTemplate::field_paths() const {
+  std::vector<std::string> out;
+  for (const auto& v : variables_) out.push_back(v.field_path);
+  return out;
+}
+
 int PathTemplate::literal_count() const {
   int n = 0;
   for (const auto& s : segments_) n += s.kind == Segment::kLiteral ? 1 : 0;
@@ -329,17 +335,10 @@ absl::StatusOr<HttpRules> HttpRules::ForServices(
       auto rule = std::make_unique<HttpRule>(
           HttpRule{verb, *std::move(path), body, method});
       // Every variable must name a field of the request.
-      {
-        std::string probe = text;
-        size_t at = 0;
-        while ((at = probe.find('{', at)) != std::string::npos) {
-          const size_t end = probe.find_first_of("=}", at);
-          if (absl::Status s = CheckFieldPath(
-                  method->input_type(), probe.substr(at + 1, end - at - 1));
-              !s.ok()) {
-            return where(s.message());
-          }
-          at = end;
+      for (const std::string& field : rule->path.field_paths()) {
+        if (absl::Status s = CheckFieldPath(method->input_type(), field);
+            !s.ok()) {
+          return where(s.message());
         }
       }
       rules.rules_.push_back(std::move(rule));

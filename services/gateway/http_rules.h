@@ -38,6 +38,8 @@ class PathTemplate {
              std::vector<std::pair<std::string, std::string>>* bindings) const;
 
   const std::string& text() const { return text_; }
+  // The field paths its variables bind, in order.
+  std::vector<std::string> field_paths() const;
   // The literal segments before the first variable: more specific rules
   // are tried first.
   int literal_count() const;
