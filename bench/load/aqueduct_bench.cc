@@ -1148,9 +1148,44 @@ int Main() {
       return pid_t{-1};
     }();
     const int watchers = absl::GetFlag(FLAGS_watchers);
+    // The HTTP gateway in front of referral (issue 27), for the third
+    // phase: its own process at normal priority, plaintext on loopback,
+    // with no per-address limit (all the portals come from 127.0.0.1).
+    GatewayUnderTest gateway;
+    std::string gateway_error;
+    auto gateway_process = t::StartService(
+        dir.path(), "gateway", "services/gateway/aqueduct-gateway",
+        with(
+            {"--intake=" + intake, "--referral=" + referral,
+             "--scoring=" + scoring, "--service_key=" + auth.private_key_file(),
+             std::string("--service_key_id=") + t::TestAuth::kKeyId,
+             "--console_dir=" + t::SourcePath("data/console"),
+             "--openapi=" + t::SourcePath("data/openapi/aqueduct.swagger.json"),
+             "--rate_per_second=1000000", "--rate_burst=1000000"}),
+        {});
+    if (!gateway_process.ok()) {
+      gateway_error = gateway_process.status().ToString();
+    } else {
+      int port = 0;
+      (void)absl::SimpleAtoi(gateway_process->address.substr(
+                                 gateway_process->address.rfind(':') + 1),
+                             &port);
+      // Ready once its one queue stream is followed.
+      for (int i = 0; i < 150 && gateway.http_port == 0; ++i) {
+        auto health = t::HttpGet(port, "/healthz", absl::Seconds(2));
+        if (health.ok() && absl::StrContains(*health, "following"))
+          gateway.http_port = port;
+        else
+          absl::SleepFor(absl::Milliseconds(100));
+      }
+      gateway.pid = gateway_process->process->pid();
+      if (gateway.http_port == 0)
+        gateway_error = "the gateway never followed referral's queue; log " +
+                        gateway_process->log;
+    }
     const WatchFigure w = MeasureWatchers(
         std::filesystem::read_symlink("/proc/self/exe").string(), dir.path(),
-        intake, referral, referral_pid, auth, watchers,
+        intake, referral, referral_pid, gateway, auth, watchers,
         /*list_per_second=*/100, duration);
     const double list_ratio = w.quiet.list_queue.Percentile(99) > 0
                                   ? w.watched.list_queue.Percentile(99) /
@@ -1194,14 +1229,83 @@ int Main() {
               (w.watched.referral_cpu_seconds - w.quiet.referral_cpu_seconds) /
               (static_cast<double>(events) * std::max(1, w.watchers_open)));
     }
-    for (const WatchPhase* phase : {&w.quiet, &w.watched}) {
+    // The same portals on the gateway's SSE stream: referral serves one
+    // stream to the gateway, which fans out, first on the same two cores,
+    // then at nice 19 as on nodes of its own. Each ratio is to the
+    // unwatched phase before it, and to the unwatched phase run last (the
+    // queue grows through the figure).
+    auto ratio = [](const LoadResult& r, const LoadResult& base) {
+      return base.Percentile(99) > 0 ? r.Percentile(99) / base.Percentile(99)
+                                     : 0.0;
+    };
+    if (gateway.http_port > 0) {
+      Row("ListQueue, no portal watching, again last", w.quiet_after.list_queue,
+          0, "", false);
+      Row("crisis hand-off, no portal watching, again last",
+          w.quiet_after.handoff, 0, "", false);
+      std::printf(
+          "  referral CPU with no portal watching: %.0f ms a second first, "
+          "%.0f ms last (ListQueue reads a queue that grew meanwhile)\n",
+          1e3 * w.quiet.referral_cpu_seconds / w.quiet.list_queue.seconds,
+          1e3 * w.quiet_after.referral_cpu_seconds /
+              w.quiet_after.list_queue.seconds);
+      for (const auto& [phase, how] :
+           {std::pair<const WatchPhase*, const char*>{&w.gateway,
+                                                      "the gateway beside"},
+            {&w.gateway_apart, "the gateway at nice 19"}}) {
+        const double list = ratio(phase->list_queue, w.quiet.list_queue);
+        const double list_after =
+            ratio(phase->list_queue, w.quiet_after.list_queue);
+        const double handoff = ratio(phase->handoff, w.quiet.handoff);
+        const double handoff_after =
+            ratio(phase->handoff, w.quiet_after.handoff);
+        Row(absl::StrCat("ListQueue, ", w.sse_watchers_open,
+                         " portals on SSE, ", how),
+            phase->list_queue, 0, "p99 <= 1.5x unwatched",
+            list > 0 && list <= 1.5 && list_after <= 1.5);
+        Row(absl::StrCat("crisis hand-off, ", w.sse_watchers_open, " on SSE, ",
+                         how),
+            phase->handoff, 0, "p99 <= 1.5x unwatched",
+            handoff > 0 && handoff <= 1.5 && handoff_after <= 1.5);
+        Row(absl::StrCat("crisis hand-off to an SSE portal, ", how),
+            phase->handoff_sse, 0, "", false);
+        std::printf(
+            "  %s: ListQueue p99 %.2fx / %.2fx and hand-off p99 %.2fx / "
+            "%.2fx the unwatched phases' (first / last); referral %.1f MiB "
+            "RSS and %.0f ms of CPU a second; the gateway %.1f MiB RSS and "
+            "%.0f ms of CPU a second",
+            how, list, list_after, handoff, handoff_after,
+            phase->referral_rss_mib,
+            1e3 * phase->referral_cpu_seconds / phase->list_queue.seconds,
+            phase->gateway_rss_mib,
+            1e3 * phase->gateway_cpu_seconds / phase->list_queue.seconds);
+        const int64_t gw_events = phase->handoff.calls + phase->handoff.errors;
+        if (gw_events > 0 && w.sse_watchers_open > 0)
+          std::printf(
+              ", %.1f us for each hand-off event and each portal it went to",
+              1e6 * phase->gateway_cpu_seconds /
+                  (static_cast<double>(gw_events) * w.sse_watchers_open));
+        std::printf("\n");
+      }
+    } else {
+      std::printf("  no gateway phase: %s\n", gateway_error.c_str());
+    }
+    for (const WatchPhase* phase :
+         {&w.quiet, &w.watched, &w.gateway, &w.gateway_apart, &w.quiet_after}) {
       if (!phase->first_error.empty())
         std::printf("  first error: %s\n", phase->first_error.c_str());
     }
     watch_ok = w.watchers_open == watchers && w.quiet.list_queue.calls > 0 &&
                w.watched.list_queue.calls > 0 && w.quiet.handoff.calls > 0 &&
                w.watched.handoff.calls > 0 && w.quiet.first_error.empty() &&
-               w.watched.first_error.empty();
+               w.watched.first_error.empty() && gateway.http_port > 0 &&
+               w.sse_watchers_open == watchers;
+    for (const WatchPhase* phase : {&w.gateway, &w.gateway_apart}) {
+      watch_ok = watch_ok && phase->list_queue.calls > 0 &&
+                 phase->handoff_sse.calls > 0 && phase->first_error.empty();
+    }
+    watch_ok = watch_ok && w.quiet_after.list_queue.calls > 0 &&
+               w.quiet_after.first_error.empty();
   }
 
   // Memory under load (issue 24 §4): each service's peak RSS with
