@@ -91,6 +91,28 @@ void SetStreams(int n) {
   streams.Add({}).Set(n);
 }
 
+// A portal's stream closed because it fell more than max_stream_backlog
+// behind: many of these mean portals on slow links, or a gateway short of
+// CPU.
+void CountDropped() {
+  if (!metrics::Enabled()) return;
+  static auto& dropped = metrics::CounterFamily(
+      "aqueduct_gateway_queue_streams_dropped_total",
+      "Queue streams closed because their portal fell too far behind (it "
+      "resumes with Last-Event-ID)");
+  dropped.Add({}).Increment();
+}
+
+// A resume is sent to a stream at once, so it must fit well within what
+// the stream may lag (max_stream_backlog): a larger one would be dropped as
+// it starts, and again at every reconnect. Beyond that bound it is a reset.
+QueueRelay::Options RelayOptions(const GatewayConfig& config) {
+  QueueRelay::Options options;
+  options.max_replay_bytes =
+      std::min(options.max_replay_bytes, config.max_stream_backlog / 2);
+  return options;
+}
+
 }  // namespace
 
 absl::Duration RequestTimeout(absl::string_view header, absl::Duration cap) {
@@ -315,6 +337,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     raw << "\r\n";
     Queue(raw.str());
     beast::get_lowest_layer(stream_).expires_never();
+    beast::error_code ignored;
+    beast::get_lowest_layer(stream_).socket().set_option(
+        net::socket_base::send_buffer_size(gw_->config_.stream_send_buffer),
+        ignored);
     std::string last = Str(req["Last-Event-ID"]);
     if (last.empty()) last = filters_.cursor();
     gw_->relay_->Subscribe(this, last);
@@ -367,6 +393,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
       // the I/O loop, not here: this may run inside the relay's delivery
       // loop, which Close (Unsubscribe) must not change under it.
       dropping_ = true;
+      CountDropped();
       net::post(stream_.get_executor(),
                 [self = this->shared_from_this()] { self->Close(); });
       return;
@@ -543,7 +570,7 @@ absl::Status Gateway::Impl::Init() {
           if (!ec) f();
         });
       },
-      QueueRelay::Options());
+      RelayOptions(config_));
   relay_->Start();
   Accept();
   return absl::OkStatus();

@@ -56,7 +56,12 @@ struct GatewayConfig {
   absl::Duration heartbeat = absl::Seconds(15);  // stream keep-alive and
                                                  // token re-check
   size_t max_stream_backlog = 1 << 20;           // bytes a slow stream may lag
-  std::string console_dir;                       // index.html, app.js, app.css
+  // A stream's socket send buffer (SO_SNDBUF, which the kernel doubles):
+  // fixed, so what the kernel holds for a portal that stopped reading is
+  // bounded too (autotuning lets it grow to megabytes), and such a portal
+  // reaches max_stream_backlog and is dropped.
+  int stream_send_buffer = 128 << 10;
+  std::string console_dir;  // index.html, app.js, app.css
   std::string openapi_file;
 };
 

@@ -60,6 +60,11 @@ ABSL_FLAG(double, rate_burst, 60, "Requests a client address may burst.");
 ABSL_FLAG(int32_t, max_streams, EnvOrInt("AQUEDUCT_GATEWAY_MAX_STREAMS", 10000),
           "Open queue streams at most (503 beyond). Env "
           "AQUEDUCT_GATEWAY_MAX_STREAMS.");
+ABSL_FLAG(int64_t, max_stream_backlog,
+          EnvOrInt("AQUEDUCT_GATEWAY_MAX_STREAM_BACKLOG", 1 << 20),
+          "Bytes a queue stream may fall behind its portal before the "
+          "gateway closes it (the portal resumes with Last-Event-ID). Env "
+          "AQUEDUCT_GATEWAY_MAX_STREAM_BACKLOG.");
 ABSL_FLAG(std::string, service_key, EnvOr("AQUEDUCT_SERVICE_KEY", ""),
           "The gateway's own signing key (PEM), for its one queue stream "
           "(service identity \"gateway\"). Env AQUEDUCT_SERVICE_KEY.");
@@ -130,6 +135,10 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_max_streams) < 1)
     return fail("--max_streams: must be positive");
   config.max_streams = absl::GetFlag(FLAGS_max_streams);
+  if (absl::GetFlag(FLAGS_max_stream_backlog) < 4096)
+    return fail("--max_stream_backlog: must be at least 4096");
+  config.max_stream_backlog =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_backlog));
   const std::string data = aqueduct::config::DataDir();
   config.console_dir = absl::GetFlag(FLAGS_console_dir).empty()
                            ? data + "/console"

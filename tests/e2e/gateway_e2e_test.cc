@@ -166,6 +166,60 @@ class SseStream {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A portal that opens the queue stream and then reads nothing, with the
+// smallest receive buffer the kernel allows, until ReadToEnd.
+class StalledPortal {
+ public:
+  StalledPortal(int port, const std::string& target,
+                const std::map<std::string, std::string>& headers)
+      : socket_(ioc_) {
+    socket_.open(tcp::v4());
+    socket_.set_option(net::socket_base::receive_buffer_size(1024));
+    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"),
+                                  static_cast<unsigned short>(port)));
+    std::string raw = absl::StrCat("GET ", target,
+                                   " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "Accept: text/event-stream\r\n");
+    for (const auto& [k, v] : headers)
+      absl::StrAppend(&raw, k, ": ", v, "\r\n");
+    raw += "\r\n";
+    net::write(socket_, net::buffer(raw));
+  }
+  // Reads what the gateway sent until it closed the connection (true) or
+  // nothing came for `quiet` (false); `text` gets what was read.
+  bool ReadToEnd(std::string& text, absl::Duration quiet) {
+    const timeval tv = absl::ToTimeval(quiet);
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
+                 sizeof tv);
+    char buf[65536];
+    while (true) {
+      const ssize_t n = ::recv(socket_.native_handle(), buf, sizeof buf, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+      text.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  net::io_context ioc_;
+  tcp::socket socket_;
+};
+
+// The ids of the complete frames in an SSE text, in order.
+std::vector<std::string> FrameIds(const std::string& text) {
+  std::vector<std::string> ids;
+  size_t at = 0;
+  while ((at = text.find("id: ", at)) != std::string::npos) {
+    const size_t line_end = text.find('\n', at);
+    const size_t frame_end = text.find("\n\n", at);
+    if (line_end == std::string::npos || frame_end == std::string::npos) break;
+    if (at == 0 || text[at - 1] == '\n')
+      ids.push_back(text.substr(at + 4, line_end - at - 4));
+    at = line_end;
+  }
+  return ids;
+}
+
 std::string Json(const google::protobuf::Message& m) {
   std::string out;
   EXPECT_TRUE(google::protobuf::util::MessageToJsonString(m, &out).ok());
@@ -577,6 +631,77 @@ TEST_F(GatewayE2eTest, ReferralRestartLosesNoEventOnTheStream) {
   referral_ = std::move(*again);
   EXPECT_TRUE(stream.WaitFor("users/web6/screenings/", absl::Seconds(20)))
       << stream.text();
+}
+
+TEST_F(GatewayE2eTest,
+       ASlowPortalIsDroppedWhileOthersGetEveryEventAndItRejoins) {
+  gateway_.process->Signal(SIGTERM);
+  gateway_.process->Wait(absl::Seconds(10));
+  StartGateway({"--max_stream_backlog=16384"});
+  auto nj = Clinician("cl-nj", "clinician", {"NJ"});
+  SseStream keeping_up(port_, "/v1/referrals:watch", nj);
+  StalledPortal stalled(port_, "/v1/referrals:watch", nj);
+  ASSERT_TRUE(keeping_up.WaitFor("event: watching"));
+  Screen("web7", kCrisis, "NJ");
+  HttpReply queue = Call(port_, http::verb::get, "/v1/referrals", nj);
+  ASSERT_EQ(queue.status, 200) << queue.body;
+  auto cases = FromJson<referral::v1::ListQueueResponse>(queue.body);
+  ASSERT_FALSE(cases.cases().empty());
+  const std::string path = "/v1/" + cases.cases(0).name();
+  // Each claim and release is an event with the whole case (several KiB):
+  // in all about twice what the stalled portal's socket buffers and its
+  // 16 KiB backlog hold, and what it misses is less than a resume replays.
+  constexpr int kRounds = 45;
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_EQ(Call(port_, http::verb::post, path + ":claim", nj,
+                   absl::StrCat(R"({"requestId":"c)", i, "\"}"))
+                  .status,
+              200);
+    ASSERT_EQ(Call(port_, http::verb::post, path + ":release", nj,
+                   absl::StrCat(R"({"requestId":"r)", i, "\"}"))
+                  .status,
+              200);
+  }
+  // The portal that reads got every event, the last release included.
+  auto count = [&] { return FrameIds(keeping_up.text()).size(); };
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (count() < 2 * kRounds && absl::Now() < end)
+    absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_GE(count(), 2u * kRounds) << keeping_up.text().size();
+  const std::vector<std::string> all = FrameIds(keeping_up.text());
+
+  // The stalled one was closed by the gateway, part of the way.
+  std::string got;
+  ASSERT_TRUE(stalled.ReadToEnd(got, absl::Seconds(5)))
+      << "the gateway kept a portal " << keeping_up.text().size()
+      << " bytes behind; it read " << got.size();
+  const std::vector<std::string> before = FrameIds(got);
+  ASSERT_LT(before.size(), all.size());
+  ASSERT_FALSE(before.empty());
+  ASSERT_EQ(before,
+            std::vector<std::string>(all.begin(), all.begin() + before.size()));
+  const int metrics_port = t::WaitForPortFile(
+      dir_.path() + "/gateway.metrics_port", absl::Seconds(5));
+  ASSERT_GT(metrics_port, 0);
+  const std::string metrics =
+      Call(metrics_port, http::verb::get, "/metrics").body;
+  EXPECT_THAT(metrics,
+              HasSubstr("aqueduct_gateway_queue_streams_dropped_total 1"));
+
+  // Reconnecting from the last frame it had: what it missed is more than
+  // this gateway replays to a stream that may lag 16 KiB (half of that),
+  // so it is told to read the queue again, and then follows live events
+  // (a replay larger than the backlog would drop it at every reconnect).
+  auto resume = nj;
+  resume["Last-Event-ID"] = before.back();
+  SseStream resumed(port_, "/v1/referrals:watch", resume);
+  ASSERT_TRUE(resumed.WaitFor("event: reset")) << resumed.text();
+  ASSERT_EQ(Call(port_, http::verb::post, path + ":claim", nj,
+                 R"({"requestId":"after"})")
+                .status,
+            200);
+  ASSERT_TRUE(resumed.WaitFor("\"kind\":\"claimed\"")) << resumed.text();
+  EXPECT_FALSE(resumed.ended());
 }
 
 TEST_F(GatewayE2eTest, OpenApiDocumentAndConsoleAreServed) {

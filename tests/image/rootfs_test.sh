@@ -29,10 +29,11 @@ ROOTFS=$(cd "$ROOTFS" && pwd)
 
 # The installed binaries must not know the source tree: the chroot hides it,
 # and their data is the installed copy.
-for f in catalog/catalog.textproto rulesets/v2.textproto texts/person_texts.textproto; do
+for f in catalog/catalog.textproto rulesets/v2.textproto texts/person_texts.textproto \
+  console/index.html console/app.js openapi/aqueduct.swagger.json; do
   [[ -s "$ROOTFS/usr/local/share/aqueduct/$f" ]] || fail "install left out share/aqueduct/$f"
 done
-for b in aqueduct-intake aqueduct-scoring aqueduct-referral aqueductctl; do
+for b in aqueduct-intake aqueduct-scoring aqueduct-referral aqueduct-gateway aqueductctl; do
   [[ -x "$ROOTFS/usr/local/bin/$b" ]] || fail "install left out bin/$b"
 done
 # Every shared library each binary needs is in the runtime packages.
@@ -55,7 +56,8 @@ trap cleanup EXIT
 # As the kubelet mounts Secrets and ConfigMaps into a pod with fsGroup
 # 10001: owned root:10001, group-readable only, directories setgid.
 MOUNTS=$WORK/mounts
-for s in token-keys tls-intake tls-scoring tls-referral data-keys intake-signing redis-intake redis-referral; do
+for s in token-keys tls-intake tls-scoring tls-referral tls-gateway data-keys intake-signing gateway-signing \
+  redis-intake redis-referral; do
   mkdir -p "$MOUNTS/$s"
   cp "$WORK/secrets/$s"/* "$MOUNTS/$s/"
   chown -R 0:10001 "$MOUNTS/$s"
@@ -132,6 +134,15 @@ run intake tls-intake $(redis_env intake) AQUEDUCT_DATA_KEYS_FILE=/etc/aqueduct/
   --scoring="127.0.0.1:$(cat "$R/tmp/aqueduct-test/scoring.port")" \
   --referral="127.0.0.1:$(cat "$R/tmp/aqueduct-test/referral.port")"
 wait_port intake
+# The HTTP gateway, with its own signing key for its one queue stream.
+mkdir -p "$R/etc/aqueduct/gateway-signing"
+mount --bind -o ro "$M/gateway-signing" "$R/etc/aqueduct/gateway-signing"
+run gateway tls-gateway AQUEDUCT_SERVICE_KEY=/etc/aqueduct/gateway-signing/gateway-signing.pem \
+  AQUEDUCT_SERVICE_KEY_ID=gateway -- \
+  --intake="127.0.0.1:$(cat "$R/tmp/aqueduct-test/intake.port")" \
+  --referral="127.0.0.1:$(cat "$R/tmp/aqueduct-test/referral.port")" \
+  --scoring="127.0.0.1:$(cat "$R/tmp/aqueduct-test/scoring.port")"
+wait_port gateway
 echo ready >"$W/ready"
 sleep 600  # until the test kills this namespace
 INSIDE
@@ -149,7 +160,7 @@ if [[ ! -f "$WORK/ready" ]]; then
 fi
 
 # Each service runs as 10001 and found its data in the install.
-for name in scoring referral intake; do
+for name in scoring referral intake gateway; do
   pid=$(pgrep -f "^/usr/local/bin/aqueduct-$name" | head -1)
   [[ -n "$pid" ]] || fail "aqueduct-$name is not running"
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
@@ -180,6 +191,27 @@ queue=$("$CTL" queue --actor=dr-image -o json 2>&1) || fail "queue failed: $queu
 cases=$(grep -o '"name": *"referrals/' <<<"$queue" | wc -l)
 ((cases >= 2)) || fail "the clinician queue holds $cases cases, expected both screenings: $queue"
 
+# The gateway inside the image: over HTTPS with the deployment's
+# certificate, following referral's queue with its own service identity,
+# serving the console and the OpenAPI document from the install, and
+# refusing a call without a token.
+gateway_url="https://localhost:$(port gateway)"
+gw() { curl -sS --max-time 5 --cacert "$WORK/secrets/ca.crt" "$@"; }
+for _ in $(seq 50); do
+  gw "$gateway_url/healthz" 2>/dev/null | grep -q following && break
+  sleep 0.2
+done
+health=$(gw "$gateway_url/healthz" 2>&1) || fail "the gateway's /healthz failed: $health"
+grep -q following <<<"$health" || fail "the gateway does not follow referral's queue: $health"
+# Each body is read whole before it is searched (grep -q stops reading at
+# the first match, and curl then fails to write the rest).
+console=$(gw "$gateway_url/console/") || fail "the gateway's /console/ failed"
+grep -q '<html' <<<"$console" || fail "the gateway serves no console"
+openapi=$(gw "$gateway_url/openapi.json") || fail "the gateway's /openapi.json failed"
+grep -q '"swagger"' <<<"$openapi" || fail "the gateway serves no OpenAPI document"
+code=$(gw -o /dev/null -w '%{http_code}' "$gateway_url/v1/referrals")
+[[ "$code" == 401 ]] || fail "the gateway answered $code to a call without a token, not 401"
+
 # /metrics answers from inside the image.
 mport=$(cat "$ROOTFS/tmp/aqueduct-test/intake.metrics")
 exec 3<>"/dev/tcp/127.0.0.1/$mport"
@@ -189,9 +221,9 @@ grep -q 'grpc_server_handled_total{grpc_code="OK",grpc_method="CompleteScreening
   fail "intake's /metrics has no completed screenings"
 
 # No secret, answer or token in any log line.
-for name in scoring referral intake; do
+for name in scoring referral intake gateway; do
   for secret in "$(cat "$WORK/secrets/redis-intake/password")" "$(sed -n 2p "$WORK/secrets/data-keys/data-keys" | cut -d' ' -f2)"; do
     if grep -qF "$secret" "$WORK/$name.log"; then fail "$name logged a secret"; fi
   done
 done
-echo "PASS: the image's root file system runs the three services as 10001 with fsGroup-owned read-only secrets"
+echo "PASS: the image's root file system runs the three services and the gateway as 10001 with fsGroup-owned read-only secrets"
