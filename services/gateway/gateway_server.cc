@@ -3,6 +3,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -219,11 +220,17 @@ class Gateway::Impl {
 namespace {
 
 // Chunked transfer coding of one piece of a stream.
-std::string Chunk(const std::string& data) {
-  std::ostringstream out;
-  out << std::hex << data.size() << "\r\n" << data << "\r\n";
-  return out.str();
+// A chunk of the chunked transfer coding: its size line; the data and
+// "\r\n" follow.
+std::string ChunkHead(size_t size) {
+  return absl::StrCat(absl::Hex(size), "\r\n");
 }
+
+std::string Chunk(const std::string& data) {
+  return absl::StrCat(ChunkHead(data.size()), data, "\r\n");
+}
+
+constexpr char kCrlf[] = "\r\n";
 
 }  // namespace
 
@@ -249,7 +256,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   const referral::v1::WatchQueueRequest& filters() const override {
     return filters_;
   }
-  void Send(const std::string& frame) override { Queue(Chunk(frame)); }
+  void Send(SseFramePtr frame) override {
+    Pending p;
+    p.head = ChunkHead(frame->size());
+    p.frame = std::move(frame);
+    Queue(std::move(p));
+  }
 
   void Read() {
     parser_.emplace();
@@ -368,9 +380,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->closed_) return;
       if (!self->gw_->CheckStillValid(self->authorization_)) {
-        self->Send(SseFrame("", "error",
-                            StatusJson(absl::UnauthenticatedError(
-                                "the token expired: sign in again"))));
+        self->Send(SharedSseFrame("", "error",
+                                  StatusJson(absl::UnauthenticatedError(
+                                      "the token expired: sign in again"))));
         self->EndStream();
         return;
       }
@@ -385,10 +397,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
     Queue("0\r\n\r\n");  // the last chunk; closed once written
   }
 
+  // What a stream has yet to write: bytes of its own (the response head, a
+  // keep-alive, the last chunk), or a chunk around a shared event frame.
+  struct Pending {
+    std::string head;
+    SseFramePtr frame;  // then "\r\n"
+    size_t size() const {
+      return head.size() + (frame ? frame->size() + 2 : 0);
+    }
+  };
+
   void Queue(std::string bytes) {
+    Pending p;
+    p.head = std::move(bytes);
+    Queue(std::move(p));
+  }
+
+  void Queue(Pending p) {
     if (closed_ || dropping_) return;
-    if (streaming_ &&
-        backlog_ + bytes.size() > gw_->config_.max_stream_backlog) {
+    if (streaming_ && backlog_ + p.size() > gw_->config_.max_stream_backlog) {
       // Too slow to keep up: it reconnects with Last-Event-ID. Closed from
       // the I/O loop, not here: this may run inside the relay's delivery
       // loop, which Close (Unsubscribe) must not change under it.
@@ -398,8 +425,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
                 [self = this->shared_from_this()] { self->Close(); });
       return;
     }
-    backlog_ += bytes.size();
-    out_.push_back(std::move(bytes));
+    backlog_ += p.size();
+    out_.push_back(std::move(p));
     if (!writing_) WriteNext();
   }
 
@@ -410,10 +437,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
       return;
     }
     writing_ = true;
-    // The buffer written is out_.front(): it stays there, untouched, until
-    // this handler runs (Close leaves out_ alone while a write is pending).
+    // The buffers written are out_.front()'s: it stays there, untouched,
+    // until this handler runs (Close leaves out_ alone while a write is
+    // pending).
+    const Pending& p = out_.front();
+    const std::array<net::const_buffer, 3> buffers = {
+        net::buffer(p.head),
+        p.frame ? net::buffer(*p.frame) : net::const_buffer(),
+        net::buffer(kCrlf, p.frame ? 2 : 0)};
     net::async_write(
-        stream_, net::buffer(out_.front()),
+        stream_, buffers,
         [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
           self->writing_ = false;
           self->backlog_ -= self->out_.front().size();
@@ -455,7 +488,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>,
   bool closed_ = false;
   bool dropping_ = false;  // too far behind: closing
   size_t backlog_ = 0;
-  std::deque<std::string> out_;
+  std::deque<Pending> out_;
   std::array<char, 512> drain_;
   auth::Identity identity_;
   referral::v1::WatchQueueRequest filters_;

@@ -86,6 +86,11 @@ std::string SseFrame(const std::string& id, const std::string& event,
   return frame;
 }
 
+SseFramePtr SharedSseFrame(const std::string& id, const std::string& event,
+                           const std::string& data) {
+  return std::make_shared<const std::string>(SseFrame(id, event, data));
+}
+
 // The upstream WatchQueue stream. Deletes itself when gRPC is done with it;
 // the relay learns of that through `post`.
 class QueueRelay::Upstream final
@@ -214,7 +219,7 @@ void QueueRelay::OnEvent(v1::QueueEvent event) {
   kept.cursor = event.cursor();
   kept.audience = std::move(*event.mutable_audience());
   event.clear_audience();  // the gateway's business, not the portal's
-  kept.frame = SseFrame(kept.cursor, "queue", ToJson(event));
+  kept.frame = SharedSseFrame(kept.cursor, "queue", ToJson(event));
   kept.referral = std::move(*event.mutable_referral());
   cursor_ = kept.cursor;
   if (floor_.empty()) floor_ = kept.cursor;
@@ -233,7 +238,7 @@ void QueueRelay::Deliver(QueueSubscriber* s, const Kept& e) {
 
 void QueueRelay::Subscribe(QueueSubscriber* subscriber,
                            const std::string& last_event_id) {
-  subscriber->Send(SseFrame(
+  subscriber->Send(SharedSseFrame(
       "", "watching",
       absl::StrCat("{\"connected\":", connected_ ? "true" : "false", "}")));
   if (!last_event_id.empty()) {
@@ -248,14 +253,14 @@ void QueueRelay::Subscribe(QueueSubscriber* subscriber,
             Sees(subscriber->identity(), e.audience) &&
             Wants(subscriber->filters(), e.referral)) {
           missed.push_back(&e);
-          bytes += e.frame.size();
+          bytes += e.frame->size();
         }
       }
     }
     if (resumable && bytes <= options_.max_replay_bytes) {
       for (const Kept* e : missed) subscriber->Send(e->frame);
     } else {
-      subscriber->Send(SseFrame(
+      subscriber->Send(SharedSseFrame(
           cursor_, "reset",
           "{\"reason\":\"the stream cannot resume from that position: read "
           "the queue again (GET /v1/referrals), then follow this stream\"}"));

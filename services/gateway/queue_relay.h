@@ -48,18 +48,26 @@ bool Wants(const referral::v1::WatchQueueRequest& filters,
 bool CursorBefore(const std::string& a, const std::string& b);
 
 // A portal's open stream, as the relay sees it.
+// One formatted Server-Sent Events frame. An event's frame is made once
+// and shared by every portal it goes to, and by the window: a portal that
+// lags holds references, not copies.
+using SseFramePtr = std::shared_ptr<const std::string>;
+
 class QueueSubscriber {
  public:
   virtual ~QueueSubscriber() = default;
   virtual const auth::Identity& identity() const = 0;
   virtual const referral::v1::WatchQueueRequest& filters() const = 0;
-  // One Server-Sent Events frame to send (already formatted).
-  virtual void Send(const std::string& frame) = 0;
+  // One frame to send; the subscriber may keep it until it is written.
+  virtual void Send(SseFramePtr frame) = 0;
 };
 
 // The SSE frame for an event: "id: <cursor>\nevent: <name>\ndata: <json>\n\n".
 std::string SseFrame(const std::string& id, const std::string& event,
                      const std::string& data);
+// The same, shared.
+SseFramePtr SharedSseFrame(const std::string& id, const std::string& event,
+                           const std::string& data);
 
 class QueueRelay {
  public:
@@ -106,7 +114,7 @@ class QueueRelay {
     std::string cursor;
     referral::v1::Audience audience;
     referral::v1::Referral referral;
-    std::string frame;  // the SSE frame every portal that sees it is sent
+    SseFramePtr frame;  // the SSE frame every portal that sees it is sent
   };
   void Deliver(QueueSubscriber* s, const Kept& e);
   void Open();

@@ -237,7 +237,7 @@ class Recorder : public QueueSubscriber {
   const referral::v1::WatchQueueRequest& filters() const override {
     return filters_;
   }
-  void Send(const std::string& frame) override { frames.push_back(frame); }
+  void Send(SseFramePtr frame) override { frames.push_back(*frame); }
   std::vector<std::string> frames;
 
  private:
