@@ -53,6 +53,9 @@ function(aqueduct_cc_test)
     target_precompile_headers(aqueduct_test_pch PRIVATE <gmock/gmock.h> <gtest/gtest.h> <grpcpp/grpcpp.h>)
   endif()
   target_precompile_headers(${A_NAME} REUSE_FROM aqueduct_test_pch)
+  # The header was built with -pthread (gRPC's flags), and GCC uses it only
+  # where _REENTRANT is defined the same way; tests without gRPC need it too.
+  target_compile_options(${A_NAME} PRIVATE -pthread)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME})
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 300)
