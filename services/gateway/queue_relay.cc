@@ -91,8 +91,9 @@ SseFramePtr SharedSseFrame(const std::string& id, const std::string& event,
   return std::make_shared<const std::string>(SseFrame(id, event, data));
 }
 
-// The upstream WatchQueue stream. Deletes itself when gRPC is done with it;
-// the relay learns of that through `post`.
+// The upstream WatchQueue stream. When gRPC is done with it, OnDone posts
+// it to the relay on the I/O thread, which deletes it there: the relay may
+// still be cancelling it (Stop) on that thread until then.
 class QueueRelay::Upstream final
     : public grpc::ClientReadReactor<v1::QueueEvent> {
  public:
@@ -122,9 +123,11 @@ class QueueRelay::Upstream final
   }
   void OnDone(const grpc::Status& status) override {
     QueueRelay* relay = relay_;
+    Upstream* self = this;
     const bool got = got_events_;
-    post_([relay, status, got] { relay->OnUpstreamDone(status, got); });
-    delete this;
+    post_([relay, self, status, got] {
+      relay->OnUpstreamDone(self, status, got);
+    });
   }
 
  private:
@@ -183,7 +186,9 @@ void QueueRelay::Open() {
   live_->Begin();
 }
 
-void QueueRelay::OnUpstreamDone(const grpc::Status& status, bool got_events) {
+void QueueRelay::OnUpstreamDone(Upstream* done, const grpc::Status& status,
+                                bool got_events) {
+  delete done;
   live_ = nullptr;
   if (connected_) {
     log::Warn("gateway: queue stream ended; resuming from its cursor",

@@ -118,7 +118,8 @@ class QueueRelay {
   };
   void Deliver(QueueSubscriber* s, const Kept& e);
   void Open();
-  void OnUpstreamDone(const grpc::Status& status, bool got_events);
+  void OnUpstreamDone(Upstream* done, const grpc::Status& status,
+                      bool got_events);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<auth::TokenSource> token_;
@@ -134,7 +135,9 @@ class QueueRelay {
   bool connected_ = false;
   bool stopping_ = false;
   absl::Duration backoff_;
-  Upstream* live_ = nullptr;  // the open upstream stream; deletes itself
+  // The open upstream stream. Deleted on the I/O thread, by OnUpstreamDone
+  // (never in gRPC's OnDone), so Stop may cancel it until then.
+  Upstream* live_ = nullptr;
   absl::Notification ended_;  // after Stop: no upstream stream is left
 };
 
