@@ -87,6 +87,24 @@ HttpReply Call(int port, http::verb verb, const std::string& target,
   return out;
 }
 
+// Connects `socket` to the gateway on `port` with a receive buffer of
+// `receive_buffer` bytes (set before the connection, so the window is
+// sized by it) and sends the queue stream request for `target`.
+void OpenQueueStream(tcp::socket& socket, int port, const std::string& target,
+                     const std::map<std::string, std::string>& headers,
+                     int receive_buffer) {
+  socket.open(tcp::v4());
+  socket.set_option(net::socket_base::receive_buffer_size(receive_buffer));
+  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"),
+                               static_cast<unsigned short>(port)));
+  std::string raw = absl::StrCat("GET ", target,
+                                 " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 "Accept: text/event-stream\r\n");
+  for (const auto& [k, v] : headers) absl::StrAppend(&raw, k, ": ", v, "\r\n");
+  raw += "\r\n";
+  net::write(socket, net::buffer(raw));
+}
+
 // A Server-Sent Events stream read in the background.
 class SseStream {
  public:
@@ -97,17 +115,7 @@ class SseStream {
     // under a sanitizer this reader is slow, and a gateway that finds it
     // far behind drops it, as it should, which is not what most tests are
     // about.
-    stream_.socket().open(tcp::v4());
-    stream_.socket().set_option(net::socket_base::receive_buffer_size(4 << 20));
-    stream_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"),
-                                  static_cast<unsigned short>(port)));
-    std::string raw = absl::StrCat("GET ", target,
-                                   " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                   "Accept: text/event-stream\r\n");
-    for (const auto& [k, v] : headers)
-      absl::StrAppend(&raw, k, ": ", v, "\r\n");
-    raw += "\r\n";
-    net::write(stream_.socket(), net::buffer(raw));
+    OpenQueueStream(stream_.socket(), port, target, headers, 4 << 20);
     reader_ = std::thread([this] {
       char buf[65536];
       beast::error_code ec;
@@ -179,17 +187,7 @@ class StalledPortal {
   StalledPortal(int port, const std::string& target,
                 const std::map<std::string, std::string>& headers)
       : socket_(ioc_) {
-    socket_.open(tcp::v4());
-    socket_.set_option(net::socket_base::receive_buffer_size(1024));
-    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"),
-                                  static_cast<unsigned short>(port)));
-    std::string raw = absl::StrCat("GET ", target,
-                                   " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                   "Accept: text/event-stream\r\n");
-    for (const auto& [k, v] : headers)
-      absl::StrAppend(&raw, k, ": ", v, "\r\n");
-    raw += "\r\n";
-    net::write(socket_, net::buffer(raw));
+    OpenQueueStream(socket_, port, target, headers, 1024);
   }
   // Reads what the gateway sent until it closed the connection (true) or
   // nothing came for `quiet` (false); `text` gets what was read.
