@@ -104,16 +104,6 @@ void CountDropped() {
   dropped.Add({}).Increment();
 }
 
-// A resume is sent to a stream at once, so it must fit well within what
-// the stream may lag (max_stream_backlog): a larger one would be dropped as
-// it starts, and again at every reconnect. Beyond that bound it is a reset.
-QueueRelay::Options RelayOptions(const GatewayConfig& config) {
-  QueueRelay::Options options;
-  options.max_replay_bytes =
-      std::min(options.max_replay_bytes, config.max_stream_backlog / 2);
-  return options;
-}
-
 }  // namespace
 
 absl::Duration RequestTimeout(absl::string_view header, absl::Duration cap) {
@@ -146,6 +136,13 @@ absl::Duration RequestTimeout(absl::string_view header, absl::Duration cap) {
       return cap;
   }
   return std::min(d, cap);
+}
+
+QueueRelay::Options RelayOptions(const GatewayConfig& config) {
+  QueueRelay::Options options;
+  options.max_replay_bytes =
+      std::min(options.max_replay_bytes, config.max_stream_backlog / 2);
+  return options;
 }
 
 class Gateway::Impl {

@@ -30,6 +30,7 @@
 #include "common/auth/authorizer.h"
 #include "common/auth/grpc_auth.h"
 #include "services/gateway/http_rules.h"
+#include "services/gateway/queue_relay.h"
 
 namespace aqueduct::gateway {
 
@@ -99,6 +100,12 @@ class Gateway {
 // "500m": gRPC's timeout format, as grpc-gateway reads it), capped at
 // `cap`; `cap` when absent or malformed.
 absl::Duration RequestTimeout(absl::string_view header, absl::Duration cap);
+
+// The queue relay's options for `config`. A resume is sent to a stream at
+// once, so it must fit well within what the stream may lag
+// (max_stream_backlog): a larger one would be dropped as it starts, and
+// again at every reconnect. Beyond half the backlog it is a reset.
+QueueRelay::Options RelayOptions(const GatewayConfig& config);
 
 }  // namespace aqueduct::gateway
 

@@ -189,6 +189,13 @@ TEST(HttpErrorsTest, CodesMapToTheirHttpStatusAndDetailsSurvive) {
   EXPECT_EQ(RequestTimeout("soon", absl::Seconds(10)), absl::Seconds(10));
 }
 
+TEST(QueueRelayTest, AResumeFitsWithinWhatAStreamMayLag) {
+  GatewayConfig config;  // 1 MiB backlog: the relay's own bound holds
+  EXPECT_EQ(RelayOptions(config).max_replay_bytes, 512u << 10);
+  config.max_stream_backlog = 16 << 10;  // a replay over 8 KiB is a reset
+  EXPECT_EQ(RelayOptions(config).max_replay_bytes, 8u << 10);
+}
+
 TEST(QueueRelayTest, TheAudienceRuleIsTheServices) {
   auth::Identity nj{"cl-nj", auth::Role::kClinician, {"NJ"}, "k"};
   auth::Identity dr_nj{"dr-nj", auth::Role::kPhysician, {"NJ"}, "k"};
