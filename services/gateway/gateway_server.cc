@@ -216,13 +216,13 @@ class Gateway::Impl {
 
 namespace {
 
-// Chunked transfer coding of one piece of a stream.
 // A chunk of the chunked transfer coding: its size line; the data and
 // "\r\n" follow.
 std::string ChunkHead(size_t size) {
   return absl::StrCat(absl::Hex(size), "\r\n");
 }
 
+// A whole chunk, for a stream's own small writes (the keep-alive).
 std::string Chunk(const std::string& data) {
   return absl::StrCat(ChunkHead(data.size()), data, "\r\n");
 }
